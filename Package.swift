@@ -1,0 +1,51 @@
+// swift-tools-version: 6.1
+//
+// laq: loss-aware quantization for Keras models, and the `.laq` file format.
+//
+// Data flow, one library target per job:
+//   C libraries (one system-library target each) → LAQFormat (the container)
+//   → LAQExamples (deterministic example models) → laq (the CLI)
+import PackageDescription
+
+let package = Package(
+    name: "laq",
+    products: [
+        .executable(name: "laq", targets: ["laq"]),
+        .library(name: "LAQFormat", targets: ["LAQFormat"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        // MARK: C libraries (Debian -dev packages; `tools/setup` installs them)
+        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
+        .systemLibrary(name: "CHDF5", providers: [.apt(["libhdf5-dev"])]),
+        .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
+
+        // MARK: Libraries
+        /// The `.laq` container: spec/FORMAT.md in code. Pure Swift apart from
+        /// zlib (compression, CRC32) and libcrypto (SHA-256).
+        .target(name: "LAQFormat", dependencies: ["CZlib", "CCrypto"]),
+        /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
+        .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
+
+        // MARK: Executables
+        .executableTarget(
+            name: "laq",
+            dependencies: [
+                "LAQFormat", "LAQExamples",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        /// `swift run -c release laq-bench`: format throughput against a plain file copy.
+        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples"], path: "tools/bench"),
+
+        // MARK: Tests
+        .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
+        .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CZlib"]),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,14 @@
+// Shim for libhdf5 (Debian libhdf5-dev, serial build). No stable API.
+//
+// HDF5 spells many constants as macros that Swift cannot import (H5F_ACC_*,
+// H5T_NATIVE_*, H5T_VARIABLE): each gets a static inline getter with the laq_
+// prefix. Getters for type ids also run H5open(), as the macros do.
+#include <hdf5/serial/hdf5.h>
+
+static inline unsigned laq_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+static inline unsigned laq_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
+static inline hid_t laq_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
+static inline hid_t laq_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
+static inline hid_t laq_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
+static inline hid_t laq_h5t_c_s1(void) { return H5T_C_S1; }
+static inline size_t laq_h5t_variable(void) { return H5T_VARIABLE; }

@@ -1,0 +1,100 @@
+import Glibc
+
+/// Atomic file replacement (spec/FORMAT.md §10): the one place LAQFormat writes files.
+///
+/// Content goes to a temporary file in the destination's directory, is `fsync`ed, then renamed
+/// over the destination, and the directory is `fsync`ed. An error or interruption before the
+/// rename leaves the destination untouched; on error the temporary file is removed.
+public enum AtomicFile {
+    /// Writes the bytes that `body` passes to its sink to `path`, atomically.
+    public static func write(to path: String, _ body: (inout FileSink) throws -> Void) throws {
+        let directory = parentDirectory(of: path)
+        let base = path.split(separator: "/").last.map(String.init) ?? path
+        var template = Array("\(directory)/.\(base).tmp-XXXXXX".utf8CString)
+        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        guard fd >= 0 else { throw FormatError.io(path: path, operation: "create temporary file in \(directory)", reason: errnoString()) }
+        let temporary = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
+        var sink = FileSink(fd: fd, path: path)
+        do {
+            try body(&sink)
+            try sink.flush()
+            // mkstemp creates 0600; give the file the usual 0666 & ~umask.
+            let mask = umask(0)
+            umask(mask)
+            _ = fchmod(fd, 0o666 & ~mask)
+            guard fsync(fd) == 0 else { throw FormatError.io(path: path, operation: "fsync", reason: errnoString()) }
+            guard close(fd) == 0 else {
+                sink.closed = true
+                throw FormatError.io(path: path, operation: "close", reason: errnoString())
+            }
+            sink.closed = true
+            guard rename(temporary, path) == 0 else {
+                throw FormatError.io(path: path, operation: "rename into place", reason: errnoString())
+            }
+        } catch {
+            if !sink.closed { close(fd) }
+            unlink(temporary)
+            throw error
+        }
+        let directoryFD = open(directory, O_RDONLY)
+        if directoryFD >= 0 {
+            _ = fsync(directoryFD)
+            close(directoryFD)
+        }
+    }
+
+    static func parentDirectory(of path: String) -> String {
+        guard let slash = path.lastIndex(of: "/") else { return "." }
+        return slash == path.startIndex ? "/" : String(path[..<slash])
+    }
+}
+
+/// A buffered writer to an open file descriptor, used by ``AtomicFile``.
+public struct FileSink {
+    let fd: Int32
+    let path: String
+    var buffer: [UInt8] = []
+    var closed = false
+    static let bufferSize = 1 << 20
+
+    init(fd: Int32, path: String) {
+        self.fd = fd
+        self.path = path
+        buffer.reserveCapacity(Self.bufferSize)
+    }
+
+    public mutating func write(_ bytes: UnsafeRawBufferPointer) throws {
+        if buffer.count + bytes.count <= Self.bufferSize {
+            buffer.append(contentsOf: bytes)
+            return
+        }
+        try flush()
+        if bytes.count >= Self.bufferSize {
+            try writeAll(bytes)
+        } else {
+            buffer.append(contentsOf: bytes)
+        }
+    }
+
+    mutating func flush() throws {
+        guard !buffer.isEmpty else { return }
+        try buffer.withUnsafeBytes { try writeAll($0) }
+        buffer.removeAll(keepingCapacity: true)
+    }
+
+    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+        var offset = 0
+        while offset < bytes.count {
+            let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FormatError.io(path: path, operation: "write", reason: errnoString())
+            }
+            offset += written
+        }
+    }
+}
+
+func errnoString() -> String {
+    String(cString: strerror(errno))
+}

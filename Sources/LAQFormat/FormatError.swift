@@ -1,0 +1,196 @@
+/// Every way a `.laq` file can be wrong, each with the context needed to find the bad byte.
+///
+/// Each case corresponds to a rule of `spec/FORMAT.md`; §11 of the spec lists which.
+/// Messages (``description``) say what was wrong, where, and, where it helps, what to do.
+public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file ends before a structure that must be there (rule 2.1, 2.7).
+    case truncated(needed: UInt64, actual: UInt64)
+    /// The first 8 bytes are not the `.laq` magic (rule 2.2).
+    case badMagic(found: [UInt8])
+    /// The major version is 0 or newer than this reader supports (rule 2.3).
+    case unsupportedVersion(major: UInt16, minor: UInt16, supportedMajor: UInt16)
+    /// The version reads as 256: the header was written big-endian (rule 2.3).
+    case byteSwapped
+    /// A reserved header field or the flags are not zero (rule 2.5).
+    case nonZeroReserved(field: String, value: UInt64)
+    /// The header's CRC-32 does not match bytes 0…59 (rule 2.6).
+    case headerChecksumMismatch(stored: UInt32, computed: UInt32)
+    /// The manifest length is outside 2 … 64 MiB (rule 2.7, 4.1).
+    case manifestTooLarge(length: UInt64, limit: UInt64)
+    /// A header field disagrees with the layout rules (rule 2.7).
+    case badLayout(field: String, value: UInt64, expected: UInt64)
+    /// The file is longer than its header says (rule 2.7).
+    case trailingBytes(count: UInt64)
+    /// Padding that must be zero is not (rules 2.8, 5.4, 6.3).
+    case nonZeroPadding(offset: UInt64)
+    /// The last 8 bytes are not the end magic (rule 3.1).
+    case badEndMagic
+    /// The SHA-256 in the trailer does not match the file (rule 3.2).
+    case fileChecksumMismatch(stored: String, computed: String)
+    /// The manifest's CRC-32 does not match (rule 2.6 / header field `manifest_crc32`).
+    case manifestChecksumMismatch(stored: UInt32, computed: UInt32)
+    /// The manifest JSON nests deeper than allowed (rule 4.1).
+    case manifestTooDeep(limit: Int)
+    /// The tensor table has more entries than allowed (rule 4.1).
+    case tooManyTensors(count: Int, limit: Int)
+    /// The manifest is not the JSON the spec describes (§4, §5).
+    case invalidManifest(path: String, reason: String)
+    /// A tensor name is empty, too long or has control characters (rule 5.1).
+    case invalidName(index: Int, reason: String)
+    /// Two tensors share a name (rule 5.1).
+    case duplicateName(String)
+    /// A shape has too many dimensions or disagrees with `axes` (rule 5.2).
+    case invalidShape(tensor: String, reason: String)
+    /// A shape's element count overflows (rule 5.2).
+    case shapeOverflow(tensor: String)
+    /// A payload starts before the previous one ends (rule 5.3).
+    case tensorsOverlap(tensor: String, offset: UInt64, previousEnd: UInt64)
+    /// Bytes between payloads (or at the end of the data section) that no tensor accounts for (rule 5.3).
+    case unaccountedBytes(tensor: String?, offset: UInt64, expected: UInt64)
+    /// A payload ends past the data section (rule 5.3).
+    case tensorOutOfBounds(tensor: String, end: UInt64, limit: UInt64)
+    /// A payload's CRC-32 does not match (rule 5.5).
+    case tensorChecksumMismatch(tensor: String, stored: UInt32, computed: UInt32)
+    /// A declared or inflated size disagrees with what shape and encoding imply (rules 5.6, 7.2).
+    case decodedSizeMismatch(tensor: String, declared: UInt64, actual: UInt64)
+    /// An optimizer slot names a weight that is not in the file (rule 5.7).
+    case danglingOptimizerSlot(tensor: String, of: String)
+    /// An encoding object that is known but malformed (§6.2).
+    case invalidEncoding(tensor: String, reason: String)
+    /// A code is ≥ the number of levels, or packing bits are out of range (rules 6.3–6.5).
+    case invalidCodes(tensor: String, index: Int, reason: String)
+    /// A quantization level is not finite (rule 6.5).
+    case invalidLevels(tensor: String, index: Int)
+    /// A zlib payload claims more than deflate can expand to, or is not smaller (rule 7.1).
+    case compressionBomb(tensor: String, stored: UInt64, decoded: UInt64)
+    /// A zlib stream is corrupt (rule 7.2).
+    case corruptCompression(tensor: String, reason: String)
+    /// This reader does not know an encoding, compression or feature the tensor needs (rule 8.1).
+    case unsupported(tensor: String?, what: String)
+    /// No tensor has this name.
+    case noSuchTensor(String)
+    /// An operating-system call failed.
+    case io(path: String, operation: String, reason: String)
+    /// The caller asked the writer for something the format cannot hold.
+    case invalidArgument(String)
+
+    public var description: String {
+        switch self {
+        case let .truncated(needed, actual):
+            return "file is truncated: needs at least \(needed) bytes, has \(actual) (was the copy interrupted?)"
+        case let .badMagic(found):
+            let hex = found.map { String($0, radix: 16).leftPadded(to: 2) }.joined(separator: " ")
+            return "not a .laq file: bad magic \(hex) (expected 89 4c 41 51 0d 0a 1a 0a; a text-mode transfer also damages it)"
+        case let .unsupportedVersion(major, minor, supported):
+            return major == 0
+                ? "invalid format version \(major).\(minor)"
+                : "file is format version \(major).\(minor); this laq reads major version \(supported) only: upgrade laq"
+        case .byteSwapped:
+            return "file was written big-endian (version reads byte-swapped); .laq files are little-endian"
+        case let .nonZeroReserved(field, value):
+            return "reserved header field \(field) is \(value), must be 0"
+        case let .headerChecksumMismatch(stored, computed):
+            return "header checksum mismatch: stored \(hex32(stored)), computed \(hex32(computed))"
+        case let .manifestTooLarge(length, limit):
+            return "manifest length \(length) is outside 2…\(limit) bytes"
+        case let .badLayout(field, value, expected):
+            return "header field \(field) is \(value), expected \(expected)"
+        case let .trailingBytes(count):
+            return "\(count) unexpected bytes after the end of the file's trailer"
+        case let .nonZeroPadding(offset):
+            return "padding byte at offset \(offset) is not zero"
+        case .badEndMagic:
+            return "end magic missing: the file is truncated or has bytes appended"
+        case let .fileChecksumMismatch(stored, computed):
+            return "file SHA-256 mismatch: trailer has \(stored), content hashes to \(computed) (the file is corrupt)"
+        case let .manifestChecksumMismatch(stored, computed):
+            return "manifest checksum mismatch: stored \(hex32(stored)), computed \(hex32(computed))"
+        case let .manifestTooDeep(limit):
+            return "manifest JSON nests deeper than \(limit) levels"
+        case let .tooManyTensors(count, limit):
+            return "\(count) tensors exceeds the limit of \(limit)"
+        case let .invalidManifest(path, reason):
+            return "invalid manifest at \(path): \(reason)"
+        case let .invalidName(index, reason):
+            return "tensor #\(index) has an invalid name: \(reason)"
+        case let .duplicateName(name):
+            return "tensor name '\(name)' appears more than once"
+        case let .invalidShape(tensor, reason):
+            return "tensor '\(tensor)': invalid shape: \(reason)"
+        case let .shapeOverflow(tensor):
+            return "tensor '\(tensor)': element count overflows"
+        case let .tensorsOverlap(tensor, offset, previousEnd):
+            return "tensor '\(tensor)' at offset \(offset) overlaps the previous payload, which ends at \(previousEnd)"
+        case let .unaccountedBytes(tensor, offset, expected):
+            if let tensor {
+                return "tensor '\(tensor)' starts at offset \(offset), expected \(expected): the bytes between are unaccounted for"
+            }
+            return "data section ends at \(offset), but the last payload ends (aligned) at \(expected): unaccounted bytes"
+        case let .tensorOutOfBounds(tensor, end, limit):
+            return "tensor '\(tensor)' ends at offset \(end), past the data section's end at \(limit)"
+        case let .tensorChecksumMismatch(tensor, stored, computed):
+            return "tensor '\(tensor)': checksum mismatch: stored \(hex32(stored)), computed \(hex32(computed)) (the payload is corrupt)"
+        case let .decodedSizeMismatch(tensor, declared, actual):
+            return "tensor '\(tensor)': size mismatch: declared \(declared) bytes, shape and encoding imply \(actual)"
+        case let .danglingOptimizerSlot(tensor, of):
+            return "optimizer tensor '\(tensor)' belongs to '\(of)', which is not a weight in this file"
+        case let .invalidEncoding(tensor, reason):
+            return "tensor '\(tensor)': invalid encoding: \(reason)"
+        case let .invalidCodes(tensor, index, reason):
+            return "tensor '\(tensor)': invalid code at element \(index): \(reason)"
+        case let .invalidLevels(tensor, index):
+            return "tensor '\(tensor)': quantization level #\(index) is not finite"
+        case let .compressionBomb(tensor, stored, decoded):
+            return "tensor '\(tensor)': \(stored) compressed bytes cannot inflate to the declared \(decoded) bytes"
+        case let .corruptCompression(tensor, reason):
+            return "tensor '\(tensor)': corrupt zlib stream: \(reason)"
+        case let .unsupported(tensor, what):
+            let subject = tensor.map { "tensor '\($0)'" } ?? "file"
+            return "\(subject) needs \(what), which this laq does not support: upgrade laq"
+        case let .noSuchTensor(name):
+            return "no tensor named '\(name)'"
+        case let .io(path, operation, reason):
+            return "\(path): \(operation) failed: \(reason)"
+        case let .invalidArgument(reason):
+            return reason
+        }
+    }
+
+    /// The spec rule a file error breaks, for machine-readable reports; `nil` for I/O and argument errors.
+    public var rule: String? {
+        switch self {
+        case .truncated: "2.1"
+        case .badMagic: "2.2"
+        case .unsupportedVersion, .byteSwapped: "2.3"
+        case .nonZeroReserved: "2.5"
+        case .headerChecksumMismatch: "2.6"
+        case .manifestTooLarge, .badLayout, .trailingBytes: "2.7"
+        case .nonZeroPadding: "5.4"
+        case .badEndMagic: "3.1"
+        case .fileChecksumMismatch: "3.2"
+        case .manifestChecksumMismatch, .invalidManifest: "4"
+        case .manifestTooDeep, .tooManyTensors: "4.1"
+        case .invalidName, .duplicateName: "5.1"
+        case .invalidShape, .shapeOverflow: "5.2"
+        case .tensorsOverlap, .unaccountedBytes, .tensorOutOfBounds: "5.3"
+        case .tensorChecksumMismatch: "5.5"
+        case .decodedSizeMismatch: "5.6"
+        case .danglingOptimizerSlot: "5.7"
+        case .invalidEncoding: "6.2"
+        case .invalidCodes, .invalidLevels: "6.5"
+        case .compressionBomb, .corruptCompression: "7.1"
+        case .unsupported: "8.1"
+        case .noSuchTensor, .io, .invalidArgument: nil
+        }
+    }
+}
+
+func hex32(_ value: UInt32) -> String {
+    "0x" + String(value, radix: 16).leftPadded(to: 8)
+}
+
+extension String {
+    func leftPadded(to width: Int, with pad: Character = "0") -> String {
+        count >= width ? self : String(repeating: pad, count: width - count) + self
+    }
+}

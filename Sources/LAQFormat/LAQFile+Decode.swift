@@ -1,0 +1,137 @@
+/// The values of a codebook tensor: its layout, level tables and one code per element.
+public struct CodebookTensor: Sendable, Equatable {
+    public var layout: CodebookLayout
+    public var shape: [Int]
+    /// G × L levels, row-major (§6.2).
+    public var levels: [Float]
+    /// One code per element, row-major.
+    public var codes: [UInt8]
+
+    /// `levels[group(i)][codes[i]]` for every element.
+    public func dequantized() -> [Float] {
+        [Float](unsafeUninitializedCapacity: codes.count) { output, initialized in
+            codes.withUnsafeBufferPointer { codes in
+                levels.withUnsafeBufferPointer { levels in
+                    layout.dequantize(codes: codes, levels: levels, shape: shape, into: output)
+                }
+            }
+            initialized = codes.count
+        }
+    }
+}
+
+extension LAQFile {
+    /// The stored bytes of `tensor` (a view into the mapped file).
+    func storedBytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer {
+        let start = Int(tensor.offset)
+        return UnsafeRawBufferPointer(rebasing: storage.bytes[start..<(start + Int(tensor.storedLength))])
+    }
+
+    /// Checks the payload's CRC-32 (rule 5.5).
+    func checkCRC(_ tensor: TensorInfo) throws(FormatError) {
+        let crc = Zlib.crc32(storedBytes(tensor))
+        guard crc == tensor.crc32 else {
+            throw .tensorChecksumMismatch(tensor: tensor.name, stored: tensor.crc32, computed: crc)
+        }
+    }
+
+    /// Calls `body` with the decoded payload of `tensor`: after checking its CRC-32, straight from
+    /// the memory map when stored, or inflated into a buffer of exactly `decoded_length` bytes.
+    ///
+    /// - Throws: ``FormatError/unsupported(tensor:what:)`` when this reader cannot decode it (rule 8.1).
+    public func withDecodedPayload<R>(_ tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
+        try checkCRC(tensor)
+        switch tensor.compression! {
+        case .none:
+            return try body(storedBytes(tensor))
+        case .zlib:
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tensor.decodedLength), alignment: 64)
+            defer { buffer.deallocate() }
+            try Zlib.inflate(storedBytes(tensor), into: buffer, tensor: tensor.name)
+            return try body(UnsafeRawBufferPointer(buffer))
+        }
+    }
+
+    /// The tensor's values as float32 (codebook tensors dequantized), after every check of §5–§7.
+    public func floats(_ name: String) throws -> [Float] {
+        guard let tensor = tensor(named: name) else { throw FormatError.noSuchTensor(name) }
+        return try floats(tensor)
+    }
+
+    public func floats(_ tensor: TensorInfo) throws -> [Float] {
+        let count = tensor.elementCount
+        switch tensor.encoding {
+        case .codebook?:
+            return try codebook(tensor).dequantized()
+        case let floatEncoding?:
+            return try withDecodedPayload(tensor) { payload in
+                [Float](unsafeUninitializedCapacity: count) { output, initialized in
+                    switch floatEncoding {
+                    case .float32:
+                        if count > 0 { UnsafeMutableRawBufferPointer(output).copyMemory(from: payload) }
+                    case .float16:
+                        for index in 0..<count {
+                            output[index] = HalfPrecision.float(fromFloat16: payload.loadLE(UInt16.self, at: index * 2))
+                        }
+                    case .bfloat16:
+                        for index in 0..<count {
+                            output[index] = HalfPrecision.float(fromBFloat16: payload.loadLE(UInt16.self, at: index * 2))
+                        }
+                    case .codebook:
+                        preconditionFailure("handled above")
+                    }
+                    initialized = count
+                }
+            }
+        case nil:
+            throw FormatError.unsupported(tensor: tensor.name, what: tensor.unsupportedReason ?? "an unknown encoding")
+        }
+    }
+
+    /// The levels and codes of a codebook tensor, with rule 6.5 checked.
+    public func codebook(_ name: String) throws -> CodebookTensor {
+        guard let tensor = tensor(named: name) else { throw FormatError.noSuchTensor(name) }
+        return try codebook(tensor)
+    }
+
+    public func codebook(_ tensor: TensorInfo) throws -> CodebookTensor {
+        guard case let .codebook(layout)? = tensor.encoding else {
+            throw FormatError.invalidArgument("tensor '\(tensor.name)' is \(tensor.encodingSummary), not a codebook")
+        }
+        let count = tensor.elementCount
+        return try withDecodedPayload(tensor) { payload in
+            let levelCount = Int(layout.groupCount(shape: tensor.shape.map { UInt64($0) })!) * layout.levelCount
+            let levels = [Float](unsafeUninitializedCapacity: levelCount) { output, initialized in
+                if levelCount > 0 {
+                    UnsafeMutableRawBufferPointer(output).copyMemory(from: UnsafeRawBufferPointer(rebasing: payload[0..<(levelCount * 4)]))
+                }
+                initialized = levelCount
+            }
+            if let bad = levels.firstIndex(where: { !$0.isFinite }) {
+                throw FormatError.invalidLevels(tensor: tensor.name, index: bad)
+            }
+            let packed = UnsafeRawBufferPointer(rebasing: payload[(levelCount * 4)...])
+            var failure: FormatError?
+            let codes = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
+                do {
+                    try layout.unpack(packed, into: UnsafeMutableBufferPointer(rebasing: output[0..<count]), tensor: tensor.name)
+                } catch let error as FormatError {
+                    failure = error
+                    output.initialize(repeating: 0)
+                } catch {
+                    preconditionFailure("unpack throws FormatError only")
+                }
+                initialized = count
+            }
+            if let failure {
+                // Report padding problems with their file offset rather than the payload's.
+                if case let .nonZeroPadding(offset) = failure, tensor.compression == .none {
+                    throw FormatError.nonZeroPadding(offset: tensor.offset + UInt64(levelCount * 4) + offset)
+                }
+                throw failure
+            }
+            return CodebookTensor(layout: layout, shape: tensor.shape, levels: levels, codes: codes)
+        }
+    }
+}

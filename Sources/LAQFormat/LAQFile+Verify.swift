@@ -1,0 +1,95 @@
+import Dispatch
+
+/// The result of ``LAQFile/verify()``: every problem found, and what was checked.
+public struct VerificationReport: Sendable {
+    public struct Problem: Sendable, Equatable {
+        /// The spec rule broken, e.g. `"5.5"`.
+        public var rule: String?
+        public var tensor: String?
+        public var message: String
+        public var error: FormatError
+
+        public init(_ error: FormatError, tensor: String? = nil) {
+            self.rule = error.rule
+            self.tensor = tensor
+            self.message = error.description
+            self.error = error
+        }
+    }
+
+    public var problems: [Problem] = []
+    /// Tensors this reader cannot decode (not problems: rule 8.1); their checksums were checked.
+    public var undecodable: [String] = []
+    public var tensorsChecked = 0
+    public var bytesChecked: UInt64 = 0
+    /// The SHA-256 the file's content hashes to, when the file could be opened.
+    public var sha256: String?
+    public var isValid: Bool { problems.isEmpty }
+}
+
+extension LAQFile {
+    /// Opens and fully verifies the file at `path`; never throws: an unreadable file is a report
+    /// with one problem.
+    public static func verify(path: String) -> (file: LAQFile?, report: VerificationReport) {
+        do {
+            let file = try LAQFile(path: path)
+            return (file, file.verify())
+        } catch let error as FormatError {
+            var report = VerificationReport()
+            report.problems = [.init(error)]
+            return (nil, report)
+        } catch {
+            var report = VerificationReport()
+            report.problems = [.init(.io(path: path, operation: "open", reason: "\(error)"))]
+            return (nil, report)
+        }
+    }
+
+    /// Checks what opening did not: the whole-file SHA-256 (rule 3.2), every payload's CRC-32
+    /// (5.5), inflated sizes (7.2), and codes and levels of every decodable codebook tensor (6.3–6.5).
+    ///
+    /// The SHA-256 runs on one thread while the payloads are checked on another.
+    public func verify() -> VerificationReport {
+        var report = VerificationReport()
+        let digest = ResultSlots<[UInt8]>(count: 1)
+        let tensorProblems = ResultSlots<[VerificationReport.Problem]>(count: 1)
+        DispatchQueue.concurrentPerform(iterations: 2) { job in
+            if job == 0 {
+                digest[0] = SHA256.hash(UnsafeRawBufferPointer(rebasing: storage.bytes[0..<Int(header.trailerOffset)]))
+            } else {
+                tensorProblems[0] = tensors.flatMap(checkPayload)
+            }
+        }
+        let computed = digest[0]!
+        report.sha256 = SHA256.hex(computed)
+        if computed != storedSHA256 {
+            report.problems.append(.init(.fileChecksumMismatch(stored: SHA256.hex(storedSHA256), computed: SHA256.hex(computed))))
+        }
+        report.problems += tensorProblems[0]!
+        report.undecodable = tensors.filter { !$0.isDecodable }.map(\.name)
+        report.tensorsChecked = tensors.count
+        report.bytesChecked = header.fileSize
+        return report
+    }
+
+    private func checkPayload(_ tensor: TensorInfo) -> [VerificationReport.Problem] {
+        do {
+            guard tensor.isDecodable else {
+                try checkCRC(tensor)
+                return []
+            }
+            switch tensor.encoding {
+            case .codebook?:
+                _ = try codebook(tensor)
+            default:
+                // Float payloads have no invalid values: the CRC and, for zlib, the inflated size.
+                try withDecodedPayload(tensor) { _ in }
+            }
+            return []
+        } catch let error as FormatError {
+            return [.init(error, tensor: tensor.name)]
+        } catch {
+            return [.init(.invalidArgument("\(error)"), tensor: tensor.name)]
+        }
+    }
+}

@@ -1,0 +1,53 @@
+/// The compressions of §7.
+public enum Compression: String, Sendable, Hashable {
+    case none
+    case zlib
+}
+
+/// One validated tensor table entry (§5), as the reader presents it.
+public struct TensorInfo: Sendable, Equatable {
+    /// Position in the table.
+    public let index: Int
+    public let name: String
+    /// Row-major, outermost first; every dimension ≤ 2^53 − 1.
+    public let shape: [Int]
+    public let axes: [String]?
+    public let dtype: String
+    /// nil when this reader does not know the encoding (see ``unsupportedReason``).
+    public let encoding: Encoding?
+    /// The encoding object as stored.
+    public let encodingJSON: [String: JSONValue]
+    /// nil when this reader does not know the compression.
+    public let compression: Compression?
+    public let compressionName: String
+    public let offset: UInt64
+    public let storedLength: UInt64
+    public let decodedLength: UInt64
+    public let crc32: UInt32
+    public let role: TensorRole
+    public let features: [String]
+    /// Why this reader cannot decode the tensor (rule 8.1), or nil when it can.
+    public let unsupportedReason: String?
+
+    public var elementCount: Int { shape.reduce(1, *) }
+    public var isDecodable: Bool { unsupportedReason == nil }
+
+    /// A short human summary of the encoding: `float32`, `codebook 2-bit ×3 per-axis 1`, or the unknown type.
+    public var encodingSummary: String {
+        guard let encoding else {
+            return (encodingJSON["type"]?.stringValue ?? "?") + " (unknown)"
+        }
+        switch encoding {
+        case .float32, .float16, .bfloat16: return encoding.typeName
+        case let .codebook(layout):
+            let width = layout.packing == .base3 ? "base3" : "\(layout.bits)-bit"
+            let groups = layout.axis.map { " /axis \($0)" } ?? ""
+            return "\(width) ×\(layout.levelCount)\(groups)"
+        }
+    }
+
+    /// Storage bits per element of the decoded payload (levels included); nil for empty tensors.
+    public var bitsPerElement: Double? {
+        elementCount == 0 ? nil : Double(decodedLength) * 8 / Double(elementCount)
+    }
+}

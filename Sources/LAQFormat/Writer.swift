@@ -1,0 +1,377 @@
+import Dispatch
+
+/// A tensor to write: its name, shape, role and values in the chosen encoding.
+public struct TensorRecord: Sendable {
+    public var name: String
+    /// Row-major shape, outermost first.
+    public var shape: [Int]
+    /// Optional name per dimension (`["in", "out"]`).
+    public var axes: [String]?
+    /// The logical dtype the model uses (`float32` unless the source said otherwise).
+    public var dtype: String
+    public var role: TensorRole
+    /// Features a reader needs to decode this tensor (§8); empty for every 1.0 encoding.
+    public var features: [String]
+    public var data: TensorData
+
+    public init(
+        name: String, shape: [Int], axes: [String]? = nil, dtype: String = "float32",
+        role: TensorRole = .weight, features: [String] = [], data: TensorData
+    ) {
+        self.name = name
+        self.shape = shape
+        self.axes = axes
+        self.dtype = dtype
+        self.role = role
+        self.features = features
+        self.data = data
+    }
+}
+
+/// A tensor's values, as the writer receives them.
+public enum TensorData: Sendable {
+    /// float32 values stored as float32, float16 or bfloat16 (rounded to nearest even).
+    case float([Float], as: FloatStorage)
+    /// One code per element (row-major) and the G × L level table (§6.2).
+    case codebook(CodebookLayout, levels: [Float], codes: [UInt8])
+    /// A decoded payload in an encoding given as its JSON object, written unchanged. This carries
+    /// tensors through that this laq cannot decode (§8), and lets tests craft future encodings.
+    case opaque(encoding: [String: JSONValue], payload: [UInt8])
+}
+
+/// The float encodings.
+public enum FloatStorage: String, Sendable, CaseIterable {
+    case float32, float16, bfloat16
+
+    var encoding: Encoding {
+        switch self {
+        case .float32: .float32
+        case .float16: .float16
+        case .bfloat16: .bfloat16
+        }
+    }
+}
+
+/// Writer options.
+public struct WriteOptions: Sendable {
+    /// When to keep a zlib payload.
+    public enum CompressionPolicy: Sendable, Equatable {
+        /// Never compress: every payload can be memory-mapped.
+        case none
+        /// Keep zlib when it saves at least this fraction of the payload (0: whenever smaller, §7).
+        case zlib(minimumSaving: Double)
+    }
+
+    public var compression: CompressionPolicy = .zlib(minimumSaving: 0)
+    /// zlib level; fixed so that files are reproducible (§9).
+    public var zlibLevel: Int32 = 6
+
+    public init(compression: CompressionPolicy = .zlib(minimumSaving: 0)) {
+        self.compression = compression
+    }
+}
+
+/// Builds `.laq` files (spec/FORMAT.md): collects tensors, then writes header, manifest,
+/// aligned payloads and trailer in one pass, atomically when writing to a path.
+public struct LAQWriter: Sendable {
+    public var model: ModelInfo
+    public var provenance: [ProvenanceRecord]
+    public var metadata: [String: JSONValue]
+    public var requiredFeatures: [String]
+    public private(set) var records: [TensorRecord] = []
+    public var options: WriteOptions
+
+    public init(
+        model: ModelInfo = ModelInfo(), provenance: [ProvenanceRecord] = [], metadata: [String: JSONValue] = [:],
+        requiredFeatures: [String] = [], options: WriteOptions = WriteOptions()
+    ) {
+        self.model = model
+        self.provenance = provenance
+        self.metadata = metadata
+        self.requiredFeatures = requiredFeatures
+        self.options = options
+    }
+
+    /// Adds a tensor after checking it against the format's rules.
+    ///
+    /// - Throws: ``FormatError/invalidArgument(_:)`` naming the tensor and the problem.
+    public mutating func add(_ record: TensorRecord) throws {
+        try Self.check(record, existing: records)
+        records.append(record)
+    }
+
+    /// Writes the file to `path` atomically (§10).
+    public func write(to path: String) throws {
+        let prepared = try prepare()
+        try AtomicFile.write(to: path) { sink in
+            try prepared.emit { try sink.write($0) }
+        }
+    }
+
+    /// The whole file as bytes.
+    public func encoded() throws -> [UInt8] {
+        let prepared = try prepare()
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(Int(prepared.header.fileSize))
+        try prepared.emit { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+
+    // MARK: - Preparation
+
+    struct Prepared {
+        var header: Header
+        var manifestBytes: [UInt8]
+        var payloads: [StoredPayload]
+
+        /// Emits every byte of the file in order, hashing as it goes.
+        func emit(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
+            let hasher = SHA256()
+            func put(_ bytes: UnsafeRawBufferPointer) throws {
+                hasher.update(bytes)
+                try write(bytes)
+            }
+            let zeros = [UInt8](repeating: 0, count: Layout.alignment)
+            func pad(_ count: Int) throws {
+                if count > 0 { try zeros.withUnsafeBytes { try put(UnsafeRawBufferPointer(rebasing: $0[0..<count])) } }
+            }
+            try header.encoded().withUnsafeBytes { try put($0) }
+            try manifestBytes.withUnsafeBytes { try put($0) }
+            var position = UInt64(Layout.headerSize + manifestBytes.count)
+            try pad(Int(header.dataOffset - position))
+            position = header.dataOffset
+            for payload in payloads {
+                try payload.withStoredBytes { try put($0) }
+                position += UInt64(payload.storedLength)
+                let aligned = Layout.align(position)!
+                try pad(Int(aligned - position))
+                position = aligned
+            }
+            precondition(position == header.trailerOffset)
+            let digest = hasher.finalize()
+            try digest.withUnsafeBytes { try write($0) }
+            try Layout.endMagic.withUnsafeBytes { try write($0) }
+        }
+    }
+
+    /// A payload ready to store: its decoded form, and the zlib stream when that was kept.
+    struct StoredPayload: @unchecked Sendable {
+        var decoded: DecodedBytes
+        var compressed: [UInt8]?
+        var storedLength: Int { compressed?.count ?? decoded.count }
+
+        func withStoredBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            if let compressed { return try compressed.withUnsafeBytes(body) }
+            return try decoded.withBytes(body)
+        }
+    }
+
+    /// Decoded payload bytes; float32 tensors are written straight from their arrays.
+    enum DecodedBytes {
+        case bytes([UInt8])
+        case floats([Float])
+
+        var count: Int {
+            switch self {
+            case let .bytes(bytes): bytes.count
+            case let .floats(floats): floats.count * 4
+            }
+        }
+
+        func withBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
+            switch self {
+            case let .bytes(bytes): try bytes.withUnsafeBytes(body)
+            case let .floats(floats): try floats.withUnsafeBytes(body)
+            }
+        }
+    }
+
+    func prepare() throws -> Prepared {
+        // Encode and compress every payload; tensors are independent, so use every core.
+        let records = self.records
+        let options = self.options
+        let results = ResultSlots<StoredPayload>(count: records.count)
+        DispatchQueue.concurrentPerform(iterations: records.count) { index in
+            results[index] = Self.store(records[index], options: options)
+        }
+        let payloads = results.values(count: records.count)
+
+        var manifest = Manifest()
+        manifest.requiredFeatures = requiredFeatures
+        manifest.model = model
+        manifest.provenance = provenance
+        manifest.metadata = metadata
+        // Offsets are absolute and the data section starts after the manifest, whose length
+        // depends on the offsets' digits: iterate to the fixed point (monotone, a few rounds).
+        var dataOffset = UInt64(Layout.headerSize)
+        var manifestBytes: [UInt8] = []
+        var dataEnd: UInt64 = 0
+        while true {
+            var position = dataOffset
+            manifest.tensors = zip(records, payloads).map { record, payload in
+                let entry = Self.entry(record, payload, offset: position)
+                position = Layout.align(position + UInt64(payload.storedLength))!
+                return entry
+            }
+            dataEnd = position
+            manifestBytes = try manifest.canonicalJSON()
+            guard UInt64(manifestBytes.count) <= Layout.maxManifestLength else {
+                throw FormatError.manifestTooLarge(length: UInt64(manifestBytes.count), limit: Layout.maxManifestLength)
+            }
+            let needed = Layout.align(UInt64(Layout.headerSize + manifestBytes.count))!
+            if needed == dataOffset { break }
+            dataOffset = max(needed, dataOffset + UInt64(Layout.alignment))
+        }
+        let header = Header(
+            manifestLength: UInt64(manifestBytes.count), dataOffset: dataOffset, dataLength: dataEnd - dataOffset,
+            manifestCRC32: Zlib.crc32(manifestBytes))
+        return Prepared(header: header, manifestBytes: manifestBytes, payloads: payloads)
+    }
+
+    static func store(_ record: TensorRecord, options: WriteOptions) -> StoredPayload {
+        let decoded: DecodedBytes
+        switch record.data {
+        case let .float(values, storage):
+            switch storage {
+            case .float32:
+                decoded = .floats(values)
+            case .float16:
+                decoded = .bytes(halfBytes(values, HalfPrecision.float16Bits))
+            case .bfloat16:
+                decoded = .bytes(halfBytes(values, HalfPrecision.bfloat16Bits))
+            }
+        case let .codebook(layout, levels, codes):
+            var bytes = [UInt8]()
+            bytes.reserveCapacity(levels.count * 4 + Int(layout.packedLength(count: UInt64(codes.count))!))
+            levels.withUnsafeBytes { bytes.append(contentsOf: $0) }
+            bytes.append(contentsOf: layout.pack(codes))
+            decoded = .bytes(bytes)
+        case let .opaque(_, payload):
+            decoded = .bytes(payload)
+        }
+        var compressed: [UInt8]?
+        if case let .zlib(minimumSaving) = options.compression, decoded.count > 0 {
+            let limit = Int((Double(decoded.count) * (1 - minimumSaving)).rounded(.down))
+            compressed = decoded.withBytes { Zlib.compress($0, level: options.zlibLevel, limit: min(limit, decoded.count)) }
+        }
+        return StoredPayload(decoded: decoded, compressed: compressed)
+    }
+
+    static func halfBytes(_ values: [Float], _ convert: (Float) -> UInt16) -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: values.count * 2) { buffer, initialized in
+            let raw = UnsafeMutableRawBufferPointer(buffer)
+            for (index, value) in values.enumerated() {
+                raw.storeBytes(of: convert(value).littleEndian, toByteOffset: index * 2, as: UInt16.self)
+            }
+            initialized = values.count * 2
+        }
+    }
+
+    static func entry(_ record: TensorRecord, _ payload: StoredPayload, offset: UInt64) -> TensorEntry {
+        let encoding: [String: JSONValue]
+        switch record.data {
+        case let .float(_, storage): encoding = storage.encoding.json
+        case let .codebook(layout, _, _): encoding = Encoding.codebook(layout).json
+        case let .opaque(json, _): encoding = json
+        }
+        var role: String?
+        var of: String?
+        var slot: String?
+        if case let .optimizer(weight, slotName) = record.role {
+            role = "optimizer"
+            of = weight
+            slot = slotName
+        }
+        let stored = payload.storedLength
+        return TensorEntry(
+            name: record.name, shape: record.shape.map { UInt64($0) }, axes: record.axes, dtype: record.dtype,
+            encoding: encoding, compression: payload.compressed == nil ? "none" : "zlib", offset: offset,
+            storedLength: UInt64(stored), decodedLength: UInt64(payload.decoded.count),
+            crc32: payload.withStoredBytes { Zlib.crc32($0) }, role: role, of: of, slot: slot,
+            features: record.features.isEmpty ? nil : record.features)
+    }
+
+    // MARK: - Checks
+
+    static func check(_ record: TensorRecord, existing: [TensorRecord]) throws {
+        func fail(_ reason: String) -> FormatError { .invalidArgument("tensor '\(record.name)': \(reason)") }
+        if let reason = TensorRules.nameProblem(record.name) { throw fail(reason) }
+        if existing.contains(where: { $0.name.utf8.elementsEqual(record.name.utf8) }) {
+            throw FormatError.duplicateName(record.name)
+        }
+        guard record.shape.count <= Layout.maxRank else { throw fail("rank \(record.shape.count) exceeds \(Layout.maxRank)") }
+        guard record.shape.allSatisfy({ $0 >= 0 }) else { throw fail("negative dimension in \(record.shape)") }
+        guard let count = elementCount(record.shape.map { UInt64($0) }) else { throw fail("element count overflows") }
+        if let axes = record.axes, axes.count != record.shape.count {
+            throw fail("\(axes.count) axis names for \(record.shape.count) dimensions")
+        }
+        switch record.data {
+        case let .float(values, _):
+            guard values.count == Int(count) else { throw fail("\(values.count) values for shape \(record.shape)") }
+        case let .codebook(layout, levels, codes):
+            if let problem = layout.validate(rank: record.shape.count) { throw fail(problem) }
+            guard codes.count == Int(count) else { throw fail("\(codes.count) codes for shape \(record.shape)") }
+            let groups = Int(layout.groupCount(shape: record.shape.map { UInt64($0) })!)
+            guard levels.count == groups * layout.levelCount else {
+                throw fail("\(levels.count) levels, expected \(groups) groups × \(layout.levelCount)")
+            }
+            guard levels.allSatisfy({ $0.isFinite }) else { throw fail("levels must be finite") }
+            if let bad = codes.firstIndex(where: { Int($0) >= layout.levelCount }) {
+                throw fail("code \(codes[bad]) at element \(bad) is ≥ \(layout.levelCount) levels")
+            }
+        case let .opaque(encoding, payload):
+            guard case .string? = encoding["type"] else { throw fail("opaque encoding needs a string \"type\"") }
+            if let known = try? Encoding.parse(encoding, rank: record.shape.count, tensor: record.name) {
+                let expected = known.decodedLength(shape: record.shape.map { UInt64($0) }, count: count)
+                guard expected == UInt64(payload.count) else {
+                    throw fail("payload is \(payload.count) bytes, the encoding implies \(expected.map(String.init) ?? "overflow")")
+                }
+            }
+        }
+        if case let .optimizer(weight, slot) = record.role {
+            guard !slot.isEmpty else { throw fail("optimizer slot name is empty") }
+            guard existing.contains(where: { $0.name == weight && $0.role == .weight }) else {
+                throw fail("optimizer slot of '\(weight)', which has not been added as a weight")
+            }
+        }
+    }
+}
+
+/// Rules on tensor table entries shared by the writer and the reader.
+enum TensorRules {
+    /// Why `name` breaks rule 5.1, or nil.
+    static func nameProblem(_ name: String) -> String? {
+        let bytes = name.utf8.count
+        if bytes == 0 { return "empty name" }
+        if bytes > Layout.maxNameBytes { return "name is \(bytes) bytes, longer than \(Layout.maxNameBytes)" }
+        if name.unicodeScalars.contains(where: { $0.value < 0x20 || $0.value == 0x7F }) {
+            return "name contains a control character"
+        }
+        return nil
+    }
+}
+
+/// Fixed slots that concurrent iterations fill, each its own index.
+///
+/// Invariant (why this is Sendable): each index is written by exactly one iteration, and the
+/// slots are read only after all iterations have finished.
+final class ResultSlots<T>: @unchecked Sendable {
+    private let storage: UnsafeMutableBufferPointer<T?>
+
+    init(count: Int) {
+        storage = .allocate(capacity: max(count, 1))
+        storage.initialize(repeating: nil)
+    }
+
+    deinit {
+        _ = storage.deinitialize()
+        storage.deallocate()
+    }
+
+    subscript(index: Int) -> T? {
+        get { storage[index] }
+        set { storage[index] = newValue }
+    }
+
+    func values(count: Int) -> [T] { (0..<count).map { storage[$0]! } }
+}

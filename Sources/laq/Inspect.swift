@@ -1,0 +1,178 @@
+import ArgumentParser
+import Foundation
+import LAQFormat
+
+struct Inspect: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Show a .laq file: version, model, provenance and every tensor.",
+        discussion: "Tensors this laq cannot decode (unknown encoding or feature) are listed and marked. Checksums are checked by `laq verify`."
+    )
+
+    @Argument(help: "The .laq file.")
+    var file: String
+
+    @Flag(help: "Print JSON for scripts instead of tables.")
+    var json = false
+
+    func run() throws {
+        let laq = try LAQFile(path: file)
+        let rows = try laq.tensors.map { tensor in
+            (tensor, tensor.isDecodable ? try laq.statistics(of: tensor) : nil)
+        }
+        if json {
+            try printJSON(report(laq, rows))
+        } else {
+            print(text(laq, rows))
+        }
+    }
+
+    private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)]) -> String {
+        let manifest = laq.manifest
+        var lines: [String] = []
+        lines.append("\(file): laq format \(laq.header.major).\(laq.header.minor), \(formatBytes(laq.fileSize))")
+        lines.append("sha256 (stored): \(SHA256.hex(laq.storedSHA256))")
+        let model = manifest.model
+        let describe = { (items: [TensorDescription]) in
+            items.map { item in
+                "\(item.name) [\((item.shape ?? []).map { $0.map(String.init) ?? "?" }.joined(separator: ","))] \(item.dtype)"
+            }.joined(separator: ", ")
+        }
+        lines.append("model: \(model.name.isEmpty ? "(unnamed)" : model.name)\(model.framework.isEmpty ? "" : " (\(model.framework))")")
+        if !model.inputs.isEmpty || !model.outputs.isEmpty {
+            lines.append("  inputs:  \(describe(model.inputs))")
+            lines.append("  outputs: \(describe(model.outputs))")
+        }
+        if !laq.unsupportedFeatures.isEmpty {
+            lines.append("  NOT DECODABLE by this laq: the file requires \(laq.unsupportedFeatures.joined(separator: ", "))")
+        }
+        if !manifest.provenance.isEmpty {
+            lines.append("provenance:")
+            for (step, record) in manifest.provenance.enumerated() {
+                var line = "  \(step + 1). \(record.tool) \(record.command)"
+                if let parameters = record.parameters, case let .object(members) = parameters, !members.isEmpty {
+                    line += "  " + members.keys.sorted().map { "\($0)=\(compact(members[$0]!))" }.joined(separator: " ")
+                }
+                if let created = record.created { line += "  at \(created)" }
+                lines.append(line)
+                for source in record.sources ?? [] {
+                    lines.append("     \(source.role): \(source.file) (\(formatBytes(source.bytes)), sha256 \(source.sha256.prefix(16))…)")
+                }
+            }
+        }
+        var table = TextTable(
+            headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "float32", "stored", "ratio"],
+            rightAligned: [3, 5, 6, 7, 8])
+        var totalRaw: UInt64 = 0
+        var totalStored: UInt64 = 0
+        var notes: [String] = []
+        for (tensor, statistics) in rows {
+            let raw = UInt64(tensor.elementCount) * 4
+            totalRaw += raw
+            totalStored += tensor.storedLength
+            var name = tensor.name
+            if case let .optimizer(_, slot) = tensor.role { name += " (\(slot))" }
+            let compressed = tensor.compression == .zlib ? " z" : ""
+            table.rows.append([
+                name, formatShape(tensor.shape), tensor.encodingSummary + compressed,
+                tensor.bitsPerElement.map { String(format: "%.2f", $0) } ?? "-",
+                statistics.map(levelSummary) ?? "-",
+                statistics.map { String(format: "%.1f%%", $0.zeroFraction * 100) } ?? "-",
+                formatBytes(raw), formatBytes(tensor.storedLength),
+                tensor.storedLength == 0 ? "-" : String(format: "%.1f×", Double(raw) / Double(tensor.storedLength)),
+            ])
+            if let reason = tensor.unsupportedReason { notes.append("  \(tensor.name): not decodable by this laq: needs \(reason)") }
+        }
+        lines.append("tensors: \(laq.tensors.count)")
+        lines.append(table.render(width: terminalWidth()))
+        lines.append(
+            "total: \(formatBytes(totalRaw)) as float32 → \(formatBytes(totalStored)) stored, file \(formatBytes(laq.fileSize)) ("
+                + (laq.fileSize == 0 ? "-" : String(format: "%.1f×", Double(totalRaw) / Double(laq.fileSize))) + ")")
+        if !notes.isEmpty { lines.append("undecodable tensors:") ; lines += notes }
+        return lines.joined(separator: "\n")
+    }
+
+    private func levelSummary(_ statistics: TensorStatistics) -> String {
+        if let levels = statistics.levels {
+            return levels.count <= 4 ? "[" + levels.map(formatFloat).joined(separator: " ") + "]"
+                : "\(levels.count) in [\(formatFloat(levels.min()!))…\(formatFloat(levels.max()!))]"
+        }
+        if let groups = statistics.groups, let low = statistics.levelMinimum, let high = statistics.levelMaximum {
+            return "\(groups) tables [\(formatFloat(low))…\(formatFloat(high))]"
+        }
+        return "[\(formatFloat(statistics.minimum))…\(formatFloat(statistics.maximum))]"
+    }
+
+    private func compact(_ value: JSONValue) -> String {
+        switch value {
+        case let .string(text): text
+        case let .int(number): String(number)
+        case let .double(number): String(number)
+        case let .bool(flag): String(flag)
+        case .null: "null"
+        default: "…"
+        }
+    }
+
+    private func report(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)]) throws -> JSONValue {
+        let manifest = laq.manifest
+        let tensors: [JSONValue] = rows.map { tensor, statistics in
+            var object: [String: JSONValue] = [
+                "name": .string(tensor.name),
+                "shape": .array(tensor.shape.map { .int(Int64($0)) }),
+                "dtype": .string(tensor.dtype),
+                "encoding": .object(tensor.encodingJSON),
+                "compression": .string(tensor.compressionName),
+                "offset": .int(Int64(tensor.offset)),
+                "stored_length": .int(Int64(tensor.storedLength)),
+                "decoded_length": .int(Int64(tensor.decodedLength)),
+                "float32_bytes": .int(Int64(tensor.elementCount * 4)),
+                "crc32": .int(Int64(tensor.crc32)),
+                "elements": .int(Int64(tensor.elementCount)),
+                "bits_per_element": tensor.bitsPerElement?.jsonNumber ?? .null,
+                "decodable": .bool(tensor.isDecodable),
+            ]
+            if let axes = tensor.axes { object["axes"] = .array(axes.map { .string($0) }) }
+            switch tensor.role {
+            case .weight: object["role"] = "weight"
+            case let .optimizer(of, slot):
+                object["role"] = "optimizer"
+                object["of"] = .string(of)
+                object["slot"] = .string(slot)
+            }
+            if !tensor.features.isEmpty { object["features"] = .array(tensor.features.map { .string($0) }) }
+            if let reason = tensor.unsupportedReason { object["unsupported"] = .string(reason) }
+            if let statistics {
+                var stats: [String: JSONValue] = [
+                    "zero_fraction": statistics.zeroFraction.jsonNumber,
+                    "min": statistics.minimum.jsonNumber, "max": statistics.maximum.jsonNumber,
+                ]
+                if let groups = statistics.groups { stats["groups"] = .int(Int64(groups)) }
+                if let levels = statistics.levels { stats["levels"] = .array(levels.map(\.jsonNumber)) }
+                if let low = statistics.levelMinimum { stats["level_min"] = low.jsonNumber }
+                if let high = statistics.levelMaximum { stats["level_max"] = high.jsonNumber }
+                object["statistics"] = .object(stats)
+            }
+            return .object(object)
+        }
+        let totalStored = laq.tensors.reduce(UInt64(0)) { $0 + $1.storedLength }
+        let totalRaw = laq.tensors.reduce(UInt64(0)) { $0 + UInt64($1.elementCount) * 4 }
+        return [
+            "file": .string(file),
+            "version": .string("\(laq.header.major).\(laq.header.minor)"),
+            "file_size": .int(Int64(laq.fileSize)),
+            "sha256_stored": .string(SHA256.hex(laq.storedSHA256)),
+            "required_features": .array(manifest.requiredFeatures.map { .string($0) }),
+            "unsupported_features": .array(laq.unsupportedFeatures.map { .string($0) }),
+            "model": try jsonValue(manifest.model),
+            "provenance": try jsonValue(manifest.provenance),
+            "metadata": .object(manifest.metadata),
+            "tensors": .array(tensors),
+            "totals": [
+                "tensors": .int(Int64(laq.tensors.count)),
+                "float32_bytes": .int(Int64(totalRaw)),
+                "stored_bytes": .int(Int64(totalStored)),
+                "compression_ratio": laq.fileSize == 0 ? .null : (Double(totalRaw) / Double(laq.fileSize)).jsonNumber,
+            ],
+        ]
+    }
+}

@@ -1,0 +1,62 @@
+import ArgumentParser
+import Foundation
+import LAQFormat
+
+/// The `laq` command line. Exit codes (also in README):
+///
+/// - 0: success.
+/// - 1: the input is invalid: `verify` found problems, or a command could not use a file because
+///   it breaks spec/FORMAT.md.
+/// - 2: usage error (bad arguments) or I/O error (missing file, permission, disk full).
+@main
+struct LAQCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "laq",
+        abstract: "Loss-aware quantization for Keras models, and the .laq file format.",
+        discussion: """
+            Exit status: 0 success; 1 invalid input (a file that breaks the format, \
+            or `verify` found problems); 2 usage or I/O error.
+            """,
+        version: LAQVersion.string,
+        subcommands: [Demo.self, Inspect.self, Verify.self]
+    )
+
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
+    static func exit(withError error: any Error) -> Never {
+        switch error {
+        case let error as FormatError:
+            FileHandle.standardError.write(Data("laq: error: \(error)\n".utf8))
+            Foundation.exit(error.exitCode)
+        case let error as ExitCode:
+            Foundation.exit(error.rawValue)
+        default:
+            let code = exitCode(for: error)
+            let message = fullMessage(for: error)
+            if code == .success {
+                print(message)
+                Foundation.exit(0)
+            }
+            if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
+            // ArgumentParser reports usage errors as 64 (EX_USAGE); laq documents 2.
+            Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
+        }
+    }
+}
+
+extension FormatError {
+    /// 2 for operating-system and argument problems, 1 for files that break the format.
+    var exitCode: Int32 {
+        switch self {
+        case .io, .invalidArgument, .noSuchTensor: 2
+        default: 1
+        }
+    }
+}

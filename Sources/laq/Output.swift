@@ -1,0 +1,90 @@
+import Foundation
+import LAQFormat
+
+/// Presentation helpers shared by the subcommands: sizes, tables that fit the terminal, JSON.
+
+func formatBytes(_ bytes: UInt64) -> String {
+    let value = Double(bytes)
+    switch value {
+    case ..<1024: return "\(bytes) B"
+    case ..<(1024 * 1024): return String(format: "%.1f KiB", value / 1024)
+    case ..<(1024 * 1024 * 1024): return String(format: "%.1f MiB", value / 1024 / 1024)
+    default: return String(format: "%.2f GiB", value / 1024 / 1024 / 1024)
+    }
+}
+
+func formatShape(_ shape: [Int]) -> String {
+    shape.isEmpty ? "scalar" : shape.map(String.init).joined(separator: "×")
+}
+
+func formatFloat(_ value: Float) -> String {
+    if value == 0 { return "0" }
+    let magnitude = abs(value)
+    return magnitude >= 1e-3 && magnitude < 1e4 ? String(format: "%.4g", value) : String(format: "%.2e", value)
+}
+
+/// The terminal width: `COLUMNS`, else the tty's, else 100.
+func terminalWidth() -> Int {
+    if let columns = ProcessInfo.processInfo.environment["COLUMNS"], let width = Int(columns), width > 20 { return width }
+    var size = winsize()
+    if ioctl(STDOUT_FILENO, UInt(TIOCGWINSZ), &size) == 0, size.ws_col > 20 { return Int(size.ws_col) }
+    return 100
+}
+
+/// A text table whose first column shrinks (with an ellipsis in the middle) to fit `width`.
+struct TextTable {
+    var headers: [String]
+    var rightAligned: Set<Int>
+    var rows: [[String]] = []
+
+    func render(width: Int) -> String {
+        var widths = headers.map(\.count)
+        for row in rows {
+            for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
+        }
+        let total = widths.reduce(0, +) + 2 * (widths.count - 1)
+        if total > width { widths[0] = max(8, widths[0] - (total - width)) }
+        func line(_ cells: [String]) -> String {
+            cells.enumerated().map { column, cell in
+                let cell = column == 0 ? ellipsize(cell, to: widths[0]) : cell
+                let pad = String(repeating: " ", count: max(0, widths[column] - cell.count))
+                return rightAligned.contains(column) ? pad + cell : cell + pad
+            }.joined(separator: "  ").trimmingTrailingSpaces()
+        }
+        return ([line(headers)] + rows.map(line)).joined(separator: "\n")
+    }
+
+    private func ellipsize(_ text: String, to width: Int) -> String {
+        guard text.count > width, width > 3 else { return text }
+        let keep = width - 1
+        return String(text.prefix(keep / 2)) + "…" + String(text.suffix(keep - keep / 2))
+    }
+}
+
+extension String {
+    func trimmingTrailingSpaces() -> String {
+        var result = self
+        while result.last == " " { result.removeLast() }
+        return result
+    }
+}
+
+/// Prints `value` as pretty, key-sorted JSON on stdout.
+func printJSON(_ value: JSONValue) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    print(String(decoding: try encoder.encode(value), as: UTF8.self))
+}
+
+/// Any `Encodable` as a ``JSONValue`` (for embedding manifest parts in reports).
+func jsonValue(_ value: some Encodable) throws -> JSONValue {
+    try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+}
+
+extension Double {
+    var jsonNumber: JSONValue { isFinite ? .double(self) : .null }
+}
+
+extension Float {
+    var jsonNumber: JSONValue { isFinite ? .double(Double(self)) : .null }
+}

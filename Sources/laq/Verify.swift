@@ -1,0 +1,53 @@
+import ArgumentParser
+import Foundation
+import LAQFormat
+
+struct Verify: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Check a .laq file: structure, every checksum, every code.",
+        discussion: "Exit status: 0 valid; 1 invalid (the problems are listed); 2 usage or I/O error."
+    )
+
+    @Argument(help: "The .laq file.")
+    var file: String
+
+    @Flag(help: "Print JSON for scripts.")
+    var json = false
+
+    func run() throws {
+        let (laq, report) = LAQFile.verify(path: file)
+        // A file that cannot be read at all is an I/O error (2), not an invalid file (1).
+        if laq == nil, let problem = report.problems.first, problem.error.exitCode == 2 {
+            throw problem.error
+        }
+        if json {
+            try printJSON([
+                "file": .string(file),
+                "valid": .bool(report.isValid),
+                "version": laq.map { .string("\($0.header.major).\($0.header.minor)") } ?? .null,
+                "sha256": report.sha256.map { .string($0) } ?? .null,
+                "bytes": .int(Int64(report.bytesChecked)),
+                "tensors": .int(Int64(report.tensorsChecked)),
+                "undecodable": .array(report.undecodable.map { .string($0) }),
+                "problems": .array(report.problems.map { problem in
+                    [
+                        "rule": problem.rule.map { .string($0) } ?? .null,
+                        "tensor": problem.tensor.map { .string($0) } ?? .null,
+                        "message": .string(problem.message),
+                    ]
+                }),
+            ])
+        } else if report.isValid, let laq {
+            print("\(file): OK: format \(laq.header.major).\(laq.header.minor), \(report.tensorsChecked) tensors, \(formatBytes(report.bytesChecked)), sha256 \(report.sha256 ?? "")")
+            if !report.undecodable.isEmpty {
+                print("note: \(report.undecodable.count) tensors use encodings or features this laq cannot decode (checksums verified): \(report.undecodable.joined(separator: ", "))")
+            }
+        } else {
+            print("\(file): INVALID: \(report.problems.count) problem\(report.problems.count == 1 ? "" : "s")")
+            for problem in report.problems {
+                print("  [rule \(problem.rule ?? "-")] \(problem.message)")
+            }
+        }
+        if !report.isValid { throw ExitCode(1) }
+    }
+}
