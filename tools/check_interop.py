@@ -23,6 +23,7 @@ import os
 import sys
 import traceback
 
+sys.dont_write_bytecode = True          # leave no __pycache__ in the repository
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from laq_reader import LaqError, LaqFile  # noqa: E402

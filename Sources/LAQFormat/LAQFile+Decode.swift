@@ -7,6 +7,13 @@ public struct CodebookTensor: Sendable, Equatable {
     /// One code per element, row-major.
     public var codes: [UInt8]
 
+    public init(layout: CodebookLayout, shape: [Int], levels: [Float], codes: [UInt8]) {
+        self.layout = layout
+        self.shape = shape
+        self.levels = levels
+        self.codes = codes
+    }
+
     /// `levels[group(i)][codes[i]]` for every element.
     public func dequantized() -> [Float] {
         [Float](unsafeUninitializedCapacity: codes.count) { output, initialized in

@@ -23,20 +23,20 @@ public final class LAQFile: @unchecked Sendable {
     private let index: [String: Int]
 
     /// Maps and opens the file at `path`.
-    public convenience init(path: String) throws {
-        try self.init(storage: ByteStorage(mapping: path), path: path)
+    public convenience init(path: String, limits: ReaderLimits = ReaderLimits()) throws {
+        try self.init(storage: ByteStorage(mapping: path), path: path, limits: limits)
     }
 
     /// Opens a file held in memory (the bytes are copied).
-    public convenience init(bytes: [UInt8]) throws {
-        try self.init(storage: ByteStorage(copying: bytes), path: nil)
+    public convenience init(bytes: [UInt8], limits: ReaderLimits = ReaderLimits()) throws {
+        try self.init(storage: ByteStorage(copying: bytes), path: nil, limits: limits)
     }
 
-    init(storage: ByteStorage, path: String?) throws {
+    init(storage: ByteStorage, path: String?, limits: ReaderLimits) throws {
         self.storage = storage
         self.path = path
         let file = storage.bytes
-        let header = try Header.decode(file)
+        let header = try Header.decode(file, maxManifestLength: limits.maxManifestLength)
         self.header = header
         let trailer = Int(header.trailerOffset)
         guard Array(file[(trailer + 32)..<(trailer + 40)]) == Layout.endMagic else { throw FormatError.badEndMagic }
@@ -50,11 +50,12 @@ public final class LAQFile: @unchecked Sendable {
         if let bad = (manifestRange.upperBound..<Int(header.dataOffset)).first(where: { file[$0] != 0 }) {
             throw FormatError.nonZeroPadding(offset: UInt64(bad))
         }
-        let manifest = try Self.decodeManifest(manifestBytes)
+        let manifest = try Self.decodeManifest(manifestBytes, maxDepth: limits.maxManifestDepth)
         self.manifest = manifest
         let unsupportedFeatures = manifest.requiredFeatures.filter { !Self.knownFeatures.contains($0) }
         self.unsupportedFeatures = unsupportedFeatures
-        let tensors = try Self.validateTable(manifest, header: header, file: file, unsupportedFeatures: unsupportedFeatures)
+        let tensors = try Self.validateTable(
+            manifest, header: header, file: file, unsupportedFeatures: unsupportedFeatures, maxTensorCount: limits.maxTensorCount)
         self.tensors = tensors
         self.index = Dictionary(uniqueKeysWithValues: tensors.map { ($0.name, $0.index) })
     }
@@ -75,8 +76,8 @@ public final class LAQFile: @unchecked Sendable {
 
     // MARK: - Manifest
 
-    static func decodeManifest(_ bytes: UnsafeRawBufferPointer) throws -> Manifest {
-        try checkDepth(bytes)
+    static func decodeManifest(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) throws -> Manifest {
+        try checkDepth(bytes, limit: maxDepth)
         let data = Data(bytes)
         do {
             let manifest = try JSONDecoder().decode(Manifest.self, from: data)
@@ -106,7 +107,7 @@ public final class LAQFile: @unchecked Sendable {
     }
 
     /// Rejects JSON nested deeper than the limit before a recursive parser sees it (rule 4.1).
-    static func checkDepth(_ bytes: UnsafeRawBufferPointer) throws {
+    static func checkDepth(_ bytes: UnsafeRawBufferPointer, limit: Int) throws {
         var depth = 0
         var inString = false
         var escaped = false
@@ -125,7 +126,7 @@ public final class LAQFile: @unchecked Sendable {
             case UInt8(ascii: "\""): inString = true
             case UInt8(ascii: "["), UInt8(ascii: "{"):
                 depth += 1
-                if depth > Layout.maxManifestDepth { throw FormatError.manifestTooDeep(limit: Layout.maxManifestDepth) }
+                if depth > limit { throw FormatError.manifestTooDeep(limit: limit) }
             case UInt8(ascii: "]"), UInt8(ascii: "}"): depth -= 1
             default: break
             }
@@ -135,11 +136,12 @@ public final class LAQFile: @unchecked Sendable {
     // MARK: - Tensor table
 
     static func validateTable(
-        _ manifest: Manifest, header: Header, file: UnsafeRawBufferPointer, unsupportedFeatures: [String]
+        _ manifest: Manifest, header: Header, file: UnsafeRawBufferPointer, unsupportedFeatures: [String],
+        maxTensorCount: Int
     ) throws -> [TensorInfo] {
         let entries = manifest.tensors
-        guard entries.count <= Layout.maxTensorCount else {
-            throw FormatError.tooManyTensors(count: entries.count, limit: Layout.maxTensorCount)
+        guard entries.count <= maxTensorCount else {
+            throw FormatError.tooManyTensors(count: entries.count, limit: maxTensorCount)
         }
         var seen = Set<[UInt8]>()
         var tensors: [TensorInfo] = []
@@ -262,5 +264,20 @@ public final class LAQFile: @unchecked Sendable {
     static func encodingDescription(_ object: [String: JSONValue]) -> String {
         let type = object["type"]?.stringValue ?? "?"
         return "'\(type)'"
+    }
+}
+
+/// The reader's caps (rule 4.1). The defaults are the spec's; a caller may lower them
+/// (an embedded reader, a fuzzer, a test) but raising them makes files other readers refuse.
+public struct ReaderLimits: Sendable {
+    public var maxManifestLength: UInt64 = Layout.maxManifestLength
+    public var maxManifestDepth: Int = Layout.maxManifestDepth
+    public var maxTensorCount: Int = Layout.maxTensorCount
+
+    public init(maxManifestLength: UInt64 = Layout.maxManifestLength, maxManifestDepth: Int = Layout.maxManifestDepth,
+                maxTensorCount: Int = Layout.maxTensorCount) {
+        self.maxManifestLength = maxManifestLength
+        self.maxManifestDepth = maxManifestDepth
+        self.maxTensorCount = maxTensorCount
     }
 }

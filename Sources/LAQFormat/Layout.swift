@@ -58,7 +58,7 @@ public struct Header: Equatable, Sendable {
     }
 
     /// Parses and checks the header against rules 2.1–2.7, given the whole file's size.
-    static func decode(_ file: UnsafeRawBufferPointer) throws(FormatError) -> Header {
+    static func decode(_ file: UnsafeRawBufferPointer, maxManifestLength: UInt64 = Layout.maxManifestLength) throws(FormatError) -> Header {
         let size = UInt64(file.count)
         let minimum = UInt64(Layout.headerSize + Layout.trailerSize)
         // Rule 2.2 first when at least the magic is there: a wrong file type is the likelier story.
@@ -86,8 +86,8 @@ public struct Header: Equatable, Sendable {
             throw .badLayout(field: "manifest_offset", value: manifestOffset, expected: UInt64(Layout.headerSize))
         }
         let manifestLength = file.loadLE(UInt64.self, at: 24)
-        guard manifestLength >= Layout.minManifestLength, manifestLength <= Layout.maxManifestLength else {
-            throw .manifestTooLarge(length: manifestLength, limit: Layout.maxManifestLength)
+        guard manifestLength >= Layout.minManifestLength, manifestLength <= maxManifestLength else {
+            throw .manifestTooLarge(length: manifestLength, limit: maxManifestLength)
         }
         let dataOffset = file.loadLE(UInt64.self, at: 32)
         let expectedDataOffset = Layout.align(UInt64(Layout.headerSize) + manifestLength)!
