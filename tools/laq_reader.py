@@ -527,7 +527,7 @@ class LaqFile:
             if j is None or self._info[j]["role"] != "weight":
                 raise LaqError("5.7", f"{where}: 'of' names {of!r}, which is not a weight "
                                       f"tensor in this file")
-            if not isinstance(t.get("slot"), str):
+            if not isinstance(t.get("slot"), str) or not t["slot"]:
                 raise LaqError("5.7", f"{where}: optimizer tensor lacks 'slot'")
 
     def _check_encoding(self, info: dict, where: str):

@@ -49,23 +49,29 @@ public enum Encoding: Equatable, Hashable, Sendable {
     }
 
     /// Interprets an `encoding` object. Returns nil for a type this reader does not know
-    /// (the tensor is then not decodable, rule 8.1); throws for a known type that is malformed.
+    /// (the tensor is then not decodable, rule 8.1); throws for a known type that is malformed,
+    /// including unknown keys or packings, which a later version must announce as features (§8).
     static func parse(_ object: [String: JSONValue], rank: Int, tensor: String) throws(FormatError) -> Encoding? {
         guard case let .string(type)? = object["type"] else {
             throw .invalidEncoding(tensor: tensor, reason: "missing string \"type\"")
         }
-        func onlyKeys(_ allowed: Set<String>) -> Bool { Set(object.keys).isSubset(of: allowed) }
+        func checkKeys(_ allowed: Set<String>) throws(FormatError) {
+            if let extra = object.keys.sorted().first(where: { !allowed.contains($0) }) {
+                throw .invalidEncoding(tensor: tensor, reason: "unknown key '\(extra)' in a \(type) encoding, and no feature announces it")
+            }
+        }
         switch type {
         case "float32", "float16", "bfloat16":
-            // An unknown key inside `encoding` may change the meaning: not decodable (§4.3).
-            guard onlyKeys(["type"]) else { return nil }
+            try checkKeys(["type"])
             return type == "float32" ? .float32 : type == "float16" ? .float16 : .bfloat16
         case "codebook":
-            guard onlyKeys(["type", "packing", "bits", "levels", "axis"]) else { return nil }
+            try checkKeys(["type", "packing", "bits", "levels", "axis"])
             guard case let .string(packingName)? = object["packing"] else {
                 throw .invalidEncoding(tensor: tensor, reason: "codebook needs a string \"packing\"")
             }
-            guard let packing = CodePacking(rawValue: packingName) else { return nil }
+            guard let packing = CodePacking(rawValue: packingName) else {
+                throw .invalidEncoding(tensor: tensor, reason: "unknown packing '\(packingName)', and no feature announces it")
+            }
             let bits: Int
             switch (packing, object["bits"]) {
             case let (.bits, .int(value)?):
@@ -177,6 +183,7 @@ func multiply(_ a: UInt64, _ b: UInt64) -> UInt64? {
 
 /// The element count of `shape` (1 for a scalar), or nil if it overflows the manifest's integer range.
 public func elementCount(_ shape: [UInt64]) -> UInt64? {
+    if shape.contains(0) { return 0 }
     var count: UInt64 = 1
     for dim in shape {
         guard let next = multiply(count, dim) else { return nil }

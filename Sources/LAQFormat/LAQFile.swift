@@ -169,36 +169,20 @@ public final class LAQFile: @unchecked Sendable {
             }
 
             // Encoding, compression and features: unknown ones make the tensor undecodable (rule 8.1).
+            // A tensor with an unknown feature may use anything a later version defines, so its
+            // encoding and sizes are not interpreted; only the layout and CRC rules apply to it.
             var reasons: [String] = unsupportedFeatures.map { "file feature '\($0)'" }
-            let encoding = try Encoding.parse(entry.encoding, rank: entry.shape.count, tensor: name)
-            if encoding == nil { reasons.append("encoding \(encodingDescription(entry.encoding))") }
-            let compression = Compression(rawValue: entry.compression)
-            if compression == nil { reasons.append("compression '\(entry.compression)'") }
             let features = entry.features ?? []
-            for feature in features where !knownFeatures.contains(feature) { reasons.append("feature '\(feature)'") }
-
-            // Rules 5.6 and 7.1: sizes, before anything is allocated.
-            if let encoding {
-                guard let expected = encoding.decodedLength(shape: entry.shape, count: count), expected <= Layout.maxInteger else {
-                    throw FormatError.shapeOverflow(tensor: name)
-                }
-                guard expected == entry.decodedLength else {
-                    throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: expected)
-                }
-            }
-            switch compression {
-            case .none?:
-                guard entry.storedLength == entry.decodedLength else {
-                    throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: entry.storedLength)
-                }
-            case .zlib?:
-                guard entry.storedLength < entry.decodedLength,
-                    entry.decodedLength <= entry.storedLength * Layout.maxInflateRatio + 64
-                else {
-                    throw FormatError.compressionBomb(tensor: name, stored: entry.storedLength, decoded: entry.decodedLength)
-                }
-            case nil:
-                break
+            let unknownFeatures = features.filter { !knownFeatures.contains($0) }
+            reasons += unknownFeatures.map { "feature '\($0)'" }
+            var encoding: Encoding?
+            var compression: Compression?
+            if unknownFeatures.isEmpty {
+                encoding = try Encoding.parse(entry.encoding, rank: entry.shape.count, tensor: name)
+                if encoding == nil { reasons.append("encoding \(encodingDescription(entry.encoding))") }
+                compression = Compression(rawValue: entry.compression)
+                if compression == nil { reasons.append("compression '\(entry.compression)'") }
+                try checkSizes(entry, name: name, count: count, encoding: encoding, compression: compression)
             }
 
             // Rule 5.3: payloads in table order, each at the aligned end of the previous one.
@@ -252,6 +236,34 @@ public final class LAQFile: @unchecked Sendable {
             }
         }
         return tensors
+    }
+
+    /// Rules 5.6 and 7.1: declared sizes, checked before anything is allocated.
+    static func checkSizes(
+        _ entry: TensorEntry, name: String, count: UInt64, encoding: Encoding?, compression: Compression?
+    ) throws {
+        if let encoding {
+            guard let expected = encoding.decodedLength(shape: entry.shape, count: count), expected <= Layout.maxInteger else {
+                throw FormatError.shapeOverflow(tensor: name)
+            }
+            guard expected == entry.decodedLength else {
+                throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: expected)
+            }
+        }
+        switch compression {
+        case .none?:
+            guard entry.storedLength == entry.decodedLength else {
+                throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: entry.storedLength)
+            }
+        case .zlib?:
+            guard entry.storedLength < entry.decodedLength,
+                entry.decodedLength <= entry.storedLength * Layout.maxInflateRatio + 64
+            else {
+                throw FormatError.compressionBomb(tensor: name, stored: entry.storedLength, decoded: entry.decodedLength)
+            }
+        case nil:
+            break
+        }
     }
 
     static func checkZero(_ file: UnsafeRawBufferPointer, from start: UInt64, to end: UInt64) throws {

@@ -330,14 +330,16 @@ import Testing
     @Test("8.1 an unknown encoding: listed and verified, not decodable") func unknownEncoding() throws {
         var writer = try ExampleModels.everyEncoding()
         try writer.add(TensorRecord(name: "future", shape: [4], features: ["lut-v9"], data: .opaque(encoding: ["type": "lut4", "table": "x"], payload: [1, 2, 3, 4])))
+        try writer.add(TensorRecord(name: "plain", shape: [4], data: .opaque(encoding: ["type": "lut4"], payload: [5, 6])))
         let file = try LAQFile(bytes: try writer.encoded())
         let future = try #require(file.tensor(named: "future"))
         #expect(!future.isDecodable)
         #expect(future.encodingSummary == "lut4 (unknown)")
-        #expect(throws: FormatError.unsupported(tensor: "future", what: "encoding 'lut4', feature 'lut-v9'")) { _ = try file.floats("future") }
+        #expect(throws: FormatError.unsupported(tensor: "future", what: "feature 'lut-v9'")) { _ = try file.floats("future") }
+        #expect(throws: FormatError.unsupported(tensor: "plain", what: "encoding 'lut4'")) { _ = try file.floats("plain") }
         let report = file.verify()
         #expect(report.isValid)
-        #expect(report.undecodable == ["future"])
+        #expect(report.undecodable == ["future", "plain"])
         #expect(try file.floats("float32/vector") == [1.5, -2, 0])  // the rest still decodes
     }
 
@@ -352,14 +354,27 @@ import Testing
         #expect(report.undecodable.count == file.tensors.count)
     }
 
-    @Test("8.1 an unknown key inside a known encoding makes the tensor undecodable") func unknownEncodingKey() throws {
-        let bytes = surgeon.rebuild(manifest: editTensor("codebook/k3") { encoding in
-            var object = encoding["encoding"] as! [String: Any]
+    @Test("8.1 an unknown key inside a known encoding: an error, unless a feature announces it") func unknownEncodingKey() throws {
+        let addKey = editTensor("codebook/k3") { tensor in
+            var object = tensor["encoding"] as! [String: Any]
             object["blocked"] = 32
-            encoding["encoding"] = object
+            tensor["encoding"] = object
+        }
+        expectOpen(surgeon.rebuild(manifest: addKey), throws: .invalidEncoding(
+            tensor: "codebook/k3", reason: "unknown key 'blocked' in a codebook encoding, and no feature announces it"))
+        let announced = surgeon.rebuild(manifest: { manifest in
+            addKey(&manifest)
+            self.editTensor("codebook/k3") { $0["features"] = ["blocked-groups"] }(&manifest)
         })
-        let file = try LAQFile(bytes: bytes)
-        #expect(file.tensor(named: "codebook/k3")?.isDecodable == false)
+        let file = try LAQFile(bytes: announced)
+        #expect(file.tensor(named: "codebook/k3")?.unsupportedReason == "feature 'blocked-groups'")
         #expect(file.verify().isValid)
+    }
+
+    @Test("5.2 a zero dimension makes the element count 0, whatever the others") func zeroDimension() throws {
+        var writer = LAQWriter()
+        try writer.add(TensorRecord(name: "wide", shape: [0, 1 << 40, 1 << 40], data: .float([], as: .float32)))
+        let file = try LAQFile(bytes: try writer.encoded())
+        #expect(file.tensors[0].elementCount == 0)
     }
 }
