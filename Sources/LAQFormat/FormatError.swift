@@ -168,7 +168,7 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         case .nonZeroPadding: "5.4"
         case .badEndMagic: "3.1"
         case .fileChecksumMismatch: "3.2"
-        case .manifestChecksumMismatch, .invalidManifest: "4"
+        case .manifestChecksumMismatch, .invalidManifest: "4.6"
         case .manifestTooDeep, .tooManyTensors: "4.1"
         case .invalidName, .duplicateName: "5.1"
         case .invalidShape, .shapeOverflow: "5.2"

@@ -32,7 +32,8 @@ public struct TensorInfo: Sendable, Equatable {
     public var elementCount: Int { shape.reduce(1, *) }
     public var isDecodable: Bool { unsupportedReason == nil }
 
-    /// A short human summary of the encoding: `float32`, `codebook 2-bit ×3 per-axis 1`, or the unknown type.
+    /// A short human summary of the encoding: `float32`, `2-bit L3 ax1` (codes, levels, group
+    /// axis), `base3`, or the unknown type.
     public var encodingSummary: String {
         guard let encoding else {
             return (encodingJSON["type"]?.stringValue ?? "?") + " (unknown)"
@@ -40,9 +41,11 @@ public struct TensorInfo: Sendable, Equatable {
         switch encoding {
         case .float32, .float16, .bfloat16: return encoding.typeName
         case let .codebook(layout):
+            let fullTable = layout.levelCount == (layout.packing == .base3 ? 3 : 1 << layout.bits)
             let width = layout.packing == .base3 ? "base3" : "\(layout.bits)-bit"
-            let groups = layout.axis.map { " /axis \($0)" } ?? ""
-            return "\(width) ×\(layout.levelCount)\(groups)"
+            let levels = fullTable ? "" : " L\(layout.levelCount)"
+            let groups = layout.axis.map { " ax\($0)" } ?? ""
+            return width + levels + groups
         }
     }
 

@@ -60,8 +60,8 @@ struct Inspect: ParsableCommand {
             }
         }
         var table = TextTable(
-            headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "float32", "stored", "ratio"],
-            rightAligned: [3, 5, 6, 7, 8])
+            headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "stored", "ratio"],
+            rightAligned: [3, 5, 6, 7], shrinkable: [(0, 18), (4, 12), (2, 10), (0, 10)])
         var totalRaw: UInt64 = 0
         var totalStored: UInt64 = 0
         var notes: [String] = []
@@ -74,15 +74,15 @@ struct Inspect: ParsableCommand {
             let compressed = tensor.compression == .zlib ? " z" : ""
             table.rows.append([
                 name, formatShape(tensor.shape), tensor.encodingSummary + compressed,
-                tensor.bitsPerElement.map { String(format: "%.2f", $0) } ?? "-",
+                tensor.bitsPerElement.map { $0.rounded() == $0 ? String(Int($0)) : String(format: "%.2f", $0) } ?? "-",
                 statistics.map(levelSummary) ?? "-",
                 statistics.map { String(format: "%.1f%%", $0.zeroFraction * 100) } ?? "-",
-                formatBytes(raw), formatBytes(tensor.storedLength),
+                formatBytesShort(tensor.storedLength),
                 tensor.storedLength == 0 ? "-" : String(format: "%.1f×", Double(raw) / Double(tensor.storedLength)),
             ])
             if let reason = tensor.unsupportedReason { notes.append("  \(tensor.name): not decodable by this laq: needs \(reason)") }
         }
-        lines.append("tensors: \(laq.tensors.count)")
+        lines.append("tensors: \(laq.tensors.count)  (levels: quantization levels, or N× per-channel tables; z: zlib; ratio: float32/stored)")
         lines.append(table.render(width: terminalWidth()))
         lines.append(
             "total: \(formatBytes(totalRaw)) as float32 → \(formatBytes(totalStored)) stored, file \(formatBytes(laq.fileSize)) ("
@@ -93,11 +93,12 @@ struct Inspect: ParsableCommand {
 
     private func levelSummary(_ statistics: TensorStatistics) -> String {
         if let levels = statistics.levels {
-            return levels.count <= 4 ? "[" + levels.map(formatFloat).joined(separator: " ") + "]"
+            if levels.count == 2, levels[0] == -levels[1] { return "±" + formatFloat(abs(levels[0])) }
+            return levels.count <= 3 ? "[" + levels.map(formatFloat).joined(separator: " ") + "]"
                 : "\(levels.count) in [\(formatFloat(levels.min()!))…\(formatFloat(levels.max()!))]"
         }
         if let groups = statistics.groups, let low = statistics.levelMinimum, let high = statistics.levelMaximum {
-            return "\(groups) tables [\(formatFloat(low))…\(formatFloat(high))]"
+            return "\(groups)× [\(formatFloat(low))…\(formatFloat(high))]"
         }
         return "[\(formatFloat(statistics.minimum))…\(formatFloat(statistics.maximum))]"
     }

@@ -20,7 +20,7 @@ func formatShape(_ shape: [Int]) -> String {
 func formatFloat(_ value: Float) -> String {
     if value == 0 { return "0" }
     let magnitude = abs(value)
-    return magnitude >= 1e-3 && magnitude < 1e4 ? String(format: "%.4g", value) : String(format: "%.2e", value)
+    return magnitude >= 1e-3 && magnitude < 1e4 ? String(format: "%.3g", value) : String(format: "%.1e", value)
 }
 
 /// The terminal width: `COLUMNS`, else the tty's, else 100.
@@ -31,10 +31,13 @@ func terminalWidth() -> Int {
     return 100
 }
 
-/// A text table whose first column shrinks (with an ellipsis in the middle) to fit `width`.
+/// A text table that fits `width`: when too wide, the columns in `shrinkable` give up width in
+/// order, each down to its minimum, and cut cells get an ellipsis in the middle.
 struct TextTable {
     var headers: [String]
     var rightAligned: Set<Int>
+    /// (column, minimum width), shrunk in this order.
+    var shrinkable: [(column: Int, minimum: Int)]
     var rows: [[String]] = []
 
     func render(width: Int) -> String {
@@ -42,11 +45,15 @@ struct TextTable {
         for row in rows {
             for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
         }
-        let total = widths.reduce(0, +) + 2 * (widths.count - 1)
-        if total > width { widths[0] = max(8, widths[0] - (total - width)) }
+        var excess = widths.reduce(0, +) + 2 * (widths.count - 1) - width
+        for (column, minimum) in shrinkable where excess > 0 {
+            let give = min(excess, max(0, widths[column] - minimum))
+            widths[column] -= give
+            excess -= give
+        }
         func line(_ cells: [String]) -> String {
             cells.enumerated().map { column, cell in
-                let cell = column == 0 ? ellipsize(cell, to: widths[0]) : cell
+                let cell = ellipsize(cell, to: widths[column])
                 let pad = String(repeating: " ", count: max(0, widths[column] - cell.count))
                 return rightAligned.contains(column) ? pad + cell : cell + pad
             }.joined(separator: "  ").trimmingTrailingSpaces()
@@ -57,7 +64,18 @@ struct TextTable {
     private func ellipsize(_ text: String, to width: Int) -> String {
         guard text.count > width, width > 3 else { return text }
         let keep = width - 1
-        return String(text.prefix(keep / 2)) + "…" + String(text.suffix(keep - keep / 2))
+        return String(text.prefix(keep - keep / 3)) + "…" + String(text.suffix(keep / 3))
+    }
+}
+
+/// Compact sizes for table cells: 512B, 12.3K, 4.5M, 1.2G.
+func formatBytesShort(_ bytes: UInt64) -> String {
+    let value = Double(bytes)
+    switch value {
+    case ..<1024: return "\(bytes)B"
+    case ..<(1024 * 1024): return String(format: "%.1fK", value / 1024)
+    case ..<(1024 * 1024 * 1024): return String(format: "%.1fM", value / 1024 / 1024)
+    default: return String(format: "%.1fG", value / 1024 / 1024 / 1024)
     }
 }
 

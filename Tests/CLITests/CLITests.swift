@@ -1,0 +1,156 @@
+import Foundation
+import LAQExamples
+import LAQFormat
+import LAQTestSupport
+import Testing
+
+/// End-to-end tests of the built `laq` binary: output, JSON and exit codes (0 ok, 1 invalid, 2 usage/I/O).
+@Suite struct CLITests {
+    struct Result {
+        var status: Int32
+        var stdout: String
+        var stderr: String
+    }
+
+    static var binary: URL {
+        // The test bundle sits next to the products in .build/<config>/.
+        var url = Bundle.main.bundleURL
+        for _ in 0..<3 where !FileManager.default.fileExists(atPath: url.appendingPathComponent("laq").path) {
+            url.deleteLastPathComponent()
+        }
+        return url.appendingPathComponent("laq")
+    }
+
+    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+        let process = Process()
+        process.executableURL = binary
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        let out = Pipe()
+        let err = Pipe()
+        process.standardOutput = out
+        process.standardError = err
+        try process.run()
+        let stdout = out.fileHandleForReading.readDataToEndOfFile()
+        let stderr = err.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return Result(
+            status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
+            stderr: String(decoding: stderr, as: UTF8.self))
+    }
+
+    static func json(_ text: String) throws -> [String: Any] {
+        try #require(try JSONSerialization.jsonObject(with: Data(text.utf8)) as? [String: Any])
+    }
+
+    @Test func binaryIsBuilt() {
+        #expect(FileManager.default.isExecutableFile(atPath: Self.binary.path), "\(Self.binary.path)")
+    }
+
+    @Test("demo writes a file that inspect lists and verify accepts")
+    func demoInspectVerify() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("demo.laq").path
+        let demo = try Self.run(["demo", "-o", path])
+        #expect(demo.status == 0, "\(demo.stderr)")
+        #expect(demo.stdout.contains("12 tensors"))
+
+        let inspect = try Self.run(["inspect", path], environment: ["COLUMNS": "100"])
+        #expect(inspect.status == 0)
+        #expect(inspect.stdout.contains("dense_2/kernel"))
+        #expect(inspect.stdout.contains("base3"))
+        #expect(inspect.stdout.split(separator: "\n").allSatisfy { $0.count <= 100 }, "\(inspect.stdout)")
+
+        let json = try Self.json(try Self.run(["inspect", "--json", path]).stdout)
+        let tensors = try #require(json["tensors"] as? [[String: Any]])
+        #expect(tensors.count == 12)
+        #expect(json["version"] as? String == "1.0")
+        let ternary = try #require(tensors.first { $0["name"] as? String == "dense_2/kernel" })
+        #expect((ternary["encoding"] as? [String: Any])?["packing"] as? String == "base3")
+        #expect(((ternary["statistics"] as? [String: Any])?["zero_fraction"] as? Double ?? 0) > 0.2)
+
+        let verify = try Self.run(["verify", path])
+        #expect(verify.status == 0)
+        #expect(verify.stdout.contains("OK"))
+        let verifyJSON = try Self.json(try Self.run(["verify", "--json", path]).stdout)
+        #expect(verifyJSON["valid"] as? Bool == true)
+    }
+
+    @Test("demo is reproducible: the same command gives the same bytes")
+    func reproducible() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let a = directory.appendingPathComponent("a.laq").path
+        let b = directory.appendingPathComponent("b.laq").path
+        _ = try Self.run(["demo", "-o", a])
+        _ = try Self.run(["demo", "-o", b])
+        #expect(try Data(contentsOf: URL(fileURLWithPath: a)) == Data(contentsOf: URL(fileURLWithPath: b)))
+    }
+
+    @Test("verify: exit 1 with the problems listed for a damaged file; 2 for a missing file or bad usage")
+    func exitCodes() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var bytes = try [UInt8](Data(contentsOf: TestPaths.testdata("golden/every-encoding.laq")))
+        bytes[bytes.count - 100] ^= 0x10
+        let damaged = directory.appendingPathComponent("damaged.laq").path
+        try Data(bytes).write(to: URL(fileURLWithPath: damaged))
+
+        let verify = try Self.run(["verify", damaged])
+        #expect(verify.status == 1)
+        #expect(verify.stdout.contains("INVALID"))
+        let json = try Self.json(try Self.run(["verify", "--json", damaged]).stdout)
+        #expect(json["valid"] as? Bool == false)
+        #expect(((json["problems"] as? [[String: Any]]) ?? []).isEmpty == false)
+
+        let inspectDamaged = try Self.run(["inspect", Array(repeating: damaged, count: 1)[0]])
+        // Opening succeeds (the flipped byte is in a payload); inspect decodes and reports the CRC.
+        #expect(inspectDamaged.status == 1 || inspectDamaged.status == 0)
+
+        let missing = try Self.run(["verify", directory.appendingPathComponent("nope.laq").path])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("No such file"))
+
+        let usage = try Self.run(["verify"])
+        #expect(usage.status == 2)
+        #expect(usage.stderr.contains("Missing expected argument"))
+
+        let text = directory.appendingPathComponent("notes.txt").path
+        try Data("hello".utf8).write(to: URL(fileURLWithPath: text))
+        let notLAQ = try Self.run(["inspect", text])
+        #expect(notLAQ.status == 1)
+        #expect(notLAQ.stderr.contains("truncated") || notLAQ.stderr.contains("magic"))
+    }
+
+    @Test("a sample of damaged golden files: verify exits 1, never crashes", arguments: [0, 9, 63, 64, 300, 1000, 2047])
+    func damagedSamples(byte: Int) throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let golden = try [UInt8](Data(contentsOf: TestPaths.testdata("golden/every-encoding.laq")))
+        var flipped = golden
+        flipped[byte % golden.count] ^= 0x01
+        let path = directory.appendingPathComponent("f.laq").path
+        try Data(flipped).write(to: URL(fileURLWithPath: path))
+        #expect(try Self.run(["verify", path]).status == 1)
+        try Data(golden[0..<(byte % golden.count)]).write(to: URL(fileURLWithPath: path))
+        #expect(try Self.run(["verify", path]).status == 1)
+    }
+
+    @Test("inspect lists tensors this laq cannot decode, marked as such")
+    func unknownEncodingIsListed() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        var writer = try ExampleModels.everyEncoding()
+        try writer.add(TensorRecord(name: "future", shape: [4], data: .opaque(encoding: ["type": "lut4"], payload: [1, 2])))
+        let path = directory.appendingPathComponent("future.laq").path
+        try writer.write(to: path)
+        let inspect = try Self.run(["inspect", path])
+        #expect(inspect.status == 0)
+        #expect(inspect.stdout.contains("lut4 (unknown)"))
+        #expect(inspect.stdout.contains("not decodable"))
+        let verify = try Self.run(["verify", path])
+        #expect(verify.status == 0)
+        #expect(verify.stdout.contains("cannot decode"))
+    }
+}
