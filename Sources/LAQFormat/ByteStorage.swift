@@ -32,7 +32,7 @@ final class ByteStorage: @unchecked Sendable {
         guard let address = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), address != MAP_FAILED else {
             throw FormatError.io(path: path, operation: "mmap", reason: errnoString())
         }
-        _ = madvise(address, size, MADV_SEQUENTIAL)
+        _ = madvise(address, size, MADV_WILLNEED)
         bytes = UnsafeRawBufferPointer(start: address, count: size)
         mapped = true
     }

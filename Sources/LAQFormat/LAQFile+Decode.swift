@@ -50,7 +50,7 @@ extension LAQFile {
         if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
         try checkCRC(tensor)
         switch tensor.compression! {
-        case .none:
+        case .stored:
             return try body(storedBytes(tensor))
         case .zlib:
             let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tensor.decodedLength), alignment: 64)
@@ -133,7 +133,7 @@ extension LAQFile {
             }
             if let failure {
                 // Report padding problems with their file offset rather than the payload's.
-                if case let .nonZeroPadding(offset) = failure, tensor.compression == .none {
+                if case let .nonZeroPadding(offset) = failure, tensor.compression == .stored {
                     throw FormatError.nonZeroPadding(offset: tensor.offset + UInt64(levelCount * 4) + offset)
                 }
                 throw failure

@@ -251,7 +251,7 @@ public final class LAQFile: @unchecked Sendable {
             }
         }
         switch compression {
-        case .none?:
+        case .stored?:
             guard entry.storedLength == entry.decodedLength else {
                 throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: entry.storedLength)
             }

@@ -1,6 +1,8 @@
 /// The compressions of §7.
 public enum Compression: String, Sendable, Hashable {
-    case none
+    /// `"none"`: the stored bytes are the decoded payload. (Not named `none`, which would read
+    /// as `nil` when compared with an optional.)
+    case stored = "none"
     case zlib
 }
 

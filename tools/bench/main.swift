@@ -1,0 +1,128 @@
+// laq-bench: format throughput against a plain file copy measured in the same run.
+//
+//   swift run -c release laq-bench [--megabytes 100] [--repeats 5]
+//
+// Writes a model of float32 tensors (random bit patterns, so zlib does not pay and every payload
+// is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
+// then times, on warm page cache: a plain file copy (read + write, 1 MiB chunks) and a plain
+// read; laq write; open + read every tensor into float32 arrays; open + verify (SHA-256, every
+// CRC). Prints MB/s (10^6 bytes) and ratios against the copy. Medians of the repeats.
+import Foundation
+import LAQExamples
+import LAQFormat
+
+#if canImport(Glibc)
+import Glibc
+#endif
+
+var megabytes = 100
+var repeats = 5
+var arguments = CommandLine.arguments.dropFirst().makeIterator()
+while let argument = arguments.next() {
+    switch argument {
+    case "--megabytes": megabytes = Int(arguments.next() ?? "") ?? megabytes
+    case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+    default:
+        print("usage: laq-bench [--megabytes N] [--repeats N]")
+        exit(2)
+    }
+}
+
+let directory = FileManager.default.temporaryDirectory.appendingPathComponent("laq-bench-\(getpid())")
+try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+defer { if ProcessInfo.processInfo.environment["LAQ_BENCH_KEEP"] == nil { try? FileManager.default.removeItem(at: directory) } }
+let modelPath = directory.appendingPathComponent("model.laq").path
+let copyPath = directory.appendingPathComponent("copy.bin").path
+
+// 4 MiB tensors (1M floats), like the kernels of a mid-sized model.
+var random = SeededGenerator(seed: 42)
+var writer = LAQWriter(model: ModelInfo(name: "bench"))
+let tensorCount = max(1, megabytes * 1_000_000 / (4 << 20))
+for index in 0..<tensorCount {
+    // Uniformly random bit patterns (finite): incompressible, so every payload is stored.
+    let values = (0..<(1 << 20)).map { _ -> Float in
+        let bits = UInt32.random(in: 0...UInt32.max, using: &random)
+        return Float(bitPattern: (bits >> 23) & 0xFF == 0xFF ? bits ^ (1 << 23) : bits)
+    }
+    try writer.add(TensorRecord(name: "layer_\(index)/kernel", shape: [1024, 1024], data: .float(values, as: .float32)))
+}
+
+let repeatCount = repeats
+
+func median(_ body: () throws -> Void) rethrows -> Double {
+    let repeats = repeatCount
+    var times: [Double] = []
+    for _ in 0..<repeats {
+        let start = DispatchTime.now().uptimeNanoseconds
+        try body()
+        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
+    }
+    return times.sorted()[times.count / 2]
+}
+
+/// cp(1)-like copy: read and write in 1 MiB chunks, then fsync like laq's atomic write.
+func plainCopy(from source: String, to destination: String, sync: Bool) {
+    let input = open(source, O_RDONLY)
+    let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+    var buffer = [UInt8](repeating: 0, count: 1 << 20)
+    while true {
+        let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
+        if count <= 0 { break }
+        _ = buffer.withUnsafeBytes { write(output, $0.baseAddress, count) }
+    }
+    if sync { fsync(output) }
+    close(input)
+    close(output)
+}
+
+/// Plain read of the whole file into one buffer.
+func plainRead(_ path: String) -> [UInt8] {
+    let fd = open(path, O_RDONLY)
+    defer { close(fd) }
+    var info = stat()
+    fstat(fd, &info)
+    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
+    var offset = 0
+    while offset < bytes.count {
+        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) }
+        if count <= 0 { break }
+        offset += count
+    }
+    return bytes
+}
+
+var sink = 0
+let writeTime = try median { try writer.write(to: modelPath) }
+let fileSize = Double(try FileManager.default.attributesOfItem(atPath: modelPath)[.size] as! UInt64)
+let copyTime = median { plainCopy(from: modelPath, to: copyPath, sync: true) }
+let readTime = median { sink &+= plainRead(modelPath).count }
+let decodeTime = try median {
+    let file = try LAQFile(path: modelPath)
+    for tensor in file.tensors { sink &+= try file.floats(tensor).count }
+}
+let viewTime = try median {
+    let file = try LAQFile(path: modelPath)
+    for tensor in file.tensors { sink &+= try file.withDecodedPayload(tensor) { Int($0[$0.count - 1]) } }
+}
+let verifyTime = try median {
+    let report = try LAQFile(path: modelPath).verify()
+    precondition(report.isValid)
+}
+
+func row(_ name: String, _ seconds: Double) {
+    let rate = fileSize / seconds / 1e6
+    let name = name.padding(toLength: 46, withPad: " ", startingAt: 0)
+    print("\(name) \(String(format: "%9.1f MB/s  %6.2f× copy  %6.2f× read", rate, copyTime / seconds, readTime / seconds))")
+}
+
+print("laq-bench: \(tensorCount) float32 tensors, \(String(format: "%.1f", fileSize / 1e6)) MB, median of \(repeats), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+row("plain copy (read+write+fsync, 1 MiB chunks)", copyTime)
+row("plain read into memory", readTime)
+row("laq write (zlib tried, kept stored; atomic)", writeTime)
+row("laq open + read all tensors to [Float]", decodeTime)
+row("laq open + CRC + zero-copy view of tensors", viewTime)
+row("laq verify (SHA-256 ∥ CRC-32, every byte)", verifyTime)
+print(String(format: "verify: %.2f GB/s; reading stored tensors: %.0f%% of plain-copy speed", fileSize / verifyTime / 1e9, copyTime / decodeTime * 100))
+let allStored = try LAQFile(path: modelPath).tensors.allSatisfy { $0.compression == .stored }
+precondition(allStored, "the benchmark model must be stored, not compressed")
+if sink == 42 { print("") }
