@@ -14,16 +14,32 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON for scripts instead of tables.")
     var json = false
 
-    func run() throws {
+    /// Problems met while decoding tensors for their statistics.
+    private var damaged: [String: FormatError] = [:]
+
+    enum CodingKeys: CodingKey { case file, json }
+
+    mutating func run() throws {
         let laq = try LAQFile(path: file)
-        let rows = try laq.tensors.map { tensor in
-            (tensor, tensor.isDecodable ? try laq.statistics(of: tensor) : nil)
+        // A damaged payload does not stop the listing: its statistics are left out and the
+        // problem is noted (and `laq verify` exits 1 on it).
+        var damaged: [String: FormatError] = [:]
+        let rows = laq.tensors.map { tensor -> (TensorInfo, TensorStatistics?) in
+            guard tensor.isDecodable else { return (tensor, nil) }
+            do {
+                return (tensor, try laq.statistics(of: tensor))
+            } catch {
+                damaged[tensor.name] = error as? FormatError ?? .invalidArgument("\(error)")
+                return (tensor, nil)
+            }
         }
+        self.damaged = damaged
         if json {
             try printJSON(report(laq, rows))
         } else {
             print(text(laq, rows))
         }
+        if !damaged.isEmpty { throw ExitCode(1) }
     }
 
     private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)]) -> String {
@@ -81,13 +97,17 @@ struct Inspect: ParsableCommand {
                 tensor.storedLength == 0 ? "-" : String(format: "%.1f×", Double(raw) / Double(tensor.storedLength)),
             ])
             if let reason = tensor.unsupportedReason { notes.append("  \(tensor.name): not decodable by this laq: needs \(reason)") }
+            if let problem = damaged[tensor.name] { notes.append("  \(tensor.name): DAMAGED: \(problem) (run laq verify)") }
         }
         lines.append("tensors: \(laq.tensors.count)  (levels: quantization levels, or N× per-channel tables; z: zlib; ratio: float32/stored)")
         lines.append(table.render(width: terminalWidth()))
         lines.append(
             "total: \(formatBytes(totalRaw)) as float32 → \(formatBytes(totalStored)) stored, file \(formatBytes(laq.fileSize)) ("
                 + (laq.fileSize == 0 ? "-" : String(format: "%.1f×", Double(totalRaw) / Double(laq.fileSize))) + ")")
-        if !notes.isEmpty { lines.append("undecodable tensors:") ; lines += notes }
+        if !notes.isEmpty {
+            lines.append("notes:")
+            lines += notes
+        }
         return lines.joined(separator: "\n")
     }
 
@@ -142,6 +162,7 @@ struct Inspect: ParsableCommand {
             }
             if !tensor.features.isEmpty { object["features"] = .array(tensor.features.map { .string($0) }) }
             if let reason = tensor.unsupportedReason { object["unsupported"] = .string(reason) }
+            if let problem = damaged[tensor.name] { object["problem"] = .string(problem.description) }
             if let statistics {
                 var stats: [String: JSONValue] = [
                     "zero_fraction": statistics.zeroFraction.jsonNumber,
