@@ -15,10 +15,11 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/weichsel/ZIPFoundation", exact: "0.9.20"),
     ],
     targets: [
         // MARK: C libraries (Debian -dev packages; `tools/setup` installs them)
-        .systemLibrary(name: "CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CLAQZlib", providers: [.apt(["zlib1g-dev"])]),
         .systemLibrary(name: "CCrypto", providers: [.apt(["libssl-dev"])]),
         .systemLibrary(name: "CHDF5", providers: [.apt(["libhdf5-dev"])]),
         .systemLibrary(name: "CBLAS", providers: [.apt(["libopenblas-dev"])]),
@@ -26,7 +27,16 @@ let package = Package(
         // MARK: Libraries
         /// The `.laq` container: spec/FORMAT.md in code. Pure Swift apart from
         /// zlib (compression, CRC32) and libcrypto (SHA-256).
-        .target(name: "LAQFormat", dependencies: ["CZlib", "CCrypto"]),
+        .target(name: "LAQFormat", dependencies: ["CLAQZlib", "CCrypto"]),
+        /// A thin, safe layer over libhdf5: the one place that calls the HDF5 C API.
+        .target(name: "LAQHDF5", dependencies: ["CHDF5"]),
+        /// The model graph: layers, connections, weights, optimizer state; what laq executes.
+        .target(name: "LAQModel", dependencies: ["LAQFormat"]),
+        /// Keras importers (legacy .h5, .weights.h5, .keras) into the model graph, with Adam state.
+        .target(
+            name: "LAQImport",
+            dependencies: ["LAQHDF5", "LAQModel", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+        ),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
 
@@ -45,7 +55,7 @@ let package = Package(
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
-        .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CZlib"]),
+        .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],
     swiftLanguageModes: [.v6]
 )

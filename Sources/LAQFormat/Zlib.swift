@@ -1,4 +1,4 @@
-import CZlib
+import CLAQZlib
 
 /// The one place LAQFormat calls zlib: CRC-32, deflate and bounded inflate.
 enum Zlib {
@@ -10,7 +10,7 @@ enum Zlib {
         // zlib takes a 32-bit length: feed large buffers in 1 GiB pieces.
         while remaining > 0, let pointer = base {
             let piece = min(remaining, 1 << 30)
-            result = CZlib.crc32(result, pointer, UInt32(piece))
+            result = CLAQZlib.crc32(result, pointer, UInt32(piece))
             base = pointer + piece
             remaining -= piece
         }
@@ -92,7 +92,7 @@ enum Zlib {
                 stream.next_out = scratch
             }
             stream.avail_out = UInt32(outChunk)
-            status = CZlib.inflate(&stream, Z_NO_FLUSH)
+            status = CLAQZlib.inflate(&stream, Z_NO_FLUSH)
             consumed += inChunk - Int(stream.avail_in)
             let wrote = outChunk - Int(stream.avail_out)
             if status == Z_STREAM_END {

@@ -1,6 +1,6 @@
 import CBLAS
 import CHDF5
-import CZlib
+import CLAQZlib
 import Testing
 
 /// The C libraries link and answer: catches a missing -dev package or a broken module map early.

@@ -1,0 +1,121 @@
+import LAQFormat
+
+/// What laq can execute: layer classes, activations, options, and each layer's weights.
+public enum LayerCatalog {
+    public static let supportedClasses: Set<String> = [
+        "InputLayer", "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D", "MaxPooling1D", "MaxPooling2D",
+        "AveragePooling1D", "AveragePooling2D", "GlobalAveragePooling1D", "GlobalAveragePooling2D",
+        "GlobalMaxPooling1D", "GlobalMaxPooling2D", "BatchNormalization", "LayerNormalization", "Flatten",
+        "Reshape", "Permute", "Dropout", "Activation", "ReLU", "LeakyReLU", "Softmax", "Add", "Subtract",
+        "Multiply", "Concatenate", "Embedding", "SimpleRNN", "LSTM", "GRU", "Bidirectional",
+    ]
+
+    /// Keras' older spellings of the same classes.
+    static let aliases: [String: String] = [
+        "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D",
+        "AvgPool1D": "AveragePooling1D", "AvgPool2D": "AveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
+        "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
+    ]
+
+    public static let activations: Set<String> = [
+        "linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "swish", "silu", "softplus",
+        "softsign", "hard_sigmoid", "exponential",
+    ]
+
+    public static let recurrentClasses: Set<String> = ["SimpleRNN", "LSTM", "GRU"]
+
+    /// The canonical class name (aliases resolved).
+    public static func canonical(_ className: String) -> String { aliases[className] ?? className }
+
+    /// The activation named in a config value: a string, or a serialized function object.
+    static func activationName(_ value: JSONValue?) -> String? {
+        switch value {
+        case let .string(name)?: return name
+        case let .object(members)?:
+            if case let .string(name)? = members["config"] { return name }
+            if case let .object(config)? = members["config"], case let .string(name)? = config["name"] { return name }
+            return members["class_name"]?.stringValue
+        default: return nil
+        }
+    }
+
+    /// Checks that laq can execute `layer` as Keras does; throws a ``ModelError`` naming the layer.
+    public static func validate(_ layer: Layer) throws(ModelError) {
+        let className = canonical(layer.className)
+        guard supportedClasses.contains(className) else {
+            throw .unsupportedLayer(layer: layer.name, className: layer.className)
+        }
+        let config = layer.config
+        func option(_ text: String) -> ModelError { .unsupportedOption(layer: layer.name, className: className, option: text) }
+        for key in ["activation", "recurrent_activation"] {
+            if let name = activationName(config[key]), !activations.contains(name) {
+                throw .unsupportedActivation(layer: layer.name, activation: name)
+            }
+        }
+        if let format = config["data_format"]?.stringValue, format != "channels_last" {
+            throw option("data_format \(format)")
+        }
+        if case let .int(groups)? = config["groups"], groups != 1 { throw option("groups=\(groups)") }
+        if case .bool(true)? = config["mask_zero"] { throw option("mask_zero (masking)") }
+        switch className {
+        case "SimpleRNN", "LSTM", "GRU":
+            if case .bool(true)? = config["stateful"] { throw option("stateful=True") }
+            if case .bool(true)? = config["return_state"] { throw option("return_state=True") }
+        case "Bidirectional":
+            guard case let .object(inner)? = config["layer"], let innerClass = inner["class_name"]?.stringValue,
+                recurrentClasses.contains(innerClass)
+            else { throw option("a wrapped layer that is not SimpleRNN, LSTM or GRU") }
+            let wrapped = Layer(name: layer.name, className: innerClass, config: inner["config"] ?? .null, inbound: [])
+            try validate(wrapped)
+            if let mode = config["merge_mode"]?.stringValue, !["concat", "sum", "mul", "ave"].contains(mode) {
+                throw option("merge_mode \(mode)")
+            }
+            if config["merge_mode"] == .null { throw option("merge_mode None") }
+            if config["backward_layer"] != nil, config["backward_layer"] != .null { throw option("a custom backward_layer") }
+        case "Activation":
+            guard let name = activationName(config["activation"]) else { throw option("an activation given as code") }
+            _ = name
+        case "LeakyReLU", "ReLU", "Softmax", "Dropout", "Reshape", "Permute", "Flatten":
+            break
+        default:
+            break
+        }
+    }
+
+    /// The short names of `layer`'s weights in Keras' stored order (trainable first), from its class
+    /// and config: every importer maps stored variables onto these names.
+    public static func weightNames(className rawClass: String, config: JSONValue) -> [String] {
+        let className = canonical(rawClass)
+        let useBias = config["use_bias"] != .bool(false)
+        switch className {
+        case "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D":
+            return useBias ? ["kernel", "bias"] : ["kernel"]
+        case "BatchNormalization":
+            var names: [String] = []
+            if config["scale"] != .bool(false) { names.append("gamma") }
+            if config["center"] != .bool(false) { names.append("beta") }
+            return names + ["moving_mean", "moving_variance"]
+        case "LayerNormalization":
+            var names: [String] = []
+            if config["scale"] != .bool(false) { names.append("gamma") }
+            if config["center"] != .bool(false) { names.append("beta") }
+            return names
+        case "Embedding":
+            return ["embeddings"]
+        case "SimpleRNN", "LSTM", "GRU":
+            return useBias ? ["kernel", "recurrent_kernel", "bias"] : ["kernel", "recurrent_kernel"]
+        case "Bidirectional":
+            guard case let .object(inner)? = config["layer"], let innerClass = inner["class_name"]?.stringValue else { return [] }
+            let names = weightNames(className: innerClass, config: inner["config"] ?? .null)
+            return names.map { "forward/\($0)" } + names.map { "backward/\($0)" }
+        default:
+            return []
+        }
+    }
+
+    /// How many of a layer's weights are trainable (the rest, BatchNormalization's moving
+    /// statistics, are not).
+    public static func trainableCount(className: String, weightNames: [String]) -> Int {
+        canonical(className) == "BatchNormalization" ? weightNames.count - 2 : weightNames.count
+    }
+}

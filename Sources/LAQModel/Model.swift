@@ -1,0 +1,169 @@
+import LAQFormat
+
+/// A neural network as laq represents it between import, quantization and execution: a graph
+/// of Keras layers with their configs and connections, named weight tensors, and the optimizer
+/// state that loss-aware quantization uses as its curvature estimate.
+public struct Model: Sendable {
+    public var name: String
+    /// Layers in the order of the architecture config (a topological order).
+    public var layers: [Layer]
+    /// The model's input and output tensors.
+    public var inputs: [TensorRef]
+    public var outputs: [TensorRef]
+    /// Every weight, in layer order; names are `<layer>/<weight>` with Keras' short names.
+    public var weights: [Weight]
+    /// Adam-family moments for trainable weights, when the source file had them.
+    public var optimizer: OptimizerState?
+    /// The architecture config as imported (Keras `model_config`), unchanged.
+    public var architecture: JSONValue
+    /// The training config as imported (loss, metrics, optimizer), or null.
+    public var training: JSONValue
+    public var source: ModelSource
+
+    public init(
+        name: String, layers: [Layer], inputs: [TensorRef], outputs: [TensorRef], weights: [Weight] = [],
+        optimizer: OptimizerState? = nil, architecture: JSONValue = .null, training: JSONValue = .null,
+        source: ModelSource = ModelSource()
+    ) {
+        self.name = name
+        self.layers = layers
+        self.inputs = inputs
+        self.outputs = outputs
+        self.weights = weights
+        self.optimizer = optimizer
+        self.architecture = architecture
+        self.training = training
+        self.source = source
+    }
+
+    public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
+    public func weight(named name: String) -> Weight? { weights.first { $0.name == name } }
+    public var parameterCount: Int { weights.reduce(0) { $0 + $1.values.count } }
+}
+
+/// One output tensor of one call of a layer: Keras' `keras_history` triple.
+public struct TensorRef: Hashable, Sendable, CustomStringConvertible {
+    public var layer: String
+    public var node: Int
+    public var index: Int
+
+    public init(layer: String, node: Int = 0, index: Int = 0) {
+        self.layer = layer
+        self.node = node
+        self.index = index
+    }
+
+    public var description: String { node == 0 && index == 0 ? layer : "\(layer)[\(node)][\(index)]" }
+}
+
+/// A layer: its Keras class, its config, and the tensors each of its calls consumes.
+public struct Layer: Sendable {
+    public var name: String
+    public var className: String
+    public var config: JSONValue
+    /// One entry per call of the layer (node); each lists the input tensors of that call.
+    public var inbound: [[TensorRef]]
+    /// Short names of its weights, in Keras' order (trainable first): `kernel`, `bias`,
+    /// `forward/kernel` for a Bidirectional wrapper, …
+    public var weightNames: [String]
+
+    public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]], weightNames: [String] = []) {
+        self.name = name
+        self.className = className
+        self.config = config
+        self.inbound = inbound
+        self.weightNames = weightNames
+    }
+}
+
+/// A named weight tensor, float32, row-major in Keras' layout.
+public struct Weight: Sendable, Equatable {
+    /// `<layer>/<short name>`.
+    public var name: String
+    public var layer: String
+    public var shortName: String
+    public var shape: [Int]
+    public var values: [Float]
+    public var trainable: Bool
+    /// The dtype in the source file (`float32`, `float16`, `float64`, `bfloat16`).
+    public var sourceDType: String
+
+    public init(layer: String, shortName: String, shape: [Int], values: [Float], trainable: Bool, sourceDType: String = "float32") {
+        self.name = "\(layer)/\(shortName)"
+        self.layer = layer
+        self.shortName = shortName
+        self.shape = shape
+        self.values = values
+        self.trainable = trainable
+        self.sourceDType = sourceDType
+    }
+}
+
+/// The optimizer state of an Adam-family optimizer (Adam, AdamW, Nadam, Adamax).
+public struct OptimizerState: Sendable, Equatable {
+    /// Keras class name: `Adam`, `AdamW`, `Nadam`, `Adamax`.
+    public var className: String
+    /// The optimizer's config as imported.
+    public var config: JSONValue
+    /// The step counter t.
+    public var iterations: Int64?
+    public var learningRate: Double?
+    public var beta1: Double
+    public var beta2: Double
+    public var epsilon: Double
+    /// First and second moments per trainable weight.
+    public var slots: [OptimizerSlot]
+    /// Which naming scheme the slots came in (for provenance).
+    public var scheme: String
+
+    public init(className: String, config: JSONValue, iterations: Int64?, learningRate: Double?, beta1: Double,
+                beta2: Double, epsilon: Double, slots: [OptimizerSlot], scheme: String) {
+        self.className = className
+        self.config = config
+        self.iterations = iterations
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+        self.slots = slots
+        self.scheme = scheme
+    }
+
+    /// The optimizers whose second moment laq can use as a diagonal Hessian estimate.
+    public static let adamFamily: Set<String> = ["Adam", "AdamW", "Nadam", "Adamax"]
+}
+
+/// One optimizer slot: `m` (first moment) or `v` (second moment; Adamax: the infinity norm `u`,
+/// stored as `v`) of one weight.
+public struct OptimizerSlot: Sendable, Equatable {
+    public var weight: String
+    public var slot: String
+    public var values: [Float]
+
+    public init(weight: String, slot: String, values: [Float]) {
+        self.weight = weight
+        self.slot = slot
+        self.values = values
+    }
+}
+
+/// Where a model came from.
+public struct ModelSource: Sendable, Equatable {
+    /// `keras-h5` (legacy full model), `keras-weights-h5`, `keras-archive`.
+    public var format: String
+    public var kerasVersion: String?
+    public var backend: String?
+    public var file: String?
+    public var sha256: String?
+    public var bytes: UInt64?
+
+    public init(format: String = "", kerasVersion: String? = nil, backend: String? = nil, file: String? = nil,
+                sha256: String? = nil, bytes: UInt64? = nil) {
+        self.format = format
+        self.kerasVersion = kerasVersion
+        self.backend = backend
+        self.file = file
+        self.sha256 = sha256
+        self.bytes = bytes
+    }
+}

@@ -1,0 +1,32 @@
+/// Why a model cannot be represented or executed faithfully; every case names the layer.
+public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The architecture config is not what Keras writes.
+    case invalidConfig(path: String, reason: String)
+    /// A layer class laq does not execute.
+    case unsupportedLayer(layer: String, className: String)
+    /// A layer option laq does not execute (channels_first, masking, stateful RNNs, …).
+    case unsupportedOption(layer: String, className: String, option: String)
+    /// An activation laq does not execute.
+    case unsupportedActivation(layer: String, activation: String)
+    /// A layer consumes a tensor no layer produces.
+    case danglingInput(layer: String, input: String)
+    /// Shapes that cannot go together.
+    case shapeMismatch(layer: String, reason: String)
+
+    public var description: String {
+        switch self {
+        case let .invalidConfig(path, reason):
+            return "invalid model config at \(path): \(reason)"
+        case let .unsupportedLayer(layer, className):
+            return "layer '\(layer)' is a \(className), which laq cannot execute (supported: \(LayerCatalog.supportedClasses.sorted().joined(separator: ", ")))"
+        case let .unsupportedOption(layer, className, option):
+            return "layer '\(layer)' (\(className)) uses \(option), which laq cannot execute faithfully"
+        case let .unsupportedActivation(layer, activation):
+            return "layer '\(layer)' uses activation '\(activation)', which laq cannot execute (supported: \(LayerCatalog.activations.sorted().joined(separator: ", ")))"
+        case let .danglingInput(layer, input):
+            return "layer '\(layer)' consumes '\(input)', which no layer produces"
+        case let .shapeMismatch(layer, reason):
+            return "layer '\(layer)': \(reason)"
+        }
+    }
+}
