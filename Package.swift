@@ -44,7 +44,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -71,7 +71,16 @@ public enum LayerCatalog {
                 throw option("merge_mode \(mode)")
             }
             if config["merge_mode"] == .null { throw option("merge_mode None") }
-            if config["backward_layer"] != nil, config["backward_layer"] != .null { throw option("a custom backward_layer") }
+            // Keras 3 always serialises the backward layer; accept it when it mirrors the forward one.
+            if case let .object(backward)? = config["backward_layer"] {
+                // Only what changes the computation (initializers carry per-object ids and differ).
+                func core(_ value: JSONValue?) -> [JSONValue?] {
+                    ["units", "activation", "recurrent_activation", "use_bias", "return_sequences", "reset_after"].map { value?[$0] }
+                }
+                guard backward["class_name"]?.stringValue == innerClass, core(backward["config"]) == core(inner["config"]) else {
+                    throw option("a backward_layer that differs from the forward layer")
+                }
+            }
         case "Activation":
             guard let name = activationName(config["activation"]) else { throw option("an activation given as code") }
             _ = name
@@ -117,5 +126,65 @@ public enum LayerCatalog {
     /// statistics, are not).
     public static func trainableCount(className: String, weightNames: [String]) -> Int {
         canonical(className) == "BatchNormalization" ? weightNames.count - 2 : weightNames.count
+    }
+}
+
+extension LayerCatalog {
+    /// The shape each weight of `layer` must have, from its config and its input's shape
+    /// (batch first); nil entries of the input make the dependent shapes unknown (nil result).
+    public static func expectedWeightShapes(_ layer: Layer, input: Shape?) -> [String: [Int]]? {
+        let className = canonical(layer.className)
+        let config = layer.config
+        func int(_ value: JSONValue?) -> Int? { if case let .int(v)? = value { return Int(v) } else { return nil } }
+        let last = input?.last ?? nil
+        switch className {
+        case "Dense":
+            guard let units = int(config["units"]), let last else { return nil }
+            return ["kernel": [last, units], "bias": [units]]
+        case "Conv1D", "Conv2D", "DepthwiseConv2D":
+            let spatial = className == "Conv1D" ? 1 : 2
+            guard let kernel = ShapeRules.ints(config["kernel_size"], count: spatial), let last else { return nil }
+            if className == "DepthwiseConv2D" {
+                let multiplier = int(config["depth_multiplier"]) ?? 1
+                return ["kernel": kernel + [last, multiplier], "bias": [last * multiplier]]
+            }
+            guard let filters = int(config["filters"]) else { return nil }
+            return ["kernel": kernel + [last, filters], "bias": [filters]]
+        case "BatchNormalization", "LayerNormalization":
+            guard let last else { return nil }
+            return ["gamma": [last], "beta": [last], "moving_mean": [last], "moving_variance": [last]]
+        case "Embedding":
+            guard let inputDim = int(config["input_dim"]), let outputDim = int(config["output_dim"]) else { return nil }
+            return ["embeddings": [inputDim, outputDim]]
+        case "SimpleRNN", "LSTM", "GRU":
+            guard let units = int(config["units"]), let last else { return nil }
+            let gates = className == "LSTM" ? 4 : className == "GRU" ? 3 : 1
+            let resetAfter = className == "GRU" && config["reset_after"] != .bool(false)
+            return ["kernel": [last, gates * units], "recurrent_kernel": [units, gates * units],
+                    "bias": resetAfter ? [2, gates * units] : [gates * units]]
+        case "Bidirectional":
+            guard case let .object(inner)? = config["layer"], let innerClass = inner["class_name"]?.stringValue,
+                let shapes = expectedWeightShapes(Layer(name: layer.name, className: innerClass, config: inner["config"] ?? .null, inbound: []), input: input)
+            else { return nil }
+            var result: [String: [Int]] = [:]
+            for (name, shape) in shapes {
+                result["forward/\(name)"] = shape
+                result["backward/\(name)"] = shape
+            }
+            return result
+        default:
+            return [:]
+        }
+    }
+
+    /// Checks options of normalization layers that the shape rules assume (the last axis).
+    public static func normalizationAxisIsLast(_ layer: Layer, rank: Int) -> Bool {
+        switch layer.config["axis"] {
+        case nil, .null?: return true
+        case let .int(axis)?: return axis == -1 || Int(axis) == rank - 1
+        case let .array(items)?:
+            return items.count == 1 && (items[0] == .int(-1) || items[0] == .int(Int64(rank - 1)))
+        default: return false
+        }
     }
 }

@@ -18,7 +18,7 @@ struct LAQCommand: ParsableCommand {
             or `verify` found problems); 2 usage or I/O error.
             """,
         version: LAQVersion.string,
-        subcommands: [Demo.self, Inspect.self, Verify.self]
+        subcommands: [Import.self, Inspect.self, Verify.self, Demo.self]
     )
 
     static func main() {
@@ -35,6 +35,9 @@ struct LAQCommand: ParsableCommand {
         case let error as FormatError:
             FileHandle.standardError.write(Data("laq: error: \(error)\n".utf8))
             Foundation.exit(error.exitCode)
+        case let error as CLIError:
+            FileHandle.standardError.write(Data("laq: error: \(error.message)\n".utf8))
+            Foundation.exit(error.code)
         case let error as ExitCode:
             Foundation.exit(error.rawValue)
         default:

@@ -1,0 +1,79 @@
+import LAQFormat
+import LAQHDF5
+import LAQModel
+
+/// Keras 3 weights files (`.weights.h5`, and `model.weights.h5` inside a `.keras` archive;
+/// keras-hdf5.md §3): variables under `layers/<snake_case class>[_n]/…/vars/<i>`, found by the
+/// layer name stored in each `vars` group's `name` attribute; optimizer under `optimizer/vars`.
+struct Keras3WeightsReader {
+    let file: H5File
+    let path: String
+
+    func importModel(config: JSONValue, includeOptimizer: Bool, kind: KerasImporter.FileKind) throws -> KerasImporter.Result {
+        let graph: KerasArchitecture.Graph
+        do { graph = try KerasArchitecture.parse(config) } catch { throw ImportError.model(path: path, error) }
+        let root = try file.root()
+        guard try root.kind(of: "layers") == .group else { throw ImportError.missing(path: path, what: "group /layers") }
+        let layersGroup = try root.group("layers")
+        // Layer name → its group, from each group's vars/@name.
+        var groups: [String: String] = [:]
+        for child in try layersGroup.children() where try layersGroup.kind(of: "\(child)/vars") == .group {
+            if let name = try layersGroup.group("\(child)/vars").stringAttribute("name") { groups[name] = child }
+        }
+        let weights = try WeightAssembler.assemble(graph: graph, path: path) { layer in
+            guard let group = groups[layer.name] else {
+                if layer.weightNames.isEmpty { return [] }
+                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.name)')")
+            }
+            var paths: [String]
+            switch LayerCatalog.canonical(layer.className) {
+            case "SimpleRNN", "LSTM", "GRU": paths = ["\(group)/cell/vars"]
+            case "Bidirectional": paths = ["\(group)/forward_layer/cell/vars", "\(group)/backward_layer/cell/vars"]
+            default: paths = ["\(group)/vars"]
+            }
+            var variables: [StoredVariable] = []
+            for varsPath in paths {
+                guard try layersGroup.kind(of: varsPath) == .group else {
+                    throw ImportError.missing(path: path, what: "group /layers/\(varsPath) of layer '\(layer.name)'")
+                }
+                let vars = try layersGroup.group(varsPath)
+                for key in try Self.numericKeys(vars, path: path) {
+                    variables.append(try LegacyH5Reader.variable(vars.dataset(key), storedName: key))
+                }
+            }
+            return variables
+        }
+        var model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, weights: weights,
+                          architecture: config, training: config["compile_config"] ?? .null)
+        var notices: [String] = []
+        if includeOptimizer, try root.kind(of: "optimizer/vars") == .group {
+            let vars = try root.group("optimizer/vars")
+            let datasets = try Self.numericKeys(vars, path: path).map { try vars.dataset($0) }
+            var training = model.training
+            let optimizerName = try vars.stringAttribute("name")
+            if training["optimizer"] == nil, let optimizerName {
+                // No compile config (a .weights.h5 with a bare model config): infer the class from the variable scope name.
+                let className = ["adamw": "AdamW", "adam": "Adam", "nadam": "Nadam", "adamax": "Adamax"]
+                    .first { optimizerName.lowercased().hasPrefix($0.key) && (optimizerName.count == $0.key.count || optimizerName.dropFirst($0.key.count).hasPrefix("_")) }?.value
+                training = ["optimizer": ["class_name": .string(className ?? optimizerName), "config": [:]]]
+                notices.append("the config names no optimizer: taken to be \(className ?? optimizerName) (from the optimizer variables' name '\(optimizerName)') with Keras' default β1 = 0.9, β2 = 0.999, ε = 1e-7")
+            }
+            let (state, more) = try OptimizerImport(path: path, training: training).keras3(variables: datasets, model: model, optimizerName: optimizerName)
+            model.optimizer = state
+            notices += more
+        } else if includeOptimizer {
+            notices.append("no optimizer state in the file: no Hessian estimate; quantize with a calibration run, or one-shot with d = 1")
+        }
+        return KerasImporter.Result(model: model, kind: kind, notices: notices)
+    }
+
+    /// The dataset keys `0, 1, 2, …` of a vars group, in numeric order (HDF5 lists them as text).
+    static func numericKeys(_ group: H5Group, path: String) throws -> [String] {
+        let keys = try group.children()
+        let numbers = keys.compactMap(Int.init).sorted()
+        guard numbers.count == keys.count, numbers == Array(0..<numbers.count) else {
+            throw ImportError.invalid(path: path, what: "group \(group.fullPath)", reason: "variable keys \(keys.sorted()) are not 0…n−1")
+        }
+        return numbers.map(String.init)
+    }
+}

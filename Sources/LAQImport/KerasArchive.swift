@@ -1,0 +1,67 @@
+import Foundation
+import LAQFormat
+import LAQHDF5
+import LAQModel
+import ZIPFoundation
+
+/// A Keras 3 `.keras` archive: a zip of `config.json`, `metadata.json` and `model.weights.h5`,
+/// read with ZIPFoundation (CRC-32 of each member checked); the weights file is opened from
+/// memory, without a temporary file.
+struct KerasArchive {
+    let path: String
+    let bytes: [UInt8]
+
+    /// Members larger than this, or expanding more than 100× (Keras' own zip-bomb guard), are refused.
+    static let maxMemberBytes: UInt64 = 4 << 30
+
+    func member(_ archive: Archive, _ name: String) throws -> [UInt8] {
+        guard let entry = archive[name] else { throw ImportError.archive(path: path, reason: "no member '\(name)'") }
+        let size = UInt64(entry.uncompressedSize)
+        guard size <= Self.maxMemberBytes, size <= max(UInt64(entry.compressedSize), 1) * 100 || size <= 1 << 20 else {
+            throw ImportError.archive(path: path, reason: "member '\(name)' claims \(size) bytes from \(entry.compressedSize): refused as a zip bomb")
+        }
+        var data = [UInt8]()
+        data.reserveCapacity(Int(size))
+        do {
+            _ = try archive.extract(entry, skipCRC32: false) { chunk in
+                data.append(contentsOf: chunk)
+                if UInt64(data.count) > size { throw ImportError.archive(path: path, reason: "member '\(name)' is longer than its header says") }
+            }
+        } catch let error as ImportError {
+            throw error
+        } catch {
+            throw ImportError.archive(path: path, reason: "member '\(name)': \(error)")
+        }
+        return data
+    }
+
+    func importModel(includeOptimizer: Bool, configOverride: JSONValue?) throws -> KerasImporter.Result {
+        let archive: Archive
+        do {
+            archive = try Archive(data: Data(bytes), accessMode: .read)
+        } catch {
+            throw ImportError.archive(path: path, reason: "not a readable zip (\(error))")
+        }
+        let config: JSONValue
+        if let configOverride {
+            config = configOverride
+        } else {
+            config = try KerasImporter.parseJSON(String(decoding: member(archive, "config.json"), as: UTF8.self), path: path, what: "config.json")
+        }
+        var kerasVersion: String?
+        if archive["metadata.json"] != nil {
+            let metadata = try KerasImporter.parseJSON(String(decoding: member(archive, "metadata.json"), as: UTF8.self), path: path, what: "metadata.json")
+            kerasVersion = metadata["keras_version"]?.stringValue
+        }
+        if archive["model.weights.npz"] != nil, archive["model.weights.h5"] == nil {
+            throw ImportError.archive(path: path, reason: "weights saved as model.weights.npz are not supported; re-save with the default (HDF5) weights")
+        }
+        let weights = try member(archive, "model.weights.h5")
+        let file: H5File
+        do { file = try H5File(image: weights, name: "\(path):model.weights.h5") } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+        var result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5")
+            .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
+        result.model.source.kerasVersion = kerasVersion
+        return result
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import LAQFormat
+import LAQHDF5
+import LAQModel
+
+/// Imports Keras models from the files users have (keras-hdf5.md), recognised by content:
+/// legacy full-model `.h5` (tf.keras 2.x and Keras 3), Keras 3 `.keras` archives, and weights-only
+/// files (`.weights.h5`, tf.keras `save_weights`) with the architecture from `--config`.
+public struct KerasImporter: Sendable {
+    public var includeOptimizer: Bool
+
+    public init(includeOptimizer: Bool = true) {
+        self.includeOptimizer = includeOptimizer
+    }
+
+    /// What kind of Keras file `path` holds.
+    public enum FileKind: String, Sendable {
+        case legacyModel = "keras-h5"
+        case legacyWeights = "keras-legacy-weights-h5"
+        case keras3Weights = "keras-weights-h5"
+        case archive = "keras-archive"
+    }
+
+    /// Notices for the user: things imported with a caveat (no Hessian, ignored options, …).
+    public struct Result: Sendable {
+        public var model: Model
+        public var kind: FileKind
+        public var notices: [String]
+    }
+
+    /// Imports `path`; `configPath` gives the architecture for weights-only files.
+    public func importModel(path: String, configPath: String? = nil) throws -> Result {
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
+        } catch {
+            throw ImportError.unrecognizedFile(path: path, reason: (error as NSError).localizedDescription)
+        }
+        let bytes = [UInt8](data)
+        var source = ModelSource(
+            file: URL(fileURLWithPath: path).lastPathComponent,
+            sha256: bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }, bytes: UInt64(bytes.count))
+        let config = try configPath.map { try Self.readJSON(path: $0) }
+        var result: Result
+        if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            result = try KerasArchive(path: path, bytes: bytes).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+        } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < bytes.count && H5File.hasSignature(bytes[$0...]) }) {
+            let file: H5File
+            do { file = try H5File(path: path) } catch let error as HDF5Error {
+                throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file (\(error.stack.last ?? error.operation))")
+            }
+            result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer)
+        } else {
+            throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file")
+        }
+        source.format = result.kind.rawValue
+        source.kerasVersion = result.model.source.kerasVersion
+        source.backend = result.model.source.backend
+        result.model.source = source
+        return result
+    }
+
+    static func importHDF5(_ file: H5File, path: String, config: JSONValue?, includeOptimizer: Bool) throws -> Result {
+        let root = try file.root()
+        if try root.kind(of: "model_weights") == .group {
+            return try LegacyH5Reader(file: file, path: path).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+        }
+        if try root.stringsAttribute("layer_names") != nil {
+            guard let config else { throw ImportError.missingArchitecture(path: path) }
+            return try LegacyH5Reader(file: file, path: path).importWeightsOnly(config: config)
+        }
+        if try root.kind(of: "layers") == .group {
+            guard let config else { throw ImportError.missingArchitecture(path: path) }
+            return try Keras3WeightsReader(file: file, path: path).importModel(config: config, includeOptimizer: includeOptimizer, kind: .keras3Weights)
+        }
+        throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file without model_weights, layer_names or layers: not written by Keras")
+    }
+
+    static func readJSON(path: String) throws -> JSONValue {
+        do {
+            let data = try Data(contentsOf: URL(fileURLWithPath: path))
+            return try JSONDecoder().decode(JSONValue.self, from: data)
+        } catch {
+            throw ImportError.invalid(path: path, what: "config", reason: "not readable JSON: \(error.localizedDescription)")
+        }
+    }
+
+    /// The JSON in a string attribute (`model_config`, `training_config`).
+    static func parseJSON(_ text: String, path: String, what: String) throws -> JSONValue {
+        do {
+            return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+        } catch {
+            throw ImportError.invalid(path: path, what: what, reason: "not valid JSON")
+        }
+    }
+}

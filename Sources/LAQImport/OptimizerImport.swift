@@ -1,0 +1,139 @@
+import LAQFormat
+import LAQHDF5
+import LAQModel
+
+/// Reads Adam-family optimizer state in the three naming schemes Keras has used
+/// (keras-hdf5.md §4) and ties each slot to its weight, checking counts and shapes.
+struct OptimizerImport {
+    let path: String
+    let className: String
+    let config: JSONValue
+
+    init(path: String, training: JSONValue) throws {
+        self.path = path
+        let optimizer = training["optimizer_config"] ?? training["optimizer"] ?? .null
+        var name = optimizer["class_name"]?.stringValue ?? ""
+        if let range = name.range(of: ">") { name = String(name[range.upperBound...]) }  // "Custom>Adam"
+        className = name
+        config = optimizer["config"] ?? .null
+    }
+
+    func fail(_ reason: String) -> ImportError { .optimizer(path: path, reason: reason) }
+
+    func number(_ key: String, default value: Double) -> Double {
+        switch config[key] {
+        case let .double(v)?: return v
+        case let .int(v)?: return Double(v)
+        default: return value
+        }
+    }
+
+    /// The state, or nil with a notice when the optimizer has no second moment to use.
+    func state(iterations: Int64?, learningRate: Double?, slots: [OptimizerSlot], scheme: String) -> OptimizerState {
+        let rate: Double? = learningRate ?? { if case let .double(v)? = config["learning_rate"] { return v } else { return nil } }()
+        return OptimizerState(
+            className: className, config: config, iterations: iterations, learningRate: rate,
+            beta1: number("beta_1", default: 0.9), beta2: number("beta_2", default: 0.999),
+            epsilon: number("epsilon", default: 1e-7), slots: slots, scheme: scheme)
+    }
+
+    func notAdam() -> String {
+        "optimizer \(className.isEmpty ? "(unknown)" : className) keeps no second moment: imported without a Hessian estimate; quantize with a calibration run, or one-shot with d = 1"
+    }
+
+    /// `optimizer_weights` of a legacy `.h5`: names from its `weight_names` attribute.
+    func legacy(group: H5Group, model: Model, storedNames: [String: String]) throws -> (OptimizerState?, [String]) {
+        guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
+        let names = try group.stringsAttribute("weight_names") ?? []
+        let trainable = model.weights.filter(\.trainable)
+        // Variable name in the file → laq weight, in each scheme's spelling.
+        var byStored: [String: Weight] = [:]
+        var byFlattened: [String: Weight] = [:]
+        for weight in trainable {
+            guard let stored = storedNames[weight.name] else { continue }
+            let bare = stored.hasSuffix(":0") ? String(stored.dropLast(2)) : stored
+            byStored[bare] = weight
+            byFlattened[bare.replacingOccurrences(of: "/", with: "_")] = weight
+        }
+        var iterations: Int64?
+        var learningRate: Double?
+        var moments: [String: [String: [Float]]] = [:]
+        var scheme = ""
+        for name in names {
+            let dataset = try group.dataset(name)
+            let bare = name.hasSuffix(":0") ? String(name.dropLast(2)) : name
+            let parts = bare.split(separator: "/").map(String.init)
+            if parts.last == "iteration" || parts.last == "iter" {
+                iterations = try dataset.read(as: Int64.self).first
+                continue
+            }
+            if parts.last == "learning_rate" {
+                learningRate = try dataset.read(as: Double.self).first
+                continue
+            }
+            var weight: Weight?
+            var slot = ""
+            if parts.count >= 3, parts[1] == "m" || parts[1] == "v" {
+                // tf.keras ≥ 2.11: Adam/m/<var>:0
+                scheme = "tf.keras (Adam/m/<var>)"
+                slot = parts[1]
+                weight = byStored[parts[2...].joined(separator: "/")]
+            } else if parts.count >= 3, parts.last == "m" || parts.last == "v" {
+                // tf.keras ≤ 2.10, optimizers.legacy: Adam/<var>/m:0
+                scheme = "tf.keras legacy (Adam/<var>/m)"
+                slot = parts.last!
+                weight = byStored[parts[1..<(parts.count - 1)].joined(separator: "/")]
+            } else if parts.count == 2, let suffix = ["_momentum": "m", "_velocity": "v"].first(where: { parts[1].hasSuffix($0.key) }) {
+                // Keras 3: adam/<path with / → _>_momentum
+                scheme = "keras 3 (adam/<path>_momentum)"
+                slot = suffix.value
+                weight = byFlattened[String(parts[1].dropLast(suffix.key.count))]
+            } else {
+                throw fail("slot '\(name)' is not an Adam moment (amsgrad, EMA and gradient accumulation slots are not supported)")
+            }
+            guard let weight else { throw fail("slot '\(name)' belongs to no trainable weight of the model") }
+            guard dataset.shape == weight.shape else {
+                throw fail("slot '\(name)' has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
+            }
+            guard moments[weight.name, default: [:]][slot] == nil else { throw fail("two '\(slot)' slots for weight '\(weight.name)'") }
+            moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
+        }
+        return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: scheme), [])
+    }
+
+    /// Keras 3 `optimizer/vars`: 0 iteration, 1 learning rate, then (m, v) per trainable weight in model order.
+    func keras3(variables: [H5Dataset], model: Model, optimizerName: String?) throws -> (OptimizerState?, [String]) {
+        guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
+        let trainable = model.weights.filter(\.trainable)
+        guard variables.count == 2 + 2 * trainable.count else {
+            throw fail("\(variables.count) variables in optimizer/vars, Adam has 2 + 2 × \(trainable.count) trainable weights = \(2 + 2 * trainable.count)")
+        }
+        var moments: [String: [String: [Float]]] = [:]
+        for (index, weight) in trainable.enumerated() {
+            for (offset, slot) in ["m", "v"].enumerated() {
+                let dataset = variables[2 + 2 * index + offset]
+                guard dataset.shape == weight.shape else {
+                    throw fail("optimizer variable \(2 + 2 * index + offset) has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
+                }
+                moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
+            }
+        }
+        let iterations = try variables[0].read(as: Int64.self).first
+        let learningRate = try variables[1].read(as: Double.self).first
+        return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: "keras 3 (optimizer/vars by position)"), [])
+    }
+
+    func assemble(trainable: [Weight], moments: [String: [String: [Float]]], iterations: Int64?, learningRate: Double?, scheme: String) throws -> OptimizerState {
+        var slots: [OptimizerSlot] = []
+        for weight in trainable {
+            for slot in ["m", "v"] {
+                guard let values = moments[weight.name]?[slot] else { throw fail("no '\(slot)' slot for weight '\(weight.name)'") }
+                slots.append(OptimizerSlot(weight: weight.name, slot: slot, values: values))
+            }
+        }
+        if let negative = slots.first(where: { $0.slot == "v" && $0.values.contains { $0 < 0 || !$0.isFinite } }) {
+            throw fail("second moment of '\(negative.weight)' has negative or non-finite values")
+        }
+        return state(iterations: iterations, learningRate: learningRate, slots: slots, scheme: scheme)
+    }
+}

@@ -1,0 +1,66 @@
+import LAQModel
+
+/// A variable as a file stores it, before it is matched to a layer's weight.
+struct StoredVariable {
+    /// The name in the file (`dense/kernel:0`, `tiny/bn/gamma`), or the numeric key (Keras 3).
+    var storedName: String
+    var shape: [Int]
+    var values: [Float]
+    var dtype: String
+}
+
+/// Matches stored variables to each layer's expected weights (by position, as Keras' loaders
+/// do), cross-checking names when the file has them and shapes against the layer config.
+enum WeightAssembler {
+    static func assemble(
+        graph: KerasArchitecture.Graph, path: String, variables: (Layer) throws -> [StoredVariable]
+    ) throws -> [Weight] {
+        let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs)
+        let shapes: [String: Shape]
+        do { shapes = try model.outputShapes() } catch { throw ImportError.model(path: path, error) }
+        var weights: [Weight] = []
+        for layer in graph.layers {
+            let stored = try variables(layer)
+            let expected = layer.weightNames
+            guard stored.count == expected.count else {
+                throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
+            }
+            let input = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
+            if ["BatchNormalization", "LayerNormalization"].contains(layer.className), let input,
+               !LayerCatalog.normalizationAxisIsLast(layer, rank: input.count) {
+                throw ImportError.model(path: path, .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last"))
+            }
+            let expectedShapes = LayerCatalog.expectedWeightShapes(layer, input: input) ?? [:]
+            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: expected)
+            for (index, (variable, name)) in zip(stored, expected).enumerated() {
+                if !namesMatch(variable.storedName, name) {
+                    throw ImportError.weightName(path: path, layer: layer.name, expected: name, found: variable.storedName)
+                }
+                let baseName = String(name.split(separator: "/").last ?? Substring(name))
+                if let shape = expectedShapes[name] ?? expectedShapes[baseName], shape != variable.shape {
+                    throw ImportError.weightShape(path: path, weight: "\(layer.name)/\(name)", expected: shape, found: variable.shape)
+                }
+                weights.append(Weight(layer: layer.name, shortName: name, shape: variable.shape, values: variable.values,
+                                      trainable: index < trainable, sourceDType: variable.dtype))
+            }
+        }
+        return weights
+    }
+
+    /// Whether a stored variable name (`lstm/lstm_cell/kernel:0`, `tiny/bidi/backward_rnn/…/bias`)
+    /// names the expected weight (`kernel`, `backward/bias`); numeric keys (Keras 3) carry no name
+    /// and always match. tf.keras calls a depthwise kernel `depthwise_kernel`, Keras 3 `kernel`.
+    static func namesMatch(_ stored: String, _ expected: String) -> Bool {
+        if stored.allSatisfy(\.isNumber) { return true }
+        var name = stored
+        if let colon = name.lastIndex(of: ":") { name = String(name[..<colon]) }
+        let parts = name.split(separator: "/").map(String.init)
+        let wanted = expected.split(separator: "/").map(String.init)
+        guard let last = parts.last, let wantedLast = wanted.last else { return false }
+        guard last == wantedLast || (last == "depthwise_kernel" && wantedLast == "kernel") else { return false }
+        if wanted.count == 2 {  // Bidirectional: the direction must appear in the path.
+            return parts.dropLast().contains { $0.hasPrefix(wanted[0]) }
+        }
+        return true
+    }
+}

@@ -1,0 +1,69 @@
+import LAQFormat
+
+extension Model {
+    /// Dimension names of a weight in Keras' layout, for the tensor table's `axes`.
+    static func axes(className: String, shortName: String, rank: Int) -> [String]? {
+        let base = shortName.split(separator: "/").last.map(String.init) ?? shortName
+        switch (LayerCatalog.canonical(className), base, rank) {
+        case ("Dense", "kernel", 2): return ["in", "out"]
+        case ("Conv1D", "kernel", 3): return ["w", "in", "out"]
+        case ("Conv2D", "kernel", 4): return ["h", "w", "in", "out"]
+        case ("DepthwiseConv2D", "kernel", 4): return ["h", "w", "in", "multiplier"]
+        case ("Embedding", "embeddings", 2): return ["token", "out"]
+        case (_, "kernel", 2): return ["in", "gates"]
+        case (_, "recurrent_kernel", 2): return ["units", "gates"]
+        default: return nil
+        }
+    }
+
+    /// The manifest's model description: architecture as imported, inputs and outputs with shapes.
+    public func modelInfo() -> ModelInfo {
+        let shapes = (try? outputShapes()) ?? [:]
+        func describe(_ refs: [TensorRef]) -> [TensorDescription] {
+            refs.map { ref in
+                let layer = layer(named: ref.layer)
+                let dtype = layer?.config["dtype"]?.stringValue ?? "float32"
+                return TensorDescription(name: ref.layer, shape: shapes[ref.layer], dtype: dtype)
+            }
+        }
+        return ModelInfo(name: name, framework: "keras", architecture: architecture, inputs: describe(inputs),
+                         outputs: describe(outputs), training: training)
+    }
+
+    /// A writer holding every weight as float32 and, unless `includeOptimizer` is false, the
+    /// optimizer's moments as optional tensors tied to their weights (`optimizer/m/<weight>`,
+    /// `optimizer/v/<weight>`), with the optimizer's class, hyperparameters and step count in
+    /// the metadata under `optimizer`.
+    public func laqWriter(provenance: [ProvenanceRecord], includeOptimizer: Bool = true) throws -> LAQWriter {
+        var writer = LAQWriter(model: modelInfo(), provenance: provenance)
+        for weight in weights {
+            let layer = layer(named: weight.layer)
+            let dtype = weight.sourceDType.hasPrefix("float") || weight.sourceDType == "bfloat16" ? weight.sourceDType : "float32"
+            try writer.add(TensorRecord(
+                name: weight.name, shape: weight.shape,
+                axes: Self.axes(className: layer?.className ?? "", shortName: weight.shortName, rank: weight.shape.count),
+                dtype: dtype, data: .float(weight.values, as: .float32)))
+        }
+        if includeOptimizer, let optimizer {
+            for slot in optimizer.slots {
+                guard let weight = weight(named: slot.weight) else { continue }
+                try writer.add(TensorRecord(
+                    name: "optimizer/\(slot.slot)/\(slot.weight)", shape: weight.shape,
+                    role: .optimizer(of: slot.weight, slot: slot.slot), data: .float(slot.values, as: .float32)))
+            }
+            var description: [String: JSONValue] = [
+                "class_name": .string(optimizer.className), "config": optimizer.config,
+                "beta_1": .double(optimizer.beta1), "beta_2": .double(optimizer.beta2), "epsilon": .double(optimizer.epsilon),
+                "scheme": .string(optimizer.scheme),
+            ]
+            description["iterations"] = optimizer.iterations.map { .int($0) } ?? .null
+            description["learning_rate"] = optimizer.learningRate.map { .double($0) } ?? .null
+            writer.metadata["optimizer"] = .object(description)
+        }
+        var source: [String: JSONValue] = ["format": .string(self.source.format)]
+        if let version = self.source.kerasVersion { source["keras_version"] = .string(version) }
+        if let backend = self.source.backend { source["backend"] = .string(backend) }
+        writer.metadata["source"] = .object(source)
+        return writer
+    }
+}

@@ -1,0 +1,133 @@
+import ArgumentParser
+import Foundation
+import LAQFormat
+import LAQImport
+import LAQModel
+
+struct Import: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "import",
+        abstract: "Import a Keras model (.h5, .keras, .weights.h5) with its Adam state into a .laq file.",
+        discussion: """
+            The file kind is recognised by content: legacy full-model .h5 (tf.keras 2.x, Keras 3), Keras 3 \
+            .keras archives, and weights-only files (.weights.h5, tf.keras save_weights), which need the \
+            architecture from --config (model.to_json()). Adam, AdamW, Nadam and Adamax moments are kept as \
+            optional tensors tied to their weights: loss-aware quantization uses the second moment as its \
+            curvature estimate. A failed import writes nothing.
+            """
+    )
+
+    @Argument(help: "The Keras file.")
+    var model: String
+
+    @Option(name: .shortAndLong, help: "Output file (default: the model's name with .laq).")
+    var output: String?
+
+    @Option(help: "Architecture JSON for weights-only files (model.to_json() or a .keras config.json).")
+    var config: String?
+
+    @Flag(help: "Do not import the optimizer state.")
+    var noOptimizer = false
+
+    @Flag(help: "Record the creation time in the provenance (the file is then not reproducible).")
+    var timestamp = false
+
+    @Flag(help: "Print the summary as JSON.")
+    var json = false
+
+    var outputPath: String {
+        if let output { return output }
+        var base = URL(fileURLWithPath: model).lastPathComponent
+        for suffix in [".weights.h5", ".keras", ".hdf5", ".h5"] where base.hasSuffix(suffix) {
+            base.removeLast(suffix.count)
+            break
+        }
+        return base + ".laq"
+    }
+
+    func run() throws {
+        let result: KerasImporter.Result
+        do {
+            result = try KerasImporter(includeOptimizer: !noOptimizer).importModel(path: model, configPath: config)
+        } catch let error as ImportError {
+            throw CLIError(message: error.description, code: 1)
+        }
+        let imported = result.model
+        var parameters: [String: JSONValue] = ["include_optimizer": .bool(!noOptimizer), "file_kind": .string(result.kind.rawValue)]
+        if let config { parameters["config"] = .string(URL(fileURLWithPath: config).lastPathComponent) }
+        let record = ProvenanceRecord(
+            tool: "laq \(LAQVersion.string)", command: "import", arguments: CommandLine.arguments.dropFirst().map { URL(fileURLWithPath: $0).lastPathComponent == $0 ? $0 : URL(fileURLWithPath: $0).lastPathComponent },
+            parameters: .object(parameters),
+            sources: [SourceFile(role: "model", file: imported.source.file ?? model, sha256: imported.source.sha256 ?? "", bytes: imported.source.bytes ?? 0)],
+            created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
+        let writer = try imported.laqWriter(provenance: [record], includeOptimizer: !noOptimizer)
+        try writer.write(to: outputPath)
+        let written = try LAQFile(path: outputPath)
+        if json {
+            try printJSON(summaryJSON(result, file: written))
+        } else {
+            print(summaryText(result, file: written))
+        }
+    }
+
+    private func shapeText(_ shape: Shape?) -> String {
+        guard let shape else { return "?" }
+        return "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+    }
+
+    private func summaryText(_ result: KerasImporter.Result, file: LAQFile) -> String {
+        let model = result.model
+        var lines = ["Model: \"\(model.name)\"  (\(result.kind.rawValue)\(model.source.kerasVersion.map { ", Keras \($0)" } ?? ""))"]
+        var table = TextTable(headers: ["Layer (type)", "Output Shape", "Param #", "Connected to"], rightAligned: [2], shrinkable: [(3, 12), (0, 16)])
+        for row in model.summaryRows() {
+            table.rows.append(["\(row.layer) (\(row.className))", shapeText(row.outputShape), String(row.parameters), row.inputs.joined(separator: ", ")])
+        }
+        lines.append(table.render(width: terminalWidth()))
+        let counts = model.parameterCounts
+        lines.append("Total params: \(counts.trainable + counts.nonTrainable) (trainable \(counts.trainable), non-trainable \(counts.nonTrainable))")
+        if let optimizer = model.optimizer {
+            lines.append("Optimizer: \(optimizer.className), \(optimizer.slots.count) slots (m, v) for \(optimizer.slots.count / 2) trainable weights, t = \(optimizer.iterations.map(String.init) ?? "?"), β2 = \(optimizer.beta2), ε = \(optimizer.epsilon) [\(optimizer.scheme)]")
+        } else if !noOptimizer {
+            lines.append("Optimizer: none imported")
+        }
+        for notice in result.notices { lines.append("notice: \(notice)") }
+        lines.append("\(model.source.file ?? self.model) (\(formatBytes(model.source.bytes ?? 0))) → \(outputPath) (\(formatBytes(file.fileSize)))")
+        return lines.joined(separator: "\n")
+    }
+
+    private func summaryJSON(_ result: KerasImporter.Result, file: LAQFile) throws -> JSONValue {
+        let model = result.model
+        let counts = model.parameterCounts
+        var object: [String: JSONValue] = [
+            "model": .string(model.name), "kind": .string(result.kind.rawValue), "output": .string(outputPath),
+            "output_bytes": .int(Int64(file.fileSize)), "source_bytes": .int(Int64(model.source.bytes ?? 0)),
+            "source_sha256": .string(model.source.sha256 ?? ""),
+            "trainable_params": .int(Int64(counts.trainable)), "non_trainable_params": .int(Int64(counts.nonTrainable)),
+            "notices": .array(result.notices.map { .string($0) }),
+            "layers": .array(model.summaryRows().map { row in
+                [
+                    "name": .string(row.layer), "class_name": .string(row.className), "params": .int(Int64(row.parameters)),
+                    "output_shape": row.outputShape.map { .array($0.map { $0.map { .int(Int64($0)) } ?? .null }) } ?? .null,
+                    "inputs": .array(row.inputs.map { .string($0) }),
+                ]
+            }),
+        ]
+        if let optimizer = model.optimizer {
+            object["optimizer"] = [
+                "class_name": .string(optimizer.className), "slots": .int(Int64(optimizer.slots.count)),
+                "iterations": optimizer.iterations.map { .int($0) } ?? .null, "beta_2": .double(optimizer.beta2),
+                "epsilon": .double(optimizer.epsilon), "scheme": .string(optimizer.scheme),
+            ]
+        } else {
+            object["optimizer"] = .null
+        }
+        return .object(object)
+    }
+}
+
+/// An error the CLI reports as is, with its exit code.
+struct CLIError: Error, CustomStringConvertible {
+    var message: String
+    var code: Int32
+    var description: String { message }
+}

@@ -1,0 +1,345 @@
+// libFuzzer harness for the `.laq` reader (Sources/LAQFormat, spec/FORMAT.md).
+//
+// Built by tools/fuzz/run, compiled into the same module as the LAQFormat sources
+// (`-module-name LAQFormat`), so it may use internal helpers (Zlib.crc32, SHA256, Header).
+//
+// Every input is tried in up to three forms:
+//   A. raw          — the bytes as given: exercises header, layout and checksum rules.
+//   B. resealed     — the manifest text and data section cut out of the input (header fields
+//                     clamped to what is there) and wrapped in a fresh, valid container
+//                     (header CRC, manifest CRC, zero padding, SHA-256, end magic). Without this
+//                     almost every mutation of the manifest dies at the manifest CRC-32.
+//   C. repaired     — B, but with the manifest re-serialised after setting each tensor's `crc32`
+//                     to the CRC-32 of the bytes its offset and stored_length point at (offsets
+//                     moved along with the data section). Without this every mutation of a
+//                     payload dies at the payload CRC-32 and the decoders are never reached.
+// B and C are pure functions of the input, so `laq-fuzz CRASHFILE` reproduces any finding;
+// set LAQ_FUZZ_DUMP=DIR to also write the forms of each input run as DIR/{raw,resealed,repaired}.laq.
+//
+// Any thrown error is fine. A trap, an ASan report, a leak, a timeout or an out-of-memory is a bug,
+// and so is a broken oracle (below), which the harness turns into a trap with a message.
+//
+// Oracles checked on every file that opens:
+//   - the parsed header re-encodes to the input's first 64 bytes;
+//   - verify() and decoding agree: a file verify() passes decodes every decodable tensor; a tensor
+//     that decodes is not reported by verify(); floats() has elementCount values and equals the
+//     dequantized codebook;
+//   - a file verify() passes, rewritten by LAQWriter from its decoded values, opens, verifies and
+//     decodes to the same values (float32 bit-exact; NaN compared as NaN).
+//
+// LAQ_FUZZ_MAKE_SEEDS=DIR makes the binary write its generated seed files to DIR and exit
+// (used by tools/fuzz/run; see makeSeeds below).
+
+import Foundation
+
+/// Modest limits so that the fuzzer spends its time in the rules rather than in huge manifests.
+let fuzzLimits = ReaderLimits(maxManifestLength: 1 << 20, maxManifestDepth: 128, maxTensorCount: 4096)
+
+@_cdecl("LLVMFuzzerInitialize")
+public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
+    if let directory = ProcessInfo.processInfo.environment["LAQ_FUZZ_MAKE_SEEDS"] {
+        do {
+            let count = try makeSeeds(in: directory)
+            print("laq-fuzz: wrote \(count) seed files to \(directory)")
+            exit(0)
+        } catch {
+            print("laq-fuzz: writing seeds failed: \(error)")
+            exit(2)
+        }
+    }
+    return 0
+}
+
+@_cdecl("LLVMFuzzerTestOneInput")
+public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
+    let raw = Array(UnsafeBufferPointer(start: data, count: size))
+    let dump = ProcessInfo.processInfo.environment["LAQ_FUZZ_DUMP"]
+    func run(_ bytes: [UInt8], _ form: String) {
+        if let dump { FileManager.default.createFile(atPath: dump + "/" + form + ".laq", contents: Data(bytes)) }
+        exercise(bytes, form: form)
+    }
+    run(raw, "raw")
+    guard let pieces = Pieces(raw) else { return 0 }
+    let resealed = pieces.sealed()
+    if resealed != raw { run(resealed, "resealed") }
+    if let repaired = pieces.repaired(), repaired != resealed, repaired != raw { run(repaired, "repaired") }
+    return 0
+}
+
+// MARK: - Exercising the reader
+
+func oracle(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String, form: String) {
+    if !condition() { fatalError("laq-fuzz oracle failed (\(form) form): \(message())") }
+}
+
+func exercise(_ bytes: [UInt8], form: String) {
+    let file: LAQFile
+    do {
+        file = try LAQFile(bytes: bytes, limits: fuzzLimits)
+    } catch let error as FormatError {
+        _ = error.description
+        _ = error.rule
+        return
+    } catch {
+        fatalError("LAQFile(bytes:) threw a non-FormatError: \(error)")
+    }
+    oracle(file.header.encoded() == Array(bytes[0..<Layout.headerSize]), "header does not re-encode", form: form)
+    _ = file.storedSHA256
+    _ = file.fileSize
+
+    let report = file.verify()
+    for problem in report.problems { _ = problem.message }
+    let reported = Set(report.problems.compactMap(\.tensor))
+
+    var decoded: [[Float]?] = []
+    for tensor in file.tensors {
+        oracle(file.tensor(named: tensor.name) == tensor, "tensor(named:) misses '\(tensor.name)'", form: form)
+        // What `laq inspect` shows for every tensor, decodable or not.
+        _ = tensor.encodingSummary
+        _ = tensor.bitsPerElement
+        guard tensor.isDecodable else {
+            oracle((try? file.floats(tensor)) == nil, "undecodable tensor '\(tensor.name)' decoded", form: form)
+            decoded.append(nil)
+            continue
+        }
+        let values = try? file.floats(tensor)
+        if let values {
+            oracle(values.count == tensor.elementCount, "'\(tensor.name)': \(values.count) values for \(tensor.elementCount) elements", form: form)
+            oracle(!reported.contains(tensor.name), "'\(tensor.name)' decodes but verify() reports it", form: form)
+            if case .codebook? = tensor.encoding {
+                guard let codebook = try? file.codebook(tensor) else {
+                    fatalError("laq-fuzz oracle failed (\(form) form): '\(tensor.name)': floats() works but codebook() throws")
+                }
+                oracle(codebook.codes.allSatisfy { Int($0) < codebook.layout.levelCount }, "'\(tensor.name)': code ≥ L", form: form)
+                oracle(codebook.levels.allSatisfy(\.isFinite), "'\(tensor.name)': non-finite level", form: form)
+                oracle(sameFloats(codebook.dequantized(), values), "'\(tensor.name)': dequantized() ≠ floats()", form: form)
+            }
+            let statistics = try? file.statistics(of: tensor)
+            oracle(statistics != nil, "'\(tensor.name)': statistics(of:) throws after floats() worked", form: form)
+        } else {
+            oracle(!report.isValid, "'\(tensor.name)' does not decode, yet verify() passes", form: form)
+            _ = try? file.statistics(of: tensor)
+        }
+        decoded.append(values)
+    }
+    if report.isValid, file.unsupportedFeatures.isEmpty, file.tensors.allSatisfy(\.isDecodable) {
+        rewriteAndCompare(file, decoded.map { $0! }, form: form)
+    }
+}
+
+func sameFloats(_ a: [Float], _ b: [Float]) -> Bool {
+    a.count == b.count && zip(a, b).allSatisfy { $0.bitPattern == $1.bitPattern || ($0.isNaN && $1.isNaN) }
+}
+
+/// The writer round trip: a valid file rewritten from its decoded values holds the same values.
+func rewriteAndCompare(_ file: LAQFile, _ values: [[Float]], form: String) {
+    let manifest = file.manifest
+    var writer = LAQWriter(
+        model: manifest.model, provenance: manifest.provenance, metadata: manifest.metadata,
+        requiredFeatures: manifest.requiredFeatures)
+    for (tensor, floats) in zip(file.tensors, values) {
+        let data: TensorData
+        switch tensor.encoding! {
+        case .float32: data = .float(floats, as: .float32)
+        case .float16: data = .float(floats, as: .float16)
+        case .bfloat16: data = .float(floats, as: .bfloat16)
+        case let .codebook(layout):
+            guard let codebook = try? file.codebook(tensor) else { return }
+            data = .codebook(layout, levels: codebook.levels, codes: codebook.codes)
+        }
+        let record = TensorRecord(
+            name: tensor.name, shape: tensor.shape, axes: tensor.axes, dtype: tensor.dtype, role: tensor.role,
+            features: tensor.features, data: data)
+        // The writer may refuse what the reader accepts (e.g. unknown keys it would drop): not a crash.
+        do { try writer.add(record) } catch { return }
+    }
+    guard let rewritten = try? writer.encoded() else { return }
+    let reopened: LAQFile
+    do {
+        reopened = try LAQFile(bytes: rewritten, limits: ReaderLimits())
+    } catch {
+        fatalError("laq-fuzz oracle failed (\(form) form): the writer's rewrite of a valid file does not open: \(error)")
+    }
+    let report = reopened.verify()
+    oracle(report.isValid, "rewrite does not verify: \(report.problems.map(\.message))", form: form)
+    oracle(reopened.tensors.count == file.tensors.count, "rewrite has \(reopened.tensors.count) tensors", form: form)
+    for (tensor, original) in zip(reopened.tensors, values) {
+        guard let again = try? reopened.floats(tensor) else {
+            fatalError("laq-fuzz oracle failed (\(form) form): rewritten '\(tensor.name)' does not decode")
+        }
+        oracle(sameFloats(again, original), "rewritten '\(tensor.name)' decodes to other values", form: form)
+    }
+}
+
+// MARK: - Resealing and repairing
+
+/// The manifest text and data section of an input, cut out along its (clamped) header fields.
+struct Pieces {
+    var manifest: [UInt8]
+    var data: [UInt8]
+    /// The input's data_offset as cut (for moving tensor offsets along).
+    var oldDataOffset: UInt64
+
+    init?(_ bytes: [UInt8]) {
+        guard bytes.count >= Layout.headerSize + 2 else { return nil }
+        let raw = UnsafeRawBufferPointer(start: nil, count: 0)
+        _ = raw
+        let declared = bytes.withUnsafeBytes { $0.loadLE(UInt64.self, at: 24) }
+        let available = bytes.count - Layout.headerSize
+        let length = Int(min(declared, UInt64(min(available, Int(fuzzLimits.maxManifestLength)))))
+        guard length >= 2 else { return nil }
+        manifest = Array(bytes[Layout.headerSize..<(Layout.headerSize + length)])
+        let dataStart = (Layout.headerSize + length + 63) & ~63
+        let dataEnd = bytes.count - Layout.trailerSize
+        data = dataStart < dataEnd ? Array(bytes[dataStart..<dataEnd]) : []
+        oldDataOffset = UInt64(dataStart)
+    }
+
+    /// A container with a correct header, padding and trailer around `manifest` and `data`.
+    static func seal(manifest: [UInt8], data: [UInt8]) -> [UInt8] {
+        let dataOffset = Layout.align(UInt64(Layout.headerSize + manifest.count))!
+        let dataLength = Layout.align(UInt64(data.count))!
+        let header = Header(
+            manifestLength: UInt64(manifest.count), dataOffset: dataOffset, dataLength: dataLength,
+            manifestCRC32: Zlib.crc32(manifest))
+        var file = header.encoded()
+        file += manifest
+        file += [UInt8](repeating: 0, count: Int(dataOffset) - file.count)
+        file += data
+        file += [UInt8](repeating: 0, count: Int(dataLength) - data.count)
+        file += file.withUnsafeBytes { SHA256.hash($0) }
+        file += Layout.endMagic
+        return file
+    }
+
+    func sealed() -> [UInt8] { Self.seal(manifest: manifest, data: data) }
+
+    /// Sets every tensor's `crc32` (and moves its `offset` with the data section), then reseals.
+    /// Nil when the manifest is not a JSON object with a `tensors` array.
+    func repaired() -> [UInt8]? {
+        guard case var .object(top)? = try? JSONDecoder().decode(JSONValue.self, from: Data(manifest)),
+            case var .array(tensors)? = top["tensors"]
+        else { return nil }
+        // The repaired manifest's length decides the new data offset, which the offsets (and so the
+        // length) depend on: settle it as the writer does, by iterating to a fixed point.
+        var newDataOffset = oldDataOffset
+        for _ in 0..<8 {
+            for index in tensors.indices {
+                guard case var .object(entry) = tensors[index] else { continue }
+                guard case let .int(offset)? = entry["offset"], offset >= 0 else { continue }
+                let relative = UInt64(offset) &- oldDataOffset
+                if UInt64(offset) >= oldDataOffset, relative <= UInt64(Int64.max) - newDataOffset {
+                    entry["offset"] = .int(Int64(newDataOffset + relative))
+                }
+                if case let .int(stored)? = entry["stored_length"], stored >= 0, UInt64(offset) >= oldDataOffset,
+                    relative <= UInt64(data.count), UInt64(stored) <= UInt64(data.count) - relative
+                {
+                    let crc = data.withUnsafeBytes {
+                        Zlib.crc32(UnsafeRawBufferPointer(rebasing: $0[Int(relative)..<(Int(relative) + Int(stored))]))
+                    }
+                    entry["crc32"] = .int(Int64(crc))
+                }
+                tensors[index] = .object(entry)
+            }
+            top["tensors"] = .array(tensors)
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+            guard let json = try? encoder.encode(JSONValue.object(top)) else { return nil }
+            let text = Array(json)
+            let needed = Layout.align(UInt64(Layout.headerSize + text.count))!
+            if needed == newDataOffset || tensors.isEmpty {
+                return Self.seal(manifest: text, data: data)
+            }
+            // Recompute from the input's offsets on the next round.
+            if case let .array(original)? = (try? JSONDecoder().decode(JSONValue.self, from: Data(manifest)))?["tensors"] {
+                tensors = original
+            }
+            newDataOffset = needed
+        }
+        return nil
+    }
+}
+
+// MARK: - Seeds
+
+/// Small valid files covering every encoding, compression, role and edge the writer can make,
+/// plus hand-damaged variants (truncations, bit flips). Returns how many files it wrote.
+func makeSeeds(in directory: String) throws -> Int {
+    try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+    var files: [(String, [UInt8])] = []
+    func add(_ name: String, compression: WriteOptions.CompressionPolicy = .zlib(minimumSaving: 0),
+             requiredFeatures: [String] = [], _ records: [TensorRecord]) throws {
+        var writer = LAQWriter(
+            model: ModelInfo(name: name, framework: "keras", inputs: [TensorDescription(name: "x", shape: [nil, 4])]),
+            provenance: [ProvenanceRecord(tool: "laq-fuzz", command: "seed")],
+            metadata: ["seed": .string(name)], requiredFeatures: requiredFeatures,
+            options: WriteOptions(compression: compression))
+        for record in records { try writer.add(record) }
+        files.append((name, try writer.encoded()))
+    }
+    let ramp = (0..<24).map { Float($0) * 0.25 - 3 }
+    let zeros = [Float](repeating: 0, count: 256)
+    try add("empty", [])
+    try add("floats-none", compression: .none, [
+        TensorRecord(name: "f32", shape: [2, 3], axes: ["in", "out"], data: .float(Array(ramp[0..<6]), as: .float32)),
+        TensorRecord(name: "f16", shape: [4], dtype: "float16", data: .float([1, -2, 65504, .nan], as: .float16)),
+        TensorRecord(name: "bf16", shape: [3], dtype: "bfloat16", data: .float([1, -.infinity, 3.5], as: .bfloat16)),
+        TensorRecord(name: "scalar", shape: [], data: .float([7], as: .float32)),
+        TensorRecord(name: "empty", shape: [0, 4], data: .float([], as: .float32)),
+    ])
+    try add("floats-zlib", [
+        TensorRecord(name: "z32", shape: [16, 16], data: .float(zeros, as: .float32)),
+        TensorRecord(name: "z16", shape: [256], data: .float(zeros, as: .float16)),
+        TensorRecord(name: "zbf", shape: [8, 32], data: .float(zeros, as: .bfloat16)),
+    ])
+    var codebooks: [TensorRecord] = []
+    for k in 1...8 {
+        let levels = max(1, (1 << k) - 1)
+        let codes = (0..<13).map { UInt8($0 % levels) }
+        let table = (0..<levels).map { Float($0) - Float(levels) / 2 }
+        codebooks.append(TensorRecord(name: "k\(k)", shape: [13], data: .codebook(.bits(k, levels: levels), levels: table, codes: codes)))
+    }
+    codebooks.append(TensorRecord(
+        name: "base3", shape: [2, 3], data: .codebook(.base3(axis: 1), levels: [-1, 0, 2, -0.5, 0, 0.5, -3, 0, 1], codes: [2, 0, 1, 0, 2, 2])))
+    codebooks.append(TensorRecord(
+        name: "axis0", shape: [3, 2, 2], data: .codebook(.bits(2, levels: 3, axis: 0), levels: (0..<9).map(Float.init), codes: (0..<12).map { UInt8($0 % 3) })))
+    codebooks.append(TensorRecord(name: "cb-empty", shape: [4, 0], data: .codebook(.bits(1, axis: 0), levels: [-1, 1, -2, 2, -3, 3, -4, 4], codes: [])))
+    try add("codebooks-none", compression: .none, codebooks)
+    try add("codebooks-zlib", [
+        TensorRecord(name: "ternary", shape: [40, 40], data: .codebook(.base3(), levels: [-1, 0, 1], codes: [UInt8](repeating: 1, count: 1600))),
+        TensorRecord(name: "binary", shape: [64, 16], data: .codebook(.bits(1, axis: 1), levels: (0..<32).map(Float.init), codes: [UInt8](repeating: 0, count: 1024))),
+    ])
+    try add("optimizer", compression: .none, [
+        TensorRecord(name: "dense/kernel", shape: [2, 2], data: .float([1, 2, 3, 4], as: .float32)),
+        TensorRecord(name: "dense/kernel/m", shape: [2, 2], role: .optimizer(of: "dense/kernel", slot: "m"), data: .float([0, 0, 0, 0], as: .float16)),
+    ])
+    try add("unknown", compression: .none, [
+        TensorRecord(name: "future", shape: [3], data: .opaque(encoding: ["type": "float8", "variant": "e4m3"], payload: [1, 2, 3])),
+        TensorRecord(name: "featured", shape: [2], features: ["sparse-v2"], data: .opaque(encoding: ["type": "float32"], payload: [9, 9, 9])),
+        TensorRecord(name: "plain", shape: [1], data: .float([1], as: .float32)),
+    ])
+    try add("required-feature", compression: .none, requiredFeatures: ["model-v2"], [
+        TensorRecord(name: "w", shape: [2], data: .float([1, 2], as: .float32)),
+    ])
+    // Zero-element tensors whose dimensions are large (legal: §5.2 counts 0 elements).
+    try add("zero-elements-large-dims", compression: .none, [
+        TensorRecord(name: "wide", shape: [0, 1 << 40], data: .float([], as: .float32)),
+        TensorRecord(name: "tall", shape: [1 << 20, 1 << 20, 0], data: .float([], as: .float16)),
+    ])
+    // Damaged variants of a small valid file: every truncation point class and single bit flips.
+    let base = files.first { $0.0 == "floats-none" }!.1
+    for cut in [0, 7, 8, 63, 64, 103, base.count / 2, base.count - 41, base.count - 1] {
+        files.append(("trunc-\(cut)", Array(base[0..<cut])))
+    }
+    for (index, position) in [0, 8, 12, 24, 33, 48, 60, 70, base.count / 2, base.count - 40, base.count - 3].enumerated() {
+        var flipped = base
+        flipped[position] ^= UInt8(1 << (index % 8))
+        files.append(("flip-\(position)", flipped))
+    }
+    for (name, bytes) in files {
+        guard FileManager.default.createFile(atPath: directory + "/seed-" + name + ".laq", contents: Data(bytes)) else {
+            throw FormatError.io(path: directory, operation: "write", reason: "cannot create seed-\(name).laq")
+        }
+    }
+    return files.count
+}
