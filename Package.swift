@@ -54,6 +54,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

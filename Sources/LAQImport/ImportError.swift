@@ -4,6 +4,8 @@ import LAQModel
 /// Why a Keras file could not be imported: what was wrong, where (file, layer, weight), and,
 /// where it helps, what to do.
 public enum ImportError: Error, Equatable, Sendable, CustomStringConvertible {
+    /// The file cannot be read at all (missing, permission): an I/O error, not a bad file.
+    case io(path: String, reason: String)
     case unrecognizedFile(path: String, reason: String)
     case missingArchitecture(path: String)
     case missing(path: String, what: String)
@@ -18,6 +20,8 @@ public enum ImportError: Error, Equatable, Sendable, CustomStringConvertible {
 
     public var description: String {
         switch self {
+        case let .io(path, reason):
+            return "\(path): cannot read: \(reason)"
         case let .unrecognizedFile(path, reason):
             return "\(path): not a Keras model file laq can read: \(reason)"
         case let .missingArchitecture(path):

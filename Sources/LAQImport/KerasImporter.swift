@@ -34,7 +34,7 @@ public struct KerasImporter: Sendable {
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
         } catch {
-            throw ImportError.unrecognizedFile(path: path, reason: (error as NSError).localizedDescription)
+            throw ImportError.io(path: path, reason: (error as NSError).localizedDescription)
         }
         let bytes = [UInt8](data)
         var source = ModelSource(
@@ -47,7 +47,7 @@ public struct KerasImporter: Sendable {
         } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < bytes.count && H5File.hasSignature(bytes[$0...]) }) {
             let file: H5File
             do { file = try H5File(path: path) } catch let error as HDF5Error {
-                throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file (\(error.stack.last ?? error.operation))")
+                throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file libhdf5 cannot open (damaged or truncated?): \(error.stack.last ?? error.operation)")
             }
             result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer)
         } else {
@@ -81,6 +81,7 @@ public struct KerasImporter: Sendable {
             let data = try Data(contentsOf: URL(fileURLWithPath: path))
             return try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
+            if !FileManager.default.isReadableFile(atPath: path) { throw ImportError.io(path: path, reason: "no such readable file") }
             throw ImportError.invalid(path: path, what: "config", reason: "not readable JSON: \(error.localizedDescription)")
         }
     }

@@ -50,6 +50,7 @@ struct Import: ParsableCommand {
         do {
             result = try KerasImporter(includeOptimizer: !noOptimizer).importModel(path: model, configPath: config)
         } catch let error as ImportError {
+            if case .io = error { throw CLIError(message: error.description, code: 2) }
             throw CLIError(message: error.description, code: 1)
         }
         let imported = result.model

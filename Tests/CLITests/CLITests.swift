@@ -157,3 +157,34 @@ import Testing
         #expect(verify.stdout.contains("cannot decode"))
     }
 }
+
+/// `laq import` end to end.
+@Suite struct ImportCLITests {
+    @Test("import prints a summary, writes a file that verifies; a failed import writes nothing and exits 1")
+    func importCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("tiny.laq").path
+        let ok = try CLITests.run(["import", TestPaths.testdata("keras/k3_tiny.keras").path, "-o", output])
+        #expect(ok.status == 0, "\(ok.stderr)")
+        #expect(ok.stdout.contains("lstm (LSTM)"))
+        #expect(ok.stdout.contains("Total params: 674"))
+        #expect(ok.stdout.contains("t = 4"))
+        #expect(try CLITests.run(["verify", output]).status == 0)
+
+        let json = try CLITests.json(try CLITests.run(["import", "--json", TestPaths.testdata("keras/tfk_tiny.h5").path, "-o", output]).stdout)
+        #expect(json["trainable_params"] as? Int == 666)
+        #expect((json["optimizer"] as? [String: Any])?["iterations"] as? Int == 4)
+
+        let failed = directory.appendingPathComponent("bad.laq").path
+        let bad = try CLITests.run(["import", TestPaths.testdata("keras/bad_wrong_shape.h5").path, "-o", failed])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("conv/kernel"))
+        #expect(!FileManager.default.fileExists(atPath: failed))
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["tiny.laq"])
+
+        let missing = try CLITests.run(["import", directory.appendingPathComponent("nope.h5").path])
+        #expect(missing.status == 2)
+        #expect(missing.stderr.contains("cannot read"))
+    }
+}

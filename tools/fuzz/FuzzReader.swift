@@ -34,6 +34,7 @@ import Foundation
 
 /// Modest limits so that the fuzzer spends its time in the rules rather than in huge manifests.
 let fuzzLimits = ReaderLimits(maxManifestLength: 1 << 20, maxManifestDepth: 128, maxTensorCount: 4096)
+let dumpDirectory = ProcessInfo.processInfo.environment["LAQ_FUZZ_DUMP"]
 
 @_cdecl("LLVMFuzzerInitialize")
 public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMutablePointer<UnsafeMutablePointer<UnsafeMutablePointer<CChar>?>?>) -> CInt {
@@ -53,9 +54,8 @@ public func fuzzInitialize(_ argc: UnsafeMutablePointer<CInt>, _ argv: UnsafeMut
 @_cdecl("LLVMFuzzerTestOneInput")
 public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     let raw = Array(UnsafeBufferPointer(start: data, count: size))
-    let dump = ProcessInfo.processInfo.environment["LAQ_FUZZ_DUMP"]
     func run(_ bytes: [UInt8], _ form: String) {
-        if let dump { FileManager.default.createFile(atPath: dump + "/" + form + ".laq", contents: Data(bytes)) }
+        if let dump = dumpDirectory { _ = FileManager.default.createFile(atPath: dump + "/" + form + ".laq", contents: Data(bytes)) }
         exercise(bytes, form: form)
     }
     run(raw, "raw")
@@ -182,8 +182,6 @@ struct Pieces {
 
     init?(_ bytes: [UInt8]) {
         guard bytes.count >= Layout.headerSize + 2 else { return nil }
-        let raw = UnsafeRawBufferPointer(start: nil, count: 0)
-        _ = raw
         let declared = bytes.withUnsafeBytes { $0.loadLE(UInt64.self, at: 24) }
         let available = bytes.count - Layout.headerSize
         let length = Int(min(declared, UInt64(min(available, Int(fuzzLimits.maxManifestLength)))))
@@ -217,46 +215,42 @@ struct Pieces {
     /// Sets every tensor's `crc32` (and moves its `offset` with the data section), then reseals.
     /// Nil when the manifest is not a JSON object with a `tensors` array.
     func repaired() -> [UInt8]? {
-        guard case var .object(top)? = try? JSONDecoder().decode(JSONValue.self, from: Data(manifest)),
-            case var .array(tensors)? = top["tensors"]
+        guard case let .object(top)? = try? JSONDecoder().decode(JSONValue.self, from: Data(manifest)),
+            case let .array(tensors)? = top["tensors"]
         else { return nil }
-        // The repaired manifest's length decides the new data offset, which the offsets (and so the
-        // length) depend on: settle it as the writer does, by iterating to a fixed point.
-        var newDataOffset = oldDataOffset
-        for _ in 0..<8 {
-            for index in tensors.indices {
-                guard case var .object(entry) = tensors[index] else { continue }
-                guard case let .int(offset)? = entry["offset"], offset >= 0 else { continue }
-                let relative = UInt64(offset) &- oldDataOffset
-                if UInt64(offset) >= oldDataOffset, relative <= UInt64(Int64.max) - newDataOffset {
-                    entry["offset"] = .int(Int64(newDataOffset + relative))
-                }
-                if case let .int(stored)? = entry["stored_length"], stored >= 0, UInt64(offset) >= oldDataOffset,
-                    relative <= UInt64(data.count), UInt64(stored) <= UInt64(data.count) - relative
-                {
-                    let crc = data.withUnsafeBytes {
-                        Zlib.crc32(UnsafeRawBufferPointer(rebasing: $0[Int(relative)..<(Int(relative) + Int(stored))]))
-                    }
-                    entry["crc32"] = .int(Int64(crc))
-                }
-                tensors[index] = .object(entry)
-            }
-            top["tensors"] = .array(tensors)
-            let encoder = JSONEncoder()
-            encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-            guard let json = try? encoder.encode(JSONValue.object(top)) else { return nil }
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+        // The new data offset depends on the manifest's length, which depends on the offsets'
+        // digits: iterate to the fixed point as the writer does (monotone, a few rounds).
+        var dataOffset = oldDataOffset
+        for _ in 0..<16 {
+            var object = top
+            object["tensors"] = .array(tensors.map { repair($0, dataOffset: dataOffset) })
+            guard let json = try? encoder.encode(JSONValue.object(object)) else { return nil }
             let text = Array(json)
             let needed = Layout.align(UInt64(Layout.headerSize + text.count))!
-            if needed == newDataOffset || tensors.isEmpty {
-                return Self.seal(manifest: text, data: data)
-            }
-            // Recompute from the input's offsets on the next round.
-            if case let .array(original)? = (try? JSONDecoder().decode(JSONValue.self, from: Data(manifest)))?["tensors"] {
-                tensors = original
-            }
-            newDataOffset = needed
+            if needed == dataOffset { return Self.seal(manifest: text, data: data) }
+            dataOffset = max(needed, dataOffset + UInt64(Layout.alignment))
         }
         return nil
+    }
+
+    /// One tensor entry with its offset moved from `oldDataOffset` to `dataOffset` and its crc32
+    /// set to the CRC-32 of the bytes it points at (when they are inside the data section).
+    func repair(_ value: JSONValue, dataOffset: UInt64) -> JSONValue {
+        guard case var .object(entry) = value, case let .int(offset)? = entry["offset"], offset >= 0,
+            UInt64(offset) >= oldDataOffset
+        else { return value }
+        let relative = UInt64(offset) - oldDataOffset
+        if relative < UInt64(Int64.max) - dataOffset { entry["offset"] = .int(Int64(dataOffset + relative)) }
+        if case let .int(stored)? = entry["stored_length"], stored >= 0, relative <= UInt64(data.count),
+            UInt64(stored) <= UInt64(data.count) - relative
+        {
+            let start = Int(relative)
+            let crc = data.withUnsafeBytes { Zlib.crc32(UnsafeRawBufferPointer(rebasing: $0[start..<(start + Int(stored))])) }
+            entry["crc32"] = .int(Int64(crc))
+        }
+        return .object(entry)
     }
 }
 
@@ -315,7 +309,7 @@ func makeSeeds(in directory: String) throws -> Int {
     ])
     try add("unknown", compression: .none, [
         TensorRecord(name: "future", shape: [3], data: .opaque(encoding: ["type": "float8", "variant": "e4m3"], payload: [1, 2, 3])),
-        TensorRecord(name: "featured", shape: [2], features: ["sparse-v2"], data: .opaque(encoding: ["type": "float32"], payload: [9, 9, 9])),
+        TensorRecord(name: "featured", shape: [2], features: ["sparse-v2"], data: .opaque(encoding: ["type": "float32", "scale": 2], payload: [9, 9, 9])),
         TensorRecord(name: "plain", shape: [1], data: .float([1], as: .float32)),
     ])
     try add("required-feature", compression: .none, requiredFeatures: ["model-v2"], [

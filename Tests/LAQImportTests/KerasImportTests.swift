@@ -1,0 +1,164 @@
+import Foundation
+import LAQFormat
+import LAQImport
+import LAQModel
+import LAQTestSupport
+import Testing
+
+/// Import of the Keras fixtures in testdata/keras (made by tools/fixtures/make_keras_fixtures.py
+/// with TensorFlow 2.21, Keras 3.15.1 and tf_keras 2.21).
+@Suite struct KerasImportTests {
+    static func fixture(_ name: String) -> String { TestPaths.testdata("keras/\(name)").path }
+
+    static func load(_ name: String, config: String? = nil, optimizer: Bool = true) throws -> KerasImporter.Result {
+        try KerasImporter(includeOptimizer: optimizer).importModel(path: fixture(name), configPath: config.map(fixture))
+    }
+
+    static func weights(_ model: Model) -> [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: model.weights.map { ($0.name, $0.values) })
+    }
+
+    static func slots(_ model: Model) -> [String: [Float]] {
+        Dictionary(uniqueKeysWithValues: (model.optimizer?.slots ?? []).map { ("\($0.slot):\($0.weight)", $0.values) })
+    }
+
+    @Test("the tiny model: layers, weights, shapes and Adam state from a Keras 3 .h5")
+    func tinyKeras3() throws {
+        let result = try Self.load("k3_tiny.h5")
+        let model = result.model
+        #expect(result.kind == .legacyModel)
+        #expect(model.name == "tiny")
+        #expect(model.layers.map(\.name) == ["image", "conv", "bn", "to_seq", "lstm", "dense"])
+        #expect(model.weights.map(\.name) == [
+            "conv/kernel", "conv/bias", "bn/gamma", "bn/beta", "bn/moving_mean", "bn/moving_variance",
+            "lstm/kernel", "lstm/recurrent_kernel", "lstm/bias", "dense/kernel", "dense/bias",
+        ])
+        #expect(model.weight(named: "lstm/kernel")?.shape == [24, 20])
+        #expect(model.weight(named: "bn/moving_mean")?.trainable == false)
+        #expect(model.parameterCounts.trainable == 666 && model.parameterCounts.nonTrainable == 8)
+        let shapes = try model.outputShapes()
+        #expect(shapes["conv"] == [nil, 6, 6, 4])
+        #expect(shapes["to_seq"] == [nil, 6, 24])
+        #expect(shapes["dense"] == [nil, 3])
+        let optimizer = try #require(model.optimizer)
+        #expect(optimizer.className == "Adam")
+        #expect(optimizer.iterations == 4)
+        #expect(optimizer.beta2 == 0.999)
+        #expect(optimizer.slots.count == 18)
+        // Second moments are non-negative and, after 4 steps, not all zero.
+        let v = optimizer.slots.filter { $0.slot == "v" }.flatMap(\.values)
+        #expect(v.allSatisfy { $0 >= 0 } && v.contains { $0 > 0 })
+        #expect(model.source.kerasVersion == "3.15.1")
+    }
+
+    @Test("Keras 3: .h5, .keras and .weights.h5 + config give the same weights and moments",
+          arguments: ["k3_tiny", "k3_branches"])
+    func keras3LayoutsAgree(name: String) throws {
+        let legacy = try Self.load("\(name).h5").model
+        let archive = try Self.load("\(name).keras").model
+        let weightsOnly = try Self.load("\(name).weights.h5", config: "\(name).config.json").model
+        #expect(Self.weights(legacy) == Self.weights(archive))
+        #expect(Self.weights(legacy) == Self.weights(weightsOnly))
+        #expect(Self.slots(legacy) == Self.slots(archive))
+        #expect(Self.slots(legacy) == Self.slots(weightsOnly))
+        #expect(!Self.slots(legacy).isEmpty)
+    }
+
+    @Test("tf.keras: the ≥ 2.11 (Adam/m/var) and legacy (Adam/var/m) optimizer schemes")
+    func tfKerasSchemes() throws {
+        for name in ["tfk_tiny.h5", "tfk_tiny_legacy_adam.h5"] {
+            let model = try Self.load(name).model
+            let optimizer = try #require(model.optimizer, "\(name)")
+            #expect(optimizer.slots.count == 18, "\(name)")
+            #expect(optimizer.iterations == 4, "\(name)")
+            #expect(model.source.kerasVersion?.hasPrefix("2.") == true)
+            for slot in optimizer.slots {
+                #expect(slot.values.count == model.weight(named: slot.weight)?.values.count)
+            }
+        }
+    }
+
+    @Test("functional graphs: two inputs, merges, GRU (both reset_after), Bidirectional, Embedding")
+    func branches() throws {
+        let model = try Self.load("k3_branches.h5").model
+        #expect(model.inputs.map(\.layer) == ["tokens", "features"])
+        #expect(model.outputs.map(\.layer) == ["out"])
+        #expect(model.layer(named: "cat")?.inbound == [[TensorRef(layer: "add"), TensorRef(layer: "sub"), TensorRef(layer: "bidi")]])
+        #expect(model.weight(named: "gru/bias")?.shape == [2, 9])
+        #expect(model.weight(named: "gru_v1/bias")?.shape == [9])
+        #expect(model.weight(named: "bidi/backward/recurrent_kernel")?.shape == [2, 2])
+        #expect(try model.outputShapes()["cat"] == [nil, 10])
+    }
+
+    @Test("weights-only files: refused without --config, imported with it, no Hessian")
+    func weightsOnly() throws {
+        #expect(throws: ImportError.missingArchitecture(path: Self.fixture("tfk_tiny_weights_only.h5"))) {
+            _ = try Self.load("tfk_tiny_weights_only.h5")
+        }
+        let result = try Self.load("tfk_tiny_weights_only.h5", config: "k3_tiny.config.json")
+        #expect(result.model.optimizer == nil)
+        #expect(result.notices.contains { $0.contains("no Hessian") })
+        #expect(result.model.weights.count == 11)
+    }
+
+    @Test("SGD state is not a Hessian: imported without it, with a notice")
+    func sgd() throws {
+        let result = try Self.load("k3_tiny_sgd.h5")
+        #expect(result.model.optimizer == nil)
+        #expect(result.notices.contains { $0.contains("SGD") })
+    }
+
+    @Test("unusual but valid encodings: split attributes, fixed-length strings",
+          arguments: ["ok_split_attribute.h5", "ok_fixed_strings.h5"])
+    func unusualEncodings(name: String) throws {
+        let reference = try Self.load("k3_tiny.h5").model
+        let model = try Self.load(name).model
+        #expect(Self.weights(model) == Self.weights(reference))
+        #expect(Self.slots(model) == Self.slots(reference))
+    }
+
+    /// One crafted file per failure; each error names what is wrong and where.
+    static let failures: [(file: String, expected: String)] = [
+        ("bad_truncated.h5", "cannot open (damaged or truncated?)"),
+        ("bad_not_keras.h5", "neither a zip (.keras) nor an HDF5 file"),
+        ("bad_wrong_shape.h5", "weight 'conv/kernel' has shape [3, 3, 1, 5], the layer's config implies [3, 3, 1, 4]"),
+        ("bad_missing_weight.h5", "layer 'dense' should have weights [kernel, bias] but the file has [dense/kernel]"),
+        ("bad_missing_slot.h5", "no 'v' slot for weight 'dense/kernel'"),
+        ("bad_extra_slot.h5", "slot 'adam/dense_kernel_velocity_hat' is not an Adam moment"),
+        ("k3_unsupported.h5", "layer 'deconv' is a Conv2DTranspose, which laq cannot execute"),
+    ]
+
+    @Test("crafted bad files are refused with a message naming the problem", arguments: failures.map(\.file))
+    func badFiles(file: String) throws {
+        let expected = Self.failures.first { $0.file == file }!.expected
+        do {
+            _ = try Self.load(file)
+            Issue.record("\(file) was imported")
+        } catch let error as ImportError {
+            #expect(error.description.contains(expected), "\(error)")
+            #expect(error.description.contains(file), "the message names the file: \(error)")
+        }
+    }
+
+    @Test("--no-optimizer imports a file whose optimizer state is bad")
+    func noOptimizer() throws {
+        let result = try Self.load("bad_missing_slot.h5", optimizer: false)
+        #expect(result.model.optimizer == nil)
+    }
+
+    @Test("the written .laq holds every weight and moment, tied to its weight, and verifies")
+    func laqFile() throws {
+        let model = try Self.load("k3_tiny.h5").model
+        let bytes = try model.laqWriter(provenance: []).encoded()
+        let file = try LAQFile(bytes: bytes)
+        #expect(file.verify().isValid)
+        for weight in model.weights {
+            #expect(try file.floats(weight.name) == weight.values)
+        }
+        let v = try #require(file.tensor(named: "optimizer/v/lstm/kernel"))
+        #expect(v.role == .optimizer(of: "lstm/kernel", slot: "v"))
+        #expect(file.manifest.model.architecture == model.architecture)
+        #expect(file.manifest.metadata["optimizer"]?["iterations"] == .int(4))
+        #expect(file.tensor(named: "conv/kernel")?.axes == ["h", "w", "in", "out"])
+    }
+}
