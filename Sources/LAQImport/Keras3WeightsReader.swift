@@ -53,8 +53,12 @@ struct Keras3WeightsReader {
             let optimizerName = try vars.stringAttribute("name")
             if training["optimizer"] == nil, let optimizerName {
                 // No compile config (a .weights.h5 with a bare model config): infer the class from the variable scope name.
-                let className = ["adamw": "AdamW", "adam": "Adam", "nadam": "Nadam", "adamax": "Adamax"]
-                    .first { optimizerName.lowercased().hasPrefix($0.key) && (optimizerName.count == $0.key.count || optimizerName.dropFirst($0.key.count).hasPrefix("_")) }?.value
+                // Keras names the scope after the class in snake case, with _1, _2 … for repeats.
+                var scope = optimizerName.lowercased()
+                if let underscore = scope.lastIndex(of: "_"), scope[scope.index(after: underscore)...].allSatisfy(\.isNumber) {
+                    scope = String(scope[..<underscore])
+                }
+                let className = ["adam": "Adam", "adam_w": "AdamW", "adamw": "AdamW", "nadam": "Nadam", "adamax": "Adamax"][scope]
                 training = ["optimizer": ["class_name": .string(className ?? optimizerName), "config": [:]]]
                 notices.append("the config names no optimizer: taken to be \(className ?? optimizerName) (from the optimizer variables' name '\(optimizerName)') with Keras' default β1 = 0.9, β2 = 0.999, ε = 1e-7")
             }

@@ -20,6 +20,13 @@ struct OptimizerImport {
 
     func fail(_ reason: String) -> ImportError { .optimizer(path: path, reason: reason) }
 
+    /// The two per-weight slots: first moment `m`, and the second moment `v` (Adamax: the
+    /// infinity norm `u`, which plays the role of √v).
+    var slotNames: [String] { className == "Adamax" ? ["m", "u"] : ["m", "v"] }
+
+    /// Nadam keeps one extra scalar (the running product of momentum factors, `u_product`).
+    var extraScalars: Int { className == "Nadam" ? 1 : 0 }
+
     func number(_ key: String, default value: Double) -> Double {
         switch config[key] {
         case let .double(v)?: return v
@@ -71,19 +78,22 @@ struct OptimizerImport {
                 learningRate = try dataset.read(as: Double.self).first
                 continue
             }
+            if className == "Nadam", dataset.shape.isEmpty, parts.last == "variable" || parts.last == "u_product" || parts.last == "momentum_cache" {
+                continue  // Nadam's running momentum product: not a per-weight slot.
+            }
             var weight: Weight?
             var slot = ""
-            if parts.count >= 3, parts[1] == "m" || parts[1] == "v" {
+            if parts.count >= 3, parts[1] == "m" || parts[1] == "v" || parts[1] == "u" {
                 // tf.keras ≥ 2.11: Adam/m/<var>:0
                 scheme = "tf.keras (Adam/m/<var>)"
                 slot = parts[1]
                 weight = byStored[parts[2...].joined(separator: "/")]
-            } else if parts.count >= 3, parts.last == "m" || parts.last == "v" {
+            } else if parts.count >= 3, parts.last == "m" || parts.last == "v" || parts.last == "u" {
                 // tf.keras ≤ 2.10, optimizers.legacy: Adam/<var>/m:0
                 scheme = "tf.keras legacy (Adam/<var>/m)"
                 slot = parts.last!
                 weight = byStored[parts[1..<(parts.count - 1)].joined(separator: "/")]
-            } else if parts.count == 2, let suffix = ["_momentum": "m", "_velocity": "v"].first(where: { parts[1].hasSuffix($0.key) }) {
+            } else if parts.count == 2, let suffix = ["_momentum": "m", "_velocity": "v", "_norm": "u"].first(where: { parts[1].hasSuffix($0.key) }) {
                 // Keras 3: adam/<path with / → _>_momentum
                 scheme = "keras 3 (adam/<path>_momentum)"
                 slot = suffix.value
@@ -105,12 +115,13 @@ struct OptimizerImport {
     func keras3(variables: [H5Dataset], model: Model, optimizerName: String?) throws -> (OptimizerState?, [String]) {
         guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
         let trainable = model.weights.filter(\.trainable)
-        guard variables.count == 2 + 2 * trainable.count else {
-            throw fail("\(variables.count) variables in optimizer/vars, Adam has 2 + 2 × \(trainable.count) trainable weights = \(2 + 2 * trainable.count)")
+        let expected = 2 + 2 * trainable.count + extraScalars
+        guard variables.count == expected else {
+            throw fail("\(variables.count) variables in optimizer/vars, \(className) has \(expected) for \(trainable.count) trainable weights (amsgrad, EMA and gradient accumulation add variables laq does not support)")
         }
         var moments: [String: [String: [Float]]] = [:]
         for (index, weight) in trainable.enumerated() {
-            for (offset, slot) in ["m", "v"].enumerated() {
+            for (offset, slot) in slotNames.enumerated() {
                 let dataset = variables[2 + 2 * index + offset]
                 guard dataset.shape == weight.shape else {
                     throw fail("optimizer variable \(2 + 2 * index + offset) has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
@@ -126,12 +137,12 @@ struct OptimizerImport {
     func assemble(trainable: [Weight], moments: [String: [String: [Float]]], iterations: Int64?, learningRate: Double?, scheme: String) throws -> OptimizerState {
         var slots: [OptimizerSlot] = []
         for weight in trainable {
-            for slot in ["m", "v"] {
+            for slot in slotNames {
                 guard let values = moments[weight.name]?[slot] else { throw fail("no '\(slot)' slot for weight '\(weight.name)'") }
                 slots.append(OptimizerSlot(weight: weight.name, slot: slot, values: values))
             }
         }
-        if let negative = slots.first(where: { $0.slot == "v" && $0.values.contains { $0 < 0 || !$0.isFinite } }) {
+        if let negative = slots.first(where: { $0.slot != "m" && $0.values.contains { $0 < 0 || !$0.isFinite } }) {
             throw fail("second moment of '\(negative.weight)' has negative or non-finite values")
         }
         return state(iterations: iterations, learningRate: learningRate, slots: slots, scheme: scheme)

@@ -133,8 +133,8 @@ public struct OptimizerState: Sendable, Equatable {
     public static let adamFamily: Set<String> = ["Adam", "AdamW", "Nadam", "Adamax"]
 }
 
-/// One optimizer slot: `m` (first moment) or `v` (second moment; Adamax: the infinity norm `u`,
-/// stored as `v`) of one weight.
+/// One optimizer slot of one weight: `m` (first moment), `v` (second moment), or for Adamax `u`
+/// (the exponentially weighted infinity norm, which plays the role of √v).
 public struct OptimizerSlot: Sendable, Equatable {
     public var weight: String
     public var slot: String

@@ -87,7 +87,7 @@ struct Import: ParsableCommand {
         let counts = model.parameterCounts
         lines.append("Total params: \(counts.trainable + counts.nonTrainable) (trainable \(counts.trainable), non-trainable \(counts.nonTrainable))")
         if let optimizer = model.optimizer {
-            lines.append("Optimizer: \(optimizer.className), \(optimizer.slots.count) slots (m, v) for \(optimizer.slots.count / 2) trainable weights, t = \(optimizer.iterations.map(String.init) ?? "?"), β2 = \(optimizer.beta2), ε = \(optimizer.epsilon) [\(optimizer.scheme)]")
+            lines.append("Optimizer: \(optimizer.className), \(optimizer.slots.count) slots (\(Set(optimizer.slots.map(\.slot)).sorted().joined(separator: ", "))) for \(optimizer.slots.count / 2) trainable weights, t = \(optimizer.iterations.map(String.init) ?? "?"), β2 = \(optimizer.beta2), ε = \(optimizer.epsilon) [\(optimizer.scheme)]")
         } else if !noOptimizer {
             lines.append("Optimizer: none imported")
         }

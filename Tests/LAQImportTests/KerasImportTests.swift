@@ -140,6 +140,53 @@ import Testing
         }
     }
 
+    @Test("Adam-family optimizers: AdamW and Nadam (m, v), Adamax (m, u), in both Keras 3 layouts",
+          arguments: [("adamw", "AdamW", "v"), ("nadam", "Nadam", "v"), ("adamax", "Adamax", "u")])
+    func adamFamily(name: String, className: String, second: String) throws {
+        let legacy = try Self.load("k3_tiny_\(name).h5").model
+        #expect(legacy.optimizer?.className == className)
+        #expect(Set(legacy.optimizer?.slots.map(\.slot) ?? []) == ["m", second])
+        let weightsOnly = try Self.load("k3_tiny_\(name).weights.h5", config: "k3_tiny.config.json").model
+        #expect(weightsOnly.optimizer?.className == className)
+        #expect(Self.slots(weightsOnly) == Self.slots(legacy))
+    }
+
+    @Test("amsgrad's extra slots are refused by name")
+    func amsgrad() throws {
+        #expect(throws: ImportError.self) { _ = try Self.load("k3_tiny_amsgrad.h5") }
+        #expect(throws: ImportError.self) { _ = try Self.load("k3_tiny_amsgrad.weights.h5", config: "k3_tiny.config.json") }
+    }
+
+    @Test("shape inference over 1-D and 2-D convolutions, pooling, permute and merges")
+    func shapes() throws {
+        let conv1d = try Self.load("k3_conv1d.h5").model
+        let shapes1 = try conv1d.outputShapes()
+        #expect(shapes1["conv_a"] == [nil, 8, 4])  // 12 − 2·(3−1)
+        #expect(shapes1["pool_a"] == [nil, 4, 4])
+        #expect(shapes1["dense_3d"] == [nil, 4, 6])
+        #expect(shapes1["pool_b"] == [nil, 2, 4])
+        #expect(shapes1["probs"] == [nil, 3])
+        let image = try Self.load("k3_image.keras").model
+        let shapes2 = try image.outputShapes()
+        #expect(shapes2["conv"] == [nil, 5, 5, 3])
+        #expect(shapes2["depthwise"] == [nil, 5, 5, 6])
+        #expect(shapes2["maxpool"] == [nil, 2, 2, 6])
+        #expect(shapes2["avgpool"] == [nil, 4, 4, 6])
+        #expect(shapes2["flatten"] == [nil, 24])
+        #expect(shapes2["concat"] == [nil, 16])
+        #expect(image.weight(named: "depthwise/kernel")?.shape == [3, 3, 3, 2])
+    }
+
+    @Test("nested models are refused with a message naming the layer")
+    func nested() throws {
+        do {
+            _ = try Self.load("k3_nested.h5")
+            Issue.record("imported")
+        } catch let error as ImportError {
+            #expect(error.description.contains("layer 'inner' (Sequential) uses a nested model"))
+        }
+    }
+
     @Test("--no-optimizer imports a file whose optimizer state is bad")
     func noOptimizer() throws {
         let result = try Self.load("bad_missing_slot.h5", optimizer: false)
