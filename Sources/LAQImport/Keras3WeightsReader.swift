@@ -8,6 +8,7 @@ import LAQModel
 struct Keras3WeightsReader {
     let file: H5File
     let path: String
+    let progress: (@Sendable (Int) -> Void)?
 
     func importModel(config: JSONValue, includeOptimizer: Bool, kind: KerasImporter.FileKind) throws -> KerasImporter.Result {
         let graph: KerasArchitecture.Graph
@@ -20,7 +21,7 @@ struct Keras3WeightsReader {
         for child in try layersGroup.children() where try layersGroup.kind(of: "\(child)/vars") == .group {
             if let name = try layersGroup.group("\(child)/vars").stringAttribute("name") { groups[name] = child }
         }
-        let weights = try WeightAssembler.assemble(graph: graph, path: path) { layer in
+        let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
             guard let group = groups[layer.name] else {
                 if layer.weightNames.isEmpty { return [] }
                 throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.name)')")
@@ -62,7 +63,7 @@ struct Keras3WeightsReader {
                 training = ["optimizer": ["class_name": .string(className ?? optimizerName), "config": [:]]]
                 notices.append("the config names no optimizer: taken to be \(className ?? optimizerName) (from the optimizer variables' name '\(optimizerName)') with Keras' default β1 = 0.9, β2 = 0.999, ε = 1e-7")
             }
-            let (state, more) = try OptimizerImport(path: path, training: training).keras3(variables: datasets, model: model, optimizerName: optimizerName)
+            let (state, more) = try OptimizerImport(path: path, training: training, progress: progress).keras3(variables: datasets, model: model, optimizerName: optimizerName)
             model.optimizer = state
             notices += more
         } else if includeOptimizer {

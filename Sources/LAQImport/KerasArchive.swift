@@ -10,6 +10,7 @@ import ZIPFoundation
 struct KerasArchive {
     let path: String
     let bytes: [UInt8]
+    let progress: (@Sendable (Int) -> Void)?
 
     /// Members larger than this, or expanding more than 100× (Keras' own zip-bomb guard), are refused.
     static let maxMemberBytes: UInt64 = 4 << 30
@@ -59,7 +60,7 @@ struct KerasArchive {
         let weights = try member(archive, "model.weights.h5")
         let file: H5File
         do { file = try H5File(image: weights, name: "\(path):model.weights.h5") } catch let error as HDF5Error { throw ImportError.hdf5(error) }
-        var result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5")
+        var result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5", progress: progress)
             .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
         result.model.source.kerasVersion = kerasVersion
         return result

@@ -8,9 +8,12 @@ import LAQModel
 /// files (`.weights.h5`, tf.keras `save_weights`) with the architecture from `--config`.
 public struct KerasImporter: Sendable {
     public var includeOptimizer: Bool
+    /// Called with the bytes of tensor data (weights, optimizer slots) just read, as reading goes.
+    public var progress: (@Sendable (Int) -> Void)?
 
-    public init(includeOptimizer: Bool = true) {
+    public init(includeOptimizer: Bool = true, progress: (@Sendable (Int) -> Void)? = nil) {
         self.includeOptimizer = includeOptimizer
+        self.progress = progress
     }
 
     /// What kind of Keras file `path` holds.
@@ -41,15 +44,16 @@ public struct KerasImporter: Sendable {
             file: URL(fileURLWithPath: path).lastPathComponent,
             sha256: bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }, bytes: UInt64(bytes.count))
         let config = try configPath.map { try Self.readJSON(path: $0) }
+
         var result: Result
         if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            result = try KerasArchive(path: path, bytes: bytes).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+            result = try KerasArchive(path: path, bytes: bytes, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
         } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < bytes.count && H5File.hasSignature(bytes[$0...]) }) {
             let file: H5File
             do { file = try H5File(path: path) } catch let error as HDF5Error {
                 throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file libhdf5 cannot open (damaged or truncated?): \(error.stack.last ?? error.operation)")
             }
-            result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer)
+            result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer, progress: progress)
         } else {
             throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file")
         }
@@ -60,18 +64,20 @@ public struct KerasImporter: Sendable {
         return result
     }
 
-    static func importHDF5(_ file: H5File, path: String, config: JSONValue?, includeOptimizer: Bool) throws -> Result {
+    static func importHDF5(
+        _ file: H5File, path: String, config: JSONValue?, includeOptimizer: Bool, progress: (@Sendable (Int) -> Void)?
+    ) throws -> Result {
         let root = try file.root()
         if try root.kind(of: "model_weights") == .group {
-            return try LegacyH5Reader(file: file, path: path).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+            return try LegacyH5Reader(file: file, path: path, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
         }
         if try root.stringsAttribute("layer_names") != nil {
             guard let config else { throw ImportError.missingArchitecture(path: path) }
-            return try LegacyH5Reader(file: file, path: path).importWeightsOnly(config: config)
+            return try LegacyH5Reader(file: file, path: path, progress: progress).importWeightsOnly(config: config)
         }
         if try root.kind(of: "layers") == .group {
             guard let config else { throw ImportError.missingArchitecture(path: path) }
-            return try Keras3WeightsReader(file: file, path: path).importModel(config: config, includeOptimizer: includeOptimizer, kind: .keras3Weights)
+            return try Keras3WeightsReader(file: file, path: path, progress: progress).importModel(config: config, includeOptimizer: includeOptimizer, kind: .keras3Weights)
         }
         throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file without model_weights, layer_names or layers: not written by Keras")
     }

@@ -7,6 +7,7 @@ import LAQModel
 struct LegacyH5Reader {
     let file: H5File
     let path: String
+    let progress: (@Sendable (Int) -> Void)?
 
     func importModel(includeOptimizer: Bool, configOverride: JSONValue?) throws -> KerasImporter.Result {
         let root = try file.root()
@@ -24,7 +25,7 @@ struct LegacyH5Reader {
         result.model.source.kerasVersion = try root.stringAttribute("keras_version")
         result.model.source.backend = try root.stringAttribute("backend")
         if includeOptimizer, try root.kind(of: "optimizer_weights") == .group {
-            let slots = try OptimizerImport(path: path, training: training)
+            let slots = try OptimizerImport(path: path, training: training, progress: progress)
             let (state, notices) = try slots.legacy(group: root.group("optimizer_weights"), model: result.model, storedNames: storedNames)
             result.model.optimizer = state
             result.notices += notices
@@ -55,7 +56,7 @@ struct LegacyH5Reader {
             }
         }
         var stored: [String: String] = [:]
-        let weights = try WeightAssembler.assemble(graph: graph, path: path) { layer in
+        let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
             guard try group.kind(of: layer.name) == .group else {
                 if layer.weightNames.isEmpty { return [] }
                 throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (group \(group.fullPath)/\(layer.name))")

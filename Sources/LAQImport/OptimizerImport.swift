@@ -8,9 +8,11 @@ struct OptimizerImport {
     let path: String
     let className: String
     let config: JSONValue
+    let progress: (@Sendable (Int) -> Void)?
 
-    init(path: String, training: JSONValue) throws {
+    init(path: String, training: JSONValue, progress: (@Sendable (Int) -> Void)? = nil) throws {
         self.path = path
+        self.progress = progress
         let optimizer = training["optimizer_config"] ?? training["optimizer"] ?? .null
         var name = optimizer["class_name"]?.stringValue ?? ""
         if let range = name.range(of: ">") { name = String(name[range.upperBound...]) }  // "Custom>Adam"
@@ -107,6 +109,7 @@ struct OptimizerImport {
             }
             guard moments[weight.name, default: [:]][slot] == nil else { throw fail("two '\(slot)' slots for weight '\(weight.name)'") }
             moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
+            progress?(dataset.elementCount * 4)
         }
         return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: scheme), [])
     }
@@ -127,6 +130,7 @@ struct OptimizerImport {
                     throw fail("optimizer variable \(2 + 2 * index + offset) has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
                 }
                 moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
+                progress?(dataset.elementCount * 4)
             }
         }
         let iterations = try variables[0].read(as: Int64.self).first

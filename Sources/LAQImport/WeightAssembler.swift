@@ -13,7 +13,8 @@ struct StoredVariable {
 /// do), cross-checking names when the file has them and shapes against the layer config.
 enum WeightAssembler {
     static func assemble(
-        graph: KerasArchitecture.Graph, path: String, variables: (Layer) throws -> [StoredVariable]
+        graph: KerasArchitecture.Graph, path: String, progress: (@Sendable (Int) -> Void)? = nil,
+        variables: (Layer) throws -> [StoredVariable]
     ) throws -> [Weight] {
         let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs)
         let shapes: [String: Shape]
@@ -21,6 +22,7 @@ enum WeightAssembler {
         var weights: [Weight] = []
         for layer in graph.layers {
             let stored = try variables(layer)
+            progress?(stored.reduce(0) { $0 + $1.values.count * 4 })
             let expected = layer.weightNames
             guard stored.count == expected.count else {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))

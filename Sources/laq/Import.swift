@@ -35,6 +35,11 @@ struct Import: ParsableCommand {
     @Flag(help: "Print the summary as JSON.")
     var json = false
 
+    /// Files and models from this size on get progress bars (on a terminal).
+    static let progressThreshold: UInt64 = 16 << 20
+
+    var sourceSize: UInt64 { (try? FileManager.default.attributesOfItem(atPath: model)[.size] as? UInt64) ?? 0 }
+
     var outputPath: String {
         if let output { return output }
         var base = URL(fileURLWithPath: model).lastPathComponent
@@ -48,7 +53,12 @@ struct Import: ParsableCommand {
     func run() throws {
         let result: KerasImporter.Result
         do {
-            result = try KerasImporter(includeOptimizer: !noOptimizer).importModel(path: model, configPath: config)
+            // The file's size approximates the tensor bytes to read (HDF5 and zip overheads are small).
+            let bar = sourceSize >= Self.progressThreshold ? ProgressBar(label: "reading", total: Double(sourceSize)) : nil
+            defer { bar?.finish() }
+            var progress: (@Sendable (Int) -> Void)?
+            if let bar { progress = { bytes in bar.advance(Double(bytes)) } }
+            result = try KerasImporter(includeOptimizer: !noOptimizer, progress: progress).importModel(path: model, configPath: config)
         } catch let error as ImportError {
             if case .io = error { throw CLIError(message: error.description, code: 2) }
             throw CLIError(message: error.description, code: 1)
@@ -61,8 +71,15 @@ struct Import: ParsableCommand {
             parameters: .object(parameters),
             sources: [SourceFile(role: "model", file: imported.source.file ?? model, sha256: imported.source.sha256 ?? "", bytes: imported.source.bytes ?? 0)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
-        let writer = try imported.laqWriter(provenance: [record], includeOptimizer: !noOptimizer)
+        var writer = try imported.laqWriter(provenance: [record], includeOptimizer: !noOptimizer)
+        let total = writer.records.reduce(0) { total, record in
+            if case let .float(values, _) = record.data { return total + values.count * 4 }
+            return total
+        }
+        let bar = total >= Self.progressThreshold ? ProgressBar(label: "writing", total: Double(total)) : nil
+        if let bar { writer.options.progress = { bytes in bar.advance(Double(bytes)) } }
         try writer.write(to: outputPath)
+        bar?.finish()
         let written = try LAQFile(path: outputPath)
         if json {
             try printJSON(summaryJSON(result, file: written))
