@@ -37,6 +37,10 @@ let package = Package(
             name: "LAQImport",
             dependencies: ["LAQHDF5", "LAQModel", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
+        /// Data input: NumPy .npy/.npz arrays (and later HDF5 datasets) for run, eval and calibration.
+        .target(name: "LAQData", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        /// The CPU engine: runs a model graph (OpenBLAS for dense products).
+        .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
 
@@ -55,6 +59,7 @@ let package = Package(
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

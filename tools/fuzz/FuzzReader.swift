@@ -173,24 +173,34 @@ func rewriteAndCompare(_ file: LAQFile, _ values: [[Float]], form: String) {
 
 // MARK: - Resealing and repairing
 
-/// The manifest text and data section of an input, cut out along its (clamped) header fields.
+/// The manifest text and data section of an input.
+///
+/// The manifest is the text from byte 64 up to the first NUL (JSON has no raw NUL; the writer pads
+/// it with zeros), so that mutations that grow or shrink the text still cut it whole; the data
+/// section is taken as shifted by as many bytes as the text grew against the header's
+/// manifest_length. Tensor offsets are read relative to where the writer put the data section.
 struct Pieces {
     var manifest: [UInt8]
     var data: [UInt8]
-    /// The input's data_offset as cut (for moving tensor offsets along).
+    /// The data offset the input's tensor offsets were written against.
     var oldDataOffset: UInt64
 
     init?(_ bytes: [UInt8]) {
-        guard bytes.count >= Layout.headerSize + 2 else { return nil }
+        let header = Layout.headerSize
+        guard bytes.count >= header + 2 else { return nil }
+        let dataEnd = bytes.count >= header + Layout.trailerSize + 2 ? bytes.count - Layout.trailerSize : bytes.count
+        let limit = min(dataEnd, header + Int(fuzzLimits.maxManifestLength))
+        guard limit >= header + 2 else { return nil }
         let declared = bytes.withUnsafeBytes { $0.loadLE(UInt64.self, at: 24) }
-        let available = bytes.count - Layout.headerSize
-        let length = Int(min(declared, UInt64(min(available, Int(fuzzLimits.maxManifestLength)))))
-        guard length >= 2 else { return nil }
-        manifest = Array(bytes[Layout.headerSize..<(Layout.headerSize + length)])
-        let dataStart = (Layout.headerSize + length + 63) & ~63
-        let dataEnd = bytes.count - Layout.trailerSize
-        data = dataStart < dataEnd ? Array(bytes[dataStart..<dataEnd]) : []
-        oldDataOffset = UInt64(dataStart)
+        var length = limit - header
+        if let nul = bytes[header..<limit].firstIndex(of: 0), nul - header >= 2 { length = nul - header }
+        // A declared length that cannot be the writer's says nothing about where the data was.
+        let declaredLength = declared >= 2 && declared <= UInt64(limit - header) ? Int(declared) : length
+        manifest = Array(bytes[header..<(header + length)])
+        let written = (header + declaredLength + 63) & ~63
+        oldDataOffset = UInt64(written)
+        let dataStart = min(max(written + (length - declaredLength), header + length), dataEnd)
+        data = Array(bytes[dataStart..<dataEnd])
     }
 
     /// A container with a correct header, padding and trailer around `manifest` and `data`.

@@ -1,0 +1,149 @@
+import Foundation
+import ZIPFoundation
+
+/// A numeric array read from `.npy`/`.npz`, converted to float32 (integers exactly up to 2^24).
+public struct NumpyArray: Sendable, Equatable {
+    public var shape: [Int]
+    /// The file's dtype, e.g. `<f4`, `|u1`, `<i8`.
+    public var dtype: String
+    public var values: [Float]
+}
+
+/// Why a data file cannot be used: names the file, the array and the problem.
+public struct DataError: Error, Equatable, Sendable, CustomStringConvertible {
+    public var file: String
+    public var array: String?
+    public var reason: String
+    /// True when the file could not be read at all (exit code 2), not malformed.
+    public var isIO = false
+
+    public init(file: String, array: String? = nil, reason: String, isIO: Bool = false) {
+        self.file = file
+        self.array = array
+        self.reason = reason
+        self.isIO = isIO
+    }
+
+    public var description: String {
+        "\(file)\(array.map { ": array '\($0)'" } ?? ""): \(reason)"
+    }
+}
+
+/// Reads NumPy `.npy` and `.npz` files (stored or deflated members), checking every length
+/// before it allocates.
+public enum Numpy {
+    /// Largest element count accepted from one array (2^31).
+    public static let maxElements = 1 << 31
+
+    static let supported: [String: (size: Int, convert: @Sendable (UnsafeRawBufferPointer, Int) -> Float)] = [
+        "<f4": (4, { Float(bitPattern: UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 4, as: UInt32.self))) }),
+        "<f8": (8, { Float(Double(bitPattern: UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 8, as: UInt64.self)))) }),
+        "<f2": (2, { Float(Float16(bitPattern: UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 2, as: UInt16.self)))) }),
+        "|u1": (1, { Float($0[$1]) }),
+        "|i1": (1, { Float(Int8(bitPattern: $0[$1])) }),
+        "|b1": (1, { $0[$1] == 0 ? 0 : 1 }),
+        "<u2": (2, { Float(UInt16(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 2, as: UInt16.self))) }),
+        "<i2": (2, { Float(Int16(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 2, as: Int16.self))) }),
+        "<i4": (4, { Float(Int32(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 4, as: Int32.self))) }),
+        "<u4": (4, { Float(UInt32(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 4, as: UInt32.self))) }),
+        "<i8": (8, { Float(Int64(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 8, as: Int64.self))) }),
+        "<u8": (8, { Float(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 8, as: UInt64.self))) }),
+    ]
+
+    /// Parses one `.npy` image.
+    public static func parse(_ bytes: [UInt8], file: String, array: String? = nil) throws(DataError) -> NumpyArray {
+        func fail(_ reason: String) -> DataError { DataError(file: file, array: array, reason: reason) }
+        guard bytes.count >= 10, bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else { throw fail("not a .npy array (bad magic)") }
+        let major = bytes[6]
+        let headerLength: Int
+        let headerStart: Int
+        switch major {
+        case 1:
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+            headerStart = 10
+        case 2, 3:
+            guard bytes.count >= 12 else { throw fail("truncated header") }
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            headerStart = 12
+        default:
+            throw fail(".npy version \(major) is not supported")
+        }
+        guard headerLength <= 1 << 20, headerStart + headerLength <= bytes.count else { throw fail("truncated header") }
+        let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
+        guard let descr = field(header, "descr"), let order = field(header, "fortran_order"), let shapeText = field(header, "shape") else {
+            throw fail("header without descr, fortran_order or shape: \(header.prefix(120))")
+        }
+        let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
+        guard let kind = supported[dtype == "<f4" ? dtype : dtype.replacingOccurrences(of: "=", with: "<")] else {
+            throw fail("dtype \(dtype) is not supported (use float16/32/64, integers or bool)")
+        }
+        guard order.trimmingCharacters(in: .whitespaces) == "False" else { throw fail("Fortran-ordered arrays are not supported; save with np.ascontiguousarray") }
+        let dims = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() ")).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        var shape: [Int] = []
+        var count = 1
+        for dim in dims {
+            guard let value = Int(dim), value >= 0 else { throw fail("bad shape \(shapeText)") }
+            let (product, overflow) = count.multipliedReportingOverflow(by: value)
+            guard !overflow, product <= maxElements else { throw fail("shape \(shapeText) is too large") }
+            count = product
+            shape.append(value)
+        }
+        let dataStart = headerStart + headerLength
+        let expected = count * kind.size
+        guard bytes.count - dataStart == expected else {
+            throw fail("\(bytes.count - dataStart) data bytes for shape \(shape) of \(dtype), expected \(expected)")
+        }
+        let values = bytes[dataStart...].withUnsafeBytes { raw in
+            [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
+                for i in 0..<count { buffer[i] = kind.convert(raw, i) }
+                initialized = count
+            }
+        }
+        return NumpyArray(shape: shape, dtype: dtype, values: values)
+    }
+
+    /// The text of `key`'s value in a Python dict literal header.
+    static func field(_ header: String, _ key: String) -> String? {
+        guard let keyRange = header.range(of: "'\(key)'") ?? header.range(of: "\"\(key)\"") else { return nil }
+        var rest = header[keyRange.upperBound...].drop { $0 == " " || $0 == ":" }
+        if rest.first == "(" {
+            guard let close = rest.firstIndex(of: ")") else { return nil }
+            return String(rest[...close])
+        }
+        if let end = rest.firstIndex(where: { $0 == "," || $0 == "}" }) { rest = rest[..<end] }
+        return String(rest)
+    }
+
+    /// Every array in a `.npy` (named by the file) or `.npz` file.
+    public static func load(path: String) throws(DataError) -> [String: NumpyArray] {
+        let bytes: [UInt8]
+        do {
+            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped))
+        } catch {
+            throw DataError(file: path, reason: "cannot read: \((error as NSError).localizedDescription)", isIO: true)
+        }
+        if bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) {
+            let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
+            return [name: try parse(bytes, file: path)]
+        }
+        guard bytes.starts(with: [0x50, 0x4B]) else { throw DataError(file: path, reason: "neither .npy nor .npz") }
+        let archive: Archive
+        do { archive = try Archive(data: Data(bytes), accessMode: .read) } catch { throw DataError(file: path, reason: "not a readable .npz (zip): \(error)") }
+        var arrays: [String: NumpyArray] = [:]
+        for entry in archive where entry.type == .file {
+            let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
+            guard UInt64(entry.uncompressedSize) <= UInt64(maxElements) * 8 + (1 << 20) else {
+                throw DataError(file: path, array: name, reason: "member claims \(entry.uncompressedSize) bytes")
+            }
+            var data = [UInt8]()
+            data.reserveCapacity(Int(entry.uncompressedSize))
+            do {
+                _ = try archive.extract(entry, skipCRC32: false) { data.append(contentsOf: $0) }
+            } catch {
+                throw DataError(file: path, array: name, reason: "cannot extract: \(error)")
+            }
+            arrays[name] = try parse(data, file: path, array: name)
+        }
+        return arrays
+    }
+}

@@ -1,0 +1,123 @@
+import Foundation
+import LAQFormat
+
+/// Keras' activations, applied in place (softmax over the last axis).
+public enum Activation: Sendable, Equatable {
+    case linear, relu, sigmoid, tanh, softmax, elu, selu, gelu, geluApproximate, swish, softplus, softsign, exponential
+    /// Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
+    case hardSigmoid(keras3: Bool)
+
+    /// The activation a config value names (`"relu"` or a serialized function); `keras3` picks
+    /// the hard_sigmoid definition of the Keras version that saved the model.
+    public init(_ value: JSONValue?, keras3: Bool, layer: String) throws(EngineError) {
+        var name = "linear"
+        switch value {
+        case nil, .null?: break
+        case let .string(text)?: name = text
+        case let .object(members)?:
+            if case let .string(text)? = members["config"] { name = text }
+            else if let text = members["config"]?["name"]?.stringValue { name = text }
+            else if let text = members["class_name"]?.stringValue { name = text }
+        default: throw .unsupported(layer: layer, reason: "activation \(String(describing: value))")
+        }
+        switch name {
+        case "linear", "None": self = .linear
+        case "relu": self = .relu
+        case "sigmoid": self = .sigmoid
+        case "tanh": self = .tanh
+        case "softmax": self = .softmax
+        case "elu": self = .elu
+        case "selu": self = .selu
+        case "gelu": self = .gelu
+        case "swish", "silu": self = .swish
+        case "softplus": self = .softplus
+        case "softsign": self = .softsign
+        case "exponential": self = .exponential
+        case "hard_sigmoid": self = .hardSigmoid(keras3: keras3)
+        default: throw .unsupported(layer: layer, reason: "activation '\(name)'")
+        }
+    }
+
+    static func selu(_ x: Float) -> Float {
+        let scale: Float = 1.050_700_987_355_480_5
+        let alpha: Float = 1.673_263_242_354_377_3
+        return x > 0 ? scale * x : scale * alpha * expm1f(x)
+    }
+
+    /// 0.5·x·(1 + erf(x/√2)).
+    static func gelu(_ x: Float) -> Float {
+        let inverseRoot2: Float = 0.707_106_781_186_547_5
+        return 0.5 * x * (1 + erff(x * inverseRoot2))
+    }
+
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    static func geluApproximate(_ x: Float) -> Float {
+        let c: Float = 0.797_884_560_802_865_4
+        let inner: Float = c * (x + 0.044_715 * x * x * x)
+        return 0.5 * x * (1 + tanhf(inner))
+    }
+
+    /// Keras 3: relu6(x + 3)/6.
+    static func hardSigmoid3(_ x: Float) -> Float {
+        let y: Float = x / 6 + 0.5
+        return min(max(y, 0), 1)
+    }
+
+    /// tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
+    static func hardSigmoid2(_ x: Float) -> Float {
+        let y: Float = 0.2 * x + 0.5
+        return min(max(y, 0), 1)
+    }
+
+    static func sigmoid(_ x: Float) -> Float {
+        x >= 0 ? 1 / (1 + expf(-x)) : { let e = expf(x); return e / (1 + e) }()
+    }
+
+    /// Applies the activation to `values` in place; `width` is the last dimension (for softmax).
+    public func apply(_ values: inout [Float], width: Int) {
+        switch self {
+        case .linear: return
+        case .softmax:
+            values.withUnsafeMutableBufferPointer { buffer in
+                guard width > 0 else { return }
+                for row in stride(from: 0, to: buffer.count, by: width) {
+                    var top = -Float.infinity
+                    for i in row..<(row + width) { top = max(top, buffer[i]) }
+                    var sum: Float = 0
+                    for i in row..<(row + width) {
+                        let e = expf(buffer[i] - top)
+                        buffer[i] = e
+                        sum += e
+                    }
+                    for i in row..<(row + width) { buffer[i] /= sum }
+                }
+            }
+        default:
+            let function = scalar
+            values.withUnsafeMutableBufferPointer { buffer in
+                for i in buffer.indices { buffer[i] = function(buffer[i]) }
+            }
+        }
+    }
+
+    /// The element-wise function (not for softmax).
+    var scalar: @Sendable (Float) -> Float {
+        switch self {
+        case .linear, .softmax: return { $0 }
+        case .relu: return { max($0, 0) }
+        case .sigmoid: return Activation.sigmoid
+        case .tanh: return { tanhf($0) }
+        case .elu: return { $0 > 0 ? $0 : expm1f($0) }
+        case .selu: return Activation.selu
+        case .gelu: return Activation.gelu
+        case .geluApproximate: return Activation.geluApproximate
+        case .swish: return { x in x * Activation.sigmoid(x) }
+        case .softplus: return { x in x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)) }
+        case .softsign: return { x in x / (1 + abs(x)) }
+        case .exponential: return { expf($0) }
+        case .hardSigmoid(keras3: true): return Activation.hardSigmoid3
+        case .hardSigmoid(keras3: false): return Activation.hardSigmoid2
+        }
+    }
+}
+

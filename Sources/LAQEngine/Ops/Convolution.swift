@@ -1,0 +1,185 @@
+/// Window geometry along one spatial axis, TensorFlow's conventions: `same` pads
+/// max((out − 1)·s + (k − 1)·d + 1 − n, 0) in total, the smaller half before.
+struct Window: Sendable {
+    let kernel: Int
+    let stride: Int
+    let dilation: Int
+    let padBefore: Int
+    let output: Int
+
+    init(input: Int, kernel: Int, stride: Int, dilation: Int, same: Bool) {
+        self.kernel = kernel
+        self.stride = stride
+        self.dilation = dilation
+        let span = (kernel - 1) * dilation + 1
+        if same {
+            output = (input + stride - 1) / stride
+            let total = max((output - 1) * stride + span - input, 0)
+            padBefore = total / 2
+        } else {
+            output = input >= span ? (input - span) / stride + 1 : 0
+            padBefore = 0
+        }
+    }
+
+    /// Input index of output `o`, tap `t` (may be outside 0..<input).
+    @inline(__always) func source(_ o: Int, _ t: Int) -> Int { o * stride + t * dilation - padBefore }
+}
+
+/// Input geometry of a 1-D or 2-D channels-last op: (batch, height, width, channels), with 1-D as height 1.
+struct Geometry {
+    let batch: Int, height: Int, width: Int, channels: Int
+
+    init(_ x: Tensor, spatial: Int, layer: String) throws(EngineError) {
+        guard x.rank == spatial + 2 else { throw .shape(layer: layer, reason: "expects a rank-\(spatial + 2) input, got \(x.shape)") }
+        batch = x.shape[0]
+        height = spatial == 2 ? x.shape[1] : 1
+        width = x.shape[spatial]
+        channels = x.shape[spatial + 1]
+    }
+}
+
+/// Conv1D and Conv2D (channels last, valid/same padding, strides, dilation) as im2col + GEMM.
+struct ConvolutionOp: Op {
+    let name: String
+    let spatial: Int
+    let kernel: [Float]  // [kh, kw, c, f] flattened = [kh·kw·c, f]
+    let bias: [Float]?
+    let kernelSize: [Int]
+    let strides: [Int]
+    let dilation: [Int]
+    let same: Bool
+    let filters: Int
+    let activation: Activation
+
+    init(_ context: OpContext, spatial: Int) throws(EngineError) {
+        name = context.layer.name
+        self.spatial = spatial
+        let kernel = try context.weight("kernel")
+        self.kernel = kernel.values
+        filters = kernel.shape.last ?? 0
+        bias = context.optionalWeight("bias")?.values
+        let size = try context.ints("kernel_size", count: spatial)
+        kernelSize = spatial == 1 ? [1] + size : size
+        let stride = try context.ints("strides", count: spatial, 1)
+        strides = spatial == 1 ? [1] + stride : stride
+        let rate = try context.ints("dilation_rate", count: spatial, 1)
+        dilation = spatial == 1 ? [1] + rate : rate
+        same = context.config["padding"]?.stringValue == "same"
+        activation = try context.activation()
+    }
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same && spatial == 2)
+        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        guard patch * filters == kernel.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
+        let positions = g.batch * rows.output * cols.output
+        var columns = [Float](repeating: 0, count: positions * patch)
+        x.data.withUnsafeBufferPointer { input in
+            columns.withUnsafeMutableBufferPointer { out in
+                var p = 0
+                for n in 0..<g.batch {
+                    for oh in 0..<rows.output {
+                        for ow in 0..<cols.output {
+                            var q = p * patch
+                            for th in 0..<kernelSize[0] {
+                                let ih = rows.source(oh, th)
+                                for tw in 0..<kernelSize[1] {
+                                    let iw = cols.source(ow, tw)
+                                    if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
+                                        let base = ((n * g.height + ih) * g.width + iw) * g.channels
+                                        for c in 0..<g.channels { out[q + c] = input[base + c] }
+                                    }
+                                    q += g.channels
+                                }
+                            }
+                            p += 1
+                        }
+                    }
+                }
+            }
+        }
+        var output = [Float](repeating: 0, count: positions * filters)
+        columns.withUnsafeBufferPointer { a in
+            kernel.withUnsafeBufferPointer { b in
+                output.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: positions, n: filters, k: patch)
+                }
+            }
+        }
+        if let bias {
+            for p in 0..<positions { for f in 0..<filters { output[p * filters + f] += bias[f] } }
+        }
+        activation.apply(&output, width: filters)
+        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
+        return Tensor(shape: shape, data: output)
+    }
+}
+
+/// DepthwiseConv2D: each input channel c convolved with its own `depth_multiplier` kernels;
+/// output channel c·m + j.
+struct DepthwiseOp: Op {
+    let name: String
+    let kernel: [Float]  // [kh, kw, c, m]
+    let bias: [Float]?
+    let kernelSize: [Int]
+    let strides: [Int]
+    let dilation: [Int]
+    let same: Bool
+    let multiplier: Int
+    let activation: Activation
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let kernel = try context.weight("kernel")
+        self.kernel = kernel.values
+        multiplier = kernel.shape.last ?? 1
+        bias = context.optionalWeight("bias")?.values
+        kernelSize = try context.ints("kernel_size", count: 2)
+        strides = try context.ints("strides", count: 2, 1)
+        dilation = try context.ints("dilation_rate", count: 2, 1)
+        same = context.config["padding"]?.stringValue == "same"
+        activation = try context.activation()
+    }
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let g = try Geometry(x, spatial: 2, layer: name)
+        guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
+            throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
+        }
+        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
+        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let outChannels = g.channels * multiplier
+        var output = [Float](repeating: 0, count: g.batch * rows.output * cols.output * outChannels)
+        for n in 0..<g.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    let outBase = ((n * rows.output + oh) * cols.output + ow) * outChannels
+                    for th in 0..<kernelSize[0] {
+                        let ih = rows.source(oh, th)
+                        guard ih >= 0, ih < g.height else { continue }
+                        for tw in 0..<kernelSize[1] {
+                            let iw = cols.source(ow, tw)
+                            guard iw >= 0, iw < g.width else { continue }
+                            let inBase = ((n * g.height + ih) * g.width + iw) * g.channels
+                            let kBase = (th * kernelSize[1] + tw) * g.channels * multiplier
+                            for c in 0..<g.channels {
+                                let value = x.data[inBase + c]
+                                for j in 0..<multiplier {
+                                    output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j]
+                                }
+                            }
+                        }
+                    }
+                    if let bias { for k in 0..<outChannels { output[outBase + k] += bias[k] } }
+                }
+            }
+        }
+        activation.apply(&output, width: outChannels)
+        return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
+    }
+}

@@ -1,0 +1,43 @@
+/// Dense: y = act(x·K + b) over the last axis (any rank ≥ 2).
+struct DenseOp: Op {
+    let name: String
+    let kernel: [Float]
+    let bias: [Float]?
+    let inputs: Int
+    let units: Int
+    let activation: Activation
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let kernel = try context.weight("kernel")
+        guard kernel.shape.count == 2 else { throw .shape(layer: name, reason: "kernel must be 2-D") }
+        self.kernel = kernel.values
+        inputs = kernel.shape[0]
+        units = kernel.shape[1]
+        bias = context.optionalWeight("bias")?.values
+        activation = try context.activation()
+    }
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
+        let rows = x.count / max(inputs, 1)
+        var output = [Float](repeating: 0, count: rows * units)
+        x.data.withUnsafeBufferPointer { a in
+            kernel.withUnsafeBufferPointer { b in
+                output.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: rows, n: units, k: inputs)
+                }
+            }
+        }
+        if let bias {
+            output.withUnsafeMutableBufferPointer { c in
+                for row in 0..<rows {
+                    for j in 0..<units { c[row * units + j] += bias[j] }
+                }
+            }
+        }
+        activation.apply(&output, width: units)
+        return Tensor(shape: Array(x.shape.dropLast()) + [units], data: output)
+    }
+}

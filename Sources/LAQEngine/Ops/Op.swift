@@ -1,0 +1,58 @@
+import LAQFormat
+import LAQModel
+
+/// One layer, ready to run: weights resolved, options parsed.
+protocol Op: Sendable {
+    /// The output for `inputs` (one tensor per input of the layer's call), in inference mode.
+    func forward(_ inputs: [Tensor]) throws(EngineError) -> Tensor
+}
+
+/// What an op needs at build time.
+struct OpContext {
+    let layer: Layer
+    let weights: [String: Weight]
+    /// Keras ≥ 3 saved the model (hard_sigmoid differs).
+    let keras3: Bool
+
+    var config: JSONValue { layer.config }
+
+    func weight(_ short: String) throws(EngineError) -> Weight {
+        guard let weight = weights["\(layer.name)/\(short)"] else { throw .missingWeight(layer: layer.name, weight: short) }
+        return weight
+    }
+
+    func optionalWeight(_ short: String) -> Weight? { weights["\(layer.name)/\(short)"] }
+
+    func int(_ key: String, _ fallback: Int? = nil) throws(EngineError) -> Int {
+        if case let .int(value)? = config[key] { return Int(value) }
+        if let fallback { return fallback }
+        throw .unsupported(layer: layer.name, reason: "missing integer option '\(key)'")
+    }
+
+    func double(_ key: String, _ fallback: Double) -> Double {
+        switch config[key] {
+        case let .double(value)?: return value
+        case let .int(value)?: return Double(value)
+        default: return fallback
+        }
+    }
+
+    func ints(_ key: String, count: Int, _ fallback: Int? = nil) throws(EngineError) -> [Int] {
+        switch config[key] {
+        case let .int(value)?: return Array(repeating: Int(value), count: count)
+        case let .array(items)?:
+            let values = items.compactMap { item -> Int? in if case let .int(v) = item { return Int(v) } else { return nil } }
+            guard values.count == count else { throw .unsupported(layer: layer.name, reason: "option '\(key)' needs \(count) integers") }
+            return values
+        case nil, .null?:
+            if let fallback { return Array(repeating: fallback, count: count) }
+            throw .unsupported(layer: layer.name, reason: "missing option '\(key)'")
+        default:
+            throw .unsupported(layer: layer.name, reason: "option '\(key)' is not an integer list")
+        }
+    }
+
+    func activation(_ key: String = "activation") throws(EngineError) -> Activation {
+        try Activation(config[key], keras3: keras3, layer: layer.name)
+    }
+}

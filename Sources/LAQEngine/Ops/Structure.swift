@@ -1,0 +1,154 @@
+import Foundation
+import LAQFormat
+
+/// Identity in inference (Dropout, InputLayer).
+struct IdentityOp: Op {
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor { tensors[0] }
+}
+
+/// Flatten and Reshape: the same values, a new shape (batch kept).
+struct ReshapeOp: Op {
+    let name: String
+    /// nil: flatten; otherwise the target shape, with one -1 resolved per input.
+    let target: [Int]?
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let batch = x.shape.first ?? 1
+        let per = batch == 0 ? 0 : x.count / batch
+        guard var target else { return Tensor(shape: [batch, per], data: x.data) }
+        if let unknown = target.firstIndex(of: -1) {
+            let rest = target.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * $1.element }
+            guard rest > 0, per % rest == 0 else { throw .shape(layer: name, reason: "cannot reshape \(x.shape) to \(target)") }
+            target[unknown] = per / rest
+        }
+        guard target.reduce(1, *) == per else { throw .shape(layer: name, reason: "cannot reshape \(x.shape) to \(target)") }
+        return Tensor(shape: [batch] + target, data: x.data)
+    }
+}
+
+/// Permute: reorders the non-batch axes (`dims` is 1-based, as in Keras).
+struct PermuteOp: Op {
+    let name: String
+    let order: [Int]
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let full = [0] + order
+        guard full.count == x.rank else { throw .shape(layer: name, reason: "dims do not match rank \(x.rank)") }
+        let outShape = full.map { x.shape[$0] }
+        var inStrides = [Int](repeating: 1, count: x.rank)
+        for axis in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[axis] = inStrides[axis + 1] * x.shape[axis + 1] }
+        let permutedStrides = full.map { inStrides[$0] }
+        var output = [Float](repeating: 0, count: x.count)
+        var index = [Int](repeating: 0, count: x.rank)
+        for out in 0..<x.count {
+            var source = 0
+            for axis in 0..<x.rank { source += index[axis] * permutedStrides[axis] }
+            output[out] = x.data[source]
+            var axis = x.rank - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < outShape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        return Tensor(shape: outShape, data: output)
+    }
+}
+
+/// Add, Subtract, Multiply over inputs of one shape.
+struct MergeOp: Op {
+    enum Kind { case add, subtract, multiply }
+    let name: String
+    let kind: Kind
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        var result = tensors[0]
+        for other in tensors.dropFirst() {
+            guard other.shape == result.shape else { throw .shape(layer: name, reason: "shapes \(result.shape) and \(other.shape) differ") }
+            for i in result.data.indices {
+                switch kind {
+                case .add: result.data[i] += other.data[i]
+                case .subtract: result.data[i] -= other.data[i]
+                case .multiply: result.data[i] *= other.data[i]
+                }
+            }
+        }
+        return result
+    }
+}
+
+/// Concatenate along an axis (default the last).
+struct ConcatenateOp: Op {
+    let name: String
+    let axis: Int
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let rank = tensors[0].rank
+        let axis = self.axis < 0 ? self.axis + rank : self.axis
+        guard axis > 0, axis < rank, tensors.allSatisfy({ $0.rank == rank }) else { throw .shape(layer: name, reason: "bad axis or ranks") }
+        let outer = tensors[0].shape[..<axis].reduce(1, *)
+        let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
+        var output: [Float] = []
+        output.reserveCapacity(tensors.reduce(0) { $0 + $1.count })
+        for o in 0..<outer {
+            for (tensor, width) in zip(tensors, widths) { output += tensor.data[(o * width)..<((o + 1) * width)] }
+        }
+        var shape = tensors[0].shape
+        shape[axis] = tensors.reduce(0) { $0 + $1.shape[axis] }
+        return Tensor(shape: shape, data: output)
+    }
+}
+
+/// Activation, ReLU (max_value, negative_slope, threshold), LeakyReLU, Softmax (last axis).
+struct ActivationOp: Op {
+    let function: @Sendable (inout [Float], Int) -> Void
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        var x = tensors[0]
+        function(&x.data, x.lastDimension)
+        return x
+    }
+
+    static func relu(maxValue: Float?, slope: Float, threshold: Float) -> ActivationOp {
+        ActivationOp { values, _ in
+            for i in values.indices {
+                let x = values[i]
+                var y = x >= threshold ? x : slope * (x - threshold)
+                if let maxValue, y > maxValue { y = maxValue }
+                values[i] = y
+            }
+        }
+    }
+}
+
+/// Embedding: integer indices (given as float values) → rows of the table.
+struct EmbeddingOp: Op {
+    let name: String
+    let table: [Float]
+    let rows: Int
+    let width: Int
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let embeddings = try context.weight("embeddings")
+        table = embeddings.values
+        rows = embeddings.shape[0]
+        width = embeddings.shape[1]
+    }
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        var output = [Float](repeating: 0, count: x.count * width)
+        for (i, value) in x.data.enumerated() {
+            let index = Int(value)
+            guard Float(index) == value, index >= 0, index < rows else {
+                throw .badInput(name: name, reason: "index \(value) at position \(i) is outside 0…\(rows - 1)")
+            }
+            for j in 0..<width { output[i * width + j] = table[index * width + j] }
+        }
+        return Tensor(shape: x.shape + [width], data: output)
+    }
+}

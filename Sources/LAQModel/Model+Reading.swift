@@ -1,0 +1,52 @@
+import LAQFormat
+
+extension Model {
+    /// The model stored in a `.laq` file: its architecture, every weight decoded to float32
+    /// (codebook tensors dequantized), and the optimizer state when the file has it.
+    public init(file: LAQFile) throws {
+        let manifest = file.manifest
+        let graph = try KerasArchitecture.parse(manifest.model.architecture)
+        var weights: [Weight] = []
+        var weightLayers: [String: (layer: String, short: String, trainable: Bool)] = [:]
+        for layer in graph.layers {
+            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
+            for (index, short) in layer.weightNames.enumerated() {
+                weightLayers["\(layer.name)/\(short)"] = (layer.name, short, index < trainable)
+            }
+        }
+        var slots: [OptimizerSlot] = []
+        for tensor in file.tensors {
+            switch tensor.role {
+            case .weight:
+                guard let owner = weightLayers[tensor.name] else { continue }
+                weights.append(Weight(layer: owner.layer, shortName: owner.short, shape: tensor.shape, values: try file.floats(tensor),
+                                      trainable: owner.trainable, sourceDType: tensor.dtype))
+            case let .optimizer(of, slot):
+                slots.append(OptimizerSlot(weight: of, slot: slot, values: try file.floats(tensor)))
+            }
+        }
+        let metadata = manifest.metadata
+        var optimizer: OptimizerState?
+        if let description = metadata["optimizer"], !slots.isEmpty {
+            func number(_ key: String) -> Double? {
+                switch description[key] {
+                case let .double(v)?: v
+                case let .int(v)?: Double(v)
+                default: nil
+                }
+            }
+            let iterations: Int64? = { if case let .int(v)? = description["iterations"] { return v } else { return nil } }()
+            optimizer = OptimizerState(
+                className: description["class_name"]?.stringValue ?? "", config: description["config"] ?? .null,
+                iterations: iterations, learningRate: number("learning_rate"), beta1: number("beta_1") ?? 0.9,
+                beta2: number("beta_2") ?? 0.999, epsilon: number("epsilon") ?? 1e-7, slots: slots,
+                scheme: description["scheme"]?.stringValue ?? "")
+        }
+        let source = metadata["source"]
+        self.init(
+            name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, weights: weights,
+            optimizer: optimizer, architecture: manifest.model.architecture, training: manifest.model.training,
+            source: ModelSource(format: source?["format"]?.stringValue ?? "laq", kerasVersion: source?["keras_version"]?.stringValue,
+                                backend: source?["backend"]?.stringValue))
+    }
+}

@@ -1,0 +1,53 @@
+import Foundation
+import LAQData
+import LAQEngine
+import LAQFormat
+import LAQImport
+import LAQModel
+import LAQTestSupport
+import Testing
+
+/// The engine against Keras itself: every fixture's stored predictions (`<name>.io.npz`, written
+/// by Keras) are reproduced to 1e-4 of the output scale, from the imported model and from the
+/// `.laq` file written for it.
+@Suite struct KerasParityTests {
+    static let fixtures = ["k3_tiny.h5", "k3_tiny.keras", "tfk_tiny.h5", "tfk_tiny_legacy_adam.h5", "k3_branches.h5",
+                           "k3_conv1d.h5", "k3_image.keras"]
+
+    static func ioName(_ fixture: String) -> String {
+        var name = fixture
+        for suffix in [".keras", ".h5"] where name.hasSuffix(suffix) { name.removeLast(suffix.count) }
+        return name + ".io.npz"
+    }
+
+    static func inputs(_ arrays: [String: NumpyArray]) -> [Tensor] {
+        if let x = arrays["x"] { return [Tensor(shape: x.shape, data: x.values)] }
+        return (0...).lazy.map { arrays["x\($0)"] }.prefix { $0 != nil }.map { Tensor(shape: $0!.shape, data: $0!.values) }
+    }
+
+    static func check(_ model: Model, fixture: String) throws {
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(ioName(fixture))").path)
+        let expected = try #require(io["y"])
+        let output = try Executor(model: model).predict(inputs(io))[0]
+        #expect(output.shape == expected.shape, "\(fixture)")
+        let scale = max(expected.values.map(abs).max() ?? 1, 1e-6)
+        let error = zip(output.data, expected.values).map { abs($0 - $1) }.max() ?? 0
+        #expect(error <= 1e-4 * scale, "\(fixture): max |Δ| = \(error), output scale \(scale)")
+    }
+
+    @Test("imported models reproduce Keras' predictions", arguments: fixtures)
+    func imported(fixture: String) throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
+        try Self.check(model, fixture: fixture)
+    }
+
+    @Test("models read back from .laq reproduce Keras' predictions", arguments: fixtures)
+    func throughLAQFile(fixture: String) throws {
+        let imported = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
+        let file = try LAQFile(bytes: try imported.laqWriter(provenance: []).encoded())
+        let model = try Model(file: file)
+        #expect(model.weights == imported.weights)
+        #expect(model.optimizer?.slots == imported.optimizer?.slots)
+        try Self.check(model, fixture: fixture)
+    }
+}
