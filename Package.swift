@@ -48,7 +48,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

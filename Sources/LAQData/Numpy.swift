@@ -147,3 +147,21 @@ public enum Numpy {
         return arrays
     }
 }
+
+extension Numpy {
+    /// A `.npy` (version 1.0) image of a float32 array.
+    public static func encode(shape: [Int], values: [Float]) -> [UInt8] {
+        precondition(shape.reduce(1, *) == values.count)
+        let dims = shape.map(String.init).joined(separator: ", ") + (shape.count == 1 ? "," : "")
+        var header = "{'descr': '<f4', 'fortran_order': False, 'shape': (\(dims)), }"
+        // Pad with spaces so that the data starts on a 64-byte boundary, ending in a newline.
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var bytes: [UInt8] = [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59, 1, 0]
+        let length = header.utf8.count
+        bytes += [UInt8(length & 0xFF), UInt8(length >> 8)]
+        bytes += Array(header.utf8)
+        values.withUnsafeBytes { bytes.append(contentsOf: $0) }
+        return bytes
+    }
+}

@@ -188,3 +188,27 @@ import Testing
         #expect(missing.stderr.contains("cannot read"))
     }
 }
+
+/// `laq run` end to end.
+@Suite struct RunCLITests {
+    @Test("run writes Keras' predictions as .npy; a wrongly shaped input exits 1, a missing one 2")
+    func runCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("branches.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_branches.keras").path, "-o", model]).status == 0)
+        let output = directory.appendingPathComponent("y.npy").path
+        let run = try CLITests.run(["run", model, "--input", TestPaths.testdata("keras/k3_branches.io.npz").path, "-o", output, "--batch", "5"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stdout.contains("32×2"))
+        #expect(FileManager.default.fileExists(atPath: output))
+
+        let tiny = directory.appendingPathComponent("tiny.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_tiny.h5").path, "-o", tiny]).status == 0)
+        let wrong = try CLITests.run(["run", tiny, "--input", TestPaths.testdata("keras/k3_branches.io.npz").path])
+        #expect(wrong.status == 1)
+        #expect(wrong.stderr.contains("no array for input 'image'") || wrong.stderr.contains("expects"))
+        let missing = try CLITests.run(["run", tiny, "--input", directory.appendingPathComponent("none.npy").path])
+        #expect(missing.status == 2)
+    }
+}

@@ -1,0 +1,110 @@
+import ArgumentParser
+import Foundation
+import LAQData
+import LAQEngine
+import LAQFormat
+import LAQModel
+
+struct Run: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Run a .laq model on inputs from a .npy/.npz file and write its outputs as .npy.",
+        discussion: "Multi-input models read an .npz with one array per input, named after the input layers (or x0, x1, …)."
+    )
+
+    @Argument(help: "The .laq model.")
+    var model: String
+
+    @Option(name: .long, help: "Input array(s): .npy, or .npz.")
+    var input: String
+
+    @Option(name: .long, help: "Array to use from an .npz (default: x, or the input layers' names).")
+    var xKey: String?
+
+    @Option(name: .shortAndLong, help: "Output .npy (default: <input>.pred.npy). Multi-output models write one file per output: <name>.<output>.npy.")
+    var output: String?
+
+    @Option(help: "Samples per batch.")
+    var batch: Int = 256
+
+    func validate() throws {
+        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+    }
+
+    func run() throws {
+        let file = try LAQFile(path: model)
+        let laqModel: Model
+        do { laqModel = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        let executor = try engine { try Executor(model: laqModel) }
+        let inputs = try loadInputs(for: laqModel)
+        let samples = inputs[0].shape.first ?? 0
+        var outputs: [[Float]] = Array(repeating: [], count: laqModel.outputs.count)
+        var outputShapes: [[Int]] = Array(repeating: [], count: laqModel.outputs.count)
+        let bar = samples >= 4 * batch ? ProgressBar(label: "running", total: Double(samples), unit: { String(Int($0)) }) : nil
+        for start in stride(from: 0, to: samples, by: batch) {
+            let end = min(start + batch, samples)
+            let slice = inputs.map { tensor -> Tensor in
+                let per = tensor.count / max(samples, 1)
+                return Tensor(shape: [end - start] + tensor.shape.dropFirst(), data: Array(tensor.data[(start * per)..<(end * per)]))
+            }
+            let results = try engine { try executor.predict(slice) }
+            for (index, result) in results.enumerated() {
+                outputs[index] += result.data
+                outputShapes[index] = Array(result.shape.dropFirst())
+            }
+            bar?.update(Double(end))
+        }
+        bar?.finish()
+        for (index, ref) in laqModel.outputs.enumerated() {
+            let path = outputPath(name: ref.layer, single: laqModel.outputs.count == 1)
+            let bytes = Numpy.encode(shape: [samples] + outputShapes[index], values: outputs[index])
+            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+            print("wrote \(path): \(([samples] + outputShapes[index]).map(String.init).joined(separator: "×")) float32")
+        }
+    }
+
+    func engine<T>(_ body: () throws -> T) throws -> T {
+        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: 1) }
+    }
+
+    func outputPath(name: String, single: Bool) -> String {
+        let base = output.map { $0.hasSuffix(".npy") ? String($0.dropLast(4)) : $0 }
+            ?? (input.hasSuffix(".npy") || input.hasSuffix(".npz") ? String(input.dropLast(4)) : input) + ".pred"
+        return single ? base + ".npy" : "\(base).\(name).npy"
+    }
+
+    /// One tensor per model input, checked against the model's input shapes.
+    func loadInputs(for model: Model) throws -> [Tensor] {
+        let arrays: [String: NumpyArray]
+        do { arrays = try Numpy.load(path: input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        var chosen: [(String, NumpyArray)] = []
+        if arrays.count == 1, model.inputs.count == 1 {
+            chosen = [arrays.first!]
+        } else {
+            for (index, ref) in model.inputs.enumerated() {
+                let keys = (model.inputs.count == 1 ? [xKey ?? "x"] : []) + [ref.layer, "x\(index)"]
+                guard let key = keys.first(where: { arrays[$0] != nil }) else {
+                    throw CLIError(message: "\(input): no array for input '\(ref.layer)' (tried \(keys.joined(separator: ", ")); has \(arrays.keys.sorted().joined(separator: ", ")))", code: 1)
+                }
+                chosen.append((key, arrays[key]!))
+            }
+        }
+        let shapes = (try? model.outputShapes()) ?? [:]
+        var tensors: [Tensor] = []
+        for ((key, array), ref) in zip(chosen, model.inputs) {
+            if let expected = shapes[ref.layer] {
+                let fits = expected.count == array.shape.count && zip(expected.dropFirst(), array.shape.dropFirst()).allSatisfy { $0 == nil || $0 == $1 }
+                guard fits else {
+                    throw CLIError(message: "\(input): array '\(key)' has shape \(array.shape), input '\(ref.layer)' expects (\(expected.map { $0.map(String.init) ?? "any" }.joined(separator: ", ")))", code: 1)
+                }
+            }
+            if let bad = array.values.firstIndex(where: { !$0.isFinite }) {
+                throw CLIError(message: "\(input): array '\(key)' has a non-finite value at element \(bad)", code: 1)
+            }
+            tensors.append(Tensor(shape: array.shape, data: array.values))
+        }
+        guard Set(tensors.map { $0.shape.first ?? 0 }).count <= 1 else {
+            throw CLIError(message: "\(input): inputs have different sample counts \(tensors.map { $0.shape.first ?? 0 })", code: 1)
+        }
+        return tensors
+    }
+}
