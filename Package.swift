@@ -41,6 +41,8 @@ let package = Package(
         .target(name: "LAQData", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The CPU engine: runs a model graph (OpenBLAS for dense products).
         .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS"]),
+        /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
+        .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
 
@@ -60,6 +62,7 @@ let package = Package(
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],
