@@ -50,7 +50,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -34,7 +34,14 @@ extension Model {
     /// optimizer's moments as optional tensors tied to their weights (`optimizer/m/<weight>`,
     /// `optimizer/v/<weight>`), with the optimizer's class, hyperparameters and step count in
     /// the metadata under `optimizer`.
-    public func laqWriter(provenance: [ProvenanceRecord], includeOptimizer: Bool = true) throws -> LAQWriter {
+    ///
+    /// - Parameters:
+    ///   - replacing: encodings for some weights (quantized codebooks), by weight name.
+    ///   - floatStorage: the encoding of the other weights.
+    public func laqWriter(
+        provenance: [ProvenanceRecord], includeOptimizer: Bool = true, replacing: [String: TensorData] = [:],
+        floatStorage: FloatStorage = .float32
+    ) throws -> LAQWriter {
         var writer = LAQWriter(model: modelInfo(), provenance: provenance)
         for weight in weights {
             let layer = layer(named: weight.layer)
@@ -42,7 +49,7 @@ extension Model {
             try writer.add(TensorRecord(
                 name: weight.name, shape: weight.shape,
                 axes: Self.axes(className: layer?.className ?? "", shortName: weight.shortName, rank: weight.shape.count),
-                dtype: dtype, data: .float(weight.values, as: .float32)))
+                dtype: dtype, data: replacing[weight.name] ?? .float(weight.values, as: floatStorage)))
         }
         if includeOptimizer, let optimizer {
             for slot in optimizer.slots {
@@ -61,6 +68,7 @@ extension Model {
             writer.metadata["optimizer"] = .object(description)
         }
         var source: [String: JSONValue] = ["format": .string(self.source.format)]
+        if let file = self.source.file { source["file"] = .string(file) }
         if let version = self.source.kerasVersion { source["keras_version"] = .string(version) }
         if let backend = self.source.backend { source["backend"] = .string(backend) }
         writer.metadata["source"] = .object(source)

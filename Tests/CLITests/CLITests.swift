@@ -212,3 +212,36 @@ import Testing
         #expect(missing.status == 2)
     }
 }
+
+/// `laq quantize --one-shot` end to end: import → quantize → verify → run.
+@Suite struct QuantizeCLITests {
+    @Test("quantize writes codebook tensors that verify and run; loss-aware methods use the imported v")
+    func quantizeCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("tiny.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_tiny.h5").path, "-o", model]).status == 0)
+        let quantized = directory.appendingPathComponent("tiny-lat.laq").path
+        let result = try CLITests.run(["quantize", model, "-o", quantized, "--method", "late", "--one-shot", "--layer", "dense=laq:3", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let report = try CLITests.json(result.stdout)
+        let tensors = try #require(report["tensors"] as? [[String: Any]])
+        #expect(Set(tensors.compactMap { $0["name"] as? String }) == ["conv/kernel", "lstm/kernel", "lstm/recurrent_kernel", "dense/kernel"])
+        #expect((report["notices"] as? [Any])?.isEmpty == true)
+        #expect(try CLITests.run(["verify", quantized]).status == 0)
+        let inspect = try CLITests.json(try CLITests.run(["inspect", "--json", quantized]).stdout)
+        let kernel = try #require((inspect["tensors"] as? [[String: Any]])?.first { $0["name"] as? String == "lstm/kernel" })
+        #expect((kernel["encoding"] as? [String: Any])?["packing"] as? String == "base3")
+        let provenance = try #require((inspect["provenance"] as? [[String: Any]])?.last)
+        #expect(provenance["command"] as? String == "quantize")
+        #expect(((provenance["parameters"] as? [String: Any])?["hessian"] as? [String: Any])?["iterations"] as? Int == 4)
+        let run = try CLITests.run(["run", quantized, "--input", TestPaths.testdata("keras/k3_tiny.io.npz").path, "-o", directory.appendingPathComponent("y.npy").path])
+        #expect(run.status == 0, "\(run.stderr)")
+
+        let noOneShot = try CLITests.run(["quantize", model, "-o", quantized, "--method", "late"])
+        #expect(noOneShot.status == 2)
+        let badMethod = try CLITests.run(["quantize", model, "-o", quantized, "--method", "nope", "--one-shot"])
+        #expect(badMethod.status == 2)
+        #expect(badMethod.stderr.contains("unknown method"))
+    }
+}

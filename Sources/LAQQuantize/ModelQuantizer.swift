@@ -1,0 +1,137 @@
+import LAQFormat
+import LAQModel
+
+/// Which weights to quantize, and how.
+public struct QuantizationSettings: Sendable {
+    public var method: Method
+    /// One table of levels per output channel (the last axis) instead of one per tensor.
+    public var perChannel: Bool
+    /// Layers left in full precision.
+    public var skip: Set<String>
+    /// Per-layer methods (mixed precision).
+    public var overrides: [String: Method]
+
+    public init(method: Method, perChannel: Bool = false, skip: Set<String> = [], overrides: [String: Method] = [:]) {
+        self.method = method
+        self.perChannel = perChannel
+        self.skip = skip
+        self.overrides = overrides
+    }
+}
+
+/// Where the curvature d came from.
+public enum CurvatureSource: Sendable, Equatable {
+    /// The imported optimizer's second moment: d = √v + 1e-8 (Adamax: d = u + 1e-8), as stored.
+    case optimizer(className: String, iterations: Int64?, beta2: Double)
+    /// No second moment: d ≡ 1 (loss-aware methods reduce to their unweighted counterparts).
+    case none
+}
+
+/// One quantized weight tensor and how well it approximates the original.
+public struct TensorQuantization: Sendable {
+    public var weight: String
+    public var layer: String
+    public var method: Method
+    public var layout: CodebookLayout
+    /// G × L levels.
+    public var levels: [Float]
+    public var codes: [UInt8]
+    /// Σ d (ŵ − w)² / Σ d w² over the tensor.
+    public var weightedError: Double
+    public var zeroFraction: Double
+    public var shape: [Int]
+
+    public var tensorData: TensorData { .codebook(layout, levels: levels, codes: codes) }
+}
+
+/// Quantizes a model's kernels (Dense, convolution, recurrent and Embedding) in one pass,
+/// weighting each tensor's projection with the curvature of its optimizer slot.
+public enum ModelQuantizer {
+    /// The weights quantized by default: every kernel of Dense, Conv1D/2D, DepthwiseConv2D,
+    /// SimpleRNN/LSTM/GRU (input and recurrent; also inside Bidirectional) and Embedding tables.
+    public static func isQuantizable(_ weight: Weight, in model: Model) -> Bool {
+        guard let layer = model.layer(named: weight.layer) else { return false }
+        let base = weight.shortName.split(separator: "/").last.map(String.init) ?? weight.shortName
+        switch LayerCatalog.canonical(layer.className) {
+        case "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D": return base == "kernel"
+        case "SimpleRNN", "LSTM", "GRU", "Bidirectional": return base == "kernel" || base == "recurrent_kernel"
+        case "Embedding": return base == "embeddings"
+        default: return false
+        }
+    }
+
+    /// The curvature d of a weight: from its optimizer slot, or nil (d ≡ 1).
+    public static func curvature(of weight: Weight, optimizer: OptimizerState?) -> [Float]? {
+        guard let optimizer else { return nil }
+        if let v = optimizer.slots.first(where: { $0.weight == weight.name && $0.slot == "v" }) {
+            return v.values.map { $0.squareRoot() + 1e-8 }
+        }
+        if let u = optimizer.slots.first(where: { $0.weight == weight.name && $0.slot == "u" }) {
+            return u.values.map { $0 + 1e-8 }
+        }
+        return nil
+    }
+
+    public static func curvatureSource(_ model: Model) -> CurvatureSource {
+        guard let optimizer = model.optimizer else { return .none }
+        return .optimizer(className: optimizer.className, iterations: optimizer.iterations, beta2: optimizer.beta2)
+    }
+
+    /// The codebook layout a method's codes use.
+    public static func layout(for method: Method, axis: Int?) -> CodebookLayout {
+        switch method {
+        case .bc, .bwn, .lab: return .bits(1, levels: 2, axis: axis)
+        case .twn, .late, .lata, .lat2e, .lat2a: return .base3(axis: axis)
+        case let .laq(bits, _, _), let .rtn(bits): return .bits(bits, levels: (1 << bits) - 1, axis: axis)
+        case let .dorefa(bits): return .bits(bits, levels: 1 << bits, axis: axis)
+        }
+    }
+
+    /// Quantizes every selected weight of `model`.
+    public static func quantize(_ model: Model, settings: QuantizationSettings) throws(QuantizeError) -> [TensorQuantization] {
+        let layerNames = Set(model.layers.map(\.name))
+        for name in settings.skip.union(settings.overrides.keys) where !layerNames.contains(name) {
+            throw .noSuchLayer(name)
+        }
+        var results: [TensorQuantization] = []
+        for weight in model.weights where isQuantizable(weight, in: model) && !settings.skip.contains(weight.layer) {
+            let method = settings.overrides[weight.layer] ?? settings.method
+            let d = curvature(of: weight, optimizer: model.optimizer)
+            results.append(quantize(weight, method: method, d: d, perChannel: settings.perChannel))
+        }
+        return results
+    }
+
+    /// One tensor, per tensor or per output channel.
+    public static func quantize(_ weight: Weight, method: Method, d: [Float]?, perChannel requested: Bool) -> TensorQuantization {
+        let perChannel = requested && !weight.shape.isEmpty
+        let channels = perChannel ? max(weight.shape.last ?? 1, 1) : 1
+        let count = weight.values.count
+        var levels: [Float] = []
+        var codes = [UInt8](repeating: 0, count: count)
+        var error = 0.0
+        var norm = 0.0
+        var zeros = 0
+        for channel in 0..<channels {
+            // Elements of channel c are c, c + C, c + 2C, … (the last axis varies fastest).
+            let indices = perChannel ? Array(stride(from: channel, to: count, by: channels)) : Array(0..<count)
+            let w = indices.map { weight.values[$0] }
+            let groupD = d.map { d in indices.map { d[$0] } }
+            let group = Projection.quantize(method, w: w, d: groupD)
+            levels += group.levels
+            for (position, index) in indices.enumerated() {
+                codes[index] = group.codes[position]
+                let value = Double(group.levels[Int(group.codes[position])])
+                let weightD = Double(groupD?[position] ?? 1)
+                error += weightD * (value - Double(w[position])) * (value - Double(w[position]))
+                norm += weightD * Double(w[position]) * Double(w[position])
+                if value == 0 { zeros += 1 }
+            }
+        }
+        return TensorQuantization(
+            weight: weight.name, layer: weight.layer, method: method,
+            layout: layout(for: method, axis: perChannel ? weight.shape.count - 1 : nil), levels: levels, codes: codes,
+            weightedError: norm > 0 ? error / norm : 0, zeroFraction: count > 0 ? Double(zeros) / Double(count) : 0,
+            shape: weight.shape)
+    }
+}

@@ -1,0 +1,47 @@
+import Foundation
+import LAQFormat
+import LAQModel
+import LAQQuantize
+import LAQTestSupport
+import Testing
+
+/// Quantizing whole models: which weights, which curvature, which layout.
+@Suite struct ModelQuantizerTests {
+    static func weight(_ values: [Float], shape: [Int]) -> Weight {
+        Weight(layer: "dense", shortName: "kernel", shape: shape, values: values, trainable: true)
+    }
+
+    @Test("per-channel quantization: one table per output channel, codes in place")
+    func perChannel() {
+        // 3 inputs × 2 outputs; column 0 large, column 1 small.
+        let values: [Float] = [1, 0.01, -2, -0.02, 1.5, 0.015]
+        let q = ModelQuantizer.quantize(Self.weight(values, shape: [3, 2]), method: .bwn, d: nil, perChannel: true)
+        #expect(q.layout == .bits(1, levels: 2, axis: 1))
+        #expect(q.levels.count == 4)
+        #expect(abs(q.levels[1] - 1.5) < 1e-6)  // mean |w| of column 0
+        #expect(abs(q.levels[3] - 0.015) < 1e-6)  // of column 1
+        let decoded = CodebookTensor(layout: q.layout, shape: [3, 2], levels: q.levels, codes: q.codes).dequantized()
+        #expect(decoded.enumerated().allSatisfy { ($0.element > 0) == (values[$0.offset] > 0) })
+    }
+
+    @Test("the curvature comes from v (√v + 1e-8), or u for Adamax; none without optimizer state")
+    func curvature() {
+        let w = Self.weight([1, 2], shape: [2, 1])
+        let adam = OptimizerState(className: "Adam", config: .null, iterations: 3, learningRate: nil, beta1: 0.9, beta2: 0.999,
+                                  epsilon: 1e-7, slots: [OptimizerSlot(weight: "dense/kernel", slot: "v", values: [4, 9])], scheme: "")
+        let epsilon: Float = 1e-8
+        #expect(ModelQuantizer.curvature(of: w, optimizer: adam) == [2 + epsilon, 3 + epsilon])
+        var adamax = adam
+        adamax.slots = [OptimizerSlot(weight: "dense/kernel", slot: "u", values: [0.5, 0.25])]
+        #expect(ModelQuantizer.curvature(of: w, optimizer: adamax) == [0.5 + epsilon, 0.25 + epsilon])
+        #expect(ModelQuantizer.curvature(of: w, optimizer: nil) == nil)
+    }
+
+    @Test("layouts: binary 1-bit, ternary base 3, m-bit codes with 2^m − 1 levels, DoReFa 2^m")
+    func layouts() {
+        #expect(ModelQuantizer.layout(for: .lab, axis: nil) == .bits(1, levels: 2))
+        #expect(ModelQuantizer.layout(for: .late, axis: 1) == .base3(axis: 1))
+        #expect(ModelQuantizer.layout(for: .laq(bits: 3, levels: .log, alpha: .exact), axis: nil) == .bits(3, levels: 7))
+        #expect(ModelQuantizer.layout(for: .dorefa(bits: 2), axis: nil) == .bits(2, levels: 4))
+    }
+}
