@@ -32,6 +32,7 @@ import os
 import struct
 import sys
 import zipfile
+import unicodedata
 import zlib
 
 import numpy as np
@@ -391,9 +392,11 @@ class LaqFile:
                                       f"must be 1..{MAX_NAME_BYTES}")
             if any(ord(c) < 0x20 or ord(c) == 0x7F for c in name):
                 raise LaqError("5.1", f"{where}: name {name!r} contains a control character")
-            if name_bytes in seen_names:
+            # 5.1: unique up to Unicode canonical equivalence (compared in NFC).
+            canonical = unicodedata.normalize("NFC", name)
+            if canonical in seen_names:
                 raise LaqError("5.1", f"{where}: duplicate tensor name {name!r}")
-            seen_names.add(name_bytes)
+            seen_names.add(canonical)
             where = f"tensor {name!r}"
 
             # 5.2 shape (and 4.1 integer range for each dimension).

@@ -7,11 +7,9 @@
 #include <hdf5/serial/hdf5.h>
 
 static inline unsigned laq_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
-static inline unsigned laq_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
 static inline hid_t laq_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline hid_t laq_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t laq_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t laq_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
-static inline hid_t laq_h5t_native_uint16(void) { return H5T_NATIVE_UINT16; }
 static inline hid_t laq_h5t_c_s1(void) { return H5T_C_S1; }
 static inline size_t laq_h5t_variable(void) { return H5T_VARIABLE; }

@@ -132,11 +132,13 @@ public enum Numpy {
         var arrays: [String: NumpyArray] = [:]
         for entry in archive where entry.type == .file {
             let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
-            guard UInt64(entry.uncompressedSize) <= UInt64(maxElements) * 8 + (1 << 20) else {
-                throw DataError(file: path, array: name, reason: "member claims \(entry.uncompressedSize) bytes")
+            let declared = UInt64(entry.uncompressedSize)
+            // Deflate expands at most 1032×: a larger claim is a zip bomb or a corrupt header.
+            guard declared <= UInt64(maxElements) * 8 + (1 << 20), declared / 1032 <= UInt64(entry.compressedSize) + 64 else {
+                throw DataError(file: path, array: name, reason: "member claims \(declared) bytes from \(entry.compressedSize): refused")
             }
             var data = [UInt8]()
-            data.reserveCapacity(Int(entry.uncompressedSize))
+            data.reserveCapacity(Int(min(declared, 1 << 30)))
             do {
                 _ = try archive.extract(entry, skipCRC32: false) { data.append(contentsOf: $0) }
             } catch {

@@ -1,9 +1,10 @@
 import Foundation
 import LAQFormat
+import LAQModel
 
 /// Keras' activations, applied in place (softmax over the last axis).
 public enum Activation: Sendable, Equatable {
-    case linear, relu, sigmoid, tanh, softmax, elu, selu, gelu, geluApproximate, swish, softplus, softsign, exponential
+    case linear, relu, sigmoid, tanh, softmax, elu, selu, gelu, swish, softplus, softsign, exponential
     /// Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
     case hardSigmoid(keras3: Bool)
 
@@ -11,17 +12,14 @@ public enum Activation: Sendable, Equatable {
     /// the hard_sigmoid definition of the Keras version that saved the model.
     public init(_ value: JSONValue?, keras3: Bool, layer: String) throws(EngineError) {
         var name = "linear"
-        switch value {
-        case nil, .null?: break
-        case let .string(text)?: name = text
-        case let .object(members)?:
-            if case let .string(text)? = members["config"] { name = text }
-            else if let text = members["config"]?["name"]?.stringValue { name = text }
-            else if let text = members["class_name"]?.stringValue { name = text }
-        default: throw .unsupported(layer: layer, reason: "activation \(String(describing: value))")
+        if let value, value != .null {
+            guard let parsed = LayerCatalog.activationName(value) else {
+                throw .unsupported(layer: layer, reason: "activation \(value)")
+            }
+            name = parsed
         }
         switch name {
-        case "linear", "None": self = .linear
+        case "linear": self = .linear
         case "relu": self = .relu
         case "sigmoid": self = .sigmoid
         case "tanh": self = .tanh
@@ -48,13 +46,6 @@ public enum Activation: Sendable, Equatable {
     static func gelu(_ x: Float) -> Float {
         let inverseRoot2: Float = 0.707_106_781_186_547_5
         return 0.5 * x * (1 + erff(x * inverseRoot2))
-    }
-
-    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
-    static func geluApproximate(_ x: Float) -> Float {
-        let c: Float = 0.797_884_560_802_865_4
-        let inner: Float = c * (x + 0.044_715 * x * x * x)
-        return 0.5 * x * (1 + tanhf(inner))
     }
 
     /// Keras 3: relu6(x + 3)/6.
@@ -110,7 +101,6 @@ public enum Activation: Sendable, Equatable {
         case .elu: return { $0 > 0 ? $0 : expm1f($0) }
         case .selu: return Activation.selu
         case .gelu: return Activation.gelu
-        case .geluApproximate: return Activation.geluApproximate
         case .swish: return { x in x * Activation.sigmoid(x) }
         case .softplus: return { x in x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x)) }
         case .softsign: return { x in x / (1 + abs(x)) }

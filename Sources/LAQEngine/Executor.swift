@@ -8,6 +8,7 @@ public struct Executor: Sendable {
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     public init(model: Model) throws(EngineError) {
+        do { try model.validate() } catch { throw .invalidModel(error.description) }
         self.model = model
         var weights: [String: Weight] = [:]
         for weight in model.weights { weights[weight.name] = weight }
@@ -50,7 +51,7 @@ public struct Executor: Sendable {
         case "Multiply": return MergeOp(name: layer.name, kind: .multiply)
         case "Concatenate": return ConcatenateOp(name: layer.name, axis: try context.int("axis", -1))
         case "Activation":
-            let activation = try context.activation()
+            let activation = try context.activation(default: "linear")
             return ActivationOp { values, width in activation.apply(&values, width: width) }
         case "ReLU":
             let maxValue = config["max_value"].flatMap { value -> Float? in
@@ -83,12 +84,18 @@ public struct Executor: Sendable {
         var values: [String: Tensor] = [:]
         for (ref, tensor) in zip(model.inputs, inputs) { values[ref.layer] = tensor }
         for layer in model.layers {
-            if values[layer.name] != nil, layer.inbound.isEmpty { continue }
-            let arguments = (layer.inbound.first ?? []).compactMap { values[$0.layer] }
-            guard let op = ops[layer.name], !arguments.isEmpty || layer.inbound.isEmpty else {
-                throw .badInput(name: layer.name, reason: "has no input")
+            if layer.inbound.isEmpty {
+                // An input layer: validation guarantees it is one of the model's inputs.
+                guard values[layer.name] != nil else { throw .badInput(name: layer.name, reason: "no value given") }
+                continue
             }
-            values[layer.name] = try op.forward(arguments.isEmpty ? [values[layer.name]!] : arguments)
+            var arguments: [Tensor] = []
+            for ref in layer.inbound[0] {
+                guard let value = values[ref.layer] else { throw .badInput(name: layer.name, reason: "its input '\(ref.layer)' was not computed") }
+                arguments.append(value)
+            }
+            guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
+            values[layer.name] = try op.forward(arguments)
         }
         var outputs: [Tensor] = []
         for ref in model.outputs {

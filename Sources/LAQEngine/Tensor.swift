@@ -25,6 +25,8 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case badInput(name: String, reason: String)
     case unsupported(layer: String, reason: String)
     case shape(layer: String, reason: String)
+    /// The model itself cannot be executed (from ``LAQModel/Model/validate()``).
+    case invalidModel(String)
 
     public var description: String {
         switch self {
@@ -32,6 +34,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .badInput(name, reason): return "input '\(name)': \(reason)"
         case let .unsupported(layer, reason): return "layer '\(layer)': \(reason)"
         case let .shape(layer, reason): return "layer '\(layer)': \(reason)"
+        case let .invalidModel(reason): return reason
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// Atomic file replacement (spec/FORMAT.md §10): the one place LAQFormat writes files.
@@ -19,9 +20,7 @@ public enum AtomicFile {
             try body(&sink)
             try sink.flush()
             // mkstemp creates 0600; give the file the usual 0666 & ~umask.
-            let mask = umask(0)
-            umask(mask)
-            _ = fchmod(fd, 0o666 & ~mask)
+            _ = fchmod(fd, 0o666 & ~processUmask)
             guard fsync(fd) == 0 else { throw FormatError.io(path: path, operation: "fsync", reason: errnoString()) }
             guard close(fd) == 0 else {
                 sink.closed = true
@@ -42,6 +41,17 @@ public enum AtomicFile {
             close(directoryFD)
         }
     }
+
+    /// The process's umask, read without changing it (umask(2) can only be read by setting it,
+    /// which races with other threads creating files); 022 when /proc is unavailable.
+    static let processUmask: mode_t = {
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8),
+           let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Umask:") }),
+           let value = mode_t(line.dropFirst(6).trimmingCharacters(in: .whitespaces), radix: 8) {
+            return value
+        }
+        return 0o022
+    }()
 
     static func parentDirectory(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/") else { return "." }

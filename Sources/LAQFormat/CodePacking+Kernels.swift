@@ -77,7 +77,7 @@ extension CodebookLayout {
                     available -= bits
                 }
                 if accumulator != 0 {
-                    throw .nonZeroPadding(offset: UInt64(packed.count - 1))
+                    throw .invalidCodes(tensor: tensor, index: count, reason: "unused high bits of the last byte are not zero")
                 }
             }
         case .base3:
@@ -92,7 +92,7 @@ extension CodebookLayout {
                         output[index] = UInt8(value % 3)
                         index += 1
                     } else if value % 3 != 0 {
-                        throw .nonZeroPadding(offset: UInt64(byteIndex))
+                        throw .invalidCodes(tensor: tensor, index: count, reason: "base-3 positions after the last code are not zero")
                     }
                     value /= 3
                 }

@@ -15,7 +15,7 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case nonZeroReserved(field: String, value: UInt64)
     /// The header's CRC-32 does not match bytes 0…59 (rule 2.6).
     case headerChecksumMismatch(stored: UInt32, computed: UInt32)
-    /// The manifest length is outside 2 … 64 MiB (rule 2.7, 4.1).
+    /// The manifest length is outside 2 … 64 MiB: too large, or too short to be JSON (rules 2.7, 4.1).
     case manifestTooLarge(length: UInt64, limit: UInt64)
     /// A header field disagrees with the layout rules (rule 2.7).
     case badLayout(field: String, value: UInt64, expected: UInt64)
@@ -27,7 +27,7 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case badEndMagic
     /// The SHA-256 in the trailer does not match the file (rule 3.2).
     case fileChecksumMismatch(stored: String, computed: String)
-    /// The manifest's CRC-32 does not match (rule 2.6 / header field `manifest_crc32`).
+    /// The manifest's CRC-32 does not match (rule 4.6).
     case manifestChecksumMismatch(stored: UInt32, computed: UInt32)
     /// The manifest JSON nests deeper than allowed (rule 4.1).
     case manifestTooDeep(limit: Int)
@@ -67,6 +67,8 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case corruptCompression(tensor: String, reason: String)
     /// This reader does not know an encoding, compression or feature the tensor needs (rule 8.1).
     case unsupported(tensor: String?, what: String)
+    /// A tensor larger than this reader's ``ReaderLimits/maxTensorElements`` (a resource limit, not a format error).
+    case tooLarge(tensor: String, elements: UInt64, limit: UInt64)
     /// No tensor has this name.
     case noSuchTensor(String)
     /// An operating-system call failed.
@@ -83,7 +85,7 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
             return "not a .laq file: bad magic \(hex) (expected 89 4c 41 51 0d 0a 1a 0a; a text-mode transfer also damages it)"
         case let .unsupportedVersion(major, minor, supported):
             return major == 0
-                ? "invalid format version \(major).\(minor)"
+                ? "invalid format version \(major).\(minor) (this laq reads major version \(supported))"
                 : "file is format version \(major).\(minor); this laq reads major version \(supported) only: upgrade laq"
         case .byteSwapped:
             return "file was written big-endian (version reads byte-swapped); .laq files are little-endian"
@@ -147,6 +149,8 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .unsupported(tensor, what):
             let subject = tensor.map { "tensor '\($0)'" } ?? "file"
             return "\(subject) needs \(what), which this laq does not support: upgrade laq"
+        case let .tooLarge(tensor, elements, limit):
+            return "tensor '\(tensor)' has \(elements) elements, more than this reader decodes (\(limit))"
         case let .noSuchTensor(name):
             return "no tensor named '\(name)'"
         case let .io(path, operation, reason):
@@ -165,7 +169,7 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         case .nonZeroReserved: "2.5"
         case .headerChecksumMismatch: "2.6"
         case .manifestTooLarge, .badLayout, .trailingBytes: "2.7"
-        case .nonZeroPadding: "5.4"
+        case .nonZeroPadding: "2.8/5.4"
         case .badEndMagic: "3.1"
         case .fileChecksumMismatch: "3.2"
         case .manifestChecksumMismatch, .invalidManifest: "4.6"
@@ -174,13 +178,14 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         case .invalidShape, .shapeOverflow: "5.2"
         case .tensorsOverlap, .unaccountedBytes, .tensorOutOfBounds: "5.3"
         case .tensorChecksumMismatch: "5.5"
-        case .decodedSizeMismatch: "5.6"
+        case .decodedSizeMismatch: "5.6/7.2"
         case .danglingOptimizerSlot: "5.7"
         case .invalidEncoding: "6.2"
         case .invalidCodes, .invalidLevels: "6.5"
-        case .compressionBomb, .corruptCompression: "7.1"
+        case .compressionBomb: "7.1"
+        case .corruptCompression: "7.2"
         case .unsupported: "8.1"
-        case .noSuchTensor, .io, .invalidArgument: nil
+        case .noSuchTensor, .io, .invalidArgument, .tooLarge: nil
         }
     }
 }

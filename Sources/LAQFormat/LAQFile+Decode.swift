@@ -48,16 +48,30 @@ extension LAQFile {
     /// - Throws: ``FormatError/unsupported(tensor:what:)`` when this reader cannot decode it (rule 8.1).
     public func withDecodedPayload<R>(_ tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
+        return try withCheckedPayload(tensor, body)
+    }
+
+    /// The decoded payload of a tensor whose encoding and compression this reader knows, even
+    /// when a file-level feature forbids decoding (for `verify`).
+    func withCheckedPayload<R>(_ tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        precondition(tensor.isCheckable)
         try checkCRC(tensor)
-        switch tensor.compression! {
-        case .stored:
-            return try body(storedBytes(tensor))
-        case .zlib:
-            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tensor.decodedLength), alignment: 64)
-            defer { buffer.deallocate() }
-            try Zlib.inflate(storedBytes(tensor), into: buffer, tensor: tensor.name)
-            return try body(UnsafeRawBufferPointer(buffer))
+        guard tensor.elementCount <= limits.maxTensorElements else {
+            throw FormatError.tooLarge(tensor: tensor.name, elements: UInt64(tensor.elementCount), limit: UInt64(limits.maxTensorElements))
         }
+        switch tensor.compression! {
+        case .stored: return try body(storedBytes(tensor))
+        case .zlib: return try withInflated(tensor, body)
+        }
+    }
+
+    /// Inflates a zlib payload into a buffer of exactly `decoded_length` bytes (rules 7.1, 7.2;
+    /// the size was bounded by the stored length when the file was opened).
+    func withInflated<R>(_ tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tensor.decodedLength), alignment: 64)
+        defer { buffer.deallocate() }
+        try Zlib.inflate(storedBytes(tensor), into: buffer, tensor: tensor.name)
+        return try body(UnsafeRawBufferPointer(buffer))
     }
 
     /// The tensor's values as float32 (codebook tensors dequantized), after every check of §5–§7.
@@ -103,11 +117,17 @@ extension LAQFile {
     }
 
     public func codebook(_ tensor: TensorInfo) throws -> CodebookTensor {
+        if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
+        return try checkedCodebook(tensor)
+    }
+
+    /// Decodes and checks a codebook tensor whose encoding this reader knows (rules 6.3–6.5).
+    func checkedCodebook(_ tensor: TensorInfo) throws -> CodebookTensor {
         guard case let .codebook(layout)? = tensor.encoding else {
             throw FormatError.invalidArgument("tensor '\(tensor.name)' is \(tensor.encodingSummary), not a codebook")
         }
         let count = tensor.elementCount
-        return try withDecodedPayload(tensor) { payload in
+        return try withCheckedPayload(tensor) { payload in
             let levelCount = Int(layout.groupCount(shape: tensor.shape.map { UInt64($0) })!) * layout.levelCount
             let levels = [Float](unsafeUninitializedCapacity: levelCount) { output, initialized in
                 if levelCount > 0 {
@@ -121,23 +141,15 @@ extension LAQFile {
             let packed = UnsafeRawBufferPointer(rebasing: payload[(levelCount * 4)...])
             var failure: FormatError?
             let codes = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
-                do {
+                do throws(FormatError) {
                     try layout.unpack(packed, into: UnsafeMutableBufferPointer(rebasing: output[0..<count]), tensor: tensor.name)
-                } catch let error as FormatError {
+                } catch {
                     failure = error
                     output.initialize(repeating: 0)
-                } catch {
-                    preconditionFailure("unpack throws FormatError only")
                 }
                 initialized = count
             }
-            if let failure {
-                // Report padding problems with their file offset rather than the payload's.
-                if case let .nonZeroPadding(offset) = failure, tensor.compression == .stored {
-                    throw FormatError.nonZeroPadding(offset: tensor.offset + UInt64(levelCount * 4) + offset)
-                }
-                throw failure
-            }
+            if let failure { throw failure }
             return CodebookTensor(layout: layout, shape: tensor.shape, levels: levels, codes: codes)
         }
     }

@@ -74,16 +74,21 @@ extension LAQFile {
 
     private func checkPayload(_ tensor: TensorInfo) -> [VerificationReport.Problem] {
         do {
-            guard tensor.isDecodable else {
+            guard tensor.isCheckable else {
+                // Unknown encoding, compression or feature: the CRC, and for an unknown encoding
+                // with known zlib compression, the inflated size (rule 7.2).
                 try checkCRC(tensor)
+                if tensor.encoding == nil, tensor.compression == .zlib, !tensor.features.contains(where: { !Self.knownFeatures.contains($0) }) {
+                    try withInflated(tensor) { _ in }
+                }
                 return []
             }
             switch tensor.encoding {
             case .codebook?:
-                _ = try codebook(tensor)
+                _ = try checkedCodebook(tensor)
             default:
                 // Float payloads have no invalid values: the CRC and, for zlib, the inflated size.
-                try withDecodedPayload(tensor) { _ in }
+                try withCheckedPayload(tensor) { _ in }
             }
             return []
         } catch let error as FormatError {

@@ -20,6 +20,7 @@ public final class LAQFile: @unchecked Sendable {
     /// Unknown names in `required_features`: when not empty, no tensor is decodable.
     public let unsupportedFeatures: [String]
     let storage: ByteStorage
+    let limits: ReaderLimits
     private let index: [String: Int]
 
     /// Maps and opens the file at `path`.
@@ -35,6 +36,7 @@ public final class LAQFile: @unchecked Sendable {
     init(storage: ByteStorage, path: String?, limits: ReaderLimits) throws {
         self.storage = storage
         self.path = path
+        self.limits = limits
         let file = storage.bytes
         let header = try Header.decode(file, maxManifestLength: limits.maxManifestLength)
         self.header = header
@@ -143,7 +145,9 @@ public final class LAQFile: @unchecked Sendable {
         guard entries.count <= maxTensorCount else {
             throw FormatError.tooManyTensors(count: entries.count, limit: maxTensorCount)
         }
-        var seen = Set<[UInt8]>()
+        // Swift compares Strings by canonical equivalence, so uniqueness is checked that way, which
+        // also covers byte equality (rule 5.1).
+        var seen = Set<String>()
         var tensors: [TensorInfo] = []
         tensors.reserveCapacity(entries.count)
         let dataEnd = header.trailerOffset
@@ -151,13 +155,16 @@ public final class LAQFile: @unchecked Sendable {
         for (position, entry) in entries.enumerated() {
             let name = entry.name
             if let problem = TensorRules.nameProblem(name) { throw FormatError.invalidName(index: position, reason: problem) }
-            guard seen.insert(Array(name.utf8)).inserted else { throw FormatError.duplicateName(name) }
+            guard seen.insert(name).inserted else { throw FormatError.duplicateName(name) }
             // Rule 5.2: rank, dimension range, element count.
             guard entry.shape.count <= Layout.maxRank else {
                 throw FormatError.invalidShape(tensor: name, reason: "rank \(entry.shape.count) exceeds \(Layout.maxRank)")
             }
             guard entry.shape.allSatisfy({ $0 <= Layout.maxInteger }), let count = elementCount(entry.shape) else {
                 throw FormatError.shapeOverflow(tensor: name)
+            }
+            guard Layout.dtypes.contains(entry.dtype) else {
+                throw FormatError.invalidManifest(path: "$.tensors[\(position)].dtype", reason: "'\(entry.dtype)' is not float32, float16, bfloat16 or float64")
             }
             if let axes = entry.axes, axes.count != entry.shape.count {
                 throw FormatError.invalidShape(
@@ -171,7 +178,7 @@ public final class LAQFile: @unchecked Sendable {
             // Encoding, compression and features: unknown ones make the tensor undecodable (rule 8.1).
             // A tensor with an unknown feature may use anything a later version defines, so its
             // encoding and sizes are not interpreted; only the layout and CRC rules apply to it.
-            var reasons: [String] = unsupportedFeatures.map { "file feature '\($0)'" }
+            var reasons: [String] = []
             let features = entry.features ?? []
             let unknownFeatures = features.filter { !knownFeatures.contains($0) }
             reasons += unknownFeatures.map { "feature '\($0)'" }
@@ -216,11 +223,14 @@ public final class LAQFile: @unchecked Sendable {
 
             tensors.append(
                 TensorInfo(
-                    index: position, name: name, shape: entry.shape.map { Int($0) }, axes: entry.axes, dtype: entry.dtype,
+                    index: position, name: name, shape: entry.shape.map { Int($0) }, elementCount: Int(count), axes: entry.axes, dtype: entry.dtype,
                     encoding: encoding, encodingJSON: entry.encoding, compression: compression,
                     compressionName: entry.compression, offset: entry.offset, storedLength: entry.storedLength,
                     decodedLength: entry.decodedLength, crc32: entry.crc32, role: role, features: features,
-                    unsupportedReason: reasons.isEmpty ? nil : reasons.joined(separator: ", ")))
+                    unsupportedReason: (unsupportedFeatures.map { "file feature '\($0)'" } + reasons).first.map { _ in
+                        (unsupportedFeatures.map { "file feature '\($0)'" } + reasons).joined(separator: ", ")
+                    },
+                    isCheckable: reasons.isEmpty))
         }
         let expectedEnd = Layout.align(previousEnd)!
         guard expectedEnd == dataEnd else {
@@ -285,11 +295,15 @@ public struct ReaderLimits: Sendable {
     public var maxManifestLength: UInt64 = Layout.maxManifestLength
     public var maxManifestDepth: Int = Layout.maxManifestDepth
     public var maxTensorCount: Int = Layout.maxTensorCount
+    /// Largest tensor this reader decodes (elements), a memory bound rather than a format rule:
+    /// a 1 MB zlib payload may legally declare billions of 1-bit codes.
+    public var maxTensorElements: Int = 1 << 31
 
     public init(maxManifestLength: UInt64 = Layout.maxManifestLength, maxManifestDepth: Int = Layout.maxManifestDepth,
-                maxTensorCount: Int = Layout.maxTensorCount) {
+                maxTensorCount: Int = Layout.maxTensorCount, maxTensorElements: Int = 1 << 31) {
         self.maxManifestLength = maxManifestLength
         self.maxManifestDepth = maxManifestDepth
         self.maxTensorCount = maxTensorCount
+        self.maxTensorElements = maxTensorElements
     }
 }

@@ -18,6 +18,8 @@ public enum Layout {
     public static let maxNameBytes = 256
     /// Largest integer the manifest may hold (exact in every JSON reader).
     public static let maxInteger: UInt64 = (1 << 53) - 1
+    /// The logical dtypes of §5.
+    public static let dtypes: Set<String> = ["float32", "float16", "bfloat16", "float64"]
     /// Deflate's worst-case expansion ratio, for rule 7.1.
     public static let maxInflateRatio: UInt64 = 1032
 
@@ -122,12 +124,6 @@ extension UnsafeRawBufferPointer {
     func loadLE<T: FixedWidthInteger>(_: T.Type, at offset: Int) -> T {
         precondition(offset >= 0 && offset + MemoryLayout<T>.size <= count)
         return T(littleEndian: loadUnaligned(fromByteOffset: offset, as: T.self))
-    }
-
-    /// True when every byte in `range` is zero.
-    func allZero(_ range: Range<Int>) -> Bool {
-        for index in range where self[index] != 0 { return false }
-        return true
     }
 }
 

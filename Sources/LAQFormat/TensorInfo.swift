@@ -13,6 +13,8 @@ public struct TensorInfo: Sendable, Equatable {
     public let name: String
     /// Row-major, outermost first; every dimension ≤ 2^53 − 1.
     public let shape: [Int]
+    /// The product of the dimensions (checked: ≤ 2^53 − 1; 0 when any dimension is 0).
+    public let elementCount: Int
     public let axes: [String]?
     public let dtype: String
     /// nil when this reader does not know the encoding (see ``unsupportedReason``).
@@ -30,8 +32,10 @@ public struct TensorInfo: Sendable, Equatable {
     public let features: [String]
     /// Why this reader cannot decode the tensor (rule 8.1), or nil when it can.
     public let unsupportedReason: String?
+    /// Whether this reader knows the tensor's encoding, compression and features, so that every
+    /// rule about its bytes can be checked, even when a file-level feature forbids decoding (§5).
+    public let isCheckable: Bool
 
-    public var elementCount: Int { shape.reduce(1, *) }
     public var isDecodable: Bool { unsupportedReason == nil }
 
     /// A short human summary of the encoding: `float32`, `2-bit L3 ax1` (codes, levels, group

@@ -222,6 +222,11 @@ public struct LAQWriter: Sendable {
             guard UInt64(manifestBytes.count) <= Layout.maxManifestLength else {
                 throw FormatError.manifestTooLarge(length: UInt64(manifestBytes.count), limit: Layout.maxManifestLength)
             }
+            // What every reader checks (rule 4.1), checked before anything is written.
+            guard records.count <= Layout.maxTensorCount else {
+                throw FormatError.tooManyTensors(count: records.count, limit: Layout.maxTensorCount)
+            }
+            try manifestBytes.withUnsafeBytes { try LAQFile.checkDepth($0, limit: Layout.maxManifestDepth) }
             let needed = Layout.align(UInt64(Layout.headerSize + manifestBytes.count))!
             if needed == dataOffset { break }
             dataOffset = max(needed, dataOffset + UInt64(Layout.alignment))
@@ -300,11 +305,14 @@ public struct LAQWriter: Sendable {
     static func check(_ record: TensorRecord, existing: [TensorRecord]) throws {
         func fail(_ reason: String) -> FormatError { .invalidArgument("tensor '\(record.name)': \(reason)") }
         if let reason = TensorRules.nameProblem(record.name) { throw fail(reason) }
-        if existing.contains(where: { $0.name.utf8.elementsEqual(record.name.utf8) }) {
+        if existing.contains(where: { $0.name == record.name }) {  // canonical equivalence, as the reader
             throw FormatError.duplicateName(record.name)
         }
+        guard Layout.dtypes.contains(record.dtype) else { throw fail("dtype '\(record.dtype)' is not one of \(Layout.dtypes.sorted())") }
         guard record.shape.count <= Layout.maxRank else { throw fail("rank \(record.shape.count) exceeds \(Layout.maxRank)") }
-        guard record.shape.allSatisfy({ $0 >= 0 }) else { throw fail("negative dimension in \(record.shape)") }
+        guard record.shape.allSatisfy({ $0 >= 0 && UInt64($0) <= Layout.maxInteger }) else {
+            throw fail("dimensions must be in 0…2^53 − 1, got \(record.shape)")
+        }
         guard let count = elementCount(record.shape.map { UInt64($0) }) else { throw fail("element count overflows") }
         if let axes = record.axes, axes.count != record.shape.count {
             throw fail("\(axes.count) axis names for \(record.shape.count) dimensions")

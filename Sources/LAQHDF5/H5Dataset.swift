@@ -31,8 +31,9 @@ public enum H5NumberClass: Sendable, Equatable {
 
 /// A dataset: a shape and typed elements.
 public final class H5Dataset: H5Object, @unchecked Sendable {
-    /// Largest element count laq reads from one dataset (16 Gi elements); larger means a bad file.
-    public static let maxElements = 1 << 34
+    /// Largest element count laq reads from one dataset (2 Gi elements). Importers also check a
+    /// dataset's shape against its layer's config before reading it.
+    public static let maxElements = 1 << 31
 
     /// The extent, outermost first (`[]` for a scalar).
     public let shape: [Int]
@@ -40,8 +41,9 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
 
     init(file: H5File, parent: hid_t, name: String, fullPath: String) throws {
         let operation = "open dataset '\(fullPath)'"
-        let id = try HDF5.check(operation, path: file.path) { H5Dopen2(parent, name, hid_t(H5P_DEFAULT)) }
-        let space = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_space(id) }, close: H5Sclose)
+        // Owned from here on, so every early exit below closes it.
+        let handle = H5ID(try HDF5.check(operation, path: file.path) { H5Dopen2(parent, name, hid_t(H5P_DEFAULT)) }, close: H5Dclose)
+        let space = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_space(handle.id) }, close: H5Sclose)
         let rank = Int(try HDF5.check(operation, path: file.path) { H5Sget_simple_extent_ndims(space.id) })
         var dims = [hsize_t](repeating: 0, count: rank)
         if rank > 0 { try HDF5.check(operation, path: file.path) { H5Sget_simple_extent_dims(space.id, &dims, nil) } }
@@ -50,21 +52,20 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         for dim in dims {
             let (product, overflow) = count.multipliedReportingOverflow(by: dim)
             guard !overflow, product <= UInt64(Self.maxElements) else {
-                H5Dclose(id)
                 throw HDF5Error(operation: operation, path: file.path, stack: ["extent \(dims) is too large"])
             }
             count = product
             shape.append(Int(dim))
         }
         self.shape = shape
-        let type = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_type(id) }, close: H5Tclose)
+        let type = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_type(handle.id) }, close: H5Tclose)
         let size = H5Tget_size(type.id)
         switch H5Tget_class(type.id) {
         case H5T_FLOAT: numberClass = .float(bytes: size)
         case H5T_INTEGER: numberClass = .integer(bytes: size, signed: H5Tget_sign(type.id) == H5T_SGN_2)
         case let other: numberClass = .other("class \(other.rawValue)")
         }
-        super.init(file: file, id: id, close: H5Dclose, fullPath: fullPath)
+        super.init(file: file, handle: handle, fullPath: fullPath)
     }
 
     public var elementCount: Int { shape.reduce(1, *) }

@@ -49,9 +49,9 @@ public class H5Object: @unchecked Sendable {
     /// The object's path inside the file, for messages.
     public let fullPath: String
 
-    init(file: H5File, id: hid_t, close: @escaping (hid_t) -> herr_t, fullPath: String) {
+    init(file: H5File, handle: consuming H5ID, fullPath: String) {
         self.file = file
-        handle = H5ID(id, close: close)
+        self.handle = handle
         self.fullPath = fullPath
     }
 
@@ -66,7 +66,7 @@ public class H5Object: @unchecked Sendable {
 public final class H5Group: H5Object, @unchecked Sendable {
     init(file: H5File, parent: hid_t, name: String, fullPath: String) throws {
         let id = try HDF5.check("open group '\(fullPath)'", path: file.path) { H5Gopen2(parent, name, hid_t(H5P_DEFAULT)) }
-        super.init(file: file, id: id, close: H5Gclose, fullPath: fullPath)
+        super.init(file: file, handle: H5ID(id, close: H5Gclose), fullPath: fullPath)
     }
 
     /// The names of the group's links, in HDF5's name order.

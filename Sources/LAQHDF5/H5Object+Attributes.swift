@@ -71,18 +71,4 @@ extension H5Object {
             return String(decoding: element, as: UTF8.self)
         }
     }
-
-    /// A numeric scalar attribute read as Double, or nil when absent.
-    public func numberAttribute(_ name: String) throws -> Double? {
-        guard try hasAttribute(name) else { return nil }
-        let operation = "read attribute '\(name)' of '\(fullPath)'"
-        let attribute = H5ID(try HDF5.check(operation, path: file.path) { H5Aopen(handle.id, name, hid_t(H5P_DEFAULT)) }, close: H5Aclose)
-        let space = H5ID(try HDF5.check(operation, path: file.path) { H5Aget_space(attribute.id) }, close: H5Sclose)
-        guard H5Sget_simple_extent_npoints(space.id) == 1 else {
-            throw HDF5Error(operation: operation, path: file.path, stack: ["not a scalar"])
-        }
-        var value: Double = 0
-        try HDF5.check(operation, path: file.path) { H5Aread(attribute.id, laq_h5t_native_double(), &value) }
-        return value
-    }
 }

@@ -18,11 +18,11 @@ struct KerasArchive {
     func member(_ archive: Archive, _ name: String) throws -> [UInt8] {
         guard let entry = archive[name] else { throw ImportError.archive(path: path, reason: "no member '\(name)'") }
         let size = UInt64(entry.uncompressedSize)
-        guard size <= Self.maxMemberBytes, size <= max(UInt64(entry.compressedSize), 1) * 100 || size <= 1 << 20 else {
+        guard size <= Self.maxMemberBytes, size / 100 <= UInt64(entry.compressedSize) || size <= 1 << 20 else {
             throw ImportError.archive(path: path, reason: "member '\(name)' claims \(size) bytes from \(entry.compressedSize): refused as a zip bomb")
         }
         var data = [UInt8]()
-        data.reserveCapacity(Int(size))
+        data.reserveCapacity(Int(min(size, UInt64(bytes.count) * 100, 1 << 30)))
         do {
             _ = try archive.extract(entry, skipCRC32: false) { chunk in
                 data.append(contentsOf: chunk)

@@ -57,6 +57,8 @@ public struct KerasImporter: Sendable {
         } else {
             throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file")
         }
+        // The imported model must be one the engine can execute as Keras does.
+        do { try result.model.validate() } catch { throw ImportError.model(path: path, error) }
         source.format = result.kind.rawValue
         source.kerasVersion = result.model.source.kerasVersion
         source.backend = result.model.source.backend

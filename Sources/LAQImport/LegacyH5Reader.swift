@@ -36,7 +36,10 @@ struct LegacyH5Reader {
     }
 
     func importWeightsOnly(config: JSONValue) throws -> KerasImporter.Result {
-        var (result, _) = try importWeights(group: file.root(), architecture: config, training: config["compile_config"] ?? .null, kind: .legacyWeights)
+        let root = try file.root()
+        var (result, _) = try importWeights(group: root, architecture: config, training: config["compile_config"] ?? .null, kind: .legacyWeights)
+        result.model.source.kerasVersion = try root.stringAttribute("keras_version")
+        result.model.source.backend = try root.stringAttribute("backend")
         result.notices.append("weights-only file: no optimizer state, so no Hessian estimate")
         return result
     }
@@ -83,6 +86,6 @@ struct LegacyH5Reader {
         case .integer: dtype = "int"
         case .other: dtype = "other"
         }
-        return StoredVariable(storedName: storedName, shape: dataset.shape, values: try dataset.read(as: Float.self), dtype: dtype)
+        return StoredVariable(storedName: storedName, shape: dataset.shape, dtype: dtype) { try dataset.read(as: Float.self) }
     }
 }

@@ -1,12 +1,14 @@
 import LAQModel
 
-/// A variable as a file stores it, before it is matched to a layer's weight.
+/// A variable as a file stores it, before it is matched to a layer's weight. Its values are
+/// read only after its name and shape have been checked, so a file cannot make laq allocate
+/// for a dataset that does not fit the model.
 struct StoredVariable {
     /// The name in the file (`dense/kernel:0`, `tiny/bn/gamma`), or the numeric key (Keras 3).
     var storedName: String
     var shape: [Int]
-    var values: [Float]
     var dtype: String
+    var read: () throws -> [Float]
 }
 
 /// Matches stored variables to each layer's expected weights (by position, as Keras' loaders
@@ -22,7 +24,6 @@ enum WeightAssembler {
         var weights: [Weight] = []
         for layer in graph.layers {
             let stored = try variables(layer)
-            progress?(stored.reduce(0) { $0 + $1.values.count * 4 })
             let expected = layer.weightNames
             guard stored.count == expected.count else {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
@@ -42,7 +43,9 @@ enum WeightAssembler {
                 if let shape = expectedShapes[name] ?? expectedShapes[baseName], shape != variable.shape {
                     throw ImportError.weightShape(path: path, weight: "\(layer.name)/\(name)", expected: shape, found: variable.shape)
                 }
-                weights.append(Weight(layer: layer.name, shortName: name, shape: variable.shape, values: variable.values,
+                let values = try variable.read()
+                progress?(values.count * 4)
+                weights.append(Weight(layer: layer.name, shortName: name, shape: variable.shape, values: values,
                                       trainable: index < trainable, sourceDType: variable.dtype))
             }
         }

@@ -24,11 +24,16 @@ public enum LayerCatalog {
 
     public static let recurrentClasses: Set<String> = ["SimpleRNN", "LSTM", "GRU"]
 
+    /// Largest value of a size option (units, filters, kernel size, strides, …) laq accepts.
+    public static let maxOption = 1 << 24
+    /// Largest tensor dimension or element count per sample laq accepts.
+    public static let maxDimension = 1 << 40
+
     /// The canonical class name (aliases resolved).
     public static func canonical(_ className: String) -> String { aliases[className] ?? className }
 
     /// The activation named in a config value: a string, or a serialized function object.
-    static func activationName(_ value: JSONValue?) -> String? {
+    public static func activationName(_ value: JSONValue?) -> String? {
         switch value {
         case let .string(name)?: return name
         case let .object(members)?:
@@ -82,12 +87,16 @@ public enum LayerCatalog {
                 }
             }
         case "Activation":
-            guard let name = activationName(config["activation"]) else { throw option("an activation given as code") }
-            _ = name
-        case "LeakyReLU", "ReLU", "Softmax", "Dropout", "Reshape", "Permute", "Flatten":
-            break
+            guard activationName(config["activation"]) != nil else { throw option("an activation given as code") }
+        case "LayerNormalization":
+            if config["rms_scaling"] == .bool(true) { throw option("rms_scaling") }
+        case "Softmax":
+            if case let .int(axis)? = config["axis"], axis != -1 { throw option("softmax over axis \(axis)") }
         default:
             break
+        }
+        if let padding = config["padding"]?.stringValue, padding != "valid", padding != "same" {
+            throw option("padding '\(padding)'")
         }
     }
 
@@ -130,51 +139,59 @@ public enum LayerCatalog {
 }
 
 extension LayerCatalog {
-    /// The shape each weight of `layer` must have, from its config and its input's shape
-    /// (batch first); nil entries of the input make the dependent shapes unknown (nil result).
+    /// The shape each weight of `layer` must have, from its config and its input's shape (batch
+    /// first). Weights whose shape depends on an unknown input dimension are left out.
     public static func expectedWeightShapes(_ layer: Layer, input: Shape?) -> [String: [Int]]? {
         let className = canonical(layer.className)
         let config = layer.config
         func int(_ value: JSONValue?) -> Int? { if case let .int(v)? = value { return Int(v) } else { return nil } }
         let last = input?.last ?? nil
+        var shapes: [String: [Int]] = [:]
         switch className {
         case "Dense":
-            guard let units = int(config["units"]), let last else { return nil }
-            return ["kernel": [last, units], "bias": [units]]
+            guard let units = int(config["units"]) else { return nil }
+            shapes["bias"] = [units]
+            if let last { shapes["kernel"] = [last, units] }
         case "Conv1D", "Conv2D", "DepthwiseConv2D":
             let spatial = className == "Conv1D" ? 1 : 2
-            guard let kernel = ShapeRules.ints(config["kernel_size"], count: spatial), let last else { return nil }
+            guard let kernel = ShapeRules.ints(config["kernel_size"], count: spatial) else { return nil }
             if className == "DepthwiseConv2D" {
                 let multiplier = int(config["depth_multiplier"]) ?? 1
-                return ["kernel": kernel + [last, multiplier], "bias": [last * multiplier]]
+                if let last {
+                    shapes["kernel"] = kernel + [last, multiplier]
+                    shapes["bias"] = [last * multiplier]
+                }
+            } else {
+                guard let filters = int(config["filters"]) else { return nil }
+                shapes["bias"] = [filters]
+                if let last { shapes["kernel"] = kernel + [last, filters] }
             }
-            guard let filters = int(config["filters"]) else { return nil }
-            return ["kernel": kernel + [last, filters], "bias": [filters]]
         case "BatchNormalization", "LayerNormalization":
-            guard let last else { return nil }
-            return ["gamma": [last], "beta": [last], "moving_mean": [last], "moving_variance": [last]]
+            if let last {
+                for name in ["gamma", "beta", "moving_mean", "moving_variance"] { shapes[name] = [last] }
+            }
         case "Embedding":
             guard let inputDim = int(config["input_dim"]), let outputDim = int(config["output_dim"]) else { return nil }
-            return ["embeddings": [inputDim, outputDim]]
+            shapes["embeddings"] = [inputDim, outputDim]
         case "SimpleRNN", "LSTM", "GRU":
-            guard let units = int(config["units"]), let last else { return nil }
+            guard let units = int(config["units"]) else { return nil }
             let gates = className == "LSTM" ? 4 : className == "GRU" ? 3 : 1
             let resetAfter = className == "GRU" && config["reset_after"] != .bool(false)
-            return ["kernel": [last, gates * units], "recurrent_kernel": [units, gates * units],
-                    "bias": resetAfter ? [2, gates * units] : [gates * units]]
+            shapes["recurrent_kernel"] = [units, gates * units]
+            shapes["bias"] = resetAfter ? [2, gates * units] : [gates * units]
+            if let last { shapes["kernel"] = [last, gates * units] }
         case "Bidirectional":
             guard case let .object(inner)? = config["layer"], let innerClass = inner["class_name"]?.stringValue,
-                let shapes = expectedWeightShapes(Layer(name: layer.name, className: innerClass, config: inner["config"] ?? .null, inbound: []), input: input)
+                let innerShapes = expectedWeightShapes(Layer(name: layer.name, className: innerClass, config: inner["config"] ?? .null, inbound: []), input: input)
             else { return nil }
-            var result: [String: [Int]] = [:]
-            for (name, shape) in shapes {
-                result["forward/\(name)"] = shape
-                result["backward/\(name)"] = shape
+            for (name, shape) in innerShapes {
+                shapes["forward/\(name)"] = shape
+                shapes["backward/\(name)"] = shape
             }
-            return result
         default:
-            return [:]
+            break
         }
+        return shapes
     }
 
     /// Checks options of normalization layers that the shape rules assume (the last axis).

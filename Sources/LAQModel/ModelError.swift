@@ -30,3 +30,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         }
     }
 }
+
+extension ModelError {
+    /// A weight that is missing or whose shape disagrees with its layer.
+    static func weight(layer: String, _ reason: String) -> ModelError { .shapeMismatch(layer: layer, reason: reason) }
+}

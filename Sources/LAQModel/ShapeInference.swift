@@ -17,6 +17,17 @@ extension Model {
 }
 
 enum ShapeRules {
+    /// The product of non-negative dimensions, or nil when it exceeds ``LayerCatalog/maxDimension``.
+    static func checkedProduct(_ values: [Int]) -> Int? {
+        var product = 1
+        for value in values {
+            let (next, overflow) = product.multipliedReportingOverflow(by: value)
+            guard !overflow, next <= LayerCatalog.maxDimension else { return nil }
+            product = next
+        }
+        return product
+    }
+
     static func ints(_ value: JSONValue?, count: Int, default fallback: Int? = nil) -> [Int]? {
         switch value {
         case let .int(single)?: return Array(repeating: Int(single), count: count)
@@ -33,13 +44,6 @@ enum ShapeRules {
         return items.map { item -> Int? in if case let .int(v) = item { return Int(v) } else { return nil } }
     }
 
-    /// Output length of a window op: valid ⌊(n − d·(k−1) − 1)/s⌋ + 1, same ⌈n/s⌉.
-    static func windowed(_ length: Int?, kernel: Int, stride: Int, dilation: Int, padding: String) -> Int? {
-        guard let length else { return nil }
-        if padding == "same" { return (length + stride - 1) / stride }
-        let span = dilation * (kernel - 1) + 1
-        return length >= span ? (length - span) / stride + 1 : 0
-    }
 
     static func output(of layer: Layer, inputs: [Shape]) throws(ModelError) -> Shape {
         let config = layer.config
@@ -52,13 +56,17 @@ enum ShapeRules {
         func int(_ key: String) -> Int? { if case let .int(v)? = config[key] { return Int(v) } else { return nil } }
         switch className {
         case "InputLayer":
-            guard let shape = dims(config["batch_shape"] ?? config["batch_input_shape"]) else {
-                throw fail("InputLayer without batch_shape")
+            guard let shape = dims(config["batch_shape"] ?? config["batch_input_shape"]), !shape.isEmpty,
+                  shape.allSatisfy({ ($0 ?? 0) >= 0 && ($0 ?? 0) <= LayerCatalog.maxDimension })
+            else {
+                throw fail("InputLayer needs a batch_shape of rank ≥ 1 with dimensions in 0…\(LayerCatalog.maxDimension)")
             }
             return shape
         case "Dense":
             let input = try one()
-            guard input.count >= 2, let units = int("units") else { throw fail("Dense needs an input of rank ≥ 2 and units") }
+            guard input.count >= 2, let units = int("units"), units >= 1, units <= LayerCatalog.maxOption else {
+                throw fail("Dense needs an input of rank ≥ 2 and units ≥ 1")
+            }
             return Array(input.dropLast()) + [units]
         case "Conv1D", "Conv2D", "DepthwiseConv2D", "MaxPooling1D", "MaxPooling2D", "AveragePooling1D", "AveragePooling2D":
             let input = try one()
@@ -73,14 +81,24 @@ enum ShapeRules {
             guard padding == "valid" || padding == "same" else {
                 throw .unsupportedOption(layer: layer.name, className: className, option: "padding '\(padding)'")
             }
+            guard (kernel + strides + dilation).allSatisfy({ $0 >= 1 && $0 <= LayerCatalog.maxOption }) else {
+                throw fail("\(kernelKey), strides and dilation_rate must be ≥ 1")
+            }
             var output: Shape = [input[0]]
             for axis in 0..<spatial {
-                output.append(windowed(input[axis + 1], kernel: kernel[axis], stride: strides[axis], dilation: dilation[axis], padding: padding))
+                output.append(input[axis + 1].map {
+                    Window(input: $0, kernel: kernel[axis], stride: strides[axis], dilation: dilation[axis], same: padding == "same").output
+                })
             }
             let channels = input[spatial + 1]
             switch className {
-            case "Conv1D", "Conv2D": output.append(int("filters"))
-            case "DepthwiseConv2D": output.append(channels.map { $0 * (int("depth_multiplier") ?? 1) })
+            case "Conv1D", "Conv2D":
+                guard let filters = int("filters"), filters >= 1, filters <= LayerCatalog.maxOption else { throw fail("filters must be ≥ 1") }
+                output.append(filters)
+            case "DepthwiseConv2D":
+                let multiplier = int("depth_multiplier") ?? 1
+                guard multiplier >= 1, multiplier <= LayerCatalog.maxOption else { throw fail("depth_multiplier must be ≥ 1") }
+                output.append(channels.map { $0 * multiplier })
             default: output.append(channels)
             }
             return output
@@ -94,23 +112,32 @@ enum ShapeRules {
             return try one()
         case "Flatten":
             let input = try one()
-            let rest = input.dropFirst()
-            return [input[0], rest.contains(where: { $0 == nil }) ? nil : rest.reduce(1) { $0 * $1! }]
+            guard let first = input.first else { throw fail("Flatten needs a batch dimension") }
+            let rest = Array(input.dropFirst())
+            if rest.contains(where: { $0 == nil }) { return [first, nil] }
+            guard let product = checkedProduct(rest.map { $0! }) else { throw fail("flattened size overflows") }
+            return [first, product]
         case "Reshape":
             let input = try one()
-            guard var target = dims(config["target_shape"]) else { throw fail("Reshape without target_shape") }
-            let known = input.dropFirst().allSatisfy { $0 != nil } ? input.dropFirst().reduce(1) { $0 * $1! } : nil
+            guard let first = input.first else { throw fail("Reshape needs a batch dimension") }
+            guard var target = dims(config["target_shape"]), target.allSatisfy({ $0 == nil || $0! >= -1 && $0! <= LayerCatalog.maxDimension }),
+                  target.filter({ $0 == nil || $0 == -1 }).count <= 1
+            else { throw fail("target_shape needs dimensions ≥ 0 and at most one -1") }
+            let rest = Array(input.dropFirst())
+            let known = rest.allSatisfy { $0 != nil } ? checkedProduct(rest.map { $0! }) : nil
             if let unknown = target.firstIndex(where: { $0 == -1 || $0 == nil }) {
                 let rest = target.enumerated().filter { $0.offset != unknown }.reduce(1) { $0 * ($1.element ?? 1) }
                 target[unknown] = known.map { rest > 0 ? $0 / rest : 0 }
             }
-            if let known, target.allSatisfy({ $0 != nil }), target.reduce(1, { $0 * $1! }) != known {
-                throw fail("cannot reshape \(input.dropFirst()) to \(target)")
+            if let known, target.allSatisfy({ $0 != nil }), checkedProduct(target.map { $0! }) != known {
+                throw fail("cannot reshape \(rest) to \(target)")
             }
-            return [input[0]] + target
+            return [first] + target
         case "Permute":
             let input = try one()
-            guard let order = ints(config["dims"], count: input.count - 1), Set(order) == Set(1..<input.count) else { throw fail("bad dims") }
+            guard input.count >= 2, let order = ints(config["dims"], count: input.count - 1), Set(order) == Set(1..<input.count) else {
+                throw fail("dims must be a permutation of 1…\(max(input.count - 1, 1))")
+            }
             return [input[0]] + order.map { input[$0] }
         case "Add", "Subtract", "Multiply":
             guard inputs.count >= 2 else { throw fail("\(className) needs at least two inputs") }
@@ -126,16 +153,23 @@ enum ShapeRules {
             var axis = int("axis") ?? -1
             if axis < 0 { axis += rank }
             guard axis > 0, axis < rank, inputs.allSatisfy({ $0.count == rank }) else { throw fail("bad axis or ranks") }
+            for other in inputs.dropFirst() {
+                for dim in 0..<rank where dim != axis {
+                    if let a = inputs[0][dim], let b = other[dim], a != b { throw fail("shapes \(inputs[0]) and \(other) differ outside axis \(axis)") }
+                }
+            }
             var output = inputs[0]
             output[axis] = inputs.contains(where: { $0[axis] == nil }) ? nil : inputs.reduce(0) { $0 + $1[axis]! }
             return output
         case "Embedding":
             let input = try one()
-            return input + [int("output_dim")]
+            guard let width = int("output_dim"), let rows = int("input_dim"), width >= 1, rows >= 1,
+                  width <= LayerCatalog.maxOption, rows <= LayerCatalog.maxDimension else { throw fail("input_dim and output_dim must be ≥ 1") }
+            return input + [width]
         case "SimpleRNN", "LSTM", "GRU":
             let input = try one()
             guard input.count == 3 else { throw fail("recurrent layers need (batch, time, features) input, got rank \(input.count)") }
-            let units = int("units")
+            guard let units = int("units"), units >= 1, units <= LayerCatalog.maxOption else { throw fail("units must be ≥ 1") }
             return config["return_sequences"] == .bool(true) ? [input[0], input[1], units] : [input[0], units]
         case "Bidirectional":
             let input = try one()

@@ -67,7 +67,7 @@ struct Import: ParsableCommand {
         var parameters: [String: JSONValue] = ["include_optimizer": .bool(!noOptimizer), "file_kind": .string(result.kind.rawValue)]
         if let config { parameters["config"] = .string(URL(fileURLWithPath: config).lastPathComponent) }
         let record = ProvenanceRecord(
-            tool: "laq \(LAQVersion.string)", command: "import", arguments: CommandLine.arguments.dropFirst().map { URL(fileURLWithPath: $0).lastPathComponent == $0 ? $0 : URL(fileURLWithPath: $0).lastPathComponent },
+            tool: "laq \(LAQVersion.string)", command: "import", arguments: recordedArguments(),
             parameters: .object(parameters),
             sources: [SourceFile(role: "model", file: imported.source.file ?? model, sha256: imported.source.sha256 ?? "", bytes: imported.source.bytes ?? 0)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
@@ -80,7 +80,14 @@ struct Import: ParsableCommand {
         if let bar { writer.options.progress = { bytes in bar.advance(Double(bytes)) } }
         try writer.write(to: outputPath)
         bar?.finish()
-        let written = try LAQFile(path: outputPath)
+        let written: LAQFile
+        do {
+            written = try LAQFile(path: outputPath)
+        } catch {
+            // The writer checks what readers check, so this is a bug; leave nothing behind.
+            try? FileManager.default.removeItem(atPath: outputPath)
+            throw error
+        }
         if json {
             try printJSON(summaryJSON(result, file: written))
         } else {

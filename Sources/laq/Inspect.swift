@@ -14,15 +14,11 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON for scripts instead of tables.")
     var json = false
 
-    /// Problems met while decoding tensors for their statistics.
-    private var damaged: [String: FormatError] = [:]
 
-    enum CodingKeys: CodingKey { case file, json }
-
-    mutating func run() throws {
+    func run() throws {
         let laq = try LAQFile(path: file)
         // A damaged payload does not stop the listing: its statistics are left out and the
-        // problem is noted (and `laq verify` exits 1 on it).
+        // problem is noted (and the exit status is 1, as `laq verify`'s).
         var damaged: [String: FormatError] = [:]
         let rows = laq.tensors.map { tensor -> (TensorInfo, TensorStatistics?) in
             guard tensor.isDecodable else { return (tensor, nil) }
@@ -33,16 +29,15 @@ struct Inspect: ParsableCommand {
                 return (tensor, nil)
             }
         }
-        self.damaged = damaged
         if json {
-            try printJSON(report(laq, rows))
+            try printJSON(report(laq, rows, damaged: damaged))
         } else {
-            print(text(laq, rows))
+            print(text(laq, rows, damaged: damaged))
         }
         if !damaged.isEmpty { throw ExitCode(1) }
     }
 
-    private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)]) -> String {
+    private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)], damaged: [String: FormatError]) -> String {
         let manifest = laq.manifest
         var lines: [String] = []
         lines.append("\(file): laq format \(laq.header.major).\(laq.header.minor), \(formatBytes(laq.fileSize))")
@@ -78,13 +73,14 @@ struct Inspect: ParsableCommand {
         var table = TextTable(
             headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "stored", "ratio"],
             rightAligned: [3, 5, 6, 7], shrinkable: [(0, 18), (4, 12), (2, 10), (0, 10)])
-        var totalRaw: UInt64 = 0
-        var totalStored: UInt64 = 0
+        // Sums as Double: declared sizes of undecodable tensors can be huge.
+        var totalRaw = 0.0
+        var totalStored = 0.0
         var notes: [String] = []
         for (tensor, statistics) in rows {
-            let raw = UInt64(tensor.elementCount) * 4
+            let raw = Double(tensor.elementCount) * 4
             totalRaw += raw
-            totalStored += tensor.storedLength
+            totalStored += Double(tensor.storedLength)
             var name = tensor.name
             if case let .optimizer(_, slot) = tensor.role { name += " (\(slot))" }
             let compressed = tensor.compression == .zlib ? " z" : ""
@@ -94,7 +90,7 @@ struct Inspect: ParsableCommand {
                 statistics.map(levelSummary) ?? "-",
                 statistics.map { String(format: "%.1f%%", $0.zeroFraction * 100) } ?? "-",
                 formatBytesShort(tensor.storedLength),
-                tensor.storedLength == 0 ? "-" : String(format: "%.1f×", Double(raw) / Double(tensor.storedLength)),
+                tensor.storedLength == 0 ? "-" : String(format: "%.1f×", raw / Double(tensor.storedLength)),
             ])
             if let reason = tensor.unsupportedReason { notes.append("  \(tensor.name): not decodable by this laq: needs \(reason)") }
             if let problem = damaged[tensor.name] { notes.append("  \(tensor.name): DAMAGED: \(problem) (run laq verify)") }
@@ -102,8 +98,8 @@ struct Inspect: ParsableCommand {
         lines.append("tensors: \(laq.tensors.count)  (levels: quantization levels, or N× per-channel tables; z: zlib; ratio: float32/stored)")
         lines.append(table.render(width: terminalWidth()))
         lines.append(
-            "total: \(formatBytes(totalRaw)) as float32 → \(formatBytes(totalStored)) stored, file \(formatBytes(laq.fileSize)) ("
-                + (laq.fileSize == 0 ? "-" : String(format: "%.1f×", Double(totalRaw) / Double(laq.fileSize))) + ")")
+            "total: \(formatBytes(totalRaw)) as float32 → \(formatBytes(totalStored)) stored, file \(formatBytes(Double(laq.fileSize))) ("
+                + String(format: "%.1f×", totalRaw / Double(laq.fileSize)) + ")")
         if !notes.isEmpty {
             lines.append("notes:")
             lines += notes
@@ -134,7 +130,7 @@ struct Inspect: ParsableCommand {
         }
     }
 
-    private func report(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)]) throws -> JSONValue {
+    private func report(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)], damaged: [String: FormatError]) throws -> JSONValue {
         let manifest = laq.manifest
         let tensors: [JSONValue] = rows.map { tensor, statistics in
             var object: [String: JSONValue] = [
@@ -146,7 +142,7 @@ struct Inspect: ParsableCommand {
                 "offset": .int(Int64(tensor.offset)),
                 "stored_length": .int(Int64(tensor.storedLength)),
                 "decoded_length": .int(Int64(tensor.decodedLength)),
-                "float32_bytes": .int(Int64(tensor.elementCount * 4)),
+                "float32_bytes": (Double(tensor.elementCount) * 4).jsonNumber,
                 "crc32": .int(Int64(tensor.crc32)),
                 "elements": .int(Int64(tensor.elementCount)),
                 "bits_per_element": tensor.bitsPerElement?.jsonNumber ?? .null,
@@ -176,8 +172,8 @@ struct Inspect: ParsableCommand {
             }
             return .object(object)
         }
-        let totalStored = laq.tensors.reduce(UInt64(0)) { $0 + $1.storedLength }
-        let totalRaw = laq.tensors.reduce(UInt64(0)) { $0 + UInt64($1.elementCount) * 4 }
+        let totalStored = laq.tensors.reduce(0.0) { $0 + Double($1.storedLength) }
+        let totalRaw = laq.tensors.reduce(0.0) { $0 + Double($1.elementCount) * 4 }
         return [
             "file": .string(file),
             "version": .string("\(laq.header.major).\(laq.header.minor)"),
@@ -191,9 +187,9 @@ struct Inspect: ParsableCommand {
             "tensors": .array(tensors),
             "totals": [
                 "tensors": .int(Int64(laq.tensors.count)),
-                "float32_bytes": .int(Int64(totalRaw)),
-                "stored_bytes": .int(Int64(totalStored)),
-                "compression_ratio": laq.fileSize == 0 ? .null : (Double(totalRaw) / Double(laq.fileSize)).jsonNumber,
+                "float32_bytes": totalRaw.jsonNumber,
+                "stored_bytes": totalStored.jsonNumber,
+                "compression_ratio": (totalRaw / Double(laq.fileSize)).jsonNumber,
             ],
         ]
     }

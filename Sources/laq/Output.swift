@@ -3,10 +3,11 @@ import LAQFormat
 
 /// Presentation helpers shared by the subcommands: sizes, tables that fit the terminal, JSON.
 
-func formatBytes(_ bytes: UInt64) -> String {
-    let value = Double(bytes)
+func formatBytes(_ bytes: UInt64) -> String { formatBytes(Double(bytes)) }
+
+func formatBytes(_ value: Double) -> String {
     switch value {
-    case ..<1024: return "\(bytes) B"
+    case ..<1024: return "\(Int(value)) B"
     case ..<(1024 * 1024): return String(format: "%.1f KiB", value / 1024)
     case ..<(1024 * 1024 * 1024): return String(format: "%.1f MiB", value / 1024 / 1024)
     default: return String(format: "%.2f GiB", value / 1024 / 1024 / 1024)
@@ -105,4 +106,10 @@ extension Double {
 
 extension Float {
     var jsonNumber: JSONValue { isFinite ? .double(Double(self)) : .null }
+}
+
+/// The command line for provenance records, with paths reduced to base names (spec §4.5: files
+/// are named by base name only, so records do not leak directory layouts).
+func recordedArguments() -> [String] {
+    CommandLine.arguments.dropFirst().map { $0.contains("/") ? URL(fileURLWithPath: $0).lastPathComponent : $0 }
 }

@@ -117,7 +117,7 @@ struct Quantize: ParsableCommand {
         }
         let inputSHA = SHA256.hex(file.storedSHA256)
         let record = ProvenanceRecord(
-            tool: "laq \(LAQVersion.string)", command: "quantize", arguments: Array(CommandLine.arguments.dropFirst()),
+            tool: "laq \(LAQVersion.string)", command: "quantize", arguments: recordedArguments(),
             parameters: .object(parameters),
             sources: [SourceFile(role: "model", file: URL(fileURLWithPath: input).lastPathComponent, sha256: inputSHA, bytes: file.fileSize)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)

@@ -27,7 +27,7 @@ struct Run: ParsableCommand {
     var batch: Int = 256
 
     func validate() throws {
-        guard batch > 0 else { throw ValidationError("--batch must be positive") }
+        guard batch > 0, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1…1048576") }
     }
 
     func run() throws {

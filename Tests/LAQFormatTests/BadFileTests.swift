@@ -354,6 +354,27 @@ import Testing
         #expect(report.undecodable.count == file.tensors.count)
     }
 
+    @Test("8.1/§5: with an unknown required feature, verify still checks every payload rule")
+    func requiredFeatureStillChecked() throws {
+        var writer = try ExampleModels.everyEncoding()
+        writer.requiredFeatures = ["graph-v2"]
+        let valid = try writer.encoded()
+        let surgeon = FileSurgeon(valid)
+        let tensor = (surgeon.manifest["tensors"] as! [[String: Any]]).first { $0["name"] as? String == "codebook/k4" }!
+        try #require(tensor["compression"] as? String == "none")
+        let start = (tensor["offset"] as! Int) - surgeon.dataOffset + 36
+        let bytes = surgeon.rebuild(data: { $0[start] |= 0x0F }, fixPayloadCRCs: true)
+        try expectVerify(bytes, finds: .invalidCodes(tensor: "codebook/k4", index: 0, reason: "code 15 ≥ 9 levels"))
+    }
+
+    @Test("5.1 names equal under Unicode canonical equivalence are duplicates") func canonicalNames() {
+        let bytes = surgeon.rebuild(manifest: { manifest in
+            self.editTensor("scalar") { $0["name"] = "caf\u{E9}" }(&manifest)
+            self.editTensor("empty") { $0["name"] = "cafe\u{301}" }(&manifest)
+        })
+        expectOpen(bytes, throws: .duplicateName("cafe\u{301}"))
+    }
+
     @Test("8.1 an unknown key inside a known encoding: an error, unless a feature announces it") func unknownEncodingKey() throws {
         let addKey = editTensor("codebook/k3") { tensor in
             var object = tensor["encoding"] as! [String: Any]

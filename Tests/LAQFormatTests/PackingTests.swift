@@ -69,7 +69,7 @@ import Testing
     func paddingBits() {
         let layout = CodebookLayout.bits(3)
         var unpacked = [UInt8](repeating: 0, count: 3)
-        #expect(throws: FormatError.nonZeroPadding(offset: 1)) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 3, reason: "unused high bits of the last byte are not zero")) {
             try [UInt8]([0xDD, 0x03]).withUnsafeBytes { raw in
                 try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
             }
@@ -86,7 +86,7 @@ import Testing
             }
         }
         var one = [UInt8](repeating: 0, count: 1)
-        #expect(throws: FormatError.nonZeroPadding(offset: 0)) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 1, reason: "base-3 positions after the last code are not zero")) {
             try [UInt8]([3]).withUnsafeBytes { raw in
                 try one.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
             }

@@ -111,6 +111,12 @@ import Testing
             tensors[2]["name"] = tensors[3]["name"]
             manifest["tensors"] = tensors
         })
+        cases["canonical-duplicate"] = surgeon.rebuild(manifest: { manifest in
+            var tensors = manifest["tensors"] as! [[String: Any]]
+            tensors[2]["name"] = "caf\u{E9}"
+            tensors[3]["name"] = "cafe\u{301}"
+            manifest["tensors"] = tensors
+        })
         cases["bomb"] = surgeon.rebuild(manifest: { manifest in
             var tensors = manifest["tensors"] as! [[String: Any]]
             let index = tensors.firstIndex { $0["name"] as? String == "zlib/zeros" }!

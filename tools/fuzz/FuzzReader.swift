@@ -66,6 +66,84 @@ public func fuzz(_ data: UnsafePointer<UInt8>, _ size: Int) -> CInt {
     return 0
 }
 
+// MARK: - Mutating
+
+/// A custom mutator: one time in four it replaces an ASCII integer in the manifest with a boundary
+/// value (0, 2^32, 2^53 − 1, 2^64, …) or a near variant of itself (±1, ×2, ×1032, aligned to 64);
+/// otherwise it leaves the input to libFuzzer's mutators. Shapes, offsets and lengths are where
+/// the reader's arithmetic lives, and random byte edits rarely produce such numbers in decimal.
+@_cdecl("LLVMFuzzerCustomMutator")
+public func fuzzMutate(_ data: UnsafeMutablePointer<UInt8>, _ size: Int, _ maxSize: Int, _ seed: CUnsignedInt) -> Int {
+    var random = SplitMix64(seed: UInt64(seed))
+    if size > Layout.headerSize, random.next() % 4 == 0,
+        let newSize = mutateInteger(UnsafeMutableBufferPointer(start: data, count: maxSize), size: size, random: &random)
+    {
+        return newSize
+    }
+    return LLVMFuzzerMutate(data, size, maxSize)
+}
+
+struct SplitMix64 {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
+
+let boundaryIntegers: [String] = [
+    "0", "1", "2", "3", "4", "5", "7", "8", "9", "16", "63", "64", "65", "128", "242", "243", "255", "256",
+    "1031", "1032", "1033", "65535", "65536", "1048576", "2147483647", "2147483648", "4294967295",
+    "4294967296", "4294967297", "9007199254740991", "9007199254740992", "9223372036854775807",
+    "9223372036854775808", "18446744073709551615", "18446744073709551616",
+]
+
+func mutateInteger(_ buffer: UnsafeMutableBufferPointer<UInt8>, size: Int, random: inout SplitMix64) -> Int? {
+    // The manifest: from byte 64 up to the first NUL.
+    let start = Layout.headerSize
+    var end = start
+    while end < size, buffer[end] != 0 { end += 1 }
+    var runs: [Range<Int>] = []
+    var index = start
+    while index < end {
+        if buffer[index] >= 0x30, buffer[index] <= 0x39 {
+            let first = index
+            while index < end, buffer[index] >= 0x30, buffer[index] <= 0x39 { index += 1 }
+            runs.append(first..<index)
+        } else {
+            index += 1
+        }
+    }
+    guard !runs.isEmpty else { return nil }
+    let run = runs[Int(random.next() % UInt64(runs.count))]
+    let replacement: String
+    if random.next() % 2 == 0 {
+        replacement = boundaryIntegers[Int(random.next() % UInt64(boundaryIntegers.count))]
+    } else {
+        let value = UInt64(String(decoding: UnsafeBufferPointer(rebasing: buffer[run]), as: UTF8.self)) ?? 0
+        switch random.next() % 7 {
+        case 0: replacement = String(value &+ 1)
+        case 1: replacement = String(value &- 1)
+        case 2: replacement = String(value.multipliedReportingOverflow(by: 2).partialValue)
+        case 3: replacement = String(value / 2)
+        case 4: replacement = String(value.multipliedReportingOverflow(by: 1032).partialValue)
+        case 5: replacement = String((value &+ 63) & ~63)
+        default: replacement = String(value &+ 64)
+        }
+    }
+    let bytes = Array(replacement.utf8)
+    let newSize = size - run.count + bytes.count
+    guard newSize <= buffer.count else { return nil }
+    let tail = Array(buffer[run.upperBound..<size])
+    for (offset, byte) in bytes.enumerated() { buffer[run.lowerBound + offset] = byte }
+    for (offset, byte) in tail.enumerated() { buffer[run.lowerBound + bytes.count + offset] = byte }
+    return newSize
+}
+
 // MARK: - Exercising the reader
 
 func oracle(_ condition: @autoclosure () -> Bool, _ message: @autoclosure () -> String, form: String) {

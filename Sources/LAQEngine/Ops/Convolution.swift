@@ -1,30 +1,4 @@
-/// Window geometry along one spatial axis, TensorFlow's conventions: `same` pads
-/// max((out − 1)·s + (k − 1)·d + 1 − n, 0) in total, the smaller half before.
-struct Window: Sendable {
-    let kernel: Int
-    let stride: Int
-    let dilation: Int
-    let padBefore: Int
-    let output: Int
-
-    init(input: Int, kernel: Int, stride: Int, dilation: Int, same: Bool) {
-        self.kernel = kernel
-        self.stride = stride
-        self.dilation = dilation
-        let span = (kernel - 1) * dilation + 1
-        if same {
-            output = (input + stride - 1) / stride
-            let total = max((output - 1) * stride + span - input, 0)
-            padBefore = total / 2
-        } else {
-            output = input >= span ? (input - span) / stride + 1 : 0
-            padBefore = 0
-        }
-    }
-
-    /// Input index of output `o`, tap `t` (may be outside 0..<input).
-    @inline(__always) func source(_ o: Int, _ t: Int) -> Int { o * stride + t * dilation - padBefore }
-}
+import LAQModel
 
 /// Input geometry of a 1-D or 2-D channels-last op: (batch, height, width, channels), with 1-D as height 1.
 struct Geometry {
@@ -59,6 +33,7 @@ struct ConvolutionOp: Op {
         self.kernel = kernel.values
         filters = kernel.shape.last ?? 0
         bias = context.optionalWeight("bias")?.values
+        if let bias, bias.count != filters { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(filters) filters") }
         let size = try context.ints("kernel_size", count: spatial)
         kernelSize = spatial == 1 ? [1] + size : size
         let stride = try context.ints("strides", count: spatial, 1)
@@ -154,6 +129,7 @@ struct DepthwiseOp: Op {
         let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
         let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
         let outChannels = g.channels * multiplier
+        if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
         var output = [Float](repeating: 0, count: g.batch * rows.output * cols.output * outChannels)
         for n in 0..<g.batch {
             for oh in 0..<rows.output {

@@ -15,13 +15,14 @@ struct DenseOp: Op {
         inputs = kernel.shape[0]
         units = kernel.shape[1]
         bias = context.optionalWeight("bias")?.values
+        if let bias, bias.count != units { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(units) units") }
         activation = try context.activation()
     }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         let x = tensors[0]
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
-        let rows = x.count / max(inputs, 1)
+        let rows = x.shape.dropLast().reduce(1, *)
         var output = [Float](repeating: 0, count: rows * units)
         x.data.withUnsafeBufferPointer { a in
             kernel.withUnsafeBufferPointer { b in

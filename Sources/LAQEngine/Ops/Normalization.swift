@@ -14,6 +14,9 @@ struct BatchNormalizationOp: Op {
         let gamma = context.optionalWeight("gamma")?.values ?? Array(repeating: 1, count: mean.count)
         let beta = context.optionalWeight("beta")?.values ?? Array(repeating: 0, count: mean.count)
         let epsilon = Float(context.double("epsilon", 1e-3))
+        guard variance.count == mean.count, gamma.count == mean.count, beta.count == mean.count else {
+            throw .shape(layer: name, reason: "moving statistics, gamma and beta have different sizes")
+        }
         var scale = [Float](repeating: 0, count: mean.count)
         var shift = scale
         for c in mean.indices {
@@ -53,6 +56,9 @@ struct LayerNormalizationOp: Op {
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         var x = tensors[0]
         let width = x.lastDimension
+        guard width > 0, (gamma?.count ?? width) == width, (beta?.count ?? width) == width else {
+            throw .shape(layer: name, reason: "input has \(width) features, gamma/beta \(gamma?.count ?? beta?.count ?? 0)")
+        }
         x.data.withUnsafeMutableBufferPointer { buffer in
             for row in stride(from: 0, to: buffer.count, by: max(width, 1)) {
                 var mean: Float = 0

@@ -52,7 +52,8 @@ struct OpContext {
         }
     }
 
-    func activation(_ key: String = "activation") throws(EngineError) -> Activation {
-        try Activation(config[key], keras3: keras3, layer: layer.name)
+    /// The activation under `key`, or `fallback` (Keras' default for the layer) when the key is absent.
+    func activation(_ key: String = "activation", default fallback: String = "linear") throws(EngineError) -> Activation {
+        try Activation(config[key] ?? .string(fallback), keras3: keras3, layer: layer.name)
     }
 }

@@ -1,3 +1,5 @@
+import LAQModel
+
 /// MaxPooling and AveragePooling, 1-D and 2-D. Average pooling with `same` padding divides by the
 /// number of real (unpadded) elements in the window, as TensorFlow does.
 struct PoolingOp: Op {

@@ -36,11 +36,21 @@ struct RecurrentOp: Op {
         }
         let kernel = try context.weight(prefix + "kernel")
         self.kernel = kernel.values
-        units = try context.weight(prefix + "recurrent_kernel").shape[0]
-        recurrent = try context.weight(prefix + "recurrent_kernel").values
+        units = try recurrentContext.int("units")
+        let gates = className == "LSTM" ? 4 : className == "GRU" ? 3 : 1
+        let recurrentKernel = try context.weight(prefix + "recurrent_kernel")
+        guard units >= 1, recurrentKernel.shape == [units, gates * units] else {
+            throw .shape(layer: name, reason: "recurrent_kernel has shape \(recurrentKernel.shape), expected [\(units), \(gates * units)]")
+        }
+        recurrent = recurrentKernel.values
         bias = context.optionalWeight(prefix + "bias")?.values
-        activation = try recurrentContext.activation("activation")
-        recurrentActivation = className == "SimpleRNN" ? .linear : try recurrentContext.activation("recurrent_activation")
+        let resetAfter = className == "GRU" && config["reset_after"] != .bool(false)
+        if let bias, bias.count != (resetAfter ? 2 : 1) * gates * units {
+            throw .shape(layer: name, reason: "bias has \(bias.count) values, expected \((resetAfter ? 2 : 1) * gates * units)")
+        }
+        // Keras' defaults when the config leaves them out.
+        activation = try recurrentContext.activation("activation", default: "tanh")
+        recurrentActivation = className == "SimpleRNN" ? .linear : try recurrentContext.activation("recurrent_activation", default: "sigmoid")
         returnSequences = config["return_sequences"] == .bool(true)
         goBackwards = config["go_backwards"] == .bool(true)
     }

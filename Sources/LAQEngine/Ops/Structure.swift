@@ -89,6 +89,11 @@ struct ConcatenateOp: Op {
         let rank = tensors[0].rank
         let axis = self.axis < 0 ? self.axis + rank : self.axis
         guard axis > 0, axis < rank, tensors.allSatisfy({ $0.rank == rank }) else { throw .shape(layer: name, reason: "bad axis or ranks") }
+        for tensor in tensors.dropFirst() {
+            for dim in 0..<rank where dim != axis && tensor.shape[dim] != tensors[0].shape[dim] {
+                throw .shape(layer: name, reason: "shapes \(tensors[0].shape) and \(tensor.shape) differ outside axis \(axis)")
+            }
+        }
         let outer = tensors[0].shape[..<axis].reduce(1, *)
         let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
         var output: [Float] = []
@@ -134,6 +139,7 @@ struct EmbeddingOp: Op {
     init(_ context: OpContext) throws(EngineError) {
         name = context.layer.name
         let embeddings = try context.weight("embeddings")
+        guard embeddings.shape.count == 2 else { throw .shape(layer: name, reason: "embeddings must be 2-D") }
         table = embeddings.values
         rows = embeddings.shape[0]
         width = embeddings.shape[1]
@@ -143,9 +149,8 @@ struct EmbeddingOp: Op {
         let x = tensors[0]
         var output = [Float](repeating: 0, count: x.count * width)
         for (i, value) in x.data.enumerated() {
-            let index = Int(value)
-            guard Float(index) == value, index >= 0, index < rows else {
-                throw .badInput(name: name, reason: "index \(value) at position \(i) is outside 0…\(rows - 1)")
+            guard let index = Int(exactly: value), index >= 0, index < rows else {
+                throw .badInput(name: name, reason: "index \(value) at position \(i) is not an integer in 0…\(rows - 1)")
             }
             for j in 0..<width { output[i * width + j] = table[index * width + j] }
         }

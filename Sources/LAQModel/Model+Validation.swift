@@ -1,0 +1,45 @@
+extension Model {
+    /// Checks everything the engine relies on, so that a model from any source (an import, a
+    /// hand-edited `.laq`) either runs or fails here with an error naming the layer:
+    /// inputs and outputs exist, every layer and option is executable (``LayerCatalog``), shapes
+    /// fit together (``outputShapes()``), normalization runs over the last axis, and every weight
+    /// is present with the shape its layer's config implies.
+    public func validate() throws(ModelError) {
+        guard !inputs.isEmpty, !outputs.isEmpty else {
+            throw .invalidConfig(path: "$.config", reason: "the model has no inputs or no outputs")
+        }
+        let inputNames = Set(inputs.map(\.layer))
+        for layer in layers {
+            try LayerCatalog.validate(layer)
+            if layer.inbound.isEmpty, !inputNames.contains(layer.name) {
+                throw .danglingInput(layer: layer.name, input: "(nothing: it is not a model input)")
+            }
+            if inputNames.contains(layer.name), LayerCatalog.canonical(layer.className) != "InputLayer" {
+                throw .invalidConfig(path: "$.config.input_layers", reason: "'\(layer.name)' is not an InputLayer")
+            }
+        }
+        let shapes = try outputShapes()
+        var byName: [String: Weight] = [:]
+        for weight in weights { byName[weight.name] = weight }
+        for layer in layers {
+            let input = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
+            if ["BatchNormalization", "LayerNormalization"].contains(LayerCatalog.canonical(layer.className)), let input,
+               !LayerCatalog.normalizationAxisIsLast(layer, rank: input.count) {
+                throw .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last")
+            }
+            let expected = LayerCatalog.expectedWeightShapes(layer, input: input) ?? [:]
+            for short in layer.weightNames {
+                guard let weight = byName["\(layer.name)/\(short)"] else {
+                    throw .weight(layer: layer.name, "weight '\(short)' is missing")
+                }
+                let base = String(short.split(separator: "/").last ?? Substring(short))
+                if let shape = expected[short] ?? expected[base], shape != weight.shape {
+                    throw .weight(layer: layer.name, "weight '\(short)' has shape \(weight.shape), the config implies \(shape)")
+                }
+                if weight.values.count != weight.shape.reduce(1, *) {
+                    throw .weight(layer: layer.name, "weight '\(short)' has \(weight.values.count) values for shape \(weight.shape)")
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,32 @@
+/// Window geometry along one spatial axis, TensorFlow's conventions: `same` pads
+/// max((out − 1)·s + (k − 1)·d + 1 − n, 0) in total, the smaller half before.
+public struct Window: Sendable, Equatable {
+    public let kernel: Int
+    public let stride: Int
+    public let dilation: Int
+    /// Padding before the first element (`same` only).
+    public let padBefore: Int
+    /// Output length.
+    public let output: Int
+
+    /// - Precondition: kernel, stride and dilation ≥ 1, input ≥ 0 (``LayerCatalog`` validates configs).
+    public init(input: Int, kernel: Int, stride: Int, dilation: Int, same: Bool) {
+        precondition(kernel >= 1 && stride >= 1 && dilation >= 1 && input >= 0)
+        self.kernel = kernel
+        self.stride = stride
+        self.dilation = dilation
+        let span = (kernel - 1) * dilation + 1
+        if same {
+            output = (input + stride - 1) / stride
+            let total = max((output - 1) * stride + span - input, 0)
+            padBefore = total / 2
+        } else {
+            output = input >= span ? (input - span) / stride + 1 : 0
+            padBefore = 0
+        }
+    }
+
+    /// Input index of output `o`, tap `t` (may be outside 0..<input).
+    @inline(__always) public func source(_ o: Int, _ t: Int) -> Int { o * stride + t * dilation - padBefore }
+}
+
