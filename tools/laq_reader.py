@@ -154,6 +154,17 @@ _BASE3_TABLE = _base3_table()
 # The reader
 # --------------------------------------------------------------------------------------------
 
+def _shaped(values: np.ndarray, shape: list) -> np.ndarray:
+    """`values` in `shape`; an empty tensor whose other dimensions are too large for numpy's size
+    arithmetic (e.g. [2**32, 2**32, 0], valid per 5.2) stays a flat empty array."""
+    try:
+        return values.reshape(shape)
+    except ValueError:
+        if values.size == 0:
+            return values.reshape(-1)
+        raise
+
+
 class LaqFile:
     """An opened .laq file. The constructor checks every structural rule (§2–§8) except the
     SHA-256 of the whole file and the per-tensor CRC-32s, which are checked by `verify()`
@@ -662,9 +673,15 @@ class LaqFile:
         elif etype == "bfloat16":                                   # 6.1, upper 16 bits
             out = (np.frombuffer(payload, dtype="<u2", count=n).astype(np.uint32) << 16
                    ).view(np.float32)
+        elif n == 0:
+            # An empty codebook tensor: its level table is still checked (6.5), no codes to unpack.
+            levels = np.frombuffer(payload, dtype="<u4", count=len(payload) // 4).view(np.float32)
+            if not np.all(np.isfinite(levels)):
+                raise LaqError("6.5", f"{where}: a level is not finite")
+            out = np.empty((0,), np.float32)
         else:
             out = self._decode_codebook(info, payload, where)
-        return out.reshape(shape)
+        return _shaped(out, shape)
 
     def _decode_codebook(self, info: dict, payload: bytes, where: str) -> np.ndarray:
         n, L, G = info["n"], info["L"], info["G"]

@@ -115,6 +115,8 @@ extension CodebookLayout {
         into output: UnsafeMutableBufferPointer<Float>
     ) {
         precondition(codes.count == output.count)
+        // An empty tensor may have huge other dimensions: nothing to do, and no products to form.
+        guard !codes.isEmpty else { return }
         let levelCount = self.levelCount
         guard let axis else {
             for index in 0..<codes.count { output[index] = levels[Int(codes[index])] }

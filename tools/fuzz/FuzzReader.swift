@@ -27,6 +27,9 @@
 //   - a file verify() passes, rewritten by LAQWriter from its decoded values, opens, verifies and
 //     decodes to the same values (float32 bit-exact; NaN compared as NaN).
 //
+// A custom mutator (LLVMFuzzerCustomMutator) replaces, one time in four, a decimal integer in the
+// manifest by a boundary value; otherwise libFuzzer's mutators run (see fuzzMutate).
+//
 // LAQ_FUZZ_MAKE_SEEDS=DIR makes the binary write its generated seed files to DIR and exit
 // (used by tools/fuzz/run; see makeSeeds below).
 
