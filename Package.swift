@@ -60,7 +60,7 @@ let package = Package(
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
-        .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),

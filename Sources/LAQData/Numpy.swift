@@ -139,11 +139,13 @@ public enum Numpy {
             }
             var data = [UInt8]()
             data.reserveCapacity(Int(min(declared, 1 << 30)))
+            let crc: CRC32
             do {
-                _ = try archive.extract(entry, skipCRC32: false) { data.append(contentsOf: $0) }
+                crc = try archive.extract(entry, skipCRC32: false) { data.append(contentsOf: $0) }
             } catch {
                 throw DataError(file: path, array: name, reason: "cannot extract: \(error)")
             }
+            guard crc == entry.checksum else { throw DataError(file: path, array: name, reason: "damaged member (CRC-32 mismatch)") }
             arrays[name] = try parse(data, file: path, array: name)
         }
         return arrays

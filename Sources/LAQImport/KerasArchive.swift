@@ -24,9 +24,16 @@ struct KerasArchive {
         var data = [UInt8]()
         data.reserveCapacity(Int(min(size, UInt64(bytes.count) * 100, 1 << 30)))
         do {
-            _ = try archive.extract(entry, skipCRC32: false) { chunk in
+            // With a consumer, ZIPFoundation returns the CRC-32 it computed; comparing is ours to do.
+            let crc = try archive.extract(entry, skipCRC32: false) { chunk in
                 data.append(contentsOf: chunk)
                 if UInt64(data.count) > size { throw ImportError.archive(path: path, reason: "member '\(name)' is longer than its header says") }
+            }
+            guard crc == entry.checksum else {
+                throw ImportError.archive(path: path, reason: "member '\(name)' is damaged (CRC-32 mismatch)")
+            }
+            guard UInt64(data.count) == size else {
+                throw ImportError.archive(path: path, reason: "member '\(name)' has \(data.count) bytes, its header says \(size)")
             }
         } catch let error as ImportError {
             throw error

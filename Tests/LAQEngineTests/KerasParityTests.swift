@@ -12,7 +12,8 @@ import Testing
 /// `.laq` file written for it.
 @Suite struct KerasParityTests {
     static let fixtures = ["k3_tiny.h5", "k3_tiny.keras", "tfk_tiny.h5", "tfk_tiny_legacy_adam.h5", "k3_branches.h5",
-                           "k3_conv1d.h5", "k3_image.keras"]
+                           "k3_conv1d.h5", "k3_image.keras", "k3_fmnist_mlp.h5", "k3_fmnist_cnn.keras", "k3_char_lstm.h5",
+                           "tfk_fmnist_mlp.h5"]
 
     static func ioName(_ fixture: String) -> String {
         var name = fixture
@@ -39,6 +40,24 @@ import Testing
     func imported(fixture: String) throws {
         let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
         try Self.check(model, fixture: fixture)
+    }
+
+    @Test("real data: the engine's accuracy on the bundled test samples equals Keras'",
+          arguments: ["k3_fmnist_mlp.h5", "k3_fmnist_cnn.keras", "k3_char_lstm.h5", "tfk_fmnist_mlp.h5"])
+    func accuracy(fixture: String) throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(Self.ioName(fixture))").path)
+        let labels = try #require(io["labels"]).values
+        let keras = try #require(io["y"])
+        let output = try Executor(model: model).predict(Self.inputs(io))[0]
+        let classes = output.shape[1]
+        func argmax(_ values: [Float], _ row: Int) -> Int {
+            (0..<classes).max { values[row * classes + $0] < values[row * classes + $1] }!
+        }
+        let ours = (0..<labels.count).filter { Float(argmax(output.data, $0)) == labels[$0] }.count
+        let theirs = (0..<labels.count).filter { Float(argmax(keras.values, $0)) == labels[$0] }.count
+        #expect(ours == theirs)
+        if fixture.contains("fmnist") { #expect(Double(ours) / Double(labels.count) > 0.7, "one epoch of Fashion-MNIST") }
     }
 
     @Test("models read back from .laq reproduce Keras' predictions", arguments: fixtures)

@@ -1,4 +1,5 @@
 import Foundation
+import LAQData
 import LAQFormat
 import LAQImport
 import LAQModel
@@ -126,6 +127,8 @@ import Testing
         ("bad_missing_slot.h5", "no 'v' slot for weight 'dense/kernel'"),
         ("bad_extra_slot.h5", "slot 'adam/dense_kernel_velocity_hat' is not an Adam moment"),
         ("k3_unsupported.h5", "layer 'deconv' is a Conv2DTranspose, which laq cannot execute"),
+        ("bad_damaged_member.keras", "member 'model.weights.h5' is damaged (CRC-32 mismatch)"),
+        ("bad_huge_member.keras", "member 'model.weights.h5' claims 4294967280 bytes"),
     ]
 
     @Test("crafted bad files are refused with a message naming the problem", arguments: failures.map(\.file))
@@ -184,6 +187,26 @@ import Testing
             Issue.record("imported")
         } catch let error as ImportError {
             #expect(error.description.contains("layer 'inner' (Sequential) uses a nested model"))
+        }
+    }
+
+    /// Models trained on real data, with every weight as h5py read it (`<name>.h5py.npz`).
+    static let realModels = ["k3_fmnist_mlp", "k3_fmnist_cnn", "k3_char_lstm", "tfk_fmnist_mlp"]
+
+    @Test("every weight equals the value h5py reads, bit for bit, in every layout", arguments: realModels)
+    func bitForBit(name: String) throws {
+        let reference = try Numpy.load(path: Self.fixture("\(name).h5py.npz"))
+        var layouts = ["\(name).h5"]
+        if name.hasPrefix("k3_") { layouts += ["\(name).keras", "\(name).weights.h5"] }
+        for layout in layouts {
+            let config = layout.hasSuffix(".weights.h5") ? "\(name).config.json" : nil
+            let model = try Self.load(layout, config: config).model
+            #expect(Set(model.weights.map(\.name)) == Set(reference.keys), "\(layout)")
+            for weight in model.weights {
+                let expected = try #require(reference[weight.name], "\(layout): \(weight.name)")
+                #expect(weight.shape == expected.shape, "\(layout): \(weight.name)")
+                #expect(weight.values.map(\.bitPattern) == expected.values.map(\.bitPattern), "\(layout): \(weight.name)")
+            }
         }
     }
 
