@@ -59,7 +59,16 @@ public struct WriteOptions: Sendable {
         /// Never compress: every payload can be memory-mapped.
         case none
         /// Keep zlib when it saves at least this fraction of the payload (0: whenever smaller, §7).
+        /// With a fraction above 0, payloads of 256 KiB or more are first probed on their first
+        /// 64 KiB and not deflated when the probe saves less than half the fraction.
         case zlib(minimumSaving: Double)
+
+        /// Keeps zlib whenever it is smaller (every payload is deflated once).
+        public static let smallest = CompressionPolicy.zlib(minimumSaving: 0)
+        /// Keeps zlib when it saves at least 10%: quantized codes and sparse tensors are
+        /// compressed; float weights, which deflate by a few percent, stay stored and mappable,
+        /// and are written at memory speed.
+        public static let balanced = CompressionPolicy.zlib(minimumSaving: 0.1)
     }
 
     public var compression: CompressionPolicy = .zlib(minimumSaving: 0)
@@ -261,10 +270,23 @@ public struct LAQWriter: Sendable {
         var compressed: [UInt8]?
         if case let .zlib(minimumSaving) = options.compression, decoded.count > 0 {
             let limit = Int((Double(decoded.count) * (1 - minimumSaving)).rounded(.down))
-            compressed = decoded.withBytes { Zlib.compress($0, level: options.zlibLevel, limit: min(limit, decoded.count)) }
+            compressed = decoded.withBytes { bytes -> [UInt8]? in
+                // With a required saving, a large payload is probed first: when its first 64 KiB do
+                // not deflate by half the required fraction, the whole payload will not either (float
+                // weights deflate by a few percent), and deflating it would cost ~40 MB/s for nothing.
+                if minimumSaving > 0, bytes.count >= Self.probeThreshold {
+                    let sample = UnsafeRawBufferPointer(rebasing: bytes[0..<Self.probeBytes])
+                    let sampleLimit = Int(Double(Self.probeBytes) * (1 - minimumSaving / 2))
+                    guard Zlib.compress(sample, level: options.zlibLevel, limit: sampleLimit) != nil else { return nil }
+                }
+                return Zlib.compress(bytes, level: options.zlibLevel, limit: min(limit, decoded.count))
+            }
         }
         return StoredPayload(decoded: decoded, compressed: compressed)
     }
+
+    static let probeBytes = 64 << 10
+    static let probeThreshold = 256 << 10
 
     static func halfBytes(_ values: [Float], _ convert: (Float) -> UInt16) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: values.count * 2) { buffer, initialized in

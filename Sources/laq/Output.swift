@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import LAQFormat
 
@@ -112,4 +113,22 @@ extension Float {
 /// are named by base name only, so records do not leak directory layouts).
 func recordedArguments() -> [String] {
     CommandLine.arguments.dropFirst().map { $0.contains("/") ? URL(fileURLWithPath: $0).lastPathComponent : $0 }
+}
+
+/// `--compression` for commands that write `.laq` files.
+enum CompressionChoice: String, ExpressibleByArgument, CaseIterable {
+    /// zlib when it saves ≥ 10% (quantized codes); float weights stay stored and mappable.
+    case balanced
+    /// zlib whenever it is smaller.
+    case smallest
+    /// Every payload stored.
+    case none
+
+    var policy: WriteOptions.CompressionPolicy {
+        switch self {
+        case .balanced: .balanced
+        case .smallest: .smallest
+        case .none: .none
+        }
+    }
 }
