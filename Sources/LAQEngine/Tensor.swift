@@ -17,6 +17,12 @@ public struct Tensor: Sendable, Equatable {
     public var rank: Int { shape.count }
     /// Size of the last dimension.
     public var lastDimension: Int { shape.last ?? 1 }
+
+    /// Samples `range` along the first dimension.
+    public func rows(_ range: Range<Int>) -> Tensor {
+        let per = shape.dropFirst().reduce(1, *)
+        return Tensor(shape: [range.count] + shape.dropFirst(), data: Array(data[(range.lowerBound * per)..<(range.upperBound * per)]))
+    }
 }
 
 /// Why the engine cannot run a model or an input.

@@ -35,17 +35,16 @@ struct Run: ParsableCommand {
         let laqModel: Model
         do { laqModel = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         let executor = try engine { try Executor(model: laqModel) }
-        let inputs = try loadInputs(for: laqModel)
+        let arrays: [String: NumpyArray]
+        do { arrays = try Numpy.load(path: input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey ?? "x", file: input)
         let samples = inputs[0].shape.first ?? 0
         var outputs: [[Float]] = Array(repeating: [], count: laqModel.outputs.count)
         var outputShapes: [[Int]] = Array(repeating: [], count: laqModel.outputs.count)
         let bar = samples >= 4 * batch ? ProgressBar(label: "running", total: Double(samples), unit: { String(Int($0)) }) : nil
         for start in stride(from: 0, to: samples, by: batch) {
             let end = min(start + batch, samples)
-            let slice = inputs.map { tensor -> Tensor in
-                let per = tensor.count / max(samples, 1)
-                return Tensor(shape: [end - start] + tensor.shape.dropFirst(), data: Array(tensor.data[(start * per)..<(end * per)]))
-            }
+            let slice = inputs.map { $0.rows(start..<end) }
             let results = try engine { try executor.predict(slice) }
             for (index, result) in results.enumerated() {
                 outputs[index] += result.data
@@ -70,41 +69,5 @@ struct Run: ParsableCommand {
         let base = output.map { $0.hasSuffix(".npy") ? String($0.dropLast(4)) : $0 }
             ?? (input.hasSuffix(".npy") || input.hasSuffix(".npz") ? String(input.dropLast(4)) : input) + ".pred"
         return single ? base + ".npy" : "\(base).\(name).npy"
-    }
-
-    /// One tensor per model input, checked against the model's input shapes.
-    func loadInputs(for model: Model) throws -> [Tensor] {
-        let arrays: [String: NumpyArray]
-        do { arrays = try Numpy.load(path: input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
-        var chosen: [(String, NumpyArray)] = []
-        if arrays.count == 1, model.inputs.count == 1 {
-            chosen = [arrays.first!]
-        } else {
-            for (index, ref) in model.inputs.enumerated() {
-                let keys = (model.inputs.count == 1 ? [xKey ?? "x"] : []) + [ref.layer, "x\(index)"]
-                guard let key = keys.first(where: { arrays[$0] != nil }) else {
-                    throw CLIError(message: "\(input): no array for input '\(ref.layer)' (tried \(keys.joined(separator: ", ")); has \(arrays.keys.sorted().joined(separator: ", ")))", code: 1)
-                }
-                chosen.append((key, arrays[key]!))
-            }
-        }
-        let shapes = (try? model.outputShapes()) ?? [:]
-        var tensors: [Tensor] = []
-        for ((key, array), ref) in zip(chosen, model.inputs) {
-            if let expected = shapes[ref.layer] {
-                let fits = expected.count == array.shape.count && zip(expected.dropFirst(), array.shape.dropFirst()).allSatisfy { $0 == nil || $0 == $1 }
-                guard fits else {
-                    throw CLIError(message: "\(input): array '\(key)' has shape \(array.shape), input '\(ref.layer)' expects (\(expected.map { $0.map(String.init) ?? "any" }.joined(separator: ", ")))", code: 1)
-                }
-            }
-            if let bad = array.values.firstIndex(where: { !$0.isFinite }) {
-                throw CLIError(message: "\(input): array '\(key)' has a non-finite value at element \(bad)", code: 1)
-            }
-            tensors.append(Tensor(shape: array.shape, data: array.values))
-        }
-        guard Set(tensors.map { $0.shape.first ?? 0 }).count <= 1 else {
-            throw CLIError(message: "\(input): inputs have different sample counts \(tensors.map { $0.shape.first ?? 0 })", code: 1)
-        }
-        return tensors
     }
 }

@@ -245,3 +245,24 @@ import Testing
         #expect(badMethod.stderr.contains("unknown method"))
     }
 }
+
+/// `laq eval` end to end.
+@Suite struct EvalCLITests {
+    @Test("eval reports Keras' loss and accuracy; bad labels exit 1 with the array named")
+    func evalCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        let data = TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path
+        let result = try CLITests.run(["eval", model, "--data", data, "--y-key", "labels", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let json = try CLITests.json(result.stdout)
+        #expect(json["accuracy"] as? Double == 0.83984375)
+        #expect(json["samples"] as? Int == 256)
+        // The Keras predictions are not class indices: refused, naming the array.
+        let bad = try CLITests.run(["eval", model, "--data", data, "--y-key", "y"])
+        #expect(bad.status == 1)
+        #expect(bad.stderr.contains("array 'y'"))
+    }
+}

@@ -1,0 +1,152 @@
+import Foundation
+import LAQFormat
+
+/// Keras' losses, computed per sample (the mean over samples is the reported loss).
+///
+/// Cross-entropies clip probabilities to [ε, 1 − ε] with Keras' ε = 1e-7 when the model outputs
+/// probabilities; with `fromLogits` they use a stable log-softmax / log-sigmoid instead.
+public enum Loss: Sendable, Equatable {
+    case sparseCategoricalCrossentropy(fromLogits: Bool)
+    case categoricalCrossentropy(fromLogits: Bool)
+    case binaryCrossentropy(fromLogits: Bool)
+    case meanSquaredError
+    case squaredHinge
+
+    static let epsilon: Float = 1e-7
+
+    /// The loss named in a Keras training config (`"loss": "sparse_categorical_crossentropy"`, or a
+    /// serialized loss object), or nil when it names none laq knows.
+    public init?(_ value: JSONValue?) {
+        var name: String?
+        var fromLogits = false
+        switch value {
+        case let .string(text)?: name = text
+        case let .object(members)?:
+            name = members["class_name"]?.stringValue ?? members["config"]?["name"]?.stringValue
+            if members["config"]?["from_logits"] == .bool(true) { fromLogits = true }
+            if let fn = members["config"]?["fn"]?.stringValue { name = fn }
+        default: return nil
+        }
+        switch name?.lowercased().replacingOccurrences(of: "_", with: "") {
+        case "sparsecategoricalcrossentropy": self = .sparseCategoricalCrossentropy(fromLogits: fromLogits)
+        case "categoricalcrossentropy": self = .categoricalCrossentropy(fromLogits: fromLogits)
+        case "binarycrossentropy": self = .binaryCrossentropy(fromLogits: fromLogits)
+        case "meansquarederror", "mse": self = .meanSquaredError
+        case "squaredhinge": self = .squaredHinge
+        default: return nil
+        }
+    }
+
+    public var name: String {
+        switch self {
+        case .sparseCategoricalCrossentropy: "sparse_categorical_crossentropy"
+        case .categoricalCrossentropy: "categorical_crossentropy"
+        case .binaryCrossentropy: "binary_crossentropy"
+        case .meanSquaredError: "mean_squared_error"
+        case .squaredHinge: "squared_hinge"
+        }
+    }
+
+    /// Whether labels are class indices (one per sample) rather than arrays shaped like the output.
+    public var sparseLabels: Bool { if case .sparseCategoricalCrossentropy = self { true } else { false } }
+
+    /// Per-sample losses for outputs of shape (n, width) and labels (n) or (n, width).
+    public func perSample(outputs: [Float], labels: [Float], width: Int) -> [Float] {
+        let n = width == 0 ? 0 : outputs.count / width
+        return (0..<n).map { sample in
+            let row = Array(outputs[(sample * width)..<((sample + 1) * width)])
+            switch self {
+            case let .sparseCategoricalCrossentropy(fromLogits):
+                let target = Int(labels[sample])
+                return -Self.logProbabilities(row, fromLogits: fromLogits)[target]
+            case let .categoricalCrossentropy(fromLogits):
+                let target = labels[(sample * width)..<((sample + 1) * width)]
+                let logs = Self.logProbabilities(row, fromLogits: fromLogits)
+                return -zip(target, logs).reduce(0) { $0 + $1.0 * $1.1 }
+            case let .binaryCrossentropy(fromLogits):
+                let target = labels[(sample * width)..<((sample + 1) * width)]
+                var total: Float = 0
+                for (y, output) in zip(target, row) {
+                    if fromLogits {
+                        // max(x, 0) − x·y + log(1 + e^−|x|)
+                        total += max(output, 0) - output * y + log1pf(expf(-abs(output)))
+                    } else {
+                        let p = min(max(output, Self.epsilon), 1 - Self.epsilon)
+                        total += -(y * logf(p) + (1 - y) * logf(1 - p))
+                    }
+                }
+                return total / Float(width)
+            case .meanSquaredError:
+                let target = labels[(sample * width)..<((sample + 1) * width)]
+                return zip(target, row).reduce(0) { $0 + ($1.1 - $1.0) * ($1.1 - $1.0) } / Float(width)
+            case .squaredHinge:
+                let target = labels[(sample * width)..<((sample + 1) * width)]
+                return zip(target, row).reduce(0) { sum, pair in
+                    let margin = max(1 - pair.0 * pair.1, 0)
+                    return sum + margin * margin
+                } / Float(width)
+            }
+        }
+    }
+
+    /// log p for a probability row (clipped as Keras does) or a logit row (log-softmax).
+    static func logProbabilities(_ row: [Float], fromLogits: Bool) -> [Float] {
+        if fromLogits {
+            let top = row.max() ?? 0
+            let sum = row.reduce(Float(0)) { $0 + expf($1 - top) }
+            let logSum = top + logf(sum)
+            return row.map { $0 - logSum }
+        }
+        // Keras renormalises, then clips to [ε, 1 − ε].
+        let sum = row.reduce(0, +)
+        return row.map { logf(min(max($0 / (sum == 0 ? 1 : sum), epsilon), 1 - epsilon)) }
+    }
+}
+
+/// Classification metrics over a set of predictions.
+public struct Evaluation: Sendable, Equatable {
+    public var samples: Int
+    public var loss: Double?
+    public var accuracy: Double?
+    public var topK: (k: Int, accuracy: Double)?
+
+    public static func == (a: Evaluation, b: Evaluation) -> Bool {
+        a.samples == b.samples && a.loss == b.loss && a.accuracy == b.accuracy && a.topK?.k == b.topK?.k && a.topK?.accuracy == b.topK?.accuracy
+    }
+
+    /// Evaluates outputs (n, width) against labels: class indices when `sparse`, otherwise arrays
+    /// shaped like the outputs (one-hot, or binary targets for width-1 / multi-label outputs).
+    public static func evaluate(outputs: [Float], labels: [Float], width: Int, sparse: Bool, loss: Loss?, k: Int) -> Evaluation {
+        let n = width == 0 ? 0 : outputs.count / width
+        var correct = 0
+        var topCorrect = 0
+        let binary: Bool = if case .binaryCrossentropy? = loss { true } else { width == 1 }
+        var binaryCorrect = 0
+        for sample in 0..<n {
+            let row = outputs[(sample * width)..<((sample + 1) * width)]
+            if binary, !sparse {
+                // Keras' binary accuracy: every output thresholded at 0.5 (logits at 0 would differ;
+                // laq reports the probability threshold, as Keras does for a sigmoid output).
+                for j in 0..<width where (row[row.startIndex + j] >= 0.5) == (labels[sample * width + j] >= 0.5) { binaryCorrect += 1 }
+                continue
+            }
+            if width == 1 {
+                let target = labels[sample]
+                if (row.first! >= 0.5 ? 1 : 0) == (target >= 0.5 ? 1 : 0) { correct += 1 }
+                continue
+            }
+            let target = sparse ? Int(labels[sample]) : (0..<width).max { labels[sample * width + $0] < labels[sample * width + $1] }!
+            let value = row[row.startIndex + target]
+            let above = row.filter { $0 > value }.count
+            if above == 0 { correct += 1 }
+            if above < k { topCorrect += 1 }
+        }
+        let losses = loss.map { $0.perSample(outputs: outputs, labels: labels, width: width) }
+        let accuracy: Double? = n == 0 ? nil : binary && !sparse ? Double(binaryCorrect) / Double(n * width) : Double(correct) / Double(n)
+        return Evaluation(
+            samples: n,
+            loss: losses.map { $0.isEmpty ? 0 : $0.reduce(0.0) { $0 + Double($1) } / Double($0.count) },
+            accuracy: accuracy,
+            topK: !binary && width > k && k > 1 && n > 0 ? (k, Double(topCorrect) / Double(n)) : nil)
+    }
+}

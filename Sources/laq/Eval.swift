@@ -1,0 +1,116 @@
+import ArgumentParser
+import Foundation
+import LAQData
+import LAQEngine
+import LAQFormat
+import LAQModel
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Evaluate a .laq model on labelled data: loss, accuracy and top-k.",
+        discussion: "The loss defaults to the one in the imported training config. Labels are class indices (sparse) or arrays shaped like the output (one-hot, binary)."
+    )
+
+    @Argument(help: "The .laq model.")
+    var model: String
+
+    @Option(help: "Labelled data: an .npz with inputs and labels.")
+    var data: String
+
+    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
+    var xKey: String = "x"
+
+    @Option(help: "Labels array in the .npz.")
+    var yKey: String = "y"
+
+    @Option(help: "Loss (default: the training config's): sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, mean_squared_error, squared_hinge.")
+    var loss: String?
+
+    @Option(help: "k for top-k accuracy.")
+    var topK: Int = 5
+
+    @Option(help: "Samples per batch.")
+    var batch: Int = 256
+
+    @Flag(help: "Print JSON.")
+    var json = false
+
+    func validate() throws {
+        guard batch > 0, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1…1048576") }
+        guard topK >= 1 else { throw ValidationError("--top-k must be ≥ 1") }
+    }
+
+    func run() throws {
+        let file = try LAQFile(path: model)
+        let laqModel: Model
+        do { laqModel = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: 1) }
+        let lossFunction: Loss?
+        if let loss {
+            guard let parsed = Loss(.string(loss)) else { throw ValidationError("unknown loss '\(loss)'") }
+            lossFunction = parsed
+        } else {
+            lossFunction = Loss(laqModel.training["loss"])
+        }
+        let arrays: [String: NumpyArray]
+        do { arrays = try Numpy.load(path: data) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        guard let labels = arrays[yKey] else {
+            throw CLIError(message: "\(data): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)
+        }
+        let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey, file: data)
+        let executor: Executor
+        do { executor = try Executor(model: laqModel) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
+        let samples = inputs[0].shape.first ?? 0
+        guard labels.shape.first == samples else {
+            throw CLIError(message: "\(data): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
+        }
+        var outputs: [Float] = []
+        var width = 1
+        let bar = samples >= 4 * batch ? ProgressBar(label: "evaluating", total: Double(samples), unit: { String(Int($0)) }) : nil
+        for start in stride(from: 0, to: samples, by: batch) {
+            let end = min(start + batch, samples)
+            let slice = inputs.map { $0.rows(start..<end) }
+            let result: Tensor
+            do { result = try executor.predict(slice)[0] } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
+            width = result.count / max(end - start, 1)
+            outputs += result.data
+            bar?.update(Double(end))
+        }
+        bar?.finish()
+        let sparse = lossFunction?.sparseLabels ?? (labels.values.count == samples && width > 1)
+        try checkLabels(labels, samples: samples, width: width, sparse: sparse)
+        let result = Evaluation.evaluate(outputs: outputs, labels: labels.values, width: width, sparse: sparse, loss: lossFunction, k: topK)
+        if json {
+            var object: [String: JSONValue] = [
+                "model": .string(model), "data": .string(data), "samples": .int(Int64(result.samples)),
+                "loss": result.loss.map { .double($0) } ?? .null, "loss_name": lossFunction.map { .string($0.name) } ?? .null,
+                "accuracy": result.accuracy.map { .double($0) } ?? .null,
+            ]
+            if let top = result.topK { object["top_k"] = ["k": .int(Int64(top.k)), "accuracy": .double(top.accuracy)] }
+            try printJSON(.object(object))
+        } else {
+            var parts = ["\(result.samples) samples"]
+            if let loss = result.loss, let name = lossFunction?.name { parts.append(String(format: "loss %.4f (%@)", loss, name)) }
+            if let accuracy = result.accuracy { parts.append(String(format: "accuracy %.2f%%", accuracy * 100)) }
+            if let top = result.topK { parts.append(String(format: "top-%d %.2f%%", top.k, top.accuracy * 100)) }
+            print("\(model): " + parts.joined(separator: ", "))
+        }
+    }
+
+    /// Sparse labels are integers in 0..<width; dense ones are shaped like the output; none is NaN.
+    func checkLabels(_ labels: NumpyArray, samples: Int, width: Int, sparse: Bool) throws {
+        if let bad = labels.values.firstIndex(where: { !$0.isFinite }) {
+            throw CLIError(message: "\(data): array '\(yKey)' has a non-finite value at element \(bad)", code: 1)
+        }
+        if sparse {
+            guard labels.values.count == samples else {
+                throw CLIError(message: "\(data): array '\(yKey)' has shape \(labels.shape); class-index labels need one per sample", code: 1)
+            }
+            if let bad = labels.values.firstIndex(where: { $0 < 0 || $0 >= Float(width) || $0 != $0.rounded() }) {
+                throw CLIError(message: "\(data): array '\(yKey)': label \(labels.values[bad]) at sample \(bad) is not a class index in 0…\(width - 1)", code: 1)
+            }
+        } else if labels.values.count != samples * width {
+            throw CLIError(message: "\(data): array '\(yKey)' has shape \(labels.shape), the model outputs (\(samples), \(width))", code: 1)
+        }
+    }
+}

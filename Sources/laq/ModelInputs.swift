@@ -1,0 +1,42 @@
+import LAQData
+import LAQEngine
+import LAQModel
+
+/// Picks and checks a model's input arrays from a `.npy`/`.npz` file (shared by run and eval).
+enum ModelInputs {
+    /// One tensor per model input: the only array, or the array named `key` (single input), or
+    /// the arrays named after the input layers or `x0`, `x1`, …; each checked against the model's
+    /// input shape, for finite values, and for a common sample count.
+    static func select(_ arrays: [String: NumpyArray], for model: Model, key: String, file: String) throws -> [Tensor] {
+        var chosen: [(String, NumpyArray)] = []
+        if arrays.count == 1, model.inputs.count == 1 {
+            chosen = [arrays.first!]
+        } else {
+            for (index, ref) in model.inputs.enumerated() {
+                let keys = (model.inputs.count == 1 ? [key] : []) + [ref.layer, "x\(index)"]
+                guard let found = keys.first(where: { arrays[$0] != nil }) else {
+                    throw CLIError(message: "\(file): no array for input '\(ref.layer)' (tried \(keys.joined(separator: ", ")); has \(arrays.keys.sorted().joined(separator: ", ")))", code: 1)
+                }
+                chosen.append((found, arrays[found]!))
+            }
+        }
+        let shapes = (try? model.outputShapes()) ?? [:]
+        var tensors: [Tensor] = []
+        for ((name, array), ref) in zip(chosen, model.inputs) {
+            if let expected = shapes[ref.layer] {
+                let fits = expected.count == array.shape.count && zip(expected.dropFirst(), array.shape.dropFirst()).allSatisfy { $0 == nil || $0 == $1 }
+                guard fits else {
+                    throw CLIError(message: "\(file): array '\(name)' has shape \(array.shape), input '\(ref.layer)' expects (\(expected.map { $0.map(String.init) ?? "any" }.joined(separator: ", ")))", code: 1)
+                }
+            }
+            if let bad = array.values.firstIndex(where: { !$0.isFinite }) {
+                throw CLIError(message: "\(file): array '\(name)' has a non-finite value at element \(bad)", code: 1)
+            }
+            tensors.append(Tensor(shape: array.shape, data: array.values))
+        }
+        guard Set(tensors.map { $0.shape.first ?? 0 }).count <= 1 else {
+            throw CLIError(message: "\(file): inputs have different sample counts \(tensors.map { $0.shape.first ?? 0 })", code: 1)
+        }
+        return tensors
+    }
+}
