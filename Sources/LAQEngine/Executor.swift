@@ -24,7 +24,8 @@ public struct Executor: Sendable {
         let layer = context.layer
         let config = layer.config
         switch LayerCatalog.canonical(layer.className) {
-        case "InputLayer", "Dropout": return IdentityOp()
+        case "InputLayer": return IdentityOp()
+        case "Dropout": return DropoutOp(rate: Float(context.double("rate", 0)))
         case "Dense": return try DenseOp(context)
         case "Conv1D": return try ConvolutionOp(context, spatial: 1)
         case "Conv2D": return try ConvolutionOp(context, spatial: 2)
@@ -51,8 +52,7 @@ public struct Executor: Sendable {
         case "Multiply": return MergeOp(name: layer.name, kind: .multiply)
         case "Concatenate": return ConcatenateOp(name: layer.name, axis: try context.int("axis", -1))
         case "Activation":
-            let activation = try context.activation(default: "linear")
-            return ActivationOp { values, width in activation.apply(&values, width: width) }
+            return ActivationOp(kind: .function(try context.activation(default: "linear")))
         case "ReLU":
             let maxValue = config["max_value"].flatMap { value -> Float? in
                 switch value {
@@ -68,7 +68,7 @@ public struct Executor: Sendable {
         case "Softmax":
             let axis = try context.int("axis", -1)
             guard axis == -1 else { throw .unsupported(layer: layer.name, reason: "softmax over axis \(axis)") }
-            return ActivationOp { values, width in Activation.softmax.apply(&values, width: width) }
+            return ActivationOp(kind: .function(.softmax))
         case "Embedding": return try EmbeddingOp(context)
         case "SimpleRNN", "LSTM", "GRU": return try RecurrentOp(context, className: LayerCatalog.canonical(layer.className))
         case "Bidirectional": return try BidirectionalOp(context)

@@ -45,12 +45,21 @@ struct ConvolutionOp: Op {
     }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        let x = tensors[0]
-        let g = try Geometry(x, spatial: spatial, layer: name)
-        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same && spatial == 2)
-        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        var z = try linear(tensors[0])
+        activation.apply(&z.data, width: filters)
+        return z
+    }
+
+    /// The windows along height and width for an input geometry.
+    func windows(_ g: Geometry) -> (Window, Window) {
+        (Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same && spatial == 2),
+         Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same))
+    }
+
+    /// im2col: one row of kh·kw·c values per output position.
+    func columns(_ x: Tensor, _ g: Geometry) -> [Float] {
+        let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
-        guard patch * filters == kernel.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
         var columns = [Float](repeating: 0, count: positions * patch)
         x.data.withUnsafeBufferPointer { input in
@@ -77,6 +86,17 @@ struct ConvolutionOp: Op {
                 }
             }
         }
+        return columns
+    }
+
+    /// The convolution before the activation.
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let (rows, cols) = windows(g)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        guard patch * filters == kernel.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
+        let positions = g.batch * rows.output * cols.output
+        let columns = self.columns(x, g)
         var output = [Float](repeating: 0, count: positions * filters)
         columns.withUnsafeBufferPointer { a in
             kernel.withUnsafeBufferPointer { b in
@@ -88,7 +108,6 @@ struct ConvolutionOp: Op {
         if let bias {
             for p in 0..<positions { for f in 0..<filters { output[p * filters + f] += bias[f] } }
         }
-        activation.apply(&output, width: filters)
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
         return Tensor(shape: shape, data: output)
     }
@@ -121,7 +140,13 @@ struct DepthwiseOp: Op {
     }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        let x = tensors[0]
+        var z = try linear(tensors[0])
+        activation.apply(&z.data, width: z.lastDimension)
+        return z
+    }
+
+    /// The depthwise convolution before the activation.
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: 2, layer: name)
         guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
             throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
@@ -155,7 +180,6 @@ struct DepthwiseOp: Op {
                 }
             }
         }
-        activation.apply(&output, width: outChannels)
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }
 }

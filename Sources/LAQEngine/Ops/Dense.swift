@@ -20,7 +20,13 @@ struct DenseOp: Op {
     }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        let x = tensors[0]
+        var z = try linear(tensors[0])
+        activation.apply(&z.data, width: units)
+        return z
+    }
+
+    /// x·K + b, before the activation.
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
         let rows = x.shape.dropLast().reduce(1, *)
         var output = [Float](repeating: 0, count: rows * units)
@@ -38,7 +44,6 @@ struct DenseOp: Op {
                 }
             }
         }
-        activation.apply(&output, width: units)
         return Tensor(shape: Array(x.shape.dropLast()) + [units], data: output)
     }
 }

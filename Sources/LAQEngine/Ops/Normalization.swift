@@ -6,6 +6,14 @@ struct BatchNormalizationOp: Op {
     let name: String
     let scale: [Float]
     let shift: [Float]
+    let gamma: [Float]
+    let beta: [Float]
+    let movingMean: [Float]
+    let movingVariance: [Float]
+    let epsilon: Float
+    let momentum: Float
+    let hasGamma: Bool
+    let hasBeta: Bool
 
     init(_ context: OpContext) throws(EngineError) {
         name = context.layer.name
@@ -25,6 +33,14 @@ struct BatchNormalizationOp: Op {
         }
         self.scale = scale
         self.shift = shift
+        self.gamma = gamma
+        self.beta = beta
+        movingMean = mean
+        movingVariance = variance
+        self.epsilon = epsilon
+        momentum = Float(context.double("momentum", 0.99))
+        hasGamma = context.optionalWeight("gamma") != nil
+        hasBeta = context.optionalWeight("beta") != nil
     }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {

@@ -109,23 +109,32 @@ struct ConcatenateOp: Op {
 
 /// Activation, ReLU (max_value, negative_slope, threshold), LeakyReLU, Softmax (last axis).
 struct ActivationOp: Op {
-    let function: @Sendable (inout [Float], Int) -> Void
+    enum Kind: Sendable {
+        case function(Activation)
+        /// y = min(x, max) for x ≥ threshold, slope·(x − threshold) below it.
+        case relu(maxValue: Float?, slope: Float, threshold: Float)
+    }
+
+    let kind: Kind
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         var x = tensors[0]
-        function(&x.data, x.lastDimension)
+        switch kind {
+        case let .function(activation):
+            activation.apply(&x.data, width: x.lastDimension)
+        case let .relu(maxValue, slope, threshold):
+            for i in x.data.indices {
+                let value = x.data[i]
+                var y = value >= threshold ? value : slope * (value - threshold)
+                if let maxValue, y > maxValue { y = maxValue }
+                x.data[i] = y
+            }
+        }
         return x
     }
 
     static func relu(maxValue: Float?, slope: Float, threshold: Float) -> ActivationOp {
-        ActivationOp { values, _ in
-            for i in values.indices {
-                let x = values[i]
-                var y = x >= threshold ? x : slope * (x - threshold)
-                if let maxValue, y > maxValue { y = maxValue }
-                values[i] = y
-            }
-        }
+        ActivationOp(kind: .relu(maxValue: maxValue, slope: slope, threshold: threshold))
     }
 }
 

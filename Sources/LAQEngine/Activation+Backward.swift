@@ -1,0 +1,50 @@
+import Foundation
+
+extension Activation {
+    /// ∂L/∂z from ∂L/∂y, for y = act(z) (softmax over rows of `width`).
+    public func backward(_ grad: [Float], preActivation z: [Float], output y: [Float], width: Int) -> [Float] {
+        var result = [Float](repeating: 0, count: grad.count)
+        switch self {
+        case .linear:
+            return grad
+        case .softmax:
+            for row in stride(from: 0, to: grad.count, by: max(width, 1)) {
+                var dot: Float = 0
+                for i in row..<(row + width) { dot += grad[i] * y[i] }
+                for i in row..<(row + width) { result[i] = y[i] * (grad[i] - dot) }
+            }
+            return result
+        default:
+            for i in grad.indices { result[i] = grad[i] * derivative(z[i], y[i]) }
+            return result
+        }
+    }
+
+    /// dy/dz at z (with y = act(z)), element-wise activations only.
+    func derivative(_ z: Float, _ y: Float) -> Float {
+        switch self {
+        case .linear, .softmax: return 1
+        case .relu: return z > 0 ? 1 : 0
+        case .sigmoid: return y * (1 - y)
+        case .tanh: return 1 - y * y
+        case .elu: return z > 0 ? 1 : y + 1
+        case .selu:
+            let scale: Float = 1.050_700_987_355_480_5
+            return z > 0 ? scale : y + scale * 1.673_263_242_354_377_3
+        case .gelu:
+            let inverseRoot2: Float = 0.707_106_781_186_547_5
+            let density: Float = expf(-0.5 * z * z) * 0.398_942_280_401_432_7
+            return 0.5 * (1 + erff(z * inverseRoot2)) + z * density
+        case .swish:
+            let s = Activation.sigmoid(z)
+            return s + z * s * (1 - s)
+        case .softplus: return Activation.sigmoid(z)
+        case .softsign:
+            let d = 1 + abs(z)
+            return 1 / (d * d)
+        case .exponential: return y
+        case .hardSigmoid(keras3: true): return z > -3 && z < 3 ? 1.0 / 6 : 0
+        case .hardSigmoid(keras3: false): return z > -2.5 && z < 2.5 ? 0.2 : 0
+        }
+    }
+}

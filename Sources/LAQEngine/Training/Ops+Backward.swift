@@ -1,0 +1,273 @@
+import Foundation
+import LAQModel
+
+// Backward passes, one per op: gradients with respect to inputs and weights, given the gradient
+// with respect to the output. Each is checked against central finite differences in
+// Tests/LAQEngineTests/GradientTests.swift.
+
+extension DenseOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+        let z = try linear(inputs[0])
+        var y = z
+        activation.apply(&y.data, width: units)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let rows = x.shape.dropLast().reduce(1, *)
+        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: units)
+        var weights = ["kernel": Matrix.multiply(x.data, gz, m: inputs, n: units, k: rows, transposeA: true)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: units) }
+        let dx = Matrix.multiply(gz, kernel, m: rows, n: inputs, k: units, transposeB: true)
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
+    }
+}
+
+extension ConvolutionOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+        let z = try linear(inputs[0])
+        var y = z
+        activation.apply(&y.data, width: filters)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let (rows, cols) = windows(g)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        let positions = g.batch * rows.output * cols.output
+        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: filters)
+        let columns = self.columns(x, g)
+        var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters) }
+        let dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true)
+        // col2im: scatter-add each patch row back onto the input positions it came from.
+        var dx = [Float](repeating: 0, count: x.count)
+        var p = 0
+        for n in 0..<g.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    var q = p * patch
+                    for th in 0..<kernelSize[0] {
+                        let ih = rows.source(oh, th)
+                        for tw in 0..<kernelSize[1] {
+                            let iw = cols.source(ow, tw)
+                            if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
+                                let base = ((n * g.height + ih) * g.width + iw) * g.channels
+                                for c in 0..<g.channels { dx[base + c] += dColumns[q + c] }
+                            }
+                            q += g.channels
+                        }
+                    }
+                    p += 1
+                }
+            }
+        }
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
+    }
+}
+
+extension DepthwiseOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+        let z = try linear(inputs[0])
+        var y = z
+        activation.apply(&y.data, width: z.lastDimension)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: 2, layer: name)
+        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
+        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let outChannels = g.channels * multiplier
+        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: outChannels)
+        var dKernel = [Float](repeating: 0, count: kernel.count)
+        var dx = [Float](repeating: 0, count: x.count)
+        var dBias = [Float](repeating: 0, count: outChannels)
+        for n in 0..<g.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    let outBase = ((n * rows.output + oh) * cols.output + ow) * outChannels
+                    for k in 0..<outChannels { dBias[k] += gz[outBase + k] }
+                    for th in 0..<kernelSize[0] {
+                        let ih = rows.source(oh, th)
+                        guard ih >= 0, ih < g.height else { continue }
+                        for tw in 0..<kernelSize[1] {
+                            let iw = cols.source(ow, tw)
+                            guard iw >= 0, iw < g.width else { continue }
+                            let inBase = ((n * g.height + ih) * g.width + iw) * g.channels
+                            let kBase = (th * kernelSize[1] + tw) * g.channels * multiplier
+                            for c in 0..<g.channels {
+                                for j in 0..<multiplier {
+                                    let grad = gz[outBase + c * multiplier + j]
+                                    dKernel[kBase + c * multiplier + j] += grad * x.data[inBase + c]
+                                    dx[inBase + c] += grad * kernel[kBase + c * multiplier + j]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        var weights = ["kernel": dKernel]
+        if bias != nil { weights["bias"] = dBias }
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
+    }
+}
+
+extension PoolingOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
+        let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
+        var dx = [Float](repeating: 0, count: x.count)
+        for n in 0..<g.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    let outBase = ((n * rows.output + oh) * cols.output + ow) * g.channels
+                    for c in 0..<g.channels {
+                        var sources: [Int] = []
+                        for th in 0..<pool[0] {
+                            let ih = rows.source(oh, th)
+                            guard ih >= 0, ih < g.height else { continue }
+                            for tw in 0..<pool[1] {
+                                let iw = cols.source(ow, tw)
+                                guard iw >= 0, iw < g.width else { continue }
+                                sources.append(((n * g.height + ih) * g.width + iw) * g.channels + c)
+                            }
+                        }
+                        guard !sources.isEmpty else { continue }
+                        let grad = gradOutput.data[outBase + c]
+                        if average {
+                            for source in sources { dx[source] += grad / Float(sources.count) }
+                        } else {
+                            // The first maximum takes the gradient, as TensorFlow's max pooling does.
+                            let best = sources.max { x.data[$0] < x.data[$1] || (x.data[$0] == x.data[$1] && $0 > $1) }!
+                            dx[best] += grad
+                        }
+                    }
+                }
+            }
+        }
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
+    }
+}
+
+extension GlobalPoolingOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let positions = g.height * g.width
+        var dx = [Float](repeating: 0, count: x.count)
+        for n in 0..<g.batch {
+            for c in 0..<g.channels {
+                let grad = gradOutput.data[n * g.channels + c]
+                if average {
+                    for p in 0..<positions { dx[(n * positions + p) * g.channels + c] = grad / Float(positions) }
+                } else {
+                    var best = 0
+                    for p in 1..<max(positions, 1) where x.data[(n * positions + p) * g.channels + c] > x.data[(n * positions + best) * g.channels + c] { best = p }
+                    if positions > 0 { dx[(n * positions + best) * g.channels + c] = grad }
+                }
+            }
+        }
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
+    }
+}
+
+extension IdentityOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        LayerGradients(inputs: [gradOutput], weights: [:])
+    }
+}
+
+extension ReshapeOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        LayerGradients(inputs: [Tensor(shape: record.inputs[0].shape, data: gradOutput.data)], weights: [:])
+    }
+}
+
+extension PermuteOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        // The inverse permutation of the non-batch axes.
+        var inverse = [Int](repeating: 0, count: order.count)
+        for (position, axis) in order.enumerated() { inverse[axis - 1] = position + 1 }
+        let back = try PermuteOp(name: name, order: inverse).forward([gradOutput])
+        return LayerGradients(inputs: [back], weights: [:])
+    }
+}
+
+extension MergeOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let inputs = record.inputs
+        switch kind {
+        case .add:
+            return LayerGradients(inputs: inputs.map { _ in gradOutput }, weights: [:])
+        case .subtract:
+            var negative = gradOutput
+            for i in negative.data.indices { negative.data[i] = -negative.data[i] }
+            return LayerGradients(inputs: [gradOutput, negative], weights: [:])
+        case .multiply:
+            let grads = inputs.indices.map { index -> Tensor? in
+                var grad = gradOutput
+                for (other, tensor) in inputs.enumerated() where other != index {
+                    for i in grad.data.indices { grad.data[i] *= tensor.data[i] }
+                }
+                return grad
+            }
+            return LayerGradients(inputs: grads, weights: [:])
+        }
+    }
+}
+
+extension ConcatenateOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let tensors = record.inputs
+        let rank = tensors[0].rank
+        let axis = self.axis < 0 ? self.axis + rank : self.axis
+        let outer = tensors[0].shape[..<axis].reduce(1, *)
+        let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
+        let total = widths.reduce(0, +)
+        var grads = tensors.map { [Float](repeating: 0, count: $0.count) }
+        for o in 0..<outer {
+            var offset = o * total
+            for (index, width) in widths.enumerated() {
+                for j in 0..<width { grads[index][o * width + j] = gradOutput.data[offset + j] }
+                offset += width
+            }
+        }
+        return LayerGradients(inputs: zip(tensors, grads).map { Tensor(shape: $0.shape, data: $1) }, weights: [:])
+    }
+}
+
+extension ActivationOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0].data
+        var dz: [Float]
+        switch kind {
+        case let .function(activation):
+            dz = activation.backward(gradOutput.data, preActivation: x, output: record.output.data, width: gradOutput.lastDimension)
+        case let .relu(maxValue, slope, threshold):
+            dz = gradOutput.data
+            for i in dz.indices {
+                if let maxValue, x[i] >= maxValue { dz[i] = 0 } else if x[i] < threshold { dz[i] *= slope }
+            }
+        }
+        return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dz)], weights: [:])
+    }
+}
+
+extension EmbeddingOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+        var dTable = [Float](repeating: 0, count: table.count)
+        for (i, value) in record.inputs[0].data.enumerated() {
+            let row = Int(value)
+            for j in 0..<width { dTable[row * width + j] += gradOutput.data[i * width + j] }
+        }
+        return LayerGradients(inputs: [nil], weights: ["embeddings": dTable])
+    }
+}

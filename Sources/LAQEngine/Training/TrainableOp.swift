@@ -1,0 +1,86 @@
+import LAQFormat
+import LAQModel
+
+/// What one layer's training-mode forward pass leaves for its backward pass.
+public struct ForwardRecord: Sendable {
+    public var inputs: [Tensor]
+    public var output: Tensor
+    /// The value before the layer's activation (Dense, convolutions), when it has one.
+    var preActivation: [Float]? = nil
+    /// Op-specific state (dropout masks, normalization statistics).
+    var extra: [Float] = []
+    /// New values of non-trainable weights (BatchNormalization's moving statistics), by short name.
+    public var stateUpdates: [String: [Float]] = [:]
+}
+
+/// Gradients of one layer's backward pass.
+public struct LayerGradients: Sendable {
+    /// One per input of the layer's call; nil for inputs that take no gradient (integer indices).
+    public var inputs: [Tensor?]
+    /// By weight short name.
+    public var weights: [String: [Float]]
+}
+
+/// An op that can train: forward in training mode (dropout active, batch statistics), and backward.
+protocol TrainableOp: Op {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients
+}
+
+extension TrainableOp {
+    /// By default the training forward is the inference forward.
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+        ForwardRecord(inputs: inputs, output: try forward(inputs))
+    }
+}
+
+/// SplitMix64 for dropout masks and shuffling: seeded, so training runs repeat exactly.
+public struct TrainingRandom: Sendable {
+    var state: UInt64
+    public init(seed: UInt64) { state = seed }
+
+    public mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+
+    /// Uniform in [0, 1).
+    public mutating func uniform() -> Float { Float(next() >> 40) / Float(1 << 24) }
+
+    /// A seeded permutation of 0..<count (Fisher–Yates).
+    public mutating func permutation(_ count: Int) -> [Int] {
+        var order = Array(0..<count)
+        guard count > 1 else { return order }
+        for i in stride(from: count - 1, to: 0, by: -1) {
+            order.swapAt(i, Int(next() % UInt64(i + 1)))
+        }
+        return order
+    }
+}
+
+/// Row-major GEMM helpers on arrays for backward passes.
+enum Matrix {
+    /// A (m×k) · B (k×n), with optional transposes of the stored arrays.
+    static func multiply(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
+        var c = [Float](repeating: 0, count: m * n)
+        guard m > 0, n > 0, k > 0 else { return c }
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.gemm(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, m: m, n: n, k: k, transposeA: transposeA, transposeB: transposeB)
+                }
+            }
+        }
+        return c
+    }
+
+    /// Column sums of a rows×width matrix.
+    static func columnSums(_ a: [Float], rows: Int, width: Int) -> [Float] {
+        var sums = [Float](repeating: 0, count: width)
+        for r in 0..<rows { for j in 0..<width { sums[j] += a[r * width + j] } }
+        return sums
+    }
+}

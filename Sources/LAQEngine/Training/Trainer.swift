@@ -1,0 +1,181 @@
+import Foundation
+import LAQModel
+
+extension Loss {
+    /// ∂(mean loss over the batch)/∂outputs for outputs (n, width), as Keras computes the loss
+    /// (probabilities renormalised and clipped to [ε, 1 − ε], whose gradient is 0 outside).
+    public func gradient(outputs: [Float], labels: [Float], width: Int) -> [Float] {
+        let n = width == 0 ? 0 : outputs.count / width
+        var grad = [Float](repeating: 0, count: outputs.count)
+        let scale = 1 / Float(max(n, 1))
+        for sample in 0..<n {
+            let row = sample * width
+            switch self {
+            case let .sparseCategoricalCrossentropy(fromLogits), let .categoricalCrossentropy(fromLogits):
+                var target = [Float](repeating: 0, count: width)
+                if case .sparseCategoricalCrossentropy = self { target[Int(labels[sample])] = 1 } else {
+                    for j in 0..<width { target[j] = labels[row + j] }
+                }
+                if fromLogits {
+                    var p = Array(outputs[row..<(row + width)])
+                    Activation.softmax.apply(&p, width: width)
+                    let mass = target.reduce(0, +)
+                    for j in 0..<width { grad[row + j] = (p[j] * mass - target[j]) * scale }
+                } else {
+                    // L = −Σ y_j log(clip(p_j / S)), S = Σ p.
+                    let sum = max(outputs[row..<(row + width)].reduce(0, +), Float.leastNormalMagnitude)
+                    var inner = [Float](repeating: 0, count: width)  // ∂L/∂q_j, q = p/S
+                    for j in 0..<width where target[j] != 0 {
+                        let q = outputs[row + j] / sum
+                        if q > Self.epsilon, q < 1 - Self.epsilon { inner[j] = -target[j] / q }
+                    }
+                    // ∂q_j/∂p_k = δ_jk/S − p_j/S².
+                    var dot: Float = 0
+                    for j in 0..<width { dot += inner[j] * outputs[row + j] }
+                    for k in 0..<width { grad[row + k] = (inner[k] / sum - dot / (sum * sum)) * scale }
+                }
+            case let .binaryCrossentropy(fromLogits):
+                for j in 0..<width {
+                    let y = labels[row + j]
+                    let o = outputs[row + j]
+                    if fromLogits {
+                        grad[row + j] = (Activation.sigmoid(o) - y) * scale / Float(width)
+                    } else if o > Self.epsilon, o < 1 - Self.epsilon {
+                        grad[row + j] = (-y / o + (1 - y) / (1 - o)) * scale / Float(width)
+                    }
+                }
+            case .meanSquaredError:
+                for j in 0..<width { grad[row + j] = 2 * (outputs[row + j] - labels[row + j]) * scale / Float(width) }
+            case .squaredHinge:
+                for j in 0..<width {
+                    let y = labels[row + j]
+                    grad[row + j] = -2 * y * max(1 - y * outputs[row + j], 0) * scale / Float(width)
+                }
+            }
+        }
+        return grad
+    }
+}
+
+/// Gradients of a model's loss on one batch: forward in training mode, then backward through
+/// the graph, layer by layer in reverse order (gradients of tensors used twice are summed).
+public struct Backpropagation {
+    public struct Result: Sendable {
+        /// Mean loss over the batch.
+        public var loss: Double
+        /// By weight name (`<layer>/<short name>`), for every trainable and non-trainable weight that got one.
+        public var gradients: [String: [Float]]
+        /// New values of non-trainable weights (moving statistics), by weight name.
+        public var stateUpdates: [String: [Float]]
+        public var outputs: Tensor
+    }
+
+    /// One batch: `inputs` per model input, `labels` as the loss expects them.
+    public static func run(
+        model: Model, inputs: [Tensor], labels: [Float], loss: Loss, random: inout TrainingRandom
+    ) throws(EngineError) -> Result {
+        let executor = try Executor(model: model)
+        guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
+        var values: [String: Tensor] = [:]
+        var records: [String: ForwardRecord] = [:]
+        for (ref, tensor) in zip(model.inputs, inputs) { values[ref.layer] = tensor }
+        for layer in model.layers where !layer.inbound.isEmpty {
+            guard let op = executor.ops[layer.name] as? any TrainableOp else {
+                throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
+            }
+            var arguments: [Tensor] = []
+            for ref in layer.inbound[0] {
+                guard let value = values[ref.layer] else { throw .badInput(name: layer.name, reason: "its input '\(ref.layer)' was not computed") }
+                arguments.append(value)
+            }
+            let record = try op.forwardTraining(arguments, random: &random)
+            values[layer.name] = record.output
+            records[layer.name] = record
+        }
+        guard let output = values[model.outputs[0].layer] else { throw .badInput(name: "(model)", reason: "no output") }
+        // The loss is the mean over every row of the last axis (samples, and time steps of
+        // sequence outputs), as Keras reduces it.
+        let width = output.lastDimension
+        let rows = output.count / max(width, 1)
+        let expectedLabels = loss.sparseLabels ? rows : output.count
+        guard labels.count == expectedLabels else {
+            throw .badInput(name: "labels", reason: "\(labels.count) values, the loss needs \(expectedLabels) for outputs of shape \(output.shape)")
+        }
+        if loss.sparseLabels, let bad = labels.firstIndex(where: { $0 < 0 || $0 >= Float(width) || $0 != $0.rounded() }) {
+            throw .badInput(name: "labels", reason: "label \(labels[bad]) at sample \(bad) is not a class index in 0…\(width - 1)")
+        }
+        let lossValue = loss.perSample(outputs: output.data, labels: labels, width: width).reduce(0.0) { $0 + Double($1) } / Double(max(rows, 1))
+        var gradients: [String: Tensor] = [model.outputs[0].layer: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width))]
+        var weightGradients: [String: [Float]] = [:]
+        var stateUpdates: [String: [Float]] = [:]
+        for layer in model.layers.reversed() where !layer.inbound.isEmpty {
+            let record = records[layer.name]!
+            for (short, values) in record.stateUpdates { stateUpdates["\(layer.name)/\(short)"] = values }
+            guard let gradient = gradients[layer.name] else { continue }
+            let op = executor.ops[layer.name] as! any TrainableOp
+            let result = try op.backward(gradient, record)
+            for (short, grad) in result.weights { weightGradients["\(layer.name)/\(short)"] = grad }
+            for (ref, grad) in zip(layer.inbound[0], result.inputs) {
+                guard let grad else { continue }
+                if var existing = gradients[ref.layer] {
+                    for i in existing.data.indices { existing.data[i] += grad.data[i] }
+                    gradients[ref.layer] = existing
+                } else {
+                    gradients[ref.layer] = grad
+                }
+            }
+        }
+        return Result(loss: lossValue, gradients: weightGradients, stateUpdates: stateUpdates, outputs: output)
+    }
+}
+
+/// Adam exactly as Keras 3 computes it: m += (g − m)(1 − β1); v += (g² − v)(1 − β2);
+/// w −= α_t·m/(√v + ε) with α_t = η·√(1 − β2^t)/(1 − β1^t), t counting from 1.
+public struct Adam: Sendable {
+    public var learningRate: Float
+    public var beta1: Float = 0.9
+    public var beta2: Float = 0.999
+    public var epsilon: Float = 1e-7
+    /// Steps taken (Keras' `iterations`).
+    public private(set) var iterations: Int = 0
+    /// Moments by weight name.
+    public var m: [String: [Float]] = [:]
+    public var v: [String: [Float]] = [:]
+    /// Optional global gradient-norm clip (Keras `global_clipnorm`).
+    public var globalClipNorm: Float?
+
+    public init(learningRate: Float, beta1: Float = 0.9, beta2: Float = 0.999, epsilon: Float = 1e-7) {
+        self.learningRate = learningRate
+        self.beta1 = beta1
+        self.beta2 = beta2
+        self.epsilon = epsilon
+    }
+
+    /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
+    public mutating func step(_ weights: inout [Weight], gradients: [String: [Float]]) {
+        iterations += 1
+        let t = Float(iterations)
+        let alpha = learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t))
+        var scale: Float = 1
+        if let clip = globalClipNorm {
+            let norm = gradients.values.reduce(Float(0)) { $0 + $1.reduce(0) { $0 + $1 * $1 } }.squareRoot()
+            if norm > clip { scale = clip / norm }
+        }
+        for index in weights.indices where weights[index].trainable {
+            let name = weights[index].name
+            guard let g = gradients[name] else { continue }
+            var mm = m[name] ?? [Float](repeating: 0, count: g.count)
+            var vv = v[name] ?? [Float](repeating: 0, count: g.count)
+            weights[index].values.withUnsafeMutableBufferPointer { w in
+                for i in 0..<g.count {
+                    let grad = g[i] * scale
+                    mm[i] += (grad - mm[i]) * (1 - beta1)
+                    vv[i] += (grad * grad - vv[i]) * (1 - beta2)
+                    w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
+                }
+            }
+            m[name] = mm
+            v[name] = vv
+        }
+    }
+}

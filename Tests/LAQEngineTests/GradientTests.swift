@@ -1,0 +1,135 @@
+import Foundation
+import LAQEngine
+import LAQFormat
+import LAQModel
+import Testing
+
+/// Every trainable layer's gradients against central finite differences of the loss.
+@Suite struct GradientTests {
+    /// A Sequential model from layer configs, with seeded random weights of the shapes the configs imply.
+    static func model(input: [Int?], layers: [(String, JSONValue)], seed: UInt64 = 1) throws -> Model {
+        var entries: [JSONValue] = [["class_name": "InputLayer", "config": ["name": "in", "batch_shape": .array(input.map { $0.map { .int(Int64($0)) } ?? .null })]]]
+        for (index, (className, config)) in layers.enumerated() {
+            guard case var .object(members) = config else { continue }
+            members["name"] = .string("l\(index)")
+            entries.append(["class_name": .string(className), "config": .object(members)])
+        }
+        let architecture: JSONValue = ["class_name": "Sequential", "config": ["name": "t", "layers": .array(entries)]]
+        let graph = try KerasArchitecture.parse(architecture)
+        var model = Model(name: "t", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, architecture: architecture)
+        let shapes = try model.outputShapes()
+        var random = TrainingRandom(seed: seed)
+        for layer in graph.layers {
+            let inputShape = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
+            let expected = LayerCatalog.expectedWeightShapes(layer, input: inputShape) ?? [:]
+            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
+            for (index, short) in layer.weightNames.enumerated() {
+                let shape = expected[short]!
+                let count = shape.reduce(1, *)
+                var values = (0..<count).map { _ in random.uniform() - 0.5 }
+                if short == "moving_variance" || short == "gamma" { values = values.map { 1 + $0 * 0.5 } }
+                model.weights.append(Weight(layer: layer.name, shortName: short, shape: shape, values: values, trainable: index < trainable))
+            }
+        }
+        try model.validate()
+        return model
+    }
+
+    static func loss(_ model: Model, _ x: Tensor, _ y: [Float]) throws -> Double {
+        var random = TrainingRandom(seed: 9)
+        return try Backpropagation.run(model: model, inputs: [x], labels: y, loss: .meanSquaredError, random: &random).loss
+    }
+
+    /// Compares analytic and numeric gradients for a sample of coordinates of every trainable weight.
+    static func check(_ model: Model, inputShape: [Int], step: Float = 1e-2, tolerance: Double = 2e-2) throws {
+        var random = TrainingRandom(seed: 3)
+        let x = Tensor(shape: inputShape, data: (0..<inputShape.reduce(1, *)).map { _ in random.uniform() * 2 - 1 })
+        let outputCount = try Executor(model: model).predict([x])[0].count
+        let y = (0..<outputCount).map { _ in random.uniform() - 0.5 }
+        var again = TrainingRandom(seed: 9)
+        let analytic = try Backpropagation.run(model: model, inputs: [x], labels: y, loss: .meanSquaredError, random: &again)
+        for (index, weight) in model.weights.enumerated() where weight.trainable {
+            let gradient = try #require(analytic.gradients[weight.name], "no gradient for \(weight.name)")
+            for coordinate in Set((0..<8).map { _ in Int(random.next() % UInt64(weight.values.count)) }) {
+                var plus = model
+                plus.weights[index].values[coordinate] += step
+                var minus = model
+                minus.weights[index].values[coordinate] -= step
+                let numeric = (try loss(plus, x, y) - loss(minus, x, y)) / Double(2 * step)
+                let difference = abs(numeric - Double(gradient[coordinate]))
+                #expect(difference <= tolerance * max(abs(numeric), 1e-2), "\(weight.name)[\(coordinate)]: analytic \(gradient[coordinate]), numeric \(numeric)")
+            }
+        }
+    }
+
+    @Test("Dense (2-D and 3-D input) with smooth activations")
+    func dense() throws {
+        try Self.check(try Self.model(input: [nil, 5], layers: [("Dense", ["units": 4, "activation": "tanh"]), ("Dense", ["units": 3, "activation": "softmax"])]), inputShape: [3, 5])
+        try Self.check(try Self.model(input: [nil, 2, 5], layers: [("Dense", ["units": 4, "activation": "sigmoid"]), ("Dense", ["units": 2, "activation": "gelu"])]), inputShape: [3, 2, 5])
+    }
+
+    @Test("Conv1D and Conv2D: strides, dilation, same and valid padding")
+    func convolutions() throws {
+        try Self.check(try Self.model(input: [nil, 9, 3], layers: [
+            ("Conv1D", ["filters": 4, "kernel_size": 3, "dilation_rate": 2, "activation": "tanh"]),
+            ("Conv1D", ["filters": 2, "kernel_size": 2, "strides": 2, "padding": "same", "activation": "swish"]),
+        ]), inputShape: [2, 9, 3])
+        try Self.check(try Self.model(input: [nil, 7, 6, 2], layers: [
+            ("Conv2D", ["filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "elu"]),
+            ("DepthwiseConv2D", ["kernel_size": 2, "depth_multiplier": 2, "activation": "softplus"]),
+            ("Flatten", [:]),
+            ("Dense", ["units": 2]),
+        ]), inputShape: [2, 7, 6, 2])
+    }
+
+    @Test("pooling, normalization in training mode, reshape, permute")
+    func structure() throws {
+        try Self.check(try Self.model(input: [nil, 6, 6, 3], layers: [
+            ("AveragePooling2D", ["pool_size": 2, "strides": 1, "padding": "same"]),
+            ("BatchNormalization", ["epsilon": 0.001, "momentum": 0.9]),
+            ("MaxPooling2D", ["pool_size": 2]),
+            ("Permute", ["dims": [2, 1, 3]]),
+            ("Reshape", ["target_shape": [9, 3]]),
+            ("LayerNormalization", ["epsilon": 0.001]),
+            ("GlobalAveragePooling1D", [:]),
+            ("Dense", ["units": 2, "activation": "selu"]),
+        ]), inputShape: [4, 6, 6, 3])
+    }
+
+    @Test("Keras' moving statistics: m·momentum + batch·(1 − momentum), biased variance")
+    func movingStatistics() throws {
+        let model = try Self.model(input: [nil, 2], layers: [("BatchNormalization", ["momentum": 0.9])])
+        var random = TrainingRandom(seed: 1)
+        let x = Tensor(shape: [4, 2], data: [1, 2, 3, 4, 5, 6, 7, 8])
+        let result = try Backpropagation.run(model: model, inputs: [x], labels: [Float](repeating: 0, count: 8), loss: .meanSquaredError, random: &random)
+        let oldMean = model.weight(named: "l0/moving_mean")!.values
+        let oldVariance = model.weight(named: "l0/moving_variance")!.values
+        let mean = try #require(result.stateUpdates["l0/moving_mean"])
+        let variance = try #require(result.stateUpdates["l0/moving_variance"])
+        #expect(abs(mean[0] - (oldMean[0] * 0.9 + 4 * 0.1)) < 1e-5)  // batch mean of 1,3,5,7
+        #expect(abs(variance[1] - (oldVariance[1] * 0.9 + 5 * 0.1)) < 1e-5)  // biased variance of 2,4,6,8
+    }
+
+    @Test("cross-entropy gradients against finite differences of the loss itself",
+          arguments: [Loss.sparseCategoricalCrossentropy(fromLogits: false), .sparseCategoricalCrossentropy(fromLogits: true),
+                      .categoricalCrossentropy(fromLogits: false), .binaryCrossentropy(fromLogits: false), .binaryCrossentropy(fromLogits: true), .squaredHinge])
+    func lossGradients(loss: Loss) {
+        let outputs: [Float] = [0.2, 0.5, 0.3, 0.6, 0.1, 0.3]
+        let labels: [Float]
+        switch loss {
+        case .sparseCategoricalCrossentropy: labels = [1, 0]
+        case .squaredHinge: labels = [1, -1, 1, -1, 1, -1]
+        default: labels = [0, 1, 0, 1, 0, 0]
+        }
+        let analytic = loss.gradient(outputs: outputs, labels: labels, width: 3)
+        for i in outputs.indices {
+            var plus = outputs
+            plus[i] += 1e-3
+            var minus = outputs
+            minus[i] -= 1e-3
+            let mean = { (values: [Float]) in Double(loss.perSample(outputs: values, labels: labels, width: 3).reduce(0, +)) / 2 }
+            let numeric = (mean(plus) - mean(minus)) / 2e-3
+            #expect(abs(numeric - Double(analytic[i])) < 2e-2 * max(1, abs(numeric)), "\(loss) [\(i)]: \(analytic[i]) vs \(numeric)")
+        }
+    }
+}
