@@ -111,13 +111,20 @@ struct OptimizerImport {
             moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
             progress?(dataset.elementCount * 4)
         }
+        if moments.isEmpty { return (nil, [untrained(iterations)]) }
         return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: scheme), [])
+    }
+
+    /// The notice for an optimizer that was compiled but never stepped (no moments saved).
+    func untrained(_ iterations: Int64?) -> String {
+        "the \(className) optimizer has no moments (t = \(iterations.map(String.init) ?? "0"): never trained): imported without a Hessian estimate"
     }
 
     /// Keras 3 `optimizer/vars`: 0 iteration, 1 learning rate, then (m, v) per trainable weight in model order.
     func keras3(variables: [H5Dataset], model: Model, optimizerName: String?) throws -> (OptimizerState?, [String]) {
         guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
         let trainable = model.weights.filter(\.trainable)
+        if variables.count == 2 { return (nil, [untrained(try variables[0].read(as: Int64.self).first)]) }
         let expected = 2 + 2 * trainable.count + extraScalars
         guard variables.count == expected else {
             throw fail("\(variables.count) variables in optimizer/vars, \(className) has \(expected) for \(trainable.count) trainable weights (amsgrad, EMA and gradient accumulation add variables laq does not support)")
