@@ -43,6 +43,8 @@ let package = Package(
         .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS"]),
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
         .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
+        /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
+        .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQModel", "LAQFormat"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
 
@@ -50,7 +52,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

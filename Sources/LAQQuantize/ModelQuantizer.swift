@@ -42,6 +42,11 @@ public struct TensorQuantization: Sendable {
     public var shape: [Int]
 
     public var tensorData: TensorData { .codebook(layout, levels: levels, codes: codes) }
+
+    /// The quantized values, element by element.
+    public var values: [Float] {
+        CodebookTensor(layout: layout, shape: shape, levels: levels, codes: codes).dequantized()
+    }
 }
 
 /// Quantizes a model's kernels (Dense, convolution, recurrent and Embedding) in one pass,
@@ -103,7 +108,10 @@ public enum ModelQuantizer {
     }
 
     /// One tensor, per tensor or per output channel.
-    public static func quantize(_ weight: Weight, method: Method, d: [Float]?, perChannel requested: Bool) -> TensorQuantization {
+    ///
+    /// - Parameter warm: the previous quantized values of this weight (alternating methods start
+    ///   from their signs), or nil for the TWN start.
+    public static func quantize(_ weight: Weight, method: Method, d: [Float]?, perChannel requested: Bool, warm: [Float]? = nil) -> TensorQuantization {
         let perChannel = requested && !weight.shape.isEmpty
         let channels = perChannel ? max(weight.shape.last ?? 1, 1) : 1
         let count = weight.values.count
@@ -117,7 +125,8 @@ public enum ModelQuantizer {
             let indices = perChannel ? Array(stride(from: channel, to: count, by: channels)) : Array(0..<count)
             let w = indices.map { weight.values[$0] }
             let groupD = d.map { d in indices.map { d[$0] } }
-            let group = Projection.quantize(method, w: w, d: groupD)
+            let groupWarm = warm.map { warm in indices.map { warm[$0] } }
+            let group = Projection.quantize(method, w: w, d: groupD, warm: groupWarm)
             levels += group.levels
             for (position, index) in indices.enumerated() {
                 codes[index] = group.codes[position]

@@ -3,7 +3,8 @@ import Foundation
 /// A one-line progress bar with rate and ETA on stderr, drawn only when stderr is a terminal
 /// (so logs and pipes stay clean) and at most 10 times a second.
 final class ProgressBar: @unchecked Sendable {
-    private let label: String
+    /// Redrawn on the next update.
+    var label: String
     private let total: Double
     private let unit: (Double) -> String
     private let start = Date()

@@ -1,5 +1,8 @@
 import ArgumentParser
 import Foundation
+import LAQCalibration
+import LAQData
+import LAQEngine
 import LAQFormat
 import LAQModel
 import LAQQuantize
@@ -16,8 +19,12 @@ struct Quantize: ParsableCommand {
             laq (m-bit, --levels linear|log); dorefa, rtn (m-bit baselines). Loss-aware methods weight each \
             weight's error by d = √v + 1e-8 from the imported Adam state (d ≡ 1, with a notice, when there is \
             none). Every Dense, convolution, recurrent and Embedding kernel is quantized unless skipped; biases \
-            and normalization stay in float. This version quantizes in one pass (--one-shot); the calibration \
-            fine-tuning run needs the training engine, which is not in this version.
+            and normalization stay in float.
+
+            --one-shot quantizes in one pass with d from the imported Adam state. --calib DATA runs the \
+            paper's loss-aware fine-tuning: each step quantizes with d = √v from the run's own Adam state, \
+            trains the full-precision weights through the quantized ones, and clips them to [−1, 1]; the \
+            epoch with the lowest validation loss is kept. (Recurrent layers cannot be trained yet.)
             """
     )
 
@@ -45,6 +52,39 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Quantize in one pass with the imported optimizer state (no calibration run).")
     var oneShot = false
 
+    @Option(help: "Calibration data (.npz with inputs and labels): run the loss-aware fine-tuning.")
+    var calib: String?
+
+    @Option(help: "Validation data (.npz); default: the last --val-split of the calibration data.")
+    var val: String?
+
+    @Option(help: "Share of the calibration data held out for validation when --val is not given.")
+    var valSplit: Double = 0.1
+
+    @Option(help: "Calibration epochs.")
+    var epochs: Int = 1
+
+    @Option(help: "Learning rate of the calibration run's Adam.")
+    var lr: Float = 1e-3
+
+    @Option(help: "Calibration batch size.")
+    var batch: Int = 64
+
+    @Option(help: "Seed for shuffling and dropout.")
+    var seed: UInt64 = 1
+
+    @Flag(help: "Do not clip quantized tensors' full-precision weights to [−1, 1] during calibration.")
+    var noClip = false
+
+    @Option(help: "Inputs array in the data files.")
+    var xKey: String = "x"
+
+    @Option(help: "Labels array in the data files.")
+    var yKey: String = "y"
+
+    @Option(help: "Loss for calibration (default: the training config's).")
+    var loss: String?
+
     @Option(parsing: .upToNextOption, help: "Layers to keep in full precision.")
     var skip: [String] = []
 
@@ -67,9 +107,10 @@ struct Quantize: ParsableCommand {
     var json = false
 
     func validate() throws {
-        guard oneShot else {
-            throw ValidationError("only --one-shot quantization is available in this version (the calibration run needs the training engine)")
-        }
+        guard oneShot != (calib != nil) else { throw ValidationError("give either --one-shot or --calib DATA") }
+        guard epochs >= 1, epochs <= 10_000, batch >= 1, batch <= 1 << 16 else { throw ValidationError("--epochs and --batch must be positive") }
+        guard valSplit > 0, valSplit < 1 else { throw ValidationError("--val-split must be in (0, 1)") }
+        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }
     }
 
     func parseMethod(_ name: String, bits: Int?) throws -> Method {
@@ -89,17 +130,23 @@ struct Quantize: ParsableCommand {
         let model: Model
         do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: 1) }
         let settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
-        let results: [TensorQuantization]
-        do { results = try ModelQuantizer.quantize(model, settings: settings) } catch { throw CLIError(message: error.description, code: 2) }
-        let source = ModelQuantizer.curvatureSource(model)
+        var results: [TensorQuantization]
+        var outputModel = model
+        var calibrationRecord: JSONValue?
+        if let calib {
+            (outputModel, results, calibrationRecord) = try calibrate(model, settings: settings, data: calib)
+        } else {
+            do { results = try ModelQuantizer.quantize(model, settings: settings) } catch { throw CLIError(message: error.description, code: 2) }
+        }
+        let source = calibrationRecord == nil ? ModelQuantizer.curvatureSource(model) : .none
         var notices: [String] = []
-        if source == .none, results.contains(where: { $0.method.isLossAware }) {
+        if calibrationRecord == nil, source == .none, results.contains(where: { $0.method.isLossAware }) {
             notices.append("the file has no optimizer state: d ≡ 1, so lab is bwn and late/lata the unweighted ternarization; import a model saved with its Adam state")
         }
 
         var parameters: [String: JSONValue] = [
             "method": .string(defaultMethod.name), "bits": .int(Int64(defaultMethod.bits)),
-            "granularity": .string(perChannel ? "per-channel" : "per-tensor"), "mode": "one-shot",
+            "granularity": .string(perChannel ? "per-channel" : "per-tensor"), "mode": .string(calib == nil ? "one-shot" : "calibrated"),
             "float_storage": .string(float.rawValue),
         ]
         if case let .laq(_, spacing, update) = defaultMethod {
@@ -109,6 +156,8 @@ struct Quantize: ParsableCommand {
         if !skip.isEmpty { parameters["skip"] = .array(skip.sorted().map { .string($0) }) }
         if !overrides.isEmpty { parameters["layers"] = .object(overrides.mapValues { .string($0.description) }) }
         switch source {
+        case _ where calibrationRecord != nil:
+            parameters["hessian"] = calibrationRecord!
         case let .optimizer(className, iterations, beta2):
             parameters["hessian"] = [
                 "source": "imported optimizer state", "optimizer": .string(className),
@@ -124,7 +173,7 @@ struct Quantize: ParsableCommand {
             parameters: .object(parameters),
             sources: [SourceFile(role: "model", file: URL(fileURLWithPath: input).lastPathComponent, sha256: inputSHA, bytes: file.fileSize)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
-        var writer = try model.laqWriter(
+        var writer = try outputModel.laqWriter(
             provenance: file.manifest.provenance + [record], includeOptimizer: keepOptimizer,
             replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }), floatStorage: float)
         writer.options.compression = compression.policy
@@ -140,11 +189,11 @@ struct Quantize: ParsableCommand {
         if json {
             try printJSON(report(results, written: written, notices: notices))
         } else {
-            print(table(results, written: written, notices: notices, source: source))
+            print(table(results, written: written, notices: notices, source: source, calibrated: calibrationRecord != nil))
         }
     }
 
-    private func table(_ results: [TensorQuantization], written: LAQFile, notices: [String], source: CurvatureSource) -> String {
+    private func table(_ results: [TensorQuantization], written: LAQFile, notices: [String], source: CurvatureSource, calibrated: Bool) -> String {
         var table = TextTable(headers: ["tensor", "method", "bits/w", "levels", "error", "zeros", "float32", "stored"],
                               rightAligned: [2, 4, 5, 6, 7], shrinkable: [(0, 16), (3, 12)])
         var before: UInt64 = 0
@@ -165,6 +214,8 @@ struct Quantize: ParsableCommand {
         var lines = [table.render(width: terminalWidth())]
         lines.append("quantized \(results.count) tensors: \(formatBytes(before)) float32 → \(formatBytes(after)) (\(after == 0 ? "-" : String(format: "%.1f×", Double(before) / Double(after))))")
         switch source {
+        case _ where calibrated:
+            lines.append("error: Σd(ŵ−w)²/Σd·w² with d = √v + 1e-8 from the calibration run's Adam")
         case let .optimizer(className, iterations, _):
             lines.append("error: Σd(ŵ−w)²/Σd·w² with d from \(className)'s second moment (t = \(iterations.map(String.init) ?? "?"))")
         case .none:
@@ -189,5 +240,80 @@ struct Quantize: ParsableCommand {
                 ]
             }),
         ]
+    }
+
+    /// Runs the calibration fine-tuning; returns the model (its non-quantized weights trained),
+    /// the quantized tensors and the provenance of the curvature.
+    private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue) {
+        guard let loss = loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
+            throw ValidationError("the model's training config names no loss laq knows; pass --loss")
+        }
+        let all = try labelledData(path, model: model, loss: loss)
+        var training = all
+        var validation: Calibration.Data
+        if let val {
+            validation = try labelledData(val, model: model, loss: loss)
+        } else {
+            let held = max(1, Int(Double(all.count) * valSplit))
+            guard all.count - held >= 1 else { throw CLIError(message: "\(path): too few samples to hold out validation data", code: 1) }
+            training = all.subset(0..<(all.count - held))
+            validation = all.subset((all.count - held)..<all.count)
+        }
+        var calibration = Calibration.Settings(quantization: settings)
+        calibration.epochs = epochs
+        calibration.batchSize = batch
+        calibration.learningRate = lr
+        calibration.clip = !noClip
+        calibration.seed = seed
+        let steps = epochs * ((training.count + batch - 1) / batch)
+        let bar = ProgressBar(label: "calibrating", total: Double(steps), unit: { String(Int($0)) })
+        let result: Calibration.Result
+        do {
+            result = try Calibration(settings: calibration, loss: loss).run(model, training: training, validation: validation) { epoch, step, perEpoch, running in
+                bar.label = String(format: "epoch %d/%d step %d/%d loss %.4f", epoch, self.epochs, step, perEpoch, running)
+                bar.update(Double((epoch - 1) * perEpoch + step))
+            }
+        } catch let error as EngineError {
+            bar.finish()
+            throw CLIError(message: "\(input): \(error)", code: 1)
+        }
+        bar.finish()
+        for report in [result.before] + result.epochs {
+            let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
+            let label = report.epoch == 0 ? "one-shot (before)" : "epoch \(report.epoch)\(report.epoch == result.bestEpoch ? " (kept)" : "")"
+            FileHandle.standardError.write(Data(String(format: "%@: validation loss %.4f%@\n", label, report.validationLoss, accuracy).utf8))
+        }
+        let sha = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { bytes in bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } } ?? ""
+        func metrics(_ report: Calibration.EpochReport) -> JSONValue {
+            ["loss": .double(report.validationLoss), "accuracy": report.validationAccuracy.map { .double($0) } ?? .null]
+        }
+        let record: JSONValue = [
+            "source": "calibration run",
+            "data": ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha),
+                     "samples": .int(Int64(training.count)), "validation_samples": .int(Int64(validation.count))],
+            "epochs": .int(Int64(epochs)), "kept_epoch": .int(Int64(result.bestEpoch)), "steps": .int(Int64(result.steps)),
+            "learning_rate": .double(Double(lr)), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
+            "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
+            "validation_before": metrics(result.before), "validation_after": metrics(result.epochs[result.bestEpoch - 1]),
+        ]
+        return (result.model, result.quantized, record)
+    }
+
+    /// Inputs and labels from an .npz, checked against the model and the loss.
+    private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
+        let arrays: [String: NumpyArray]
+        do { arrays = try Numpy.load(path: path) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        let inputs = try ModelInputs.select(arrays, for: model, key: xKey, file: path)
+        guard let labels = arrays[yKey] else {
+            throw CLIError(message: "\(path): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)
+        }
+        let samples = inputs[0].shape.first ?? 0
+        guard labels.shape.first == samples, samples > 0 else {
+            throw CLIError(message: "\(path): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
+        }
+        if let bad = labels.values.firstIndex(where: { !$0.isFinite }) {
+            throw CLIError(message: "\(path): array '\(yKey)' has a non-finite value at element \(bad)", code: 1)
+        }
+        return Calibration.Data(inputs: inputs, labels: labels.values, labelWidth: labels.values.count / samples)
     }
 }

@@ -1,0 +1,174 @@
+import Foundation
+import LAQEngine
+import LAQFormat
+import LAQModel
+import LAQQuantize
+
+/// The loss-aware training loop of Hou & Kwok (loss-aware-quantization.md §4), as a short
+/// calibration fine-tuning run on the user's data:
+///
+///     for each step:
+///         d = √v + 1e-8 for each quantized tensor, v Adam's second moment after the previous step
+///         ŵ = Quantize(method, w, d, warm start = previous ŵ)
+///         forward and backward with ŵ in place of w (training mode)
+///         Adam step on the full-precision w with ∂loss/∂ŵ (straight-through); everything not
+///         quantized trains in full precision with the same Adam
+///         clip the quantized tensors' w to [−1, 1] (unless disabled)
+///
+/// After each epoch the model is quantized with the current d and evaluated on the validation
+/// data; the epoch with the lowest validation loss is kept.
+public struct Calibration {
+    public struct Settings: Sendable {
+        public var quantization: QuantizationSettings
+        public var epochs = 1
+        public var batchSize = 64
+        public var learningRate: Float = 1e-3
+        public var clip = true
+        public var seed: UInt64 = 1
+
+        public init(quantization: QuantizationSettings) { self.quantization = quantization }
+    }
+
+    /// Labelled data: one tensor per model input and labels as the loss expects them.
+    public struct Data: Sendable {
+        public var inputs: [Tensor]
+        public var labels: [Float]
+        /// Values per sample in `labels` (1 for class indices).
+        public var labelWidth: Int
+
+        public init(inputs: [Tensor], labels: [Float], labelWidth: Int) {
+            self.inputs = inputs
+            self.labels = labels
+            self.labelWidth = labelWidth
+        }
+
+        public var count: Int { inputs.first?.shape.first ?? 0 }
+
+        /// Samples `range`, in order.
+        public func subset(_ range: Range<Int>) -> Data { samples(Array(range)) }
+
+        func samples(_ indices: [Int]) -> Data {
+            let inputs = self.inputs.map { tensor in
+                let per = tensor.shape.dropFirst().reduce(1, *)
+                var values = [Float]()
+                values.reserveCapacity(indices.count * per)
+                for index in indices { values += tensor.data[(index * per)..<((index + 1) * per)] }
+                return Tensor(shape: [indices.count] + tensor.shape.dropFirst(), data: values)
+            }
+            var labels = [Float]()
+            for index in indices { labels += self.labels[(index * labelWidth)..<((index + 1) * labelWidth)] }
+            return Data(inputs: inputs, labels: labels, labelWidth: labelWidth)
+        }
+    }
+
+    /// One epoch's outcome.
+    public struct EpochReport: Sendable {
+        public var epoch: Int
+        public var trainingLoss: Double
+        public var validationLoss: Double
+        public var validationAccuracy: Double?
+    }
+
+    /// Progress: epoch, step, steps per epoch, running training loss.
+    public typealias Progress = (_ epoch: Int, _ step: Int, _ steps: Int, _ loss: Double) -> Void
+
+    public struct Result: Sendable {
+        /// The model with its full-precision weights after the kept epoch (non-quantized weights trained).
+        public var model: Model
+        public var quantized: [TensorQuantization]
+        public var epochs: [EpochReport]
+        public var bestEpoch: Int
+        /// Validation loss and accuracy of the model quantized one-shot before calibration.
+        public var before: EpochReport
+        public var steps: Int
+    }
+
+    public let settings: Settings
+    public let loss: Loss
+
+    public init(settings: Settings, loss: Loss) {
+        self.settings = settings
+        self.loss = loss
+    }
+
+    /// Runs the calibration. `model`'s optimizer state (if any) gives the curvature of the
+    /// one-shot baseline reported as `before`; the run itself starts Adam from zero, as the
+    /// reference code does.
+    public func run(_ start: Model, training: Data, validation: Data, progress: Progress? = nil) throws -> Result {
+        var model = start
+        let quantizedNames = Set(model.weights.filter {
+            ModelQuantizer.isQuantizable($0, in: model) && !settings.quantization.skip.contains($0.layer)
+        }.map(\.name))
+        let baseline = try ModelQuantizer.quantize(model, settings: settings.quantization)
+        let before = try evaluate(model, quantized: baseline, on: validation, epoch: 0)
+
+        var adam = Adam(learningRate: settings.learningRate)
+        var random = TrainingRandom(seed: settings.seed)
+        var warm: [String: [Float]] = [:]
+        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)?
+        var reports: [EpochReport] = []
+        let steps = (training.count + settings.batchSize - 1) / settings.batchSize
+        for epoch in 1...max(settings.epochs, 1) {
+            let order = random.permutation(training.count)
+            var total = 0.0
+            for step in 0..<steps {
+                let batch = training.samples(Array(order[(step * settings.batchSize)..<min((step + 1) * settings.batchSize, training.count)]))
+                let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
+                var effective = model
+                for result in quantized {
+                    if let index = effective.weights.firstIndex(where: { $0.name == result.weight }) {
+                        effective.weights[index].values = result.values
+                    }
+                    warm[result.weight] = result.values
+                }
+                let outcome = try Backpropagation.run(model: effective, inputs: batch.inputs, labels: batch.labels, loss: loss, random: &random)
+                adam.step(&model.weights, gradients: outcome.gradients)
+                for index in model.weights.indices {
+                    if let update = outcome.stateUpdates[model.weights[index].name] { model.weights[index].values = update }
+                    if settings.clip, quantizedNames.contains(model.weights[index].name) {
+                        model.weights[index].values = model.weights[index].values.map { min(max($0, -1), 1) }
+                    }
+                }
+                total += outcome.loss
+                progress?(epoch, step + 1, steps, total / Double(step + 1))
+            }
+            let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
+            var report = try evaluate(model, quantized: quantized, on: validation, epoch: epoch)
+            report.trainingLoss = total / Double(max(steps, 1))
+            reports.append(report)
+            if best == nil || report.validationLoss < best!.loss {
+                best = (report.validationLoss, model, quantized, epoch)
+            }
+        }
+        return Result(model: best!.model, quantized: best!.quantized, epochs: reports, bestEpoch: best!.epoch, before: before,
+                      steps: adam.iterations)
+    }
+
+    /// Quantizes the selected weights with d = √v + 1e-8 from the run's Adam state.
+    func quantize(_ model: Model, names: Set<String>, adam: Adam, warm: [String: [Float]]) -> [TensorQuantization] {
+        model.weights.filter { names.contains($0.name) }.map { weight in
+            let method = settings.quantization.overrides[weight.layer] ?? settings.quantization.method
+            let d = adam.v[weight.name].map { $0.map { $0.squareRoot() + 1e-8 } }
+            return ModelQuantizer.quantize(weight, method: method, d: d, perChannel: settings.quantization.perChannel, warm: warm[weight.name])
+        }
+    }
+
+    /// Validation loss and accuracy of `model` with the quantized weights in place.
+    func evaluate(_ model: Model, quantized: [TensorQuantization], on data: Data, epoch: Int) throws -> EpochReport {
+        var effective = model
+        for result in quantized {
+            if let index = effective.weights.firstIndex(where: { $0.name == result.weight }) { effective.weights[index].values = result.values }
+        }
+        let executor = try Executor(model: effective)
+        var outputs: [Float] = []
+        var width = 1
+        for start in stride(from: 0, to: data.count, by: 256) {
+            let batch = data.samples(Array(start..<min(start + 256, data.count)))
+            let output = try executor.predict(batch.inputs)[0]
+            width = output.lastDimension
+            outputs += output.data
+        }
+        let result = Evaluation.evaluate(outputs: outputs, labels: data.labels, width: width, sparse: loss.sparseLabels, loss: loss, k: 5)
+        return EpochReport(epoch: epoch, trainingLoss: .nan, validationLoss: result.loss ?? .nan, validationAccuracy: result.accuracy)
+    }
+}
