@@ -64,7 +64,7 @@ let package = Package(
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
-        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQModel", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

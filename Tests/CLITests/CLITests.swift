@@ -266,3 +266,35 @@ import Testing
         #expect(bad.stderr.contains("array 'y'"))
     }
 }
+
+/// `laq quantize --calib` end to end.
+@Suite struct CalibrateCLITests {
+    @Test("--calib runs the loss-aware loop, reports before/after and records the run in the provenance")
+    func calibrate() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        let output = directory.appendingPathComponent("mlp-lat2a.laq").path
+        let run = try CLITests.run(["quantize", model, "-o", output, "--method", "lat2a", "--calib",
+                                    TestPaths.testdata("keras/fmnist_calibration.npz").path, "--epochs", "1", "--batch", "50"])
+        #expect(run.status == 0, "\(run.stderr)")
+        #expect(run.stderr.contains("one-shot (before): validation loss"))
+        #expect(run.stderr.contains("epoch 1 (kept)"))
+        let inspect = try CLITests.json(try CLITests.run(["inspect", "--json", output]).stdout)
+        let provenance = try #require((inspect["provenance"] as? [[String: Any]])?.last)
+        let parameters = try #require(provenance["parameters"] as? [String: Any])
+        #expect(parameters["mode"] as? String == "calibrated")
+        let hessian = try #require(parameters["hessian"] as? [String: Any])
+        #expect((hessian["data"] as? [String: Any])?["samples"] as? Int == 900)
+        #expect(hessian["validation_after"] != nil && hessian["validation_before"] != nil)
+        #expect(try CLITests.run(["verify", output]).status == 0)
+
+        let both = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--calib", "x.npz"])
+        #expect(both.status == 2)
+        let noLabels = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--calib",
+                                         TestPaths.testdata("keras/fmnist_calibration.npz").path, "--y-key", "labels"])
+        #expect(noLabels.status == 1)
+        #expect(noLabels.stderr.contains("no labels array 'labels'"))
+    }
+}
