@@ -46,7 +46,7 @@ let package = Package(
         /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
         .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQModel", "LAQFormat"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
-        .target(name: "LAQExamples", dependencies: ["LAQFormat"]),
+        .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQModel"]),
 
         // MARK: Executables
         .executableTarget(

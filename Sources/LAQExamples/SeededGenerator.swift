@@ -1,18 +1,11 @@
-/// SplitMix64: a small, fast, seeded generator, so that example models, tests and benchmarks
-/// produce the same bytes on every machine.
-public struct SeededGenerator: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+import Foundation
+import LAQModel
 
-    public init(seed: UInt64) { state = seed }
+/// The seeded generator of example weights (SplitMix64), so that example files are the same bytes
+/// on every machine.
+public typealias SeededGenerator = SplitMix64
 
-    public mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
-    }
-
+extension SplitMix64 {
     /// A normal variate (Box–Muller).
     public mutating func normal(mean: Float = 0, std: Float = 1) -> Float {
         let u1 = Float.random(in: Float.ulpOfOne..<1, using: &self)
@@ -25,7 +18,3 @@ public struct SeededGenerator: RandomNumberGenerator, Sendable {
         (0..<count).map { _ in normal(std: std) }
     }
 }
-
-#if canImport(Glibc)
-import Glibc
-#endif

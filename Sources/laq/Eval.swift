@@ -17,11 +17,9 @@ struct Eval: ParsableCommand {
     @Option(help: "Labelled data: an .npz with inputs and labels.")
     var data: String
 
-    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
-    var xKey: String = "x"
-
-    @Option(help: "Labels array in the .npz.")
-    var yKey: String = "y"
+    @OptionGroup var keys: LabelledDataKeys
+    var xKey: String { keys.xKey }
+    var yKey: String { keys.yKey }
 
     @Option(help: "Loss (default: the training config's): sparse_categorical_crossentropy, categorical_crossentropy, binary_crossentropy, mean_squared_error, squared_hinge.")
     var loss: String?

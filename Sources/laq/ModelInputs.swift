@@ -1,3 +1,4 @@
+import ArgumentParser
 import LAQData
 import LAQEngine
 import LAQModel
@@ -39,4 +40,13 @@ enum ModelInputs {
         }
         return tensors
     }
+}
+
+/// The array names in a labelled `.npz` (eval, quantize --calib).
+struct LabelledDataKeys: ParsableArguments {
+    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
+    var xKey: String = "x"
+
+    @Option(help: "Labels array in the .npz.")
+    var yKey: String = "y"
 }

@@ -76,11 +76,9 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Do not clip quantized tensors' full-precision weights to [−1, 1] during calibration.")
     var noClip = false
 
-    @Option(help: "Inputs array in the data files.")
-    var xKey: String = "x"
-
-    @Option(help: "Labels array in the data files.")
-    var yKey: String = "y"
+    @OptionGroup var keys: LabelledDataKeys
+    var xKey: String { keys.xKey }
+    var yKey: String { keys.yKey }
 
     @Option(help: "Loss for calibration (default: the training config's).")
     var loss: String?

@@ -56,33 +56,44 @@ struct ConvolutionOp: Op {
          Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same))
     }
 
+    /// Visits every (output position, kernel tap) pair whose input lies inside the image (the
+    /// padding taps are skipped): `body(column, input)` gets the offset of the tap's channel run in
+    /// the im2col matrix and in the input. The one traversal behind im2col and col2im.
+    @inline(__always)
+    func forEachTap(_ g: Geometry, _ body: (_ column: Int, _ input: Int) -> Void) {
+        let (rows, cols) = windows(g)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        var p = 0
+        for n in 0..<g.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    var q = p * patch
+                    for th in 0..<kernelSize[0] {
+                        let ih = rows.source(oh, th)
+                        for tw in 0..<kernelSize[1] {
+                            let iw = cols.source(ow, tw)
+                            if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
+                                body(q, ((n * g.height + ih) * g.width + iw) * g.channels)
+                            }
+                            q += g.channels
+                        }
+                    }
+                    p += 1
+                }
+            }
+        }
+    }
+
     /// im2col: one row of kh·kw·c values per output position.
     func columns(_ x: Tensor, _ g: Geometry) -> [Float] {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
-        let positions = g.batch * rows.output * cols.output
-        var columns = [Float](repeating: 0, count: positions * patch)
+        var columns = [Float](repeating: 0, count: g.batch * rows.output * cols.output * patch)
+        let channels = g.channels
         x.data.withUnsafeBufferPointer { input in
             columns.withUnsafeMutableBufferPointer { out in
-                var p = 0
-                for n in 0..<g.batch {
-                    for oh in 0..<rows.output {
-                        for ow in 0..<cols.output {
-                            var q = p * patch
-                            for th in 0..<kernelSize[0] {
-                                let ih = rows.source(oh, th)
-                                for tw in 0..<kernelSize[1] {
-                                    let iw = cols.source(ow, tw)
-                                    if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
-                                        let base = ((n * g.height + ih) * g.width + iw) * g.channels
-                                        for c in 0..<g.channels { out[q + c] = input[base + c] }
-                                    }
-                                    q += g.channels
-                                }
-                            }
-                            p += 1
-                        }
-                    }
+                forEachTap(g) { column, source in
+                    for c in 0..<channels { out[column + c] = input[source + c] }
                 }
             }
         }

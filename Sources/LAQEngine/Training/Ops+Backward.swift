@@ -45,23 +45,11 @@ extension ConvolutionOp: TrainableOp {
         let dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true)
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = [Float](repeating: 0, count: x.count)
-        var p = 0
-        for n in 0..<g.batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    var q = p * patch
-                    for th in 0..<kernelSize[0] {
-                        let ih = rows.source(oh, th)
-                        for tw in 0..<kernelSize[1] {
-                            let iw = cols.source(ow, tw)
-                            if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
-                                let base = ((n * g.height + ih) * g.width + iw) * g.channels
-                                for c in 0..<g.channels { dx[base + c] += dColumns[q + c] }
-                            }
-                            q += g.channels
-                        }
-                    }
-                    p += 1
+        let channels = g.channels
+        dx.withUnsafeMutableBufferPointer { out in
+            dColumns.withUnsafeBufferPointer { columns in
+                forEachTap(g) { column, target in
+                    for c in 0..<channels { out[target + c] += columns[column + c] }
                 }
             }
         }
