@@ -96,6 +96,35 @@ import Testing
         ]), inputShape: [4, 6, 6, 3])
     }
 
+    @Test("recurrent layers through time: SimpleRNN, LSTM, GRU (both reset_after), Bidirectional, go_backwards")
+    func recurrent() throws {
+        try Self.check(try Self.model(input: [nil, 4, 3], layers: [
+            ("SimpleRNN", ["units": 3, "return_sequences": true, "activation": "tanh"]),
+            ("LSTM", ["units": 2, "return_sequences": true, "go_backwards": true]),
+            ("GRU", ["units": 2, "reset_after": true]),
+        ]), inputShape: [2, 4, 3])
+        try Self.check(try Self.model(input: [nil, 3, 2], layers: [
+            ("GRU", ["units": 3, "reset_after": false, "return_sequences": true]),
+            ("Bidirectional", ["merge_mode": "concat", "layer": ["class_name": "LSTM", "config": ["name": "f", "units": 2, "return_sequences": true]]]),
+            ("Bidirectional", ["merge_mode": "sum", "layer": ["class_name": "GRU", "config": ["name": "g", "units": 2]]]),
+        ]), inputShape: [2, 3, 2])
+    }
+
+    @Test("the training forward of recurrent layers equals the inference forward")
+    func recurrentForwardsAgree() throws {
+        let model = try Self.model(input: [nil, 5, 3], layers: [
+            ("LSTM", ["units": 4, "return_sequences": true]),
+            ("GRU", ["units": 3, "reset_after": false, "return_sequences": true, "go_backwards": true]),
+            ("Bidirectional", ["layer": ["class_name": "GRU", "config": ["name": "g", "units": 2, "return_sequences": true]]]),
+            ("SimpleRNN", ["units": 2]),
+        ])
+        var random = TrainingRandom(seed: 5)
+        let x = Tensor(shape: [3, 5, 3], data: (0..<45).map { _ in random.uniform() - 0.5 })
+        let inference = try Executor(model: model).predict([x])[0]
+        let training = try Backpropagation.run(model: model, inputs: [x], labels: [Float](repeating: 0, count: inference.count), loss: .meanSquaredError, random: &random).outputs
+        for (a, b) in zip(inference.data, training.data) { #expect(abs(a - b) < 1e-5) }
+    }
+
     @Test("Keras' moving statistics: m·momentum + batch·(1 − momentum), biased variance")
     func movingStatistics() throws {
         let model = try Self.model(input: [nil, 2], layers: [("BatchNormalization", ["momentum": 0.9])])

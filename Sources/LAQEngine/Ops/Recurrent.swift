@@ -192,17 +192,13 @@ struct BidirectionalOp: Op {
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         let forward = try forwardLayer.run(tensors[0], reverse: forwardLayer.goBackwards)
-        var backward = try backwardLayer.run(tensors[0], reverse: !forwardLayer.goBackwards)
-        if backward.rank == 3 {  // re-align the backward sequence with time
-            let (batch, steps, units) = (backward.shape[0], backward.shape[1], backward.shape[2])
-            var aligned = backward.data
-            for n in 0..<batch {
-                for t in 0..<steps {
-                    for j in 0..<units { aligned[(n * steps + t) * units + j] = backward.data[(n * steps + steps - 1 - t) * units + j] }
-                }
-            }
-            backward.data = aligned
-        }
+        // Re-align the backward sequence with time.
+        let backward = Self.reversedInTime(try backwardLayer.run(tensors[0], reverse: !forwardLayer.goBackwards))
+        return try merge(forward, backward)
+    }
+
+    /// Merges the two directions: concat (default), sum, mul or ave.
+    func merge(_ forward: Tensor, _ backward: Tensor) throws(EngineError) -> Tensor {
         switch mode {
         case "concat": return try ConcatenateOp(name: name, axis: -1).forward([forward, backward])
         case "sum": return try MergeOp(name: name, kind: .add).forward([forward, backward])

@@ -11,6 +11,8 @@ public struct ForwardRecord: Sendable {
     var extra: [Float] = []
     /// New values of non-trainable weights (BatchNormalization's moving statistics), by short name.
     public var stateUpdates: [String: [Float]] = [:]
+    /// Recurrent layers: the states of each direction, step by step.
+    var traces: [RecurrentTrace] = []
 }
 
 /// Gradients of one layer's backward pass.
