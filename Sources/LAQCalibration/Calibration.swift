@@ -16,7 +16,8 @@ import LAQQuantize
 ///         clip the quantized tensors' w to [−1, 1] (unless disabled)
 ///
 /// After each epoch the model is quantized with the current d and evaluated on the validation
-/// data; the epoch with the lowest validation loss is kept.
+/// data; the epoch with the lowest validation loss is kept, the one-shot quantization counting as
+/// epoch 0 (so a run that does not help returns the one-shot result).
 public struct Calibration {
     public struct Settings: Sendable {
         public var quantization: QuantizationSettings
@@ -105,7 +106,8 @@ public struct Calibration {
         var adam = Adam(learningRate: settings.learningRate)
         var random = TrainingRandom(seed: settings.seed)
         var warm: [String: [Float]] = [:]
-        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)?
+        // The one-shot quantization counts as epoch 0: a run that does not improve on it keeps it.
+        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (before.validationLoss, start, baseline, 0)
         var reports: [EpochReport] = []
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {

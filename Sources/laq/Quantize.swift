@@ -24,7 +24,7 @@ struct Quantize: ParsableCommand {
             --one-shot quantizes in one pass with d from the imported Adam state. --calib DATA runs the \
             paper's loss-aware fine-tuning: each step quantizes with d = √v from the run's own Adam state, \
             trains the full-precision weights through the quantized ones, and clips them to [−1, 1]; the \
-            epoch with the lowest validation loss is kept. (Recurrent layers cannot be trained yet.)
+            epoch with the lowest validation loss is kept (the one-shot result counts as epoch 0).
             """
     )
 
@@ -278,7 +278,8 @@ struct Quantize: ParsableCommand {
         bar.finish()
         for report in [result.before] + result.epochs {
             let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
-            let label = report.epoch == 0 ? "one-shot (before)" : "epoch \(report.epoch)\(report.epoch == result.bestEpoch ? " (kept)" : "")"
+            let kept = report.epoch == result.bestEpoch ? " (kept)" : ""
+            let label = report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)"
             FileHandle.standardError.write(Data(String(format: "%@: validation loss %.4f%@\n", label, report.validationLoss, accuracy).utf8))
         }
         let sha = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { bytes in bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } } ?? ""
@@ -292,7 +293,8 @@ struct Quantize: ParsableCommand {
             "epochs": .int(Int64(epochs)), "kept_epoch": .int(Int64(result.bestEpoch)), "steps": .int(Int64(result.steps)),
             "learning_rate": .double(Double(lr)), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
             "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
-            "validation_before": metrics(result.before), "validation_after": metrics(result.epochs[result.bestEpoch - 1]),
+            "validation_before": metrics(result.before),
+            "validation_after": metrics(result.bestEpoch == 0 ? result.before : result.epochs[result.bestEpoch - 1]),
         ]
         return (result.model, result.quantized, record)
     }

@@ -30,6 +30,7 @@ import Testing
         settings.batchSize = 32
         let result = try Calibration(settings: settings, loss: .sparseCategoricalCrossentropy(fromLogits: false))
             .run(model, training: training, validation: validation)
+        try #require(result.bestEpoch > 0, "\(method): calibration did not improve on one-shot")
         let kept = result.epochs[result.bestEpoch - 1]
         #expect(kept.validationLoss < result.before.validationLoss, "\(method): \(kept.validationLoss) vs one-shot \(result.before.validationLoss)")
         #expect(result.steps == 2 * 25)
