@@ -107,8 +107,10 @@ public struct Calibration {
         var random = TrainingRandom(seed: settings.seed)
         var warm: [String: [Float]] = [:]
         // The one-shot quantization counts as epoch 0: a run that does not improve on it keeps it.
-        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (before.validationLoss, start, baseline, 0)
+        func score(_ loss: Double) -> Double { loss.isFinite ? loss : .infinity }
+        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), start, baseline, 0)
         var reports: [EpochReport] = []
+        precondition(settings.batchSize >= 1, "batch size must be positive")
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {
             let order = random.permutation(training.count)
@@ -118,10 +120,11 @@ public struct Calibration {
                 let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
                 var effective = model
                 for result in quantized {
+                    let values = result.values
                     if let index = effective.weights.firstIndex(where: { $0.name == result.weight }) {
-                        effective.weights[index].values = result.values
+                        effective.weights[index].values = values
                     }
-                    warm[result.weight] = result.values
+                    warm[result.weight] = values
                 }
                 let outcome = try Backpropagation.run(model: effective, inputs: batch.inputs, labels: batch.labels, loss: loss, random: &random)
                 adam.step(&model.weights, gradients: outcome.gradients)
@@ -138,8 +141,8 @@ public struct Calibration {
             var report = try evaluate(model, quantized: quantized, on: validation, epoch: epoch)
             report.trainingLoss = total / Double(max(steps, 1))
             reports.append(report)
-            if best == nil || report.validationLoss < best!.loss {
-                best = (report.validationLoss, model, quantized, epoch)
+            if best == nil || score(report.validationLoss) < best!.loss {
+                best = (score(report.validationLoss), model, quantized, epoch)
             }
         }
         return Result(model: best!.model, quantized: best!.quantized, epochs: reports, bestEpoch: best!.epoch, before: before,

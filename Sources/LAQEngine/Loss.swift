@@ -50,14 +50,23 @@ public enum Loss: Sendable, Equatable {
     /// Whether labels are class indices (one per sample) rather than arrays shaped like the output.
     public var sparseLabels: Bool { if case .sparseCategoricalCrossentropy = self { true } else { false } }
 
-    /// Per-sample losses for outputs of shape (n, width) and labels (n) or (n, width).
-    public func perSample(outputs: [Float], labels: [Float], width: Int) -> [Float] {
+    /// Squared hinge takes ±1 targets; like Keras, labels that are all 0 or 1 are read as 2y − 1.
+    func hingeLabels(_ labels: [Float]) -> [Float] {
+        guard case .squaredHinge = self, labels.allSatisfy({ $0 == 0 || $0 == 1 }) else { return labels }
+        return labels.map { 2 * $0 - 1 }
+    }
+
+    /// Per-sample losses for outputs of shape (n, width) and labels (n) or (n, width); NaN for a
+    /// sample whose class index is out of range (callers validate labels first).
+    public func perSample(outputs: [Float], labels rawLabels: [Float], width: Int) -> [Float] {
         let n = width == 0 ? 0 : outputs.count / width
+        let labels = hingeLabels(rawLabels)
+        guard labels.count == (sparseLabels ? n : outputs.count) else { return [Float](repeating: .nan, count: n) }
         return (0..<n).map { sample in
             let row = Array(outputs[(sample * width)..<((sample + 1) * width)])
             switch self {
             case let .sparseCategoricalCrossentropy(fromLogits):
-                let target = Int(labels[sample])
+                guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
                 return -Self.logProbabilities(row, fromLogits: fromLogits)[target]
             case let .categoricalCrossentropy(fromLogits):
                 let target = labels[(sample * width)..<((sample + 1) * width)]
@@ -135,7 +144,8 @@ public struct Evaluation: Sendable, Equatable {
                 if (row.first! >= 0.5 ? 1 : 0) == (target >= 0.5 ? 1 : 0) { correct += 1 }
                 continue
             }
-            let target = sparse ? Int(labels[sample]) : (0..<width).max { labels[sample * width + $0] < labels[sample * width + $1] }!
+            guard let target = sparse ? Int(exactly: labels[sample]) : (0..<width).max(by: { labels[sample * width + $0] < labels[sample * width + $1] }),
+                  (0..<width).contains(target) else { continue }
             let value = row[row.startIndex + target]
             let above = row.filter { $0 > value }.count
             if above == 0 { correct += 1 }

@@ -35,18 +35,16 @@ public enum Projection {
             let (alpha, support) = twn(w)
             return ternary(w, alphaPositive: alpha, alphaNegative: alpha, positive: support, negative: support)
         case .late:
-            let (alpha, count) = exactSupport(w.map(abs), d)
-            let support = topSet(w.map(abs), count)
+            let (alpha, support) = exactSupport(w.map(abs), d)
             return ternary(w, alphaPositive: alpha, alphaNegative: alpha, positive: support, negative: support)
         case .lata:
             return lata(w, d, warm: warm)
         case .lat2e:
             let positive = w.map { max($0, 0) }
             let negative = w.map { max(-$0, 0) }
-            let (alphaP, countP) = exactSupport(positive, d)
-            let (alphaN, countN) = exactSupport(negative, d)
-            return ternary(w, alphaPositive: alphaP, alphaNegative: alphaN,
-                           positive: topSet(positive, countP), negative: topSet(negative, countN))
+            let (alphaP, supportP) = exactSupport(positive, d)
+            let (alphaN, supportN) = exactSupport(negative, d)
+            return ternary(w, alphaPositive: alphaP, alphaNegative: alphaN, positive: supportP, negative: supportN)
         case .lat2a:
             return lat2a(w, d, warm: warm)
         case let .laq(bits, spacing, update):
@@ -118,8 +116,9 @@ public enum Projection {
 
     /// The exact weighted projection onto {0, α} of non-negative values `s`: the support is the j
     /// largest values (ties broken by index) for the j maximising (Σ_{≤j} d·s)² / Σ_{≤j} d, and α
-    /// is their d-weighted mean. Returns (α, j); (0, 0) when every value is 0.
-    static func exactSupport(_ s: [Float], _ d: [Float]) -> (Float, Int) {
+    /// is their d-weighted mean. Returns α and the support mask (one sort); (0, none) when every
+    /// value is 0.
+    static func exactSupport(_ s: [Float], _ d: [Float]) -> (Float, [Bool]) {
         let order = sortedOrder(s)
         var best = 0.0
         var bestCount = 0
@@ -137,19 +136,14 @@ public enum Projection {
                 bestAlpha = Float(sum / weight)
             }
         }
-        return (bestAlpha, bestCount)
+        var mask = [Bool](repeating: false, count: s.count)
+        for index in order.prefix(bestCount) { mask[index] = true }
+        return (bestAlpha, mask)
     }
 
     /// Indices sorted by value, descending; ties by index.
     static func sortedOrder(_ s: [Float]) -> [Int] {
         s.indices.sorted { s[$0] != s[$1] ? s[$0] > s[$1] : $0 < $1 }
-    }
-
-    /// A mask of the `count` largest values (ties by index).
-    static func topSet(_ s: [Float], _ count: Int) -> [Bool] {
-        var mask = [Bool](repeating: false, count: s.count)
-        for index in sortedOrder(s).prefix(count) { mask[index] = true }
-        return mask
     }
 
     static let maxRounds = 10

@@ -70,13 +70,14 @@ struct Eval: ParsableCommand {
             let slice = inputs.map { $0.rows(start..<end) }
             let result: Tensor
             do { result = try executor.predict(slice)[0] } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
-            width = result.count / max(end - start, 1)
+            width = result.lastDimension
             outputs += result.data
             bar?.update(Double(end))
         }
         bar?.finish()
-        let sparse = lossFunction?.sparseLabels ?? (labels.values.count == samples && width > 1)
-        try checkLabels(labels, samples: samples, width: width, sparse: sparse)
+        let rows = outputs.count / max(width, 1)
+        let sparse = lossFunction?.sparseLabels ?? (labels.values.count == rows && width > 1)
+        try checkLabels(labels, rows: rows, width: width, sparse: sparse, file: data, key: yKey)
         let result = Evaluation.evaluate(outputs: outputs, labels: labels.values, width: width, sparse: sparse, loss: lossFunction, k: topK)
         if json {
             var object: [String: JSONValue] = [
@@ -92,23 +93,6 @@ struct Eval: ParsableCommand {
             if let accuracy = result.accuracy { parts.append(String(format: "accuracy %.2f%%", accuracy * 100)) }
             if let top = result.topK { parts.append(String(format: "top-%d %.2f%%", top.k, top.accuracy * 100)) }
             print("\(model): " + parts.joined(separator: ", "))
-        }
-    }
-
-    /// Sparse labels are integers in 0..<width; dense ones are shaped like the output; none is NaN.
-    func checkLabels(_ labels: NumpyArray, samples: Int, width: Int, sparse: Bool) throws {
-        if let bad = labels.values.firstIndex(where: { !$0.isFinite }) {
-            throw CLIError(message: "\(data): array '\(yKey)' has a non-finite value at element \(bad)", code: 1)
-        }
-        if sparse {
-            guard labels.values.count == samples else {
-                throw CLIError(message: "\(data): array '\(yKey)' has shape \(labels.shape); class-index labels need one per sample", code: 1)
-            }
-            if let bad = labels.values.firstIndex(where: { $0 < 0 || $0 >= Float(width) || $0 != $0.rounded() }) {
-                throw CLIError(message: "\(data): array '\(yKey)': label \(labels.values[bad]) at sample \(bad) is not a class index in 0…\(width - 1)", code: 1)
-            }
-        } else if labels.values.count != samples * width {
-            throw CLIError(message: "\(data): array '\(yKey)' has shape \(labels.shape), the model outputs (\(samples), \(width))", code: 1)
         }
     }
 }

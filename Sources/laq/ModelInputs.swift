@@ -42,6 +42,25 @@ enum ModelInputs {
     }
 }
 
+/// Checks labels against a model output of `rows` rows (samples × time steps) of `width` values:
+/// class indices in 0..<width (one per row) for sparse losses, otherwise one value per output
+/// element; finite everywhere. Errors name the file and the array.
+func checkLabels(_ labels: NumpyArray, rows: Int, width: Int, sparse: Bool, file: String, key: String) throws {
+    if let bad = labels.values.firstIndex(where: { !$0.isFinite }) {
+        throw CLIError(message: "\(file): array '\(key)' has a non-finite value at element \(bad)", code: 1)
+    }
+    if sparse {
+        guard labels.values.count == rows else {
+            throw CLIError(message: "\(file): array '\(key)' has shape \(labels.shape); class-index labels need one per output row (\(rows))", code: 1)
+        }
+        if let bad = labels.values.firstIndex(where: { $0 < 0 || $0 >= Float(width) || $0 != $0.rounded() }) {
+            throw CLIError(message: "\(file): array '\(key)': label \(labels.values[bad]) at position \(bad) is not a class index in 0…\(width - 1)", code: 1)
+        }
+    } else if labels.values.count != rows * width {
+        throw CLIError(message: "\(file): array '\(key)' has shape \(labels.shape), the model outputs \(rows) rows of \(width)", code: 1)
+    }
+}
+
 /// The array names in a labelled `.npz` (eval, quantize --calib).
 struct LabelledDataKeys: ParsableArguments {
     @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")

@@ -121,8 +121,14 @@ struct Quantize: ParsableCommand {
         for item in layerMethods {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
             guard parts.count == 2 else { throw ValidationError("--layer takes LAYER=METHOD[:BITS], got '\(item)'") }
-            let spec = parts[1].split(separator: ":").map(String.init)
-            overrides[parts[0]] = try parseMethod(spec[0], bits: spec.count > 1 ? Int(spec[1]) : nil)
+            let spec = parts[1].split(separator: ":", omittingEmptySubsequences: false).map(String.init)
+            guard let name = spec.first, !name.isEmpty, spec.count <= 2 else { throw ValidationError("--layer takes LAYER=METHOD[:BITS], got '\(item)'") }
+            var layerBits: Int?
+            if spec.count == 2 {
+                guard let value = Int(spec[1]) else { throw ValidationError("--layer '\(item)': '\(spec[1])' is not a bit count") }
+                layerBits = value
+            }
+            overrides[parts[0]] = try parseMethod(name, bits: layerBits)
         }
         let file = try LAQFile(path: input)
         let model: Model
@@ -243,7 +249,8 @@ struct Quantize: ParsableCommand {
     /// Runs the calibration fine-tuning; returns the model (its non-quantized weights trained),
     /// the quantized tensors and the provenance of the curvature.
     private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue) {
-        guard let loss = loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
+        if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
+        guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
             throw ValidationError("the model's training config names no loss laq knows; pass --loss")
         }
         let all = try labelledData(path, model: model, loss: loss)
@@ -251,6 +258,9 @@ struct Quantize: ParsableCommand {
         var validation: Calibration.Data
         if let val {
             validation = try labelledData(val, model: model, loss: loss)
+            guard validation.labelWidth == all.labelWidth else {
+                throw CLIError(message: "\(val): labels have \(validation.labelWidth) values per sample, the calibration data \(all.labelWidth)", code: 1)
+            }
         } else {
             let held = max(1, Int(Double(all.count) * valSplit))
             guard all.count - held >= 1 else { throw CLIError(message: "\(path): too few samples to hold out validation data", code: 1) }
@@ -311,9 +321,12 @@ struct Quantize: ParsableCommand {
         guard labels.shape.first == samples, samples > 0 else {
             throw CLIError(message: "\(path): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
         }
-        if let bad = labels.values.firstIndex(where: { !$0.isFinite }) {
-            throw CLIError(message: "\(path): array '\(yKey)' has a non-finite value at element \(bad)", code: 1)
-        }
+        // The model's output for one sample fixes how many label values a sample needs.
+        let output: Tensor
+        do { output = try Executor(model: model).predict(inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: 1) }
+        let width = output.lastDimension
+        let rowsPerSample = output.count / max(width, 1)
+        try checkLabels(labels, rows: samples * rowsPerSample, width: width, sparse: loss.sparseLabels, file: path, key: yKey)
         return Calibration.Data(inputs: inputs, labels: labels.values, labelWidth: labels.values.count / samples)
     }
 }

@@ -296,5 +296,12 @@ import Testing
                                          TestPaths.testdata("keras/fmnist_calibration.npz").path, "--y-key", "labels"])
         #expect(noLabels.status == 1)
         #expect(noLabels.stderr.contains("no labels array 'labels'"))
+        // Keras' predictions are no class indices: refused before any training, naming the array.
+        let notIndices = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--calib",
+                                           TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path, "--y-key", "y"])
+        #expect(notIndices.status == 1)
+        #expect(notIndices.stderr.contains("array 'y'"))
+        let badLayer = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--layer", "hidden=:"])
+        #expect(badLayer.status == 2)
     }
 }

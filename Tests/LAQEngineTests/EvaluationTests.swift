@@ -46,6 +46,18 @@ import Testing
         #expect(top2.topK?.accuracy == 2.0 / 3)
     }
 
+    @Test("squared hinge reads 0/1 labels as ±1, as Keras does (its docstring example: 1.86)")
+    func hingeLabels() {
+        let losses = Loss.squaredHinge.perSample(outputs: [0.6, 0.4, 0.4, 0.6], labels: [0, 1, 0, 0], width: 2)
+        #expect(abs((losses[0] + losses[1]) / 2 - 1.86) < 1e-5)
+    }
+
+    @Test("out-of-range class indices give NaN losses and no accuracy credit, never a trap")
+    func badLabels() {
+        #expect(Loss.sparseCategoricalCrossentropy(fromLogits: false).perSample(outputs: [0.5, 0.5], labels: [7], width: 2)[0].isNaN)
+        #expect(Evaluation.evaluate(outputs: [0.5, 0.5], labels: [-3], width: 2, sparse: true, loss: nil, k: 1).accuracy == 0)
+    }
+
     @Test("Keras training configs name their losses as strings or objects")
     func lossNames() {
         #expect(Loss("sparse_categorical_crossentropy") == .sparseCategoricalCrossentropy(fromLogits: false))

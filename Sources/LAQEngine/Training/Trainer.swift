@@ -2,10 +2,13 @@ import Foundation
 import LAQModel
 
 extension Loss {
-    /// ∂(mean loss over the batch)/∂outputs for outputs (n, width), as Keras computes the loss
-    /// (probabilities renormalised and clipped to [ε, 1 − ε], whose gradient is 0 outside).
-    public func gradient(outputs: [Float], labels: [Float], width: Int) -> [Float] {
+    /// ∂(mean loss over the batch)/∂outputs for outputs (n, width). For probabilities the clip
+    /// to [ε, 1 − ε] is not applied to the gradient (only a floor against division by zero), so
+    /// that through a softmax or sigmoid output it becomes exactly p·Σy − y (σ − y), the gradient
+    /// Keras takes from the logits: saturated, misclassified samples still train.
+    public func gradient(outputs: [Float], labels rawLabels: [Float], width: Int) -> [Float] {
         let n = width == 0 ? 0 : outputs.count / width
+        let labels = hingeLabels(rawLabels)
         var grad = [Float](repeating: 0, count: outputs.count)
         let scale = 1 / Float(max(n, 1))
         for sample in 0..<n {
@@ -22,12 +25,13 @@ extension Loss {
                     let mass = target.reduce(0, +)
                     for j in 0..<width { grad[row + j] = (p[j] * mass - target[j]) * scale }
                 } else {
-                    // L = −Σ y_j log(clip(p_j / S)), S = Σ p.
-                    let sum = max(outputs[row..<(row + width)].reduce(0, +), Float.leastNormalMagnitude)
+                    // L = −Σ y_j log(p_j / S), S = Σ p.
+                    let rawSum = outputs[row..<(row + width)].reduce(0, +)
+                    let sum = rawSum == 0 ? 1 : rawSum
                     var inner = [Float](repeating: 0, count: width)  // ∂L/∂q_j, q = p/S
                     for j in 0..<width where target[j] != 0 {
                         let q = outputs[row + j] / sum
-                        if q > Self.epsilon, q < 1 - Self.epsilon { inner[j] = -target[j] / q }
+                        inner[j] = -target[j] / max(q, Self.floor)
                     }
                     // ∂q_j/∂p_k = δ_jk/S − p_j/S².
                     var dot: Float = 0
@@ -40,8 +44,9 @@ extension Loss {
                     let o = outputs[row + j]
                     if fromLogits {
                         grad[row + j] = (Activation.sigmoid(o) - y) * scale / Float(width)
-                    } else if o > Self.epsilon, o < 1 - Self.epsilon {
-                        grad[row + j] = (-y / o + (1 - y) / (1 - o)) * scale / Float(width)
+                    } else {
+                        let p = min(max(o, Self.floor), Float(1).nextDown)
+                        grad[row + j] = (-y / p + (1 - y) / (1 - p)) * scale / Float(width)
                     }
                 }
             case .meanSquaredError:
@@ -59,6 +64,11 @@ extension Loss {
 
 /// Gradients of a model's loss on one batch: forward in training mode, then backward through
 /// the graph, layer by layer in reverse order (gradients of tensors used twice are summed).
+extension Loss {
+    /// The smallest probability a gradient divides by.
+    static let floor: Float = 1e-30
+}
+
 public struct Backpropagation {
     public struct Result: Sendable {
         /// Mean loss over the batch.
@@ -164,18 +174,22 @@ public struct Adam: Sendable {
         for index in weights.indices where weights[index].trainable {
             let name = weights[index].name
             guard let g = gradients[name] else { continue }
-            var mm = m[name] ?? [Float](repeating: 0, count: g.count)
-            var vv = v[name] ?? [Float](repeating: 0, count: g.count)
-            weights[index].values.withUnsafeMutableBufferPointer { w in
-                for i in 0..<g.count {
-                    let grad = g[i] * scale
-                    mm[i] += (grad - mm[i]) * (1 - beta1)
-                    vv[i] += (grad * grad - vv[i]) * (1 - beta2)
-                    w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
+            if m[name] == nil { m[name] = [Float](repeating: 0, count: g.count) }
+            if v[name] == nil { v[name] = [Float](repeating: 0, count: g.count) }
+            // Updated in place: no copies of the moments per step.
+            let (beta1, beta2, epsilon) = (self.beta1, self.beta2, self.epsilon)
+            m[name]!.withUnsafeMutableBufferPointer { mm in
+                v[name]!.withUnsafeMutableBufferPointer { vv in
+                    weights[index].values.withUnsafeMutableBufferPointer { w in
+                        for i in 0..<g.count {
+                            let grad = g[i] * scale
+                            mm[i] += (grad - mm[i]) * (1 - beta1)
+                            vv[i] += (grad * grad - vv[i]) * (1 - beta2)
+                            w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
+                        }
+                    }
                 }
             }
-            m[name] = mm
-            v[name] = vv
         }
     }
 }
