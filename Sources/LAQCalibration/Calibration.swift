@@ -154,7 +154,8 @@ public struct Calibration {
         model.weights.filter { names.contains($0.name) }.map { weight in
             let method = settings.quantization.overrides[weight.layer] ?? settings.quantization.method
             let d = adam.v[weight.name].map { $0.map { $0.squareRoot() + 1e-8 } }
-            return ModelQuantizer.quantize(weight, method: method, d: d, perChannel: settings.quantization.perChannel, warm: warm[weight.name])
+            return ModelQuantizer.quantize(weight, method: method, d: d, perChannel: settings.quantization.perChannel,
+                                           gates: ModelQuantizer.gateCount(of: weight, in: model), warm: warm[weight.name])
         }
     }
 

@@ -65,6 +65,20 @@ public enum ModelQuantizer {
         }
     }
 
+    /// Gate blocks of a recurrent kernel (LSTM 4, GRU 3, including inside Bidirectional); 1 otherwise.
+    public static func gateCount(of weight: Weight, in model: Model) -> Int {
+        guard let layer = model.layer(named: weight.layer) else { return 1 }
+        var className = LayerCatalog.canonical(layer.className)
+        if className == "Bidirectional" { className = layer.config["layer"]?["class_name"]?.stringValue ?? "" }
+        let base = weight.shortName.split(separator: "/").last.map(String.init) ?? weight.shortName
+        guard base == "kernel" || base == "recurrent_kernel" else { return 1 }
+        switch className {
+        case "LSTM": return 4
+        case "GRU": return 3
+        default: return 1
+        }
+    }
+
     /// The curvature d of a weight: from its optimizer slot, or nil (d ≡ 1).
     public static func curvature(of weight: Weight, optimizer: OptimizerState?) -> [Float]? {
         guard let optimizer else { return nil }
@@ -102,32 +116,50 @@ public enum ModelQuantizer {
         for weight in model.weights where isQuantizable(weight, in: model) && !settings.skip.contains(weight.layer) {
             let method = settings.overrides[weight.layer] ?? settings.method
             let d = curvature(of: weight, optimizer: model.optimizer)
-            results.append(quantize(weight, method: method, d: d, perChannel: settings.perChannel))
+            results.append(quantize(weight, method: method, d: d, perChannel: settings.perChannel, gates: gateCount(of: weight, in: model)))
         }
         return results
     }
 
     /// One tensor, per tensor or per output channel.
     ///
-    /// - Parameter warm: the previous quantized values of this weight (alternating methods start
-    ///   from their signs), or nil for the TWN start.
-    public static func quantize(_ weight: Weight, method: Method, d: [Float]?, perChannel requested: Bool, warm: [Float]? = nil) -> TensorQuantization {
+    /// - Parameters:
+    ///   - gates: for recurrent kernels, the number of gate blocks along the last axis (LSTM 4,
+    ///     GRU 3): each gate matrix gets its own scale, as in the paper's LSTM; the levels are
+    ///     stored per column (axis = last), repeated for the columns of a gate.
+    ///   - warm: the previous quantized values of this weight (alternating methods start from
+    ///     their signs), or nil for the TWN start.
+    public static func quantize(
+        _ weight: Weight, method: Method, d: [Float]?, perChannel requested: Bool, gates: Int = 1, warm: [Float]? = nil
+    ) -> TensorQuantization {
         let perChannel = requested && !weight.shape.isEmpty
-        let channels = perChannel ? max(weight.shape.last ?? 1, 1) : 1
+        let columns = max(weight.shape.last ?? 1, 1)
+        let byGate = !perChannel && gates > 1 && !weight.shape.isEmpty && columns % gates == 0
+        let groupCount = perChannel ? columns : byGate ? gates : 1
         let count = weight.values.count
         var levels: [Float] = []
+        var blockLevels: [[Float]] = []
         var codes = [UInt8](repeating: 0, count: count)
         var error = 0.0
         var norm = 0.0
         var zeros = 0
-        for channel in 0..<channels {
-            // Elements of channel c are c, c + C, c + 2C, … (the last axis varies fastest).
-            let indices = perChannel ? Array(stride(from: channel, to: count, by: channels)) : Array(0..<count)
+        for group in 0..<groupCount {
+            // Elements of column c are c, c + C, c + 2C, … (the last axis varies fastest); a gate
+            // block is `columns / gates` adjacent columns.
+            let indices: [Int]
+            if perChannel {
+                indices = Array(stride(from: group, to: count, by: columns))
+            } else if byGate {
+                let width = columns / gates
+                indices = (0..<count).filter { ($0 % columns) / width == group }
+            } else {
+                indices = Array(0..<count)
+            }
             let w = indices.map { weight.values[$0] }
             let groupD = d.map { d in indices.map { d[$0] } }
             let groupWarm = warm.map { warm in indices.map { warm[$0] } }
             let group = Projection.quantize(method, w: w, d: groupD, warm: groupWarm)
-            levels += group.levels
+            if byGate { blockLevels.append(group.levels) } else { levels += group.levels }
             for (position, index) in indices.enumerated() {
                 codes[index] = group.codes[position]
                 let value = Double(group.levels[Int(group.codes[position])])
@@ -137,9 +169,14 @@ public enum ModelQuantizer {
                 if value == 0 { zeros += 1 }
             }
         }
+        if byGate {
+            // One table per column, each its gate's.
+            let width = columns / gates
+            levels = (0..<columns).flatMap { blockLevels[$0 / width] }
+        }
         return TensorQuantization(
             weight: weight.name, layer: weight.layer, method: method,
-            layout: layout(for: method, axis: perChannel ? weight.shape.count - 1 : nil), levels: levels, codes: codes,
+            layout: layout(for: method, axis: perChannel || byGate ? weight.shape.count - 1 : nil), levels: levels, codes: codes,
             weightedError: norm > 0 ? error / norm : 0, zeroFraction: count > 0 ? Double(zeros) / Double(count) : 0,
             shape: weight.shape)
     }

@@ -1,5 +1,6 @@
 import Foundation
 import LAQFormat
+import LAQImport
 import LAQModel
 import LAQQuantize
 import LAQTestSupport
@@ -43,5 +44,26 @@ import Testing
         #expect(ModelQuantizer.layout(for: .late, axis: 1) == .base3(axis: 1))
         #expect(ModelQuantizer.layout(for: .laq(bits: 3, levels: .log, alpha: .exact), axis: nil) == .bits(3, levels: 7))
         #expect(ModelQuantizer.layout(for: .dorefa(bits: 2), axis: nil) == .bits(2, levels: 4))
+    }
+}
+
+/// Recurrent kernels: one scale per gate matrix, as the paper's LSTM.
+@Suite struct GateQuantizationTests {
+    @Test("an LSTM kernel gets one α per gate (i, f, c, o column blocks), stored per column")
+    func perGate() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_tiny.h5").path).model
+        let kernel = try #require(model.weight(named: "lstm/kernel"))  // [24, 20]: 4 gates × 5 units
+        #expect(ModelQuantizer.gateCount(of: kernel, in: model) == 4)
+        let q = ModelQuantizer.quantize(kernel, method: .bwn, d: nil, perChannel: false, gates: 4)
+        #expect(q.layout == .bits(1, levels: 2, axis: 1))
+        #expect(q.levels.count == 20 * 2)
+        for gate in 0..<4 {
+            let values = (0..<kernel.values.count).filter { ($0 % 20) / 5 == gate }.map { abs(kernel.values[$0]) }
+            let alpha = values.reduce(0, +) / Float(values.count)
+            for column in (gate * 5)..<((gate + 1) * 5) {
+                #expect(abs(q.levels[column * 2 + 1] - alpha) < 1e-6)
+            }
+        }
+        #expect(ModelQuantizer.gateCount(of: try #require(model.weight(named: "dense/kernel")), in: model) == 1)
     }
 }
