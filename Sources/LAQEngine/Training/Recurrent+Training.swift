@@ -138,6 +138,9 @@ extension RecurrentOp {
         var dx = [Float](repeating: 0, count: x.count)
         var dh = [Float](repeating: 0, count: batch * units)
         var dc = [Float](repeating: 0, count: batch * units)
+        var dPreAll = [Float](repeating: 0, count: batch * steps * width)
+        var dRecAll = [Float](repeating: 0, count: steps * batch * width)
+        var hPreviousAll = [Float](repeating: 0, count: steps * batch * units)
         if !returnSequences { dh = gradOutput.data }
         for t in stride(from: steps - 1, through: 0, by: -1) {
             let step = reverse ? steps - 1 - t : t
@@ -223,36 +226,31 @@ extension RecurrentOp {
                     for j in 0..<(2 * units) { dRec[n * width + j] = dPre[n * width + j] }
                 }
             }
-            // Input side: dW += x_tᵀ·dPre, dx_t = dPre·Wᵀ, input bias.
+            // Input side, collected for one GEMM after the loop: row (n, step) of ∂pre.
             for n in 0..<batch {
-                let row = (n * steps + step) * features
-                for f in 0..<features {
-                    let value = x.data[row + f]
-                    var sum: Float = 0
-                    for j in 0..<width {
-                        dKernel[f * width + j] += value * dPre[n * width + j]
-                        sum += dPre[n * width + j] * kernel[f * width + j]
-                    }
-                    dx[row + f] += sum
+                for j in 0..<width {
+                    dPreAll[(n * steps + step) * width + j] = dPre[n * width + j]
+                    dBias[j] += dPre[n * width + j]
                 }
-                for j in 0..<width { dBias[j] += dPre[n * width + j] }
             }
-            // Recurrent side: dU += h_{t−1}ᵀ·dRec (GRU without reset_after: U_h handled above), dh_{t−1} += dRec·Uᵀ.
-            let recurrentColumns = { () -> Int in if case .gru(resetAfter: false) = cell { 2 * units } else { width } }()
+            // Recurrent side: dh_{t−1} += dRec·Uᵀ now (the next step needs it); dU += h_{t−1}ᵀ·dRec
+            // after the loop. (GRU without reset_after: dRec's candidate columns are 0, U_h is above.)
+            let back = Matrix.multiply(dRec, recurrent, m: batch, n: units, k: width, transposeB: true)
+            for i in 0..<(batch * units) { dhPrevious[i] += back[i] }
             for n in 0..<batch {
-                for k in 0..<units {
-                    let value = hPrevious[n * units + k]
-                    var sum: Float = 0
-                    for j in 0..<recurrentColumns {
-                        dRecurrent[k * width + j] += value * dRec[n * width + j]
-                        sum += dRec[n * width + j] * recurrent[k * width + j]
-                    }
-                    dhPrevious[n * units + k] += sum
-                }
+                for k in 0..<units { hPreviousAll[(t * batch + n) * units + k] = hPrevious[n * units + k] }
+                for j in 0..<width { dRecAll[(t * batch + n) * width + j] = dRec[n * width + j] }
                 if resetAfter { for j in 0..<width { dBias[width + j] += dRec[n * width + j] } }
             }
             dh = dhPrevious
         }
+        // dW = Xᵀ·∂pre and dx = ∂pre·Wᵀ over all steps; dU += Hᵀ_{t−1}·dRec over all steps.
+        let dKernelAll = Matrix.multiply(x.data, dPreAll, m: features, n: width, k: batch * steps, transposeA: true)
+        for i in dKernel.indices { dKernel[i] += dKernelAll[i] }
+        let dxAll = Matrix.multiply(dPreAll, kernel, m: batch * steps, n: features, k: width, transposeB: true)
+        for i in dx.indices { dx[i] += dxAll[i] }
+        let dRecurrentAll = Matrix.multiply(hPreviousAll, dRecAll, m: units, n: width, k: steps * batch, transposeA: true)
+        for i in dRecurrent.indices { dRecurrent[i] += dRecurrentAll[i] }
         return (dx, dKernel, dRecurrent, bias == nil ? nil : dBias)
     }
 }
