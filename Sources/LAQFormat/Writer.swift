@@ -169,6 +169,8 @@ public struct LAQWriter: Sendable {
     struct StoredPayload: @unchecked Sendable {
         var decoded: DecodedBytes
         var compressed: [UInt8]?
+        /// CRC-32 of the stored bytes, computed once (the manifest is laid out more than once).
+        var crc32: UInt32 = 0
         var storedLength: Int { compressed?.count ?? decoded.count }
 
         func withStoredBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
@@ -282,7 +284,9 @@ public struct LAQWriter: Sendable {
                 return Zlib.compress(bytes, level: options.zlibLevel, limit: min(limit, decoded.count))
             }
         }
-        return StoredPayload(decoded: decoded, compressed: compressed)
+        var payload = StoredPayload(decoded: decoded, compressed: compressed)
+        payload.crc32 = payload.withStoredBytes { Zlib.crc32($0) }
+        return payload
     }
 
     static let probeBytes = 64 << 10
@@ -318,7 +322,7 @@ public struct LAQWriter: Sendable {
             name: record.name, shape: record.shape.map { UInt64($0) }, axes: record.axes, dtype: record.dtype,
             encoding: encoding, compression: payload.compressed == nil ? "none" : "zlib", offset: offset,
             storedLength: UInt64(stored), decodedLength: UInt64(payload.decoded.count),
-            crc32: payload.withStoredBytes { Zlib.crc32($0) }, role: role, of: of, slot: slot,
+            crc32: payload.crc32, role: role, of: of, slot: slot,
             features: record.features.isEmpty ? nil : record.features)
     }
 

@@ -39,16 +39,18 @@ public struct KerasImporter: Sendable {
         } catch {
             throw ImportError.io(path: path, reason: (error as NSError).localizedDescription)
         }
-        let bytes = [UInt8](data)
+        // Hash and sniff the mapped file directly; only a zip archive is copied into memory.
+        let size = data.count
         var source = ModelSource(
             file: URL(fileURLWithPath: path).lastPathComponent,
-            sha256: bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }, bytes: UInt64(bytes.count))
+            sha256: data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }, bytes: UInt64(size))
+        let head = [UInt8](data.prefix(4096 + 8))
         let config = try configPath.map { try Self.readJSON(path: $0) }
 
         var result: Result
-        if bytes.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            result = try KerasArchive(path: path, bytes: bytes, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
-        } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < bytes.count && H5File.hasSignature(bytes[$0...]) }) {
+        if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
+            result = try KerasArchive(path: path, bytes: [UInt8](data), progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+        } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < head.count && H5File.hasSignature(head[$0...]) }) {
             let file: H5File
             do { file = try H5File(path: path) } catch let error as HDF5Error {
                 throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file libhdf5 cannot open (damaged or truncated?): \(error.stack.last ?? error.operation)")
