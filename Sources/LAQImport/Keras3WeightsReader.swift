@@ -16,16 +16,32 @@ struct Keras3WeightsReader {
         let root = try file.root()
         guard try root.kind(of: "layers") == .group else { throw ImportError.missing(path: path, what: "group /layers") }
         let layersGroup = try root.group("layers")
-        // Layer name → its group, from each group's vars/@name.
-        var groups: [String: String] = [:]
-        for child in try layersGroup.children() where try layersGroup.kind(of: "\(child)/vars") == .group {
-            if let name = try layersGroup.group("\(child)/vars").stringAttribute("name") { groups[name] = child }
+        // A layer's group: the child of /layers whose vars/@name is its name; for a layer of a
+        // nested model, the nested model's group and then its `layers` subgroup, level by level.
+        func groupPath(_ names: [String]) throws -> String? {
+            var base = "layers"
+            var path: String?
+            for (depth, name) in names.enumerated() {
+                guard try root.kind(of: base) == .group else { return nil }
+                let parent = try root.group(base)
+                path = nil
+                for child in try parent.children() where try parent.kind(of: "\(child)/vars") == .group {
+                    if try parent.group("\(child)/vars").stringAttribute("name") == name {
+                        path = "\(base)/\(child)"
+                        break
+                    }
+                }
+                guard let found = path else { return nil }
+                if depth < names.count - 1 { base = "\(found)/layers" }
+            }
+            return path
         }
         let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
-            guard let group = groups[layer.name] else {
+            guard let groupPath = try groupPath(layer.scope + [layer.localName]) else {
                 if layer.weightNames.isEmpty { return [] }
-                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.name)')")
+                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.localName)')")
             }
+            let group = String(groupPath.dropFirst("layers/".count))
             var paths: [String]
             switch LayerCatalog.canonical(layer.className) {
             case "SimpleRNN", "LSTM", "GRU": paths = ["\(group)/cell/vars"]

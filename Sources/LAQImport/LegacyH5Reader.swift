@@ -51,21 +51,39 @@ struct LegacyH5Reader {
         let graph: KerasArchitecture.Graph
         do { graph = try KerasArchitecture.parse(architecture) } catch { throw ImportError.model(path: path, error) }
         let layerNames = try group.stringsAttribute("layer_names") ?? []
-        let known = Set(graph.layers.map(\.name))
+        // Top-level names: a nested model's layers live in its group.
+        let known = Set(graph.layers.map { $0.scope.first ?? $0.name })
         for name in layerNames where !known.contains(name) {
             let names = try group.kind(of: name) == .group ? (try group.group(name).stringsAttribute("weight_names") ?? []) : []
             if !names.isEmpty {
                 throw ImportError.invalid(path: path, what: "layer '\(name)'", reason: "has weights in the file but is not in the architecture")
             }
         }
+        // A nested model's group lists its layers' weights in layer order (Keras' own loader reads
+        // them by position; their names can be ambiguous two levels down): each flattened layer
+        // takes its slice.
+        var offsets: [String: Int] = [:]
+        var next: [String: Int] = [:]
+        for layer in graph.layers {
+            guard let top = layer.scope.first else { continue }
+            offsets[layer.name] = next[top, default: 0]
+            next[top, default: 0] += layer.weightNames.count
+        }
         var stored: [String: String] = [:]
         let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
-            guard try group.kind(of: layer.name) == .group else {
+            let groupName = layer.scope.first ?? layer.name
+            guard try group.kind(of: groupName) == .group else {
                 if layer.weightNames.isEmpty { return [] }
-                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (group \(group.fullPath)/\(layer.name))")
+                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (group \(group.fullPath)/\(groupName))")
             }
-            let layerGroup = try group.group(layer.name)
-            let names = try layerGroup.stringsAttribute("weight_names") ?? []
+            let layerGroup = try group.group(groupName)
+            var names = try layerGroup.stringsAttribute("weight_names") ?? []
+            if let offset = offsets[layer.name] {
+                guard offset + layer.weightNames.count <= names.count else {
+                    throw ImportError.weightCount(path: path, layer: layer.name, expected: layer.weightNames, found: Array(names.dropFirst(offset)))
+                }
+                names = Array(names[offset..<(offset + layer.weightNames.count)])
+            }
             return try names.enumerated().map { index, name in
                 guard try layerGroup.kind(of: name) == .dataset else {
                     throw ImportError.missing(path: path, what: "dataset '\(name)' of layer '\(layer.name)'")

@@ -13,22 +13,50 @@ public enum KerasArchitecture {
     /// Parses `config` (the object with `class_name` and `config`) and checks that every layer
     /// is one laq executes and every connection resolves.
     public static func parse(_ modelConfig: JSONValue) throws(ModelError) -> Graph {
+        let graph = try graph(modelConfig, scope: [])
+        for layer in graph.layers { try LayerCatalog.validate(layer) }
+        try checkConnections(graph)
+        return graph
+    }
+
+    static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
+
+    /// The graph of one model config; nested models are flattened into it, their layers named
+    /// `<nested model>/<layer>` (``Layer/scope``).
+    static func graph(_ modelConfig: JSONValue, scope: [String]) throws(ModelError) -> Graph {
         guard let className = modelConfig["class_name"]?.stringValue, case .object? = modelConfig["config"] else {
             throw .invalidConfig(path: "$", reason: "expected an object with class_name and config")
         }
         let config = modelConfig["config"]!
-        let graph: Graph
         switch className {
         case "Sequential":
-            graph = try sequential(config)
+            return try sequential(config, scope: scope)
         case "Functional", "Model":
-            graph = try functional(config)
+            return try functional(config, scope: scope)
         default:
             throw .invalidConfig(path: "$.class_name", reason: "'\(className)' is not a Sequential or Functional model")
         }
-        for layer in graph.layers { try LayerCatalog.validate(layer) }
-        try checkConnections(graph)
-        return graph
+    }
+
+    /// A nested model's layers, renamed into the enclosing scope, with its inputs replaced by
+    /// `inputs` (the tensors it is called on); returns them and the tensors its outputs become.
+    static func splice(_ entry: JSONValue, name: String, scope: [String], inputs: [TensorRef]) throws(ModelError) -> ([Layer], [TensorRef]) {
+        let inner = try graph(entry, scope: scope + [name])
+        guard inner.inputs.count == inputs.count else {
+            throw .invalidConfig(path: "$.config.layers", reason: "nested model '\(name)' takes \(inner.inputs.count) inputs, is called on \(inputs.count)")
+        }
+        var replacement: [String: TensorRef] = [:]
+        for (ref, outer) in zip(inner.inputs, inputs) { replacement[ref.layer] = outer }
+        var layers: [Layer] = []
+        for var layer in inner.layers where replacement[layer.name] == nil {
+            layer.inbound = layer.inbound.map { node in node.map { replacement[$0.layer] ?? $0 } }
+            layers.append(layer)
+        }
+        return (layers, inner.outputs.map { replacement[$0.layer] ?? $0 })
+    }
+
+    static func qualified(_ name: String, _ scope: [String]) -> String {
+        (scope + [name]).joined(separator: "/")
     }
 
     static func layerList(_ config: JSONValue) throws(ModelError) -> [JSONValue] {
@@ -45,32 +73,44 @@ public enum KerasArchitecture {
         guard let name = entry["config"]?["name"]?.stringValue ?? entry["name"]?.stringValue else {
             throw .invalidConfig(path: "$.config.layers[\(index)]", reason: "missing name")
         }
-        if ["Sequential", "Functional", "Model"].contains(className) {
-            throw .unsupportedOption(layer: name, className: className, option: "a nested model (flatten it before saving)")
-        }
         return (name, className)
     }
 
-    static func sequential(_ config: JSONValue) throws(ModelError) -> Graph {
+    static func sequential(_ config: JSONValue, scope: [String]) throws(ModelError) -> Graph {
         let entries = try layerList(config)
         var layers: [Layer] = []
         var previous: TensorRef?
         for (index, entry) in entries.enumerated() {
-            let (name, className) = try nameAndClass(entry, index: index)
+            let (local, className) = try nameAndClass(entry, index: index)
+            let name = qualified(local, scope)
             let layerConfig = entry["config"] ?? .null
+            if modelClasses.contains(className) {
+                guard let input = previous else {
+                    throw .invalidConfig(path: "$.config.layers[0]", reason: "a Sequential model that starts with a nested model needs an InputLayer first")
+                }
+                let (inner, outputs) = try splice(entry, name: local, scope: scope, inputs: [input])
+                guard outputs.count == 1 else { throw .invalidConfig(path: "$.config.layers[\(index)]", reason: "a nested model in a Sequential must have one output") }
+                layers += inner
+                previous = outputs[0]
+                continue
+            }
             if previous == nil, className != "InputLayer" {
                 // Keras 2 Sequential: the first layer carries the input shape.
                 guard let shape = layerConfig["batch_input_shape"] ?? layerConfig["batch_shape"] else {
                     throw .invalidConfig(path: "$.config.layers[0]", reason: "a Sequential model without an input shape cannot be imported; build the model first")
                 }
-                let inputName = "\(name)_input"
+                let inputName = qualified("\(local)_input", scope)
                 let dtype = layerConfig["dtype"]?.stringValue ?? "float32"
-                layers.append(Layer(name: inputName, className: "InputLayer", config: ["name": .string(inputName), "batch_shape": shape, "dtype": .string(dtype)], inbound: []))
+                var input = Layer(name: inputName, className: "InputLayer", config: ["name": .string(inputName), "batch_shape": shape, "dtype": .string(dtype)], inbound: [])
+                input.scope = scope
+                layers.append(input)
                 previous = TensorRef(layer: inputName)
             }
             let inbound: [[TensorRef]] = previous.map { [[$0]] } ?? []
-            layers.append(Layer(name: name, className: className, config: layerConfig, inbound: inbound,
-                                weightNames: LayerCatalog.weightNames(className: className, config: layerConfig)))
+            var layer = Layer(name: name, className: className, config: layerConfig, inbound: inbound,
+                              weightNames: LayerCatalog.weightNames(className: className, config: layerConfig))
+            layer.scope = scope
+            layers.append(layer)
             previous = TensorRef(layer: name)
         }
         guard let first = layers.first, let last = previous else {
@@ -79,25 +119,52 @@ public enum KerasArchitecture {
         return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: [TensorRef(layer: first.name)], outputs: [last])
     }
 
-    static func functional(_ config: JSONValue) throws(ModelError) -> Graph {
+    static func functional(_ config: JSONValue, scope: [String]) throws(ModelError) -> Graph {
         let entries = try layerList(config)
         var layers: [Layer] = []
+        // A nested model's name stands for its outputs.
+        var aliases: [String: [TensorRef]] = [:]
+        func resolve(_ ref: TensorRef) throws(ModelError) -> TensorRef {
+            let name = qualified(ref.layer, scope)
+            guard let outputs = aliases[name] else { return TensorRef(layer: name, node: ref.node, index: ref.index) }
+            guard ref.node == 0, ref.index < outputs.count else {
+                throw .unsupportedOption(layer: name, className: "nested model", option: "a nested model called more than once")
+            }
+            return outputs[ref.index]
+        }
         for (index, entry) in entries.enumerated() {
-            let (name, className) = try nameAndClass(entry, index: index)
+            let (local, className) = try nameAndClass(entry, index: index)
+            let name = qualified(local, scope)
             let layerConfig = entry["config"] ?? .null
             var inbound: [[TensorRef]] = []
             if case let .array(nodes)? = entry["inbound_nodes"] {
                 for (nodeIndex, node) in nodes.enumerated() {
-                    inbound.append(try tensors(inNode: node, layer: name, path: "$.config.layers[\(index)].inbound_nodes[\(nodeIndex)]"))
+                    var refs: [TensorRef] = []
+                    for ref in try tensors(inNode: node, layer: name, path: "$.config.layers[\(index)].inbound_nodes[\(nodeIndex)]") {
+                        refs.append(try resolve(ref))
+                    }
+                    inbound.append(refs)
                 }
             }
-            layers.append(Layer(name: name, className: className, config: layerConfig, inbound: inbound,
-                                weightNames: LayerCatalog.weightNames(className: className, config: layerConfig)))
+            if modelClasses.contains(className) {
+                guard inbound.count == 1 else {
+                    throw .unsupportedOption(layer: name, className: className, option: inbound.isEmpty ? "a nested model that is never called" : "a nested model called more than once")
+                }
+                let (inner, outputs) = try splice(entry, name: local, scope: scope, inputs: inbound[0])
+                layers += inner
+                aliases[name] = outputs
+                continue
+            }
+            var layer = Layer(name: name, className: className, config: layerConfig, inbound: inbound,
+                              weightNames: LayerCatalog.weightNames(className: className, config: layerConfig))
+            layer.scope = scope
+            layers.append(layer)
         }
-        return Graph(
-            name: config["name"]?.stringValue ?? "", layers: layers,
-            inputs: try refs(config["input_layers"], path: "$.config.input_layers"),
-            outputs: try refs(config["output_layers"], path: "$.config.output_layers"))
+        var inputs: [TensorRef] = []
+        for ref in try refs(config["input_layers"], path: "$.config.input_layers") { inputs.append(try resolve(ref)) }
+        var outputs: [TensorRef] = []
+        for ref in try refs(config["output_layers"], path: "$.config.output_layers") { outputs.append(try resolve(ref)) }
+        return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: inputs, outputs: outputs)
     }
 
     /// The input tensors of one call: Keras 2 `[[name, node, index, kwargs], …]` or Keras 3

@@ -66,6 +66,12 @@ public struct Layer: Sendable {
     /// Short names of its weights, in Keras' order (trainable first): `kernel`, `bias`,
     /// `forward/kernel` for a Bidirectional wrapper, …
     public var weightNames: [String]
+    /// The nested models that contain this layer, outermost first (empty at the top level); the
+    /// layer's `name` is then `scope/…/localName`.
+    public var scope: [String] = []
+
+    /// The name the layer has inside its own model (the config's `name`).
+    public var localName: String { scope.isEmpty ? name : String(name.dropFirst(scope.joined(separator: "/").count + 1)) }
 
     public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]], weightNames: [String] = []) {
         self.name = name

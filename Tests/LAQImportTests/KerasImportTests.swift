@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test("Keras 3: .h5, .keras and .weights.h5 + config give the same weights and moments",
-          arguments: ["k3_tiny", "k3_branches"])
+          arguments: ["k3_tiny", "k3_branches", "k3_nested"])
     func keras3LayoutsAgree(name: String) throws {
         let legacy = try Self.load("\(name).h5").model
         let archive = try Self.load("\(name).keras").model
@@ -180,14 +180,19 @@ import Testing
         #expect(image.weight(named: "depthwise/kernel")?.shape == [3, 3, 3, 2])
     }
 
-    @Test("nested models are refused with a message naming the layer")
+    @Test("nested Sequential and Functional models are flattened, layers named by their scope")
     func nested() throws {
-        do {
-            _ = try Self.load("k3_nested.h5")
-            Issue.record("imported")
-        } catch let error as ImportError {
-            #expect(error.description.contains("layer 'inner' (Sequential) uses a nested model"))
-        }
+        let model = try Self.load("k3_nested.h5").model
+        let layers = model.layers.map(\.name)
+        #expect(layers.contains("inner/dense"))
+        #expect(layers.contains("inner/core/dense"))
+        #expect(model.weight(named: "inner/core/dense/kernel") != nil)
+        let scoped = try #require(model.layers.first { $0.name == "inner/core/dense" })
+        #expect(scoped.scope == ["inner", "core"])
+        #expect(scoped.localName == "dense")
+        // Every weight has its Adam moments, although the nested layers share local names.
+        let optimizer = try #require(model.optimizer)
+        #expect(optimizer.slots.count == 2 * model.weights.count)
     }
 
     /// Models trained on real data, with every weight as h5py read it (`<name>.h5py.npz`).
