@@ -56,8 +56,10 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        /// `swift run -c release laq-bench`: format throughput against a plain file copy.
-        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples"], path: "tools/bench"),
+        /// `swift run -c release laq-bench`: format throughput against a plain file copy; with
+        /// `--import MODEL.h5`, `laq import` against reading the same file.
+        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel"],
+                          path: "tools/bench", exclude: ["make_import_model.py"]),
 
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),

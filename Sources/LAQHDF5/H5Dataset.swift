@@ -2,24 +2,20 @@ import CHDF5
 
 /// Element types laq reads datasets into; the memory type comes from the Swift type, never from
 /// the file, and HDF5 converts (float16/64 → float32, any integer width → Int64).
-public protocol H5Element: Sendable {
+public protocol H5Element: Sendable, BitwiseCopyable {
     static var h5MemoryType: hid_t { get }
-    static var zero: Self { get }
 }
 
 extension Float: H5Element {
     public static var h5MemoryType: hid_t { laq_h5t_native_float() }
-    public static var zero: Float { 0 }
 }
 
 extension Double: H5Element {
     public static var h5MemoryType: hid_t { laq_h5t_native_double() }
-    public static var zero: Double { 0 }
 }
 
 extension Int64: H5Element {
     public static var h5MemoryType: hid_t { laq_h5t_native_int64() }
-    public static var zero: Int64 { 0 }
 }
 
 /// The kind of numbers a dataset holds in the file.
@@ -76,14 +72,15 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         if case let .other(description) = numberClass {
             throw HDF5Error(operation: operation, path: file.path, stack: ["not a numeric dataset (\(description))"])
         }
-        var values = [T](repeating: .zero, count: elementCount)
-        if values.isEmpty { return values }
-        try values.withUnsafeMutableBytes { buffer throws in
-            precondition(buffer.count == elementCount * MemoryLayout<T>.stride)
+        let count = elementCount
+        if count == 0 { return [] }
+        // H5Dread writes every element, so the array is not zero-filled first (and `T` is a
+        // trivial type: nothing to deinitialise if the read throws).
+        return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             _ = try HDF5.check(operation, path: file.path) {
                 H5Dread(handle.id, T.h5MemoryType, hid_t(H5S_ALL), hid_t(H5S_ALL), hid_t(H5P_DEFAULT), buffer.baseAddress)
             }
+            initialized = count
         }
-        return values
     }
 }

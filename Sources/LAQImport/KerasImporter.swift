@@ -39,11 +39,9 @@ public struct KerasImporter: Sendable {
         } catch {
             throw ImportError.io(path: path, reason: (error as NSError).localizedDescription)
         }
-        // Hash and sniff the mapped file directly; only a zip archive is copied into memory.
-        let size = data.count
-        var source = ModelSource(
-            file: URL(fileURLWithPath: path).lastPathComponent,
-            sha256: data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) }, bytes: UInt64(size))
+        // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
+        // long as reading every weight); sniff it here. Only a zip archive is copied into memory.
+        let digest = BackgroundValue { data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } }
         let head = [UInt8](data.prefix(4096 + 8))
         let config = try configPath.map { try Self.readJSON(path: $0) }
 
@@ -61,6 +59,7 @@ public struct KerasImporter: Sendable {
         }
         // The imported model must be one the engine can execute as Keras does.
         do { try result.model.validate() } catch { throw ImportError.model(path: path, error) }
+        var source = ModelSource(file: URL(fileURLWithPath: path).lastPathComponent, sha256: digest.wait(), bytes: UInt64(data.count))
         source.format = result.kind.rawValue
         source.kerasVersion = result.model.source.kerasVersion
         source.backend = result.model.source.backend
@@ -103,5 +102,21 @@ public struct KerasImporter: Sendable {
         } catch {
             throw ImportError.invalid(path: path, what: what, reason: "not valid JSON")
         }
+    }
+}
+
+/// A value computed on a global queue while the caller goes on; `wait()` joins it.
+final class BackgroundValue<Value: Sendable>: @unchecked Sendable {
+    private var value: Value?
+    private let group = DispatchGroup()
+
+    init(_ body: @escaping @Sendable () -> Value) {
+        DispatchQueue.global().async(group: group) { self.value = body() }
+    }
+
+    /// Blocks until the value is computed; the group's wait orders the write before the read.
+    func wait() -> Value {
+        group.wait()
+        return value!
     }
 }

@@ -1,6 +1,7 @@
 // laq-bench: format throughput against a plain file copy measured in the same run.
 //
 //   swift run -c release laq-bench [--megabytes 100] [--repeats 5]
+//   swift run -c release laq-bench --import MODEL.h5 [--repeats 5]     (see ImportBench.swift)
 //
 // Writes a model of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
@@ -17,15 +18,22 @@ import Glibc
 
 var megabytes = 100
 var repeats = 5
+var importPath: String?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--megabytes": megabytes = Int(arguments.next() ?? "") ?? megabytes
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
+    case "--import": importPath = arguments.next()
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N]")
         exit(2)
     }
+}
+
+if let importPath {
+    try importBenchmark(path: importPath, repeats: repeats)
+    exit(0)
 }
 
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("laq-bench-\(getpid())")
@@ -47,64 +55,20 @@ for index in 0..<tensorCount {
     try writer.add(TensorRecord(name: "layer_\(index)/kernel", shape: [1024, 1024], data: .float(values, as: .float32)))
 }
 
-let repeatCount = repeats
-
-func median(_ body: () throws -> Void) rethrows -> Double {
-    let repeats = repeatCount
-    var times: [Double] = []
-    for _ in 0..<repeats {
-        let start = DispatchTime.now().uptimeNanoseconds
-        try body()
-        times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
-    }
-    return times.sorted()[times.count / 2]
-}
-
-/// cp(1)-like copy: read and write in 1 MiB chunks, then fsync like laq's atomic write.
-func plainCopy(from source: String, to destination: String, sync: Bool) {
-    let input = open(source, O_RDONLY)
-    let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC, 0o644)
-    var buffer = [UInt8](repeating: 0, count: 1 << 20)
-    while true {
-        let count = buffer.withUnsafeMutableBytes { read(input, $0.baseAddress, $0.count) }
-        if count <= 0 { break }
-        _ = buffer.withUnsafeBytes { write(output, $0.baseAddress, count) }
-    }
-    if sync { fsync(output) }
-    close(input)
-    close(output)
-}
-
-/// Plain read of the whole file into one buffer.
-func plainRead(_ path: String) -> [UInt8] {
-    let fd = open(path, O_RDONLY)
-    defer { close(fd) }
-    var info = stat()
-    fstat(fd, &info)
-    var bytes = [UInt8](repeating: 0, count: Int(info.st_size))
-    var offset = 0
-    while offset < bytes.count {
-        let count = bytes.withUnsafeMutableBytes { read(fd, $0.baseAddress! + offset, $0.count - offset) }
-        if count <= 0 { break }
-        offset += count
-    }
-    return bytes
-}
-
 var sink = 0
-let writeTime = try median { try writer.write(to: modelPath) }
+let writeTime = try median(repeats) { try writer.write(to: modelPath) }
 let fileSize = Double(try FileManager.default.attributesOfItem(atPath: modelPath)[.size] as! UInt64)
-let copyTime = median { plainCopy(from: modelPath, to: copyPath, sync: true) }
-let readTime = median { sink &+= plainRead(modelPath).count }
-let decodeTime = try median {
+let copyTime = median(repeats) { plainCopy(from: modelPath, to: copyPath, sync: true) }
+let readTime = median(repeats) { sink &+= plainRead(modelPath).count }
+let decodeTime = try median(repeats) {
     let file = try LAQFile(path: modelPath)
     for tensor in file.tensors { sink &+= try file.floats(tensor).count }
 }
-let viewTime = try median {
+let viewTime = try median(repeats) {
     let file = try LAQFile(path: modelPath)
     for tensor in file.tensors { sink &+= try file.withDecodedPayload(tensor) { Int($0[$0.count - 1]) } }
 }
-let verifyTime = try median {
+let verifyTime = try median(repeats) {
     let report = try LAQFile(path: modelPath).verify()
     precondition(report.isValid)
 }

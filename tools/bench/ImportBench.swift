@@ -1,0 +1,73 @@
+// `laq-bench --import MODEL.h5`: what `laq import` costs against reading the same file, measured
+// side by side in one run, on warm page cache, medians of the repeats.
+//
+// Baselines: a plain read(2) of the file's bytes, and libhdf5 reading every dataset of the file
+// into float32 arrays (what any HDF5 consumer, h5py included, must do at least). Then the
+// importer alone (parse, hash the source with SHA-256, read, check and assemble every weight and
+// optimizer slot), and the whole of `laq import` in one process: import, write the `.laq` file
+// atomically (fsync) with `--compression none` and with the default `balanced`, and reopen it.
+//
+// A 50 MB Keras model with Adam state: tools/bench/make_import_model.py.
+import Foundation
+import LAQFormat
+import LAQHDF5
+import LAQImport
+import LAQModel
+
+func importBenchmark(path: String, repeats: Int) throws {
+    let directory = FileManager.default.temporaryDirectory.appendingPathComponent("laq-bench-import-\(getpid())")
+    try FileManager.default.createDirectory(at: directory, withIntermediateDirectories: true)
+    defer { try? FileManager.default.removeItem(at: directory) }
+    let output = directory.appendingPathComponent("model.laq").path
+    let fileSize = Double(try FileManager.default.attributesOfItem(atPath: path)[.size] as! UInt64)
+    var sink = 0
+
+    /// Reads every dataset under `group` as float32, depth first.
+    func readAll(_ group: H5Group) throws {
+        for name in try group.children() {
+            switch try group.kind(of: name) {
+            case .group: try readAll(try group.group(name))
+            case .dataset:
+                let dataset = try group.dataset(name)
+                if case .other = dataset.numberClass { continue }
+                sink &+= try dataset.read(as: Float.self).count
+            default: continue
+            }
+        }
+    }
+
+    func importAndWrite(_ policy: WriteOptions.CompressionPolicy) throws {
+        let model = try KerasImporter().importModel(path: path).model
+        var writer = try model.laqWriter(provenance: [])
+        writer.options.compression = policy
+        try writer.write(to: output)
+        sink &+= try LAQFile(path: output).tensors.count
+    }
+
+    _ = plainRead(path)  // warm the page cache
+    let readTime = median(repeats) { sink &+= plainRead(path).count }
+    let before = sink
+    try readAll(try H5File(path: path).root())
+    let hdf5Values = sink - before
+    let hdf5Time = try median(repeats) { try readAll(try H5File(path: path).root()) }
+    let importTime = try median(repeats) { sink &+= try KerasImporter().importModel(path: path).model.weights.count }
+    let storedTime = try median(repeats) { try importAndWrite(.none) }
+    let balancedTime = try median(repeats) { try importAndWrite(.balanced) }
+
+    let model = try KerasImporter().importModel(path: path).model
+    let floats = model.weights.reduce(0) { $0 + $1.values.count } + (model.optimizer?.slots.reduce(0) { $0 + $1.values.count } ?? 0)
+    print("laq-bench --import: \(URL(fileURLWithPath: path).lastPathComponent), \(String(format: "%.1f", fileSize / 1e6)) MB, "
+        + "\(floats) float32 values (weights + optimizer slots; libhdf5 read \(hdf5Values) values), median of \(repeats), \(ProcessInfo.processInfo.activeProcessorCount) cores")
+    func row(_ name: String, _ seconds: Double) {
+        let name = name.padding(toLength: 50, withPad: " ", startingAt: 0)
+        print("\(name) \(String(format: "%8.3f s  %8.1f MB/s  %6.2f× read  %6.2f× HDF5 read", seconds, fileSize / seconds / 1e6, seconds / readTime, seconds / hdf5Time))")
+    }
+    row("plain read(2) of the file", readTime)
+    row("libhdf5: every dataset into float32 arrays", hdf5Time)
+    row("import (parse, SHA-256, read, check, assemble)", importTime)
+    row("laq import --compression none (+ write, fsync)", storedTime)
+    row("laq import (balanced: zlib where it saves ≥ 10%)", balancedTime)
+    print(String(format: "import + write: %.2f× the time of reading every dataset with libhdf5, %.2f× a plain read; balanced %.2f× / %.2f×",
+                 storedTime / hdf5Time, storedTime / readTime, balancedTime / hdf5Time, balancedTime / readTime))
+    if sink == 42 { print("") }
+}
