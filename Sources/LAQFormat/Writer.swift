@@ -130,18 +130,32 @@ public struct LAQWriter: Sendable {
 
     // MARK: - Preparation
 
-    struct Prepared {
+    struct Prepared: Sendable {
         var header: Header
         var manifestBytes: [UInt8]
         var payloads: [StoredPayload]
 
-        /// Emits every byte of the file in order, hashing as it goes.
+        /// Emits every byte of the file in order. The bytes before the trailer are hashed on
+        /// another core while they are written (SHA-256 takes about as long as the writes), then
+        /// the digest and end magic close the file.
         func emit(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
-            let hasher = SHA256()
-            func put(_ bytes: UnsafeRawBufferPointer) throws {
-                hasher.update(bytes)
-                try write(bytes)
+            let hashing = DispatchGroup()
+            nonisolated(unsafe) var digest: [UInt8] = []
+            DispatchQueue.global().async(group: hashing) {
+                let hasher = SHA256()
+                self.body { hasher.update($0) }
+                digest = hasher.finalize()
             }
+            // Join before returning or throwing: the hashing thread reads the payloads.
+            defer { hashing.wait() }
+            try body(write)
+            hashing.wait()
+            try digest.withUnsafeBytes { try write($0) }
+            try Layout.endMagic.withUnsafeBytes { try write($0) }
+        }
+
+        /// Every byte before the trailer: header, manifest, padding, aligned payloads.
+        func body(_ put: (UnsafeRawBufferPointer) throws -> Void) rethrows {
             let zeros = [UInt8](repeating: 0, count: Layout.alignment)
             func pad(_ count: Int) throws {
                 if count > 0 { try zeros.withUnsafeBytes { try put(UnsafeRawBufferPointer(rebasing: $0[0..<count])) } }
@@ -159,9 +173,6 @@ public struct LAQWriter: Sendable {
                 position = aligned
             }
             precondition(position == header.trailerOffset)
-            let digest = hasher.finalize()
-            try digest.withUnsafeBytes { try write($0) }
-            try Layout.endMagic.withUnsafeBytes { try write($0) }
         }
     }
 
@@ -273,13 +284,12 @@ public struct LAQWriter: Sendable {
         if case let .zlib(minimumSaving) = options.compression, decoded.count > 0 {
             let limit = Int((Double(decoded.count) * (1 - minimumSaving)).rounded(.down))
             compressed = decoded.withBytes { bytes -> [UInt8]? in
-                // With a required saving, a large payload is probed first: when its first 64 KiB do
-                // not deflate by half the required fraction, the whole payload will not either (float
-                // weights deflate by a few percent), and deflating it would cost ~40 MB/s for nothing.
-                if minimumSaving > 0, bytes.count >= Self.probeThreshold {
-                    let sample = UnsafeRawBufferPointer(rebasing: bytes[0..<Self.probeBytes])
-                    let sampleLimit = Int(Double(Self.probeBytes) * (1 - minimumSaving / 2))
-                    guard Zlib.compress(sample, level: options.zlibLevel, limit: sampleLimit) != nil else { return nil }
+                // With a required saving, a large payload is probed first: when 4 windows of 64 KiB
+                // spread over it do not deflate by 80% of the required fraction, the whole payload
+                // will not either (float weights deflate by 5-9%), and deflating it would cost
+                // ~40 MB/s for nothing.
+                if minimumSaving > 0, bytes.count >= Self.probeThreshold, !Self.probe(bytes, saving: minimumSaving * 0.8, level: options.zlibLevel) {
+                    return nil
                 }
                 return Zlib.compress(bytes, level: options.zlibLevel, limit: min(limit, decoded.count))
             }
@@ -290,7 +300,22 @@ public struct LAQWriter: Sendable {
     }
 
     static let probeBytes = 64 << 10
+    static let probeWindows = 4
     static let probeThreshold = 256 << 10
+
+    /// Whether `probeWindows` windows of `probeBytes`, evenly spaced over `bytes`, deflate
+    /// together by at least the fraction `saving`.
+    static func probe(_ bytes: UnsafeRawBufferPointer, saving: Double, level: Int32) -> Bool {
+        let stride = (bytes.count - probeBytes) / (probeWindows - 1)
+        var compressed = 0
+        for window in 0..<probeWindows {
+            let start = window * stride
+            let sample = UnsafeRawBufferPointer(rebasing: bytes[start..<start + probeBytes])
+            // Not smaller than the window: count it whole (the payload will not deflate there).
+            compressed += Zlib.compress(sample, level: level, limit: probeBytes)?.count ?? probeBytes
+        }
+        return Double(compressed) <= Double(probeWindows * probeBytes) * (1 - saving)
+    }
 
     static func halfBytes(_ values: [Float], _ convert: (Float) -> UInt16) -> [UInt8] {
         [UInt8](unsafeUninitializedCapacity: values.count * 2) { buffer, initialized in

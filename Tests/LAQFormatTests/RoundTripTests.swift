@@ -105,6 +105,29 @@ import Testing
         #expect(try stored.floats("zeros") == file.floats("zeros"))
     }
 
+    @Test("balanced: incompressible floats stay stored; a payload that compresses after its first 64 KiB is deflated")
+    func balancedPolicy() throws {
+        var random = SeededGenerator(seed: 11)
+        func noise(_ count: Int) -> [Float] {
+            (0..<count).map { _ in Float(bitPattern: UInt32.random(in: 0...UInt32.max, using: &random) & 0x3FFF_FFFF) }
+        }
+        let count = 1 << 18  // 1 MiB: large enough to be probed
+        var writer = LAQWriter(options: WriteOptions(compression: .balanced))
+        try writer.add(TensorRecord(name: "noise", shape: [count], data: .float(noise(count), as: .float32)))
+        // Random for its first quarter, zeros after: the probe's windows are spread over the payload.
+        let tail = noise(count / 4) + [Float](repeating: 0, count: count - count / 4)
+        try writer.add(TensorRecord(name: "dead_tail", shape: [count], data: .float(tail, as: .float32)))
+        // Codes compress well and are below the probe threshold.
+        try writer.add(TensorRecord(name: "codes", shape: [4096], data: .codebook(
+            .bits(2, levels: 3), levels: [-1, 0, 1], codes: (0..<4096).map { UInt8($0 % 64 == 0 ? 2 : 1) })))
+        let file = try LAQFile(bytes: try writer.encoded())
+        #expect(file.tensor(named: "noise")?.compression == Compression.stored)
+        #expect(file.tensor(named: "dead_tail")?.compression == .zlib)
+        #expect(file.tensor(named: "codes")?.compression == .zlib)
+        #expect(try file.floats("dead_tail") == tail)
+        #expect(file.verify().isValid)
+    }
+
     @Test("§9: the same content gives byte-identical files")
     func determinism() throws {
         let first = try ExampleModels.demoMLP(seed: 3).encoded()

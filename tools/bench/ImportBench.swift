@@ -1,7 +1,8 @@
 // `laq-bench --import MODEL.h5`: what `laq import` costs against reading the same file, measured
 // side by side in one run, on warm page cache, medians of the repeats.
 //
-// Baselines: a plain read(2) of the file's bytes, and libhdf5 reading every dataset of the file
+// Baselines: a plain read(2) of the file's bytes, a plain copy of it (cp + fsync: the least any
+// command that reads a file and writes one of the same size can cost), and libhdf5 reading every dataset of the file
 // into float32 arrays (what any HDF5 consumer, h5py included, must do at least). Then the
 // importer alone (parse, hash the source with SHA-256, read, check and assemble every weight and
 // optimizer slot), and the whole of `laq import` in one process: import, write the `.laq` file
@@ -49,6 +50,7 @@ func importBenchmark(path: String, repeats: Int) throws {
     let before = sink
     try readAll(try H5File(path: path).root())
     let hdf5Values = sink - before
+    let copyTime = median(repeats) { plainCopy(from: path, to: output, sync: true) }
     let hdf5Time = try median(repeats) { try readAll(try H5File(path: path).root()) }
     let importTime = try median(repeats) { sink &+= try KerasImporter().importModel(path: path).model.weights.count }
     let storedTime = try median(repeats) { try importAndWrite(.none) }
@@ -63,6 +65,7 @@ func importBenchmark(path: String, repeats: Int) throws {
         print("\(name) \(String(format: "%8.3f s  %8.1f MB/s  %6.2f× read  %6.2f× HDF5 read", seconds, fileSize / seconds / 1e6, seconds / readTime, seconds / hdf5Time))")
     }
     row("plain read(2) of the file", readTime)
+    row("plain copy (read + write + fsync, 1 MiB chunks)", copyTime)
     row("libhdf5: every dataset into float32 arrays", hdf5Time)
     row("import (parse, SHA-256, read, check, assemble)", importTime)
     row("laq import --compression none (+ write, fsync)", storedTime)
