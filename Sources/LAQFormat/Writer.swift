@@ -59,8 +59,8 @@ public struct WriteOptions: Sendable {
         /// Never compress: every payload can be memory-mapped.
         case none
         /// Keep zlib when it saves at least this fraction of the payload (0: whenever smaller, §7).
-        /// With a fraction above 0, payloads of 256 KiB or more are first probed on their first
-        /// 64 KiB and not deflated when the probe saves less than half the fraction.
+        /// With a fraction above 0, payloads of 256 KiB or more are first probed on four 64 KiB
+        /// windows spread over them, and not deflated when these save less than 80% of the fraction.
         case zlib(minimumSaving: Double)
 
         /// Keeps zlib whenever it is smaller (every payload is deflated once).
