@@ -42,6 +42,9 @@ public struct KerasImporter: Sendable {
         // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
         // long as reading every weight); sniff it here. Only a zip archive is copied into memory.
         let digest = BackgroundValue { data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } }
+        // Joined on every path: a caller that exits on an error must not tear down OpenSSL while
+        // the hash still runs.
+        defer { _ = digest.wait() }
         let head = [UInt8](data.prefix(4096 + 8))
         let config = try configPath.map { try Self.readJSON(path: $0) }
 

@@ -59,15 +59,31 @@ struct LegacyH5Reader {
                 throw ImportError.invalid(path: path, what: "layer '\(name)'", reason: "has weights in the file but is not in the architecture")
             }
         }
-        // A nested model's group lists its layers' weights in layer order (Keras' own loader reads
-        // them by position; their names can be ambiguous two levels down): each flattened layer
-        // takes its slice.
-        var offsets: [String: Int] = [:]
-        var next: [String: Int] = [:]
+        // A nested model's group lists its weights as Keras' `trainable_weights +
+        // non_trainable_weights` of the nested model: every trainable weight of its layers in
+        // layer order, then every other one (BatchNormalization's moving statistics, frozen
+        // layers). Keras' own loader reads them by position (their names can be ambiguous two
+        // levels down), and so does laq: each flattened layer gets its weights' positions.
+        var positions: [String: [Int]] = [:]
+        var nestedCounts: [String: Int] = [:]
+        var nestedLayers: [String: [Layer]] = [:]
         for layer in graph.layers {
-            guard let top = layer.scope.first else { continue }
-            offsets[layer.name] = next[top, default: 0]
-            next[top, default: 0] += layer.weightNames.count
+            if let top = layer.scope.first { nestedLayers[top, default: []].append(layer) }
+        }
+        for (top, layers) in nestedLayers {
+            var order: [(layer: String, index: Int)] = []
+            for trainablePass in [true, false] {
+                for layer in layers {
+                    let frozen = layer.config["trainable"] == .bool(false)
+                    let trainable = frozen ? 0 : LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
+                    for index in layer.weightNames.indices where (index < trainable) == trainablePass {
+                        order.append((layer.name, index))
+                    }
+                }
+            }
+            nestedCounts[top] = order.count
+            for layer in layers { positions[layer.name] = [Int](repeating: 0, count: layer.weightNames.count) }
+            for (position, entry) in order.enumerated() { positions[entry.layer]![entry.index] = position }
         }
         var stored: [String: String] = [:]
         let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
@@ -78,11 +94,11 @@ struct LegacyH5Reader {
             }
             let layerGroup = try group.group(groupName)
             var names = try layerGroup.stringsAttribute("weight_names") ?? []
-            if let offset = offsets[layer.name] {
-                guard offset + layer.weightNames.count <= names.count else {
-                    throw ImportError.weightCount(path: path, layer: layer.name, expected: layer.weightNames, found: Array(names.dropFirst(offset)))
+            if let indices = positions[layer.name], let count = nestedCounts[groupName] {
+                guard names.count == count else {
+                    throw ImportError.invalid(path: path, what: "nested model '\(groupName)'", reason: "lists \(names.count) weights, its layers have \(count)")
                 }
-                names = Array(names[offset..<(offset + layer.weightNames.count)])
+                names = indices.map { names[$0] }
             }
             return try names.enumerated().map { index, name in
                 guard try layerGroup.kind(of: name) == .dataset else {

@@ -180,7 +180,7 @@ import Testing
         #expect(image.weight(named: "depthwise/kernel")?.shape == [3, 3, 3, 2])
     }
 
-    @Test("nested Sequential and Functional models are flattened, layers named by their scope")
+    @Test("nested Sequential and Functional models are flattened, layers named by their scope, weights by Keras' order")
     func nested() throws {
         let model = try Self.load("k3_nested.h5").model
         let layers = model.layers.map(\.name)
@@ -190,9 +190,14 @@ import Testing
         let scoped = try #require(model.layers.first { $0.name == "inner/core/dense" })
         #expect(scoped.scope == ["inner", "core"])
         #expect(scoped.localName == "dense")
-        // Every weight has its Adam moments, although the nested layers share local names.
+        // The nested group lists gamma and beta with the trainable weights, the moving statistics
+        // after every layer's trainable weights; each lands on its own layer.
+        let variance = try #require(model.weight(named: "inner/bn/moving_variance"))
+        #expect(variance.values.allSatisfy { $0 > 0 } && !variance.trainable)
+        #expect(model.weight(named: "inner/core/dense/kernel")?.shape == [3, 3])
+        // Every trainable weight has its Adam moments, although the nested layers share local names.
         let optimizer = try #require(model.optimizer)
-        #expect(optimizer.slots.count == 2 * model.weights.count)
+        #expect(optimizer.slots.count == 2 * model.weights.filter(\.trainable).count)
     }
 
     /// Models trained on real data, with every weight as h5py read it (`<name>.h5py.npz`).
