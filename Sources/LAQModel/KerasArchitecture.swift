@@ -127,8 +127,11 @@ public enum KerasArchitecture {
         func resolve(_ ref: TensorRef) throws(ModelError) -> TensorRef {
             let name = qualified(ref.layer, scope)
             guard let outputs = aliases[name] else { return TensorRef(layer: name, node: ref.node, index: ref.index) }
-            guard ref.node == 0, ref.index < outputs.count else {
-                throw .unsupportedOption(layer: name, className: "nested model", option: "a nested model called more than once")
+            // A nested model is called once (checked where it is spliced), so every reference is
+            // to that call, whatever its node index: Keras 3 writes 0, tf.keras 1 (its node 0 is
+            // the nested model's own construction from an Input).
+            guard ref.index < outputs.count else {
+                throw .invalidConfig(path: "$.config.layers", reason: "output \(ref.index) of nested model '\(name)', which has \(outputs.count)")
             }
             return outputs[ref.index]
         }

@@ -200,6 +200,17 @@ import Testing
         #expect(optimizer.slots.count == 2 * model.weights.filter(\.trainable).count)
     }
 
+    @Test("tf.keras nested models: the call referred to as node 1, weights and Adam state in place")
+    func nestedTFKeras() throws {
+        let model = try Self.load("tfk_nested.h5").model
+        #expect(model.weight(named: "inner/core/core_dense/kernel")?.shape == [3, 3])
+        let variance = try #require(model.weight(named: "inner/bn/moving_variance"))
+        #expect(variance.values.allSatisfy { $0 > 0 } && !variance.trainable)
+        let optimizer = try #require(model.optimizer)
+        #expect(optimizer.slots.count == 2 * model.weights.filter(\.trainable).count)
+        #expect(optimizer.slots.contains { $0.weight == "inner/core/core_dense/kernel" && $0.slot == "v" })
+    }
+
     /// Models trained on real data, with every weight as h5py read it (`<name>.h5py.npz`).
     static let realModels = ["k3_fmnist_mlp", "k3_fmnist_cnn", "k3_char_lstm", "tfk_fmnist_mlp"]
 
