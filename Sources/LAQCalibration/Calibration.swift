@@ -24,6 +24,8 @@ public struct Calibration {
         public var epochs = 1
         public var batchSize = 64
         public var learningRate: Float = 1e-3
+        /// The rate of each epoch from `learningRate` (§9.1).
+        public var schedule = LearningRateSchedule.constant
         public var clip = true
         public var seed: UInt64 = 1
 
@@ -113,6 +115,7 @@ public struct Calibration {
         precondition(settings.batchSize >= 1, "batch size must be positive")
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {
+            adam.learningRate = settings.schedule.rate(base: settings.learningRate, epoch: epoch)
             let order = random.permutation(training.count)
             var total = 0.0
             for step in 0..<steps {

@@ -67,6 +67,10 @@ struct Quantize: ParsableCommand {
     @Option(help: "Learning rate of the calibration run's Adam.")
     var lr: Float = 1e-3
 
+    @Option(help: ArgumentHelp("Learning-rate schedule over the calibration epochs.",
+                               discussion: "constant; step:FACTOR:E1,E2 (×FACTOR after each listed epoch); every:N:FACTOR (after every N epochs); exp:FACTOR:AFTER (every epoch after AFTER). The paper's MNIST run: step:0.1:15,25."))
+    var lrSchedule: String = "constant"
+
     @Option(help: "Calibration batch size.")
     var batch: Int = 64
 
@@ -109,6 +113,11 @@ struct Quantize: ParsableCommand {
         guard epochs >= 1, epochs <= 10_000, batch >= 1, batch <= 1 << 16 else { throw ValidationError("--epochs and --batch must be positive") }
         guard valSplit > 0, valSplit < 1 else { throw ValidationError("--val-split must be in (0, 1)") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }
+        _ = try schedule()
+    }
+
+    func schedule() throws -> LearningRateSchedule {
+        do { return try LearningRateSchedule(parsing: lrSchedule) } catch { throw ValidationError("--lr-schedule \(lrSchedule): \(error.reason)") }
     }
 
     func parseMethod(_ name: String, bits: Int?) throws -> Method {
@@ -271,6 +280,7 @@ struct Quantize: ParsableCommand {
         calibration.epochs = epochs
         calibration.batchSize = batch
         calibration.learningRate = lr
+        calibration.schedule = try schedule()
         calibration.clip = !noClip
         calibration.seed = seed
         let steps = epochs * ((training.count + batch - 1) / batch)
@@ -301,7 +311,7 @@ struct Quantize: ParsableCommand {
             "data": ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha),
                      "samples": .int(Int64(training.count)), "validation_samples": .int(Int64(validation.count))],
             "epochs": .int(Int64(epochs)), "kept_epoch": .int(Int64(result.bestEpoch)), "steps": .int(Int64(result.steps)),
-            "learning_rate": .double(Double(lr)), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
+            "learning_rate": .double(Double(lr)), "lr_schedule": .string(try schedule().description), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
             "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
             "validation_before": metrics(result.before),
             "validation_after": metrics(result.bestEpoch == 0 ? result.before : result.epochs[result.bestEpoch - 1]),

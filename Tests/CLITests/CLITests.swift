@@ -277,7 +277,8 @@ import Testing
         #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
         let output = directory.appendingPathComponent("mlp-lat2a.laq").path
         let run = try CLITests.run(["quantize", model, "-o", output, "--method", "lat2a", "--calib",
-                                    TestPaths.testdata("keras/fmnist_calibration.npz").path, "--epochs", "1", "--batch", "50"])
+                                    TestPaths.testdata("keras/fmnist_calibration.npz").path, "--epochs", "1", "--batch", "50",
+                                    "--lr-schedule", "step:0.1:15,25"])
         #expect(run.status == 0, "\(run.stderr)")
         #expect(run.stderr.contains("one-shot (before): validation loss"))
         #expect(run.stderr.contains("epoch 1 (kept)"))
@@ -288,6 +289,7 @@ import Testing
         let hessian = try #require(parameters["hessian"] as? [String: Any])
         #expect((hessian["data"] as? [String: Any])?["samples"] as? Int == 900)
         #expect(hessian["validation_after"] != nil && hessian["validation_before"] != nil)
+        #expect(hessian["lr_schedule"] as? String == "step:0.1:15,25")
         #expect(try CLITests.run(["verify", output]).status == 0)
 
         let both = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--calib", "x.npz"])
@@ -301,6 +303,10 @@ import Testing
                                            TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path, "--y-key", "y"])
         #expect(notIndices.status == 1)
         #expect(notIndices.stderr.contains("array 'y'"))
+        let badSchedule = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--calib",
+                                            TestPaths.testdata("keras/fmnist_calibration.npz").path, "--lr-schedule", "every:0:0.5"])
+        #expect(badSchedule.status == 2)
+        #expect(badSchedule.stderr.contains("--lr-schedule every:0:0.5: '0' is not a positive epoch count"))
         let badLayer = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--layer", "hidden=:"])
         #expect(badLayer.status == 2)
     }

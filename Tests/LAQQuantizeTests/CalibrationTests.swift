@@ -50,4 +50,40 @@ import Testing
         let second = try run()
         #expect(first.quantized.map(\.codes) == second.quantized.map(\.codes))
     }
+
+    @Test("§9.1: each schedule's rate per epoch, decays counted after the epochs they name")
+    func scheduleRates() throws {
+        let base: Float = 0.01
+        func rates(_ schedule: LearningRateSchedule, _ epochs: [Int]) -> [Float] { epochs.map { schedule.rate(base: base, epoch: $0) } }
+        #expect(rates(.constant, [1, 50]) == [base, base])
+        // The paper's MNIST: ×0.1 after epochs 15 and 25.
+        #expect(rates(.steps(factor: 0.1, after: [15, 25]), [1, 15, 16, 25, 26]) == [base, base, base * 0.1, base * 0.1, base * powf(0.1, 2)])
+        // CIFAR-10: ×0.5 every 15 epochs.
+        #expect(rates(.periodic(factor: 0.5, period: 15), [1, 15, 16, 30, 31]) == [base, base, base * 0.5, base * 0.5, base * 0.25])
+        // The character LSTM: ×0.98 per epoch after epoch 10.
+        #expect(rates(.exponential(factor: 0.98, after: 10), [1, 10, 11, 12]) == [base, base, base * 0.98, base * powf(0.98, 2)])
+    }
+
+    @Test("schedules parse from their command-line form and back; bad ones are refused with a reason")
+    func scheduleParsing() throws {
+        for text in ["constant", "step:0.1:15,25", "every:15:0.5", "exp:0.98:10"] {
+            #expect(try LearningRateSchedule(parsing: text).description == text)
+        }
+        for bad in ["", "linear", "step:2:15", "step:0.1:", "step:0.1:0", "every:0:0.5", "every:15", "exp:-1:3", "constant:1"] {
+            #expect(throws: ScheduleError.self, "\(bad)") { try LearningRateSchedule(parsing: bad) }
+        }
+    }
+
+    @Test("the calibration run uses the schedule: a zero rate leaves every full-precision weight as it was")
+    func scheduleApplied() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let (training, validation) = try Self.data()
+        var settings = Calibration.Settings(quantization: QuantizationSettings(method: .lata))
+        settings.batchSize = 100
+        settings.schedule = .exponential(factor: 0, after: 0)
+        let frozen = try Calibration(settings: settings, loss: .sparseCategoricalCrossentropy(fromLogits: false))
+            .run(model, training: training, validation: validation)
+        #expect(frozen.steps == 8, "the run took its 8 steps, at rate 0")
+        #expect(frozen.model.weights == model.weights)
+    }
 }
