@@ -162,8 +162,9 @@ public struct Calibration {
         }
     }
 
-    /// Validation loss and accuracy of `model` with the quantized weights in place.
-    func evaluate(_ model: Model, quantized: [TensorQuantization], on data: Data, epoch: Int) throws -> EpochReport {
+    /// Validation loss and accuracy of `model` with the quantized weights in place (none: the
+    /// full-precision model), in inference mode, with the run's loss.
+    public func evaluate(_ model: Model, quantized: [TensorQuantization], on data: Data, epoch: Int) throws -> EpochReport {
         var effective = model
         for result in quantized {
             if let index = effective.weights.firstIndex(where: { $0.name == result.weight }) { effective.weights[index].values = result.values }

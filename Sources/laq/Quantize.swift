@@ -55,7 +55,7 @@ struct Quantize: ParsableCommand {
     @Option(help: "Calibration data (.npz with inputs and labels): run the loss-aware fine-tuning.")
     var calib: String?
 
-    @Option(help: "Validation data (.npz); default: the last --val-split of the calibration data.")
+    @Option(help: "Validation data (.npz); default: the last --val-split of the calibration data. With --one-shot: the full-precision and quantized models are evaluated on it.")
     var val: String?
 
     @Option(help: "Share of the calibration data held out for validation when --val is not given.")
@@ -151,6 +151,20 @@ struct Quantize: ParsableCommand {
         } else {
             do { results = try ModelQuantizer.quantize(model, settings: settings) } catch { throw CLIError(message: error.description, code: 2) }
         }
+        var validationRecord: JSONValue?
+        if calib == nil, let val {
+            let loss = try resolvedLoss(model)
+            let data = try labelledData(val, model: model, loss: loss)
+            let calibration = Calibration(settings: Calibration.Settings(quantization: settings), loss: loss)
+            let full = try evaluated { try calibration.evaluate(model, quantized: [], on: data, epoch: 0) }
+            let quantized = try evaluated { try calibration.evaluate(model, quantized: results, on: data, epoch: 0) }
+            printValidation("full precision", full)
+            printValidation("one-shot", quantized)
+            validationRecord = [
+                "data": .object(dataRecord(val, samples: data.count)), "loss": .string(loss.name),
+                "full_precision": metrics(full), "quantized": metrics(quantized),
+            ]
+        }
         let source = calibrationRecord == nil ? ModelQuantizer.curvatureSource(model) : .none
         var notices: [String] = []
         if calibrationRecord == nil, source == .none, results.contains(where: { $0.method.isLossAware }) {
@@ -166,6 +180,7 @@ struct Quantize: ParsableCommand {
             parameters["levels"] = .string(spacing.rawValue)
             parameters["alpha_update"] = .string(update.rawValue)
         }
+        if let validationRecord { parameters["validation"] = validationRecord }
         if !skip.isEmpty { parameters["skip"] = .array(skip.sorted().map { .string($0) }) }
         if !overrides.isEmpty { parameters["layers"] = .object(overrides.mapValues { .string($0.description) }) }
         switch source {
@@ -258,10 +273,7 @@ struct Quantize: ParsableCommand {
     /// Runs the calibration fine-tuning; returns the model (its non-quantized weights trained),
     /// the quantized tensors and the provenance of the curvature.
     private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue) {
-        if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
-        guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
-            throw ValidationError("the model's training config names no loss laq knows; pass --loss")
-        }
+        let loss = try resolvedLoss(model)
         let all = try labelledData(path, model: model, loss: loss)
         var training = all
         var validation: Calibration.Data
@@ -285,9 +297,11 @@ struct Quantize: ParsableCommand {
         calibration.seed = seed
         let steps = epochs * ((training.count + batch - 1) / batch)
         let bar = ProgressBar(label: "calibrating", total: Double(steps), unit: { String(Int($0)) })
+        let run = Calibration(settings: calibration, loss: loss)
+        let full = try evaluated { try run.evaluate(model, quantized: [], on: validation, epoch: 0) }
         let result: Calibration.Result
         do {
-            result = try Calibration(settings: calibration, loss: loss).run(model, training: training, validation: validation) { epoch, step, perEpoch, running in
+            result = try run.run(model, training: training, validation: validation) { epoch, step, perEpoch, running in
                 bar.label = String(format: "epoch %d/%d step %d/%d loss %.4f", epoch, self.epochs, step, perEpoch, running)
                 bar.update(Double((epoch - 1) * perEpoch + step))
             }
@@ -296,20 +310,17 @@ struct Quantize: ParsableCommand {
             throw CLIError(message: "\(input): \(error)", code: 1)
         }
         bar.finish()
+        printValidation("full precision", full)
         for report in [result.before] + result.epochs {
-            let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
             let kept = report.epoch == result.bestEpoch ? " (kept)" : ""
-            let label = report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)"
-            FileHandle.standardError.write(Data(String(format: "%@: validation loss %.4f%@\n", label, report.validationLoss, accuracy).utf8))
+            printValidation(report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)", report)
         }
-        let sha = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { bytes in bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } } ?? ""
-        func metrics(_ report: Calibration.EpochReport) -> JSONValue {
-            ["loss": .double(report.validationLoss), "accuracy": report.validationAccuracy.map { .double($0) } ?? .null]
-        }
+        var data = dataRecord(path, samples: training.count)
+        data["validation_samples"] = .int(Int64(validation.count))
         let record: JSONValue = [
             "source": "calibration run",
-            "data": ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha),
-                     "samples": .int(Int64(training.count)), "validation_samples": .int(Int64(validation.count))],
+            "data": .object(data),
+            "validation_full_precision": metrics(full),
             "epochs": .int(Int64(epochs)), "kept_epoch": .int(Int64(result.bestEpoch)), "steps": .int(Int64(result.steps)),
             "learning_rate": .double(Double(lr)), "lr_schedule": .string(try schedule().description), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
             "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
@@ -317,6 +328,35 @@ struct Quantize: ParsableCommand {
             "validation_after": metrics(result.bestEpoch == 0 ? result.before : result.epochs[result.bestEpoch - 1]),
         ]
         return (result.model, result.quantized, record)
+    }
+
+    /// `--loss`, or the training config's.
+    private func resolvedLoss(_ model: Model) throws -> Loss {
+        if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
+        guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
+            throw ValidationError("the model's training config names no loss laq knows; pass --loss")
+        }
+        return loss
+    }
+
+    /// An evaluation, with engine errors reported against the input model.
+    private func evaluated(_ body: () throws -> Calibration.EpochReport) throws -> Calibration.EpochReport {
+        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(input): \(error)", code: 1) }
+    }
+
+    private func printValidation(_ label: String, _ report: Calibration.EpochReport) {
+        let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
+        FileHandle.standardError.write(Data(String(format: "%@: validation loss %.4f%@\n", label, report.validationLoss, accuracy).utf8))
+    }
+
+    private func metrics(_ report: Calibration.EpochReport) -> JSONValue {
+        ["loss": .double(report.validationLoss), "accuracy": report.validationAccuracy.map { .double($0) } ?? .null]
+    }
+
+    /// A data file's name, SHA-256 and sample count, for the provenance.
+    private func dataRecord(_ path: String, samples: Int) -> [String: JSONValue] {
+        let sha = (try? Data(contentsOf: URL(fileURLWithPath: path))).map { bytes in bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } } ?? ""
+        return ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha), "samples": .int(Int64(samples))]
     }
 
     /// Inputs and labels from an .npz, checked against the model and the loss.

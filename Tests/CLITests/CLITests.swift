@@ -290,6 +290,20 @@ import Testing
         #expect((hessian["data"] as? [String: Any])?["samples"] as? Int == 900)
         #expect(hessian["validation_after"] != nil && hessian["validation_before"] != nil)
         #expect(hessian["lr_schedule"] as? String == "step:0.1:15,25")
+        #expect(run.stderr.contains("full precision: validation loss"))
+        #expect((hessian["validation_full_precision"] as? [String: Any])?["accuracy"] is Double)
+
+        // One-shot with --val: the full-precision and the quantized model, both evaluated.
+        let oneShot = try CLITests.run(["quantize", model, "-o", output, "--method", "lat2a", "--one-shot",
+                                        "--val", TestPaths.testdata("keras/fmnist_calibration.npz").path])
+        #expect(oneShot.status == 0, "\(oneShot.stderr)")
+        #expect(oneShot.stderr.contains("full precision: validation loss") && oneShot.stderr.contains("one-shot: validation loss"))
+        let oneShotParameters = try #require((try CLITests.json(try CLITests.run(["inspect", "--json", output]).stdout)["provenance"] as? [[String: Any]])?.last?["parameters"] as? [String: Any])
+        let validation = try #require(oneShotParameters["validation"] as? [String: Any])
+        let fullAccuracy = try #require((validation["full_precision"] as? [String: Any])?["accuracy"] as? Double)
+        let quantizedAccuracy = try #require((validation["quantized"] as? [String: Any])?["accuracy"] as? Double)
+        #expect(fullAccuracy > 0.7 && quantizedAccuracy > 0.1 && quantizedAccuracy <= 1)
+        #expect((validation["data"] as? [String: Any])?["samples"] as? Int == 1000)
         #expect(try CLITests.run(["verify", output]).status == 0)
 
         let both = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--calib", "x.npz"])
