@@ -139,18 +139,15 @@ public struct LAQWriter: Sendable {
         /// another core while they are written (SHA-256 takes about as long as the writes), then
         /// the digest and end magic close the file.
         func emit(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
-            let hashing = DispatchGroup()
-            nonisolated(unsafe) var digest: [UInt8] = []
-            DispatchQueue.global().async(group: hashing) {
+            let digest = BackgroundValue {
                 let hasher = SHA256()
                 self.body { hasher.update($0) }
-                digest = hasher.finalize()
+                return hasher.finalize()
             }
-            // Join before returning or throwing: the hashing thread reads the payloads.
-            defer { hashing.wait() }
+            // Joined before returning or throwing: the hashing thread reads the payloads.
+            defer { _ = digest.wait() }
             try body(write)
-            hashing.wait()
-            try digest.withUnsafeBytes { try write($0) }
+            try digest.wait().withUnsafeBytes { try write($0) }
             try Layout.endMagic.withUnsafeBytes { try write($0) }
         }
 

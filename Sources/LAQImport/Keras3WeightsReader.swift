@@ -18,21 +18,27 @@ struct Keras3WeightsReader {
         let layersGroup = try root.group("layers")
         // A layer's group: the child of /layers whose vars/@name is its name; for a layer of a
         // nested model, the nested model's group and then its `layers` subgroup, level by level.
+        // Each level's name → group table is read once.
+        var tables: [String: [String: String]] = [:]
+        func table(_ base: String) throws -> [String: String] {
+            if let known = tables[base] { return known }
+            var names: [String: String] = [:]
+            if try root.kind(of: base) == .group {
+                let parent = try root.group(base)
+                for child in try parent.children() where try parent.kind(of: "\(child)/vars") == .group {
+                    if let name = try parent.group("\(child)/vars").stringAttribute("name"), names[name] == nil { names[name] = "\(base)/\(child)" }
+                }
+            }
+            tables[base] = names
+            return names
+        }
         func groupPath(_ names: [String]) throws -> String? {
             var base = "layers"
             var path: String?
-            for (depth, name) in names.enumerated() {
-                guard try root.kind(of: base) == .group else { return nil }
-                let parent = try root.group(base)
-                path = nil
-                for child in try parent.children() where try parent.kind(of: "\(child)/vars") == .group {
-                    if try parent.group("\(child)/vars").stringAttribute("name") == name {
-                        path = "\(base)/\(child)"
-                        break
-                    }
-                }
-                guard let found = path else { return nil }
-                if depth < names.count - 1 { base = "\(found)/layers" }
+            for name in names {
+                if let found = path { base = "\(found)/layers" }
+                guard let found = try table(base)[name] else { return nil }
+                path = found
             }
             return path
         }

@@ -107,19 +107,3 @@ public struct KerasImporter: Sendable {
         }
     }
 }
-
-/// A value computed on a global queue while the caller goes on; `wait()` joins it.
-final class BackgroundValue<Value: Sendable>: @unchecked Sendable {
-    private var value: Value?
-    private let group = DispatchGroup()
-
-    init(_ body: @escaping @Sendable () -> Value) {
-        DispatchQueue.global().async(group: group) { self.value = body() }
-    }
-
-    /// Blocks until the value is computed; the group's wait orders the write before the read.
-    func wait() -> Value {
-        group.wait()
-        return value!
-    }
-}
