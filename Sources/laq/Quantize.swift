@@ -58,24 +58,32 @@ struct Quantize: ParsableCommand {
     @Option(help: "Validation data (.npz); default: the last --val-split of the calibration data. With --one-shot: the full-precision and quantized models are evaluated on it.")
     var val: String?
 
-    @Option(help: "Share of the calibration data held out for validation when --val is not given.")
-    var valSplit: Double = 0.1
+    // The calibration options are optional so that giving one with --one-shot is refused
+    // instead of silently ignored; their defaults are below.
+    @Option(name: .customLong("val-split"), help: "Share of the calibration data held out for validation when --val is not given (default: 0.1).")
+    var valSplitOption: Double?
+    var valSplit: Double { valSplitOption ?? 0.1 }
 
-    @Option(help: "Calibration epochs.")
-    var epochs: Int = 1
+    @Option(name: .customLong("epochs"), help: "Calibration epochs (default: 1).")
+    var epochsOption: Int?
+    var epochs: Int { epochsOption ?? 1 }
 
-    @Option(help: "Learning rate of the calibration run's Adam.")
-    var lr: Float = 1e-3
+    @Option(name: .customLong("lr"), help: "Learning rate of the calibration run's Adam (default: 0.001).")
+    var lrOption: Float?
+    var lr: Float { lrOption ?? 1e-3 }
 
-    @Option(help: ArgumentHelp("Learning-rate schedule over the calibration epochs.",
+    @Option(name: .customLong("lr-schedule"), help: ArgumentHelp("Learning-rate schedule over the calibration epochs (default: constant).",
                                discussion: "constant; step:FACTOR:E1,E2 (×FACTOR after each listed epoch); every:N:FACTOR (after every N epochs); exp:FACTOR:AFTER (every epoch after AFTER). The paper's MNIST run: step:0.1:15,25."))
-    var lrSchedule: String = "constant"
+    var lrScheduleOption: String?
+    var lrSchedule: String { lrScheduleOption ?? "constant" }
 
-    @Option(help: "Calibration batch size.")
-    var batch: Int = 64
+    @Option(name: .customLong("batch"), help: "Calibration batch size (default: 64).")
+    var batchOption: Int?
+    var batch: Int { batchOption ?? 64 }
 
-    @Option(help: "Seed for shuffling and dropout.")
-    var seed: UInt64 = 1
+    @Option(name: .customLong("seed"), help: "Seed for shuffling and dropout (default: 1).")
+    var seedOption: UInt64?
+    var seed: UInt64 { seedOption ?? 1 }
 
     @Flag(help: "Do not clip quantized tensors' full-precision weights to [−1, 1] during calibration.")
     var noClip = false
@@ -110,6 +118,14 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         guard oneShot != (calib != nil) else { throw ValidationError("give either --one-shot or --calib DATA") }
+        if oneShot {
+            let given = [("--val-split", valSplitOption != nil), ("--epochs", epochsOption != nil), ("--lr", lrOption != nil),
+                         ("--lr-schedule", lrScheduleOption != nil), ("--batch", batchOption != nil), ("--seed", seedOption != nil),
+                         ("--no-clip", noClip)].filter(\.1).map(\.0)
+            guard given.isEmpty else {
+                throw ValidationError("\(given.joined(separator: ", ")) only apply to a calibration run: use --calib DATA, or drop \(given.count == 1 ? "it" : "them") for --one-shot")
+            }
+        }
         guard epochs >= 1, epochs <= 10_000, batch >= 1, batch <= 1 << 16 else { throw ValidationError("--epochs and --batch must be positive") }
         guard valSplit > 0, valSplit < 1 else { throw ValidationError("--val-split must be in (0, 1)") }
         guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }

@@ -323,5 +323,9 @@ import Testing
         #expect(badSchedule.stderr.contains("--lr-schedule every:0:0.5: '0' is not a positive epoch count"))
         let badLayer = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--layer", "hidden=:"])
         #expect(badLayer.status == 2)
+        // Calibration options with --one-shot would do nothing: refused, naming them.
+        let ignored = try CLITests.run(["quantize", model, "-o", output, "--method", "late", "--one-shot", "--epochs", "3", "--lr-schedule", "step:0.1:2"])
+        #expect(ignored.status == 2)
+        #expect(ignored.stderr.contains("--epochs, --lr-schedule only apply to a calibration run"))
     }
 }
