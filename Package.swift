@@ -45,6 +45,9 @@ let package = Package(
         .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
         /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
         .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQModel", "LAQFormat"]),
+        /// `laq export`: a .laq file's weights as float32 .npz, safetensors, or a Keras-loadable
+        /// legacy .h5 (architecture + weights, through LAQHDF5).
+        .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQModel", "LAQHDF5", "LAQData"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQModel"]),
 
@@ -52,7 +55,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration", "LAQExport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -67,6 +70,7 @@ let package = Package(
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

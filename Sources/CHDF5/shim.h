@@ -13,3 +13,8 @@ static inline hid_t laq_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }
 static inline hid_t laq_h5t_native_int64(void) { return H5T_NATIVE_INT64; }
 static inline hid_t laq_h5t_c_s1(void) { return H5T_C_S1; }
 static inline size_t laq_h5t_variable(void) { return H5T_VARIABLE; }
+static inline unsigned laq_h5f_acc_trunc(void) { return H5F_ACC_TRUNC; }
+static inline hid_t laq_h5p_link_create(void) { return H5P_LINK_CREATE; }
+static inline hid_t laq_h5t_ieee_f32le(void) { return H5T_IEEE_F32LE; }
+static inline hid_t laq_h5t_ieee_f64le(void) { return H5T_IEEE_F64LE; }
+static inline unsigned laq_h5f_obj_all(void) { return H5F_OBJ_ALL; }

@@ -169,3 +169,27 @@ extension Numpy {
         return bytes
     }
 }
+
+extension Numpy {
+    /// A `.npz` image (a zip of stored `.npy` members, as `numpy.savez` writes) of float32 arrays,
+    /// in the order given; member `NAME.npy` for each name. Entries carry a fixed date
+    /// (2000-01-01 12:00), so the same arrays give the same bytes.
+    public static func encodeArchive(_ arrays: [(name: String, shape: [Int], values: [Float])]) throws -> [UInt8] {
+        let archive: Archive
+        do { archive = try Archive(data: Data(), accessMode: .create) } catch { throw DataError(file: "<npz>", reason: "cannot create an archive: \(error)") }
+        let epoch = DateComponents(calendar: Calendar(identifier: .gregorian), timeZone: TimeZone(identifier: "UTC"), year: 2000, month: 1, day: 1, hour: 12).date!
+        for array in arrays {
+            let member = Data(encode(shape: array.shape, values: array.values))
+            do {
+                try archive.addEntry(with: array.name + ".npy", type: .file, uncompressedSize: Int64(member.count),
+                                     modificationDate: epoch, compressionMethod: .none) { position, size in
+                    member.subdata(in: Int(position)..<Int(position) + size)
+                }
+            } catch {
+                throw DataError(file: "<npz>", array: array.name, reason: "cannot add to the archive: \(error)")
+            }
+        }
+        guard let data = archive.data else { throw DataError(file: "<npz>", reason: "the archive has no data") }
+        return [UInt8](data)
+    }
+}

@@ -9,29 +9,42 @@ import Glibc
 public enum AtomicFile {
     /// Writes the bytes that `body` passes to its sink to `path`, atomically.
     public static func write(to path: String, _ body: (inout FileSink) throws -> Void) throws {
+        try replace(path) { fd, _ in
+            var sink = FileSink(fd: fd, path: path)
+            try body(&sink)
+            try sink.flush()
+        }
+    }
+
+    /// Lets `body` write a file through a library that opens files by name (libhdf5): `body`
+    /// gets the temporary file's path, must write it completely and close it before returning;
+    /// then the file is `fsync`ed and renamed over `path`, as ``write(to:_:)`` does.
+    public static func write(to path: String, byPath body: (_ temporaryPath: String) throws -> Void) throws {
+        try replace(path) { _, temporary in try body(temporary) }
+    }
+
+    /// The one implementation: create the temporary file, let `body` fill it (through the
+    /// descriptor or by path), fsync, close, rename, fsync the directory; clean up on error.
+    private static func replace(_ path: String, _ body: (_ fd: Int32, _ temporary: String) throws -> Void) throws {
         let directory = parentDirectory(of: path)
         let base = path.split(separator: "/").last.map(String.init) ?? path
         var template = Array("\(directory)/.\(base).tmp-XXXXXX".utf8CString)
         let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
         guard fd >= 0 else { throw FormatError.io(path: path, operation: "create temporary file in \(directory)", reason: errnoString()) }
         let temporary = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
-        var sink = FileSink(fd: fd, path: path)
+        var closed = false
         do {
-            try body(&sink)
-            try sink.flush()
+            try body(fd, temporary)
             // mkstemp creates 0600; give the file the usual 0666 & ~umask.
             _ = fchmod(fd, 0o666 & ~processUmask)
             guard fsync(fd) == 0 else { throw FormatError.io(path: path, operation: "fsync", reason: errnoString()) }
-            guard close(fd) == 0 else {
-                sink.closed = true
-                throw FormatError.io(path: path, operation: "close", reason: errnoString())
-            }
-            sink.closed = true
+            closed = true
+            guard close(fd) == 0 else { throw FormatError.io(path: path, operation: "close", reason: errnoString()) }
             guard rename(temporary, path) == 0 else {
                 throw FormatError.io(path: path, operation: "rename into place", reason: errnoString())
             }
         } catch {
-            if !sink.closed { close(fd) }
+            if !closed { close(fd) }
             unlink(temporary)
             throw error
         }
@@ -64,7 +77,6 @@ public struct FileSink {
     let fd: Int32
     let path: String
     var buffer: [UInt8] = []
-    var closed = false
     static let bufferSize = 1 << 20
 
     init(fd: Int32, path: String) {

@@ -6,6 +6,11 @@ public final class H5File: @unchecked Sendable {
     /// The path (or name) used in error messages.
     public let path: String
 
+    init(handle: consuming H5ID, path: String) {
+        self.handle = handle
+        self.path = path
+    }
+
     /// Opens the file at `path` read-only.
     public init(path: String) throws {
         self.path = path

@@ -59,31 +59,16 @@ struct LegacyH5Reader {
                 throw ImportError.invalid(path: path, what: "layer '\(name)'", reason: "has weights in the file but is not in the architecture")
             }
         }
-        // A nested model's group lists its weights as Keras' `trainable_weights +
-        // non_trainable_weights` of the nested model: every trainable weight of its layers in
-        // layer order, then every other one (BatchNormalization's moving statistics, frozen
-        // layers). Keras' own loader reads them by position (their names can be ambiguous two
-        // levels down), and so does laq: each flattened layer gets its weights' positions.
+        // Weights of a nested model are matched by position (LayerCatalog.kerasWeightGroups).
         var positions: [String: [Int]] = [:]
         var nestedCounts: [String: Int] = [:]
-        var nestedLayers: [String: [Layer]] = [:]
-        for layer in graph.layers {
-            if let top = layer.scope.first { nestedLayers[top, default: []].append(layer) }
+        for layer in graph.layers where !layer.scope.isEmpty {
+            positions[layer.name] = [Int](repeating: 0, count: layer.weightNames.count)
         }
-        for (top, layers) in nestedLayers {
-            var order: [(layer: String, index: Int)] = []
-            for trainablePass in [true, false] {
-                for layer in layers {
-                    let frozen = layer.config["trainable"] == .bool(false)
-                    let trainable = frozen ? 0 : LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
-                    for index in layer.weightNames.indices where (index < trainable) == trainablePass {
-                        order.append((layer.name, index))
-                    }
-                }
-            }
-            nestedCounts[top] = order.count
-            for layer in layers { positions[layer.name] = [Int](repeating: 0, count: layer.weightNames.count) }
-            for (position, entry) in order.enumerated() { positions[entry.layer]![entry.index] = position }
+        let nestedTops = Set(graph.layers.compactMap(\.scope.first))
+        for group in LayerCatalog.kerasWeightGroups(graph.layers) where nestedTops.contains(group.name) {
+            nestedCounts[group.name] = group.weights.count
+            for (position, entry) in group.weights.enumerated() { positions[entry.layer]![entry.index] = position }
         }
         var stored: [String: String] = [:]
         let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in

@@ -329,3 +329,34 @@ import Testing
         #expect(ignored.stderr.contains("--epochs, --lr-schedule only apply to a calibration run"))
     }
 }
+
+/// `laq export` end to end (Keras loading the result: tools/check_export.py).
+@Suite struct ExportCLITests {
+    @Test("export writes npz, h5 and safetensors; exit 1 for a file it cannot export, 2 for a missing one")
+    func exportCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("tiny.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_tiny.h5").path, "-o", model]).status == 0)
+        for format in ["npz", "h5", "safetensors"] {
+            let output = directory.appendingPathComponent("tiny.\(format)").path
+            let result = try CLITests.run(["export", model, "--to", format, "-o", output, "--json"])
+            #expect(result.status == 0, "\(format): \(result.stderr)")
+            let json = try CLITests.json(result.stdout)
+            #expect(json["tensors"] as? Int == 11 && json["parameters"] as? Int == 674, "\(format)")
+            #expect(json["bytes"] as? Int == (try FileManager.default.attributesOfItem(atPath: output)[.size] as? Int))
+        }
+        // An unknown format is a usage error; a damaged file is exit 1 and writes nothing.
+        let badFormat = try CLITests.run(["export", model, "--to", "onnx", "-o", directory.appendingPathComponent("x").path])
+        #expect(badFormat.status == 2)
+        let damaged = directory.appendingPathComponent("damaged.laq").path
+        var bytes = try #require(FileManager.default.contents(atPath: model))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: damaged))
+        let failed = try CLITests.run(["export", damaged, "--to", "npz", "-o", directory.appendingPathComponent("damaged.npz").path])
+        #expect(failed.status == 1, "\(failed.stderr)")
+        #expect(!FileManager.default.fileExists(atPath: directory.appendingPathComponent("damaged.npz").path))
+        let missing = try CLITests.run(["export", directory.appendingPathComponent("nope.laq").path, "--to", "npz", "-o", "x.npz"])
+        #expect(missing.status == 2)
+    }
+}
