@@ -48,6 +48,9 @@ let package = Package(
         /// `laq export`: a .laq file's weights as float32 .npz, safetensors, or a Keras-loadable
         /// legacy .h5 (architecture + weights, through LAQHDF5).
         .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQModel", "LAQHDF5", "LAQData"]),
+        /// Comparing and reporting: `laq diff` (tensors, architecture, outputs on data, per-layer
+        /// sensitivity) and the data behind `inspect --histogram` and `report`.
+        .target(name: "LAQAnalysis", dependencies: ["LAQFormat", "LAQModel", "LAQEngine"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQModel"]),
 
@@ -55,7 +58,7 @@ let package = Package(
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration", "LAQExport",
+                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration", "LAQExport", "LAQAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -71,6 +74,7 @@ let package = Package(
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

@@ -78,6 +78,17 @@ public struct Executor: Sendable {
 
     /// The model's outputs for `inputs` (one tensor per model input, in order).
     public func predict(_ inputs: [Tensor]) throws(EngineError) -> [Tensor] {
+        let values = try activations(inputs)
+        var outputs: [Tensor] = []
+        for ref in model.outputs {
+            guard let tensor = values[ref.layer] else { throw .badInput(name: ref.layer, reason: "was not computed") }
+            outputs.append(tensor)
+        }
+        return outputs
+    }
+
+    /// Every layer's output for `inputs`, by layer name (input layers: the inputs themselves).
+    public func activations(_ inputs: [Tensor]) throws(EngineError) -> [String: Tensor] {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
@@ -97,11 +108,6 @@ public struct Executor: Sendable {
             guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
             values[layer.name] = try op.forward(arguments)
         }
-        var outputs: [Tensor] = []
-        for ref in model.outputs {
-            guard let tensor = values[ref.layer] else { throw .badInput(name: ref.layer, reason: "was not computed") }
-            outputs.append(tensor)
-        }
-        return outputs
+        return values
     }
 }

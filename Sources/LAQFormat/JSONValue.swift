@@ -1,3 +1,4 @@
+import Foundation
 /// Any JSON value, for the parts of the manifest laq carries without interpreting
 /// (the imported architecture, training configuration, free-form metadata).
 public enum JSONValue: Codable, Equatable, Hashable, Sendable {
@@ -65,4 +66,11 @@ extension JSONValue: ExpressibleByStringLiteral, ExpressibleByIntegerLiteral, Ex
         self = .object(Dictionary(elements, uniquingKeysWith: { _, last in last }))
     }
     public init(nilLiteral: ()) { self = .null }
+}
+
+extension JSONValue {
+    /// Any `Encodable` as a JSON value (for embedding or comparing manifest parts).
+    public init(encoding value: some Encodable) throws {
+        self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
+    }
 }

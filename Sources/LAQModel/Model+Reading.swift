@@ -47,6 +47,6 @@ extension Model {
             name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, weights: weights,
             optimizer: optimizer, architecture: manifest.model.architecture, training: manifest.model.training,
             source: ModelSource(format: source?["format"]?.stringValue ?? "laq", kerasVersion: source?["keras_version"]?.stringValue,
-                                backend: source?["backend"]?.stringValue))
+                                backend: source?["backend"]?.stringValue, file: source?["file"]?.stringValue))
     }
 }

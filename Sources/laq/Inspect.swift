@@ -181,8 +181,8 @@ struct Inspect: ParsableCommand {
             "sha256_stored": .string(SHA256.hex(laq.storedSHA256)),
             "required_features": .array(manifest.requiredFeatures.map { .string($0) }),
             "unsupported_features": .array(laq.unsupportedFeatures.map { .string($0) }),
-            "model": try jsonValue(manifest.model),
-            "provenance": try jsonValue(manifest.provenance),
+            "model": try JSONValue(encoding: manifest.model),
+            "provenance": try JSONValue(encoding: manifest.provenance),
             "metadata": .object(manifest.metadata),
             "tensors": .array(tensors),
             "totals": [

@@ -96,11 +96,6 @@ func printJSON(_ value: JSONValue) throws {
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
 }
 
-/// Any `Encodable` as a ``JSONValue`` (for embedding manifest parts in reports).
-func jsonValue(_ value: some Encodable) throws -> JSONValue {
-    try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
-}
-
 extension Double {
     var jsonNumber: JSONValue { isFinite ? .double(self) : .null }
 }

@@ -360,3 +360,45 @@ import Testing
         #expect(missing.status == 2)
     }
 }
+
+/// `laq diff` end to end: diff(1)'s exit codes, the JSON of spec/EXPORT.md §5.4.
+@Suite struct DiffCLITests {
+    @Test("diff: 0 for a file and itself, 1 for a model and its quantized version (naming the most hurt layer with --data), 2 for trouble")
+    func diffCommand() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        let quantized = directory.appendingPathComponent("mlp-lat2a.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        #expect(try CLITests.run(["quantize", model, "-o", quantized, "--method", "lat2a", "--one-shot"]).status == 0)
+
+        let same = try CLITests.run(["diff", model, model])
+        #expect(same.status == 0, "\(same.stdout)\(same.stderr)")
+        #expect(same.stdout.contains("same content"))
+
+        let different = try CLITests.run(["diff", model, quantized, "--data", TestPaths.testdata("keras/fmnist_calibration.npz").path, "--json"])
+        #expect(different.status == 1, "\(different.stderr)")
+        let json = try CLITests.json(different.stdout)
+        #expect(json["same"] as? Bool == false)
+        let tensors = try #require(json["tensors"] as? [[String: Any]])
+        let kernel = try #require(tensors.first { $0["name"] as? String == "hidden/kernel" })
+        #expect(kernel["status"] as? String == "changed" && (kernel["relative_l2"] as? Double ?? 0) > 0)
+        #expect((json["only_in_a"] as? [String])?.count == 8, "quantize drops the optimizer state")
+        let data = try #require(json["data"] as? [String: Any])
+        #expect(data["samples"] as? Int == 1000)
+        let hurt = try #require(data["most_hurt_layer"] as? String)
+        #expect(["hidden", "classes"].contains(hurt))
+        let output = try #require((data["outputs"] as? [[String: Any]])?.first)
+        #expect((output["top1_agreement"] as? Double ?? 1) < 1 && (output["kl_divergence"] as? Double ?? 0) > 0)
+
+        let text = try CLITests.run(["diff", model, quantized, "--data", TestPaths.testdata("keras/fmnist_calibration.npz").path, "--limit", "100"])
+        #expect(text.status == 1)
+        #expect(text.stdout.contains("most hurt layer: "))
+        #expect(text.stdout.contains("(100 samples)"))
+
+        #expect(try CLITests.run(["diff", model, directory.appendingPathComponent("nope.laq").path]).status == 2)
+        let badData = try CLITests.run(["diff", model, quantized, "--data", TestPaths.testdata("keras/k3_tiny.io.npz").path])
+        #expect(badData.status == 2)
+        #expect(badData.stderr.contains("k3_tiny.io.npz"))
+    }
+}
