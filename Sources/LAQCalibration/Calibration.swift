@@ -84,6 +84,19 @@ public struct Calibration {
         /// Validation loss and accuracy of the model quantized one-shot before calibration.
         public var before: EpochReport
         public var steps: Int
+        /// Each step's training loss (of its batch, through the quantized weights), in order.
+        public var stepLosses: [Double]
+
+        /// The step losses averaged over consecutive windows of `stride` steps, so that at most
+        /// `maxPoints` remain (for the provenance's loss curve); stride 1 keeps every step.
+        public func stepLossCurve(maxPoints: Int = 500) -> (stride: Int, values: [Double]) {
+            let stride = max(1, (stepLosses.count + maxPoints - 1) / max(maxPoints, 1))
+            let values = Swift.stride(from: 0, to: stepLosses.count, by: stride).map { start in
+                let window = stepLosses[start..<min(start + stride, stepLosses.count)]
+                return window.reduce(0, +) / Double(window.count)
+            }
+            return (stride, values)
+        }
     }
 
     public let settings: Settings
@@ -112,6 +125,7 @@ public struct Calibration {
         func score(_ loss: Double) -> Double { loss.isFinite ? loss : .infinity }
         var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), start, baseline, 0)
         var reports: [EpochReport] = []
+        var stepLosses: [Double] = []
         precondition(settings.batchSize >= 1, "batch size must be positive")
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {
@@ -138,6 +152,7 @@ public struct Calibration {
                     }
                 }
                 total += outcome.loss
+                stepLosses.append(outcome.loss)
                 progress?(epoch, step + 1, steps, total / Double(step + 1))
             }
             let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
@@ -149,7 +164,7 @@ public struct Calibration {
             }
         }
         return Result(model: best!.model, quantized: best!.quantized, epochs: reports, bestEpoch: best!.epoch, before: before,
-                      steps: adam.iterations)
+                      steps: adam.iterations, stepLosses: stepLosses)
     }
 
     /// Quantizes the selected weights with d = √v + 1e-8 from the run's Adam state.

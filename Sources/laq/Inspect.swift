@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LAQAnalysis
 import LAQFormat
 
 struct Inspect: ParsableCommand {
@@ -14,9 +15,24 @@ struct Inspect: ParsableCommand {
     @Flag(help: "Print JSON for scripts instead of tables.")
     var json = false
 
+    @Option(help: ArgumentHelp("Show one tensor's histogram with its quantization levels instead of the listing.",
+                               discussion: "A tensor name (dense/kernel) or a layer name (its first quantized weight, else its first weight)."),
+            completion: nil)
+    var histogram: String?
+
+    @Option(help: "Histogram bins (with --histogram).")
+    var bins: Int = 24
+
+    @Option(help: "With --histogram: the full-precision file the tensor was quantized from; its values are binned, this file's levels marked.")
+    var against: String?
+
+    func validate() throws {
+        guard (2...200).contains(bins) else { throw ValidationError("--bins must be in 2…200") }
+    }
 
     func run() throws {
         let laq = try LAQFile(path: file)
+        if let histogram { return try showHistogram(histogram, in: laq) }
         // A damaged payload does not stop the listing: its statistics are left out and the
         // problem is noted (and the exit status is 1, as `laq verify`'s).
         var damaged: [String: FormatError] = [:]
@@ -193,4 +209,74 @@ struct Inspect: ParsableCommand {
             ],
         ]
     }
+
+    /// The tensor named `name`, or the first quantized (else first) weight of the layer `name`.
+    private func tensor(_ name: String, in laq: LAQFile) throws -> TensorInfo {
+        if let tensor = laq.tensor(named: name) { return tensor }
+        let weights = laq.tensors.filter { $0.role == .weight && $0.name.hasPrefix(name + "/") }
+        if let tensor = weights.first(where: { $0.encoding?.typeName == "codebook" }) ?? weights.first { return tensor }
+        let layers = Set(laq.tensors.filter { $0.role == .weight }.compactMap { $0.name.split(separator: "/").dropLast().joined(separator: "/") })
+        throw CLIError(message: "\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))", code: 2)
+    }
+
+    private func showHistogram(_ name: String, in laq: LAQFile) throws {
+        let info = try tensor(name, in: laq)
+        guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: 1) }
+        let reference = try against.map { try LAQFile(path: $0) }
+        let histogram: TensorHistogram
+        do { histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins) } catch let error as FormatError {
+            throw CLIError(message: "\(against ?? file): \(error)", code: error.exitCode)
+        }
+        if json {
+            try printJSON([
+                "tensor": .string(histogram.name), "shape": .array(histogram.shape.map { .int(Int64($0)) }),
+                "encoding": .string(histogram.encoding), "count": .int(Int64(histogram.total)),
+                "min": histogram.minimum.jsonNumber, "max": histogram.maximum.jsonNumber,
+                "bins": .array(histogram.bins.map { ["lower": $0.lower.jsonNumber, "upper": $0.upper.jsonNumber, "count": .int(Int64($0.count))] }),
+                "levels": histogram.levels.map { levels in
+                    .array(levels.map { ["code": .int(Int64($0.code)), "min": $0.minimum.jsonNumber, "max": $0.maximum.jsonNumber, "count": .int(Int64($0.count))] })
+                } ?? .null,
+            ])
+            return
+        }
+        var lines = ["\(histogram.name)  \(formatShape(histogram.shape))  \(histogram.encoding)  \(histogram.total) values in [\(formatFloat(histogram.minimum)), \(formatFloat(histogram.maximum))]"]
+        let barWidth = max(10, min(50, terminalWidth() - 48))
+        func bar(_ count: Int, _ largest: Int) -> String {
+            let length = largest > 0 ? Int((Double(count) / Double(largest) * Double(barWidth)).rounded()) : 0
+            return String(repeating: "█", count: length) + String(repeating: " ", count: barWidth - length)
+        }
+        func level(_ item: TensorHistogram.Level) -> String {
+            item.minimum == item.maximum ? formatFloat(item.minimum) : "\(formatFloat(item.minimum))…\(formatFloat(item.maximum))"
+        }
+        if let levels = histogram.levels {
+            lines.append("levels (code: level\(levels.contains { $0.minimum != $0.maximum } ? " range over the channels" : ""), share of elements):")
+            let largest = levels.map(\.count).max() ?? 0
+            let labels = levels.map { "  \($0.code): \(level($0))" }
+            let labelWidth = labels.map(\.count).max() ?? 0
+            for (item, label) in zip(levels, labels) {
+                let share = String(format: "%5.1f%%", 100 * Double(item.count) / Double(max(histogram.total, 1)))
+                lines.append(label.padding(toLength: labelWidth, withPad: " ", startingAt: 0) + "  " + share + " │" + bar(item.count, largest))
+            }
+        }
+        // Per-tensor levels of a quantized tensor alone: the level table is the whole histogram.
+        let perTensor = histogram.levels?.allSatisfy { $0.minimum == $0.maximum } ?? false
+        if perTensor, reference == nil {
+            print(lines.joined(separator: "\n"))
+            return
+        }
+        let source = reference == nil ? "" : " of \(against ?? "")'s values"
+        lines.append("histogram\(source) (\(histogram.bins.count) bins)\(histogram.levels == nil ? "" : ", ◆ levels"):")
+        let largest = histogram.bins.map(\.count).max() ?? 0
+        for bin in histogram.bins {
+            let marks = (histogram.levels ?? []).filter { $0.minimum <= bin.upper && $0.maximum >= bin.lower }
+            let range = "\(formatFloat(bin.lower).leftPadded(10)) … \(formatFloat(bin.upper).leftPadded(10))"
+            let suffix = marks.isEmpty ? "" : "  ◆ " + marks.map { "\($0.code)" }.joined(separator: ",")
+            lines.append("  \(range) │\(bar(bin.count, largest)) \(String(bin.count).leftPadded(8))\(suffix)")
+        }
+        print(lines.joined(separator: "\n"))
+    }
+}
+
+extension String {
+    func leftPadded(_ width: Int) -> String { count >= width ? self : String(repeating: " ", count: width - count) + self }
 }

@@ -331,6 +331,7 @@ struct Quantize: ParsableCommand {
             let kept = report.epoch == result.bestEpoch ? " (kept)" : ""
             printValidation(report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)", report)
         }
+        let curve = result.stepLossCurve()
         var data = dataRecord(path, samples: training.count)
         data["validation_samples"] = .int(Int64(validation.count))
         let record: JSONValue = [
@@ -342,6 +343,12 @@ struct Quantize: ParsableCommand {
             "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
             "validation_before": metrics(result.before),
             "validation_after": metrics(result.bestEpoch == 0 ? result.before : result.epochs[result.bestEpoch - 1]),
+            // The curve `laq report` draws: epoch 0 is the one-shot start.
+            "history": .array(([result.before] + result.epochs).map { report in
+                ["epoch": .int(Int64(report.epoch)), "training_loss": report.epoch == 0 ? .null : report.trainingLoss.jsonNumber,
+                 "validation_loss": report.validationLoss.jsonNumber, "validation_accuracy": report.validationAccuracy.map(\.jsonNumber) ?? .null]
+            }),
+            "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
         return (result.model, result.quantized, record)
     }

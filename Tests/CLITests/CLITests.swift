@@ -402,3 +402,28 @@ import Testing
         #expect(badData.stderr.contains("k3_tiny.io.npz"))
     }
 }
+
+/// `laq inspect --histogram`.
+@Suite struct HistogramCLITests {
+    @Test("inspect --histogram: a layer's quantized kernel with its levels; against the full-precision file, its weights binned")
+    func histogram() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        let quantized = directory.appendingPathComponent("mlp-late.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        #expect(try CLITests.run(["quantize", model, "-o", quantized, "--method", "late", "--one-shot"]).status == 0)
+        let levels = try CLITests.run(["inspect", quantized, "--histogram", "hidden"])
+        #expect(levels.status == 0, "\(levels.stderr)")
+        #expect(levels.stdout.hasPrefix("hidden/kernel  784×64"))
+        #expect(levels.stdout.contains("levels (code: level") && levels.stdout.contains("  1: 0 "))
+        let against = try CLITests.run(["inspect", quantized, "--histogram", "hidden/kernel", "--against", model, "--bins", "10"])
+        #expect(against.status == 0)
+        #expect(against.stdout.contains("(10 bins), ◆ levels"))
+        let json = try CLITests.json(try CLITests.run(["inspect", model, "--histogram", "classes/kernel", "--json"]).stdout)
+        #expect((json["bins"] as? [[String: Any]])?.compactMap { $0["count"] as? Int }.reduce(0, +) == 640)
+        #expect(json["levels"] is NSNull)
+        let unknown = try CLITests.run(["inspect", model, "--histogram", "nope"])
+        #expect(unknown.status == 2 && unknown.stderr.contains("layers: classes, hidden"))
+    }
+}
