@@ -59,22 +59,7 @@ struct Diff: ParsableCommand {
         var diff: ModelDiff
         do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: 2) }
         if let data {
-            let modelA: Model, modelB: Model
-            do { modelA = try Model(file: fileA) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
-            do { modelB = try Model(file: fileB) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
-            let arrays: [String: NumpyArray]
-            do { arrays = try Numpy.load(path: data) } catch { throw CLIError(message: "\(error)", code: 2) }
-            var inputs = try ModelInputs.select(arrays, for: modelA, key: xKey, file: data)
-            if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
-            let samples = inputs.first?.shape.first ?? 0
-            let changed = diff.changedLayers(in: modelA)
-            let bar = samples >= 1024 ? ProgressBar(label: "running A and B", total: Double(samples), unit: { String(Int($0)) }) : nil
-            do {
-                diff.outputs = try OutputComparison.compare(modelA, modelB, inputs: inputs, changedLayers: changed) { done, _ in
-                    bar?.update(Double(done))
-                }
-            } catch { throw CLIError(message: "\(data): \(error)", code: 2) }
-            bar?.finish()
+            diff.outputs = try Self.compareOutputs(fileA, named: a, fileB, named: b, diff: diff, data: data, xKey: xKey, limit: limit)
         }
         if json {
             try printJSON(diff.json(fileA: a, fileB: b, shaA: SHA256.hex(fileA.storedSHA256), shaB: SHA256.hex(fileB.storedSHA256), data: data))
@@ -148,5 +133,26 @@ struct Diff: ParsableCommand {
         }
         lines.append(diff.isSame ? "same content" : "different")
         return lines.joined(separator: "\n")
+    }
+
+    /// Runs the models of A and B on `data` (both must be runnable: exit code 2 otherwise, as
+    /// `diff`'s trouble), with a progress bar on large data. Shared with `laq report`.
+    static func compareOutputs(_ fileA: LAQFile, named a: String, _ fileB: LAQFile, named b: String, diff: ModelDiff,
+                               data: String, xKey: String, limit: Int?) throws -> OutputComparison {
+        let modelA: Model, modelB: Model
+        do { modelA = try Model(file: fileA) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
+        do { modelB = try Model(file: fileB) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
+        let arrays: [String: NumpyArray]
+        do { arrays = try Numpy.load(path: data) } catch { throw CLIError(message: "\(error)", code: 2) }
+        var inputs = try ModelInputs.select(arrays, for: modelA, key: xKey, file: data)
+        if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
+        let samples = inputs.first?.shape.first ?? 0
+        let bar = samples >= 1024 ? ProgressBar(label: "running both models", total: Double(samples), unit: { String(Int($0)) }) : nil
+        defer { bar?.finish() }
+        do {
+            return try OutputComparison.compare(modelA, modelB, inputs: inputs, changedLayers: diff.changedLayers(in: modelA)) { done, _ in
+                bar?.update(Double(done))
+            }
+        } catch { throw CLIError(message: "\(data): \(error)", code: 2) }
     }
 }

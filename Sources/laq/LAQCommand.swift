@@ -18,7 +18,7 @@ struct LAQCommand: ParsableCommand {
             or `verify` found problems); 2 usage or I/O error.
             """,
         version: LAQVersion.string,
-        subcommands: [Import.self, Quantize.self, Run.self, Eval.self, Inspect.self, Verify.self, Diff.self, Export.self, Demo.self]
+        subcommands: [Import.self, Quantize.self, Run.self, Eval.self, Inspect.self, Verify.self, Diff.self, Export.self, Report.self, Demo.self]
     )
 
     static func main() {

@@ -1,0 +1,68 @@
+import ArgumentParser
+import Foundation
+import LAQAnalysis
+import LAQFormat
+
+struct Report: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Write a self-contained HTML report of a .laq file (inline SVG charts, no network access).",
+        discussion: """
+            Per-tensor bits, sizes and compression; weight histograms with the quantization levels drawn over \
+            them (with --against, the full-precision weights); the calibration loss and accuracy curves from \
+            the provenance; with --against, the diff summary, and with --data as well, output agreement and \
+            each quantized layer's effect on the output.
+
+            Exit status: 0 written; 1 a damaged file; 2 usage or I/O error, or --data that cannot be run.
+            """
+    )
+
+    @Argument(help: "The .laq file (usually quantized).")
+    var input: String
+
+    @Option(help: "The full-precision file it was quantized from.")
+    var against: String?
+
+    @Option(help: "Inputs (.npy/.npz) to compare the outputs on (with --against).")
+    var data: String?
+
+    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
+    var xKey: String = "x"
+
+    @Option(help: "Use only the first N samples of --data.")
+    var limit: Int?
+
+    @Option(name: .shortAndLong, help: "Output HTML file.")
+    var output: String
+
+    @Flag(help: "Print a JSON summary (charts drawn, sizes).")
+    var json = false
+
+    func validate() throws {
+        if data != nil, against == nil { throw ValidationError("--data compares outputs against the --against file: give both") }
+        if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
+    }
+
+    func run() throws {
+        let file = try LAQFile(path: input)
+        let reference = try against.map { try LAQFile(path: $0) }
+        var diff: ModelDiff?
+        if let reference {
+            diff = try ModelDiff.compare(reference, file)
+            if let data, let base = diff {
+                diff?.outputs = try Diff.compareOutputs(reference, named: against ?? "", file, named: input, diff: base, data: data, xKey: xKey, limit: limit)
+            }
+        }
+        var page = ReportPage(file: file, fileName: URL(fileURLWithPath: input).lastPathComponent, reference: reference,
+                              referenceName: against.map { URL(fileURLWithPath: $0).lastPathComponent }, diff: diff,
+                              dataName: data.map { URL(fileURLWithPath: $0).lastPathComponent })
+        let html = try page.render()
+        let bytes = Array(html.utf8)
+        try AtomicFile.write(to: output) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+        if json {
+            try printJSON(["input": .string(input), "output": .string(output), "bytes": .int(Int64(bytes.count)),
+                           "charts": .array(page.charts.map { .string($0) })])
+        } else {
+            print("wrote \(output): \(page.charts.count) charts, \(formatBytes(UInt64(bytes.count)))")
+        }
+    }
+}
