@@ -27,21 +27,11 @@ struct Diff: ParsableCommand {
     @Argument(help: "The second file, B.")
     var b: String
 
-    @Option(help: "Inputs (.npy/.npz) to run both models on.")
-    var data: String?
-
-    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
-    var xKey: String = "x"
-
-    @Option(help: "Use only the first N samples of --data.")
-    var limit: Int?
+    @OptionGroup var comparison: ComparisonData
+    var data: String? { comparison.data }
 
     @Flag(help: "Print JSON for scripts (the shape is in spec/EXPORT.md §5.4).")
     var json = false
-
-    func validate() throws {
-        if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
-    }
 
     func run() throws {
         do {
@@ -59,7 +49,7 @@ struct Diff: ParsableCommand {
         var diff: ModelDiff
         do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: 2) }
         if let data {
-            diff.outputs = try Self.compareOutputs(fileA, named: a, fileB, named: b, diff: diff, data: data, xKey: xKey, limit: limit)
+            diff.outputs = try Self.compareOutputs(fileA, named: a, fileB, named: b, diff: diff, data: data, xKey: comparison.xKey, limit: comparison.limit)
         }
         if json {
             try printJSON(diff.json(fileA: a, fileB: b, shaA: SHA256.hex(fileA.storedSHA256), shaB: SHA256.hex(fileB.storedSHA256), data: data))
@@ -154,5 +144,21 @@ struct Diff: ParsableCommand {
                 bar?.update(Double(done))
             }
         } catch { throw CLIError(message: "\(data): \(error)", code: 2) }
+    }
+}
+
+/// The data both models of `diff` and `report` run on.
+struct ComparisonData: ParsableArguments {
+    @Option(help: "Inputs (.npy/.npz) to run both models on (report: with --against).")
+    var data: String?
+
+    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
+    var xKey: String = "x"
+
+    @Option(help: "Use only the first N samples of --data.")
+    var limit: Int?
+
+    func validate() throws {
+        if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
     }
 }

@@ -22,14 +22,8 @@ struct Report: ParsableCommand {
     @Option(help: "The full-precision file it was quantized from.")
     var against: String?
 
-    @Option(help: "Inputs (.npy/.npz) to compare the outputs on (with --against).")
-    var data: String?
-
-    @Option(help: "Inputs array in the .npz (multi-input models: the input layers' names or x0, x1, …).")
-    var xKey: String = "x"
-
-    @Option(help: "Use only the first N samples of --data.")
-    var limit: Int?
+    @OptionGroup var comparison: ComparisonData
+    var data: String? { comparison.data }
 
     @Option(name: .shortAndLong, help: "Output HTML file.")
     var output: String
@@ -39,7 +33,6 @@ struct Report: ParsableCommand {
 
     func validate() throws {
         if data != nil, against == nil { throw ValidationError("--data compares outputs against the --against file: give both") }
-        if let limit, limit < 1 { throw ValidationError("--limit must be positive") }
     }
 
     func run() throws {
@@ -49,7 +42,7 @@ struct Report: ParsableCommand {
         if let reference {
             diff = try ModelDiff.compare(reference, file)
             if let data, let base = diff {
-                diff?.outputs = try Diff.compareOutputs(reference, named: against ?? "", file, named: input, diff: base, data: data, xKey: xKey, limit: limit)
+                diff?.outputs = try Diff.compareOutputs(reference, named: against ?? "", file, named: input, diff: base, data: data, xKey: comparison.xKey, limit: comparison.limit)
             }
         }
         var page = ReportPage(file: file, fileName: URL(fileURLWithPath: input).lastPathComponent, reference: reference,
