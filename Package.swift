@@ -71,7 +71,7 @@ let package = Package(
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
-        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),

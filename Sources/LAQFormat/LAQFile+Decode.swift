@@ -27,6 +27,42 @@ public struct CodebookTensor: Sendable, Equatable {
     }
 }
 
+/// A codebook tensor as stored: its layout, level tables and the packed code stream (§6.3–§6.4),
+/// for kernels that execute codes without expanding them (about `bitsPerCode` bits per element).
+public struct PackedCodebook: Sendable, Equatable {
+    public var layout: CodebookLayout
+    public var shape: [Int]
+    /// G × L levels, row-major (§6.2).
+    public var levels: [Float]
+    /// The packed codes, exactly `layout.packedLength(count:)` bytes, every code checked.
+    public var packed: [UInt8]
+
+    public init(layout: CodebookLayout, shape: [Int], levels: [Float], packed: [UInt8]) {
+        self.layout = layout
+        self.shape = shape
+        self.levels = levels
+        self.packed = packed
+    }
+
+    public var elementCount: Int { shape.reduce(1, *) }
+
+    /// One code per element.
+    public func unpacked() -> [UInt8] {
+        [UInt8](unsafeUninitializedCapacity: elementCount) { output, initialized in
+            packed.withUnsafeBytes { bytes in
+                // The codes were checked when the codebook was read.
+                try? layout.unpack(bytes, into: UnsafeMutableBufferPointer(rebasing: output[0..<elementCount]), tensor: "")
+            }
+            initialized = elementCount
+        }
+    }
+
+    /// `levels[group(i)][code(i)]` for every element.
+    public func dequantized() -> [Float] {
+        CodebookTensor(layout: layout, shape: shape, levels: levels, codes: unpacked()).dequantized()
+    }
+}
+
 extension LAQFile {
     /// The stored bytes of `tensor` (a view into the mapped file).
     func storedBytes(_ tensor: TensorInfo) -> UnsafeRawBufferPointer {
@@ -121,8 +157,21 @@ extension LAQFile {
         return try checkedCodebook(tensor)
     }
 
-    /// Decodes and checks a codebook tensor whose encoding this reader knows (rules 6.3–6.5).
+    /// The levels and packed codes of a codebook tensor, with rules 6.3–6.5 checked (the codes
+    /// are unpacked once, transiently, to check them).
+    public func packedCodebook(_ tensor: TensorInfo) throws -> PackedCodebook {
+        if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
+        let (codebook, packed) = try checkedCodebook(tensor, keepPacked: true)
+        return PackedCodebook(layout: codebook.layout, shape: codebook.shape, levels: codebook.levels, packed: packed ?? [])
+    }
+
     func checkedCodebook(_ tensor: TensorInfo) throws -> CodebookTensor {
+        try checkedCodebook(tensor, keepPacked: false).0
+    }
+
+    /// Decodes and checks a codebook tensor whose encoding this reader knows (rules 6.3–6.5);
+    /// with `keepPacked`, also returns a copy of the packed code stream.
+    func checkedCodebook(_ tensor: TensorInfo, keepPacked: Bool) throws -> (CodebookTensor, [UInt8]?) {
         guard case let .codebook(layout)? = tensor.encoding else {
             throw FormatError.invalidArgument("tensor '\(tensor.name)' is \(tensor.encodingSummary), not a codebook")
         }
@@ -150,7 +199,8 @@ extension LAQFile {
                 initialized = count
             }
             if let failure { throw failure }
-            return CodebookTensor(layout: layout, shape: tensor.shape, levels: levels, codes: codes)
+            return (CodebookTensor(layout: layout, shape: tensor.shape, levels: levels, codes: keepPacked ? [] : codes),
+                    keepPacked ? [UInt8](packed) : nil)
         }
     }
 }

@@ -3,7 +3,10 @@ import LAQFormat
 extension Model {
     /// The model stored in a `.laq` file: its architecture, every weight decoded to float32
     /// (codebook tensors dequantized), and the optimizer state when the file has it.
-    public init(file: LAQFile) throws {
+    /// The model of a `.laq` file. With `packed`, quantized weights whose level tables are per
+    /// tensor or per output channel (the last axis) stay packed (``Weight/packed``) for kernels
+    /// that execute codes; every other tensor is decoded to float32.
+    public init(file: LAQFile, packed: Bool = false) throws {
         let manifest = file.manifest
         let graph = try KerasArchitecture.parse(manifest.model.architecture)
         var weights: [Weight] = []
@@ -19,8 +22,15 @@ extension Model {
             switch tensor.role {
             case .weight:
                 guard let owner = weightLayers[tensor.name] else { continue }
-                weights.append(Weight(layer: owner.layer, shortName: owner.short, shape: tensor.shape, values: try file.floats(tensor),
-                                      trainable: owner.trainable, sourceDType: tensor.dtype))
+                if packed, case let .codebook(layout)? = tensor.encoding, layout.axis == nil || layout.axis == tensor.shape.count - 1 {
+                    var weight = Weight(layer: owner.layer, shortName: owner.short, shape: tensor.shape, values: [],
+                                        trainable: owner.trainable, sourceDType: tensor.dtype)
+                    weight.packed = try file.packedCodebook(tensor)
+                    weights.append(weight)
+                } else {
+                    weights.append(Weight(layer: owner.layer, shortName: owner.short, shape: tensor.shape, values: try file.floats(tensor),
+                                          trainable: owner.trainable, sourceDType: tensor.dtype))
+                }
             case let .optimizer(of, slot):
                 slots.append(OptimizerSlot(weight: of, slot: slot, values: try file.floats(tensor)))
             }

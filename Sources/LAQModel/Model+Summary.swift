@@ -12,7 +12,7 @@ extension Model {
     public func summaryRows() -> [SummaryRow] {
         let shapes = (try? outputShapes()) ?? [:]
         var counts: [String: Int] = [:]
-        for weight in weights { counts[weight.layer, default: 0] += weight.values.count }
+        for weight in weights { counts[weight.layer, default: 0] += weight.elementCount }
         return layers.map { layer in
             SummaryRow(layer: layer.name, className: layer.className, outputShape: shapes[layer.name],
                        parameters: counts[layer.name] ?? 0, inputs: (layer.inbound.first ?? []).map(\.description))
@@ -22,7 +22,7 @@ extension Model {
     /// Trainable and non-trainable parameter counts.
     public var parameterCounts: (trainable: Int, nonTrainable: Int) {
         weights.reduce((0, 0)) { total, weight in
-            weight.trainable ? (total.0 + weight.values.count, total.1) : (total.0, total.1 + weight.values.count)
+            weight.trainable ? (total.0 + weight.elementCount, total.1) : (total.0, total.1 + weight.elementCount)
         }
     }
 }

@@ -36,7 +36,7 @@ extension Model {
                 if let shape = expected[short] ?? expected[base], shape != weight.shape {
                     throw .weight(layer: layer.name, "weight '\(short)' has shape \(weight.shape), the config implies \(shape)")
                 }
-                if weight.values.count != weight.shape.reduce(1, *) {
+                if weight.packed == nil, weight.values.count != weight.shape.reduce(1, *) {
                     throw .weight(layer: layer.name, "weight '\(short)' has \(weight.values.count) values for shape \(weight.shape)")
                 }
             }

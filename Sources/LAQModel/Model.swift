@@ -38,7 +38,7 @@ public struct Model: Sendable {
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
     public func weight(named name: String) -> Weight? { weights.first { $0.name == name } }
-    public var parameterCount: Int { weights.reduce(0) { $0 + $1.values.count } }
+    public var parameterCount: Int { weights.reduce(0) { $0 + $1.elementCount } }
 }
 
 /// One output tensor of one call of a layer: Keras' `keras_history` triple.
@@ -93,6 +93,15 @@ public struct Weight: Sendable, Equatable {
     public var trainable: Bool
     /// The dtype in the source file (`float32`, `float16`, `float64`, `bfloat16`).
     public var sourceDType: String
+    /// A quantized weight kept packed for execution (`Model(file:packed: true)`): its codes and
+    /// levels as stored; `values` is then empty. Use ``dequantizedValues`` for the floats.
+    public var packed: PackedCodebook?
+
+    /// `values`, or the packed codes dequantized.
+    public var dequantizedValues: [Float] { packed?.dequantized() ?? values }
+
+    /// The number of elements (of `values`, or of the packed tensor).
+    public var elementCount: Int { shape.reduce(1, *) }
 
     public init(layer: String, shortName: String, shape: [Int], values: [Float], trainable: Bool, sourceDType: String = "float32") {
         self.name = "\(layer)/\(shortName)"

@@ -17,7 +17,8 @@ struct Geometry {
 struct ConvolutionOp: Op {
     let name: String
     let spatial: Int
-    let kernel: [Float]  // [kh, kw, c, f] flattened = [kh·kw·c, f]
+    let kernel: [Float]  // [kh, kw, c, f] flattened = [kh·kw·c, f]; empty when it runs packed
+    let kernelMatrix: KernelMatrix
     let bias: [Float]?
     let kernelSize: [Int]
     let strides: [Int]
@@ -29,8 +30,9 @@ struct ConvolutionOp: Op {
     init(_ context: OpContext, spatial: Int) throws(EngineError) {
         name = context.layer.name
         self.spatial = spatial
-        let kernel = try context.weight("kernel")
+        let (kernel, matrix) = try context.matrix("kernel")
         self.kernel = kernel.values
+        kernelMatrix = matrix
         filters = kernel.shape.last ?? 0
         bias = context.optionalWeight("bias")?.values
         if let bias, bias.count != filters { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(filters) filters") }
@@ -105,15 +107,13 @@ struct ConvolutionOp: Op {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
-        guard patch * filters == kernel.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
+        guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
         let columns = self.columns(x, g)
         var output = [Float](repeating: 0, count: positions * filters)
         columns.withUnsafeBufferPointer { a in
-            kernel.withUnsafeBufferPointer { b in
-                output.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: positions, n: filters, k: patch)
-                }
+            output.withUnsafeMutableBufferPointer { c in
+                kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!)
             }
         }
         if let bias {

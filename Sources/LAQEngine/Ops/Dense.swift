@@ -1,7 +1,10 @@
 /// Dense: y = act(x·K + b) over the last axis (any rank ≥ 2).
 struct DenseOp: Op {
     let name: String
+    /// The kernel as float32 for training (empty when it runs packed).
     let kernel: [Float]
+    /// The kernel as the forward pass multiplies by it.
+    let kernelMatrix: KernelMatrix
     let bias: [Float]?
     let inputs: Int
     let units: Int
@@ -9,9 +12,10 @@ struct DenseOp: Op {
 
     init(_ context: OpContext) throws(EngineError) {
         name = context.layer.name
-        let kernel = try context.weight("kernel")
+        let (kernel, matrix) = try context.matrix("kernel")
         guard kernel.shape.count == 2 else { throw .shape(layer: name, reason: "kernel must be 2-D") }
         self.kernel = kernel.values
+        kernelMatrix = matrix
         inputs = kernel.shape[0]
         units = kernel.shape[1]
         bias = context.optionalWeight("bias")?.values
@@ -31,10 +35,8 @@ struct DenseOp: Op {
         let rows = x.shape.dropLast().reduce(1, *)
         var output = [Float](repeating: 0, count: rows * units)
         x.data.withUnsafeBufferPointer { a in
-            kernel.withUnsafeBufferPointer { b in
-                output.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: rows, n: units, k: inputs)
-                }
+            output.withUnsafeMutableBufferPointer { c in
+                kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!)
             }
         }
         if let bias {

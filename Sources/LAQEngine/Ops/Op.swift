@@ -16,12 +16,30 @@ struct OpContext {
 
     var config: JSONValue { layer.config }
 
+    /// A weight as float32 values (a packed weight is dequantized: ops without packed kernels).
     func weight(_ short: String) throws(EngineError) -> Weight {
         guard let weight = weights["\(layer.name)/\(short)"] else { throw .missingWeight(layer: layer.name, weight: short) }
-        return weight
+        return Self.float(weight)
     }
 
-    func optionalWeight(_ short: String) -> Weight? { weights["\(layer.name)/\(short)"] }
+    func optionalWeight(_ short: String) -> Weight? { weights["\(layer.name)/\(short)"].map(Self.float) }
+
+    /// A kernel for products: packed codes stay packed (``PackedMatrix``), anything else is float32.
+    /// The weight's `values` are empty when it stays packed.
+    func matrix(_ short: String) throws(EngineError) -> (weight: Weight, matrix: KernelMatrix) {
+        guard let weight = weights["\(layer.name)/\(short)"] else { throw .missingWeight(layer: layer.name, weight: short) }
+        if let codebook = weight.packed, let matrix = PackedMatrix(codebook) { return (weight, .packed(matrix)) }
+        let float = Self.float(weight)
+        return (float, .dense(float.values))
+    }
+
+    private static func float(_ weight: Weight) -> Weight {
+        guard weight.packed != nil else { return weight }
+        var float = weight
+        float.values = weight.dequantizedValues
+        float.packed = nil
+        return float
+    }
 
     func int(_ key: String, _ fallback: Int? = nil) throws(EngineError) -> Int {
         if case let .int(value)? = config[key] { return Int(value) }

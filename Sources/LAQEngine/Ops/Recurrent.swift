@@ -9,8 +9,12 @@ struct RecurrentOp: Op {
     let name: String
     let cell: Cell
     let units: Int
+    /// Kernels as float32 for training (empty when they run packed), and as the forward pass
+    /// multiplies by them.
     let kernel: [Float]
     let recurrent: [Float]
+    let kernelMatrix: KernelMatrix
+    let recurrentMatrix: KernelMatrix
     let bias: [Float]?
     let activation: Activation
     let recurrentActivation: Activation
@@ -34,15 +38,21 @@ struct RecurrentOp: Op {
         case "LSTM": cell = .lstm
         default: cell = .gru(resetAfter: config["reset_after"] != .bool(false))
         }
-        let kernel = try context.weight(prefix + "kernel")
+        let (kernel, matrix) = try context.matrix(prefix + "kernel")
         self.kernel = kernel.values
+        kernelMatrix = matrix
         units = try recurrentContext.int("units")
         let gates = className == "LSTM" ? 4 : className == "GRU" ? 3 : 1
-        let recurrentKernel = try context.weight(prefix + "recurrent_kernel")
+        // GRU with reset_after = false reads U_h column by column: it runs from float32.
+        let gruBeforeReset = className == "GRU" && config["reset_after"] == .bool(false)
+        let (recurrentKernel, recurrentMatrix) = gruBeforeReset
+            ? try { () throws(EngineError) in let w = try context.weight(prefix + "recurrent_kernel"); return (w, KernelMatrix.dense(w.values)) }()
+            : try context.matrix(prefix + "recurrent_kernel")
         guard units >= 1, recurrentKernel.shape == [units, gates * units] else {
             throw .shape(layer: name, reason: "recurrent_kernel has shape \(recurrentKernel.shape), expected [\(units), \(gates * units)]")
         }
         recurrent = recurrentKernel.values
+        self.recurrentMatrix = recurrentMatrix
         bias = context.optionalWeight(prefix + "bias")?.values
         let resetAfter = className == "GRU" && config["reset_after"] != .bool(false)
         if let bias, bias.count != (resetAfter ? 2 : 1) * gates * units {
@@ -64,14 +74,12 @@ struct RecurrentOp: Op {
         guard x.rank == 3 else { throw .shape(layer: name, reason: "expects (batch, time, features), got \(x.shape)") }
         let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
         let width = gates * units
-        guard kernel.count == features * width else { throw .shape(layer: name, reason: "kernel does not match \(features) input features") }
+        guard kernelMatrix.count == features * width else { throw .shape(layer: name, reason: "kernel does not match \(features) input features") }
         // Input projection for every step at once: [batch·steps, width].
         var projected = [Float](repeating: 0, count: batch * steps * width)
         x.data.withUnsafeBufferPointer { a in
-            kernel.withUnsafeBufferPointer { b in
-                projected.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: batch * steps, n: width, k: features)
-                }
+            projected.withUnsafeMutableBufferPointer { c in
+                kernelMatrix.multiply(a.baseAddress!, m: batch * steps, k: features, n: width, into: c.baseAddress!)
             }
         }
         let inputBias: ArraySlice<Float>? = bias.map { bias in
@@ -130,10 +138,8 @@ struct RecurrentOp: Op {
                 }
             default:
                 h.withUnsafeBufferPointer { hp in
-                    recurrent.withUnsafeBufferPointer { u in
-                        hU.withUnsafeMutableBufferPointer { out in
-                            BLAS.gemm(hp.baseAddress!, u.baseAddress!, out.baseAddress!, m: batch, n: width, k: units)
-                        }
+                    hU.withUnsafeMutableBufferPointer { out in
+                        recurrentMatrix.multiply(hp.baseAddress!, m: batch, k: units, n: width, into: out.baseAddress!)
                     }
                 }
                 if let recurrentBias {

@@ -1,0 +1,341 @@
+#!/usr/bin/env python3
+"""Reproduces the LAB/LAT/LAQ comparison on real data with laq, and writes the README tables.
+
+Run it through `tools/reproduce` (sets up, builds laq in release mode). For each task:
+
+1. the data: Fashion-MNIST from Debian's dataset-fashion-mnist (train 50,000 / validation 10,000
+   from the 60,000 training images, test 10,000), and characters of Debian's fortunes (contiguous
+   80/10/10 split, 40-character windows predicting the next character);
+2. a full-precision model trained in Keras (jax backend) with Adam, saved as .h5 with its Adam state;
+3. `laq import`, then `laq eval` on the test split;
+4. for every method: `laq quantize --one-shot` (curvature from the imported Adam v) and
+   `laq quantize --calib` (the loss-aware fine-tuning run) with several seeds; `laq eval` of each.
+
+Results are cached in OUT/results.json, keyed by task, method, mode and seed: a rerun resumes.
+--readme rewrites the section of README.md between `<!-- reproduce:begin -->` and
+`<!-- reproduce:end -->` with the tables, the settings and the machine.
+"""
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+FASHION = "/usr/share/datasets/fashion-mnist"
+FORTUNES = "/usr/share/games/fortunes"
+
+# (label, laq arguments, group, nominal bits per weight)
+METHODS = [
+    ("bc", ["--method", "bc"], "binary", 1),
+    ("bwn", ["--method", "bwn"], "binary", 1),
+    ("lab", ["--method", "lab"], "binary", 1),
+    ("twn", ["--method", "twn"], "ternary", 2),
+    ("late", ["--method", "late"], "ternary", 2),
+    ("lata", ["--method", "lata"], "ternary", 2),
+    ("lat2e", ["--method", "lat2e"], "two-scale ternary", 2),
+    ("lat2a", ["--method", "lat2a"], "two-scale ternary", 2),
+    ("dorefa 3-bit", ["--method", "dorefa", "--bits", "3"], "3-bit", 3),
+    ("laq 3-bit linear", ["--method", "laq", "--bits", "3", "--levels", "linear"], "3-bit", 3),
+    ("laq 3-bit log", ["--method", "laq", "--bits", "3", "--levels", "log"], "3-bit", 3),
+]
+
+# Per task: full-precision training and calibration settings, full and --quick.
+TASKS = {
+    "mlp": {
+        "title": "Fashion-MNIST MLP", "metric": "test error %",
+        "architecture": "784-256-256-10 (ReLU, softmax)",
+        "fp": {"epochs": 10, "batch": 100, "lr": 1e-3}, "fp_quick": {"epochs": 2, "batch": 100, "lr": 1e-3},
+        "calib": {"samples": 50_000, "val": 10_000, "epochs": 3, "batch": 100, "lr": 1e-3},
+        "calib_quick": {"samples": 5_000, "val": 2_000, "epochs": 1, "batch": 100, "lr": 1e-3},
+    },
+    "cnn": {
+        "title": "Fashion-MNIST CNN", "metric": "test error %",
+        "architecture": "conv 32×3×3 – maxpool 2 – conv 64×3×3 – maxpool 2 – dense 128 – 10 (ReLU, softmax)",
+        "fp": {"epochs": 5, "batch": 100, "lr": 1e-3}, "fp_quick": {"epochs": 1, "batch": 100, "lr": 1e-3},
+        "calib": {"samples": 20_000, "val": 5_000, "epochs": 2, "batch": 100, "lr": 1e-3},
+        "calib_quick": {"samples": 2_000, "val": 1_000, "epochs": 1, "batch": 100, "lr": 1e-3},
+    },
+    "lstm": {
+        "title": "char LSTM (fortunes)", "metric": "test cross-entropy (nats/char)",
+        "architecture": "embedding 32 – LSTM 128 – softmax over the characters, 40 time steps",
+        "fp": {"epochs": 5, "batch": 128, "lr": 2e-3}, "fp_quick": {"epochs": 1, "batch": 128, "lr": 2e-3},
+        "calib": {"samples": 20_000, "val": 5_000, "epochs": 2, "batch": 128, "lr": 2e-3},
+        "calib_quick": {"samples": 2_000, "val": 1_000, "epochs": 1, "batch": 128, "lr": 2e-3},
+    },
+}
+
+
+def log(message):
+    print(message, file=sys.stderr, flush=True)
+
+
+def fashion_mnist(split):
+    import gzip
+    import numpy as np
+    prefix = "train" if split == "train" else "t10k"
+    try:
+        with gzip.open(f"{FASHION}/{prefix}-images-idx3-ubyte.gz") as f:
+            images = f.read()
+        with gzip.open(f"{FASHION}/{prefix}-labels-idx1-ubyte.gz") as f:
+            labels = f.read()
+    except FileNotFoundError:
+        sys.exit(f"reproduce: {FASHION} not found: apt-get install dataset-fashion-mnist (tools/setup --reproduce)")
+    n = int.from_bytes(images[4:8], "big")
+    assert images[:4] == b"\x00\x00\x08\x03" and labels[:4] == b"\x00\x00\x08\x01" and len(images) == 16 + n * 784
+    x = np.frombuffer(images, np.uint8, offset=16).reshape(n, 784).astype(np.float32) / 255
+    return x, np.frombuffer(labels, np.uint8, offset=8).astype(np.int32)
+
+
+def fortunes_windows(steps=40):
+    """Contiguous 80/10/10 split of the fortunes text; windows of `steps` characters (stride 3 for
+    training and validation, 4 for test) labelled with the next character."""
+    import numpy as np
+    if not os.path.isdir(FORTUNES):
+        sys.exit(f"reproduce: {FORTUNES} not found: apt-get install fortunes (tools/setup --reproduce)")
+    text = "".join(open(os.path.join(FORTUNES, name), encoding="utf-8", errors="ignore").read()
+                   for name in sorted(os.listdir(FORTUNES)) if "." not in name)
+    text = "".join(c for c in text if 32 <= ord(c) < 127 or c == "\n").replace("%\n", "")
+    vocabulary = sorted(set(text))
+    index = {c: i for i, c in enumerate(vocabulary)}
+    ids = np.array([index[c] for c in text], np.int32)
+    a, b = int(len(ids) * 0.8), int(len(ids) * 0.9)
+
+    def windows(part, stride):
+        starts = np.arange(0, len(part) - steps - 1, stride)
+        return np.stack([part[s:s + steps] for s in starts]), part[starts + steps]
+
+    return windows(ids[:a], 3), windows(ids[a:b], 3), windows(ids[b:], 4), vocabulary, len(text)
+
+
+def prepare(task, out, quick):
+    """Writes train/val/test/calib .npz files and trains the full-precision model (cached)."""
+    import numpy as np
+    directory = os.path.join(out, task)
+    os.makedirs(directory, exist_ok=True)
+    spec = TASKS[task]
+    fp = spec["fp_quick" if quick else "fp"]
+    calib = spec["calib_quick" if quick else "calib"]
+    paths = {name: os.path.join(directory, f"{name}.npz") for name in ["train", "val", "test", "calib", "calib_val"]}
+    paths["model"] = os.path.join(directory, "fp.h5")
+    info_path = os.path.join(directory, "data.json")
+    if all(os.path.exists(p) for p in paths.values()) and os.path.exists(info_path):
+        return paths, json.load(open(info_path))
+
+    rng = np.random.default_rng(0)
+    if task in ("mlp", "cnn"):
+        x, y = fashion_mnist("train")
+        test_x, test_y = fashion_mnist("test")
+        if task == "cnn":
+            x, test_x = x.reshape(-1, 28, 28, 1), test_x.reshape(-1, 28, 28, 1)
+        train, val, test = (x[:50_000], y[:50_000]), (x[50_000:], y[50_000:]), (test_x, test_y)
+        info = {"data": "Fashion-MNIST (Debian dataset-fashion-mnist): train 50,000, validation 10,000, test 10,000"}
+    else:
+        train, val, test, vocabulary, characters = fortunes_windows()
+        info = {"data": f"Debian fortunes, {characters:,} characters, vocabulary {len(vocabulary)}, contiguous 80/10/10: "
+                        f"{len(train[0]):,} training / {len(val[0]):,} validation / {len(test[0]):,} test windows"}
+    if quick:
+        train = (train[0][:20_000], train[1][:20_000])
+    for name, (xs, ys) in [("train", train), ("val", val), ("test", test)]:
+        np.savez(paths[name], x=xs, y=ys)
+    pick = rng.permutation(len(train[0]))[:calib["samples"]]
+    np.savez(paths["calib"], x=train[0][pick], y=train[1][pick])
+    np.savez(paths["calib_val"], x=val[0][:calib["val"]], y=val[1][:calib["val"]])
+
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    import keras
+    keras.utils.set_random_seed(1)
+    layers = keras.layers
+    if task == "mlp":
+        model = keras.Sequential([keras.Input((784,), name="pixels"), layers.Dense(256, activation="relu", name="hidden1"),
+                                  layers.Dense(256, activation="relu", name="hidden2"), layers.Dense(10, activation="softmax", name="classes")],
+                                 name="fmnist_mlp")
+    elif task == "cnn":
+        model = keras.Sequential([keras.Input((28, 28, 1), name="image"), layers.Conv2D(32, 3, activation="relu", name="conv1"),
+                                  layers.MaxPooling2D(2, name="pool1"), layers.Conv2D(64, 3, activation="relu", name="conv2"),
+                                  layers.MaxPooling2D(2, name="pool2"), layers.Flatten(name="flatten"),
+                                  layers.Dense(128, activation="relu", name="dense"), layers.Dense(10, activation="softmax", name="classes")],
+                                 name="fmnist_cnn")
+    else:
+        vocabulary_size = int(max(train[1].max(), val[1].max(), test[1].max(), train[0].max())) + 1
+        model = keras.Sequential([keras.Input((40,), dtype="int32", name="chars"), layers.Embedding(vocabulary_size, 32, name="embed"),
+                                  layers.LSTM(128, name="lstm"), layers.Dense(vocabulary_size, activation="softmax", name="next")],
+                                 name="char_lstm")
+    model.compile(optimizer=keras.optimizers.Adam(fp["lr"]), loss="sparse_categorical_crossentropy", metrics=["accuracy"])
+    log(f"[{task}] training the full-precision model in Keras: {fp['epochs']} epochs on {len(train[0]):,} samples")
+    start = time.time()
+    model.fit(train[0], train[1], batch_size=fp["batch"], epochs=fp["epochs"], validation_data=val, verbose=0)
+    info["fp_training_seconds"] = round(time.time() - start, 1)
+    info["keras"] = f"Keras {keras.__version__} ({keras.backend.backend()} backend)"
+    model.save(paths["model"])
+    json.dump(info, open(info_path, "w"), indent=1)
+    return paths, info
+
+
+class Runner:
+    def __init__(self, laq, out, fresh):
+        self.laq = laq
+        self.path = os.path.join(out, "results.json")
+        self.results = {} if fresh or not os.path.exists(self.path) else json.load(open(self.path))
+
+    def save(self):
+        tmp = self.path + ".tmp"
+        json.dump(self.results, open(tmp, "w"), indent=1, sort_keys=True)
+        os.replace(tmp, self.path)
+
+    def call(self, *arguments):
+        result = subprocess.run([self.laq, *arguments], capture_output=True, text=True)
+        if result.returncode != 0:
+            sys.exit(f"reproduce: laq {' '.join(arguments)}: exit {result.returncode}\n{result.stderr}")
+        return result.stdout
+
+    def evaluate(self, model, test):
+        report = json.loads(self.call("eval", model, "--data", test, "--json"))
+        return {"accuracy": report.get("accuracy"), "loss": report.get("loss")}
+
+    def run(self, key, produce):
+        if key in self.results:
+            return self.results[key]
+        start = time.time()
+        entry = produce()
+        entry["seconds"] = round(time.time() - start, 1)
+        self.results[key] = entry
+        self.save()
+        return entry
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--laq", default=os.path.join(ROOT, ".build", "release", "laq"))
+    parser.add_argument("--quick", action="store_true", help="small data and budgets, one seed: a few minutes")
+    parser.add_argument("--seeds", type=int, help="calibration seeds (default 3, --quick 1)")
+    parser.add_argument("--tasks", default="mlp,cnn,lstm")
+    parser.add_argument("--methods", help="comma-separated labels (default: all)")
+    parser.add_argument("--out", help="work and results directory (default out/reproduce[-quick])")
+    parser.add_argument("--fresh", action="store_true", help="ignore cached results")
+    parser.add_argument("--readme", action="store_true", help="rewrite the README section between the reproduce markers")
+    args = parser.parse_args()
+    out = args.out or os.path.join(ROOT, "out", "reproduce-quick" if args.quick else "reproduce")
+    os.makedirs(out, exist_ok=True)
+    seeds = args.seeds or (1 if args.quick else 3)
+    tasks = [t for t in args.tasks.split(",") if t]
+    methods = [m for m in METHODS if not args.methods or m[0] in args.methods.split(",")]
+    runner = Runner(args.laq, out, args.fresh)
+    total = len(tasks) * len(methods) * (1 + seeds)
+    done = 0
+    started = time.time()
+    infos = {}
+    for task in tasks:
+        paths, info = prepare(task, out, args.quick)
+        infos[task] = info
+        directory = os.path.dirname(paths["model"])
+        calib = TASKS[task]["calib_quick" if args.quick else "calib"]
+        fp_laq = os.path.join(directory, "fp.laq")
+        if not os.path.exists(fp_laq):
+            runner.call("import", paths["model"], "-o", fp_laq)
+
+        def fp_entry():
+            entry = runner.evaluate(fp_laq, paths["test"])
+            entry["bytes"] = os.path.getsize(fp_laq)
+            entry["weights_float32_bytes"] = 4 * sum(t["elements"] for t in json.loads(runner.call("inspect", fp_laq, "--json"))["tensors"]
+                                                     if not t["name"].startswith("optimizer/"))
+            return entry
+        runner.run(f"{task}|full precision|fp|0", fp_entry)
+        for label, arguments, _, _ in methods:
+            for mode, seed in [("one-shot", 0)] + [("calibrated", s) for s in range(1, seeds + 1)]:
+                key = f"{task}|{label}|{mode}|{seed}"
+                output = os.path.join(directory, f"{label.replace(' ', '_')}-{mode}-{seed}.laq")
+
+                def produce():
+                    extra = ["--one-shot"] if mode == "one-shot" else [
+                        "--calib", paths["calib"], "--val", paths["calib_val"], "--epochs", str(calib["epochs"]),
+                        "--batch", str(calib["batch"]), "--lr", str(calib["lr"]), "--seed", str(seed)]
+                    runner.call("quantize", fp_laq, "-o", output, *arguments, *extra)
+                    entry = runner.evaluate(output, paths["test"])
+                    entry["bytes"] = os.path.getsize(output)
+                    return entry
+                cached = key in runner.results
+                entry = runner.run(key, produce)
+                done += 1
+                elapsed = time.time() - started
+                metric = entry["loss"] if task == "lstm" else 100 * (1 - entry["accuracy"])
+                eta = "" if cached else f", ETA {elapsed / done * (total - done) / 60:.1f} min"
+                took = " (cached)" if cached else " in %.1f s" % entry["seconds"]
+                seed_text = f" seed {seed}" if seed else ""
+                kind = "CE" if task == "lstm" else "error"
+                log(f"[{done}/{total}] {task} {label} {mode}{seed_text}: {kind} {metric:.3f}{took}{eta}")
+    tables = render(runner.results, tasks, methods, seeds, infos, args.quick)
+    print(tables)
+    with open(os.path.join(out, "tables.md"), "w") as f:
+        f.write(tables + "\n")
+    if args.readme:
+        readme = os.path.join(ROOT, "README.md")
+        text = open(readme).read()
+        begin, end = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
+        if begin not in text or end not in text:
+            sys.exit("reproduce: README.md has no reproduce markers")
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        open(readme, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
+        log("reproduce: README.md updated")
+
+
+def render(results, tasks, methods, seeds, infos, quick):
+    def values(task, label, mode):
+        entries = [v for k, v in results.items() if k.startswith(f"{task}|{label}|{mode}|")]
+        return [(e["loss"] if task == "lstm" else 100 * (1 - e["accuracy"])) for e in entries], entries
+
+    def cell(task, label, mode, spread=True):
+        numbers, _ = values(task, label, mode)
+        if not numbers:
+            return "–"
+        digits = 3 if task == "lstm" else 2
+        mean = statistics.mean(numbers)
+        if not spread or len(numbers) == 1:
+            return f"{mean:.{digits}f}"
+        return f"{mean:.{digits}f} ± {statistics.stdev(numbers):.{digits}f}"
+
+    def size(task, label, mode):
+        _, entries = values(task, label, mode)
+        return f"{entries[0]['bytes'] / 1024:.1f} KiB" if entries else "–"
+
+    names = {t: TASKS[t]["title"] + (" (nats/char)" if t == "lstm" else " (error %)") for t in tasks}
+    lines = [f"Test {'error % (Fashion-MNIST)' if 'lstm' not in tasks else 'error % (Fashion-MNIST) and cross-entropy (fortunes)'}, "
+             f"calibrated: mean ± standard deviation over {seeds} calibration seed{'s' if seeds > 1 else ''}.", ""]
+    lines.append("| group | method | bits/weight | " + " | ".join(names[t] for t in tasks) + " | file size (" + " / ".join(tasks) + ") |")
+    lines.append("|---|---|---:|" + "---:|" * len(tasks) + "---:|")
+    fp_row = "| full precision | — | 32 | " + " | ".join(cell(t, "full precision", "fp") for t in tasks) + " | " + \
+             " / ".join(size(t, "full precision", "fp") for t in tasks) + " |"
+    lines.append(fp_row)
+    for label, _, group, bits in methods:
+        lines.append(f"| {group} | `{label}` | {bits}{' (1.6 stored)' if bits == 2 else ''} | "
+                     + " | ".join(cell(t, label, "calibrated") for t in tasks) + " | "
+                     + " / ".join(size(t, label, "calibrated") for t in tasks) + " |")
+    lines += ["", "One-shot (curvature from the imported Adam state, no training) against calibrated (mean over seeds):", ""]
+    lines.append("| method | " + " | ".join(f"{TASKS[t]['title']}: one-shot | calibrated" for t in tasks) + " |")
+    lines.append("|---|" + "---:|---:|" * len(tasks))
+    for label, _, _, _ in methods:
+        lines.append(f"| `{label}` | " + " | ".join(f"{cell(t, label, 'one-shot', False)} | {cell(t, label, 'calibrated', False)}" for t in tasks) + " |")
+    lines += ["", "Settings:", ""]
+    for task in tasks:
+        spec = TASKS[task]
+        fp = spec["fp_quick" if quick else "fp"]
+        calib = spec["calib_quick" if quick else "calib"]
+        seconds = [v["seconds"] for k, v in results.items() if k.startswith(f"{task}|") and "|calibrated|" in k]
+        info = infos.get(task, {})
+        lines.append(f"- **{spec['title']}**: {spec['architecture']}. {info.get('data', '')}. Full precision: "
+                     f"{info.get('keras', 'Keras')}, Adam η = {fp['lr']}, batch {fp['batch']}, {fp['epochs']} epochs "
+                     f"({info.get('fp_training_seconds', '?')} s). Calibration: {calib['samples']:,} training samples, "
+                     f"{calib['val']:,} validation samples, {calib['epochs']} epoch{'s' if calib['epochs'] > 1 else ''}, Adam η = {calib['lr']}, "
+                     f"batch {calib['batch']}, weights clipped to [−1, 1], best validation epoch kept; "
+                     f"{statistics.mean(seconds) if seconds else 0:.0f} s per calibrated run on average.")
+    lines.append(f"- Command: `tools/reproduce{' --quick' if quick else ''}{'' if seeds == (1 if quick else 3) else f' --seeds {seeds}'}`. "
+                 f"Machine: {platform.machine()}, {os.cpu_count()} cores, {platform.platform()}; measured {time.strftime('%Y-%m-%d')}.")
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    main()
