@@ -49,21 +49,21 @@ TASKS = {
         "title": "Fashion-MNIST MLP", "metric": "test error %",
         "architecture": "784-256-256-10 (ReLU, softmax)",
         "fp": {"epochs": 10, "batch": 100, "lr": 1e-3}, "fp_quick": {"epochs": 2, "batch": 100, "lr": 1e-3},
-        "calib": {"samples": 50_000, "val": 10_000, "epochs": 3, "batch": 100, "lr": 1e-3},
+        "calib": {"samples": 20_000, "val": 5_000, "epochs": 2, "batch": 100, "lr": 1e-3},
         "calib_quick": {"samples": 5_000, "val": 2_000, "epochs": 1, "batch": 100, "lr": 1e-3},
     },
     "cnn": {
         "title": "Fashion-MNIST CNN", "metric": "test error %",
         "architecture": "conv 32×3×3 – maxpool 2 – conv 64×3×3 – maxpool 2 – dense 128 – 10 (ReLU, softmax)",
         "fp": {"epochs": 5, "batch": 100, "lr": 1e-3}, "fp_quick": {"epochs": 1, "batch": 100, "lr": 1e-3},
-        "calib": {"samples": 20_000, "val": 5_000, "epochs": 2, "batch": 100, "lr": 1e-3},
+        "calib": {"samples": 10_000, "val": 2_000, "epochs": 1, "batch": 100, "lr": 1e-3},
         "calib_quick": {"samples": 2_000, "val": 1_000, "epochs": 1, "batch": 100, "lr": 1e-3},
     },
     "lstm": {
         "title": "char LSTM (fortunes)", "metric": "test cross-entropy (nats/char)",
         "architecture": "embedding 32 – LSTM 128 – softmax over the characters, 40 time steps",
-        "fp": {"epochs": 5, "batch": 128, "lr": 2e-3}, "fp_quick": {"epochs": 1, "batch": 128, "lr": 2e-3},
-        "calib": {"samples": 20_000, "val": 5_000, "epochs": 2, "batch": 128, "lr": 2e-3},
+        "fp": {"epochs": 3, "batch": 128, "lr": 2e-3}, "fp_quick": {"epochs": 1, "batch": 128, "lr": 2e-3},
+        "calib": {"samples": 10_000, "val": 2_000, "epochs": 1, "batch": 128, "lr": 2e-3},
         "calib_quick": {"samples": 2_000, "val": 1_000, "epochs": 1, "batch": 128, "lr": 2e-3},
     },
 }
@@ -91,8 +91,8 @@ def fashion_mnist(split):
 
 
 def fortunes_windows(steps=40):
-    """Contiguous 80/10/10 split of the fortunes text; windows of `steps` characters (stride 3 for
-    training and validation, 4 for test) labelled with the next character."""
+    """Contiguous 80/10/10 split of the fortunes text; windows of `steps` characters (stride 9 for
+    training and validation, 8 for test) labelled with the next character."""
     import numpy as np
     if not os.path.isdir(FORTUNES):
         sys.exit(f"reproduce: {FORTUNES} not found: apt-get install fortunes (tools/setup --reproduce)")
@@ -108,7 +108,7 @@ def fortunes_windows(steps=40):
         starts = np.arange(0, len(part) - steps - 1, stride)
         return np.stack([part[s:s + steps] for s in starts]), part[starts + steps]
 
-    return windows(ids[:a], 3), windows(ids[a:b], 3), windows(ids[b:], 4), vocabulary, len(text)
+    return windows(ids[:a], 9), windows(ids[a:b], 9), windows(ids[b:], 8), vocabulary, len(text)
 
 
 def prepare(task, out, quick):
@@ -300,12 +300,15 @@ def render(results, tasks, methods, seeds, infos, quick):
 
     def size(task, label, mode):
         _, entries = values(task, label, mode)
-        return f"{entries[0]['bytes'] / 1024:.1f} KiB" if entries else "–"
+        if not entries:
+            return "–"
+        # Full precision: the float32 weights alone (its .laq file also holds Adam's m and v).
+        return f"{entries[0].get('weights_float32_bytes', entries[0]['bytes']) / 1024:.1f} KiB"
 
     names = {t: TASKS[t]["title"] + (" (nats/char)" if t == "lstm" else " (error %)") for t in tasks}
     lines = [f"Test {'error % (Fashion-MNIST)' if 'lstm' not in tasks else 'error % (Fashion-MNIST) and cross-entropy (fortunes)'}, "
              f"calibrated: mean ± standard deviation over {seeds} calibration seed{'s' if seeds > 1 else ''}.", ""]
-    lines.append("| group | method | bits/weight | " + " | ".join(names[t] for t in tasks) + " | file size (" + " / ".join(tasks) + ") |")
+    lines.append("| group | method | bits/weight | " + " | ".join(names[t] for t in tasks) + " | file size (" + " / ".join(tasks) + "; full precision: float32 weights) |")
     lines.append("|---|---|---:|" + "---:|" * len(tasks) + "---:|")
     fp_row = "| full precision | — | 32 | " + " | ".join(cell(t, "full precision", "fp") for t in tasks) + " | " + \
              " / ".join(size(t, "full precision", "fp") for t in tasks) + " |"
@@ -327,7 +330,7 @@ def render(results, tasks, methods, seeds, infos, quick):
         seconds = [v["seconds"] for k, v in results.items() if k.startswith(f"{task}|") and "|calibrated|" in k]
         info = infos.get(task, {})
         lines.append(f"- **{spec['title']}**: {spec['architecture']}. {info.get('data', '')}. Full precision: "
-                     f"{info.get('keras', 'Keras')}, Adam η = {fp['lr']}, batch {fp['batch']}, {fp['epochs']} epochs "
+                     f"{info.get('keras', 'Keras')}, Adam η = {fp['lr']}, batch {fp['batch']}, {fp['epochs']} epoch{'s' if fp['epochs'] > 1 else ''} "
                      f"({info.get('fp_training_seconds', '?')} s). Calibration: {calib['samples']:,} training samples, "
                      f"{calib['val']:,} validation samples, {calib['epochs']} epoch{'s' if calib['epochs'] > 1 else ''}, Adam η = {calib['lr']}, "
                      f"batch {calib['batch']}, weights clipped to [−1, 1], best validation epoch kept; "

@@ -77,25 +77,28 @@ import Testing
         }
     }
 
-    @Test("the two-thread batch-1 path, a column block of A (lda) and accumulation agree with the reference")
-    func parallelAndStrided() throws {
+    @Test("large products: the two-thread vector kernel and the row tiles, with A a column block (lda) and C accumulated",
+          arguments: [false, true])
+    func largeAndStrided(perColumn: Bool) throws {
         let (k, n) = (1030, 1100)
-        let codebook = Self.random(.base3(levels: 3), rows: k, columns: n, perColumn: false, seed: 9)
+        let codebook = Self.random(.base3(levels: 3), rows: k, columns: n, perColumn: perColumn, seed: 9)
         let packed = try #require(PackedMatrix(codebook))
-        #expect(k * n >= 1 << 20 && k >= 2 * packed.tileRows, "large enough for two threads")
+        #expect(k * n >= 1 << 20 && k >= 2 * packed.tileRows, "large: two threads for a vector, several tiles")
         let w = codebook.dequantized()
-        var generator = SplitMix64(seed: 5)
-        // A is the right k columns of a 2 × (k + 3) matrix.
-        let wide = (0..<(2 * (k + 3))).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
-        var a: [Float] = []
-        for row in 0..<2 { a += wide[(row * (k + 3) + 3)..<((row + 1) * (k + 3))] }
-        var c = [Float](repeating: 1, count: 2 * n)
-        wide.withUnsafeBufferPointer { p in
-            c.withUnsafeMutableBufferPointer { KernelMatrix.packed(packed).multiply(p.baseAddress! + 3, lda: k + 3, m: 2, k: k, n: n, into: $0.baseAddress!, accumulate: true) }
+        for m in [1, 2] {
+            var generator = SplitMix64(seed: 5)
+            // A is the right k columns of an m × (k + 3) matrix.
+            let wide = (0..<(m * (k + 3))).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
+            var a: [Float] = []
+            for row in 0..<m { a += wide[(row * (k + 3) + 3)..<((row + 1) * (k + 3))] }
+            var c = [Float](repeating: 1, count: m * n)
+            wide.withUnsafeBufferPointer { p in
+                c.withUnsafeMutableBufferPointer { KernelMatrix.packed(packed).multiply(p.baseAddress! + 3, lda: k + 3, m: m, k: k, n: n, into: $0.baseAddress!, accumulate: true) }
+            }
+            let expected = Self.reference(a, w, m: m, k: k, n: n).map { $0 + 1 }
+            let error = zip(c, expected).map { abs($0 - $1) }.max() ?? 0
+            #expect(error <= 1e-3, "m = \(m): max |Δ| \(error)")
         }
-        let expected = Self.reference(a, w, m: 2, k: k, n: n).map { $0 + 1 }
-        let error = zip(c, expected).map { abs($0 - $1) }.max() ?? 0
-        #expect(error <= 1e-3, "max |Δ| \(error)")
     }
 
     @Test("a quantized model run from its packed codes gives the dequantized model's outputs and keeps no float copy of its kernels",

@@ -2,6 +2,7 @@
 //
 //   swift run -c release laq-bench [--megabytes 100] [--repeats 5]
 //   swift run -c release laq-bench --import MODEL.h5 [--repeats 5]     (see ImportBench.swift)
+//   swift run -c release laq-bench --packed [--size 4096] [--json]      (see PackedBench.swift)
 //
 // Writes a model of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
@@ -19,16 +20,26 @@ import Glibc
 var megabytes = 100
 var repeats = 5
 var importPath: String?
+var packedSize: Int?
+var json = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
     case "--megabytes": megabytes = Int(arguments.next() ?? "") ?? megabytes
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
     case "--import": importPath = arguments.next()
+    case "--packed": packedSize = packedSize ?? 4096
+    case "--size": packedSize = Int(arguments.next() ?? "") ?? 4096
+    case "--json": json = true
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json]")
         exit(2)
     }
+}
+
+if let packedSize {
+    packedBenchmark(size: packedSize, repeats: repeats == 5 ? 30 : repeats, json: json)
+    exit(0)
 }
 
 if let importPath {

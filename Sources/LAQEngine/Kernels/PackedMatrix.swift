@@ -2,9 +2,10 @@ import Dispatch
 import LAQFormat
 
 /// A quantized K×N matrix (a Dense, convolution or recurrent kernel in Keras' layout, the last
-/// axis the output) executed from its packed codes (spec/FORMAT.md §6): products decode tiles of
-/// a few rows into a small float buffer and hand them to OpenBLAS, so the float32 matrix never
-/// exists; memory stays at the packed size plus one tile.
+/// axis the output) executed from its packed codes (spec/FORMAT.md §6): a vector is multiplied
+/// straight from the packed bytes; larger products decode tiles of rows into a small float
+/// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
+/// packed size plus one tile per thread.
 ///
 /// Decoding is table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or
 /// 8/k (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
@@ -23,9 +24,6 @@ struct PackedMatrix: @unchecked Sendable {
     let codeTable: [UInt8]
     /// byte → its levels (per-tensor tables only), when codesPerByte > 0.
     let levelTable: [Float]
-
-    /// Rows decoded per tile: about 64 Ki floats (256 KiB, within L2).
-    var tileRows: Int { max(1, min(rows, (64 * 1024) / max(columns, 1))) }
 
     init?(_ codebook: PackedCodebook) {
         guard codebook.shape.count >= 1 else { return nil }
@@ -94,8 +92,23 @@ struct PackedMatrix: @unchecked Sendable {
                 var index = start
                 let end = start + count
                 guard codesPerByte > 0 else {
+                    // k ∈ {3, 5, 6, 7}: each code from the little-endian 64-bit word at its
+                    // first byte (k + 7 ≤ 14 bits needed); the last 8 bytes go element by element.
+                    let bits = layout.bits, mask = UInt64((1 << bits) - 1)
+                    let lastWord = packed.count - 8
+                    var column = index % columns
                     while index < end {
-                        output[index - start] = value(index, code(index, bytes))
+                        let bit = index * bits
+                        let code: Int
+                        if bit >> 3 <= lastWord {
+                            let word = UInt64(littleEndian: UnsafeRawPointer(bytes + (bit >> 3)).loadUnaligned(as: UInt64.self))
+                            code = Int((word >> UInt64(bit & 7)) & mask)
+                        } else {
+                            code = self.code(index, bytes)
+                        }
+                        output[index - start] = perColumn ? levels[column * levelCount + code] : levels[code]
+                        column += 1
+                        if column == columns { column = 0 }
                         index += 1
                     }
                     return
@@ -108,10 +121,34 @@ struct PackedMatrix: @unchecked Sendable {
                 if !perColumn {
                     levelTable.withUnsafeBufferPointer { table in
                         let table = table.baseAddress!
-                        while index + per <= end {
-                            let entry = table + Int(bytes[index / per]) * per
-                            (output + (index - start)).update(from: entry, count: per)
-                            index += per
+                        let out = output - start
+                        let fullEnd = index + (end - index) / per * per
+                        switch per {
+                        case 5:
+                            while index < fullEnd {
+                                let entry = table + Int(bytes[index / 5]) * 5
+                                let o = out + index
+                                o[0] = entry[0]; o[1] = entry[1]; o[2] = entry[2]; o[3] = entry[3]; o[4] = entry[4]
+                                index += 5
+                            }
+                        case 4:
+                            while index < fullEnd {
+                                let entry = UnsafeRawPointer(table + Int(bytes[index >> 2]) * 4).loadUnaligned(as: SIMD4<Float>.self)
+                                UnsafeMutableRawPointer(out + index).storeBytes(of: entry, as: SIMD4<Float>.self)
+                                index += 4
+                            }
+                        case 8:
+                            while index < fullEnd {
+                                let entry = UnsafeRawPointer(table + Int(bytes[index >> 3]) * 8).loadUnaligned(as: SIMD8<Float>.self)
+                                UnsafeMutableRawPointer(out + index).storeBytes(of: entry, as: SIMD8<Float>.self)
+                                index += 8
+                            }
+                        default:
+                            while index < fullEnd {
+                                let entry = table + Int(bytes[index / per]) * per
+                                for offset in 0..<per { out[index + offset] = entry[offset] }
+                                index += per
+                            }
                         }
                     }
                 } else {
@@ -137,50 +174,134 @@ struct PackedMatrix: @unchecked Sendable {
         }
     }
 
-    /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`. Large products
-    /// with few rows of A split W's rows over two threads (each decoding its own tiles).
+    /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
+    ///
+    /// - One row of A with per-tensor levels: the fused vector kernel (no float copy of W at all).
+    /// - Otherwise W is decoded in tiles of whole rows (about 1 MiB) and each tile goes to an
+    ///   OpenBLAS product accumulating into C.
+    /// A large vector product uses two threads (halves of K); tile products leave the threading
+    /// to OpenBLAS.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
-        let parallel = m <= 16 && rows * columns >= 1 << 20 && rows >= 2 * tileRows
-        if !parallel {
-            multiplyRows(0..<rows, a, lda: lda, m: m, into: c, accumulate: accumulate)
-            return
-        }
-        let half = (rows / 2 / tileRows) * tileRows
-        let partial = UnsafeMutablePointer<Float>.allocate(capacity: m * columns)
-        defer { partial.deallocate() }
-        // Each half writes only its own output; both are joined before either is read.
-        struct Buffers: @unchecked Sendable {
-            let a: UnsafePointer<Float>, c: UnsafeMutablePointer<Float>, partial: UnsafeMutablePointer<Float>
-        }
-        let buffers = Buffers(a: a, c: c, partial: partial)
-        DispatchQueue.concurrentPerform(iterations: 2) { part in
-            if part == 0 {
-                multiplyRows(0..<half, buffers.a, lda: lda, m: m, into: buffers.c, accumulate: accumulate)
-            } else {
-                multiplyRows(half..<rows, buffers.a, lda: lda, m: m, into: buffers.partial, accumulate: false)
+        let large = rows * columns >= 1 << 20
+        if m == 1, !perColumn, codesPerByte > 0 {
+            if !accumulate { c.update(repeating: 0, count: columns) }
+            guard large, rows >= 64 else {
+                multiplyVector(a, rows: 0..<rows, into: c)
+                return
             }
-        }
-        for index in 0..<(m * columns) { c[index] += partial[index] }
-    }
-
-    private func multiplyRows(_ range: Range<Int>, _ a: UnsafePointer<Float>, lda: Int, m: Int,
-                              into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
-        if range.isEmpty {
-            if !accumulate { c.update(repeating: 0, count: m * columns) }
+            let half = rows / 2
+            let partial = UnsafeMutablePointer<Float>.allocate(capacity: columns)
+            partial.initialize(repeating: 0, count: columns)
+            defer { partial.deallocate() }
+            let buffers = Buffers(a: a, c: c, partial: partial)
+            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                if part == 0 {
+                    multiplyVector(buffers.a, rows: 0..<half, into: buffers.c)
+                } else {
+                    multiplyVector(buffers.a, rows: half..<rows, into: buffers.partial)
+                }
+            }
+            for index in 0..<columns { c[index] += partial[index] }
             return
         }
         let tile = tileRows
-        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tile * columns)
-        defer { buffer.deallocate() }
-        var first = true
-        for start in stride(from: range.lowerBound, to: range.upperBound, by: tile) {
-            let count = min(tile, range.upperBound - start)
-            decode(from: start * columns, count: count * columns, into: buffer)
-            BLAS.gemm(a + start, buffer, c, m: m, n: columns, k: count, lda: lda, accumulate: accumulate || !first)
-            first = false
+        let tiles = (rows + tile - 1) / tile
+        // OpenBLAS threads each product itself; two threads of ours would oversubscribe the cores
+        // (its workers spin), so tiles are decoded on this thread.
+        let threads = 1
+        let partial = threads == 2 ? UnsafeMutablePointer<Float>.allocate(capacity: m * columns) : c
+        defer { if threads == 2 { partial.deallocate() } }
+        let buffers = Buffers(a: a, c: c, partial: partial)
+        DispatchQueue.concurrentPerform(iterations: threads) { thread in
+            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tile * columns)
+            defer { buffer.deallocate() }
+            let output = thread == 0 ? buffers.c : buffers.partial
+            var first = true
+            for index in stride(from: thread, to: tiles, by: threads) {
+                let start = index * tile
+                let count = min(tile, rows - start)
+                decode(from: start * columns, count: count * columns, into: buffer)
+                BLAS.gemm(buffers.a + start, buffer, output, m: m, n: columns, k: count, lda: lda,
+                          accumulate: (thread == 0 && accumulate) || !first)
+                first = false
+            }
+            if first, thread == 0, !accumulate { output.update(repeating: 0, count: m * columns) }
+        }
+        if threads == 2 {
+            for index in 0..<(m * columns) { c[index] += partial[index] }
         }
     }
+
+    /// Rows decoded per tile: about 256 Ki floats (1 MiB), so each OpenBLAS product has depth.
+    var tileRows: Int { max(1, min(rows, (256 * 1024) / max(columns, 1))) }
+
+    /// y (N) += Σ_{k ∈ rows} x[k] · W[k, :], straight from the packed bytes: each byte's
+    /// `codesPerByte` levels come from the level table and are added, times x[k], into y.
+    private func multiplyVector(_ x: UnsafePointer<Float>, rows range: Range<Int>, into y: UnsafeMutablePointer<Float>) {
+        let per = codesPerByte
+        packed.withUnsafeBufferPointer { bytesBuffer in
+            levelTable.withUnsafeBufferPointer { tableBuffer in
+                levels.withUnsafeBufferPointer { levelsBuffer in
+                    let bytes = bytesBuffer.baseAddress!, table = tableBuffer.baseAddress!, levels = levelsBuffer.baseAddress!
+                    for row in range {
+                        let xk = x[row]
+                        if xk == 0 { continue }
+                        let start = row * columns, end = start + columns
+                        var index = start
+                        while index < end, index % per != 0 {
+                            y[index - start] += xk * levels[code(index, bytes)]
+                            index += 1
+                        }
+                        let fullEnd = start + (end - index) / per * per + (index - start)
+                        let out = y - start
+                        switch per {
+                        case 5:
+                            while index < fullEnd {
+                                let entry = table + Int(bytes[index / 5]) * 5
+                                let o = out + index
+                                o[0] += xk * entry[0]; o[1] += xk * entry[1]; o[2] += xk * entry[2]
+                                o[3] += xk * entry[3]; o[4] += xk * entry[4]
+                                index += 5
+                            }
+                        case 4:
+                            while index < fullEnd {
+                                let entry = UnsafeRawPointer(table + Int(bytes[index >> 2]) * 4).loadUnaligned(as: SIMD4<Float>.self)
+                                let o = UnsafeMutableRawPointer(out + index)
+                                o.storeBytes(of: o.loadUnaligned(as: SIMD4<Float>.self) + xk * entry, as: SIMD4<Float>.self)
+                                index += 4
+                            }
+                        case 8:
+                            while index < fullEnd {
+                                let entry = UnsafeRawPointer(table + Int(bytes[index >> 3]) * 8).loadUnaligned(as: SIMD8<Float>.self)
+                                let o = UnsafeMutableRawPointer(out + index)
+                                o.storeBytes(of: o.loadUnaligned(as: SIMD8<Float>.self) + xk * entry, as: SIMD8<Float>.self)
+                                index += 8
+                            }
+                        default:
+                            while index < fullEnd {
+                                let entry = table + Int(bytes[index / per]) * per
+                                for offset in 0..<per { out[index + offset] += xk * entry[offset] }
+                                index += per
+                            }
+                        }
+                        while index < end {
+                            y[index - start] += xk * levels[code(index, bytes)]
+                            index += 1
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Output pointers shared by the threads of one product; each thread writes disjoint parts,
+/// and the product returns only after both have finished.
+private struct Buffers: @unchecked Sendable {
+    let a: UnsafePointer<Float>
+    let c: UnsafeMutablePointer<Float>
+    let partial: UnsafeMutablePointer<Float>
 }
 
 /// A layer's weight matrix as the engine multiplies by it: float32, or packed codes.
@@ -205,6 +326,40 @@ enum KernelMatrix: Sendable {
         switch self {
         case let .dense(values): values.count
         case let .packed(matrix): matrix.rows * matrix.columns
+        }
+    }
+}
+
+/// Products C = A·W with one weight matrix, for benchmarks and embedders: W packed
+/// (``PackedMatrix``) or float32 (OpenBLAS), the same kernels the layers use.
+public struct MatrixKernel: Sendable {
+    let matrix: KernelMatrix
+    public let rows: Int
+    public let columns: Int
+
+    /// W from its packed codes; nil when its level tables are not per tensor or per last axis.
+    public init?(packed codebook: PackedCodebook) {
+        guard let matrix = PackedMatrix(codebook) else { return nil }
+        self.matrix = .packed(matrix)
+        rows = matrix.rows
+        columns = matrix.columns
+    }
+
+    /// W as float32 values, row-major `rows`×`columns`.
+    public init(float values: [Float], rows: Int, columns: Int) {
+        precondition(values.count == rows * columns)
+        matrix = .dense(values)
+        self.rows = rows
+        self.columns = columns
+    }
+
+    /// C = A·W for A of `m` rows; `c` must hold m×columns values.
+    public func multiply(_ a: [Float], m: Int, into c: inout [Float]) {
+        precondition(a.count == m * rows && c.count == m * columns)
+        a.withUnsafeBufferPointer { a in
+            c.withUnsafeMutableBufferPointer { c in
+                matrix.multiply(a.baseAddress!, m: m, k: rows, n: columns, into: c.baseAddress!)
+            }
         }
     }
 }

@@ -1,0 +1,56 @@
+// `laq-bench --packed [--size 4096] [--repeats 30] [--json]`: products with a quantized N×N
+// matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
+// (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
+// two-scale ternary (base 3, per tensor: lat2a's), 2-bit per channel, 3-bit per tensor.
+import Foundation
+import LAQEngine
+import LAQExamples
+import LAQFormat
+
+struct PackedCase {
+    var name: String
+    var layout: CodebookLayout
+}
+
+func packedBenchmark(size: Int, repeats: Int, json: Bool) {
+    let cases = [
+        PackedCase(name: "ternary (base 3, per tensor)", layout: .base3(levels: 3)),
+        PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
+        PackedCase(name: "3-bit (per tensor)", layout: .bits(3, levels: 7)),
+    ]
+    var random = SeededGenerator(seed: 7)
+    var rows: [[String: Any]] = []
+    if !json {
+        print("packed \(size)×\(size) products against float32 OpenBLAS, median of \(repeats) (ms; ratio > 1: packed is faster)")
+        print("layout                          batch   f32 ms  packed ms  f32/packed   f32 MiB  packed MiB")
+    }
+    for item in cases {
+        let tables = item.layout.axis == nil ? 1 : size
+        let levels = (0..<(tables * item.layout.levelCount)).map { _ in Float(Int(random.next() % 2001) - 1000) / 10_000 }
+        let codes = (0..<(size * size)).map { _ in UInt8(random.next() % UInt64(item.layout.levelCount)) }
+        let codebook = PackedCodebook(layout: item.layout, shape: [size, size], levels: levels, packed: item.layout.pack(codes))
+        let packed = MatrixKernel(packed: codebook)!
+        let dense = MatrixKernel(float: codebook.dequantized(), rows: size, columns: size)
+        for batch in [1, 16, 128] {
+            let a = (0..<(batch * size)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
+            var c = [Float](repeating: 0, count: batch * size)
+            let count = batch >= 128 ? max(3, repeats / 5) : repeats
+            // Interleaved warm-up, then each measured in turn.
+            dense.multiply(a, m: batch, into: &c)
+            packed.multiply(a, m: batch, into: &c)
+            let f32 = median(count) { dense.multiply(a, m: batch, into: &c) }
+            let codesTime = median(count) { packed.multiply(a, m: batch, into: &c) }
+            let f32MiB = Double(size * size * 4) / 1_048_576
+            let packedMiB = Double(codebook.packed.count + codebook.levels.count * 4) / 1_048_576
+            rows.append(["layout": item.name, "batch": batch, "f32_ms": f32 * 1000, "packed_ms": codesTime * 1000,
+                         "ratio": f32 / codesTime, "f32_mib": f32MiB, "packed_mib": packedMiB])
+            if !json {
+                print(item.name.padding(toLength: 32, withPad: " ", startingAt: 0)
+                      + String(format: "%5d %8.3f %10.3f %11.2f %9.1f %11.2f", batch, f32 * 1000, codesTime * 1000, f32 / codesTime, f32MiB, packedMiB))
+            }
+        }
+    }
+    if json, let data = try? JSONSerialization.data(withJSONObject: ["size": size, "repeats": repeats, "results": rows], options: [.prettyPrinted, .sortedKeys]) {
+        print(String(decoding: data, as: UTF8.self))
+    }
+}
