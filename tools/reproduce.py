@@ -176,9 +176,9 @@ def prepare(task, out, quick):
 
 
 class Runner:
-    def __init__(self, laq, out, fresh):
+    def __init__(self, laq, out, fresh, name="results.json"):
         self.laq = laq
-        self.path = os.path.join(out, "results.json")
+        self.path = os.path.join(out, name)
         self.results = {} if fresh or not os.path.exists(self.path) else json.load(open(self.path))
 
     def save(self):
@@ -217,12 +217,17 @@ def main():
     parser.add_argument("--out", help="work and results directory (default out/reproduce[-quick])")
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--readme", action="store_true", help="rewrite the README section between the reproduce markers")
+    parser.add_argument("--ablation", action="store_true",
+                        help="only the MLP ablation: bwn/lab and twn/late under per-channel scales, no clipping, a lower "
+                             "learning rate and twice the epochs (OUT/results-ablation.json, OUT/ablation.md)")
     args = parser.parse_args()
     out = args.out or os.path.join(ROOT, "out", "reproduce-quick" if args.quick else "reproduce")
     os.makedirs(out, exist_ok=True)
     seeds = args.seeds or (1 if args.quick else 3)
     tasks = [t for t in args.tasks.split(",") if t]
     methods = [m for m in METHODS if not args.methods or m[0] in args.methods.split(",")]
+    if args.ablation:
+        return ablation(args, out, seeds)
     runner = Runner(args.laq, out, args.fresh)
     total = len(tasks) * len(methods) * (1 + seeds)
     done = 0
@@ -281,6 +286,60 @@ def main():
         _, tail = rest.split(end, 1)
         open(readme, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
         log("reproduce: README.md updated")
+
+
+ABLATION_METHODS = ["bwn", "lab", "twn", "late"]
+
+
+def ablation_variants(calib):
+    """(name, option overrides, extra flags)."""
+    return [
+        ("as in the main table", {}, []),
+        ("per-channel scales", {}, ["--per-channel"]),
+        ("no clipping to [−1, 1]", {}, ["--no-clip"]),
+        (f"η = {calib['lr'] / 10:g}", {"--lr": str(calib["lr"] / 10)}, []),
+        (f"{2 * calib['epochs']} epochs", {"--epochs": str(2 * calib["epochs"])}, []),
+    ]
+
+
+def ablation(args, out, seeds):
+    """The MLP's binary and ternary pairs under other settings (the README's analysis)."""
+    task = "mlp"
+    paths, _ = prepare(task, out, args.quick)
+    calib = TASKS[task]["calib_quick" if args.quick else "calib"]
+    runner = Runner(args.laq, out, args.fresh, "results-ablation.json")
+    directory = os.path.dirname(paths["model"])
+    fp_laq = os.path.join(directory, "fp.laq")
+    if not os.path.exists(fp_laq):
+        runner.call("import", paths["model"], "-o", fp_laq)
+    arguments = {label: arguments for label, arguments, _, _ in METHODS}
+    variants = ablation_variants(calib)
+    for variant, overrides, flags in variants:
+        options = {"--epochs": str(calib["epochs"]), "--lr": str(calib["lr"]), "--batch": str(calib["batch"]), **overrides}
+        for label in ABLATION_METHODS:
+            for seed in range(1, seeds + 1):
+                key = f"{task}|{label}|{variant}|{seed}"
+                output = os.path.join(directory, f"ablation-{label}-{seed}.laq")
+
+                def produce():
+                    pairs = [item for name, value in options.items() for item in (name, value)]
+                    runner.call("quantize", fp_laq, "-o", output, *arguments[label], "--calib", paths["calib"], "--val", paths["calib_val"],
+                                "--seed", str(seed), *pairs, *flags)
+                    return runner.evaluate(output, paths["test"])
+                entry = runner.run(key, produce)
+                log(f"ablation {variant} {label} seed {seed}: error {100 * (1 - entry['accuracy']):.2f}")
+    lines = [f"MLP test error %, calibrated, mean ± standard deviation over {seeds} seeds:", "",
+             "| setting | " + " | ".join(f"`{m}`" for m in ABLATION_METHODS) + " |", "|---|" + "---:|" * len(ABLATION_METHODS)]
+    for variant, _, _ in variants:
+        cells = []
+        for label in ABLATION_METHODS:
+            numbers = [100 * (1 - v["accuracy"]) for k, v in runner.results.items() if k.startswith(f"{task}|{label}|{variant}|")]
+            cells.append("–" if not numbers else f"{statistics.mean(numbers):.2f} ± {statistics.stdev(numbers):.2f}" if len(numbers) > 1 else f"{numbers[0]:.2f}")
+        lines.append(f"| {variant} | " + " | ".join(cells) + " |")
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(out, "ablation.md"), "w") as f:
+        f.write(table + "\n")
 
 
 def render(results, tasks, methods, seeds, infos, quick):

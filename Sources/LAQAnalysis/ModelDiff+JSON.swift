@@ -42,7 +42,7 @@ extension ModelDiff {
                     [
                         "output": .string($0.output), "rows": .int(Int64($0.rows)), "top1_agreement": number($0.top1Agreement),
                         "kl_divergence": number($0.klDivergence), "distribution": .string($0.distribution),
-                        "max_abs_diff": number($0.maxAbsDifference),
+                        "max_abs_diff": number($0.maxAbsDifference), "note": string($0.note),
                     ]
                 }),
                 "layers": .array(outputs.layers.map {

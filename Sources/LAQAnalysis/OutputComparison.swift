@@ -10,8 +10,9 @@ public struct OutputComparison: Sendable {
         public var output: String
         /// Rows compared: samples × (time steps, for sequence outputs).
         public var rows: Int
-        /// Share of rows whose top-1 class is the same (threshold 0.5 for a single column).
-        public var top1Agreement: Double
+        /// Share of rows whose top-1 class is the same (threshold 0.5 for a single column); nil
+        /// when no rows were compared (no samples, or outputs of different shapes).
+        public var top1Agreement: Double?
         /// Mean over rows of KL(A ‖ B) in nats, of the output distributions: the outputs when
         /// every row is a probability distribution (non-negative, sums to 1 ± 1e-3), otherwise
         /// their softmax (logits); a single column in [0, 1] is a Bernoulli probability. nil for
@@ -20,6 +21,8 @@ public struct OutputComparison: Sendable {
         /// "probabilities", "softmax of logits", "bernoulli" or "none".
         public var distribution: String
         public var maxAbsDifference: Double
+        /// Why the output was not compared (its shapes differ between A and B), if so.
+        public var note: String?
     }
 
     /// One layer (architectures must match).
@@ -122,12 +125,16 @@ public struct OutputComparison: Sendable {
         var maxAbs = 0.0
         var squaredDifference = 0.0
         var squaredReference = 0.0
+        var mismatch: String?
 
         init(name: String) { self.name = name }
 
         mutating func add(_ x: Tensor, _ y: Tensor) {
             let width = max(x.lastDimension, 1)
-            guard x.count == y.count, width > 0 else { return }
+            guard x.shape == y.shape else {
+                mismatch = "shapes differ: A \(x.shape), B \(y.shape)"
+                return
+            }
             let count = x.count / width
             let p = x.data, q = y.data
             // The distribution kind is decided on the first batch and kept.
@@ -164,8 +171,8 @@ public struct OutputComparison: Sendable {
 
         var result: (agreement: Agreement, klDivergence: Double?, squaredDifference: Double, squaredReference: Double) {
             let divergence = klDefined && rows > 0 ? kl / Double(rows) : nil
-            return (Agreement(output: name, rows: rows, top1Agreement: rows > 0 ? Double(agreeing) / Double(rows) : 1,
-                              klDivergence: divergence, distribution: kind, maxAbsDifference: maxAbs),
+            return (Agreement(output: name, rows: rows, top1Agreement: rows > 0 ? Double(agreeing) / Double(rows) : nil,
+                              klDivergence: divergence, distribution: kind, maxAbsDifference: maxAbs, note: mismatch),
                     divergence, squaredDifference, squaredReference)
         }
 

@@ -220,7 +220,7 @@ public struct ReportPage {
         }
         if let outputs = diff.outputs {
             for output in outputs.outputs {
-                parts.append("<p>On <code>\(SVGChart.escape(dataName ?? ""))</code> (\(outputs.samples) samples), output <code>\(SVGChart.escape(output.output))</code>: top-1 agreement \(String(format: "%.2f%%", 100 * output.top1Agreement)), KL(reference ‖ this) \(output.klDivergence.map { SVGChart.number($0) } ?? "–") nats, max |Δ| \(SVGChart.number(output.maxAbsDifference)).</p>")
+                parts.append("<p>On <code>\(SVGChart.escape(dataName ?? ""))</code> (\(outputs.samples) samples), output <code>\(SVGChart.escape(output.output))</code>: top-1 agreement \(output.top1Agreement.map { String(format: "%.2f%%", 100 * $0) } ?? "–"), KL(reference ‖ this) \(output.klDivergence.map { SVGChart.number($0) } ?? "–") nats, max |Δ| \(SVGChart.number(output.maxAbsDifference)).</p>")
             }
             let isolated = outputs.layers.filter { $0.isolatedError != nil }
             if !isolated.isEmpty {

@@ -41,14 +41,17 @@ public struct TensorHistogram: Sendable, Equatable {
     public static func bins(_ values: [Float], count: Int) -> [Bin] {
         let finite = values.filter(\.isFinite)
         guard let low = finite.min(), let high = finite.max() else { return [] }
-        guard high > low, count > 1 else { return [Bin(lower: low, upper: high, count: finite.count)] }
-        let width = (high - low) / Float(count)
+        // In Double: the span of float32 values can overflow float32, or be subnormal.
+        let width = (Double(high) - Double(low)) / Double(max(count, 1))
+        guard high > low, count > 1, width.isFinite, width > 0 else { return [Bin(lower: low, upper: high, count: finite.count)] }
         var counts = [Int](repeating: 0, count: count)
         for value in finite {
-            counts[min(Int((value - low) / width), count - 1)] += 1
+            let position = (Double(value) - Double(low)) / width
+            counts[min(max(Int(position), 0), count - 1)] += 1
         }
         return counts.indices.map { index in
-            Bin(lower: low + Float(index) * width, upper: index == count - 1 ? high : low + Float(index + 1) * width, count: counts[index])
+            Bin(lower: Float(Double(low) + Double(index) * width),
+                upper: index == count - 1 ? high : Float(Double(low) + Double(index + 1) * width), count: counts[index])
         }
     }
 

@@ -3,20 +3,19 @@ import CBLAS
 /// The one place LAQEngine calls OpenBLAS.
 enum BLAS {
     /// C = A·B (+ C when `accumulate`), row-major, A m×k, B k×n, C m×n; transposes as flagged.
-    /// `lda`, `ldc`: row strides of A and C when they are column blocks of wider matrices
-    /// (default: their widths).
+    /// `lda`: A's row stride when A is a column block of a wider matrix (default: its width).
     static func gemm(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
-        m: Int, n: Int, k: Int, lda: Int? = nil, ldc: Int? = nil, transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false
+        m: Int, n: Int, k: Int, lda: Int? = nil, transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false
     ) {
         guard m > 0, n > 0 else { return }
         if k == 0 {
-            if !accumulate { for row in 0..<m { (c + row * (ldc ?? n)).update(repeating: 0, count: n) } }
+            if !accumulate { c.update(repeating: 0, count: m * n) }
             return
         }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), 1, a, Int32(lda ?? (transposeA ? m : k)), b, Int32(transposeB ? k : n),
-            accumulate ? 1 : 0, c, Int32(ldc ?? n))
+            accumulate ? 1 : 0, c, Int32(n))
     }
 }

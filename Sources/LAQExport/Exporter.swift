@@ -83,7 +83,9 @@ public enum Exporter {
                 if let reason = tensor.unsupportedReason { throw ExportError.undecodable(tensor: tensor.name, reason: reason) }
             }
             let model: Model
-            do { model = try Model(file: file) } catch { throw ExportError.noArchitecture(reason: "\(error)") }
+            do { model = try Model(file: file) } catch let error as FormatError { throw error } catch {
+                throw ExportError.noArchitecture(reason: "\(error)")
+            }
             try AtomicFile.write(to: path, byPath: { temporary in try KerasH5Writer.write(model, to: temporary) })
             tensors = model.weights.map { ExportedTensor(name: $0.name, shape: $0.shape, values: []) }
         }

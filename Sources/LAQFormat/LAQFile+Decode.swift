@@ -46,15 +46,16 @@ public struct PackedCodebook: Sendable, Equatable {
 
     public var elementCount: Int { shape.reduce(1, *) }
 
-    /// One code per element.
+    /// One code per element; all zeros when the packed stream is not valid for the layout (a
+    /// codebook read from a file was checked; one built in memory may not be).
     public func unpacked() -> [UInt8] {
-        [UInt8](unsafeUninitializedCapacity: elementCount) { output, initialized in
-            packed.withUnsafeBytes { bytes in
-                // The codes were checked when the codebook was read.
-                try? layout.unpack(bytes, into: UnsafeMutableBufferPointer(rebasing: output[0..<elementCount]), tensor: "")
-            }
-            initialized = elementCount
+        var codes = [UInt8](repeating: 0, count: elementCount)
+        guard UInt64(packed.count) == layout.packedLength(count: UInt64(elementCount)) else { return codes }
+        let valid = packed.withUnsafeBytes { bytes in
+            codes.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
         }
+        if !valid { return [UInt8](repeating: 0, count: elementCount) }
+        return codes
     }
 
     /// `levels[group(i)][code(i)]` for every element.

@@ -49,7 +49,8 @@ extension Model {
             try writer.add(TensorRecord(
                 name: weight.name, shape: weight.shape,
                 axes: Self.axes(className: layer?.className ?? "", shortName: weight.shortName, rank: weight.shape.count),
-                dtype: dtype, data: replacing[weight.name] ?? .float(weight.values, as: floatStorage)))
+                dtype: dtype, data: replacing[weight.name] ?? weight.packed.map { .codebook($0.layout, levels: $0.levels, codes: $0.unpacked()) }
+                    ?? .float(weight.values, as: floatStorage)))
         }
         if includeOptimizer, let optimizer {
             for slot in optimizer.slots {

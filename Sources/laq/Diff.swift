@@ -105,7 +105,12 @@ struct Diff: ParsableCommand {
             lines.append("outputs on \(data ?? "") (\(outputs.samples) samples):")
             for output in outputs.outputs {
                 let kl = output.klDivergence.map { String(format: "KL(A‖B) %.4g nats (%@)", $0, output.distribution) } ?? "KL undefined"
-                lines.append(String(format: "  %@: top-1 agreement %.2f%%, %@, max |Δ| %.4g", output.output, 100 * output.top1Agreement, kl, output.maxAbsDifference))
+                if let note = output.note {
+                    lines.append("  \(output.output): not compared (\(note))")
+                    continue
+                }
+                let agreement = output.top1Agreement.map { String(format: "%.2f%%", 100 * $0) } ?? "–"
+                lines.append(String(format: "  %@: top-1 agreement %@, %@, max |Δ| %.4g", output.output, agreement, kl, output.maxAbsDifference))
             }
             if let note = outputs.layerNote { lines.append("  \(note)") }
             if !outputs.layers.isEmpty {

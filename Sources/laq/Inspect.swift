@@ -213,7 +213,9 @@ struct Inspect: ParsableCommand {
     /// The tensor named `name`, or the first quantized (else first) weight of the layer `name`.
     private func tensor(_ name: String, in laq: LAQFile) throws -> TensorInfo {
         if let tensor = laq.tensor(named: name) { return tensor }
-        let weights = laq.tensors.filter { $0.role == .weight && $0.name.hasPrefix(name + "/") }
+        // The layer's own weights first (`inner` is a nested model's scope, `inner/dense` a layer).
+        let own = laq.tensors.filter { $0.role == .weight && $0.name.split(separator: "/").dropLast().joined(separator: "/") == name }
+        let weights = own.isEmpty ? laq.tensors.filter { $0.role == .weight && $0.name.hasPrefix(name + "/") } : own
         if let tensor = weights.first(where: { $0.encoding?.typeName == "codebook" }) ?? weights.first { return tensor }
         let layers = Set(laq.tensors.filter { $0.role == .weight }.compactMap { $0.name.split(separator: "/").dropLast().joined(separator: "/") })
         throw CLIError(message: "\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))", code: 2)
@@ -223,6 +225,8 @@ struct Inspect: ParsableCommand {
         let info = try tensor(name, in: laq)
         guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: 1) }
         let reference = try against.map { try LAQFile(path: $0) }
+        // Each file's problems are reported against that file.
+        do { _ = try laq.floats(info) } catch let error as FormatError { throw CLIError(message: "\(file): \(error)", code: error.exitCode) }
         let histogram: TensorHistogram
         do { histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins) } catch let error as FormatError {
             throw CLIError(message: "\(against ?? file): \(error)", code: error.exitCode)

@@ -116,9 +116,14 @@ import Testing
         #expect(comparison.mostHurtLayer == "classes")
         let output = try #require(comparison.outputs.first)
         #expect(output.rows == 300 && output.distribution == "probabilities")
-        #expect(output.top1Agreement < 1 && (output.klDivergence ?? 0) > 0)
+        #expect((output.top1Agreement ?? 1) < 1 && (output.klDivergence ?? 0) > 0)
         #expect(comparison.layers.map { $0.layer } == ["hidden", "classes"])
         #expect(comparison.layers.allSatisfy { $0.isolatedError != nil })
+
+        // Outputs of different shapes are not compared, and say so.
+        var accumulator = OutputComparison.Accumulator(name: "out")
+        accumulator.add(Tensor(shape: [2, 3], data: [Float](repeating: 0.5, count: 6)), Tensor(shape: [2, 4], data: [Float](repeating: 0.25, count: 8)))
+        #expect(accumulator.result.agreement.top1Agreement == nil && accumulator.result.agreement.note?.contains("shapes differ") == true)
 
         let same = try OutputComparison.compare(model, model, inputs: inputs, changedLayers: [])
         #expect(same.outputs.first?.top1Agreement == 1 && same.outputs.first?.klDivergence == 0 && same.outputs.first?.maxAbsDifference == 0)

@@ -22,6 +22,9 @@ import Testing
             #expect(abs(direct - bin.count) <= 1, "bin \(index): edges rounded in float")
         }
         #expect(TensorHistogram.bins([2, 2, 2], count: 5) == [.init(lower: 2, upper: 2, count: 3)])
+        // Spans that overflow float32, or are subnormal, still bin every value.
+        #expect(TensorHistogram.bins([-3e38, 0, 3e38], count: 4).map(\.count).reduce(0, +) == 3)
+        #expect(TensorHistogram.bins([0, .leastNonzeroMagnitude, 2 * .leastNonzeroMagnitude], count: 1000).map(\.count).reduce(0, +) == 3)
         #expect(TensorHistogram.bins([], count: 5).isEmpty)
     }
 

@@ -124,6 +124,14 @@ import Testing
             let scale = max(expected.map(abs).max() ?? 1, 1e-6)
             let error = zip(actual, expected).map { abs($0 - $1) }.max() ?? 0
             #expect(error <= 1e-5 * scale, "\(fixture) \(method): max |Δ| \(error)")
+            // Written back, a packed model keeps its codes; it cannot be trained.
+            let rewritten = try LAQFile(bytes: try packed.laqWriter(provenance: [], includeOptimizer: false).encoded())
+            for result in results { #expect(try rewritten.codebook(result.weight).codes == result.codes, "\(result.weight)") }
+            var random = TrainingRandom(seed: 1)
+            #expect(throws: EngineError.self) {
+                try Backpropagation.run(model: packed, inputs: inputs, labels: [Float](repeating: 0, count: inputs[0].shape[0]),
+                                        loss: .meanSquaredError, random: &random)
+            }
         }
     }
 }

@@ -30,7 +30,16 @@ struct PackedMatrix: @unchecked Sendable {
         let layout = codebook.layout
         columns = codebook.shape.last!
         rows = codebook.shape.dropLast().reduce(1, *)
-        guard layout.axis == nil || layout.axis == codebook.shape.count - 1, rows > 0, columns > 0 else { return nil }
+        guard layout.axis == nil || layout.axis == codebook.shape.count - 1, rows > 0, columns > 0,
+              codebook.packed.count == layout.packedLength(count: UInt64(rows * columns)).map(Int.init),
+              codebook.levels.count == (layout.axis == nil ? 1 : columns) * layout.levelCount else { return nil }
+        // Every code must index its table (a file's codebooks were checked when read; a codebook
+        // built in memory is checked here).
+        var scratch = [UInt8](repeating: 0, count: rows * columns)
+        let valid = codebook.packed.withUnsafeBytes { bytes in
+            scratch.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
+        }
+        guard valid else { return nil }
         self.layout = layout
         levels = codebook.levels
         packed = codebook.packed
@@ -205,31 +214,15 @@ struct PackedMatrix: @unchecked Sendable {
             for index in 0..<columns { c[index] += partial[index] }
             return
         }
+        // OpenBLAS threads each product itself: tiles are decoded on this thread (two threads of
+        // ours would oversubscribe the cores while its workers spin).
         let tile = tileRows
-        let tiles = (rows + tile - 1) / tile
-        // OpenBLAS threads each product itself; two threads of ours would oversubscribe the cores
-        // (its workers spin), so tiles are decoded on this thread.
-        let threads = 1
-        let partial = threads == 2 ? UnsafeMutablePointer<Float>.allocate(capacity: m * columns) : c
-        defer { if threads == 2 { partial.deallocate() } }
-        let buffers = Buffers(a: a, c: c, partial: partial)
-        DispatchQueue.concurrentPerform(iterations: threads) { thread in
-            let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tile * columns)
-            defer { buffer.deallocate() }
-            let output = thread == 0 ? buffers.c : buffers.partial
-            var first = true
-            for index in stride(from: thread, to: tiles, by: threads) {
-                let start = index * tile
-                let count = min(tile, rows - start)
-                decode(from: start * columns, count: count * columns, into: buffer)
-                BLAS.gemm(buffers.a + start, buffer, output, m: m, n: columns, k: count, lda: lda,
-                          accumulate: (thread == 0 && accumulate) || !first)
-                first = false
-            }
-            if first, thread == 0, !accumulate { output.update(repeating: 0, count: m * columns) }
-        }
-        if threads == 2 {
-            for index in 0..<(m * columns) { c[index] += partial[index] }
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tile * columns)
+        defer { buffer.deallocate() }
+        for start in stride(from: 0, to: rows, by: tile) {
+            let count = min(tile, rows - start)
+            decode(from: start * columns, count: count * columns, into: buffer)
+            BLAS.gemm(a + start, buffer, c, m: m, n: columns, k: count, lda: lda, accumulate: accumulate || start > 0)
         }
     }
 

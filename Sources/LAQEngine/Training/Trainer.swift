@@ -84,6 +84,9 @@ public struct Backpropagation {
     public static func run(
         model: Model, inputs: [Tensor], labels: [Float], loss: Loss, random: inout TrainingRandom
     ) throws(EngineError) -> Result {
+        if let packed = model.weights.first(where: { $0.packed != nil }) {
+            throw .invalidModel("weight '\(packed.name)' is packed: training needs float32 weights (read the file with Model(file:) without packed)")
+        }
         let executor = try Executor(model: model)
         guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
         var values: [String: Tensor] = [:]
