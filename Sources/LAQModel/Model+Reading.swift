@@ -5,8 +5,9 @@ extension Model {
     /// (codebook tensors dequantized), and the optimizer state when the file has it.
     /// The model of a `.laq` file. With `packed`, quantized weights whose level tables are per
     /// tensor or per output channel (the last axis) stay packed (``Weight/packed``) for kernels
-    /// that execute codes; every other tensor is decoded to float32.
-    public init(file: LAQFile, packed: Bool = false) throws {
+    /// that execute codes; every other tensor is decoded to float32. Without `optimizerState`,
+    /// optimizer slots are not read (inference needs none of them).
+    public init(file: LAQFile, packed: Bool = false, optimizerState: Bool = true) throws {
         let manifest = file.manifest
         let graph = try KerasArchitecture.parse(manifest.model.architecture)
         var weights: [Weight] = []
@@ -32,6 +33,7 @@ extension Model {
                                           trainable: owner.trainable, sourceDType: tensor.dtype))
                 }
             case let .optimizer(of, slot):
+                guard optimizerState else { continue }
                 slots.append(OptimizerSlot(weight: of, slot: slot, values: try file.floats(tensor)))
             }
         }

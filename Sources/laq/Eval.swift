@@ -41,7 +41,7 @@ struct Eval: ParsableCommand {
     func run() throws {
         let file = try LAQFile(path: model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: 1) }
         let lossFunction: Loss?
         if let loss {

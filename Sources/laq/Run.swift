@@ -33,7 +33,7 @@ struct Run: ParsableCommand {
     func run() throws {
         let file = try LAQFile(path: model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         let executor = try engine { try Executor(model: laqModel) }
         let arrays: [String: NumpyArray]
         do { arrays = try Numpy.load(path: input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
