@@ -169,11 +169,7 @@ public struct Adam: Sendable {
         iterations += 1
         let t = Float(iterations)
         let alpha = learningRate * (1 - powf(beta2, t)).squareRoot() / (1 - powf(beta1, t))
-        var scale: Float = 1
-        if let clip = globalClipNorm {
-            let norm = gradients.values.reduce(Float(0)) { $0 + $1.reduce(0) { $0 + $1 * $1 } }.squareRoot()
-            if norm > clip { scale = clip / norm }
-        }
+        let scale = clipScale(gradients, globalClipNorm)
         for index in weights.indices where weights[index].trainable {
             let name = weights[index].name
             guard let g = gradients[name] else { continue }
@@ -190,6 +186,62 @@ public struct Adam: Sendable {
                             vv[i] += (grad * grad - vv[i]) * (1 - beta2)
                             w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
                         }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// The factor Keras' `global_clipnorm` scales every gradient by: clip / ‖g‖ over all gradients
+/// together when that norm exceeds `clip`, else 1.
+func clipScale(_ gradients: [String: [Float]], _ clip: Float?) -> Float {
+    guard let clip else { return 1 }
+    var sum: Double = 0
+    for values in gradients.values { for value in values { sum += Double(value) * Double(value) } }
+    let norm = Float(sum.squareRoot())
+    return norm > clip ? clip / norm : 1
+}
+
+/// SGD as Keras 3 computes it. Without momentum: w −= η·g. With momentum μ: m ← μ·m − η·g,
+/// then w += m, or with Nesterov w += μ·m − η·g (m starting at 0).
+public struct SGD: Sendable {
+    public var learningRate: Float
+    public var momentum: Float
+    public var nesterov: Bool
+    /// Optional global gradient-norm clip (Keras `global_clipnorm`).
+    public var globalClipNorm: Float?
+    public private(set) var iterations: Int = 0
+    /// Momentum buffers by weight name.
+    public var velocity: [String: [Float]] = [:]
+
+    public init(learningRate: Float, momentum: Float = 0, nesterov: Bool = false) {
+        self.learningRate = learningRate
+        self.momentum = momentum
+        self.nesterov = nesterov
+    }
+
+    /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
+    public mutating func step(_ weights: inout [Weight], gradients: [String: [Float]]) {
+        iterations += 1
+        let scale = clipScale(gradients, globalClipNorm)
+        let (rate, momentum, nesterov) = (learningRate, self.momentum, self.nesterov)
+        for index in weights.indices where weights[index].trainable {
+            let name = weights[index].name
+            guard let g = gradients[name] else { continue }
+            if momentum == 0 {
+                weights[index].values.withUnsafeMutableBufferPointer { w in
+                    for i in 0..<g.count { w[i] -= rate * g[i] * scale }
+                }
+                continue
+            }
+            if velocity[name] == nil { velocity[name] = [Float](repeating: 0, count: g.count) }
+            velocity[name]!.withUnsafeMutableBufferPointer { m in
+                weights[index].values.withUnsafeMutableBufferPointer { w in
+                    for i in 0..<g.count {
+                        let grad = g[i] * scale
+                        m[i] = momentum * m[i] - rate * grad
+                        w[i] += nesterov ? momentum * m[i] - rate * grad : m[i]
                     }
                 }
             }
