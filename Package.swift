@@ -37,8 +37,8 @@ let package = Package(
             name: "LAQImport",
             dependencies: ["LAQHDF5", "LAQModel", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
-        /// Data input: NumPy .npy/.npz arrays (and later HDF5 datasets) for run, eval and calibration.
-        .target(name: "LAQData", dependencies: [.product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
+        .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The CPU engine: runs a model graph (OpenBLAS for dense products).
         .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS"]),
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.

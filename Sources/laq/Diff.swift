@@ -138,7 +138,7 @@ struct Diff: ParsableCommand {
         do { modelA = try Model(file: fileA) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
         do { modelB = try Model(file: fileB) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
         let arrays: [String: NumpyArray]
-        do { arrays = try Numpy.load(path: data) } catch { throw CLIError(message: "\(error)", code: 2) }
+        do { arrays = try DataFile.load(data) } catch { throw CLIError(message: "\(error)", code: 2) }
         var inputs = try ModelInputs.select(arrays, for: modelA, key: xKey, file: data)
         if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
         let samples = inputs.first?.shape.first ?? 0

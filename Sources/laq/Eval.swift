@@ -51,7 +51,7 @@ struct Eval: ParsableCommand {
             lossFunction = Loss(laqModel.training["loss"])
         }
         let arrays: [String: NumpyArray]
-        do { arrays = try Numpy.load(path: data) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        do { arrays = try DataFile.load(data) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
         guard let labels = arrays[yKey] else {
             throw CLIError(message: "\(data): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)
         }

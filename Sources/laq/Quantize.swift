@@ -385,7 +385,7 @@ struct Quantize: ParsableCommand {
     /// Inputs and labels from an .npz, checked against the model and the loss.
     private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
         let arrays: [String: NumpyArray]
-        do { arrays = try Numpy.load(path: path) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        do { arrays = try DataFile.load(path) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
         let inputs = try ModelInputs.select(arrays, for: model, key: xKey, file: path)
         guard let labels = arrays[yKey] else {
             throw CLIError(message: "\(path): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)

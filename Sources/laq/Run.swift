@@ -36,7 +36,7 @@ struct Run: ParsableCommand {
         do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         let executor = try engine { try Executor(model: laqModel) }
         let arrays: [String: NumpyArray]
-        do { arrays = try Numpy.load(path: input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+        do { arrays = try DataFile.load(input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
         let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey ?? "x", file: input)
         let samples = inputs[0].shape.first ?? 0
         var outputs: [[Float]] = Array(repeating: [], count: laqModel.outputs.count)

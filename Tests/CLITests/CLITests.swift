@@ -427,3 +427,25 @@ import Testing
         #expect(unknown.status == 2 && unknown.stderr.contains("layers: classes, hidden"))
     }
 }
+
+/// HDF5 data for eval and quantize --calib.
+@Suite struct HDF5DataCLITests {
+    @Test("eval reads HDF5 datasets by --x-key/--y-key path and agrees with the same data as .npz")
+    func evalHDF5() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        let h5 = TestPaths.testdata("data/fmnist_200.h5").path
+        let fromH5 = try CLITests.run(["eval", model, "--data", h5, "--x-key", "test/x", "--y-key", "test/y", "--json"])
+        #expect(fromH5.status == 0, "\(fromH5.stderr)")
+        let accuracy = try #require(try CLITests.json(fromH5.stdout)["accuracy"] as? Double)
+        #expect(accuracy > 0.7)
+        let calibrated = directory.appendingPathComponent("q.laq").path
+        let quantize = try CLITests.run(["quantize", model, "-o", calibrated, "--method", "lata", "--calib", h5,
+                                         "--x-key", "test/x", "--y-key", "test/y", "--batch", "50"])
+        #expect(quantize.status == 0, "\(quantize.stderr)")
+        let missing = try CLITests.run(["eval", model, "--data", h5 + ":/test/nope"])
+        #expect(missing.status == 1 && missing.stderr.contains("/test/nope"))
+    }
+}

@@ -58,3 +58,29 @@ import Testing
         }
     }
 }
+
+/// HDF5 data input (`file.h5`, `file.h5:/path`), the same arrays as the `.npz` it was made from.
+@Suite struct HDF5DataTests {
+    @Test("an HDF5 file's datasets by path, or one dataset by `file.h5:/path`; integers converted exactly")
+    func datasets() throws {
+        let path = TestPaths.testdata("data/fmnist_200.h5").path
+        let npz = try Numpy.load(path: TestPaths.testdata("keras/fmnist_calibration.npz").path)
+        let all = try DataFile.load(path)
+        #expect(Set(all.keys) == ["test/x", "test/y", "note"])
+        #expect(all["test/x"]?.shape == [200, 784] && all["test/x"]?.values == Array(npz["x"]!.values[0..<(200 * 784)]))
+        #expect(all["test/y"]?.dtype == "<u1" && all["test/y"]?.values == Array(npz["y"]!.values[0..<200]))
+        let one = try DataFile.load(path + ":/test/y")
+        #expect(Array(one.keys) == ["y"] && one["y"]?.values == all["test/y"]?.values)
+        // An .npz still loads as before.
+        #expect(try DataFile.load(TestPaths.testdata("keras/fmnist_calibration.npz").path)["x"] == npz["x"])
+    }
+
+    @Test("a missing dataset, a dataset path on a non-HDF5 file and a missing file are refused with the reason")
+    func refused() throws {
+        let path = TestPaths.testdata("data/fmnist_200.h5").path
+        #expect { try DataFile.load(path + ":/test/nope") } throws: { ($0 as? DataError)?.array == "/test/nope" }
+        let npz = TestPaths.testdata("keras/fmnist_calibration.npz").path
+        #expect { try DataFile.load(npz + ":/x") } throws: { ($0 as? DataError)?.reason.contains("not an HDF5 file") == true }
+        #expect { try DataFile.load("/nonexistent/data.h5") } throws: { ($0 as? DataError)?.isIO == true }
+    }
+}
