@@ -119,15 +119,7 @@ struct RecurrentOp: Op {
                         rh[n * units + j] = r * h[n * units + j]
                     }
                 }
-                // (r ⊙ h)·U_h, U_h being the last `units` columns of U.
-                var candidate = [Float](repeating: 0, count: batch * units)
-                for n in 0..<batch {
-                    for k in 0..<units {
-                        let value = rh[n * units + k]
-                        if value == 0 { continue }
-                        for j in 0..<units { candidate[n * units + j] += value * recurrent[k * width + 2 * units + j] }
-                    }
-                }
+                let candidate = candidateProduct(rh, batch: batch)
                 for n in 0..<batch {
                     let row = (n * steps + step) * width
                     for j in 0..<units {
@@ -215,5 +207,22 @@ struct BidirectionalOp: Op {
             return sum
         default: throw .unsupported(layer: name, reason: "merge_mode \(mode)")
         }
+    }
+}
+
+extension RecurrentOp {
+    /// GRU without `reset_after`: (r ⊙ h)·U_h, U_h the last `units` columns of U (one GEMM with
+    /// U's row stride).
+    func candidateProduct(_ rh: [Float], batch: Int) -> [Float] {
+        let width = gates * units
+        var candidate = [Float](repeating: 0, count: batch * units)
+        rh.withUnsafeBufferPointer { a in
+            recurrent.withUnsafeBufferPointer { u in
+                candidate.withUnsafeMutableBufferPointer { c in
+                    BLAS.gemm(a.baseAddress!, u.baseAddress! + 2 * units, c.baseAddress!, m: batch, n: units, k: units, ldb: width)
+                }
+            }
+        }
+        return candidate
     }
 }

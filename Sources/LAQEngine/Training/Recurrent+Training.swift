@@ -94,13 +94,7 @@ extension RecurrentOp {
                         rh[n * units + j] = gates[base + units + j] * hPrevious[n * units + j]
                     }
                 }
-                // (r ⊙ h)·U_h, U_h the last `units` columns of U.
-                var candidate = [Float](repeating: 0, count: batch * units)
-                for n in 0..<batch {
-                    for k in 0..<units where rh[n * units + k] != 0 {
-                        for j in 0..<units { candidate[n * units + j] += rh[n * units + k] * recurrent[k * width + 2 * units + j] }
-                    }
-                }
+                let candidate = candidateProduct(rh, batch: batch)
                 for n in 0..<batch {
                     let base = n * width
                     for j in 0..<units {
@@ -208,15 +202,26 @@ extension RecurrentOp {
                         dhPrevious[i] += dh[i] * z
                     }
                 }
-                // Candidate path: ∂/∂(r⊙h) = dCandidate·U_hᵀ; U_h gradient from (r⊙h)ᵀ·dCandidate.
+                // Candidate path: ∂/∂(r⊙h) = dCandidate·U_hᵀ; U_h's gradient += (r⊙h)ᵀ·dCandidate.
+                var dRH = [Float](repeating: 0, count: batch * units)
+                dCandidate.withUnsafeBufferPointer { dc in
+                    recurrent.withUnsafeBufferPointer { u in
+                        dRH.withUnsafeMutableBufferPointer { out in
+                            BLAS.gemm(dc.baseAddress!, u.baseAddress! + 2 * units, out.baseAddress!, m: batch, n: units, k: units,
+                                      ldb: width, transposeB: true)
+                        }
+                    }
+                    rh.withUnsafeBufferPointer { a in
+                        dRecurrent.withUnsafeMutableBufferPointer { du in
+                            BLAS.gemm(a.baseAddress!, dc.baseAddress!, du.baseAddress! + 2 * units, m: units, n: units, k: batch,
+                                      ldc: width, transposeA: true, accumulate: true)
+                        }
+                    }
+                }
                 for n in 0..<batch {
                     for k in 0..<units {
-                        var sum: Float = 0
-                        for j in 0..<units {
-                            sum += dCandidate[n * units + j] * recurrent[k * width + 2 * units + j]
-                            dRecurrent[k * width + 2 * units + j] += rh[n * units + k] * dCandidate[n * units + j]
-                        }
                         let i = n * units + k
+                        let sum = dRH[i]
                         let r = g[n * width + units + k]
                         dhPrevious[i] += sum * r
                         dPre[n * width + units + k] = sum * hPrevious[i] * gate.derivative(pre[n * width + units + k], r)
