@@ -3,6 +3,7 @@
 //   swift run -c release laq-bench [--megabytes 100] [--repeats 5]
 //   swift run -c release laq-bench --import MODEL.h5 [--repeats 5]     (see ImportBench.swift)
 //   swift run -c release laq-bench --packed [--size 4096] [--json]      (see PackedBench.swift)
+//   swift run -c release laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]  (TrainBench.swift)
 //
 // Writes a model of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
@@ -21,6 +22,9 @@ var megabytes = 100
 var repeats = 5
 var importPath: String?
 var packedSize: Int?
+var trainPath: String?
+var batch = 100
+var steps = 200
 var json = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
@@ -31,10 +35,18 @@ while let argument = arguments.next() {
     case "--packed": packedSize = packedSize ?? 4096
     case "--size": packedSize = Int(arguments.next() ?? "") ?? 4096
     case "--json": json = true
+    case "--train": trainPath = arguments.next()
+    case "--batch": batch = Int(arguments.next() ?? "") ?? batch
+    case "--steps": steps = Int(arguments.next() ?? "") ?? steps
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--json]")
         exit(2)
     }
+}
+
+if let trainPath {
+    try trainBenchmark(path: trainPath, batch: batch, steps: steps, json: json)
+    exit(0)
 }
 
 if let packedSize {
