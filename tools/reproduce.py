@@ -25,7 +25,6 @@ import sys
 import time
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-FASHION = "/usr/share/datasets/fashion-mnist"
 FORTUNES = "/usr/share/games/fortunes"
 
 # (label, laq arguments, group, nominal bits per weight)
@@ -74,20 +73,12 @@ def log(message):
 
 
 def fashion_mnist(split):
-    import gzip
+    """Images as float32 in [0, 1] (n×784) and int32 labels, read by tools/data/fashion_mnist.py."""
     import numpy as np
-    prefix = "train" if split == "train" else "t10k"
-    try:
-        with gzip.open(f"{FASHION}/{prefix}-images-idx3-ubyte.gz") as f:
-            images = f.read()
-        with gzip.open(f"{FASHION}/{prefix}-labels-idx1-ubyte.gz") as f:
-            labels = f.read()
-    except FileNotFoundError:
-        sys.exit(f"reproduce: {FASHION} not found: apt-get install dataset-fashion-mnist (tools/setup --reproduce)")
-    n = int.from_bytes(images[4:8], "big")
-    assert images[:4] == b"\x00\x00\x08\x03" and labels[:4] == b"\x00\x00\x08\x01" and len(images) == 16 + n * 784
-    x = np.frombuffer(images, np.uint8, offset=16).reshape(n, 784).astype(np.float32) / 255
-    return x, np.frombuffer(labels, np.uint8, offset=8).astype(np.int32)
+    sys.path.insert(0, os.path.join(ROOT, "tools", "data"))
+    from fashion_mnist import read
+    x, y = read(split)
+    return x.astype(np.float32) / 255, y.astype(np.int32)
 
 
 def fortunes_windows(steps=40):
