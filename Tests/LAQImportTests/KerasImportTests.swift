@@ -126,6 +126,7 @@ import Testing
         ("bad_missing_weight.h5", "layer 'dense' should have weights [kernel, bias] but the file has [dense/kernel]"),
         ("bad_missing_slot.h5", "no 'v' slot for weight 'dense/kernel'"),
         ("bad_extra_slot.h5", "slot 'adam/dense_kernel_velocity_hat' is not an Adam moment"),
+        ("bad_nested_count.h5", "nested model 'inner': lists 9 weights, its layers have 10"),
         ("k3_unsupported.h5", "layer 'deconv' is a Conv2DTranspose, which laq cannot execute"),
         ("bad_damaged_member.keras", "member 'model.weights.h5' is damaged (CRC-32 mismatch)"),
         ("bad_huge_member.keras", "member 'model.weights.h5' claims 4294967280 bytes"),
