@@ -5,7 +5,7 @@ import LAQFormat
 /// axis the output) executed from its packed codes (spec/FORMAT.md §6): a vector is multiplied
 /// straight from the packed bytes; larger products decode tiles of rows into a small float
 /// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
-/// packed size plus one tile per thread.
+/// packed size plus one tile (1 MiB).
 ///
 /// Decoding is table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or
 /// 8/k (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
