@@ -10,6 +10,14 @@ extension H5File {
     /// keep the groups it is given or creates (checked: any object still open is an error).
     /// Atomic replacement is the caller's (write to a temporary path, then rename).
     public static func create(path: String, _ body: (H5Group) throws -> Void) throws {
+        try fill(path: path, body)
+        // `fill`'s file was closed when it returned (H5ID's deinit cannot report a failed close):
+        // reopening it read-only checks that what is on disk is a complete HDF5 file.
+        _ = try H5File(path: path).root()
+    }
+
+    /// Creates the file and runs `body`; the file closes when this returns (its last reference).
+    private static func fill(path: String, _ body: (H5Group) throws -> Void) throws {
         let id = try HDF5.check("create file", path: path) { H5Fcreate(path, laq_h5f_acc_trunc(), hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT)) }
         let file = H5File(handle: H5ID(id, close: H5Fclose), path: path)
         // `file` (whose deinit closes the file) lives until the checks below are done.
