@@ -11,6 +11,31 @@ struct Geometry {
         width = x.shape[spatial]
         channels = x.shape[spatial + 1]
     }
+
+    /// Visits every output position of a sliding window (batch, then rows, then columns) and each
+    /// of its taps whose input lies inside the image (padding taps are skipped): `body(position,
+    /// tap, input)` gets the output position's index, the tap's index th·kw + tw, and the offset
+    /// of the input's channel run. The one traversal behind depthwise convolution and pooling.
+    @inline(__always)
+    func forEachWindowTap(_ rows: Window, _ cols: Window, _ body: (_ position: Int, _ tap: Int, _ input: Int) -> Void) {
+        var position = 0
+        for n in 0..<batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    for th in 0..<rows.kernel {
+                        let ih = rows.source(oh, th)
+                        guard ih >= 0, ih < height else { continue }
+                        for tw in 0..<cols.kernel {
+                            let iw = cols.source(ow, tw)
+                            guard iw >= 0, iw < width else { continue }
+                            body(position, th * cols.kernel + tw, ((n * height + ih) * width + iw) * channels)
+                        }
+                    }
+                    position += 1
+                }
+            }
+        }
+    }
 }
 
 /// Conv1D and Conv2D (channels last, valid/same padding, strides, dilation) as im2col + GEMM.
@@ -166,30 +191,18 @@ struct DepthwiseOp: Op {
         let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
         let outChannels = g.channels * multiplier
         if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
-        var output = [Float](repeating: 0, count: g.batch * rows.output * cols.output * outChannels)
-        for n in 0..<g.batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    let outBase = ((n * rows.output + oh) * cols.output + ow) * outChannels
-                    for th in 0..<kernelSize[0] {
-                        let ih = rows.source(oh, th)
-                        guard ih >= 0, ih < g.height else { continue }
-                        for tw in 0..<kernelSize[1] {
-                            let iw = cols.source(ow, tw)
-                            guard iw >= 0, iw < g.width else { continue }
-                            let inBase = ((n * g.height + ih) * g.width + iw) * g.channels
-                            let kBase = (th * kernelSize[1] + tw) * g.channels * multiplier
-                            for c in 0..<g.channels {
-                                let value = x.data[inBase + c]
-                                for j in 0..<multiplier {
-                                    output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j]
-                                }
-                            }
-                        }
-                    }
-                    if let bias { for k in 0..<outChannels { output[outBase + k] += bias[k] } }
-                }
+        let positions = g.batch * rows.output * cols.output
+        var output = [Float](repeating: 0, count: positions * outChannels)
+        let (channels, multiplier) = (g.channels, self.multiplier)
+        g.forEachWindowTap(rows, cols) { position, tap, input in
+            let outBase = position * outChannels, kBase = tap * outChannels
+            for c in 0..<channels {
+                let value = x.data[input + c]
+                for j in 0..<multiplier { output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j] }
             }
+        }
+        if let bias {
+            for position in 0..<positions { for k in 0..<outChannels { output[position * outChannels + k] += bias[k] } }
         }
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }

@@ -21,35 +21,45 @@ struct PoolingOp: Op {
         same = context.config["padding"]?.stringValue == "same"
     }
 
+    /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
+    /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
+    /// holds for each output value the input index of its first maximal tap (−1: none).
+    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
+        -> (output: [Float], counts: [Int], maximum: [Int]) {
+        let average = self.average
+        let positions = g.batch * rows.output * cols.output
+        let channels = g.channels
+        var output = [Float](repeating: average ? 0 : -.infinity, count: positions * channels)
+        var counts = [Int](repeating: 0, count: positions)
+        var maximum = keepMaximum ? [Int](repeating: -1, count: positions * channels) : []
+        g.forEachWindowTap(rows, cols) { position, _, input in
+            counts[position] += 1
+            let base = position * channels
+            for c in 0..<channels {
+                let value = x.data[input + c]
+                if average {
+                    output[base + c] += value
+                } else if value > output[base + c] || (keepMaximum && maximum[base + c] < 0) {
+                    // Strictly greater: the first maximum in tap order is kept.
+                    output[base + c] = value
+                    if keepMaximum { maximum[base + c] = input + c }
+                }
+            }
+        }
+        if average {
+            for position in 0..<positions where counts[position] > 0 {
+                for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
+            }
+        }
+        return (output, counts, maximum)
+    }
+
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         let x = tensors[0]
         let g = try Geometry(x, spatial: spatial, layer: name)
         let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
         let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
-        var output = [Float](repeating: 0, count: g.batch * rows.output * cols.output * g.channels)
-        for n in 0..<g.batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    let outBase = ((n * rows.output + oh) * cols.output + ow) * g.channels
-                    for c in 0..<g.channels {
-                        var accumulator: Float = average ? 0 : -.infinity
-                        var count = 0
-                        for th in 0..<pool[0] {
-                            let ih = rows.source(oh, th)
-                            guard ih >= 0, ih < g.height else { continue }
-                            for tw in 0..<pool[1] {
-                                let iw = cols.source(ow, tw)
-                                guard iw >= 0, iw < g.width else { continue }
-                                let value = x.data[((n * g.height + ih) * g.width + iw) * g.channels + c]
-                                if average { accumulator += value } else { accumulator = max(accumulator, value) }
-                                count += 1
-                            }
-                        }
-                        output[outBase + c] = average ? accumulator / Float(max(count, 1)) : accumulator
-                    }
-                }
-            }
-        }
+        let output = pool(x, g, rows, cols, keepMaximum: false).output
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, g.channels] : [g.batch, cols.output, g.channels]
         return Tensor(shape: shape, data: output)
     }
@@ -61,6 +71,39 @@ struct GlobalPoolingOp: Op {
     let spatial: Int
     let average: Bool
     let keepDimensions: Bool
+
+    /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
+    /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
+    /// holds for each output value the input index of its first maximal tap (−1: none).
+    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
+        -> (output: [Float], counts: [Int], maximum: [Int]) {
+        let average = self.average
+        let positions = g.batch * rows.output * cols.output
+        let channels = g.channels
+        var output = [Float](repeating: average ? 0 : -.infinity, count: positions * channels)
+        var counts = [Int](repeating: 0, count: positions)
+        var maximum = keepMaximum ? [Int](repeating: -1, count: positions * channels) : []
+        g.forEachWindowTap(rows, cols) { position, _, input in
+            counts[position] += 1
+            let base = position * channels
+            for c in 0..<channels {
+                let value = x.data[input + c]
+                if average {
+                    output[base + c] += value
+                } else if value > output[base + c] || (keepMaximum && maximum[base + c] < 0) {
+                    // Strictly greater: the first maximum in tap order is kept.
+                    output[base + c] = value
+                    if keepMaximum { maximum[base + c] = input + c }
+                }
+            }
+        }
+        if average {
+            for position in 0..<positions where counts[position] > 0 {
+                for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
+            }
+        }
+        return (output, counts, maximum)
+    }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         let x = tensors[0]

@@ -75,28 +75,17 @@ extension DepthwiseOp: TrainableOp {
         var dKernel = [Float](repeating: 0, count: kernel.count)
         var dx = [Float](repeating: 0, count: x.count)
         var dBias = [Float](repeating: 0, count: outChannels)
-        for n in 0..<g.batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    let outBase = ((n * rows.output + oh) * cols.output + ow) * outChannels
-                    for k in 0..<outChannels { dBias[k] += gz[outBase + k] }
-                    for th in 0..<kernelSize[0] {
-                        let ih = rows.source(oh, th)
-                        guard ih >= 0, ih < g.height else { continue }
-                        for tw in 0..<kernelSize[1] {
-                            let iw = cols.source(ow, tw)
-                            guard iw >= 0, iw < g.width else { continue }
-                            let inBase = ((n * g.height + ih) * g.width + iw) * g.channels
-                            let kBase = (th * kernelSize[1] + tw) * g.channels * multiplier
-                            for c in 0..<g.channels {
-                                for j in 0..<multiplier {
-                                    let grad = gz[outBase + c * multiplier + j]
-                                    dKernel[kBase + c * multiplier + j] += grad * x.data[inBase + c]
-                                    dx[inBase + c] += grad * kernel[kBase + c * multiplier + j]
-                                }
-                            }
-                        }
-                    }
+        for position in 0..<(g.batch * rows.output * cols.output) {
+            for k in 0..<outChannels { dBias[k] += gz[position * outChannels + k] }
+        }
+        let (channels, multiplier) = (g.channels, self.multiplier)
+        g.forEachWindowTap(rows, cols) { position, tap, input in
+            let outBase = position * outChannels, kBase = tap * outChannels
+            for c in 0..<channels {
+                for j in 0..<multiplier {
+                    let grad = gz[outBase + c * multiplier + j]
+                    dKernel[kBase + c * multiplier + j] += grad * x.data[input + c]
+                    dx[input + c] += grad * kernel[kBase + c * multiplier + j]
                 }
             }
         }
@@ -113,33 +102,17 @@ extension PoolingOp: TrainableOp {
         let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
         let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
         var dx = [Float](repeating: 0, count: x.count)
-        for n in 0..<g.batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    let outBase = ((n * rows.output + oh) * cols.output + ow) * g.channels
-                    for c in 0..<g.channels {
-                        var sources: [Int] = []
-                        for th in 0..<pool[0] {
-                            let ih = rows.source(oh, th)
-                            guard ih >= 0, ih < g.height else { continue }
-                            for tw in 0..<pool[1] {
-                                let iw = cols.source(ow, tw)
-                                guard iw >= 0, iw < g.width else { continue }
-                                sources.append(((n * g.height + ih) * g.width + iw) * g.channels + c)
-                            }
-                        }
-                        guard !sources.isEmpty else { continue }
-                        let grad = gradOutput.data[outBase + c]
-                        if average {
-                            for source in sources { dx[source] += grad / Float(sources.count) }
-                        } else {
-                            // The first maximum takes the gradient, as TensorFlow's max pooling does.
-                            let best = sources.max { x.data[$0] < x.data[$1] || (x.data[$0] == x.data[$1] && $0 > $1) }!
-                            dx[best] += grad
-                        }
-                    }
-                }
+        let channels = g.channels
+        let pooled = pool(x, g, rows, cols, keepMaximum: !average)
+        if average {
+            // Each tap inside the image gets an equal share of its window's gradient.
+            g.forEachWindowTap(rows, cols) { position, _, input in
+                let share = 1 / Float(pooled.counts[position])
+                for c in 0..<channels { dx[input + c] += gradOutput.data[position * channels + c] * share }
             }
+        } else {
+            // The first maximum takes the gradient, as TensorFlow's max pooling does.
+            for (index, source) in pooled.maximum.enumerated() where source >= 0 { dx[source] += gradOutput.data[index] }
         }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
     }
