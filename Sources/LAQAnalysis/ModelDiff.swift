@@ -111,7 +111,10 @@ public struct ModelDiff: Sendable {
                 && (try? a.withDecodedPayload(x) { p in try b.withDecodedPayload(y) { q in p.elementsEqual(q) } }) == true
             return result
         }
-        let p = try a.floats(x), q = try b.floats(y)
+        // Codebook tensors decode once: their codes and their values.
+        let codebookA: CodebookTensor? = if case .codebook? = x.encoding { try a.codebook(x) } else { nil }
+        let codebookB: CodebookTensor? = if case .codebook? = y.encoding { try b.codebook(y) } else { nil }
+        let p = try codebookA?.dequantized() ?? a.floats(x), q = try codebookB?.dequantized() ?? b.floats(y)
         var maxAbs = 0.0, squaredDifference = 0.0, squaredA = 0.0
         var bitwiseEqual = true
         for index in p.indices {
@@ -123,8 +126,7 @@ public struct ModelDiff: Sendable {
         }
         result.maxAbsDifference = maxAbs
         result.relativeL2 = squaredA > 0 ? (squaredDifference / squaredA).squareRoot() : (squaredDifference == 0 ? 0 : nil)
-        if case .codebook? = x.encoding, case .codebook? = y.encoding {
-            let codesA = try a.codebook(x).codes, codesB = try b.codebook(y).codes
+        if let codesA = codebookA?.codes, let codesB = codebookB?.codes {
             result.codesChanged = Double(zip(codesA, codesB).filter { $0 != $1 }.count) / Double(max(codesA.count, 1))
         }
         result.identical = bitwiseEqual && x.encodingJSON == y.encodingJSON

@@ -55,20 +55,32 @@ public struct TensorHistogram: Sendable, Equatable {
         }
     }
 
-    /// The histogram of `tensor` in `file`. With `reference` (the full-precision file the tensor
-    /// was quantized from), the bins are of the reference's values of the same tensor and the
-    /// levels are this file's: the weights with the levels they were mapped to.
+    /// A problem with the reference file's tensor (as opposed to the file's own).
+    public struct ReferenceError: Error, CustomStringConvertible {
+        public var underlying: any Error
+        public var description: String { "\(underlying)" }
+    }
+
+    /// The histogram of `tensor` in `file`, decoding each payload once. With `reference` (the
+    /// full-precision file the tensor was quantized from), the bins are of the reference's values
+    /// of the same tensor and the levels are this file's: the weights with the levels they were
+    /// mapped to. Problems with the reference are thrown as ``ReferenceError``.
     public static func of(_ tensor: TensorInfo, in file: LAQFile, reference: LAQFile? = nil, bins count: Int = 40) throws -> TensorHistogram {
-        var values = try file.floats(tensor)
+        var codebook: CodebookTensor?
+        if case .codebook? = tensor.encoding { codebook = try file.codebook(tensor) }
+        let values: [Float]
         if let reference {
-            guard let original = reference.tensor(named: tensor.name), original.shape == tensor.shape else {
-                throw FormatError.noSuchTensor("\(tensor.name) with shape \(tensor.shape) in the reference file")
-            }
-            values = try reference.floats(original)
+            do {
+                guard let original = reference.tensor(named: tensor.name), original.shape == tensor.shape else {
+                    throw FormatError.noSuchTensor("\(tensor.name) with shape \(tensor.shape) in the reference file")
+                }
+                values = try reference.floats(original)
+            } catch { throw ReferenceError(underlying: error) }
+        } else {
+            values = try codebook?.dequantized() ?? file.floats(tensor)
         }
         var levels: [Level]?
-        if case .codebook? = tensor.encoding {
-            let codebook = try file.codebook(tensor)
+        if let codebook {
             let perTable = codebook.layout.levelCount
             let tables = codebook.levels.count / max(perTable, 1)
             var usage = [Int](repeating: 0, count: perTable)

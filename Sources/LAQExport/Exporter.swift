@@ -83,7 +83,7 @@ public enum Exporter {
                 if let reason = tensor.unsupportedReason { throw ExportError.undecodable(tensor: tensor.name, reason: reason) }
             }
             let model: Model
-            do { model = try Model(file: file) } catch let error as FormatError { throw error } catch {
+            do { model = try Model(file: file, optimizerState: false) } catch let error as FormatError { throw error } catch {
                 throw ExportError.noArchitecture(reason: "\(error)")
             }
             try AtomicFile.write(to: path, byPath: { temporary in try KerasH5Writer.write(model, to: temporary) })

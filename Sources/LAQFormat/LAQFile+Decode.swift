@@ -34,8 +34,11 @@ public struct PackedCodebook: Sendable, Equatable {
     public var shape: [Int]
     /// G × L levels, row-major (§6.2).
     public var levels: [Float]
-    /// The packed codes, exactly `layout.packedLength(count:)` bytes, every code checked.
+    /// The packed codes: `layout.packedLength(count:)` bytes.
     public var packed: [UInt8]
+    /// True when this reader checked the sizes and every code (rules 6.3–6.5): a codebook read
+    /// from a file; one built in memory is checked by whoever executes it.
+    public internal(set) var isChecked = false
 
     public init(layout: CodebookLayout, shape: [Int], levels: [Float], packed: [UInt8]) {
         self.layout = layout
@@ -45,6 +48,11 @@ public struct PackedCodebook: Sendable, Equatable {
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The same codebook: whether it was checked does not count.
+    public static func == (lhs: PackedCodebook, rhs: PackedCodebook) -> Bool {
+        lhs.layout == rhs.layout && lhs.shape == rhs.shape && lhs.levels == rhs.levels && lhs.packed == rhs.packed
+    }
 
     /// One code per element; all zeros when the packed stream is not valid for the layout (a
     /// codebook read from a file was checked; one built in memory may not be).
@@ -163,7 +171,9 @@ extension LAQFile {
     public func packedCodebook(_ tensor: TensorInfo) throws -> PackedCodebook {
         if let reason = tensor.unsupportedReason { throw FormatError.unsupported(tensor: tensor.name, what: reason) }
         let (codebook, packed) = try checkedCodebook(tensor, keepPacked: true)
-        return PackedCodebook(layout: codebook.layout, shape: codebook.shape, levels: codebook.levels, packed: packed ?? [])
+        var result = PackedCodebook(layout: codebook.layout, shape: codebook.shape, levels: codebook.levels, packed: packed ?? [])
+        result.isChecked = true
+        return result
     }
 
     func checkedCodebook(_ tensor: TensorInfo) throws -> CodebookTensor {

@@ -135,8 +135,8 @@ struct Diff: ParsableCommand {
     static func compareOutputs(_ fileA: LAQFile, named a: String, _ fileB: LAQFile, named b: String, diff: ModelDiff,
                                data: String, xKey: String, limit: Int?) throws -> OutputComparison {
         let modelA: Model, modelB: Model
-        do { modelA = try Model(file: fileA) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
-        do { modelB = try Model(file: fileB) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
+        do { modelA = try Model(file: fileA, optimizerState: false) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
+        do { modelB = try Model(file: fileB, optimizerState: false) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
         let arrays: [String: NumpyArray]
         do { arrays = try DataFile.load(data) } catch { throw CLIError(message: "\(error)", code: 2) }
         var inputs = try ModelInputs.select(arrays, for: modelA, key: xKey, file: data)

@@ -226,10 +226,13 @@ struct Inspect: ParsableCommand {
         guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: 1) }
         let reference = try against.map { try LAQFile(path: $0) }
         // Each file's problems are reported against that file.
-        do { _ = try laq.floats(info) } catch let error as FormatError { throw CLIError(message: "\(file): \(error)", code: error.exitCode) }
         let histogram: TensorHistogram
-        do { histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins) } catch let error as FormatError {
-            throw CLIError(message: "\(against ?? file): \(error)", code: error.exitCode)
+        do {
+            histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins)
+        } catch let error as TensorHistogram.ReferenceError {
+            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitCode ?? 1)
+        } catch let error as FormatError {
+            throw CLIError(message: "\(file): \(error)", code: error.exitCode)
         }
         if json {
             try printJSON([

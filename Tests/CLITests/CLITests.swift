@@ -423,6 +423,11 @@ import Testing
         let json = try CLITests.json(try CLITests.run(["inspect", model, "--histogram", "classes/kernel", "--json"]).stdout)
         #expect((json["bins"] as? [[String: Any]])?.compactMap { $0["count"] as? Int }.reduce(0, +) == 640)
         #expect(json["levels"] is NSNull)
+        // A reference without the tensor is named as the file at fault.
+        let demo = directory.appendingPathComponent("demo.laq").path
+        #expect(try CLITests.run(["demo", "-o", demo]).status == 0)
+        let wrongReference = try CLITests.run(["inspect", quantized, "--histogram", "hidden", "--against", demo])
+        #expect(wrongReference.status == 2 && wrongReference.stderr.contains("demo.laq: ") && wrongReference.stderr.contains("hidden/kernel"))
         let unknown = try CLITests.run(["inspect", model, "--histogram", "nope"])
         #expect(unknown.status == 2 && unknown.stderr.contains("layers: classes, hidden"))
     }

@@ -33,13 +33,15 @@ struct PackedMatrix: @unchecked Sendable {
         guard layout.axis == nil || layout.axis == codebook.shape.count - 1, rows > 0, columns > 0,
               codebook.packed.count == layout.packedLength(count: UInt64(rows * columns)).map(Int.init),
               codebook.levels.count == (layout.axis == nil ? 1 : columns) * layout.levelCount else { return nil }
-        // Every code must index its table (a file's codebooks were checked when read; a codebook
-        // built in memory is checked here).
-        var scratch = [UInt8](repeating: 0, count: rows * columns)
-        let valid = codebook.packed.withUnsafeBytes { bytes in
-            scratch.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
+        // Every code must index its table: a file's codebooks were checked when read, one built
+        // in memory is checked here.
+        if !codebook.isChecked {
+            var scratch = [UInt8](repeating: 0, count: rows * columns)
+            let valid = codebook.packed.withUnsafeBytes { bytes in
+                scratch.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
+            }
+            guard valid else { return nil }
         }
-        guard valid else { return nil }
         self.layout = layout
         levels = codebook.levels
         packed = codebook.packed
