@@ -40,7 +40,10 @@ let package = Package(
         /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
         .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The CPU engine: runs a model graph (OpenBLAS for dense products).
-        .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS"]),
+        .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS", "CLAQKernels"]),
+        /// The engine's hand-vectorised kernels (AVX-512 / AVX2 / scalar, chosen at run time):
+        /// the one place LAQEngine runs C.
+        .target(name: "CLAQKernels"),
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
         .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
         /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
@@ -66,13 +69,13 @@ let package = Package(
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
         .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine"],
-                          path: "tools/bench", exclude: ["make_import_model.py"]),
+                          path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py"]),
 
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
-        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
+        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "CLAQKernels", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
         .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),

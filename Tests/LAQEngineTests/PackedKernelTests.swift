@@ -77,15 +77,15 @@ import Testing
         }
     }
 
-    @Test("large products: the two-thread vector kernel and the row tiles, with A a column block (lda) and C accumulated",
+    @Test("large products: the two-thread plane kernel and the row tiles, with A a column block (lda) and C accumulated",
           arguments: [false, true])
     func largeAndStrided(perColumn: Bool) throws {
-        let (k, n) = (1030, 1100)
+        let (k, n) = (2100, 600)
         let codebook = Self.random(.base3(levels: 3), rows: k, columns: n, perColumn: perColumn, seed: 9)
         let packed = try #require(PackedMatrix(codebook))
-        #expect(k * n >= 1 << 20 && k >= 2 * packed.tileRows, "large: two threads for a vector, several tiles")
+        #expect(k * n >= 1 << 20 && k > packed.tileRows, "large: two threads for the planes, several tiles")
         let w = codebook.dequantized()
-        for m in [1, 2] {
+        for m in [1, 2, PackedMatrix.planeProductRows + 1] {
             var generator = SplitMix64(seed: 5)
             // A is the right k columns of an m × (k + 3) matrix.
             let wide = (0..<(m * (k + 3))).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }

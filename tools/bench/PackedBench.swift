@@ -1,7 +1,8 @@
 // `laq-bench --packed [--size 4096] [--repeats 30] [--json]`: products with a quantized N×N
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
-// two-scale ternary (base 3, per tensor: lat2a's), 2-bit per channel, 3-bit per tensor.
+// binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
+// 3-bit per tensor. Binary and ternary run on bit planes (SIMD kernels, up to 4 rows of A).
 import Foundation
 import LAQEngine
 import LAQExamples
@@ -14,14 +15,16 @@ struct PackedCase {
 
 func packedBenchmark(size: Int, repeats: Int, json: Bool) {
     let cases = [
+        PackedCase(name: "binary (per tensor)", layout: .bits(1, levels: 2)),
         PackedCase(name: "ternary (base 3, per tensor)", layout: .base3(levels: 3)),
+        PackedCase(name: "ternary (base 3, per channel)", layout: .base3(levels: 3, axis: 1)),
         PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
         PackedCase(name: "3-bit (per tensor)", layout: .bits(3, levels: 7)),
     ]
     var random = SeededGenerator(seed: 7)
     var rows: [[String: Any]] = []
     if !json {
-        print("packed \(size)×\(size) products against float32 OpenBLAS, median of \(repeats) (ms; ratio > 1: packed is faster)")
+        print("packed \(size)×\(size) products against float32 OpenBLAS, median of \(repeats) (ms; ratio > 1: packed is faster); kernels: \(MatrixKernel.instructionSet)")
         print("layout                          batch   f32 ms  packed ms  f32/packed   f32 MiB  packed MiB")
     }
     for item in cases {
@@ -31,17 +34,17 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         let codebook = PackedCodebook(layout: item.layout, shape: [size, size], levels: levels, packed: item.layout.pack(codes))
         let packed = MatrixKernel(packed: codebook)!
         let dense = MatrixKernel(float: codebook.dequantized(), rows: size, columns: size)
-        for batch in [1, 16, 128] {
+        for batch in [1, 2, 4, 8, 16, 32, 64] {
             let a = (0..<(batch * size)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
             var c = [Float](repeating: 0, count: batch * size)
-            let count = batch >= 128 ? max(3, repeats / 5) : repeats
+            let count = batch >= 64 ? max(3, repeats / 5) : repeats
             // Interleaved warm-up, then each measured in turn.
             dense.multiply(a, m: batch, into: &c)
             packed.multiply(a, m: batch, into: &c)
             let f32 = median(count) { dense.multiply(a, m: batch, into: &c) }
             let codesTime = median(count) { packed.multiply(a, m: batch, into: &c) }
             let f32MiB = Double(size * size * 4) / 1_048_576
-            let packedMiB = Double(codebook.packed.count + codebook.levels.count * 4) / 1_048_576
+            let packedMiB = Double(packed.residentBytes) / 1_048_576
             rows.append(["layout": item.name, "batch": batch, "f32_ms": f32 * 1000, "packed_ms": codesTime * 1000,
                          "ratio": f32 / codesTime, "f32_mib": f32MiB, "packed_mib": packedMiB])
             if !json {
@@ -50,7 +53,7 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
             }
         }
     }
-    if json, let data = try? JSONSerialization.data(withJSONObject: ["size": size, "repeats": repeats, "results": rows], options: [.prettyPrinted, .sortedKeys]) {
+    if json, let data = try? JSONSerialization.data(withJSONObject: ["size": size, "repeats": repeats, "kernels": MatrixKernel.instructionSet, "results": rows], options: [.prettyPrinted, .sortedKeys]) {
         print(String(decoding: data, as: UTF8.self))
     }
 }

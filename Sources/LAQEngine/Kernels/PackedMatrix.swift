@@ -5,10 +5,13 @@ import LAQFormat
 /// axis the output) executed from its packed codes (spec/FORMAT.md §6): a vector is multiplied
 /// straight from the packed bytes; larger products decode tiles of rows into a small float
 /// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
-/// packed size plus one tile (1 MiB).
+/// packed size plus one tile (4 MiB).
 ///
-/// Decoding is table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or
-/// 8/k (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
+/// Binary and ternary codes (L ≤ 3 levels) are re-laid at load as one-hot bit planes
+/// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
+/// larger ones decode row tiles from them. Other codes keep their packed bytes, and decoding is
+/// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
+/// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
 /// go through the code table, then the column's level table.
 struct PackedMatrix: @unchecked Sendable {
     let rows: Int
@@ -24,6 +27,11 @@ struct PackedMatrix: @unchecked Sendable {
     let codeTable: [UInt8]
     /// byte → its levels (per-tensor tables only), when codesPerByte > 0.
     let levelTable: [Float]
+    /// The bit planes that replace `packed` when L ≤ 3.
+    let planes: PlaneMatrix?
+    /// Products with at most this many rows of A run on the planes; larger ones decode tiles
+    /// for OpenBLAS (measured by `laq-bench --packed`).
+    static let planeProductRows = 16
 
     init?(_ codebook: PackedCodebook) {
         guard codebook.shape.count >= 1 else { return nil }
@@ -44,7 +52,6 @@ struct PackedMatrix: @unchecked Sendable {
         }
         self.layout = layout
         levels = codebook.levels
-        packed = codebook.packed
         perColumn = layout.axis != nil
         switch (layout.packing, layout.bits) {
         case (.base3, _): codesPerByte = 5
@@ -73,8 +80,46 @@ struct PackedMatrix: @unchecked Sendable {
                 levelTable = codeTable.map { Int($0) < layout.levelCount ? codebook.levels[Int($0)] : 0 }
             }
         }
-        self.codeTable = codeTable
-        self.levelTable = levelTable
+        if layout.levelCount <= 3 {
+            let (rows, columns, per) = (rows, columns, codesPerByte)
+            planes = codebook.packed.withUnsafeBufferPointer { bytes in
+                codeTable.withUnsafeBufferPointer { table in
+                    PlaneMatrix(rows: rows, columns: columns, levelCount: layout.levelCount, levels: codebook.levels,
+                                perColumn: layout.axis != nil) { startRow, rowCount, output in
+                        Self.codes(layout, bytes, table, codesPerByte: per, from: startRow * columns, count: rowCount * columns, into: output)
+                        return true
+                    }
+                }
+            }
+        } else {
+            planes = nil
+        }
+        if planes != nil {
+            // The planes hold everything: keep no second copy of the codes.
+            packed = []
+            self.codeTable = []
+            self.levelTable = []
+        } else {
+            packed = codebook.packed
+            self.codeTable = codeTable
+            self.levelTable = levelTable
+        }
+    }
+
+    /// Writes the codes of elements `start ..< start + count` (row-major) to `output`.
+    private static func codes(_ layout: CodebookLayout, _ bytes: UnsafeBufferPointer<UInt8>, _ table: UnsafeBufferPointer<UInt8>,
+                              codesPerByte per: Int, from start: Int, count: Int, into output: UnsafeMutablePointer<UInt8>) {
+        let bytes = bytes.baseAddress!
+        for index in start..<(start + count) {
+            if per > 0 {
+                output[index - start] = table[Int(bytes[index / per]) * per + index % per]
+            } else {
+                let bit = index * layout.bits
+                let low = Int(bytes[bit >> 3])
+                let high = (bit >> 3) + 1 < layout.packedLength(count: UInt64(index + 1)).map(Int.init)! ? Int(bytes[(bit >> 3) + 1]) : 0
+                output[index - start] = UInt8(((low | high << 8) >> (bit & 7)) & ((1 << layout.bits) - 1))
+            }
+        }
     }
 
     /// The code of element `index` (row-major), for the edges of a range.
@@ -93,6 +138,14 @@ struct PackedMatrix: @unchecked Sendable {
 
     /// Writes elements `start ..< start + count` (row-major) as floats to `output`.
     func decode(from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+        if let planes {
+            if start % columns == 0, count % columns == 0 {
+                planes.decodeRows(from: start / columns, count: count / columns, into: output)
+            } else {
+                planes.decode(from: start, count: count, into: output)
+            }
+            return
+        }
         packed.withUnsafeBufferPointer { bytesBuffer in
             levels.withUnsafeBufferPointer { levelsBuffer in
                 let bytes = bytesBuffer.baseAddress!, levels = levelsBuffer.baseAddress!
@@ -187,13 +240,19 @@ struct PackedMatrix: @unchecked Sendable {
 
     /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
     ///
-    /// - One row of A with per-tensor levels: the fused vector kernel (no float copy of W at all).
-    /// - Otherwise W is decoded in tiles of whole rows (about 1 MiB) and each tile goes to an
+    /// - Binary and ternary W (bit planes) and at most `planeProductRows` rows of A: the plane
+    ///   kernels, two threads when large (no float copy of W at all).
+    /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
+    /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an
     ///   OpenBLAS product accumulating into C.
     /// A large vector product uses two threads (halves of K); tile products leave the threading
     /// to OpenBLAS.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
+        if let planes, m <= Self.planeProductRows {
+            planes.multiply(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
+            return
+        }
         let large = rows * columns >= 1 << 20
         if m == 1, !perColumn, codesPerByte > 0 {
             if !accumulate { c.update(repeating: 0, count: columns) }
@@ -228,8 +287,9 @@ struct PackedMatrix: @unchecked Sendable {
         }
     }
 
-    /// Rows decoded per tile: about 256 Ki floats (1 MiB), so each OpenBLAS product has depth.
-    var tileRows: Int { max(1, min(rows, (256 * 1024) / max(columns, 1))) }
+    /// Rows decoded per tile: about 1 Mi floats (4 MiB), so each OpenBLAS product has depth
+    /// (measured: with 1 MiB tiles, batch-64 products took 4–33 % longer).
+    var tileRows: Int { max(1, min(rows, (1024 * 1024) / max(columns, 1))) }
 
     /// y (N) += Σ_{k ∈ rows} x[k] · W[k, :], straight from the packed bytes: each byte's
     /// `codesPerByte` levels come from the level table and are added, times x[k], into y.
@@ -346,6 +406,26 @@ public struct MatrixKernel: Sendable {
         matrix = .dense(values)
         self.rows = rows
         self.columns = columns
+    }
+
+    /// The bytes the matrix holds while it runs: float32 values, packed codes with their tables,
+    /// or bit planes with their per-column level tables.
+    public var residentBytes: Int {
+        switch matrix {
+        case let .dense(values): values.count * 4
+        case let .packed(packed):
+            if let planes = packed.planes { planes.words.count * 8 + planes.columnLevels.count * 4 }
+            else { packed.packed.count + packed.levels.count * 4 + packed.codeTable.count + packed.levelTable.count * 4 }
+        }
+    }
+
+    /// The instruction set of the packed kernels on this machine: "avx512", "avx2" or "scalar".
+    public static var instructionSet: String {
+        switch PlaneMatrix.bestISA {
+        case 2: "avx512"
+        case 1: "avx2"
+        default: "scalar"
+        }
     }
 
     /// C = A·W for A of `m` rows; `c` must hold m×columns values.

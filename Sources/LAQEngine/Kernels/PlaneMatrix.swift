@@ -1,0 +1,134 @@
+import CLAQKernels
+import Dispatch
+
+/// A K×N matrix with at most three levels per table (binary and ternary codes), held as one-hot
+/// bit planes for the SIMD kernels of `CLAQKernels`: plane p marks the elements whose (plane)
+/// code is p + 1, blocked by 64 output columns (the layout is in `laq_kernels.h`). That is
+/// L − 1 bits per weight: 2 for ternary (base-3 packing takes 1.6), 1 for binary.
+///
+/// A product streams each block's plane words once per pair of rows of A. With AVX-512 it sums
+/// x over each plane's elements (S_p, one masked add per 16 lanes) and combines per column:
+/// y = l₀·(Σx − Σ_p S_p) + Σ_p l_{p+1}·S_p, so per-tensor and per-channel tables cost the same;
+/// with AVX2 or scalar code each term's level is selected by the plane bits. No float copy of
+/// the matrix is made.
+struct PlaneMatrix: @unchecked Sendable {
+    let rows: Int
+    let columns: Int
+    let planeCount: Int
+    /// (b·K + k)·P + p → the 64 bits of block b, row k, plane p.
+    let words: [UInt64]
+    /// levels[c·Npad + n]: code c's level in column n; Npad = 64·⌈N/64⌉ (zero past N).
+    let columnLevels: [Float]
+    let isa: Int32
+
+    /// The instruction set the kernels use on this machine.
+    static let bestISA = laq_kernels_best_isa()
+
+    var blockCount: Int { (columns + 63) / 64 }
+
+    /// - Parameters:
+    ///   - levels: G × L float32 levels, G = 1 (per tensor) or `columns` (per column), L ≤ 3.
+    ///   - codes: writes the codes of rows `start ..< start + count` (row-major, each < L) into
+    ///     the buffer it is given; returns false when a code is out of range.
+    init?(rows: Int, columns: Int, levelCount: Int, levels: [Float], perColumn: Bool, isa: Int32 = PlaneMatrix.bestISA,
+          codes: (_ startRow: Int, _ rowCount: Int, UnsafeMutablePointer<UInt8>) -> Bool) {
+        guard (1...3).contains(levelCount), rows > 0, columns > 0,
+              levels.count == (perColumn ? columns : 1) * levelCount else { return nil }
+        let planeCount = levelCount - 1
+        let blocks = (columns + 63) / 64, padded = blocks * 64
+        // Planes number codes so that a level that is zero in every table, when there is one
+        // (ternary's middle level), is plane code 0, whose term the AVX-512 kernel derives as
+        // l₀·(Σx − Σ_p S_p): with l₀ = 0 that term is exactly 0.
+        let tables = perColumn ? columns : 1
+        let zeroCode = (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0
+        let planeCode: [Int] = (0..<levelCount).map { $0 == zeroCode ? 0 : $0 == 0 ? zeroCode : $0 }
+        var words = [UInt64](repeating: 0, count: max(1, blocks * rows * planeCount))
+        if planeCount > 0 {
+            let chunkRows = max(1, min(rows, 65_536 / columns))
+            let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkRows * columns)
+            defer { scratch.deallocate() }
+            let valid = words.withUnsafeMutableBufferPointer { words -> Bool in
+                for start in stride(from: 0, to: rows, by: chunkRows) {
+                    let count = min(chunkRows, rows - start)
+                    guard codes(start, count, scratch) else { return false }
+                    for local in 0..<count {
+                        let row = start + local, line = scratch + local * columns
+                        for column in 0..<columns {
+                            guard Int(line[column]) < levelCount else { return false }
+                            let code = planeCode[Int(line[column])]
+                            if code > 0 {
+                                words[((column >> 6) * rows + row) * planeCount + code - 1] |= 1 << UInt64(column & 63)
+                            }
+                        }
+                    }
+                }
+                return true
+            }
+            guard valid else { return nil }
+        }
+        var columnLevels = [Float](repeating: 0, count: levelCount * padded)
+        for code in 0..<levelCount {
+            for column in 0..<columns {
+                columnLevels[planeCode[code] * padded + column] = levels[(perColumn ? column * levelCount : 0) + code]
+            }
+        }
+        self.rows = rows
+        self.columns = columns
+        self.planeCount = planeCount
+        self.words = words
+        self.columnLevels = columnLevels
+        self.isa = min(isa, Self.bestISA)
+    }
+
+    /// C (m×N, row stride `ldc`) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
+    /// A large product splits the column blocks between two threads.
+    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        guard m > 0 else { return }
+        words.withUnsafeBufferPointer { words in
+            columnLevels.withUnsafeBufferPointer { levels in
+                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!)
+                let blocks = blockCount
+                let run: @Sendable (Int, Int) -> Void = { begin, end in
+                    laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), shared.levels,
+                                        shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
+                }
+                if m * rows * columns >= 1 << 20, blocks >= 2 {
+                    let half = blocks / 2
+                    DispatchQueue.concurrentPerform(iterations: 2) { part in
+                        part == 0 ? run(0, half) : run(half, blocks)
+                    }
+                } else {
+                    run(0, blocks)
+                }
+            }
+        }
+    }
+
+    /// Rows `start ..< start + count` as row-major floats.
+    func decodeRows(from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+        words.withUnsafeBufferPointer { words in
+            columnLevels.withUnsafeBufferPointer { levels in
+                laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!,
+                                       start, start + count, output, isa)
+            }
+        }
+    }
+
+    /// Elements `start ..< start + count` (row-major) as floats.
+    func decode(from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+        words.withUnsafeBufferPointer { words in
+            columnLevels.withUnsafeBufferPointer { levels in
+                laq_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+            }
+        }
+    }
+}
+
+/// The pointers of one product, shared by its two threads; each writes disjoint columns, and the
+/// product returns only after both have finished.
+private struct Shared: @unchecked Sendable {
+    let a: UnsafePointer<Float>
+    let c: UnsafeMutablePointer<Float>
+    let words: UnsafePointer<UInt64>
+    let levels: UnsafePointer<Float>
+}

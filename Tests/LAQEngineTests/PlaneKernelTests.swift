@@ -1,0 +1,108 @@
+import CLAQKernels
+import LAQModel
+import LAQTestSupport
+import Testing
+@testable import LAQEngine
+
+/// The bit-plane kernels (`CLAQKernels`): every instruction set this machine has (scalar always,
+/// AVX2 and AVX-512 where present) gives dequantize-then-multiply's products, at widths that end
+/// inside, at and past a 64-column block, with zeros in A, accumulating or not.
+@Suite struct PlaneKernelTests {
+    static var instructionSets: [Int32] { Array(0...PlaneMatrix.bestISA) }
+
+    struct Case {
+        var k: Int, n: Int, levelCount: Int, perColumn: Bool, zeroLevel: Bool
+    }
+
+    static let cases: [Case] = [1, 2, 3].flatMap { levelCount in
+        [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)].flatMap { k, n in
+            [false, true].flatMap { perColumn in
+                [false, true].map { Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0) }
+            }
+        }
+    }
+
+    /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
+    /// level is), which the planes renumber to code 0.
+    static func matrix(_ item: Case, isa: Int32, seed: UInt64) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
+        var generator = SplitMix64(seed: seed)
+        let tables = item.perColumn ? item.n : 1
+        var levels = (0..<(tables * item.levelCount)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
+        if item.zeroLevel { for table in 0..<tables { levels[table * item.levelCount + item.levelCount - 1] = 0 } }
+        let codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
+        let matrix = PlaneMatrix(rows: item.k, columns: item.n, levelCount: item.levelCount, levels: levels,
+                                 perColumn: item.perColumn, isa: isa) { start, count, output in
+            for index in 0..<(count * item.n) { output[index] = codes[start * item.n + index] }
+            return true
+        }
+        return matrix.map { ($0, codes, levels) }
+    }
+
+    static func dequantized(_ item: Case, _ codes: [UInt8], _ levels: [Float]) -> [Float] {
+        codes.enumerated().map { index, code in
+            levels[(item.perColumn ? (index % item.n) * item.levelCount : 0) + Int(code)]
+        }
+    }
+
+    @Test("products equal dequantize-then-multiply for every instruction set, 1–3 levels, per tensor and per channel, m = 1, 2, 3, 5")
+    func products() throws {
+        for isa in Self.instructionSets {
+            for (index, item) in Self.cases.enumerated() {
+                let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(index)))
+                let w = Self.dequantized(item, codes, levels)
+                for m in [1, 2, 3, 5] {
+                    for accumulate in [false, true] {
+                        var generator = SplitMix64(seed: UInt64(m * 31 + index))
+                        // Every third input is zero (ReLU outputs): the skipped terms change nothing.
+                        let a = (0..<(m * item.k)).map { $0 % 3 == 0 ? 0 : Float(Int(generator.next() % 2001) - 1000) / 500 }
+                        let start: [Float] = (0..<(m * item.n)).map { Float($0 % 5) }
+                        var c = accumulate ? start : [Float](repeating: .nan, count: m * item.n)
+                        a.withUnsafeBufferPointer { a in
+                            c.withUnsafeMutableBufferPointer {
+                                matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: accumulate)
+                            }
+                        }
+                        var expected = PackedKernelTests.reference(a, w, m: m, k: item.k, n: item.n)
+                        if accumulate { expected = zip(expected, start).map(+) }
+                        let error = zip(c, expected).map { abs($0 - $1) }.max() ?? 0
+                        #expect(error <= 2e-6 * Float(item.k + 4) * 4,
+                                "isa \(isa), \(item), m = \(m), accumulate \(accumulate): max |Δ| \(error)")
+                    }
+                }
+            }
+        }
+    }
+
+    @Test("rows decode to the dequantized values for every instruction set; element ranges decode likewise")
+    func decoding() throws {
+        for isa in Self.instructionSets {
+            for (index, item) in Self.cases.enumerated() {
+                let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(500 + index)))
+                let w = Self.dequantized(item, codes, levels)
+                var rows = [Float](repeating: .nan, count: w.count)
+                rows.withUnsafeMutableBufferPointer { matrix.decodeRows(from: 0, count: item.k, into: $0.baseAddress!) }
+                #expect(rows == w, "isa \(isa), \(item)")
+                let start = w.count / 3, count = w.count - start
+                var range = [Float](repeating: .nan, count: count)
+                range.withUnsafeMutableBufferPointer { matrix.decode(from: start, count: count, into: $0.baseAddress!) }
+                #expect(range == Array(w[start...]), "isa \(isa), \(item)")
+            }
+        }
+    }
+
+    @Test("a code out of range is refused, not laid into the planes")
+    func codeOutOfRange() {
+        let matrix = PlaneMatrix(rows: 2, columns: 3, levelCount: 3, levels: [-1, 0, 1], perColumn: false) { _, count, output in
+            for index in 0..<(count * 3) { output[index] = index == 4 ? 3 : 1 }
+            return true
+        }
+        #expect(matrix == nil)
+    }
+
+    @Test("the instruction set is detected from CPUID and stays within what the CPU has")
+    func detection() {
+        let best = laq_kernels_best_isa()
+        #expect((0...2).contains(best))
+        #expect(PlaneMatrix.bestISA == best)
+    }
+}
