@@ -7,7 +7,9 @@ public struct Executor: Sendable {
     let ops: [String: any Op]
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
-    public init(model: Model) throws(EngineError) {
+    /// `activations`: the precision of the activations that packed binary and ternary kernels
+    /// multiply (``ActivationPrecision``); everything else runs in float32.
+    public init(model: Model, activations: ActivationPrecision = .float32) throws(EngineError) {
         do { try model.validate() } catch { throw .invalidModel(error.description) }
         self.model = model
         var weights: [String: Weight] = [:]
@@ -15,7 +17,7 @@ public struct Executor: Sendable {
         let keras3 = !(model.source.kerasVersion?.hasPrefix("2.") ?? false) && !(model.source.kerasVersion?.hasPrefix("1.") ?? false)
         var ops: [String: any Op] = [:]
         for layer in model.layers {
-            ops[layer.name] = try Self.op(for: OpContext(layer: layer, weights: weights, keras3: keras3))
+            ops[layer.name] = try Self.op(for: OpContext(layer: layer, weights: weights, keras3: keras3, activations: activations))
         }
         self.ops = ops
     }

@@ -30,6 +30,8 @@ struct Eval: ParsableCommand {
     @Option(help: "Samples per batch.")
     var batch: Int = 256
 
+    @OptionGroup var execution: ExecutionOptions
+
     @Flag(help: "Print JSON.")
     var json = false
 
@@ -57,7 +59,7 @@ struct Eval: ParsableCommand {
         }
         let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey, file: data)
         let executor: Executor
-        do { executor = try Executor(model: laqModel) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
         let samples = inputs[0].shape.first ?? 0
         guard labels.shape.first == samples else {
             throw CLIError(message: "\(data): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
@@ -84,6 +86,7 @@ struct Eval: ParsableCommand {
                 "model": .string(model), "data": .string(data), "samples": .int(Int64(result.samples)),
                 "loss": result.loss.map { .double($0) } ?? .null, "loss_name": lossFunction.map { .string($0.name) } ?? .null,
                 "accuracy": result.accuracy.map { .double($0) } ?? .null,
+                "activations": .string(execution.activations.rawValue),
             ]
             if let top = result.topK { object["top_k"] = ["k": .int(Int64(top.k)), "accuracy": .double(top.accuracy)] }
             try printJSON(.object(object))

@@ -69,3 +69,13 @@ struct LabelledDataKeys: ParsableArguments {
     @Option(help: "Labels array in the .npz.")
     var yKey: String = "y"
 }
+
+/// How `run` and `eval` execute a model's packed kernels.
+struct ExecutionOptions: ParsableArguments {
+    @Option(help: ArgumentHelp(
+        "Activations of binary and ternary products: float32, or int8 (each input row quantized on the fly, symmetric, max|x|/127, as ONNX Runtime's dynamic quantization; faster, approximate).",
+        valueName: "precision"))
+    var activations: ActivationPrecision = .float32
+}
+
+extension ActivationPrecision: ExpressibleByArgument {}

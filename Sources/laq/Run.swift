@@ -26,6 +26,8 @@ struct Run: ParsableCommand {
     @Option(help: "Samples per batch.")
     var batch: Int = 256
 
+    @OptionGroup var execution: ExecutionOptions
+
     func validate() throws {
         guard batch > 0, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1…1048576") }
     }
@@ -34,7 +36,7 @@ struct Run: ParsableCommand {
         let file = try LAQFile(path: model)
         let laqModel: Model
         do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
-        let executor = try engine { try Executor(model: laqModel) }
+        let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
         let arrays: [String: NumpyArray]
         do { arrays = try DataFile.load(input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
         let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey ?? "x", file: input)

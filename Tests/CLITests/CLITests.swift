@@ -265,6 +265,30 @@ import Testing
         #expect(bad.status == 1)
         #expect(bad.stderr.contains("array 'y'"))
     }
+
+    @Test("--activations int8 runs a ternary model's kernels with int8 inputs: close to float32, reported in the JSON; a bad value exits 2")
+    func int8Activations() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("mlp.laq").path
+        let ternary = directory.appendingPathComponent("mlp-lat2a.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", model]).status == 0)
+        #expect(try CLITests.run(["quantize", model, "-o", ternary, "--method", "lat2a", "--one-shot"]).status == 0)
+        let data = TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path
+        var accuracy: [String: Double] = [:]
+        for precision in ["float32", "int8"] {
+            let result = try CLITests.run(["eval", ternary, "--data", data, "--y-key", "labels", "--activations", precision, "--json"])
+            #expect(result.status == 0, "\(result.stderr)")
+            let json = try CLITests.json(result.stdout)
+            #expect(json["activations"] as? String == precision)
+            accuracy[precision] = json["accuracy"] as? Double
+        }
+        let float = try #require(accuracy["float32"]), int8 = try #require(accuracy["int8"])
+        #expect(abs(float - int8) <= 2.0 / 256, "float32 \(float), int8 \(int8) on 256 samples")
+        let bad = try CLITests.run(["eval", ternary, "--data", data, "--y-key", "labels", "--activations", "int4"])
+        #expect(bad.status == 2)
+        #expect(bad.stderr.contains("activations"))
+    }
 }
 
 /// `laq quantize --calib` end to end.

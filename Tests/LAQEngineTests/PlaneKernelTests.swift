@@ -24,14 +24,14 @@ import Testing
 
     /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
     /// level is), which the planes renumber to code 0.
-    static func matrix(_ item: Case, isa: Int32, seed: UInt64) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
+    static func matrix(_ item: Case, isa: Int32, seed: UInt64, int8: Bool = false) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
         var generator = SplitMix64(seed: seed)
         let tables = item.perColumn ? item.n : 1
         var levels = (0..<(tables * item.levelCount)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
         if item.zeroLevel { for table in 0..<tables { levels[table * item.levelCount + item.levelCount - 1] = 0 } }
         let codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
         let matrix = PlaneMatrix(rows: item.k, columns: item.n, levelCount: item.levelCount, levels: levels,
-                                 perColumn: item.perColumn, isa: isa) { start, count, output in
+                                 perColumn: item.perColumn, int8Activations: int8, isa: isa) { start, count, output in
             for index in 0..<(count * item.n) { output[index] = codes[start * item.n + index] }
             return true
         }
@@ -90,6 +90,59 @@ import Testing
         }
     }
 
+    @Test("int8 activations: every instruction set gives the same bits, the exact int32 sums of the quantized row, and stays within the quantization bound")
+    func int8Products() throws {
+        for (index, item) in Self.cases.enumerated() {
+            var results: [[Float]] = []
+            for isa in Self.instructionSets {
+                let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(index), int8: true))
+                let w = Self.dequantized(item, codes, levels)
+                var decoded = [Float](repeating: .nan, count: w.count)
+                decoded.withUnsafeMutableBufferPointer { matrix.decodeRows(from: 0, count: item.k, into: $0.baseAddress!) }
+                #expect(decoded == w, "isa \(isa), \(item): dot planes decode")
+                let m = 3
+                var generator = SplitMix64(seed: UInt64(index))
+                var a = (0..<(m * item.k)).map { $0 % 3 == 0 ? 0 : Float(Int(generator.next() % 2001) - 1000) / 500 }
+                for column in 0..<item.k { a[2 * item.k + column] = 0 }  // an all-zero row
+                var c = [Float](repeating: 1, count: m * item.n)
+                a.withUnsafeBufferPointer { a in
+                    c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: true) }
+                }
+                for row in 0..<m {
+                    let x = Array(a[(row * item.k)..<((row + 1) * item.k)])
+                    let scale = (x.map(abs).max() ?? 0) / 127
+                    let q = x.map { scale == 0 ? 0 : Double(($0 / scale).rounded(.toNearestOrEven)) }
+                    for column in 0..<item.n {
+                        var quantized = 0.0, exact = 0.0, bound = 0.0
+                        for k in 0..<item.k {
+                            let weight = Double(w[k * item.n + column])
+                            quantized += q[k] * weight
+                            exact += Double(x[k]) * weight
+                            bound += abs(weight)
+                        }
+                        let actual = Double(c[row * item.n + column]) - 1
+                        #expect(abs(actual - Double(scale) * quantized) <= 1e-5 * (1 + abs(Double(scale) * quantized)),
+                                "isa \(isa), \(item), row \(row), column \(column): \(actual) vs \(Double(scale) * quantized)")
+                        #expect(abs(actual - exact) <= Double(scale) / 2 * bound + 1e-5, "isa \(isa), \(item): beyond the quantization bound")
+                    }
+                }
+                results.append(c)
+            }
+            #expect(Set(results.map { $0.map(\.bitPattern) }).count == 1, "\(item): instruction sets differ")
+        }
+    }
+
+    @Test("int8 activations: a row with a NaN gives NaN outputs, not a number")
+    func int8NaN() throws {
+        let item = Case(k: 9, n: 5, levelCount: 3, perColumn: false, zeroLevel: true)
+        let (matrix, _, _) = try #require(Self.matrix(item, isa: PlaneMatrix.bestISA, seed: 1, int8: true))
+        var a = [Float](repeating: 1, count: 9)
+        a[4] = .nan
+        var c = [Float](repeating: 0, count: 5)
+        a.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: 9, m: 1, into: $0.baseAddress!, ldc: 5, accumulate: false) } }
+        #expect(c.allSatisfy { $0.isNaN })
+    }
+
     @Test("a code out of range is refused, not laid into the planes")
     func codeOutOfRange() {
         let matrix = PlaneMatrix(rows: 2, columns: 3, levelCount: 3, levels: [-1, 0, 1], perColumn: false) { _, count, output in
@@ -102,7 +155,7 @@ import Testing
     @Test("the instruction set is detected from CPUID and stays within what the CPU has")
     func detection() {
         let best = laq_kernels_best_isa()
-        #expect((0...2).contains(best))
+        #expect((0...3).contains(best))
         #expect(PlaneMatrix.bestISA == best)
     }
 }

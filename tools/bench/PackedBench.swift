@@ -2,7 +2,8 @@
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
 // binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
-// 3-bit per tensor. Binary and ternary run on bit planes (SIMD kernels, up to 4 rows of A).
+// 3-bit per tensor; binary and ternary with int8 activations. Binary and ternary run on bit
+// planes (SIMD kernels; up to 16 rows of A, any number with int8 activations).
 import Foundation
 import LAQEngine
 import LAQExamples
@@ -11,6 +12,7 @@ import LAQFormat
 struct PackedCase {
     var name: String
     var layout: CodebookLayout
+    var activations: ActivationPrecision = .float32
 }
 
 func packedBenchmark(size: Int, repeats: Int, json: Bool) {
@@ -18,6 +20,8 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         PackedCase(name: "binary (per tensor)", layout: .bits(1, levels: 2)),
         PackedCase(name: "ternary (base 3, per tensor)", layout: .base3(levels: 3)),
         PackedCase(name: "ternary (base 3, per channel)", layout: .base3(levels: 3, axis: 1)),
+        PackedCase(name: "binary, int8 activations", layout: .bits(1, levels: 2), activations: .int8),
+        PackedCase(name: "ternary, int8 activations", layout: .base3(levels: 3), activations: .int8),
         PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
         PackedCase(name: "3-bit (per tensor)", layout: .bits(3, levels: 7)),
     ]
@@ -32,7 +36,7 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         let levels = (0..<(tables * item.layout.levelCount)).map { _ in Float(Int(random.next() % 2001) - 1000) / 10_000 }
         let codes = (0..<(size * size)).map { _ in UInt8(random.next() % UInt64(item.layout.levelCount)) }
         let codebook = PackedCodebook(layout: item.layout, shape: [size, size], levels: levels, packed: item.layout.pack(codes))
-        let packed = MatrixKernel(packed: codebook)!
+        let packed = MatrixKernel(packed: codebook, activations: item.activations)!
         let dense = MatrixKernel(float: codebook.dequantized(), rows: size, columns: size)
         for batch in [1, 2, 4, 8, 16, 32, 64] {
             let a = (0..<(batch * size)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
@@ -45,7 +49,7 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
             let codesTime = median(count) { packed.multiply(a, m: batch, into: &c) }
             let f32MiB = Double(size * size * 4) / 1_048_576
             let packedMiB = Double(packed.residentBytes) / 1_048_576
-            rows.append(["layout": item.name, "batch": batch, "f32_ms": f32 * 1000, "packed_ms": codesTime * 1000,
+            rows.append(["layout": item.name, "activations": item.activations.rawValue, "batch": batch, "f32_ms": f32 * 1000, "packed_ms": codesTime * 1000,
                          "ratio": f32 / codesTime, "f32_mib": f32MiB, "packed_mib": packedMiB])
             if !json {
                 print(item.name.padding(toLength: 32, withPad: " ", startingAt: 0)

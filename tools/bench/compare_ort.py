@@ -1,6 +1,7 @@
 #!/usr/bin/env python3
-"""Batch-1 products with a 4096×4096 weight matrix: laq's packed ternary kernel and float32
-OpenBLAS (`laq-bench --packed --json`) against ONNX Runtime's int8 path, measured in one run.
+"""Batch-1 products with a 4096×4096 weight matrix: laq's packed ternary kernels (float32 and
+int8 activations) and float32 OpenBLAS (`laq-bench --packed --json`) against ONNX Runtime's
+int8 path, measured in one run.
 
 ONNX Runtime: a float32 MatMul model quantized with `quantize_dynamic` (int8 weights, the
 activations quantized per call: the MatMulInteger / DynamicQuantizeMatMul path ORT users deploy
@@ -70,11 +71,14 @@ def main():
     laq = json.loads(subprocess.run([args.bench, "--packed", "--size", str(n), "--repeats", str(args.repeats), "--json"],
                                     capture_output=True, text=True, check=True).stdout)
     for row in laq["results"]:
-        if row["batch"] == 1 and row["layout"].startswith("ternary"):
+        if row["batch"] == 1 and row["layout"] == "ternary (base 3, per tensor)":
             results["laq float32 (OpenBLAS)"] = row["f32_ms"]
             results["laq packed ternary"] = row["packed_ms"]
+        if row["batch"] == 1 and row["layout"] == "ternary, int8 activations":
+            results["laq ternary, int8 act."] = row["packed_ms"]
     int8 = results["ORT int8 (dynamic)"]
-    print(f"batch-1 product with a {n}×{n} matrix, median of {args.repeats} (ms), ORT {ort.__version__}, 2 threads")
+    print(f"batch-1 product with a {n}×{n} matrix, median of {args.repeats} (ms), ORT {ort.__version__}, 2 threads; "
+          f"laq kernels: {laq.get('kernels', '?')}")
     for name, ms in results.items():
         print(f"  {name:26s} {ms:8.3f} ms   {ms / int8:5.2f}× ORT int8")
 

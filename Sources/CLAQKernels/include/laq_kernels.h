@@ -24,6 +24,7 @@ enum {
     LAQ_ISA_SCALAR = 0,
     LAQ_ISA_AVX2 = 1,    // AVX2 + FMA
     LAQ_ISA_AVX512 = 2,  // AVX-512 F
+    LAQ_ISA_AVX512_VNNI = 3,  // AVX-512 F, BW and VNNI
 };
 
 /// The best instruction set this CPU and its operating system support (CPUID and XGETBV).
@@ -46,6 +47,27 @@ void laq_planes_decode_rows(const uint64_t *planes, int plane_count, long k, lon
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
                        long start, long count, float *out);
+
+// Dot planes: the same one-hot planes for products with int8 activations, laid out for 4-way
+// byte dot products. A word covers 64 bits = 16 output columns × 4 consecutive rows:
+//     planes[((b·K4 + g)·P + p)·4 + s],  K4 = ⌈K/4⌉, block b of 64 columns, sub-block s,
+//     bit 4·j + i ↔ row k = 4·g + i, column n = 64·b + 16·s + j.
+// Rows past K and columns past N have no bits set.
+
+/// q[i] = round(x[i] / scale) for i < k, zero up to k4·4, with scale = max|x| / 127 (0 when x
+/// is all zero); total = Σ q. Returns 0, with q untouched, when x holds a NaN or infinity.
+int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total);
+
+/// c[n] (+)= scale · (l₀[n]·(total − Σ_p S_p[n]) + Σ_p l_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: plane p}
+/// q[k], for the columns of blocks [block_begin, block_end). The sums are exact int32, so every
+/// instruction set gives the same bits.
+void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
+                             const uint64_t *planes, int plane_count, const float *levels,
+                             float *c, int accumulate, long block_begin, long block_end, int isa);
+
+/// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
+void laq_dot_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+                           long start, long count, float *out);
 
 #ifdef __cplusplus
 }

@@ -33,7 +33,9 @@ struct PackedMatrix: @unchecked Sendable {
     /// for OpenBLAS (measured by `laq-bench --packed`).
     static let planeProductRows = 16
 
-    init?(_ codebook: PackedCodebook) {
+    /// `activations`: `.int8` lays binary and ternary planes out for int8 activations, and every
+    /// product with them then runs on the planes.
+    init?(_ codebook: PackedCodebook, activations: ActivationPrecision = .float32) {
         guard codebook.shape.count >= 1 else { return nil }
         let layout = codebook.layout
         columns = codebook.shape.last!
@@ -85,7 +87,7 @@ struct PackedMatrix: @unchecked Sendable {
             planes = codebook.packed.withUnsafeBufferPointer { bytes in
                 codeTable.withUnsafeBufferPointer { table in
                     PlaneMatrix(rows: rows, columns: columns, levelCount: layout.levelCount, levels: codebook.levels,
-                                perColumn: layout.axis != nil) { startRow, rowCount, output in
+                                perColumn: layout.axis != nil, int8Activations: activations == .int8) { startRow, rowCount, output in
                         Self.codes(layout, bytes, table, codesPerByte: per, from: startRow * columns, count: rowCount * columns, into: output)
                         return true
                     }
@@ -249,7 +251,7 @@ struct PackedMatrix: @unchecked Sendable {
     /// to OpenBLAS.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
-        if let planes, m <= Self.planeProductRows {
+        if let planes, m <= Self.planeProductRows || planes.int8Activations {
             planes.multiply(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
             return
         }
@@ -393,8 +395,9 @@ public struct MatrixKernel: Sendable {
     public let columns: Int
 
     /// W from its packed codes; nil when its level tables are not per tensor or per last axis.
-    public init?(packed codebook: PackedCodebook) {
-        guard let matrix = PackedMatrix(codebook) else { return nil }
+    /// `activations`: see ``ActivationPrecision`` (binary and ternary W only).
+    public init?(packed codebook: PackedCodebook, activations: ActivationPrecision = .float32) {
+        guard let matrix = PackedMatrix(codebook, activations: activations) else { return nil }
         self.matrix = .packed(matrix)
         rows = matrix.rows
         columns = matrix.columns
@@ -419,9 +422,11 @@ public struct MatrixKernel: Sendable {
         }
     }
 
-    /// The instruction set of the packed kernels on this machine: "avx512", "avx2" or "scalar".
+    /// The instruction set of the packed kernels on this machine: "avx512-vnni", "avx512", "avx2"
+    /// or "scalar".
     public static var instructionSet: String {
         switch PlaneMatrix.bestISA {
+        case 3: "avx512-vnni"
         case 2: "avx512"
         case 1: "avx2"
         default: "scalar"

@@ -15,6 +15,8 @@ struct PlaneMatrix: @unchecked Sendable {
     let rows: Int
     let columns: Int
     let planeCount: Int
+    /// The planes are dot planes, for int8 activations.
+    let int8Activations: Bool
     /// (b·K + k)·P + p → the 64 bits of block b, row k, plane p.
     let words: [UInt64]
     /// levels[c·Npad + n]: code c's level in column n; Npad = 64·⌈N/64⌉ (zero past N).
@@ -30,8 +32,10 @@ struct PlaneMatrix: @unchecked Sendable {
     ///   - levels: G × L float32 levels, G = 1 (per tensor) or `columns` (per column), L ≤ 3.
     ///   - codes: writes the codes of rows `start ..< start + count` (row-major, each < L) into
     ///     the buffer it is given; returns false when a code is out of range.
-    init?(rows: Int, columns: Int, levelCount: Int, levels: [Float], perColumn: Bool, isa: Int32 = PlaneMatrix.bestISA,
-          codes: (_ startRow: Int, _ rowCount: Int, UnsafeMutablePointer<UInt8>) -> Bool) {
+    ///   - int8Activations: lay the planes out for products with int8 activations (see
+    ///     ``ActivationPrecision``).
+    init?(rows: Int, columns: Int, levelCount: Int, levels: [Float], perColumn: Bool, int8Activations: Bool = false,
+          isa: Int32 = PlaneMatrix.bestISA, codes: (_ startRow: Int, _ rowCount: Int, UnsafeMutablePointer<UInt8>) -> Bool) {
         guard (1...3).contains(levelCount), rows > 0, columns > 0,
               levels.count == (perColumn ? columns : 1) * levelCount else { return nil }
         let planeCount = levelCount - 1
@@ -42,7 +46,8 @@ struct PlaneMatrix: @unchecked Sendable {
         let tables = perColumn ? columns : 1
         let zeroCode = (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0
         let planeCode: [Int] = (0..<levelCount).map { $0 == zeroCode ? 0 : $0 == 0 ? zeroCode : $0 }
-        var words = [UInt64](repeating: 0, count: max(1, blocks * rows * planeCount))
+        let groups = (rows + 3) / 4
+        var words = [UInt64](repeating: 0, count: max(1, blocks * (int8Activations ? 4 * groups : rows) * planeCount))
         if planeCount > 0 {
             let chunkRows = max(1, min(rows, 65_536 / columns))
             let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkRows * columns)
@@ -56,7 +61,11 @@ struct PlaneMatrix: @unchecked Sendable {
                         for column in 0..<columns {
                             guard Int(line[column]) < levelCount else { return false }
                             let code = planeCode[Int(line[column])]
-                            if code > 0 {
+                            guard code > 0 else { continue }
+                            if int8Activations {
+                                let word = (((column >> 6) * groups + row >> 2) * planeCount + code - 1) * 4 + (column & 63) >> 4
+                                words[word] |= 1 << UInt64(4 * (column & 15) + row & 3)
+                            } else {
                                 words[((column >> 6) * rows + row) * planeCount + code - 1] |= 1 << UInt64(column & 63)
                             }
                         }
@@ -74,6 +83,7 @@ struct PlaneMatrix: @unchecked Sendable {
         }
         self.rows = rows
         self.columns = columns
+        self.int8Activations = int8Activations
         self.planeCount = planeCount
         self.words = words
         self.columnLevels = columnLevels
@@ -84,6 +94,10 @@ struct PlaneMatrix: @unchecked Sendable {
     /// A large product splits the column blocks between two threads.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         guard m > 0 else { return }
+        if int8Activations {
+            multiplyInt8(a, lda: lda, m: m, into: c, ldc: ldc, accumulate: accumulate)
+            return
+        }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
                 let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!)
@@ -104,8 +118,48 @@ struct PlaneMatrix: @unchecked Sendable {
         }
     }
 
+    /// Each row of A quantized to int8 (``ActivationPrecision/int8``), then the dot-plane kernel;
+    /// a row holding a NaN or an infinity gives NaN outputs.
+    private func multiplyInt8(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        let groups = (rows + 3) / 4
+        withUnsafeTemporaryAllocation(of: Int8.self, capacity: 4 * groups) { q in
+            words.withUnsafeBufferPointer { words in
+                columnLevels.withUnsafeBufferPointer { levels in
+                    for row in 0..<m {
+                        var scale: Float = 0
+                        var total: Int32 = 0
+                        let output = c + row * ldc
+                        guard laq_int8_quantize(a + row * lda, rows, groups, q.baseAddress!, &scale, &total) != 0 else {
+                            output.update(repeating: .nan, count: columns)
+                            continue
+                        }
+                        let shared = Shared(a: a, c: output, words: words.baseAddress!, levels: levels.baseAddress!)
+                        let quantized = QuantizedRow(q: q.baseAddress!)
+                        let (scaleValue, totalValue) = (scale, total)
+                        let run: @Sendable (Int, Int) -> Void = { begin, end in
+                            laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
+                                                    shared.levels, shared.c, accumulate ? 1 : 0, begin, end, isa)
+                        }
+                        let blocks = blockCount
+                        if rows * columns >= 1 << 21, blocks >= 2 {
+                            DispatchQueue.concurrentPerform(iterations: 2) { part in
+                                part == 0 ? run(0, blocks / 2) : run(blocks / 2, blocks)
+                            }
+                        } else {
+                            run(0, blocks)
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     /// Rows `start ..< start + count` as row-major floats.
     func decodeRows(from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
+        guard !int8Activations else {
+            decode(from: start * columns, count: count * columns, into: output)
+            return
+        }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
                 laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!,
@@ -118,7 +172,11 @@ struct PlaneMatrix: @unchecked Sendable {
     func decode(from start: Int, count: Int, into output: UnsafeMutablePointer<Float>) {
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
-                laq_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+                if int8Activations {
+                    laq_dot_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+                } else {
+                    laq_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+                }
             }
         }
     }
@@ -131,4 +189,24 @@ private struct Shared: @unchecked Sendable {
     let c: UnsafeMutablePointer<Float>
     let words: UnsafePointer<UInt64>
     let levels: UnsafePointer<Float>
+}
+
+/// One row of A quantized to int8, read by both threads of a product.
+private struct QuantizedRow: @unchecked Sendable {
+    let q: UnsafePointer<Int8>
+    init(q: UnsafeMutablePointer<Int8>) { self.q = UnsafePointer(q) }
+}
+
+/// The precision of the activations that binary and ternary products (the bit-plane kernels)
+/// multiply.
+///
+/// - `float32`: as given; the products are float32 sums (the default).
+/// - `int8`: each row x of A is quantized on the fly, symmetric and per row, as ONNX Runtime's
+///   dynamic quantization and bitnet.cpp do: s = max|x| / 127, q = round(x / s), and
+///   y[n] = s · Σ_k q[k] · W[k, n] with the sums over each level's rows exact in int32. Each
+///   input deviates from x by at most s/2, so |Δy[n]| ≤ (s/2) · Σ_k |W[k, n]|. Other layers,
+///   and other kernels, stay float32.
+public enum ActivationPrecision: String, Sendable, CaseIterable {
+    case float32
+    case int8
 }

@@ -13,6 +13,8 @@ struct OpContext {
     let weights: [String: Weight]
     /// Keras ≥ 3 saved the model (hard_sigmoid differs).
     let keras3: Bool
+    /// The precision of the activations packed binary and ternary kernels multiply.
+    var activations: ActivationPrecision = .float32
 
     var config: JSONValue { layer.config }
 
@@ -28,7 +30,7 @@ struct OpContext {
     /// The weight's `values` are empty when it stays packed.
     func matrix(_ short: String) throws(EngineError) -> (weight: Weight, matrix: KernelMatrix) {
         guard let weight = weights["\(layer.name)/\(short)"] else { throw .missingWeight(layer: layer.name, weight: short) }
-        if let codebook = weight.packed, let matrix = PackedMatrix(codebook) { return (weight, .packed(matrix)) }
+        if let codebook = weight.packed, let matrix = PackedMatrix(codebook, activations: activations) { return (weight, .packed(matrix)) }
         let float = Self.float(weight)
         return (float, .dense(float.values))
     }

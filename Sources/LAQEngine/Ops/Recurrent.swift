@@ -32,7 +32,7 @@ struct RecurrentOp: Op {
     init(_ context: OpContext, className: String, prefix: String = "", config: JSONValue? = nil) throws(EngineError) {
         name = context.layer.name
         let config = config ?? context.config
-        let recurrentContext = OpContext(layer: Layer(name: context.layer.name, className: className, config: config, inbound: []), weights: context.weights, keras3: context.keras3)
+        let recurrentContext = OpContext(layer: Layer(name: context.layer.name, className: className, config: config, inbound: []), weights: context.weights, keras3: context.keras3, activations: context.activations)
         switch className {
         case "SimpleRNN": cell = .simple
         case "LSTM": cell = .lstm
