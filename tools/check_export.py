@@ -26,7 +26,8 @@ TESTDATA = os.path.join(ROOT, "testdata", "keras")
 # Keras 3 fixtures of every graph kind: Sequential, Functional with two inputs and merges,
 # recurrent, convolutional, nested models, from .h5 and from .keras archives.
 FIXTURES = ["k3_tiny.h5", "k3_branches.h5", "k3_conv1d.h5", "k3_image.keras", "k3_fmnist_mlp.h5",
-            "k3_fmnist_cnn.keras", "k3_char_lstm.h5", "k3_nested.h5", "k3_nested.keras"]
+            "k3_fmnist_cnn.keras", "k3_char_lstm.h5", "k3_nested.h5", "k3_nested.keras",
+            "k3_shared.h5", "k3_shared.keras"]
 
 
 def main():

@@ -5,6 +5,8 @@ import LAQModel
 public struct Executor: Sendable {
     public let model: Model
     let ops: [String: any Op]
+    /// Every call of every layer, inputs first (``Model/calls()``): a shared layer runs once per call.
+    let calls: [LayerCall]
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary and ternary kernels
@@ -20,6 +22,7 @@ public struct Executor: Sendable {
             ops[layer.name] = try Self.op(for: OpContext(layer: layer, weights: weights, keras3: keras3, activations: activations))
         }
         self.ops = ops
+        do { calls = try model.calls() } catch { throw .invalidModel(error.description) }
     }
 
     static func op(for context: OpContext) throws(EngineError) -> any Op {
@@ -80,35 +83,44 @@ public struct Executor: Sendable {
 
     /// The model's outputs for `inputs` (one tensor per model input, in order).
     public func predict(_ inputs: [Tensor]) throws(EngineError) -> [Tensor] {
-        let values = try activations(inputs)
+        let values = try callOutputs(inputs)
         var outputs: [Tensor] = []
         for ref in model.outputs {
-            guard let tensor = values[ref.layer] else { throw .badInput(name: ref.layer, reason: "was not computed") }
+            guard let tensor = values[TensorRef(layer: ref.layer, node: ref.node)] else { throw .badInput(name: ref.layer, reason: "was not computed") }
             outputs.append(tensor)
         }
         return outputs
     }
 
-    /// Every layer's output for `inputs`, by layer name (input layers: the inputs themselves).
+    /// Every layer's output for `inputs` (input layers: the inputs themselves), by layer name;
+    /// a shared layer's later calls as `layer[node][0]` (``TensorRef/description``).
     public func activations(_ inputs: [Tensor]) throws(EngineError) -> [String: Tensor] {
+        var named: [String: Tensor] = [:]
+        for (ref, tensor) in try callOutputs(inputs) { named[ref.description] = tensor }
+        return named
+    }
+
+    /// The output of every call of every layer, in ``Model/calls()`` order.
+    func callOutputs(_ inputs: [Tensor]) throws(EngineError) -> [TensorRef: Tensor] {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
-        var values: [String: Tensor] = [:]
-        for (ref, tensor) in zip(model.inputs, inputs) { values[ref.layer] = tensor }
-        for layer in model.layers {
+        var values: [TensorRef: Tensor] = [:]
+        for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
+        for call in calls {
+            let layer = model.layers[call.layer]
             if layer.inbound.isEmpty {
                 // An input layer: validation guarantees it is one of the model's inputs.
-                guard values[layer.name] != nil else { throw .badInput(name: layer.name, reason: "no value given") }
+                guard values[TensorRef(layer: layer.name)] != nil else { throw .badInput(name: layer.name, reason: "no value given") }
                 continue
             }
             var arguments: [Tensor] = []
-            for ref in layer.inbound[0] {
-                guard let value = values[ref.layer] else { throw .badInput(name: layer.name, reason: "its input '\(ref.layer)' was not computed") }
+            for ref in model.inputs(of: call) {
+                guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
             guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
-            values[layer.name] = try op.forward(arguments)
+            values[model.output(of: call)] = try op.forward(arguments)
         }
         return values
     }

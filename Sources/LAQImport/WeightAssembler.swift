@@ -19,8 +19,8 @@ enum WeightAssembler {
         variables: (Layer) throws -> [StoredVariable]
     ) throws -> [Weight] {
         let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs)
-        let shapes: [String: Shape]
-        do { shapes = try model.outputShapes() } catch { throw ImportError.model(path: path, error) }
+        let shapes: [TensorRef: Shape]
+        do { shapes = try model.callShapes() } catch { throw ImportError.model(path: path, error) }
         var weights: [Weight] = []
         for layer in graph.layers {
             let stored = try variables(layer)
@@ -28,7 +28,7 @@ enum WeightAssembler {
             guard stored.count == expected.count else {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
             }
-            let input = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
+            let input = model.inputShapes(of: layer, in: shapes).first
             if ["BatchNormalization", "LayerNormalization"].contains(layer.className), let input,
                !LayerCatalog.normalizationAxisIsLast(layer, rank: input.count) {
                 throw ImportError.model(path: path, .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last"))

@@ -242,20 +242,13 @@ public enum KerasArchitecture {
                 throw .invalidConfig(path: "$.config.layers", reason: "two layers are named '\(layer.name)'")
             }
         }
-        var defined = Set<String>()
-        for layer in graph.layers {
-            for node in layer.inbound {
-                for input in node where !defined.contains(input.layer) {
-                    throw .danglingInput(layer: layer.name, input: input.description)
-                }
+        // Every input names a call that exists, and the calls can be ordered (no cycle).
+        _ = try CallOrder.order(graph.layers)
+        for ref in graph.inputs + graph.outputs {
+            guard let layer = graph.layers.first(where: { $0.name == ref.layer }), ref.index == 0,
+                  ref.node >= 0, ref.node < max(1, layer.inbound.count) else {
+                throw .danglingInput(layer: "(model)", input: ref.description)
             }
-            defined.insert(layer.name)
-        }
-        for ref in graph.inputs + graph.outputs where !names.contains(ref.layer) {
-            throw .danglingInput(layer: "(model)", input: ref.description)
-        }
-        if let shared = graph.layers.first(where: { $0.inbound.count > 1 }) {
-            throw .unsupportedOption(layer: shared.name, className: shared.className, option: "a layer called more than once (shared layers)")
         }
     }
 }

@@ -18,12 +18,12 @@ extension Model {
 
     /// The manifest's model description: architecture as imported, inputs and outputs with shapes.
     public func modelInfo() -> ModelInfo {
-        let shapes = (try? outputShapes()) ?? [:]
+        let shapes = (try? callShapes()) ?? [:]
         func describe(_ refs: [TensorRef]) -> [TensorDescription] {
             refs.map { ref in
                 let layer = layer(named: ref.layer)
                 let dtype = layer?.config["dtype"]?.stringValue ?? "float32"
-                return TensorDescription(name: ref.layer, shape: shapes[ref.layer], dtype: dtype)
+                return TensorDescription(name: ref.layer, shape: shapes[TensorRef(layer: ref.layer, node: ref.node)], dtype: dtype)
             }
         }
         return ModelInfo(name: name, framework: "keras", architecture: architecture, inputs: describe(inputs),

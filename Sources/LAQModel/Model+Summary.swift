@@ -5,6 +5,7 @@ extension Model {
         public var className: String
         public var outputShape: Shape?
         public var parameters: Int
+        /// The tensors every call consumes (a shared layer lists each call's).
         public var inputs: [String]
     }
 
@@ -15,7 +16,7 @@ extension Model {
         for weight in weights { counts[weight.layer, default: 0] += weight.elementCount }
         return layers.map { layer in
             SummaryRow(layer: layer.name, className: layer.className, outputShape: shapes[layer.name],
-                       parameters: counts[layer.name] ?? 0, inputs: (layer.inbound.first ?? []).map(\.description))
+                       parameters: counts[layer.name] ?? 0, inputs: layer.inbound.flatMap { $0 }.map(\.description))
         }
     }
 

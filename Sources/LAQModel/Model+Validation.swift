@@ -18,16 +18,25 @@ extension Model {
                 throw .invalidConfig(path: "$.config.input_layers", reason: "'\(layer.name)' is not an InputLayer")
             }
         }
-        let shapes = try outputShapes()
+        let shapes = try callShapes()
         var byName: [String: Weight] = [:]
         for weight in weights { byName[weight.name] = weight }
         for layer in layers {
-            let input = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
-            if ["BatchNormalization", "LayerNormalization"].contains(LayerCatalog.canonical(layer.className)), let input,
-               !LayerCatalog.normalizationAxisIsLast(layer, rank: input.count) {
+            let inputShapes = inputShapes(of: layer, in: shapes)
+            let input = inputShapes.first
+            if ["BatchNormalization", "LayerNormalization"].contains(LayerCatalog.canonical(layer.className)),
+               inputShapes.contains(where: { !LayerCatalog.normalizationAxisIsLast(layer, rank: $0.count) }) {
                 throw .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last")
             }
+            // A shared layer's calls use one set of weights: each call's input must imply the
+            // same shapes.
             let expected = LayerCatalog.expectedWeightShapes(layer, input: input) ?? [:]
+            for (node, other) in inputShapes.enumerated().dropFirst() {
+                let implied = LayerCatalog.expectedWeightShapes(layer, input: other) ?? [:]
+                if let short = implied.keys.sorted().first(where: { expected[$0] != nil && implied[$0] != expected[$0] }) {
+                    throw .shapeMismatch(layer: layer.name, reason: "call \(node) takes inputs of shape \(ShapeRules.describe(other)), which imply weight '\(short)' of shape \(implied[short]!), the first call \(expected[short]!)")
+                }
+            }
             for short in layer.weightNames {
                 guard let weight = byName["\(layer.name)/\(short)"] else {
                     throw .weight(layer: layer.name, "weight '\(short)' is missing")

@@ -5,7 +5,8 @@ import LAQFormat
 /// state that loss-aware quantization uses as its curvature estimate.
 public struct Model: Sendable {
     public var name: String
-    /// Layers in the order of the architecture config (a topological order).
+    /// Layers in the order of the architecture config. A shared layer is listed once, with one
+    /// inbound node per call; ``calls()`` orders the calls by their inputs.
     public var layers: [Layer]
     /// The model's input and output tensors.
     public var inputs: [TensorRef]

@@ -4,19 +4,37 @@ import LAQFormat
 public typealias Shape = [Int?]
 
 extension Model {
-    /// The output shape of every layer (batch first), computed from the input layers' shapes
-    /// with Keras' rules; throws when shapes do not fit together.
+    /// The output shape of every layer's first call (batch first), computed from the input
+    /// layers' shapes with Keras' rules; throws when shapes do not fit together.
     public func outputShapes() throws(ModelError) -> [String: Shape] {
         var shapes: [String: Shape] = [:]
-        for layer in layers {
-            let inputs = (layer.inbound.first ?? []).map { shapes[$0.layer] ?? [] }
-            shapes[layer.name] = try ShapeRules.output(of: layer, inputs: inputs)
+        for (ref, shape) in try callShapes() where ref.node == 0 { shapes[ref.layer] = shape }
+        return shapes
+    }
+
+    /// The output shape of every call of every layer (``calls()``), by the tensor it produces.
+    public func callShapes() throws(ModelError) -> [TensorRef: Shape] {
+        var shapes: [TensorRef: Shape] = [:]
+        for call in try calls() {
+            let inputs = self.inputs(of: call).map { shapes[$0] ?? [] }
+            shapes[output(of: call)] = try ShapeRules.output(of: layers[call.layer], inputs: inputs)
         }
         return shapes
+    }
+
+    /// The shape of the first input of each call of `layer` (nil for an input layer), from
+    /// ``callShapes()``: what its weights' shapes follow.
+    public func inputShapes(of layer: Layer, in shapes: [TensorRef: Shape]) -> [Shape] {
+        layer.inbound.compactMap { node in node.first.flatMap { shapes[$0] } }
     }
 }
 
 enum ShapeRules {
+    /// `(None, 28, 28, 1)`, as Keras prints shapes.
+    static func describe(_ shape: Shape) -> String {
+        "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + (shape.count == 1 ? ",)" : ")")
+    }
+
     /// The product of non-negative dimensions, or nil when it exceeds ``LayerCatalog/maxDimension``.
     static func checkedProduct(_ values: [Int]) -> Int? {
         var product = 1

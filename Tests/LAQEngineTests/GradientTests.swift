@@ -1,7 +1,10 @@
 import Foundation
+import LAQData
 import LAQEngine
 import LAQFormat
+import LAQImport
 import LAQModel
+import LAQTestSupport
 import Testing
 
 /// Every trainable layer's gradients against central finite differences of the loss.
@@ -35,19 +38,25 @@ import Testing
         return model
     }
 
-    static func loss(_ model: Model, _ x: Tensor, _ y: [Float]) throws -> Double {
+    static func loss(_ model: Model, _ x: [Tensor], _ y: [Float]) throws -> Double {
         var random = TrainingRandom(seed: 9)
-        return try Backpropagation.run(model: model, inputs: [x], labels: y, loss: .meanSquaredError, random: &random).loss
+        return try Backpropagation.run(model: model, inputs: x, labels: y, loss: .meanSquaredError, random: &random).loss
     }
 
     /// Compares analytic and numeric gradients for a sample of coordinates of every trainable weight.
     static func check(_ model: Model, inputShape: [Int], step: Float = 1e-2, tolerance: Double = 2e-2) throws {
         var random = TrainingRandom(seed: 3)
         let x = Tensor(shape: inputShape, data: (0..<inputShape.reduce(1, *)).map { _ in random.uniform() * 2 - 1 })
-        let outputCount = try Executor(model: model).predict([x])[0].count
+        try check(model, inputs: [x], step: step, tolerance: tolerance)
+    }
+
+    /// The same, on given inputs (one tensor per model input).
+    static func check(_ model: Model, inputs x: [Tensor], step: Float = 1e-2, tolerance: Double = 2e-2) throws {
+        var random = TrainingRandom(seed: 4)
+        let outputCount = try Executor(model: model).predict(x)[0].count
         let y = (0..<outputCount).map { _ in random.uniform() - 0.5 }
         var again = TrainingRandom(seed: 9)
-        let analytic = try Backpropagation.run(model: model, inputs: [x], labels: y, loss: .meanSquaredError, random: &again)
+        let analytic = try Backpropagation.run(model: model, inputs: x, labels: y, loss: .meanSquaredError, random: &again)
         for (index, weight) in model.weights.enumerated() where weight.trainable {
             let gradient = try #require(analytic.gradients[weight.name], "no gradient for \(weight.name)")
             for coordinate in Set((0..<8).map { _ in Int(random.next() % UInt64(weight.values.count)) }) {
@@ -60,6 +69,15 @@ import Testing
                 #expect(difference <= tolerance * max(abs(numeric), 1e-2), "\(weight.name)[\(coordinate)]: analytic \(gradient[coordinate]), numeric \(numeric)")
             }
         }
+    }
+
+    @Test("shared layers: a weight used by several calls gets the sum of their gradients (k3_shared: siamese Dense, a Dense on its own output, a shared LSTM)")
+    func sharedLayers() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_shared.h5").path).model
+        #expect(model.layers.filter { $0.inbound.count > 1 }.map(\.name) == ["enc", "square", "seq", "lstm"])
+        let io = try Numpy.load(path: TestPaths.testdata("keras/k3_shared.io.npz").path)
+        let inputs = KerasParityTests.inputs(io).map { $0.rows(0..<4) }
+        try Self.check(model, inputs: inputs, step: 5e-3)
     }
 
     @Test("Dense (2-D and 3-D input) with smooth activations")

@@ -23,7 +23,7 @@ import Testing
 
     @Test("an exported .h5 imports back into exactly the file's (dequantized) weights",
           arguments: ["k3_tiny.h5", "tfk_tiny.h5", "k3_branches.h5", "k3_char_lstm.h5", "k3_image.keras", "k3_nested.h5",
-                      "k3_nested.keras", "tfk_nested.h5"])
+                      "k3_nested.keras", "tfk_nested.h5", "k3_shared.h5", "tfk_shared.h5"])
     func h5RoundTrip(fixture: String) throws {
         let file = try Self.quantizedFile(fixture)
         let directory = try TestPaths.temporaryDirectory()

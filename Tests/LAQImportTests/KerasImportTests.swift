@@ -53,7 +53,7 @@ import Testing
     }
 
     @Test("Keras 3: .h5, .keras and .weights.h5 + config give the same weights and moments",
-          arguments: ["k3_tiny", "k3_branches", "k3_nested"])
+          arguments: ["k3_tiny", "k3_branches", "k3_nested", "k3_shared"])
     func keras3LayoutsAgree(name: String) throws {
         let legacy = try Self.load("\(name).h5").model
         let archive = try Self.load("\(name).keras").model

@@ -24,6 +24,7 @@ import Testing
         ("k3_conv1d.h5", "k3_conv1d"), ("k3_image.keras", "k3_image"), ("k3_fmnist_mlp.h5", "k3_fmnist_mlp"),
         ("k3_fmnist_cnn.keras", "k3_fmnist_cnn"), ("k3_char_lstm.h5", "k3_char_lstm"),
         ("tfk_fmnist_mlp.h5", "tfk_fmnist_mlp"), ("k3_nested.h5", "k3_nested"), ("tfk_nested.h5", "tfk_nested"),
+        ("k3_shared.h5", "k3_shared"), ("tfk_shared.h5", "tfk_shared"),
     ]
 
     static let methods: [Method] = [

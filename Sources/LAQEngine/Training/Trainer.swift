@@ -89,23 +89,25 @@ public struct Backpropagation {
         }
         let executor = try Executor(model: model)
         guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
-        var values: [String: Tensor] = [:]
-        var records: [String: ForwardRecord] = [:]
-        for (ref, tensor) in zip(model.inputs, inputs) { values[ref.layer] = tensor }
-        for layer in model.layers where !layer.inbound.isEmpty {
+        var values: [TensorRef: Tensor] = [:]
+        var records: [LayerCall: ForwardRecord] = [:]
+        for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
+        for call in executor.calls where !model.layers[call.layer].inbound.isEmpty {
+            let layer = model.layers[call.layer]
             guard let op = executor.ops[layer.name] as? any TrainableOp else {
                 throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
             }
             var arguments: [Tensor] = []
-            for ref in layer.inbound[0] {
-                guard let value = values[ref.layer] else { throw .badInput(name: layer.name, reason: "its input '\(ref.layer)' was not computed") }
+            for ref in model.inputs(of: call) {
+                guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
             let record = try op.forwardTraining(arguments, random: &random)
-            values[layer.name] = record.output
-            records[layer.name] = record
+            values[model.output(of: call)] = record.output
+            records[call] = record
         }
-        guard let output = values[model.outputs[0].layer] else { throw .badInput(name: "(model)", reason: "no output") }
+        let outputRef = TensorRef(layer: model.outputs[0].layer, node: model.outputs[0].node)
+        guard let output = values[outputRef] else { throw .badInput(name: "(model)", reason: "no output") }
         // The loss is the mean over every row of the last axis (samples, and time steps of
         // sequence outputs), as Keras reduces it.
         let width = output.lastDimension
@@ -118,23 +120,36 @@ public struct Backpropagation {
             throw .badInput(name: "labels", reason: "label \(labels[bad]) at sample \(bad) is not a class index in 0…\(width - 1)")
         }
         let lossValue = loss.perSample(outputs: output.data, labels: labels, width: width).reduce(0.0) { $0 + Double($1) } / Double(max(rows, 1))
-        var gradients: [String: Tensor] = [model.outputs[0].layer: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width))]
+        var gradients: [TensorRef: Tensor] = [outputRef: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width))]
         var weightGradients: [String: [Float]] = [:]
         var stateUpdates: [String: [Float]] = [:]
-        for layer in model.layers.reversed() where !layer.inbound.isEmpty {
-            let record = records[layer.name]!
-            for (short, values) in record.stateUpdates { stateUpdates["\(layer.name)/\(short)"] = values }
-            guard let gradient = gradients[layer.name] else { continue }
+        // Backward in reverse call order. A shared layer's calls each add their weight gradients
+        // (one set of weights, used several times); its state updates are those of its last call.
+        for call in executor.calls.reversed() where !model.layers[call.layer].inbound.isEmpty {
+            let layer = model.layers[call.layer]
+            let record = records[call]!
+            if call.node == layer.inbound.count - 1 {
+                for (short, values) in record.stateUpdates { stateUpdates["\(layer.name)/\(short)"] = values }
+            }
+            guard let gradient = gradients[model.output(of: call)] else { continue }
             let op = executor.ops[layer.name] as! any TrainableOp
             let result = try op.backward(gradient, record)
-            for (short, grad) in result.weights { weightGradients["\(layer.name)/\(short)"] = grad }
-            for (ref, grad) in zip(layer.inbound[0], result.inputs) {
-                guard let grad else { continue }
-                if var existing = gradients[ref.layer] {
-                    for i in existing.data.indices { existing.data[i] += grad.data[i] }
-                    gradients[ref.layer] = existing
+            for (short, grad) in result.weights {
+                let name = "\(layer.name)/\(short)"
+                if var existing = weightGradients[name] {
+                    for i in existing.indices { existing[i] += grad[i] }
+                    weightGradients[name] = existing
                 } else {
-                    gradients[ref.layer] = grad
+                    weightGradients[name] = grad
+                }
+            }
+            for (ref, grad) in zip(model.inputs(of: call), result.inputs) {
+                guard let grad else { continue }
+                if var existing = gradients[ref] {
+                    for i in existing.data.indices { existing.data[i] += grad.data[i] }
+                    gradients[ref] = existing
+                } else {
+                    gradients[ref] = grad
                 }
             }
         }
