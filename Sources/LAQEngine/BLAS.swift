@@ -20,3 +20,14 @@ enum BLAS {
             accumulate ? 1 : 0, c, Int32(ldc ?? n))
     }
 }
+
+/// OpenBLAS' worker threads, for programs that run other work before (or instead of) products.
+public enum BLASThreads {
+    /// Stops OpenBLAS' idle workers. Its pthread build starts them when the library loads, and
+    /// each spins (sched_yield) for about 2^28 cycles, some 0.1 s, before it sleeps: long
+    /// enough to take a core from a command's first 0.1 s, such as a whole import. The next
+    /// threaded product starts them again. Returns false where the OpenBLAS build has no such
+    /// threads (OpenMP).
+    @discardableResult
+    public static func stopIdle() -> Bool { laq_blas_stop_idle_threads() == 0 }
+}

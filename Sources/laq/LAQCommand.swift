@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LAQEngine
 import LAQFormat
 
 /// The `laq` command line. Exit codes (also in README):
@@ -22,6 +23,9 @@ struct LAQCommand: ParsableCommand {
     )
 
     static func main() {
+        // OpenBLAS' workers, started when it loaded, would spin on the second core through the
+        // first 0.1 s of every command; commands that multiply start them again.
+        BLASThreads.stopIdle()
         do {
             var command = try parseAsRoot()
             try command.run()
