@@ -1,4 +1,4 @@
-// Dot-plane kernels: binary and ternary products with int8 activations (layout in
+// Dot-plane kernels: plane-matrix products with int8 activations (layout in
 // include/laq_kernels.h). Per plane, the plane bits become 0/1 bytes and a 4-way u8·s8 dot
 // product adds the activations of the plane's rows into 32-bit sums (VPDPBUSD on AVX-512 VNNI,
 // plain loops otherwise); the sums are exact, and one scalar combination turns them into
@@ -57,8 +57,8 @@ static void sums_scalar(const int8_t *q, long k4, const uint64_t *w, int planes,
 #if defined(__x86_64__)
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
 sums_vnni_p(const int8_t *q, long k4, const uint64_t *w, const int planes, int32_t *sums) {
-    __m512i acc[2][4];
-    for (int p = 0; p < 2; p++)
+    __m512i acc[LAQ_MAX_PLANES][4];
+    for (int p = 0; p < planes; p++)
         for (int s = 0; s < 4; s++) acc[p][s] = _mm512_setzero_si512();
     const __m512i ones = _mm512_set1_epi8(1);
     for (long g = 0; g < k4; g++) {
@@ -78,16 +78,20 @@ sums_vnni_p(const int8_t *q, long k4, const uint64_t *w, const int planes, int32
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void sums_vnni(const int8_t *q, long k4, const uint64_t *w,
                                                                           int planes, int32_t *sums) {
-    if (planes == 1) sums_vnni_p(q, k4, w, 1, sums);
-    else sums_vnni_p(q, k4, w, 2, sums);
+    switch (planes) {
+    case 1: sums_vnni_p(q, k4, w, 1, sums); break;
+    case 2: sums_vnni_p(q, k4, w, 2, sums); break;
+    case 3: sums_vnni_p(q, k4, w, 3, sums); break;
+    default: sums_vnni_p(q, k4, w, 4, sums); break;
+    }
 }
 #endif
 
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
-                             const uint64_t *planes, int plane_count, const float *levels,
+                             const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa) {
-    const long npad = (n + 63) / 64 * 64;
-    int32_t sums[2 * 64] __attribute__((aligned(64)));
+    const float *levels = sum_levels;
+    int32_t sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * plane_count * 4;
@@ -98,30 +102,31 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 #endif
                 sums_scalar(q, k4, w, plane_count, sums);
         }
+        const float *lv = levels + b * (plane_count + 1) * 64;
         for (long j = 0; j < width; j++) {
             int32_t rest = total;
             float y = 0;
             for (int p = 0; p < plane_count; p++) {
                 rest -= sums[p * 64 + j];
-                y += levels[(p + 1) * npad + first + j] * (float)sums[p * 64 + j];
+                y += lv[(p + 1) * 64 + j] * (float)sums[p * 64 + j];
             }
-            y = scale * (levels[first + j] * (float)rest + y);
+            y = scale * (lv[j] * (float)rest + y);
             c[first + j] = accumulate ? c[first + j] + y : y;
         }
     }
     (void)isa;
 }
 
-void laq_dot_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out) {
-    const long npad = (n + 63) / 64 * 64, k4 = (k + 3) / 4;
+    const long k4 = (k + 3) / 4, codes = one_hot ? plane_count + 1 : 1L << plane_count;
     long row = n > 0 ? start / n : 0, column = n > 0 ? start % n : 0;
     for (long i = 0; i < count; i++) {
         const long b = column / 64, s = (column % 64) / 16, j = column % 16, g = row / 4, r = row % 4;
         int code = 0;
         for (int p = 0; p < plane_count; p++)
-            if ((planes[((b * k4 + g) * plane_count + p) * 4 + s] >> (4 * j + r)) & 1) code = p + 1;
-        out[i] = levels[code * npad + column];
+            if ((planes[((b * k4 + g) * plane_count + p) * 4 + s] >> (4 * j + r)) & 1) code = one_hot ? p + 1 : code | 1 << p;
+        out[i] = levels[(b * codes + code) * 64 + column % 64];
         if (++column == n) { column = 0; row++; }
     }
 }

@@ -1,7 +1,10 @@
 // Plane-matrix kernels (see include/laq_kernels.h for the layout). Each block of 64 output
-// columns keeps its accumulators in registers while it streams its rows' plane words; each
-// term is x_k · level, the level chosen per lane by the plane bits (masked moves on AVX-512,
-// sign-bit blends on AVX2, a branch-free select in scalar code).
+// columns keeps its accumulators in registers while it streams its rows' plane words.
+//
+// SIMD kernels sum: S_p[j] = Σ_{k: plane p has bit (k, j)} x[k] (a masked add per plane and 16
+// lanes on AVX-512, a sign-bit blend and an add per 8 lanes on AVX2), then combine per column
+// with the sum levels L (header): y[j] = L₀[j]·(T − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j], T = Σ x.
+// The scalar kernel is the reference: each term x[k]·level[code(k, j)], selected by code.
 #include "laq_kernels.h"
 
 #include <string.h>
@@ -29,18 +32,34 @@ int laq_kernels_best_isa(void) {
     return LAQ_ISA_SCALAR;
 }
 
-// One block: dst[0..64) (+)= Σ_k x[k] · level(k, j). `w` points at the block's first word,
-// `lv` at levels[0·npad + 64·b].
-static inline __attribute__((always_inline)) void block_scalar(const float *x, long k, const uint64_t *w, int planes,
-                                                               const float *lv, long npad, float *dst) {
+
+// The code of column j (0…63) of one row's plane words `w` (P words).
+static inline int code_at(const uint64_t *w, int planes, int one_hot, int j) {
+    int code = 0;
+    for (int p = 0; p < planes; p++)
+        if ((w[p] >> j) & 1) code = one_hot ? p + 1 : code | 1 << p;
+    return code;
+}
+
+// dst[0..64) += Σ_k x[k] · lv[code(k, j)·stride + j], zeros of x skipped.
+static void block_scalar(const float *x, long k, const uint64_t *w, int planes, int one_hot,
+                         const float *lv, long stride, float *dst) {
     for (long row = 0; row < k; row++) {
         const float xv = x[row];
         if (xv == 0) continue;
-        const uint64_t p0 = planes > 0 ? w[row * planes] : 0, p1 = planes > 1 ? w[row * planes + 1] : 0;
-        for (int j = 0; j < 64; j++) {
-            const int code = (int)((p0 >> j) & 1) + 2 * (int)((p1 >> j) & 1);
-            dst[j] += xv * lv[code * npad + j];
+        for (int j = 0; j < 64; j++) dst[j] += xv * lv[code_at(w + row * planes, planes, one_hot, j) * stride + j];
+    }
+}
+
+// dst[j] += L₀[j]·(T − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j] for one block (sums: P × 64).
+static void combine(const float *sums, int planes, float total, const float *sl, long stride, float *dst) {
+    for (int j = 0; j < 64; j++) {
+        float rest = total, y = 0;
+        for (int p = 0; p < planes; p++) {
+            rest -= sums[64 * p + j];
+            y += sl[(p + 1) * stride + j] * sums[64 * p + j];
         }
+        dst[j] += sl[j] * rest + y;
     }
 }
 
@@ -48,157 +67,199 @@ static inline __attribute__((always_inline)) void block_scalar(const float *x, l
 #define AVX512 __attribute__((target("avx512f,fma"), always_inline)) static inline
 #define AVX2 __attribute__((target("avx2,fma"), always_inline)) static inline
 
-// AVX-512 sums instead of selecting: S_p[j] = Σ_{k: code(k, j) = p + 1} x[k] by one masked add
-// per plane and 16 lanes (masks loaded straight from the word: bits 16q… are its q-th 16-bit
-// piece, little-endian), then dst[j] (+)= l0[j]·(T − Σ_p S_p[j]) + Σ_p l_{p+1}[j]·S_p[j] with
-// T = Σ_k x[k]. Levels are finite, so the l0 term vanishes exactly when l0 = 0: the caller
-// numbers codes so that a zero level, when there is one, is code 0.
-// Rows of A are taken two at a time (R = 2) so that each mask load serves both.
+// Masks are loaded straight from the words (little-endian: bits 16q… are a word's q-th 16-bit
+// piece). Odd planes sum by masked multiply-adds of x·1 (exact), issued to the FMA pipes while
+// even planes' masked adds take the adder pipes; the barrier keeps the compiler from turning
+// them back into adds. Rows of A are taken two at a time when P ≤ 2, so that each mask load
+// serves both.
 AVX512 void block_avx512_p(const float *x, long lda, const int rows_a, long k, const uint64_t *w, const int planes,
-                           const float *lv, long npad, const float *total, float *dst, long ldd) {
-    __m512 s0[2][4], s1[2][4];
-    for (int r = 0; r < 2; r++)
-        for (int q = 0; q < 4; q++) s0[r][q] = s1[r][q] = _mm512_setzero_ps();
+                           const float *sl, long stride, const float *total, float *dst) {
+    __m512 s[2][LAQ_MAX_PLANES][4];
+    for (int r = 0; r < rows_a; r++)
+        for (int p = 0; p < planes; p++)
+            for (int q = 0; q < 4; q++) s[r][p][q] = _mm512_setzero_ps();
     if (planes > 0) {
-        // Plane 1 sums by masked multiply-adds of x·1 (exact): they issue to the FMA pipes while
-        // plane 0's masked adds take the adder pipes. The barrier keeps the compiler from turning
-        // them back into adds.
         __m512 one = _mm512_set1_ps(1.0f);
         __asm__("" : "+v"(one));
         for (long row = 0; row < k; row++) {
             __m512 xs[2];
             for (int r = 0; r < rows_a; r++) xs[r] = _mm512_set1_ps(x[r * lda + row]);
-            const __mmask16 *m0 = (const __mmask16 *)(w + row * planes), *m1 = m0 + 4;
-            for (int q = 0; q < 4; q++) {
-                const __mmask16 k0 = _load_mask16((__mmask16 *)m0 + q);
-                const __mmask16 k1 = planes > 1 ? _load_mask16((__mmask16 *)m1 + q) : 0;
-                for (int r = 0; r < rows_a; r++) {
-                    s0[r][q] = _mm512_mask_add_ps(s0[r][q], k0, s0[r][q], xs[r]);
-                    if (planes > 1) s1[r][q] = _mm512_mask3_fmadd_ps(xs[r], one, s1[r][q], k1);
+            const __mmask16 *m = (const __mmask16 *)(w + row * planes);
+            for (int q = 0; q < 4; q++)
+                for (int p = 0; p < planes; p++) {
+                    const __mmask16 mask = _load_mask16((__mmask16 *)m + 4 * p + q);
+                    for (int r = 0; r < rows_a; r++)
+                        s[r][p][q] = p % 2 == 0 ? _mm512_mask_add_ps(s[r][p][q], mask, s[r][p][q], xs[r])
+                                                : _mm512_mask3_fmadd_ps(xs[r], one, s[r][p][q], mask);
                 }
-            }
         }
     }
     for (int r = 0; r < rows_a; r++) {
         const __m512 t = _mm512_set1_ps(total[r]);
         for (int q = 0; q < 4; q++) {
-            const __m512 rest = _mm512_sub_ps(_mm512_sub_ps(t, s0[r][q]), s1[r][q]);
-            __m512 y = _mm512_mul_ps(_mm512_loadu_ps(lv + 16 * q), rest);
-            if (planes > 0) y = _mm512_fmadd_ps(_mm512_loadu_ps(lv + npad + 16 * q), s0[r][q], y);
-            if (planes > 1) y = _mm512_fmadd_ps(_mm512_loadu_ps(lv + 2 * npad + 16 * q), s1[r][q], y);
-            float *d = dst + r * ldd + 16 * q;
+            __m512 rest = t, y = _mm512_setzero_ps();
+            for (int p = 0; p < planes; p++) {
+                rest = _mm512_sub_ps(rest, s[r][p][q]);
+                y = _mm512_fmadd_ps(_mm512_loadu_ps(sl + (p + 1) * stride + 16 * q), s[r][p][q], y);
+            }
+            y = _mm512_fmadd_ps(_mm512_loadu_ps(sl + 16 * q), rest, y);
+            float *d = dst + 64 * r + 16 * q;
             _mm512_storeu_ps(d, _mm512_add_ps(_mm512_loadu_ps(d), y));
         }
     }
 }
 
 __attribute__((target("avx512f,fma"))) static void block_avx512(const float *x, long lda, int rows_a, long k, const uint64_t *w,
-                                                               int planes, const float *lv, long npad, const float *total,
+                                                               int planes, const float *sl, long stride, const float *total,
                                                                float *dst) {
-    if (rows_a == 2) {
-        switch (planes) {
-        case 0: block_avx512_p(x, lda, 2, k, w, 0, lv, npad, total, dst, 64); break;
-        case 1: block_avx512_p(x, lda, 2, k, w, 1, lv, npad, total, dst, 64); break;
-        default: block_avx512_p(x, lda, 2, k, w, 2, lv, npad, total, dst, 64); break;
-        }
-    } else {
-        switch (planes) {
-        case 0: block_avx512_p(x, lda, 1, k, w, 0, lv, npad, total, dst, 64); break;
-        case 1: block_avx512_p(x, lda, 1, k, w, 1, lv, npad, total, dst, 64); break;
-        default: block_avx512_p(x, lda, 1, k, w, 2, lv, npad, total, dst, 64); break;
-        }
+    switch (planes * 2 + (rows_a == 2)) {
+    case 0: block_avx512_p(x, lda, 1, k, w, 0, sl, stride, total, dst); break;
+    case 1: block_avx512_p(x, lda, 2, k, w, 0, sl, stride, total, dst); break;
+    case 2: block_avx512_p(x, lda, 1, k, w, 1, sl, stride, total, dst); break;
+    case 3: block_avx512_p(x, lda, 2, k, w, 1, sl, stride, total, dst); break;
+    case 4: block_avx512_p(x, lda, 1, k, w, 2, sl, stride, total, dst); break;
+    case 5: block_avx512_p(x, lda, 2, k, w, 2, sl, stride, total, dst); break;
+    case 6: block_avx512_p(x, lda, 1, k, w, 3, sl, stride, total, dst); break;
+    default: block_avx512_p(x, lda, 1, k, w, 4, sl, stride, total, dst); break;
     }
 }
 
-// Lane i of `sel` holds the plane bit of column 8·q + i in its sign bit.
-AVX2 __m256 select_avx2(__m256 a, __m256 b, uint64_t bits, int q) {
+// Lane i of the result holds bit 8·q + i of `bits` in its sign bit.
+AVX2 __m256 lane_bits(uint64_t bits, int q) {
     const __m256i shifts = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
     const __m256i word = _mm256_set1_epi32((int)(uint32_t)(bits >> (8 * q)));
-    return _mm256_blendv_ps(a, b, _mm256_castsi256_ps(_mm256_sllv_epi32(word, shifts)));
+    return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shifts));
 }
 
 AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int planes,
-                       const float *lv, long npad, float *dst) {
-    __m256 acc[8];
-    for (int q = 0; q < 8; q++) acc[q] = _mm256_loadu_ps(dst + 8 * q);
-    for (long row = 0; row < k; row++) {
-        const float xv = x[row];
-        if (xv == 0) continue;
-        const __m256 xs = _mm256_set1_ps(xv);
-        const uint64_t p0 = planes > 0 ? w[row * planes] : 0, p1 = planes > 1 ? w[row * planes + 1] : 0;
-        for (int q = 0; q < 8; q++) {
-            __m256 v = _mm256_loadu_ps(lv + 8 * q);
-            if (planes > 0) v = select_avx2(v, _mm256_loadu_ps(lv + npad + 8 * q), p0, q);
-            if (planes > 1) v = select_avx2(v, _mm256_loadu_ps(lv + 2 * npad + 8 * q), p1, q);
-            acc[q] = _mm256_fmadd_ps(xs, v, acc[q]);
+                       const float *sl, long stride, float total, float *dst) {
+    float sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(32)));
+    for (int p = 0; p < planes; p++) {
+        __m256 acc[8];
+        for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_ps();
+        const __m256 zero = _mm256_setzero_ps();
+        for (long row = 0; row < k; row++) {
+            const float xv = x[row];
+            const uint64_t bits = w[row * planes + p];
+            if (xv == 0 || bits == 0) continue;
+            const __m256 xs = _mm256_set1_ps(xv);
+            for (int q = 0; q < 8; q++) acc[q] = _mm256_add_ps(acc[q], _mm256_blendv_ps(zero, xs, lane_bits(bits, q)));
         }
+        for (int q = 0; q < 8; q++) _mm256_store_ps(sums + 64 * p + 8 * q, acc[q]);
     }
-    for (int q = 0; q < 8; q++) _mm256_storeu_ps(dst + 8 * q, acc[q]);
+    combine(sums, planes, total, sl, stride, dst);
 }
 
 __attribute__((target("avx2,fma"))) static void block_avx2(const float *x, long k, const uint64_t *w, int planes,
-                                                          const float *lv, long npad, float *dst) {
+                                                          const float *sl, long stride, float total, float *dst) {
     switch (planes) {
-    case 0: block_avx2_p(x, k, w, 0, lv, npad, dst); break;
-    case 1: block_avx2_p(x, k, w, 1, lv, npad, dst); break;
-    default: block_avx2_p(x, k, w, 2, lv, npad, dst); break;
+    case 0: block_avx2_p(x, k, w, 0, sl, stride, total, dst); break;
+    case 1: block_avx2_p(x, k, w, 1, sl, stride, total, dst); break;
+    case 2: block_avx2_p(x, k, w, 2, sl, stride, total, dst); break;
+    case 3: block_avx2_p(x, k, w, 3, sl, stride, total, dst); break;
+    default: block_avx2_p(x, k, w, 4, sl, stride, total, dst); break;
     }
 }
-#endif
 
-// One row of one block: dst[0..64) = level(row, j).
-static inline void select_scalar(const uint64_t *w, int planes, const float *lv, long npad, float *dst) {
-    const uint64_t p0 = planes > 0 ? w[0] : 0, p1 = planes > 1 ? w[1] : 0;
-    for (int j = 0; j < 64; j++) dst[j] = lv[((int)((p0 >> j) & 1) + 2 * (int)((p1 >> j) & 1)) * npad + j];
-}
-
-#if defined(__x86_64__)
-__attribute__((target("avx512f"))) static void select_avx512(const uint64_t *w, int planes, const float *lv, long npad, float *dst) {
+// One row of one block of a one-hot matrix: dst[0..64) = its levels (P ≤ 2).
+__attribute__((target("avx512f"))) static void select_avx512(const uint64_t *w, int planes, const float *lv, long stride, float *dst) {
     const uint64_t p0 = planes > 0 ? w[0] : 0, p1 = planes > 1 ? w[1] : 0;
     for (int q = 0; q < 4; q++) {
         __m512 v = _mm512_loadu_ps(lv + 16 * q);
-        if (planes > 0) v = _mm512_mask_mov_ps(v, (__mmask16)(p0 >> (16 * q)), _mm512_loadu_ps(lv + npad + 16 * q));
-        if (planes > 1) v = _mm512_mask_mov_ps(v, (__mmask16)(p1 >> (16 * q)), _mm512_loadu_ps(lv + 2 * npad + 16 * q));
+        if (planes > 0) v = _mm512_mask_mov_ps(v, (__mmask16)(p0 >> (16 * q)), _mm512_loadu_ps(lv + stride + 16 * q));
+        if (planes > 1) v = _mm512_mask_mov_ps(v, (__mmask16)(p1 >> (16 * q)), _mm512_loadu_ps(lv + 2 * stride + 16 * q));
         _mm512_storeu_ps(dst + 16 * q, v);
     }
 }
 
-__attribute__((target("avx2,fma"))) static void select_avx2_row(const uint64_t *w, int planes, const float *lv, long npad, float *dst) {
+// One row of one block of a bit-plane matrix: each lane's level chosen from the 2^P codes by a
+// tree of masked moves, bit 0 first (2^P − 1 moves per 16 lanes).
+AVX512 void select_bits_avx512_p(const uint64_t *w, const int planes, const float *lv, long stride, float *dst) {
+    for (int q = 0; q < 4; q++) {
+        __m512 candidates[1 << LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+        for (int code = 0; code < 1 << planes; code++) candidates[code] = _mm512_loadu_ps(lv + code * stride + 16 * q);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < planes; p++) {
+            const __mmask16 mask = (__mmask16)(w[p] >> (16 * q));
+#pragma clang loop unroll(full)
+            for (int i = 0; i < 1 << (planes - p - 1); i++)
+                candidates[i] = _mm512_mask_mov_ps(candidates[2 * i], mask, candidates[2 * i + 1]);
+        }
+        _mm512_storeu_ps(dst + 16 * q, candidates[0]);
+    }
+}
+
+__attribute__((target("avx512f,fma"))) static void select_bits_avx512(const uint64_t *w, int planes, const float *lv, long stride,
+                                                                      float *dst) {
+    switch (planes) {
+    case 1: select_bits_avx512_p(w, 1, lv, stride, dst); break;
+    case 2: select_bits_avx512_p(w, 2, lv, stride, dst); break;
+    case 3: select_bits_avx512_p(w, 3, lv, stride, dst); break;
+    default: select_bits_avx512_p(w, 4, lv, stride, dst); break;
+    }
+}
+
+AVX2 void select_bits_avx2_p(const uint64_t *w, const int planes, const float *lv, long stride, float *dst) {
+    for (int q = 0; q < 8; q++) {
+        __m256 candidates[1 << LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+        for (int code = 0; code < 1 << planes; code++) candidates[code] = _mm256_loadu_ps(lv + code * stride + 8 * q);
+#pragma clang loop unroll(full)
+        for (int p = 0; p < planes; p++) {
+            const __m256 mask = lane_bits(w[p], q);
+#pragma clang loop unroll(full)
+            for (int i = 0; i < 1 << (planes - p - 1); i++)
+                candidates[i] = _mm256_blendv_ps(candidates[2 * i], candidates[2 * i + 1], mask);
+        }
+        _mm256_storeu_ps(dst + 8 * q, candidates[0]);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void select_bits_avx2(const uint64_t *w, int planes, const float *lv, long stride,
+                                                                float *dst) {
+    switch (planes) {
+    case 1: select_bits_avx2_p(w, 1, lv, stride, dst); break;
+    case 2: select_bits_avx2_p(w, 2, lv, stride, dst); break;
+    case 3: select_bits_avx2_p(w, 3, lv, stride, dst); break;
+    default: select_bits_avx2_p(w, 4, lv, stride, dst); break;
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, int planes, const float *lv, long stride, float *dst) {
     const uint64_t p0 = planes > 0 ? w[0] : 0, p1 = planes > 1 ? w[1] : 0;
     for (int q = 0; q < 8; q++) {
         __m256 v = _mm256_loadu_ps(lv + 8 * q);
-        if (planes > 0) v = select_avx2(v, _mm256_loadu_ps(lv + npad + 8 * q), p0, q);
-        if (planes > 1) v = select_avx2(v, _mm256_loadu_ps(lv + 2 * npad + 8 * q), p1, q);
+        if (planes > 0) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + stride + 8 * q), lane_bits(p0, q));
+        if (planes > 1) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + 2 * stride + 8 * q), lane_bits(p1, q));
         _mm256_storeu_ps(dst + 8 * q, v);
     }
 }
 #endif
 
 // dst[r·64 + j] (+)= the block's product for rows r < rows_a (at most 2) of A.
-static void block_any(const float *x, long lda, int rows_a, long k, const uint64_t *w, int planes, const float *lv,
-                      long npad, const float *total, float *dst, int isa) {
+static void block_any(const float *x, long lda, int rows_a, long k, const uint64_t *w, int planes, int one_hot,
+                      const float *lv, const float *sl, long stride, const float *total, float *dst, int isa) {
 #if defined(__x86_64__)
-    if (isa >= LAQ_ISA_AVX512) { block_avx512(x, lda, rows_a, k, w, planes, lv, npad, total, dst); return; }
+    if (isa >= LAQ_ISA_AVX512) { block_avx512(x, lda, planes <= 2 ? rows_a : 1, k, w, planes, sl, stride, total, dst);
+        if (planes > 2 && rows_a == 2) block_avx512(x + lda, lda, 1, k, w, planes, sl, stride, total + 1, dst + 64);
+        return; }
 #endif
-    (void)total;
     for (int r = 0; r < rows_a; r++) {
 #if defined(__x86_64__)
-        if (isa >= LAQ_ISA_AVX2) { block_avx2(x + r * lda, k, w, planes, lv, npad, dst + 64 * r); continue; }
+        if (isa >= LAQ_ISA_AVX2) { block_avx2(x + r * lda, k, w, planes, sl, stride, total[r], dst + 64 * r); continue; }
 #endif
-        switch (planes) {
-        case 0: block_scalar(x + r * lda, k, w, 0, lv, npad, dst + 64 * r); break;
-        case 1: block_scalar(x + r * lda, k, w, 1, lv, npad, dst + 64 * r); break;
-        default: block_scalar(x + r * lda, k, w, 2, lv, npad, dst + 64 * r); break;
-        }
+        block_scalar(x + r * lda, k, w, planes, one_hot, lv, stride, dst + 64 * r);
     }
     (void)isa;
+    (void)sl;
 }
 
 void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
-                         const uint64_t *planes, int plane_count, const float *levels,
+                         const uint64_t *planes, int plane_count, int one_hot, const float *levels, const float *sum_levels,
                          float *c, long ldc, int accumulate,
                          long block_begin, long block_end, int isa) {
-    const long npad = (n + 63) / 64 * 64;
+    const long codes = one_hot ? plane_count + 1 : 1L << plane_count;
     float tile[2 * 64] __attribute__((aligned(64)));
     for (long r = 0; r < m; r += 2) {
         const int rows_a = m - r < 2 ? (int)(m - r) : 2;
@@ -213,44 +274,45 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
                 const long from = accumulate ? width : 0;
                 memset(tile + 64 * i + from, 0, (size_t)(64 - from) * sizeof(float));
             }
-            block_any(a + r * lda, lda, rows_a, k, planes + b * k * plane_count, plane_count, levels + first, npad, total,
-                      tile, isa);
+            block_any(a + r * lda, lda, rows_a, k, planes + b * k * plane_count, plane_count, one_hot, levels + b * codes * 64,
+                      sum_levels + b * (plane_count + 1) * 64, 64, total, tile, isa);
             for (int i = 0; i < rows_a; i++) memcpy(c + (r + i) * ldc + first, tile + 64 * i, (size_t)width * sizeof(float));
         }
     }
 }
 
-void laq_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                        long start, long count, float *out) {
-    const long npad = (n + 63) / 64 * 64;
+    const long codes = one_hot ? plane_count + 1 : 1L << plane_count;
     long row = n > 0 ? start / n : 0, column = n > 0 ? start % n : 0;
     for (long i = 0; i < count; i++) {
-        const long b = column / 64, j = column % 64;
-        const uint64_t *w = planes + (b * k + row) * plane_count;
-        int code = 0;
-        if (plane_count > 0) code += (int)((w[0] >> j) & 1);
-        if (plane_count > 1) code += 2 * (int)((w[1] >> j) & 1);
-        out[i] = levels[code * npad + column];
+        const uint64_t *w = planes + ((column / 64) * k + row) * plane_count;
+        out[i] = levels[((column / 64) * codes + code_at(w, plane_count, one_hot, (int)(column % 64))) * 64 + column % 64];
         if (++column == n) { column = 0; row++; }
     }
 }
 
-void laq_planes_decode_rows(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa) {
-    const long npad = (n + 63) / 64 * 64, blocks = npad / 64;
+    const long blocks = (n + 63) / 64, codes = one_hot ? plane_count + 1 : 1L << plane_count;
     float tile[64] __attribute__((aligned(64)));
-    for (long row = row_begin; row < row_end; row++) {
-        float *destination = out + (row - row_begin) * n;
-        for (long b = 0; b < blocks; b++) {
+    // Block by block, so that the block's levels (up to 16 codes × 64 columns, 4 KiB) stay in
+    // L1 while its rows are decoded; row by row, a wide matrix's tables stream from L2.
+    for (long b = 0; b < blocks; b++) {
+        for (long row = row_begin; row < row_end; row++) {
+            float *destination = out + (row - row_begin) * n;
             const long first = 64 * b, width = n - first < 64 ? n - first : 64;
             const uint64_t *w = planes + (b * k + row) * plane_count;
             float *dst = width == 64 ? destination + first : tile;
+            const float *lv = levels + b * codes * 64;
 #if defined(__x86_64__)
-            if (isa >= LAQ_ISA_AVX512) select_avx512(w, plane_count, levels + first, npad, dst);
-            else if (isa >= LAQ_ISA_AVX2) select_avx2_row(w, plane_count, levels + first, npad, dst);
+            if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX512) select_avx512(w, plane_count, lv, 64, dst);
+            else if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX2) select_avx2(w, plane_count, lv, 64, dst);
+            else if (!one_hot && isa >= LAQ_ISA_AVX512) select_bits_avx512(w, plane_count, lv, 64, dst);
+            else if (!one_hot && isa >= LAQ_ISA_AVX2) select_bits_avx2(w, plane_count, lv, 64, dst);
             else
 #endif
-                select_scalar(w, plane_count, levels + first, npad, dst);
+                for (int j = 0; j < 64; j++) dst[j] = lv[code_at(w, plane_count, one_hot, j) * 64 + j];
             if (width < 64) memcpy(destination + first, tile, (size_t)width * sizeof(float));
         }
     }

@@ -9,8 +9,8 @@ public struct Executor: Sendable {
     let calls: [LayerCall]
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
-    /// `activations`: the precision of the activations that packed binary and ternary kernels
-    /// multiply (``ActivationPrecision``); everything else runs in float32.
+    /// `activations`: the precision of the activations that packed binary, ternary and linear
+    /// m-bit kernels multiply (``ActivationPrecision``); everything else runs in float32.
     public init(model: Model, activations: ActivationPrecision = .float32) throws(EngineError) {
         do { try model.validate() } catch { throw .invalidModel(error.description) }
         self.model = model

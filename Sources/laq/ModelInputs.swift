@@ -73,7 +73,7 @@ struct LabelledDataKeys: ParsableArguments {
 /// How `run` and `eval` execute a model's packed kernels.
 struct ExecutionOptions: ParsableArguments {
     @Option(help: ArgumentHelp(
-        "Activations of binary and ternary products: float32, or int8 (each input row quantized on the fly, symmetric, max|x|/127, as ONNX Runtime's dynamic quantization; faster, approximate).",
+        "Activations of binary, ternary and linear m-bit products: float32, or int8 (each input row quantized on the fly, symmetric, max|x|/127, as ONNX Runtime's dynamic quantization; faster, approximate).",
         valueName: "precision"))
     var activations: ActivationPrecision = .float32
 }

@@ -105,7 +105,7 @@ import Testing
           arguments: ["k3_fmnist_mlp.h5", "k3_fmnist_cnn.keras", "k3_char_lstm.h5", "k3_branches.h5", "k3_conv1d.h5"])
     func packedModel(fixture: String) throws {
         let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
-        for method in [Method.lat2a, .laq(bits: 3, levels: .log, alpha: .exact)] {
+        for method in [Method.lat2a, .laq(bits: 3, levels: .log, alpha: .exact), .laq(bits: 3, levels: .linear, alpha: .exact)] {
             let perChannel = method != .lat2a
             let results = try ModelQuantizer.quantize(model, settings: QuantizationSettings(method: method, perChannel: perChannel))
             let writer = try model.laqWriter(provenance: [], includeOptimizer: false,

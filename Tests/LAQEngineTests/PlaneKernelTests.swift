@@ -14,20 +14,28 @@ import Testing
         var k: Int, n: Int, levelCount: Int, perColumn: Bool, zeroLevel: Bool
     }
 
-    static let cases: [Case] = [1, 2, 3].flatMap { levelCount in
+    /// One-hot planes (1–3 levels) and bit planes (4–16 affine levels).
+    static let cases: [Case] = [1, 2, 3, 4, 7, 8, 15, 16].flatMap { levelCount in
         [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)].flatMap { k, n in
             [false, true].flatMap { perColumn in
-                [false, true].map { Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0) }
+                (levelCount <= 3 ? [false, true] : [false]).map { Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0) }
             }
         }
     }
 
     /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
-    /// level is), which the planes renumber to code 0.
+    /// level is), which the planes renumber to code 0. More than 3 levels are affine in the
+    /// code, rounded to float32 as the quantizers' α·i/k are.
     static func matrix(_ item: Case, isa: Int32, seed: UInt64, int8: Bool = false) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
         var generator = SplitMix64(seed: seed)
         let tables = item.perColumn ? item.n : 1
         var levels = (0..<(tables * item.levelCount)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
+        if item.levelCount > 3 {
+            for table in 0..<tables {
+                let first = -Double(generator.next() % 1000) / 1000, step = Double(1 + generator.next() % 300) / 1000
+                for code in 0..<item.levelCount { levels[table * item.levelCount + code] = Float(first + Double(code) * step) }
+            }
+        }
         if item.zeroLevel { for table in 0..<tables { levels[table * item.levelCount + item.levelCount - 1] = 0 } }
         let codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
         let matrix = PlaneMatrix(rows: item.k, columns: item.n, levelCount: item.levelCount, levels: levels,
@@ -44,7 +52,7 @@ import Testing
         }
     }
 
-    @Test("products equal dequantize-then-multiply for every instruction set, 1–3 levels, per tensor and per channel, m = 1, 2, 3, 5")
+    @Test("products equal dequantize-then-multiply for every instruction set, one-hot (1–3 levels) and bit planes (4–16 affine levels), per tensor and per channel, m = 1, 2, 3, 5")
     func products() throws {
         for isa in Self.instructionSets {
             for (index, item) in Self.cases.enumerated() {
@@ -141,6 +149,20 @@ import Testing
         var c = [Float](repeating: 0, count: 5)
         a.withUnsafeBufferPointer { a in c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: 9, m: 1, into: $0.baseAddress!, ldc: 5, accumulate: false) } }
         #expect(c.allSatisfy { $0.isNaN })
+    }
+
+    @Test("bit planes take ⌈log₂ L⌉ bits per weight; levels that are not affine in the code get no planes")
+    func bitPlaneEligibility() throws {
+        let item = Case(k: 9, n: 70, levelCount: 7, perColumn: true, zeroLevel: false)
+        let (matrix, _, _) = try #require(Self.matrix(item, isa: PlaneMatrix.bestISA, seed: 3))
+        #expect(matrix.planeCount == 3 && !matrix.oneHot)
+        #expect(matrix.words.count == 2 * 9 * 3, "two blocks × 9 rows × 3 planes")
+        // Logarithmic levels (laq --levels log): {−1, −½, −¼, 0, ¼, ½, 1}.
+        let log: [Float] = [-1, -0.5, -0.25, 0, 0.25, 0.5, 1]
+        #expect(PlaneMatrix(rows: 2, columns: 2, levelCount: 7, levels: log, perColumn: false) { _, count, output in
+            for index in 0..<(count * 2) { output[index] = UInt8(index % 7) }
+            return true
+        } == nil)
     }
 
     @Test("a code out of range is refused, not laid into the planes")

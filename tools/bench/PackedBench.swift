@@ -2,8 +2,9 @@
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
 // binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
-// 3-bit per tensor; binary and ternary with int8 activations. Binary and ternary run on bit
-// planes (SIMD kernels; up to 16 rows of A, any number with int8 activations).
+// 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit with random levels
+// (as logarithmic ones: packed bytes); binary, ternary and 3-bit linear with int8 activations.
+// Plane matrices run on SIMD kernels for up to 16 rows of A, any number with int8 activations.
 import Foundation
 import LAQEngine
 import LAQExamples
@@ -13,6 +14,8 @@ struct PackedCase {
     var name: String
     var layout: CodebookLayout
     var activations: ActivationPrecision = .float32
+    /// Levels α·(2c/(L − 1) − 1), as `laq` linear and `rtn` write them (bit planes); otherwise random.
+    var linear = false
 }
 
 func packedBenchmark(size: Int, repeats: Int, json: Bool) {
@@ -23,7 +26,10 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         PackedCase(name: "binary, int8 activations", layout: .bits(1, levels: 2), activations: .int8),
         PackedCase(name: "ternary, int8 activations", layout: .base3(levels: 3), activations: .int8),
         PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
-        PackedCase(name: "3-bit (per tensor)", layout: .bits(3, levels: 7)),
+        PackedCase(name: "3-bit linear (per channel)", layout: .bits(3, levels: 7, axis: 1), linear: true),
+        PackedCase(name: "3-bit linear, int8 activations", layout: .bits(3, levels: 7, axis: 1), activations: .int8, linear: true),
+        PackedCase(name: "4-bit linear (per tensor)", layout: .bits(4, levels: 15), linear: true),
+        PackedCase(name: "3-bit log (per tensor)", layout: .bits(3, levels: 7)),
     ]
     var random = SeededGenerator(seed: 7)
     var rows: [[String: Any]] = []
@@ -33,7 +39,14 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
     }
     for item in cases {
         let tables = item.layout.axis == nil ? 1 : size
-        let levels = (0..<(tables * item.layout.levelCount)).map { _ in Float(Int(random.next() % 2001) - 1000) / 10_000 }
+        var levels = (0..<(tables * item.layout.levelCount)).map { _ in Float(Int(random.next() % 2001) - 1000) / 10_000 }
+        if item.linear {
+            let top = Double(item.layout.levelCount - 1)
+            for table in 0..<tables {
+                let alpha = Double(1 + random.next() % 1000) / 10_000
+                for code in 0..<item.layout.levelCount { levels[table * item.layout.levelCount + code] = Float(alpha * (2 * Double(code) / top - 1)) }
+            }
+        }
         let codes = (0..<(size * size)).map { _ in UInt8(random.next() % UInt64(item.layout.levelCount)) }
         let codebook = PackedCodebook(layout: item.layout, shape: [size, size], levels: levels, packed: item.layout.pack(codes))
         let packed = MatrixKernel(packed: codebook, activations: item.activations)!

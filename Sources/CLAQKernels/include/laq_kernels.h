@@ -1,15 +1,22 @@
 // laq's SIMD kernels: the one place LAQEngine runs hand-vectorised C.
 //
-// Plane matrices. A K×N matrix (row-major, the last axis the output) whose codes take at most
-// three values c ∈ {0, 1, 2} is held as P = L − 1 one-hot bit planes: plane p has bit (k, n)
-// set when code(k, n) = p + 1 (code 0 sets no bit). Planes are blocked by 64 output columns so
-// that a kernel streams them: the 64-bit word for block b, row k, plane p is at
+// Plane matrices. A K×N matrix (row-major, the last axis the output) of codes is held as P ≤ 4
+// bit planes, blocked by 64 output columns so that a kernel streams them: the 64-bit word for
+// block b, row k, plane p is at
 //     planes[(b·K + k)·P + p],   bit j ↔ column n = 64·b + j.
-// Columns past N (in the last block) have no bits set.
+// Columns past N (in the last block) have no bits set. Two kinds of planes:
+//   one-hot (`one_hot` = 1, L ≤ 3 codes): plane p marks the elements whose code is p + 1;
+//   bits (`one_hot` = 0): plane p holds bit p of each code (code = Σ_p 2^p · bit_p).
 //
-// Levels are given per column, level-major and padded to whole blocks:
-//     levels[c·Npad + n] = level of code c in column n,  Npad = 64·⌈N/64⌉,
-// so per-tensor tables are repeated across columns.
+// Levels are given per column, blocked like the planes so that a block's table is contiguous
+// (4 KiB at most: it stays in L1 while the block's rows stream):
+//     levels[(b·C + c)·64 + j] = level of code c in column n = 64·b + j,
+// with C = P + 1 codes for one-hot planes and 2^P for bits (codes that never occur and columns
+// past N: any finite value). Per-tensor tables are repeated across columns. The SIMD kernels
+// sum x over each plane and combine with sum levels L (C = P + 1, same layout):
+//     y[n] = L₀[n]·(Σ_k x[k] − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n],  S_p[n] = Σ_{k: bit_p(k, n)} x[k],
+// which is the product when L = levels (one-hot), or when levels are affine in the code,
+// level(c) = l₀ + c·step, and L₀ = l₀, L_{p+1} = l₀ + 2^p·step (bits).
 #ifndef LAQ_KERNELS_H
 #define LAQ_KERNELS_H
 
@@ -18,6 +25,9 @@
 #ifdef __cplusplus
 extern "C" {
 #endif
+
+/// The most planes a plane matrix has.
+#define LAQ_MAX_PLANES 4
 
 /// Instruction sets a kernel can use.
 enum {
@@ -30,22 +40,21 @@ enum {
 /// The best instruction set this CPU and its operating system support (CPUID and XGETBV).
 int laq_kernels_best_isa(void);
 
-/// C[r][n] = Σ_k A[r][k] · levels[code(k, n)][n] (+ C[r][n] when `accumulate`), for rows
-/// r < m and the columns of blocks [block_begin, block_end). The sum runs over k in order, one
-/// multiply-add per term (fused with AVX2 and AVX-512); zeros of A are skipped (their terms
-/// are ±0, the levels being finite).
-/// `isa` must be at most `laq_kernels_best_isa()`.
+/// C[r][n] = Σ_k A[r][k] · levels[code(k, n)][n] (+ C[r][n] when `accumulate`), for rows r < m
+/// and the columns of blocks [block_begin, block_end): with AVX2 and AVX-512 through the plane
+/// sums and `sum_levels`; in scalar code term by term over k in order, zeros of A skipped
+/// (their terms are ±0, the levels being finite). `isa` must be at most `laq_kernels_best_isa()`.
 void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
-                         const uint64_t *planes, int plane_count, const float *levels,
+                         const uint64_t *planes, int plane_count, int one_hot, const float *levels, const float *sum_levels,
                          float *c, long ldc, int accumulate,
                          long block_begin, long block_end, int isa);
 
 /// Rows [row_begin, row_end) of the matrix as floats, row-major: out[(r − row_begin)·N + n].
-void laq_planes_decode_rows(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
-void laq_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                        long start, long count, float *out);
 
 // Dot planes: the same one-hot planes for products with int8 activations, laid out for 4-way
@@ -58,15 +67,15 @@ void laq_planes_decode(const uint64_t *planes, int plane_count, long k, long n, 
 /// is all zero); total = Σ q. Returns 0, with q untouched, when x holds a NaN or infinity.
 int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total);
 
-/// c[n] (+)= scale · (l₀[n]·(total − Σ_p S_p[n]) + Σ_p l_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: plane p}
-/// q[k], for the columns of blocks [block_begin, block_end). The sums are exact int32, so every
-/// instruction set gives the same bits.
+/// c[n] (+)= scale · (L₀[n]·(total − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: bit_p(k, n)}
+/// q[k], with the sum levels L, for the columns of blocks [block_begin, block_end). The sums
+/// are exact int32, so every instruction set gives the same bits.
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
-                             const uint64_t *planes, int plane_count, const float *levels,
+                             const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
-void laq_dot_planes_decode(const uint64_t *planes, int plane_count, long k, long n, const float *levels,
+void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out);
 
 #ifdef __cplusplus

@@ -7,9 +7,10 @@ import LAQFormat
 /// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
 /// packed size plus one tile (4 MiB).
 ///
-/// Binary and ternary codes (L ≤ 3 levels) are re-laid at load as one-hot bit planes
-/// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
-/// larger ones decode row tiles from them. Other codes keep their packed bytes, and decoding is
+/// Binary and ternary codes (L ≤ 3 levels), and up to 16 levels affine in the code (linear
+/// m-bit), are re-laid at load as bit planes (``PlaneMatrix``) for the SIMD kernels: small
+/// batches multiply straight from the planes, larger ones decode row tiles from them. Other
+/// codes (logarithmic levels, more than 16 levels) keep their packed bytes, and decoding is
 /// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
 /// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
 /// go through the code table, then the column's level table.
@@ -27,13 +28,13 @@ struct PackedMatrix: @unchecked Sendable {
     let codeTable: [UInt8]
     /// byte → its levels (per-tensor tables only), when codesPerByte > 0.
     let levelTable: [Float]
-    /// The bit planes that replace `packed` when L ≤ 3.
+    /// The bit planes that replace `packed`, when the codes suit them.
     let planes: PlaneMatrix?
     /// Products with at most this many rows of A run on the planes; larger ones decode tiles
     /// for OpenBLAS (measured by `laq-bench --packed`).
     static let planeProductRows = 16
 
-    /// `activations`: `.int8` lays binary and ternary planes out for int8 activations, and every
+    /// `activations`: `.int8` lays planes out for int8 activations, and every
     /// product with them then runs on the planes.
     init?(_ codebook: PackedCodebook, activations: ActivationPrecision = .float32) {
         guard codebook.shape.count >= 1 else { return nil }
@@ -82,7 +83,8 @@ struct PackedMatrix: @unchecked Sendable {
                 levelTable = codeTable.map { Int($0) < layout.levelCount ? codebook.levels[Int($0)] : 0 }
             }
         }
-        if layout.levelCount <= 3 {
+        // Planes for binary and ternary codes, and for up to 16 affine levels (linear m-bit).
+        if layout.levelCount <= 16 {
             let (rows, columns, per) = (rows, columns, codesPerByte)
             planes = codebook.packed.withUnsafeBufferPointer { bytes in
                 codeTable.withUnsafeBufferPointer { table in
@@ -242,8 +244,8 @@ struct PackedMatrix: @unchecked Sendable {
 
     /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
     ///
-    /// - Binary and ternary W (bit planes) and at most `planeProductRows` rows of A: the plane
-    ///   kernels, two threads when large (no float copy of W at all).
+    /// - W on planes (binary, ternary, linear m-bit) and at most `planeProductRows` rows of A:
+    ///   the plane kernels, two threads when large (no float copy of W at all).
     /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
     /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an
     ///   OpenBLAS product accumulating into C.
@@ -395,7 +397,7 @@ public struct MatrixKernel: Sendable {
     public let columns: Int
 
     /// W from its packed codes; nil when its level tables are not per tensor or per last axis.
-    /// `activations`: see ``ActivationPrecision`` (binary and ternary W only).
+    /// `activations`: see ``ActivationPrecision`` (W on planes only).
     public init?(packed codebook: PackedCodebook, activations: ActivationPrecision = .float32) {
         guard let matrix = PackedMatrix(codebook, activations: activations) else { return nil }
         self.matrix = .packed(matrix)

@@ -1,50 +1,78 @@
 import CLAQKernels
 import Dispatch
 
-/// A K×N matrix with at most three levels per table (binary and ternary codes), held as one-hot
-/// bit planes for the SIMD kernels of `CLAQKernels`: plane p marks the elements whose (plane)
-/// code is p + 1, blocked by 64 output columns (the layout is in `laq_kernels.h`). That is
-/// L − 1 bits per weight: 2 for ternary (base-3 packing takes 1.6), 1 for binary.
+/// A K×N matrix of codes held as bit planes for the SIMD kernels of `CLAQKernels`, blocked by
+/// 64 output columns (the layout is in `laq_kernels.h`):
 ///
-/// A product streams each block's plane words once per pair of rows of A. With AVX-512 it sums
-/// x over each plane's elements (S_p, one masked add per 16 lanes) and combines per column:
-/// y = l₀·(Σx − Σ_p S_p) + Σ_p l_{p+1}·S_p, so per-tensor and per-channel tables cost the same;
-/// with AVX2 or scalar code each term's level is selected by the plane bits. No float copy of
-/// the matrix is made.
+/// - one-hot planes for L ≤ 3 levels (binary, ternary): plane p marks the elements whose
+///   (plane) code is p + 1: L − 1 bits per weight, 2 for ternary (base-3 packing takes 1.6);
+/// - bit planes for up to 16 levels that are affine in the code in every table,
+///   level(c) = l₀ + c·step (linear m-bit: `laq` linear, `dorefa`, `rtn`): plane p holds bit p
+///   of the code: ⌈log₂ L⌉ bits per weight, the packed size.
+///
+/// A product streams each block's plane words once per pair of rows of A. With AVX-512 or AVX2
+/// it sums x over each plane's elements (S_p, one masked add per 16 lanes on AVX-512) and
+/// combines per column, y = L₀·(Σx − Σ_p S_p) + Σ_p L_{p+1}·S_p (levels, or l₀ + 2^p·step for
+/// bit planes), so per-tensor and per-channel tables cost the same; scalar code selects each
+/// term's level. No float copy of the matrix is made.
 struct PlaneMatrix: @unchecked Sendable {
     let rows: Int
     let columns: Int
     let planeCount: Int
+    /// One-hot planes (L ≤ 3), or bit planes.
+    let oneHot: Bool
     /// The planes are dot planes, for int8 activations.
     let int8Activations: Bool
     /// (b·K + k)·P + p → the 64 bits of block b, row k, plane p.
     let words: [UInt64]
-    /// levels[c·Npad + n]: code c's level in column n; Npad = 64·⌈N/64⌉ (zero past N).
+    /// levels[(b·C + c)·64 + j]: code c's level in column 64·b + j, C = P + 1 codes (one-hot)
+    /// or 2^P (bit planes); zero past N and for codes that never occur.
     let columnLevels: [Float]
+    /// The sum levels L₀…L_P of the kernels' combination, same layout with C = P + 1.
+    let sumLevels: [Float]
     let isa: Int32
 
     /// The instruction set the kernels use on this machine.
     static let bestISA = laq_kernels_best_isa()
 
+    /// Levels within this fraction of the table's largest magnitude of l₀ + c·step count as
+    /// affine (float32 rounding of α·i/k).
+    static let affineTolerance = 1e-6
+
     var blockCount: Int { (columns + 63) / 64 }
 
+    /// nil when the codes suit neither kind of plane (more than 16 levels, or levels that are
+    /// not affine), or a code is out of range.
+    ///
     /// - Parameters:
-    ///   - levels: G × L float32 levels, G = 1 (per tensor) or `columns` (per column), L ≤ 3.
-    ///   - codes: writes the codes of rows `start ..< start + count` (row-major, each < L) into
-    ///     the buffer it is given; returns false when a code is out of range.
+    ///   - levels: G × L float32 levels, G = 1 (per tensor) or `columns` (per column).
     ///   - int8Activations: lay the planes out for products with int8 activations (see
     ///     ``ActivationPrecision``).
+    ///   - codes: writes the codes of rows `start ..< start + count` (row-major, each < L) into
+    ///     the buffer it is given; returns false when a code is out of range.
     init?(rows: Int, columns: Int, levelCount: Int, levels: [Float], perColumn: Bool, int8Activations: Bool = false,
           isa: Int32 = PlaneMatrix.bestISA, codes: (_ startRow: Int, _ rowCount: Int, UnsafeMutablePointer<UInt8>) -> Bool) {
-        guard (1...3).contains(levelCount), rows > 0, columns > 0,
-              levels.count == (perColumn ? columns : 1) * levelCount else { return nil }
-        let planeCount = levelCount - 1
-        let blocks = (columns + 63) / 64, padded = blocks * 64
-        // Planes number codes so that a level that is zero in every table, when there is one
-        // (ternary's middle level), is plane code 0, whose term the AVX-512 kernel derives as
-        // l₀·(Σx − Σ_p S_p): with l₀ = 0 that term is exactly 0.
         let tables = perColumn ? columns : 1
-        let zeroCode = (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0
+        guard (1...16).contains(levelCount), rows > 0, columns > 0, levels.count == tables * levelCount else { return nil }
+        let oneHot = levelCount <= 3
+        // Bit planes: each table's step, when its levels are affine in the code.
+        var steps: [Double] = []
+        if !oneHot {
+            for table in 0..<tables {
+                let row = levels[(table * levelCount)..<((table + 1) * levelCount)].map(Double.init)
+                let step = (row[levelCount - 1] - row[0]) / Double(levelCount - 1)
+                let scale = row.map(abs).max() ?? 0
+                guard row.indices.allSatisfy({ abs(row[$0] - (row[0] + Double($0) * step)) <= Self.affineTolerance * scale }) else { return nil }
+                steps.append(step)
+            }
+        }
+        let planeCount = oneHot ? levelCount - 1 : Int.bitWidth - (levelCount - 1).leadingZeroBitCount
+        guard planeCount <= Int(LAQ_MAX_PLANES) else { return nil }
+        let blocks = (columns + 63) / 64, padded = blocks * 64
+        // One-hot planes number codes so that a level that is zero in every table, when there
+        // is one (ternary's middle level), is plane code 0, whose term the SIMD kernels derive
+        // as L₀·(Σx − Σ_p S_p): with L₀ = 0 that term is exactly 0.
+        let zeroCode = oneHot ? (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0 : 0
         let planeCode: [Int] = (0..<levelCount).map { $0 == zeroCode ? 0 : $0 == 0 ? zeroCode : $0 }
         let groups = (rows + 3) / 4
         var words = [UInt64](repeating: 0, count: max(1, blocks * (int8Activations ? 4 * groups : rows) * planeCount))
@@ -62,11 +90,13 @@ struct PlaneMatrix: @unchecked Sendable {
                             guard Int(line[column]) < levelCount else { return false }
                             let code = planeCode[Int(line[column])]
                             guard code > 0 else { continue }
-                            if int8Activations {
-                                let word = (((column >> 6) * groups + row >> 2) * planeCount + code - 1) * 4 + (column & 63) >> 4
-                                words[word] |= 1 << UInt64(4 * (column & 15) + row & 3)
-                            } else {
-                                words[((column >> 6) * rows + row) * planeCount + code - 1] |= 1 << UInt64(column & 63)
+                            for plane in 0..<planeCount where oneHot ? plane == code - 1 : code >> plane & 1 == 1 {
+                                if int8Activations {
+                                    let word = (((column >> 6) * groups + row >> 2) * planeCount + plane) * 4 + (column & 63) >> 4
+                                    words[word] |= 1 << UInt64(4 * (column & 15) + row & 3)
+                                } else {
+                                    words[((column >> 6) * rows + row) * planeCount + plane] |= 1 << UInt64(column & 63)
+                                }
                             }
                         }
                     }
@@ -75,18 +105,32 @@ struct PlaneMatrix: @unchecked Sendable {
             }
             guard valid else { return nil }
         }
-        var columnLevels = [Float](repeating: 0, count: levelCount * padded)
-        for code in 0..<levelCount {
-            for column in 0..<columns {
-                columnLevels[planeCode[code] * padded + column] = levels[(perColumn ? column * levelCount : 0) + code]
+        let codeCount = oneHot ? planeCount + 1 : 1 << planeCount
+        var columnLevels = [Float](repeating: 0, count: codeCount * padded)
+        var sumLevels = [Float](repeating: 0, count: (planeCount + 1) * padded)
+        for column in 0..<columns {
+            let table = perColumn ? column : 0
+            let (block, lane) = (column >> 6, column & 63)
+            for code in 0..<levelCount {
+                columnLevels[(block * codeCount + planeCode[code]) * 64 + lane] = levels[table * levelCount + code]
+            }
+            let sums = (block * (planeCount + 1)) * 64 + lane
+            if oneHot {
+                for code in 0...planeCount { sumLevels[sums + code * 64] = columnLevels[(block * codeCount + code) * 64 + lane] }
+            } else {
+                let first = Double(levels[table * levelCount])
+                sumLevels[sums] = Float(first)
+                for plane in 0..<planeCount { sumLevels[sums + (plane + 1) * 64] = Float(first + Double(1 << plane) * steps[table]) }
             }
         }
         self.rows = rows
         self.columns = columns
+        self.oneHot = oneHot
         self.int8Activations = int8Activations
         self.planeCount = planeCount
         self.words = words
         self.columnLevels = columnLevels
+        self.sumLevels = sumLevels
         self.isa = min(isa, Self.bestISA)
     }
 
@@ -100,11 +144,12 @@ struct PlaneMatrix: @unchecked Sendable {
         }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
-                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!)
+              sumLevels.withUnsafeBufferPointer { sums in
+                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: sums.baseAddress!)
                 let blocks = blockCount
                 let run: @Sendable (Int, Int) -> Void = { begin, end in
-                    laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), shared.levels,
-                                        shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
+                    laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), oneHot ? 1 : 0,
+                                        shared.levels, shared.sumLevels, shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
                 }
                 if m * rows * columns >= 1 << 20, blocks >= 2 {
                     let half = blocks / 2
@@ -114,6 +159,7 @@ struct PlaneMatrix: @unchecked Sendable {
                 } else {
                     run(0, blocks)
                 }
+              }
             }
         }
     }
@@ -124,7 +170,7 @@ struct PlaneMatrix: @unchecked Sendable {
         let groups = (rows + 3) / 4
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: 4 * groups) { q in
             words.withUnsafeBufferPointer { words in
-                columnLevels.withUnsafeBufferPointer { levels in
+                sumLevels.withUnsafeBufferPointer { levels in
                     for row in 0..<m {
                         var scale: Float = 0
                         var total: Int32 = 0
@@ -133,12 +179,12 @@ struct PlaneMatrix: @unchecked Sendable {
                             output.update(repeating: .nan, count: columns)
                             continue
                         }
-                        let shared = Shared(a: a, c: output, words: words.baseAddress!, levels: levels.baseAddress!)
+                        let shared = Shared(a: a, c: output, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
                         let quantized = QuantizedRow(q: q.baseAddress!)
                         let (scaleValue, totalValue) = (scale, total)
                         let run: @Sendable (Int, Int) -> Void = { begin, end in
                             laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
-                                                    shared.levels, shared.c, accumulate ? 1 : 0, begin, end, isa)
+                                                    shared.sumLevels, shared.c, accumulate ? 1 : 0, begin, end, isa)
                         }
                         let blocks = blockCount
                         if rows * columns >= 1 << 21, blocks >= 2 {
@@ -162,7 +208,7 @@ struct PlaneMatrix: @unchecked Sendable {
         }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
-                laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!,
+                laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!,
                                        start, start + count, output, isa)
             }
         }
@@ -173,9 +219,9 @@ struct PlaneMatrix: @unchecked Sendable {
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
                 if int8Activations {
-                    laq_dot_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+                    laq_dot_planes_decode(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!, start, count, output)
                 } else {
-                    laq_planes_decode(words.baseAddress!, Int32(planeCount), rows, columns, levels.baseAddress!, start, count, output)
+                    laq_planes_decode(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!, start, count, output)
                 }
             }
         }
@@ -189,6 +235,7 @@ private struct Shared: @unchecked Sendable {
     let c: UnsafeMutablePointer<Float>
     let words: UnsafePointer<UInt64>
     let levels: UnsafePointer<Float>
+    let sumLevels: UnsafePointer<Float>
 }
 
 /// One row of A quantized to int8, read by both threads of a product.
@@ -197,15 +244,15 @@ private struct QuantizedRow: @unchecked Sendable {
     init(q: UnsafeMutablePointer<Int8>) { self.q = UnsafePointer(q) }
 }
 
-/// The precision of the activations that binary and ternary products (the bit-plane kernels)
-/// multiply.
+/// The precision of the activations that products with plane matrices (binary, ternary and
+/// linear m-bit kernels) multiply.
 ///
 /// - `float32`: as given; the products are float32 sums (the default).
 /// - `int8`: each row x of A is quantized on the fly, symmetric and per row, as ONNX Runtime's
 ///   dynamic quantization and bitnet.cpp do: s = max|x| / 127, q = round(x / s), and
-///   y[n] = s · Σ_k q[k] · W[k, n] with the sums over each level's rows exact in int32. Each
+///   y[n] = s · Σ_k q[k] · W[k, n] with the sums over each plane's rows exact in int32. Each
 ///   input deviates from x by at most s/2, so |Δy[n]| ≤ (s/2) · Σ_k |W[k, n]|. Other layers,
-///   and other kernels, stay float32.
+///   and other kernels (logarithmic levels), stay float32.
 public enum ActivationPrecision: String, Sendable, CaseIterable {
     case float32
     case int8

@@ -13,7 +13,7 @@ struct OpContext {
     let weights: [String: Weight]
     /// Keras ≥ 3 saved the model (hard_sigmoid differs).
     let keras3: Bool
-    /// The precision of the activations packed binary and ternary kernels multiply.
+    /// The precision of the activations packed plane kernels multiply.
     var activations: ActivationPrecision = .float32
 
     var config: JSONValue { layer.config }
