@@ -119,7 +119,7 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out) {
-    const long k4 = (k + 3) / 4, codes = one_hot ? plane_count + 1 : 1L << plane_count;
+    const long k4 = (k + 3) / 4, codes = one_hot ? plane_count + 1 : 1L << plane_count;  // no signed dot planes
     long row = n > 0 ? start / n : 0, column = n > 0 ? start % n : 0;
     for (long i = 0; i < count; i++) {
         const long b = column / 64, s = (column % 64) / 16, j = column % 16, g = row / 4, r = row % 4;

@@ -33,21 +33,35 @@ int laq_kernels_best_isa(void) {
 }
 
 
-// The code of column j (0…63) of one row's plane words `w` (P words).
-static inline int code_at(const uint64_t *w, int planes, int one_hot, int j) {
+// The level of column j (0…63) from one row's plane words `w` (P words) and its block's table
+// `lv` (rows `stride` apart).
+static inline float level_at(const uint64_t *w, int planes, int kind, const float *lv, long stride, int j) {
+    if (kind == LAQ_PLANES_SIGNED) {
+        int magnitude = 0;
+        for (int p = 1; p < planes; p++)
+            if ((w[p] >> j) & 1) magnitude = p;
+        const float v = lv[magnitude * stride + j];
+        return (w[0] >> j) & 1 ? -v : v;
+    }
     int code = 0;
     for (int p = 0; p < planes; p++)
-        if ((w[p] >> j) & 1) code = one_hot ? p + 1 : code | 1 << p;
-    return code;
+        if ((w[p] >> j) & 1) code = kind == LAQ_PLANES_ONE_HOT ? p + 1 : code | 1 << p;
+    return lv[code * stride + j];
 }
 
-// dst[0..64) += Σ_k x[k] · lv[code(k, j)·stride + j], zeros of x skipped.
-static void block_scalar(const float *x, long k, const uint64_t *w, int planes, int one_hot,
+// Rows of a block's level table: P + 1 codes (one-hot), 2^P (bits), P (signed: 0 and the
+// magnitudes).
+static inline long table_rows(int planes, int kind) {
+    return kind == LAQ_PLANES_ONE_HOT ? planes + 1 : kind == LAQ_PLANES_SIGNED ? planes : 1L << planes;
+}
+
+// dst[0..64) += Σ_k x[k] · level(k, j), zeros of x skipped.
+static void block_scalar(const float *x, long k, const uint64_t *w, int planes, int kind,
                          const float *lv, long stride, float *dst) {
     for (long row = 0; row < k; row++) {
         const float xv = x[row];
         if (xv == 0) continue;
-        for (int j = 0; j < 64; j++) dst[j] += xv * lv[code_at(w + row * planes, planes, one_hot, j) * stride + j];
+        for (int j = 0; j < 64; j++) dst[j] += xv * level_at(w + row * planes, planes, kind, lv, stride, j);
     }
 }
 
@@ -73,7 +87,7 @@ static void combine(const float *sums, int planes, float total, const float *sl,
 // them back into adds. Rows of A are taken two at a time when P ≤ 2, so that each mask load
 // serves both.
 AVX512 void block_avx512_p(const float *x, long lda, const int rows_a, long k, const uint64_t *w, const int planes,
-                           const float *sl, long stride, const float *total, float *dst) {
+                           const int sign, const float *sl, long stride, const float *total, float *dst) {
     __m512 s[2][LAQ_MAX_PLANES][4];
     for (int r = 0; r < rows_a; r++)
         for (int p = 0; p < planes; p++)
@@ -85,13 +99,19 @@ AVX512 void block_avx512_p(const float *x, long lda, const int rows_a, long k, c
             __m512 xs[2];
             for (int r = 0; r < rows_a; r++) xs[r] = _mm512_set1_ps(x[r * lda + row]);
             const __mmask16 *m = (const __mmask16 *)(w + row * planes);
-            for (int q = 0; q < 4; q++)
-                for (int p = 0; p < planes; p++) {
+            for (int q = 0; q < 4; q++) {
+                // Signed planes: plane 0 negates x where it is set, and is not summed itself.
+                __m512 v[2];
+                const __mmask16 negative = sign ? _load_mask16((__mmask16 *)m + q) : 0;
+                for (int r = 0; r < rows_a; r++)
+                    v[r] = sign ? _mm512_mask_sub_ps(xs[r], negative, _mm512_setzero_ps(), xs[r]) : xs[r];
+                for (int p = sign ? 1 : 0; p < planes; p++) {
                     const __mmask16 mask = _load_mask16((__mmask16 *)m + 4 * p + q);
                     for (int r = 0; r < rows_a; r++)
-                        s[r][p][q] = p % 2 == 0 ? _mm512_mask_add_ps(s[r][p][q], mask, s[r][p][q], xs[r])
-                                                : _mm512_mask3_fmadd_ps(xs[r], one, s[r][p][q], mask);
+                        s[r][p][q] = p % 2 == 0 ? _mm512_mask_add_ps(s[r][p][q], mask, s[r][p][q], v[r])
+                                                : _mm512_mask3_fmadd_ps(v[r], one, s[r][p][q], mask);
                 }
+            }
         }
     }
     for (int r = 0; r < rows_a; r++) {
@@ -109,18 +129,27 @@ AVX512 void block_avx512_p(const float *x, long lda, const int rows_a, long k, c
     }
 }
 
+// Rows of A in pairs only with P ≤ 2 (the accumulators of two rows fill the registers).
 __attribute__((target("avx512f,fma"))) static void block_avx512(const float *x, long lda, int rows_a, long k, const uint64_t *w,
-                                                               int planes, const float *sl, long stride, const float *total,
-                                                               float *dst) {
+                                                               int planes, int sign, const float *sl, long stride,
+                                                               const float *total, float *dst) {
+    if (sign) {
+        switch (planes) {
+        case 2: block_avx512_p(x, lda, 1, k, w, 2, 1, sl, stride, total, dst); break;
+        case 3: block_avx512_p(x, lda, 1, k, w, 3, 1, sl, stride, total, dst); break;
+        default: block_avx512_p(x, lda, 1, k, w, 4, 1, sl, stride, total, dst); break;
+        }
+        return;
+    }
     switch (planes * 2 + (rows_a == 2)) {
-    case 0: block_avx512_p(x, lda, 1, k, w, 0, sl, stride, total, dst); break;
-    case 1: block_avx512_p(x, lda, 2, k, w, 0, sl, stride, total, dst); break;
-    case 2: block_avx512_p(x, lda, 1, k, w, 1, sl, stride, total, dst); break;
-    case 3: block_avx512_p(x, lda, 2, k, w, 1, sl, stride, total, dst); break;
-    case 4: block_avx512_p(x, lda, 1, k, w, 2, sl, stride, total, dst); break;
-    case 5: block_avx512_p(x, lda, 2, k, w, 2, sl, stride, total, dst); break;
-    case 6: block_avx512_p(x, lda, 1, k, w, 3, sl, stride, total, dst); break;
-    default: block_avx512_p(x, lda, 1, k, w, 4, sl, stride, total, dst); break;
+    case 0: block_avx512_p(x, lda, 1, k, w, 0, 0, sl, stride, total, dst); break;
+    case 1: block_avx512_p(x, lda, 2, k, w, 0, 0, sl, stride, total, dst); break;
+    case 2: block_avx512_p(x, lda, 1, k, w, 1, 0, sl, stride, total, dst); break;
+    case 3: block_avx512_p(x, lda, 2, k, w, 1, 0, sl, stride, total, dst); break;
+    case 4: block_avx512_p(x, lda, 1, k, w, 2, 0, sl, stride, total, dst); break;
+    case 5: block_avx512_p(x, lda, 2, k, w, 2, 0, sl, stride, total, dst); break;
+    case 6: block_avx512_p(x, lda, 1, k, w, 3, 0, sl, stride, total, dst); break;
+    default: block_avx512_p(x, lda, 1, k, w, 4, 0, sl, stride, total, dst); break;
     }
 }
 
@@ -131,10 +160,11 @@ AVX2 __m256 lane_bits(uint64_t bits, int q) {
     return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shifts));
 }
 
-AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int planes,
+AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int planes, const int sign,
                        const float *sl, long stride, float total, float *dst) {
     float sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(32)));
-    for (int p = 0; p < planes; p++) {
+    if (sign) memset(sums, 0, 64 * sizeof(float));  // the sign plane sums nothing
+    for (int p = sign ? 1 : 0; p < planes; p++) {
         __m256 acc[8];
         for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_ps();
         const __m256 zero = _mm256_setzero_ps();
@@ -142,22 +172,26 @@ AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int plan
             const float xv = x[row];
             const uint64_t bits = w[row * planes + p];
             if (xv == 0 || bits == 0) continue;
-            const __m256 xs = _mm256_set1_ps(xv);
-            for (int q = 0; q < 8; q++) acc[q] = _mm256_add_ps(acc[q], _mm256_blendv_ps(zero, xs, lane_bits(bits, q)));
+            const __m256 xs = _mm256_set1_ps(xv), negative = _mm256_set1_ps(-xv);
+            const uint64_t signs = sign ? w[row * planes] : 0;
+            for (int q = 0; q < 8; q++) {
+                const __m256 v = sign ? _mm256_blendv_ps(xs, negative, lane_bits(signs, q)) : xs;
+                acc[q] = _mm256_add_ps(acc[q], _mm256_blendv_ps(zero, v, lane_bits(bits, q)));
+            }
         }
         for (int q = 0; q < 8; q++) _mm256_store_ps(sums + 64 * p + 8 * q, acc[q]);
     }
     combine(sums, planes, total, sl, stride, dst);
 }
 
-__attribute__((target("avx2,fma"))) static void block_avx2(const float *x, long k, const uint64_t *w, int planes,
+__attribute__((target("avx2,fma"))) static void block_avx2(const float *x, long k, const uint64_t *w, int planes, int sign,
                                                           const float *sl, long stride, float total, float *dst) {
     switch (planes) {
-    case 0: block_avx2_p(x, k, w, 0, sl, stride, total, dst); break;
-    case 1: block_avx2_p(x, k, w, 1, sl, stride, total, dst); break;
-    case 2: block_avx2_p(x, k, w, 2, sl, stride, total, dst); break;
-    case 3: block_avx2_p(x, k, w, 3, sl, stride, total, dst); break;
-    default: block_avx2_p(x, k, w, 4, sl, stride, total, dst); break;
+    case 0: block_avx2_p(x, k, w, 0, 0, sl, stride, total, dst); break;
+    case 1: block_avx2_p(x, k, w, 1, 0, sl, stride, total, dst); break;
+    case 2: block_avx2_p(x, k, w, 2, sign, sl, stride, total, dst); break;
+    case 3: block_avx2_p(x, k, w, 3, sign, sl, stride, total, dst); break;
+    default: block_avx2_p(x, k, w, 4, sign, sl, stride, total, dst); break;
     }
 }
 
@@ -226,6 +260,27 @@ __attribute__((target("avx2,fma"))) static void select_bits_avx2(const uint64_t 
     }
 }
 
+// One row of one block of a signed-plane matrix: the magnitude by masked moves, then negated
+// where the sign plane is set.
+__attribute__((target("avx512f"))) static void select_signed_avx512(const uint64_t *w, int planes, const float *lv, long stride,
+                                                                    float *dst) {
+    for (int q = 0; q < 4; q++) {
+        __m512 v = _mm512_setzero_ps();
+        for (int p = 1; p < planes; p++)
+            v = _mm512_mask_mov_ps(v, (__mmask16)(w[p] >> (16 * q)), _mm512_loadu_ps(lv + p * stride + 16 * q));
+        _mm512_storeu_ps(dst + 16 * q, _mm512_mask_sub_ps(v, (__mmask16)(w[0] >> (16 * q)), _mm512_setzero_ps(), v));
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void select_signed_avx2(const uint64_t *w, int planes, const float *lv, long stride,
+                                                                  float *dst) {
+    for (int q = 0; q < 8; q++) {
+        __m256 v = _mm256_setzero_ps();
+        for (int p = 1; p < planes; p++) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + p * stride + 8 * q), lane_bits(w[p], q));
+        _mm256_storeu_ps(dst + 8 * q, _mm256_blendv_ps(v, _mm256_sub_ps(_mm256_setzero_ps(), v), lane_bits(w[0], q)));
+    }
+}
+
 __attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, int planes, const float *lv, long stride, float *dst) {
     const uint64_t p0 = planes > 0 ? w[0] : 0, p1 = planes > 1 ? w[1] : 0;
     for (int q = 0; q < 8; q++) {
@@ -238,28 +293,32 @@ __attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, i
 #endif
 
 // dst[r·64 + j] (+)= the block's product for rows r < rows_a (at most 2) of A.
-static void block_any(const float *x, long lda, int rows_a, long k, const uint64_t *w, int planes, int one_hot,
+static void block_any(const float *x, long lda, int rows_a, long k, const uint64_t *w, int planes, int kind,
                       const float *lv, const float *sl, long stride, const float *total, float *dst, int isa) {
+    const int sign = kind == LAQ_PLANES_SIGNED;
 #if defined(__x86_64__)
-    if (isa >= LAQ_ISA_AVX512) { block_avx512(x, lda, planes <= 2 ? rows_a : 1, k, w, planes, sl, stride, total, dst);
-        if (planes > 2 && rows_a == 2) block_avx512(x + lda, lda, 1, k, w, planes, sl, stride, total + 1, dst + 64);
-        return; }
+    if (isa >= LAQ_ISA_AVX512) {
+        const int paired = planes <= 2 && !sign;
+        block_avx512(x, lda, paired ? rows_a : 1, k, w, planes, sign, sl, stride, total, dst);
+        if (!paired && rows_a == 2) block_avx512(x + lda, lda, 1, k, w, planes, sign, sl, stride, total + 1, dst + 64);
+        return;
+    }
 #endif
     for (int r = 0; r < rows_a; r++) {
 #if defined(__x86_64__)
-        if (isa >= LAQ_ISA_AVX2) { block_avx2(x + r * lda, k, w, planes, sl, stride, total[r], dst + 64 * r); continue; }
+        if (isa >= LAQ_ISA_AVX2) { block_avx2(x + r * lda, k, w, planes, sign, sl, stride, total[r], dst + 64 * r); continue; }
 #endif
-        block_scalar(x + r * lda, k, w, planes, one_hot, lv, stride, dst + 64 * r);
+        block_scalar(x + r * lda, k, w, planes, kind, lv, stride, dst + 64 * r);
     }
     (void)isa;
     (void)sl;
 }
 
 void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
-                         const uint64_t *planes, int plane_count, int one_hot, const float *levels, const float *sum_levels,
+                         const uint64_t *planes, int plane_count, int kind, const float *levels, const float *sum_levels,
                          float *c, long ldc, int accumulate,
                          long block_begin, long block_end, int isa) {
-    const long codes = one_hot ? plane_count + 1 : 1L << plane_count;
+    const long codes = table_rows(plane_count, kind);
     float tile[2 * 64] __attribute__((aligned(64)));
     for (long r = 0; r < m; r += 2) {
         const int rows_a = m - r < 2 ? (int)(m - r) : 2;
@@ -274,27 +333,28 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
                 const long from = accumulate ? width : 0;
                 memset(tile + 64 * i + from, 0, (size_t)(64 - from) * sizeof(float));
             }
-            block_any(a + r * lda, lda, rows_a, k, planes + b * k * plane_count, plane_count, one_hot, levels + b * codes * 64,
+            block_any(a + r * lda, lda, rows_a, k, planes + b * k * plane_count, plane_count, kind, levels + b * codes * 64,
                       sum_levels + b * (plane_count + 1) * 64, 64, total, tile, isa);
             for (int i = 0; i < rows_a; i++) memcpy(c + (r + i) * ldc + first, tile + 64 * i, (size_t)width * sizeof(float));
         }
     }
 }
 
-void laq_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
+void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                        long start, long count, float *out) {
-    const long codes = one_hot ? plane_count + 1 : 1L << plane_count;
+    const long codes = table_rows(plane_count, kind);
     long row = n > 0 ? start / n : 0, column = n > 0 ? start % n : 0;
     for (long i = 0; i < count; i++) {
         const uint64_t *w = planes + ((column / 64) * k + row) * plane_count;
-        out[i] = levels[((column / 64) * codes + code_at(w, plane_count, one_hot, (int)(column % 64))) * 64 + column % 64];
+        out[i] = level_at(w, plane_count, kind, levels + (column / 64) * codes * 64, 64, (int)(column % 64));
         if (++column == n) { column = 0; row++; }
     }
 }
 
-void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
+void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa) {
-    const long blocks = (n + 63) / 64, codes = one_hot ? plane_count + 1 : 1L << plane_count;
+    const long blocks = (n + 63) / 64, codes = table_rows(plane_count, kind);
+    const int one_hot = kind == LAQ_PLANES_ONE_HOT, bits = kind == LAQ_PLANES_BITS;
     float tile[64] __attribute__((aligned(64)));
     // Block by block, so that the block's levels (up to 16 codes × 64 columns, 4 KiB) stay in
     // L1 while its rows are decoded; row by row, a wide matrix's tables stream from L2.
@@ -308,11 +368,13 @@ void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int one_hot
 #if defined(__x86_64__)
             if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX512) select_avx512(w, plane_count, lv, 64, dst);
             else if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX2) select_avx2(w, plane_count, lv, 64, dst);
-            else if (!one_hot && isa >= LAQ_ISA_AVX512) select_bits_avx512(w, plane_count, lv, 64, dst);
-            else if (!one_hot && isa >= LAQ_ISA_AVX2) select_bits_avx2(w, plane_count, lv, 64, dst);
+            else if (bits && isa >= LAQ_ISA_AVX512) select_bits_avx512(w, plane_count, lv, 64, dst);
+            else if (bits && isa >= LAQ_ISA_AVX2) select_bits_avx2(w, plane_count, lv, 64, dst);
+            else if (!one_hot && !bits && isa >= LAQ_ISA_AVX512) select_signed_avx512(w, plane_count, lv, 64, dst);
+            else if (!one_hot && !bits && isa >= LAQ_ISA_AVX2) select_signed_avx2(w, plane_count, lv, 64, dst);
             else
 #endif
-                for (int j = 0; j < 64; j++) dst[j] = lv[code_at(w, plane_count, one_hot, j) * 64 + j];
+                for (int j = 0; j < 64; j++) dst[j] = level_at(w, plane_count, kind, lv, 64, j);
             if (width < 64) memcpy(destination + first, tile, (size_t)width * sizeof(float));
         }
     }

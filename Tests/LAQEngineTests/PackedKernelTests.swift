@@ -114,8 +114,11 @@ import Testing
             let unpacked = try Model(file: file)
             let packed = try Model(file: file, packed: true)
             let quantizedNames = Set(results.map(\.weight))
+            // lat2a runs on one-hot planes, laq log on signed planes, laq linear on bit planes.
+            let kind = method == .lat2a ? PlaneMatrix.oneHotPlanes : method == .laq(bits: 3, levels: .log, alpha: .exact) ? PlaneMatrix.signedPlanes : PlaneMatrix.bitPlanes
             for weight in packed.weights where quantizedNames.contains(weight.name) {
                 #expect(weight.values.isEmpty && weight.packed != nil, "\(weight.name) stays packed")
+                #expect(PackedMatrix(try #require(weight.packed))?.planes?.kind == kind, "\(fixture) \(method) \(weight.name)")
             }
             let io = try Numpy.load(path: TestPaths.testdata("keras/\(KerasParityTests.ioName(fixture))").path)
             let inputs = KerasParityTests.inputs(io)

@@ -12,16 +12,23 @@ import Testing
 
     struct Case {
         var k: Int, n: Int, levelCount: Int, perColumn: Bool, zeroLevel: Bool
+        /// More than 3 levels: logarithmic, α·{0, ±¼, ±½, ±1} (7) or α·{0, ±¼, ±1} (5), as signed
+        /// planes, not linear.
+        var log = false
     }
 
-    /// One-hot planes (1–3 levels) and bit planes (4–16 affine levels).
-    static let cases: [Case] = [1, 2, 3, 4, 7, 8, 15, 16].flatMap { levelCount in
-        [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)].flatMap { k, n in
-            [false, true].flatMap { perColumn in
-                (levelCount <= 3 ? [false, true] : [false]).map { Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0) }
+    /// One-hot planes (1–3 levels), bit planes (4–16 affine levels) and signed planes (5 and 7
+    /// logarithmic levels).
+    static let cases: [Case] = [(1, false), (2, false), (3, false), (4, false), (7, false), (8, false), (15, false), (16, false), (5, true), (7, true)]
+        .flatMap { levelCount, log in
+            [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)].flatMap { k, n in
+                [false, true].flatMap { perColumn in
+                    (levelCount <= 3 ? [false, true] : [false]).map {
+                        Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0, log: log)
+                    }
+                }
             }
         }
-    }
 
     /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
     /// level is), which the planes renumber to code 0. More than 3 levels are affine in the
@@ -30,7 +37,13 @@ import Testing
         var generator = SplitMix64(seed: seed)
         let tables = item.perColumn ? item.n : 1
         var levels = (0..<(tables * item.levelCount)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
-        if item.levelCount > 3 {
+        if item.log {
+            let units: [Float] = item.levelCount == 5 ? [-1, -0.25, 0, 0.25, 1] : [-1, -0.5, -0.25, 0, 0.25, 0.5, 1]
+            for table in 0..<tables {
+                let alpha = Float(1 + generator.next() % 1000) / 1000
+                for code in 0..<item.levelCount { levels[table * item.levelCount + code] = alpha * units[code] }
+            }
+        } else if item.levelCount > 3 {
             for table in 0..<tables {
                 let first = -Double(generator.next() % 1000) / 1000, step = Double(1 + generator.next() % 300) / 1000
                 for code in 0..<item.levelCount { levels[table * item.levelCount + code] = Float(first + Double(code) * step) }
@@ -129,14 +142,17 @@ import Testing
                             bound += abs(weight)
                         }
                         let actual = Double(c[row * item.n + column]) - 1
-                        #expect(abs(actual - Double(scale) * quantized) <= 1e-5 * (1 + abs(Double(scale) * quantized)),
-                                "isa \(isa), \(item), row \(row), column \(column): \(actual) vs \(Double(scale) * quantized)")
+                        // Signed planes have no dot planes: float32 activations.
+                        let expected = matrix.int8Activations ? Double(scale) * quantized : exact
+                        #expect(abs(actual - expected) <= 1e-5 * (1 + abs(expected)),
+                                "isa \(isa), \(item), row \(row), column \(column): \(actual) vs \(expected)")
                         #expect(abs(actual - exact) <= Double(scale) / 2 * bound + 1e-5, "isa \(isa), \(item): beyond the quantization bound")
                     }
                 }
-                results.append(c)
+                #expect(matrix.int8Activations == (matrix.kind != PlaneMatrix.signedPlanes))
+                if matrix.int8Activations { results.append(c) }
             }
-            #expect(Set(results.map { $0.map(\.bitPattern) }).count == 1, "\(item): instruction sets differ")
+            #expect(Set(results.map { $0.map(\.bitPattern) }).count <= 1, "\(item): instruction sets differ")
         }
     }
 
@@ -151,18 +167,24 @@ import Testing
         #expect(c.allSatisfy { $0.isNaN })
     }
 
-    @Test("bit planes take ⌈log₂ L⌉ bits per weight; levels that are not affine in the code get no planes")
-    func bitPlaneEligibility() throws {
-        let item = Case(k: 9, n: 70, levelCount: 7, perColumn: true, zeroLevel: false)
-        let (matrix, _, _) = try #require(Self.matrix(item, isa: PlaneMatrix.bestISA, seed: 3))
-        #expect(matrix.planeCount == 3 && !matrix.oneHot)
-        #expect(matrix.words.count == 2 * 9 * 3, "two blocks × 9 rows × 3 planes")
-        // Logarithmic levels (laq --levels log): {−1, −½, −¼, 0, ¼, ½, 1}.
-        let log: [Float] = [-1, -0.5, -0.25, 0, 0.25, 0.5, 1]
-        #expect(PlaneMatrix(rows: 2, columns: 2, levelCount: 7, levels: log, perColumn: false) { _, count, output in
-            for index in 0..<(count * 2) { output[index] = UInt8(index % 7) }
-            return true
-        } == nil)
+    @Test("the kinds of planes: ⌈log₂ L⌉ bit planes for affine levels, a sign and M magnitude planes for logarithmic ones, none for other tables")
+    func planeKinds() throws {
+        let linear = try #require(Self.matrix(Case(k: 9, n: 70, levelCount: 7, perColumn: true, zeroLevel: false), isa: PlaneMatrix.bestISA, seed: 3)).0
+        #expect(linear.planeCount == 3 && linear.kind == PlaneMatrix.bitPlanes)
+        #expect(linear.words.count == 2 * 9 * 3, "two blocks × 9 rows × 3 planes")
+        let log = try #require(Self.matrix(Case(k: 9, n: 70, levelCount: 7, perColumn: true, zeroLevel: false, log: true), isa: PlaneMatrix.bestISA, seed: 3)).0
+        #expect(log.planeCount == 4 && log.kind == PlaneMatrix.signedPlanes, "a sign plane and 3 magnitudes")
+        // int8 activations have no signed dot planes: such a matrix keeps float32 planes.
+        let logInt8 = try #require(Self.matrix(Case(k: 9, n: 70, levelCount: 7, perColumn: true, zeroLevel: false, log: true), isa: PlaneMatrix.bestISA, seed: 3, int8: true)).0
+        #expect(!logInt8.int8Activations)
+        func planes(_ levels: [Float]) -> PlaneMatrix? {
+            PlaneMatrix(rows: 2, columns: 2, levelCount: levels.count, levels: levels, perColumn: false) { _, count, output in
+                for index in 0..<(count * 2) { output[index] = UInt8(index % levels.count) }
+                return true
+            }
+        }
+        #expect(planes([-1, -0.3, 0, 0.2, 1, 2, 5]) == nil, "neither affine nor signed")
+        #expect(planes([-8, -4, -2, -1, 0, 1, 2, 4, 8]) == nil, "4 magnitudes: 5 planes, more than 4")
     }
 
     @Test("a code out of range is refused, not laid into the planes")

@@ -2,8 +2,8 @@
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
 // binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
-// 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit with random levels
-// (as logarithmic ones: packed bytes); binary, ternary and 3-bit linear with int8 activations.
+// 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per
+// channel (signed planes), 3-bit with random levels (packed bytes); binary, ternary and 3-bit linear with int8 activations.
 // Plane matrices run on SIMD kernels for up to 16 rows of A, any number with int8 activations.
 import Foundation
 import LAQEngine
@@ -16,6 +16,8 @@ struct PackedCase {
     var activations: ActivationPrecision = .float32
     /// Levels α·(2c/(L − 1) − 1), as `laq` linear and `rtn` write them (bit planes); otherwise random.
     var linear = false
+    /// Levels α·{0, ±¼, ±½, ±1}, as `laq --levels log` writes them (signed planes).
+    var log = false
 }
 
 func packedBenchmark(size: Int, repeats: Int, json: Bool) {
@@ -29,7 +31,8 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         PackedCase(name: "3-bit linear (per channel)", layout: .bits(3, levels: 7, axis: 1), linear: true),
         PackedCase(name: "3-bit linear, int8 activations", layout: .bits(3, levels: 7, axis: 1), activations: .int8, linear: true),
         PackedCase(name: "4-bit linear (per tensor)", layout: .bits(4, levels: 15), linear: true),
-        PackedCase(name: "3-bit log (per tensor)", layout: .bits(3, levels: 7)),
+        PackedCase(name: "3-bit log (per channel)", layout: .bits(3, levels: 7, axis: 1), log: true),
+        PackedCase(name: "3-bit, random levels", layout: .bits(3, levels: 7)),
     ]
     var random = SeededGenerator(seed: 7)
     var rows: [[String: Any]] = []
@@ -40,6 +43,13 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
     for item in cases {
         let tables = item.layout.axis == nil ? 1 : size
         var levels = (0..<(tables * item.layout.levelCount)).map { _ in Float(Int(random.next() % 2001) - 1000) / 10_000 }
+        if item.log {
+            let units: [Float] = [-1, -0.5, -0.25, 0, 0.25, 0.5, 1]
+            for table in 0..<tables {
+                let alpha = Float(1 + random.next() % 1000) / 10_000
+                for code in 0..<7 { levels[table * 7 + code] = alpha * units[code] }
+            }
+        }
         if item.linear {
             let top = Double(item.layout.levelCount - 1)
             for table in 0..<tables {

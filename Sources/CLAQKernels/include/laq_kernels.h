@@ -4,19 +4,23 @@
 // bit planes, blocked by 64 output columns so that a kernel streams them: the 64-bit word for
 // block b, row k, plane p is at
 //     planes[(b·K + k)·P + p],   bit j ↔ column n = 64·b + j.
-// Columns past N (in the last block) have no bits set. Two kinds of planes:
-//   one-hot (`one_hot` = 1, L ≤ 3 codes): plane p marks the elements whose code is p + 1;
-//   bits (`one_hot` = 0): plane p holds bit p of each code (code = Σ_p 2^p · bit_p).
+// Columns past N (in the last block) have no bits set. Three kinds of planes (`kind`):
+//   LAQ_PLANES_ONE_HOT (L ≤ 3 codes): plane p marks the elements whose code is p + 1;
+//   LAQ_PLANES_BITS: plane p holds bit p of each code (code = Σ_p 2^p · bit_p);
+//   LAQ_PLANES_SIGNED (levels ±m₁ … ±m_M and 0, P = M + 1): plane 0 marks the negative
+//   elements, plane m the elements of magnitude m (one-hot; none for a zero).
+// Dot planes (below) are one-hot or bits (`one_hot` 1 or 0).
 //
 // Levels are given per column, blocked like the planes so that a block's table is contiguous
 // (4 KiB at most: it stays in L1 while the block's rows stream):
 //     levels[(b·C + c)·64 + j] = level of code c in column n = 64·b + j,
-// with C = P + 1 codes for one-hot planes and 2^P for bits (codes that never occur and columns
-// past N: any finite value). Per-tensor tables are repeated across columns. The SIMD kernels
+// with C = P + 1 codes for one-hot planes, 2^P for bits, P for signed planes (row 0: zero, row m:
+// magnitude m) (codes that never occur and columns past N: any finite value). Per-tensor tables are repeated across columns. The SIMD kernels
 // sum x over each plane and combine with sum levels L (C = P + 1, same layout):
 //     y[n] = L₀[n]·(Σ_k x[k] − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n],  S_p[n] = Σ_{k: bit_p(k, n)} x[k],
 // which is the product when L = levels (one-hot), or when levels are affine in the code,
-// level(c) = l₀ + c·step, and L₀ = l₀, L_{p+1} = l₀ + 2^p·step (bits).
+// level(c) = l₀ + c·step, and L₀ = l₀, L_{p+1} = l₀ + 2^p·step (bits). Signed planes sum the
+// signed input (−x where plane 0 is set) over the magnitude planes; L₀ = L₁ = 0, L_{m+1} = m_m.
 #ifndef LAQ_KERNELS_H
 #define LAQ_KERNELS_H
 
@@ -28,6 +32,13 @@ extern "C" {
 
 /// The most planes a plane matrix has.
 #define LAQ_MAX_PLANES 4
+
+/// Kinds of planes (see above).
+enum {
+    LAQ_PLANES_BITS = 0,
+    LAQ_PLANES_ONE_HOT = 1,
+    LAQ_PLANES_SIGNED = 2,
+};
 
 /// Instruction sets a kernel can use.
 enum {
@@ -45,16 +56,16 @@ int laq_kernels_best_isa(void);
 /// sums and `sum_levels`; in scalar code term by term over k in order, zeros of A skipped
 /// (their terms are ±0, the levels being finite). `isa` must be at most `laq_kernels_best_isa()`.
 void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
-                         const uint64_t *planes, int plane_count, int one_hot, const float *levels, const float *sum_levels,
+                         const uint64_t *planes, int plane_count, int kind, const float *levels, const float *sum_levels,
                          float *c, long ldc, int accumulate,
                          long block_begin, long block_end, int isa);
 
 /// Rows [row_begin, row_end) of the matrix as floats, row-major: out[(r − row_begin)·N + n].
-void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
+void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
-void laq_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
+void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                        long start, long count, float *out);
 
 // Dot planes: the same one-hot planes for products with int8 activations, laid out for 4-way

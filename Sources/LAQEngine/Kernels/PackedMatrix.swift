@@ -7,10 +7,10 @@ import LAQFormat
 /// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
 /// packed size plus one tile (4 MiB).
 ///
-/// Binary and ternary codes (L ≤ 3 levels), and up to 16 levels affine in the code (linear
-/// m-bit), are re-laid at load as bit planes (``PlaneMatrix``) for the SIMD kernels: small
-/// batches multiply straight from the planes, larger ones decode row tiles from them. Other
-/// codes (logarithmic levels, more than 16 levels) keep their packed bytes, and decoding is
+/// Binary and ternary codes (L ≤ 3 levels), up to 16 levels affine in the code (linear m-bit)
+/// and signed magnitudes (logarithmic m-bit) are re-laid at load as bit planes
+/// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
+/// larger ones decode row tiles from them. Other codes keep their packed bytes, and decoding is
 /// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
 /// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
 /// go through the code table, then the column's level table.
@@ -83,7 +83,8 @@ struct PackedMatrix: @unchecked Sendable {
                 levelTable = codeTable.map { Int($0) < layout.levelCount ? codebook.levels[Int($0)] : 0 }
             }
         }
-        // Planes for binary and ternary codes, and for up to 16 affine levels (linear m-bit).
+        // Planes for binary and ternary codes, and for up to 16 affine (linear m-bit) or signed
+        // (logarithmic) levels.
         if layout.levelCount <= 16 {
             let (rows, columns, per) = (rows, columns, codesPerByte)
             planes = codebook.packed.withUnsafeBufferPointer { bytes in

@@ -8,19 +8,25 @@ import Dispatch
 ///   (plane) code is p + 1: L − 1 bits per weight, 2 for ternary (base-3 packing takes 1.6);
 /// - bit planes for up to 16 levels that are affine in the code in every table,
 ///   level(c) = l₀ + c·step (linear m-bit: `laq` linear, `dorefa`, `rtn`): plane p holds bit p
-///   of the code: ⌈log₂ L⌉ bits per weight, the packed size.
+///   of the code: ⌈log₂ L⌉ bits per weight, the packed size;
+/// - signed planes for levels that are ±magnitudes (and 0) with one structure in every table
+///   (logarithmic m-bit: `laq --levels log`, up to 3 magnitudes): a sign plane and one-hot
+///   magnitude planes, 4 bits per weight for 3-bit log codes.
 ///
 /// A product streams each block's plane words once per pair of rows of A. With AVX-512 or AVX2
 /// it sums x over each plane's elements (S_p, one masked add per 16 lanes on AVX-512) and
 /// combines per column, y = L₀·(Σx − Σ_p S_p) + Σ_p L_{p+1}·S_p (levels, or l₀ + 2^p·step for
-/// bit planes), so per-tensor and per-channel tables cost the same; scalar code selects each
-/// term's level. No float copy of the matrix is made.
+/// bit planes; signed planes sum ±x over each magnitude plane), so per-tensor and per-channel
+/// tables cost the same; scalar code selects each term's level. No float copy of the matrix
+/// is made.
 struct PlaneMatrix: @unchecked Sendable {
     let rows: Int
     let columns: Int
     let planeCount: Int
-    /// One-hot planes (L ≤ 3), or bit planes.
-    let oneHot: Bool
+    /// `LAQ_PLANES_ONE_HOT` (L ≤ 3), `LAQ_PLANES_BITS` (affine levels) or `LAQ_PLANES_SIGNED`
+    /// (symmetric levels).
+    let kind: Int32
+    var oneHot: Bool { kind == Self.oneHotPlanes }
     /// The planes are dot planes, for int8 activations.
     let int8Activations: Bool
     /// (b·K + k)·P + p → the 64 bits of block b, row k, plane p.
@@ -34,6 +40,8 @@ struct PlaneMatrix: @unchecked Sendable {
 
     /// The instruction set the kernels use on this machine.
     static let bestISA = laq_kernels_best_isa()
+
+    static let oneHotPlanes = Int32(LAQ_PLANES_ONE_HOT), bitPlanes = Int32(LAQ_PLANES_BITS), signedPlanes = Int32(LAQ_PLANES_SIGNED)
 
     /// Levels within this fraction of the table's largest magnitude of l₀ + c·step count as
     /// affine (float32 rounding of α·i/k).
@@ -54,26 +62,39 @@ struct PlaneMatrix: @unchecked Sendable {
           isa: Int32 = PlaneMatrix.bestISA, codes: (_ startRow: Int, _ rowCount: Int, UnsafeMutablePointer<UInt8>) -> Bool) {
         let tables = perColumn ? columns : 1
         guard (1...16).contains(levelCount), rows > 0, columns > 0, levels.count == tables * levelCount else { return nil }
-        let oneHot = levelCount <= 3
-        // Bit planes: each table's step, when its levels are affine in the code.
+        // The kind of planes, and for each code the planes it sets (`planeMask`) and the row of
+        // the level table that holds its level (`tableRow`).
+        var kind = Self.oneHotPlanes
+        var planeCount = levelCount - 1
+        var planeMask: [Int] = [], tableRow: [Int] = []
         var steps: [Double] = []
-        if !oneHot {
-            for table in 0..<tables {
-                let row = levels[(table * levelCount)..<((table + 1) * levelCount)].map(Double.init)
-                let step = (row[levelCount - 1] - row[0]) / Double(levelCount - 1)
-                let scale = row.map(abs).max() ?? 0
-                guard row.indices.allSatisfy({ abs(row[$0] - (row[0] + Double($0) * step)) <= Self.affineTolerance * scale }) else { return nil }
-                steps.append(step)
-            }
+        var magnitudeOf: [Int] = []
+        if levelCount <= 3 {
+            // One-hot planes number codes so that a level that is zero in every table, when
+            // there is one (ternary's middle level), is plane code 0, whose term the SIMD kernels
+            // derive as L₀·(Σx − Σ_p S_p): with L₀ = 0 that term is exactly 0.
+            let zeroCode = (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0
+            tableRow = (0..<levelCount).map { $0 == zeroCode ? 0 : $0 == 0 ? zeroCode : $0 }
+            planeMask = tableRow.map { $0 == 0 ? 0 : 1 << ($0 - 1) }
+        } else if let affine = Self.affineSteps(levels, levelCount: levelCount, tables: tables) {
+            kind = Self.bitPlanes
+            steps = affine
+            planeCount = Int.bitWidth - (levelCount - 1).leadingZeroBitCount
+            tableRow = Array(0..<levelCount)
+            planeMask = tableRow
+        } else if let signed = Self.signedStructure(levels, levelCount: levelCount, tables: tables) {
+            kind = Self.signedPlanes
+            planeCount = signed.magnitudes + 1
+            magnitudeOf = signed.magnitudeOf
+            tableRow = magnitudeOf
+            planeMask = (0..<levelCount).map { (signed.negative[$0] ? 1 : 0) | (magnitudeOf[$0] > 0 ? 1 << magnitudeOf[$0] : 0) }
+        } else {
+            return nil
         }
-        let planeCount = oneHot ? levelCount - 1 : Int.bitWidth - (levelCount - 1).leadingZeroBitCount
         guard planeCount <= Int(LAQ_MAX_PLANES) else { return nil }
+        // No dot planes for signed planes: such a matrix multiplies float32 activations.
+        let int8Activations = int8Activations && kind != Self.signedPlanes
         let blocks = (columns + 63) / 64, padded = blocks * 64
-        // One-hot planes number codes so that a level that is zero in every table, when there
-        // is one (ternary's middle level), is plane code 0, whose term the SIMD kernels derive
-        // as L₀·(Σx − Σ_p S_p): with L₀ = 0 that term is exactly 0.
-        let zeroCode = oneHot ? (0..<levelCount).first { code in (0..<tables).allSatisfy { levels[$0 * levelCount + code] == 0 } } ?? 0 : 0
-        let planeCode: [Int] = (0..<levelCount).map { $0 == zeroCode ? 0 : $0 == 0 ? zeroCode : $0 }
         let groups = (rows + 3) / 4
         var words = [UInt64](repeating: 0, count: max(1, blocks * (int8Activations ? 4 * groups : rows) * planeCount))
         if planeCount > 0 {
@@ -88,9 +109,9 @@ struct PlaneMatrix: @unchecked Sendable {
                         let row = start + local, line = scratch + local * columns
                         for column in 0..<columns {
                             guard Int(line[column]) < levelCount else { return false }
-                            let code = planeCode[Int(line[column])]
-                            guard code > 0 else { continue }
-                            for plane in 0..<planeCount where oneHot ? plane == code - 1 : code >> plane & 1 == 1 {
+                            let mask = planeMask[Int(line[column])]
+                            guard mask != 0 else { continue }
+                            for plane in 0..<planeCount where mask >> plane & 1 == 1 {
                                 if int8Activations {
                                     let word = (((column >> 6) * groups + row >> 2) * planeCount + plane) * 4 + (column & 63) >> 4
                                     words[word] |= 1 << UInt64(4 * (column & 15) + row & 3)
@@ -105,33 +126,73 @@ struct PlaneMatrix: @unchecked Sendable {
             }
             guard valid else { return nil }
         }
-        let codeCount = oneHot ? planeCount + 1 : 1 << planeCount
+        let codeCount = kind == Self.oneHotPlanes ? planeCount + 1 : kind == Self.signedPlanes ? planeCount : 1 << planeCount
         var columnLevels = [Float](repeating: 0, count: codeCount * padded)
         var sumLevels = [Float](repeating: 0, count: (planeCount + 1) * padded)
         for column in 0..<columns {
             let table = perColumn ? column : 0
             let (block, lane) = (column >> 6, column & 63)
             for code in 0..<levelCount {
-                columnLevels[(block * codeCount + planeCode[code]) * 64 + lane] = levels[table * levelCount + code]
+                let level = levels[table * levelCount + code]
+                columnLevels[(block * codeCount + tableRow[code]) * 64 + lane] = kind == Self.signedPlanes ? abs(level) : level
             }
             let sums = (block * (planeCount + 1)) * 64 + lane
-            if oneHot {
+            switch kind {
+            case Self.oneHotPlanes:
                 for code in 0...planeCount { sumLevels[sums + code * 64] = columnLevels[(block * codeCount + code) * 64 + lane] }
-            } else {
+            case Self.bitPlanes:
                 let first = Double(levels[table * levelCount])
                 sumLevels[sums] = Float(first)
                 for plane in 0..<planeCount { sumLevels[sums + (plane + 1) * 64] = Float(first + Double(1 << plane) * steps[table]) }
+            default:
+                // L₀ = L₁ = 0 (the sign plane sums nothing), L_{m+1} = magnitude m.
+                for magnitude in 1..<planeCount { sumLevels[sums + (magnitude + 1) * 64] = columnLevels[(block * codeCount + magnitude) * 64 + lane] }
             }
         }
         self.rows = rows
         self.columns = columns
-        self.oneHot = oneHot
+        self.kind = kind
         self.int8Activations = int8Activations
         self.planeCount = planeCount
         self.words = words
         self.columnLevels = columnLevels
         self.sumLevels = sumLevels
         self.isa = min(isa, Self.bestISA)
+    }
+
+    /// Each table's step when every table's levels are affine in the code
+    /// (|level(c) − (l₀ + c·step)| ≤ ``affineTolerance`` · max|level|), else nil.
+    static func affineSteps(_ levels: [Float], levelCount: Int, tables: Int) -> [Double]? {
+        var steps: [Double] = []
+        for table in 0..<tables {
+            let row = levels[(table * levelCount)..<((table + 1) * levelCount)].map(Double.init)
+            let step = (row[levelCount - 1] - row[0]) / Double(levelCount - 1)
+            let scale = row.map(abs).max() ?? 0
+            guard row.indices.allSatisfy({ abs(row[$0] - (row[0] + Double($0) * step)) <= affineTolerance * scale }) else { return nil }
+            steps.append(step)
+        }
+        return steps
+    }
+
+    /// Tables whose levels are signed magnitudes with one code structure: every code c has a
+    /// sign and a magnitude index m(c) (0: the level is 0; 1…M: the tables' distinct magnitudes
+    /// in ascending order in the first table), and level[t][c] = ±magnitude[t][m(c)] exactly,
+    /// in every table t (logarithmic levels, ±α·2^−i, per tensor or per channel). Else nil.
+    static func signedStructure(_ levels: [Float], levelCount: Int, tables: Int) -> (magnitudes: Int, magnitudeOf: [Int], negative: [Bool])? {
+        let first = Array(levels[0..<levelCount])
+        let distinct = Set(first.map(abs).filter { $0 != 0 }).sorted()
+        let magnitudeOf = first.map { $0 == 0 ? 0 : distinct.firstIndex(of: abs($0))! + 1 }
+        let negative = first.map { $0 < 0 }
+        for table in 0..<tables {
+            var magnitude = [Float?](repeating: nil, count: distinct.count + 1)
+            for code in 0..<levelCount {
+                let level = levels[table * levelCount + code]
+                guard (level < 0) == negative[code], (level == 0) == (magnitudeOf[code] == 0) else { return nil }
+                if let known = magnitude[magnitudeOf[code]], known != abs(level) { return nil }
+                magnitude[magnitudeOf[code]] = abs(level)
+            }
+        }
+        return (distinct.count, magnitudeOf, negative)
     }
 
     /// C (m×N, row stride `ldc`) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
@@ -148,7 +209,7 @@ struct PlaneMatrix: @unchecked Sendable {
                 let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: sums.baseAddress!)
                 let blocks = blockCount
                 let run: @Sendable (Int, Int) -> Void = { begin, end in
-                    laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), oneHot ? 1 : 0,
+                    laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), kind,
                                         shared.levels, shared.sumLevels, shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
                 }
                 if m * rows * columns >= 1 << 20, blocks >= 2 {
@@ -208,7 +269,7 @@ struct PlaneMatrix: @unchecked Sendable {
         }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
-                laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!,
+                laq_planes_decode_rows(words.baseAddress!, Int32(planeCount), kind, rows, columns, levels.baseAddress!,
                                        start, start + count, output, isa)
             }
         }
@@ -221,7 +282,7 @@ struct PlaneMatrix: @unchecked Sendable {
                 if int8Activations {
                     laq_dot_planes_decode(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!, start, count, output)
                 } else {
-                    laq_planes_decode(words.baseAddress!, Int32(planeCount), oneHot ? 1 : 0, rows, columns, levels.baseAddress!, start, count, output)
+                    laq_planes_decode(words.baseAddress!, Int32(planeCount), kind, rows, columns, levels.baseAddress!, start, count, output)
                 }
             }
         }
