@@ -32,7 +32,8 @@ struct PlaneMatrix: @unchecked Sendable {
     /// (b·K + k)·P + p → the 64 bits of block b, row k, plane p.
     let words: [UInt64]
     /// levels[(b·C + c)·64 + j]: code c's level in column 64·b + j, C = P + 1 codes (one-hot)
-    /// or 2^P (bit planes); zero past N and for codes that never occur.
+    /// or 2^P (bit planes); for signed planes row m holds magnitude m (row 0: zero), C = P.
+    /// Zero past N and for codes that never occur.
     let columnLevels: [Float]
     /// The sum levels L₀…L_P of the kernels' combination, same layout with C = P + 1.
     let sumLevels: [Float]
@@ -49,8 +50,8 @@ struct PlaneMatrix: @unchecked Sendable {
 
     var blockCount: Int { (columns + 63) / 64 }
 
-    /// nil when the codes suit neither kind of plane (more than 16 levels, or levels that are
-    /// not affine), or a code is out of range.
+    /// nil when the codes suit no kind of plane (more than 16 levels; levels neither affine nor
+    /// signed magnitudes; more than 4 planes), or a code is out of range.
     ///
     /// - Parameters:
     ///   - levels: G × L float32 levels, G = 1 (per tensor) or `columns` (per column).
