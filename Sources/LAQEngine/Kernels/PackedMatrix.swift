@@ -114,14 +114,14 @@ struct PackedMatrix: @unchecked Sendable {
     /// Writes the codes of elements `start ..< start + count` (row-major) to `output`.
     private static func codes(_ layout: CodebookLayout, _ bytes: UnsafeBufferPointer<UInt8>, _ table: UnsafeBufferPointer<UInt8>,
                               codesPerByte per: Int, from start: Int, count: Int, into output: UnsafeMutablePointer<UInt8>) {
-        let bytes = bytes.baseAddress!
+        let byteCount = bytes.count, bytes = bytes.baseAddress!
         for index in start..<(start + count) {
             if per > 0 {
                 output[index - start] = table[Int(bytes[index / per]) * per + index % per]
             } else {
                 let bit = index * layout.bits
                 let low = Int(bytes[bit >> 3])
-                let high = (bit >> 3) + 1 < layout.packedLength(count: UInt64(index + 1)).map(Int.init)! ? Int(bytes[(bit >> 3) + 1]) : 0
+                let high = (bit >> 3) + 1 < byteCount ? Int(bytes[(bit >> 3) + 1]) : 0
                 output[index - start] = UInt8(((low | high << 8) >> (bit & 7)) & ((1 << layout.bits) - 1))
             }
         }

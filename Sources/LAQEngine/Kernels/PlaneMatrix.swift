@@ -99,31 +99,25 @@ struct PlaneMatrix: @unchecked Sendable {
         let groups = (rows + 3) / 4
         var words = [UInt64](repeating: 0, count: max(1, blocks * (int8Activations ? 4 * groups : rows) * planeCount))
         if planeCount > 0 {
-            let chunkRows = max(1, min(rows, 65_536 / columns))
+            // code → the planes it sets; 0xFF marks codes ≥ L (P ≤ 4, so no mask is 0xFF).
+            var maskTable = [UInt8](repeating: 0xFF, count: 256)
+            for code in 0..<levelCount { maskTable[code] = UInt8(planeMask[code]) }
+            // Whole groups of 4 rows per chunk, so that a dot-plane word's rows arrive together.
+            let chunkRows = max(4, min((rows + 3) / 4 * 4, 65_536 / columns / 4 * 4))
             let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: chunkRows * columns)
             defer { scratch.deallocate() }
-            let valid = words.withUnsafeMutableBufferPointer { words -> Bool in
-                for start in stride(from: 0, to: rows, by: chunkRows) {
-                    let count = min(chunkRows, rows - start)
-                    guard codes(start, count, scratch) else { return false }
-                    for local in 0..<count {
-                        let row = start + local, line = scratch + local * columns
-                        for column in 0..<columns {
-                            guard Int(line[column]) < levelCount else { return false }
-                            let mask = planeMask[Int(line[column])]
-                            guard mask != 0 else { continue }
-                            for plane in 0..<planeCount where mask >> plane & 1 == 1 {
-                                if int8Activations {
-                                    let word = (((column >> 6) * groups + row >> 2) * planeCount + plane) * 4 + (column & 63) >> 4
-                                    words[word] |= 1 << UInt64(4 * (column & 15) + row & 3)
-                                } else {
-                                    words[((column >> 6) * rows + row) * planeCount + plane] |= 1 << UInt64(column & 63)
-                                }
-                            }
-                        }
+            let valid = words.withUnsafeMutableBufferPointer { words in
+                maskTable.withUnsafeBufferPointer { table in
+                    let words = words.baseAddress!, table = table.baseAddress!
+                    var invalid: UInt8 = 0
+                    for start in stride(from: 0, to: rows, by: chunkRows) {
+                        let count = min(chunkRows, rows - start)
+                        guard codes(start, count, scratch) else { return false }
+                        invalid |= Self.layPlanes(scratch, rows: start..<(start + count), matrixRows: rows, columns: columns,
+                                                  planes: planeCount, dot: int8Activations, masks: table, into: words)
                     }
+                    return invalid != 0xFF
                 }
-                return true
             }
             guard valid else { return nil }
         }
@@ -159,6 +153,63 @@ struct PlaneMatrix: @unchecked Sendable {
         self.columnLevels = columnLevels
         self.sumLevels = sumLevels
         self.isa = min(isa, Self.bestISA)
+    }
+
+    /// Writes the plane words of rows `range` of a K×N matrix (their codes row-major in
+    /// `codes`, N = `columns`, K = `matrixRows`), each word built in registers; returns 0xFF when
+    /// a code has no mask (≥ L), else 0.
+    private static func layPlanes(_ codes: UnsafePointer<UInt8>, rows range: Range<Int>, matrixRows: Int, columns: Int, planes: Int,
+                                  dot: Bool, masks: UnsafePointer<UInt8>, into words: UnsafeMutablePointer<UInt64>) -> UInt8 {
+        var seen: UInt8 = 0
+        var bits = (UInt64(0), UInt64(0), UInt64(0), UInt64(0))
+        @inline(__always) func add(_ mask: UInt8, at bit: Int) {
+            let mask = UInt64(mask)
+            bits.0 |= (mask & 1) << UInt64(bit)
+            bits.1 |= (mask >> 1 & 1) << UInt64(bit)
+            bits.2 |= (mask >> 2 & 1) << UInt64(bit)
+            bits.3 |= (mask >> 3 & 1) << UInt64(bit)
+        }
+        @inline(__always) func store(_ base: UnsafeMutablePointer<UInt64>, stride: Int) {
+            base[0] = bits.0
+            if planes > 1 { base[stride] = bits.1 }
+            if planes > 2 { base[2 * stride] = bits.2 }
+            if planes > 3 { base[3 * stride] = bits.3 }
+            bits = (0, 0, 0, 0)
+        }
+        let blocks = (columns + 63) / 64
+        if !dot {
+            for row in range {
+                let line = codes + (row - range.lowerBound) * columns
+                for block in 0..<blocks {
+                    for lane in 0..<min(64, columns - 64 * block) {
+                        let mask = masks[Int(line[64 * block + lane])]
+                        seen |= mask == 0xFF ? 0xFF : 0
+                        add(mask, at: lane)
+                    }
+                    store(words + (block * matrixRows + row) * planes, stride: 1)
+                }
+            }
+        } else {
+            // Rows in groups of 4 (the chunk starts at a multiple of 4); rows past the chunk's
+            // end set no bits.
+            let groups = (matrixRows + 3) / 4
+            for group in stride(from: range.lowerBound, to: range.upperBound, by: 4) {
+                for block in 0..<blocks {
+                    for sub in 0..<4 {
+                        let first = 64 * block + 16 * sub
+                        for lane in 0..<max(0, min(16, columns - first)) {
+                            for offset in 0..<min(4, range.upperBound - group) {
+                                let mask = masks[Int(codes[(group + offset - range.lowerBound) * columns + first + lane])]
+                                seen |= mask == 0xFF ? 0xFF : 0
+                                add(mask, at: 4 * lane + offset)
+                            }
+                        }
+                        store(words + ((block * groups + group / 4) * planes) * 4 + sub, stride: 4)
+                    }
+                }
+            }
+        }
+        return seen
     }
 
     /// Each table's step when every table's levels are affine in the code
