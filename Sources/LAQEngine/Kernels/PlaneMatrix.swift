@@ -264,14 +264,7 @@ struct PlaneMatrix: @unchecked Sendable {
                     laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), kind,
                                         shared.levels, shared.sumLevels, shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
                 }
-                if m * rows * columns >= 1 << 20, blocks >= 2 {
-                    let half = blocks / 2
-                    DispatchQueue.concurrentPerform(iterations: 2) { part in
-                        part == 0 ? run(0, half) : run(half, blocks)
-                    }
-                } else {
-                    run(0, blocks)
-                }
+                Parallel.halves(blocks, large: m * rows * columns >= 1 << 20) { run($0.lowerBound, $0.upperBound) }
               }
             }
         }
@@ -300,13 +293,7 @@ struct PlaneMatrix: @unchecked Sendable {
                                                     shared.sumLevels, shared.c, accumulate ? 1 : 0, begin, end, isa)
                         }
                         let blocks = blockCount
-                        if rows * columns >= 1 << 21, blocks >= 2 {
-                            DispatchQueue.concurrentPerform(iterations: 2) { part in
-                                part == 0 ? run(0, blocks / 2) : run(blocks / 2, blocks)
-                            }
-                        } else {
-                            run(0, blocks)
-                        }
+                        Parallel.halves(blocks, large: rows * columns >= 1 << 21) { run($0.lowerBound, $0.upperBound) }
                     }
                 }
             }

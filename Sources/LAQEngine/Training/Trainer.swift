@@ -180,6 +180,9 @@ public struct Adam: Sendable {
     }
 
     /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
+    /// Tensors with at least this many elements are updated on two threads.
+    static let parallelCount = 1 << 16
+
     public mutating func step(_ weights: inout [Weight], gradients: [String: [Float]]) {
         iterations += 1
         let t = Float(iterations)
@@ -187,19 +190,26 @@ public struct Adam: Sendable {
         let scale = clipScale(gradients, globalClipNorm)
         for index in weights.indices where weights[index].trainable {
             let name = weights[index].name
-            guard let g = gradients[name] else { continue }
+            guard let g = gradients[name], !g.isEmpty else { continue }
             if m[name] == nil { m[name] = [Float](repeating: 0, count: g.count) }
             if v[name] == nil { v[name] = [Float](repeating: 0, count: g.count) }
-            // Updated in place: no copies of the moments per step.
+            // Updated in place: no copies of the moments per step; large tensors on two threads.
             let (beta1, beta2, epsilon) = (self.beta1, self.beta2, self.epsilon)
             m[name]!.withUnsafeMutableBufferPointer { mm in
                 v[name]!.withUnsafeMutableBufferPointer { vv in
                     weights[index].values.withUnsafeMutableBufferPointer { w in
-                        for i in 0..<g.count {
-                            let grad = g[i] * scale
-                            mm[i] += (grad - mm[i]) * (1 - beta1)
-                            vv[i] += (grad * grad - vv[i]) * (1 - beta2)
-                            w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
+                        g.withUnsafeBufferPointer { g in
+                            let count = g.count
+                            let (mm, vv, w, g) = (SharedPointer(mm.baseAddress!), SharedPointer(vv.baseAddress!), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
+                            Parallel.halves(count, large: count >= Self.parallelCount) { range in
+                                let (mm, vv, w, g) = (mm.base, vv.base, w.base, g.base)
+                                for i in range {
+                                    let grad = g[i] * scale
+                                    mm[i] += (grad - mm[i]) * (1 - beta1)
+                                    vv[i] += (grad * grad - vv[i]) * (1 - beta2)
+                                    w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
+                                }
+                            }
                         }
                     }
                 }
@@ -243,22 +253,34 @@ public struct SGD: Sendable {
         let (rate, momentum, nesterov) = (learningRate, self.momentum, self.nesterov)
         for index in weights.indices where weights[index].trainable {
             let name = weights[index].name
-            guard let g = gradients[name] else { continue }
-            if momentum == 0 {
+            guard let g = gradients[name], !g.isEmpty else { continue }
+            if velocity[name] == nil, momentum != 0 { velocity[name] = [Float](repeating: 0, count: g.count) }
+            // Large tensors on two threads; without momentum the velocity is not used.
+            var unused: [Float] = [0]
+            func update(_ velocity: UnsafeMutablePointer<Float>) {
                 weights[index].values.withUnsafeMutableBufferPointer { w in
-                    for i in 0..<g.count { w[i] -= rate * g[i] * scale }
-                }
-                continue
-            }
-            if velocity[name] == nil { velocity[name] = [Float](repeating: 0, count: g.count) }
-            velocity[name]!.withUnsafeMutableBufferPointer { m in
-                weights[index].values.withUnsafeMutableBufferPointer { w in
-                    for i in 0..<g.count {
-                        let grad = g[i] * scale
-                        m[i] = momentum * m[i] - rate * grad
-                        w[i] += nesterov ? momentum * m[i] - rate * grad : m[i]
+                    g.withUnsafeBufferPointer { g in
+                        let count = g.count
+                        let (m, w, g) = (SharedPointer(velocity), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
+                        Parallel.halves(count, large: count >= Adam.parallelCount) { range in
+                            let (m, w, g) = (m.base, w.base, g.base)
+                            for i in range {
+                                let grad = g[i] * scale
+                                if momentum == 0 {
+                                    w[i] -= rate * grad
+                                } else {
+                                    m[i] = momentum * m[i] - rate * grad
+                                    w[i] += nesterov ? momentum * m[i] - rate * grad : m[i]
+                                }
+                            }
+                        }
                     }
                 }
+            }
+            if momentum == 0 {
+                unused.withUnsafeMutableBufferPointer { update($0.baseAddress!) }
+            } else {
+                velocity[name]!.withUnsafeMutableBufferPointer { update($0.baseAddress!) }
             }
         }
     }
