@@ -1,4 +1,11 @@
+import CLAQKernels
 import Dispatch
+
+/// The CPU the kernels of `CLAQKernels` run on.
+enum CPU {
+    /// The best instruction set this machine has (CPUID): scalar 0, AVX2 1, AVX-512 2, AVX-512 VNNI 3.
+    static let isa = laq_kernels_best_isa()
+}
 
 /// Work split between the machine's two cores (laq's target: 2 cores), for loops whose
 /// iterations are independent.
@@ -23,4 +30,15 @@ struct SharedPointer<Pointee>: @unchecked Sendable {
     let base: UnsafeMutablePointer<Pointee>
     init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }
     init(_ base: UnsafePointer<Pointee>) { self.base = UnsafeMutablePointer(mutating: base) }
+}
+
+/// How the process's allocator treats the engine's large, short-lived arrays.
+public enum EngineMemory {
+    /// Keeps freed blocks of up to 128 MiB in the heap for reuse. A training step allocates its
+    /// activations and gradients afresh (megabytes each for a 1024-wide layer); glibc returns
+    /// blocks that large to the system when freed, and the next step takes them back page by
+    /// page, zeroed by the kernel. The price is a resident size that stays near its peak. Call
+    /// once, at start; returns false where the C library is not glibc.
+    @discardableResult
+    public static func keepFreedBlocks() -> Bool { laq_keep_freed_blocks(128 << 20) == 1 }
 }

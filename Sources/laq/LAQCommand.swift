@@ -26,6 +26,8 @@ struct LAQCommand: ParsableCommand {
         // OpenBLAS' workers, started when it loaded, would spin on the second core through the
         // first 0.1 s of every command; commands that multiply start them again.
         BLASThreads.stopIdle()
+        // Training steps and batches allocate megabyte arrays afresh: keep freed ones for reuse.
+        EngineMemory.keepFreedBlocks()
         do {
             var command = try parseAsRoot()
             try command.run()

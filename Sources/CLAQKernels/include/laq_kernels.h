@@ -89,6 +89,17 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out);
 
+/// Keras' Adam step on n elements, in place: with grad = g·scale,
+///     m += (grad − m)·(1 − β₁);  v += (grad² − v)·(1 − β₂);  w −= α·m / (√v + ε)
+/// in float32, each operation rounded (no fused multiply-adds): every `isa` gives the same bits.
+void laq_adam_update(float *w, float *m, float *v, const float *g, long n, float scale, float beta1, float beta2,
+                     float alpha, float epsilon, int isa);
+
+/// glibc: allocations of up to `largest` bytes come from the heap, and freed ones stay there
+/// for reuse (mmap threshold `largest`, trim threshold 4×, top pad ½×). Returns 1 when set, 0
+/// where the C library is not glibc.
+int laq_keep_freed_blocks(long largest);
+
 #ifdef __cplusplus
 }
 #endif

@@ -40,7 +40,7 @@ struct PlaneMatrix: @unchecked Sendable {
     let isa: Int32
 
     /// The instruction set the kernels use on this machine.
-    static let bestISA = laq_kernels_best_isa()
+    static let bestISA = CPU.isa
 
     static let oneHotPlanes = Int32(LAQ_PLANES_ONE_HOT), bitPlanes = Int32(LAQ_PLANES_BITS), signedPlanes = Int32(LAQ_PLANES_SIGNED)
 

@@ -31,18 +31,34 @@ struct PoolingOp: Op {
         let channels = g.channels
         var output = [Float](repeating: average ? 0 : -.infinity, count: positions * channels)
         var counts = [Int](repeating: 0, count: positions)
-        var maximum = keepMaximum ? [Int](repeating: -1, count: positions * channels) : []
-        g.forEachWindowTap(rows, cols) { position, _, input in
-            counts[position] += 1
-            let base = position * channels
-            for c in 0..<channels {
-                let value = x.data[input + c]
-                if average {
-                    output[base + c] += value
-                } else if value > output[base + c] || (keepMaximum && maximum[base + c] < 0) {
-                    // Strictly greater: the first maximum in tap order is kept.
-                    output[base + c] = value
-                    if keepMaximum { maximum[base + c] = input + c }
+        var maximum = [Int](repeating: -1, count: keepMaximum ? positions * channels : 0)
+        guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, maximum) }
+        // Raw buffers inside the traversal: the closure touches no array (no uniqueness checks
+        // per tap).
+        x.data.withUnsafeBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { output in
+                counts.withUnsafeMutableBufferPointer { counts in
+                    maximum.withUnsafeMutableBufferPointer { maximum in
+                        // (An empty array's buffer may still have an address: no `best` unless kept.)
+                        let (x, out, counts) = (input.baseAddress!, output.baseAddress!, counts.baseAddress!)
+                        let best = keepMaximum ? maximum.baseAddress : nil
+                        g.forEachWindowTap(rows, cols) { position, _, input in
+                            counts[position] += 1
+                            let o = out + position * channels, source = x + input
+                            if average {
+                                for c in 0..<channels { o[c] += source[c] }
+                            } else if let best {
+                                let b = best + position * channels
+                                for c in 0..<channels where source[c] > o[c] || b[c] < 0 {
+                                    // Strictly greater: the first maximum in tap order is kept.
+                                    o[c] = source[c]
+                                    b[c] = input + c
+                                }
+                            } else {
+                                for c in 0..<channels where source[c] > o[c] { o[c] = source[c] }
+                            }
+                        }
+                    }
                 }
             }
         }
@@ -54,14 +70,22 @@ struct PoolingOp: Op {
         return (output, counts, maximum)
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        let x = tensors[0]
+    /// The input's geometry and the pooling windows along its rows and columns.
+    func windows(_ x: Tensor) throws(EngineError) -> (Geometry, Window, Window) {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
         let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
-        let output = pool(x, g, rows, cols, keepMaximum: false).output
-        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, g.channels] : [g.batch, cols.output, g.channels]
-        return Tensor(shape: shape, data: output)
+        return (g, rows, cols)
+    }
+
+    func outputShape(_ g: Geometry, _ rows: Window, _ cols: Window) -> [Int] {
+        spatial == 2 ? [g.batch, rows.output, cols.output, g.channels] : [g.batch, cols.output, g.channels]
+    }
+
+    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let (g, rows, cols) = try windows(x)
+        return Tensor(shape: outputShape(g, rows, cols), data: pool(x, g, rows, cols, keepMaximum: false).output)
     }
 }
 
@@ -71,39 +95,6 @@ struct GlobalPoolingOp: Op {
     let spatial: Int
     let average: Bool
     let keepDimensions: Bool
-
-    /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
-    /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
-    /// holds for each output value the input index of its first maximal tap (−1: none).
-    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
-        -> (output: [Float], counts: [Int], maximum: [Int]) {
-        let average = self.average
-        let positions = g.batch * rows.output * cols.output
-        let channels = g.channels
-        var output = [Float](repeating: average ? 0 : -.infinity, count: positions * channels)
-        var counts = [Int](repeating: 0, count: positions)
-        var maximum = keepMaximum ? [Int](repeating: -1, count: positions * channels) : []
-        g.forEachWindowTap(rows, cols) { position, _, input in
-            counts[position] += 1
-            let base = position * channels
-            for c in 0..<channels {
-                let value = x.data[input + c]
-                if average {
-                    output[base + c] += value
-                } else if value > output[base + c] || (keepMaximum && maximum[base + c] < 0) {
-                    // Strictly greater: the first maximum in tap order is kept.
-                    output[base + c] = value
-                    if keepMaximum { maximum[base + c] = input + c }
-                }
-            }
-        }
-        if average {
-            for position in 0..<positions where counts[position] > 0 {
-                for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
-            }
-        }
-        return (output, counts, maximum)
-    }
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
         let x = tensors[0]

@@ -96,23 +96,44 @@ extension DepthwiseOp: TrainableOp {
 }
 
 extension PoolingOp: TrainableOp {
+    /// Max pooling keeps, for the backward pass, the input index each output came from.
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+        guard !average else { return ForwardRecord(inputs: inputs, output: try forward(inputs)) }
+        let x = inputs[0]
+        let (g, rows, cols) = try windows(x)
+        let pooled = pool(x, g, rows, cols, keepMaximum: true)
+        var record = ForwardRecord(inputs: inputs, output: Tensor(shape: outputShape(g, rows, cols), data: pooled.output))
+        record.indices = pooled.maximum
+        return record
+    }
+
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
-        let g = try Geometry(x, spatial: spatial, layer: name)
-        let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
-        let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
+        let (g, rows, cols) = try windows(x)
         var dx = [Float](repeating: 0, count: x.count)
         let channels = g.channels
-        let pooled = pool(x, g, rows, cols, keepMaximum: !average)
-        if average {
-            // Each tap inside the image gets an equal share of its window's gradient.
-            g.forEachWindowTap(rows, cols) { position, _, input in
-                let share = 1 / Float(pooled.counts[position])
-                for c in 0..<channels { dx[input + c] += gradOutput.data[position * channels + c] * share }
-            }
-        } else {
+        if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
-            for (index, source) in pooled.maximum.enumerated() where source >= 0 { dx[source] += gradOutput.data[index] }
+            let sources = record.indices.isEmpty ? pool(x, g, rows, cols, keepMaximum: true).maximum : record.indices
+            dx.withUnsafeMutableBufferPointer { dx in
+                for (index, source) in sources.enumerated() where source >= 0 { dx[source] += gradOutput.data[index] }
+            }
+            return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
+        }
+        let pooled = pool(x, g, rows, cols, keepMaximum: false)
+        if !dx.isEmpty, !pooled.counts.isEmpty, !gradOutput.data.isEmpty {
+            // Each tap inside the image gets an equal share of its window's gradient.
+            dx.withUnsafeMutableBufferPointer { dx in
+                gradOutput.data.withUnsafeBufferPointer { gradient in
+                    pooled.counts.withUnsafeBufferPointer { counts in
+                        let (dx, gradient, counts) = (dx.baseAddress!, gradient.baseAddress!, counts.baseAddress!)
+                        g.forEachWindowTap(rows, cols) { position, _, input in
+                            let share = 1 / Float(counts[position])
+                            for c in 0..<channels { dx[input + c] += gradient[position * channels + c] * share }
+                        }
+                    }
+                }
+            }
         }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
     }

@@ -9,6 +9,8 @@ public struct ForwardRecord: Sendable {
     var preActivation: [Float]? = nil
     /// Op-specific state (dropout masks, normalization statistics).
     var extra: [Float] = []
+    /// Op-specific indices (max pooling: the input index each output came from, −1: none).
+    var indices: [Int] = []
     /// New values of non-trainable weights (BatchNormalization's moving statistics), by short name.
     public var stateUpdates: [String: [Float]] = [:]
     /// Recurrent layers: the states of each direction, step by step.

@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import LAQModel
 
@@ -202,13 +203,9 @@ public struct Adam: Sendable {
                             let count = g.count
                             let (mm, vv, w, g) = (SharedPointer(mm.baseAddress!), SharedPointer(vv.baseAddress!), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
                             Parallel.halves(count, large: count >= Self.parallelCount) { range in
-                                let (mm, vv, w, g) = (mm.base, vv.base, w.base, g.base)
-                                for i in range {
-                                    let grad = g[i] * scale
-                                    mm[i] += (grad - mm[i]) * (1 - beta1)
-                                    vv[i] += (grad * grad - vv[i]) * (1 - beta2)
-                                    w[i] -= alpha * mm[i] / (vv[i].squareRoot() + epsilon)
-                                }
+                                let start = range.lowerBound
+                                laq_adam_update(w.base + start, mm.base + start, vv.base + start, g.base + start, range.count,
+                                                scale, beta1, beta2, alpha, epsilon, CPU.isa)
                             }
                         }
                     }
