@@ -180,10 +180,10 @@ public struct Adam: Sendable {
         self.epsilon = epsilon
     }
 
-    /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
     /// Tensors with at least this many elements are updated on two threads.
     static let parallelCount = 1 << 16
 
+    /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
     public mutating func step(_ weights: inout [Weight], gradients: [String: [Float]]) {
         iterations += 1
         let t = Float(iterations)
