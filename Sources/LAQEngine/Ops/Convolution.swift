@@ -84,25 +84,38 @@ struct ConvolutionOp: Op {
     }
 
     /// Visits every (output position, kernel tap) pair whose input lies inside the image (the
-    /// padding taps are skipped): `body(column, input)` gets the offset of the tap's channel run in
-    /// the im2col matrix and in the input. The one traversal behind im2col and col2im.
+    /// padding taps are skipped), as runs: `body(column, input, count)` gets the offsets of `count`
+    /// floats that are contiguous both in the im2col matrix and in the input. With unit dilation
+    /// along the width, a kernel row inside the image is one run of kw·c floats; otherwise each
+    /// tap's c channels are. The one traversal behind im2col and col2im.
     @inline(__always)
-    func forEachTap(_ g: Geometry, _ body: (_ column: Int, _ input: Int) -> Void) {
+    func forEachRun(_ g: Geometry, _ body: (_ column: Int, _ input: Int, _ count: Int) -> Void) {
         let (rows, cols) = windows(g)
-        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        let (kh, kw, channels) = (kernelSize[0], kernelSize[1], g.channels)
+        let patch = kh * kw * channels
+        let wholeRows = cols.dilation == 1
         var p = 0
         for n in 0..<g.batch {
             for oh in 0..<rows.output {
                 for ow in 0..<cols.output {
                     var q = p * patch
-                    for th in 0..<kernelSize[0] {
+                    let first = cols.source(ow, 0)
+                    for th in 0..<kh {
                         let ih = rows.source(oh, th)
-                        for tw in 0..<kernelSize[1] {
+                        guard ih >= 0, ih < g.height else {
+                            q += kw * channels
+                            continue
+                        }
+                        let row = (n * g.height + ih) * g.width
+                        if wholeRows, first >= 0, first + kw <= g.width {
+                            body(q, (row + first) * channels, kw * channels)
+                            q += kw * channels
+                            continue
+                        }
+                        for tw in 0..<kw {
                             let iw = cols.source(ow, tw)
-                            if ih >= 0, ih < g.height, iw >= 0, iw < g.width {
-                                body(q, ((n * g.height + ih) * g.width + iw) * g.channels)
-                            }
-                            q += g.channels
+                            if iw >= 0, iw < g.width { body(q, (row + iw) * channels, channels) }
+                            q += channels
                         }
                     }
                     p += 1
@@ -116,19 +129,22 @@ struct ConvolutionOp: Op {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         var columns = [Float](repeating: 0, count: g.batch * rows.output * cols.output * patch)
-        let channels = g.channels
+        guard !columns.isEmpty, !x.data.isEmpty else { return columns }
         x.data.withUnsafeBufferPointer { input in
             columns.withUnsafeMutableBufferPointer { out in
-                forEachTap(g) { column, source in
-                    for c in 0..<channels { out[column + c] = input[source + c] }
-                }
+                let (input, out) = (input.baseAddress!, out.baseAddress!)
+                forEachRun(g) { column, source, count in (out + column).update(from: input + source, count: count) }
             }
         }
         return columns
     }
 
     /// The convolution before the activation.
-    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor { try linearKeepingColumns(x).output }
+
+    /// The convolution before the activation, and the im2col matrix it multiplied (kept by the
+    /// training forward for the backward pass).
+    func linearKeepingColumns(_ x: Tensor) throws(EngineError) -> (output: Tensor, columns: [Float]) {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
@@ -145,7 +161,7 @@ struct ConvolutionOp: Op {
             for p in 0..<positions { for f in 0..<filters { output[p * filters + f] += bias[f] } }
         }
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
-        return Tensor(shape: shape, data: output)
+        return (Tensor(shape: shape, data: output), columns)
     }
 }
 

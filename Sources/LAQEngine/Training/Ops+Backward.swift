@@ -25,11 +25,12 @@ extension DenseOp: TrainableOp {
 }
 
 extension ConvolutionOp: TrainableOp {
+    /// Keeps the im2col matrix (in `extra`) for the kernel's gradient.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        let z = try linear(inputs[0])
+        let (z, columns) = try linearKeepingColumns(inputs[0])
         var y = z
         activation.apply(&y.data, width: filters)
-        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data, extra: columns)
     }
 
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
@@ -39,17 +40,19 @@ extension ConvolutionOp: TrainableOp {
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let positions = g.batch * rows.output * cols.output
         let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: filters)
-        let columns = self.columns(x, g)
+        let columns = record.extra.count == positions * patch ? record.extra : self.columns(x, g)
         var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true)]
         if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters) }
         let dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true)
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = [Float](repeating: 0, count: x.count)
-        let channels = g.channels
-        dx.withUnsafeMutableBufferPointer { out in
-            dColumns.withUnsafeBufferPointer { columns in
-                forEachTap(g) { column, target in
-                    for c in 0..<channels { out[target + c] += columns[column + c] }
+        if !dx.isEmpty, !dColumns.isEmpty {
+            dx.withUnsafeMutableBufferPointer { out in
+                dColumns.withUnsafeBufferPointer { columns in
+                    let (out, columns) = (out.baseAddress!, columns.baseAddress!)
+                    forEachRun(g) { column, target, count in
+                        for c in 0..<count { out[target + c] += columns[column + c] }
+                    }
                 }
             }
         }
