@@ -15,7 +15,27 @@ extension Activation {
             }
             return result
         default:
-            for i in grad.indices { result[i] = grad[i] * derivative(z[i], y[i]) }
+            // ReLU inline; large tensors on two threads.
+            guard !grad.isEmpty else { return result }
+            let relu = self == .relu
+            result.withUnsafeMutableBufferPointer { out in
+                grad.withUnsafeBufferPointer { grad in
+                    z.withUnsafeBufferPointer { z in
+                        y.withUnsafeBufferPointer { y in
+                            let count = out.count
+                            let (out, grad, z, y) = (SharedPointer(out.baseAddress!), SharedPointer(grad.baseAddress!), SharedPointer(z.baseAddress!), SharedPointer(y.baseAddress!))
+                            Parallel.halves(count, large: count >= Self.parallelCount) { range in
+                                let (out, grad, z, y) = (out.base, grad.base, z.base, y.base)
+                                if relu {
+                                    for i in range { out[i] = grad[i] * (z[i] > 0 ? 1 : 0) }
+                                } else {
+                                    for i in range { out[i] = grad[i] * derivative(z[i], y[i]) }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
             return result
         }
     }

@@ -84,12 +84,26 @@ public enum Activation: Sendable, Equatable {
                 }
             }
         default:
-            let function = scalar
+            // Element-wise: ReLU inline (it vectorises), other functions through `scalar`; large
+            // tensors on two threads.
+            guard !values.isEmpty else { return }
+            let (function, relu) = (scalar, self == .relu)
             values.withUnsafeMutableBufferPointer { buffer in
-                for i in buffer.indices { buffer[i] = function(buffer[i]) }
+                let values = SharedPointer(buffer.baseAddress!)
+                Parallel.halves(buffer.count, large: buffer.count >= Self.parallelCount) { range in
+                    let values = values.base
+                    if relu {
+                        for i in range { values[i] = max(values[i], 0) }
+                    } else {
+                        for i in range { values[i] = function(values[i]) }
+                    }
+                }
             }
         }
     }
+
+    /// Element-wise passes over at least this many values run on two threads.
+    static let parallelCount = 1 << 16
 
     /// The element-wise function (not for softmax).
     var scalar: @Sendable (Float) -> Float {
