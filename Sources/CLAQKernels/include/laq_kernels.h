@@ -1,4 +1,5 @@
-// laq's SIMD kernels: the one place LAQEngine runs hand-vectorised C.
+// laq's C for LAQEngine: hand-vectorised kernels (plane-matrix products, Adam's update), CPU
+// detection and an allocator setting. The one place LAQEngine runs C.
 //
 // Plane matrices. A K×N matrix (row-major, the last axis the output) of codes is held as P ≤ 4
 // bit planes, blocked by 64 output columns so that a kernel streams them: the 64-bit word for
@@ -15,8 +16,9 @@
 // (4 KiB at most: it stays in L1 while the block's rows stream):
 //     levels[(b·C + c)·64 + j] = level of code c in column n = 64·b + j,
 // with C = P + 1 codes for one-hot planes, 2^P for bits, P for signed planes (row 0: zero, row m:
-// magnitude m) (codes that never occur and columns past N: any finite value). Per-tensor tables are repeated across columns. The SIMD kernels
-// sum x over each plane and combine with sum levels L (C = P + 1, same layout):
+// magnitude m); codes that never occur and columns past N: any finite value. Per-tensor tables
+// are repeated across columns. The SIMD kernels sum x over each plane and combine with sum
+// levels L (C = P + 1, same layout):
 //     y[n] = L₀[n]·(Σ_k x[k] − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n],  S_p[n] = Σ_{k: bit_p(k, n)} x[k],
 // which is the product when L = levels (one-hot), or when levels are affine in the code,
 // level(c) = l₀ + c·step, and L₀ = l₀, L_{p+1} = l₀ + 2^p·step (bits). Signed planes sum the
@@ -68,7 +70,7 @@ void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, l
 void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                        long start, long count, float *out);
 
-// Dot planes: the same one-hot planes for products with int8 activations, laid out for 4-way
+// Dot planes: one-hot or bit planes for products with int8 activations, laid out for 4-way
 // byte dot products. A word covers 64 bits = 16 output columns × 4 consecutive rows:
 //     planes[((b·K4 + g)·P + p)·4 + s],  K4 = ⌈K/4⌉, block b of 64 columns, sub-block s,
 //     bit 4·j + i ↔ row k = 4·g + i, column n = 64·b + 16·s + j.
