@@ -151,14 +151,16 @@ struct ConvolutionOp: Op {
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
         let columns = self.columns(x, g)
-        var output = [Float](repeating: 0, count: positions * filters)
+        var output = Matrix.uninitialized(positions * filters)  // the product writes every element
         columns.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
                 kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!)
             }
         }
         if let bias {
-            for p in 0..<positions { for f in 0..<filters { output[p * filters + f] += bias[f] } }
+            output.withUnsafeMutableBufferPointer { c in
+                for p in 0..<positions { for f in 0..<filters { c[p * filters + f] += bias[f] } }
+            }
         }
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
         return (Tensor(shape: shape, data: output), columns)

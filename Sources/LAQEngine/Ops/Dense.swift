@@ -33,7 +33,7 @@ struct DenseOp: Op {
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
         let rows = x.shape.dropLast().reduce(1, *)
-        var output = [Float](repeating: 0, count: rows * units)
+        var output = Matrix.uninitialized(rows * units)  // the product writes every element
         x.data.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
                 kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!)

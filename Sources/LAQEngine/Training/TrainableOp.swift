@@ -43,10 +43,17 @@ public typealias TrainingRandom = SplitMix64
 
 /// Row-major GEMM helpers on arrays for backward passes.
 enum Matrix {
+    /// An array for a product to fill: its elements start unspecified (no zeroing pass), and
+    /// every one is written by the product that fills it (a BLAS product with β = 0 or a packed
+    /// kernel without `accumulate`, which write all of C).
+    static func uninitialized(_ count: Int) -> [Float] {
+        [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
     /// A (m×k) · B (k×n), with optional transposes of the stored arrays.
     static func multiply(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
-        var c = [Float](repeating: 0, count: m * n)
-        guard m > 0, n > 0, k > 0 else { return c }
+        guard m > 0, n > 0, k > 0 else { return [Float](repeating: 0, count: m * n) }
+        var c = uninitialized(m * n)
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
