@@ -69,7 +69,7 @@ let package = Package(
         /// `swift run -c release laq-bench`: format throughput against a plain file copy; with
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
-        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine"],
+        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine", "LAQData"],
                           path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py"]),
 
         // MARK: Tests

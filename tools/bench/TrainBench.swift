@@ -1,14 +1,16 @@
-// `laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]`: training throughput of laq's
-// engine (forward in training mode, backward, Keras' Adam) on random data shaped for the model's
-// input, sparse categorical cross-entropy over its output classes. tools/bench/compare_tf.py runs
-// it beside TensorFlow's own loop on the same model.
+// `laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--data BATCH.npz] [--json]`: training
+// throughput of laq's engine (forward in training mode, backward, Keras' Adam) on one batch,
+// sparse categorical cross-entropy over the output classes: `x` and `y` from BATCH.npz (their
+// first `batch` rows), or random data shaped for the model's input. tools/bench/compare_tf.py
+// runs it beside TensorFlow's own loop on the same model and batch.
 import Foundation
+import LAQData
 import LAQEngine
 import LAQExamples
 import LAQImport
 import LAQModel
 
-func trainBenchmark(path: String, batch: Int, steps: Int, json: Bool) throws {
+func trainBenchmark(path: String, batch: Int, steps: Int, data: String?, json: Bool) throws {
     // As the laq command sets it up: freed arrays stay in the heap for the next step.
     EngineMemory.keepFreedBlocks()
     var model = try KerasImporter(includeOptimizer: false).importModel(path: path).model
@@ -16,10 +18,19 @@ func trainBenchmark(path: String, batch: Int, steps: Int, json: Bool) throws {
     let inputShape = try model.outputShapes()[model.inputs[0].layer] ?? []
     let features = inputShape.dropFirst().map { $0 ?? 1 }.reduce(1, *)
     var random = SeededGenerator(seed: 3)
-    let x = Tensor(shape: [batch] + inputShape.dropFirst().map { $0 ?? 1 },
+    var x = Tensor(shape: [batch] + inputShape.dropFirst().map { $0 ?? 1 },
                    data: (0..<(batch * features)).map { _ in Float(random.next() % 1000) / 1000 })
     let classes = try executor.predict([x.rows(0..<1)])[0].lastDimension
-    let labels = (0..<batch).map { _ in Float(random.next() % UInt64(classes)) }
+    var labels = (0..<batch).map { _ in Float(random.next() % UInt64(classes)) }
+    if let data {
+        let arrays = try DataFile.load(data)
+        guard let images = arrays["x"], let classes = arrays["y"], images.shape.first ?? 0 >= batch, classes.values.count >= batch,
+              images.values.count / max(images.shape.first ?? 1, 1) == features else {
+            throw BenchError("\(data): needs arrays x (at least \(batch) rows of \(features) values) and y")
+        }
+        x = Tensor(shape: x.shape, data: Array(images.values[0..<(batch * features)]))
+        labels = Array(classes.values[0..<batch])
+    }
     var adam = Adam(learningRate: 1e-3)
     var trainingRandom = TrainingRandom(seed: 1)
     func step() throws {
@@ -37,4 +48,10 @@ func trainBenchmark(path: String, batch: Int, steps: Int, json: Bool) throws {
     } else {
         print(String(format: "laq training: %d steps of batch %d in %.2f s: %.0f samples/s", steps, batch, seconds, rate))
     }
+}
+
+/// A benchmark's input that cannot be used, with the reason.
+struct BenchError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
 }

@@ -23,6 +23,7 @@ var repeats = 5
 var importPath: String?
 var packedSize: Int?
 var trainPath: String?
+var trainData: String?
 var batch = 100
 var steps = 200
 var json = false
@@ -38,14 +39,15 @@ while let argument = arguments.next() {
     case "--train": trainPath = arguments.next()
     case "--batch": batch = Int(arguments.next() ?? "") ?? batch
     case "--steps": steps = Int(arguments.next() ?? "") ?? steps
+    case "--data": trainData = arguments.next()
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--json]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--data BATCH.npz] [--json]")
         exit(2)
     }
 }
 
 if let trainPath {
-    try trainBenchmark(path: trainPath, batch: batch, steps: steps, json: json)
+    try trainBenchmark(path: trainPath, batch: batch, steps: steps, data: trainData, json: json)
     exit(0)
 }
 
