@@ -24,7 +24,7 @@ extension Activation {
                         y.withUnsafeBufferPointer { y in
                             let count = out.count
                             let (out, grad, z, y) = (SharedPointer(out.baseAddress!), SharedPointer(grad.baseAddress!), SharedPointer(z.baseAddress!), SharedPointer(y.baseAddress!))
-                            Parallel.halves(count, large: count >= Self.parallelCount) { range in
+                            Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
                                 let (out, grad, z, y) = (out.base, grad.base, z.base, y.base)
                                 if relu {
                                     for i in range { out[i] = grad[i] * (z[i] > 0 ? 1 : 0) }

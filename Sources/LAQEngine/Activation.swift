@@ -90,7 +90,7 @@ public enum Activation: Sendable, Equatable {
             let (function, relu) = (scalar, self == .relu)
             values.withUnsafeMutableBufferPointer { buffer in
                 let values = SharedPointer(buffer.baseAddress!)
-                Parallel.halves(buffer.count, large: buffer.count >= Self.parallelCount) { range in
+                Parallel.halves(buffer.count, large: buffer.count >= Parallel.elementwiseCount) { range in
                     let values = values.base
                     if relu {
                         for i in range { values[i] = max(values[i], 0) }
@@ -101,9 +101,6 @@ public enum Activation: Sendable, Equatable {
             }
         }
     }
-
-    /// Element-wise passes over at least this many values run on two threads.
-    static let parallelCount = 1 << 16
 
     /// The element-wise function (not for softmax).
     var scalar: @Sendable (Float) -> Float {

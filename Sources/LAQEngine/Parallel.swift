@@ -10,6 +10,10 @@ enum CPU {
 /// Work split between the machine's two cores (laq's target: 2 cores), for loops whose
 /// iterations are independent.
 enum Parallel {
+    /// Element-wise passes (activations, optimizer updates) over at least this many values are
+    /// large enough for two threads.
+    static let elementwiseCount = 1 << 16
+
     /// Runs `body` over `0..<count`: on two threads, each with one half, when the work is large
     /// (`large`), else once over the whole range on this thread. Returns after both halves.
     static func halves(_ count: Int, large: Bool, _ body: @Sendable (Range<Int>) -> Void) {

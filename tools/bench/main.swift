@@ -46,9 +46,17 @@ while let argument = arguments.next() {
     }
 }
 
-if let trainPath {
-    try trainBenchmark(path: trainPath, batch: batch, steps: steps, data: trainData, json: json)
+/// Runs a benchmark; an error is printed with its reason (exit 1), not raised at top level.
+func running(_ body: () throws -> Void) -> Never {
+    do { try body() } catch {
+        FileHandle.standardError.write(Data("laq-bench: error: \(error)\n".utf8))
+        exit(1)
+    }
     exit(0)
+}
+
+if let trainPath {
+    running { try trainBenchmark(path: trainPath, batch: batch, steps: steps, data: trainData, json: json) }
 }
 
 if let packedSize {
@@ -57,8 +65,7 @@ if let packedSize {
 }
 
 if let importPath {
-    try importBenchmark(path: importPath, repeats: repeats)
-    exit(0)
+    running { try importBenchmark(path: importPath, repeats: repeats) }
 }
 
 let directory = FileManager.default.temporaryDirectory.appendingPathComponent("laq-bench-\(getpid())")

@@ -180,9 +180,6 @@ public struct Adam: Sendable {
         self.epsilon = epsilon
     }
 
-    /// Tensors with at least this many elements are updated on two threads.
-    static let parallelCount = 1 << 16
-
     /// Applies one step to `weights` (by name) from `gradients`; weights without a gradient are kept.
     public mutating func step(_ weights: inout [Weight], gradients: [String: [Float]]) {
         iterations += 1
@@ -202,7 +199,7 @@ public struct Adam: Sendable {
                         g.withUnsafeBufferPointer { g in
                             let count = g.count
                             let (mm, vv, w, g) = (SharedPointer(mm.baseAddress!), SharedPointer(vv.baseAddress!), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                            Parallel.halves(count, large: count >= Self.parallelCount) { range in
+                            Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
                                 let start = range.lowerBound
                                 laq_adam_update(w.base + start, mm.base + start, vv.base + start, g.base + start, range.count,
                                                 scale, beta1, beta2, alpha, epsilon, CPU.isa)
@@ -259,7 +256,7 @@ public struct SGD: Sendable {
                     g.withUnsafeBufferPointer { g in
                         let count = g.count
                         let (m, w, g) = (SharedPointer(velocity), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                        Parallel.halves(count, large: count >= Adam.parallelCount) { range in
+                        Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
                             let (m, w, g) = (m.base, w.base, g.base)
                             for i in range {
                                 let grad = g[i] * scale
