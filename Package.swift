@@ -26,8 +26,11 @@ let package = Package(
 
         // MARK: Libraries
         /// The `.laq` container: spec/FORMAT.md in code. Pure Swift apart from
-        /// zlib (compression, CRC32) and libcrypto (SHA-256).
-        .target(name: "LAQFormat", dependencies: ["CLAQZlib", "CCrypto"]),
+        /// zlib (compression), libcrypto (SHA-256) and CLAQFormatSupport.
+        .target(name: "LAQFormat", dependencies: ["CLAQZlib", "CCrypto", "CLAQFormatSupport"]),
+        /// LAQFormat's C: a CRC-32 folded with carry-less multiplication (PCLMULQDQ; zlib's
+        /// value, ~4× zlib's speed) and early writeback (sync_file_range).
+        .target(name: "CLAQFormatSupport"),
         /// A thin, safe layer over libhdf5: the one place that calls the HDF5 C API.
         .target(name: "LAQHDF5", dependencies: ["CHDF5"]),
         /// The model graph: layers, connections, weights, optimizer state; what laq executes.
@@ -69,12 +72,12 @@ let package = Package(
         /// `swift run -c release laq-bench`: format throughput against a plain file copy; with
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
-        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine", "LAQData"],
+        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine", "LAQData"],
                           path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py"]),
 
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
-        .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "CLAQKernels", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
         .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),

@@ -1,3 +1,4 @@
+import CLAQFormatSupport
 import Foundation
 import Glibc
 
@@ -73,11 +74,20 @@ public enum AtomicFile {
 }
 
 /// A buffered writer to an open file descriptor, used by ``AtomicFile``.
+///
+/// Every ``writebackChunk`` bytes written, the sink asks the kernel to start writing them to the
+/// disk (sync_file_range, without waiting), so that the disk works while the file is still being
+/// produced and the final fsync waits only for the tail: on a 50 MB file written in 1 MiB pieces
+/// this cut fsync from 13–17 ms to 3–5 ms (a C program measuring both ways, side by side).
 public struct FileSink {
     let fd: Int32
     let path: String
     var buffer: [UInt8] = []
+    /// Bytes written to the descriptor so far, and how many of them writeback was started for.
+    var written = 0
+    var writebackStarted = 0
     static let bufferSize = 1 << 20
+    static let writebackChunk = 4 << 20
 
     init(fd: Int32, path: String) {
         self.fd = fd
@@ -92,7 +102,8 @@ public struct FileSink {
         }
         try flush()
         if bytes.count >= Self.bufferSize {
-            try writeAll(bytes)
+            try Self.writeAll(bytes, fd: fd, path: path)
+            startWriteback(after: bytes.count)
         } else {
             buffer.append(contentsOf: bytes)
         }
@@ -100,11 +111,21 @@ public struct FileSink {
 
     mutating func flush() throws {
         guard !buffer.isEmpty else { return }
-        try buffer.withUnsafeBytes { try writeAll($0) }
+        try buffer.withUnsafeBytes { try Self.writeAll($0, fd: fd, path: path) }
+        startWriteback(after: buffer.count)
         buffer.removeAll(keepingCapacity: true)
     }
 
-    private func writeAll(_ bytes: UnsafeRawBufferPointer) throws {
+    /// Counts `count` more bytes written and starts writeback once a chunk has accumulated.
+    private mutating func startWriteback(after count: Int) {
+        written += count
+        guard written - writebackStarted >= Self.writebackChunk else { return }
+        // Best effort: where this fails or is unsupported, fsync still does all the work.
+        _ = laq_start_writeback(fd, Int64(writebackStarted), Int64(written - writebackStarted))
+        writebackStarted = written
+    }
+
+    private static func writeAll(_ bytes: UnsafeRawBufferPointer, fd: Int32, path: String) throws {
         var offset = 0
         while offset < bytes.count {
             let written = Glibc.write(fd, bytes.baseAddress! + offset, bytes.count - offset)

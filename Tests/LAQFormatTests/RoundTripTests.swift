@@ -156,6 +156,25 @@ import Testing
         #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path) == ["model.laq"])
     }
 
+    @Test("§10: a file written in pieces of every size, past several writeback chunks, reads back byte for byte")
+    func largeAtomicWrite() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("large.bin").path
+        // Pieces smaller than, equal to and larger than the sink's 1 MiB buffer; 13.5 MiB in all
+        // (writeback is started every 4 MiB).
+        let sizes = [1, 1 << 20, 3 << 20, 17, (1 << 20) - 1, 5 << 20, 123_457, 4 << 20]
+        var expected: [UInt8] = []
+        try AtomicFile.write(to: path) { sink in
+            for (index, size) in sizes.enumerated() {
+                let piece = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ index) }
+                expected += piece
+                try piece.withUnsafeBytes { try sink.write($0) }
+            }
+        }
+        #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(expected))
+    }
+
     @Test("the writer refuses what the format cannot hold")
     func writerChecks() throws {
         var writer = LAQWriter()

@@ -6,9 +6,13 @@
 // into float32 arrays (what any HDF5 consumer, h5py included, must do at least). Then the
 // importer alone (parse, hash the source with SHA-256, read, check and assemble every weight and
 // optimizer slot), and the whole of `laq import` in one process: import, write the `.laq` file
-// atomically (fsync) with `--compression none` and with the default `balanced`, and reopen it.
+// atomically (fsync) with `--compression none` and with the default `balanced`, and reopen it;
+// to a new path, and replacing an existing file (the filesystem then frees the old file's blocks
+// inside the rename). Also the CRC-32 every payload needs: zlib's against laq's folded kernel.
 //
 // A 50 MB Keras model with Adam state: tools/bench/make_import_model.py.
+import CLAQFormatSupport
+import CLAQZlib
 import Foundation
 import LAQFormat
 import LAQHDF5
@@ -53,8 +57,31 @@ func importBenchmark(path: String, repeats: Int) throws {
     let copyTime = median(repeats) { plainCopy(from: path, to: output, sync: true) }
     let hdf5Time = try median(repeats) { try readAll(try H5File(path: path).root()) }
     let importTime = try median(repeats) { sink &+= try KerasImporter().importModel(path: path).model.weights.count }
-    let storedTime = try median(repeats) { try importAndWrite(.none) }
-    let balancedTime = try median(repeats) { try importAndWrite(.balanced) }
+    let removeOutput = { _ = unlink(output) }
+    let storedTime = try median(repeats, setup: removeOutput) { try importAndWrite(.none) }
+    let replacingTime = try median(repeats) { try importAndWrite(.none) }
+    let balancedTime = try median(repeats, setup: removeOutput) { try importAndWrite(.balanced) }
+
+    // CRC-32 of the file's bytes (in memory): zlib 1.2 against the folded kernel.
+    let bytes = plainRead(path)
+    var crc: UInt = 0
+    let zlibCRCTime = median(repeats) {
+        crc = bytes.withUnsafeBufferPointer { pointer in
+            stride(from: 0, to: pointer.count, by: 1 << 30).reduce(0) { crc, start in
+                CLAQZlib.crc32(crc, pointer.baseAddress! + start, UInt32(min(1 << 30, pointer.count - start)))
+            }
+        }
+    }
+    var foldedCRCTime = Double.nan
+    if laq_crc32_fold_available() != 0 {
+        let blocks = bytes.count & ~15
+        foldedCRCTime = median(repeats) {
+            let folded = bytes.withUnsafeBufferPointer { pointer in
+                UInt(CLAQZlib.crc32(UInt(laq_crc32_fold(0, pointer.baseAddress!, blocks)), pointer.baseAddress! + blocks, UInt32(pointer.count - blocks)))
+            }
+            guard folded == crc else { fatalError("folded CRC-32 \(folded) differs from zlib's \(crc)") }
+        }
+    }
 
     let model = try KerasImporter().importModel(path: path).model
     let floats = model.weights.reduce(0) { $0 + $1.values.count } + (model.optimizer?.slots.reduce(0) { $0 + $1.values.count } ?? 0)
@@ -69,8 +96,12 @@ func importBenchmark(path: String, repeats: Int) throws {
     row("libhdf5: every dataset into float32 arrays", hdf5Time)
     row("import (parse, SHA-256, read, check, assemble)", importTime)
     row("laq import --compression none (+ write, fsync)", storedTime)
+    row("  the same, replacing an existing output", replacingTime)
     row("laq import (balanced: zlib where it saves ≥ 10%)", balancedTime)
-    print(String(format: "import + write: %.2f× the time of reading every dataset with libhdf5, %.2f× a plain read; balanced %.2f× / %.2f×",
-                 storedTime / hdf5Time, storedTime / readTime, balancedTime / hdf5Time, balancedTime / readTime))
+    row("CRC-32 of the file's bytes: zlib", zlibCRCTime)
+    row("CRC-32 of the file's bytes: laq folded (PCLMULQDQ)", foldedCRCTime)
+    print(String(format: "import + write: %.2f× the time of reading every dataset with libhdf5, %.2f× a plain read (%.2f× replacing a file); balanced %.2f× / %.2f×",
+                 storedTime / hdf5Time, storedTime / readTime, replacingTime / readTime, balancedTime / hdf5Time, balancedTime / readTime))
+    print(String(format: "CRC-32: folded %.1f× zlib's speed", zlibCRCTime / foldedCRCTime))
     if sink == 42 { print("") }
 }

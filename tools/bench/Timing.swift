@@ -6,8 +6,14 @@ import Glibc
 
 /// The median wall time of `repeats` runs of `body`, in seconds.
 func median(_ repeats: Int, _ body: () throws -> Void) rethrows -> Double {
+    try median(repeats, setup: {}, body)
+}
+
+/// The median wall time of `repeats` runs of `body`, in seconds; `setup` runs untimed before each.
+func median(_ repeats: Int, setup: () throws -> Void, _ body: () throws -> Void) rethrows -> Double {
     var times: [Double] = []
     for _ in 0..<max(1, repeats) {
+        try setup()
         let start = DispatchTime.now().uptimeNanoseconds
         try body()
         times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9)
