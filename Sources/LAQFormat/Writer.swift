@@ -91,6 +91,8 @@ public struct LAQWriter: Sendable {
     public var requiredFeatures: [String]
     public private(set) var records: [TensorRecord] = []
     public var options: WriteOptions
+    /// Payloads stored ahead of writing by ``preparePayloads()``, with the options they used.
+    private var early: (payloads: [StoredPayload], compression: WriteOptions.CompressionPolicy, level: Int32)?
 
     public init(
         model: ModelInfo = ModelInfo(), provenance: [ProvenanceRecord] = [], metadata: [String: JSONValue] = [:],
@@ -109,6 +111,16 @@ public struct LAQWriter: Sendable {
     public mutating func add(_ record: TensorRecord) throws {
         try Self.check(record, existing: records)
         records.append(record)
+        early = nil
+    }
+
+    /// Encodes, compresses and checksums every payload now, on every core, so that a later
+    /// ``write(to:)`` or ``encoded()`` only lays out the manifest and writes. The header,
+    /// manifest, provenance and metadata may still change; adding a tensor or changing the
+    /// compression policy or level prepares again at writing. `laq import` calls this while the
+    /// source file's SHA-256, which its provenance records, is still being computed.
+    public mutating func preparePayloads() {
+        early = (storePayloads(), options.compression, options.zlibLevel)
     }
 
     /// Writes the file to `path` atomically (§10).
@@ -207,8 +219,8 @@ public struct LAQWriter: Sendable {
         }
     }
 
-    func prepare() throws -> Prepared {
-        // Encode and compress every payload; tensors are independent, so use every core.
+    /// Encodes and compresses every payload; tensors are independent, so this uses every core.
+    func storePayloads() -> [StoredPayload] {
         let records = self.records
         let options = self.options
         let results = ResultSlots<StoredPayload>(count: records.count)
@@ -217,7 +229,16 @@ public struct LAQWriter: Sendable {
             options.progress?(stored.decoded.count)
             results[index] = stored
         }
-        let payloads = results.values(count: records.count)
+        return results.values(count: records.count)
+    }
+
+    func prepare() throws -> Prepared {
+        let payloads: [StoredPayload]
+        if let early, early.compression == options.compression, early.level == options.zlibLevel {
+            payloads = early.payloads
+        } else {
+            payloads = storePayloads()
+        }
 
         var manifest = Manifest()
         manifest.requiredFeatures = requiredFeatures

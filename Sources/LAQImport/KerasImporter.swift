@@ -32,7 +32,14 @@ public struct KerasImporter: Sendable {
     }
 
     /// Imports `path`; `configPath` gives the architecture for weights-only files.
-    public func importModel(path: String, configPath: String? = nil) throws -> Result {
+    ///
+    /// The source's SHA-256 is computed on another core while this one reads the file, and
+    /// usually finishes last. `whileHashing`, when given, runs on this thread in that time, with
+    /// the imported model complete but for `source.sha256` (nil until the hash is joined):
+    /// `laq import` encodes and checksums the output's payloads there. Its errors are thrown.
+    public func importModel(
+        path: String, configPath: String? = nil, whileHashing: ((Model) throws -> Void)? = nil
+    ) throws -> Result {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
@@ -62,11 +69,13 @@ public struct KerasImporter: Sendable {
         }
         // The imported model must be one the engine can execute as Keras does.
         do { try result.model.validate() } catch { throw ImportError.model(path: path, error) }
-        var source = ModelSource(file: URL(fileURLWithPath: path).lastPathComponent, sha256: digest.wait(), bytes: UInt64(data.count))
+        var source = ModelSource(file: URL(fileURLWithPath: path).lastPathComponent, bytes: UInt64(data.count))
         source.format = result.kind.rawValue
         source.kerasVersion = result.model.source.kerasVersion
         source.backend = result.model.source.backend
         result.model.source = source
+        try whileHashing?(result.model)
+        result.model.source.sha256 = digest.wait()
         return result
     }
 

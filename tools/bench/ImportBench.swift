@@ -41,10 +41,19 @@ func importBenchmark(path: String, repeats: Int) throws {
         }
     }
 
+    /// What `laq import` does: the payloads are encoded while the source is still being hashed.
     func importAndWrite(_ policy: WriteOptions.CompressionPolicy) throws {
-        let model = try KerasImporter().importModel(path: path).model
-        var writer = try model.laqWriter(provenance: [])
-        writer.options.compression = policy
+        var prepared: LAQWriter?
+        let model = try KerasImporter().importModel(path: path) { model in
+            var writer = try model.laqWriter(provenance: [])
+            writer.options.compression = policy
+            writer.preparePayloads()
+            prepared = writer
+        }.model
+        var writer = prepared!
+        writer.provenance = [ProvenanceRecord(tool: "laq-bench", command: "import", sources: [
+            SourceFile(role: "model", file: path, sha256: model.source.sha256 ?? "", bytes: model.source.bytes ?? 0),
+        ])]
         try writer.write(to: output)
         sink &+= try LAQFile(path: output).tensors.count
     }
