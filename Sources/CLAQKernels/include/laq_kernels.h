@@ -91,6 +91,18 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out);
 
+/// Max pooling of a channels-last image batch x (batch × height × width × channels): for each
+/// output position (n, oh, ow) and channel c, out = the maximum over the window's taps inside the
+/// image, rows ih = oh·rows_stride + th − rows_pad (th < rows_kernel), likewise columns; the first
+/// tap is taken whatever its value, later ones when strictly greater (so the first maximum in tap
+/// order wins, as TensorFlow's gradient takes it). argmax (may be NULL) gets the input index of
+/// that tap; a window with no tap inside gives −∞ and −1. out and argmax: batch × rows_out ×
+/// cols_out × channels. Every `isa` gives the same values and indices.
+void laq_max_pool(const float *x, long batch, long height, long width, long channels,
+                  long rows_out, long rows_kernel, long rows_stride, long rows_pad,
+                  long cols_out, long cols_kernel, long cols_stride, long cols_pad,
+                  float *out, long *argmax, int isa);
+
 /// Keras' Adam step on n elements, in place: with grad = g·scale,
 ///     m += (grad − m)·(1 − β₁);  v += (grad² − v)·(1 − β₂);  w −= α·m / (√v + ε)
 /// in float32, each operation rounded (no fused multiply-adds): every `isa` gives the same bits.

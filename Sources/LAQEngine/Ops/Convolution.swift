@@ -151,15 +151,10 @@ struct ConvolutionOp: Op {
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
         let columns = self.columns(x, g)
-        var output = Matrix.uninitialized(positions * filters)  // the product writes every element
+        var output = Matrix.startingWithBias(bias, rows: positions, width: filters)
         columns.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
-                kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!)
-            }
-        }
-        if let bias {
-            output.withUnsafeMutableBufferPointer { c in
-                for p in 0..<positions { for f in 0..<filters { c[p * filters + f] += bias[f] } }
+                kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!, accumulate: bias != nil)
             }
         }
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]

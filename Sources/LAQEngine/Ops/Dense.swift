@@ -33,17 +33,10 @@ struct DenseOp: Op {
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
         let rows = x.shape.dropLast().reduce(1, *)
-        var output = Matrix.uninitialized(rows * units)  // the product writes every element
+        var output = Matrix.startingWithBias(bias, rows: rows, width: units)
         x.data.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
-                kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!)
-            }
-        }
-        if let bias {
-            output.withUnsafeMutableBufferPointer { c in
-                for row in 0..<rows {
-                    for j in 0..<units { c[row * units + j] += bias[j] }
-                }
+                kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!, accumulate: bias != nil)
             }
         }
         return Tensor(shape: Array(x.shape.dropLast()) + [units], data: output)

@@ -1,3 +1,4 @@
+import CLAQKernels
 import LAQModel
 
 /// MaxPooling and AveragePooling, 1-D and 2-D. Average pooling with `same` padding divides by the
@@ -24,50 +25,50 @@ struct PoolingOp: Op {
     /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
     /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
     /// holds for each output value the input index of its first maximal tap (−1: none).
-    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
+    /// `isa`: the instruction set of the max-pooling kernel (tests compare them).
+    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool, isa: Int32 = CPU.isa)
         -> (output: [Float], counts: [Int], maximum: [Int]) {
         let average = self.average
         let positions = g.batch * rows.output * cols.output
         let channels = g.channels
-        var output = [Float](repeating: average ? 0 : -.infinity, count: positions * channels)
+        if !average {
+            // Max pooling: one C pass, branch-free over channels (counts are not needed).
+            var output = Matrix.uninitialized(positions * channels)
+            var maximum = keepMaximum ? [Int](unsafeUninitializedCapacity: positions * channels) { _, n in n = positions * channels } : []
+            guard positions > 0, channels > 0 else { return (output, [], maximum) }
+            x.data.withUnsafeBufferPointer { input in
+                output.withUnsafeMutableBufferPointer { output in
+                    maximum.withUnsafeMutableBufferPointer { maximum in
+                        laq_max_pool(input.baseAddress!, g.batch, g.height, g.width, channels,
+                                     rows.output, rows.kernel, rows.stride, rows.padBefore,
+                                     cols.output, cols.kernel, cols.stride, cols.padBefore,
+                                     output.baseAddress!, keepMaximum ? maximum.baseAddress : nil, isa)
+                    }
+                }
+            }
+            return (output, [], maximum)
+        }
+        var output = [Float](repeating: 0, count: positions * channels)
         var counts = [Int](repeating: 0, count: positions)
-        var maximum = [Int](repeating: -1, count: keepMaximum ? positions * channels : 0)
-        guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, maximum) }
+        guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, []) }
         // Raw buffers inside the traversal: the closure touches no array (no uniqueness checks
         // per tap).
         x.data.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { output in
                 counts.withUnsafeMutableBufferPointer { counts in
-                    maximum.withUnsafeMutableBufferPointer { maximum in
-                        // (An empty array's buffer may still have an address: no `best` unless kept.)
-                        let (x, out, counts) = (input.baseAddress!, output.baseAddress!, counts.baseAddress!)
-                        let best = keepMaximum ? maximum.baseAddress : nil
-                        g.forEachWindowTap(rows, cols) { position, _, input in
-                            counts[position] += 1
-                            let o = out + position * channels, source = x + input
-                            if average {
-                                for c in 0..<channels { o[c] += source[c] }
-                            } else if let best {
-                                let b = best + position * channels
-                                for c in 0..<channels where source[c] > o[c] || b[c] < 0 {
-                                    // Strictly greater: the first maximum in tap order is kept.
-                                    o[c] = source[c]
-                                    b[c] = input + c
-                                }
-                            } else {
-                                for c in 0..<channels where source[c] > o[c] { o[c] = source[c] }
-                            }
-                        }
+                    let (x, out, counts) = (input.baseAddress!, output.baseAddress!, counts.baseAddress!)
+                    g.forEachWindowTap(rows, cols) { position, _, input in
+                        counts[position] += 1
+                        let o = out + position * channels, source = x + input
+                        for c in 0..<channels { o[c] += source[c] }
                     }
                 }
             }
         }
-        if average {
-            for position in 0..<positions where counts[position] > 0 {
-                for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
-            }
+        for position in 0..<positions where counts[position] > 0 {
+            for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
         }
-        return (output, counts, maximum)
+        return (output, counts, [])
     }
 
     /// The input's geometry and the pooling windows along its rows and columns.

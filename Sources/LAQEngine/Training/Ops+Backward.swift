@@ -5,20 +5,34 @@ import LAQModel
 // with respect to the output. Each is checked against central finite differences in
 // Tests/LAQEngineTests/GradientTests.swift.
 
+/// The output of a layer's product `z` through its activation, and what the backward pass needs
+/// of `z`: nothing when the derivative follows from the output (ReLU, linear: activated in place,
+/// no copy), else `z` itself.
+private func activate(_ z: consuming Tensor, _ activation: Activation, width: Int) -> (output: Tensor, preActivation: [Float]?) {
+    if activation.derivativeFromOutput {
+        var y = consume z  // activated in place: no copy
+        activation.apply(&y.data, width: width)
+        return (y, nil)
+    }
+    let kept = z.data
+    var y = consume z
+    activation.apply(&y.data, width: width)  // copies on write: `kept` shares the buffer
+    return (y, kept)
+}
+
 extension DenseOp: TrainableOp {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        let z = try linear(inputs[0])
-        var y = z
-        activation.apply(&y.data, width: units)
-        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+        let (y, z) = activate(try linear(inputs[0]), activation, width: units)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z)
     }
 
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let rows = x.shape.dropLast().reduce(1, *)
-        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: units)
+        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data, width: units)
         var weights = ["kernel": Matrix.multiply(x.data, gz, m: inputs, n: units, k: rows, transposeA: true)]
         if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: units) }
+        guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
         let dx = Matrix.multiply(gz, kernel, m: rows, n: inputs, k: units, transposeB: true)
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
@@ -28,9 +42,8 @@ extension ConvolutionOp: TrainableOp {
     /// Keeps the im2col matrix (in `extra`) for the kernel's gradient.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
         let (z, columns) = try linearKeepingColumns(inputs[0])
-        var y = z
-        activation.apply(&y.data, width: filters)
-        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data, extra: columns)
+        let (y, preActivation) = activate(consume z, activation, width: filters)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation, extra: columns)
     }
 
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
@@ -39,10 +52,11 @@ extension ConvolutionOp: TrainableOp {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let positions = g.batch * rows.output * cols.output
-        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: filters)
+        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data, width: filters)
         let columns = record.extra.count == positions * patch ? record.extra : self.columns(x, g)
         var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true)]
         if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters) }
+        guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
         let dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true)
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = [Float](repeating: 0, count: x.count)

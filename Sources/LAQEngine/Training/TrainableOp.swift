@@ -15,6 +15,11 @@ public struct ForwardRecord: Sendable {
     public var stateUpdates: [String: [Float]] = [:]
     /// Recurrent layers: the states of each direction, step by step.
     var traces: [RecurrentTrace] = []
+    /// Whether the backward pass must return gradients for the call's inputs. Backpropagation
+    /// clears it for a call whose inputs are all model inputs (a first layer), whose gradients
+    /// nobody reads; ops whose input gradient is a large product (Dense, convolutions) then
+    /// return nil for them.
+    public var inputsNeedGradients = true
 }
 
 /// Gradients of one layer's backward pass.
@@ -43,6 +48,21 @@ public typealias TrainingRandom = SplitMix64
 
 /// Row-major GEMM helpers on arrays for backward passes.
 enum Matrix {
+    /// The start of `rows` outputs of a layer with `bias`, for a product to add to
+    /// (`accumulate`): each row a copy of the bias, or, without one, unspecified elements for a
+    /// product that writes them all. Adding the product to the bias in place saves the pass that
+    /// zeroes C (BLAS with β = 0) and the pass that adds the bias afterwards.
+    static func startingWithBias(_ bias: [Float]?, rows: Int, width: Int) -> [Float] {
+        guard let bias else { return uninitialized(rows * width) }
+        precondition(bias.count == width, "a bias of \(bias.count) values for rows of \(width)")
+        return [Float](unsafeUninitializedCapacity: rows * width) { buffer, initialized in
+            bias.withUnsafeBufferPointer { b in
+                for row in 0..<rows { (buffer.baseAddress! + row * width).initialize(from: b.baseAddress!, count: width) }
+            }
+            initialized = rows * width
+        }
+    }
+
     /// An array for a product to fill: its elements start unspecified (no zeroing pass), and
     /// every one is written by the product that fills it (a BLAS product with β = 0 or a packed
     /// kernel without `accumulate`, which write all of C).

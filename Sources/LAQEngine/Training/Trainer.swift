@@ -92,6 +92,7 @@ public struct Backpropagation {
         guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
         var values: [TensorRef: Tensor] = [:]
         var records: [LayerCall: ForwardRecord] = [:]
+        let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
         for call in executor.calls where !model.layers[call.layer].inbound.isEmpty {
             let layer = model.layers[call.layer]
@@ -103,7 +104,8 @@ public struct Backpropagation {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
-            let record = try op.forwardTraining(arguments, random: &random)
+            var record = try op.forwardTraining(arguments, random: &random)
+            record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
             values[model.output(of: call)] = record.output
             records[call] = record
         }
