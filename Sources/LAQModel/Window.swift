@@ -28,5 +28,10 @@ public struct Window: Sendable, Equatable {
 
     /// Input index of output `o`, tap `t` (may be outside 0..<input).
     @inline(__always) public func source(_ o: Int, _ t: Int) -> Int { o * stride + t * dilation - padBefore }
+
+    /// Whether every tap of every output lies inside an input of this length (no padding taps).
+    public func allTapsInside(_ input: Int) -> Bool {
+        output == 0 || (source(0, 0) >= 0 && source(output - 1, kernel - 1) < input)
+    }
 }
 

@@ -29,3 +29,38 @@ import Testing
         }
     }
 }
+
+/// The one-row product (`BLAS.gemm` with m = 1 runs OpenBLAS' gemv) against a scalar reference.
+@Suite struct OneRowProductTests {
+    @Test("m = 1: every transpose, a strided row of A, accumulation, and C starting as NaN")
+    func oneRow() {
+        let (k, n) = (37, 23)
+        var generator = SplitMix64(seed: 5)
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 } }
+        let a = random(k * 3), b = random(k * n), start = random(n)
+        for transposeA in [false, true] {
+            for transposeB in [false, true] {
+                for accumulate in [false, true] {
+                    // A: the row itself, or column 0 of a k×3 matrix (lda 3) when transposed.
+                    func aValue(_ i: Int) -> Float { transposeA ? a[i * 3] : a[i] }
+                    // B: k×n, or n×k stored when transposed.
+                    func bValue(_ i: Int, _ j: Int) -> Float { transposeB ? b[j * k + i] : b[i * n + j] }
+                    var c = accumulate ? start : [Float](repeating: .nan, count: n)
+                    a.withUnsafeBufferPointer { pa in
+                        b.withUnsafeBufferPointer { pb in
+                            c.withUnsafeMutableBufferPointer { pc in
+                                BLAS.gemm(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, m: 1, n: n, k: k, lda: transposeA ? 3 : nil,
+                                          transposeA: transposeA, transposeB: transposeB, accumulate: accumulate)
+                            }
+                        }
+                    }
+                    for j in 0..<n {
+                        var expected: Double = accumulate ? Double(start[j]) : 0
+                        for i in 0..<k { expected += Double(aValue(i)) * Double(bValue(i, j)) }
+                        #expect(abs(Double(c[j]) - expected) < 1e-4, "transposeA \(transposeA), transposeB \(transposeB), accumulate \(accumulate), column \(j)")
+                    }
+                }
+            }
+        }
+    }
+}

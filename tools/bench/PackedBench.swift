@@ -1,6 +1,6 @@
 // `laq-bench --packed [--size 4096] [--repeats 30] [--json]`: products with a quantized N×N
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
-// (sgemm; at batch 1 OpenBLAS takes its gemv path), measured side by side in one run. Layouts:
+// (the engine's path: sgemv at batch 1, sgemm above), measured side by side in one run. Layouts:
 // binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
 // 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per
 // channel (signed planes), 3-bit with random levels (packed bytes); binary, ternary and 3-bit linear with int8 activations.

@@ -124,11 +124,13 @@ struct ConvolutionOp: Op {
         }
     }
 
-    /// im2col: one row of kh·kw·c values per output position.
+    /// im2col: one row of kh·kw·c values per output position (zeros for padding taps).
     func columns(_ x: Tensor, _ g: Geometry) -> [Float] {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
-        var columns = [Float](repeating: 0, count: g.batch * rows.output * cols.output * patch)
+        let count = g.batch * rows.output * cols.output * patch
+        // Without padding taps every element is copied from the input: no zeroing pass.
+        var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width) ? Matrix.uninitialized(count) : [Float](repeating: 0, count: count)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
         x.data.withUnsafeBufferPointer { input in
             columns.withUnsafeMutableBufferPointer { out in
