@@ -117,6 +117,72 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
     (void)isa;
 }
 
+// Symmetric one-hot pairs: d[16·s + j] = Σ x over plane 0's rows − Σ x over plane 1's rows,
+// for the 64 columns of one block.
+static void signed_pair_scalar(const int8_t *q, long k4, const uint64_t *w, int32_t *d) {
+    memset(d, 0, sizeof(int32_t) * 64);
+    for (long g = 0; g < k4; g++) {
+        const int8_t *x = q + 4 * g;
+        for (int s = 0; s < 4; s++) {
+            const uint64_t plus = w[(g * 2) * 4 + s], minus = w[(g * 2 + 1) * 4 + s];
+            if (!(plus | minus)) continue;
+            for (int j = 0; j < 16; j++)
+                for (int i = 0; i < 4; i++) {
+                    if ((plus >> (4 * j + i)) & 1) d[16 * s + j] += x[i];
+                    if ((minus >> (4 * j + i)) & 1) d[16 * s + j] -= x[i];
+                }
+        }
+    }
+}
+
+#if defined(__x86_64__)
+// One u8·s8 dot product per word pair: the weights as +1/−1/0 bytes (movm gives −1 per set
+// bit: minus − plus), the activations offset by 128 into u8 (x XOR 0x80 = x + 128), so the
+// sums are d + 128·Σ_k w[k, n], corrected by the column sums of the weights.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_vnni(const int8_t *q, long k4, const uint64_t *w,
+                                                                                  const int32_t *column_sums, int32_t *d) {
+    __m512i acc[4];
+    for (int s = 0; s < 4; s++) acc[s] = _mm512_setzero_si512();
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    for (long g = 0; g < k4; g++) {
+        int32_t four;
+        memcpy(&four, q + 4 * g, 4);
+        const __m512i x = _mm512_xor_si512(_mm512_set1_epi32(four), flip);
+        const uint64_t *word = w + g * 8;
+        for (int s = 0; s < 4; s++) {
+            const __m512i v = _mm512_sub_epi8(_mm512_movm_epi8(_load_mask64((__mmask64 *)(word + 4 + s))),
+                                              _mm512_movm_epi8(_load_mask64((__mmask64 *)(word + s))));
+            acc[s] = _mm512_dpbusd_epi32(acc[s], x, v);
+        }
+    }
+    for (int s = 0; s < 4; s++) {
+        const __m512i sums = _mm512_loadu_si512(column_sums + 16 * s);
+        _mm512_storeu_si512(d + 16 * s, _mm512_sub_epi32(acc[s], _mm512_slli_epi32(sums, 7)));
+    }
+}
+#endif
+
+void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
+                                         const float *levels, const int32_t *column_sums, float *c, int accumulate,
+                                         long block_begin, long block_end, int isa) {
+    int32_t d[64] __attribute__((aligned(64)));
+    for (long b = block_begin; b < block_end; b++) {
+        const long first = 64 * b, width = n - first < 64 ? n - first : 64;
+        const uint64_t *w = planes + b * k4 * 2 * 4;
+#if defined(__x86_64__)
+        if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, column_sums + first, d);
+        else
+#endif
+            signed_pair_scalar(q, k4, w, d);
+        const float *lv = levels + first;
+        for (long j = 0; j < width; j++) {
+            const float y = scale * (lv[j] * (float)d[j]);
+            c[first + j] = accumulate ? c[first + j] + y : y;
+        }
+    }
+    (void)isa;
+}
+
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out) {
     const long k4 = (k + 3) / 4, codes = one_hot ? plane_count + 1 : 1L << plane_count;  // no signed dot planes

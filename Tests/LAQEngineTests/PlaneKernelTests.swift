@@ -15,20 +15,31 @@ import Testing
         /// More than 3 levels: logarithmic, α·{0, ±¼, ±½, ±1} (7) or α·{0, ±¼, ±1} (5), as signed
         /// planes, not linear.
         var log = false
+        /// With `zeroLevel` and 3 levels: code 1 = −code 0 in every table (LAT's and TWN's
+        /// ±α, 0), which int8 activations multiply with one signed dot product per word pair.
+        var symmetric = false
     }
 
     /// One-hot planes (1–3 levels), bit planes (4–16 affine levels) and signed planes (5 and 7
     /// logarithmic levels).
-    static let cases: [Case] = [(1, false), (2, false), (3, false), (4, false), (7, false), (8, false), (15, false), (16, false), (5, true), (7, true)]
-        .flatMap { levelCount, log in
-            [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)].flatMap { k, n in
-                [false, true].flatMap { perColumn in
-                    (levelCount <= 3 ? [false, true] : [false]).map {
-                        Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: $0, log: log)
+    static let cases: [Case] = {
+        var cases: [Case] = []
+        let kinds: [(Int, Bool)] = [(1, false), (2, false), (3, false), (4, false), (7, false), (8, false), (15, false), (16, false), (5, true), (7, true)]
+        let sizes: [(Int, Int)] = [(1, 1), (7, 63), (100, 64), (33, 65), (64, 130)]
+        for (levelCount, log) in kinds {
+            for (k, n) in sizes {
+                for perColumn in [false, true] {
+                    for zeroLevel in levelCount <= 3 ? [false, true] : [false] {
+                        cases.append(Case(k: k, n: n, levelCount: levelCount, perColumn: perColumn, zeroLevel: zeroLevel, log: log))
+                    }
+                    if levelCount == 3 {
+                        cases.append(Case(k: k, n: n, levelCount: 3, perColumn: perColumn, zeroLevel: true, symmetric: true))
                     }
                 }
             }
         }
+        return cases
+    }()
 
     /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
     /// level is), which the planes renumber to code 0. More than 3 levels are affine in the
@@ -50,6 +61,7 @@ import Testing
             }
         }
         if item.zeroLevel { for table in 0..<tables { levels[table * item.levelCount + item.levelCount - 1] = 0 } }
+        if item.symmetric { for table in 0..<tables { levels[table * 3 + 1] = -levels[table * 3] } }
         let codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
         let matrix = PlaneMatrix(rows: item.k, columns: item.n, levelCount: item.levelCount, levels: levels,
                                  perColumn: item.perColumn, int8Activations: int8, isa: isa) { start, count, output in
@@ -150,6 +162,7 @@ import Testing
                     }
                 }
                 #expect(matrix.int8Activations == (matrix.kind != PlaneMatrix.signedPlanes))
+                #expect((matrix.signedPair != nil) == item.symmetric, "\(item): the one-dot kernel for symmetric ternary levels")
                 if matrix.int8Activations { results.append(c) }
             }
             #expect(Set(results.map { $0.map(\.bitPattern) }).count <= 1, "\(item): instruction sets differ")

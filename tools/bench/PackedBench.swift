@@ -1,9 +1,10 @@
 // `laq-bench --packed [--size 4096] [--repeats 30] [--json]`: products with a quantized N×N
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (the engine's path: sgemv at batch 1, sgemm above), measured side by side in one run. Layouts:
-// binary, two-scale ternary (base 3, per tensor: lat2a's; per channel), 2-bit per channel,
+// binary, ternary with three random levels (base 3, per tensor; per channel) and with α·{−1, 0, 1}
+// per channel (lat's, twn's), 2-bit per channel,
 // 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per
-// channel (signed planes), 3-bit with random levels (packed bytes); binary, ternary and 3-bit linear with int8 activations.
+// channel (signed planes), 3-bit with random levels (packed bytes); binary, both ternaries and 3-bit linear with int8 activations.
 // Plane matrices run on SIMD kernels for up to 16 rows of A, any number with int8 activations.
 import Foundation
 import LAQEngine
@@ -18,6 +19,9 @@ struct PackedCase {
     var linear = false
     /// Levels α·{0, ±¼, ±½, ±1}, as `laq --levels log` writes them (signed planes).
     var log = false
+    /// Ternary levels α·{−1, 0, 1}, as `lat` and `twn` write them (with int8 activations: one
+    /// signed dot product per word pair).
+    var symmetric = false
 }
 
 func packedBenchmark(size: Int, repeats: Int, json: Bool) {
@@ -27,6 +31,8 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         PackedCase(name: "ternary (base 3, per channel)", layout: .base3(levels: 3, axis: 1)),
         PackedCase(name: "binary, int8 activations", layout: .bits(1, levels: 2), activations: .int8),
         PackedCase(name: "ternary, int8 activations", layout: .base3(levels: 3), activations: .int8),
+        PackedCase(name: "ternary ±α (per channel)", layout: .base3(levels: 3, axis: 1), symmetric: true),
+        PackedCase(name: "ternary ±α, int8 activations", layout: .base3(levels: 3, axis: 1), activations: .int8, symmetric: true),
         PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
         PackedCase(name: "3-bit linear (per channel)", layout: .bits(3, levels: 7, axis: 1), linear: true),
         PackedCase(name: "3-bit linear, int8 activations", layout: .bits(3, levels: 7, axis: 1), activations: .int8, linear: true),
@@ -48,6 +54,12 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
             for table in 0..<tables {
                 let alpha = Float(1 + random.next() % 1000) / 10_000
                 for code in 0..<7 { levels[table * 7 + code] = alpha * units[code] }
+            }
+        }
+        if item.symmetric {
+            for table in 0..<tables {
+                let alpha = Float(1 + random.next() % 1000) / 10_000
+                for code in 0..<3 { levels[table * 3 + code] = alpha * Float(code - 1) }
             }
         }
         if item.linear {

@@ -76,6 +76,10 @@ def main():
             results["laq packed ternary"] = row["packed_ms"]
         if row["batch"] == 1 and row["layout"] == "ternary, int8 activations":
             results["laq ternary, int8 act."] = row["packed_ms"]
+        if row["batch"] == 1 and row["layout"] == "ternary ±α (per channel)":
+            results["laq ternary ±α"] = row["packed_ms"]
+        if row["batch"] == 1 and row["layout"] == "ternary ±α, int8 activations":
+            results["laq ternary ±α, int8 act."] = row["packed_ms"]
     int8 = results["ORT int8 (dynamic)"]
     print(f"batch-1 product with a {n}×{n} matrix, median of {args.repeats} (ms), ORT {ort.__version__}, 2 threads; "
           f"laq kernels: {laq.get('kernels', '?')}")

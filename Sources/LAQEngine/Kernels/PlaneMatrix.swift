@@ -37,6 +37,9 @@ struct PlaneMatrix: @unchecked Sendable {
     let columnLevels: [Float]
     /// The sum levels L₀…L_P of the kernels' combination, same layout with C = P + 1.
     let sumLevels: [Float]
+    /// Symmetric ternary dot planes (levels +L[n], −L[n] and 0 in every column): L per column and
+    /// each column's plane-0 count minus plane-1 count, for the one-dot-per-word kernel.
+    let signedPair: (levels: [Float], columnSums: [Int32])?
     let isa: Int32
 
     /// The instruction set the kernels use on this machine.
@@ -144,6 +147,8 @@ struct PlaneMatrix: @unchecked Sendable {
                 for magnitude in 1..<planeCount { sumLevels[sums + (magnitude + 1) * 64] = columnLevels[(block * codeCount + magnitude) * 64 + lane] }
             }
         }
+        self.signedPair = int8Activations && kind == Self.oneHotPlanes && planeCount == 2
+            ? Self.signedPair(words: words, sumLevels: sumLevels, rows: rows, columns: columns) : nil
         self.rows = rows
         self.columns = columns
         self.kind = kind
@@ -153,6 +158,35 @@ struct PlaneMatrix: @unchecked Sendable {
         self.columnLevels = columnLevels
         self.sumLevels = sumLevels
         self.isa = min(isa, Self.bestISA)
+    }
+
+    /// For ternary dot planes whose levels are +L, −L (planes 0 and 1) and 0 (the rest) in every
+    /// column, L per column and the column sums of the ±1 weights; nil for other levels.
+    static func signedPair(words: [UInt64], sumLevels: [Float], rows: Int, columns: Int) -> (levels: [Float], columnSums: [Int32])? {
+        let blocks = (columns + 63) / 64, groups = (rows + 3) / 4
+        var levels = [Float](repeating: 0, count: columns)
+        for column in 0..<columns {
+            let base = (column >> 6) * 3 * 64 + (column & 63)
+            let (zero, plus, minus) = (sumLevels[base], sumLevels[base + 64], sumLevels[base + 128])
+            guard zero == 0, minus == -plus else { return nil }
+            levels[column] = plus
+        }
+        // Word ((b·K4 + g)·2 + p)·4 + s holds 4 rows of columns 64·b + 16·s + j in bits 4j…4j+3.
+        var sums = [Int32](repeating: 0, count: blocks * 64)
+        for block in 0..<blocks {
+            for group in 0..<groups {
+                for sub in 0..<4 {
+                    let first = ((block * groups + group) * 2) * 4 + sub
+                    let (plus, minus) = (words[first], words[first + 4])
+                    guard plus | minus != 0 else { continue }
+                    for j in 0..<16 {
+                        let shift = UInt64(4 * j)
+                        sums[block * 64 + sub * 16 + j] += Int32(((plus >> shift) & 0xF).nonzeroBitCount - ((minus >> shift) & 0xF).nonzeroBitCount)
+                    }
+                }
+            }
+        }
+        return (levels, sums)
     }
 
     /// Writes the plane words of rows `range` of a K×N matrix (their codes row-major in
@@ -288,12 +322,26 @@ struct PlaneMatrix: @unchecked Sendable {
                         let shared = Shared(a: a, c: output, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
                         let quantized = QuantizedRow(q: q.baseAddress!)
                         let (scaleValue, totalValue) = (scale, total)
+                        let blocks = blockCount, large = rows * columns >= 1 << 21
+                        if let signedPair {
+                            signedPair.levels.withUnsafeBufferPointer { pairLevels in
+                                signedPair.columnSums.withUnsafeBufferPointer { sums in
+                                    let pair = Shared(a: a, c: output, words: words.baseAddress!, levels: pairLevels.baseAddress!, sumLevels: levels.baseAddress!)
+                                    let columnSums = ColumnSums(pointer: sums.baseAddress!)
+                                    Parallel.halves(blocks, large: large) { range in
+                                        laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, pair.words, pair.levels,
+                                                                            columnSums.pointer, pair.c, accumulate ? 1 : 0,
+                                                                            range.lowerBound, range.upperBound, isa)
+                                    }
+                                }
+                            }
+                            continue
+                        }
                         let run: @Sendable (Int, Int) -> Void = { begin, end in
                             laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
                                                     shared.sumLevels, shared.c, accumulate ? 1 : 0, begin, end, isa)
                         }
-                        let blocks = blockCount
-                        Parallel.halves(blocks, large: rows * columns >= 1 << 21) { run($0.lowerBound, $0.upperBound) }
+                        Parallel.halves(blocks, large: large) { run($0.lowerBound, $0.upperBound) }
                     }
                 }
             }
@@ -336,6 +384,11 @@ private struct Shared: @unchecked Sendable {
     let words: UnsafePointer<UInt64>
     let levels: UnsafePointer<Float>
     let sumLevels: UnsafePointer<Float>
+}
+
+/// The column sums of a symmetric ternary matrix, read by both threads of a product.
+private struct ColumnSums: @unchecked Sendable {
+    let pointer: UnsafePointer<Int32>
 }
 
 /// One row of A quantized to int8, read by both threads of a product.
