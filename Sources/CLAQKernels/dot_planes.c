@@ -117,6 +117,109 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
     (void)isa;
 }
 
+// Several rows at once: the plane bits of one sub-block (16 columns) become bytes once per
+// group of 4 rows of W and serve R rows of A, R·P accumulators in registers (R·P ≤ 24).
+// sums[(r·P + p)·64 + n'] = Σ q_r over plane p's rows, for the 64 columns of one block.
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+rows_vnni_rp(const int8_t *q, long stride, long k4, const uint64_t *w, const int rows, const int planes, int32_t *sums) {
+    const __m512i ones = _mm512_set1_epi8(1);
+    for (int s = 0; s < 4; s++) {
+        // Fully unrolled (rows and planes are constants here): the accumulators stay in registers.
+        __m512i acc[24];
+#pragma clang loop unroll(full)
+        for (int i = 0; i < rows * planes; i++) acc[i] = _mm512_setzero_si512();
+        for (long g = 0; g < k4; g++) {
+            const uint64_t *word = w + g * planes * 4 + s;
+            __m512i bits[LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+            for (int p = 0; p < planes; p++) bits[p] = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)(word + p * 4)), ones);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < rows; r++) {
+                int32_t four;
+                memcpy(&four, q + r * stride + 4 * g, 4);
+                const __m512i x = _mm512_set1_epi32(four);
+#pragma clang loop unroll(full)
+                for (int p = 0; p < planes; p++) acc[r * planes + p] = _mm512_dpbusd_epi32(acc[r * planes + p], bits[p], x);
+            }
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < rows; r++)
+#pragma clang loop unroll(full)
+            for (int p = 0; p < planes; p++) _mm512_storeu_si512(sums + (r * planes + p) * 64 + 16 * s, acc[r * planes + p]);
+    }
+}
+
+// R rows per tile for P planes (R·P ≤ 24), each (R, P) pair compiled with constant bounds.
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_vnni(const int8_t *q, long stride, long k4,
+                                                                         const uint64_t *w, int rows, int planes, int32_t *sums) {
+#define LAQ_ROWS_CASE(P, R) \
+    if (planes == P && rows == R) { rows_vnni_rp(q, stride, k4, w, R, P, sums); return; }
+    LAQ_ROWS_CASE(1, 24) LAQ_ROWS_CASE(2, 12) LAQ_ROWS_CASE(3, 8) LAQ_ROWS_CASE(4, 6)
+#undef LAQ_ROWS_CASE
+    // A partial tile: one row at a time, all four sub-blocks in one pass (the one-row kernel).
+    for (int r = 0; r < rows; r++) sums_vnni(q + r * stride, k4, w, planes, sums + r * planes * 64);
+}
+#endif
+
+int laq_dot_planes_tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plane_count; }
+
+void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
+                                  long n, const uint64_t *planes, int plane_count, const float *sum_levels,
+                                  const float *pair_levels, const int32_t *pair_column_sums, float *c,
+                                  long ldc, int accumulate, long block_begin, long block_end, int isa) {
+#if defined(__x86_64__)
+    if (isa < LAQ_ISA_AVX512_VNNI || plane_count == 0)
+#endif
+    {
+        for (long r = 0; r < m; r++) {
+            if (pair_levels)
+                laq_dot_planes_multiply_signed_pair(q + r * stride, k4, scales[r], n, planes, pair_levels, pair_column_sums,
+                                                    c + r * ldc, accumulate, block_begin, block_end, isa);
+            else
+                laq_dot_planes_multiply(q + r * stride, k4, scales[r], totals[r], n, planes, plane_count, sum_levels, c + r * ldc,
+                                        accumulate, block_begin, block_end, isa);
+        }
+        return;
+    }
+#if defined(__x86_64__)
+    const int tile = laq_dot_planes_tile_rows(plane_count);
+    int32_t sums[24 * 64] __attribute__((aligned(64)));
+    for (long b = block_begin; b < block_end; b++) {
+        const long first = 64 * b, width = n - first < 64 ? n - first : 64;
+        const uint64_t *w = planes + b * k4 * plane_count * 4;
+        const float *lv = sum_levels + b * (plane_count + 1) * 64;
+        for (long r0 = 0; r0 < m; r0 += tile) {
+            const int rows = (int)(m - r0 < tile ? m - r0 : tile);
+            rows_vnni(q + r0 * stride, stride, k4, w, rows, plane_count, sums);
+            for (int r = 0; r < rows; r++) {
+                const int32_t *own = sums + r * plane_count * 64;
+                float *out = c + (r0 + r) * ldc;
+                if (pair_levels) {
+                    // The combination of laq_dot_planes_multiply_signed_pair: D = S₀ − S₁, exact.
+                    for (long j = 0; j < width; j++) {
+                        const float y = scales[r0 + r] * (pair_levels[first + j] * (float)(own[j] - own[64 + j]));
+                        out[first + j] = accumulate ? out[first + j] + y : y;
+                    }
+                    continue;
+                }
+                // The same combination, in the same order, as laq_dot_planes_multiply.
+                for (long j = 0; j < width; j++) {
+                    int32_t rest = totals[r0 + r];
+                    float y = 0;
+                    for (int p = 0; p < plane_count; p++) {
+                        rest -= own[p * 64 + j];
+                        y += lv[(p + 1) * 64 + j] * (float)own[p * 64 + j];
+                    }
+                    y = scales[r0 + r] * (lv[j] * (float)rest + y);
+                    out[first + j] = accumulate ? out[first + j] + y : y;
+                }
+            }
+        }
+    }
+#endif
+}
+
 // Symmetric one-hot pairs: d[16·s + j] = Σ x over plane 0's rows − Σ x over plane 1's rows,
 // for the 64 columns of one block.
 static void signed_pair_scalar(const int8_t *q, long k4, const uint64_t *w, int32_t *d) {
