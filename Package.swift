@@ -73,7 +73,7 @@ let package = Package(
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
         .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine", "LAQData"],
-                          path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py"]),
+                          path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py", "count_mallocs.c"]),
 
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),

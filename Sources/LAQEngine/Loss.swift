@@ -62,53 +62,73 @@ public enum Loss: Sendable, Equatable {
         let n = width == 0 ? 0 : outputs.count / width
         let labels = hingeLabels(rawLabels)
         guard labels.count == (sparseLabels ? n : outputs.count) else { return [Float](repeating: .nan, count: n) }
-        return (0..<n).map { sample in
-            let row = Array(outputs[(sample * width)..<((sample + 1) * width)])
-            switch self {
-            case let .sparseCategoricalCrossentropy(fromLogits):
-                guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
-                return -Self.logProbabilities(row, fromLogits: fromLogits)[target]
-            case let .categoricalCrossentropy(fromLogits):
-                let target = labels[(sample * width)..<((sample + 1) * width)]
-                let logs = Self.logProbabilities(row, fromLogits: fromLogits)
-                return -zip(target, logs).reduce(0) { $0 + $1.0 * $1.1 }
-            case let .binaryCrossentropy(fromLogits):
-                let target = labels[(sample * width)..<((sample + 1) * width)]
-                var total: Float = 0
-                for (y, output) in zip(target, row) {
-                    if fromLogits {
-                        // max(x, 0) − x·y + log(1 + e^−|x|)
-                        total += max(output, 0) - output * y + log1pf(expf(-abs(output)))
-                    } else {
-                        let p = min(max(output, Self.epsilon), 1 - Self.epsilon)
-                        total += -(y * logf(p) + (1 - y) * logf(1 - p))
+        // No array per sample: rows are read in place.
+        return outputs.withUnsafeBufferPointer { all in
+            (0..<n).map { sample in
+                let row = UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)])
+                switch self {
+                case let .sparseCategoricalCrossentropy(fromLogits):
+                    guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
+                    let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+                    return -Self.logProbability(row[target], normalizer: normalizer, fromLogits: fromLogits)
+                case let .categoricalCrossentropy(fromLogits):
+                    let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+                    var total: Float = 0
+                    for j in 0..<width {
+                        total += labels[sample * width + j] * Self.logProbability(row[j], normalizer: normalizer, fromLogits: fromLogits)
                     }
+                    return -total
+                case let .binaryCrossentropy(fromLogits):
+                    var total: Float = 0
+                    for j in 0..<width {
+                        let (y, output) = (labels[sample * width + j], row[j])
+                        if fromLogits {
+                            // max(x, 0) − x·y + log(1 + e^−|x|)
+                            total += max(output, 0) - output * y + log1pf(expf(-abs(output)))
+                        } else {
+                            let p = min(max(output, Self.epsilon), 1 - Self.epsilon)
+                            total += -(y * logf(p) + (1 - y) * logf(1 - p))
+                        }
+                    }
+                    return total / Float(width)
+                case .meanSquaredError:
+                    var total: Float = 0
+                    for j in 0..<width {
+                        let difference = row[j] - labels[sample * width + j]
+                        total += difference * difference
+                    }
+                    return total / Float(width)
+                case .squaredHinge:
+                    var total: Float = 0
+                    for j in 0..<width {
+                        let margin = max(1 - labels[sample * width + j] * row[j], 0)
+                        total += margin * margin
+                    }
+                    return total / Float(width)
                 }
-                return total / Float(width)
-            case .meanSquaredError:
-                let target = labels[(sample * width)..<((sample + 1) * width)]
-                return zip(target, row).reduce(0) { $0 + ($1.1 - $1.0) * ($1.1 - $1.0) } / Float(width)
-            case .squaredHinge:
-                let target = labels[(sample * width)..<((sample + 1) * width)]
-                return zip(target, row).reduce(0) { sum, pair in
-                    let margin = max(1 - pair.0 * pair.1, 0)
-                    return sum + margin * margin
-                } / Float(width)
             }
         }
     }
 
-    /// log p for a probability row (clipped as Keras does) or a logit row (log-softmax).
-    static func logProbabilities(_ row: [Float], fromLogits: Bool) -> [Float] {
+    /// What a row's log-probabilities are taken against: log Σ_j e^(x_j − max) + max for logits
+    /// (log-softmax), Σ_j p_j for probabilities (Keras renormalises; 1 when the sum is 0).
+    static func normalizer(_ row: UnsafeBufferPointer<Float>, fromLogits: Bool) -> Float {
         if fromLogits {
-            let top = row.max() ?? 0
-            let sum = row.reduce(Float(0)) { $0 + expf($1 - top) }
-            let logSum = top + logf(sum)
-            return row.map { $0 - logSum }
+            var top = row.first ?? 0
+            for value in row where value > top { top = value }
+            var sum: Float = 0
+            for value in row { sum += expf(value - top) }
+            return top + logf(sum)
         }
-        // Keras renormalises, then clips to [ε, 1 − ε].
-        let sum = row.reduce(0, +)
-        return row.map { logf(min(max($0 / (sum == 0 ? 1 : sum), epsilon), 1 - epsilon)) }
+        var sum: Float = 0
+        for value in row { sum += value }
+        return sum == 0 ? 1 : sum
+    }
+
+    /// log p of one entry: x − normalizer for logits; for probabilities the renormalised value
+    /// clipped to [ε, 1 − ε] as Keras does.
+    static func logProbability(_ value: Float, normalizer: Float, fromLogits: Bool) -> Float {
+        fromLogits ? value - normalizer : logf(min(max(value / normalizer, epsilon), 1 - epsilon))
     }
 }
 

@@ -12,16 +12,20 @@ extension Loss {
         let labels = hingeLabels(rawLabels)
         var grad = [Float](repeating: 0, count: outputs.count)
         let scale = 1 / Float(max(n, 1))
+        // Scratch rows, reused by every sample (no array per sample).
+        var target = [Float](repeating: 0, count: width), p = target, inner = target
         for sample in 0..<n {
             let row = sample * width
             switch self {
             case let .sparseCategoricalCrossentropy(fromLogits), let .categoricalCrossentropy(fromLogits):
-                var target = [Float](repeating: 0, count: width)
-                if case .sparseCategoricalCrossentropy = self { target[Int(labels[sample])] = 1 } else {
+                if case .sparseCategoricalCrossentropy = self {
+                    for j in 0..<width { target[j] = 0 }
+                    target[Int(labels[sample])] = 1
+                } else {
                     for j in 0..<width { target[j] = labels[row + j] }
                 }
                 if fromLogits {
-                    var p = Array(outputs[row..<(row + width)])
+                    for j in 0..<width { p[j] = outputs[row + j] }
                     Activation.softmax.apply(&p, width: width)
                     let mass = target.reduce(0, +)
                     for j in 0..<width { grad[row + j] = (p[j] * mass - target[j]) * scale }
@@ -29,7 +33,7 @@ extension Loss {
                     // L = −Σ y_j log(p_j / S), S = Σ p.
                     let rawSum = outputs[row..<(row + width)].reduce(0, +)
                     let sum = rawSum == 0 ? 1 : rawSum
-                    var inner = [Float](repeating: 0, count: width)  // ∂L/∂q_j, q = p/S
+                    for j in 0..<width { inner[j] = 0 }  // ∂L/∂q_j, q = p/S
                     for j in 0..<width where target[j] != 0 {
                         let q = outputs[row + j] / sum
                         inner[j] = -target[j] / max(q, Self.floor)
