@@ -1,12 +1,12 @@
 import Foundation
 
 extension Activation {
-    /// ∂L/∂z from ∂L/∂y, for y = act(z) (softmax over rows of `width`).
     /// Whether the derivative is a function of the output alone, so that a training forward
     /// need not keep the value before the activation: ReLU's y > 0 exactly where z > 0 (and
     /// both give a zero derivative at 0), linear's is 1. Layers then pass the output as `z`.
     public var derivativeFromOutput: Bool { self == .relu || self == .linear }
 
+    /// ∂L/∂z from ∂L/∂y, for y = act(z) (softmax over rows of `width`).
     public func backward(_ grad: [Float], preActivation z: [Float], output y: [Float], width: Int) -> [Float] {
         var result = [Float](repeating: 0, count: grad.count)
         switch self {
