@@ -1,6 +1,13 @@
 import CBLAS
+import CLAQKernels
 
-/// The one place LAQEngine calls OpenBLAS.
+/// The one place LAQEngine calls OpenBLAS. Two shapes OpenBLAS spends more time packing than
+/// multiplying run laq's kernels instead (`laq_short_inner_product`, `laq_long_inner_product`):
+/// a short inner dimension (k ≤ 16, n ≤ 64: a convolution over one input channel; the CNN
+/// benchmark's first layer, 67,600 × 9 · 9 × 32, took 1.6–2.2 ms in OpenBLAS on two threads and
+/// 0.8 ms in the kernel on one) and a long one with a small result (Aᵀ·B, m ≤ 16, n ≤ 64: its
+/// kernel gradient, 1.5–1.6 ms against 0.9 ms on one thread). Both run on two threads here; the
+/// CNN's training step gained 14 % (`laq-bench --train`, alternating runs with and without).
 enum BLAS {
     /// C = A·B (+ C when `accumulate`), row-major, A m×k, B k×n, C m×n; transposes as flagged.
     /// `lda`, `ldb`, `ldc`: row strides when A, B or C is a column block of a wider matrix
@@ -12,6 +19,19 @@ enum BLAS {
         guard m > 0, n > 0 else { return }
         if k == 0 {
             if !accumulate { for row in 0..<m { (c + row * (ldc ?? n)).update(repeating: 0, count: n) } }
+            return
+        }
+        if !transposeA, !transposeB, k <= 16, n <= 64, m >= 64 {
+            let (a, b, c) = (SharedPointer(a), SharedPointer(b), SharedPointer(c))
+            let (lda, ldb, ldc) = (lda ?? k, ldb ?? n, ldc ?? n)
+            Parallel.halves(m, large: m * n >= Parallel.elementwiseCount) { rows in
+                laq_short_inner_product(a.base + rows.lowerBound * lda, lda, b.base, ldb, c.base + rows.lowerBound * ldc, ldc,
+                                        rows.count, k, n, accumulate ? 1 : 0, CPU.isa)
+            }
+            return
+        }
+        if transposeA, !transposeB, m <= 16, n <= 64, k >= 1024, ldc == nil || ldc == n {
+            longInnerProduct(a, b, c, m: m, n: n, k: k, lda: lda ?? m, ldb: ldb ?? n, accumulate: accumulate)
             return
         }
         if m == 1 {
@@ -32,6 +52,30 @@ enum BLAS {
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
             Int32(m), Int32(n), Int32(k), 1, a, Int32(lda ?? (transposeA ? m : k)), b, Int32(ldb ?? (transposeB ? k : n)),
             accumulate ? 1 : 0, c, Int32(ldc ?? n))
+    }
+}
+
+extension BLAS {
+    /// C (m×n, dense) (+)= Aᵀ·B with A k×m and B k×n: each thread sums half of the k rows, then
+    /// the halves are added.
+    private static func longInnerProduct(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, lda: Int, ldb: Int, accumulate: Bool
+    ) {
+        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * m * n) { partials in
+            let (a, b, partials) = (SharedPointer(a), SharedPointer(b), SharedPointer(partials.baseAddress!))
+            Parallel.halves(2, large: k * n >= Parallel.elementwiseCount) { parts in
+                for part in parts {
+                    let rows = part == 0 ? 0..<(k / 2) : (k / 2)..<k
+                    laq_long_inner_product(a.base + rows.lowerBound * lda, lda, b.base + rows.lowerBound * ldb, ldb,
+                                           partials.base + part * m * n, m, rows.count, n, CPU.isa)
+                }
+            }
+            for index in 0..<(m * n) {
+                let sum = partials.base[index] + partials.base[m * n + index]
+                c[index] = accumulate ? c[index] + sum : sum
+            }
+        }
     }
 }
 

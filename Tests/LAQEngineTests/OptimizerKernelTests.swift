@@ -30,8 +30,81 @@ import Testing
     }
 }
 
-/// The one-row product (`BLAS.gemm` with m = 1 runs OpenBLAS' gemv) against a scalar reference.
-@Suite struct OneRowProductTests {
+/// Products `BLAS.gemm` does not hand to OpenBLAS' sgemm, against a scalar reference: one row
+/// (gemv), a short inner dimension and a long one with a small result (laq's kernels).
+@Suite struct ProductShapeTests {
+    /// C (m×n, row stride ldc) starting from `start` (or NaN), plus A·B or Aᵀ·B with the given strides.
+    static func check(m: Int, n: Int, k: Int, transposeA: Bool, lda: Int, ldb: Int, ldc: Int, accumulate: Bool, seed: UInt64) {
+        var generator = SplitMix64(seed: seed)
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 } }
+        let a = random((transposeA ? k : m) * lda), b = random(k * ldb), start = random(m * ldc)
+        var c = accumulate ? start : [Float](repeating: .nan, count: m * ldc)
+        a.withUnsafeBufferPointer { pa in
+            b.withUnsafeBufferPointer { pb in
+                c.withUnsafeMutableBufferPointer { pc in
+                    BLAS.gemm(pa.baseAddress!, pb.baseAddress!, pc.baseAddress!, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                              transposeA: transposeA, accumulate: accumulate)
+                }
+            }
+        }
+        for i in 0..<m {
+            for j in 0..<n {
+                var expected: Double = accumulate ? Double(start[i * ldc + j]) : 0
+                for t in 0..<k { expected += Double(transposeA ? a[t * lda + i] : a[i * lda + t]) * Double(b[t * ldb + j]) }
+                #expect(abs(Double(c[i * ldc + j]) - expected) < 1e-4 * Double(max(k, 1)).squareRoot(),
+                        "m \(m), n \(n), k \(k), transposeA \(transposeA), accumulate \(accumulate): (\(i), \(j))")
+            }
+        }
+    }
+
+    @Test("a short inner dimension (k ≤ 16, n ≤ 64): widths inside and past a vector, strides, accumulation, two threads")
+    func shortInner() {
+        for (index, (k, n)) in [(1, 1), (9, 32), (16, 64), (3, 17), (5, 33)].enumerated() {
+            for accumulate in [false, true] {
+                Self.check(m: 300, n: n, k: k, transposeA: false, lda: k + 2, ldb: n + 1, ldc: n + 3, accumulate: accumulate, seed: UInt64(index))
+                // Large enough for two threads.
+                Self.check(m: 4100, n: n, k: k, transposeA: false, lda: k, ldb: n, ldc: n, accumulate: accumulate, seed: UInt64(10 + index))
+            }
+        }
+    }
+
+    @Test("the narrow-product kernels on every instruction set (scalar loops and AVX-512) agree with the reference")
+    func narrowKernelsEveryISA() {
+        let (rows, k, n, m) = (37, 9, 33, 7)
+        var generator = SplitMix64(seed: 99)
+        func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 } }
+        let a = random(rows * 16), b = random(rows * 64)
+        for isa in Int32(0)...CPU.isa {
+            var c = [Float](repeating: 0, count: rows * n)
+            laq_short_inner_product(a, 16, b, 64, &c, n, rows, k, n, 0, isa)
+            var w = [Float](repeating: .nan, count: m * n)
+            laq_long_inner_product(a, 16, b, 64, &w, m, rows, n, isa)
+            for i in 0..<rows {
+                for j in 0..<n {
+                    var expected: Float = 0
+                    for t in 0..<k { expected += a[i * 16 + t] * b[t * 64 + j] }
+                    #expect(abs(c[i * n + j] - expected) < 1e-5, "short inner, isa \(isa)")
+                }
+            }
+            for t in 0..<m {
+                for j in 0..<n {
+                    var expected: Float = 0
+                    for r in 0..<rows { expected += a[r * 16 + t] * b[r * 64 + j] }
+                    #expect(abs(w[t * n + j] - expected) < 1e-4, "long inner, isa \(isa)")
+                }
+            }
+        }
+    }
+
+    @Test("a long inner dimension with a small result (Aᵀ·B, m ≤ 16, n ≤ 64): odd halves, strides, accumulation")
+    func longInner() {
+        for (index, (m, n)) in [(1, 1), (9, 32), (16, 64), (5, 17)].enumerated() {
+            for accumulate in [false, true] {
+                Self.check(m: m, n: n, k: 3001, transposeA: true, lda: m + 1, ldb: n + 2, ldc: n, accumulate: accumulate, seed: UInt64(20 + index))
+            }
+        }
+    }
+
     @Test("m = 1: every transpose, a strided row of A, accumulation, and C starting as NaN")
     func oneRow() {
         let (k, n) = (37, 23)

@@ -126,6 +126,17 @@ void laq_max_pool(const float *x, long batch, long height, long width, long chan
                   long cols_out, long cols_kernel, long cols_stride, long cols_pad,
                   float *out, long *argmax, int isa);
 
+/// Rows [0, rows) of C (+)= A·B for a short inner dimension: A rows × k (row stride lda), B k × n
+/// (ldb), C rows × n (ldc), k ≤ 16 and n ≤ 64 (a convolution over one input channel). Each
+/// output is Σ_t a[i, t]·b[t, j] in t order (fused multiply-adds on AVX-512).
+void laq_short_inner_product(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long rows, long k,
+                             long n, int accumulate, int isa);
+
+/// C = Aᵀ·B over `rows` rows: A rows × m (lda), B rows × n (ldb), C m × n (dense, overwritten),
+/// m ≤ 16 and n ≤ 64 (the kernel gradient of such a convolution). Sums in row order.
+void laq_long_inner_product(const float *a, long lda, const float *b, long ldb, float *c, long m, long rows, long n,
+                            int isa);
+
 /// Keras' Adam step on n elements, in place: with grad = g·scale,
 ///     m += (grad − m)·(1 − β₁);  v += (grad² − v)·(1 − β₂);  w −= α·m / (√v + ε)
 /// in float32, each operation rounded (no fused multiply-adds): every `isa` gives the same bits.
