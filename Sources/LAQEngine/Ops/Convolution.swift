@@ -88,14 +88,17 @@ struct ConvolutionOp: Op {
     /// floats that are contiguous both in the im2col matrix and in the input. With unit dilation
     /// along the width, a kernel row inside the image is one run of kw·c floats; otherwise each
     /// tap's c channels are. The one traversal behind im2col and col2im.
+    /// `images`: the samples to visit (all by default); runs of different samples never overlap,
+    /// in the matrix or in the input, so threads may take disjoint ranges.
     @inline(__always)
-    func forEachRun(_ g: Geometry, _ body: (_ column: Int, _ input: Int, _ count: Int) -> Void) {
+    func forEachRun(_ g: Geometry, images: Range<Int>? = nil, _ body: (_ column: Int, _ input: Int, _ count: Int) -> Void) {
         let (rows, cols) = windows(g)
         let (kh, kw, channels) = (kernelSize[0], kernelSize[1], g.channels)
         let patch = kh * kw * channels
         let wholeRows = cols.dilation == 1
-        var p = 0
-        for n in 0..<g.batch {
+        let images = images ?? 0..<g.batch
+        var p = images.lowerBound * rows.output * cols.output
+        for n in images {
             for oh in 0..<rows.output {
                 for ow in 0..<cols.output {
                     var q = p * patch
@@ -132,10 +135,13 @@ struct ConvolutionOp: Op {
         // Without padding taps every element is copied from the input: no zeroing pass.
         var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width) ? Matrix.uninitialized(count) : [Float](repeating: 0, count: count)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
+        // Samples are independent: two threads for a large batch.
         x.data.withUnsafeBufferPointer { input in
             columns.withUnsafeMutableBufferPointer { out in
-                let (input, out) = (input.baseAddress!, out.baseAddress!)
-                forEachRun(g) { column, source, count in (out + column).update(from: input + source, count: count) }
+                let (input, out) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!))
+                Parallel.halves(g.batch, large: count >= Parallel.elementwiseCount) { images in
+                    forEachRun(g, images: images) { column, source, count in (out.base + column).update(from: input.base + source, count: count) }
+                }
             }
         }
         return columns

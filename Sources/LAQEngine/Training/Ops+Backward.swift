@@ -63,9 +63,12 @@ extension ConvolutionOp: TrainableOp {
         if !dx.isEmpty, !dColumns.isEmpty {
             dx.withUnsafeMutableBufferPointer { out in
                 dColumns.withUnsafeBufferPointer { columns in
-                    let (out, columns) = (out.baseAddress!, columns.baseAddress!)
-                    forEachRun(g) { column, target, count in
-                        for c in 0..<count { out[target + c] += columns[column + c] }
+                    // Samples scatter into disjoint parts of dx: two threads for a large batch.
+                    let (out, columns) = (SharedPointer(out.baseAddress!), SharedPointer(columns.baseAddress!))
+                    Parallel.halves(g.batch, large: dColumns.count >= Parallel.elementwiseCount) { images in
+                        forEachRun(g, images: images) { column, target, count in
+                            for c in 0..<count { out.base[target + c] += columns.base[column + c] }
+                        }
                     }
                 }
             }

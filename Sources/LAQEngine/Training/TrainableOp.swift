@@ -84,10 +84,19 @@ enum Matrix {
         return c
     }
 
-    /// Column sums of a rows×width matrix.
+    /// Column sums of a rows×width matrix (rows added in order; on raw buffers, so the inner
+    /// loop vectorises).
     static func columnSums(_ a: [Float], rows: Int, width: Int) -> [Float] {
         var sums = [Float](repeating: 0, count: width)
-        for r in 0..<rows { for j in 0..<width { sums[j] += a[r * width + j] } }
+        a.withUnsafeBufferPointer { a in
+            sums.withUnsafeMutableBufferPointer { sums in
+                guard let a = a.baseAddress, let sums = sums.baseAddress else { return }
+                for r in 0..<rows {
+                    let row = a + r * width
+                    for j in 0..<width { sums[j] += row[j] }
+                }
+            }
+        }
         return sums
     }
 }
