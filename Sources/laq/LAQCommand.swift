@@ -24,8 +24,9 @@ struct LAQCommand: ParsableCommand {
 
     static func main() {
         // OpenBLAS' workers, started when it loaded, would spin on the second core through the
-        // first 0.1 s of every command; commands that multiply start them again.
-        BLASThreads.stopIdle()
+        // first 0.1 s of every command; commands that multiply start them again, and they then
+        // sleep when idle instead of spinning beside laq's own threads.
+        BLASThreads.sleepWhenIdle()
         // Training steps and batches allocate megabyte arrays afresh: keep freed ones for reuse.
         EngineMemory.keepFreedBlocks()
         do {

@@ -11,8 +11,6 @@ import LAQImport
 import LAQModel
 
 func trainBenchmark(path: String, batch: Int, steps: Int, data: String?, json: Bool) throws {
-    // As the laq command sets it up: freed arrays stay in the heap for the next step.
-    EngineMemory.keepFreedBlocks()
     var model = try KerasImporter(includeOptimizer: false).importModel(path: path).model
     let executor = try Executor(model: model)
     let inputShape = try model.outputShapes()[model.inputs[0].layer] ?? []

@@ -11,6 +11,7 @@
 // read; laq write; open + read every tensor into float32 arrays; open + verify (SHA-256, every
 // CRC). Prints MB/s (10^6 bytes) and ratios against the copy. Medians of the repeats.
 import Foundation
+import LAQEngine
 import LAQExamples
 import LAQFormat
 
@@ -45,6 +46,11 @@ while let argument = arguments.next() {
         exit(2)
     }
 }
+
+// As the laq command sets up the process (LAQCommand.main): OpenBLAS' idle workers sleep instead
+// of spinning beside laq's own threads, and freed arrays stay in the heap for reuse.
+BLASThreads.sleepWhenIdle()
+EngineMemory.keepFreedBlocks()
 
 /// Runs a benchmark; an error is printed with its reason (exit 1), not raised at top level.
 func running(_ body: () throws -> Void) -> Never {
