@@ -162,7 +162,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_vnni(con
 }
 #endif
 
-int laq_dot_planes_tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plane_count; }
+// Rows per tile for P planes: R·P ≤ 24 accumulators (the cases rows_vnni compiles).
+static int tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plane_count; }
 
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
@@ -183,7 +184,7 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         return;
     }
 #if defined(__x86_64__)
-    const int tile = laq_dot_planes_tile_rows(plane_count);
+    const int tile = tile_rows(plane_count);
     int32_t sums[24 * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;

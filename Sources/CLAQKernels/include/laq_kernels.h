@@ -88,7 +88,7 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
                              float *c, int accumulate, long block_begin, long block_end, int isa);
 
 /// laq_dot_planes_multiply for m rows of A at once (row r: q + r·stride, its scale and total):
-/// with AVX-512 VNNI, tiles of laq_dot_planes_tile_rows(P) rows share each expansion of plane
+/// with AVX-512 VNNI, tiles of 24/P rows share each expansion of plane
 /// bits to bytes, so a batch costs about one dot product per 64 weights, plane and row. Row r of
 /// C at c + r·ldc. With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine
 /// as laq_dot_planes_multiply_signed_pair does. The same bits as m calls of the one-row kernel,
@@ -97,9 +97,6 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
                                   const float *pair_levels, const int32_t *pair_column_sums, float *c,
                                   long ldc, int accumulate, long block_begin, long block_end, int isa);
-
-/// Rows per tile of laq_dot_planes_multiply_rows for P planes.
-int laq_dot_planes_tile_rows(int plane_count);
 
 /// Symmetric ternary dot planes (P = 2, one-hot, levels +L[n] for plane 0, −L[n] for plane 1,
 /// 0 for the rest): c[n] (+)= scale · (L[n] · D[n]), D[n] = Σ_{k: plane 0} q[k] − Σ_{k: plane 1}

@@ -25,8 +25,7 @@ struct PoolingOp: Op {
     /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
     /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
     /// holds for each output value the input index of its first maximal tap (−1: none).
-    /// `isa`: the instruction set of the max-pooling kernel (tests compare them).
-    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool, isa: Int32 = CPU.isa)
+    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
         -> (output: [Float], counts: [Int], maximum: [Int]) {
         let average = self.average
         let positions = g.batch * rows.output * cols.output
@@ -42,7 +41,7 @@ struct PoolingOp: Op {
                         laq_max_pool(input.baseAddress!, g.batch, g.height, g.width, channels,
                                      rows.output, rows.kernel, rows.stride, rows.padBefore,
                                      cols.output, cols.kernel, cols.stride, cols.padBefore,
-                                     output.baseAddress!, keepMaximum ? maximum.baseAddress : nil, isa)
+                                     output.baseAddress!, keepMaximum ? maximum.baseAddress : nil, CPU.isa)
                     }
                 }
             }
