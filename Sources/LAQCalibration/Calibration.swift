@@ -126,6 +126,8 @@ public struct Calibration {
         var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), start, baseline, 0)
         var reports: [EpochReport] = []
         var stepLosses: [Double] = []
+        // The steps' activations and gradients reuse the memory of the step before.
+        let workspace = Workspace()
         precondition(settings.batchSize >= 1, "batch size must be positive")
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {
@@ -143,7 +145,8 @@ public struct Calibration {
                     }
                     warm[result.weight] = values
                 }
-                let outcome = try Backpropagation.run(model: effective, inputs: batch.inputs, labels: batch.labels, loss: loss, random: &random)
+                let outcome = try Backpropagation.run(model: effective, inputs: batch.inputs, labels: batch.labels, loss: loss, random: &random,
+                                                       workspace: workspace)
                 adam.step(&model.weights, gradients: outcome.gradients)
                 for index in model.weights.indices {
                     if let update = outcome.stateUpdates[model.weights[index].name] { model.weights[index].values = update }

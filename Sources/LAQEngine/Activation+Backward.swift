@@ -6,9 +6,16 @@ extension Activation {
     /// both give a zero derivative at 0), linear's is 1. Layers then pass the output as `z`.
     public var derivativeFromOutput: Bool { self == .relu || self == .linear }
 
-    /// ∂L/∂z from ∂L/∂y, for y = act(z) (softmax over rows of `width`).
+    /// ∂L/∂z from ∂L/∂y, for y = act(z) (softmax over rows of `width`): `grad` itself for
+    /// linear, else a new buffer (from `workspace` when given).
     public func backward(_ grad: [Float], preActivation z: [Float], output y: [Float], width: Int) -> [Float] {
-        var result = [Float](repeating: 0, count: grad.count)
+        backward(grad, preActivation: z, output: y, width: width, workspace: nil)
+    }
+
+    func backward(_ grad: [Float], preActivation z: [Float], output y: [Float], width: Int, workspace: Workspace?) -> [Float] {
+        if self == .linear { return grad }
+        // Every element is written below (softmax rows cover the array: its count is a multiple of `width`).
+        var result = Matrix.uninitialized(grad.count, workspace: workspace)
         switch self {
         case .linear:
             return grad

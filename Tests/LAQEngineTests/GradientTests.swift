@@ -38,6 +38,13 @@ import Testing
         return model
     }
 
+    /// `tensor` with its samples (first axis) in reverse order.
+    static func reversedRows(_ tensor: Tensor) -> Tensor {
+        let samples = tensor.shape.first ?? 0
+        let per = samples == 0 ? 0 : tensor.count / samples
+        return Tensor(shape: tensor.shape, data: (0..<samples).reversed().flatMap { tensor.data[($0 * per)..<(($0 + 1) * per)] })
+    }
+
     static func loss(_ model: Model, _ x: [Tensor], _ y: [Float]) throws -> Double {
         var random = TrainingRandom(seed: 9)
         return try Backpropagation.run(model: model, inputs: x, labels: y, loss: .meanSquaredError, random: &random).loss
@@ -55,8 +62,17 @@ import Testing
         var random = TrainingRandom(seed: 4)
         let outputCount = try Executor(model: model).predict(x)[0].count
         let y = (0..<outputCount).map { _ in random.uniform() - 0.5 }
+        // The analytic gradients come from a workspace whose buffers hold other values (two
+        // earlier steps on the batch in reverse order, other labels, other dropout masks):
+        // reused memory must not leak into a step.
+        let workspace = Workspace()
+        for scale: Float in [3, -2] {
+            var other = TrainingRandom(seed: 10)
+            _ = try Backpropagation.run(model: model, inputs: x.map(Self.reversedRows), labels: y.map { $0 * scale }, loss: .meanSquaredError,
+                                        random: &other, workspace: workspace)
+        }
         var again = TrainingRandom(seed: 9)
-        let analytic = try Backpropagation.run(model: model, inputs: x, labels: y, loss: .meanSquaredError, random: &again)
+        let analytic = try Backpropagation.run(model: model, inputs: x, labels: y, loss: .meanSquaredError, random: &again, workspace: workspace)
         for (index, weight) in model.weights.enumerated() where weight.trainable {
             let gradient = try #require(analytic.gradients[weight.name], "no gradient for \(weight.name)")
             for coordinate in Set((0..<8).map { _ in Int(random.next() % UInt64(weight.values.count)) }) {

@@ -31,9 +31,11 @@ func trainBenchmark(path: String, batch: Int, steps: Int, data: String?, json: B
     }
     var adam = Adam(learningRate: 1e-3)
     var trainingRandom = TrainingRandom(seed: 1)
+    // One workspace for the run: after the first step, steps reuse its buffers.
+    let workspace = Workspace()
     func step() throws {
         let result = try Backpropagation.run(model: model, inputs: [x], labels: labels, loss: .sparseCategoricalCrossentropy(fromLogits: false),
-                                             random: &trainingRandom)
+                                             random: &trainingRandom, workspace: workspace)
         adam.step(&model.weights, gradients: result.gradients)
     }
     for _ in 0..<5 { try step() }  // warm-up

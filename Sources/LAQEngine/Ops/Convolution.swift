@@ -127,13 +127,15 @@ struct ConvolutionOp: Op {
         }
     }
 
-    /// im2col: one row of kh·kw·c values per output position (zeros for padding taps).
-    func columns(_ x: Tensor, _ g: Geometry) -> [Float] {
+    /// im2col: one row of kh·kw·c values per output position (zeros for padding taps); from
+    /// `workspace` when given.
+    func columns(_ x: Tensor, _ g: Geometry, workspace: Workspace? = nil) -> [Float] {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let count = g.batch * rows.output * cols.output * patch
         // Without padding taps every element is copied from the input: no zeroing pass.
-        var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width) ? Matrix.uninitialized(count) : [Float](repeating: 0, count: count)
+        var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width)
+            ? Matrix.uninitialized(count, workspace: workspace) : Matrix.zeros(count, workspace: workspace)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
         // Samples are independent: two threads for a large batch.
         x.data.withUnsafeBufferPointer { input in
@@ -151,15 +153,15 @@ struct ConvolutionOp: Op {
     func linear(_ x: Tensor) throws(EngineError) -> Tensor { try linearKeepingColumns(x).output }
 
     /// The convolution before the activation, and the im2col matrix it multiplied (kept by the
-    /// training forward for the backward pass).
-    func linearKeepingColumns(_ x: Tensor) throws(EngineError) -> (output: Tensor, columns: [Float]) {
+    /// training forward for the backward pass); both from `workspace` when given.
+    func linearKeepingColumns(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> (output: Tensor, columns: [Float]) {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
-        let columns = self.columns(x, g)
-        var output = Matrix.startingWithBias(bias, rows: positions, width: filters)
+        let columns = self.columns(x, g, workspace: workspace)
+        var output = Matrix.startingWithBias(bias, rows: positions, width: filters, workspace: workspace)
         columns.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
                 kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!, accumulate: bias != nil)

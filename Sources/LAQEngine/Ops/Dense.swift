@@ -29,11 +29,11 @@ struct DenseOp: Op {
         return z
     }
 
-    /// x·K + b, before the activation.
-    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+    /// x·K + b, before the activation; the output from `workspace` when given (training).
+    func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
         let rows = x.shape.dropLast().reduce(1, *)
-        var output = Matrix.startingWithBias(bias, rows: rows, width: units)
+        var output = Matrix.startingWithBias(bias, rows: rows, width: units, workspace: workspace)
         x.data.withUnsafeBufferPointer { a in
             output.withUnsafeMutableBufferPointer { c in
                 kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!, accumulate: bias != nil)

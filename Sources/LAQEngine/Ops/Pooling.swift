@@ -24,16 +24,20 @@ struct PoolingOp: Op {
 
     /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for
     /// a window with none). `counts`: taps per output position; with `keepMaximum`, `maximum`
-    /// holds for each output value the input index of its first maximal tap (−1: none).
-    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool)
+    /// holds for each output value the input index of its first maximal tap (−1: none). Max
+    /// pooling's buffers come from `workspace` when given.
+    func pool(_ x: Tensor, _ g: Geometry, _ rows: Window, _ cols: Window, keepMaximum: Bool, workspace: Workspace? = nil)
         -> (output: [Float], counts: [Int], maximum: [Int]) {
         let average = self.average
         let positions = g.batch * rows.output * cols.output
         let channels = g.channels
         if !average {
             // Max pooling: one C pass, branch-free over channels (counts are not needed).
-            var output = Matrix.uninitialized(positions * channels)
-            var maximum = keepMaximum ? [Int](unsafeUninitializedCapacity: positions * channels) { _, n in n = positions * channels } : []
+            var output = Matrix.uninitialized(positions * channels, workspace: workspace)
+            var maximum: [Int] = []
+            if keepMaximum {
+                maximum = workspace?.indices(positions * channels) ?? [Int](unsafeUninitializedCapacity: positions * channels) { _, n in n = positions * channels }
+            }
             guard positions > 0, channels > 0 else { return (output, [], maximum) }
             x.data.withUnsafeBufferPointer { input in
                 output.withUnsafeMutableBufferPointer { output in

@@ -3,8 +3,8 @@ import Foundation
 extension BatchNormalizationOp: TrainableOp {
     /// Training mode: normalizes with the batch's mean and (biased) variance per channel, and
     /// moves the moving statistics: m ← m·momentum + batch·(1 − momentum), as Keras 3 does.
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        var x = inputs[0]
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let x = inputs[0]
         let channels = gamma.count
         guard x.lastDimension == channels, x.count > 0 else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, expected \(channels)") }
         let n = x.count / channels
@@ -18,13 +18,14 @@ extension BatchNormalizationOp: TrainableOp {
         }
         for c in 0..<channels { variance[c] /= Double(n) }
         let inverse = variance.map { Float(1 / ($0 + Double(epsilon)).squareRoot()) }
-        var normalized = [Float](repeating: 0, count: x.count)
+        var normalized = workspace.floats(x.count)  // every element written below
+        var output = workspace.floats(x.count)
         for i in 0..<x.count {
             let c = i % channels
             normalized[i] = (x.data[i] - Float(mean[c])) * inverse[c]
-            x.data[i] = gamma[c] * normalized[i] + beta[c]
+            output[i] = gamma[c] * normalized[i] + beta[c]
         }
-        var record = ForwardRecord(inputs: inputs, output: x, extra: inverse)
+        var record = ForwardRecord(inputs: inputs, output: Tensor(shape: x.shape, data: output), extra: inverse)
         record.preActivation = normalized
         record.stateUpdates = [
             "moving_mean": (0..<channels).map { movingMean[$0] * momentum + Float(mean[$0]) * (1 - momentum) },
@@ -34,7 +35,7 @@ extension BatchNormalizationOp: TrainableOp {
     }
 
     /// dx = γ·inv/N · (N·g − Σg − x̂·Σ(g·x̂)); dγ = Σ g·x̂; dβ = Σ g.
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let channels = gamma.count
         let g = gradOutput.data
         guard let normalized = record.preActivation, record.extra.count == channels else {
@@ -47,7 +48,7 @@ extension BatchNormalizationOp: TrainableOp {
             sumG[i % channels] += g[i]
             sumGX[i % channels] += g[i] * normalized[i]
         }
-        var dx = [Float](repeating: 0, count: g.count)
+        var dx = workspace.floats(g.count)  // every element written below
         for i in g.indices {
             let c = i % channels
             dx[i] = gamma[c] * record.extra[c] / n * (n * g[i] - sumG[c] - normalized[i] * sumGX[c])
@@ -60,12 +61,12 @@ extension BatchNormalizationOp: TrainableOp {
 }
 
 extension LayerNormalizationOp: TrainableOp {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         let output = try forward(inputs)
         // Keep x̂ and 1/σ per row for the backward pass.
         let x = inputs[0]
         let width = x.lastDimension
-        var normalized = [Float](repeating: 0, count: x.count)
+        var normalized = workspace.floats(x.count)  // every element written below
         var inverses: [Float] = []
         for row in stride(from: 0, to: x.count, by: width) {
             var mean: Float = 0
@@ -83,10 +84,10 @@ extension LayerNormalizationOp: TrainableOp {
         return record
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let width = gradOutput.lastDimension
         let normalized = record.preActivation!
-        var dx = [Float](repeating: 0, count: gradOutput.count)
+        var dx = workspace.floats(gradOutput.count)  // every element written below
         var dGamma = [Float](repeating: 0, count: width)
         var dBeta = [Float](repeating: 0, count: width)
         for (rowIndex, row) in stride(from: 0, to: gradOutput.count, by: width).enumerated() {
@@ -120,22 +121,32 @@ struct DropoutOp: TrainableOp {
 
     func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor { tensors[0] }
 
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        var x = inputs[0]
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let x = inputs[0]
         guard rate > 0 else { return ForwardRecord(inputs: inputs, output: x) }
         let scale = 1 / (1 - rate)
-        var mask = [Float](repeating: 0, count: x.count)
-        for i in x.data.indices {
-            mask[i] = random.uniform() >= rate ? scale : 0
-            x.data[i] *= mask[i]
-        }
-        return ForwardRecord(inputs: inputs, output: x, extra: mask)
+        var mask = workspace.floats(x.count)
+        var y = workspace.floats(x.count)
+        for i in mask.indices { mask[i] = random.uniform() >= rate ? scale : 0 }
+        multiply(x.data, mask, into: &y)
+        return ForwardRecord(inputs: inputs, output: Tensor(shape: x.shape, data: y), extra: mask)
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         guard !record.extra.isEmpty else { return LayerGradients(inputs: [gradOutput], weights: [:]) }
-        var grad = gradOutput
-        for i in grad.data.indices { grad.data[i] *= record.extra[i] }
-        return LayerGradients(inputs: [grad], weights: [:])
+        var grad = workspace.floats(gradOutput.count)
+        multiply(gradOutput.data, record.extra, into: &grad)
+        return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: grad)], weights: [:])
+    }
+
+    /// out[i] = a[i]·b[i].
+    private func multiply(_ a: [Float], _ b: [Float], into out: inout [Float]) {
+        out.withUnsafeMutableBufferPointer { out in
+            a.withUnsafeBufferPointer { a in
+                b.withUnsafeBufferPointer { b in
+                    for i in out.indices { out[i] = a[i] * b[i] }
+                }
+            }
+        }
     }
 }

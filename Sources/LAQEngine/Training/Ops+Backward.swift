@@ -7,59 +7,75 @@ import LAQModel
 
 /// The output of a layer's product `z` through its activation, and what the backward pass needs
 /// of `z`: nothing when the derivative follows from the output (ReLU, linear: activated in place,
-/// no copy), else `z` itself.
-private func activate(_ z: consuming Tensor, _ activation: Activation, width: Int) -> (output: Tensor, preActivation: [Float]?) {
+/// no copy), else `z` itself, the output then being a new buffer from `workspace`.
+private func activate(_ z: consuming Tensor, _ activation: Activation, width: Int, workspace: Workspace) -> (output: Tensor, preActivation: [Float]?) {
     if activation.derivativeFromOutput {
         var y = consume z  // activated in place: no copy
         activation.apply(&y.data, width: width)
         return (y, nil)
     }
-    let kept = z.data
-    var y = consume z
-    activation.apply(&y.data, width: width)  // copies on write: `kept` shares the buffer
-    return (y, kept)
+    var y = Tensor(shape: z.shape, data: workspace.floats(z.count))
+    y.data.withUnsafeMutableBufferPointer { out in
+        z.data.withUnsafeBufferPointer { source in
+            if let base = source.baseAddress { out.baseAddress!.update(from: base, count: source.count) }
+        }
+    }
+    activation.apply(&y.data, width: width)
+    return (y, z.data)
+}
+
+/// ∂L/∂z of a layer's product from ∂L/∂y through its activation, and whether it is a buffer of
+/// its own (to recycle after use) rather than ∂L/∂y itself (linear).
+private func activationGradient(_ gradOutput: Tensor, _ record: ForwardRecord, _ activation: Activation, width: Int,
+                                workspace: Workspace) -> (gradient: [Float], own: Bool) {
+    let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data,
+                                 width: width, workspace: workspace)
+    return (gz, activation != .linear)
 }
 
 extension DenseOp: TrainableOp {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        let (y, z) = activate(try linear(inputs[0]), activation, width: units)
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (y, z) = activate(try linear(inputs[0], workspace: workspace), activation, width: units, workspace: workspace)
         return ForwardRecord(inputs: inputs, output: y, preActivation: z)
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let rows = x.shape.dropLast().reduce(1, *)
-        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data, width: units)
-        var weights = ["kernel": Matrix.multiply(x.data, gz, m: inputs, n: units, k: rows, transposeA: true)]
-        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: units) }
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: units, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        var weights = ["kernel": Matrix.multiply(x.data, gz, m: inputs, n: units, k: rows, transposeA: true, workspace: workspace)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: units, workspace: workspace) }
         guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
-        let dx = Matrix.multiply(gz, kernel, m: rows, n: inputs, k: units, transposeB: true)
+        let dx = Matrix.multiply(gz, kernel, m: rows, n: inputs, k: units, transposeB: true, workspace: workspace)
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
 }
 
 extension ConvolutionOp: TrainableOp {
     /// Keeps the im2col matrix (in `extra`) for the kernel's gradient.
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
-        let (z, columns) = try linearKeepingColumns(inputs[0])
-        let (y, preActivation) = activate(consume z, activation, width: filters)
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (z, columns) = try linearKeepingColumns(inputs[0], workspace: workspace)
+        let (y, preActivation) = activate(consume z, activation, width: filters, workspace: workspace)
         return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation, extra: columns)
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let positions = g.batch * rows.output * cols.output
-        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data, width: filters)
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: filters, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
         let columns = record.extra.count == positions * patch ? record.extra : self.columns(x, g)
-        var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true)]
-        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters) }
+        var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true, workspace: workspace)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters, workspace: workspace) }
         guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
-        let dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true)
+        var dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true, workspace: workspace)
+        defer { workspace.recycle(&dColumns) }
         // col2im: scatter-add each patch row back onto the input positions it came from.
-        var dx = [Float](repeating: 0, count: x.count)
+        var dx = workspace.zeros(x.count)
         if !dx.isEmpty, !dColumns.isEmpty {
             dx.withUnsafeMutableBufferPointer { out in
                 dColumns.withUnsafeBufferPointer { columns in
@@ -78,23 +94,24 @@ extension ConvolutionOp: TrainableOp {
 }
 
 extension DepthwiseOp: TrainableOp {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         let z = try linear(inputs[0])
-        var y = z
-        activation.apply(&y.data, width: z.lastDimension)
-        return ForwardRecord(inputs: inputs, output: y, preActivation: z.data)
+        let width = z.lastDimension
+        let (y, preActivation) = activate(consume z, activation, width: width, workspace: workspace)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation)
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let g = try Geometry(x, spatial: 2, layer: name)
         let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
         let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
         let outChannels = g.channels * multiplier
-        let gz = activation.backward(gradOutput.data, preActivation: record.preActivation!, output: record.output.data, width: outChannels)
-        var dKernel = [Float](repeating: 0, count: kernel.count)
-        var dx = [Float](repeating: 0, count: x.count)
-        var dBias = [Float](repeating: 0, count: outChannels)
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: outChannels, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        var dKernel = workspace.zeros(kernel.count)
+        var dx = workspace.zeros(x.count)
+        var dBias = workspace.zeros(outChannels)
         for position in 0..<(g.batch * rows.output * cols.output) {
             for k in 0..<outChannels { dBias[k] += gz[position * outChannels + k] }
         }
@@ -117,26 +134,28 @@ extension DepthwiseOp: TrainableOp {
 
 extension PoolingOp: TrainableOp {
     /// Max pooling keeps, for the backward pass, the input index each output came from.
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         guard !average else { return ForwardRecord(inputs: inputs, output: try forward(inputs)) }
         let x = inputs[0]
         let (g, rows, cols) = try windows(x)
-        let pooled = pool(x, g, rows, cols, keepMaximum: true)
+        let pooled = pool(x, g, rows, cols, keepMaximum: true, workspace: workspace)
         var record = ForwardRecord(inputs: inputs, output: Tensor(shape: outputShape(g, rows, cols), data: pooled.output))
         record.indices = pooled.maximum
         return record
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let (g, rows, cols) = try windows(x)
-        var dx = [Float](repeating: 0, count: x.count)
+        var dx = workspace.zeros(x.count)
         let channels = g.channels
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
             let sources = record.indices.isEmpty ? pool(x, g, rows, cols, keepMaximum: true).maximum : record.indices
             dx.withUnsafeMutableBufferPointer { dx in
-                for (index, source) in sources.enumerated() where source >= 0 { dx[source] += gradOutput.data[index] }
+                gradOutput.data.withUnsafeBufferPointer { gradient in
+                    for (index, source) in sources.enumerated() where source >= 0 { dx[source] += gradient[index] }
+                }
             }
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
@@ -160,11 +179,11 @@ extension PoolingOp: TrainableOp {
 }
 
 extension GlobalPoolingOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let g = try Geometry(x, spatial: spatial, layer: name)
         let positions = g.height * g.width
-        var dx = [Float](repeating: 0, count: x.count)
+        var dx = workspace.zeros(x.count)
         for n in 0..<g.batch {
             for c in 0..<g.channels {
                 let grad = gradOutput.data[n * g.channels + c]
@@ -182,19 +201,19 @@ extension GlobalPoolingOp: TrainableOp {
 }
 
 extension IdentityOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         LayerGradients(inputs: [gradOutput], weights: [:])
     }
 }
 
 extension ReshapeOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         LayerGradients(inputs: [Tensor(shape: record.inputs[0].shape, data: gradOutput.data)], weights: [:])
     }
 }
 
 extension PermuteOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         // The inverse permutation of the non-batch axes.
         var inverse = [Int](repeating: 0, count: order.count)
         for (position, axis) in order.enumerated() { inverse[axis - 1] = position + 1 }
@@ -204,7 +223,7 @@ extension PermuteOp: TrainableOp {
 }
 
 extension MergeOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let inputs = record.inputs
         switch kind {
         case .add:
@@ -227,14 +246,14 @@ extension MergeOp: TrainableOp {
 }
 
 extension ConcatenateOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let tensors = record.inputs
         let rank = tensors[0].rank
         let axis = self.axis < 0 ? self.axis + rank : self.axis
         let outer = tensors[0].shape[..<axis].reduce(1, *)
         let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
         let total = widths.reduce(0, +)
-        var grads = tensors.map { [Float](repeating: 0, count: $0.count) }
+        var grads = tensors.map { workspace.floats($0.count) }  // every element written below
         for o in 0..<outer {
             var offset = o * total
             for (index, width) in widths.enumerated() {
@@ -247,16 +266,23 @@ extension ConcatenateOp: TrainableOp {
 }
 
 extension ActivationOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0].data
         var dz: [Float]
         switch kind {
         case let .function(activation):
-            dz = activation.backward(gradOutput.data, preActivation: x, output: record.output.data, width: gradOutput.lastDimension)
+            dz = activation.backward(gradOutput.data, preActivation: x, output: record.output.data, width: gradOutput.lastDimension,
+                                     workspace: workspace)
         case let .relu(maxValue, slope, threshold):
-            dz = gradOutput.data
-            for i in dz.indices {
-                if let maxValue, x[i] >= maxValue { dz[i] = 0 } else if x[i] < threshold { dz[i] *= slope }
+            dz = workspace.floats(x.count)
+            dz.withUnsafeMutableBufferPointer { dz in
+                gradOutput.data.withUnsafeBufferPointer { gradient in
+                    x.withUnsafeBufferPointer { x in
+                        for i in dz.indices {
+                            if let maxValue, x[i] >= maxValue { dz[i] = 0 } else if x[i] < threshold { dz[i] = gradient[i] * slope } else { dz[i] = gradient[i] }
+                        }
+                    }
+                }
             }
         }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dz)], weights: [:])
@@ -264,8 +290,8 @@ extension ActivationOp: TrainableOp {
 }
 
 extension EmbeddingOp: TrainableOp {
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
-        var dTable = [Float](repeating: 0, count: table.count)
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        var dTable = workspace.zeros(table.count)
         for (i, value) in record.inputs[0].data.enumerated() {
             let row = Int(value)
             for j in 0..<width { dTable[row * width + j] += gradOutput.data[i * width + j] }

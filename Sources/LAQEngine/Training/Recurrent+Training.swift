@@ -261,14 +261,14 @@ extension RecurrentOp {
 }
 
 extension RecurrentOp: TrainableOp {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         let (output, trace) = try self.trace(inputs[0], reverse: goBackwards)
         var record = ForwardRecord(inputs: inputs, output: output)
         record.traces = [trace]
         return record
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let result = backwardThroughTime(gradOutput, x: x, trace: record.traces[0], reverse: goBackwards)
         var weights = ["kernel": result.dKernel, "recurrent_kernel": result.dRecurrent]
@@ -278,7 +278,7 @@ extension RecurrentOp: TrainableOp {
 }
 
 extension BidirectionalOp: TrainableOp {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         let (forward, forwardTrace) = try forwardLayer.trace(inputs[0], reverse: forwardLayer.goBackwards)
         var (backward, backwardTrace) = try backwardLayer.trace(inputs[0], reverse: !forwardLayer.goBackwards)
         backward = Self.reversedInTime(backward)
@@ -288,7 +288,7 @@ extension BidirectionalOp: TrainableOp {
         return record
     }
 
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let half = record.extra.count / 2
         let forward = Array(record.extra[0..<half])

@@ -31,14 +31,17 @@ public struct LayerGradients: Sendable {
 }
 
 /// An op that can train: forward in training mode (dropout active, batch statistics), and backward.
+/// Both take their output and scratch buffers from `workspace` (``Workspace``), so that a step
+/// shaped like the one before allocates no tensor memory; buffers a pass only reads in between
+/// go back with ``Workspace/recycle(_:)``.
 protocol TrainableOp: Op {
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord
-    func backward(_ gradOutput: Tensor, _ record: ForwardRecord) throws(EngineError) -> LayerGradients
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients
 }
 
 extension TrainableOp {
     /// By default the training forward is the inference forward.
-    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom) throws(EngineError) -> ForwardRecord {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         ForwardRecord(inputs: inputs, output: try forward(inputs))
     }
 }
@@ -52,28 +55,38 @@ enum Matrix {
     /// (`accumulate`): each row a copy of the bias, or, without one, unspecified elements for a
     /// product that writes them all. Adding the product to the bias in place saves the pass that
     /// zeroes C (BLAS with β = 0) and the pass that adds the bias afterwards.
-    static func startingWithBias(_ bias: [Float]?, rows: Int, width: Int) -> [Float] {
-        guard let bias else { return uninitialized(rows * width) }
+    /// From `workspace` when given (a training step), else newly allocated (inference).
+    static func startingWithBias(_ bias: [Float]?, rows: Int, width: Int, workspace: Workspace? = nil) -> [Float] {
+        var start = uninitialized(rows * width, workspace: workspace)
+        guard let bias else { return start }
         precondition(bias.count == width, "a bias of \(bias.count) values for rows of \(width)")
-        return [Float](unsafeUninitializedCapacity: rows * width) { buffer, initialized in
+        guard rows > 0, width > 0 else { return start }
+        start.withUnsafeMutableBufferPointer { buffer in
             bias.withUnsafeBufferPointer { b in
-                for row in 0..<rows { (buffer.baseAddress! + row * width).initialize(from: b.baseAddress!, count: width) }
+                for row in 0..<rows { (buffer.baseAddress! + row * width).update(from: b.baseAddress!, count: width) }
             }
-            initialized = rows * width
         }
+        return start
     }
 
     /// An array for a product to fill: its elements start unspecified (no zeroing pass), and
     /// every one is written by the product that fills it (a BLAS product with β = 0 or a packed
-    /// kernel without `accumulate`, which write all of C).
-    static func uninitialized(_ count: Int) -> [Float] {
-        [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    /// kernel without `accumulate`, which write all of C). From `workspace` when given.
+    static func uninitialized(_ count: Int, workspace: Workspace? = nil) -> [Float] {
+        if let workspace { return workspace.floats(count) }
+        return [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
     }
 
-    /// A (m×k) · B (k×n), with optional transposes of the stored arrays.
-    static func multiply(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false) -> [Float] {
-        guard m > 0, n > 0, k > 0 else { return [Float](repeating: 0, count: m * n) }
-        var c = uninitialized(m * n)
+    /// `count` zeros, from `workspace` when given.
+    static func zeros(_ count: Int, workspace: Workspace? = nil) -> [Float] {
+        workspace?.zeros(count) ?? [Float](repeating: 0, count: count)
+    }
+
+    /// A (m×k) · B (k×n), with optional transposes of the stored arrays; C from `workspace` when given.
+    static func multiply(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, transposeA: Bool = false, transposeB: Bool = false,
+                         workspace: Workspace? = nil) -> [Float] {
+        guard m > 0, n > 0, k > 0 else { return zeros(m * n, workspace: workspace) }
+        var c = uninitialized(m * n, workspace: workspace)
         a.withUnsafeBufferPointer { pa in
             b.withUnsafeBufferPointer { pb in
                 c.withUnsafeMutableBufferPointer { pc in
@@ -86,8 +99,8 @@ enum Matrix {
 
     /// Column sums of a rows×width matrix (rows added in order; on raw buffers, so the inner
     /// loop vectorises).
-    static func columnSums(_ a: [Float], rows: Int, width: Int) -> [Float] {
-        var sums = [Float](repeating: 0, count: width)
+    static func columnSums(_ a: [Float], rows: Int, width: Int, workspace: Workspace? = nil) -> [Float] {
+        var sums = zeros(width, workspace: workspace)
         a.withUnsafeBufferPointer { a in
             sums.withUnsafeMutableBufferPointer { sums in
                 guard let a = a.baseAddress, let sums = sums.baseAddress else { return }

@@ -8,12 +8,23 @@ extension Loss {
     /// that through a softmax or sigmoid output it becomes exactly p·Σy − y (σ − y), the gradient
     /// Keras takes from the logits: saturated, misclassified samples still train.
     public func gradient(outputs: [Float], labels rawLabels: [Float], width: Int) -> [Float] {
+        gradient(outputs: outputs, labels: rawLabels, width: width, workspace: nil)
+    }
+
+    /// The same, with the result and scratch rows from `workspace` when given.
+    func gradient(outputs: [Float], labels rawLabels: [Float], width: Int, workspace: Workspace?) -> [Float] {
         let n = width == 0 ? 0 : outputs.count / width
         let labels = hingeLabels(rawLabels)
-        var grad = [Float](repeating: 0, count: outputs.count)
+        var grad = Matrix.zeros(outputs.count, workspace: workspace)
         let scale = 1 / Float(max(n, 1))
         // Scratch rows, reused by every sample (no array per sample).
-        var target = [Float](repeating: 0, count: width), p = target, inner = target
+        var target = Matrix.zeros(width, workspace: workspace), p = Matrix.zeros(width, workspace: workspace)
+        var inner = Matrix.zeros(width, workspace: workspace)
+        defer {
+            workspace?.recycle(&target)
+            workspace?.recycle(&p)
+            workspace?.recycle(&inner)
+        }
         for sample in 0..<n {
             let row = sample * width
             switch self {
@@ -86,9 +97,16 @@ public struct Backpropagation {
     }
 
     /// One batch: `inputs` per model input, `labels` as the loss expects them.
+    ///
+    /// `workspace`: the memory of the run's steps (``Workspace``): the result's outputs and
+    /// gradients are then valid until the next step with the same workspace, whose buffers
+    /// they become (a caller that keeps them costs a copy, never a changed value). Without
+    /// one, every buffer is allocated anew.
     public static func run(
-        model: Model, inputs: [Tensor], labels: [Float], loss: Loss, random: inout TrainingRandom
+        model: Model, inputs: [Tensor], labels: [Float], loss: Loss, random: inout TrainingRandom, workspace: Workspace? = nil
     ) throws(EngineError) -> Result {
+        let workspace = workspace ?? Workspace()
+        workspace.beginStep(keeping: inputs)
         if let packed = model.weights.first(where: { $0.packed != nil }) {
             throw .invalidModel("weight '\(packed.name)' is packed: training needs float32 weights (read the file with Model(file:) without packed)")
         }
@@ -108,7 +126,7 @@ public struct Backpropagation {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
-            var record = try op.forwardTraining(arguments, random: &random)
+            var record = try op.forwardTraining(arguments, random: &random, workspace: workspace)
             record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
             values[model.output(of: call)] = record.output
             records[call] = record
@@ -127,7 +145,9 @@ public struct Backpropagation {
             throw .badInput(name: "labels", reason: "label \(labels[bad]) at sample \(bad) is not a class index in 0…\(width - 1)")
         }
         let lossValue = loss.perSample(outputs: output.data, labels: labels, width: width).reduce(0.0) { $0 + Double($1) } / Double(max(rows, 1))
-        var gradients: [TensorRef: Tensor] = [outputRef: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width))]
+        var gradients: [TensorRef: Tensor] = [
+            outputRef: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width, workspace: workspace)),
+        ]
         var weightGradients: [String: [Float]] = [:]
         var stateUpdates: [String: [Float]] = [:]
         // Backward in reverse call order. A shared layer's calls each add their weight gradients
@@ -140,27 +160,39 @@ public struct Backpropagation {
             }
             guard let gradient = gradients[model.output(of: call)] else { continue }
             let op = executor.ops[layer.name] as! any TrainableOp
-            let result = try op.backward(gradient, record)
+            let result = try op.backward(gradient, record, workspace: workspace)
+            // Sums in place (a shared layer's weights, a tensor read by several layers).
             for (short, grad) in result.weights {
                 let name = "\(layer.name)/\(short)"
-                if var existing = weightGradients[name] {
-                    for i in existing.indices { existing[i] += grad[i] }
-                    weightGradients[name] = existing
-                } else {
-                    weightGradients[name] = grad
-                }
+                if weightGradients[name] != nil { add(grad, to: &weightGradients[name]!) } else { weightGradients[name] = grad }
             }
             for (ref, grad) in zip(model.inputs(of: call), result.inputs) {
                 guard let grad else { continue }
-                if var existing = gradients[ref] {
-                    for i in existing.data.indices { existing.data[i] += grad.data[i] }
-                    gradients[ref] = existing
-                } else {
-                    gradients[ref] = grad
-                }
+                if gradients[ref] != nil { add(grad.data, to: &gradients[ref]!.data) } else { gradients[ref] = grad }
             }
         }
+        // What the step produced goes back to the workspace at the next step's start: records
+        // (outputs, pre-activations, im2col matrices, masks, max-pooling indices), tensor
+        // gradients and weight gradients. Buffers lent twice (a reshape shares its input's) are
+        // kept once.
+        for record in records.values {
+            workspace.lend(record.output.data)
+            if let z = record.preActivation { workspace.lend(z) }
+            workspace.lend(record.extra)
+            workspace.lend(record.indices)
+        }
+        for gradient in gradients.values { workspace.lend(gradient.data) }
+        for gradient in weightGradients.values { workspace.lend(gradient) }
         return Result(loss: lossValue, gradients: weightGradients, stateUpdates: stateUpdates, outputs: output)
+    }
+
+    /// total[i] += addend[i].
+    private static func add(_ addend: [Float], to total: inout [Float]) {
+        total.withUnsafeMutableBufferPointer { total in
+            addend.withUnsafeBufferPointer { addend in
+                for i in total.indices { total[i] += addend[i] }
+            }
+        }
     }
 }
 
