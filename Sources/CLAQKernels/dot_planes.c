@@ -167,7 +167,7 @@ static int tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plan
 
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
-                                  const float *pair_levels, const int32_t *pair_column_sums, float *c,
+                                  const float *pair_levels, float *c,
                                   long ldc, int accumulate, long block_begin, long block_end, int isa) {
 #if defined(__x86_64__)
     if (isa < LAQ_ISA_AVX512_VNNI || plane_count == 0)
@@ -175,8 +175,8 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
     {
         for (long r = 0; r < m; r++) {
             if (pair_levels)
-                laq_dot_planes_multiply_signed_pair(q + r * stride, k4, scales[r], n, planes, pair_levels, pair_column_sums,
-                                                    c + r * ldc, accumulate, block_begin, block_end, isa);
+                laq_dot_planes_multiply_signed_pair(q + r * stride, k4, scales[r], n, planes, pair_levels, c + r * ldc, accumulate,
+                                                    block_begin, block_end, isa);
             else
                 laq_dot_planes_multiply(q + r * stride, k4, scales[r], totals[r], n, planes, plane_count, sum_levels, c + r * ldc,
                                         accumulate, block_begin, block_end, isa);
@@ -240,41 +240,47 @@ static void signed_pair_scalar(const int8_t *q, long k4, const uint64_t *w, int3
 }
 
 #if defined(__x86_64__)
-// One u8·s8 dot product per word pair: the weights as +1/−1/0 bytes (movm gives −1 per set
-// bit: minus − plus), the activations offset by 128 into u8 (x XOR 0x80 = x + 128), so the
-// sums are d + 128·Σ_k w[k, n], corrected by the column sums of the weights.
-__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_vnni(const int8_t *q, long k4, const uint64_t *w,
-                                                                                  const int32_t *column_sums, int32_t *d) {
-    __m512i acc[4];
-    for (int s = 0; s < 4; s++) acc[s] = _mm512_setzero_si512();
-    const __m512i flip = _mm512_set1_epi8((char)0x80);
-    for (long g = 0; g < k4; g++) {
-        int32_t four;
-        memcpy(&four, q + 4 * g, 4);
-        const __m512i x = _mm512_xor_si512(_mm512_set1_epi32(four), flip);
-        const uint64_t *word = w + g * 8;
-        for (int s = 0; s < 4; s++) {
-            const __m512i v = _mm512_sub_epi8(_mm512_movm_epi8(_load_mask64((__mmask64 *)(word + 4 + s))),
-                                              _mm512_movm_epi8(_load_mask64((__mmask64 *)(word + s))));
-            acc[s] = _mm512_dpbusd_epi32(acc[s], x, v);
-        }
-    }
+// The signed bytes of one word pair for one group of 4 rows: x where plane 0's bit is set, −x
+// where plane 1's is, 0 elsewhere (one-hot planes never overlap; x ∈ [−127, 127], so −x fits).
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+signed_pair_group(const int8_t *q, const uint64_t *w, long g, __m512i ones, __m512i acc[4]) {
+    int32_t four;
+    memcpy(&four, q + 4 * g, 4);
+    const __m512i x = _mm512_set1_epi32(four), negative = _mm512_sub_epi8(_mm512_setzero_si512(), x);
+    const uint64_t *word = w + g * 8;
     for (int s = 0; s < 4; s++) {
-        const __m512i sums = _mm512_loadu_si512(column_sums + 16 * s);
-        _mm512_storeu_si512(d + 16 * s, _mm512_sub_epi32(acc[s], _mm512_slli_epi32(sums, 7)));
+        const __m512i plus = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)(word + s)), x);
+        const __m512i v = _mm512_mask_mov_epi8(plus, _load_mask64((__mmask64 *)(word + 4 + s)), negative);
+        acc[s] = _mm512_dpbusd_epi32(acc[s], ones, v);  // 1·v, 4 rows at a time
     }
+}
+
+// One masked byte select per word and one u8·s8 dot product (by ones) per word pair. Four
+// groups in flight, each with its own accumulators: one chain of dot products ran at the
+// instruction's latency (measured on Zen 4: 0.30 → 0.23 ms for 4096², one thread).
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_vnni(const int8_t *q, long k4, const uint64_t *w, int32_t *d) {
+    __m512i acc[4][4];
+    for (int u = 0; u < 4; u++)
+        for (int s = 0; s < 4; s++) acc[u][s] = _mm512_setzero_si512();
+    const __m512i ones = _mm512_set1_epi8(1);
+    long g = 0;
+    for (; g + 4 <= k4; g += 4)
+        for (int u = 0; u < 4; u++) signed_pair_group(q, w, g + u, ones, acc[u]);
+    for (; g < k4; g++) signed_pair_group(q, w, g, ones, acc[0]);
+    for (int s = 0; s < 4; s++)
+        _mm512_storeu_si512(d + 16 * s, _mm512_add_epi32(_mm512_add_epi32(acc[0][s], acc[1][s]), _mm512_add_epi32(acc[2][s], acc[3][s])));
 }
 #endif
 
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
-                                         const float *levels, const int32_t *column_sums, float *c, int accumulate,
-                                         long block_begin, long block_end, int isa) {
+                                         const float *levels, float *c, int accumulate, long block_begin, long block_end,
+                                         int isa) {
     int32_t d[64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * 2 * 4;
 #if defined(__x86_64__)
-        if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, column_sums + first, d);
+        if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, d);
         else
 #endif
             signed_pair_scalar(q, k4, w, d);

@@ -95,17 +95,17 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 /// on every `isa`.
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
-                                  const float *pair_levels, const int32_t *pair_column_sums, float *c,
+                                  const float *pair_levels, float *c,
                                   long ldc, int accumulate, long block_begin, long block_end, int isa);
 
 /// Symmetric ternary dot planes (P = 2, one-hot, levels +L[n] for plane 0, −L[n] for plane 1,
 /// 0 for the rest): c[n] (+)= scale · (L[n] · D[n]), D[n] = Σ_{k: plane 0} q[k] − Σ_{k: plane 1}
-/// q[k], exact int32 (one byte dot product per word pair on AVX-512 VNNI, so half those of
-/// laq_dot_planes_multiply). `levels`: L per column (N); `column_sums`: per column (padded to
-/// whole blocks), the number of plane-0 bits minus plane-1 bits. Every `isa` gives the same bits.
+/// q[k], exact int32 (on AVX-512 VNNI the planes select ±q bytes, and one byte dot product per
+/// word pair adds them: half the dot products of laq_dot_planes_multiply). `levels`: L per
+/// column (N). Every `isa` gives the same bits.
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
-                                         const float *levels, const int32_t *column_sums, float *c, int accumulate,
-                                         long block_begin, long block_end, int isa);
+                                         const float *levels, float *c, int accumulate, long block_begin, long block_end,
+                                         int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,

@@ -37,9 +37,9 @@ struct PlaneMatrix: @unchecked Sendable {
     let columnLevels: [Float]
     /// The sum levels L₀…L_P of the kernels' combination, same layout with C = P + 1.
     let sumLevels: [Float]
-    /// Symmetric ternary dot planes (levels +L[n], −L[n] and 0 in every column): L per column and
-    /// each column's plane-0 count minus plane-1 count, for the one-dot-per-word kernel.
-    let signedPair: (levels: [Float], columnSums: [Int32])?
+    /// Symmetric ternary dot planes (levels +L[n], −L[n] and 0 in every column): L per column,
+    /// for the one-dot-per-word-pair kernel.
+    let signedPair: [Float]?
     let isa: Int32
 
     /// The instruction set the kernels use on this machine.
@@ -148,7 +148,7 @@ struct PlaneMatrix: @unchecked Sendable {
             }
         }
         self.signedPair = int8Activations && kind == Self.oneHotPlanes && planeCount == 2
-            ? Self.signedPair(words: words, sumLevels: sumLevels, rows: rows, columns: columns) : nil
+            ? Self.signedPair(sumLevels: sumLevels, columns: columns) : nil
         self.rows = rows
         self.columns = columns
         self.kind = kind
@@ -161,9 +161,8 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 
     /// For ternary dot planes whose levels are +L, −L (planes 0 and 1) and 0 (the rest) in every
-    /// column, L per column and the column sums of the ±1 weights; nil for other levels.
-    static func signedPair(words: [UInt64], sumLevels: [Float], rows: Int, columns: Int) -> (levels: [Float], columnSums: [Int32])? {
-        let blocks = (columns + 63) / 64, groups = (rows + 3) / 4
+    /// column, L per column; nil for other levels.
+    static func signedPair(sumLevels: [Float], columns: Int) -> [Float]? {
         var levels = [Float](repeating: 0, count: columns)
         for column in 0..<columns {
             let base = (column >> 6) * 3 * 64 + (column & 63)
@@ -171,22 +170,7 @@ struct PlaneMatrix: @unchecked Sendable {
             guard zero == 0, minus == -plus else { return nil }
             levels[column] = plus
         }
-        // Word ((b·K4 + g)·2 + p)·4 + s holds 4 rows of columns 64·b + 16·s + j in bits 4j…4j+3.
-        var sums = [Int32](repeating: 0, count: blocks * 64)
-        for block in 0..<blocks {
-            for group in 0..<groups {
-                for sub in 0..<4 {
-                    let first = ((block * groups + group) * 2) * 4 + sub
-                    let (plus, minus) = (words[first], words[first + 4])
-                    guard plus | minus != 0 else { continue }
-                    for j in 0..<16 {
-                        let shift = UInt64(4 * j)
-                        sums[block * 64 + sub * 16 + j] += Int32(((plus >> shift) & 0xF).nonzeroBitCount - ((minus >> shift) & 0xF).nonzeroBitCount)
-                    }
-                }
-            }
-        }
-        return (levels, sums)
+        return levels
     }
 
     /// Writes the plane words of rows `range` of a K×N matrix (their codes row-major in
@@ -328,15 +312,11 @@ struct PlaneMatrix: @unchecked Sendable {
                         let (scaleValue, totalValue) = (scale, total)
                         let blocks = blockCount, large = rows * columns >= 1 << 21
                         if let signedPair {
-                            signedPair.levels.withUnsafeBufferPointer { pairLevels in
-                                signedPair.columnSums.withUnsafeBufferPointer { sums in
-                                    let pair = Shared(a: a, c: output, words: words.baseAddress!, levels: pairLevels.baseAddress!, sumLevels: levels.baseAddress!)
-                                    let columnSums = ColumnSums(pointer: sums.baseAddress!)
-                                    Parallel.halves(blocks, large: large) { range in
-                                        laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, pair.words, pair.levels,
-                                                                            columnSums.pointer, pair.c, accumulate ? 1 : 0,
-                                                                            range.lowerBound, range.upperBound, isa)
-                                    }
+                            signedPair.withUnsafeBufferPointer { pairLevels in
+                                let pair = Shared(a: a, c: output, words: words.baseAddress!, levels: pairLevels.baseAddress!, sumLevels: levels.baseAddress!)
+                                Parallel.halves(blocks, large: large) { range in
+                                    laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, pair.words, pair.levels,
+                                                                        pair.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                                 }
                             }
                             continue
@@ -367,23 +347,20 @@ struct PlaneMatrix: @unchecked Sendable {
             }
         }
         // Symmetric ternary rows combine as the one-row signed-pair kernel does (the same bits).
-        let pairLevels = signedPair?.levels ?? [], pairSums = signedPair?.columnSums ?? []
+        let pairLevels = signedPair ?? []
         words.withUnsafeBufferPointer { words in
             sumLevels.withUnsafeBufferPointer { levels in
                 q.withUnsafeBufferPointer { q in
                     scales.withUnsafeBufferPointer { scales in
                         totals.withUnsafeBufferPointer { totals in
                             pairLevels.withUnsafeBufferPointer { pairLevels in
-                                pairSums.withUnsafeBufferPointer { pairSums in
-                                    let batch = QuantizedRows(q: q.baseAddress!, scales: scales.baseAddress!, totals: totals.baseAddress!,
-                                                              pairLevels: signedPair == nil ? nil : pairLevels.baseAddress,
-                                                              pairSums: signedPair == nil ? nil : pairSums.baseAddress)
-                                    let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                                    Parallel.halves(blockCount, large: m * rows * columns >= 1 << 21) { range in
-                                        laq_dot_planes_multiply_rows(batch.q, stride, m, batch.scales, batch.totals, groups, columns, shared.words,
-                                                                     Int32(planeCount), shared.sumLevels, batch.pairLevels, batch.pairSums,
-                                                                     shared.c, ldc, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
-                                    }
+                                let batch = QuantizedRows(q: q.baseAddress!, scales: scales.baseAddress!, totals: totals.baseAddress!,
+                                                          pairLevels: signedPair == nil ? nil : pairLevels.baseAddress)
+                                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
+                                Parallel.halves(blockCount, large: m * rows * columns >= 1 << 21) { range in
+                                    laq_dot_planes_multiply_rows(batch.q, stride, m, batch.scales, batch.totals, groups, columns, shared.words,
+                                                                 Int32(planeCount), shared.sumLevels, batch.pairLevels,
+                                                                 shared.c, ldc, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                                 }
                             }
                         }
@@ -438,14 +415,8 @@ private struct QuantizedRows: @unchecked Sendable {
     let q: UnsafePointer<Int8>
     let scales: UnsafePointer<Float>
     let totals: UnsafePointer<Int32>
-    /// A symmetric ternary matrix's levels and column sums (``PlaneMatrix/signedPair``), or nil.
+    /// A symmetric ternary matrix's levels (``PlaneMatrix/signedPair``), or nil.
     let pairLevels: UnsafePointer<Float>?
-    let pairSums: UnsafePointer<Int32>?
-}
-
-/// The column sums of a symmetric ternary matrix, read by both threads of a product.
-private struct ColumnSums: @unchecked Sendable {
-    let pointer: UnsafePointer<Int32>
 }
 
 /// One row of A quantized to int8, read by both threads of a product.
