@@ -55,25 +55,40 @@ static void sums_scalar(const int8_t *q, long k4, const uint64_t *w, int planes,
 }
 
 #if defined(__x86_64__)
+// One group of 4 rows: each plane's bits as 0/1 bytes, one dot product per word and plane.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+sums_group(const int8_t *q, long g, const uint64_t *w, const int planes, __m512i ones, __m512i *acc) {
+    int32_t four;
+    memcpy(&four, q + 4 * g, 4);
+    const __m512i x = _mm512_set1_epi32(four);
+    const uint64_t *word = w + g * planes * 4;
+    for (int p = 0; p < planes; p++)
+        for (int s = 0; s < 4; s++) {
+            const __m512i bits = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)(word + p * 4 + s)), ones);
+            acc[p * 4 + s] = _mm512_dpbusd_epi32(acc[p * 4 + s], bits, x);
+        }
+}
+
+// 16 / (4·P) groups in flight (4 for one plane, 2 for two), each with its own accumulators, so
+// that the chains of dot products overlap (measured on Zen 4, one thread, 4096²: one plane
+// 0.30 → 0.18 ms, two planes 0.40 → 0.36 ms; three and four planes already have 12–16 chains).
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
 sums_vnni_p(const int8_t *q, long k4, const uint64_t *w, const int planes, int32_t *sums) {
-    __m512i acc[LAQ_MAX_PLANES][4];
-    for (int p = 0; p < planes; p++)
-        for (int s = 0; s < 4; s++) acc[p][s] = _mm512_setzero_si512();
+    enum { most = 4 };
+    const int unroll = planes >= 3 ? 1 : 4 / planes;
+    __m512i acc[most][LAQ_MAX_PLANES * 4];
+    for (int u = 0; u < unroll; u++)
+        for (int i = 0; i < planes * 4; i++) acc[u][i] = _mm512_setzero_si512();
     const __m512i ones = _mm512_set1_epi8(1);
-    for (long g = 0; g < k4; g++) {
-        int32_t four;
-        memcpy(&four, q + 4 * g, 4);
-        const __m512i x = _mm512_set1_epi32(four);
-        const uint64_t *word = w + g * planes * 4;
-        for (int p = 0; p < planes; p++)
-            for (int s = 0; s < 4; s++) {
-                const __m512i bits = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)(word + p * 4 + s)), ones);
-                acc[p][s] = _mm512_dpbusd_epi32(acc[p][s], bits, x);
-            }
+    long g = 0;
+    for (; g + unroll <= k4; g += unroll)
+        for (int u = 0; u < unroll; u++) sums_group(q, g + u, w, planes, ones, acc[u]);
+    for (; g < k4; g++) sums_group(q, g, w, planes, ones, acc[0]);
+    for (int i = 0; i < planes * 4; i++) {
+        __m512i total = acc[0][i];
+        for (int u = 1; u < unroll; u++) total = _mm512_add_epi32(total, acc[u][i]);
+        _mm512_storeu_si512(sums + (i / 4) * 64 + 16 * (i % 4), total);
     }
-    for (int p = 0; p < planes; p++)
-        for (int s = 0; s < 4; s++) _mm512_storeu_si512(sums + p * 64 + 16 * s, acc[p][s]);
 }
 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void sums_vnni(const int8_t *q, long k4, const uint64_t *w,
