@@ -230,9 +230,9 @@ struct Inspect: ParsableCommand {
         do {
             histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins)
         } catch let error as TensorHistogram.ReferenceError {
-            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitCode ?? 1)
+            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitStatus ?? 1)
         } catch let error as FormatError {
-            throw CLIError(message: "\(file): \(error)", code: error.exitCode)
+            throw CLIError(message: "\(file): \(error)", code: error.exitStatus)
         }
         if json {
             try printJSON([

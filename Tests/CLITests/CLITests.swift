@@ -102,7 +102,11 @@ import Testing
         #expect(verify.stdout.contains("INVALID"))
         let json = try Self.json(try Self.run(["verify", "--json", damaged]).stdout)
         #expect(json["valid"] as? Bool == false)
-        #expect(((json["problems"] as? [[String: Any]]) ?? []).isEmpty == false)
+        // The damaged payload's problem names the tensor and the payload's offset, in JSON and text.
+        let payloadProblem = try #require((json["problems"] as? [[String: Any]])?.first { $0["tensor"] is String })
+        let offset = try #require(payloadProblem["offset"] as? Int)
+        #expect(offset <= bytes.count - 100)
+        #expect(verify.stdout.contains("payload at offset \(offset)"))
 
         // Opening succeeds (the flipped byte is in a payload): inspect still lists every tensor,
         // notes the damaged one, and exits 1.
