@@ -60,7 +60,15 @@ import Testing
         #expect(inspect.status == 0)
         #expect(inspect.stdout.contains("dense_2/kernel"))
         #expect(inspect.stdout.contains("base3"))
+        // The manifest's metadata, and each tensor's float32 size beside its stored size.
+        #expect(inspect.stdout.contains("metadata:\n  description: \"laq demo model: random weights in every encoding\""))
+        #expect(inspect.stdout.contains("float32  stored  ratio"))
+        #expect(inspect.stdout.contains("392.0K"))  // dense_1/kernel: 784×128 float32 values
         #expect(inspect.stdout.split(separator: "\n").allSatisfy { $0.count <= 100 }, "\(inspect.stdout)")
+        // On 80 columns the table still fits: names shrink, and the ratio (float32/stored) goes.
+        let narrow = try Self.run(["inspect", path], environment: ["COLUMNS": "80"])
+        let rows = narrow.stdout.split(separator: "\n").filter { $0.hasPrefix("tensor ") || $0.hasPrefix("dense_") || $0.hasPrefix("batch_") }
+        #expect(rows.count == 13 && rows.allSatisfy { $0.count <= 80 }, "\(narrow.stdout)")
 
         let json = try Self.json(try Self.run(["inspect", "--json", path]).stdout)
         let tensors = try #require(json["tensors"] as? [[String: Any]])
