@@ -51,9 +51,12 @@ extension CodebookLayout {
     /// Unpacks `output.count` codes from `packed`, checking padding (rule 6.3), base-3 byte
     /// ranges (rule 6.4) and that every code is < `levelCount` (rule 6.5).
     ///
+    /// `tensor` and `offset` (the payload's start in its file) only name the place in a thrown
+    /// ``FormatError/invalidCodes(tensor:offset:index:reason:)``.
+    ///
     /// - Precondition: `packed.count == packedLength(count: output.count)`.
     public func unpack(
-        _ packed: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<UInt8>, tensor: String
+        _ packed: UnsafeRawBufferPointer, into output: UnsafeMutableBufferPointer<UInt8>, tensor: String, offset: UInt64
     ) throws(FormatError) {
         let count = output.count
         precondition(UInt64(packed.count) == packedLength(count: UInt64(count)))
@@ -77,7 +80,7 @@ extension CodebookLayout {
                     available -= bits
                 }
                 if accumulator != 0 {
-                    throw .invalidCodes(tensor: tensor, index: count, reason: "unused high bits of the last byte are not zero")
+                    throw .invalidCodes(tensor: tensor, offset: offset, index: count, reason: "unused high bits of the last byte are not zero")
                 }
             }
         case .base3:
@@ -85,14 +88,14 @@ extension CodebookLayout {
             for byteIndex in 0..<packed.count {
                 var value = Int(packed[byteIndex])
                 guard value < 243 else {
-                    throw .invalidCodes(tensor: tensor, index: index, reason: "base-3 byte \(value) ≥ 243")
+                    throw .invalidCodes(tensor: tensor, offset: offset, index: index, reason: "base-3 byte \(value) ≥ 243")
                 }
                 for _ in 0..<5 {
                     if index < count {
                         output[index] = UInt8(value % 3)
                         index += 1
                     } else if value % 3 != 0 {
-                        throw .invalidCodes(tensor: tensor, index: count, reason: "base-3 positions after the last code are not zero")
+                        throw .invalidCodes(tensor: tensor, offset: offset, index: count, reason: "base-3 positions after the last code are not zero")
                     }
                     value /= 3
                 }
@@ -102,7 +105,7 @@ extension CodebookLayout {
             let limit = UInt8(levelCount)
             for index in 0..<count where output[index] >= limit {
                 throw .invalidCodes(
-                    tensor: tensor, index: index, reason: "code \(output[index]) ≥ \(levelCount) levels")
+                    tensor: tensor, offset: offset, index: index, reason: "code \(output[index]) ≥ \(levelCount) levels")
             }
         }
     }

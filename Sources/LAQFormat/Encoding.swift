@@ -53,11 +53,11 @@ public enum Encoding: Equatable, Hashable, Sendable {
     /// including unknown keys or packings, which a later version must announce as features (§8).
     static func parse(_ object: [String: JSONValue], rank: Int, tensor: String) throws(FormatError) -> Encoding? {
         guard case let .string(type)? = object["type"] else {
-            throw .invalidEncoding(tensor: tensor, reason: "missing string \"type\"")
+            throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "missing string \"type\"")
         }
         func checkKeys(_ allowed: Set<String>) throws(FormatError) {
             if let extra = object.keys.sorted().first(where: { !allowed.contains($0) }) {
-                throw .invalidEncoding(tensor: tensor, reason: "unknown key '\(extra)' in a \(type) encoding, and no feature announces it")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "unknown key '\(extra)' in a \(type) encoding, and no feature announces it")
             }
         }
         switch type {
@@ -67,42 +67,42 @@ public enum Encoding: Equatable, Hashable, Sendable {
         case "codebook":
             try checkKeys(["type", "packing", "bits", "levels", "axis"])
             guard case let .string(packingName)? = object["packing"] else {
-                throw .invalidEncoding(tensor: tensor, reason: "codebook needs a string \"packing\"")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "codebook needs a string \"packing\"")
             }
             guard let packing = CodePacking(rawValue: packingName) else {
-                throw .invalidEncoding(tensor: tensor, reason: "unknown packing '\(packingName)', and no feature announces it")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "unknown packing '\(packingName)', and no feature announces it")
             }
             let bits: Int
             switch (packing, object["bits"]) {
             case let (.bits, .int(value)?):
                 guard (1...8).contains(value) else {
-                    throw .invalidEncoding(tensor: tensor, reason: "bits \(value) is outside 1…8")
+                    throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "bits \(value) is outside 1…8")
                 }
                 bits = Int(value)
             case (.bits, _):
-                throw .invalidEncoding(tensor: tensor, reason: "bits packing needs an integer \"bits\"")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "bits packing needs an integer \"bits\"")
             case (.base3, nil):
                 bits = 2
             case (.base3, _):
-                throw .invalidEncoding(tensor: tensor, reason: "base3 packing has no \"bits\"")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "base3 packing has no \"bits\"")
             }
             guard case let .int(levels)? = object["levels"] else {
-                throw .invalidEncoding(tensor: tensor, reason: "codebook needs an integer \"levels\"")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "codebook needs an integer \"levels\"")
             }
             let maxLevels = packing == .base3 ? 3 : 1 << bits
             guard levels >= 1, levels <= maxLevels else {
-                throw .invalidEncoding(tensor: tensor, reason: "levels \(levels) is outside 1…\(maxLevels)")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "levels \(levels) is outside 1…\(maxLevels)")
             }
             var axis: Int?
             switch object["axis"] {
             case nil, .null?: axis = nil
             case let .int(value)?:
                 guard value >= 0, value < rank else {
-                    throw .invalidEncoding(tensor: tensor, reason: "axis \(value) is outside 0…\(rank - 1)")
+                    throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "axis \(value) is outside 0…\(rank - 1)")
                 }
                 axis = Int(value)
             default:
-                throw .invalidEncoding(tensor: tensor, reason: "axis must be an integer or null")
+                throw .invalidEncoding(tensor: tensor, offset: Layout.manifestOffset, reason: "axis must be an integer or null")
             }
             return .codebook(CodebookLayout(packing: packing, bits: bits, levelCount: Int(levels), axis: axis))
         default:

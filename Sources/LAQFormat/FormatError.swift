@@ -2,6 +2,10 @@
 ///
 /// Each case corresponds to a rule of `spec/FORMAT.md`; §11 of the spec lists which.
 /// Messages (``description``) say what was wrong, where, and, where it helps, what to do.
+///
+/// Errors about a tensor carry its name and a file byte `offset`: the payload's start for what
+/// its bytes hold (checksum, inflation, codes, levels), ``Layout/manifestOffset`` for what the
+/// manifest declares (names, shapes, encodings, sizes); ``offset`` gathers them.
 public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The file ends before a structure that must be there (rule 2.1, 2.7).
     case truncated(needed: UInt64, actual: UInt64)
@@ -37,34 +41,39 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidManifest(path: String, reason: String)
     /// A tensor name is empty, too long or has control characters (rule 5.1).
     case invalidName(index: Int, reason: String)
-    /// Two tensors share a name (rule 5.1).
-    case duplicateName(String)
+    /// Two tensors share a name (rule 5.1); `offset` is the manifest's.
+    case duplicateName(String, offset: UInt64)
     /// A shape has too many dimensions or disagrees with `axes` (rule 5.2).
     case invalidShape(tensor: String, reason: String)
-    /// A shape's element count overflows (rule 5.2).
-    case shapeOverflow(tensor: String)
+    /// A shape's element count overflows (rule 5.2); `offset` is the manifest's.
+    case shapeOverflow(tensor: String, offset: UInt64)
     /// A payload starts before the previous one ends (rule 5.3).
     case tensorsOverlap(tensor: String, offset: UInt64, previousEnd: UInt64)
     /// Bytes between payloads (or at the end of the data section) that no tensor accounts for (rule 5.3).
     case unaccountedBytes(tensor: String?, offset: UInt64, expected: UInt64)
     /// A payload ends past the data section (rule 5.3).
     case tensorOutOfBounds(tensor: String, end: UInt64, limit: UInt64)
-    /// A payload's CRC-32 does not match (rule 5.5).
-    case tensorChecksumMismatch(tensor: String, stored: UInt32, computed: UInt32)
-    /// A declared or inflated size disagrees with what shape and encoding imply (rules 5.6, 7.2).
-    case decodedSizeMismatch(tensor: String, declared: UInt64, actual: UInt64)
+    /// A payload's CRC-32 does not match (rule 5.5); `offset` is the payload's start.
+    case tensorChecksumMismatch(tensor: String, offset: UInt64, stored: UInt32, computed: UInt32)
+    /// A declared size disagrees with what shape, encoding and compression imply (rule 5.6;
+    /// `offset` is the manifest's), or a zlib payload inflates to another size (rule 7.2;
+    /// `offset` is the payload's start, and `actual` is `declared + 1` for any longer stream).
+    case decodedSizeMismatch(tensor: String, offset: UInt64, declared: UInt64, actual: UInt64)
     /// An optimizer slot names a weight that is not in the file (rule 5.7).
     case danglingOptimizerSlot(tensor: String, of: String)
-    /// An encoding object that is known but malformed (§6.2).
-    case invalidEncoding(tensor: String, reason: String)
-    /// A code is ≥ the number of levels, or packing bits are out of range (rules 6.3–6.5).
-    case invalidCodes(tensor: String, index: Int, reason: String)
-    /// A quantization level is not finite (rule 6.5).
-    case invalidLevels(tensor: String, index: Int)
-    /// A zlib payload claims more than deflate can expand to, or is not smaller (rule 7.1).
-    case compressionBomb(tensor: String, stored: UInt64, decoded: UInt64)
-    /// A zlib stream is corrupt (rule 7.2).
-    case corruptCompression(tensor: String, reason: String)
+    /// An encoding object that is known but malformed (§6.2); `offset` is the manifest's.
+    case invalidEncoding(tensor: String, offset: UInt64, reason: String)
+    /// A code is ≥ the number of levels, or packing bits are out of range (rules 6.3–6.5);
+    /// `offset` is the payload's start, `index` the element (codes are counted after inflation).
+    case invalidCodes(tensor: String, offset: UInt64, index: Int, reason: String)
+    /// A quantization level is not finite (rule 6.5); `offset` is the payload's start, `index`
+    /// the level's position in the level tables.
+    case invalidLevels(tensor: String, offset: UInt64, index: Int)
+    /// A zlib payload claims more than deflate can expand to, or is not smaller (rule 7.1);
+    /// both sizes are declared, so `offset` is the manifest's.
+    case compressionBomb(tensor: String, offset: UInt64, stored: UInt64, decoded: UInt64)
+    /// A zlib stream is corrupt (rule 7.2); `offset` is the payload's start.
+    case corruptCompression(tensor: String, offset: UInt64, reason: String)
     /// This reader does not know an encoding, compression or feature the tensor needs (rule 8.1).
     case unsupported(tensor: String?, what: String)
     /// A tensor larger than this reader's ``ReaderLimits/maxTensorElements`` (a resource limit, not a format error).
@@ -115,12 +124,12 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
             return "invalid manifest at \(path): \(reason)"
         case let .invalidName(index, reason):
             return "tensor #\(index) has an invalid name: \(reason)"
-        case let .duplicateName(name):
-            return "tensor name '\(name)' appears more than once"
+        case let .duplicateName(name, offset):
+            return "tensor name '\(name)' appears more than once (\(location(offset)))"
         case let .invalidShape(tensor, reason):
             return "tensor '\(tensor)': invalid shape: \(reason)"
-        case let .shapeOverflow(tensor):
-            return "tensor '\(tensor)': element count overflows"
+        case let .shapeOverflow(tensor, offset):
+            return "tensor '\(tensor)' (\(location(offset))): element count overflows"
         case let .tensorsOverlap(tensor, offset, previousEnd):
             return "tensor '\(tensor)' at offset \(offset) overlaps the previous payload, which ends at \(previousEnd)"
         case let .unaccountedBytes(tensor, offset, expected):
@@ -130,22 +139,26 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
             return "data section ends at \(offset), but the last payload ends (aligned) at \(expected): unaccounted bytes"
         case let .tensorOutOfBounds(tensor, end, limit):
             return "tensor '\(tensor)' ends at offset \(end), past the data section's end at \(limit)"
-        case let .tensorChecksumMismatch(tensor, stored, computed):
-            return "tensor '\(tensor)': checksum mismatch: stored \(hex32(stored)), computed \(hex32(computed)) (the payload is corrupt)"
-        case let .decodedSizeMismatch(tensor, declared, actual):
-            return "tensor '\(tensor)': size mismatch: declared \(declared) bytes, shape and encoding imply \(actual)"
+        case let .tensorChecksumMismatch(tensor, offset, stored, computed):
+            return "tensor '\(tensor)' (\(location(offset))): checksum mismatch: stored \(hex32(stored)), computed \(hex32(computed)) (the payload is corrupt)"
+        case let .decodedSizeMismatch(tensor, offset, declared, actual):
+            if offset == Layout.manifestOffset {
+                return "tensor '\(tensor)' (\(location(offset))): size mismatch: declared \(declared) bytes, shape, encoding and compression imply \(actual)"
+            }
+            let inflated = actual > declared ? "more than \(declared)" : "\(actual)"
+            return "tensor '\(tensor)' (\(location(offset))): zlib stream inflates to \(inflated) bytes, declared \(declared)"
         case let .danglingOptimizerSlot(tensor, of):
             return "optimizer tensor '\(tensor)' belongs to '\(of)', which is not a weight in this file"
-        case let .invalidEncoding(tensor, reason):
-            return "tensor '\(tensor)': invalid encoding: \(reason)"
-        case let .invalidCodes(tensor, index, reason):
-            return "tensor '\(tensor)': invalid code at element \(index): \(reason)"
-        case let .invalidLevels(tensor, index):
-            return "tensor '\(tensor)': quantization level #\(index) is not finite"
-        case let .compressionBomb(tensor, stored, decoded):
-            return "tensor '\(tensor)': \(stored) compressed bytes cannot inflate to the declared \(decoded) bytes"
-        case let .corruptCompression(tensor, reason):
-            return "tensor '\(tensor)': corrupt zlib stream: \(reason)"
+        case let .invalidEncoding(tensor, offset, reason):
+            return "tensor '\(tensor)' (\(location(offset))): invalid encoding: \(reason)"
+        case let .invalidCodes(tensor, offset, index, reason):
+            return "tensor '\(tensor)' (\(location(offset))): invalid code at element \(index): \(reason)"
+        case let .invalidLevels(tensor, offset, index):
+            return "tensor '\(tensor)' (\(location(offset))): quantization level #\(index) is not finite"
+        case let .compressionBomb(tensor, offset, stored, decoded):
+            return "tensor '\(tensor)' (\(location(offset))): \(stored) compressed bytes cannot inflate to the declared \(decoded) bytes"
+        case let .corruptCompression(tensor, offset, reason):
+            return "tensor '\(tensor)' (\(location(offset))): corrupt zlib stream: \(reason)"
         case let .unsupported(tensor, what):
             let subject = tensor.map { "tensor '\($0)'" } ?? "file"
             return "\(subject) needs \(what), which this laq does not support: upgrade laq"
@@ -157,6 +170,31 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
             return "\(path): \(operation) failed: \(reason)"
         case let .invalidArgument(reason):
             return reason
+        }
+    }
+
+    /// The file byte offset the error points at, when it carries one: a payload's start, the
+    /// manifest's offset for what the manifest declares, or the offending byte (padding, a
+    /// payload's declared start). `nil` for errors about the file as a whole, the header's
+    /// fields (the message names the field), and I/O and argument errors.
+    public var offset: UInt64? {
+        switch self {
+        case let .nonZeroPadding(offset), let .tensorsOverlap(_, offset, _), let .unaccountedBytes(_, offset, _),
+            let .duplicateName(_, offset), let .shapeOverflow(_, offset), let .tensorChecksumMismatch(_, offset, _, _),
+            let .decodedSizeMismatch(_, offset, _, _), let .invalidEncoding(_, offset, _), let .invalidCodes(_, offset, _, _),
+            let .invalidLevels(_, offset, _), let .compressionBomb(_, offset, _, _), let .corruptCompression(_, offset, _):
+            offset
+        default:
+            nil
+        }
+    }
+
+    /// The exit status a command ends with for this error: 2 for operating-system and argument
+    /// problems, 1 for files that break the format (README, `laq --help`).
+    public var exitStatus: Int32 {
+        switch self {
+        case .io, .invalidArgument, .noSuchTensor: 2
+        default: 1
         }
     }
 
@@ -188,6 +226,12 @@ public enum FormatError: Error, Equatable, Sendable, CustomStringConvertible {
         case .noSuchTensor, .io, .invalidArgument, .tooLarge: nil
         }
     }
+}
+
+/// "payload at offset N", or "manifest at offset 64" for the manifest's offset (payloads start
+/// at `data_offset` ≥ 128, so the two never meet).
+private func location(_ offset: UInt64) -> String {
+    offset == Layout.manifestOffset ? "manifest at offset \(offset)" : "payload at offset \(offset)"
 }
 
 func hex32(_ value: UInt32) -> String {

@@ -60,7 +60,7 @@ public struct PackedCodebook: Sendable, Equatable {
         var codes = [UInt8](repeating: 0, count: elementCount)
         guard UInt64(packed.count) == layout.packedLength(count: UInt64(elementCount)) else { return codes }
         let valid = packed.withUnsafeBytes { bytes in
-            codes.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
+            codes.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "", offset: 0)) != nil }
         }
         if !valid { return [UInt8](repeating: 0, count: elementCount) }
         return codes
@@ -83,7 +83,7 @@ extension LAQFile {
     func checkCRC(_ tensor: TensorInfo) throws(FormatError) {
         let crc = Zlib.crc32(storedBytes(tensor))
         guard crc == tensor.crc32 else {
-            throw .tensorChecksumMismatch(tensor: tensor.name, stored: tensor.crc32, computed: crc)
+            throw .tensorChecksumMismatch(tensor: tensor.name, offset: tensor.offset, stored: tensor.crc32, computed: crc)
         }
     }
 
@@ -115,7 +115,7 @@ extension LAQFile {
     func withInflated<R>(_ tensor: TensorInfo, _ body: (UnsafeRawBufferPointer) throws -> R) throws -> R {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Int(tensor.decodedLength), alignment: 64)
         defer { buffer.deallocate() }
-        try Zlib.inflate(storedBytes(tensor), into: buffer, tensor: tensor.name)
+        try Zlib.inflate(storedBytes(tensor), into: buffer, tensor: tensor.name, offset: tensor.offset)
         return try body(UnsafeRawBufferPointer(buffer))
     }
 
@@ -196,13 +196,14 @@ extension LAQFile {
                 initialized = levelCount
             }
             if let bad = levels.firstIndex(where: { !$0.isFinite }) {
-                throw FormatError.invalidLevels(tensor: tensor.name, index: bad)
+                throw FormatError.invalidLevels(tensor: tensor.name, offset: tensor.offset, index: bad)
             }
             let packed = UnsafeRawBufferPointer(rebasing: payload[(levelCount * 4)...])
             var failure: FormatError?
             let codes = [UInt8](unsafeUninitializedCapacity: count) { output, initialized in
                 do throws(FormatError) {
-                    try layout.unpack(packed, into: UnsafeMutableBufferPointer(rebasing: output[0..<count]), tensor: tensor.name)
+                    try layout.unpack(
+                        packed, into: UnsafeMutableBufferPointer(rebasing: output[0..<count]), tensor: tensor.name, offset: tensor.offset)
                 } catch {
                     failure = error
                     output.initialize(repeating: 0)

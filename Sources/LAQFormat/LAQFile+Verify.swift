@@ -6,12 +6,15 @@ public struct VerificationReport: Sendable {
         /// The spec rule broken, e.g. `"5.5"`.
         public var rule: String?
         public var tensor: String?
+        /// The file byte offset the problem points at, when known (``FormatError/offset``).
+        public var offset: UInt64?
         public var message: String
         public var error: FormatError
 
         public init(_ error: FormatError, tensor: String? = nil) {
             self.rule = error.rule
             self.tensor = tensor
+            self.offset = error.offset
             self.message = error.description
             self.error = error
         }
@@ -24,15 +27,37 @@ public struct VerificationReport: Sendable {
     public var bytesChecked: UInt64 = 0
     /// The SHA-256 the file's content hashes to, when the file could be opened.
     public var sha256: String?
+    /// False when the file could not be opened: `problems` then holds the one error that stopped it.
+    public internal(set) var opened = false
     public var isValid: Bool { problems.isEmpty }
+
+    /// The exit status `laq verify` ends with for this report: 0 valid; 1 invalid (the file
+    /// breaks the format, whether or not it could be opened); 2 when it could not be read at all
+    /// (an I/O error: missing file, permission), which says nothing about the file's validity.
+    public var exitStatus: Int32 {
+        if isValid { return 0 }
+        if !opened, let problem = problems.first, problem.error.exitStatus == 2 { return 2 }
+        return 1
+    }
 }
 
 extension LAQFile {
     /// Opens and fully verifies the file at `path`; never throws: an unreadable file is a report
-    /// with one problem.
+    /// with one problem. `laq verify` is this, then ``VerificationReport/exitStatus``.
     public static func verify(path: String) -> (file: LAQFile?, report: VerificationReport) {
+        verify(opening: { try LAQFile(path: path) }, describedAs: path)
+    }
+
+    /// ``verify(path:)`` for a file held in memory (the bytes are copied): the same checks and
+    /// the same report, so a test can take many damaged files through `laq verify`'s decision
+    /// without writing each one to disk.
+    public static func verify(bytes: [UInt8]) -> (file: LAQFile?, report: VerificationReport) {
+        verify(opening: { try LAQFile(bytes: bytes) }, describedAs: "(memory)")
+    }
+
+    private static func verify(opening open: () throws -> LAQFile, describedAs path: String) -> (file: LAQFile?, report: VerificationReport) {
         do {
-            let file = try LAQFile(path: path)
+            let file = try open()
             return (file, file.verify())
         } catch let error as FormatError {
             var report = VerificationReport()
@@ -51,6 +76,7 @@ extension LAQFile {
     /// The SHA-256 runs on one thread while the payloads are checked on another.
     public func verify() -> VerificationReport {
         var report = VerificationReport()
+        report.opened = true
         let digest = ResultSlots<[UInt8]>(count: 1)
         let tensorProblems = ResultSlots<[VerificationReport.Problem]>(count: 1)
         DispatchQueue.concurrentPerform(iterations: 2) { job in

@@ -155,13 +155,13 @@ public final class LAQFile: @unchecked Sendable {
         for (position, entry) in entries.enumerated() {
             let name = entry.name
             if let problem = TensorRules.nameProblem(name) { throw FormatError.invalidName(index: position, reason: problem) }
-            guard seen.insert(name).inserted else { throw FormatError.duplicateName(name) }
+            guard seen.insert(name).inserted else { throw FormatError.duplicateName(name, offset: Layout.manifestOffset) }
             // Rule 5.2: rank, dimension range, element count.
             guard entry.shape.count <= Layout.maxRank else {
                 throw FormatError.invalidShape(tensor: name, reason: "rank \(entry.shape.count) exceeds \(Layout.maxRank)")
             }
             guard entry.shape.allSatisfy({ $0 <= Layout.maxInteger }), let count = elementCount(entry.shape) else {
-                throw FormatError.shapeOverflow(tensor: name)
+                throw FormatError.shapeOverflow(tensor: name, offset: Layout.manifestOffset)
             }
             guard Layout.dtypes.contains(entry.dtype) else {
                 throw FormatError.invalidManifest(path: "$.tensors[\(position)].dtype", reason: "'\(entry.dtype)' is not float32, float16, bfloat16 or float64")
@@ -254,22 +254,22 @@ public final class LAQFile: @unchecked Sendable {
     ) throws {
         if let encoding {
             guard let expected = encoding.decodedLength(shape: entry.shape, count: count), expected <= Layout.maxInteger else {
-                throw FormatError.shapeOverflow(tensor: name)
+                throw FormatError.shapeOverflow(tensor: name, offset: Layout.manifestOffset)
             }
             guard expected == entry.decodedLength else {
-                throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: expected)
+                throw FormatError.decodedSizeMismatch(tensor: name, offset: Layout.manifestOffset, declared: entry.decodedLength, actual: expected)
             }
         }
         switch compression {
         case .stored?:
             guard entry.storedLength == entry.decodedLength else {
-                throw FormatError.decodedSizeMismatch(tensor: name, declared: entry.decodedLength, actual: entry.storedLength)
+                throw FormatError.decodedSizeMismatch(tensor: name, offset: Layout.manifestOffset, declared: entry.decodedLength, actual: entry.storedLength)
             }
         case .zlib?:
             guard entry.storedLength < entry.decodedLength,
                 entry.decodedLength <= entry.storedLength * Layout.maxInflateRatio + 64
             else {
-                throw FormatError.compressionBomb(tensor: name, stored: entry.storedLength, decoded: entry.decodedLength)
+                throw FormatError.compressionBomb(tensor: name, offset: Layout.manifestOffset, stored: entry.storedLength, decoded: entry.decodedLength)
             }
         case nil:
             break

@@ -5,6 +5,9 @@ public enum Layout {
     /// `"LAQEND\r\n"` (§3).
     public static let endMagic: [UInt8] = [0x4C, 0x41, 0x51, 0x45, 0x4E, 0x44, 0x0D, 0x0A]
     public static let headerSize = 64
+    /// Where the manifest starts (rule 2.7: `manifest_offset` is 64); the offset that errors in
+    /// what the manifest declares carry, since JSON decoding gives no finer position.
+    public static let manifestOffset = UInt64(headerSize)
     public static let trailerSize = 40
     public static let alignment = 64
     public static let currentMajor: UInt16 = 1

@@ -377,9 +377,8 @@ public struct LAQWriter: Sendable {
     static func check(_ record: TensorRecord, existing: [TensorRecord]) throws {
         func fail(_ reason: String) -> FormatError { .invalidArgument("tensor '\(record.name)': \(reason)") }
         if let reason = TensorRules.nameProblem(record.name) { throw fail(reason) }
-        if existing.contains(where: { $0.name == record.name }) {  // canonical equivalence, as the reader
-            throw FormatError.duplicateName(record.name)
-        }
+        // Canonical equivalence, as the reader (whose duplicateName points into a file's manifest).
+        if existing.contains(where: { $0.name == record.name }) { throw fail("the name is already in the file") }
         guard Layout.dtypes.contains(record.dtype) else { throw fail("dtype '\(record.dtype)' is not one of \(Layout.dtypes.sorted())") }
         guard record.shape.count <= Layout.maxRank else { throw fail("rank \(record.shape.count) exceeds \(Layout.maxRank)") }
         guard record.shape.allSatisfy({ $0 >= 0 && UInt64($0) <= Layout.maxInteger }) else {

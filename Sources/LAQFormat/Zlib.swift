@@ -73,18 +73,19 @@ enum Zlib {
 
     /// Inflates one zlib stream into exactly `output.count` bytes.
     ///
-    /// - Throws: `corruptCompression` when the stream is invalid, and `decodedSizeMismatch`
-    ///   when it inflates to fewer or more bytes than `output` holds or has bytes after its end.
+    /// - Throws: `corruptCompression` when the stream is invalid or has bytes after its end, and
+    ///   `decodedSizeMismatch` when it inflates to fewer or more bytes than `output` holds; both
+    ///   name `tensor` and `offset`, the payload's start in its file.
     static func inflate(
-        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, tensor: String
+        _ input: UnsafeRawBufferPointer, into output: UnsafeMutableRawBufferPointer, tensor: String, offset: UInt64
     ) throws {
         var stream = z_stream()
         guard inflateInit_(&stream, ZLIB_VERSION, Int32(MemoryLayout<z_stream>.size)) == Z_OK else {
-            throw FormatError.corruptCompression(tensor: tensor, reason: "inflateInit failed")
+            throw FormatError.corruptCompression(tensor: tensor, offset: offset, reason: "inflateInit failed")
         }
         defer { inflateEnd(&stream) }
         guard input.count > 0 else {
-            throw FormatError.corruptCompression(tensor: tensor, reason: "empty stream")
+            throw FormatError.corruptCompression(tensor: tensor, offset: offset, reason: "empty stream")
         }
         let inBase = input.baseAddress!.assumingMemoryBound(to: UInt8.self)
         var consumed = 0
@@ -115,23 +116,23 @@ enum Zlib {
             }
             if status == Z_NEED_DICT || status == Z_DATA_ERROR || status == Z_MEM_ERROR || status == Z_STREAM_ERROR {
                 let message = stream.msg.map { String(cString: $0) } ?? "error \(status)"
-                throw FormatError.corruptCompression(tensor: tensor, reason: message)
+                throw FormatError.corruptCompression(tensor: tensor, offset: offset, reason: message)
             }
             if produced >= output.count, wrote > 0 {
                 throw FormatError.decodedSizeMismatch(
-                    tensor: tensor, declared: UInt64(output.count), actual: UInt64(output.count) + 1)
+                    tensor: tensor, offset: offset, declared: UInt64(output.count), actual: UInt64(output.count) + 1)
             }
             produced += wrote
             if consumed == input.count && wrote == 0 && status == Z_BUF_ERROR {
-                throw FormatError.corruptCompression(tensor: tensor, reason: "stream ends early after \(produced) bytes")
+                throw FormatError.corruptCompression(tensor: tensor, offset: offset, reason: "stream ends early after \(produced) bytes")
             }
         }
         guard produced == output.count else {
-            throw FormatError.decodedSizeMismatch(tensor: tensor, declared: UInt64(output.count), actual: UInt64(produced))
+            throw FormatError.decodedSizeMismatch(tensor: tensor, offset: offset, declared: UInt64(output.count), actual: UInt64(produced))
         }
         guard consumed == input.count else {
             throw FormatError.corruptCompression(
-                tensor: tensor, reason: "\(input.count - consumed) bytes after the end of the stream")
+                tensor: tensor, offset: offset, reason: "\(input.count - consumed) bytes after the end of the stream")
         }
     }
 }

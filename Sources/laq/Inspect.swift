@@ -86,9 +86,18 @@ struct Inspect: ParsableCommand {
                 }
             }
         }
+        // Free-form (§4.3): one line per key, cut to the terminal; --json has it whole.
+        if !manifest.metadata.isEmpty {
+            lines.append("metadata:")
+            let width = terminalWidth()
+            for key in manifest.metadata.keys.sorted() {
+                let line = "  \(key): \(compactJSON(manifest.metadata[key]!))"
+                lines.append(line.count > width ? String(line.prefix(width - 1)) + "…" : line)
+            }
+        }
         var table = TextTable(
-            headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "stored", "ratio"],
-            rightAligned: [3, 5, 6, 7], shrinkable: [(0, 18), (4, 12), (2, 10), (0, 10)])
+            headers: ["tensor", "shape", "encoding", "bits/w", "levels", "zeros", "float32", "stored", "ratio"],
+            rightAligned: [3, 5, 6, 7, 8], shrinkable: [(0, 18), (4, 12), (2, 10), (0, 10)], droppable: [8])
         // Sums as Double: declared sizes of undecodable tensors can be huge.
         var totalRaw = 0.0
         var totalStored = 0.0
@@ -105,6 +114,7 @@ struct Inspect: ParsableCommand {
                 tensor.bitsPerElement.map { $0.rounded() == $0 ? String(Int($0)) : String(format: "%.2f", $0) } ?? "-",
                 statistics.map(levelSummary) ?? "-",
                 statistics.map { String(format: "%.1f%%", $0.zeroFraction * 100) } ?? "-",
+                formatBytesShort(raw),
                 formatBytesShort(tensor.storedLength),
                 tensor.storedLength == 0 ? "-" : String(format: "%.1f×", raw / Double(tensor.storedLength)),
             ])
@@ -230,9 +240,9 @@ struct Inspect: ParsableCommand {
         do {
             histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins)
         } catch let error as TensorHistogram.ReferenceError {
-            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitCode ?? 1)
+            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitStatus ?? 1)
         } catch let error as FormatError {
-            throw CLIError(message: "\(file): \(error)", code: error.exitCode)
+            throw CLIError(message: "\(file): \(error)", code: error.exitStatus)
         }
         if json {
             try printJSON([

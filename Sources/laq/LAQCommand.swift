@@ -41,7 +41,7 @@ struct LAQCommand: ParsableCommand {
         switch error {
         case let error as FormatError:
             FileHandle.standardError.write(Data("laq: error: \(error)\n".utf8))
-            Foundation.exit(error.exitCode)
+            Foundation.exit(error.exitStatus)
         case let error as CLIError:
             FileHandle.standardError.write(Data("laq: error: \(error.message)\n".utf8))
             Foundation.exit(error.code)
@@ -57,16 +57,6 @@ struct LAQCommand: ParsableCommand {
             if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             // ArgumentParser reports usage errors as 64 (EX_USAGE); laq documents 2.
             Foundation.exit(code == .validationFailure ? 2 : code.rawValue)
-        }
-    }
-}
-
-extension FormatError {
-    /// 2 for operating-system and argument problems, 1 for files that break the format.
-    var exitCode: Int32 {
-        switch self {
-        case .io, .invalidArgument, .noSuchTensor: 2
-        default: 1
         }
     }
 }

@@ -33,13 +33,17 @@ func terminalWidth() -> Int {
     return 100
 }
 
-/// A text table that fits `width`: when too wide, the columns in `shrinkable` give up width in
-/// order, each down to its minimum, and cut cells get an ellipsis in the middle.
+/// A text table that fits `width`: when too wide, the columns in `droppable` are left out (only
+/// as many as shrinking alone could not absorb), then the columns in `shrinkable` give up width
+/// in order, each down to its minimum, and cut cells get an ellipsis in the middle.
 struct TextTable {
     var headers: [String]
     var rightAligned: Set<Int>
     /// (column, minimum width), shrunk in this order.
     var shrinkable: [(column: Int, minimum: Int)]
+    /// Columns left out, in this order, where shrinking cannot make the table fit: ones whose
+    /// values the other columns imply (a ratio of two shown sizes).
+    var droppable: [Int] = []
     var rows: [[String]] = []
 
     func render(width: Int) -> String {
@@ -47,15 +51,20 @@ struct TextTable {
         for row in rows {
             for (column, cell) in row.enumerated() { widths[column] = max(widths[column], cell.count) }
         }
-        var excess = widths.reduce(0, +) + 2 * (widths.count - 1) - width
+        var visible = Array(headers.indices)
+        func overflow() -> Int { visible.reduce(0) { $0 + widths[$1] } + 2 * (visible.count - 1) - width }
+        let minimums = Dictionary(shrinkable.map { ($0.column, $0.minimum) }, uniquingKeysWith: min)
+        let slack = minimums.reduce(0) { $0 + max(0, widths[$1.key] - $1.value) }
+        for column in droppable where overflow() > slack { visible.removeAll { $0 == column } }
+        var excess = overflow()
         for (column, minimum) in shrinkable where excess > 0 {
             let give = min(excess, max(0, widths[column] - minimum))
             widths[column] -= give
             excess -= give
         }
         func line(_ cells: [String]) -> String {
-            cells.enumerated().map { column, cell in
-                let cell = ellipsize(cell, to: widths[column])
+            visible.map { column in
+                let cell = ellipsize(cells[column], to: widths[column])
                 let pad = String(repeating: " ", count: max(0, widths[column] - cell.count))
                 return rightAligned.contains(column) ? pad + cell : cell + pad
             }.joined(separator: "  ").trimmingTrailingSpaces()
@@ -71,10 +80,12 @@ struct TextTable {
 }
 
 /// Compact sizes for table cells: 512B, 12.3K, 4.5M, 1.2G.
-func formatBytesShort(_ bytes: UInt64) -> String {
-    let value = Double(bytes)
+func formatBytesShort(_ bytes: UInt64) -> String { formatBytesShort(Double(bytes)) }
+
+/// Sizes that may exceed UInt64, e.g. the float32 size of a huge declared shape.
+func formatBytesShort(_ value: Double) -> String {
     switch value {
-    case ..<1024: return "\(bytes)B"
+    case ..<1024: return "\(Int(value))B"
     case ..<(1024 * 1024): return String(format: "%.1fK", value / 1024)
     case ..<(1024 * 1024 * 1024): return String(format: "%.1fM", value / 1024 / 1024)
     default: return String(format: "%.1fG", value / 1024 / 1024 / 1024)
@@ -87,6 +98,13 @@ extension String {
         while result.last == " " { result.removeLast() }
         return result
     }
+}
+
+/// `value` as one line of key-sorted JSON.
+func compactJSON(_ value: JSONValue) -> String {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
+    return (try? String(decoding: encoder.encode(value), as: UTF8.self)) ?? "?"
 }
 
 /// Prints `value` as pretty, key-sorted JSON on stdout.

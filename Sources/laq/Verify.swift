@@ -16,9 +16,11 @@ struct Verify: ParsableCommand {
 
     func run() throws {
         let (laq, report) = LAQFile.verify(path: file)
+        // The exit status is the report's (the damage tests check it for every damaged file).
+        let status = report.exitStatus
         // A file that cannot be read at all is an I/O error (2), not an invalid file (1).
-        if laq == nil, let problem = report.problems.first, problem.error.exitCode == 2 {
-            throw problem.error
+        if status == 2, let problem = report.problems.first {
+            throw CLIError(message: problem.message, code: status)
         }
         if json {
             try printJSON([
@@ -33,6 +35,7 @@ struct Verify: ParsableCommand {
                     [
                         "rule": problem.rule.map { .string($0) } ?? .null,
                         "tensor": problem.tensor.map { .string($0) } ?? .null,
+                        "offset": problem.offset.map { .int(Int64($0)) } ?? .null,
                         "message": .string(problem.message),
                     ]
                 }),
@@ -48,6 +51,6 @@ struct Verify: ParsableCommand {
                 print("  [rule \(problem.rule ?? "-")] \(problem.message)")
             }
         }
-        if !report.isValid { throw ExitCode(1) }
+        if status != 0 { throw ExitCode(status) }
     }
 }

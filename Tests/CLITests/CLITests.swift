@@ -60,7 +60,15 @@ import Testing
         #expect(inspect.status == 0)
         #expect(inspect.stdout.contains("dense_2/kernel"))
         #expect(inspect.stdout.contains("base3"))
+        // The manifest's metadata, and each tensor's float32 size beside its stored size.
+        #expect(inspect.stdout.contains("metadata:\n  description: \"laq demo model: random weights in every encoding\""))
+        #expect(inspect.stdout.contains("float32  stored  ratio"))
+        #expect(inspect.stdout.contains("392.0K"))  // dense_1/kernel: 784×128 float32 values
         #expect(inspect.stdout.split(separator: "\n").allSatisfy { $0.count <= 100 }, "\(inspect.stdout)")
+        // On 80 columns the table still fits: names shrink, and the ratio (float32/stored) goes.
+        let narrow = try Self.run(["inspect", path], environment: ["COLUMNS": "80"])
+        let rows = narrow.stdout.split(separator: "\n").filter { $0.hasPrefix("tensor ") || $0.hasPrefix("dense_") || $0.hasPrefix("batch_") }
+        #expect(rows.count == 13 && rows.allSatisfy { $0.count <= 80 }, "\(narrow.stdout)")
 
         let json = try Self.json(try Self.run(["inspect", "--json", path]).stdout)
         let tensors = try #require(json["tensors"] as? [[String: Any]])
@@ -102,7 +110,11 @@ import Testing
         #expect(verify.stdout.contains("INVALID"))
         let json = try Self.json(try Self.run(["verify", "--json", damaged]).stdout)
         #expect(json["valid"] as? Bool == false)
-        #expect(((json["problems"] as? [[String: Any]]) ?? []).isEmpty == false)
+        // The damaged payload's problem names the tensor and the payload's offset, in JSON and text.
+        let payloadProblem = try #require((json["problems"] as? [[String: Any]])?.first { $0["tensor"] is String })
+        let offset = try #require(payloadProblem["offset"] as? Int)
+        #expect(offset <= bytes.count - 100)
+        #expect(verify.stdout.contains("payload at offset \(offset)"))
 
         // Opening succeeds (the flipped byte is in a payload): inspect still lists every tensor,
         // notes the damaged one, and exits 1.

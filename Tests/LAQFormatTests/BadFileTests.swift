@@ -1,3 +1,4 @@
+import CLAQZlib
 import Foundation
 import LAQExamples
 import LAQFormat
@@ -24,6 +25,11 @@ import Testing
         let file = try LAQFile(bytes: bytes)
         let report = file.verify()
         #expect(report.problems.map(\.error) == [error], sourceLocation: sourceLocation)
+    }
+
+    /// Where the payload of `name` starts in `bytes` (payload errors carry it).
+    func payloadOffset(_ name: String, in bytes: [UInt8]) throws -> UInt64 {
+        try #require(try LAQFile(bytes: bytes).tensor(named: name)).offset
     }
 
     func tensorIndex(_ name: String) -> Int {
@@ -142,15 +148,10 @@ import Testing
 
     @Test("3.2 file SHA-256") func fileChecksum() throws {
         var bytes = valid
-        bytes[valid.count - 41] ^= 0  // keep the data; corrupt the stored digest instead
-        bytes[valid.count - 40] ^= 0xFF
-        let file = try LAQFile(bytes: bytes)
-        let problems = file.verify().problems.map(\.error)
-        #expect(problems.count == 1)
-        guard case .fileChecksumMismatch? = problems.first else {
-            Issue.record("expected fileChecksumMismatch, got \(problems)")
-            return
-        }
+        bytes[valid.count - 40] ^= 0xFF  // keep the data; corrupt the stored digest instead
+        let digest = (valid.count - 40)..<(valid.count - 8)
+        try expectVerify(bytes, finds: .fileChecksumMismatch(
+            stored: SHA256.hex(Array(bytes[digest])), computed: SHA256.hex(Array(valid[digest]))))
     }
 
     // MARK: §4 manifest
@@ -196,14 +197,14 @@ import Testing
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["name"] = "" }), throws: .invalidName(index: index, reason: "empty name"))
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["name"] = "a\nb" }),
                    throws: .invalidName(index: index, reason: "name contains a control character"))
-        expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["name"] = "empty" }), throws: .duplicateName("empty"))
+        expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["name"] = "empty" }), throws: .duplicateName("empty", offset: Layout.manifestOffset))
     }
 
     @Test("5.2 rank above 8; an overflowing shape") func shapes() {
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["shape"] = [1, 1, 1, 1, 1, 1, 1, 1, 1] }),
                    throws: .invalidShape(tensor: "scalar", reason: "rank 9 exceeds 8"))
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["shape"] = [1 << 40, 1 << 40] }),
-                   throws: .shapeOverflow(tensor: "scalar"))
+                   throws: .shapeOverflow(tensor: "scalar", offset: Layout.manifestOffset))
         expectOpen(surgeon.rebuild(manifest: editTensor("float16/matrix") { $0["axes"] = ["in"] }),
                    throws: .invalidShape(tensor: "float16/matrix", reason: "1 axis names for 2 dimensions"))
     }
@@ -253,18 +254,18 @@ import Testing
         let bytes = surgeon.rebuild(data: { $0[0] ^= 0x40 })
         let file = try LAQFile(bytes: bytes)
         let stored = UInt32(tensor["crc32"] as! Int)
-        let payload = Array(bytes[Int(file.tensors[0].offset)..<(Int(file.tensors[0].offset) + 12)])
-        try expectVerify(bytes, finds: .tensorChecksumMismatch(tensor: "float32/vector", stored: stored, computed: FileSurgeon.crc32(payload)))
-        #expect(throws: FormatError.tensorChecksumMismatch(tensor: "float32/vector", stored: stored, computed: FileSurgeon.crc32(payload))) {
-            _ = try file.floats("float32/vector")
-        }
+        let offset = file.tensors[0].offset
+        let payload = Array(bytes[Int(offset)..<(Int(offset) + 12)])
+        let error = FormatError.tensorChecksumMismatch(tensor: "float32/vector", offset: offset, stored: stored, computed: FileSurgeon.crc32(payload))
+        try expectVerify(bytes, finds: error)
+        #expect(throws: error) { _ = try file.floats("float32/vector") }
     }
 
     @Test("5.6 declared size disagrees with shape and encoding") func decodedSize() {
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["decoded_length"] = 8; $0["stored_length"] = 8 }),
-                   throws: .decodedSizeMismatch(tensor: "scalar", declared: 8, actual: 4))
+                   throws: .decodedSizeMismatch(tensor: "scalar", offset: Layout.manifestOffset, declared: 8, actual: 4))
         expectOpen(surgeon.rebuild(manifest: editTensor("scalar") { $0["stored_length"] = 3 }),
-                   throws: .decodedSizeMismatch(tensor: "scalar", declared: 4, actual: 3))
+                   throws: .decodedSizeMismatch(tensor: "scalar", offset: Layout.manifestOffset, declared: 4, actual: 3))
     }
 
     @Test("5.7 an optimizer slot of a missing weight") func danglingSlot() {
@@ -276,11 +277,11 @@ import Testing
 
     @Test("6.2 malformed codebook parameters") func badEncoding() {
         expectOpen(surgeon.rebuild(manifest: editTensor("codebook/k3") { $0["encoding"] = ["type": "codebook", "packing": "bits", "bits": 9, "levels": 2] }),
-                   throws: .invalidEncoding(tensor: "codebook/k3", reason: "bits 9 is outside 1…8"))
+                   throws: .invalidEncoding(tensor: "codebook/k3", offset: Layout.manifestOffset, reason: "bits 9 is outside 1…8"))
         expectOpen(surgeon.rebuild(manifest: editTensor("codebook/k3") { $0["encoding"] = ["type": "codebook", "packing": "bits", "bits": 3, "levels": 9] }),
-                   throws: .invalidEncoding(tensor: "codebook/k3", reason: "levels 9 is outside 1…8"))
+                   throws: .invalidEncoding(tensor: "codebook/k3", offset: Layout.manifestOffset, reason: "levels 9 is outside 1…8"))
         expectOpen(surgeon.rebuild(manifest: editTensor("codebook/k3-axis0") { $0["encoding"] = ["type": "codebook", "packing": "bits", "bits": 3, "levels": 8, "axis": 2] }),
-                   throws: .invalidEncoding(tensor: "codebook/k3-axis0", reason: "axis 2 is outside 0…1"))
+                   throws: .invalidEncoding(tensor: "codebook/k3-axis0", offset: Layout.manifestOffset, reason: "axis 2 is outside 0…1"))
     }
 
     @Test("6.5 a code ≥ L in a stored payload") func badCode() throws {
@@ -289,7 +290,8 @@ import Testing
         try #require(tensor["compression"] as? String == "none")
         let start = (tensor["offset"] as! Int) - surgeon.dataOffset + 36
         let bytes = surgeon.rebuild(data: { $0[start] |= 0x0F }, fixPayloadCRCs: true)
-        try expectVerify(bytes, finds: .invalidCodes(tensor: "codebook/k4", index: 0, reason: "code 15 ≥ 9 levels"))
+        try expectVerify(bytes, finds: .invalidCodes(
+            tensor: "codebook/k4", offset: try payloadOffset("codebook/k4", in: bytes), index: 0, reason: "code 15 ≥ 9 levels"))
     }
 
     @Test("6.5 a non-finite level") func badLevel() throws {
@@ -301,7 +303,7 @@ import Testing
         let bytes = surgeon.rebuild(data: { data in
             for byte in 0..<4 { data[start + 4 + byte] = UInt8(truncatingIfNeeded: nan >> (8 * byte)) }
         }, fixPayloadCRCs: true)
-        try expectVerify(bytes, finds: .invalidLevels(tensor: "base3/vector", index: 1))
+        try expectVerify(bytes, finds: .invalidLevels(tensor: "base3/vector", offset: try payloadOffset("base3/vector", in: bytes), index: 1))
     }
 
     // MARK: §7 compression
@@ -309,20 +311,73 @@ import Testing
     @Test("7.1 a zip bomb: a tiny stream claiming gigabytes") func zipBomb() {
         let bytes = surgeon.rebuild(manifest: editTensor("zlib/zeros") { $0["shape"] = [1 << 30]; $0["decoded_length"] = 4 << 30 })
         let stored = (surgeon.manifest["tensors"] as! [[String: Any]])[tensorIndex("zlib/zeros")]["stored_length"] as! Int
-        expectOpen(bytes, throws: .compressionBomb(tensor: "zlib/zeros", stored: UInt64(stored), decoded: 4 << 30))
+        expectOpen(bytes, throws: .compressionBomb(tensor: "zlib/zeros", offset: Layout.manifestOffset, stored: UInt64(stored), decoded: 4 << 30))
     }
 
     @Test("7.2 a corrupt zlib stream") func corruptStream() throws {
         let tensor = (surgeon.manifest["tensors"] as! [[String: Any]])[tensorIndex("zlib/zeros")]
         let start = (tensor["offset"] as! Int) - surgeon.dataOffset
         let length = tensor["stored_length"] as! Int
+        // The last byte is in the stream's Adler-32 (RFC 1950), which zlib checks at its end.
         let bytes = surgeon.rebuild(data: { $0[start + length - 1] ^= 0x5A }, fixPayloadCRCs: true)
-        let problems = try LAQFile(bytes: bytes).verify().problems
-        #expect(problems.count == 1)
-        guard case .corruptCompression(tensor: "zlib/zeros", _)? = problems.first?.error else {
-            Issue.record("expected corruptCompression, got \(problems)")
-            return
-        }
+        try expectVerify(bytes, finds: .corruptCompression(
+            tensor: "zlib/zeros", offset: try payloadOffset("zlib/zeros", in: bytes), reason: "incorrect data check"))
+    }
+
+    /// The file with `zlib/zeros` (16×16 float32 zeros: 1024 bytes declared) stored as
+    /// `stream`, CRC-32 and layout made consistent: only the stream itself can be wrong.
+    func zerosStored(as stream: [UInt8]) throws -> [UInt8] {
+        let tensor = (surgeon.manifest["tensors"] as! [[String: Any]])[tensorIndex("zlib/zeros")]
+        try #require(tensor["decoded_length"] as? Int == 1024 && tensor["compression"] as? String == "zlib")
+        let start = (tensor["offset"] as! Int) - surgeon.dataOffset
+        let slot = ((tensor["stored_length"] as! Int) + 63) / 64 * 64  // up to the next payload
+        try #require(stream.count <= slot && stream.count < 1024)
+        return surgeon.rebuild(
+            manifest: editTensor("zlib/zeros") { $0["stored_length"] = stream.count },
+            data: { $0.replaceSubrange(start..<(start + slot), with: stream + [UInt8](repeating: 0, count: slot - stream.count)) },
+            fixPayloadCRCs: true)
+    }
+
+    /// `bytes` as one zlib stream (RFC 1950), as a writer makes it.
+    static func deflate(_ bytes: [UInt8]) throws -> [UInt8] {
+        var length = compressBound(UInt(bytes.count))
+        var stream = [UInt8](repeating: 0, count: Int(length))
+        try #require(compress2(&stream, &length, bytes, UInt(bytes.count), 6) == Z_OK)
+        return Array(stream[0..<Int(length)])
+    }
+
+    @Test("7.2 a valid stream that inflates to fewer bytes than declared") func shortStream() throws {
+        let bytes = try zerosStored(as: Self.deflate([UInt8](repeating: 0, count: 1020)))
+        let error = FormatError.decodedSizeMismatch(
+            tensor: "zlib/zeros", offset: try payloadOffset("zlib/zeros", in: bytes), declared: 1024, actual: 1020)
+        try expectVerify(bytes, finds: error)
+        #expect(throws: error) { _ = try LAQFile(bytes: bytes).floats("zlib/zeros") }
+    }
+
+    @Test("7.2 a valid stream that inflates to more bytes than declared: inflation stops one byte past")
+    func longStream() throws {
+        let bytes = try zerosStored(as: Self.deflate([UInt8](repeating: 0, count: 1028)))
+        try expectVerify(bytes, finds: .decodedSizeMismatch(
+            tensor: "zlib/zeros", offset: try payloadOffset("zlib/zeros", in: bytes), declared: 1024, actual: 1025))
+    }
+
+    @Test("7.2 bytes after the end of a valid stream, inside stored_length") func bytesAfterStream() throws {
+        let bytes = try zerosStored(as: Self.deflate([UInt8](repeating: 0, count: 1024)) + [0xAB, 0xCD, 0xEF])
+        try expectVerify(bytes, finds: .corruptCompression(
+            tensor: "zlib/zeros", offset: try payloadOffset("zlib/zeros", in: bytes), reason: "3 bytes after the end of the stream"))
+    }
+
+    @Test("errors name the byte offset: the payload's start, or the manifest's for what it declares")
+    func offsetsInMessages() throws {
+        let payload = FormatError.corruptCompression(tensor: "zlib/zeros", offset: 4160, reason: "incorrect data check")
+        #expect(payload.offset == 4160)
+        #expect(payload.description == "tensor 'zlib/zeros' (payload at offset 4160): corrupt zlib stream: incorrect data check")
+        let manifest = FormatError.shapeOverflow(tensor: "scalar", offset: Layout.manifestOffset)
+        #expect(manifest.offset == 64)
+        #expect(manifest.description == "tensor 'scalar' (manifest at offset 64): element count overflows")
+        #expect(FormatError.badEndMagic.offset == nil)
+        let problem = VerificationReport.Problem(payload, tensor: "zlib/zeros")
+        #expect(problem.offset == 4160 && problem.rule == "7.2")
     }
 
     // MARK: §8 features
@@ -364,7 +419,8 @@ import Testing
         try #require(tensor["compression"] as? String == "none")
         let start = (tensor["offset"] as! Int) - surgeon.dataOffset + 36
         let bytes = surgeon.rebuild(data: { $0[start] |= 0x0F }, fixPayloadCRCs: true)
-        try expectVerify(bytes, finds: .invalidCodes(tensor: "codebook/k4", index: 0, reason: "code 15 ≥ 9 levels"))
+        try expectVerify(bytes, finds: .invalidCodes(
+            tensor: "codebook/k4", offset: try payloadOffset("codebook/k4", in: bytes), index: 0, reason: "code 15 ≥ 9 levels"))
     }
 
     @Test("5.1 names equal under Unicode canonical equivalence are duplicates") func canonicalNames() {
@@ -372,7 +428,7 @@ import Testing
             self.editTensor("scalar") { $0["name"] = "caf\u{E9}" }(&manifest)
             self.editTensor("empty") { $0["name"] = "cafe\u{301}" }(&manifest)
         })
-        expectOpen(bytes, throws: .duplicateName("cafe\u{301}"))
+        expectOpen(bytes, throws: .duplicateName("cafe\u{301}", offset: Layout.manifestOffset))
     }
 
     @Test("8.1 an unknown key inside a known encoding: an error, unless a feature announces it") func unknownEncodingKey() throws {
@@ -382,7 +438,7 @@ import Testing
             tensor["encoding"] = object
         }
         expectOpen(surgeon.rebuild(manifest: addKey), throws: .invalidEncoding(
-            tensor: "codebook/k3", reason: "unknown key 'blocked' in a codebook encoding, and no feature announces it"))
+            tensor: "codebook/k3", offset: Layout.manifestOffset, reason: "unknown key 'blocked' in a codebook encoding, and no feature announces it"))
         let announced = surgeon.rebuild(manifest: { manifest in
             addKey(&manifest)
             self.editTensor("codebook/k3") { $0["features"] = ["blocked-groups"] }(&manifest)

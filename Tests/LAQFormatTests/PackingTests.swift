@@ -43,7 +43,7 @@ import Testing
             #expect(UInt64(packed.count) == layout.packedLength(count: UInt64(count)))
             var unpacked = [UInt8](repeating: 0xFF, count: count)
             try packed.withUnsafeBytes { raw in
-                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
             #expect(unpacked == codes, "k=\(bits) n=\(count)")
         }
@@ -59,7 +59,7 @@ import Testing
             #expect(packed.allSatisfy { $0 < 243 })
             var unpacked = [UInt8](repeating: 9, count: count)
             try packed.withUnsafeBytes { raw in
-                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
             #expect(unpacked == codes)
         }
@@ -69,9 +69,9 @@ import Testing
     func paddingBits() {
         let layout = CodebookLayout.bits(3)
         var unpacked = [UInt8](repeating: 0, count: 3)
-        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 3, reason: "unused high bits of the last byte are not zero")) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", offset: 128, index: 3, reason: "unused high bits of the last byte are not zero")) {
             try [UInt8]([0xDD, 0x03]).withUnsafeBytes { raw in
-                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try unpacked.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
         }
     }
@@ -80,15 +80,15 @@ import Testing
     func base3Ranges() {
         let layout = CodebookLayout.base3()
         var five = [UInt8](repeating: 0, count: 5)
-        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 0, reason: "base-3 byte 243 ≥ 243")) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", offset: 128, index: 0, reason: "base-3 byte 243 ≥ 243")) {
             try [UInt8]([243]).withUnsafeBytes { raw in
-                try five.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try five.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
         }
         var one = [UInt8](repeating: 0, count: 1)
-        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 1, reason: "base-3 positions after the last code are not zero")) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", offset: 128, index: 1, reason: "base-3 positions after the last code are not zero")) {
             try [UInt8]([3]).withUnsafeBytes { raw in
-                try one.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try one.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
         }
     }
@@ -97,9 +97,9 @@ import Testing
     func codeRange() {
         let layout = CodebookLayout.bits(2, levels: 3)
         var codes = [UInt8](repeating: 0, count: 4)
-        #expect(throws: FormatError.invalidCodes(tensor: "t", index: 2, reason: "code 3 ≥ 3 levels")) {
+        #expect(throws: FormatError.invalidCodes(tensor: "t", offset: 128, index: 2, reason: "code 3 ≥ 3 levels")) {
             try layout.pack([0, 1, 3, 2]).withUnsafeBytes { raw in
-                try codes.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t") }
+                try codes.withUnsafeMutableBufferPointer { try layout.unpack(raw, into: $0, tensor: "t", offset: 128) }
             }
         }
     }

@@ -205,7 +205,7 @@ import Testing
     func writerChecks() throws {
         var writer = LAQWriter()
         try writer.add(TensorRecord(name: "a", shape: [2], data: .float([1, 2], as: .float32)))
-        #expect(throws: FormatError.duplicateName("a")) {
+        #expect(throws: FormatError.invalidArgument("tensor 'a': the name is already in the file")) {
             try writer.add(TensorRecord(name: "a", shape: [2], data: .float([1, 2], as: .float32)))
         }
         #expect(throws: FormatError.self) { try writer.add(TensorRecord(name: "b", shape: [3], data: .float([1, 2], as: .float32))) }

@@ -5,7 +5,7 @@
 //   swift run -c release laq-bench --packed [--size 4096] [--json]      (see PackedBench.swift)
 //   swift run -c release laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]  (TrainBench.swift)
 //
-// Writes a model of float32 tensors (random bit patterns, so zlib does not pay and every payload
+// Writes a model of at least --megabytes MB (10^6 bytes) of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
 // then times, on warm page cache: a plain file copy (read + write, 1 MiB chunks) and a plain
 // read; laq write; open + read every tensor into float32 arrays; open + verify (SHA-256, every
@@ -83,7 +83,8 @@ let copyPath = directory.appendingPathComponent("copy.bin").path
 // 4 MiB tensors (1M floats), like the kernels of a mid-sized model.
 var random = SeededGenerator(seed: 42)
 var writer = LAQWriter(model: ModelInfo(name: "bench"))
-let tensorCount = max(1, megabytes * 1_000_000 / (4 << 20))
+// Rounded up: 100 MB is 24 tensors, 100.7 MB.
+let tensorCount = max(1, (megabytes * 1_000_000 + (4 << 20) - 1) / (4 << 20))
 for index in 0..<tensorCount {
     // Uniformly random bit patterns (finite): incompressible, so every payload is stored.
     let values = (0..<(1 << 20)).map { _ -> Float in

@@ -49,7 +49,7 @@ struct PackedMatrix: @unchecked Sendable {
         if !codebook.isChecked {
             var scratch = [UInt8](repeating: 0, count: rows * columns)
             let valid = codebook.packed.withUnsafeBytes { bytes in
-                scratch.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "")) != nil }
+                scratch.withUnsafeMutableBufferPointer { (try? layout.unpack(bytes, into: $0, tensor: "", offset: 0)) != nil }
             }
             guard valid else { return nil }
         }
