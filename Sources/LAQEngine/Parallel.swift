@@ -16,15 +16,34 @@ enum Parallel {
 
     /// Runs `body` over `0..<count`: on two threads, each with one half, when the work is large
     /// (`large`), else once over the whole range on this thread. Returns after both halves.
+    ///
+    /// The upper half goes to laq's worker thread (`laq_parallel_halves`), which waits for the
+    /// next job spinning briefly rather than asleep: a batch-1 product is a fraction of a
+    /// millisecond, and waking a sleeping thread (as libdispatch does) cost 0.07–0.09 ms of it.
+    /// When another thread is using the worker, libdispatch splits the loop instead.
     static func halves(_ count: Int, large: Bool, _ body: @Sendable (Range<Int>) -> Void) {
         guard large, count >= 2 else {
             body(0..<count)
             return
         }
         let half = count / 2
+        let ran = withoutActuallyEscaping(body) { body in
+            var job = RangeJob(body: body)
+            return withUnsafeMutablePointer(to: &job) { laq_parallel_halves(RangeJob.run, $0, count, half) }
+        }
+        guard ran == 0 else { return }
         DispatchQueue.concurrentPerform(iterations: 2) { part in
             body(part == 0 ? 0..<half : half..<count)
         }
+    }
+}
+
+/// A loop body handed to C as a context pointer (on the caller's stack: no allocation).
+private struct RangeJob {
+    let body: @Sendable (Range<Int>) -> Void
+
+    static let run: laq_range_fn = { context, begin, end in
+        context!.assumingMemoryBound(to: RangeJob.self).pointee.body(begin..<end)
     }
 }
 
@@ -38,11 +57,12 @@ struct SharedPointer<Pointee>: @unchecked Sendable {
 
 /// How the process's allocator treats the engine's large, short-lived arrays.
 public enum EngineMemory {
-    /// Keeps freed blocks of up to 128 MiB in the heap for reuse. A training step allocates its
-    /// activations and gradients afresh (megabytes each for a 1024-wide layer); glibc returns
-    /// blocks that large to the system when freed, and the next step takes them back page by
-    /// page, zeroed by the kernel. The price is a resident size that stays near its peak. Call
-    /// once, at start; returns false where the C library is not glibc.
+    /// Keeps freed blocks of up to 128 MiB in the heap for reuse. Inference allocates each
+    /// layer's output afresh (megabytes for a 1024-wide layer and a large batch; training steps
+    /// reuse theirs through a ``Workspace``); glibc returns blocks that large to the system when
+    /// freed, and the next call takes them back page by page, zeroed by the kernel. The price is
+    /// a resident size that stays near its peak. Call once, at start; returns false where the C
+    /// library is not glibc.
     @discardableResult
     public static func keepFreedBlocks() -> Bool { laq_keep_freed_blocks(128 << 20) == 1 }
 }

@@ -1,5 +1,5 @@
 // laq's C for LAQEngine: hand-vectorised kernels (plane-matrix products, Adam's update), CPU
-// detection and an allocator setting. The one place LAQEngine runs C.
+// detection, an allocator setting and the engine's worker thread. The one place LAQEngine runs C.
 //
 // Plane matrices. A K×N matrix (row-major, the last axis the output) of codes is held as P ≤ 4
 // bit planes, blocked by 64 output columns so that a kernel streams them: the 64-bit word for
@@ -144,6 +144,15 @@ void laq_adam_update(float *w, float *m, float *v, const float *g, long n, float
 /// for reuse (mmap threshold `largest`, trim threshold 4×, top pad ½×). Returns 1 when set, 0
 /// where the C library is not glibc.
 int laq_keep_freed_blocks(long largest);
+
+/// A loop body over [begin, end).
+typedef void (*laq_range_fn)(void *context, long begin, long end);
+
+/// Runs fn(context, 0, split) on the calling thread and fn(context, split, count) on laq's worker
+/// thread (started at the first call; it spins a little between jobs instead of sleeping at
+/// once), and returns 1 after both. Returns 0 having run nothing when another caller holds the
+/// worker or the thread cannot start: the caller then splits the work another way.
+int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split);
 
 #ifdef __cplusplus
 }
