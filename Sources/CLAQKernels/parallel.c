@@ -32,10 +32,8 @@ static struct {
     long begin, end;
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    int started;              // 1: running, −1: could not start
+    int started;              // 0: not yet, 1: running, −1: could not start (set by the holder of `busy`)
 } worker = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-
-static pthread_once_t start_once = PTHREAD_ONCE_INIT;
 
 static long long nanoseconds(void) {
     struct timespec now;
@@ -76,7 +74,21 @@ static void *work(void *unused) {
     return NULL;
 }
 
+// A child of fork() has only the forking thread: it starts a worker of its own when it needs one.
+static void forget_worker(void) {
+    atomic_store(&worker.busy, 0);
+    atomic_store(&worker.posted, 0);
+    atomic_store(&worker.finished, 0);
+    atomic_store(&worker.sleeping, 0);
+    pthread_mutex_init(&worker.lock, NULL);
+    pthread_cond_init(&worker.wake, NULL);
+    worker.started = 0;
+}
+
+// Called by the holder of `busy`, so never twice at once.
 static void start(void) {
+    static int registered;
+    if (!registered) registered = pthread_atfork(NULL, NULL, forget_worker) == 0;
     pthread_attr_t attributes;
     pthread_t thread;
     if (pthread_attr_init(&attributes) != 0) {
@@ -91,7 +103,7 @@ static void start(void) {
 int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split) {
     int expected = 0;
     if (!atomic_compare_exchange_strong(&worker.busy, &expected, 1)) return 0;
-    pthread_once(&start_once, start);
+    if (worker.started == 0) start();
     if (worker.started != 1) {
         atomic_store(&worker.busy, 0);
         return 0;
