@@ -44,9 +44,9 @@ let package = Package(
         .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The CPU engine: runs a model graph (OpenBLAS for dense products).
         .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS", "CLAQKernels"]),
-        /// The engine's hand-vectorised kernels (plane-matrix products, Adam's update; AVX-512 /
-        /// AVX2 / scalar, chosen at run time) and its allocator setting: the one place LAQEngine
-        /// runs C.
+        /// The engine's hand-vectorised kernels (plane-matrix products, narrow products, max
+        /// pooling, Adam's update; AVX-512 / AVX2 / scalar, chosen at run time), its worker thread
+        /// and its allocator setting: the one place LAQEngine runs C.
         .target(name: "CLAQKernels"),
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
         .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
