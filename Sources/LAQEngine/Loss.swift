@@ -65,48 +65,68 @@ public enum Loss: Sendable, Equatable {
         // No array per sample: rows are read in place.
         return outputs.withUnsafeBufferPointer { all in
             (0..<n).map { sample in
-                let row = UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)])
-                switch self {
-                case let .sparseCategoricalCrossentropy(fromLogits):
-                    guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
-                    let normalizer = Self.normalizer(row, fromLogits: fromLogits)
-                    return -Self.logProbability(row[target], normalizer: normalizer, fromLogits: fromLogits)
-                case let .categoricalCrossentropy(fromLogits):
-                    let normalizer = Self.normalizer(row, fromLogits: fromLogits)
-                    var total: Float = 0
-                    for j in 0..<width {
-                        total += labels[sample * width + j] * Self.logProbability(row[j], normalizer: normalizer, fromLogits: fromLogits)
-                    }
-                    return -total
-                case let .binaryCrossentropy(fromLogits):
-                    var total: Float = 0
-                    for j in 0..<width {
-                        let (y, output) = (labels[sample * width + j], row[j])
-                        if fromLogits {
-                            // max(x, 0) − x·y + log(1 + e^−|x|)
-                            total += max(output, 0) - output * y + log1pf(expf(-abs(output)))
-                        } else {
-                            let p = min(max(output, Self.epsilon), 1 - Self.epsilon)
-                            total += -(y * logf(p) + (1 - y) * logf(1 - p))
-                        }
-                    }
-                    return total / Float(width)
-                case .meanSquaredError:
-                    var total: Float = 0
-                    for j in 0..<width {
-                        let difference = row[j] - labels[sample * width + j]
-                        total += difference * difference
-                    }
-                    return total / Float(width)
-                case .squaredHinge:
-                    var total: Float = 0
-                    for j in 0..<width {
-                        let margin = max(1 - labels[sample * width + j] * row[j], 0)
-                        total += margin * margin
-                    }
-                    return total / Float(width)
+                sampleLoss(UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)]), sample: sample, labels: labels, width: width)
+            }
+        }
+    }
+
+    /// The mean of ``perSample(outputs:labels:width:)`` over the n rows, summed in order in
+    /// Double (the same value), without the array of per-sample losses.
+    func meanLoss(outputs: [Float], labels rawLabels: [Float], width: Int) -> Double {
+        let n = width == 0 ? 0 : outputs.count / width
+        let labels = hingeLabels(rawLabels)
+        guard labels.count == (sparseLabels ? n : outputs.count) else { return n == 0 ? 0 : .nan }
+        return outputs.withUnsafeBufferPointer { all in
+            var total = 0.0
+            for sample in 0..<n {
+                total += Double(sampleLoss(UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)]), sample: sample,
+                                           labels: labels, width: width))
+            }
+            return total / Double(max(n, 1))
+        }
+    }
+
+    /// The loss of sample `sample`, whose outputs are `row`.
+    private func sampleLoss(_ row: UnsafeBufferPointer<Float>, sample: Int, labels: [Float], width: Int) -> Float {
+        switch self {
+        case let .sparseCategoricalCrossentropy(fromLogits):
+            guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
+            let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+            return -Self.logProbability(row[target], normalizer: normalizer, fromLogits: fromLogits)
+        case let .categoricalCrossentropy(fromLogits):
+            let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+            var total: Float = 0
+            for j in 0..<width {
+                total += labels[sample * width + j] * Self.logProbability(row[j], normalizer: normalizer, fromLogits: fromLogits)
+            }
+            return -total
+        case let .binaryCrossentropy(fromLogits):
+            var total: Float = 0
+            for j in 0..<width {
+                let (y, output) = (labels[sample * width + j], row[j])
+                if fromLogits {
+                    // max(x, 0) − x·y + log(1 + e^−|x|)
+                    total += max(output, 0) - output * y + log1pf(expf(-abs(output)))
+                } else {
+                    let p = min(max(output, Self.epsilon), 1 - Self.epsilon)
+                    total += -(y * logf(p) + (1 - y) * logf(1 - p))
                 }
             }
+            return total / Float(width)
+        case .meanSquaredError:
+            var total: Float = 0
+            for j in 0..<width {
+                let difference = row[j] - labels[sample * width + j]
+                total += difference * difference
+            }
+            return total / Float(width)
+        case .squaredHinge:
+            var total: Float = 0
+            for j in 0..<width {
+                let margin = max(1 - labels[sample * width + j] * row[j], 0)
+                total += margin * margin
+            }
+            return total / Float(width)
         }
     }
 

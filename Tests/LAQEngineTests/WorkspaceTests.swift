@@ -6,7 +6,8 @@ import Testing
 /// every buffer from the step before, and reuse never changes a result.
 @Suite struct WorkspaceTests {
     /// An MLP with dropout and a softmax output, and a CNN with padding, max pooling and batch
-    /// normalization: the layers of the training benchmarks, and the buffers they keep.
+    /// normalization (the layers of the training benchmarks, and the buffers they keep), and
+    /// models of every other non-recurrent layer that a Sequential model can hold.
     static func models() throws -> [(name: String, model: Model, input: [Int])] {
         [
             ("mlp", try GradientTests.model(input: [nil, 12], layers: [
@@ -23,6 +24,23 @@ import Testing
                 ("Flatten", [:]),
                 ("Dense", ["units": 4, "activation": "softmax"]),
             ]), [5, 8, 8, 2]),
+            ("sequence", try GradientTests.model(input: [nil, 10, 3], layers: [
+                ("Conv1D", ["filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"]),
+                ("LayerNormalization", ["epsilon": 0.001]),
+                ("AveragePooling1D", ["pool_size": 2, "padding": "same"]),
+                ("Permute", ["dims": [2, 1]]),
+                ("Permute", ["dims": [2, 1]]),
+                ("ReLU", ["max_value": 1.5, "negative_slope": 0.1]),
+                ("Activation", ["activation": "tanh"]),
+                ("GlobalAveragePooling1D", [:]),
+                ("BatchNormalization", ["momentum": 0.9]),
+                ("Dense", ["units": 4, "activation": "softmax"]),
+            ]), [6, 10, 3]),
+            ("depthwise", try GradientTests.model(input: [nil, 6, 6, 2], layers: [
+                ("DepthwiseConv2D", ["kernel_size": 2, "depth_multiplier": 2, "activation": "relu"]),
+                ("GlobalMaxPooling2D", [:]),
+                ("Dense", ["units": 4, "activation": "softmax"]),
+            ]), [4, 6, 6, 2]),
         ]
     }
 
@@ -62,6 +80,21 @@ import Testing
                 }
                 Self.expectSame(result, try Self.step(model, batch, seed: UInt64(100 + step), workspace: nil), "\(name) step \(step)")
             }
+        }
+    }
+
+    @Test("recurrent layers, whose traces are still allocated by the layer: reuse around them gives the bits of fresh steps")
+    func recurrent() throws {
+        let model = try GradientTests.model(input: [nil, 5, 3], layers: [
+            ("LSTM", ["units": 3, "return_sequences": true]),
+            ("GRU", ["units": 2]),
+            ("Dense", ["units": 4, "activation": "softmax"]),
+        ])
+        let workspace = Workspace()
+        for step in 1...3 {
+            let batch = Self.batch([4, 5, 3], seed: UInt64(step))
+            Self.expectSame(try Self.step(model, batch, seed: UInt64(step), workspace: workspace),
+                            try Self.step(model, batch, seed: UInt64(step), workspace: nil), "step \(step)")
         }
     }
 

@@ -71,7 +71,9 @@ struct ConvolutionOp: Op {
         activation = try context.activation()
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    /// Inference only (training keeps the im2col matrix: ``forwardTraining``), so its buffers
+    /// are always allocated.
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         var z = try linear(tensors[0])
         activation.apply(&z.data, width: filters)
         return z
@@ -198,14 +200,14 @@ struct DepthwiseOp: Op {
         activation = try context.activation()
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        var z = try linear(tensors[0])
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var z = try linear(tensors[0], workspace: workspace)
         activation.apply(&z.data, width: z.lastDimension)
         return z
     }
 
-    /// The depthwise convolution before the activation.
-    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+    /// The depthwise convolution before the activation; the output from `workspace` when given.
+    func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: 2, layer: name)
         guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
             throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
@@ -215,7 +217,7 @@ struct DepthwiseOp: Op {
         let outChannels = g.channels * multiplier
         if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
         let positions = g.batch * rows.output * cols.output
-        var output = [Float](repeating: 0, count: positions * outChannels)
+        var output = Matrix.zeros(positions * outChannels, workspace: workspace)
         let (channels, multiplier) = (g.channels, self.multiplier)
         g.forEachWindowTap(rows, cols) { position, tap, input in
             let outBase = position * outChannels, kBase = tap * outChannels

@@ -23,8 +23,8 @@ struct DenseOp: Op {
         activation = try context.activation()
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
-        var z = try linear(tensors[0])
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var z = try linear(tensors[0], workspace: workspace)
         activation.apply(&z.data, width: units)
         return z
     }

@@ -43,8 +43,9 @@ struct BatchNormalizationOp: Op {
         hasBeta = context.optionalWeight("beta") != nil
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         var x = tensors[0]
+        x.data = Matrix.copy(x.data, workspace: workspace)
         let channels = scale.count
         guard x.lastDimension == channels else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, expected \(channels)") }
         x.data.withUnsafeMutableBufferPointer { buffer in
@@ -69,12 +70,13 @@ struct LayerNormalizationOp: Op {
         epsilon = Float(context.double("epsilon", 1e-3))
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         var x = tensors[0]
         let width = x.lastDimension
         guard width > 0, (gamma?.count ?? width) == width, (beta?.count ?? width) == width else {
             throw .shape(layer: name, reason: "input has \(width) features, gamma/beta \(gamma?.count ?? beta?.count ?? 0)")
         }
+        x.data = Matrix.copy(x.data, workspace: workspace)
         x.data.withUnsafeMutableBufferPointer { buffer in
             for row in stride(from: 0, to: buffer.count, by: max(width, 1)) {
                 var mean: Float = 0

@@ -4,7 +4,14 @@ import LAQModel
 /// One layer, ready to run: weights resolved, options parsed.
 protocol Op: Sendable {
     /// The output for `inputs` (one tensor per input of the layer's call), in inference mode.
-    func forward(_ inputs: [Tensor]) throws(EngineError) -> Tensor
+    /// A new output buffer comes from `workspace` when given (a training step: ``Workspace``),
+    /// else it is allocated.
+    func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor
+}
+
+extension Op {
+    /// The output for `inputs`, in inference mode, in newly allocated memory.
+    func forward(_ inputs: [Tensor]) throws(EngineError) -> Tensor { try forward(inputs, workspace: nil) }
 }
 
 /// What an op needs at build time.

@@ -51,8 +51,9 @@ struct PoolingOp: Op {
             }
             return (output, [], maximum)
         }
-        var output = [Float](repeating: 0, count: positions * channels)
-        var counts = [Int](repeating: 0, count: positions)
+        var output = Matrix.zeros(positions * channels, workspace: workspace)
+        var counts = workspace?.indices(positions) ?? [Int](repeating: 0, count: positions)
+        if workspace != nil { counts.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
         guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, []) }
         // Raw buffers inside the traversal: the closure touches no array (no uniqueness checks
         // per tap).
@@ -86,10 +87,12 @@ struct PoolingOp: Op {
         spatial == 2 ? [g.batch, rows.output, cols.output, g.channels] : [g.batch, cols.output, g.channels]
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
         let (g, rows, cols) = try windows(x)
-        return Tensor(shape: outputShape(g, rows, cols), data: pool(x, g, rows, cols, keepMaximum: false).output)
+        var pooled = pool(x, g, rows, cols, keepMaximum: false, workspace: workspace)
+        workspace?.recycle(&pooled.counts)
+        return Tensor(shape: outputShape(g, rows, cols), data: pooled.output)
     }
 }
 
@@ -100,11 +103,12 @@ struct GlobalPoolingOp: Op {
     let average: Bool
     let keepDimensions: Bool
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
         let g = try Geometry(x, spatial: spatial, layer: name)
         let positions = g.height * g.width
-        var output = [Float](repeating: average ? 0 : -.infinity, count: g.batch * g.channels)
+        var output = Matrix.uninitialized(g.batch * g.channels, workspace: workspace)
+        output.withUnsafeMutableBufferPointer { $0.update(repeating: average ? 0 : -.infinity) }
         for n in 0..<g.batch {
             for p in 0..<positions {
                 let base = (n * positions + p) * g.channels

@@ -65,7 +65,7 @@ struct RecurrentOp: Op {
         goBackwards = config["go_backwards"] == .bool(true)
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         try run(tensors[0], reverse: goBackwards)
     }
 
@@ -188,7 +188,7 @@ struct BidirectionalOp: Op {
         mode = context.config["merge_mode"]?.stringValue ?? "concat"
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let forward = try forwardLayer.run(tensors[0], reverse: forwardLayer.goBackwards)
         // Re-align the backward sequence with time.
         let backward = Self.reversedInTime(try backwardLayer.run(tensors[0], reverse: !forwardLayer.goBackwards))

@@ -3,7 +3,7 @@ import LAQFormat
 
 /// Identity in inference (Dropout, InputLayer).
 struct IdentityOp: Op {
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor { tensors[0] }
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor { tensors[0] }
 }
 
 /// Flatten and Reshape: the same values, a new shape (batch kept).
@@ -12,7 +12,7 @@ struct ReshapeOp: Op {
     /// nil: flatten; otherwise the target shape, with one -1 resolved per input.
     let target: [Int]?
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
         let batch = x.shape.first ?? 1
         let per = batch == 0 ? 0 : x.count / batch
@@ -32,7 +32,7 @@ struct PermuteOp: Op {
     let name: String
     let order: [Int]
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
         let full = [0] + order
         guard full.count == x.rank else { throw .shape(layer: name, reason: "dims do not match rank \(x.rank)") }
@@ -40,7 +40,7 @@ struct PermuteOp: Op {
         var inStrides = [Int](repeating: 1, count: x.rank)
         for axis in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[axis] = inStrides[axis + 1] * x.shape[axis + 1] }
         let permutedStrides = full.map { inStrides[$0] }
-        var output = [Float](repeating: 0, count: x.count)
+        var output = Matrix.uninitialized(x.count, workspace: workspace)  // every element written below
         var index = [Int](repeating: 0, count: x.rank)
         for out in 0..<x.count {
             var source = 0
@@ -64,8 +64,9 @@ struct MergeOp: Op {
     let name: String
     let kind: Kind
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         var result = tensors[0]
+        result.data = Matrix.copy(result.data, workspace: workspace)
         for other in tensors.dropFirst() {
             guard other.shape == result.shape else { throw .shape(layer: name, reason: "shapes \(result.shape) and \(other.shape) differ") }
             for i in result.data.indices {
@@ -85,7 +86,7 @@ struct ConcatenateOp: Op {
     let name: String
     let axis: Int
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let rank = tensors[0].rank
         let axis = self.axis < 0 ? self.axis + rank : self.axis
         guard axis > 0, axis < rank, tensors.allSatisfy({ $0.rank == rank }) else { throw .shape(layer: name, reason: "bad axis or ranks") }
@@ -96,10 +97,15 @@ struct ConcatenateOp: Op {
         }
         let outer = tensors[0].shape[..<axis].reduce(1, *)
         let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
-        var output: [Float] = []
-        output.reserveCapacity(tensors.reduce(0) { $0 + $1.count })
-        for o in 0..<outer {
-            for (tensor, width) in zip(tensors, widths) { output += tensor.data[(o * width)..<((o + 1) * width)] }
+        var output = Matrix.uninitialized(tensors.reduce(0) { $0 + $1.count }, workspace: workspace)  // every element written below
+        output.withUnsafeMutableBufferPointer { output in
+            var offset = 0
+            for o in 0..<outer {
+                for (tensor, width) in zip(tensors, widths) where width > 0 {
+                    tensor.data.withUnsafeBufferPointer { (output.baseAddress! + offset).update(from: $0.baseAddress! + o * width, count: width) }
+                    offset += width
+                }
+            }
         }
         var shape = tensors[0].shape
         shape[axis] = tensors.reduce(0) { $0 + $1.shape[axis] }
@@ -117,8 +123,9 @@ struct ActivationOp: Op {
 
     let kind: Kind
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         var x = tensors[0]
+        x.data = Matrix.copy(x.data, workspace: workspace)
         switch kind {
         case let .function(activation):
             activation.apply(&x.data, width: x.lastDimension)
@@ -154,9 +161,9 @@ struct EmbeddingOp: Op {
         width = embeddings.shape[1]
     }
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor {
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
-        var output = [Float](repeating: 0, count: x.count * width)
+        var output = Matrix.uninitialized(x.count * width, workspace: workspace)  // every element written below (or thrown)
         for (i, value) in x.data.enumerated() {
             guard let index = Int(exactly: value), index >= 0, index < rows else {
                 throw .badInput(name: name, reason: "index \(value) at position \(i) is not an integer in 0…\(rows - 1)")

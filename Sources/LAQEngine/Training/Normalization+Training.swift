@@ -17,7 +17,8 @@ extension BatchNormalizationOp: TrainableOp {
             variance[i % channels] += d * d
         }
         for c in 0..<channels { variance[c] /= Double(n) }
-        let inverse = variance.map { Float(1 / ($0 + Double(epsilon)).squareRoot()) }
+        var inverse = workspace.floats(channels)
+        for c in 0..<channels { inverse[c] = Float(1 / (variance[c] + Double(epsilon)).squareRoot()) }
         var normalized = workspace.floats(x.count)  // every element written below
         var output = workspace.floats(x.count)
         for i in 0..<x.count {
@@ -42,8 +43,8 @@ extension BatchNormalizationOp: TrainableOp {
             throw .unsupported(layer: name, reason: "backward needs a training-mode forward")
         }
         let n = Float(g.count / channels)
-        var sumG = [Float](repeating: 0, count: channels)
-        var sumGX = [Float](repeating: 0, count: channels)
+        var sumG = workspace.zeros(channels)
+        var sumGX = workspace.zeros(channels)
         for i in g.indices {
             sumG[i % channels] += g[i]
             sumGX[i % channels] += g[i] * normalized[i]
@@ -54,21 +55,21 @@ extension BatchNormalizationOp: TrainableOp {
             dx[i] = gamma[c] * record.extra[c] / n * (n * g[i] - sumG[c] - normalized[i] * sumGX[c])
         }
         var weights: [String: [Float]] = [:]
-        if hasGamma { weights["gamma"] = sumGX }
-        if hasBeta { weights["beta"] = sumG }
+        if hasGamma { weights["gamma"] = sumGX } else { workspace.recycle(&sumGX) }
+        if hasBeta { weights["beta"] = sumG } else { workspace.recycle(&sumG) }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: weights)
     }
 }
 
 extension LayerNormalizationOp: TrainableOp {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        let output = try forward(inputs)
+        let output = try forward(inputs, workspace: workspace)
         // Keep x̂ and 1/σ per row for the backward pass.
         let x = inputs[0]
         let width = x.lastDimension
         var normalized = workspace.floats(x.count)  // every element written below
-        var inverses: [Float] = []
-        for row in stride(from: 0, to: x.count, by: width) {
+        var inverses = workspace.floats(x.count / max(width, 1))  // every element written below
+        for (rowIndex, row) in stride(from: 0, to: x.count, by: width).enumerated() {
             var mean: Float = 0
             for i in row..<(row + width) { mean += x.data[i] }
             mean /= Float(width)
@@ -77,7 +78,7 @@ extension LayerNormalizationOp: TrainableOp {
             variance /= Float(width)
             let inverse = 1 / (variance + epsilon).squareRoot()
             for i in row..<(row + width) { normalized[i] = (x.data[i] - mean) * inverse }
-            inverses.append(inverse)
+            inverses[rowIndex] = inverse
         }
         var record = ForwardRecord(inputs: inputs, output: output, extra: inverses)
         record.preActivation = normalized
@@ -88,8 +89,8 @@ extension LayerNormalizationOp: TrainableOp {
         let width = gradOutput.lastDimension
         let normalized = record.preActivation!
         var dx = workspace.floats(gradOutput.count)  // every element written below
-        var dGamma = [Float](repeating: 0, count: width)
-        var dBeta = [Float](repeating: 0, count: width)
+        var dGamma = workspace.zeros(width)
+        var dBeta = workspace.zeros(width)
         for (rowIndex, row) in stride(from: 0, to: gradOutput.count, by: width).enumerated() {
             var sumG: Float = 0
             var sumGX: Float = 0
@@ -108,8 +109,8 @@ extension LayerNormalizationOp: TrainableOp {
             }
         }
         var weights: [String: [Float]] = [:]
-        if gamma != nil { weights["gamma"] = dGamma }
-        if beta != nil { weights["beta"] = dBeta }
+        if gamma != nil { weights["gamma"] = dGamma } else { workspace.recycle(&dGamma) }
+        if beta != nil { weights["beta"] = dBeta } else { workspace.recycle(&dBeta) }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: weights)
     }
 }
@@ -119,7 +120,7 @@ extension LayerNormalizationOp: TrainableOp {
 struct DropoutOp: TrainableOp {
     let rate: Float
 
-    func forward(_ tensors: [Tensor]) throws(EngineError) -> Tensor { tensors[0] }
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor { tensors[0] }
 
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         let x = inputs[0]

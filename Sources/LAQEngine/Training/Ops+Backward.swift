@@ -95,7 +95,7 @@ extension ConvolutionOp: TrainableOp {
 
 extension DepthwiseOp: TrainableOp {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        let z = try linear(inputs[0])
+        let z = try linear(inputs[0], workspace: workspace)
         let width = z.lastDimension
         let (y, preActivation) = activate(consume z, activation, width: width, workspace: workspace)
         return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation)
@@ -127,7 +127,7 @@ extension DepthwiseOp: TrainableOp {
             }
         }
         var weights = ["kernel": dKernel]
-        if bias != nil { weights["bias"] = dBias }
+        if bias != nil { weights["bias"] = dBias } else { workspace.recycle(&dBias) }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
 }
@@ -135,7 +135,7 @@ extension DepthwiseOp: TrainableOp {
 extension PoolingOp: TrainableOp {
     /// Max pooling keeps, for the backward pass, the input index each output came from.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        guard !average else { return ForwardRecord(inputs: inputs, output: try forward(inputs)) }
+        guard !average else { return ForwardRecord(inputs: inputs, output: try forward(inputs, workspace: workspace)) }
         let x = inputs[0]
         let (g, rows, cols) = try windows(x)
         let pooled = pool(x, g, rows, cols, keepMaximum: true, workspace: workspace)
@@ -159,7 +159,12 @@ extension PoolingOp: TrainableOp {
             }
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
-        let pooled = pool(x, g, rows, cols, keepMaximum: false)
+        // The window counts (the pooled values come along, unread).
+        var pooled = pool(x, g, rows, cols, keepMaximum: false, workspace: workspace)
+        defer {
+            workspace.recycle(&pooled.output)
+            workspace.recycle(&pooled.counts)
+        }
         if !dx.isEmpty, !pooled.counts.isEmpty, !gradOutput.data.isEmpty {
             // Each tap inside the image gets an equal share of its window's gradient.
             dx.withUnsafeMutableBufferPointer { dx in
@@ -217,7 +222,7 @@ extension PermuteOp: TrainableOp {
         // The inverse permutation of the non-batch axes.
         var inverse = [Int](repeating: 0, count: order.count)
         for (position, axis) in order.enumerated() { inverse[axis - 1] = position + 1 }
-        let back = try PermuteOp(name: name, order: inverse).forward([gradOutput])
+        let back = try PermuteOp(name: name, order: inverse).forward([gradOutput], workspace: workspace)
         return LayerGradients(inputs: [back], weights: [:])
     }
 }
@@ -229,12 +234,12 @@ extension MergeOp: TrainableOp {
         case .add:
             return LayerGradients(inputs: inputs.map { _ in gradOutput }, weights: [:])
         case .subtract:
-            var negative = gradOutput
+            var negative = Tensor(shape: gradOutput.shape, data: Matrix.copy(gradOutput.data, workspace: workspace))
             for i in negative.data.indices { negative.data[i] = -negative.data[i] }
             return LayerGradients(inputs: [gradOutput, negative], weights: [:])
         case .multiply:
             let grads = inputs.indices.map { index -> Tensor? in
-                var grad = gradOutput
+                var grad = Tensor(shape: gradOutput.shape, data: Matrix.copy(gradOutput.data, workspace: workspace))
                 for (other, tensor) in inputs.enumerated() where other != index {
                     for i in grad.data.indices { grad.data[i] *= tensor.data[i] }
                 }

@@ -42,7 +42,7 @@ protocol TrainableOp: Op {
 extension TrainableOp {
     /// By default the training forward is the inference forward.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        ForwardRecord(inputs: inputs, output: try forward(inputs))
+        ForwardRecord(inputs: inputs, output: try forward(inputs, workspace: workspace))
     }
 }
 
@@ -75,6 +75,17 @@ enum Matrix {
     static func uninitialized(_ count: Int, workspace: Workspace? = nil) -> [Float] {
         if let workspace { return workspace.floats(count) }
         return [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+    }
+
+    /// A copy of `values` for an op to write, from `workspace` when given; without one, `values`
+    /// itself (the op's first write then copies, as arrays do).
+    static func copy(_ values: [Float], workspace: Workspace?) -> [Float] {
+        guard let workspace, !values.isEmpty else { return values }
+        var copy = workspace.floats(values.count)
+        copy.withUnsafeMutableBufferPointer { out in
+            values.withUnsafeBufferPointer { out.baseAddress!.update(from: $0.baseAddress!, count: $0.count) }
+        }
+        return copy
     }
 
     /// `count` zeros, from `workspace` when given.

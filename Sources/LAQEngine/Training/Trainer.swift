@@ -144,7 +144,7 @@ public struct Backpropagation {
         if loss.sparseLabels, let bad = labels.firstIndex(where: { $0 < 0 || $0 >= Float(width) || $0 != $0.rounded() }) {
             throw .badInput(name: "labels", reason: "label \(labels[bad]) at sample \(bad) is not a class index in 0…\(width - 1)")
         }
-        let lossValue = loss.perSample(outputs: output.data, labels: labels, width: width).reduce(0.0) { $0 + Double($1) } / Double(max(rows, 1))
+        let lossValue = loss.meanLoss(outputs: output.data, labels: labels, width: width)
         var gradients: [TensorRef: Tensor] = [
             outputRef: Tensor(shape: output.shape, data: loss.gradient(outputs: output.data, labels: labels, width: width, workspace: workspace)),
         ]

@@ -7,7 +7,8 @@
 /// outputs, records and gradients, which the caller has finished with by then), keeps as many of
 /// each size as that step used, and hands them out again in the new step. A step whose shapes
 /// equal the last one's therefore allocates no tensor memory: ``allocations`` stays where it was
-/// (what `Tests/LAQEngineTests/WorkspaceTests.swift` checks).
+/// (what `Tests/LAQEngineTests/WorkspaceTests.swift` checks). Recurrent layers are the exception:
+/// their step-by-step traces are still allocated by the layer, and ``allocations`` counts them.
 ///
 /// Buffers are Swift arrays. One is handed out only after its storage is known to be unique (a
 /// shared buffer is copied then, and counted as an allocation), so reuse never changes a value
@@ -23,8 +24,10 @@ public final class Workspace {
 
     public init() {}
 
-    /// Buffers created because none of the size was free (or a free one was still shared):
-    /// the first step's, and those of steps whose shapes changed.
+    /// Tensor buffers of the steps so far that did not come from reuse: those the workspace
+    /// created because none of the size was free (or a free one was still shared), and those a
+    /// step produced without taking them from the workspace (an op that allocates its own).
+    /// After the first step it grows only when shapes change, or with recurrent layers.
     public var allocations: Int { floats.allocations + indices.allocations }
 
     /// Bytes held for reuse between steps.
@@ -45,6 +48,9 @@ public final class Workspace {
     /// A buffer of `count` indices whose elements are unspecified.
     func indices(_ count: Int) -> [Int] { indices.take(count) }
 
+    /// Takes back an index buffer this step no longer reads (see ``recycle(_:)-([Float])``).
+    func recycle(_ buffer: inout [Int]) { indices.giveBack(&buffer) }
+
     /// Takes back a buffer this step no longer reads, for its later requests (moved: `buffer`
     /// is left empty). Only for a buffer the step took and nothing else holds.
     func recycle(_ buffer: inout [Float]) { floats.giveBack(&buffer) }
@@ -58,17 +64,22 @@ public final class Workspace {
         if !buffer.isEmpty { lentIndices.append(buffer) }
     }
 
-    /// Starts a step: takes back what the last step lent, except buffers shared with `keep`
-    /// (the new step's inputs, which belong to the caller), and keeps of each size as many as
-    /// the last step used.
+    /// The storage of the last step's inputs and of this one's: the caller's, never reused.
+    private var inputs: [UnsafePointer<Float>?] = []
+
+    /// Starts a step: takes back what the last step lent, except buffers shared with the inputs
+    /// of that step or of this one (`keep`: they belong to the caller), and keeps of each size as
+    /// many as the last step used.
     func beginStep(keeping keep: [Tensor]) {
+        for tensor in keep { inputs.append(tensor.data.withUnsafeBufferPointer { $0.baseAddress }) }
         while var buffer = lent.popLast() {
-            let shared = keep.contains { $0.data.withUnsafeBufferPointer { $0.baseAddress } == buffer.withUnsafeBufferPointer { $0.baseAddress } }
-            if !shared { floats.giveBack(&buffer) }
+            let address = buffer.withUnsafeBufferPointer { $0.baseAddress }
+            if !inputs.contains(address) { floats.giveBack(&buffer, lent: true) }
         }
-        while var buffer = lentIndices.popLast() { indices.giveBack(&buffer) }
+        while var buffer = lentIndices.popLast() { indices.giveBack(&buffer, lent: true) }
         floats.startStep()
         indices.startStep()
+        inputs.removeFirst(inputs.count - keep.count)
     }
 }
 
@@ -79,6 +90,8 @@ private struct BufferPool<Element> {
     private var free: [[Element]] = []
     /// (element count, buffers of that count taken this step).
     private var demand: [(count: Int, taken: Int)] = []
+    /// The storage of every buffer handed out this step.
+    private var handedOut: [UnsafePointer<Element>?] = []
     private(set) var allocations = 0
 
     var retainedElements: Int { free.reduce(0) { $0 + $1.count } }
@@ -87,25 +100,31 @@ private struct BufferPool<Element> {
     mutating func take(_ count: Int) -> [Element] {
         guard count > 0 else { return [] }
         if let slot = demand.firstIndex(where: { $0.count == count }) { demand[slot].taken += 1 } else { demand.append((count, 1)) }
+        var buffer: [Element]
         if let index = free.lastIndex(where: { $0.count == count }) {
             free.swapAt(index, free.count - 1)
-            var buffer = free.removeLast()
+            buffer = free.removeLast()
             // Mutable access copies a shared buffer: do it now, and count it.
             let before = buffer.withUnsafeBufferPointer { $0.baseAddress }
             let after = buffer.withUnsafeMutableBufferPointer { $0.baseAddress.map { UnsafePointer<Element>($0) } }
             if before != after { allocations += 1 }
-            return buffer
+        } else {
+            allocations += 1
+            buffer = [Element](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
         }
-        allocations += 1
-        return [Element](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+        handedOut.append(buffer.withUnsafeBufferPointer { $0.baseAddress })
+        return buffer
     }
 
-    /// Keeps `buffer` (moved out: `buffer` is left empty) unless the pool already holds its storage.
-    mutating func giveBack(_ buffer: inout [Element]) {
+    /// Keeps `buffer` (moved out: `buffer` is left empty) unless the pool already holds its
+    /// storage. A buffer the last step `lent` that the pool never handed out was allocated by
+    /// an op of its own: it counts as an allocation.
+    mutating func giveBack(_ buffer: inout [Element], lent: Bool = false) {
         defer { buffer = [] }
         guard !buffer.isEmpty else { return }
         let address = buffer.withUnsafeBufferPointer { $0.baseAddress }
         if free.contains(where: { $0.withUnsafeBufferPointer { $0.baseAddress } == address }) { return }
+        if lent, !handedOut.contains(address) { allocations += 1 }
         free.append(buffer)
     }
 
@@ -119,5 +138,6 @@ private struct BufferPool<Element> {
             if before >= wanted { free.remove(at: index) }
         }
         for slot in demand.indices { demand[slot].taken = 0 }
+        handedOut.removeAll(keepingCapacity: true)
     }
 }
