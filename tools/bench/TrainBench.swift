@@ -43,10 +43,13 @@ func trainBenchmark(path: String, batch: Int, steps: Int, data: String?, json: B
     for _ in 0..<steps { try step() }
     let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
     let rate = Double(steps * batch) / seconds
+    // Buffers the run's steps did not reuse (all made in the first step when shapes stay the same).
+    let buffers = workspace.allocations, retained = Double(workspace.retainedBytes) / 1_048_576
     if json {
-        print("{\"samples_per_second\": \(rate), \"steps\": \(steps), \"batch\": \(batch), \"seconds\": \(seconds)}")
+        print("{\"samples_per_second\": \(rate), \"steps\": \(steps), \"batch\": \(batch), \"seconds\": \(seconds), \"workspace_buffers\": \(buffers)}")
     } else {
-        print(String(format: "laq training: %d steps of batch %d in %.2f s: %.0f samples/s", steps, batch, seconds, rate))
+        print(String(format: "laq training: %d steps of batch %d in %.2f s: %.0f samples/s (workspace: %d buffers made, %.1f MiB free between steps)",
+                     steps, batch, seconds, rate, buffers, retained))
     }
 }
 
