@@ -7,6 +7,11 @@
 // job the worker waits for the next one spinning (PAUSE) for 10 µs, then yielding the core to
 // any other runnable thread (OpenBLAS's, the caller's) until 100 µs have passed, and only then
 // sleeps on a condition variable.
+//
+// The caller never waits for a worker that has not started its half: if the worker has not
+// taken the job within 200 µs of the caller finishing its own half (asleep and slow to wake, or
+// without a core in an oversubscribed process), the caller takes it back and runs it itself, as
+// libdispatch's callers run the iterations no thread has picked up.
 #define _GNU_SOURCE
 #include "laq_kernels.h"
 
@@ -25,7 +30,8 @@
 static struct {
     atomic_int busy;          // a caller holds the worker (one at a time)
     atomic_ulong posted;      // sequence number of the last job handed over
-    atomic_ulong finished;    // sequence number of the last job done
+    atomic_ulong state;       // (sequence << 2) | OPEN, TAKEN (by the worker) or RETURNED (to the caller)
+    atomic_ulong finished;    // sequence number of the last job the worker ran
     atomic_int sleeping;      // the worker waits on `wake`
     laq_range_fn fn;
     void *context;
@@ -34,6 +40,11 @@ static struct {
     pthread_cond_t wake;
     int started;              // 0: not yet, 1: running, −1: could not start (set by the holder of `busy`)
 } worker = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
+
+enum { OPEN = 1, TAKEN = 2, RETURNED = 3 };
+
+// How long a caller that has finished its half lets an open job wait for the worker.
+static const long long patience = 200000;
 
 static long long nanoseconds(void) {
     struct timespec now;
@@ -72,6 +83,9 @@ static void *work(void *unused) {
     unsigned long seen = 0;
     for (;;) {
         seen = next_job(seen);
+        // Only the job still open: the caller may have taken it back (or posted a later one).
+        unsigned long open = seen << 2 | OPEN;
+        if (!atomic_compare_exchange_strong(&worker.state, &open, seen << 2 | TAKEN)) continue;
         worker.fn(worker.context, worker.begin, worker.end);
         atomic_store_explicit(&worker.finished, seen, memory_order_release);
     }
@@ -82,6 +96,7 @@ static void *work(void *unused) {
 static void forget_worker(void) {
     atomic_store(&worker.busy, 0);
     atomic_store(&worker.posted, 0);
+    atomic_store(&worker.state, 0);
     atomic_store(&worker.finished, 0);
     atomic_store(&worker.sleeping, 0);
     pthread_mutex_init(&worker.lock, NULL);
@@ -117,6 +132,7 @@ int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split) 
     worker.begin = split;
     worker.end = count;
     const unsigned long job = atomic_load(&worker.posted) + 1;
+    atomic_store(&worker.state, job << 2 | OPEN);
     atomic_store(&worker.posted, job);  // sequentially consistent: see `sleeping` below
     if (atomic_load(&worker.sleeping)) {
         // The worker sets `sleeping` before it rereads `posted` under the lock, so either it
@@ -126,7 +142,16 @@ int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split) 
         pthread_mutex_unlock(&worker.lock);
     }
     fn(context, 0, split);
-    for (long spin = 0; atomic_load_explicit(&worker.finished, memory_order_acquire) != job; spin++) {
+    const long long own_done = nanoseconds();
+    for (long spin = 0;; spin++) {
+        if (atomic_load_explicit(&worker.finished, memory_order_acquire) == job) break;
+        if ((spin & 15) == 0 && atomic_load(&worker.state) == (job << 2 | OPEN) && nanoseconds() - own_done > patience) {
+            unsigned long open = job << 2 | OPEN;
+            if (atomic_compare_exchange_strong(&worker.state, &open, job << 2 | RETURNED)) {
+                fn(context, split, count);
+                break;
+            }
+        }
         if (spin < 4096) LAQ_PAUSE();
         else sched_yield();  // the worker may be waiting for a core
     }

@@ -20,7 +20,9 @@ enum Parallel {
     /// The upper half goes to laq's worker thread (`laq_parallel_halves`), which waits for the
     /// next job spinning briefly rather than asleep: a batch-1 product is a fraction of a
     /// millisecond, and waking a sleeping thread (as libdispatch does) cost 0.07–0.09 ms of it.
-    /// When another thread is using the worker, libdispatch splits the loop instead.
+    /// When another thread is using the worker, libdispatch splits the loop instead; when the
+    /// worker has not started the upper half 200 µs after this thread finished the lower one,
+    /// this thread runs it too.
     static func halves(_ count: Int, large: Bool, _ body: @Sendable (Range<Int>) -> Void) {
         guard large, count >= 2 else {
             body(0..<count)

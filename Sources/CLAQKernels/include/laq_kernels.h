@@ -150,8 +150,10 @@ typedef void (*laq_range_fn)(void *context, long begin, long end);
 
 /// Runs fn(context, 0, split) on the calling thread and fn(context, split, count) on laq's worker
 /// thread (started at the first call; it spins a little between jobs instead of sleeping at
-/// once), and returns 1 after both. Returns 0 having run nothing when another caller holds the
-/// worker or the thread cannot start: the caller then splits the work another way.
+/// once), and returns 1 after both. When the worker has not taken the upper half within 200 µs of
+/// the caller finishing its own, the caller runs it too. Returns 0 having run nothing when
+/// another caller holds the worker or the thread cannot start: the caller then splits the work
+/// another way.
 int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split);
 
 #ifdef __cplusplus
