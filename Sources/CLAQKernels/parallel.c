@@ -104,10 +104,15 @@ static void forget_worker(void) {
     worker.started = 0;
 }
 
-// Called by the holder of `busy`, so never twice at once.
+// Called by the holder of `busy`, so never twice at once. Without the fork handler a child
+// would believe a worker runs that it does not have, so failing to register it fails the start.
 static void start(void) {
     static int registered;
     if (!registered) registered = pthread_atfork(NULL, NULL, forget_worker) == 0;
+    if (!registered) {
+        worker.started = -1;
+        return;
+    }
     pthread_attr_t attributes;
     pthread_t thread;
     if (pthread_attr_init(&attributes) != 0) {
@@ -142,18 +147,23 @@ int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split) 
         pthread_mutex_unlock(&worker.lock);
     }
     fn(context, 0, split);
+    // Waits for the worker's half as the worker waits for jobs: spinning for 10 µs, then
+    // yielding (the worker may be waiting for a core); takes an untaken half back after `patience`.
     const long long own_done = nanoseconds();
+    long long waited = 0;
     for (long spin = 0;; spin++) {
         if (atomic_load_explicit(&worker.finished, memory_order_acquire) == job) break;
-        if ((spin & 15) == 0 && atomic_load(&worker.state) == (job << 2 | OPEN) && nanoseconds() - own_done > patience) {
+        if ((spin & 15) == 0) {
+            waited = nanoseconds() - own_done;
             unsigned long open = job << 2 | OPEN;
-            if (atomic_compare_exchange_strong(&worker.state, &open, job << 2 | RETURNED)) {
+            if (waited > patience && atomic_load(&worker.state) == open
+                && atomic_compare_exchange_strong(&worker.state, &open, job << 2 | RETURNED)) {
                 fn(context, split, count);
                 break;
             }
         }
-        if (spin < 4096) LAQ_PAUSE();
-        else sched_yield();  // the worker may be waiting for a core
+        if (waited < 10000) LAQ_PAUSE();
+        else sched_yield();
     }
     atomic_store(&worker.busy, 0);
     return 1;

@@ -17,8 +17,6 @@ extension Activation {
         // Every element is written below (softmax rows cover the array: its count is a multiple of `width`).
         var result = Matrix.uninitialized(grad.count, workspace: workspace)
         switch self {
-        case .linear:
-            return grad
         case .softmax:
             for row in stride(from: 0, to: grad.count, by: max(width, 1)) {
                 var dot: Float = 0

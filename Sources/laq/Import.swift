@@ -32,7 +32,7 @@ struct Import: ParsableCommand {
     @Flag(help: "Record the creation time in the provenance (the file is then not reproducible).")
     var timestamp = false
 
-    @Option(help: "Compression: balanced (zlib when it saves ≥ 10%; float weights stay mappable), smallest, none.")
+    @Option(help: CompressionChoice.help)
     var compression: CompressionChoice = .balanced
 
     @Flag(help: "Print the summary as JSON.")

@@ -130,12 +130,16 @@ func recordedArguments() -> [String] {
 
 /// `--compression` for commands that write `.laq` files.
 enum CompressionChoice: String, ExpressibleByArgument, CaseIterable {
-    /// zlib when it saves ≥ 10% (quantized codes); float weights stay stored and mappable.
+    /// zlib when it saves ≥ 10% (quantized codes); float weights stay stored and mappable. For
+    /// payloads of 256 KiB or more the saving is first estimated on eight 16 KiB samples.
     case balanced
     /// zlib whenever it is smaller.
     case smallest
     /// Every payload stored.
     case none
+
+    /// The `--help` text of every command's `--compression`.
+    static let help: ArgumentHelp = "Compression: balanced (zlib when it saves ≥ 10%, estimated on eight 16 KiB samples for payloads of 256 KiB or more; float weights stay mappable), smallest, none."
 
     var policy: WriteOptions.CompressionPolicy {
         switch self {

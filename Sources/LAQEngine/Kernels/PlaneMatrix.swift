@@ -289,7 +289,8 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 
     /// Each row of A quantized to int8 (``ActivationPrecision/int8``), then the dot-plane kernel;
-    /// a row holding a NaN or an infinity gives NaN outputs.
+    /// a row holding a NaN or an infinity gives NaN outputs. Several rows go to
+    /// ``multiplyInt8Rows(_:lda:m:into:ldc:accumulate:)``; one row is quantized on the stack.
     private func multiplyInt8(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         let groups = (rows + 3) / 4
         if m > 1 {
@@ -297,35 +298,29 @@ struct PlaneMatrix: @unchecked Sendable {
             return
         }
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: 4 * groups) { q in
+            var scale: Float = 0
+            var total: Int32 = 0
+            guard laq_int8_quantize(a, rows, groups, q.baseAddress!, &scale, &total) != 0 else {
+                c.update(repeating: .nan, count: columns)
+                return
+            }
+            let quantized = QuantizedRow(q: q.baseAddress!)
+            let (scaleValue, totalValue) = (scale, total)
+            let blocks = blockCount, large = rows * columns >= 1 << 21
             words.withUnsafeBufferPointer { words in
-                sumLevels.withUnsafeBufferPointer { levels in
-                    for row in 0..<m {
-                        var scale: Float = 0
-                        var total: Int32 = 0
-                        let output = c + row * ldc
-                        guard laq_int8_quantize(a + row * lda, rows, groups, q.baseAddress!, &scale, &total) != 0 else {
-                            output.update(repeating: .nan, count: columns)
-                            continue
+                // Symmetric ternary: one signed dot product per word pair, levels ±L per column.
+                (signedPair ?? sumLevels).withUnsafeBufferPointer { levels in
+                    let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
+                    if signedPair != nil {
+                        Parallel.halves(blocks, large: large) { range in
+                            laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, shared.words, shared.levels,
+                                                                shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                         }
-                        let shared = Shared(a: a, c: output, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                        let quantized = QuantizedRow(q: q.baseAddress!)
-                        let (scaleValue, totalValue) = (scale, total)
-                        let blocks = blockCount, large = rows * columns >= 1 << 21
-                        if let signedPair {
-                            signedPair.withUnsafeBufferPointer { pairLevels in
-                                let pair = Shared(a: a, c: output, words: words.baseAddress!, levels: pairLevels.baseAddress!, sumLevels: levels.baseAddress!)
-                                Parallel.halves(blocks, large: large) { range in
-                                    laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, pair.words, pair.levels,
-                                                                        pair.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
-                                }
-                            }
-                            continue
-                        }
-                        let run: @Sendable (Int, Int) -> Void = { begin, end in
+                    } else {
+                        Parallel.halves(blocks, large: large) { range in
                             laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
-                                                    shared.sumLevels, shared.c, accumulate ? 1 : 0, begin, end, isa)
+                                                    shared.sumLevels, shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                         }
-                        Parallel.halves(blocks, large: large) { run($0.lowerBound, $0.upperBound) }
                     }
                 }
             }

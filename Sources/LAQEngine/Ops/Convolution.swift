@@ -131,7 +131,7 @@ struct ConvolutionOp: Op {
 
     /// im2col: one row of kh·kw·c values per output position (zeros for padding taps); from
     /// `workspace` when given.
-    func columns(_ x: Tensor, _ g: Geometry, workspace: Workspace? = nil) -> [Float] {
+    func columns(_ x: Tensor, _ g: Geometry, workspace: Workspace?) -> [Float] {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let count = g.batch * rows.output * cols.output * patch

@@ -14,12 +14,7 @@ private func activate(_ z: consuming Tensor, _ activation: Activation, width: In
         activation.apply(&y.data, width: width)
         return (y, nil)
     }
-    var y = Tensor(shape: z.shape, data: workspace.floats(z.count))
-    y.data.withUnsafeMutableBufferPointer { out in
-        z.data.withUnsafeBufferPointer { source in
-            if let base = source.baseAddress { out.baseAddress!.update(from: base, count: source.count) }
-        }
-    }
+    var y = Tensor(shape: z.shape, data: Matrix.copy(z.data, workspace: workspace))
     activation.apply(&y.data, width: width)
     return (y, z.data)
 }
@@ -68,7 +63,7 @@ extension ConvolutionOp: TrainableOp {
         let positions = g.batch * rows.output * cols.output
         var (gz, own) = activationGradient(gradOutput, record, activation, width: filters, workspace: workspace)
         defer { if own { workspace.recycle(&gz) } }
-        let columns = record.extra.count == positions * patch ? record.extra : self.columns(x, g)
+        let columns = record.extra  // the im2col matrix of the training forward
         var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true, workspace: workspace)]
         if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters, workspace: workspace) }
         guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
@@ -133,14 +128,14 @@ extension DepthwiseOp: TrainableOp {
 }
 
 extension PoolingOp: TrainableOp {
-    /// Max pooling keeps, for the backward pass, the input index each output came from.
+    /// Keeps for the backward pass, in `indices`: max pooling, the input index each output came
+    /// from; average pooling, each window's number of taps inside the image.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        guard !average else { return ForwardRecord(inputs: inputs, output: try forward(inputs, workspace: workspace)) }
         let x = inputs[0]
         let (g, rows, cols) = try windows(x)
-        let pooled = pool(x, g, rows, cols, keepMaximum: true, workspace: workspace)
+        let pooled = pool(x, g, rows, cols, keepMaximum: !average, workspace: workspace)
         var record = ForwardRecord(inputs: inputs, output: Tensor(shape: outputShape(g, rows, cols), data: pooled.output))
-        record.indices = pooled.maximum
+        record.indices = average ? pooled.counts : pooled.maximum
         return record
     }
 
@@ -151,25 +146,19 @@ extension PoolingOp: TrainableOp {
         let channels = g.channels
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
-            let sources = record.indices.isEmpty ? pool(x, g, rows, cols, keepMaximum: true).maximum : record.indices
             dx.withUnsafeMutableBufferPointer { dx in
                 gradOutput.data.withUnsafeBufferPointer { gradient in
-                    for (index, source) in sources.enumerated() where source >= 0 { dx[source] += gradient[index] }
+                    for (index, source) in record.indices.enumerated() where source >= 0 { dx[source] += gradient[index] }
                 }
             }
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
-        // The window counts (the pooled values come along, unread).
-        var pooled = pool(x, g, rows, cols, keepMaximum: false, workspace: workspace)
-        defer {
-            workspace.recycle(&pooled.output)
-            workspace.recycle(&pooled.counts)
-        }
-        if !dx.isEmpty, !pooled.counts.isEmpty, !gradOutput.data.isEmpty {
+        let counts = record.indices
+        if !dx.isEmpty, !counts.isEmpty, !gradOutput.data.isEmpty {
             // Each tap inside the image gets an equal share of its window's gradient.
             dx.withUnsafeMutableBufferPointer { dx in
                 gradOutput.data.withUnsafeBufferPointer { gradient in
-                    pooled.counts.withUnsafeBufferPointer { counts in
+                    counts.withUnsafeBufferPointer { counts in
                         let (dx, gradient, counts) = (dx.baseAddress!, gradient.baseAddress!, counts.baseAddress!)
                         g.forEachWindowTap(rows, cols) { position, _, input in
                             let share = 1 / Float(counts[position])
