@@ -33,56 +33,56 @@ let package = Package(
         .target(name: "CLAQFormatSupport"),
         /// A thin, safe layer over libhdf5: the one place that calls the HDF5 C API.
         .target(name: "LAQHDF5", dependencies: ["CHDF5"]),
-        /// The model graph: layers, connections, weights, optimizer state; what laq executes.
-        .target(name: "LAQModel", dependencies: ["LAQFormat"]),
         /// Keras importers (legacy .h5, .weights.h5, .keras) into the model graph, with Adam state.
         .target(
             name: "LAQImport",
-            dependencies: ["LAQHDF5", "LAQModel", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["LAQHDF5", "LAQEngine", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
         .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
-        /// The CPU engine: runs a model graph (OpenBLAS for dense products).
-        .target(name: "LAQEngine", dependencies: ["LAQModel", "LAQFormat", "CBLAS", "CLAQKernels"]),
+        /// The model graph and what runs it: Keras architecture parsing, the layer kinds (one type
+        /// per Keras layer class: config, weights, shapes, forward and backward; `Layers/`), the
+        /// executor and training (OpenBLAS for dense products).
+        .target(name: "LAQEngine", dependencies: ["LAQFormat", "CBLAS", "CLAQKernels"]),
         /// The engine's hand-vectorised kernels (plane-matrix products, narrow products, max
         /// pooling, Adam's update; AVX-512 / AVX2 / scalar, chosen at run time), its worker thread
         /// and its allocator setting: the one place LAQEngine runs C.
         .target(name: "CLAQKernels"),
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
-        .target(name: "LAQQuantize", dependencies: ["LAQModel", "LAQFormat"]),
+        .target(name: "LAQQuantize", dependencies: ["LAQEngine", "LAQFormat"]),
         /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
-        .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQModel", "LAQFormat"]),
+        .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQFormat"]),
         /// `laq export`: a .laq file's weights as float32 .npz, safetensors, or a Keras-loadable
         /// legacy .h5 (architecture + weights, through LAQHDF5).
-        .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQModel", "LAQHDF5", "LAQData"]),
+        .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQEngine", "LAQHDF5", "LAQData"]),
         /// Comparing and reporting: `laq diff` (tensors, architecture, outputs on data, per-layer
         /// sensitivity) and the data behind `inspect --histogram` and `report`.
-        .target(name: "LAQAnalysis", dependencies: ["LAQFormat", "LAQModel", "LAQEngine"]),
+        .target(name: "LAQAnalysis", dependencies: ["LAQFormat", "LAQEngine"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
-        .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQModel"]),
+        .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQEngine"]),
 
         // MARK: Executables
         .executableTarget(
             name: "laq",
             dependencies: [
-                "LAQFormat", "LAQExamples", "LAQModel", "LAQImport", "LAQEngine", "LAQData", "LAQQuantize", "LAQCalibration", "LAQExport", "LAQAnalysis",
+                "LAQFormat", "LAQExamples", "LAQEngine", "LAQImport", "LAQData", "LAQQuantize", "LAQCalibration", "LAQExport", "LAQAnalysis",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         /// `swift run -c release laq-bench`: format throughput against a plain file copy; with
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
-        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQModel", "LAQEngine", "LAQData"],
+        .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQEngine", "LAQData"],
                           path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py", "count_mallocs.c"]),
 
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQTestSupport"]),
-        .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQModel", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
-        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "CLAQKernels", "LAQData", "LAQImport", "LAQModel", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
-        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQModel", "LAQFormat", "LAQTestSupport"]),
-        .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
-        .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQModel", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQEngine", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
+        .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "CLAQKernels", "LAQData", "LAQImport", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
+        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQEngine", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
+        .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "SystemLibraryTests", dependencies: ["CHDF5", "CBLAS", "CLAQZlib"]),
     ],

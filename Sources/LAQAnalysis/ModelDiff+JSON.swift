@@ -1,5 +1,5 @@
 import LAQFormat
-import LAQModel
+import LAQEngine
 
 extension ModelDiff {
     /// The `laq diff --json` document (spec/EXPORT.md §5.4). Numbers that are not finite are null.

@@ -1,6 +1,6 @@
 import Foundation
 import LAQFormat
-import LAQModel
+import LAQEngine
 
 /// `laq diff`: what differs between two `.laq` files (spec/EXPORT.md §5).
 ///

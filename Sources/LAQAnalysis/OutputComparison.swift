@@ -1,6 +1,5 @@
 import Foundation
 import LAQEngine
-import LAQModel
 
 /// Two models run on the same data (spec/EXPORT.md §5.3): how their outputs agree, how far each
 /// layer's activations drift, and which layer's changed weights hurt the output most.

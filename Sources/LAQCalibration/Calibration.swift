@@ -1,7 +1,6 @@
 import Foundation
 import LAQEngine
 import LAQFormat
-import LAQModel
 import LAQQuantize
 
 /// The loss-aware training loop of Hou & Kwok (loss-aware-quantization.md §4), as a short

@@ -78,3 +78,26 @@ extension Activation {
         }
     }
 }
+
+/// The output of a layer's product `z` through its activation, and what the backward pass needs
+/// of `z`: nothing when the derivative follows from the output (ReLU, linear: activated in place,
+/// no copy), else `z` itself, the output then being a new buffer from `workspace`.
+func activate(_ z: consuming Tensor, _ activation: Activation, width: Int, workspace: Workspace) -> (output: Tensor, preActivation: [Float]?) {
+    if activation.derivativeFromOutput {
+        var y = consume z  // activated in place: no copy
+        activation.apply(&y.data, width: width)
+        return (y, nil)
+    }
+    var y = Tensor(shape: z.shape, data: Matrix.copy(z.data, workspace: workspace))
+    activation.apply(&y.data, width: width)
+    return (y, z.data)
+}
+
+/// ∂L/∂z of a layer's product from ∂L/∂y through its activation, and whether it is a buffer of
+/// its own (to recycle after use) rather than ∂L/∂y itself (linear).
+func activationGradient(_ gradOutput: Tensor, _ record: ForwardRecord, _ activation: Activation, width: Int,
+                                workspace: Workspace) -> (gradient: [Float], own: Bool) {
+    let gz = activation.backward(gradOutput.data, preActivation: record.preActivation ?? record.output.data, output: record.output.data,
+                                 width: width, workspace: workspace)
+    return (gz, activation != .linear)
+}

@@ -1,6 +1,5 @@
 import Foundation
 import LAQFormat
-import LAQModel
 
 /// Keras' activations, applied in place (softmax over the last axis).
 public enum Activation: Sendable, Equatable {

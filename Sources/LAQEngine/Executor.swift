@@ -1,5 +1,4 @@
 import LAQFormat
-import LAQModel
 
 /// Runs a model's graph forward (inference), layer by layer in the config's order.
 public struct Executor: Sendable {

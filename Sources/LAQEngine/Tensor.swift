@@ -31,7 +31,7 @@ public enum EngineError: Error, Equatable, Sendable, CustomStringConvertible {
     case badInput(name: String, reason: String)
     case unsupported(layer: String, reason: String)
     case shape(layer: String, reason: String)
-    /// The model itself cannot be executed (from ``LAQModel/Model/validate()``).
+    /// The model itself cannot be executed (from ``Model/validate()``).
     case invalidModel(String)
 
     public var description: String {

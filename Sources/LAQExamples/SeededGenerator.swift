@@ -1,5 +1,5 @@
 import Foundation
-import LAQModel
+import LAQEngine
 
 /// The seeded generator of example weights (SplitMix64), so that example files are the same bytes
 /// on every machine.

@@ -1,7 +1,7 @@
 import Foundation
 import LAQData
 import LAQFormat
-import LAQModel
+import LAQEngine
 
 /// The formats `laq export` writes (spec/EXPORT.md).
 public enum ExportFormat: String, CaseIterable, Sendable {

@@ -1,7 +1,7 @@
 import Foundation
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Keras' legacy full-model HDF5 layout (keras-hdf5.md §2), as `model.save("m.h5")` writes it:
 ///

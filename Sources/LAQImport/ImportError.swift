@@ -1,5 +1,5 @@
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Why a Keras file could not be imported: what was wrong, where (file, layer, weight), and,
 /// where it helps, what to do.

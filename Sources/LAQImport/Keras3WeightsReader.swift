@@ -1,6 +1,6 @@
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Keras 3 weights files (`.weights.h5`, and `model.weights.h5` inside a `.keras` archive;
 /// keras-hdf5.md §3): variables under `layers/<snake_case class>[_n]/…/vars/<i>`, found by the

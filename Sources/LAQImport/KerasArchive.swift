@@ -1,7 +1,7 @@
 import Foundation
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 import ZIPFoundation
 
 /// A Keras 3 `.keras` archive: a zip of `config.json`, `metadata.json` and `model.weights.h5`,

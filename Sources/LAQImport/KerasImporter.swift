@@ -1,7 +1,7 @@
 import Foundation
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Imports Keras models from the files users have (keras-hdf5.md), recognised by content:
 /// legacy full-model `.h5` (tf.keras 2.x and Keras 3), Keras 3 `.keras` archives, and weights-only

@@ -1,6 +1,6 @@
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Legacy HDF5 files (keras-hdf5.md §2): `model.save("m.h5")` from tf.keras 2.x and Keras 3,
 /// and tf.keras `save_weights` files with the architecture from `--config`.

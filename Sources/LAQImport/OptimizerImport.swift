@@ -1,6 +1,6 @@
 import LAQFormat
 import LAQHDF5
-import LAQModel
+import LAQEngine
 
 /// Reads Adam-family optimizer state in the three naming schemes Keras has used
 /// (keras-hdf5.md §4) and ties each slot to its weight, checking counts and shapes.

@@ -1,4 +1,4 @@
-import LAQModel
+import LAQEngine
 
 /// A variable as a file stores it, before it is matched to a layer's weight. Its values are
 /// read only after its name and shape have been checked, so a file cannot make laq allocate

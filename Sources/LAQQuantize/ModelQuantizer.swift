@@ -1,5 +1,5 @@
 import LAQFormat
-import LAQModel
+import LAQEngine
 
 /// Which weights to quantize, and how.
 public struct QuantizationSettings: Sendable {

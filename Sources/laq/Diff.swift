@@ -4,7 +4,6 @@ import LAQAnalysis
 import LAQData
 import LAQEngine
 import LAQFormat
-import LAQModel
 
 struct Diff: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -3,7 +3,6 @@ import Foundation
 import LAQData
 import LAQEngine
 import LAQFormat
-import LAQModel
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,7 +2,7 @@ import ArgumentParser
 import Foundation
 import LAQFormat
 import LAQImport
-import LAQModel
+import LAQEngine
 
 struct Import: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,6 @@
 import ArgumentParser
 import LAQData
 import LAQEngine
-import LAQModel
 
 /// Picks and checks a model's input arrays from a `.npy`/`.npz` file (shared by run and eval).
 enum ModelInputs {

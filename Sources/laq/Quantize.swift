@@ -4,7 +4,6 @@ import LAQCalibration
 import LAQData
 import LAQEngine
 import LAQFormat
-import LAQModel
 import LAQQuantize
 
 extension LevelSpacing: ExpressibleByArgument {}

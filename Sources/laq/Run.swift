@@ -3,7 +3,6 @@ import Foundation
 import LAQData
 import LAQEngine
 import LAQFormat
-import LAQModel
 
 struct Run: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -2,7 +2,7 @@ import Foundation
 import LAQAnalysis
 import LAQExamples
 import LAQFormat
-import LAQModel
+import LAQEngine
 import LAQTestSupport
 import Testing
 

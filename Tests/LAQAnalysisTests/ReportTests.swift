@@ -2,7 +2,7 @@ import Foundation
 import LAQAnalysis
 import LAQFormat
 import LAQImport
-import LAQModel
+import LAQEngine
 import LAQQuantize
 import LAQTestSupport
 import Testing

@@ -2,7 +2,6 @@ import Foundation
 import LAQData
 import LAQEngine
 import LAQImport
-import LAQModel
 import LAQTestSupport
 import Testing
 

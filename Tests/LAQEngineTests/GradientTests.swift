@@ -3,7 +3,6 @@ import LAQData
 import LAQEngine
 import LAQFormat
 import LAQImport
-import LAQModel
 import LAQTestSupport
 import Testing
 

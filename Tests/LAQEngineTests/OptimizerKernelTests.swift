@@ -1,5 +1,4 @@
 import CLAQKernels
-import LAQModel
 import Testing
 @testable import LAQEngine
 

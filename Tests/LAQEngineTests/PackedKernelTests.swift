@@ -2,7 +2,6 @@ import Foundation
 import LAQData
 import LAQFormat
 import LAQImport
-import LAQModel
 import LAQQuantize
 import LAQTestSupport
 import Testing

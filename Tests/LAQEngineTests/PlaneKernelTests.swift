@@ -1,5 +1,4 @@
 import CLAQKernels
-import LAQModel
 import LAQTestSupport
 import Testing
 @testable import LAQEngine

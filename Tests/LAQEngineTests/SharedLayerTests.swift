@@ -1,7 +1,6 @@
 import Foundation
 import LAQEngine
 import LAQFormat
-import LAQModel
 import Testing
 
 /// Shared layers (one layer called more than once): each call is a node of the graph, ordered

@@ -1,5 +1,4 @@
 import LAQEngine
-import LAQModel
 import Testing
 
 /// A training run's memory (``Workspace``): after the first step, a step of the same shapes takes

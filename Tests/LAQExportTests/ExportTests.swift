@@ -4,7 +4,7 @@ import LAQExamples
 import LAQExport
 import LAQFormat
 import LAQImport
-import LAQModel
+import LAQEngine
 import LAQQuantize
 import LAQTestSupport
 import Testing

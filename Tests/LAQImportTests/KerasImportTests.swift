@@ -2,7 +2,7 @@ import Foundation
 import LAQData
 import LAQFormat
 import LAQImport
-import LAQModel
+import LAQEngine
 import LAQTestSupport
 import Testing
 

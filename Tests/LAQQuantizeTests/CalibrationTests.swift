@@ -4,7 +4,6 @@ import LAQData
 import LAQEngine
 import LAQFormat
 import LAQImport
-import LAQModel
 import LAQQuantize
 import LAQTestSupport
 import Testing

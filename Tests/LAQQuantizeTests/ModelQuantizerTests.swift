@@ -1,7 +1,7 @@
 import Foundation
 import LAQFormat
 import LAQImport
-import LAQModel
+import LAQEngine
 import LAQQuantize
 import LAQTestSupport
 import Testing

@@ -17,7 +17,7 @@ import Foundation
 import LAQFormat
 import LAQHDF5
 import LAQImport
-import LAQModel
+import LAQEngine
 
 func importBenchmark(path: String, repeats: Int) throws {
     let directory = FileManager.default.temporaryDirectory.appendingPathComponent("laq-bench-import-\(getpid())")

@@ -8,7 +8,6 @@ import LAQData
 import LAQEngine
 import LAQExamples
 import LAQImport
-import LAQModel
 
 func trainBenchmark(path: String, batch: Int, steps: Int, data: String?, json: Bool) throws {
     var model = try KerasImporter(includeOptimizer: false).importModel(path: path).model

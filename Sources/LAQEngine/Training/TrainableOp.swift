@@ -1,5 +1,4 @@
 import LAQFormat
-import LAQModel
 
 /// What one layer's training-mode forward pass leaves for its backward pass.
 public struct ForwardRecord: Sendable {

@@ -1,6 +1,5 @@
 import CLAQKernels
 import Foundation
-import LAQModel
 
 extension Loss {
     /// ∂(mean loss over the batch)/∂outputs for outputs (n, width). For probabilities the clip

@@ -1,5 +1,6 @@
 import CLAQKernels
-import LAQModel
+import Foundation
+import LAQFormat
 
 /// MaxPooling and AveragePooling, 1-D and 2-D. Average pooling with `same` padding divides by the
 /// number of real (unpadded) elements in the window, as TensorFlow does.
@@ -96,30 +97,47 @@ struct PoolingOp: Op {
     }
 }
 
-/// GlobalAveragePooling and GlobalMaxPooling, 1-D and 2-D (keepdims supported).
-struct GlobalPoolingOp: Op {
-    let name: String
-    let spatial: Int
-    let average: Bool
-    let keepDimensions: Bool
+extension PoolingOp: TrainableOp {
+    /// Keeps for the backward pass, in `indices`: max pooling, the input index each output came
+    /// from; average pooling, each window's number of taps inside the image.
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let x = inputs[0]
+        let (g, rows, cols) = try windows(x)
+        let pooled = pool(x, g, rows, cols, keepMaximum: !average, workspace: workspace)
+        var record = ForwardRecord(inputs: inputs, output: Tensor(shape: outputShape(g, rows, cols), data: pooled.output))
+        record.indices = average ? pooled.counts : pooled.maximum
+        return record
+    }
 
-    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        let x = tensors[0]
-        let g = try Geometry(x, spatial: spatial, layer: name)
-        let positions = g.height * g.width
-        var output = Matrix.uninitialized(g.batch * g.channels, workspace: workspace)
-        output.withUnsafeMutableBufferPointer { $0.update(repeating: average ? 0 : -.infinity) }
-        for n in 0..<g.batch {
-            for p in 0..<positions {
-                let base = (n * positions + p) * g.channels
-                for c in 0..<g.channels {
-                    let value = x.data[base + c]
-                    if average { output[n * g.channels + c] += value } else { output[n * g.channels + c] = max(output[n * g.channels + c], value) }
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let (g, rows, cols) = try windows(x)
+        var dx = workspace.zeros(x.count)
+        let channels = g.channels
+        if !average {
+            // The first maximum takes the gradient, as TensorFlow's max pooling does.
+            dx.withUnsafeMutableBufferPointer { dx in
+                gradOutput.data.withUnsafeBufferPointer { gradient in
+                    for (index, source) in record.indices.enumerated() where source >= 0 { dx[source] += gradient[index] }
+                }
+            }
+            return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
+        }
+        let counts = record.indices
+        if !dx.isEmpty, !counts.isEmpty, !gradOutput.data.isEmpty {
+            // Each tap inside the image gets an equal share of its window's gradient.
+            dx.withUnsafeMutableBufferPointer { dx in
+                gradOutput.data.withUnsafeBufferPointer { gradient in
+                    counts.withUnsafeBufferPointer { counts in
+                        let (dx, gradient, counts) = (dx.baseAddress!, gradient.baseAddress!, counts.baseAddress!)
+                        g.forEachWindowTap(rows, cols) { position, _, input in
+                            let share = 1 / Float(counts[position])
+                            for c in 0..<channels { dx[input + c] += gradient[position * channels + c] * share }
+                        }
+                    }
                 }
             }
         }
-        if average { for i in output.indices { output[i] /= Float(max(positions, 1)) } }
-        let shape = keepDimensions ? [g.batch] + Array(repeating: 1, count: spatial) + [g.channels] : [g.batch, g.channels]
-        return Tensor(shape: shape, data: output)
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
     }
 }

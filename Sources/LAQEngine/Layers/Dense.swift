@@ -1,3 +1,5 @@
+import LAQFormat
+
 /// Dense: y = act(x·K + b) over the last axis (any rank ≥ 2).
 struct DenseOp: Op {
     let name: String
@@ -40,5 +42,24 @@ struct DenseOp: Op {
             }
         }
         return Tensor(shape: Array(x.shape.dropLast()) + [units], data: output)
+    }
+}
+
+extension DenseOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (y, z) = activate(try linear(inputs[0], workspace: workspace), activation, width: units, workspace: workspace)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z)
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let rows = x.shape.dropLast().reduce(1, *)
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: units, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        var weights = ["kernel": Matrix.multiply(x.data, gz, m: inputs, n: units, k: rows, transposeA: true, workspace: workspace)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: units, workspace: workspace) }
+        guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
+        let dx = Matrix.multiply(gz, kernel, m: rows, n: inputs, k: units, transposeB: true, workspace: workspace)
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
 }

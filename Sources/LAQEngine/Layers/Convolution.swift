@@ -1,42 +1,5 @@
-import LAQModel
-
-/// Input geometry of a 1-D or 2-D channels-last op: (batch, height, width, channels), with 1-D as height 1.
-struct Geometry {
-    let batch: Int, height: Int, width: Int, channels: Int
-
-    init(_ x: Tensor, spatial: Int, layer: String) throws(EngineError) {
-        guard x.rank == spatial + 2 else { throw .shape(layer: layer, reason: "expects a rank-\(spatial + 2) input, got \(x.shape)") }
-        batch = x.shape[0]
-        height = spatial == 2 ? x.shape[1] : 1
-        width = x.shape[spatial]
-        channels = x.shape[spatial + 1]
-    }
-
-    /// Visits every output position of a sliding window (batch, then rows, then columns) and each
-    /// of its taps whose input lies inside the image (padding taps are skipped): `body(position,
-    /// tap, input)` gets the output position's index, the tap's index th·kw + tw, and the offset
-    /// of the input's channel run. The one traversal behind depthwise convolution and pooling.
-    @inline(__always)
-    func forEachWindowTap(_ rows: Window, _ cols: Window, _ body: (_ position: Int, _ tap: Int, _ input: Int) -> Void) {
-        var position = 0
-        for n in 0..<batch {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    for th in 0..<rows.kernel {
-                        let ih = rows.source(oh, th)
-                        guard ih >= 0, ih < height else { continue }
-                        for tw in 0..<cols.kernel {
-                            let iw = cols.source(ow, tw)
-                            guard iw >= 0, iw < width else { continue }
-                            body(position, th * cols.kernel + tw, ((n * height + ih) * width + iw) * channels)
-                        }
-                    }
-                    position += 1
-                }
-            }
-        }
-    }
-}
+import Foundation
+import LAQFormat
 
 /// Conv1D and Conv2D (channels last, valid/same padding, strides, dilation) as im2col + GEMM.
 struct ConvolutionOp: Op {
@@ -174,61 +137,43 @@ struct ConvolutionOp: Op {
     }
 }
 
-/// DepthwiseConv2D: each input channel c convolved with its own `depth_multiplier` kernels;
-/// output channel c·m + j.
-struct DepthwiseOp: Op {
-    let name: String
-    let kernel: [Float]  // [kh, kw, c, m]
-    let bias: [Float]?
-    let kernelSize: [Int]
-    let strides: [Int]
-    let dilation: [Int]
-    let same: Bool
-    let multiplier: Int
-    let activation: Activation
-
-    init(_ context: OpContext) throws(EngineError) {
-        name = context.layer.name
-        let kernel = try context.weight("kernel")
-        self.kernel = kernel.values
-        multiplier = kernel.shape.last ?? 1
-        bias = context.optionalWeight("bias")?.values
-        kernelSize = try context.ints("kernel_size", count: 2)
-        strides = try context.ints("strides", count: 2, 1)
-        dilation = try context.ints("dilation_rate", count: 2, 1)
-        same = context.config["padding"]?.stringValue == "same"
-        activation = try context.activation()
+extension ConvolutionOp: TrainableOp {
+    /// Keeps the im2col matrix (in `extra`) for the kernel's gradient.
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (z, columns) = try linearKeepingColumns(inputs[0], workspace: workspace)
+        let (y, preActivation) = activate(consume z, activation, width: filters, workspace: workspace)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation, extra: columns)
     }
 
-    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        var z = try linear(tensors[0], workspace: workspace)
-        activation.apply(&z.data, width: z.lastDimension)
-        return z
-    }
-
-    /// The depthwise convolution before the activation; the output from `workspace` when given.
-    func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
-        let g = try Geometry(x, spatial: 2, layer: name)
-        guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
-            throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
-        }
-        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
-        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
-        let outChannels = g.channels * multiplier
-        if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let (rows, cols) = windows(g)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
         let positions = g.batch * rows.output * cols.output
-        var output = Matrix.zeros(positions * outChannels, workspace: workspace)
-        let (channels, multiplier) = (g.channels, self.multiplier)
-        g.forEachWindowTap(rows, cols) { position, tap, input in
-            let outBase = position * outChannels, kBase = tap * outChannels
-            for c in 0..<channels {
-                let value = x.data[input + c]
-                for j in 0..<multiplier { output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j] }
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: filters, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        let columns = record.extra  // the im2col matrix of the training forward
+        var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true, workspace: workspace)]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters, workspace: workspace) }
+        guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
+        var dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true, workspace: workspace)
+        defer { workspace.recycle(&dColumns) }
+        // col2im: scatter-add each patch row back onto the input positions it came from.
+        var dx = workspace.zeros(x.count)
+        if !dx.isEmpty, !dColumns.isEmpty {
+            dx.withUnsafeMutableBufferPointer { out in
+                dColumns.withUnsafeBufferPointer { columns in
+                    // Samples scatter into disjoint parts of dx: two threads for a large batch.
+                    let (out, columns) = (SharedPointer(out.baseAddress!), SharedPointer(columns.baseAddress!))
+                    Parallel.halves(g.batch, large: dColumns.count >= Parallel.elementwiseCount) { images in
+                        forEachRun(g, images: images) { column, target, count in
+                            for c in 0..<count { out.base[target + c] += columns.base[column + c] }
+                        }
+                    }
+                }
             }
         }
-        if let bias {
-            for position in 0..<positions { for k in 0..<outChannels { output[position * outChannels + k] += bias[k] } }
-        }
-        return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
 }

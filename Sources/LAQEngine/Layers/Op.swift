@@ -1,5 +1,4 @@
 import LAQFormat
-import LAQModel
 
 /// One layer, ready to run: weights resolved, options parsed.
 protocol Op: Sendable {

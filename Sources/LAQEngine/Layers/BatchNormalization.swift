@@ -1,0 +1,118 @@
+import Foundation
+import LAQFormat
+
+/// BatchNormalization in inference: y = γ·(x − moving_mean)/√(moving_variance + ε) + β, per
+/// channel of the last axis.
+struct BatchNormalizationOp: Op {
+    let name: String
+    let scale: [Float]
+    let shift: [Float]
+    let gamma: [Float]
+    let beta: [Float]
+    let movingMean: [Float]
+    let movingVariance: [Float]
+    let epsilon: Float
+    let momentum: Float
+    let hasGamma: Bool
+    let hasBeta: Bool
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let mean = try context.weight("moving_mean").values
+        let variance = try context.weight("moving_variance").values
+        let gamma = context.optionalWeight("gamma")?.values ?? Array(repeating: 1, count: mean.count)
+        let beta = context.optionalWeight("beta")?.values ?? Array(repeating: 0, count: mean.count)
+        let epsilon = Float(context.double("epsilon", 1e-3))
+        guard variance.count == mean.count, gamma.count == mean.count, beta.count == mean.count else {
+            throw .shape(layer: name, reason: "moving statistics, gamma and beta have different sizes")
+        }
+        var scale = [Float](repeating: 0, count: mean.count)
+        var shift = scale
+        for c in mean.indices {
+            scale[c] = gamma[c] / (variance[c] + epsilon).squareRoot()
+            shift[c] = beta[c] - mean[c] * scale[c]
+        }
+        self.scale = scale
+        self.shift = shift
+        self.gamma = gamma
+        self.beta = beta
+        movingMean = mean
+        movingVariance = variance
+        self.epsilon = epsilon
+        momentum = Float(context.double("momentum", 0.99))
+        hasGamma = context.optionalWeight("gamma") != nil
+        hasBeta = context.optionalWeight("beta") != nil
+    }
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var x = tensors[0]
+        x.data = Matrix.copy(x.data, workspace: workspace)
+        let channels = scale.count
+        guard x.lastDimension == channels else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, expected \(channels)") }
+        x.data.withUnsafeMutableBufferPointer { buffer in
+            for i in buffer.indices { buffer[i] = buffer[i] * scale[i % channels] + shift[i % channels] }
+        }
+        return x
+    }
+}
+
+extension BatchNormalizationOp: TrainableOp {
+    /// Training mode: normalizes with the batch's mean and (biased) variance per channel, and
+    /// moves the moving statistics: m ← m·momentum + batch·(1 − momentum), as Keras 3 does.
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let x = inputs[0]
+        let channels = gamma.count
+        guard x.lastDimension == channels, x.count > 0 else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, expected \(channels)") }
+        let n = x.count / channels
+        var mean = [Double](repeating: 0, count: channels)
+        var variance = [Double](repeating: 0, count: channels)
+        for i in 0..<x.count { mean[i % channels] += Double(x.data[i]) }
+        for c in 0..<channels { mean[c] /= Double(n) }
+        for i in 0..<x.count {
+            let d = Double(x.data[i]) - mean[i % channels]
+            variance[i % channels] += d * d
+        }
+        for c in 0..<channels { variance[c] /= Double(n) }
+        var inverse = workspace.floats(channels)
+        for c in 0..<channels { inverse[c] = Float(1 / (variance[c] + Double(epsilon)).squareRoot()) }
+        var normalized = workspace.floats(x.count)  // every element written below
+        var output = workspace.floats(x.count)
+        for i in 0..<x.count {
+            let c = i % channels
+            normalized[i] = (x.data[i] - Float(mean[c])) * inverse[c]
+            output[i] = gamma[c] * normalized[i] + beta[c]
+        }
+        var record = ForwardRecord(inputs: inputs, output: Tensor(shape: x.shape, data: output), extra: inverse)
+        record.preActivation = normalized
+        record.stateUpdates = [
+            "moving_mean": (0..<channels).map { movingMean[$0] * momentum + Float(mean[$0]) * (1 - momentum) },
+            "moving_variance": (0..<channels).map { movingVariance[$0] * momentum + Float(variance[$0]) * (1 - momentum) },
+        ]
+        return record
+    }
+
+    /// dx = γ·inv/N · (N·g − Σg − x̂·Σ(g·x̂)); dγ = Σ g·x̂; dβ = Σ g.
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let channels = gamma.count
+        let g = gradOutput.data
+        guard let normalized = record.preActivation, record.extra.count == channels else {
+            throw .unsupported(layer: name, reason: "backward needs a training-mode forward")
+        }
+        let n = Float(g.count / channels)
+        var sumG = workspace.zeros(channels)
+        var sumGX = workspace.zeros(channels)
+        for i in g.indices {
+            sumG[i % channels] += g[i]
+            sumGX[i % channels] += g[i] * normalized[i]
+        }
+        var dx = workspace.floats(g.count)  // every element written below
+        for i in g.indices {
+            let c = i % channels
+            dx[i] = gamma[c] * record.extra[c] / n * (n * g[i] - sumG[c] - normalized[i] * sumGX[c])
+        }
+        var weights: [String: [Float]] = [:]
+        if hasGamma { weights["gamma"] = sumGX } else { workspace.recycle(&sumGX) }
+        if hasBeta { weights["beta"] = sumG } else { workspace.recycle(&sumG) }
+        return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: weights)
+    }
+}

@@ -1,0 +1,53 @@
+import LAQFormat
+
+/// Concatenate along an axis (default the last).
+struct ConcatenateOp: Op {
+    let name: String
+    let axis: Int
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        let rank = tensors[0].rank
+        let axis = self.axis < 0 ? self.axis + rank : self.axis
+        guard axis > 0, axis < rank, tensors.allSatisfy({ $0.rank == rank }) else { throw .shape(layer: name, reason: "bad axis or ranks") }
+        for tensor in tensors.dropFirst() {
+            for dim in 0..<rank where dim != axis && tensor.shape[dim] != tensors[0].shape[dim] {
+                throw .shape(layer: name, reason: "shapes \(tensors[0].shape) and \(tensor.shape) differ outside axis \(axis)")
+            }
+        }
+        let outer = tensors[0].shape[..<axis].reduce(1, *)
+        let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
+        var output = Matrix.uninitialized(tensors.reduce(0) { $0 + $1.count }, workspace: workspace)  // every element written below
+        output.withUnsafeMutableBufferPointer { output in
+            var offset = 0
+            for o in 0..<outer {
+                for (tensor, width) in zip(tensors, widths) where width > 0 {
+                    tensor.data.withUnsafeBufferPointer { (output.baseAddress! + offset).update(from: $0.baseAddress! + o * width, count: width) }
+                    offset += width
+                }
+            }
+        }
+        var shape = tensors[0].shape
+        shape[axis] = tensors.reduce(0) { $0 + $1.shape[axis] }
+        return Tensor(shape: shape, data: output)
+    }
+}
+
+extension ConcatenateOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let tensors = record.inputs
+        let rank = tensors[0].rank
+        let axis = self.axis < 0 ? self.axis + rank : self.axis
+        let outer = tensors[0].shape[..<axis].reduce(1, *)
+        let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
+        let total = widths.reduce(0, +)
+        var grads = tensors.map { workspace.floats($0.count) }  // every element written below
+        for o in 0..<outer {
+            var offset = o * total
+            for (index, width) in widths.enumerated() {
+                for j in 0..<width { grads[index][o * width + j] = gradOutput.data[offset + j] }
+                offset += width
+            }
+        }
+        return LayerGradients(inputs: zip(tensors, grads).map { Tensor(shape: $0.shape, data: $1) }, weights: [:])
+    }
+}

@@ -1,0 +1,100 @@
+import Foundation
+import LAQFormat
+
+/// DepthwiseConv2D: each input channel c convolved with its own `depth_multiplier` kernels;
+/// output channel c·m + j.
+struct DepthwiseOp: Op {
+    let name: String
+    let kernel: [Float]  // [kh, kw, c, m]
+    let bias: [Float]?
+    let kernelSize: [Int]
+    let strides: [Int]
+    let dilation: [Int]
+    let same: Bool
+    let multiplier: Int
+    let activation: Activation
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let kernel = try context.weight("kernel")
+        self.kernel = kernel.values
+        multiplier = kernel.shape.last ?? 1
+        bias = context.optionalWeight("bias")?.values
+        kernelSize = try context.ints("kernel_size", count: 2)
+        strides = try context.ints("strides", count: 2, 1)
+        dilation = try context.ints("dilation_rate", count: 2, 1)
+        same = context.config["padding"]?.stringValue == "same"
+        activation = try context.activation()
+    }
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var z = try linear(tensors[0], workspace: workspace)
+        activation.apply(&z.data, width: z.lastDimension)
+        return z
+    }
+
+    /// The depthwise convolution before the activation; the output from `workspace` when given.
+    func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
+        let g = try Geometry(x, spatial: 2, layer: name)
+        guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
+            throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
+        }
+        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
+        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let outChannels = g.channels * multiplier
+        if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
+        let positions = g.batch * rows.output * cols.output
+        var output = Matrix.zeros(positions * outChannels, workspace: workspace)
+        let (channels, multiplier) = (g.channels, self.multiplier)
+        g.forEachWindowTap(rows, cols) { position, tap, input in
+            let outBase = position * outChannels, kBase = tap * outChannels
+            for c in 0..<channels {
+                let value = x.data[input + c]
+                for j in 0..<multiplier { output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j] }
+            }
+        }
+        if let bias {
+            for position in 0..<positions { for k in 0..<outChannels { output[position * outChannels + k] += bias[k] } }
+        }
+        return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
+    }
+}
+
+extension DepthwiseOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let z = try linear(inputs[0], workspace: workspace)
+        let width = z.lastDimension
+        let (y, preActivation) = activate(consume z, activation, width: width, workspace: workspace)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: preActivation)
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let g = try Geometry(x, spatial: 2, layer: name)
+        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
+        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let outChannels = g.channels * multiplier
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: outChannels, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        var dKernel = workspace.zeros(kernel.count)
+        var dx = workspace.zeros(x.count)
+        var dBias = workspace.zeros(outChannels)
+        for position in 0..<(g.batch * rows.output * cols.output) {
+            for k in 0..<outChannels { dBias[k] += gz[position * outChannels + k] }
+        }
+        let (channels, multiplier) = (g.channels, self.multiplier)
+        g.forEachWindowTap(rows, cols) { position, tap, input in
+            let outBase = position * outChannels, kBase = tap * outChannels
+            for c in 0..<channels {
+                for j in 0..<multiplier {
+                    let grad = gz[outBase + c * multiplier + j]
+                    dKernel[kBase + c * multiplier + j] += grad * x.data[input + c]
+                    dx[input + c] += grad * kernel[kBase + c * multiplier + j]
+                }
+            }
+        }
+        var weights = ["kernel": dKernel]
+        if bias != nil { weights["bias"] = dBias } else { workspace.recycle(&dBias) }
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
+    }
+}

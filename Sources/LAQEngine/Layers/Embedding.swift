@@ -1,0 +1,41 @@
+import LAQFormat
+
+/// Embedding: integer indices (given as float values) → rows of the table.
+struct EmbeddingOp: Op {
+    let name: String
+    let table: [Float]
+    let rows: Int
+    let width: Int
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        let embeddings = try context.weight("embeddings")
+        guard embeddings.shape.count == 2 else { throw .shape(layer: name, reason: "embeddings must be 2-D") }
+        table = embeddings.values
+        rows = embeddings.shape[0]
+        width = embeddings.shape[1]
+    }
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        var output = Matrix.uninitialized(x.count * width, workspace: workspace)  // every element written below (or thrown)
+        for (i, value) in x.data.enumerated() {
+            guard let index = Int(exactly: value), index >= 0, index < rows else {
+                throw .badInput(name: name, reason: "index \(value) at position \(i) is not an integer in 0…\(rows - 1)")
+            }
+            for j in 0..<width { output[i * width + j] = table[index * width + j] }
+        }
+        return Tensor(shape: x.shape + [width], data: output)
+    }
+}
+
+extension EmbeddingOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        var dTable = workspace.zeros(table.count)
+        for (i, value) in record.inputs[0].data.enumerated() {
+            let row = Int(value)
+            for j in 0..<width { dTable[row * width + j] += gradOutput.data[i * width + j] }
+        }
+        return LayerGradients(inputs: [nil], weights: ["embeddings": dTable])
+    }
+}

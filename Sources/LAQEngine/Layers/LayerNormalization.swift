@@ -1,0 +1,99 @@
+import Foundation
+import LAQFormat
+
+/// LayerNormalization over the last axis: y = γ·(x − mean)/√(var + ε) + β.
+struct LayerNormalizationOp: Op {
+    let name: String
+    let gamma: [Float]?
+    let beta: [Float]?
+    let epsilon: Float
+
+    init(_ context: OpContext) throws(EngineError) {
+        name = context.layer.name
+        if context.config["rms_scaling"] == .bool(true) { throw .unsupported(layer: name, reason: "rms_scaling") }
+        gamma = context.optionalWeight("gamma")?.values
+        beta = context.optionalWeight("beta")?.values
+        epsilon = Float(context.double("epsilon", 1e-3))
+    }
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var x = tensors[0]
+        let width = x.lastDimension
+        guard width > 0, (gamma?.count ?? width) == width, (beta?.count ?? width) == width else {
+            throw .shape(layer: name, reason: "input has \(width) features, gamma/beta \(gamma?.count ?? beta?.count ?? 0)")
+        }
+        x.data = Matrix.copy(x.data, workspace: workspace)
+        x.data.withUnsafeMutableBufferPointer { buffer in
+            for row in stride(from: 0, to: buffer.count, by: max(width, 1)) {
+                var mean: Float = 0
+                for i in row..<(row + width) { mean += buffer[i] }
+                mean /= Float(width)
+                var variance: Float = 0
+                for i in row..<(row + width) { variance += (buffer[i] - mean) * (buffer[i] - mean) }
+                variance /= Float(width)
+                let inverse = 1 / (variance + epsilon).squareRoot()
+                for j in 0..<width {
+                    var value = (buffer[row + j] - mean) * inverse
+                    if let gamma { value *= gamma[j] }
+                    if let beta { value += beta[j] }
+                    buffer[row + j] = value
+                }
+            }
+        }
+        return x
+    }
+}
+
+extension LayerNormalizationOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let output = try forward(inputs, workspace: workspace)
+        // Keep x̂ and 1/σ per row for the backward pass.
+        let x = inputs[0]
+        let width = x.lastDimension
+        var normalized = workspace.floats(x.count)  // every element written below
+        var inverses = workspace.floats(x.count / max(width, 1))  // every element written below
+        for (rowIndex, row) in stride(from: 0, to: x.count, by: width).enumerated() {
+            var mean: Float = 0
+            for i in row..<(row + width) { mean += x.data[i] }
+            mean /= Float(width)
+            var variance: Float = 0
+            for i in row..<(row + width) { variance += (x.data[i] - mean) * (x.data[i] - mean) }
+            variance /= Float(width)
+            let inverse = 1 / (variance + epsilon).squareRoot()
+            for i in row..<(row + width) { normalized[i] = (x.data[i] - mean) * inverse }
+            inverses[rowIndex] = inverse
+        }
+        var record = ForwardRecord(inputs: inputs, output: output, extra: inverses)
+        record.preActivation = normalized
+        return record
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let width = gradOutput.lastDimension
+        let normalized = record.preActivation!
+        var dx = workspace.floats(gradOutput.count)  // every element written below
+        var dGamma = workspace.zeros(width)
+        var dBeta = workspace.zeros(width)
+        for (rowIndex, row) in stride(from: 0, to: gradOutput.count, by: width).enumerated() {
+            var sumG: Float = 0
+            var sumGX: Float = 0
+            for j in 0..<width {
+                let g = gradOutput.data[row + j]
+                dGamma[j] += g * normalized[row + j]
+                dBeta[j] += g
+                let scaled = g * (gamma?[j] ?? 1)
+                sumG += scaled
+                sumGX += scaled * normalized[row + j]
+            }
+            let inverse = record.extra[rowIndex]
+            for j in 0..<width {
+                let scaled = gradOutput.data[row + j] * (gamma?[j] ?? 1)
+                dx[row + j] = inverse / Float(width) * (Float(width) * scaled - sumG - normalized[row + j] * sumGX)
+            }
+        }
+        var weights: [String: [Float]] = [:]
+        if gamma != nil { weights["gamma"] = dGamma } else { workspace.recycle(&dGamma) }
+        if beta != nil { weights["beta"] = dBeta } else { workspace.recycle(&dBeta) }
+        return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: weights)
+    }
+}

@@ -1,0 +1,42 @@
+import LAQFormat
+
+/// Permute: reorders the non-batch axes (`dims` is 1-based, as in Keras).
+struct PermuteOp: Op {
+    let name: String
+    let order: [Int]
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        let x = tensors[0]
+        let full = [0] + order
+        guard full.count == x.rank else { throw .shape(layer: name, reason: "dims do not match rank \(x.rank)") }
+        let outShape = full.map { x.shape[$0] }
+        var inStrides = [Int](repeating: 1, count: x.rank)
+        for axis in stride(from: x.rank - 2, through: 0, by: -1) { inStrides[axis] = inStrides[axis + 1] * x.shape[axis + 1] }
+        let permutedStrides = full.map { inStrides[$0] }
+        var output = Matrix.uninitialized(x.count, workspace: workspace)  // every element written below
+        var index = [Int](repeating: 0, count: x.rank)
+        for out in 0..<x.count {
+            var source = 0
+            for axis in 0..<x.rank { source += index[axis] * permutedStrides[axis] }
+            output[out] = x.data[source]
+            var axis = x.rank - 1
+            while axis >= 0 {
+                index[axis] += 1
+                if index[axis] < outShape[axis] { break }
+                index[axis] = 0
+                axis -= 1
+            }
+        }
+        return Tensor(shape: outShape, data: output)
+    }
+}
+
+extension PermuteOp: TrainableOp {
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        // The inverse permutation of the non-batch axes.
+        var inverse = [Int](repeating: 0, count: order.count)
+        for (position, axis) in order.enumerated() { inverse[axis - 1] = position + 1 }
+        let back = try PermuteOp(name: name, order: inverse).forward([gradOutput], workspace: workspace)
+        return LayerGradients(inputs: [back], weights: [:])
+    }
+}
