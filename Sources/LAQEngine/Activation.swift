@@ -7,18 +7,28 @@ public enum Activation: Sendable, Equatable {
     /// Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
     case hardSigmoid(keras3: Bool)
 
-    /// The activation a config value names (`"relu"` or a serialized function); `keras3` picks
-    /// the hard_sigmoid definition of the Keras version that saved the model.
-    public init(_ value: JSONValue?, keras3: Bool, layer: String) throws(EngineError) {
-        var name = "linear"
-        if let value, value != .null {
-            guard let parsed = LayerCatalog.activationName(value) else {
-                throw .unsupported(layer: layer, reason: "activation \(value)")
-            }
-            name = parsed
+    /// Keras' names of the activations laq executes.
+    public static let names: Set<String> = [
+        "linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "swish", "silu", "softplus",
+        "softsign", "hard_sigmoid", "exponential",
+    ]
+
+    /// The activation named in a config value: a string, or a serialized function object.
+    public static func name(of value: JSONValue) -> String? {
+        switch value {
+        case let .string(name): return name
+        case let .object(members):
+            if case let .string(name)? = members["config"] { return name }
+            if case let .object(config)? = members["config"], case let .string(name)? = config["name"] { return name }
+            return members["class_name"]?.stringValue
+        default: return nil
         }
+    }
+
+    /// The activation Keras calls `name` (one of ``names``, which ``LayerOptions/activation(_:default:)``
+    /// checked); `keras3` picks the hard_sigmoid definition of the Keras version that saved the model.
+    init(name: String, keras3: Bool) {
         switch name {
-        case "linear": self = .linear
         case "relu": self = .relu
         case "sigmoid": self = .sigmoid
         case "tanh": self = .tanh
@@ -31,7 +41,7 @@ public enum Activation: Sendable, Equatable {
         case "softsign": self = .softsign
         case "exponential": self = .exponential
         case "hard_sigmoid": self = .hardSigmoid(keras3: keras3)
-        default: throw .unsupported(layer: layer, reason: "activation '\(name)'")
+        default: self = .linear
         }
     }
 

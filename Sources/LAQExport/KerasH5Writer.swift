@@ -11,7 +11,7 @@ import LAQEngine
 /// - group `model_weights` with `layer_names` (every top-level layer, in order), `keras_version`,
 ///   `backend`; one group per top-level layer (a nested model is one group) with `weight_names`
 ///   and its float32 datasets, listed in the order Keras' loader reads them by position
-///   (``LayerCatalog/kerasWeightGroups(_:)``).
+///   (``KerasWeightGroup/groups(_:)``).
 ///
 /// Dataset names are laq's weight names (unique even where Keras' own repeat), with `:0`
 /// appended for tf.keras 2.x sources as tf.keras writes them. The architecture is written as
@@ -24,7 +24,7 @@ enum KerasH5Writer {
         let suffix = version.hasPrefix("2.") ? ":0" : ""
         let weights = Dictionary(uniqueKeysWithValues: model.weights.map { ($0.name, $0) })
         let layers = Dictionary(uniqueKeysWithValues: model.layers.map { ($0.name, $0) })
-        let groups = LayerCatalog.kerasWeightGroups(model.layers)
+        let groups = KerasWeightGroup.groups(model.layers)
         try H5File.create(path: path) { root in
             try root.setAttribute("model_config", string: architecture)
             try root.setAttribute("keras_version", string: version)

@@ -48,12 +48,7 @@ struct Keras3WeightsReader {
                 throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.localName)')")
             }
             let group = String(groupPath.dropFirst("layers/".count))
-            var paths: [String]
-            switch LayerCatalog.canonical(layer.className) {
-            case "SimpleRNN", "LSTM", "GRU": paths = ["\(group)/cell/vars"]
-            case "Bidirectional": paths = ["\(group)/forward_layer/cell/vars", "\(group)/backward_layer/cell/vars"]
-            default: paths = ["\(group)/vars"]
-            }
+            let paths = layer.kind.keras3VariableGroups.map { "\(group)/\($0)" }
             var variables: [StoredVariable] = []
             for varsPath in paths {
                 guard try layersGroup.kind(of: varsPath) == .group else {

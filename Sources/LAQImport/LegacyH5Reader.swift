@@ -59,14 +59,14 @@ struct LegacyH5Reader {
                 throw ImportError.invalid(path: path, what: "layer '\(name)'", reason: "has weights in the file but is not in the architecture")
             }
         }
-        // Weights of a nested model are matched by position (LayerCatalog.kerasWeightGroups).
+        // Weights of a nested model are matched by position (KerasWeightGroup.groups).
         var positions: [String: [Int]] = [:]
         var nestedCounts: [String: Int] = [:]
         for layer in graph.layers where !layer.scope.isEmpty {
             positions[layer.name] = [Int](repeating: 0, count: layer.weightNames.count)
         }
         let nestedTops = Set(graph.layers.compactMap(\.scope.first))
-        for group in LayerCatalog.kerasWeightGroups(graph.layers) where nestedTops.contains(group.name) {
+        for group in KerasWeightGroup.groups(graph.layers) where nestedTops.contains(group.name) {
             nestedCounts[group.name] = group.weights.count
             for (position, entry) in group.weights.enumerated() { positions[entry.layer]![entry.index] = position }
         }

@@ -28,19 +28,13 @@ enum WeightAssembler {
             guard stored.count == expected.count else {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
             }
-            let input = model.inputShapes(of: layer, in: shapes).first
-            if ["BatchNormalization", "LayerNormalization"].contains(layer.className), let input,
-               !LayerCatalog.normalizationAxisIsLast(layer, rank: input.count) {
-                throw ImportError.model(path: path, .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last"))
-            }
-            let expectedShapes = LayerCatalog.expectedWeightShapes(layer, input: input) ?? [:]
-            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: expected)
+            let expectedShapes = model.inputShapes(of: layer, in: shapes).first.map(layer.kind.weightShapes) ?? [:]
+            let trainable = layer.kind.trainableCount
             for (index, (variable, name)) in zip(stored, expected).enumerated() {
                 if !namesMatch(variable.storedName, name) {
                     throw ImportError.weightName(path: path, layer: layer.name, expected: name, found: variable.storedName)
                 }
-                let baseName = String(name.split(separator: "/").last ?? Substring(name))
-                if let shape = expectedShapes[name] ?? expectedShapes[baseName], shape != variable.shape {
+                if let shape = expectedShapes[name], shape != variable.shape {
                     throw ImportError.weightShape(path: path, weight: "\(layer.name)/\(name)", expected: shape, found: variable.shape)
                 }
                 let values = try variable.read()

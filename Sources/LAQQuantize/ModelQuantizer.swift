@@ -55,28 +55,17 @@ public enum ModelQuantizer {
     /// The weights quantized by default: every kernel of Dense, Conv1D/2D, DepthwiseConv2D,
     /// SimpleRNN/LSTM/GRU (input and recurrent; also inside Bidirectional) and Embedding tables.
     public static func isQuantizable(_ weight: Weight, in model: Model) -> Bool {
-        guard let layer = model.layer(named: weight.layer) else { return false }
-        let base = weight.shortName.split(separator: "/").last.map(String.init) ?? weight.shortName
-        switch LayerCatalog.canonical(layer.className) {
-        case "Dense", "Conv1D", "Conv2D", "DepthwiseConv2D": return base == "kernel"
-        case "SimpleRNN", "LSTM", "GRU", "Bidirectional": return base == "kernel" || base == "recurrent_kernel"
-        case "Embedding": return base == "embeddings"
-        default: return false
-        }
+        spec(of: weight, in: model)?.quantizable ?? false
     }
 
     /// Gate blocks of a recurrent kernel (LSTM 4, GRU 3, including inside Bidirectional); 1 otherwise.
     public static func gateCount(of weight: Weight, in model: Model) -> Int {
-        guard let layer = model.layer(named: weight.layer) else { return 1 }
-        var className = LayerCatalog.canonical(layer.className)
-        if className == "Bidirectional" { className = layer.config["layer"]?["class_name"]?.stringValue ?? "" }
-        let base = weight.shortName.split(separator: "/").last.map(String.init) ?? weight.shortName
-        guard base == "kernel" || base == "recurrent_kernel" else { return 1 }
-        switch className {
-        case "LSTM": return 4
-        case "GRU": return 3
-        default: return 1
-        }
+        spec(of: weight, in: model)?.gates ?? 1
+    }
+
+    /// What the weight's layer kind says of it.
+    static func spec(of weight: Weight, in model: Model) -> WeightSpec? {
+        model.layer(named: weight.layer)?.kind.weights.first { $0.name == weight.shortName }
     }
 
     /// The curvature d of a weight: from its optimizer slot, or nil (d ≡ 1).

@@ -22,9 +22,9 @@ import Testing
         let shapes = try model.outputShapes()
         var random = TrainingRandom(seed: seed)
         for layer in graph.layers {
-            let inputShape = layer.inbound.first?.first.flatMap { shapes[$0.layer] }
-            let expected = LayerCatalog.expectedWeightShapes(layer, input: inputShape) ?? [:]
-            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
+            let inputShapes = layer.inbound.first.map { $0.compactMap { shapes[$0.layer] } } ?? []
+            let expected = layer.kind.weightShapes(inputShapes)
+            let trainable = layer.kind.trainableCount
             for (index, short) in layer.weightNames.enumerated() {
                 let shape = expected[short]!
                 let count = shape.reduce(1, *)

@@ -33,7 +33,7 @@ import Testing
         var model = Model(name: "m", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, architecture: architecture)
         let shapes = try model.callShapes()
         for layer in graph.layers {
-            let expected = LayerCatalog.expectedWeightShapes(layer, input: model.inputShapes(of: layer, in: shapes).first) ?? [:]
+            let expected = model.inputShapes(of: layer, in: shapes).first.map(layer.kind.weightShapes) ?? [:]
             for short in layer.weightNames {
                 let shape = expected[short]!
                 let values = (0..<shape.reduce(1, *)).map { Float($0 % 7) * seed - 0.3 }

@@ -1,7 +1,64 @@
 import Foundation
 import LAQFormat
 
-/// Activation, ReLU (max_value, negative_slope, threshold), LeakyReLU, Softmax (last axis).
+/// Keras' `Activation`: one of Keras' activations (``Activation/names``).
+public struct ActivationLayer: LayerKind {
+    let activation: String
+
+    public init(_ options: LayerOptions) throws(ModelError) { activation = try options.activation() }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { ActivationOp(kind: .function(context.activation(activation))) }
+}
+
+/// Keras' `ReLU`: min(x, max_value) for x ≥ threshold, negative_slope·(x − threshold) below.
+public struct ReLULayer: LayerKind {
+    let maxValue: Double?
+    let slope: Double
+    let threshold: Double
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        maxValue = try options.optionalDouble("max_value")
+        slope = try options.double("negative_slope", default: 0)
+        threshold = try options.double("threshold", default: 0)
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        ActivationOp.relu(maxValue: maxValue.map(Float.init), slope: Float(slope), threshold: Float(threshold))
+    }
+}
+
+/// Keras' `LeakyReLU`: x, or negative_slope·x below 0 (tf.keras calls the slope `alpha`;
+/// both default to 0.3).
+public struct LeakyReLULayer: LayerKind {
+    let slope: Double
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        slope = options.has("negative_slope") ? try options.double("negative_slope", default: 0.3) : try options.double("alpha", default: 0.3)
+        options.ignore("negative_slope", "alpha")
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { ActivationOp.relu(maxValue: nil, slope: Float(slope), threshold: 0) }
+}
+
+/// Keras' `Softmax` over the last axis.
+public struct SoftmaxLayer: LayerKind {
+    public init(_ options: LayerOptions) throws(ModelError) {
+        let axis = try options.int("axis", default: -1, min: -64, max: 64)
+        guard axis == -1 else { throw options.unsupported("softmax over axis \(axis)") }
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { ActivationOp(kind: .function(.softmax)) }
+}
+
+/// The activation layers' computation.
 struct ActivationOp: Op {
     enum Kind: Sendable {
         case function(Activation)

@@ -1,8 +1,79 @@
 import Foundation
 import LAQFormat
 
-/// BatchNormalization in inference: y = γ·(x − moving_mean)/√(moving_variance + ε) + β, per
-/// channel of the last axis.
+/// Keras' `BatchNormalization` over the last axis. In inference y = γ·(x − moving_mean)/
+/// √(moving_variance + ε) + β per channel; in training the batch's statistics, and the moving
+/// ones updated with `momentum`.
+public struct BatchNormalizationLayer: LayerKind {
+    let axis: NormalizationAxis
+    let epsilon: Double
+    let momentum: Double
+    let center: Bool
+    let scale: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        axis = try NormalizationAxis(options)
+        epsilon = try options.double("epsilon", default: 1e-3)
+        momentum = try options.double("momentum", default: 0.99)
+        center = try options.bool("center", default: true)
+        scale = try options.bool("scale", default: true)
+        try options.expectDefault("renorm", .bool(false), "batch renormalization (renorm)")
+        try options.expectDefault("virtual_batch_size", .null, "virtual_batch_size")
+        try options.expectDefault("adjustment", .null, "an adjustment function")
+        // Training across devices and the fused kernel choice do not change the result here.
+        options.ignore("renorm_clipping", "renorm_momentum", "synchronized", "fused")
+    }
+
+    public var weights: [WeightSpec] {
+        (scale ? [WeightSpec("gamma")] : []) + (center ? [WeightSpec("beta")] : [])
+            + [WeightSpec("moving_mean", trainable: false), WeightSpec("moving_variance", trainable: false)]
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        try axis.check(rank: input.count, layer: layer, className: "BatchNormalization")
+        return input
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let last = inputs.first?.last ?? nil else { return [:] }
+        return Dictionary(uniqueKeysWithValues: weightNames.map { ($0, [last]) })
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        try BatchNormalizationOp(context, epsilon: Float(epsilon), momentum: Float(momentum))
+    }
+}
+
+/// The `axis` option of a normalization layer: laq normalizes over the last axis only.
+struct NormalizationAxis: Sendable {
+    /// The axes as written (negative from the end), nil for the default (the last).
+    let axes: [Int]?
+
+    init(_ options: LayerOptions) throws(ModelError) {
+        switch options.value("axis") {
+        case nil: axes = nil
+        case let .int(axis)?: axes = [Int(axis)]
+        case let .array(items)?:
+            var axes: [Int] = []
+            for item in items {
+                guard case let .int(axis) = item else { throw options.unsupported("axis \(items)") }
+                axes.append(Int(axis))
+            }
+            self.axes = axes
+        default: throw options.unsupported("a non-integer axis")
+        }
+    }
+
+    func check(rank: Int, layer: String, className: String) throws(ModelError) {
+        guard let axes else { return }
+        guard axes.count == 1, axes[0] == -1 || axes[0] == rank - 1 else {
+            throw .unsupportedOption(layer: layer, className: className, option: "normalization over an axis other than the last")
+        }
+    }
+}
+
+/// BatchNormalization's computation.
 struct BatchNormalizationOp: Op {
     let name: String
     let scale: [Float]
@@ -16,13 +87,12 @@ struct BatchNormalizationOp: Op {
     let hasGamma: Bool
     let hasBeta: Bool
 
-    init(_ context: OpContext) throws(EngineError) {
+    init(_ context: OpContext, epsilon: Float, momentum: Float) throws(EngineError) {
         name = context.layer.name
         let mean = try context.weight("moving_mean").values
         let variance = try context.weight("moving_variance").values
         let gamma = context.optionalWeight("gamma")?.values ?? Array(repeating: 1, count: mean.count)
         let beta = context.optionalWeight("beta")?.values ?? Array(repeating: 0, count: mean.count)
-        let epsilon = Float(context.double("epsilon", 1e-3))
         guard variance.count == mean.count, gamma.count == mean.count, beta.count == mean.count else {
             throw .shape(layer: name, reason: "moving statistics, gamma and beta have different sizes")
         }
@@ -39,7 +109,7 @@ struct BatchNormalizationOp: Op {
         movingMean = mean
         movingVariance = variance
         self.epsilon = epsilon
-        momentum = Float(context.double("momentum", 0.99))
+        self.momentum = momentum
         hasGamma = context.optionalWeight("gamma") != nil
         hasBeta = context.optionalWeight("beta") != nil
     }

@@ -1,22 +1,72 @@
 import Foundation
 import LAQFormat
 
-/// Bidirectional: the forward layer, and a copy run backwards in time whose sequence output is
-/// reversed back; merged by concat (default), sum, mul or ave.
+/// Keras' `Bidirectional` around a SimpleRNN, LSTM or GRU: the forward layer, and a copy run
+/// backwards in time whose sequence output is reversed back; merged by concat (default), sum,
+/// mul or ave. The weights are the wrapped layer's, under `forward/` and `backward/`.
+public struct BidirectionalLayer: LayerKind {
+    let inner: RecurrentLayer
+    let mode: String
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        guard let entry = options.value("layer"), let innerClass = entry["class_name"]?.stringValue else {
+            throw options.unsupported("a Bidirectional without a wrapped layer")
+        }
+        let kind = LayerRegistry.kind(name: options.layer, entry: entry)
+        if let unsupported = kind as? UnsupportedKind { throw unsupported.error ?? options.unsupported("a wrapped \(innerClass) (\(unsupported.description))") }
+        guard let recurrent = kind as? RecurrentLayer else { throw options.unsupported("a wrapped layer that is not SimpleRNN, LSTM or GRU") }
+        inner = recurrent
+        switch options.value("merge_mode") {
+        case nil:
+            guard !options.has("merge_mode"), options.config["merge_mode"] == nil else { throw options.unsupported("merge_mode None") }
+            mode = "concat"
+        case let .string(mode)? where ["concat", "sum", "mul", "ave"].contains(mode): self.mode = mode
+        case let other?: throw options.unsupported("merge_mode \(other)")
+        }
+        // Keras 3 always serialises the backward layer; accepted when it mirrors the forward one.
+        if let backward = options.value("backward_layer") {
+            let backwardKind = LayerRegistry.kind(name: options.layer, entry: backward)
+            guard backward["class_name"]?.stringValue == innerClass, let mirror = backwardKind as? RecurrentLayer, mirror.sameComputation(as: recurrent) else {
+                throw options.unsupported("a backward_layer that differs from the forward layer")
+            }
+        }
+    }
+
+    public var weights: [WeightSpec] { inner.weights.map { $0.prefixed("forward/") } + inner.weights.map { $0.prefixed("backward/") } }
+
+    public var keras3VariableGroups: [String] { ["forward_layer/cell/vars", "backward_layer/cell/vars"] }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        guard input.count == 3 else { throw .shapeMismatch(layer: layer, reason: "Bidirectional needs (batch, time, features) input") }
+        let width = mode == "concat" ? inner.units * 2 : inner.units
+        return inner.returnSequences ? [input[0], input[1], width] : [input[0], width]
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        var shapes: [String: [Int]] = [:]
+        for (name, shape) in inner.weightShapes(inputs) {
+            shapes["forward/\(name)"] = shape
+            shapes["backward/\(name)"] = shape
+        }
+        return shapes
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try BidirectionalOp(context, layer: self) }
+}
+
+/// Bidirectional's computation.
 struct BidirectionalOp: Op {
     let name: String
     let forwardLayer: RecurrentOp
     let backwardLayer: RecurrentOp
     let mode: String
 
-    init(_ context: OpContext) throws(EngineError) {
+    init(_ context: OpContext, layer: BidirectionalLayer) throws(EngineError) {
         name = context.layer.name
-        guard let inner = context.config["layer"], let className = inner["class_name"]?.stringValue else {
-            throw .unsupported(layer: name, reason: "no wrapped layer")
-        }
-        forwardLayer = try RecurrentOp(context, className: className, prefix: "forward/", config: inner["config"])
-        backwardLayer = try RecurrentOp(context, className: className, prefix: "backward/", config: inner["config"])
-        mode = context.config["merge_mode"]?.stringValue ?? "concat"
+        forwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "forward/")
+        backwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "backward/")
+        mode = layer.mode
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {

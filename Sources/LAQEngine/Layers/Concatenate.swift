@@ -1,6 +1,34 @@
 import LAQFormat
 
-/// Concatenate along an axis (default the last).
+/// Keras' `Concatenate` along an axis (default the last; not the batch axis).
+public struct ConcatenateLayer: LayerKind {
+    let axis: Int
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        axis = try options.int("axis", default: -1, min: -64, max: 64)
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        guard inputs.count >= 2 else { throw .shapeMismatch(layer: layer, reason: "Concatenate needs at least two inputs") }
+        let rank = inputs[0].count
+        let axis = self.axis < 0 ? self.axis + rank : self.axis
+        guard axis > 0, axis < rank, inputs.allSatisfy({ $0.count == rank }) else { throw .shapeMismatch(layer: layer, reason: "bad axis or ranks") }
+        for other in inputs.dropFirst() {
+            for dim in 0..<rank where dim != axis {
+                if let a = inputs[0][dim], let b = other[dim], a != b {
+                    throw .shapeMismatch(layer: layer, reason: "shapes \(inputs[0]) and \(other) differ outside axis \(axis)")
+                }
+            }
+        }
+        var output = inputs[0]
+        output[axis] = inputs.contains(where: { $0[axis] == nil }) ? nil : inputs.reduce(0) { $0 + $1[axis]! }
+        return output
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { ConcatenateOp(name: context.layer.name, axis: axis) }
+}
+
+/// Concatenate's computation.
 struct ConcatenateOp: Op {
     let name: String
     let axis: Int

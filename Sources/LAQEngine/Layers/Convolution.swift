@@ -1,7 +1,46 @@
 import Foundation
 import LAQFormat
 
-/// Conv1D and Conv2D (channels last, valid/same padding, strides, dilation) as im2col + GEMM.
+/// Keras' `Conv1D` and `Conv2D` (channels last, `valid`/`same` padding, strides, dilation):
+/// y = act(conv(x, K) + b), K is (kernel…, channels, filters).
+public struct ConvolutionLayer: LayerKind {
+    let window: SlidingWindow
+    let filters: Int
+    let activation: String
+    let useBias: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        let spatial = options.className.contains("1D") ? 1 : 2
+        window = try SlidingWindow(convolution: options, spatial: spatial)
+        filters = try options.int("filters", min: 1)
+        activation = try options.activation()
+        useBias = try options.bool("use_bias", default: true)
+        let groups = try options.int("groups", default: 1, min: 1)
+        if groups != 1 { throw options.unsupported("groups=\(groups)") }
+        try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
+    }
+
+    public var weights: [WeightSpec] {
+        let axes = window.spatial == 1 ? ["w", "in", "out"] : ["h", "w", "in", "out"]
+        return [WeightSpec("kernel", quantizable: true, axes: axes)] + (useBias ? [WeightSpec("bias")] : [])
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        try window.outputShape(try single(inputs, layer: layer), channels: filters, layer: layer)
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        var shapes = ["bias": [filters]]
+        if let last = inputs.first?.last ?? nil { shapes["kernel"] = window.kernel + [last, filters] }
+        return shapes
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        try ConvolutionOp(context, window: window, activation: context.activation(activation))
+    }
+}
+
+/// A convolution's computation as im2col + GEMM.
 struct ConvolutionOp: Op {
     let name: String
     let spatial: Int
@@ -15,23 +54,20 @@ struct ConvolutionOp: Op {
     let filters: Int
     let activation: Activation
 
-    init(_ context: OpContext, spatial: Int) throws(EngineError) {
+    init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
-        self.spatial = spatial
+        spatial = window.spatial
         let (kernel, matrix) = try context.matrix("kernel")
         self.kernel = kernel.values
         kernelMatrix = matrix
         filters = kernel.shape.last ?? 0
         bias = context.optionalWeight("bias")?.values
         if let bias, bias.count != filters { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(filters) filters") }
-        let size = try context.ints("kernel_size", count: spatial)
-        kernelSize = spatial == 1 ? [1] + size : size
-        let stride = try context.ints("strides", count: spatial, 1)
-        strides = spatial == 1 ? [1] + stride : stride
-        let rate = try context.ints("dilation_rate", count: spatial, 1)
-        dilation = spatial == 1 ? [1] + rate : rate
-        same = context.config["padding"]?.stringValue == "same"
-        activation = try context.activation()
+        kernelSize = window.kernel2
+        strides = window.strides2
+        dilation = window.dilation2
+        same = window.same
+        self.activation = activation
     }
 
     /// Inference only (training keeps the im2col matrix: ``forwardTraining``), so its buffers

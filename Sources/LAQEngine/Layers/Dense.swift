@@ -1,6 +1,39 @@
 import LAQFormat
 
-/// Dense: y = act(x·K + b) over the last axis (any rank ≥ 2).
+/// Keras' `Dense`: y = act(x·K + b) over the last axis (any rank ≥ 2); K is (inputs, units).
+public struct DenseLayer: LayerKind {
+    let units: Int
+    let activation: String
+    let useBias: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        units = try options.int("units", min: 1)
+        activation = try options.activation()
+        useBias = try options.bool("use_bias", default: true)
+        try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
+        try options.expectDefault("quantization_config", .null, "a Keras quantization config")
+    }
+
+    public var weights: [WeightSpec] {
+        [WeightSpec("kernel", quantizable: true, axes: ["in", "out"])] + (useBias ? [WeightSpec("bias")] : [])
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        guard input.count >= 2 else { throw .shapeMismatch(layer: layer, reason: "Dense needs an input of rank ≥ 2") }
+        return Array(input.dropLast()) + [units]
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        var shapes = ["bias": [units]]
+        if let last = inputs.first?.last ?? nil { shapes["kernel"] = [last, units] }
+        return shapes
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try DenseOp(context, activation: context.activation(activation)) }
+}
+
+/// Dense's computation, with its weights.
 struct DenseOp: Op {
     let name: String
     /// The kernel as float32 for training (empty when it runs packed).
@@ -12,7 +45,7 @@ struct DenseOp: Op {
     let units: Int
     let activation: Activation
 
-    init(_ context: OpContext) throws(EngineError) {
+    init(_ context: OpContext, activation: Activation) throws(EngineError) {
         name = context.layer.name
         let (kernel, matrix) = try context.matrix("kernel")
         guard kernel.shape.count == 2 else { throw .shape(layer: name, reason: "kernel must be 2-D") }
@@ -22,7 +55,7 @@ struct DenseOp: Op {
         units = kernel.shape[1]
         bias = context.optionalWeight("bias")?.values
         if let bias, bias.count != units { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(units) units") }
-        activation = try context.activation()
+        self.activation = activation
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {

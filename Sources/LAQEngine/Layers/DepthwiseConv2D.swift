@@ -1,8 +1,41 @@
 import Foundation
 import LAQFormat
 
-/// DepthwiseConv2D: each input channel c convolved with its own `depth_multiplier` kernels;
-/// output channel c·m + j.
+/// Keras' `DepthwiseConv2D`: each input channel c convolved with its own `depth_multiplier`
+/// kernels; output channel c·m + j. The kernel is (kh, kw, channels, multiplier).
+public struct DepthwiseConvolutionLayer: LayerKind {
+    let window: SlidingWindow
+    let multiplier: Int
+    let activation: String
+    let useBias: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        window = try SlidingWindow(convolution: options, spatial: 2)
+        multiplier = try options.int("depth_multiplier", default: 1, min: 1)
+        activation = try options.activation()
+        useBias = try options.bool("use_bias", default: true)
+    }
+
+    public var weights: [WeightSpec] {
+        [WeightSpec("kernel", quantizable: true, axes: ["h", "w", "in", "multiplier"])] + (useBias ? [WeightSpec("bias")] : [])
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        return try window.outputShape(input, channels: input.last.flatMap { $0.map { $0 * multiplier } }, layer: layer)
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let last = inputs.first?.last ?? nil else { return [:] }
+        return ["kernel": window.kernel + [last, multiplier], "bias": [last * multiplier]]
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        try DepthwiseOp(context, window: window, activation: context.activation(activation))
+    }
+}
+
+/// A depthwise convolution's computation.
 struct DepthwiseOp: Op {
     let name: String
     let kernel: [Float]  // [kh, kw, c, m]
@@ -14,17 +47,17 @@ struct DepthwiseOp: Op {
     let multiplier: Int
     let activation: Activation
 
-    init(_ context: OpContext) throws(EngineError) {
+    init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
         let kernel = try context.weight("kernel")
         self.kernel = kernel.values
         multiplier = kernel.shape.last ?? 1
         bias = context.optionalWeight("bias")?.values
-        kernelSize = try context.ints("kernel_size", count: 2)
-        strides = try context.ints("strides", count: 2, 1)
-        dilation = try context.ints("dilation_rate", count: 2, 1)
-        same = context.config["padding"]?.stringValue == "same"
-        activation = try context.activation()
+        kernelSize = window.kernel
+        strides = window.strides
+        dilation = window.dilation
+        same = window.same
+        self.activation = activation
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {

@@ -1,10 +1,51 @@
 import Foundation
 import LAQFormat
 
-/// Dropout: identity in inference; in training, keeps each value with probability 1 − rate and
-/// scales kept values by 1/(1 − rate).
+/// Keras' `Dropout`: identity in inference; in training, keeps each value with probability
+/// 1 − rate and scales kept values by 1/(1 − rate).
+public struct DropoutLayer: LayerKind {
+    let rate: Double
+    /// Keras' `noise_shape`: a mask dimension of 1 is shared along that axis (EfficientNet's
+    /// stochastic depth drops whole samples with (None, 1, 1, 1)); nil entries follow the input.
+    let noiseShape: [Int?]?
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        rate = try options.double("rate", default: 0)
+        guard rate >= 0, rate < 1 else { throw options.unsupported("rate \(rate) (must be in [0, 1))") }
+        switch options.value("noise_shape") {
+        case nil: noiseShape = nil
+        case let .array(items)?:
+            var shape: [Int?] = []
+            for item in items {
+                switch item {
+                case .null: shape.append(nil)
+                case let .int(value) where value >= 0: shape.append(Int(value))
+                default: throw options.unsupported("noise_shape \(items)")
+                }
+            }
+            noiseShape = shape
+        default: throw options.unsupported("a noise_shape that is not a list")
+        }
+        options.ignore("seed")  // laq's training draws its masks from its own seeded generator
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        if let noiseShape {
+            guard noiseShape.count == input.count, zip(noiseShape, input).allSatisfy({ $0 == nil || $0 == 1 || $1 == nil || $0 == $1 }) else {
+                throw .shapeMismatch(layer: layer, reason: "noise_shape \(noiseShape) does not broadcast to the input \(ShapeRules.describe(input))")
+            }
+        }
+        return input
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { DropoutOp(rate: Float(rate), noiseShape: noiseShape) }
+}
+
+/// Dropout's computation.
 struct DropoutOp: TrainableOp {
     let rate: Float
+    var noiseShape: [Int?]? = nil
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor { tensors[0] }
 
@@ -14,7 +55,33 @@ struct DropoutOp: TrainableOp {
         let scale = 1 / (1 - rate)
         var mask = workspace.floats(x.count)
         var y = workspace.floats(x.count)
-        for i in mask.indices { mask[i] = random.uniform() >= rate ? scale : 0 }
+        if let noiseShape, noiseShape.count == x.rank, noiseShape.contains(1) {
+            // One draw per element of the noise shape, shared along its axes of size 1.
+            let noise = zip(noiseShape, x.shape).map { $0 == 1 ? 1 : $1 }
+            var draws = [Float](repeating: 0, count: noise.reduce(1, *))
+            for i in draws.indices { draws[i] = random.uniform() >= rate ? scale : 0 }
+            var strides = [Int](repeating: 1, count: x.rank)  // of the noise tensor, 0 where shared
+            var step = 1
+            for axis in stride(from: x.rank - 1, through: 0, by: -1) {
+                strides[axis] = noise[axis] == 1 ? 0 : step
+                step *= noise[axis]
+            }
+            var index = [Int](repeating: 0, count: x.rank)
+            for i in mask.indices {
+                var source = 0
+                for axis in 0..<x.rank { source += index[axis] * strides[axis] }
+                mask[i] = draws[source]
+                var axis = x.rank - 1
+                while axis >= 0 {
+                    index[axis] += 1
+                    if index[axis] < x.shape[axis] { break }
+                    index[axis] = 0
+                    axis -= 1
+                }
+            }
+        } else {
+            for i in mask.indices { mask[i] = random.uniform() >= rate ? scale : 0 }
+        }
         multiply(x.data, mask, into: &y)
         return ForwardRecord(inputs: inputs, output: Tensor(shape: x.shape, data: y), extra: mask)
     }

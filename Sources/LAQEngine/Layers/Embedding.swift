@@ -1,6 +1,30 @@
 import LAQFormat
 
-/// Embedding: integer indices (given as float values) → rows of the table.
+/// Keras' `Embedding`: integer indices (given as float values) → rows of the table
+/// (input_dim, output_dim).
+public struct EmbeddingLayer: LayerKind {
+    let inputDim: Int
+    let outputDim: Int
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        inputDim = try options.int("input_dim", min: 1, max: LayerOptions.maxDimension)
+        outputDim = try options.int("output_dim", min: 1)
+        try options.expectDefault("mask_zero", .bool(false), "mask_zero (masking)")
+        try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
+        try options.expectDefault("quantization_config", .null, "a Keras quantization config")
+        options.ignore("input_length", "sparse")  // tf.keras: documentation only; sparse gradients
+    }
+
+    public var weights: [WeightSpec] { [WeightSpec("embeddings", quantizable: true, axes: ["token", "out"])] }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) + [outputDim] }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { ["embeddings": [inputDim, outputDim]] }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try EmbeddingOp(context) }
+}
+
+/// Embedding's computation.
 struct EmbeddingOp: Op {
     let name: String
     let table: [Float]

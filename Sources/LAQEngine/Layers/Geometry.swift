@@ -37,3 +37,58 @@ struct Geometry {
         }
     }
 }
+
+/// The sliding-window options of convolutions and pooling (1-D or 2-D, channels last), parsed
+/// once, with Keras' defaults: strides 1 (pooling: the pool size), dilation 1, `valid` padding.
+struct SlidingWindow: Sendable {
+    let spatial: Int
+    /// Per spatial axis.
+    let kernel: [Int]
+    let strides: [Int]
+    let dilation: [Int]
+    let same: Bool
+
+    /// A convolution's window (`kernel_size`, `strides`, `dilation_rate`, `padding`, `data_format`).
+    init(convolution options: LayerOptions, spatial: Int) throws(ModelError) {
+        self.spatial = spatial
+        kernel = try options.ints("kernel_size", count: spatial)
+        strides = try options.ints("strides", count: spatial, default: 1)
+        dilation = try options.ints("dilation_rate", count: spatial, default: 1)
+        if strides.contains(where: { $0 > 1 }), dilation.contains(where: { $0 > 1 }) {
+            throw options.unsupported("strides > 1 together with dilation_rate > 1")
+        }
+        same = try options.padding()
+        try options.channelsLast()
+    }
+
+    /// A pooling window (`pool_size`, default 2; `strides`, default the pool size; `padding`).
+    init(pooling options: LayerOptions, spatial: Int) throws(ModelError) {
+        self.spatial = spatial
+        let pool = try options.ints("pool_size", count: spatial, default: 2)
+        kernel = pool
+        strides = options.has("strides") ? try options.ints("strides", count: spatial) : pool
+        options.ignore("strides")  // null: the pool size
+        dilation = Array(repeating: 1, count: spatial)
+        same = try options.padding()
+        try options.channelsLast()
+    }
+
+    /// The values as the engine's 2-D loops take them: a 1-D window is one row high.
+    var kernel2: [Int] { spatial == 1 ? [1] + kernel : kernel }
+    var strides2: [Int] { spatial == 1 ? [1] + strides : strides }
+    var dilation2: [Int] { spatial == 1 ? [1] + dilation : dilation }
+
+    /// (batch, spatial…, channels) → (batch, windows…, `channels`).
+    func outputShape(_ input: Shape, channels: Int?, layer: String) throws(ModelError) -> Shape {
+        guard input.count == spatial + 2 else {
+            throw .shapeMismatch(layer: layer, reason: "expects rank \(spatial + 2) input, got \(input.count)")
+        }
+        var output: Shape = [input[0]]
+        for axis in 0..<spatial {
+            output.append(input[axis + 1].map {
+                Window(input: $0, kernel: kernel[axis], stride: strides[axis], dilation: dilation[axis], same: same).output
+            })
+        }
+        return output + [channels]
+    }
+}

@@ -1,7 +1,31 @@
 import Foundation
 import LAQFormat
 
-/// GlobalAveragePooling and GlobalMaxPooling, 1-D and 2-D (keepdims supported).
+/// Keras' `GlobalAveragePooling1D/2D` and `GlobalMaxPooling1D/2D` (keepdims supported).
+public struct GlobalPoolingLayer: LayerKind {
+    let spatial: Int
+    let average: Bool
+    let keepDimensions: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        spatial = options.className.contains("1D") ? 1 : 2
+        average = options.className.hasPrefix("GlobalAv")
+        keepDimensions = try options.bool("keepdims", default: false)
+        try options.channelsLast()
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        guard input.count == spatial + 2 else { throw .shapeMismatch(layer: layer, reason: "expects rank \(spatial + 2) input") }
+        return keepDimensions ? [input[0]] + Array(repeating: 1, count: spatial) + [input.last!] : [input[0], input.last!]
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        GlobalPoolingOp(name: context.layer.name, spatial: spatial, average: average, keepDimensions: keepDimensions)
+    }
+}
+
+/// Global pooling's computation.
 struct GlobalPoolingOp: Op {
     let name: String
     let spatial: Int

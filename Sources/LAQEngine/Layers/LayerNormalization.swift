@@ -1,19 +1,49 @@
 import Foundation
 import LAQFormat
 
-/// LayerNormalization over the last axis: y = γ·(x − mean)/√(var + ε) + β.
+/// Keras' `LayerNormalization` over the last axis: y = γ·(x − mean)/√(var + ε) + β.
+public struct LayerNormalizationLayer: LayerKind {
+    let axis: NormalizationAxis
+    let epsilon: Double
+    let center: Bool
+    let scale: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        axis = try NormalizationAxis(options)
+        epsilon = try options.double("epsilon", default: 1e-3)
+        center = try options.bool("center", default: true)
+        scale = try options.bool("scale", default: true)
+        try options.expectDefault("rms_scaling", .bool(false), "rms_scaling")
+    }
+
+    public var weights: [WeightSpec] { (scale ? [WeightSpec("gamma")] : []) + (center ? [WeightSpec("beta")] : []) }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        try axis.check(rank: input.count, layer: layer, className: "LayerNormalization")
+        return input
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let last = inputs.first?.last ?? nil else { return [:] }
+        return Dictionary(uniqueKeysWithValues: weightNames.map { ($0, [last]) })
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { LayerNormalizationOp(context, epsilon: Float(epsilon)) }
+}
+
+/// LayerNormalization's computation.
 struct LayerNormalizationOp: Op {
     let name: String
     let gamma: [Float]?
     let beta: [Float]?
     let epsilon: Float
 
-    init(_ context: OpContext) throws(EngineError) {
+    init(_ context: OpContext, epsilon: Float) {
         name = context.layer.name
-        if context.config["rms_scaling"] == .bool(true) { throw .unsupported(layer: name, reason: "rms_scaling") }
         gamma = context.optionalWeight("gamma")?.values
         beta = context.optionalWeight("beta")?.values
-        epsilon = Float(context.double("epsilon", 1e-3))
+        self.epsilon = epsilon
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {

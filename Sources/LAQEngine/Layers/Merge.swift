@@ -1,8 +1,33 @@
 import LAQFormat
 
-/// Add, Subtract, Multiply over inputs of one shape.
+/// Keras' `Add`, `Subtract` and `Multiply`, element by element over inputs of one shape.
+public struct MergeLayer: LayerKind {
+    let kind: MergeOp.Kind
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        switch options.className {
+        case "Subtract": kind = .subtract
+        case "Multiply": kind = .multiply
+        default: kind = .add
+        }
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        guard inputs.count >= 2 else { throw .shapeMismatch(layer: layer, reason: "needs at least two inputs") }
+        if kind == .subtract, inputs.count != 2 { throw .shapeMismatch(layer: layer, reason: "Subtract needs exactly two inputs") }
+        let first = inputs[0]
+        for other in inputs.dropFirst() where other.count != first.count || zip(other, first).contains(where: { $0 != nil && $1 != nil && $0 != $1 }) {
+            throw .shapeMismatch(layer: layer, reason: "shapes \(first) and \(other) differ")
+        }
+        return first
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { MergeOp(name: context.layer.name, kind: kind) }
+}
+
+/// The merges' computation.
 struct MergeOp: Op {
-    enum Kind { case add, subtract, multiply }
+    enum Kind: Sendable { case add, subtract, multiply }
     let name: String
     let kind: Kind
 

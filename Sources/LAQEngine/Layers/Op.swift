@@ -1,7 +1,7 @@
 import LAQFormat
 
 /// One layer, ready to run: weights resolved, options parsed.
-protocol Op: Sendable {
+public protocol Op: Sendable {
     /// The output for `inputs` (one tensor per input of the layer's call), in inference mode.
     /// A new output buffer comes from `workspace` when given (a training step: ``Workspace``),
     /// else it is allocated.
@@ -14,15 +14,13 @@ extension Op {
 }
 
 /// What an op needs at build time.
-struct OpContext {
+public struct OpContext {
     let layer: Layer
     let weights: [String: Weight]
     /// Keras ≥ 3 saved the model (hard_sigmoid differs).
     let keras3: Bool
     /// The precision of the activations packed plane kernels multiply.
     var activations: ActivationPrecision = .float32
-
-    var config: JSONValue { layer.config }
 
     /// A weight as float32 values (a packed weight is dequantized: ops without packed kernels).
     func weight(_ short: String) throws(EngineError) -> Weight {
@@ -49,37 +47,6 @@ struct OpContext {
         return float
     }
 
-    func int(_ key: String, _ fallback: Int? = nil) throws(EngineError) -> Int {
-        if case let .int(value)? = config[key] { return Int(value) }
-        if let fallback { return fallback }
-        throw .unsupported(layer: layer.name, reason: "missing integer option '\(key)'")
-    }
-
-    func double(_ key: String, _ fallback: Double) -> Double {
-        switch config[key] {
-        case let .double(value)?: return value
-        case let .int(value)?: return Double(value)
-        default: return fallback
-        }
-    }
-
-    func ints(_ key: String, count: Int, _ fallback: Int? = nil) throws(EngineError) -> [Int] {
-        switch config[key] {
-        case let .int(value)?: return Array(repeating: Int(value), count: count)
-        case let .array(items)?:
-            let values = items.compactMap { item -> Int? in if case let .int(v) = item { return Int(v) } else { return nil } }
-            guard values.count == count else { throw .unsupported(layer: layer.name, reason: "option '\(key)' needs \(count) integers") }
-            return values
-        case nil, .null?:
-            if let fallback { return Array(repeating: fallback, count: count) }
-            throw .unsupported(layer: layer.name, reason: "missing option '\(key)'")
-        default:
-            throw .unsupported(layer: layer.name, reason: "option '\(key)' is not an integer list")
-        }
-    }
-
-    /// The activation under `key`, or `fallback` (Keras' default for the layer) when the key is absent.
-    func activation(_ key: String = "activation", default fallback: String = "linear") throws(EngineError) -> Activation {
-        try Activation(config[key] ?? .string(fallback), keras3: keras3, layer: layer.name)
-    }
+    /// The activation Keras calls `name`, as the Keras version that saved the model defines it.
+    func activation(_ name: String) -> Activation { Activation(name: name, keras3: keras3) }
 }

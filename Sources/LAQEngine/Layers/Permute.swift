@@ -1,6 +1,30 @@
 import LAQFormat
 
 /// Permute: reorders the non-batch axes (`dims` is 1-based, as in Keras).
+public struct PermuteLayer: LayerKind {
+    /// 1-based, as in Keras.
+    let order: [Int]
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        guard case let .array(items)? = options.value("dims") else { throw options.unsupported("a Permute without dims") }
+        order = items.compactMap { if case let .int(v) = $0 { Int(v) } else { nil } }
+        guard order.count == items.count, Set(order) == Set(1..<(order.count + 1)) else {
+            throw .shapeMismatch(layer: options.layer, reason: "dims must be a permutation of 1…\(max(items.count, 1))")
+        }
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        guard input.count == order.count + 1 else {
+            throw .shapeMismatch(layer: layer, reason: "dims must be a permutation of 1…\(max(input.count - 1, 1))")
+        }
+        return [input[0]] + order.map { input[$0] }
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { PermuteOp(name: context.layer.name, order: order) }
+}
+
+/// Permute's computation.
 struct PermuteOp: Op {
     let name: String
     let order: [Int]

@@ -2,8 +2,26 @@ import CLAQKernels
 import Foundation
 import LAQFormat
 
-/// MaxPooling and AveragePooling, 1-D and 2-D. Average pooling with `same` padding divides by the
-/// number of real (unpadded) elements in the window, as TensorFlow does.
+/// Keras' `MaxPooling1D/2D` and `AveragePooling1D/2D`. Average pooling with `same` padding
+/// divides by the number of real (unpadded) elements in the window, as TensorFlow does.
+public struct PoolingLayer: LayerKind {
+    let window: SlidingWindow
+    let average: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        window = try SlidingWindow(pooling: options, spatial: options.className.contains("1D") ? 1 : 2)
+        average = options.className.hasPrefix("Av")
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        return try window.outputShape(input, channels: input.last ?? nil, layer: layer)
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { PoolingOp(name: context.layer.name, window: window, average: average) }
+}
+
+/// Pooling's computation.
 struct PoolingOp: Op {
     let name: String
     let spatial: Int
@@ -12,15 +30,13 @@ struct PoolingOp: Op {
     let strides: [Int]
     let same: Bool
 
-    init(_ context: OpContext, spatial: Int, average: Bool) throws(EngineError) {
-        name = context.layer.name
-        self.spatial = spatial
+    init(name: String, window: SlidingWindow, average: Bool) {
+        self.name = name
+        spatial = window.spatial
         self.average = average
-        let size = try context.ints("pool_size", count: spatial, 2)
-        pool = spatial == 1 ? [1] + size : size
-        let stride = (try? context.ints("strides", count: spatial)) ?? size
-        strides = spatial == 1 ? [1] + stride : stride
-        same = context.config["padding"]?.stringValue == "same"
+        pool = window.kernel2
+        strides = window.strides2
+        same = window.same
     }
 
     /// Pools every window: the average over its taps inside the image, or their maximum (−∞ for

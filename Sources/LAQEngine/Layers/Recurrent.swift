@@ -1,11 +1,92 @@
 import Foundation
 import LAQFormat
 
-/// SimpleRNN, LSTM and GRU (both `reset_after` forms), Keras' equations and gate orders
+/// Keras' `SimpleRNN`, `LSTM` and `GRU` (both `reset_after` forms) over (batch, time,
+/// features); the last output, or every step's with `return_sequences`.
+public struct RecurrentLayer: LayerKind {
+    let cell: RecurrentOp.Cell
+    let units: Int
+    let activation: String
+    /// SimpleRNN has none (`linear` here).
+    let recurrentActivation: String
+    let useBias: Bool
+    let returnSequences: Bool
+    let goBackwards: Bool
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        switch options.className {
+        case "SimpleRNN": cell = .simple
+        case "LSTM": cell = .lstm
+        default: cell = .gru(resetAfter: try options.bool("reset_after", default: true))
+        }
+        units = try options.int("units", min: 1)
+        activation = try options.activation("activation", default: "tanh")
+        if case .simple = cell {
+            recurrentActivation = "linear"
+        } else {
+            recurrentActivation = try options.activation("recurrent_activation", default: "sigmoid")
+        }
+        useBias = try options.bool("use_bias", default: true)
+        returnSequences = try options.bool("return_sequences", default: false)
+        goBackwards = try options.bool("go_backwards", default: false)
+        try options.expectDefault("return_state", .bool(false), "return_state=True")
+        try options.expectDefault("stateful", .bool(false), "stateful=True")
+        // tf.keras' time-major inputs, (time, batch, features): refused, never run batch-major.
+        try options.expectDefault("time_major", .bool(false), "time_major=True")
+        // The computation is the same unrolled or not, with any kernel implementation; the
+        // forget-gate bias option is an initializer; masks are refused elsewhere.
+        options.ignore("unroll", "implementation", "unit_forget_bias", "zero_output_for_mask", "seed")
+        // Dropout on inputs and recurrent state acts in training only; laq's calibration trains
+        // without it.
+        options.ignore("dropout", "recurrent_dropout")
+    }
+
+    var gates: Int {
+        switch cell {
+        case .simple: 1
+        case .lstm: 4
+        case .gru: 3
+        }
+    }
+
+    var resetAfter: Bool { if case .gru(resetAfter: true) = cell { true } else { false } }
+
+    /// Whether `other` computes the same function of the same weights (a Bidirectional's
+    /// backward layer mirroring its forward one).
+    func sameComputation(as other: RecurrentLayer) -> Bool {
+        gates == other.gates && resetAfter == other.resetAfter && units == other.units && activation == other.activation
+            && recurrentActivation == other.recurrentActivation && useBias == other.useBias && returnSequences == other.returnSequences
+    }
+
+    public var weights: [WeightSpec] {
+        [WeightSpec("kernel", quantizable: true, gates: gates, axes: ["in", "gates"]),
+         WeightSpec("recurrent_kernel", quantizable: true, gates: gates, axes: ["units", "gates"])]
+            + (useBias ? [WeightSpec("bias")] : [])
+    }
+
+    /// Keras 3 keeps a recurrent layer's variables in its cell.
+    public var keras3VariableGroups: [String] { ["cell/vars"] }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let input = try single(inputs, layer: layer)
+        guard input.count == 3 else { throw .shapeMismatch(layer: layer, reason: "recurrent layers need (batch, time, features) input, got rank \(input.count)") }
+        return returnSequences ? [input[0], input[1], units] : [input[0], units]
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        var shapes = ["recurrent_kernel": [units, gates * units], "bias": resetAfter ? [2, gates * units] : [gates * units]]
+        if let last = inputs.first?.last ?? nil { shapes["kernel"] = [last, gates * units] }
+        return shapes
+    }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try RecurrentOp(context, layer: self) }
+}
+
+/// Keras' equations and gate orders
 /// (LSTM i, f, c, o; GRU z, r, h). The input projection x·W + b is one GEMM over all time steps;
 /// each step then adds h·U.
 struct RecurrentOp: Op {
-    enum Cell { case simple, lstm, gru(resetAfter: Bool) }
+    enum Cell: Sendable { case simple, lstm, gru(resetAfter: Bool) }
     let name: String
     let cell: Cell
     let units: Int
@@ -29,40 +110,33 @@ struct RecurrentOp: Op {
         }
     }
 
-    init(_ context: OpContext, className: String, prefix: String = "", config: JSONValue? = nil) throws(EngineError) {
+    init(_ context: OpContext, layer: RecurrentLayer, prefix: String = "") throws(EngineError) {
         name = context.layer.name
-        let config = config ?? context.config
-        let recurrentContext = OpContext(layer: Layer(name: context.layer.name, className: className, config: config, inbound: []), weights: context.weights, keras3: context.keras3, activations: context.activations)
-        switch className {
-        case "SimpleRNN": cell = .simple
-        case "LSTM": cell = .lstm
-        default: cell = .gru(resetAfter: config["reset_after"] != .bool(false))
-        }
+        cell = layer.cell
+        units = layer.units
+        let gates = layer.gates
         let (kernel, matrix) = try context.matrix(prefix + "kernel")
         self.kernel = kernel.values
         kernelMatrix = matrix
-        units = try recurrentContext.int("units")
-        let gates = className == "LSTM" ? 4 : className == "GRU" ? 3 : 1
         // GRU with reset_after = false reads U_h column by column: it runs from float32.
-        let gruBeforeReset = className == "GRU" && config["reset_after"] == .bool(false)
+        let gruBeforeReset: Bool = { if case .gru(resetAfter: false) = layer.cell { true } else { false } }()
         let (recurrentKernel, recurrentMatrix) = gruBeforeReset
             ? try { () throws(EngineError) in let w = try context.weight(prefix + "recurrent_kernel"); return (w, KernelMatrix.dense(w.values)) }()
             : try context.matrix(prefix + "recurrent_kernel")
-        guard units >= 1, recurrentKernel.shape == [units, gates * units] else {
+        guard recurrentKernel.shape == [units, gates * units] else {
             throw .shape(layer: name, reason: "recurrent_kernel has shape \(recurrentKernel.shape), expected [\(units), \(gates * units)]")
         }
         recurrent = recurrentKernel.values
         self.recurrentMatrix = recurrentMatrix
         bias = context.optionalWeight(prefix + "bias")?.values
-        let resetAfter = className == "GRU" && config["reset_after"] != .bool(false)
-        if let bias, bias.count != (resetAfter ? 2 : 1) * gates * units {
-            throw .shape(layer: name, reason: "bias has \(bias.count) values, expected \((resetAfter ? 2 : 1) * gates * units)")
+        let rows = layer.resetAfter ? 2 : 1
+        if let bias, bias.count != rows * gates * units {
+            throw .shape(layer: name, reason: "bias has \(bias.count) values, expected \(rows * gates * units)")
         }
-        // Keras' defaults when the config leaves them out.
-        activation = try recurrentContext.activation("activation", default: "tanh")
-        recurrentActivation = className == "SimpleRNN" ? .linear : try recurrentContext.activation("recurrent_activation", default: "sigmoid")
-        returnSequences = config["return_sequences"] == .bool(true)
-        goBackwards = config["go_backwards"] == .bool(true)
+        activation = context.activation(layer.activation)
+        recurrentActivation = context.activation(layer.recurrentActivation)
+        returnSequences = layer.returnSequences
+        goBackwards = layer.goBackwards
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {

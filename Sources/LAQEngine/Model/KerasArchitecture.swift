@@ -11,10 +11,18 @@ public enum KerasArchitecture {
     }
 
     /// Parses `config` (the object with `class_name` and `config`) and checks that every layer
-    /// is one laq executes and every connection resolves.
+    /// is one laq executes (all that are not are listed at once:
+    /// ``ModelError/unsupportedLayers(_:)``) and every connection resolves.
     public static func parse(_ modelConfig: JSONValue) throws(ModelError) -> Graph {
         let graph = try graph(modelConfig, scope: [])
-        for layer in graph.layers { try LayerCatalog.validate(layer) }
+        let unsupported = LayerRegistry.unsupported(graph.layers)
+        if unsupported.count == 1, unsupported[0].count == 1, let layer = graph.layers.first(where: { $0.name == unsupported[0].firstLayer }),
+           let kind = layer.kind as? UnsupportedKind {
+            // One layer: its own error.
+            if let error = kind.error { throw error }
+            if kind.reason == nil { throw .unsupportedLayer(layer: layer.name, className: layer.className) }
+        }
+        guard unsupported.isEmpty else { throw .unsupportedLayers(unsupported) }
         try checkConnections(graph)
         return graph
     }
@@ -107,8 +115,7 @@ public enum KerasArchitecture {
                 previous = TensorRef(layer: inputName)
             }
             let inbound: [[TensorRef]] = previous.map { [[$0]] } ?? []
-            var layer = Layer(name: name, className: className, config: layerConfig, inbound: inbound,
-                              weightNames: LayerCatalog.weightNames(className: className, config: layerConfig))
+            var layer = Layer(name: name, entry: entry, inbound: inbound)
             layer.scope = scope
             layers.append(layer)
             previous = TensorRef(layer: name)
@@ -138,7 +145,6 @@ public enum KerasArchitecture {
         for (index, entry) in entries.enumerated() {
             let (local, className) = try nameAndClass(entry, index: index)
             let name = qualified(local, scope)
-            let layerConfig = entry["config"] ?? .null
             var inbound: [[TensorRef]] = []
             if case let .array(nodes)? = entry["inbound_nodes"] {
                 for (nodeIndex, node) in nodes.enumerated() {
@@ -158,8 +164,7 @@ public enum KerasArchitecture {
                 aliases[name] = outputs
                 continue
             }
-            var layer = Layer(name: name, className: className, config: layerConfig, inbound: inbound,
-                              weightNames: LayerCatalog.weightNames(className: className, config: layerConfig))
+            var layer = Layer(name: name, entry: entry, inbound: inbound)
             layer.scope = scope
             layers.append(layer)
         }

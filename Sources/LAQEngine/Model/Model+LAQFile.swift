@@ -1,21 +1,6 @@
 import LAQFormat
 
 extension Model {
-    /// Dimension names of a weight in Keras' layout, for the tensor table's `axes`.
-    static func axes(className: String, shortName: String, rank: Int) -> [String]? {
-        let base = shortName.split(separator: "/").last.map(String.init) ?? shortName
-        switch (LayerCatalog.canonical(className), base, rank) {
-        case ("Dense", "kernel", 2): return ["in", "out"]
-        case ("Conv1D", "kernel", 3): return ["w", "in", "out"]
-        case ("Conv2D", "kernel", 4): return ["h", "w", "in", "out"]
-        case ("DepthwiseConv2D", "kernel", 4): return ["h", "w", "in", "multiplier"]
-        case ("Embedding", "embeddings", 2): return ["token", "out"]
-        case (_, "kernel", 2): return ["in", "gates"]
-        case (_, "recurrent_kernel", 2): return ["units", "gates"]
-        default: return nil
-        }
-    }
-
     /// The manifest's model description: architecture as imported, inputs and outputs with shapes.
     public func modelInfo() -> ModelInfo {
         let shapes = (try? callShapes()) ?? [:]
@@ -48,7 +33,7 @@ extension Model {
             let dtype = weight.sourceDType.hasPrefix("float") || weight.sourceDType == "bfloat16" ? weight.sourceDType : "float32"
             try writer.add(TensorRecord(
                 name: weight.name, shape: weight.shape,
-                axes: Self.axes(className: layer?.className ?? "", shortName: weight.shortName, rank: weight.shape.count),
+                axes: layer?.kind.weights.first(where: { $0.name == weight.shortName })?.axes.flatMap { $0.count == weight.shape.count ? $0 : nil },
                 dtype: dtype, data: replacing[weight.name] ?? weight.packed.map { .codebook($0.layout, levels: $0.levels, codes: $0.unpacked()) }
                     ?? .float(weight.values, as: floatStorage)))
         }

@@ -13,7 +13,7 @@ extension Model {
         var weights: [Weight] = []
         var weightLayers: [String: (layer: String, short: String, trainable: Bool)] = [:]
         for layer in graph.layers {
-            let trainable = LayerCatalog.trainableCount(className: layer.className, weightNames: layer.weightNames)
+            let trainable = layer.kind.trainableCount
             for (index, short) in layer.weightNames.enumerated() {
                 weightLayers["\(layer.name)/\(short)"] = (layer.name, short, index < trainable)
             }

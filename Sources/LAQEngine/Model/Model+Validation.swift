@@ -1,7 +1,7 @@
 extension Model {
     /// Checks everything the engine relies on, so that a model from any source (an import, a
     /// hand-edited `.laq`) either runs or fails here with an error naming the layer:
-    /// inputs and outputs exist, every layer and option is executable (``LayerCatalog``), shapes
+    /// inputs and outputs exist, every layer and option is executable (``LayerKind``), shapes
     /// fit together (``outputShapes()``), normalization runs over the last axis, and every weight
     /// is present with the shape its layer's config implies.
     public func validate() throws(ModelError) {
@@ -9,12 +9,13 @@ extension Model {
             throw .invalidConfig(path: "$.config", reason: "the model has no inputs or no outputs")
         }
         let inputNames = Set(inputs.map(\.layer))
+        let unsupported = LayerRegistry.unsupported(layers)
+        guard unsupported.isEmpty else { throw .unsupportedLayers(unsupported) }
         for layer in layers {
-            try LayerCatalog.validate(layer)
             if layer.inbound.isEmpty, !inputNames.contains(layer.name) {
                 throw .danglingInput(layer: layer.name, input: "(nothing: it is not a model input)")
             }
-            if inputNames.contains(layer.name), LayerCatalog.canonical(layer.className) != "InputLayer" {
+            if inputNames.contains(layer.name), !(layer.kind is InputLayerKind) {
                 throw .invalidConfig(path: "$.config.input_layers", reason: "'\(layer.name)' is not an InputLayer")
             }
         }
@@ -23,26 +24,20 @@ extension Model {
         for weight in weights { byName[weight.name] = weight }
         for layer in layers {
             let inputShapes = inputShapes(of: layer, in: shapes)
-            let input = inputShapes.first
-            if ["BatchNormalization", "LayerNormalization"].contains(LayerCatalog.canonical(layer.className)),
-               inputShapes.contains(where: { !LayerCatalog.normalizationAxisIsLast(layer, rank: $0.count) }) {
-                throw .unsupportedOption(layer: layer.name, className: layer.className, option: "normalization over an axis other than the last")
-            }
             // A shared layer's calls use one set of weights: each call's input must imply the
             // same shapes.
-            let expected = LayerCatalog.expectedWeightShapes(layer, input: input) ?? [:]
+            let expected = inputShapes.first.map(layer.kind.weightShapes) ?? [:]
             for (node, other) in inputShapes.enumerated().dropFirst() {
-                let implied = LayerCatalog.expectedWeightShapes(layer, input: other) ?? [:]
+                let implied = layer.kind.weightShapes(other)
                 if let short = implied.keys.sorted().first(where: { expected[$0] != nil && implied[$0] != expected[$0] }) {
-                    throw .shapeMismatch(layer: layer.name, reason: "call \(node) takes inputs of shape \(ShapeRules.describe(other)), which imply weight '\(short)' of shape \(implied[short]!), the first call \(expected[short]!)")
+                    throw .shapeMismatch(layer: layer.name, reason: "call \(node) takes inputs of shape \(other.map(ShapeRules.describe).joined(separator: ", ")), which imply weight '\(short)' of shape \(implied[short]!), the first call \(expected[short]!)")
                 }
             }
             for short in layer.weightNames {
                 guard let weight = byName["\(layer.name)/\(short)"] else {
                     throw .weight(layer: layer.name, "weight '\(short)' is missing")
                 }
-                let base = String(short.split(separator: "/").last ?? Substring(short))
-                if let shape = expected[short] ?? expected[base], shape != weight.shape {
+                if let shape = expected[short], shape != weight.shape {
                     throw .weight(layer: layer.name, "weight '\(short)' has shape \(weight.shape), the config implies \(shape)")
                 }
                 if weight.packed == nil, weight.values.count != weight.shape.reduce(1, *) {

@@ -57,16 +57,17 @@ public struct TensorRef: Hashable, Sendable, CustomStringConvertible {
     public var description: String { node == 0 && index == 0 ? layer : "\(layer)[\(node)][\(index)]" }
 }
 
-/// A layer: its Keras class, its config, and the tensors each of its calls consumes.
+/// A layer: its Keras class, its config, its kind (what laq knows of the class: ``LayerKind``),
+/// and the tensors each of its calls consumes.
 public struct Layer: Sendable {
     public var name: String
     public var className: String
+    /// The config as imported (what export and diff show).
     public var config: JSONValue
+    /// The config parsed: weights, shapes and the op that runs the layer.
+    public var kind: any LayerKind
     /// One entry per call of the layer (node); each lists the input tensors of that call.
     public var inbound: [[TensorRef]]
-    /// Short names of its weights, in Keras' order (trainable first): `kernel`, `bias`,
-    /// `forward/kernel` for a Bidirectional wrapper, …
-    public var weightNames: [String]
     /// The nested models that contain this layer, outermost first (empty at the top level); the
     /// layer's `name` is then `scope/…/localName`.
     public var scope: [String] = []
@@ -74,12 +75,26 @@ public struct Layer: Sendable {
     /// The name the layer has inside its own model (the config's `name`).
     public var localName: String { scope.isEmpty ? name : String(name.dropFirst(scope.joined(separator: "/").count + 1)) }
 
-    public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]], weightNames: [String] = []) {
+    /// Short names of its weights, in Keras' order (trainable first): `kernel`, `bias`,
+    /// `forward/kernel` for a Bidirectional wrapper, …
+    public var weightNames: [String] { kind.weightNames }
+
+    /// A layer of Keras class `className` (its module and registered name in `entry`, when the
+    /// config has them), its kind parsed from `config`.
+    public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]], module: String? = nil) {
+        var entry: [String: JSONValue] = ["class_name": .string(className), "config": config]
+        if let module { entry["module"] = .string(module) }
+        self.init(name: name, entry: .object(entry), inbound: inbound)
+    }
+
+    /// A layer from an architecture config's entry (`class_name`, `config`, and in Keras 3
+    /// `module` and `registered_name`).
+    public init(name: String, entry: JSONValue, inbound: [[TensorRef]]) {
         self.name = name
-        self.className = className
-        self.config = config
+        self.className = entry["class_name"]?.stringValue ?? ""
+        self.config = entry["config"] ?? .null
+        self.kind = LayerRegistry.kind(name: name, entry: entry)
         self.inbound = inbound
-        self.weightNames = weightNames
     }
 }
 

@@ -4,6 +4,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidConfig(path: String, reason: String)
     /// A layer class laq does not execute.
     case unsupportedLayer(layer: String, className: String)
+    /// Every layer of an architecture that laq cannot execute, by class, module and reason.
+    case unsupportedLayers([UnsupportedLayers])
     /// A layer option laq does not execute (channels_first, masking, stateful RNNs, …).
     case unsupportedOption(layer: String, className: String, option: String)
     /// An activation laq does not execute.
@@ -18,11 +20,15 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
         case let .invalidConfig(path, reason):
             return "invalid model config at \(path): \(reason)"
         case let .unsupportedLayer(layer, className):
-            return "layer '\(layer)' is a \(className), which laq cannot execute (supported: \(LayerCatalog.supportedClasses.sorted().joined(separator: ", ")))"
+            return "layer '\(layer)' is a \(className), which laq cannot execute (supported: \(LayerRegistry.supportedClasses.joined(separator: ", ")))"
+        case let .unsupportedLayers(groups):
+            let total = groups.reduce(0) { $0 + $1.count }
+            return "\(total) layer\(total == 1 ? "" : "s") laq cannot execute:\n" + groups.map { "  \($0)" }.joined(separator: "\n")
+                + "\n(supported: \(LayerRegistry.supportedClasses.joined(separator: ", ")))"
         case let .unsupportedOption(layer, className, option):
             return "layer '\(layer)' (\(className)) uses \(option), which laq cannot execute faithfully"
         case let .unsupportedActivation(layer, activation):
-            return "layer '\(layer)' uses activation '\(activation)', which laq cannot execute (supported: \(LayerCatalog.activations.sorted().joined(separator: ", ")))"
+            return "layer '\(layer)' uses activation '\(activation)', which laq cannot execute (supported: \(Activation.names.sorted().joined(separator: ", ")))"
         case let .danglingInput(layer, input):
             return "layer '\(layer)' consumes '\(input)', which no layer produces"
         case let .shapeMismatch(layer, reason):

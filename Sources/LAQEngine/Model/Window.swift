@@ -9,7 +9,7 @@ public struct Window: Sendable, Equatable {
     /// Output length.
     public let output: Int
 
-    /// - Precondition: kernel, stride and dilation ≥ 1, input ≥ 0 (``LayerCatalog`` validates configs).
+    /// - Precondition: kernel, stride and dilation ≥ 1, input ≥ 0 (the layer kinds validate configs).
     public init(input: Int, kernel: Int, stride: Int, dilation: Int, same: Bool) {
         precondition(kernel >= 1 && stride >= 1 && dilation >= 1 && input >= 0)
         self.kernel = kernel

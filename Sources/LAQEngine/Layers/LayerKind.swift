@@ -1,0 +1,237 @@
+import LAQFormat
+
+/// A Keras layer class that laq executes, as one type: its config (parsed once, in its
+/// initializer, with Keras' defaults written there and nowhere else), its weights (names,
+/// order, shapes, which are quantizable), its output shape, and the op that computes it forward
+/// and, for training, backward (in the same file). ``LayerRegistry`` maps Keras' class names to
+/// the kinds; a layer of the graph holds its kind (``Layer/kind``).
+///
+/// Adding a layer: a new file in `Sources/LAQEngine/Layers/` with a type conforming to this
+/// protocol and its op, one line in ``LayerRegistry/kinds``, and tests (Keras' own outputs,
+/// finite differences for its backward pass).
+public protocol LayerKind: Sendable {
+    /// Parses a layer's config. Every option is read through `options`, which supplies the
+    /// layer's name for errors; an option the initializer neither reads nor declares irrelevant
+    /// (``LayerOptions/ignore(_:)``) is refused by name when parsing ends.
+    init(_ options: LayerOptions) throws(ModelError)
+
+    /// The layer's weights in the order Keras stores them (trainable first).
+    var weights: [WeightSpec] { get }
+
+    /// Where a Keras 3 weights file keeps the layer's variables, relative to the layer's group
+    /// under `/layers`, in weight order (default: `vars`).
+    var keras3VariableGroups: [String] { get }
+
+    /// The output shape of a call on inputs of these shapes (batch first, nil: unknown); throws
+    /// ``ModelError/shapeMismatch(layer:reason:)`` when they do not fit the config.
+    func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape
+
+    /// The shapes the weights must have for a call on inputs of these shapes (those the config
+    /// and the inputs determine).
+    func weightShapes(_ inputs: [Shape]) -> [String: [Int]]
+
+    /// The op that runs the layer with its weights.
+    func op(_ context: OpContext) throws(EngineError) -> any Op
+}
+
+extension LayerKind {
+    public var weights: [WeightSpec] { [] }
+    public var keras3VariableGroups: [String] { ["vars"] }
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { [:] }
+
+    /// The short names of the weights, in Keras' order.
+    public var weightNames: [String] { weights.map(\.name) }
+    /// How many of the weights are trainable (the first ones).
+    public var trainableCount: Int { weights.filter(\.trainable).count }
+
+    /// The one input of a single-input layer, or a shape error.
+    func single(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        guard inputs.count == 1 else { throw .shapeMismatch(layer: layer, reason: "expects one input, has \(inputs.count)") }
+        return inputs[0]
+    }
+}
+
+/// One weight of a layer kind.
+public struct WeightSpec: Sendable, Equatable {
+    /// Keras' short name (`kernel`, `moving_mean`, `forward/recurrent_kernel`).
+    public var name: String
+    public var trainable: Bool
+    /// Quantized by default: the kernel of a product (along its last axis, the outputs).
+    public var quantizable: Bool
+    /// Gate blocks along the last axis of a recurrent kernel (LSTM 4, GRU 3), 1 otherwise.
+    public var gates: Int
+    /// The names of its dimensions in Keras' layout, for the `.laq` tensor table.
+    public var axes: [String]?
+
+    public init(_ name: String, trainable: Bool = true, quantizable: Bool = false, gates: Int = 1, axes: [String]? = nil) {
+        self.name = name
+        self.trainable = trainable
+        self.quantizable = quantizable
+        self.gates = gates
+        self.axes = axes
+    }
+
+    /// The same weight under a prefix (`forward/kernel` of a Bidirectional wrapper).
+    func prefixed(_ prefix: String) -> WeightSpec {
+        var copy = self
+        copy.name = prefix + name
+        return copy
+    }
+}
+
+/// A layer's Keras config as a layer kind reads it: typed options with their defaults, each
+/// checked, and a record of what was read, so that an option laq does not execute is refused by
+/// name instead of ignored (``finish()``).
+public final class LayerOptions {
+    /// The layer's name, for errors.
+    public let layer: String
+    public let className: String
+    let config: [String: JSONValue]
+    private var read: Set<String> = []
+
+    /// Largest value of a size option (units, filters, kernel size, strides, …) laq accepts.
+    public static let maxOption = 1 << 24
+    /// Largest tensor dimension or element count per sample laq accepts.
+    public static let maxDimension = 1 << 40
+
+    /// Options no layer's computation depends on: names, training-only settings (initializers,
+    /// regularizers, constraints), the variables' dtype (weights are imported as float32), and
+    /// the input shape a tf.keras Sequential's first layer carries (the graph reads it).
+    static func alwaysIrrelevant(_ key: String) -> Bool {
+        ["name", "trainable", "dtype", "activity_regularizer", "batch_input_shape", "input_shape"].contains(key) || key.hasSuffix("_initializer")
+            || key.hasSuffix("_regularizer") || key.hasSuffix("_constraint")
+    }
+
+    public init(layer: String, className: String, config: JSONValue) {
+        self.layer = layer
+        self.className = className
+        if case let .object(members) = config { self.config = members } else { self.config = [:] }
+    }
+
+    /// The error for an option laq cannot execute faithfully.
+    public func unsupported(_ option: String) -> ModelError {
+        .unsupportedOption(layer: layer, className: className, option: option)
+    }
+
+    func invalid(_ key: String, _ expected: String) -> ModelError {
+        .invalidConfig(path: "layer '\(layer)' (\(className)).\(key)", reason: "expected \(expected), found \(config[key].map { "\($0)" } ?? "nothing")")
+    }
+
+    /// The raw value of `key` (nil when absent or null), marked as read.
+    public func value(_ key: String) -> JSONValue? {
+        read.insert(key)
+        guard let value = config[key], value != .null else { return nil }
+        return value
+    }
+
+    /// Whether the config has `key` with a non-null value (without reading it).
+    public func has(_ key: String) -> Bool { config[key].map { $0 != .null } ?? false }
+
+    /// Options that do not change what laq computes (Keras' `unroll`, `implementation`, …).
+    public func ignore(_ keys: String...) { for key in keys { read.insert(key) } }
+
+    public func int(_ key: String, default fallback: Int? = nil, min: Int = 0, max: Int = LayerOptions.maxOption) throws(ModelError) -> Int {
+        guard let value = value(key) else {
+            if let fallback { return fallback }
+            throw invalid(key, "an integer")
+        }
+        guard case let .int(raw) = value, let number = Int(exactly: raw), number >= min, number <= max else {
+            throw invalid(key, "an integer in \(min)…\(max)")
+        }
+        return number
+    }
+
+    public func optionalInt(_ key: String, min: Int = 0, max: Int = LayerOptions.maxOption) throws(ModelError) -> Int? {
+        guard has(key) else { read.insert(key); return nil }
+        return try int(key, min: min, max: max)
+    }
+
+    public func double(_ key: String, default fallback: Double) throws(ModelError) -> Double {
+        switch value(key) {
+        case nil: return fallback
+        case let .double(number)?: return number
+        case let .int(number)?: return Double(number)
+        default: throw invalid(key, "a number")
+        }
+    }
+
+    public func optionalDouble(_ key: String) throws(ModelError) -> Double? {
+        guard has(key) else { read.insert(key); return nil }
+        return try double(key, default: 0)
+    }
+
+    public func bool(_ key: String, default fallback: Bool) throws(ModelError) -> Bool {
+        switch value(key) {
+        case nil: return fallback
+        case let .bool(flag)?: return flag
+        default: throw invalid(key, "true or false")
+        }
+    }
+
+    public func string(_ key: String, default fallback: String) throws(ModelError) -> String {
+        switch value(key) {
+        case nil: return fallback
+        case let .string(text)?: return text
+        default: throw invalid(key, "a string")
+        }
+    }
+
+    /// `count` integers ≥ `min`: a list, or one integer for every axis (`kernel_size=3`).
+    public func ints(_ key: String, count: Int, default fallback: Int? = nil, min: Int = 1) throws(ModelError) -> [Int] {
+        switch value(key) {
+        case nil:
+            if let fallback { return Array(repeating: fallback, count: count) }
+            throw invalid(key, "\(count) integers")
+        case let .int(single)?:
+            guard single >= min, single <= LayerOptions.maxOption else { throw invalid(key, "integers in \(min)…\(LayerOptions.maxOption)") }
+            return Array(repeating: Int(single), count: count)
+        case let .array(items)?:
+            var values: [Int] = []
+            for item in items {
+                guard case let .int(v) = item, v >= min, v <= LayerOptions.maxOption else { throw invalid(key, "\(count) integers in \(min)…\(LayerOptions.maxOption)") }
+                values.append(Int(v))
+            }
+            guard values.count == count else { throw invalid(key, "\(count) integers") }
+            return values
+        default:
+            throw invalid(key, "\(count) integers")
+        }
+    }
+
+    /// `padding`: `valid` or `same` (Keras' `causal` and others are refused).
+    public func padding(default fallback: String = "valid") throws(ModelError) -> Bool {
+        let padding = try string("padding", default: fallback)
+        guard padding == "valid" || padding == "same" else { throw unsupported("padding '\(padding)'") }
+        return padding == "same"
+    }
+
+    /// `data_format`: only `channels_last` is executed.
+    public func channelsLast() throws(ModelError) {
+        let format = try string("data_format", default: "channels_last")
+        guard format == "channels_last" else { throw unsupported("data_format \(format)") }
+    }
+
+    /// An activation option, by Keras' name (a string or a serialized function), checked
+    /// against the activations laq executes.
+    public func activation(_ key: String = "activation", default fallback: String = "linear") throws(ModelError) -> String {
+        guard let value = value(key) else { return fallback }
+        guard let name = Activation.name(of: value) else { throw unsupported("an activation given as code") }
+        guard Activation.names.contains(name) else { throw .unsupportedActivation(layer: layer, activation: name) }
+        return name
+    }
+
+    /// Refuses `key` unless it is absent or has Keras' default value.
+    public func expectDefault(_ key: String, _ defaultValue: JSONValue, _ description: @autoclosure () -> String) throws(ModelError) {
+        read.insert(key)
+        guard let value = config[key], value != defaultValue else { return }
+        if defaultValue == .null || value != .null { throw unsupported(description()) }
+    }
+
+    /// Refuses every option that was neither read nor declared irrelevant, by name.
+    public func finish() throws(ModelError) {
+        let left = config.keys.filter { !read.contains($0) && !Self.alwaysIrrelevant($0) }.sorted()
+        guard left.isEmpty else {
+            throw unsupported(left.count == 1 ? "option '\(left[0])'" : "options \(left.map { "'\($0)'" }.joined(separator: ", "))")
+        }
+    }
+}
