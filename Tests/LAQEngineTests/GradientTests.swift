@@ -129,6 +129,26 @@ import Testing
         ]), inputShape: [4, 6, 6, 3])
     }
 
+    @Test("zero padding and cropping, 1-D and 2-D, in every form of their margins")
+    func paddingAndCropping() throws {
+        try Self.check(try Self.model(input: [nil, 5, 4, 2], layers: [
+            ("ZeroPadding2D", ["padding": [[1, 2], [0, 3]]]),
+            ("Conv2D", ["filters": 2, "kernel_size": 3, "activation": "tanh"]),
+            ("Cropping2D", ["cropping": [[1, 0], [2, 1]]]),
+            ("ZeroPadding2D", ["padding": 1]),
+            ("Cropping2D", ["cropping": [2, 1]]),
+            ("Flatten", [:]),
+            ("Dense", ["units": 2]),
+        ]), inputShape: [2, 5, 4, 2])
+        try Self.check(try Self.model(input: [nil, 6, 3], layers: [
+            ("ZeroPadding1D", ["padding": [2, 1]]),
+            ("Conv1D", ["filters": 2, "kernel_size": 2, "activation": "swish"]),
+            ("Cropping1D", ["cropping": [1, 2]]),
+            ("Flatten", [:]),
+            ("Dense", ["units": 2]),
+        ]), inputShape: [2, 6, 3])
+    }
+
     @Test("recurrent layers through time: SimpleRNN, LSTM, GRU (both reset_after), Bidirectional, go_backwards")
     func recurrent() throws {
         try Self.check(try Self.model(input: [nil, 4, 3], layers: [

@@ -27,6 +27,8 @@ public enum LayerRegistry {
         "Embedding": EmbeddingLayer.self,
         "SimpleRNN": RecurrentLayer.self, "LSTM": RecurrentLayer.self, "GRU": RecurrentLayer.self,
         "Bidirectional": BidirectionalLayer.self,
+        "ZeroPadding1D": ZeroPaddingLayer.self, "ZeroPadding2D": ZeroPaddingLayer.self,
+        "Cropping1D": CroppingLayer.self, "Cropping2D": CroppingLayer.self,
     ]
 
     /// Keras' older spellings of the same classes.

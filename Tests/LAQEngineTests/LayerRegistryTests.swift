@@ -1,0 +1,122 @@
+import LAQEngine
+import LAQFormat
+import Testing
+
+/// The layer registry: what is executed, and what is refused, all at once and by name.
+@Suite struct LayerRegistryTests {
+    /// A Functional model: an input of `shape`, then each entry (class, config, extra entry
+    /// members such as `module`) applied to the previous one.
+    static func architecture(input shape: [JSONValue], _ layers: [(String, [String: JSONValue], [String: JSONValue])]) -> JSONValue {
+        var entries: [JSONValue] = [["class_name": "InputLayer", "config": ["name": "in", "batch_shape": .array([nil] + shape)], "inbound_nodes": []]]
+        var previous = "in"
+        for (index, (className, config, extra)) in layers.enumerated() {
+            let name = "l\(index)"
+            var members = config
+            members["name"] = .string(name)
+            var entry: [String: JSONValue] = ["class_name": .string(className), "config": .object(members),
+                                              "inbound_nodes": [[[.string(previous), 0, 0, [:]]]]]
+            for (key, value) in extra { entry[key] = value }
+            entries.append(.object(entry))
+            previous = name
+        }
+        return ["class_name": "Functional", "config": [
+            "name": "m", "layers": .array(entries), "input_layers": [["in", 0, 0]], "output_layers": [[.string(previous), 0, 0]],
+        ]]
+    }
+
+    @Test("every unsupported layer is listed at once, grouped by class, module and reason, with its count and first layer")
+    func everyUnsupportedLayerAtOnce() throws {
+        let architecture = Self.architecture(input: [8, 8, 3], [
+            ("Conv2DTranspose", ["filters": 2, "kernel_size": 3], [:]),
+            ("Conv2D", ["filters": 2, "kernel_size": 1], ["module": "keras.layers"]),
+            ("Conv2DTranspose", ["filters": 2, "kernel_size": 3], [:]),
+            ("Conv2D", ["filters": 2, "kernel_size": 1], ["module": "my_package.layers", "registered_name": "Custom>Conv2D"]),
+            ("Conv2D", ["filters": 2, "kernel_size": 1, "frobnicate": true], [:]),
+        ])
+        let error = try #require(throws: ModelError.self) { try KerasArchitecture.parse(architecture) }
+        guard case let .unsupportedLayers(groups) = error else {
+            Issue.record("expected the list of unsupported layers, got \(error)")
+            return
+        }
+        #expect(groups.count == 3)
+        let first = groups[0], second = groups[1], third = groups[2]
+        #expect(first.className == "Conv2DTranspose" && first.module == nil && first.count == 2 && first.firstLayer == "l0")
+        #expect(first.reason == "not a layer class laq executes")
+        #expect(second.className == "Conv2D" && second.module == "my_package.layers" && second.count == 1 && second.firstLayer == "l3")
+        #expect(second.reason.contains("not Keras' own Conv2D"))
+        #expect(third.reason == "uses option 'frobnicate'" && third.firstLayer == "l4")
+        #expect(error.description.hasPrefix("4 layers laq cannot execute:"))
+        #expect(error.description.contains("Conv2DTranspose, 2 layers, the first 'l0'"))
+    }
+
+    @Test("a user's class registered under a Keras name is refused, not run as Keras' layer")
+    func customClassWithKerasName() throws {
+        let architecture = Self.architecture(input: [4], [("Dense", ["units": 2], ["module": "keras.layers", "registered_name": "MyPackage>Dense"])])
+        let error = try #require(throws: ModelError.self) { try KerasArchitecture.parse(architecture) }
+        guard case let .unsupportedLayers(groups) = error else {
+            Issue.record("expected the list of unsupported layers, got \(error)")
+            return
+        }
+        #expect(groups.count == 1 && groups[0].reason.contains("custom class registered as 'MyPackage>Dense'"))
+    }
+
+    struct Refusal: Sendable, CustomTestStringConvertible {
+        let className: String
+        let config: [String: JSONValue]
+        let option: String
+        var testDescription: String { "\(className): \(option)" }
+    }
+
+    static let refusals: [Refusal] = [
+        Refusal(className: "LSTM", config: ["units": 2, "time_major": true], option: "time_major=True"),
+        Refusal(className: "Dense", config: ["units": 2, "lora_rank": 4], option: "LoRA (lora_rank)"),
+        Refusal(className: "Dense", config: ["units": 2, "quantization_config": ["mode": "int8"]], option: "a Keras quantization config"),
+        Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "padding": "causal"], option: "padding 'causal'"),
+        Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "groups": 2], option: "groups=2"),
+        Refusal(className: "BatchNormalization", config: ["renorm": true], option: "batch renormalization (renorm)"),
+        Refusal(className: "Embedding", config: ["input_dim": 5, "output_dim": 2, "mask_zero": true], option: "mask_zero (masking)"),
+        Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
+    ]
+
+    @Test("options laq does not execute are refused by name", arguments: refusals)
+    func refusedOptions(_ refusal: Refusal) throws {
+        let input: [JSONValue] = ["Embedding", "Dense"].contains(refusal.className) ? [3] : [6, 3]
+        let architecture = Self.architecture(input: input, [(refusal.className, refusal.config, [:])])
+        #expect(throws: ModelError.unsupportedOption(layer: "l0", className: refusal.className, option: refusal.option)) {
+            try KerasArchitecture.parse(architecture)
+        }
+    }
+
+    @Test("older class names and Keras' defaults parse to the same layer")
+    func aliasesAndDefaults() throws {
+        let spelled = try KerasArchitecture.parse(Self.architecture(input: [6, 6, 2], [("Convolution2D", ["filters": 3, "kernel_size": 3], [:])]))
+        let explicit = try KerasArchitecture.parse(Self.architecture(input: [6, 6, 2], [
+            ("Conv2D", ["filters": 3, "kernel_size": [3, 3], "strides": [1, 1], "padding": "valid", "dilation_rate": 1, "use_bias": true,
+                        "activation": "linear", "data_format": "channels_last", "groups": 1], [:]),
+        ]))
+        #expect(spelled.layers[1].weightNames == ["kernel", "bias"])
+        #expect(spelled.layers[1].weightNames == explicit.layers[1].weightNames)
+        let shapes = [try spelled.layers[1].kind.outputShape([[nil, 6, 6, 2]], layer: "l0"), try explicit.layers[1].kind.outputShape([[nil, 6, 6, 2]], layer: "l0")]
+        #expect(shapes[0] == [nil, 4, 4, 3] && shapes[1] == [nil, 4, 4, 3])
+    }
+
+    @Test("Dropout's noise_shape shares one draw along its axes of size 1 in training, and is the identity in inference")
+    func dropoutNoiseShape() throws {
+        let architecture = Self.architecture(input: [5, 3], [("Dropout", ["rate": 0.5, "noise_shape": [nil, 1, 3], "seed": 7], [:])])
+        let graph = try KerasArchitecture.parse(architecture)
+        let model = Model(name: "m", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, architecture: architecture)
+        let x = Tensor(shape: [4, 5, 3], data: (0..<60).map { Float($0 + 1) })
+        #expect(try Executor(model: model).predict([x])[0].data == x.data)
+        var random = TrainingRandom(seed: 1)
+        let y = try Backpropagation.run(model: model, inputs: [x], labels: [Float](repeating: 0, count: 60), loss: .meanSquaredError, random: &random).outputs
+        var kept = 0
+        for n in 0..<4 {
+            for c in 0..<3 {
+                let ratios = (0..<5).map { t in y.data[(n * 5 + t) * 3 + c] / x.data[(n * 5 + t) * 3 + c] }
+                #expect(Set(ratios).count == 1 && (ratios[0] == 0 || ratios[0] == 2), "sample \(n), channel \(c): \(ratios)")
+                if ratios[0] == 2 { kept += 1 }
+            }
+        }
+        #expect(kept > 0 && kept < 12)
+    }
+}
