@@ -73,7 +73,7 @@ public struct OutputComparison: Sendable {
             let range = start..<min(start + batchSize, samples)
             let batch = inputs.map { $0.rows(range) }
             let valuesA = try executorA.activations(batch)
-            let outputsA = try a.outputs.map { valuesA[$0.layer]! }
+            let outputsA = a.outputs.map { valuesA[$0.layer]! }
             if sameGraph {
                 let valuesB = try executorB.activations(batch)
                 for layer in a.layers {

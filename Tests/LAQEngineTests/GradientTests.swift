@@ -129,11 +129,12 @@ import Testing
         ]), inputShape: [4, 6, 6, 3])
     }
 
-    @Test("zero padding and cropping, 1-D and 2-D, in every form of their margins")
+    @Test("zero padding and cropping, 1-D and 2-D, in every form of their margins; rescaling per channel")
     func paddingAndCropping() throws {
         try Self.check(try Self.model(input: [nil, 5, 4, 2], layers: [
             ("ZeroPadding2D", ["padding": [[1, 2], [0, 3]]]),
             ("Conv2D", ["filters": 2, "kernel_size": 3, "activation": "tanh"]),
+            ("Rescaling", ["scale": [0.5, -2.0], "offset": 0.25]),
             ("Cropping2D", ["cropping": [[1, 0], [2, 1]]]),
             ("ZeroPadding2D", ["padding": 1]),
             ("Cropping2D", ["cropping": [2, 1]]),

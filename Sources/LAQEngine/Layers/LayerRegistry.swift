@@ -29,6 +29,7 @@ public enum LayerRegistry {
         "Bidirectional": BidirectionalLayer.self,
         "ZeroPadding1D": ZeroPaddingLayer.self, "ZeroPadding2D": ZeroPaddingLayer.self,
         "Cropping1D": CroppingLayer.self, "Cropping2D": CroppingLayer.self,
+        "Rescaling": RescalingLayer.self,
     ]
 
     /// Keras' older spellings of the same classes.
