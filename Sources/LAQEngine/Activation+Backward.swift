@@ -75,6 +75,13 @@ extension Activation {
         case .exponential: return y
         case .hardSigmoid(keras3: true): return z > -3 && z < 3 ? 1.0 / 6 : 0
         case .hardSigmoid(keras3: false): return z > -2.5 && z < 2.5 ? 0.2 : 0
+        case .relu6: return z > 0 && z < 6 ? 1 : 0
+        case .hardSwish: return z < -3 ? 0 : z > 3 ? 1 : (2 * z + 3) / 6
+        case .leakyReLU: return z > 0 ? 1 : 0.2
+        case .mish:
+            let softplus = z > 0 ? z + log1pf(expf(-z)) : log1pf(expf(z))
+            let t = tanhf(softplus)
+            return t + z * Activation.sigmoid(z) * (1 - t * t)
         }
     }
 }

@@ -4,13 +4,21 @@ import LAQFormat
 /// Keras' activations, applied in place (softmax over the last axis).
 public enum Activation: Sendable, Equatable {
     case linear, relu, sigmoid, tanh, softmax, elu, selu, gelu, swish, softplus, softsign, exponential
+    /// min(max(x, 0), 6).
+    case relu6
+    /// Keras 3's hard_silu (alias hard_swish): x·relu6(x + 3)/6.
+    case hardSwish
+    /// Keras 3's leaky_relu activation: x, or 0.2·x below 0.
+    case leakyReLU
+    /// x·tanh(softplus(x)).
+    case mish
     /// Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
     case hardSigmoid(keras3: Bool)
 
     /// Keras' names of the activations laq executes.
     public static let names: Set<String> = [
         "linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "swish", "silu", "softplus",
-        "softsign", "hard_sigmoid", "exponential",
+        "softsign", "hard_sigmoid", "exponential", "relu6", "hard_silu", "hard_swish", "leaky_relu", "mish",
     ]
 
     /// The activation named in a config value: a string, or a serialized function object.
@@ -41,6 +49,10 @@ public enum Activation: Sendable, Equatable {
         case "softsign": self = .softsign
         case "exponential": self = .exponential
         case "hard_sigmoid": self = .hardSigmoid(keras3: keras3)
+        case "relu6": self = .relu6
+        case "hard_silu", "hard_swish": self = .hardSwish
+        case "leaky_relu": self = .leakyReLU
+        case "mish": self = .mish
         default: self = .linear
         }
     }
@@ -127,6 +139,10 @@ public enum Activation: Sendable, Equatable {
         case .exponential: return { expf($0) }
         case .hardSigmoid(keras3: true): return Activation.hardSigmoid3
         case .hardSigmoid(keras3: false): return Activation.hardSigmoid2
+        case .relu6: return { min(max($0, 0), 6) }
+        case .hardSwish: return { x in x * Activation.hardSigmoid3(x) }
+        case .leakyReLU: return { x in x > 0 ? x : 0.2 * x }
+        case .mish: return { x in x * tanhf(x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))) }
         }
     }
 }

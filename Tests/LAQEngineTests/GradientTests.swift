@@ -16,7 +16,27 @@ import Testing
             members["name"] = .string("l\(index)")
             entries.append(["class_name": .string(className), "config": .object(members)])
         }
-        let architecture: JSONValue = ["class_name": "Sequential", "config": ["name": "t", "layers": .array(entries)]]
+        return try model(architecture: ["class_name": "Sequential", "config": ["name": "t", "layers": .array(entries)]], seed: seed)
+    }
+
+    /// A Functional model of `(class, config, inputs)` layers after one input of shape `input`
+    /// named "in"; each layer is named by its index (`l0`, `l1`, …), the last is the output.
+    static func functional(input: [Int?], _ layers: [(String, JSONValue, [String])]) throws -> Model {
+        var entries: [JSONValue] = [["class_name": "InputLayer", "name": "in", "inbound_nodes": [],
+                                     "config": ["name": "in", "batch_shape": .array(input.map { $0.map { .int(Int64($0)) } ?? .null })]]]
+        for (index, (className, config, inputs)) in layers.enumerated() {
+            guard case var .object(members) = config else { continue }
+            members["name"] = .string("l\(index)")
+            entries.append(["class_name": .string(className), "name": .string("l\(index)"), "config": .object(members),
+                            "inbound_nodes": [.array(inputs.map { [.string($0), 0, 0, [:]] })]])
+        }
+        return try model(architecture: ["class_name": "Functional", "config": [
+            "name": "t", "layers": .array(entries), "input_layers": [["in", 0, 0]], "output_layers": [[.string("l\(layers.count - 1)"), 0, 0]],
+        ]])
+    }
+
+    /// The model of an architecture, with seeded random weights of the shapes its configs imply.
+    static func model(architecture: JSONValue, seed: UInt64 = 1) throws -> Model {
         let graph = try KerasArchitecture.parse(architecture)
         var model = Model(name: "t", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, architecture: architecture)
         let shapes = try model.outputShapes()
@@ -99,9 +119,16 @@ import Testing
     func dense() throws {
         try Self.check(try Self.model(input: [nil, 5], layers: [("Dense", ["units": 4, "activation": "tanh"]), ("Dense", ["units": 3, "activation": "softmax"])]), inputShape: [3, 5])
         try Self.check(try Self.model(input: [nil, 2, 5], layers: [("Dense", ["units": 4, "activation": "sigmoid"]), ("Dense", ["units": 2, "activation": "gelu"])]), inputShape: [3, 2, 5])
+        try Self.check(try Self.model(input: [nil, 6], layers: [
+            ("Dense", ["units": 5, "activation": "hard_swish"]), ("Dense", ["units": 5, "activation": "mish"]),
+            ("Dense", ["units": 4, "activation": "leaky_relu"]), ("Dense", ["units": 4, "activation": "relu6"]),
+            ("Normalization", ["axis": -1, "mean": [0.5, -1, 0, 2], "variance": [4, 0.25, 1, 9]]),
+            ("Normalization", ["axis": [-1], "mean": 0.5, "variance": 2, "invert": true]),
+            ("Dense", ["units": 2, "activation": "hard_silu"]),
+        ]), inputShape: [3, 6])
     }
 
-    @Test("Conv1D and Conv2D: strides, dilation, same and valid padding")
+    @Test("Conv1D, Conv2D, depthwise and separable: strides, dilation, same and valid padding")
     func convolutions() throws {
         try Self.check(try Self.model(input: [nil, 9, 3], layers: [
             ("Conv1D", ["filters": 4, "kernel_size": 3, "dilation_rate": 2, "activation": "tanh"]),
@@ -110,6 +137,7 @@ import Testing
         try Self.check(try Self.model(input: [nil, 7, 6, 2], layers: [
             ("Conv2D", ["filters": 3, "kernel_size": 3, "strides": 2, "padding": "same", "activation": "elu"]),
             ("DepthwiseConv2D", ["kernel_size": 2, "depth_multiplier": 2, "activation": "softplus"]),
+            ("SeparableConv2D", ["filters": 3, "kernel_size": 2, "depth_multiplier": 2, "padding": "same", "activation": "tanh"]),
             ("Flatten", [:]),
             ("Dense", ["units": 2]),
         ]), inputShape: [2, 7, 6, 2])
@@ -127,6 +155,24 @@ import Testing
             ("GlobalAveragePooling1D", [:]),
             ("Dense", ["units": 2, "activation": "selu"]),
         ]), inputShape: [4, 6, 6, 3])
+    }
+
+    @Test("merges of inputs that broadcast: squeeze-and-excitation's Multiply, Add, Subtract, Average, Maximum, Minimum")
+    func broadcastingMerges() throws {
+        try Self.check(try Self.functional(input: [nil, 4, 3, 2], [
+            ("Conv2D", ["filters": 3, "kernel_size": 1, "activation": "tanh"], ["in"]),                     // l0 (n, 4, 3, 3)
+            ("GlobalAveragePooling2D", ["keepdims": true], ["l0"]),                                          // l1 (n, 1, 1, 3)
+            ("Dense", ["units": 3, "activation": "sigmoid"], ["l1"]),                                        // l2
+            ("Multiply", [:], ["l0", "l2"]),                                                                 // l3 (n, 4, 3, 3)
+            ("Conv2D", ["filters": 3, "kernel_size": [1, 3], "activation": "tanh"], ["l3"]),                 // l4 (n, 4, 1, 3)
+            ("Add", [:], ["l3", "l4", "l2"]),                                                                // l5
+            ("Subtract", [:], ["l2", "l5"]),                                                                 // l6
+            ("Maximum", [:], ["l6", "l4"]),                                                                  // l7
+            ("Minimum", [:], ["l7", "l3"]),                                                                  // l8
+            ("Average", [:], ["l8", "l2", "l0"]),                                                            // l9
+            ("Flatten", [:], ["l9"]),
+            ("Dense", ["units": 2], ["l10"]),
+        ]), inputShape: [3, 4, 3, 2])
     }
 
     @Test("zero padding and cropping, 1-D and 2-D, in every form of their margins; rescaling per channel")

@@ -45,15 +45,19 @@ struct DenseOp: Op {
     let units: Int
     let activation: Activation
 
-    init(_ context: OpContext, activation: Activation) throws(EngineError) {
+    /// `kernel`, `bias`: the weights' short names (a separable convolution's pointwise kernel,
+    /// (1, 1, inputs, units), is a Dense kernel with leading axes of 1).
+    init(_ context: OpContext, activation: Activation, kernel kernelName: String = "kernel", bias biasName: String? = "bias") throws(EngineError) {
         name = context.layer.name
-        let (kernel, matrix) = try context.matrix("kernel")
-        guard kernel.shape.count == 2 else { throw .shape(layer: name, reason: "kernel must be 2-D") }
+        let (kernel, matrix) = try context.matrix(kernelName)
+        guard kernel.shape.count >= 2, kernel.shape.dropLast(2).allSatisfy({ $0 == 1 }) else {
+            throw .shape(layer: name, reason: "\(kernelName) has shape \(kernel.shape), not (inputs, units)")
+        }
         self.kernel = kernel.values
         kernelMatrix = matrix
-        inputs = kernel.shape[0]
-        units = kernel.shape[1]
-        bias = context.optionalWeight("bias")?.values
+        inputs = kernel.shape[kernel.shape.count - 2]
+        units = kernel.shape[kernel.shape.count - 1]
+        bias = biasName.flatMap { context.optionalWeight($0)?.values }
         if let bias, bias.count != units { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(units) units") }
         self.activation = activation
     }

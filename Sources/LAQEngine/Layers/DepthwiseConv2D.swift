@@ -47,12 +47,14 @@ struct DepthwiseOp: Op {
     let multiplier: Int
     let activation: Activation
 
-    init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
+    /// `kernel`, `bias`: the weights' short names (a separable convolution's depthwise kernel, no bias).
+    init(_ context: OpContext, window: SlidingWindow, activation: Activation, kernel kernelName: String = "kernel",
+         bias biasName: String? = "bias") throws(EngineError) {
         name = context.layer.name
-        let kernel = try context.weight("kernel")
+        let kernel = try context.weight(kernelName)
         self.kernel = kernel.values
         multiplier = kernel.shape.last ?? 1
-        bias = context.optionalWeight("bias")?.values
+        bias = biasName.flatMap { context.optionalWeight($0)?.values }
         kernelSize = window.kernel
         strides = window.strides
         dilation = window.dilation

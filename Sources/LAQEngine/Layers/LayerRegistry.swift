@@ -8,6 +8,7 @@ public enum LayerRegistry {
         "Dense": DenseLayer.self,
         "Conv1D": ConvolutionLayer.self, "Conv2D": ConvolutionLayer.self,
         "DepthwiseConv2D": DepthwiseConvolutionLayer.self,
+        "SeparableConv2D": SeparableConvolutionLayer.self,
         "MaxPooling1D": PoolingLayer.self, "MaxPooling2D": PoolingLayer.self,
         "AveragePooling1D": PoolingLayer.self, "AveragePooling2D": PoolingLayer.self,
         "GlobalAveragePooling1D": GlobalPoolingLayer.self, "GlobalAveragePooling2D": GlobalPoolingLayer.self,
@@ -23,6 +24,7 @@ public enum LayerRegistry {
         "LeakyReLU": LeakyReLULayer.self,
         "Softmax": SoftmaxLayer.self,
         "Add": MergeLayer.self, "Subtract": MergeLayer.self, "Multiply": MergeLayer.self,
+        "Average": MergeLayer.self, "Maximum": MergeLayer.self, "Minimum": MergeLayer.self,
         "Concatenate": ConcatenateLayer.self,
         "Embedding": EmbeddingLayer.self,
         "SimpleRNN": RecurrentLayer.self, "LSTM": RecurrentLayer.self, "GRU": RecurrentLayer.self,
@@ -30,11 +32,12 @@ public enum LayerRegistry {
         "ZeroPadding1D": ZeroPaddingLayer.self, "ZeroPadding2D": ZeroPaddingLayer.self,
         "Cropping1D": CroppingLayer.self, "Cropping2D": CroppingLayer.self,
         "Rescaling": RescalingLayer.self,
+        "Normalization": NormalizationLayer.self,
     ]
 
     /// Keras' older spellings of the same classes.
     static let aliases: [String: String] = [
-        "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D",
+        "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "SeparableConvolution2D": "SeparableConv2D", "MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D",
         "AvgPool1D": "AveragePooling1D", "AvgPool2D": "AveragePooling2D", "GlobalAvgPool1D": "GlobalAveragePooling1D",
         "GlobalAvgPool2D": "GlobalAveragePooling2D", "GlobalMaxPool1D": "GlobalMaxPooling1D", "GlobalMaxPool2D": "GlobalMaxPooling2D",
     ]

@@ -1,6 +1,8 @@
 import LAQFormat
 
-/// Keras' `Add`, `Subtract` and `Multiply`, element by element over inputs of one shape.
+/// Keras' merge layers `Add`, `Subtract`, `Multiply`, `Average`, `Maximum` and `Minimum`,
+/// element by element over inputs that broadcast to one shape (a squeeze-and-excitation's
+/// (batch, 1, 1, channels) scale against (batch, h, w, channels)).
 public struct MergeLayer: LayerKind {
     let kind: MergeOp.Kind
 
@@ -8,65 +10,116 @@ public struct MergeLayer: LayerKind {
         switch options.className {
         case "Subtract": kind = .subtract
         case "Multiply": kind = .multiply
+        case "Average": kind = .average
+        case "Maximum": kind = .maximum
+        case "Minimum": kind = .minimum
         default: kind = .add
         }
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
-        guard inputs.count >= 2 else { throw .shapeMismatch(layer: layer, reason: "needs at least two inputs") }
-        if kind == .subtract, inputs.count != 2 { throw .shapeMismatch(layer: layer, reason: "Subtract needs exactly two inputs") }
-        let first = inputs[0]
-        for other in inputs.dropFirst() where other.count != first.count || zip(other, first).contains(where: { $0 != nil && $1 != nil && $0 != $1 }) {
-            throw .shapeMismatch(layer: layer, reason: "shapes \(first) and \(other) differ")
+        guard inputs.count >= 2 || (inputs.count == 1 && kind != .subtract) else {
+            throw .shapeMismatch(layer: layer, reason: "needs at least two inputs")
         }
-        return first
+        if kind == .subtract, inputs.count != 2 { throw .shapeMismatch(layer: layer, reason: "Subtract needs exactly two inputs") }
+        guard let shape = Broadcast.shape(inputs) else {
+            throw .shapeMismatch(layer: layer, reason: "shapes \(inputs.map(ShapeRules.describe).joined(separator: " and ")) do not broadcast")
+        }
+        return shape
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { MergeOp(name: context.layer.name, kind: kind) }
 }
 
 /// The merges' computation.
-struct MergeOp: Op {
-    enum Kind: Sendable { case add, subtract, multiply }
+struct MergeOp: Op, TrainableOp {
+    enum Kind: Sendable { case add, subtract, multiply, average, maximum, minimum }
     let name: String
     let kind: Kind
 
+    func outputShape(_ tensors: [Tensor]) throws(EngineError) -> [Int] {
+        guard let shape = Broadcast.shape(tensors.map(\.shape)) else {
+            throw .shape(layer: name, reason: "shapes \(tensors.map(\.shape)) do not broadcast")
+        }
+        return shape
+    }
+
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        var result = tensors[0]
-        result.data = Matrix.copy(result.data, workspace: workspace)
+        let shape = try outputShape(tensors)
+        var result: [Float]
+        if tensors[0].shape == shape {
+            result = Matrix.copy(tensors[0].data, workspace: workspace)
+        } else {
+            result = Matrix.uninitialized(shape.reduce(1, *), workspace: workspace)
+            let first = tensors[0].data
+            Broadcast.forEach(shape, strides: [Broadcast.strides(of: tensors[0].shape, in: shape)]) { i, offsets in result[i] = first[offsets[0]] }
+        }
         for other in tensors.dropFirst() {
-            guard other.shape == result.shape else { throw .shape(layer: name, reason: "shapes \(result.shape) and \(other.shape) differ") }
-            for i in result.data.indices {
-                switch kind {
-                case .add: result.data[i] += other.data[i]
-                case .subtract: result.data[i] -= other.data[i]
-                case .multiply: result.data[i] *= other.data[i]
+            if other.shape == shape {
+                result.withUnsafeMutableBufferPointer { out in
+                    other.data.withUnsafeBufferPointer { x in
+                        for i in out.indices { out[i] = combine(out[i], x[i]) }
+                    }
+                }
+            } else {
+                let data = other.data
+                Broadcast.forEach(shape, strides: [Broadcast.strides(of: other.shape, in: shape)]) { i, offsets in
+                    result[i] = combine(result[i], data[offsets[0]])
                 }
             }
         }
-        return result
+        if kind == .average {
+            let scale = 1 / Float(tensors.count)
+            for i in result.indices { result[i] *= scale }
+        }
+        return Tensor(shape: shape, data: result)
     }
-}
 
-extension MergeOp: TrainableOp {
+    @inline(__always)
+    private func combine(_ a: Float, _ b: Float) -> Float {
+        switch kind {
+        case .add, .average: a + b
+        case .subtract: a - b
+        case .multiply: a * b
+        case .maximum: b > a ? b : a
+        case .minimum: b < a ? b : a
+        }
+    }
+
+    /// Each input's gradient is ∂L/∂y times ∂y/∂input, summed over the axes the input was
+    /// stretched along: 1 for Add, ±1 for Subtract, 1/n for Average, the other inputs' product
+    /// for Multiply; Maximum and Minimum pass it to the first input that attains the result.
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let inputs = record.inputs
-        switch kind {
-        case .add:
+        let shape = gradOutput.shape
+        if kind == .add, inputs.allSatisfy({ $0.shape == shape }) {
             return LayerGradients(inputs: inputs.map { _ in gradOutput }, weights: [:])
-        case .subtract:
-            var negative = Tensor(shape: gradOutput.shape, data: Matrix.copy(gradOutput.data, workspace: workspace))
-            for i in negative.data.indices { negative.data[i] = -negative.data[i] }
-            return LayerGradients(inputs: [gradOutput, negative], weights: [:])
-        case .multiply:
-            let grads = inputs.indices.map { index -> Tensor? in
-                var grad = Tensor(shape: gradOutput.shape, data: Matrix.copy(gradOutput.data, workspace: workspace))
-                for (other, tensor) in inputs.enumerated() where other != index {
-                    for i in grad.data.indices { grad.data[i] *= tensor.data[i] }
-                }
-                return grad
-            }
-            return LayerGradients(inputs: grads, weights: [:])
         }
+        let strides = inputs.map { Broadcast.strides(of: $0.shape, in: shape) }
+        var grads = inputs.map { workspace.zeros($0.count) }
+        let dy = gradOutput.data
+        let output = record.output.data
+        let count = Float(inputs.count)
+        Broadcast.forEach(shape, strides: strides) { i, offsets in
+            let g = dy[i]
+            switch kind {
+            case .add: for k in inputs.indices { grads[k][offsets[k]] += g }
+            case .average: for k in inputs.indices { grads[k][offsets[k]] += g / count }
+            case .subtract:
+                grads[0][offsets[0]] += g
+                grads[1][offsets[1]] -= g
+            case .multiply:
+                for k in inputs.indices {
+                    var product = g
+                    for j in inputs.indices where j != k { product *= inputs[j].data[offsets[j]] }
+                    grads[k][offsets[k]] += product
+                }
+            case .maximum, .minimum:
+                if let winner = inputs.indices.first(where: { inputs[$0].data[offsets[$0]] == output[i] }) {
+                    grads[winner][offsets[winner]] += g
+                }
+            }
+        }
+        return LayerGradients(inputs: zip(inputs, grads).map { Tensor(shape: $0.shape, data: $1) }, weights: [:])
     }
 }

@@ -14,6 +14,8 @@ public struct ForwardRecord: Sendable {
     public var stateUpdates: [String: [Float]] = [:]
     /// Recurrent layers: the states of each direction, step by step.
     var traces: [RecurrentTrace] = []
+    /// Ops made of other ops (a separable convolution): their records, in order.
+    var parts: [ForwardRecord] = []
     /// Whether the backward pass must return gradients for the call's inputs. Backpropagation
     /// clears it for a call whose inputs are all model inputs (a first layer), whose gradients
     /// nobody reads; ops whose input gradient is a large product (Dense, convolutions) then
