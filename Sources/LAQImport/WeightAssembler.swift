@@ -30,8 +30,9 @@ enum WeightAssembler {
             }
             let expectedShapes = model.inputShapes(of: layer, in: shapes).first.map(layer.kind.weightShapes) ?? [:]
             let trainable = layer.kind.trainableCount
+            let kerasNames = layer.kind.weights.map(\.kerasName)
             for (index, (variable, name)) in zip(stored, expected).enumerated() {
-                if !namesMatch(variable.storedName, name) {
+                if !namesMatch(variable.storedName, kerasNames[index]) {
                     throw ImportError.weightName(path: path, layer: layer.name, expected: name, found: variable.storedName)
                 }
                 if let shape = expectedShapes[name], shape != variable.shape {
@@ -56,7 +57,9 @@ enum WeightAssembler {
         let parts = name.split(separator: "/").map(String.init)
         let wanted = expected.split(separator: "/").map(String.init)
         guard let last = parts.last, let wantedLast = wanted.last else { return false }
-        guard last == wantedLast || (last == "depthwise_kernel" && wantedLast == "kernel") else { return false }
+        // Keras numbers unnamed variables: `variable`, `variable_1`, …
+        let numbered = wantedLast == "variable" && last.hasPrefix("variable_") && last.dropFirst("variable_".count).allSatisfy(\.isNumber)
+        guard last == wantedLast || numbered || (last == "depthwise_kernel" && wantedLast == "kernel") else { return false }
         if wanted.count == 2 {  // Bidirectional: the direction must appear in the path.
             return parts.dropLast().contains { $0.hasPrefix(wanted[0]) }
         }

@@ -21,12 +21,23 @@ import Testing
 
     /// A Functional model of `(class, config, inputs)` layers after one input of shape `input`
     /// named "in"; each layer is named by its index (`l0`, `l1`, …), the last is the output.
+    /// An input written `#v` is the constant v, as Keras 3 writes an operator's (`x + 3.0`):
+    /// such a layer is one of `keras.src.ops.numpy`, its call in Keras 3's form.
     static func functional(input: [Int?], _ layers: [(String, JSONValue, [String])]) throws -> Model {
         var entries: [JSONValue] = [["class_name": "InputLayer", "name": "in", "inbound_nodes": [],
                                      "config": ["name": "in", "batch_shape": .array(input.map { $0.map { .int(Int64($0)) } ?? .null })]]]
         for (index, (className, config, inputs)) in layers.enumerated() {
             guard case var .object(members) = config else { continue }
             members["name"] = .string("l\(index)")
+            if inputs.contains(where: { $0.hasPrefix("#") }) {
+                let args: [JSONValue] = inputs.map { input in
+                    if input.hasPrefix("#") { return .double(Double(input.dropFirst())!) }
+                    return ["class_name": "__keras_tensor__", "config": ["keras_history": [.string(input), 0, 0]]]
+                }
+                entries.append(["module": "keras.src.ops.numpy", "class_name": .string(className), "name": .string("l\(index)"),
+                                "config": ["name": .string("l\(index)")], "inbound_nodes": [["args": .array(args), "kwargs": [:]]]])
+                continue
+            }
             entries.append(["class_name": .string(className), "name": .string("l\(index)"), "config": .object(members),
                             "inbound_nodes": [.array(inputs.map { [.string($0), 0, 0, [:]] })]])
         }
@@ -173,6 +184,23 @@ import Testing
             ("Flatten", [:], ["l9"]),
             ("Dense", ["units": 2], ["l10"]),
         ]), inputShape: [3, 4, 3, 2])
+    }
+
+    @Test("keras.applications' own layers and operators: grouped convolution (one group per channel), LayerScale, CustomScaleLayer, x + c, c − x, x·c, x/c, c/x")
+    func applicationLayers() throws {
+        try Self.check(try Self.functional(input: [nil, 5, 4, 3], [
+            ("Conv2D", ["filters": 6, "kernel_size": 3, "groups": 3, "padding": "same", "activation": "tanh"], ["in"]),  // l0
+            ("LayerScale", ["projection_dim": 6, "init_values": 0.5], ["l0"]),                                            // l1
+            ("Add", [:], ["l1", "#3.0"]),                                                                                // l2
+            ("Subtract", [:], ["#0.5", "l2"]),                                                                           // l3
+            ("Multiply", [:], ["l3", "#0.25"]),                                                                          // l4
+            ("Divide", [:], ["l4", "#1.5"]),                                                                             // l5
+            ("Conv2D", ["filters": 6, "kernel_size": 1, "activation": "sigmoid"], ["l5"]),                              // l6
+            ("TrueDivide", [:], ["#1.0", "l6"]),                                                                         // l7
+            ("CustomScaleLayer", ["scale": 0.17], ["l7", "l1"]),                                                          // l8
+            ("Flatten", [:], ["l8"]),
+            ("Dense", ["units": 2], ["l9"]),
+        ]), inputShape: [2, 5, 4, 3])
     }
 
     @Test("zero padding and cropping, 1-D and 2-D, in every form of their margins; rescaling per channel")

@@ -73,6 +73,7 @@ import Testing
         Refusal(className: "Dense", config: ["units": 2, "quantization_config": ["mode": "int8"]], option: "a Keras quantization config"),
         Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "padding": "causal"], option: "padding 'causal'"),
         Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "groups": 2], option: "groups=2"),
+        Refusal(className: "Conv2D", config: ["filters": 4, "kernel_size": 2, "groups": 3], option: "groups=3"),
         Refusal(className: "BatchNormalization", config: ["renorm": true], option: "batch renormalization (renorm)"),
         Refusal(className: "Embedding", config: ["input_dim": 5, "output_dim": 2, "mask_zero": true], option: "mask_zero (masking)"),
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),

@@ -2,12 +2,16 @@ import Foundation
 import LAQFormat
 
 /// Keras' `Conv1D` and `Conv2D` (channels last, `valid`/`same` padding, strides, dilation):
-/// y = act(conv(x, K) + b), K is (kernel…, channels, filters).
+/// y = act(conv(x, K) + b), K is (kernel…, channels/groups, filters). With one group per input
+/// channel (ConvNeXt's 7×7), filter f sees channel f/(filters/channels) alone: a depthwise
+/// convolution with multiplier filters/channels and the same kernel bytes. Other group counts
+/// are refused.
 public struct ConvolutionLayer: LayerKind {
     let window: SlidingWindow
     let filters: Int
     let activation: String
     let useBias: Bool
+    let groups: Int
 
     public init(_ options: LayerOptions) throws(ModelError) {
         let spatial = options.className.contains("1D") ? 1 : 2
@@ -15,8 +19,8 @@ public struct ConvolutionLayer: LayerKind {
         filters = try options.int("filters", min: 1)
         activation = try options.activation()
         useBias = try options.bool("use_bias", default: true)
-        let groups = try options.int("groups", default: 1, min: 1)
-        if groups != 1 { throw options.unsupported("groups=\(groups)") }
+        groups = try options.int("groups", default: 1, min: 1)
+        if groups != 1, spatial == 1 || filters % groups != 0 { throw options.unsupported("groups=\(groups)") }
         try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
     }
 
@@ -26,17 +30,24 @@ public struct ConvolutionLayer: LayerKind {
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
-        try window.outputShape(try single(inputs, layer: layer), channels: filters, layer: layer)
+        let input = try single(inputs, layer: layer)
+        if groups != 1, let channels = input.last ?? nil, channels != groups {
+            throw .unsupportedOption(layer: layer, className: "Conv2D", option: "groups=\(groups) on \(channels) channels (only one group per channel)")
+        }
+        return try window.outputShape(input, channels: filters, layer: layer)
     }
 
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
         var shapes = ["bias": [filters]]
-        if let last = inputs.first?.last ?? nil { shapes["kernel"] = window.kernel + [last, filters] }
+        if let last = inputs.first?.last ?? nil { shapes["kernel"] = window.kernel + [last / groups, filters] }
         return shapes
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op {
-        try ConvolutionOp(context, window: window, activation: context.activation(activation))
+        if groups != 1 {
+            return try DepthwiseOp(context, window: window, activation: context.activation(activation), multiplier: filters / groups)
+        }
+        return try ConvolutionOp(context, window: window, activation: context.activation(activation))
     }
 }
 

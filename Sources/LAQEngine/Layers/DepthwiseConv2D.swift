@@ -48,12 +48,14 @@ struct DepthwiseOp: Op {
     let activation: Activation
 
     /// `kernel`, `bias`: the weights' short names (a separable convolution's depthwise kernel, no bias).
+    /// `multiplier`: the kernels per input channel, when the kernel's shape does not say (a
+    /// Conv2D with one group per input channel: (kh, kw, 1, filters)).
     init(_ context: OpContext, window: SlidingWindow, activation: Activation, kernel kernelName: String = "kernel",
-         bias biasName: String? = "bias") throws(EngineError) {
+         bias biasName: String? = "bias", multiplier: Int? = nil) throws(EngineError) {
         name = context.layer.name
         let kernel = try context.weight(kernelName)
         self.kernel = kernel.values
-        multiplier = kernel.shape.last ?? 1
+        self.multiplier = multiplier ?? kernel.shape.last ?? 1
         bias = biasName.flatMap { context.optionalWeight($0)?.values }
         kernelSize = window.kernel
         strides = window.strides

@@ -62,9 +62,13 @@ public struct WeightSpec: Sendable, Equatable {
     public var gates: Int
     /// The names of its dimensions in Keras' layout, for the `.laq` tensor table.
     public var axes: [String]?
+    /// The name Keras gives the variable in its files, when it is not `name` (a variable made
+    /// without a name is `variable`, then `variable_1`, … in one model).
+    public var kerasName: String
 
-    public init(_ name: String, trainable: Bool = true, quantizable: Bool = false, gates: Int = 1, axes: [String]? = nil) {
+    public init(_ name: String, trainable: Bool = true, quantizable: Bool = false, gates: Int = 1, axes: [String]? = nil, kerasName: String? = nil) {
         self.name = name
+        self.kerasName = kerasName ?? name
         self.trainable = trainable
         self.quantizable = quantizable
         self.gates = gates
@@ -75,6 +79,7 @@ public struct WeightSpec: Sendable, Equatable {
     func prefixed(_ prefix: String) -> WeightSpec {
         var copy = self
         copy.name = prefix + name
+        copy.kerasName = prefix + kerasName
         return copy
     }
 }
@@ -87,7 +92,10 @@ public final class LayerOptions {
     public let layer: String
     public let className: String
     let config: [String: JSONValue]
+    /// What the layer's calls pass besides their input tensors (all calls pass the same).
+    public let call: CallArguments
     private var read: Set<String> = []
+    private var readKeywords: Set<String> = []
 
     /// Largest value of a size option (units, filters, kernel size, strides, …) laq accepts.
     public static let maxOption = 1 << 24
@@ -102,9 +110,10 @@ public final class LayerOptions {
             || key.hasSuffix("_regularizer") || key.hasSuffix("_constraint")
     }
 
-    public init(layer: String, className: String, config: JSONValue) {
+    public init(layer: String, className: String, config: JSONValue, call: CallArguments = CallArguments()) {
         self.layer = layer
         self.className = className
+        self.call = call
         if case let .object(members) = config { self.config = members } else { self.config = [:] }
     }
 
@@ -227,11 +236,34 @@ public final class LayerOptions {
         if defaultValue == .null || value != .null { throw unsupported(description()) }
     }
 
-    /// Refuses every option that was neither read nor declared irrelevant, by name.
+    /// A keyword argument of the layer's calls (`use_causal_mask`), marked as read.
+    public func callKeyword(_ key: String) -> JSONValue? {
+        readKeywords.insert(key)
+        guard let value = call.keywords[key], value != .null else { return nil }
+        return value
+    }
+
+    /// The constant positional arguments of the layer's calls, marked as read.
+    public func constantOperands() -> [JSONValue] {
+        readKeywords.insert("(constants)")
+        return call.operands.compactMap { if case let .constant(value) = $0 { value } else { nil } }
+    }
+
+    /// Refuses every option that was neither read nor declared irrelevant, by name, and every
+    /// call argument the kind did not read: constants, and keywords other than inference's
+    /// `training=False` and an absent `mask`.
     public func finish() throws(ModelError) {
         let left = config.keys.filter { !read.contains($0) && !Self.alwaysIrrelevant($0) }.sorted()
         guard left.isEmpty else {
             throw unsupported(left.count == 1 ? "option '\(left[0])'" : "options \(left.map { "'\($0)'" }.joined(separator: ", "))")
+        }
+        if call.hasConstants, !readKeywords.contains("(constants)") {
+            throw unsupported("a constant argument in its call (\(constantOperands().map { "\($0)" }.joined(separator: ", ")))")
+        }
+        for (key, value) in call.keywords.sorted(by: { $0.key < $1.key }) where !readKeywords.contains(key) {
+            if key == "training", value == .null || value == .bool(false) { continue }
+            if key == "mask", value == .null { continue }
+            throw unsupported("the call keyword \(key)=\(value)")
         }
     }
 }

@@ -35,6 +35,13 @@ public enum LayerRegistry {
         "Normalization": NormalizationLayer.self,
     ]
 
+    /// Layer classes that keras.applications models define in their own modules, by class name:
+    /// the module Keras 3 writes for them (legacy `.h5` files write none) and the kind.
+    static let applicationKinds: [String: (module: String, kind: any LayerKind.Type)] = [
+        "LayerScale": ("keras.src.applications.convnext", LayerScaleLayer.self),
+        "CustomScaleLayer": ("keras.src.applications.inception_resnet_v2", CustomScaleLayer.self),
+    ]
+
     /// Keras' older spellings of the same classes.
     static let aliases: [String: String] = [
         "Convolution1D": "Conv1D", "Convolution2D": "Conv2D", "SeparableConvolution2D": "SeparableConv2D", "MaxPool1D": "MaxPooling1D", "MaxPool2D": "MaxPooling2D",
@@ -52,16 +59,40 @@ public enum LayerRegistry {
             || module == "tf_keras.layers" || module.hasPrefix("tf_keras.src.layers")
     }
 
+    /// Whether an entry is one of Keras 3's operators applied to symbolic tensors (`x + 3.0`,
+    /// `inputs + x`): module `keras.src.ops.…`, or, in a legacy `.h5` that drops the module, an
+    /// operator's class whose config holds nothing but its name (Keras' layers of the same
+    /// names always write `trainable` and `dtype`) and whose call has a constant operand.
+    static func isOperator(className: String, module: String?, config: JSONValue?, call: CallArguments?) -> Bool {
+        guard OperatorKind.operations[className] != nil else { return false }
+        if let module { return module.hasPrefix("keras.src.ops.") }
+        // Without a module, an operator on tensors alone computes what the merge layer of its
+        // name does; one with a constant must be read as the operator.
+        guard case let .object(members)? = config, call?.hasConstants == true else { return false }
+        return Set(members.keys).isSubset(of: ["name"])
+    }
+
     /// The kind of one layer entry of an architecture config (`class_name`, `module`,
     /// `registered_name`, `config`). A class laq does not know, or a class serialized from
     /// another module than Keras' own (a user's class named like a Keras layer), becomes
     /// ``UnsupportedKind``, so that a whole architecture's unsupported layers are listed at once
     /// (``ModelError/unsupportedLayers(_:)``).
-    public static func kind(name: String, entry: JSONValue) -> any LayerKind {
+    public static func kind(name: String, entry: JSONValue, calls: [CallArguments] = []) -> any LayerKind {
         let className = entry["class_name"]?.stringValue ?? ""
         let module = entry["module"]?.stringValue
         let registered = entry["registered_name"]?.stringValue
         let canonical = aliases[className] ?? className
+        if calls.dropFirst().contains(where: { $0 != calls[0] }) {
+            return UnsupportedKind(className: className, module: module, reason: "calls that pass different constants or keyword arguments")
+        }
+        let options = LayerOptions(layer: name, className: canonical, config: entry["config"] ?? .null, call: calls.first ?? CallArguments())
+        if isOperator(className: className, module: module, config: entry["config"], call: calls.first) {
+            return parse(OperatorKind.self, options, className: className, module: module)
+        }
+        if let application = applicationKinds[className], module == nil || module == application.module,
+           registered == nil || registered == className {
+            return parse(application.kind, options, className: className, module: module)
+        }
         guard let type = kinds[canonical] else {
             return UnsupportedKind(className: className, module: module, reason: nil)
         }
@@ -71,7 +102,11 @@ public enum LayerRegistry {
         if let registered, registered != className {
             return UnsupportedKind(className: className, module: module, reason: "a custom class registered as '\(registered)', not Keras' own \(className)")
         }
-        let options = LayerOptions(layer: name, className: canonical, config: entry["config"] ?? .null)
+        return parse(type, options, className: className, module: module)
+    }
+
+    /// The kind `type` parses from `options`, or the reason it cannot.
+    static func parse(_ type: any LayerKind.Type, _ options: LayerOptions, className: String, module: String?) -> any LayerKind {
         do {
             let kind = try type.init(options)
             try options.finish()

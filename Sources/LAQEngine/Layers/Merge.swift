@@ -33,7 +33,7 @@ public struct MergeLayer: LayerKind {
 
 /// The merges' computation.
 struct MergeOp: Op, TrainableOp {
-    enum Kind: Sendable { case add, subtract, multiply, average, maximum, minimum }
+    enum Kind: Sendable { case add, subtract, multiply, average, maximum, minimum, divide }
     let name: String
     let kind: Kind
 
@@ -81,6 +81,7 @@ struct MergeOp: Op, TrainableOp {
         case .add, .average: a + b
         case .subtract: a - b
         case .multiply: a * b
+        case .divide: a / b
         case .maximum: b > a ? b : a
         case .minimum: b < a ? b : a
         }
@@ -88,7 +89,7 @@ struct MergeOp: Op, TrainableOp {
 
     /// Each input's gradient is ∂L/∂y times ∂y/∂input, summed over the axes the input was
     /// stretched along: 1 for Add, ±1 for Subtract, 1/n for Average, the other inputs' product
-    /// for Multiply; Maximum and Minimum pass it to the first input that attains the result.
+    /// for Multiply, 1/b and −a/b² for a / b; Maximum and Minimum pass it to the first input that attains the result.
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let inputs = record.inputs
         let shape = gradOutput.shape
@@ -108,6 +109,10 @@ struct MergeOp: Op, TrainableOp {
             case .subtract:
                 grads[0][offsets[0]] += g
                 grads[1][offsets[1]] -= g
+            case .divide:
+                let (a, b) = (inputs[0].data[offsets[0]], inputs[1].data[offsets[1]])
+                grads[0][offsets[0]] += g / b
+                grads[1][offsets[1]] -= g * a / (b * b)
             case .multiply:
                 for k in inputs.indices {
                     var product = g

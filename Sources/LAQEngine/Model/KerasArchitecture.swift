@@ -146,13 +146,14 @@ public enum KerasArchitecture {
             let (local, className) = try nameAndClass(entry, index: index)
             let name = qualified(local, scope)
             var inbound: [[TensorRef]] = []
+            var arguments: [CallArguments] = []
             if case let .array(nodes)? = entry["inbound_nodes"] {
                 for (nodeIndex, node) in nodes.enumerated() {
                     var refs: [TensorRef] = []
-                    for ref in try tensors(inNode: node, layer: name, path: "$.config.layers[\(index)].inbound_nodes[\(nodeIndex)]") {
-                        refs.append(try resolve(ref))
-                    }
+                    let call = try call(inNode: node, layer: name, path: "$.config.layers[\(index)].inbound_nodes[\(nodeIndex)]")
+                    for ref in call.tensors { refs.append(try resolve(ref)) }
                     inbound.append(refs)
+                    arguments.append(call.arguments)
                 }
             }
             if modelClasses.contains(className) {
@@ -164,7 +165,7 @@ public enum KerasArchitecture {
                 aliases[name] = outputs
                 continue
             }
-            var layer = Layer(name: name, entry: entry, inbound: inbound)
+            var layer = Layer(name: name, entry: entry, inbound: inbound, arguments: arguments)
             layer.scope = scope
             layers.append(layer)
         }
@@ -178,24 +179,52 @@ public enum KerasArchitecture {
     /// The input tensors of one call: Keras 2 `[[name, node, index, kwargs], …]` or Keras 3
     /// `{"args": [...], "kwargs": {...}}` with `__keras_tensor__` objects (nested in lists for merges).
     static func tensors(inNode node: JSONValue, layer: String, path: String) throws(ModelError) -> [TensorRef] {
+        try call(inNode: node, layer: layer, path: path).tensors
+    }
+
+    /// The input tensors of one call and what else it passes: Keras 3 writes an operator's
+    /// constant operands among its positional `args` (`x + 3.0`), and keyword arguments
+    /// (`training`, `mask`, …); tf.keras 2 writes keywords in each triple's fourth element.
+    static func call(inNode node: JSONValue, layer: String, path: String) throws(ModelError) -> (tensors: [TensorRef], arguments: CallArguments) {
+        var arguments = CallArguments()
         switch node {
         case let .array(items):
             var result: [TensorRef] = []
             for (index, item) in items.enumerated() {
                 guard let ref = ref(item) else { throw .invalidConfig(path: "\(path)[\(index)]", reason: "not a [layer, node, index] triple") }
-                if case let .array(parts) = item, parts.count > 3, case let .object(kwargs) = parts[3], kwargs.values.contains(where: containsTensor) {
-                    throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call")
+                if case let .array(parts) = item, parts.count > 3, case let .object(kwargs) = parts[3] {
+                    if kwargs.values.contains(where: containsTensor) {
+                        throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call")
+                    }
+                    arguments.keywords.merge(kwargs) { first, _ in first }
                 }
                 result.append(ref)
+                arguments.operands.append(.tensor)
             }
-            return result
+            return (result, arguments)
         case let .object(members):
             var result: [TensorRef] = []
-            collect(members["args"] ?? .null, into: &result)
-            if case let .object(kwargs)? = members["kwargs"], kwargs.values.contains(where: containsTensor) {
-                throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call (\(kwargs.keys.sorted().joined(separator: ", ")))")
+            if case let .array(args)? = members["args"] {
+                for arg in args {
+                    if containsTensor(arg) {
+                        let before = result.count
+                        collect(arg, into: &result)
+                        arguments.operands += Array(repeating: .tensor, count: result.count - before)
+                    } else {
+                        arguments.operands.append(.constant(arg))
+                    }
+                }
+            } else {
+                collect(members["args"] ?? .null, into: &result)
+                arguments.operands = Array(repeating: .tensor, count: result.count)
             }
-            return result
+            if case let .object(kwargs)? = members["kwargs"] {
+                if kwargs.values.contains(where: containsTensor) {
+                    throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call (\(kwargs.keys.sorted().joined(separator: ", ")))")
+                }
+                arguments.keywords = kwargs
+            }
+            return (result, arguments)
         default:
             throw .invalidConfig(path: path, reason: "unrecognised inbound node")
         }

@@ -88,14 +88,37 @@ public struct Layer: Sendable {
     }
 
     /// A layer from an architecture config's entry (`class_name`, `config`, and in Keras 3
-    /// `module` and `registered_name`).
-    public init(name: String, entry: JSONValue, inbound: [[TensorRef]]) {
+    /// `module` and `registered_name`), with what each call passes besides its input tensors.
+    public init(name: String, entry: JSONValue, inbound: [[TensorRef]], arguments: [CallArguments] = []) {
         self.name = name
         self.className = entry["class_name"]?.stringValue ?? ""
         self.config = entry["config"] ?? .null
-        self.kind = LayerRegistry.kind(name: name, entry: entry)
+        self.kind = LayerRegistry.kind(name: name, entry: entry, calls: arguments)
         self.inbound = inbound
     }
+}
+
+/// What one call of a layer passes besides its input tensors, as the architecture config
+/// records it.
+public struct CallArguments: Sendable, Equatable {
+    /// One positional argument: an input tensor, or a constant (an operator's `3.0` in `x + 3.0`).
+    public enum Operand: Sendable, Equatable {
+        case tensor
+        case constant(JSONValue)
+    }
+
+    /// The positional arguments in order (each input tensor of a merge's list is one).
+    public var operands: [Operand] = []
+    /// Keyword arguments that are not tensors (`training`, `mask`, `use_causal_mask`, …).
+    public var keywords: [String: JSONValue] = [:]
+
+    public init(operands: [Operand] = [], keywords: [String: JSONValue] = [:]) {
+        self.operands = operands
+        self.keywords = keywords
+    }
+
+    /// Whether a positional argument is a constant.
+    public var hasConstants: Bool { operands.contains { if case .constant = $0 { true } else { false } } }
 }
 
 /// A named weight tensor, float32, row-major in Keras' layout.
