@@ -1,0 +1,112 @@
+#!/usr/bin/env python3
+"""Runs laq on the zoo that tools/zoo/make_zoo.py wrote and compares it with Keras.
+
+    python3 tools/zoo/check_zoo.py [--zoo out/zoo] [--laq .build/debug/laq] [--ci] [--only NAME ...]
+                                   [--tolerance 1e-4] [--quantize twn]
+
+For every model of `zoo.json` (with --ci, the CI subset) and every layout present (`.keras`,
+`.h5`, `.weights.h5` with `.config.json`): `laq import`, `laq run` on the stored inputs, the
+largest difference from Keras' own predictions relative to the largest output magnitude, then
+`laq quantize --method M --one-shot` and `laq run` of the quantized file. Prints a Markdown table
+(model, parameters, layout, import seconds, max error, quantized size) and exits 1 when any
+import fails or an error exceeds the tolerance. Needs numpy only (no Keras).
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+
+
+def run(command):
+    started = time.monotonic()
+    result = subprocess.run(command, capture_output=True, text=True)
+    return result, time.monotonic() - started
+
+
+def first_lines(text, count=3):
+    return " / ".join(line.strip() for line in text.strip().splitlines()[:count])
+
+
+def check(laq, zoo, model, layout, tolerance, method, scratch):
+    name = model["name"]
+    source = os.path.join(zoo, name + layout)
+    if not os.path.exists(source):
+        return None
+    command = [laq, "import", source, "-o", os.path.join(scratch, "m.laq")]
+    if layout == ".weights.h5":
+        command += ["--config", os.path.join(zoo, name + ".config.json")]
+    result, seconds = run(command)
+    row = {"model": name, "layout": layout, "parameters": model.get("parameters", 0), "import_s": seconds}
+    if result.returncode != 0:
+        row["failure"] = "import: " + first_lines(result.stderr)
+        return row
+    io = np.load(os.path.join(zoo, name + ".io.npz"))
+    inputs = os.path.join(scratch, "x.npy")
+    np.save(inputs, io["x"])
+    result, _ = run([laq, "run", os.path.join(scratch, "m.laq"), "--input", inputs, "-o", os.path.join(scratch, "y.npy")])
+    if result.returncode != 0:
+        row["failure"] = "run: " + first_lines(result.stderr)
+        return row
+    y, keras = np.load(os.path.join(scratch, "y.npy")), io["y"]
+    if y.shape != keras.shape:
+        row["failure"] = f"output shape {y.shape}, Keras {keras.shape}"
+        return row
+    row["error"] = float(np.abs(y - keras).max() / max(np.abs(keras).max(), 1e-12))
+    if row["error"] > tolerance:
+        row["failure"] = f"max error {row['error']:.2e} > {tolerance:g}"
+    if method:
+        quantized = os.path.join(scratch, "q.laq")
+        result, _ = run([laq, "quantize", os.path.join(scratch, "m.laq"), "-o", quantized, "--method", method, "--one-shot"])
+        if result.returncode != 0:
+            row["failure"] = "quantize: " + first_lines(result.stderr)
+            return row
+        result, _ = run([laq, "run", quantized, "--input", inputs, "-o", os.path.join(scratch, "q.npy")])
+        if result.returncode != 0 or not np.isfinite(np.load(os.path.join(scratch, "q.npy"))).all():
+            row["failure"] = "quantized run: " + first_lines(result.stderr or "non-finite outputs")
+            return row
+        row["quantized_bytes"] = os.path.getsize(quantized)
+        row["float_bytes"] = os.path.getsize(os.path.join(scratch, "m.laq"))
+    return row
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--zoo", default="out/zoo")
+    parser.add_argument("--laq", default=".build/debug/laq")
+    parser.add_argument("--ci", action="store_true", help="only the CI subset")
+    parser.add_argument("--only", nargs="*", default=[])
+    parser.add_argument("--tolerance", type=float, default=1e-4)
+    parser.add_argument("--quantize", default="twn", help="method for the one-shot quantization ('' to skip)")
+    args = parser.parse_args()
+    with open(os.path.join(args.zoo, "zoo.json")) as f:
+        zoo = json.load(f)["models"]
+    models = [m for m in zoo.values() if (not args.ci or m.get("ci")) and (not args.only or m["name"] in args.only)]
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        for model in sorted(models, key=lambda m: (m["family"], m["parameters"])):
+            for layout in [".keras", ".h5", ".weights.h5"]:
+                row = check(args.laq, args.zoo, model, layout, args.tolerance, args.quantize, scratch)
+                if row is None:
+                    continue
+                rows.append(row)
+                status = row.get("failure") or f"max error {row['error']:.1e}"
+                print(f"{row['model']}{layout}: {status}", file=sys.stderr, flush=True)
+    print("| model | parameters | layout | import s | max error | float32 .laq | quantized .laq |")
+    print("|---|---|---|---|---|---|---|")
+    for row in rows:
+        error = f"{row['error']:.1e}" if "error" in row else "—"
+        sizes = [f"{row[k] / 2**20:.2f} MiB" if k in row else "—" for k in ("float_bytes", "quantized_bytes")]
+        failure = f" **{row['failure']}**" if "failure" in row else ""
+        print(f"| {row['model']} | {row['parameters']:,} | {row['layout']} | {row['import_s']:.2f} | {error}{failure} | {sizes[0]} | {sizes[1]} |")
+    failed = [r for r in rows if "failure" in r]
+    print(f"\n{len(rows) - len(failed)} passed, {len(failed)} failed")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
