@@ -74,6 +74,7 @@ import Testing
         Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "padding": "causal"], option: "padding 'causal'"),
         Refusal(className: "Conv1D", config: ["filters": 2, "kernel_size": 2, "groups": 2], option: "groups=2"),
         Refusal(className: "Conv2D", config: ["filters": 4, "kernel_size": 2, "groups": 3], option: "groups=3"),
+        Refusal(className: "DepthwiseConv2D", config: ["kernel_size": 2, "groups": 2], option: "groups=2"),
         Refusal(className: "BatchNormalization", config: ["renorm": true], option: "batch renormalization (renorm)"),
         Refusal(className: "Embedding", config: ["input_dim": 5, "output_dim": 2, "mask_zero": true], option: "mask_zero (masking)"),
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
@@ -99,6 +100,9 @@ import Testing
         #expect(spelled.layers[1].weightNames == explicit.layers[1].weightNames)
         let shapes = [try spelled.layers[1].kind.outputShape([[nil, 6, 6, 2]], layer: "l0"), try explicit.layers[1].kind.outputShape([[nil, 6, 6, 2]], layer: "l0")]
         #expect(shapes[0] == [nil, 4, 4, 3] && shapes[1] == [nil, 4, 4, 3])
+        // tf.keras writes a depthwise convolution's inherited `groups: 1`.
+        let depthwise = try KerasArchitecture.parse(Self.architecture(input: [6, 6, 2], [("DepthwiseConv2D", ["kernel_size": 3, "groups": 1], [:])]))
+        #expect(depthwise.layers[1].weightNames == ["kernel", "bias"])
     }
 
     @Test("Dropout's noise_shape shares one draw along its axes of size 1 in training, and is the identity in inference")

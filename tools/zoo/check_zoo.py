@@ -32,9 +32,11 @@ def first_lines(text, count=3):
     return " / ".join(line.strip() for line in text.strip().splitlines()[:count])
 
 
-def check(laq, zoo, model, layout, tolerance, method, scratch):
-    name = model["name"]
-    source = os.path.join(zoo, name + layout)
+def check(laq, zoo, model, file, tolerance, method, scratch):
+    """One model file: its name is the file's without the layout (`tfk_` files are tf.keras 2's)."""
+    layout = next(suffix for suffix in (".weights.h5", ".keras", ".h5") if file.endswith(suffix))
+    name = file[: -len(layout)]
+    source = os.path.join(zoo, file)
     if not os.path.exists(source):
         return None
     command = [laq, "import", source, "-o", os.path.join(scratch, "m.laq")]
@@ -85,17 +87,19 @@ def main():
     args = parser.parse_args()
     with open(os.path.join(args.zoo, "zoo.json")) as f:
         zoo = json.load(f)["models"]
-    models = [m for m in zoo.values() if (not args.ci or m.get("ci")) and (not args.only or m["name"] in args.only)]
+    models = [m for key, m in zoo.items() if (not args.ci or m.get("ci")) and (not args.only or m["name"] in args.only or key in args.only)]
     rows = []
     with tempfile.TemporaryDirectory() as scratch:
         for model in sorted(models, key=lambda m: (m["family"], m["parameters"])):
-            for layout in [".keras", ".h5", ".weights.h5"]:
-                row = check(args.laq, args.zoo, model, layout, args.tolerance, args.quantize, scratch)
+            for file in sorted(model["files"]):
+                if not file.endswith((".keras", ".h5")):
+                    continue
+                row = check(args.laq, args.zoo, model, file, args.tolerance, args.quantize, scratch)
                 if row is None:
                     continue
                 rows.append(row)
                 status = row.get("failure") or f"max error {row['error']:.1e}"
-                print(f"{row['model']}{layout}: {status}", file=sys.stderr, flush=True)
+                print(f"{file}: {status}", file=sys.stderr, flush=True)
     print("| model | parameters | layout | import s | max error | float32 .laq | quantized .laq |")
     print("|---|---|---|---|---|---|---|")
     for row in rows:

@@ -12,6 +12,9 @@ public struct DepthwiseConvolutionLayer: LayerKind {
     public init(_ options: LayerOptions) throws(ModelError) {
         window = try SlidingWindow(convolution: options, spatial: 2)
         multiplier = try options.int("depth_multiplier", default: 1, min: 1)
+        // tf.keras writes its convolutions' `groups` here too; only 1 means anything.
+        let groups = try options.int("groups", default: 1, min: 1)
+        if groups != 1 { throw options.unsupported("groups=\(groups)") }
         activation = try options.activation()
         useBias = try options.bool("use_bias", default: true)
     }
