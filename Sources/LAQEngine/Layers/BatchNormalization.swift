@@ -35,10 +35,7 @@ public struct BatchNormalizationLayer: LayerKind {
         return input
     }
 
-    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
-        guard let last = inputs.first?.last ?? nil else { return [:] }
-        return Dictionary(uniqueKeysWithValues: weightNames.map { ($0, [last]) })
-    }
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { perChannelWeightShapes(inputs) }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op {
         try BatchNormalizationOp(context, epsilon: Float(epsilon), momentum: Float(momentum))

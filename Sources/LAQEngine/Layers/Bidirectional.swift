@@ -18,7 +18,8 @@ public struct BidirectionalLayer: LayerKind {
         inner = recurrent
         switch options.value("merge_mode") {
         case nil:
-            guard !options.has("merge_mode"), options.config["merge_mode"] == nil else { throw options.unsupported("merge_mode None") }
+            // Absent: Keras' default; written as null: no merge, two outputs.
+            guard options.config["merge_mode"] == nil else { throw options.unsupported("merge_mode None") }
             mode = "concat"
         case let .string(mode)? where ["concat", "sum", "mul", "ave"].contains(mode): self.mode = mode
         case let other?: throw options.unsupported("merge_mode \(other)")

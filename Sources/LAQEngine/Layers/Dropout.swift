@@ -60,25 +60,7 @@ struct DropoutOp: TrainableOp {
             let noise = zip(noiseShape, x.shape).map { $0 == 1 ? 1 : $1 }
             var draws = [Float](repeating: 0, count: noise.reduce(1, *))
             for i in draws.indices { draws[i] = random.uniform() >= rate ? scale : 0 }
-            var strides = [Int](repeating: 1, count: x.rank)  // of the noise tensor, 0 where shared
-            var step = 1
-            for axis in stride(from: x.rank - 1, through: 0, by: -1) {
-                strides[axis] = noise[axis] == 1 ? 0 : step
-                step *= noise[axis]
-            }
-            var index = [Int](repeating: 0, count: x.rank)
-            for i in mask.indices {
-                var source = 0
-                for axis in 0..<x.rank { source += index[axis] * strides[axis] }
-                mask[i] = draws[source]
-                var axis = x.rank - 1
-                while axis >= 0 {
-                    index[axis] += 1
-                    if index[axis] < x.shape[axis] { break }
-                    index[axis] = 0
-                    axis -= 1
-                }
-            }
+            Broadcast.forEach(x.shape, strides: [Broadcast.strides(of: noise, in: x.shape)]) { i, offsets in mask[i] = draws[offsets[0]] }
         } else {
             for i in mask.indices { mask[i] = random.uniform() >= rate ? scale : 0 }
         }

@@ -44,6 +44,12 @@ extension LayerKind {
     /// How many of the weights are trainable (the first ones).
     public var trainableCount: Int { weights.filter(\.trainable).count }
 
+    /// Every weight one value per channel of the (first) input's last axis (normalization layers).
+    func perChannelWeightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let last = inputs.first?.last ?? nil else { return [:] }
+        return Dictionary(uniqueKeysWithValues: weightNames.map { ($0, [last]) })
+    }
+
     /// The one input of a single-input layer, or a shape error.
     func single(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
         guard inputs.count == 1 else { throw .shapeMismatch(layer: layer, reason: "expects one input, has \(inputs.count)") }
@@ -148,11 +154,6 @@ public final class LayerOptions {
             throw invalid(key, "an integer in \(min)…\(max)")
         }
         return number
-    }
-
-    public func optionalInt(_ key: String, min: Int = 0, max: Int = LayerOptions.maxOption) throws(ModelError) -> Int? {
-        guard has(key) else { read.insert(key); return nil }
-        return try int(key, min: min, max: max)
     }
 
     public func double(_ key: String, default fallback: Double) throws(ModelError) -> Double {

@@ -24,10 +24,7 @@ public struct LayerNormalizationLayer: LayerKind {
         return input
     }
 
-    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
-        guard let last = inputs.first?.last ?? nil else { return [:] }
-        return Dictionary(uniqueKeysWithValues: weightNames.map { ($0, [last]) })
-    }
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { perChannelWeightShapes(inputs) }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { LayerNormalizationOp(context, epsilon: Float(epsilon)) }
 }

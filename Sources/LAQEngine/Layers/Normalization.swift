@@ -6,7 +6,8 @@ import LAQFormat
 /// statistics come from the config when given there, else from the weights `adapt()` filled
 /// (`mean`, `variance` and an element `count`, none of them trainable).
 public struct NormalizationLayer: LayerKind {
-    /// The axes kept (not reduced), as written; empty: one mean and variance.
+    /// The axes kept (not reduced), as written (absent: Keras' default, the last); empty: one
+    /// mean and variance.
     let axes: [Int]
     let invert: Bool
     /// Statistics given in the config, flattened; nil when they are weights.
@@ -16,19 +17,9 @@ public struct NormalizationLayer: LayerKind {
     static let epsilon: Float = 1e-7
 
     public init(_ options: LayerOptions) throws(ModelError) {
-        switch options.value("axis") {
-        case nil: axes = []
-        case let .int(axis)?: axes = [Int(axis)]
-        case let .array(items)?:
-            var axes: [Int] = []
-            for item in items {
-                guard case let .int(axis) = item else { throw options.unsupported("axis \(items)") }
-                axes.append(Int(axis))
-            }
-            guard axes.count <= 1 else { throw options.unsupported("normalization keeping several axes (\(axes))") }
-            self.axes = axes
-        default: throw options.unsupported("a non-integer axis")
-        }
+        // Keras writes the kept axes as a list: [] for axis=None (one mean and variance).
+        axes = try NormalizationAxis(options).axes ?? [-1]
+        guard axes.count <= 1 else { throw options.unsupported("normalization keeping several axes (\(axes))") }
         invert = try options.bool("invert", default: false)
         func statistics(_ key: String) throws(ModelError) -> [Float]? {
             switch options.value(key) {

@@ -79,12 +79,9 @@ public struct Layer: Sendable {
     /// `forward/kernel` for a Bidirectional wrapper, …
     public var weightNames: [String] { kind.weightNames }
 
-    /// A layer of Keras class `className` (its module and registered name in `entry`, when the
-    /// config has them), its kind parsed from `config`.
-    public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]], module: String? = nil) {
-        var entry: [String: JSONValue] = ["class_name": .string(className), "config": config]
-        if let module { entry["module"] = .string(module) }
-        self.init(name: name, entry: .object(entry), inbound: inbound)
+    /// A layer of Keras class `className`, its kind parsed from `config`.
+    public init(name: String, className: String, config: JSONValue, inbound: [[TensorRef]]) {
+        self.init(name: name, entry: ["class_name": .string(className), "config": config], inbound: inbound)
     }
 
     /// A layer from an architecture config's entry (`class_name`, `config`, and in Keras 3
