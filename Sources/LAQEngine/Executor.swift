@@ -6,6 +6,10 @@ public struct Executor: Sendable {
     let ops: [String: any Op]
     /// Every call of every layer, inputs first (``Model/calls()``): a shared layer runs once per call.
     let calls: [LayerCall]
+    /// The tensors that carry an implicit mask, and which calls see it (``Model/maskPlan()``).
+    let masks: MaskPlan
+    /// Keras ≥ 3 saved the model.
+    let keras3: Bool
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary, ternary and linear
@@ -15,13 +19,39 @@ public struct Executor: Sendable {
         self.model = model
         var weights: [String: Weight] = [:]
         for weight in model.weights { weights[weight.name] = weight }
-        let keras3 = !(model.source.kerasVersion?.hasPrefix("2.") ?? false) && !(model.source.kerasVersion?.hasPrefix("1.") ?? false)
+        let version = model.kerasVersion
+        keras3 = model.savedByKeras3
         var ops: [String: any Op] = [:]
         for layer in model.layers {
-            ops[layer.name] = try layer.kind.op(OpContext(layer: layer, weights: weights, keras3: keras3, activations: activations))
+            let context = OpContext(layer: layer, weights: weights, keras3: keras3, kerasVersion: version, activations: activations)
+            ops[layer.name] = try layer.kind.op(context)
         }
         self.ops = ops
-        do { calls = try model.calls() } catch { throw .invalidModel(error.description) }
+        do {
+            calls = try model.calls()
+            masks = try model.maskPlan()
+        } catch { throw .invalidModel(error.description) }
+    }
+
+    /// The masks of a call's inputs (nil: none; nil for every input when none has one): the
+    /// tensor it passes as `mask=` for its first input, else the inputs' implicit masks.
+    func inputMasks(_ call: LayerCall, _ masks: [TensorRef: Tensor], values: [TensorRef: Tensor]) throws(EngineError) -> [Tensor?]? {
+        let refs = model.inputs(of: call)
+        if let explicit = model.maskInput(of: call) {
+            guard let mask = values[explicit] else { throw .badInput(name: model.layers[call.layer].name, reason: "its mask '\(explicit)' was not computed") }
+            return [mask] + Array(repeating: nil, count: max(refs.count - 1, 0))
+        }
+        guard self.masks.sees(call, refs) else { return nil }
+        let hidden = self.masks.hidden[call] ?? []
+        return refs.map { hidden.contains($0) ? nil : masks[$0] }
+    }
+
+    /// Records the mask of a call's output, when it carries one.
+    func recordMask(_ call: LayerCall, inputs: [Tensor], masks: [Tensor?]?, into table: inout [TensorRef: Tensor]) throws(EngineError) {
+        let ref = model.output(of: call)
+        guard self.masks.carried.contains(ref) else { return }
+        let layer = model.layers[call.layer]
+        table[ref] = try layer.kind.outputMask(inputs, masks: masks ?? Array(repeating: nil, count: inputs.count), keras3: keras3)
     }
 
     /// The model's outputs for `inputs` (one tensor per model input, in order).
@@ -49,6 +79,7 @@ public struct Executor: Sendable {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
         var values: [TensorRef: Tensor] = [:]
+        var masks: [TensorRef: Tensor] = [:]
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
         for call in calls {
             let layer = model.layers[call.layer]
@@ -63,7 +94,13 @@ public struct Executor: Sendable {
                 arguments.append(value)
             }
             guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
-            values[model.output(of: call)] = try op.forward(arguments)
+            let inputMasks = try inputMasks(call, masks, values: values)
+            if let inputMasks {
+                values[model.output(of: call)] = try op.forward(arguments, masks: inputMasks, workspace: nil)
+            } else {
+                values[model.output(of: call)] = try op.forward(arguments)
+            }
+            try recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
         }
         return values
     }

@@ -13,7 +13,8 @@ import Testing
     static let fixtures = ["k3_tiny.h5", "k3_tiny.keras", "tfk_tiny.h5", "tfk_tiny_legacy_adam.h5", "k3_branches.h5",
                            "k3_conv1d.h5", "k3_image.keras", "k3_fmnist_mlp.h5", "k3_fmnist_cnn.keras", "k3_char_lstm.h5",
                            "tfk_fmnist_mlp.h5", "k3_nested.h5", "k3_nested.keras", "tfk_nested.h5",
-                           "k3_shared.h5", "k3_shared.keras", "tfk_shared.h5", "k3_coverage.h5", "k3_coverage.keras"]
+                           "k3_shared.h5", "k3_shared.keras", "tfk_shared.h5", "k3_coverage.h5", "k3_coverage.keras",
+                           "k3_attention.h5", "k3_attention.keras", "k3_masking.h5", "k3_masking.keras", "tfk_attention.h5", "tfk_masking.h5"]
 
     static func ioName(_ fixture: String) -> String {
         var name = fixture

@@ -76,7 +76,11 @@ import Testing
         Refusal(className: "Conv2D", config: ["filters": 4, "kernel_size": 2, "groups": 3], option: "groups=3"),
         Refusal(className: "DepthwiseConv2D", config: ["kernel_size": 2, "groups": 2], option: "groups=2"),
         Refusal(className: "BatchNormalization", config: ["renorm": true], option: "batch renormalization (renorm)"),
-        Refusal(className: "Embedding", config: ["input_dim": 5, "output_dim": 2, "mask_zero": true], option: "mask_zero (masking)"),
+        Refusal(className: "MultiHeadAttention", config: ["num_heads": 2, "key_dim": 2, "use_gate": true], option: "the gated attention (use_gate)"),
+        Refusal(className: "MultiHeadAttention", config: ["num_heads": 2, "key_dim": 2, "attention_axes": [1, 2]],
+                option: "attention_axes [1, 2] (laq attends over the sequence axis of (batch, time, features) inputs)"),
+        Refusal(className: "EinsumDense", config: ["equation": "ab,bc->c", "output_shape": 4],
+                option: "the einsum equation 'ab,bc->c' (laq runs products of the form 'abc,cd->abd')"),
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
     ]
 

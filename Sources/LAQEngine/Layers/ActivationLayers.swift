@@ -2,7 +2,7 @@ import Foundation
 import LAQFormat
 
 /// Keras' `Activation`: one of Keras' activations (``Activation/names``).
-public struct ActivationLayer: LayerKind {
+public struct ActivationLayer: KeepsMask {
     let activation: String
 
     public init(_ options: LayerOptions) throws(ModelError) { activation = try options.activation() }
@@ -13,7 +13,7 @@ public struct ActivationLayer: LayerKind {
 }
 
 /// Keras' `ReLU`: min(x, max_value) for x ≥ threshold, negative_slope·(x − threshold) below.
-public struct ReLULayer: LayerKind {
+public struct ReLULayer: KeepsMask {
     let maxValue: Double?
     let slope: Double
     let threshold: Double
@@ -33,7 +33,7 @@ public struct ReLULayer: LayerKind {
 
 /// Keras' `LeakyReLU`: x, or negative_slope·x below 0 (tf.keras calls the slope `alpha`;
 /// both default to 0.3).
-public struct LeakyReLULayer: LayerKind {
+public struct LeakyReLULayer: KeepsMask {
     let slope: Double
 
     public init(_ options: LayerOptions) throws(ModelError) {
@@ -56,6 +56,12 @@ public struct SoftmaxLayer: LayerKind {
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { ActivationOp(kind: .function(.softmax)) }
+
+    /// Keras' Softmax sets masked positions to −1e9 before normalizing: not computed here.
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool {
+        guard masked.first != true else { throw .unsupportedOption(layer: layer, className: "Softmax", option: "an input with an implicit mask (mask_zero, Masking)") }
+        return false
+    }
 }
 
 /// The activation layers' computation.

@@ -4,7 +4,7 @@ import LAQFormat
 /// Keras' `BatchNormalization` over the last axis. In inference y = γ·(x − moving_mean)/
 /// √(moving_variance + ε) + β per channel; in training the batch's statistics, and the moving
 /// ones updated with `momentum`.
-public struct BatchNormalizationLayer: LayerKind {
+public struct BatchNormalizationLayer: KeepsMask {
     let axis: NormalizationAxis
     let epsilon: Double
     let momentum: Double

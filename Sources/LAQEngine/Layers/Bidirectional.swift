@@ -54,6 +54,14 @@ public struct BidirectionalLayer: LayerKind {
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { try BidirectionalOp(context, layer: self) }
+
+    /// Both directions skip masked steps, and output 0 at them when they return sequences;
+    /// the input's mask passes on then, as for ``RecurrentLayer``.
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool {
+        inner.returnSequences && masked.first == true
+    }
+
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? { masks.first ?? nil }
 }
 
 /// Bidirectional's computation.
@@ -65,15 +73,24 @@ struct BidirectionalOp: Op {
 
     init(_ context: OpContext, layer: BidirectionalLayer) throws(EngineError) {
         name = context.layer.name
-        forwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "forward/")
-        backwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "backward/")
+        var forwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "forward/")
+        var backwardLayer = try RecurrentOp(context, layer: layer.inner, prefix: "backward/")
+        forwardLayer.zeroOutputForMask = layer.inner.returnSequences
+        backwardLayer.zeroOutputForMask = layer.inner.returnSequences
+        self.forwardLayer = forwardLayer
+        self.backwardLayer = backwardLayer
         mode = layer.mode
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        let forward = try forwardLayer.run(tensors[0], reverse: forwardLayer.goBackwards)
+        try forward(tensors, masks: [nil], workspace: workspace)
+    }
+
+    func forward(_ tensors: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor {
+        let mask = masks.first ?? nil
+        let forward = try forwardLayer.run(tensors[0], reverse: forwardLayer.goBackwards, mask: mask)
         // Re-align the backward sequence with time.
-        let backward = Self.reversedInTime(try backwardLayer.run(tensors[0], reverse: !forwardLayer.goBackwards))
+        let backward = Self.reversedInTime(try backwardLayer.run(tensors[0], reverse: !forwardLayer.goBackwards, mask: mask))
         return try merge(forward, backward)
     }
 
@@ -94,8 +111,13 @@ struct BidirectionalOp: Op {
 
 extension BidirectionalOp: TrainableOp {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        let (forward, forwardTrace) = try forwardLayer.trace(inputs[0], reverse: forwardLayer.goBackwards)
-        var (backward, backwardTrace) = try backwardLayer.trace(inputs[0], reverse: !forwardLayer.goBackwards)
+        try forwardTraining(inputs, masks: [nil], random: &random, workspace: workspace)
+    }
+
+    func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let mask = masks.first ?? nil
+        let (forward, forwardTrace) = try forwardLayer.trace(inputs[0], reverse: forwardLayer.goBackwards, mask: mask)
+        var (backward, backwardTrace) = try backwardLayer.trace(inputs[0], reverse: !forwardLayer.goBackwards, mask: mask)
         backward = Self.reversedInTime(backward)
         var record = ForwardRecord(inputs: inputs, output: try merge(forward, backward))
         record.traces = [forwardTrace, backwardTrace]

@@ -26,6 +26,31 @@ public struct ConcatenateLayer: LayerKind {
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { ConcatenateOp(name: context.layer.name, axis: axis) }
+
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { masked.contains(true) }
+
+    /// As Keras computes it: each input's mask repeated over the input's last axis (an unmasked
+    /// input: all kept), concatenated along the axis, then reduced over the last axis with OR
+    /// (Keras 3) or AND (tf.keras 2).
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? {
+        var full: [Tensor] = []
+        for (input, mask) in zip(inputs, masks) {
+            guard let mask else { full.append(Tensor(shape: input.shape, data: [Float](repeating: 1, count: input.count))); continue }
+            if mask.shape == input.shape { full.append(mask); continue }
+            try MaskMath.check(mask, covers: input.shape, trailing: 1, layer: "concatenate")
+            let width = input.lastDimension
+            full.append(Tensor(shape: input.shape, data: mask.data.flatMap { Array(repeating: $0, count: width) }))
+        }
+        let joined = try ConcatenateOp(name: "concatenate mask", axis: axis).forward(full)
+        let width = joined.lastDimension
+        let positions = width == 0 ? 0 : joined.count / width
+        var flags = [Float](repeating: 0, count: positions)
+        for p in 0..<positions {
+            let row = joined.data[(p * width)..<((p + 1) * width)]
+            flags[p] = (keras3 ? row.contains { $0 != 0 } : row.allSatisfy { $0 != 0 }) ? 1 : 0
+        }
+        return Tensor(shape: Array(joined.shape.dropLast()), data: flags)
+    }
 }
 
 /// Concatenate's computation.

@@ -1,7 +1,7 @@
 import LAQFormat
 
 /// Keras' `Dense`: y = act(x·K + b) over the last axis (any rank ≥ 2); K is (inputs, units).
-public struct DenseLayer: LayerKind {
+public struct DenseLayer: KeepsMask {
     let units: Int
     let activation: String
     let useBias: Bool

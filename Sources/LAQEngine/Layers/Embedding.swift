@@ -5,11 +5,13 @@ import LAQFormat
 public struct EmbeddingLayer: LayerKind {
     let inputDim: Int
     let outputDim: Int
+    /// Index 0 is padding: the output carries a mask of the other positions (``Masking``).
+    let maskZero: Bool
 
     public init(_ options: LayerOptions) throws(ModelError) {
         inputDim = try options.int("input_dim", min: 1, max: LayerOptions.maxDimension)
         outputDim = try options.int("output_dim", min: 1)
-        try options.expectDefault("mask_zero", .bool(false), "mask_zero (masking)")
+        maskZero = try options.bool("mask_zero", default: false)
         try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
         try options.expectDefault("quantization_config", .null, "a Keras quantization config")
         options.ignore("input_length", "sparse")  // tf.keras: documentation only; sparse gradients
@@ -22,6 +24,13 @@ public struct EmbeddingLayer: LayerKind {
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { ["embeddings": [inputDim, outputDim]] }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { try EmbeddingOp(context) }
+
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { maskZero }
+
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? {
+        guard maskZero else { return nil }
+        return Tensor(shape: inputs[0].shape, data: inputs[0].data.map { $0 != 0 ? 1 : 0 })
+    }
 }
 
 /// Embedding's computation.

@@ -32,12 +32,24 @@ public protocol LayerKind: Sendable {
 
     /// The op that runs the layer with its weights.
     func op(_ context: OpContext) throws(EngineError) -> any Op
+
+    /// Keras' implicit mask (``Masking``): whether the output of a call carries one, given
+    /// which of the call's inputs do. Throws for a mask Keras would apply in a way laq does not
+    /// compute. Default: Keras' base layer without mask support, which ignores its inputs'
+    /// masks and passes none on. `keras3`: Keras ≥ 3 saved the model.
+    func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool
+
+    /// The mask of a call's output (1 keep, 0 masked; see ``Masking``), for a call whose output
+    /// carries one (``carriesMask(_:layer:)``). `keras3`: Keras ≥ 3 saved the model.
+    func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor?
 }
 
 extension LayerKind {
     public var weights: [WeightSpec] { [] }
     public var keras3VariableGroups: [String] { ["vars"] }
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { [:] }
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { false }
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? { nil }
 
     /// The short names of the weights, in Keras' order.
     public var weightNames: [String] { weights.map(\.name) }
@@ -121,6 +133,19 @@ public final class LayerOptions {
         self.className = className
         self.call = call
         if case let .object(members) = config { self.config = members } else { self.config = [:] }
+    }
+
+    /// A config value as Keras' JSON writes it, for messages (`[1, 2]`, `"abd"`, `null`).
+    public static func describe(_ value: JSONValue) -> String {
+        switch value {
+        case .null: "null"
+        case let .bool(flag): flag ? "true" : "false"
+        case let .int(number): "\(number)"
+        case let .double(number): "\(number)"
+        case let .string(text): "'\(text)'"
+        case let .array(items): "[" + items.map(describe).joined(separator: ", ") + "]"
+        case .object: "{…}"
+        }
     }
 
     /// The error for an option laq cannot execute faithfully.
@@ -250,6 +275,22 @@ public final class LayerOptions {
         return call.operands.compactMap { if case let .constant(value) = $0 { value } else { nil } }
     }
 
+    /// Where each tensor argument of the layer's calls is among a call's inputs, by parameter
+    /// name: positional tensors take the first of `names` in order, keyword tensors their own
+    /// name. Refuses more positional tensors than `names`, and a tensor keyword not in `names`.
+    public func tensorArguments(_ names: [String]) throws(ModelError) -> [String: Int] {
+        readKeywords.insert("(tensor keywords)")
+        let positional = call.positionalTensors
+        guard positional <= names.count else { throw unsupported("\(positional) positional tensor arguments (at most \(names.count))") }
+        var slots: [String: Int] = [:]
+        for index in 0..<positional { slots[names[index]] = index }
+        for (offset, key) in call.tensorKeywords.enumerated() where key != "mask" {
+            guard names.contains(key), slots[key] == nil else { throw unsupported("a tensor passed as \(key)=") }
+            slots[key] = positional + offset
+        }
+        return slots
+    }
+
     /// Refuses every option that was neither read nor declared irrelevant, by name, and every
     /// call argument the kind did not read: constants, and keywords other than inference's
     /// `training=False` and an absent `mask`.
@@ -257,6 +298,11 @@ public final class LayerOptions {
         let left = config.keys.filter { !read.contains($0) && !Self.alwaysIrrelevant($0) }.sorted()
         guard left.isEmpty else {
             throw unsupported(left.count == 1 ? "option '\(left[0])'" : "options \(left.map { "'\($0)'" }.joined(separator: ", "))")
+        }
+        // An explicit `mask=` is the graph's to pass (``Layer/maskInput``).
+        let keywords = call.tensorKeywords.filter { $0 != "mask" }
+        if !keywords.isEmpty, !readKeywords.contains("(tensor keywords)") {
+            throw unsupported("tensors passed by keyword (\(keywords.joined(separator: ", ")))")
         }
         if call.hasConstants, !readKeywords.contains("(constants)") {
             throw unsupported("a constant argument in its call (\(constantOperands().map { "\($0)" }.joined(separator: ", ")))")

@@ -2,7 +2,7 @@ import Foundation
 import LAQFormat
 
 /// Keras' `LayerNormalization` over the last axis: y = γ·(x − mean)/√(var + ε) + β.
-public struct LayerNormalizationLayer: LayerKind {
+public struct LayerNormalizationLayer: KeepsMask {
     let axis: NormalizationAxis
     let epsilon: Double
     let center: Bool

@@ -6,6 +6,7 @@ public enum LayerRegistry {
     static let kinds: [String: any LayerKind.Type] = [
         "InputLayer": InputLayerKind.self,
         "Dense": DenseLayer.self,
+        "EinsumDense": EinsumDenseLayer.self,
         "Conv1D": ConvolutionLayer.self, "Conv2D": ConvolutionLayer.self,
         "DepthwiseConv2D": DepthwiseConvolutionLayer.self,
         "SeparableConv2D": SeparableConvolutionLayer.self,
@@ -33,6 +34,8 @@ public enum LayerRegistry {
         "Cropping1D": CroppingLayer.self, "Cropping2D": CroppingLayer.self,
         "Rescaling": RescalingLayer.self,
         "Normalization": NormalizationLayer.self,
+        "Masking": MaskingLayer.self,
+        "MultiHeadAttention": MultiHeadAttentionLayer.self,
     ]
 
     /// Layer classes that keras.applications models define in their own modules, by class name:
@@ -59,17 +62,32 @@ public enum LayerRegistry {
             || module == "tf_keras.layers" || module.hasPrefix("tf_keras.src.layers")
     }
 
-    /// Whether an entry is one of Keras 3's operators applied to symbolic tensors (`x + 3.0`,
-    /// `inputs + x`): module `keras.src.ops.…`, or, in a legacy `.h5` that drops the module, an
-    /// operator's class whose config holds nothing but its name (Keras' layers of the same
-    /// names always write `trainable` and `dtype`) and whose call has a constant operand.
-    static func isOperator(className: String, module: String?, config: JSONValue?, call: CallArguments?) -> Bool {
-        guard OperatorKind.operations[className] != nil else { return false }
-        if let module { return module.hasPrefix("keras.src.ops.") }
-        // Without a module, an operator on tensors alone computes what the merge layer of its
-        // name does; one with a constant must be read as the operator.
-        guard case let .object(members)? = config, call?.hasConstants == true else { return false }
-        return Set(members.keys).isSubset(of: ["name"])
+    /// Keras 3's operations on symbolic tensors (module `keras.src.ops.…`) laq executes, by class.
+    static let operatorKinds: [String: any LayerKind.Type] = {
+        var kinds: [String: any LayerKind.Type] = [
+            "Any": ReductionOperatorKind.self, "All": ReductionOperatorKind.self,
+            "ExpandDims": ExpandDimsOperatorKind.self,
+            "ZerosLike": ElementwiseOperatorKind.self, "OnesLike": ElementwiseOperatorKind.self,
+            "LogicalNot": ElementwiseOperatorKind.self, "Cast": ElementwiseOperatorKind.self,
+            "Concatenate": ConcatenateLayer.self,
+        ]
+        for name in OperatorKind.operations.keys { kinds[name] = OperatorKind.self }
+        return kinds
+    }()
+
+    /// The operator kind of an entry that is one of Keras 3's operations on symbolic tensors
+    /// (`x + 3.0`, `inputs + x`, a mask's `not_equal(ids, 0)`), or nil: module
+    /// `keras.src.ops.…`, or, in a legacy `.h5` that drops the module, an operation's class whose
+    /// config lacks the `trainable` that every Keras layer writes; for a class that is also a
+    /// layer's (`Add`, `Concatenate`), one whose config lacks `dtype` too and, for a binary
+    /// operator, whose call has two operands.
+    static func operatorKind(className: String, module: String?, config: JSONValue?, call: CallArguments?) -> (any LayerKind.Type)? {
+        guard let kind = operatorKinds[className] else { return nil }
+        if let module { return module.hasPrefix("keras.src.ops.") ? kind : nil }
+        guard case let .object(members)? = config, members["trainable"] == nil else { return nil }
+        guard kinds[className] != nil else { return kind }
+        guard members["dtype"] == nil else { return nil }
+        return className == "Concatenate" || call?.operands.count == 2 ? kind : nil
     }
 
     /// The kind of one layer entry of an architecture config (`class_name`, `module`,
@@ -86,8 +104,8 @@ public enum LayerRegistry {
             return UnsupportedKind(className: className, module: module, reason: "calls that pass different constants or keyword arguments")
         }
         let options = LayerOptions(layer: name, className: canonical, config: entry["config"] ?? .null, call: calls.first ?? CallArguments())
-        if isOperator(className: className, module: module, config: entry["config"], call: calls.first) {
-            return parse(OperatorKind.self, options, className: className, module: module)
+        if let operation = operatorKind(className: className, module: module, config: entry["config"], call: calls.first) {
+            return parse(operation, options, className: className, module: module)
         }
         if let application = applicationKinds[className], module == nil || module == application.module,
            registered == nil || registered == className {

@@ -29,11 +29,35 @@ public struct MergeLayer: LayerKind {
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { MergeOp(name: context.layer.name, kind: kind) }
+
+    /// Keras 3 masks the output when every input is masked, with the OR of their masks;
+    /// tf.keras 2 when any is, with the AND of those present.
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool {
+        keras3 ? !masked.isEmpty && masked.allSatisfy { $0 } : masked.contains(true)
+    }
+
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? {
+        let present = masks.compactMap { $0 }
+        guard !present.isEmpty else { return nil }
+        return try MaskMath.combine(present, any: keras3, layer: "merge")
+    }
 }
 
 /// The merges' computation.
 struct MergeOp: Op, TrainableOp {
-    enum Kind: Sendable { case add, subtract, multiply, average, maximum, minimum, divide }
+    enum Kind: Sendable {
+        case add, subtract, multiply, average, maximum, minimum, divide
+        /// Comparisons and logic give 1 (true) or 0 (false), as Keras' boolean tensors.
+        case equal, notEqual, greater, greaterEqual, less, lessEqual, logicalAnd, logicalOr
+
+        /// Whether the result is a boolean, through which no gradient flows.
+        var isBoolean: Bool {
+            switch self {
+            case .add, .subtract, .multiply, .average, .maximum, .minimum, .divide: false
+            default: true
+            }
+        }
+    }
     let name: String
     let kind: Kind
 
@@ -84,6 +108,14 @@ struct MergeOp: Op, TrainableOp {
         case .divide: a / b
         case .maximum: b > a ? b : a
         case .minimum: b < a ? b : a
+        case .equal: a == b ? 1 : 0
+        case .notEqual: a != b ? 1 : 0
+        case .greater: a > b ? 1 : 0
+        case .greaterEqual: a >= b ? 1 : 0
+        case .less: a < b ? 1 : 0
+        case .lessEqual: a <= b ? 1 : 0
+        case .logicalAnd: a != 0 && b != 0 ? 1 : 0
+        case .logicalOr: a != 0 || b != 0 ? 1 : 0
         }
     }
 
@@ -93,6 +125,7 @@ struct MergeOp: Op, TrainableOp {
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let inputs = record.inputs
         let shape = gradOutput.shape
+        if kind.isBoolean { return LayerGradients(inputs: inputs.map { _ in nil }, weights: [:]) }
         if kind == .add, inputs.allSatisfy({ $0.shape == shape }) {
             return LayerGradients(inputs: inputs.map { _ in gradOutput }, weights: [:])
         }
@@ -119,6 +152,8 @@ struct MergeOp: Op, TrainableOp {
                     for j in inputs.indices where j != k { product *= inputs[j].data[offsets[j]] }
                     grads[k][offsets[k]] += product
                 }
+            case .equal, .notEqual, .greater, .greaterEqual, .less, .lessEqual, .logicalAnd, .logicalOr:
+                break
             case .maximum, .minimum:
                 if let winner = inputs.indices.first(where: { inputs[$0].data[offsets[$0]] == output[i] }) {
                     grads[winner][offsets[winner]] += g

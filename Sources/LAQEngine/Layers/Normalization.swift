@@ -5,7 +5,7 @@ import LAQFormat
 /// ε = 1e-7, Keras' `backend.epsilon()`; with `invert`, x·max(√variance, ε) + mean. The
 /// statistics come from the config when given there, else from the weights `adapt()` filled
 /// (`mean`, `variance` and an element `count`, none of them trainable).
-public struct NormalizationLayer: LayerKind {
+public struct NormalizationLayer: KeepsMask {
     /// The axes kept (not reduced), as written (absent: Keras' default, the last); empty: one
     /// mean and variance.
     let axes: [Int]

@@ -6,9 +6,17 @@ public protocol Op: Sendable {
     /// A new output buffer comes from `workspace` when given (a training step: ``Workspace``),
     /// else it is allocated.
     func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor
+
+    /// The same, for a call whose inputs carry Keras' implicit masks (``Masking``; nil: none).
+    /// Default: the masks do not change the output (Keras' layers whose call takes no mask).
+    func forward(_ inputs: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor
 }
 
 extension Op {
+    public func forward(_ inputs: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor {
+        try forward(inputs, workspace: workspace)
+    }
+
     /// The output for `inputs`, in inference mode, in newly allocated memory.
     func forward(_ inputs: [Tensor]) throws(EngineError) -> Tensor { try forward(inputs, workspace: nil) }
 }
@@ -19,6 +27,8 @@ public struct OpContext {
     let weights: [String: Weight]
     /// Keras ≥ 3 saved the model (hard_sigmoid differs).
     let keras3: Bool
+    /// The Keras version that saved the model, as (major, minor), when the file says.
+    var kerasVersion: (major: Int, minor: Int)? = nil
     /// The precision of the activations packed plane kernels multiply.
     var activations: ActivationPrecision = .float32
 

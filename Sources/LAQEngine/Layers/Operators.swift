@@ -1,14 +1,17 @@
 import LAQFormat
 
-/// Keras 3's arithmetic operators on symbolic tensors, which a functional model serializes as
-/// layers of module `keras.src.ops.numpy` (`Add`, `Subtract`, `Multiply`, `Divide`,
-/// `TrueDivide`, `Maximum`, `Minimum`): two operands, tensors or constants written in the
-/// call's arguments (MobileNetV3's `relu6(x + 3.0) * (1/6)`, ConvNeXt's `inputs + x`),
-/// broadcast as NumPy does.
+/// Keras 3's binary operators on symbolic tensors, which a functional model serializes as
+/// layers of module `keras.src.ops.numpy`: arithmetic (`Add`, `Subtract`, `Multiply`, `Divide`,
+/// `TrueDivide`, `Maximum`, `Minimum`), comparisons and logic (`NotEqual`, `LogicalOr`, …, the
+/// ops Keras records for the masks it passes explicitly, ``Masking``). Two operands, tensors or
+/// constants written in the call's arguments (MobileNetV3's `relu6(x + 3.0) * (1/6)`,
+/// ConvNeXt's `inputs + x`, Embedding's `not_equal(ids, 0)`), broadcast as NumPy does.
 public struct OperatorKind: LayerKind {
     static let operations: [String: MergeOp.Kind] = [
         "Add": .add, "Subtract": .subtract, "Multiply": .multiply, "Divide": .divide, "TrueDivide": .divide,
         "Maximum": .maximum, "Minimum": .minimum,
+        "Equal": .equal, "NotEqual": .notEqual, "Greater": .greater, "GreaterEqual": .greaterEqual, "Less": .less,
+        "LessEqual": .lessEqual, "LogicalAnd": .logicalAnd, "LogicalOr": .logicalOr,
     ]
 
     let operation: MergeOp.Kind

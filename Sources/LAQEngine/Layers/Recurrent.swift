@@ -80,6 +80,15 @@ public struct RecurrentLayer: LayerKind {
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op { try RecurrentOp(context, layer: self) }
+
+    /// A recurrent layer skips masked steps (``RecurrentOp/run(_:reverse:mask:)``) and passes
+    /// the input's mask on when it returns sequences (tf.keras 2 and Keras 3 up to 3.15; Keras'
+    /// development branch stopped this in July 2026, in no release yet).
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool {
+        returnSequences && masked.first == true
+    }
+
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? { masks.first ?? nil }
 }
 
 /// Keras' equations and gate orders
@@ -101,6 +110,9 @@ struct RecurrentOp: Op {
     let recurrentActivation: Activation
     let returnSequences: Bool
     let goBackwards: Bool
+    /// A masked step's output: 0 (true), or the previous output (Keras' default; Bidirectional
+    /// sets it when it returns sequences).
+    var zeroOutputForMask = false
 
     var gates: Int {
         switch cell {
@@ -143,9 +155,16 @@ struct RecurrentOp: Op {
         try run(tensors[0], reverse: goBackwards)
     }
 
+    func forward(_ tensors: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor {
+        try run(tensors[0], reverse: goBackwards, mask: masks.first ?? nil)
+    }
+
     /// Runs the cell over time (reversed when `reverse`); outputs are in processing order.
-    func run(_ x: Tensor, reverse: Bool) throws(EngineError) -> Tensor {
+    /// A masked step (``Masking``: `mask` is (batch, time)) keeps the states of the step before
+    /// and outputs the previous output, or 0 with ``zeroOutputForMask``.
+    func run(_ x: Tensor, reverse: Bool, mask: Tensor? = nil) throws(EngineError) -> Tensor {
         guard x.rank == 3 else { throw .shape(layer: name, reason: "expects (batch, time, features), got \(x.shape)") }
+        if let mask { try MaskMath.check(mask, covers: x.shape, trailing: 1, layer: name) }
         let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
         let width = gates * units
         guard kernelMatrix.count == features * width else { throw .shape(layer: name, reason: "kernel does not match \(features) input features") }
@@ -173,6 +192,8 @@ struct RecurrentOp: Op {
         let gate = recurrentActivation.scalar
         for t in 0..<steps {
             let step = reverse ? steps - 1 - t : t
+            let masked = mask.map { mask in (0..<batch).filter { !MaskMath.keeps(mask, $0 * steps + step) } } ?? []
+            let kept = masked.map { n in (h: Array(h[(n * units)..<((n + 1) * units)]), c: Array(c[(n * units)..<((n + 1) * units)])) }
             switch cell {
             case .gru(resetAfter: false):
                 // z, r use h·U directly; the candidate uses (r ⊙ h)·U_h.
@@ -236,8 +257,12 @@ struct RecurrentOp: Op {
                     }
                 }
             }
+            for (n, previous) in zip(masked, kept) {
+                for j in 0..<units { h[n * units + j] = previous.h[j]; c[n * units + j] = previous.c[j] }
+            }
             if returnSequences {
                 for n in 0..<batch { for j in 0..<units { sequence[(n * steps + t) * units + j] = h[n * units + j] } }
+                if zeroOutputForMask { for n in masked { for j in 0..<units { sequence[(n * steps + t) * units + j] = 0 } } }
             }
         }
         return returnSequences ? Tensor(shape: [batch, steps, units], data: sequence) : Tensor(shape: [batch, units], data: h)
@@ -273,12 +298,15 @@ struct RecurrentTrace {
     var pre: [[Float]] = []
     /// GRU: the recurrent part per step (reset_after: h·U + b_rec; otherwise h·U for z, r and (r⊙h)·U_h).
     var recurrent: [[Float]] = []
+    /// The samples masked at each step (``Masking``), whose states stay those of the step before.
+    var masked: [[Int]] = []
 }
 
 extension RecurrentOp {
-    /// The forward pass, step by step, recording the trace (same equations as ``run(_:reverse:)``).
-    func trace(_ x: Tensor, reverse: Bool) throws(EngineError) -> (Tensor, RecurrentTrace) {
+    /// The forward pass, step by step, recording the trace (same equations as ``run(_:reverse:mask:)``).
+    func trace(_ x: Tensor, reverse: Bool, mask: Tensor? = nil) throws(EngineError) -> (Tensor, RecurrentTrace) {
         guard x.rank == 3 else { throw .shape(layer: name, reason: "expects (batch, time, features), got \(x.shape)") }
+        if let mask { try MaskMath.check(mask, covers: x.shape, trailing: 1, layer: name) }
         let (batch, steps, features) = (x.shape[0], x.shape[1], x.shape[2])
         let width = gates * units
         guard kernel.count == features * width else { throw .shape(layer: name, reason: "kernel does not match \(features) input features") }
@@ -367,12 +395,18 @@ extension RecurrentOp {
                 }
                 trace.recurrent.append(rh)
             }
+            let masked = mask.map { mask in (0..<batch).filter { !MaskMath.keeps(mask, $0 * steps + step) } } ?? []
+            for n in masked {
+                for j in 0..<units { h[n * units + j] = hPrevious[n * units + j]; c[n * units + j] = trace.c[t][n * units + j] }
+            }
+            trace.masked.append(masked)
             trace.pre.append(pre)
             trace.gates.append(gates)
             trace.h.append(h)
             trace.c.append(c)
             if returnSequences {
                 for n in 0..<batch { for j in 0..<units { sequence[(n * steps + t) * units + j] = h[n * units + j] } }
+                if zeroOutputForMask { for n in masked { for j in 0..<units { sequence[(n * steps + t) * units + j] = 0 } } }
             }
         }
         let output = returnSequences ? Tensor(shape: [batch, steps, units], data: sequence) : Tensor(shape: [batch, units], data: trace.h[steps])
@@ -399,9 +433,18 @@ extension RecurrentOp {
         if !returnSequences { dh = gradOutput.data }
         for t in stride(from: steps - 1, through: 0, by: -1) {
             let step = reverse ? steps - 1 - t : t
+            let masked = trace.masked.isEmpty ? [] : trace.masked[t]
             if returnSequences {
-                for n in 0..<batch { for j in 0..<units { dh[n * units + j] += gradOutput.data[(n * steps + t) * units + j] } }
+                // A masked step's output is the previous one (h, passed on below), or 0.
+                let zeroed = zeroOutputForMask ? Set(masked) : []
+                for n in 0..<batch where !zeroed.contains(n) {
+                    for j in 0..<units { dh[n * units + j] += gradOutput.data[(n * steps + t) * units + j] }
+                }
             }
+            // A masked sample's states pass through the step unchanged: its gradients go to the
+            // step before as they are, and the step's gates get none from it.
+            let passed = masked.map { n in (h: Array(dh[(n * units)..<((n + 1) * units)]), c: Array(dc[(n * units)..<((n + 1) * units)])) }
+            for n in masked { for j in 0..<units { dh[n * units + j] = 0; dc[n * units + j] = 0 } }
             let hPrevious = trace.h[t]
             let pre = trace.pre[t]
             let g = trace.gates[t]
@@ -503,6 +546,9 @@ extension RecurrentOp {
             // after the loop. (GRU without reset_after: dRec's candidate columns are 0, U_h is above.)
             let back = Matrix.multiply(dRec, recurrent, m: batch, n: units, k: width, transposeB: true)
             for i in 0..<(batch * units) { dhPrevious[i] += back[i] }
+            for (n, gradients) in zip(masked, passed) {
+                for j in 0..<units { dhPrevious[n * units + j] += gradients.h[j]; dc[n * units + j] = gradients.c[j] }
+            }
             for n in 0..<batch {
                 for k in 0..<units { hPreviousAll[(t * batch + n) * units + k] = hPrevious[n * units + k] }
                 for j in 0..<width { dRecAll[(t * batch + n) * width + j] = dRec[n * width + j] }
@@ -523,7 +569,11 @@ extension RecurrentOp {
 
 extension RecurrentOp: TrainableOp {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        let (output, trace) = try self.trace(inputs[0], reverse: goBackwards)
+        try forwardTraining(inputs, masks: [nil], random: &random, workspace: workspace)
+    }
+
+    func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (output, trace) = try self.trace(inputs[0], reverse: goBackwards, mask: masks.first ?? nil)
         var record = ForwardRecord(inputs: inputs, output: output)
         record.traces = [trace]
         return record

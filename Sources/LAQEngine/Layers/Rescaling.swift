@@ -2,7 +2,7 @@ import LAQFormat
 
 /// Keras' `Rescaling`: y = x·scale + offset, each a number or one value per channel of the
 /// last axis (Keras broadcasts them against the input).
-public struct RescalingLayer: LayerKind {
+public struct RescalingLayer: KeepsMask {
     let scale: [Float]
     let offset: [Float]
 

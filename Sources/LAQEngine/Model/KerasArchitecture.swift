@@ -185,21 +185,28 @@ public enum KerasArchitecture {
     /// The input tensors of one call and what else it passes: Keras 3 writes an operator's
     /// constant operands among its positional `args` (`x + 3.0`), and keyword arguments
     /// (`training`, `mask`, …); tf.keras 2 writes keywords in each triple's fourth element.
+    /// Tensors passed by keyword (an attention layer's `attention_mask=`) follow the positional
+    /// ones, in the order of their names (``CallArguments/tensorKeywords``).
     static func call(inNode node: JSONValue, layer: String, path: String) throws(ModelError) -> (tensors: [TensorRef], arguments: CallArguments) {
         var arguments = CallArguments()
         switch node {
         case let .array(items):
             var result: [TensorRef] = []
+            var keywordTensors: [String: TensorRef] = [:]
             for (index, item) in items.enumerated() {
                 guard let ref = ref(item) else { throw .invalidConfig(path: "\(path)[\(index)]", reason: "not a [layer, node, index] triple") }
                 if case let .array(parts) = item, parts.count > 3, case let .object(kwargs) = parts[3] {
-                    if kwargs.values.contains(where: containsTensor) {
-                        throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call")
+                    // tf.keras 2 writes a tensor keyword argument as its [layer, node, index].
+                    for (key, value) in kwargs {
+                        if let tensor = Self.ref(value) { keywordTensors[key] = tensor } else if arguments.keywords[key] == nil { arguments.keywords[key] = value }
                     }
-                    arguments.keywords.merge(kwargs) { first, _ in first }
                 }
                 result.append(ref)
                 arguments.operands.append(.tensor)
+            }
+            for key in keywordTensors.keys.sorted() {
+                result.append(keywordTensors[key]!)
+                arguments.tensorKeywords.append(key)
             }
             return (result, arguments)
         case let .object(members):
@@ -219,10 +226,17 @@ public enum KerasArchitecture {
                 arguments.operands = Array(repeating: .tensor, count: result.count)
             }
             if case let .object(kwargs)? = members["kwargs"] {
-                if kwargs.values.contains(where: containsTensor) {
-                    throw .unsupportedOption(layer: layer, className: "", option: "tensor keyword arguments in a call (\(kwargs.keys.sorted().joined(separator: ", ")))")
+                for key in kwargs.keys.sorted() {
+                    let value = kwargs[key]!
+                    guard containsTensor(value) else { arguments.keywords[key] = value; continue }
+                    var tensors: [TensorRef] = []
+                    collect(value, into: &tensors)
+                    guard tensors.count == 1, value["class_name"]?.stringValue == "__keras_tensor__" else {
+                        throw .unsupportedOption(layer: layer, className: "", option: "the keyword argument \(key) holding several tensors")
+                    }
+                    result.append(tensors[0])
+                    arguments.tensorKeywords.append(key)
                 }
-                arguments.keywords = kwargs
             }
             return (result, arguments)
         default:

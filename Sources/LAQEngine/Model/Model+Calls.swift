@@ -24,10 +24,17 @@ extension Model {
         TensorRef(layer: layers[call.layer].name, node: call.node)
     }
 
-    /// The inputs of `call` (none for an input layer).
+    /// The inputs of `call` (none for an input layer), without its explicit mask.
     public func inputs(of call: LayerCall) -> [TensorRef] {
         let layer = layers[call.layer]
-        return layer.inbound.isEmpty ? [] : layer.inbound[call.node]
+        return layer.inbound.isEmpty ? [] : layer.dataInputs(layer.inbound[call.node])
+    }
+
+    /// The tensor `call` passes as `mask=`, when it passes one (``Layer/maskInput``).
+    public func maskInput(of call: LayerCall) -> TensorRef? {
+        let layer = layers[call.layer]
+        guard let index = layer.maskInput, !layer.inbound.isEmpty, index < layer.inbound[call.node].count else { return nil }
+        return layer.inbound[call.node][index]
     }
 }
 

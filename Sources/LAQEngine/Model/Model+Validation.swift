@@ -2,7 +2,8 @@ extension Model {
     /// Checks everything the engine relies on, so that a model from any source (an import, a
     /// hand-edited `.laq`) either runs or fails here with an error naming the layer:
     /// inputs and outputs exist, every layer and option is executable (``LayerKind``), shapes
-    /// fit together (``outputShapes()``), normalization runs over the last axis, and every weight
+    /// fit together (``outputShapes()``), implicit masks reach only layers that handle them
+    /// (``maskPlan()``), normalization runs over the last axis, and every weight
     /// is present with the shape its layer's config implies.
     public func validate() throws(ModelError) {
         guard !inputs.isEmpty, !outputs.isEmpty else {
@@ -20,6 +21,7 @@ extension Model {
             }
         }
         let shapes = try callShapes()
+        _ = try maskPlan()
         var byName: [String: Weight] = [:]
         for weight in weights { byName[weight.name] = weight }
         for layer in layers {

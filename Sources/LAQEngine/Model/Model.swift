@@ -68,6 +68,9 @@ public struct Layer: Sendable {
     public var kind: any LayerKind
     /// One entry per call of the layer (node); each lists the input tensors of that call.
     public var inbound: [[TensorRef]]
+    /// Where a call's explicit mask is among its inputs (Keras 3 records the `mask=` it passes
+    /// a layer whose call takes one, ``Masking``), or nil.
+    public var maskInput: Int? = nil
     /// The nested models that contain this layer, outermost first (empty at the top level); the
     /// layer's `name` is then `scope/…/localName`.
     public var scope: [String] = []
@@ -92,6 +95,13 @@ public struct Layer: Sendable {
         self.config = entry["config"] ?? .null
         self.kind = LayerRegistry.kind(name: name, entry: entry, calls: arguments)
         self.inbound = inbound
+        self.maskInput = arguments.first?.maskInput
+    }
+
+    /// The tensors a call computes on: its inputs without the explicit mask.
+    public func dataInputs(_ node: [TensorRef]) -> [TensorRef] {
+        guard let maskInput else { return node }
+        return node.enumerated().filter { $0.offset != maskInput }.map(\.element)
     }
 }
 
@@ -108,11 +118,21 @@ public struct CallArguments: Sendable, Equatable {
     public var operands: [Operand] = []
     /// Keyword arguments that are not tensors (`training`, `mask`, `use_causal_mask`, …).
     public var keywords: [String: JSONValue] = [:]
+    /// The names of keyword arguments passed a tensor (`attention_mask`), sorted: their tensors
+    /// follow the positional ones among the call's inputs, in this order.
+    public var tensorKeywords: [String] = []
 
-    public init(operands: [Operand] = [], keywords: [String: JSONValue] = [:]) {
+    public init(operands: [Operand] = [], keywords: [String: JSONValue] = [:], tensorKeywords: [String] = []) {
         self.operands = operands
         self.keywords = keywords
+        self.tensorKeywords = tensorKeywords
     }
+
+    /// How many input tensors are passed by position.
+    public var positionalTensors: Int { operands.filter { $0 == .tensor }.count }
+
+    /// Where the tensor passed as `mask=` is among the call's inputs, when one is.
+    public var maskInput: Int? { tensorKeywords.firstIndex(of: "mask").map { positionalTensors + $0 } }
 
     /// Whether a positional argument is a constant.
     public var hasConstants: Bool { operands.contains { if case .constant = $0 { true } else { false } } }

@@ -25,7 +25,7 @@ extension Model {
     /// The shapes of the inputs of each call of `layer` (none for an input layer), from
     /// ``callShapes()``: what its weights' shapes follow.
     public func inputShapes(of layer: Layer, in shapes: [TensorRef: Shape]) -> [[Shape]] {
-        layer.inbound.map { node in node.map { shapes[$0] ?? [] } }
+        layer.inbound.map { node in layer.dataInputs(node).map { shapes[$0] ?? [] } }
     }
 }
 

@@ -16,6 +16,8 @@ public struct ForwardRecord: Sendable {
     var traces: [RecurrentTrace] = []
     /// Ops made of other ops (a separable convolution): their records, in order.
     var parts: [ForwardRecord] = []
+    /// The implicit masks of the inputs (``Masking``), for ops whose computation reads them.
+    var masks: [Tensor?] = []
     /// Whether the backward pass must return gradients for the call's inputs. Backpropagation
     /// clears it for a call whose inputs are all model inputs (a first layer), whose gradients
     /// nobody reads; ops whose input gradient is a large product (Dense, convolutions) then
@@ -37,6 +39,9 @@ public struct LayerGradients: Sendable {
 /// go back with ``Workspace/recycle(_:)``.
 protocol TrainableOp: Op {
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord
+    /// The same for inputs with implicit masks (``Masking``); the record keeps them for the
+    /// backward pass. Default: the masks do not change the computation.
+    func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients
 }
 
@@ -44,6 +49,12 @@ extension TrainableOp {
     /// By default the training forward is the inference forward.
     func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
         ForwardRecord(inputs: inputs, output: try forward(inputs, workspace: workspace))
+    }
+
+    func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        var record = try forwardTraining(inputs, random: &random, workspace: workspace)
+        record.masks = masks
+        return record
     }
 }
 

@@ -112,6 +112,7 @@ public struct Backpropagation {
         let executor = try Executor(model: model)
         guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
         var values: [TensorRef: Tensor] = [:]
+        var masks: [TensorRef: Tensor] = [:]
         var records: [LayerCall: ForwardRecord] = [:]
         let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
@@ -125,9 +126,15 @@ public struct Backpropagation {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
-            var record = try op.forwardTraining(arguments, random: &random, workspace: workspace)
+            let inputMasks = try executor.inputMasks(call, masks, values: values)
+            var record = if let inputMasks {
+                try op.forwardTraining(arguments, masks: inputMasks, random: &random, workspace: workspace)
+            } else {
+                try op.forwardTraining(arguments, random: &random, workspace: workspace)
+            }
             record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
             values[model.output(of: call)] = record.output
+            try executor.recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
             records[call] = record
         }
         let outputRef = TensorRef(layer: model.outputs[0].layer, node: model.outputs[0].node)

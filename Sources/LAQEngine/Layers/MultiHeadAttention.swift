@@ -1,0 +1,502 @@
+import Foundation
+import LAQFormat
+
+/// Keras' `MultiHeadAttention` on sequences: query (B, T, Dq), value (B, S, Dv) and key
+/// (B, S, Dk, the value when not passed). With N heads of key size H and value size Hv:
+///
+///     Q = query·Wq + bq  (B, T, N, H)     K = key·Wk + bk  (B, S, N, H)     V = value·Wv + bv  (B, S, N, Hv)
+///     A[b,n] = softmax_s( Q[b,:,n]·K[b,:,n]ᵀ / √H  where allowed, else −∞ )       (T, S)
+///     O[b,:,n] = A[b,n] · V[b,:,n]                                                    (T, Hv)
+///     output = O·Wo + bo    with Wo (N, Hv, out…)
+///
+/// A query position t may attend to key position s when every mask Keras combines allows it:
+/// the `attention_mask` tensor (nonzero), the implicit masks (``Masking``) of the query (at t),
+/// the value and the key (at s), `use_causal_mask` (s ≤ t) and `sliding_window` w (|t − s| < w).
+/// A query row with no allowed position gets uniform weights (Keras' softmax over −1e9 scores),
+/// except where Keras ≥ 3.13 takes its explicit-score path (dropout > 0), which zeroes it. The
+/// output carries the query's mask. Training applies `dropout` to A. tf.keras 2 adds
+/// (1 − m)·(−1e9) to the scores for an `attention_mask` m: laq accepts only 0 and 1 there.
+///
+/// Attention over other axes (`attention_axes` of images), the gated variant (`use_gate`) and
+/// returning the scores are refused by name.
+public struct MultiHeadAttentionLayer: LayerKind {
+    let heads: Int
+    let keyDim: Int
+    let valueDim: Int
+    let dropout: Float
+    let useBias: Bool
+    /// The output's trailing sizes (`output_shape`); nil: the query's last size.
+    let outputSizes: [Int]?
+    let causal: Bool
+    let window: Int?
+    /// Where each tensor argument is among a call's inputs.
+    let slots: Slots
+
+    struct Slots: Sendable, Equatable {
+        var query: Int
+        var value: Int
+        var key: Int?
+        var attentionMask: Int?
+    }
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        heads = try options.int("num_heads", min: 1)
+        keyDim = try options.int("key_dim", min: 1)
+        let keySize = keyDim
+        valueDim = try options.int("value_dim", default: keySize, min: 1)
+        let rate = try options.double("dropout", default: 0)
+        guard rate >= 0, rate < 1 else { throw options.invalid("dropout", "a rate in [0, 1)") }
+        dropout = Float(rate)
+        useBias = try options.bool("use_bias", default: true)
+        try options.expectDefault("use_gate", .bool(false), "the gated attention (use_gate)")
+        switch options.value("output_shape") {
+        case nil: outputSizes = nil
+        case let .int(size)?:
+            guard size >= 1, size <= LayerOptions.maxOption else { throw options.invalid("output_shape", "a positive size") }
+            outputSizes = [Int(size)]
+        case let .array(items)?:
+            var sizes: [Int] = []
+            for item in items {
+                guard case let .int(size) = item, size >= 1, size <= LayerOptions.maxOption else { throw options.invalid("output_shape", "positive sizes") }
+                sizes.append(Int(size))
+            }
+            // Keras treats an empty output_shape as absent (`if output_shape:`).
+            outputSizes = sizes.isEmpty ? nil : sizes
+        default: throw options.invalid("output_shape", "an integer or a list of integers")
+        }
+        // Attention over the sequence axis: Keras' default for (B, T, D) inputs, axis 1 of the
+        // projected (B, T, N, H) tensors, also written -2.
+        switch options.value("attention_axes") {
+        case nil, .int(1)?, .int(-2)?, .array([.int(1)])?, .array([.int(-2)])?: break
+        case let axes?: throw options.unsupported("attention_axes \(LayerOptions.describe(axes)) (laq attends over the sequence axis of (batch, time, features) inputs)")
+        }
+        if options.has("sliding_window") {
+            window = try options.int("sliding_window", min: 1)
+        } else {
+            options.ignore("sliding_window")
+            window = nil
+        }
+        // The flash kernel computes the same attention; the seed only drives training dropout;
+        // tf.keras records the build shapes, which the graph gives. tf.keras' robust masking
+        // sets masked scores to −1e9 instead of adding −1e9 to them: the same weights (0 where
+        // masked, uniform in a row with nothing allowed), up to rounding.
+        options.ignore("flash_attention", "seed", "query_shape", "key_shape", "value_shape")
+        _ = try options.bool("softmax_robust_masking", default: false)
+        let found = try options.tensorArguments(["query", "value", "key", "query_mask", "value_mask", "key_mask", "attention_mask"])
+        guard options.call.positionalTensors <= 3 else { throw options.unsupported("masks passed by position (pass attention_mask= by keyword)") }
+        for name in ["query_mask", "value_mask", "key_mask"] where found[name] != nil {
+            throw options.unsupported("a tensor passed as \(name)= (Keras takes these masks from the inputs)")
+        }
+        guard let query = found["query"], let value = found["value"] else { throw options.unsupported("a call without query and value tensors") }
+        slots = Slots(query: query, value: value, key: found["key"], attentionMask: found["attention_mask"])
+        switch options.callKeyword("use_causal_mask") {
+        case nil, .bool(false)?: causal = false
+        case .bool(true)?: causal = true
+        case let other?: throw options.unsupported("use_causal_mask=\(LayerOptions.describe(other))")
+        }
+        switch options.callKeyword("return_attention_scores") {
+        case nil, .bool(false)?: break
+        default: throw options.unsupported("return_attention_scores (laq's layers have one output)")
+        }
+    }
+
+    public var weights: [WeightSpec] {
+        ["query", "key", "value", "attention_output"].flatMap { part in
+            [WeightSpec("\(part)/kernel", quantizable: true)] + (useBias ? [WeightSpec("\(part)/bias")] : [])
+        }
+    }
+
+    public var keras3VariableGroups: [String] { ["query_dense/vars", "key_dense/vars", "value_dense/vars", "output_dense/vars"] }
+
+    /// The (batch, time, features) shapes of query, value and key.
+    private func operands(_ inputs: [Shape], layer: String) throws(ModelError) -> (query: Shape, value: Shape, key: Shape) {
+        let count = [slots.query, slots.value, slots.key ?? 0, slots.attentionMask ?? 0].max()! + 1
+        guard inputs.count == count else { throw .shapeMismatch(layer: layer, reason: "expects \(count) inputs, has \(inputs.count)") }
+        let query = inputs[slots.query], value = inputs[slots.value], key = slots.key.map { inputs[$0] } ?? value
+        for (name, shape) in [("query", query), ("value", value), ("key", key)] where shape.count != 3 {
+            throw .shapeMismatch(layer: layer, reason: "\(name) of rank \(shape.count): laq attends over (batch, time, features) sequences")
+        }
+        return (query, value, key)
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
+        let (query, value, key) = try operands(inputs, layer: layer)
+        if let v = value[1], let k = key[1], v != k {
+            throw .shapeMismatch(layer: layer, reason: "value has \(v) steps, key \(k)")
+        }
+        if let slot = slots.attentionMask {
+            let mask = inputs[slot]
+            guard mask.count == 3 else { throw .shapeMismatch(layer: layer, reason: "attention_mask of rank \(mask.count), expected (batch, T, S)") }
+            for (size, full) in zip(mask.dropFirst(), [query[1], value[1]]) {
+                if let size, let full, size != 1, size != full {
+                    throw .shapeMismatch(layer: layer, reason: "attention_mask of shape \(mask) with \(query[1].map(String.init) ?? "?") query and \(value[1].map(String.init) ?? "?") key steps")
+                }
+            }
+        }
+        return [query[0], query[1]] + (outputSizes ?? [query[2]])
+    }
+
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let (query, value, key) = try? operands(inputs, layer: "") else { return [:] }
+        var shapes: [String: [Int]] = [:]
+        let out = outputSizes ?? query[2].map { [$0] }
+        for (part, width, size) in [("query", query[2], keyDim), ("key", key[2], keyDim), ("value", value[2], valueDim)] {
+            if let width { shapes["\(part)/kernel"] = [width, heads, size] }
+            if useBias { shapes["\(part)/bias"] = [heads, size] }
+        }
+        if let out {
+            shapes["attention_output/kernel"] = [heads, valueDim] + out
+            if useBias { shapes["attention_output/bias"] = out }
+        }
+        return shapes
+    }
+
+    public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { masked[slots.query] }
+
+    public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? { masks[slots.query] }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        let name = context.layer.name
+        func map(_ part: String, inputs: Int, outputs: [Int]) throws(EngineError) -> LinearMap {
+            let kernel = try context.weight("\(part)/kernel")
+            guard kernel.shape.count == 1 + outputs.count + (part == "attention_output" ? 1 : 0), kernel.shape.suffix(outputs.count).elementsEqual(outputs) else {
+                throw .shape(layer: name, reason: "\(part)/kernel has shape \(kernel.shape)")
+            }
+            let k = kernel.values.count / max(outputs.reduce(1, *), 1)
+            guard inputs < 0 || k == inputs else { throw .shape(layer: name, reason: "\(part)/kernel has shape \(kernel.shape) for \(inputs) inputs") }
+            var bias: BiasLayout? = nil
+            if useBias {
+                let weight = try context.weight("\(part)/bias")
+                guard weight.shape == outputs else { throw .shape(layer: name, reason: "\(part)/bias has shape \(weight.shape), expected \(outputs)") }
+                bias = BiasLayout(shape: outputs, values: weight.values, outputs: outputs)
+            }
+            return try LinearMap(name: name, kernel: kernel.values, k: k, n: outputs.reduce(1, *), bias: bias)
+        }
+        let outputKernel = try context.weight("attention_output/kernel")
+        guard outputKernel.shape.count >= 3, Array(outputKernel.shape.prefix(2)) == [heads, valueDim] else {
+            throw .shape(layer: name, reason: "attention_output/kernel has shape \(outputKernel.shape), expected (\(heads), \(valueDim), …)")
+        }
+        let outputs = Array(outputKernel.shape.dropFirst(2))
+        if let outputSizes, outputSizes != outputs { throw .shape(layer: name, reason: "attention_output/kernel has shape \(outputKernel.shape) for output_shape \(outputSizes)") }
+        let version = context.kerasVersion
+        let zeroes = context.keras3 && dropout > 0 && version.map { $0.major > 3 || ($0.major == 3 && $0.minor >= 13) } ?? true
+        return AttentionOp(
+            name: name, heads: heads, keyDim: keyDim, valueDim: valueDim, outputs: outputs,
+            query: try map("query", inputs: -1, outputs: [heads, keyDim]), key: try map("key", inputs: -1, outputs: [heads, keyDim]),
+            value: try map("value", inputs: -1, outputs: [heads, valueDim]),
+            output: try map("attention_output", inputs: heads * valueDim, outputs: outputs),
+            slots: slots, causal: causal, window: window, dropout: dropout, zeroesEmptyRows: zeroes, binaryMask: !context.keras3)
+    }
+}
+
+/// The computation of ``MultiHeadAttentionLayer``.
+struct AttentionOp: Op {
+    let name: String
+    let heads: Int
+    let keyDim: Int
+    let valueDim: Int
+    let outputs: [Int]
+    let query: LinearMap
+    let key: LinearMap
+    let value: LinearMap
+    let output: LinearMap
+    let slots: MultiHeadAttentionLayer.Slots
+    let causal: Bool
+    let window: Int?
+    let dropout: Float
+    /// A query row with no allowed key gets zero weights (else uniform ones).
+    let zeroesEmptyRows: Bool
+    /// The attention_mask must hold only 0 and 1 (tf.keras 2 adds (1 − m)·(−1e9) to the scores).
+    let binaryMask: Bool
+
+    /// The sizes of a call: batch, query steps T, key steps S.
+    struct Sizes {
+        var batch: Int
+        var t: Int
+        var s: Int
+    }
+
+    /// Everything a forward pass computes that the backward pass reads.
+    struct Activations {
+        var sizes: Sizes
+        /// Projected query, key, value: (B·T, N·H), (B·S, N·H), (B·S, N·Hv).
+        var q: [Float]
+        var k: [Float]
+        var v: [Float]
+        /// Attention weights (B, N, T, S) before dropout.
+        var weights: [Float]
+        /// Dropout's scaled keep flags on the weights (training), empty without.
+        var keep: [Float]
+        /// The heads' outputs (B·T, N·Hv).
+        var o: [Float]
+        var y: Tensor
+    }
+
+    func operands(_ inputs: [Tensor]) throws(EngineError) -> (query: Tensor, value: Tensor, key: Tensor, sizes: Sizes) {
+        let query = inputs[slots.query], value = inputs[slots.value], key = slots.key.map { inputs[$0] } ?? value
+        guard query.rank == 3, value.rank == 3, key.rank == 3, value.shape[0] == query.shape[0], key.shape[0] == query.shape[0], key.shape[1] == value.shape[1] else {
+            throw .shape(layer: name, reason: "query \(query.shape), value \(value.shape) and key \(key.shape) do not fit (batch, steps, features)")
+        }
+        return (query, value, key, Sizes(batch: query.shape[0], t: query.shape[1], s: value.shape[1]))
+    }
+
+    /// Which (b, t, s) may attend (1) or not (0), or nil when every pair may.
+    func allowed(_ inputs: [Tensor], masks: [Tensor?], sizes: Sizes) throws(EngineError) -> [UInt8]? {
+        let (batch, t, s) = (sizes.batch, sizes.t, sizes.s)
+        let queryMask = masks.indices.contains(slots.query) ? masks[slots.query] : nil
+        let valueMask = masks.indices.contains(slots.value) ? masks[slots.value] : nil
+        let keyMask = slots.key.flatMap { masks.indices.contains($0) ? masks[$0] : nil }
+        let explicit = slots.attentionMask.map { inputs[$0] }
+        guard queryMask != nil || valueMask != nil || keyMask != nil || explicit != nil || causal || window != nil else { return nil }
+        for (mask, steps) in [(queryMask, t), (valueMask, s), (keyMask, s)] {
+            if let mask, mask.shape != [batch, steps] { throw .shape(layer: name, reason: "a mask of shape \(mask.shape) for \(batch) × \(steps) steps") }
+        }
+        if let explicit {
+            if binaryMask, let bad = explicit.data.first(where: { $0 != 0 && $0 != 1 }) {
+                throw .badInput(name: name, reason: "attention_mask holds \(bad): tf.keras adds (1 − mask)·(−1e9) to the scores, which laq computes for masks of 0 and 1 only")
+            }
+            guard explicit.rank == 3, [explicit.shape[0], explicit.shape[1], explicit.shape[2]].enumerated().allSatisfy({ $0.element == 1 || $0.element == [batch, t, s][$0.offset] }) else {
+                throw .shape(layer: name, reason: "attention_mask of shape \(explicit.shape) for (\(batch), \(t), \(s))")
+            }
+        }
+        var allowed = [UInt8](repeating: 1, count: batch * t * s)
+        for b in 0..<batch {
+            for i in 0..<t {
+                let row = (b * t + i) * s
+                if let queryMask, !MaskMath.keeps(queryMask, b * t + i) {
+                    for j in 0..<s { allowed[row + j] = 0 }
+                    continue
+                }
+                for j in 0..<s {
+                    var ok = true
+                    if let valueMask, !MaskMath.keeps(valueMask, b * s + j) { ok = false }
+                    if let keyMask, !MaskMath.keeps(keyMask, b * s + j) { ok = false }
+                    if causal, j > i { ok = false }
+                    if let window, abs(i - j) >= window { ok = false }
+                    if ok, let explicit {
+                        let shape = explicit.shape
+                        let index = ((shape[0] == 1 ? 0 : b) * shape[1] + (shape[1] == 1 ? 0 : i)) * shape[2] + (shape[2] == 1 ? 0 : j)
+                        if explicit.data[index] == 0 { ok = false }
+                    }
+                    if !ok { allowed[row + j] = 0 }
+                }
+            }
+        }
+        return allowed
+    }
+
+    func run(_ inputs: [Tensor], masks: [Tensor?], random: UnsafeMutablePointer<TrainingRandom>?, workspace: Workspace?) throws(EngineError) -> Activations {
+        let (queryInput, valueInput, keyInput, sizes) = try operands(inputs)
+        let (batch, t, s) = (sizes.batch, sizes.t, sizes.s)
+        let allowed = try allowed(inputs, masks: masks, sizes: sizes)
+        let q = try query.apply(queryInput.data, rows: batch * t, workspace: workspace)
+        let k = try key.apply(keyInput.data, rows: batch * s, workspace: workspace)
+        let v = try value.apply(valueInput.data, rows: batch * s, workspace: workspace)
+        let (qk, vk) = (heads * keyDim, heads * valueDim)
+        let scale = 1 / Float(keyDim).squareRoot()
+        var weights = Matrix.uninitialized(batch * heads * t * s, workspace: workspace)
+        var keep: [Float] = []
+        if let random, dropout > 0 {
+            keep = Matrix.uninitialized(weights.count, workspace: workspace)
+            let factor = 1 / (1 - dropout)
+            for i in keep.indices { keep[i] = random.pointee.uniform() >= dropout ? factor : 0 }
+        }
+        var o = Matrix.uninitialized(batch * t * vk, workspace: workspace)
+        guard t > 0, s > 0 else {
+            for i in o.indices { o[i] = 0 }
+            let y = try output.apply(o, rows: batch * t, workspace: workspace)
+            return Activations(sizes: sizes, q: q, k: k, v: v, weights: weights, keep: keep, o: o, y: Tensor(shape: [batch, t] + outputs, data: y))
+        }
+        var dropped = keep.isEmpty ? [] : Matrix.uninitialized(weights.count, workspace: workspace)
+        defer { if let workspace, !dropped.isEmpty { workspace.recycle(&dropped) } }
+        q.withUnsafeBufferPointer { q in
+            k.withUnsafeBufferPointer { k in
+                v.withUnsafeBufferPointer { v in
+                    weights.withUnsafeMutableBufferPointer { w in
+                        dropped.withUnsafeMutableBufferPointer { dropped in
+                            o.withUnsafeMutableBufferPointer { o in
+                                for b in 0..<batch {
+                                    for n in 0..<heads {
+                                        let block = w.baseAddress! + (b * heads + n) * t * s
+                                        // Scores Q·Kᵀ (T × S) of this head: rows strided by N·H.
+                                        BLAS.gemm(q.baseAddress! + b * t * qk + n * keyDim, k.baseAddress! + b * s * qk + n * keyDim, block,
+                                                  m: t, n: s, k: keyDim, lda: qk, ldb: qk, transposeB: true)
+                                        Self.softmax(block, rows: t, width: s, scale: scale, allowed: allowed.map { ($0, b * t * s) }, zeroesEmptyRows: zeroesEmptyRows)
+                                        var used = UnsafePointer(block)
+                                        if !keep.isEmpty {
+                                            let target = dropped.baseAddress! + (b * heads + n) * t * s
+                                            keep.withUnsafeBufferPointer { keep in
+                                                let flags = keep.baseAddress! + (b * heads + n) * t * s
+                                                for i in 0..<(t * s) { target[i] = block[i] * flags[i] }
+                                            }
+                                            used = UnsafePointer(target)
+                                        }
+                                        BLAS.gemm(used, v.baseAddress! + b * s * vk + n * valueDim, o.baseAddress! + b * t * vk + n * valueDim,
+                                                  m: t, n: valueDim, k: s, ldb: vk, ldc: vk)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let y = try output.apply(o, rows: batch * t, workspace: workspace)
+        return Activations(sizes: sizes, q: q, k: k, v: v, weights: weights, keep: keep, o: o, y: Tensor(shape: [batch, t] + outputs, data: y))
+    }
+
+    /// Row-wise softmax of `scale`·scores in place; positions not allowed get weight 0, and a
+    /// row with none allowed uniform weights 1/width (Keras' −1e9 scores) or zeros.
+    static func softmax(_ block: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: Float, allowed: ([UInt8], Int)?, zeroesEmptyRows: Bool) {
+        for r in 0..<rows {
+            let row = block + r * width
+            @inline(__always) func ok(_ j: Int) -> Bool { allowed.map { $0.0[$0.1 + r * width + j] != 0 } ?? true }
+            var largest = -Float.infinity
+            var any = false
+            for j in 0..<width {
+                row[j] *= scale
+                if ok(j) {
+                    any = true
+                    largest = max(largest, row[j])
+                }
+            }
+            guard any else {
+                let weight: Float = zeroesEmptyRows ? 0 : 1 / Float(width)
+                for j in 0..<width { row[j] = weight }
+                continue
+            }
+            var sum: Float = 0
+            for j in 0..<width {
+                let e = ok(j) ? expf(row[j] - largest) : 0
+                row[j] = e
+                sum += e
+            }
+            let inverse = 1 / sum
+            for j in 0..<width { row[j] *= inverse }
+        }
+    }
+
+    func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        try forward(inputs, masks: [], workspace: workspace)
+    }
+
+    func forward(_ inputs: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor {
+        try run(inputs, masks: masks, random: nil, workspace: workspace).y
+    }
+}
+
+extension AttentionOp: TrainableOp {
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        try forwardTraining(inputs, masks: [], random: &random, workspace: workspace)
+    }
+
+    /// The record keeps q, k, v, the weights and the heads' outputs in `parts[0].inputs`, the
+    /// dropout flags in `extra`.
+    func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let state = try withUnsafeMutablePointer(to: &random) { pointer throws(EngineError) in
+            try run(inputs, masks: masks, random: pointer, workspace: workspace)
+        }
+        let parts = [state.q, state.k, state.v, state.weights, state.o].map { Tensor(shape: [$0.count], data: $0) }
+        var record = ForwardRecord(inputs: inputs, output: state.y, extra: state.keep, parts: [ForwardRecord(inputs: parts, output: state.y)])
+        record.masks = masks
+        return record
+    }
+
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let (queryInput, valueInput, keyInput, sizes) = try operands(record.inputs)
+        let (batch, t, s) = (sizes.batch, sizes.t, sizes.s)
+        let saved = record.parts[0].inputs
+        let (q, k, v, weights, o) = (saved[0].data, saved[1].data, saved[2].data, saved[3].data, saved[4].data)
+        let keep = record.extra
+        let allowed = try allowed(record.inputs, masks: record.masks, sizes: sizes)
+        let (qk, vk) = (heads * keyDim, heads * valueDim)
+        let scale = 1 / Float(keyDim).squareRoot()
+
+        let out = output.backward(gradOutput.data, x: o, rows: batch * t, input: true, workspace: workspace)
+        let dO = out.dx!
+        var dQ = Matrix.zeros(q.count, workspace: workspace)
+        var dK = Matrix.zeros(k.count, workspace: workspace)
+        var dV = Matrix.zeros(v.count, workspace: workspace)
+        var dP = Matrix.uninitialized(t * s, workspace: workspace)
+        var used = keep.isEmpty ? [] : Matrix.uninitialized(t * s, workspace: workspace)
+        defer {
+            workspace.recycle(&dP)
+            if !used.isEmpty { workspace.recycle(&used) }
+        }
+        if t > 0, s > 0 {
+            dO.withUnsafeBufferPointer { dO in
+                q.withUnsafeBufferPointer { q in
+                    k.withUnsafeBufferPointer { k in
+                        v.withUnsafeBufferPointer { v in
+                            weights.withUnsafeBufferPointer { w in
+                                dP.withUnsafeMutableBufferPointer { dP in
+                                    used.withUnsafeMutableBufferPointer { used in
+                                        dQ.withUnsafeMutableBufferPointer { dQ in
+                                            dK.withUnsafeMutableBufferPointer { dK in
+                                                dV.withUnsafeMutableBufferPointer { dV in
+                                                    for b in 0..<batch {
+                                                        for n in 0..<heads {
+                                                            let offset = (b * heads + n) * t * s
+                                                            let p = w.baseAddress! + offset
+                                                            let dOHead = dO.baseAddress! + b * t * vk + n * valueDim
+                                                            var applied = p
+                                                            if !keep.isEmpty {
+                                                                for i in 0..<(t * s) { used[i] = p[i] * keep[offset + i] }
+                                                                applied = UnsafePointer(used.baseAddress!)
+                                                            }
+                                                            // dV = (dropout(P))ᵀ·dO;  d(dropout(P)) = dO·Vᵀ.
+                                                            BLAS.gemm(applied, dOHead, dV.baseAddress! + b * s * vk + n * valueDim,
+                                                                      m: s, n: valueDim, k: t, ldb: vk, ldc: vk, transposeA: true)
+                                                            BLAS.gemm(dOHead, v.baseAddress! + b * s * vk + n * valueDim, dP.baseAddress!,
+                                                                      m: t, n: s, k: valueDim, lda: vk, ldb: vk, transposeB: true)
+                                                            if !keep.isEmpty { for i in 0..<(t * s) { dP[i] *= keep[offset + i] } }
+                                                            // Softmax: dZ = P ⊙ (dP − Σ_s P·dP), times the score scale; nothing
+                                                            // flows to positions that were not allowed (their score was a constant).
+                                                            for r in 0..<t {
+                                                                var dot: Float = 0
+                                                                for j in 0..<s { dot += p[r * s + j] * dP[r * s + j] }
+                                                                for j in 0..<s {
+                                                                    let ok = allowed.map { $0[(b * t + r) * s + j] != 0 } ?? true
+                                                                    dP[r * s + j] = ok ? p[r * s + j] * (dP[r * s + j] - dot) * scale : 0
+                                                                }
+                                                            }
+                                                            // dQ = dZ·K, dK = dZᵀ·Q.
+                                                            BLAS.gemm(dP.baseAddress!, k.baseAddress! + b * s * qk + n * keyDim, dQ.baseAddress! + b * t * qk + n * keyDim,
+                                                                      m: t, n: keyDim, k: s, ldb: qk, ldc: qk)
+                                                            BLAS.gemm(dP.baseAddress!, q.baseAddress! + b * t * qk + n * keyDim, dK.baseAddress! + b * s * qk + n * keyDim,
+                                                                      m: s, n: keyDim, k: t, ldb: qk, ldc: qk, transposeA: true)
+                                                        }
+                                                    }
+                                                }
+                                            }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        let need = record.inputsNeedGradients
+        let dq = query.backward(dQ, x: queryInput.data, rows: batch * t, input: need, workspace: workspace)
+        let dk = key.backward(dK, x: keyInput.data, rows: batch * s, input: need, workspace: workspace)
+        let dv = value.backward(dV, x: valueInput.data, rows: batch * s, input: need, workspace: workspace)
+        var gradients = LayerGradients(inputs: Array(repeating: nil, count: record.inputs.count), weights: [:])
+        for (part, result) in [("query", dq), ("key", dk), ("value", dv), ("attention_output", out)] {
+            gradients.weights["\(part)/kernel"] = result.dKernel
+            if let dBias = result.dBias { gradients.weights["\(part)/bias"] = dBias }
+        }
+        if need {
+            gradients.inputs[slots.query] = Tensor(shape: queryInput.shape, data: dq.dx!)
+            var dValue = dv.dx!
+            if let slot = slots.key {
+                gradients.inputs[slot] = Tensor(shape: keyInput.shape, data: dk.dx!)
+            } else {
+                for (i, g) in dk.dx!.enumerated() { dValue[i] += g }
+            }
+            gradients.inputs[slots.value] = Tensor(shape: valueInput.shape, data: dValue)
+        }
+        return gradients
+    }
+}
