@@ -17,7 +17,7 @@ struct Quantize: ParsableCommand {
             Methods: bc, bwn, lab (binary); twn, late, lata (ternary); lat2e, lat2a (two-scale ternary); \
             laq (m-bit, --levels linear|log); dorefa, rtn (m-bit baselines). Loss-aware methods weight each \
             weight's error by d = √v + 1e-8 from the imported Adam state (d ≡ 1, with a notice, when there is \
-            none). Every Dense, convolution, recurrent and Embedding kernel is quantized unless skipped; biases \
+            none). Every Dense, EinsumDense, attention, convolution, recurrent and Embedding kernel is quantized unless skipped; biases \
             and normalization stay in float.
 
             --one-shot quantizes in one pass with d from the imported Adam state. --calib DATA runs the \
