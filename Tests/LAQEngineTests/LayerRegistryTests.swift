@@ -84,6 +84,20 @@ import Testing
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
     ]
 
+    @Test("hostile configs of Keras 3's tensor operations are refused, never trapped: an axis of Int64.min, a cast that rounds")
+    func hostileOperations() throws {
+        let ops: JSONValue = "keras.src.ops.numpy"
+        for (className, config) in [("Any", ["axis": JSONValue.int(Int64.min)]), ("All", ["axis": .array([.int(Int64.min)])]),
+                                    ("Cast", ["dtype": "float16"]), ("Cast", ["dtype": "uint8"]), ("ExpandDims", ["axis": .int(Int64.min)])] {
+            let architecture = Self.architecture(input: [4, 3], [(className, config, ["module": ops])])
+            #expect(throws: ModelError.self, "\(className) \(config)") { try KerasArchitecture.parse(architecture) }
+        }
+        // The same operations with sound configs run: a mask computed as Masking's.
+        let architecture = Self.architecture(input: [4, 3], [("LogicalNot", [:], ["module": ops]), ("Any", ["axis": -1], ["module": ops]),
+                                                             ("ExpandDims", ["axis": -1], ["module": ops]), ("Cast", ["dtype": "float32"], ["module": ops])])
+        #expect(throws: Never.self) { try KerasArchitecture.parse(architecture) }
+    }
+
     @Test("options laq does not execute are refused by name", arguments: refusals)
     func refusedOptions(_ refusal: Refusal) throws {
         let input: [JSONValue] = ["Embedding", "Dense"].contains(refusal.className) ? [3] : [6, 3]

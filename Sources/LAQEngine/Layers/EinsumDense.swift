@@ -102,10 +102,12 @@ public struct EinsumDenseLayer: LayerKind {
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op {
         let kernel = try context.weight("kernel")
-        let n = kernelOutputs.reduce(1, *)
-        guard kernel.shape.count == contracted + kernelOutputs.count, Array(kernel.shape.suffix(kernelOutputs.count)) == kernelOutputs else {
+        guard kernel.shape.count == contracted + kernelOutputs.count, Array(kernel.shape.suffix(kernelOutputs.count)) == kernelOutputs,
+              kernel.values.count == kernel.shape.reduce(1, *) else {
             throw .shape(layer: context.layer.name, reason: "kernel has shape \(kernel.shape) for the equation '\(equation)'")
         }
+        // The kernel's values are present, so these products do not overflow.
+        let n = kernelOutputs.reduce(1, *)
         let k = kernel.shape.prefix(contracted).reduce(1, *)
         let bias = try biasShape.map { shape throws(EngineError) in
             let weight = try context.weight("bias")
@@ -113,7 +115,7 @@ public struct EinsumDenseLayer: LayerKind {
             return weight.values
         }
         let map = try LinearMap(name: context.layer.name, kernel: kernel.values, k: k, n: n, bias: bias.map { BiasLayout(shape: biasShape!, values: $0, outputs: kernelOutputs) })
-        return EinsumDenseOp(map: map, contracted: contracted, outputs: kernelOutputs, activation: context.activation(activation))
+        return EinsumDenseOp(map: map, contractedSizes: Array(kernel.shape.prefix(contracted)), outputs: kernelOutputs, activation: context.activation(activation))
     }
 }
 
@@ -209,13 +211,15 @@ struct LinearMap: Sendable {
 /// EinsumDense's computation.
 struct EinsumDenseOp: Op {
     let map: LinearMap
-    let contracted: Int
+    /// The sizes of the input's trailing axes the kernel contracts.
+    let contractedSizes: [Int]
+    var contracted: Int { contractedSizes.count }
     let outputs: [Int]
     let activation: Activation
 
     func linear(_ x: Tensor, workspace: Workspace?) throws(EngineError) -> Tensor {
-        guard x.rank >= contracted, x.shape.suffix(contracted).reduce(1, *) == map.k else {
-            throw .shape(layer: map.name, reason: "input of shape \(x.shape) for a kernel contracting \(map.k) values")
+        guard x.rank > contracted, Array(x.shape.suffix(contracted)) == contractedSizes else {
+            throw .shape(layer: map.name, reason: "input of shape \(x.shape) for a kernel contracting axes of sizes \(contractedSizes)")
         }
         let rows = x.shape.dropLast(contracted).reduce(1, *)
         return Tensor(shape: Array(x.shape.dropLast(contracted)) + outputs, data: try map.apply(x.data, rows: rows, workspace: workspace))

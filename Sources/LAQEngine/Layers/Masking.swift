@@ -169,7 +169,7 @@ public struct MaskingLayer: LayerKind {
     /// 1 where some feature differs from `value`: Keras' `any(inputs != mask_value, axis=-1)`.
     static func mask(_ x: Tensor, value: Float) -> Tensor {
         let width = x.lastDimension
-        let positions = width == 0 ? 0 : x.count / width
+        let positions = x.shape.dropLast().reduce(1, *)
         var flags = [Float](repeating: 0, count: positions)
         for p in 0..<positions where x.data[(p * width)..<((p + 1) * width)].contains(where: { $0 != value }) { flags[p] = 1 }
         return Tensor(shape: Array(x.shape.dropLast()), data: flags)

@@ -12,8 +12,10 @@ import LAQFormat
 /// A query position t may attend to key position s when every mask Keras combines allows it:
 /// the `attention_mask` tensor (nonzero), the implicit masks (``Masking``) of the query (at t),
 /// the value and the key (at s), `use_causal_mask` (s ≤ t) and `sliding_window` w (|t − s| < w).
-/// A query row with no allowed position gets uniform weights (Keras' softmax over −1e9 scores),
-/// except where Keras ≥ 3.13 takes its explicit-score path (dropout > 0), which zeroes it. The
+/// A query row with no allowed position gets uniform weights (Keras 3 sets masked scores to
+/// −1e9), except where Keras ≥ 3.13 takes its explicit-score path (dropout > 0), which zeroes
+/// it; tf.keras 2 adds −1e9 to the scores (unless `softmax_robust_masking`), and laq computes
+/// that sum in float32 as it does. The
 /// output carries the query's mask. Training applies `dropout` to A. tf.keras 2 adds
 /// (1 − m)·(−1e9) to the scores for an `attention_mask` m: laq accepts only 0 and 1 there.
 ///
@@ -29,6 +31,8 @@ public struct MultiHeadAttentionLayer: LayerKind {
     let outputSizes: [Int]?
     let causal: Bool
     let window: Int?
+    /// tf.keras' `softmax_robust_masking`: masked scores are set to −1e9 rather than shifted by it.
+    let robustMasking: Bool
     /// Where each tensor argument is among a call's inputs.
     let slots: Slots
 
@@ -77,11 +81,9 @@ public struct MultiHeadAttentionLayer: LayerKind {
             window = nil
         }
         // The flash kernel computes the same attention; the seed only drives training dropout;
-        // tf.keras records the build shapes, which the graph gives. tf.keras' robust masking
-        // sets masked scores to −1e9 instead of adding −1e9 to them: the same weights (0 where
-        // masked, uniform in a row with nothing allowed), up to rounding.
+        // tf.keras records the build shapes, which the graph gives.
         options.ignore("flash_attention", "seed", "query_shape", "key_shape", "value_shape")
-        _ = try options.bool("softmax_robust_masking", default: false)
+        robustMasking = try options.bool("softmax_robust_masking", default: false)
         let found = try options.tensorArguments(["query", "value", "key", "query_mask", "value_mask", "key_mask", "attention_mask"])
         guard options.call.positionalTensors <= 3 else { throw options.unsupported("masks passed by position (pass attention_mask= by keyword)") }
         for name in ["query_mask", "value_mask", "key_mask"] where found[name] != nil {
@@ -185,7 +187,8 @@ public struct MultiHeadAttentionLayer: LayerKind {
             query: try map("query", inputs: -1, outputs: [heads, keyDim]), key: try map("key", inputs: -1, outputs: [heads, keyDim]),
             value: try map("value", inputs: -1, outputs: [heads, valueDim]),
             output: try map("attention_output", inputs: heads * valueDim, outputs: outputs),
-            slots: slots, causal: causal, window: window, dropout: dropout, zeroesEmptyRows: zeroes, binaryMask: !context.keras3)
+            slots: slots, causal: causal, window: window, dropout: dropout, zeroesEmptyRows: zeroes, binaryMask: !context.keras3,
+            additiveMask: !context.keras3 && !robustMasking)
     }
 }
 
@@ -208,6 +211,22 @@ struct AttentionOp: Op {
     let zeroesEmptyRows: Bool
     /// The attention_mask must hold only 0 and 1 (tf.keras 2 adds (1 − m)·(−1e9) to the scores).
     let binaryMask: Bool
+    /// A row with nothing allowed is the softmax of score − 1e9 in float32 (tf.keras 2), not
+    /// uniform: its weights, and gradients, follow the rounded scores.
+    let additiveMask: Bool
+
+    /// batch × … as an element count, or an error when it exceeds what laq allocates.
+    func count(_ factors: Int...) throws(EngineError) -> Int {
+        var total = 1
+        for factor in factors {
+            let (product, overflow) = total.multipliedReportingOverflow(by: factor)
+            guard !overflow, product <= LayerOptions.maxDimension else {
+                throw .badInput(name: name, reason: "attention over \(factors.map(String.init).joined(separator: " × ")) elements is too large")
+            }
+            total = product
+        }
+        return total
+    }
 
     /// The sizes of a call: batch, query steps T, key steps S.
     struct Sizes {
@@ -259,7 +278,7 @@ struct AttentionOp: Op {
                 throw .shape(layer: name, reason: "attention_mask of shape \(explicit.shape) for (\(batch), \(t), \(s))")
             }
         }
-        var allowed = [UInt8](repeating: 1, count: batch * t * s)
+        var allowed = [UInt8](repeating: 1, count: try count(batch, t, s))
         for b in 0..<batch {
             for i in 0..<t {
                 let row = (b * t + i) * s
@@ -288,6 +307,7 @@ struct AttentionOp: Op {
     func run(_ inputs: [Tensor], masks: [Tensor?], random: UnsafeMutablePointer<TrainingRandom>?, workspace: Workspace?) throws(EngineError) -> Activations {
         let (queryInput, valueInput, keyInput, sizes) = try operands(inputs)
         let (batch, t, s) = (sizes.batch, sizes.t, sizes.s)
+        _ = try count(batch, heads, t, s)
         let allowed = try allowed(inputs, masks: masks, sizes: sizes)
         let q = try query.apply(queryInput.data, rows: batch * t, workspace: workspace)
         let k = try key.apply(keyInput.data, rows: batch * s, workspace: workspace)
@@ -321,7 +341,8 @@ struct AttentionOp: Op {
                                         // Scores Q·Kᵀ (T × S) of this head: rows strided by N·H.
                                         BLAS.gemm(q.baseAddress! + b * t * qk + n * keyDim, k.baseAddress! + b * s * qk + n * keyDim, block,
                                                   m: t, n: s, k: keyDim, lda: qk, ldb: qk, transposeB: true)
-                                        Self.softmax(block, rows: t, width: s, scale: scale, allowed: allowed.map { ($0, b * t * s) }, zeroesEmptyRows: zeroesEmptyRows)
+                                        Self.softmax(block, rows: t, width: s, scale: scale, allowed: allowed.map { ($0, b * t * s) }, zeroesEmptyRows: zeroesEmptyRows,
+                                                     additive: additiveMask)
                                         var used = UnsafePointer(block)
                                         if !keep.isEmpty {
                                             let target = dropped.baseAddress! + (b * heads + n) * t * s
@@ -347,7 +368,8 @@ struct AttentionOp: Op {
 
     /// Row-wise softmax of `scale`·scores in place; positions not allowed get weight 0, and a
     /// row with none allowed uniform weights 1/width (Keras' −1e9 scores) or zeros.
-    static func softmax(_ block: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: Float, allowed: ([UInt8], Int)?, zeroesEmptyRows: Bool) {
+    static func softmax(_ block: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: Float, allowed: ([UInt8], Int)?, zeroesEmptyRows: Bool,
+                        additive: Bool) {
         for r in 0..<rows {
             let row = block + r * width
             @inline(__always) func ok(_ j: Int) -> Bool { allowed.map { $0.0[$0.1 + r * width + j] != 0 } ?? true }
@@ -360,14 +382,18 @@ struct AttentionOp: Op {
                     largest = max(largest, row[j])
                 }
             }
-            guard any else {
+            if !any, !additive {
                 let weight: Float = zeroesEmptyRows ? 0 : 1 / Float(width)
                 for j in 0..<width { row[j] = weight }
                 continue
             }
+            if !any {
+                for j in 0..<width { row[j] += -1e9 }
+                largest = (0..<width).map { row[$0] }.max() ?? 0
+            }
             var sum: Float = 0
             for j in 0..<width {
-                let e = ok(j) ? expf(row[j] - largest) : 0
+                let e = ok(j) || !any ? expf(row[j] - largest) : 0
                 row[j] = e
                 sum += e
             }
@@ -455,8 +481,11 @@ extension AttentionOp: TrainableOp {
                                                             for r in 0..<t {
                                                                 var dot: Float = 0
                                                                 for j in 0..<s { dot += p[r * s + j] * dP[r * s + j] }
+                                                                // tf.keras' additive mask: a row with nothing allowed is a
+                                                                // softmax of shifted scores, which passes gradients.
+                                                                let shifted = additiveMask && allowed.map { a in (0..<s).allSatisfy { a[(b * t + r) * s + $0] == 0 } } ?? false
                                                                 for j in 0..<s {
-                                                                    let ok = allowed.map { $0[(b * t + r) * s + j] != 0 } ?? true
+                                                                    let ok = shifted || (allowed.map { $0[(b * t + r) * s + j] != 0 } ?? true)
                                                                     dP[r * s + j] = ok ? p[r * s + j] * (dP[r * s + j] - dot) * scale : 0
                                                                 }
                                                             }

@@ -17,11 +17,11 @@ public struct ReductionOperatorKind: LayerKind {
     public init(_ options: LayerOptions) throws(ModelError) {
         all = options.className == "All"
         switch options.value("axis") {
-        case let .int(axis)? where abs(axis) <= 64: axes = [Int(axis)]
+        case let .int(axis)? where (-64...64).contains(axis): axes = [Int(axis)]
         case let .array(items)? where !items.isEmpty:
             var axes: [Int] = []
             for item in items {
-                guard case let .int(axis) = item, abs(axis) <= 64 else { throw options.invalid("axis", "axes") }
+                guard case let .int(axis) = item, (-64...64).contains(axis) else { throw options.invalid("axis", "axes") }
                 axes.append(Int(axis))
             }
             self.axes = axes
@@ -112,10 +112,10 @@ struct ExpandDimsOperatorOp: Op, TrainableOp {
 }
 
 /// `zeros_like`, `ones_like`: a tensor of the input's shape filled with 0 or 1 (of any dtype).
-/// `logical_not`: 1 where the input is 0. `cast`: to `bool` (x ≠ 0), a float type (unchanged:
-/// laq computes in float32) or an integer type (truncated towards zero).
+/// `logical_not`: 1 where the input is 0. `cast`: to `bool` (x ≠ 0) or to float32/float64
+/// (unchanged: laq computes in float32); casts that round or wrap are refused.
 public struct ElementwiseOperatorKind: LayerKind {
-    enum Operation: Sendable { case fill(Float), logicalNot, toBool, truncate, identity }
+    enum Operation: Sendable { case fill(Float), logicalNot, toBool, identity }
     let operation: Operation
 
     public init(_ options: LayerOptions) throws(ModelError) {
@@ -129,10 +129,8 @@ public struct ElementwiseOperatorKind: LayerKind {
             let dtype = try options.string("dtype", default: "")
             if dtype == "bool" {
                 operation = .toBool
-            } else if dtype.hasPrefix("float") || dtype == "bfloat16" {
+            } else if dtype == "float32" || dtype == "float64" {
                 operation = .identity
-            } else if dtype.hasPrefix("int") || dtype.hasPrefix("uint") {
-                operation = .truncate
             } else {
                 throw options.unsupported("a cast to '\(dtype)'")
             }
@@ -153,7 +151,6 @@ struct ElementwiseOperatorOp: Op, TrainableOp {
         case let .fill(value): return Tensor(shape: x.shape, data: [Float](repeating: value, count: x.count))
         case .logicalNot: return Tensor(shape: x.shape, data: x.data.map { $0 == 0 ? 1 : 0 })
         case .toBool: return Tensor(shape: x.shape, data: x.data.map { $0 != 0 ? 1 : 0 })
-        case .truncate: return Tensor(shape: x.shape, data: x.data.map { $0.rounded(.towardZero) })
         case .identity: return x
         }
     }
