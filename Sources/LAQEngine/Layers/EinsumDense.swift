@@ -8,8 +8,8 @@ import LAQFormat
 /// axis between input and kernel in the output, or reorder axes are refused by name.
 public struct EinsumDenseLayer: LayerKind {
     let equation: String
-    /// Output letters, input letters and kernel letters, without `...`.
-    let spec: (input: [Character], kernel: [Character], output: [Character])
+    /// How many input axes the equation names (without `...` and the axes it stands for).
+    let namedInputAxes: Int
     /// Whether the equation starts with `...` (leading axes of any number).
     let leftElided: Bool
     /// How many trailing input axes are contracted, and the kernel's output axes' sizes.
@@ -38,7 +38,7 @@ public struct EinsumDenseLayer: LayerKind {
         }
         if leftElided { input.removeFirst(3); output.removeFirst(3) }
         let i = Array(input), k = Array(kernel), o = Array(output)
-        spec = (i, k, o)
+        namedInputAxes = i.count
         // The product form: kernel = C + N with C the input's suffix, output = input's prefix + N.
         let shared = k.prefix { i.contains($0) }
         let fresh = k.dropFirst(shared.count)
@@ -84,7 +84,7 @@ public struct EinsumDenseLayer: LayerKind {
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
         let input = try single(inputs, layer: layer)
-        guard leftElided ? input.count >= max(spec.input.count, 1) + 1 : input.count == spec.input.count else {
+        guard leftElided ? input.count >= max(namedInputAxes, 1) + 1 : input.count == namedInputAxes else {
             throw .shapeMismatch(layer: layer, reason: "input of rank \(input.count) for the equation '\(equation)'")
         }
         return Array(input.dropLast(contracted)) + kernelOutputs.map { $0 }
