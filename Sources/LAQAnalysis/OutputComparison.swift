@@ -65,7 +65,7 @@ public struct OutputComparison: Sendable {
             return (layer, try Executor(model: model))
         }
         let samples = inputs.first?.shape.first ?? 0
-        var agreement = a.outputs.map { Accumulator(name: $0.layer) }
+        var agreement = a.outputNames.map { Accumulator(name: $0) }
         var isolatedAccumulators = isolated.map { Accumulator(name: $0.layer) }
         var activationSums: [String: (difference: Double, reference: Double)] = [:]
         var done = 0

@@ -82,6 +82,10 @@ extension Activation {
             let softplus = z > 0 ? z + log1pf(expf(-z)) : log1pf(expf(z))
             let t = tanhf(softplus)
             return t + z * Activation.sigmoid(z) * (1 - t * t)
+        case .geluTanh:
+            // d/dz 0.5·z·(1 + tanh u), u = c·(z + a·z³): 0.5·(1 + t) + 0.5·z·(1 − t²)·c·(1 + 3a·z²).
+            let t = tanhf(Activation.geluTanhScale * (z + 0.044_715 * z * z * z))
+            return 0.5 * (1 + t) + 0.5 * z * (1 - t * t) * Activation.geluTanhScale * (1 + 3 * 0.044_715 * z * z)
         }
     }
 }

@@ -12,6 +12,9 @@ public enum Activation: Sendable, Equatable {
     case leakyReLU
     /// x·tanh(softplus(x)).
     case mish
+    /// GELU's tanh approximation, Keras' `gelu(x, approximate=True)` (keras_hub registers it as
+    /// the function `gelu_approximate`): 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    case geluTanh
     /// Keras 3: relu6(x + 3) / 6; tf.keras 2.x: clip(0.2·x + 0.5, 0, 1).
     case hardSigmoid(keras3: Bool)
 
@@ -19,6 +22,7 @@ public enum Activation: Sendable, Equatable {
     public static let names: Set<String> = [
         "linear", "relu", "sigmoid", "tanh", "softmax", "elu", "selu", "gelu", "swish", "silu", "softplus",
         "softsign", "hard_sigmoid", "exponential", "relu6", "hard_silu", "hard_swish", "leaky_relu", "mish",
+        "gelu_approximate",
     ]
 
     /// The activation named in a config value: a string, or a serialized function object.
@@ -53,6 +57,7 @@ public enum Activation: Sendable, Equatable {
         case "hard_silu", "hard_swish": self = .hardSwish
         case "leaky_relu": self = .leakyReLU
         case "mish": self = .mish
+        case "gelu_approximate": self = .geluTanh
         default: self = .linear
         }
     }
@@ -67,6 +72,14 @@ public enum Activation: Sendable, Equatable {
     static func gelu(_ x: Float) -> Float {
         let inverseRoot2: Float = 0.707_106_781_186_547_5
         return 0.5 * x * (1 + erff(x * inverseRoot2))
+    }
+
+    /// √(2/π), the scale inside GELU's tanh approximation.
+    static let geluTanhScale: Float = 0.797_884_560_802_865_4
+
+    /// 0.5·x·(1 + tanh(√(2/π)·(x + 0.044715·x³))).
+    static func geluTanh(_ x: Float) -> Float {
+        0.5 * x * (1 + tanhf(geluTanhScale * (x + 0.044_715 * x * x * x)))
     }
 
     /// Keras 3: relu6(x + 3)/6.
@@ -143,6 +156,7 @@ public enum Activation: Sendable, Equatable {
         case .hardSwish: return { x in x * Activation.hardSigmoid3(x) }
         case .leakyReLU: return { x in x > 0 ? x : 0.2 * x }
         case .mish: return { x in x * tanhf(x > 0 ? x + log1pf(expf(-x)) : log1pf(expf(x))) }
+        case .geluTanh: return Activation.geluTanh
         }
     }
 }

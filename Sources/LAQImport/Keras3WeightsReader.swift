@@ -43,10 +43,13 @@ struct Keras3WeightsReader {
             return path
         }
         let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
-            guard let groupPath = try groupPath(layer.scope + [layer.localName]) else {
-                if layer.weightNames.isEmpty { return [] }
-                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(layer.localName)')")
+            if layer.weightNames.isEmpty { return [] }
+            // A layer inside a keras_hub block: in the block's group, under its attribute.
+            let names = layer.attribute == nil ? layer.scope + [layer.localName] : layer.scope
+            guard let found = try groupPath(names) else {
+                throw ImportError.missing(path: path, what: "weights of layer '\(layer.name)' (no group under /layers has vars/@name = '\(names.last ?? layer.localName)')")
             }
+            let groupPath = layer.attribute.map { "\(found)/\($0)" } ?? found
             let group = String(groupPath.dropFirst("layers/".count))
             let paths = layer.kind.keras3VariableGroups.map { "\(group)/\($0)" }
             var variables: [StoredVariable] = []
@@ -61,7 +64,7 @@ struct Keras3WeightsReader {
             }
             return variables
         }
-        var model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, weights: weights,
+        var model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames, weights: weights,
                           architecture: config, training: config["compile_config"] ?? .null)
         var notices: [String] = []
         if includeOptimizer, try root.kind(of: "optimizer/vars") == .group {

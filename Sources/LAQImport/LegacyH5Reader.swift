@@ -93,7 +93,7 @@ struct LegacyH5Reader {
                 return try Self.variable(layerGroup.dataset(name), storedName: name)
             }
         }
-        let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs,
+        let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames,
                           weights: weights, architecture: architecture, training: training)
         return (KerasImporter.Result(model: model, kind: kind, notices: []), stored)
     }

@@ -18,7 +18,7 @@ enum WeightAssembler {
         graph: KerasArchitecture.Graph, path: String, progress: (@Sendable (Int) -> Void)? = nil,
         variables: (Layer) throws -> [StoredVariable]
     ) throws -> [Weight] {
-        let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs)
+        let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames)
         let shapes: [TensorRef: Shape]
         do { shapes = try model.callShapes() } catch { throw ImportError.model(path: path, error) }
         var weights: [Weight] = []

@@ -94,6 +94,9 @@ struct Quantize: ParsableCommand {
     @Option(help: "Loss for calibration (default: the training config's).")
     var loss: String?
 
+    @Option(name: .customLong("loss-output"), help: "For a model with several outputs: the output the calibration or validation loss is computed on (by name, as `laq inspect` lists them).")
+    var lossOutput: String?
+
     @Option(parsing: .upToNextOption, help: "Layers to keep in full precision.")
     var skip: [String] = []
 
@@ -162,12 +165,15 @@ struct Quantize: ParsableCommand {
         var outputModel = model
         var calibrationRecord: JSONValue?
         if let calib {
-            (outputModel, results, calibrationRecord) = try calibrate(model, settings: settings, data: calib)
+            (outputModel, results, calibrationRecord) = try calibrate(try lossModel(model), settings: settings, data: calib)
+            outputModel.outputs = model.outputs
+            outputModel.outputNames = model.outputNames
         } else {
             do { results = try ModelQuantizer.quantize(model, settings: settings) } catch { throw CLIError(message: error.description, code: 2) }
         }
         var validationRecord: JSONValue?
         if calib == nil, let val {
+            let model = try lossModel(model)
             let loss = try resolvedLoss(model)
             let data = try labelledData(val, model: model, loss: loss)
             let calibration = Calibration(settings: Calibration.Settings(quantization: settings), loss: loss)
@@ -353,6 +359,21 @@ struct Quantize: ParsableCommand {
     }
 
     /// `--loss`, or the training config's.
+    /// The model with only the output the loss is computed on (`--loss-output`; the only one).
+    private func lossModel(_ model: Model) throws -> Model {
+        guard model.outputs.count > 1 else {
+            if let lossOutput, lossOutput != model.outputNames.first { throw ValidationError("--loss-output \(lossOutput): the model's only output is '\(model.outputNames.first ?? "")'") }
+            return model
+        }
+        let names = model.outputNames.map { "'\($0)'" }.joined(separator: ", ")
+        guard let lossOutput else { throw ValidationError("the model has outputs \(names): name the one the loss is computed on with --loss-output") }
+        guard let index = model.outputNames.firstIndex(of: lossOutput) else { throw ValidationError("--loss-output \(lossOutput): the model's outputs are \(names)") }
+        var selected = model
+        selected.outputs = [model.outputs[index]]
+        selected.outputNames = [lossOutput]
+        return selected
+    }
+
     private func resolvedLoss(_ model: Model) throws -> Loss {
         if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
         guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {

@@ -54,8 +54,9 @@ struct Run: ParsableCommand {
             bar?.update(Double(end))
         }
         bar?.finish()
-        for (index, ref) in laqModel.outputs.enumerated() {
-            let path = outputPath(name: ref.layer, single: laqModel.outputs.count == 1)
+        for (index, name) in laqModel.outputNames.enumerated() {
+            // A layer inside a nested model is `model/layer`: one file name, not a directory.
+            let path = outputPath(name: name.replacingOccurrences(of: "/", with: "_"), single: laqModel.outputs.count == 1)
             let bytes = Numpy.encode(shape: [samples] + outputShapes[index], values: outputs[index])
             try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
             print("wrote \(path): \(([samples] + outputShapes[index]).map(String.init).joined(separator: "×")) float32")

@@ -130,6 +130,7 @@ import Testing
     func dense() throws {
         try Self.check(try Self.model(input: [nil, 5], layers: [("Dense", ["units": 4, "activation": "tanh"]), ("Dense", ["units": 3, "activation": "softmax"])]), inputShape: [3, 5])
         try Self.check(try Self.model(input: [nil, 2, 5], layers: [("Dense", ["units": 4, "activation": "sigmoid"]), ("Dense", ["units": 2, "activation": "gelu"])]), inputShape: [3, 2, 5])
+        try Self.check(try Self.model(input: [nil, 5], layers: [("Dense", ["units": 4, "activation": "gelu_approximate"])]), inputShape: [3, 5])
         try Self.check(try Self.model(input: [nil, 6], layers: [
             ("Dense", ["units": 5, "activation": "hard_swish"]), ("Dense", ["units": 5, "activation": "mish"]),
             ("Dense", ["units": 4, "activation": "leaky_relu"]), ("Dense", ["units": 4, "activation": "relu6"]),
@@ -194,6 +195,16 @@ import Testing
         // A small step: LayerNormalization of embeddings near Keras' ±0.05 initialization is
         // strongly curved, and a step of 5e-3 already moves the difference quotient by 10 %.
         try Self.check(model, inputs: KerasParityTests.inputs(io).map { $0.rows(0..<6) }, step: 5e-4)
+    }
+
+    @Test("keras_hub backbones: position embeddings, encoder and causal decoder blocks with padding masks, GELU's tanh form, BERT's first-token pooling (GetItem)",
+          arguments: ["hub_bert.keras", "hub_distil_bert.keras", "hub_gpt2.keras"])
+    func hubBackbones(fixture: String) throws {
+        var (base, model) = try KerasParityTests.hubModel(fixture)
+        // BERT's loss on its pooled output, through x[:, 0, :].
+        model.outputs = [model.outputs[0]]
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(base).io.npz").path)
+        try Self.check(model, inputs: try KerasParityTests.namedInputs(io, for: model), step: 5e-4)
     }
 
     @Test("keras.applications' own layers and operators: grouped convolution (one group per channel), LayerScale, CustomScaleLayer, x + c, c − x, x·c, x/c, c/x")

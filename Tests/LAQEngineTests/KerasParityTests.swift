@@ -37,6 +37,50 @@ import Testing
         #expect(error <= 1e-4 * scale, "\(fixture): max |Δ| = \(error), output scale \(scale)")
     }
 
+    /// keras_hub backbones in the layouts keras_hub writes: a `.keras` archive, and a preset's
+    /// weights file with its config.
+    static let hubFixtures = ["hub_bert.keras", "hub_bert.weights.h5", "hub_distil_bert.keras", "hub_distil_bert.weights.h5",
+                              "hub_gpt2.keras", "hub_gpt2.weights.h5"]
+
+    /// A hub fixture's base name (`hub_bert`) and the model imported from it.
+    static func hubModel(_ fixture: String) throws -> (base: String, model: Model) {
+        let base = String(fixture.prefix { $0 != "." })
+        let config = fixture.hasSuffix(".weights.h5") ? TestPaths.testdata("keras/\(base).config.json").path : nil
+        return (base, try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path, configPath: config).model)
+    }
+
+    /// One tensor per model input, from the arrays named after the inputs.
+    static func namedInputs(_ arrays: [String: NumpyArray], for model: Model) throws -> [Tensor] {
+        try model.inputs.map { ref in
+            let array = try #require(arrays[ref.layer], "no array for input \(ref.layer)")
+            return Tensor(shape: array.shape, data: array.values)
+        }
+    }
+
+    @Test("keras_hub backbones, rebuilt from their constructor arguments, reproduce every Keras output (padding on the right and left), also from the .laq file",
+          arguments: hubFixtures)
+    func hubBackbones(fixture: String) throws {
+        let (base, imported) = try Self.hubModel(fixture)
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(base).io.npz").path)
+        let expectedNames = io.keys.filter { $0.hasPrefix("y_") }.map { String($0.dropFirst(2)) }.sorted()
+        let reread = try Model(file: LAQFile(bytes: try imported.laqWriter(provenance: []).encoded()))
+        #expect(reread.weights == imported.weights)
+        for model in [imported, reread] {
+            #expect(model.outputNames == expectedNames)
+            let outputs = try Executor(model: model).predict(try Self.namedInputs(io, for: model))
+            for (name, output) in zip(model.outputNames, outputs) {
+                let expected = try #require(io["y_\(name)"])
+                #expect(output.shape == expected.shape, "\(fixture) \(name)")
+                let scale = max(expected.values.map(abs).max() ?? 1, 1e-6)
+                let error = zip(output.data, expected.values).map { abs($0 - $1) }.max() ?? 0
+                #expect(error <= 1e-4 * scale, "\(fixture) \(name): max |Δ| = \(error), output scale \(scale)")
+            }
+        }
+        // Trainable weights in Keras' order (optimizer state is matched by it), named by its paths.
+        let data = try Data(contentsOf: TestPaths.testdata("keras/\(base).variables.json"))
+        #expect(imported.weights.filter(\.trainable).map(\.name) == (try JSONDecoder().decode([String].self, from: data)))
+    }
+
     @Test("imported models reproduce Keras' predictions", arguments: fixtures)
     func imported(fixture: String) throws {
         let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model

@@ -36,13 +36,23 @@ public enum LayerRegistry {
         "Normalization": NormalizationLayer.self,
         "Masking": MaskingLayer.self,
         "MultiHeadAttention": MultiHeadAttentionLayer.self,
+        "ReversibleEmbedding": ReversibleEmbeddingLayer.self,
     ]
 
-    /// Layer classes that keras.applications models define in their own modules, by class name:
-    /// the module Keras 3 writes for them (legacy `.h5` files write none) and the kind.
-    static let applicationKinds: [String: (module: String, kind: any LayerKind.Type)] = [
-        "LayerScale": ("keras.src.applications.convnext", LayerScaleLayer.self),
-        "CustomScaleLayer": ("keras.src.applications.inception_resnet_v2", CustomScaleLayer.self),
+    /// Layer classes that Keras' own packages define in their modules (keras.applications,
+    /// keras_hub), by class name: the module Keras 3 writes for them (legacy `.h5` files write
+    /// none), the name they are registered under, and the kind.
+    static let packageKinds: [String: (module: String, registeredName: String, kind: any LayerKind.Type)] = [
+        "LayerScale": ("keras.src.applications.convnext", "LayerScale", LayerScaleLayer.self),
+        "CustomScaleLayer": ("keras.src.applications.inception_resnet_v2", "CustomScaleLayer", CustomScaleLayer.self),
+        "PositionEmbedding": (KerasHub.positionEmbeddingModule, "keras_hub>PositionEmbedding", PositionEmbeddingLayer.self),
+        // Keras' own since 3.13; keras_hub's before.
+        "ReversibleEmbedding": ("keras_hub.src.layers.modeling.reversible_embedding", "keras_hub>ReversibleEmbedding", ReversibleEmbeddingLayer.self),
+    ]
+
+    /// keras_hub's backbone classes laq rebuilds from their constructor arguments.
+    static let backbones: [String: any KerasHubBackbone.Type] = [
+        "BertBackbone": BertBackbone.self, "DistilBertBackbone": DistilBertBackbone.self, "GPT2Backbone": GPT2Backbone.self,
     ]
 
     /// Keras' older spellings of the same classes.
@@ -70,6 +80,7 @@ public enum LayerRegistry {
             "ZerosLike": ElementwiseOperatorKind.self, "OnesLike": ElementwiseOperatorKind.self,
             "LogicalNot": ElementwiseOperatorKind.self, "Cast": ElementwiseOperatorKind.self,
             "Concatenate": ConcatenateLayer.self,
+            "GetItem": GetItemOperatorKind.self,
         ]
         for name in OperatorKind.operations.keys { kinds[name] = OperatorKind.self }
         return kinds
@@ -107,9 +118,9 @@ public enum LayerRegistry {
         if let operation = operatorKind(className: className, module: module, config: entry["config"], call: calls.first) {
             return parse(operation, options, className: className, module: module)
         }
-        if let application = applicationKinds[className], module == nil || module == application.module,
-           registered == nil || registered == className {
-            return parse(application.kind, options, className: className, module: module)
+        if let package = packageKinds[className], module == nil || module == package.module,
+           registered == nil || registered == package.registeredName || registered == className {
+            return parse(package.kind, options, className: className, module: module)
         }
         guard let type = kinds[canonical] else {
             return UnsupportedKind(className: className, module: module, reason: nil)

@@ -8,6 +8,17 @@ public enum KerasArchitecture {
         public var layers: [Layer]
         public var inputs: [TensorRef]
         public var outputs: [TensorRef]
+        /// The outputs' names: Keras' for a model whose outputs are a dict (keras_hub's BERT:
+        /// `pooled_output`, `sequence_output`), else the layers'.
+        public var outputNames: [String]
+
+        public init(name: String, layers: [Layer], inputs: [TensorRef], outputs: [TensorRef], outputNames: [String]? = nil) {
+            self.name = name
+            self.layers = layers
+            self.inputs = inputs
+            self.outputs = outputs
+            self.outputNames = outputNames ?? outputs.map(\.layer)
+        }
     }
 
     /// Parses `config` (the object with `class_name` and `config`) and checks that every layer
@@ -30,8 +41,15 @@ public enum KerasArchitecture {
     static let modelClasses: Set<String> = ["Sequential", "Functional", "Model"]
 
     /// The graph of one model config; nested models are flattened into it, their layers named
-    /// `<nested model>/<layer>` (``Layer/scope``).
+    /// `<nested model>/<layer>` (``Layer/scope``). A keras_hub backbone is rebuilt from its
+    /// constructor's arguments (``KerasHubBackbone``).
     static func graph(_ modelConfig: JSONValue, scope: [String]) throws(ModelError) -> Graph {
+        if let backbone = try KerasHub.graph(modelConfig) {
+            guard scope.isEmpty else {
+                throw .unsupportedOption(layer: qualified(backbone.name, scope), className: modelConfig["class_name"]?.stringValue ?? "", option: "a keras_hub backbone inside another model")
+            }
+            return backbone
+        }
         guard let className = modelConfig["class_name"]?.stringValue, case .object? = modelConfig["config"] else {
             throw .invalidConfig(path: "$", reason: "expected an object with class_name and config")
         }
@@ -42,7 +60,7 @@ public enum KerasArchitecture {
         case "Functional", "Model":
             return try functional(config, scope: scope)
         default:
-            throw .invalidConfig(path: "$.class_name", reason: "'\(className)' is not a Sequential or Functional model")
+            throw .unsupportedModel(className: className, module: modelConfig["module"]?.stringValue)
         }
     }
 

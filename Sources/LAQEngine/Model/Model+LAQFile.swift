@@ -4,15 +4,15 @@ extension Model {
     /// The manifest's model description: architecture as imported, inputs and outputs with shapes.
     public func modelInfo() -> ModelInfo {
         let shapes = (try? callShapes()) ?? [:]
-        func describe(_ refs: [TensorRef]) -> [TensorDescription] {
-            refs.map { ref in
+        func describe(_ refs: [TensorRef], names: [String]) -> [TensorDescription] {
+            zip(refs, names).map { ref, name in
                 let layer = layer(named: ref.layer)
                 let dtype = layer?.config["dtype"]?.stringValue ?? "float32"
-                return TensorDescription(name: ref.layer, shape: shapes[TensorRef(layer: ref.layer, node: ref.node)], dtype: dtype)
+                return TensorDescription(name: name, shape: shapes[TensorRef(layer: ref.layer, node: ref.node)], dtype: dtype)
             }
         }
-        return ModelInfo(name: name, framework: "keras", architecture: architecture, inputs: describe(inputs),
-                         outputs: describe(outputs), training: training)
+        return ModelInfo(name: name, framework: "keras", architecture: architecture, inputs: describe(inputs, names: inputs.map(\.layer)),
+                         outputs: describe(outputs, names: outputNames), training: training)
     }
 
     /// A writer holding every weight as float32 and, unless `includeOptimizer` is false, the

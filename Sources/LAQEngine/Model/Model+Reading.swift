@@ -56,7 +56,7 @@ extension Model {
         }
         let source = metadata["source"]
         self.init(
-            name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, weights: weights,
+            name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames, weights: weights,
             optimizer: optimizer, architecture: manifest.model.architecture, training: manifest.model.training,
             source: ModelSource(format: source?["format"]?.stringValue ?? "laq", kerasVersion: source?["keras_version"]?.stringValue,
                                 backend: source?["backend"]?.stringValue, file: source?["file"]?.stringValue))

@@ -11,6 +11,9 @@ public struct Model: Sendable {
     /// The model's input and output tensors.
     public var inputs: [TensorRef]
     public var outputs: [TensorRef]
+    /// The outputs' names (``KerasArchitecture/Graph/outputNames``): what `laq run` names
+    /// their files after.
+    public var outputNames: [String]
     /// Every weight, in layer order; names are `<layer>/<weight>` with Keras' short names.
     public var weights: [Weight]
     /// Adam-family moments for trainable weights, when the source file had them.
@@ -22,7 +25,7 @@ public struct Model: Sendable {
     public var source: ModelSource
 
     public init(
-        name: String, layers: [Layer], inputs: [TensorRef], outputs: [TensorRef], weights: [Weight] = [],
+        name: String, layers: [Layer], inputs: [TensorRef], outputs: [TensorRef], outputNames: [String]? = nil, weights: [Weight] = [],
         optimizer: OptimizerState? = nil, architecture: JSONValue = .null, training: JSONValue = .null,
         source: ModelSource = ModelSource()
     ) {
@@ -30,6 +33,7 @@ public struct Model: Sendable {
         self.layers = layers
         self.inputs = inputs
         self.outputs = outputs
+        self.outputNames = outputNames ?? outputs.map(\.layer)
         self.weights = weights
         self.optimizer = optimizer
         self.architecture = architecture
@@ -74,6 +78,10 @@ public struct Layer: Sendable {
     /// The nested models that contain this layer, outermost first (empty at the top level); the
     /// layer's `name` is then `scope/…/localName`.
     public var scope: [String] = []
+    /// A layer inside a keras_hub block (``GraphBuilder``): the Python attribute the block holds
+    /// it in (`_self_attention_layer`). Keras 3 files keep its variables in the block's group
+    /// under that name rather than under the layer's own.
+    public var attribute: String? = nil
 
     /// The name the layer has inside its own model (the config's `name`).
     public var localName: String { scope.isEmpty ? name : String(name.dropFirst(scope.joined(separator: "/").count + 1)) }

@@ -14,6 +14,9 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
     case danglingInput(layer: String, input: String)
     /// Shapes that cannot go together.
     case shapeMismatch(layer: String, reason: String)
+    /// A model class that is neither a Sequential or Functional graph nor a model laq rebuilds
+    /// from its constructor arguments (``KerasHubBackbone``).
+    case unsupportedModel(className: String, module: String?)
 
     public var description: String {
         switch self {
@@ -33,6 +36,8 @@ public enum ModelError: Error, Equatable, Sendable, CustomStringConvertible {
             return "layer '\(layer)' consumes '\(input)', which no layer produces"
         case let .shapeMismatch(layer, reason):
             return "layer '\(layer)': \(reason)"
+        case let .unsupportedModel(className, module):
+            return "the model is a \(className)\(module.map { " (\($0))" } ?? ""), which laq cannot rebuild (it imports Sequential and Functional models, and keras_hub's \(LayerRegistry.backbones.keys.sorted().joined(separator: ", ")))"
         }
     }
 }
