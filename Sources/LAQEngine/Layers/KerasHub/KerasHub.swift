@@ -17,12 +17,17 @@ protocol KerasHubBackbone: Sendable {
 enum KerasHub {
     static let positionEmbeddingModule = "keras_hub.src.layers.modeling.position_embedding"
 
-    /// The graph of a keras_hub backbone's config; nil when `modelConfig` is not one.
+    /// The graph of a keras_hub backbone's config; nil when `modelConfig` is not one. Legacy
+    /// `.h5` files write no module: a backbone's class name stands for keras_hub's class there.
     static func graph(_ modelConfig: JSONValue) throws(ModelError) -> KerasArchitecture.Graph? {
         let className = modelConfig["class_name"]?.stringValue ?? ""
         let module = modelConfig["module"]?.stringValue
-        guard module?.hasPrefix("keras_hub.") == true || module?.hasPrefix("keras_nlp.") == true else { return nil }
-        guard let type = LayerRegistry.backbones[className], module?.hasPrefix("keras_hub.src.models.") == true,
+        if let module {
+            guard module.hasPrefix("keras_hub.") || module.hasPrefix("keras_nlp.") else { return nil }
+        } else if LayerRegistry.backbones[className] == nil {
+            return nil
+        }
+        guard let type = LayerRegistry.backbones[className], module == nil || module!.hasPrefix("keras_hub.src.models."),
               [nil, "keras_hub>\(className)"].contains(modelConfig["registered_name"]?.stringValue) else {
             throw .unsupportedModel(className: className, module: module)
         }
