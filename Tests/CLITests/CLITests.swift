@@ -225,6 +225,36 @@ import Testing
     }
 }
 
+/// A keras_hub backbone end to end: several named inputs and outputs.
+@Suite struct KerasHubCLITests {
+    @Test("BERT: run writes one .npy per output, named after it; calibration needs --loss-output, then trains on that output and keeps both")
+    func bert() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let io = TestPaths.testdata("keras/hub_bert.io.npz").path
+        let model = directory.appendingPathComponent("bert.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/hub_bert.keras").path, "-o", model]).status == 0)
+        let inspect = try CLITests.run(["inspect", model])
+        #expect(inspect.stdout.contains("outputs: pooled_output [?,8] float32, sequence_output [?,?,8] float32"), "\(inspect.stdout)")
+        let run = try CLITests.run(["run", model, "--input", io, "-o", directory.appendingPathComponent("y").path])
+        #expect(run.status == 0, "\(run.stderr)")
+        for (name, shape) in [("pooled_output", "6×8"), ("sequence_output", "6×10×8")] {
+            #expect(run.stdout.contains("y.\(name).npy: \(shape) float32"), "\(run.stdout)")
+        }
+        let quantized = directory.appendingPathComponent("bert_lat.laq").path
+        let calibrate = ["quantize", model, "-o", quantized, "--method", "lat2a", "--calib", io, "--y-key", "y_pooled_output", "--loss", "mse"]
+        let ambiguous = try CLITests.run(calibrate)
+        #expect(ambiguous.status != 0)
+        #expect(ambiguous.stderr.contains("the model has outputs 'pooled_output', 'sequence_output'"), "\(ambiguous.stderr)")
+        #expect(try CLITests.run(calibrate + ["--loss-output", "pooled"]).stderr.contains("--loss-output pooled: the model's outputs are"))
+        let calibrated = try CLITests.run(calibrate + ["--loss-output", "pooled_output"])
+        #expect(calibrated.status == 0, "\(calibrated.stderr)")
+        let rerun = try CLITests.run(["run", quantized, "--input", io, "-o", directory.appendingPathComponent("q").path])
+        #expect(rerun.status == 0, "\(rerun.stderr)")
+        #expect(rerun.stdout.contains("q.pooled_output.npy") && rerun.stdout.contains("q.sequence_output.npy"), "\(rerun.stdout)")
+    }
+}
+
 /// `laq quantize --one-shot` end to end: import → quantize → verify → run.
 @Suite struct QuantizeCLITests {
     @Test("quantize writes codebook tensors that verify and run; loss-aware methods use the imported v")
