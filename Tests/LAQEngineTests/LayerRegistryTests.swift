@@ -84,6 +84,14 @@ import Testing
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
     ]
 
+    @Test("legacy .h5 names a registered class by its registered name: keras_hub's own run, another package's is refused")
+    func registeredNames() throws {
+        let hub = Self.architecture(input: [5, 4], [("keras_hub>PositionEmbedding", ["sequence_length": 8], [:])])
+        #expect(try KerasArchitecture.parse(hub).layers[1].kind is PositionEmbeddingLayer)
+        let other = Self.architecture(input: [5, 4], [("my_package>PositionEmbedding", ["sequence_length": 8], [:])])
+        #expect(throws: ModelError.self) { try KerasArchitecture.parse(other) }
+    }
+
     @Test("hostile configs of Keras 3's tensor operations are refused, never trapped: an axis of Int64.min, a cast that rounds")
     func hostileOperations() throws {
         let ops: JSONValue = "keras.src.ops.numpy"

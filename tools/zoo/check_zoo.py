@@ -6,7 +6,8 @@
 
 For every model of `zoo.json` (with --ci, the CI subset) and every layout present (`.keras`,
 `.h5`, `.weights.h5` with `.config.json`): `laq import`, `laq run` on the stored inputs, the
-largest difference from Keras' own predictions relative to the largest output magnitude, then
+largest difference from Keras' own predictions relative to the largest output magnitude (of
+each output, for a model with named outputs), then
 `laq quantize --method M --one-shot` and `laq run` of the quantized file. Prints a Markdown table
 (model, parameters, layout, import seconds, max error, quantized size) and exits 1 when any
 import fails or an error exceeds the tolerance. Needs numpy only (no Keras).
@@ -47,18 +48,26 @@ def check(laq, zoo, model, file, tolerance, method, scratch):
     if result.returncode != 0:
         row["failure"] = "import: " + first_lines(result.stderr)
         return row
-    io = np.load(os.path.join(zoo, name + ".io.npz"))
-    inputs = os.path.join(scratch, "x.npy")
-    np.save(inputs, io["x"])
-    result, _ = run([laq, "run", os.path.join(scratch, "m.laq"), "--input", inputs, "-o", os.path.join(scratch, "y.npy")])
+    io_path = os.path.join(zoo, name + ".io.npz")
+    io = np.load(io_path)
+    # The inputs: `x`, or arrays named after the model's inputs (laq run picks them by name).
+    # Keras' outputs: `y`, or `y_<name>` for named outputs, which laq run writes as y.<name>.npy.
+    expected = {"": io["y"]} if "y" in io else {key[2:]: io[key] for key in io.files if key.startswith("y_")}
+
+    def outputs(stem):
+        return {output: os.path.join(scratch, f"{stem}.npy" if output == "" else f"{stem}.{output}.npy") for output in expected}
+    result, _ = run([laq, "run", os.path.join(scratch, "m.laq"), "--input", io_path, "-o", os.path.join(scratch, "y.npy")])
     if result.returncode != 0:
         row["failure"] = "run: " + first_lines(result.stderr)
         return row
-    y, keras = np.load(os.path.join(scratch, "y.npy")), io["y"]
-    if y.shape != keras.shape:
-        row["failure"] = f"output shape {y.shape}, Keras {keras.shape}"
-        return row
-    row["error"] = float(np.abs(y - keras).max() / max(np.abs(keras).max(), 1e-12))
+    errors = []
+    for output, path in outputs("y").items():
+        y, keras = np.load(path), expected[output]
+        if y.shape != keras.shape:
+            row["failure"] = f"output {output or 'y'} shape {y.shape}, Keras {keras.shape}"
+            return row
+        errors.append(float(np.abs(y - keras).max() / max(np.abs(keras).max(), 1e-12)))
+    row["error"] = max(errors)
     if row["error"] > tolerance:
         row["failure"] = f"max error {row['error']:.2e} > {tolerance:g}"
     if method:
@@ -67,8 +76,8 @@ def check(laq, zoo, model, file, tolerance, method, scratch):
         if result.returncode != 0:
             row["failure"] = "quantize: " + first_lines(result.stderr)
             return row
-        result, _ = run([laq, "run", quantized, "--input", inputs, "-o", os.path.join(scratch, "q.npy")])
-        if result.returncode != 0 or not np.isfinite(np.load(os.path.join(scratch, "q.npy"))).all():
+        result, _ = run([laq, "run", quantized, "--input", io_path, "-o", os.path.join(scratch, "q.npy")])
+        if result.returncode != 0 or not all(np.isfinite(np.load(path)).all() for path in outputs("q").values()):
             row["failure"] = "quantized run: " + first_lines(result.stderr or "non-finite outputs")
             return row
         row["quantized_bytes"] = os.path.getsize(quantized)

@@ -1,7 +1,8 @@
 #!/usr/bin/env python3
 """Writes the model zoo: Keras' own applications (ResNet, EfficientNet, ConvNeXt, ...) at small
-inputs with random weights, two Adam steps trained, saved in every layout Keras writes, with
-Keras' own predictions, so laq's importer can be checked against real architectures.
+inputs with random weights, a MultiHeadAttention text classifier and keras_hub's BERT,
+DistilBERT and GPT-2 backbones, two Adam steps trained, saved in every layout Keras writes,
+with Keras' own predictions, so laq's importer can be checked against real architectures.
 
 Needs the virtual environment `tools/setup --zoo` makes (.venv-zoo/: keras, tensorflow-cpu,
 tf_keras, keras-hub, h5py, numpy):
@@ -32,6 +33,12 @@ once more (the weights are not drawn again). Files in DIR (default out/zoo):
                   output statistics; the models that failed or were skipped
     LAYERS.md     per family the layer classes, per class the config options that differ from
                   the class' defaults, op layers' constants, preprocessing, ci coverage, models
+
+Sequence models (family `attention`, `keras_hub`) take sequences of 16 token ids: the
+classifier `x` (ids) as above; a backbone its named inputs (`token_ids`, `segment_ids`,
+`padding_mask`, padded after a random length of at least 8) stored under their names, and its
+outputs as `y_<name>` where they are named (BERT). Backbones have no head: their two Adam steps
+minimize their outputs' squared error against 0, and they are not rescaled.
 
 `--subset ci` (the default) is one small model per family which together hold every layer class
 and option value of the full zoo: MobileNets at small alpha, and `NAME_narrow` builds of the other
@@ -79,9 +86,11 @@ FAMILIES = {
 class Entry:
     """One zoo model: `build(keras)` returns it uncompiled; `keras` is the keras or tf_keras module."""
 
-    def __init__(self, name, family, size, build, ci=False, framework="keras3", options=None, note=""):
+    def __init__(self, name, family, size, build, ci=False, framework="keras3", options=None, note="", kind="image"):
         self.name, self.family, self.size, self.build = name, family, size, build
         self.ci, self.framework, self.options, self.note = ci, framework, options or {}, note
+        # "image": size×size×3 images; "sequence": token ids of length `size`
+        self.kind = kind
 
     @property
     def file_stem(self):
@@ -180,6 +189,40 @@ def convnext_narrow(size):
     return build
 
 
+VOCABULARY = 100  # token ids of the sequence models
+
+
+def transformer_encoder(size):
+    """A text classifier as Keras' examples build one: token and learned position embeddings
+    (keras_hub's PositionEmbedding), a post-norm encoder block of Keras' own MultiHeadAttention
+    (4 heads, dropout), LayerNormalization and a GELU feed-forward, average pooling, softmax."""
+    def build(keras):
+        import keras_hub
+        layers = keras.layers
+        tokens = keras.Input((size,), dtype="int32", name="token_ids")
+        x = layers.Embedding(VOCABULARY, 32, name="token_embedding")(tokens)
+        x = layers.Add(name="embeddings")([x, keras_hub.layers.PositionEmbedding(size, name="position_embedding")(x)])
+        a = layers.MultiHeadAttention(4, 8, dropout=0.1, name="attention")(x, x)
+        x = layers.LayerNormalization(epsilon=1e-6, name="attention_norm")(layers.Add(name="attention_residual")([x, layers.Dropout(0.1)(a)]))
+        f = layers.Dense(64, activation="gelu", name="feedforward_in")(x)
+        f = layers.Dense(32, name="feedforward_out")(f)
+        x = layers.LayerNormalization(epsilon=1e-6, name="feedforward_norm")(layers.Add(name="feedforward_residual")([x, f]))
+        x = layers.GlobalAveragePooling1D(name="pool")(x)
+        outputs = layers.Dense(CLASSES, activation="softmax", name="predictions")(x)
+        return keras.Model(tokens, outputs, name="transformer_encoder")
+    return build
+
+
+def backbone(class_name, size):
+    """keras_hub.models.<class_name>, small: 2 blocks of 4 heads, hidden 32, feed-forward 64,
+    position tables for sequences of up to twice `size`."""
+    def build(keras):
+        import keras_hub
+        return getattr(keras_hub.models, class_name)(vocabulary_size=VOCABULARY, num_layers=2, num_heads=4, hidden_dim=32,
+                                                     intermediate_dim=64, max_sequence_length=2 * size)
+    return build
+
+
 def zoo():
     """Every zoo entry, in build order."""
     entries = []
@@ -226,6 +269,13 @@ def zoo():
                          framework="tf_keras", options={"width_divisor": NARROW, "of": "ResNet50"}))
     entries.append(Entry("EfficientNetB0_narrow", "efficientnet", 32, narrow("EfficientNetB0", "efficientnet", 32),
                          ci=True, framework="tf_keras", options={"width_divisor": NARROW, "of": "EfficientNetB0"}))
+
+    # sequences: attention built from Keras layers, and keras_hub's backbones (rebuilt by laq
+    # from their constructor arguments)
+    entries.append(Entry("TransformerEncoder", "attention", 16, transformer_encoder(16), ci=True, kind="sequence"))
+    for name in ["BertBackbone", "DistilBertBackbone", "GPT2Backbone"]:
+        entries.append(Entry(name, "keras_hub", 16, backbone(name, 16), ci=True, kind="sequence",
+                             options={"num_layers": 2, "num_heads": 4, "hidden_dim": 32}))
 
     # all: the real applications at their smallest inputs
     add("MobileNetV3Small", "mobilenet_v3", 32, alpha=0.75)
@@ -296,6 +346,8 @@ def randomize(model, rng):
                 value = rng.normal(0, np.sqrt(2.0 / fan_in), shape)
             elif name == "bias":
                 value = rng.normal(0, 0.05, shape)
+            elif name in ("embeddings", "reverse_embeddings"):
+                value = rng.normal(0, 0.5, shape)
             elif name in ("moving_mean", "mean", "beta"):
                 value = rng.normal(0, 0.1, shape)
             elif name in ("moving_variance", "variance", "gamma") or kind == "LayerScale":  # its weight is "variable"
@@ -380,6 +432,23 @@ def inputs_for(entry, rng, n=2):
     return np.asarray(module.preprocess_input(pixels.copy()), dtype="float32")
 
 
+def sequence_inputs(entry, model, rng, n=2):
+    """n random sequences of `entry.size` token ids for each of the model's inputs by name:
+    `padding_mask` 1 up to a random length (at least half) and 0 after it, `segment_ids` 0 then 1
+    from the middle, ids in 1…VOCABULARY−1 otherwise. A dict for a model with dict inputs."""
+    names = list(model.input) if isinstance(model.input, dict) else [model.inputs[0].name]
+    arrays = {}
+    for name in names:
+        if name == "padding_mask":
+            lengths = rng.integers(entry.size // 2, entry.size + 1, n)
+            arrays[name] = (np.arange(entry.size)[None, :] < lengths[:, None]).astype("int32")
+        elif name == "segment_ids":
+            arrays[name] = np.repeat((np.arange(entry.size) >= entry.size // 2)[None, :], n, axis=0).astype("int32")
+        else:
+            arrays[name] = rng.integers(1, VOCABULARY, (n, entry.size)).astype("int32")
+    return arrays if isinstance(model.input, dict) else arrays[names[0]]
+
+
 def layer_key(layer):
     """How zoo.json and LAYERS.md name a layer: its class, the module where it is not a Keras layer
     (ops such as `x + 3.0` on symbolic tensors, the applications' own layers), the op of TFOpLambda."""
@@ -393,7 +462,7 @@ def layer_key(layer):
 
 def config_layers(config, path=()):
     """(layer config, nesting path) for every layer of a model config, nested models opened."""
-    for layer in config["config"]["layers"]:
+    for layer in config["config"].get("layers", []):  # none in a keras_hub backbone's config
         yield layer, path
         if layer["class_name"] in ("Functional", "Sequential", "Model") and "layers" in layer.get("config", {}):
             yield from config_layers(layer, path + (layer["config"].get("name", layer.get("name")),))
@@ -429,22 +498,35 @@ def make(entry, out, max_parameters=None):
     if max_parameters and model.count_params() > max_parameters:
         raise TooLarge(f"{model.count_params():,} parameters > --max-parameters {max_parameters:,}")
     untouched = randomize(model, rng)
-    x = inputs_for(entry, rng)
-    normalize(model, x)
-    factors = [calibrate(model, x)]
+    sequence, hub = entry.kind == "sequence", entry.family == "keras_hub"
+    x = sequence_inputs(entry, model, rng) if sequence else inputs_for(entry, rng)
+    if not sequence:
+        normalize(model, x)  # sequence models normalize their layers themselves
+    factors = [] if hub else [calibrate(model, x)]
     randomized = time.time()
     # Adam's first steps move every weight by about the learning rate, all in the gradient's sign:
     # 1e-3 would swamp the rescaled kernels of deep, wide models (EfficientNetB6 gave NaN).
-    model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="sparse_categorical_crossentropy")
+    # A backbone has no head: it trains on the squared error of its outputs against 0.
+    model.compile(optimizer=keras.optimizers.Adam(1e-5), loss="mse" if hub else "sparse_categorical_crossentropy")
     model.run_eagerly = True  # two steps: tracing (and XLA) would cost more; not in the saved compile config
     losses = []
     for _ in range(2):
-        batch = inputs_for(entry, rng, 8)  # with 2, BatchNormalization's batch statistics of 1×1 maps
-        # are near zero and EfficientNetV2M's gradients overflow Adam's float32 second moments
-        losses.append(float(np.asarray(model.train_on_batch(batch, rng.integers(0, CLASSES, size=len(batch)))).ravel()[0]))
-    factors.append(calibrate(model, x))  # the Adam steps move the classifier too
+        # 8 samples: with 2, BatchNormalization's batch statistics of 1×1 maps are near zero and
+        # EfficientNetV2M's gradients overflow Adam's float32 second moments
+        batch = sequence_inputs(entry, model, rng, 8) if sequence else inputs_for(entry, rng, 8)
+        if hub:
+            labels = {name: np.zeros_like(value) for name, value in model.predict(batch, verbose=0).items()} \
+                if isinstance(model.output, dict) else np.zeros_like(model.predict(batch, verbose=0))
+        else:
+            labels = rng.integers(0, CLASSES, size=8)
+        losses.append(float(np.asarray(model.train_on_batch(batch, labels)).ravel()[0]))
+    if not hub:
+        factors.append(calibrate(model, x))  # the Adam steps move the classifier too
     trained = time.time()
-    y = model.predict(x, verbose=0).astype("float32")
+    y = model.predict(x, verbose=0)
+    # Named outputs (a dict) are stored as y_<name>, named inputs under their names.
+    outputs = {f"y_{name}": value.astype("float32") for name, value in y.items()} if isinstance(y, dict) else {"y": y.astype("float32")}
+    y = outputs.get("y", next(iter(outputs.values())))
     stem = os.path.join(out, entry.file_stem)
     if entry.framework == "tf_keras":
         model.save(f"{stem}.h5", save_format="h5")
@@ -456,23 +538,27 @@ def make(entry, out, max_parameters=None):
         with open(f"{stem}.config.json", "w") as f:
             json.dump(json.loads(model.to_json()), f, indent=1)
         files = [f"{entry.file_stem}{suffix}" for suffix in (".keras", ".h5", ".weights.h5", ".config.json")]
-    np.savez(f"{stem}.io.npz", x=x, y=y)
+    np.savez(f"{stem}.io.npz", **(x if isinstance(x, dict) else {"x": x}), **outputs)
     files.append(f"{entry.file_stem}.io.npz")
     finished = time.time()
     config = model_config(out, entry.name, entry.framework)
     counts = collections.Counter(layer_key(layer) for layer, _ in config_layers(config))
+    if not counts:  # a backbone's config holds its constructor's arguments: count its built layers
+        counts = collections.Counter(type(layer).__name__ for layer in model.layers)
     logits = np.log(np.maximum(y.astype(np.float64), 1e-37))
     record = {
         "name": entry.name, "framework": entry.framework, "family": entry.family, "ci": entry.ci,
         "application": entry.options.get("of", entry.name), "options": entry.options, "note": entry.note,
         "files": {name: os.path.getsize(os.path.join(out, name)) for name in files},
-        "input_shape": [None, entry.size, entry.size, 3], "x_range": [float(x.min()), float(x.max())],
+        "input_shape": [None, entry.size] if sequence else [None, entry.size, entry.size, 3],
+        "x_range": [float(min(v.min() for v in x.values())), float(max(v.max() for v in x.values()))] if isinstance(x, dict)
+        else [float(x.min()), float(x.max())],
         "parameters": int(model.count_params()),
         "keras_version": keras.__version__ if hasattr(keras, "__version__") else None,
         "layer_classes": dict(sorted(counts.items())), "layers": sum(counts.values()),
         "seed": seed, "classifier_scale": factors, "train_losses": losses,
         "y_max": float(y.max()), "logit_spread": float(np.mean(np.std(logits, axis=-1))),
-        "y_sample_difference": float(np.abs(y[0] - y[1]).max()), "finite": bool(np.isfinite(y).all()),
+        "y_sample_difference": float(np.abs(y[0] - y[1]).max()), "finite": all(bool(np.isfinite(v).all()) for v in outputs.values()),
         "untouched_weights": untouched,
         "seconds": {"build": round(built - started, 1), "randomize": round(randomized - built, 1),
                     "train": round(trained - randomized, 1), "save": round(finished - trained, 1),
@@ -733,7 +819,7 @@ def write_report(out):
     for key, record in sorted(models.items(), key=lambda kv: (kv[1]["family"], kv[1]["parameters"])):
         name = ("tfk_" if record["framework"] == "tf_keras" else "") + record["name"]
         lines.append(f"| {name} | {record['family']} | {'yes' if record['ci'] else ''} | "
-                     f"{record['input_shape'][1]}×{record['input_shape'][2]}×3 | {record['parameters']:,} | "
+                     f"{'×'.join(str(d) for d in record['input_shape'][1:])} | {record['parameters']:,} | "
                      f"{record['layers']} | {size(record, '.keras')} | {size(record, '.h5')} | "
                      f"{size(record, '.weights.h5')} | {size(record, '.io.npz')} | {record['seconds']['build']} | "
                      f"{record['seconds']['total']} | {record['y_max']:.3f} |")

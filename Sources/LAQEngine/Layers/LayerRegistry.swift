@@ -122,6 +122,10 @@ public enum LayerRegistry {
            registered == nil || registered == package.registeredName || registered == className {
             return parse(package.kind, options, className: className, module: module)
         }
+        // Legacy `.h5` files name a registered class by its registered name (`keras_hub>PositionEmbedding`).
+        if module == nil, className.contains(">"), let package = packageKinds.values.first(where: { $0.registeredName == className }) {
+            return parse(package.kind, options, className: className, module: module)
+        }
         guard let type = kinds[canonical] else {
             return UnsupportedKind(className: className, module: module, reason: nil)
         }
