@@ -67,7 +67,9 @@ struct Keras3WeightsReader {
         var model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames, weights: weights,
                           architecture: config, training: config["compile_config"] ?? .null)
         var notices: [String] = []
-        if includeOptimizer, try root.kind(of: "optimizer/vars") == .group {
+        if includeOptimizer, let notice = OptimizerImport.quantizedByKeras(model), try root.kind(of: "optimizer/vars") == .group {
+            notices.append(notice)
+        } else if includeOptimizer, try root.kind(of: "optimizer/vars") == .group {
             let vars = try root.group("optimizer/vars")
             let datasets = try Self.numericKeys(vars, path: path).map { try vars.dataset($0) }
             var training = model.training

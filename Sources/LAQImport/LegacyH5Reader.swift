@@ -24,7 +24,9 @@ struct LegacyH5Reader {
         var (result, storedNames) = try importWeights(group: root.group("model_weights"), architecture: architecture, training: training, kind: .legacyModel)
         result.model.source.kerasVersion = try root.stringAttribute("keras_version")
         result.model.source.backend = try root.stringAttribute("backend")
-        if includeOptimizer, try root.kind(of: "optimizer_weights") == .group {
+        if includeOptimizer, let notice = OptimizerImport.quantizedByKeras(result.model), try root.kind(of: "optimizer_weights") == .group {
+            result.notices.append(notice)
+        } else if includeOptimizer, try root.kind(of: "optimizer_weights") == .group {
             let slots = try OptimizerImport(path: path, training: training, progress: progress)
             let (state, notices) = try slots.legacy(group: root.group("optimizer_weights"), model: result.model, storedNames: storedNames)
             result.model.optimizer = state
@@ -59,15 +61,15 @@ struct LegacyH5Reader {
                 throw ImportError.invalid(path: path, what: "layer '\(name)'", reason: "has weights in the file but is not in the architecture")
             }
         }
-        // Weights of a nested model are matched by position (KerasWeightGroup.groups).
+        // Weights are matched by their position in the group (KerasWeightGroup.groups): a nested
+        // model's, and a layer's whose legacy order is not its kind's (a layer Keras quantized).
         var positions: [String: [Int]] = [:]
-        var nestedCounts: [String: Int] = [:]
-        for layer in graph.layers where !layer.scope.isEmpty {
+        var groupCounts: [String: Int] = [:]
+        for layer in graph.layers {
             positions[layer.name] = [Int](repeating: 0, count: layer.weightNames.count)
         }
-        let nestedTops = Set(graph.layers.compactMap(\.scope.first))
-        for group in KerasWeightGroup.groups(graph.layers) where nestedTops.contains(group.name) {
-            nestedCounts[group.name] = group.weights.count
+        for group in KerasWeightGroup.groups(graph.layers) {
+            groupCounts[group.name] = group.weights.count
             for (position, entry) in group.weights.enumerated() { positions[entry.layer]![entry.index] = position }
         }
         var stored: [String: String] = [:]
@@ -79,11 +81,12 @@ struct LegacyH5Reader {
             }
             let layerGroup = try group.group(groupName)
             var names = try layerGroup.stringsAttribute("weight_names") ?? []
-            if let indices = positions[layer.name], let count = nestedCounts[groupName] {
-                guard names.count == count else {
+            if let indices = positions[layer.name], let count = groupCounts[groupName] {
+                if !layer.scope.isEmpty, names.count != count {
                     throw ImportError.invalid(path: path, what: "nested model '\(groupName)'", reason: "lists \(names.count) weights, its layers have \(count)")
                 }
-                names = indices.map { names[$0] }
+                // A top-level layer with the wrong count is reported by the assembler, names and all.
+                if names.count == count { names = indices.map { names[$0] } }
             }
             return try names.enumerated().map { index, name in
                 guard try layerGroup.kind(of: name) == .dataset else {

@@ -121,6 +121,14 @@ struct OptimizerImport {
     }
 
     /// Keras 3 `optimizer/vars`: 0 iteration, 1 learning rate, then (m, v) per trainable weight in model order.
+    /// The notice for a model Keras quantized (int8 codes, ``WeightSpec/integerCodes``), whose
+    /// file's optimizer state is that of the float weights before `model.quantize` and fits no
+    /// weight of the model; nil for any other model.
+    static func quantizedByKeras(_ model: Model) -> String? {
+        guard model.layers.contains(where: { $0.kind.weights.contains(where: \.integerCodes) }) else { return nil }
+        return "Keras quantized this model after training: the optimizer state in the file belongs to the float weights it replaced and is not imported (no Hessian estimate; quantize with a calibration run, or one-shot with d = 1)"
+    }
+
     func keras3(variables: [H5Dataset], model: Model, optimizerName: String?) throws -> (OptimizerState?, [String]) {
         guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
         let trainable = model.weights.filter(\.trainable)

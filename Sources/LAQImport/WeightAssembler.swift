@@ -29,8 +29,8 @@ enum WeightAssembler {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
             }
             let expectedShapes = model.inputShapes(of: layer, in: shapes).first.map(layer.kind.weightShapes) ?? [:]
-            let trainable = layer.kind.trainableCount
-            let kerasNames = layer.kind.weights.map(\.kerasName)
+            let specs = layer.kind.weights
+            let kerasNames = specs.map(\.kerasName)
             for (index, (variable, name)) in zip(stored, expected).enumerated() {
                 if !namesMatch(variable.storedName, kerasNames[index]) {
                     throw ImportError.weightName(path: path, layer: layer.name, expected: name, found: variable.storedName)
@@ -41,7 +41,7 @@ enum WeightAssembler {
                 let values = try variable.read()
                 progress?(values.count * 4)
                 weights.append(Weight(layer: layer.name, shortName: name, shape: variable.shape, values: values,
-                                      trainable: index < trainable, sourceDType: variable.dtype))
+                                      trainable: specs[index].trainable, sourceDType: variable.dtype))
             }
         }
         return weights

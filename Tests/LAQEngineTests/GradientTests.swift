@@ -197,6 +197,14 @@ import Testing
         try Self.check(model, inputs: KerasParityTests.inputs(io).map { $0.rows(0..<6) }, step: 5e-4)
     }
 
+    @Test("a model Keras quantized to int8 (weights only): the frozen codes pass the input's gradient through k / s; biases train")
+    func kerasInt8() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_int8_weights.keras").path).model
+        #expect(model.weights.filter(\.trainable).map(\.name) == ["per_token/bias", "hidden/bias", "classifier/bias"])
+        let io = try Numpy.load(path: TestPaths.testdata("keras/k3_int8_weights.io.npz").path)
+        try Self.check(model, inputs: KerasParityTests.inputs(io).map { $0.rows(0..<6) }, step: 1e-3)
+    }
+
     @Test("keras_hub backbones: position embeddings, encoder and causal decoder blocks with padding masks, GELU's tanh form, BERT's first-token pooling (GetItem)",
           arguments: ["hub_bert.keras", "hub_distil_bert.keras", "hub_gpt2.keras"])
     func hubBackbones(fixture: String) throws {

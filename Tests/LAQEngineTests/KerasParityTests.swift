@@ -14,7 +14,8 @@ import Testing
                            "k3_conv1d.h5", "k3_image.keras", "k3_fmnist_mlp.h5", "k3_fmnist_cnn.keras", "k3_char_lstm.h5",
                            "tfk_fmnist_mlp.h5", "k3_nested.h5", "k3_nested.keras", "tfk_nested.h5",
                            "k3_shared.h5", "k3_shared.keras", "tfk_shared.h5", "k3_coverage.h5", "k3_coverage.keras",
-                           "k3_attention.h5", "k3_attention.keras", "k3_masking.h5", "k3_masking.keras", "tfk_attention.h5", "tfk_masking.h5"]
+                           "k3_attention.h5", "k3_attention.keras", "k3_masking.h5", "k3_masking.keras", "tfk_attention.h5", "tfk_masking.h5",
+                           "k3_int8.h5", "k3_int8.keras", "k3_int8_weights.h5", "k3_int8_weights.keras"]
 
     static func ioName(_ fixture: String) -> String {
         var name = fixture

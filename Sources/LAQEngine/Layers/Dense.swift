@@ -1,21 +1,28 @@
 import LAQFormat
 
 /// Keras' `Dense`: y = act(x·K + b) over the last axis (any rank ≥ 2); K is (inputs, units).
+/// A Dense Keras quantized to int8 (``KerasQuantization``) stores int8 codes as its kernel and a
+/// `kernel_scale` per unit, and computes as Keras does; its kernel is not laq's to quantize.
 public struct DenseLayer: KeepsMask {
     let units: Int
     let activation: String
     let useBias: Bool
+    let quantization: KerasQuantization?
 
     public init(_ options: LayerOptions) throws(ModelError) {
         units = try options.int("units", min: 1)
         activation = try options.activation()
         useBias = try options.bool("use_bias", default: true)
         try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
-        try options.expectDefault("quantization_config", .null, "a Keras quantization config")
+        quantization = try options.kerasQuantization()
     }
 
     public var weights: [WeightSpec] {
-        [WeightSpec("kernel", quantizable: true, axes: ["in", "out"])] + (useBias ? [WeightSpec("bias")] : [])
+        guard quantization != nil else {
+            return [WeightSpec("kernel", quantizable: true, axes: ["in", "out"])] + (useBias ? [WeightSpec("bias")] : [])
+        }
+        return [WeightSpec("kernel", trainable: false, axes: ["in", "out"], integerCodes: true)] + (useBias ? [WeightSpec("bias")] : [])
+            + [WeightSpec("kernel_scale", trainable: false, axes: ["out"])]
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
@@ -25,12 +32,60 @@ public struct DenseLayer: KeepsMask {
     }
 
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
-        var shapes = ["bias": [units]]
+        var shapes = ["bias": [units], "kernel_scale": [units]]
         if let last = inputs.first?.last ?? nil { shapes["kernel"] = [last, units] }
         return shapes
     }
 
-    public func op(_ context: OpContext) throws(EngineError) -> any Op { try DenseOp(context, activation: context.activation(activation)) }
+    public func op(_ context: OpContext) throws(EngineError) -> any Op {
+        guard let quantization else { return try DenseOp(context, activation: context.activation(activation)) }
+        let product = try KerasInt8Product(name: context.layer.name, kernel: context.weight("kernel"), scale: context.weight("kernel_scale"),
+                                           quantizer: quantization.inputs)
+        let bias = useBias ? try context.weight("bias").values : nil
+        if let bias, bias.count != units { throw .shape(layer: context.layer.name, reason: "bias has \(bias.count) values for \(units) units") }
+        return KerasInt8DenseOp(product: product, bias: bias, activation: context.activation(activation))
+    }
+}
+
+/// Dense computed as Keras computes a Dense it quantized to int8 (``KerasInt8Product``).
+struct KerasInt8DenseOp: Op, TrainableOp {
+    let product: KerasInt8Product
+    let bias: [Float]?
+    let activation: Activation
+
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+        guard x.lastDimension == product.inputs else {
+            throw .shape(layer: product.name, reason: "input has \(x.lastDimension) features, kernel expects \(product.inputs)")
+        }
+        let rows = x.shape.dropLast().reduce(1, *)
+        var z = product.multiply(x.data, rows: rows)
+        if let bias { for index in z.indices { z[index] += bias[index % product.units] } }
+        return Tensor(shape: Array(x.shape.dropLast()) + [product.units], data: z)
+    }
+
+    func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var z = try linear(tensors[0])
+        activation.apply(&z.data, width: product.units)
+        return z
+    }
+
+    func forwardTraining(_ inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
+        let (y, z) = activate(try linear(inputs[0]), activation, width: product.units, workspace: workspace)
+        return ForwardRecord(inputs: inputs, output: y, preActivation: z)
+    }
+
+    /// Keras' gradient: the kernel is frozen; the input's flows through k / s, as if unquantized.
+    func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
+        let x = record.inputs[0]
+        let rows = x.shape.dropLast().reduce(1, *)
+        var (gz, own) = activationGradient(gradOutput, record, activation, width: product.units, workspace: workspace)
+        defer { if own { workspace.recycle(&gz) } }
+        var weights: [String: [Float]] = [:]
+        if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: rows, width: product.units, workspace: workspace) }
+        guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
+        let dx = Matrix.multiply(gz, product.dequantized, m: rows, n: product.inputs, k: product.units, transposeB: true, workspace: workspace)
+        return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
+    }
 }
 
 /// Dense's computation, with its weights.

@@ -15,7 +15,9 @@ public protocol LayerKind: Sendable {
     /// (``LayerOptions/ignore(_:)``) is refused by name when parsing ends.
     init(_ options: LayerOptions) throws(ModelError)
 
-    /// The layer's weights in the order Keras stores them (trainable first).
+    /// The layer's weights in the order Keras 3 stores them (its `variable_serialization_spec`:
+    /// trainable first, but for a layer Keras quantized); legacy `.h5` files list the trainable
+    /// ones first (``KerasWeightGroup``).
     var weights: [WeightSpec] { get }
 
     /// Where a Keras 3 weights file keeps the layer's variables, relative to the layer's group
@@ -83,14 +85,19 @@ public struct WeightSpec: Sendable, Equatable {
     /// The name Keras gives the variable in its files, when it is not `name` (a variable made
     /// without a name is `variable`, then `variable_1`, … in one model).
     public var kerasName: String
+    /// Integer codes Keras quantized (``KerasQuantization``): stored in `.laq` files as an 8-bit
+    /// table of the integers −128…127, exactly and in a quarter of float32's bytes.
+    public var integerCodes: Bool
 
-    public init(_ name: String, trainable: Bool = true, quantizable: Bool = false, gates: Int = 1, axes: [String]? = nil, kerasName: String? = nil) {
+    public init(_ name: String, trainable: Bool = true, quantizable: Bool = false, gates: Int = 1, axes: [String]? = nil, kerasName: String? = nil,
+                integerCodes: Bool = false) {
         self.name = name
         self.kerasName = kerasName ?? name
         self.trainable = trainable
         self.quantizable = quantizable
         self.gates = gates
         self.axes = axes
+        self.integerCodes = integerCodes
     }
 
     /// The same weight under a prefix (`forward/kernel` of a Bidirectional wrapper).
@@ -114,6 +121,7 @@ public final class LayerOptions {
     public let call: CallArguments
     private var read: Set<String> = []
     private var readKeywords: Set<String> = []
+    private var quantizationRead = false
 
     /// Largest value of a size option (units, filters, kernel size, strides, …) laq accepts.
     public static let maxOption = 1 << 24
@@ -262,6 +270,13 @@ public final class LayerOptions {
         if defaultValue == .null || value != .null { throw unsupported(description()) }
     }
 
+    /// Keras' own quantization of the layer (``KerasQuantization``), or nil, for a kind that
+    /// executes it; ``finish()`` refuses a quantized layer whose kind did not ask.
+    public func kerasQuantization() throws(ModelError) -> KerasQuantization? {
+        quantizationRead = true
+        return try KerasQuantization.parse(self)
+    }
+
     /// A keyword argument of the layer's calls (`use_causal_mask`), marked as read.
     public func callKeyword(_ key: String) -> JSONValue? {
         readKeywords.insert(key)
@@ -295,6 +310,9 @@ public final class LayerOptions {
     /// call argument the kind did not read: constants, and keywords other than inference's
     /// `training=False` and an absent `mask`.
     public func finish() throws(ModelError) {
+        if !quantizationRead, let mode = KerasQuantization.mode(ofPolicy: config["dtype"]) {
+            throw unsupported("Keras' '\(mode)' quantization")
+        }
         let left = config.keys.filter { !read.contains($0) && !Self.alwaysIrrelevant($0) }.sorted()
         guard left.isEmpty else {
             throw unsupported(left.count == 1 ? "option '\(left[0])'" : "options \(left.map { "'\($0)'" }.joined(separator: ", "))")

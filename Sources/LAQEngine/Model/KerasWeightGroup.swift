@@ -31,7 +31,11 @@ extension KerasWeightGroup {
                 if nested[top] == nil { groups.append(KerasWeightGroup(name: top, weights: [])) }
                 nested[top, default: []].append(layer)
             } else {
-                groups.append(KerasWeightGroup(name: top, weights: layer.weightNames.indices.map { .init(layer: layer.name, index: $0) }))
+                // Keras' `trainable_weights + non_trainable_weights`: the kind's order, but for a
+                // layer Keras quantized (its frozen int8 kernel comes after its bias).
+                let specs = layer.kind.weights
+                groups.append(KerasWeightGroup(name: top, weights: (specs.indices.filter { specs[$0].trainable } + specs.indices.filter { !specs[$0].trainable })
+                    .map { .init(layer: layer.name, index: $0) }))
             }
         }
         for index in groups.indices {
@@ -39,8 +43,7 @@ extension KerasWeightGroup {
             for trainablePass in [true, false] {
                 for layer in members {
                     let frozen = layer.config["trainable"] == .bool(false)
-                    let trainable = frozen ? 0 : layer.kind.trainableCount
-                    for weight in layer.weightNames.indices where (weight < trainable) == trainablePass {
+                    for (weight, spec) in layer.kind.weights.enumerated() where (spec.trainable && !frozen) == trainablePass {
                         groups[index].weights.append(.init(layer: layer.name, index: weight))
                     }
                 }

@@ -15,6 +15,17 @@ extension Model {
                          outputs: describe(outputs, names: outputNames), training: training)
     }
 
+    /// Integer codes (Keras' int8 kernels) as an 8-bit table of −128…127 (code = value + 128),
+    /// or nil when a value is not such an integer.
+    static func integerCodes(_ values: [Float]) -> TensorData? {
+        var codes = [UInt8](repeating: 0, count: values.count)
+        for (index, value) in values.enumerated() {
+            guard let code = Int8(exactly: value) else { return nil }
+            codes[index] = UInt8(Int(code) + 128)
+        }
+        return .codebook(CodebookLayout(bits: 8, levelCount: 256), levels: (-128...127).map(Float.init), codes: codes)
+    }
+
     /// A writer holding every weight as float32 and, unless `includeOptimizer` is false, the
     /// optimizer's moments as optional tensors tied to their weights (`optimizer/m/<weight>`,
     /// `optimizer/v/<weight>`), with the optimizer's class, hyperparameters and step count in
@@ -30,11 +41,13 @@ extension Model {
         var writer = LAQWriter(model: modelInfo(), provenance: provenance)
         for weight in weights {
             let layer = layer(named: weight.layer)
+            let spec = layer?.kind.weights.first(where: { $0.name == weight.shortName })
             let dtype = weight.sourceDType.hasPrefix("float") || weight.sourceDType == "bfloat16" ? weight.sourceDType : "float32"
             try writer.add(TensorRecord(
                 name: weight.name, shape: weight.shape,
-                axes: layer?.kind.weights.first(where: { $0.name == weight.shortName })?.axes.flatMap { $0.count == weight.shape.count ? $0 : nil },
+                axes: spec?.axes.flatMap { $0.count == weight.shape.count ? $0 : nil },
                 dtype: dtype, data: replacing[weight.name] ?? weight.packed.map { .codebook($0.layout, levels: $0.levels, codes: $0.unpacked()) }
+                    ?? (spec?.integerCodes == true ? Self.integerCodes(weight.values) : nil)
                     ?? .float(weight.values, as: floatStorage)))
         }
         if includeOptimizer, let optimizer {

@@ -13,9 +13,8 @@ extension Model {
         var weights: [Weight] = []
         var weightLayers: [String: (layer: String, short: String, trainable: Bool)] = [:]
         for layer in graph.layers {
-            let trainable = layer.kind.trainableCount
-            for (index, short) in layer.weightNames.enumerated() {
-                weightLayers["\(layer.name)/\(short)"] = (layer.name, short, index < trainable)
+            for spec in layer.kind.weights {
+                weightLayers["\(layer.name)/\(spec.name)"] = (layer.name, spec.name, spec.trainable)
             }
         }
         var slots: [OptimizerSlot] = []
