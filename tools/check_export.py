@@ -27,7 +27,7 @@ TESTDATA = os.path.join(ROOT, "testdata", "keras")
 # recurrent, convolutional, nested models, from .h5 and from .keras archives.
 FIXTURES = ["k3_tiny.h5", "k3_branches.h5", "k3_conv1d.h5", "k3_image.keras", "k3_fmnist_mlp.h5",
             "k3_fmnist_cnn.keras", "k3_char_lstm.h5", "k3_nested.h5", "k3_nested.keras",
-            "k3_shared.h5", "k3_shared.keras", "k3_int8.keras", "k3_int8_weights.h5"]
+            "k3_shared.h5", "k3_shared.keras", "k3_int8.keras", "k3_int8_weights.h5", "k3_int4.keras", "k3_int4_channel.h5"]
 
 
 def main():

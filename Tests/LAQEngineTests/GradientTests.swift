@@ -197,11 +197,12 @@ import Testing
         try Self.check(model, inputs: KerasParityTests.inputs(io).map { $0.rows(0..<6) }, step: 5e-4)
     }
 
-    @Test("a model Keras quantized to int8 (weights only): the frozen codes pass the input's gradient through k / s; biases train")
-    func kerasInt8() throws {
-        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_int8_weights.keras").path).model
+    @Test("models Keras quantized (int8 weights only, int4 in groups): the frozen codes pass the input's gradient through the dequantized kernel; biases train",
+          arguments: ["k3_int8_weights", "k3_int4"])
+    func kerasQuantized(fixture: String) throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture).keras").path).model
         #expect(model.weights.filter(\.trainable).map(\.name) == ["per_token/bias", "hidden/bias", "classifier/bias"])
-        let io = try Numpy.load(path: TestPaths.testdata("keras/k3_int8_weights.io.npz").path)
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(fixture).io.npz").path)
         try Self.check(model, inputs: KerasParityTests.inputs(io).map { $0.rows(0..<6) }, step: 1e-3)
     }
 

@@ -15,7 +15,8 @@ import Testing
                            "tfk_fmnist_mlp.h5", "k3_nested.h5", "k3_nested.keras", "tfk_nested.h5",
                            "k3_shared.h5", "k3_shared.keras", "tfk_shared.h5", "k3_coverage.h5", "k3_coverage.keras",
                            "k3_attention.h5", "k3_attention.keras", "k3_masking.h5", "k3_masking.keras", "tfk_attention.h5", "tfk_masking.h5",
-                           "k3_int8.h5", "k3_int8.keras", "k3_int8_weights.h5", "k3_int8_weights.keras"]
+                           "k3_int8.h5", "k3_int8.keras", "k3_int8_weights.h5", "k3_int8_weights.keras",
+                           "k3_int4.h5", "k3_int4.keras", "k3_int4_channel.h5", "k3_int4_channel.keras"]
 
     static func ioName(_ fixture: String) -> String {
         var name = fixture

@@ -1,8 +1,9 @@
 import LAQFormat
 
 /// Keras' `Dense`: y = act(x·K + b) over the last axis (any rank ≥ 2); K is (inputs, units).
-/// A Dense Keras quantized to int8 (``KerasQuantization``) stores int8 codes as its kernel and a
-/// `kernel_scale` per unit, and computes as Keras does; its kernel is not laq's to quantize.
+/// A Dense Keras quantized (``KerasQuantization``) stores integer codes as its kernel, with
+/// their scales (and int4's zero points and group indices), and computes as Keras does; its
+/// kernel is not laq's to quantize.
 public struct DenseLayer: KeepsMask {
     let units: Int
     let activation: String
@@ -18,11 +19,14 @@ public struct DenseLayer: KeepsMask {
     }
 
     public var weights: [WeightSpec] {
-        guard quantization != nil else {
+        guard let quantization else {
             return [WeightSpec("kernel", quantizable: true, axes: ["in", "out"])] + (useBias ? [WeightSpec("bias")] : [])
         }
-        return [WeightSpec("kernel", trainable: false, axes: ["in", "out"], integerCodes: true)] + (useBias ? [WeightSpec("bias")] : [])
-            + [WeightSpec("kernel_scale", trainable: false, axes: ["out"])]
+        let grouped = quantization.grouped
+        return [WeightSpec("kernel", trainable: false, axes: ["in", quantization.mode == .int8 ? "out" : "out/2"], integerCodes: true)]
+            + (useBias ? [WeightSpec("bias")] : [])
+            + [WeightSpec("kernel_scale", trainable: false, axes: grouped ? ["group", "out"] : ["out"])]
+            + (grouped ? [WeightSpec("kernel_zero", trainable: false, axes: ["group", "out"]), WeightSpec("g_idx", trainable: false, axes: ["in"])] : [])
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
@@ -32,24 +36,31 @@ public struct DenseLayer: KeepsMask {
     }
 
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
-        var shapes = ["bias": [units], "kernel_scale": [units]]
-        if let last = inputs.first?.last ?? nil { shapes["kernel"] = [last, units] }
+        var shapes = ["bias": [units]]
+        guard let last = inputs.first?.last ?? nil else { return shapes }
+        shapes["kernel"] = [last, quantization?.packed(units) ?? units]
+        if let quantization {
+            let groups = quantization.groups(last)
+            shapes["kernel_scale"] = quantization.grouped ? [groups, units] : [units]
+            if quantization.grouped { (shapes["kernel_zero"], shapes["g_idx"]) = ([groups, units], [last]) }
+        }
         return shapes
     }
 
     public func op(_ context: OpContext) throws(EngineError) -> any Op {
         guard let quantization else { return try DenseOp(context, activation: context.activation(activation)) }
-        let product = try KerasInt8Product(name: context.layer.name, kernel: context.weight("kernel"), scale: context.weight("kernel_scale"),
-                                           quantizer: quantization.inputs)
+        let kernel = try context.weight("kernel")
+        guard kernel.shape.count == 2 else { throw .shape(layer: context.layer.name, reason: "kernel has shape \(kernel.shape), not (inputs, units)") }
+        let product = try KerasQuantizedProduct(context, quantization, inputs: kernel.shape[0], units: units)
         let bias = useBias ? try context.weight("bias").values : nil
         if let bias, bias.count != units { throw .shape(layer: context.layer.name, reason: "bias has \(bias.count) values for \(units) units") }
-        return KerasInt8DenseOp(product: product, bias: bias, activation: context.activation(activation))
+        return KerasQuantizedDenseOp(product: product, bias: bias, activation: context.activation(activation))
     }
 }
 
-/// Dense computed as Keras computes a Dense it quantized to int8 (``KerasInt8Product``).
-struct KerasInt8DenseOp: Op, TrainableOp {
-    let product: KerasInt8Product
+/// Dense computed as Keras computes a Dense it quantized (``KerasQuantizedProduct``).
+struct KerasQuantizedDenseOp: Op, TrainableOp {
+    let product: KerasQuantizedProduct
     let bias: [Float]?
     let activation: Activation
 
@@ -74,7 +85,7 @@ struct KerasInt8DenseOp: Op, TrainableOp {
         return ForwardRecord(inputs: inputs, output: y, preActivation: z)
     }
 
-    /// Keras' gradient: the kernel is frozen; the input's flows through k / s, as if unquantized.
+    /// Keras' gradient: the kernel is frozen; the input's flows through the dequantized kernel.
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let rows = x.shape.dropLast().reduce(1, *)

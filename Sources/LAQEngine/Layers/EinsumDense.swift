@@ -23,7 +23,7 @@ public struct EinsumDenseLayer: LayerKind {
         equation = try options.string("equation", default: "")
         activation = try options.activation()
         try options.expectDefault("lora_rank", .null, "LoRA (lora_rank)")
-        if try options.kerasQuantization() != nil { throw options.unsupported("Keras' int8 quantization of EinsumDense") }
+        if try options.kerasQuantization() != nil { throw options.unsupported("Keras' quantization of EinsumDense (model.quantize)") }
         try options.expectDefault("gptq_unpacked_column_size", .null, "GPTQ-packed weights")
         options.ignore("lora_alpha")
         let text = equation.replacingOccurrences(of: " ", with: "")

@@ -1,8 +1,9 @@
 import LAQFormat
 
 /// Keras' `Embedding`: integer indices (given as float values) → rows of the table
-/// (input_dim, output_dim). One Keras quantized to int8 (``KerasQuantization``) stores int8
-/// codes and an `embeddings_scale` per row: a row is its codes / its scale.
+/// (input_dim, output_dim). One Keras quantized (``KerasQuantization``) stores integer codes
+/// and an `embeddings_scale` per row: a row is its codes / its scale; with int4 groups along
+/// the row, each group of a row has a scale s and a zero point z: (k − z)·s.
 public struct EmbeddingLayer: LayerKind {
     let inputDim: Int
     let outputDim: Int
@@ -20,16 +21,24 @@ public struct EmbeddingLayer: LayerKind {
     }
 
     public var weights: [WeightSpec] {
-        guard quantization != nil else { return [WeightSpec("embeddings", quantizable: true, axes: ["token", "out"])] }
-        return [WeightSpec("embeddings", trainable: false, axes: ["token", "out"], integerCodes: true),
-                WeightSpec("embeddings_scale", trainable: false, axes: ["token"])]
+        guard let quantization else { return [WeightSpec("embeddings", quantizable: true, axes: ["token", "out"])] }
+        let grouped = quantization.grouped
+        return [WeightSpec("embeddings", trainable: false, axes: ["token", quantization.mode == .int8 ? "out" : "out/2"], integerCodes: true),
+                WeightSpec("embeddings_scale", trainable: false, axes: grouped ? ["token", "group"] : ["token"])]
+            + (grouped ? [WeightSpec("embeddings_zero", trainable: false, axes: ["token", "group"]), WeightSpec("g_idx", trainable: false, axes: ["out"])] : [])
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try single(inputs, layer: layer) + [outputDim] }
 
-    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { ["embeddings": [inputDim, outputDim], "embeddings_scale": [inputDim]] }
+    public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] {
+        guard let quantization else { return ["embeddings": [inputDim, outputDim]] }
+        guard quantization.grouped else { return ["embeddings": [inputDim, quantization.packed(outputDim)], "embeddings_scale": [inputDim]] }
+        let groups = quantization.groups(outputDim)
+        return ["embeddings": [inputDim, quantization.packed(outputDim)], "embeddings_scale": [inputDim, groups],
+                "embeddings_zero": [inputDim, groups], "g_idx": [outputDim]]
+    }
 
-    public func op(_ context: OpContext) throws(EngineError) -> any Op { try EmbeddingOp(context, quantized: quantization != nil) }
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try EmbeddingOp(context, quantization: quantization, width: outputDim) }
 
     public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { maskZero }
 
@@ -46,22 +55,40 @@ struct EmbeddingOp: Op {
     let rows: Int
     let width: Int
 
-    /// `quantized`: the table holds Keras' int8 codes, each row to be divided by its
-    /// `embeddings_scale`, as Keras divides in float32 (the quotients are taken here, once).
-    init(_ context: OpContext, quantized: Bool = false) throws(EngineError) {
+    /// With Keras' `quantization`, the table holds its codes (rows of `width`), dequantized
+    /// here once, in float32 as Keras does for each lookup.
+    init(_ context: OpContext, quantization: KerasQuantization? = nil, width: Int? = nil) throws(EngineError) {
         name = context.layer.name
         let embeddings = try context.weight("embeddings")
         guard embeddings.shape.count == 2 else { throw .shape(layer: name, reason: "embeddings must be 2-D") }
-        var table = embeddings.values
         rows = embeddings.shape[0]
-        width = embeddings.shape[1]
-        if quantized {
-            let scales = try context.weight("embeddings_scale").values
-            guard scales.count == rows else { throw .shape(layer: name, reason: "\(scales.count) scales for \(rows) rows") }
-            for index in table.indices {
-                guard Int8(exactly: table[index]) != nil else { throw .shape(layer: name, reason: "value \(table[index]) at \(index) is not an int8 code") }
-                table[index] /= scales[index / width]
+        guard let quantization, let width else {
+            table = embeddings.values
+            self.width = embeddings.shape[1]
+            return
+        }
+        self.width = width
+        let codes = try quantization.codes(embeddings, rows: rows, columns: width, layer: name)
+        let scale = try context.weight("embeddings_scale").values
+        var table = [Float](repeating: 0, count: codes.count)
+        if quantization.grouped {
+            let groups = quantization.groups(width)
+            let zero = try context.weight("embeddings_zero").values
+            let assignment = try context.weight("g_idx").values
+            guard scale.count == rows * groups, zero.count == rows * groups, assignment.count == width else {
+                throw .shape(layer: name, reason: "\(scale.count) scales, \(zero.count) zero points and \(assignment.count) group indices for \(rows) rows of \(groups) groups")
             }
+            for column in 0..<width {
+                guard let group = Int(exactly: assignment[column]), group >= 0, group < groups else {
+                    throw .shape(layer: name, reason: "group index \(assignment[column]) of column \(column) is not in 0…\(groups - 1)")
+                }
+                for row in 0..<rows {
+                    table[row * width + column] = (Float(codes[row * width + column]) - zero[row * groups + group]) * scale[row * groups + group]
+                }
+            }
+        } else {
+            guard scale.count == rows else { throw .shape(layer: name, reason: "\(scale.count) scales for \(rows) rows") }
+            for index in codes.indices { table[index] = Float(codes[index]) / scale[index / width] }
         }
         self.table = table
     }

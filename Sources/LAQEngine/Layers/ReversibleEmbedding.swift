@@ -11,7 +11,7 @@ public struct ReversibleEmbeddingLayer: LayerKind {
 
     public init(_ options: LayerOptions) throws(ModelError) {
         embedding = try EmbeddingLayer(options)
-        if embedding.quantization != nil { throw options.unsupported("Keras' int8 quantization of ReversibleEmbedding") }
+        if embedding.quantization != nil { throw options.unsupported("Keras' quantization of ReversibleEmbedding (model.quantize)") }
         tied = try options.bool("tie_weights", default: true)
         options.ignore("reverse_dtype", "logit_soft_cap")
         switch options.callKeyword("reverse") {
