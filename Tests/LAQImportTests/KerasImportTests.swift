@@ -9,6 +9,21 @@ import Testing
 /// Import of the Keras fixtures in testdata/keras (made by tools/fixtures/make_keras_fixtures.py
 /// with TensorFlow 2.21, Keras 3.15.1 and tf_keras 2.21).
 @Suite struct KerasImportTests {
+    @Test("Keras' int8 and packed int4 codes are stored exactly as 8-bit tables of −128…127 (spec/QUANTIZATION.md §11), frozen, and left alone by quantize",
+          arguments: ["k3_int8.keras", "k3_int4.keras"])
+    func kerasQuantizedCodes(fixture: String) throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
+        let file = try LAQFile(bytes: try model.laqWriter(provenance: []).encoded())
+        for name in ["embedding/embeddings", "per_token/kernel", "hidden/kernel", "no_bias/kernel", "classifier/kernel"] {
+            let tensor = try #require(file.tensors.first { $0.name == name })
+            guard case let .codebook(layout)? = tensor.encoding else { Issue.record("\(name): \(String(describing: tensor.encoding))"); continue }
+            #expect(layout.bits == 8 && layout.levelCount == 256 && layout.axis == nil, "\(name)")
+            #expect(try file.floats(tensor) == model.weight(named: name)!.values, "\(name)")
+            #expect(model.weight(named: name)?.trainable == false)
+        }
+        #expect(!model.layers.flatMap(\.kind.weights).contains { $0.integerCodes && $0.quantizable })
+    }
+
     static func fixture(_ name: String) -> String { TestPaths.testdata("keras/\(name)").path }
 
     static func load(_ name: String, config: String? = nil, optimizer: Bool = true) throws -> KerasImporter.Result {
