@@ -32,7 +32,8 @@ enum WeightAssembler {
             let specs = layer.kind.weights
             let kerasNames = specs.map(\.kerasName)
             for (index, (variable, name)) in zip(stored, expected).enumerated() {
-                if !namesMatch(variable.storedName, kerasNames[index]) {
+                // Keras 3's name for the variable, or the weight's own (tf.keras' LayerScale: `gamma`).
+                if !namesMatch(variable.storedName, kerasNames[index]), !namesMatch(variable.storedName, name) {
                     throw ImportError.weightName(path: path, layer: layer.name, expected: name, found: variable.storedName)
                 }
                 if let shape = expectedShapes[name], shape != variable.shape {

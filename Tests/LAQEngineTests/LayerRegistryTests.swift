@@ -97,6 +97,31 @@ import Testing
         Refusal(className: "Dense", config: ["units": 2, "made_up_option": 1], option: "option 'made_up_option'"),
     ]
 
+    @Test("tf.keras' TFOpLambda: x + 3, x · (1/6) and x − y (one triple per node, y by keyword) compute; other functions are refused by name")
+    func tfOpLambda() throws {
+        func op(_ name: String, _ function: String, _ node: JSONValue) -> JSONValue {
+            ["class_name": "TFOpLambda", "name": .string(name), "config": ["name": .string(name), "trainable": true, "dtype": "float32", "function": .string(function)],
+             "inbound_nodes": [node]]
+        }
+        func model(_ last: String) -> JSONValue {
+            ["class_name": "Functional", "config": ["name": "m", "input_layers": [["in", 0, 0]], "output_layers": [["sub", 0, 0]], "layers": [
+                ["class_name": "InputLayer", "name": "in", "config": ["name": "in", "batch_input_shape": [nil, 3]], "inbound_nodes": []],
+                op("add", "__operators__.add", ["in", 0, 0, ["y": 3.0, "name": nil]]),
+                op("scale", "math.multiply", ["add", 0, 0, ["y": .double(1.0 / 6), "name": nil]]),
+                op("sub", last, ["scale", 0, 0, ["y": ["in", 0, 0], "name": nil]]),
+            ]]]
+        }
+        let graph = try KerasArchitecture.parse(model("math.subtract"))
+        let output = try Executor(model: Model(name: "m", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs))
+            .predict([Tensor(shape: [1, 3], data: [0, 3, -3])])[0]
+        // (x + 3)/6 − x for x = 0, 3, −3
+        let expected: [Float] = [0.5, -2, 3]
+        #expect(zip(output.data, expected).allSatisfy { abs($0 - $1) < 1e-6 }, "\(output.data)")
+        #expect(throws: ModelError.unsupportedOption(layer: "sub", className: "TFOpLambda", option: "the TensorFlow function 'math.reduce_mean'")) {
+            try KerasArchitecture.parse(model("math.reduce_mean"))
+        }
+    }
+
     @Test("legacy .h5 names a registered class by its registered name: keras_hub's own run, another package's is refused")
     func registeredNames() throws {
         let hub = Self.architecture(input: [5, 4], [("keras_hub>PositionEmbedding", ["sequence_length": 8], [:])])

@@ -25,7 +25,8 @@ input. Two Adam steps (learning rate 1e-5, batches of 8 random images and labels
 once more (the weights are not drawn again). Files in DIR (default out/zoo):
     NAME.keras, NAME.h5 (legacy HDF5 with optimizer), NAME.weights.h5 (Keras 3 puts the optimizer
                   in it too) + NAME.config.json (model.to_json())
-    tfk_NAME.h5   a tf.keras 2 build (MobileNetV2, ResNet50, EfficientNetB0), legacy HDF5
+    tfk_NAME.h5   a tf.keras 2 build (MobileNetV2, ResNet50, EfficientNetB0, MobileNetV3Small,
+                  ConvNeXtTiny), legacy HDF5
     NAME.io.npz   x: 2 random images (float32: the family's preprocess_input of pixels in [0, 255],
                   so the pixels themselves where the model preprocesses), y: model.predict(x)
     zoo.json      per model: family, files and sizes, input shape, parameters, Keras version,
@@ -180,10 +181,15 @@ def nasnet_narrow(size):
 def convnext_narrow(size):
     """ConvNeXtTiny's depths (3, 3, 9, 3) with projection dims 96…768 divided by NARROW."""
     def build(keras):
-        from keras.src.applications.convnext import ConvNeXt
+        if keras.__name__ == "tf_keras":  # tf_keras names the model `model_name`
+            from tf_keras.src.applications.convnext import ConvNeXt
+            naming = {"model_name": "convnext_narrow"}
+        else:
+            from keras.src.applications.convnext import ConvNeXt
+            naming = {"name": "convnext_narrow"}
         return ConvNeXt(depths=[3, 3, 9, 3], projection_dims=[d // NARROW for d in (96, 192, 384, 768)],
                         drop_path_rate=0.0, layer_scale_init_value=1e-6, default_size=224,
-                        name="convnext_narrow", include_preprocessing=True, include_top=True,
+                        **naming, include_preprocessing=True, include_top=True,
                         weights=None, input_shape=(size, size, 3), classes=CLASSES,
                         classifier_activation="softmax")
     return build
@@ -269,6 +275,11 @@ def zoo():
                          framework="tf_keras", options={"width_divisor": NARROW, "of": "ResNet50"}))
     entries.append(Entry("EfficientNetB0_narrow", "efficientnet", 32, narrow("EfficientNetB0", "efficientnet", 32),
                          ci=True, framework="tf_keras", options={"width_divisor": NARROW, "of": "EfficientNetB0"}))
+    # tf.keras records their `x + 3.0`, `x * (1/6)` and residual `inputs + x` as TFOpLambda layers
+    entries.append(Entry("MobileNetV3Small_a025", "mobilenet_v3", 32, application("MobileNetV3Small", 32, alpha=0.25), ci=True,
+                         framework="tf_keras", options={"alpha": 0.25}))
+    entries.append(Entry("ConvNeXtTiny_narrow", "convnext", 32, convnext_narrow(32), ci=True, framework="tf_keras",
+                         options={"depths": [3, 3, 9, 3], "projection_dims": [d // NARROW for d in (96, 192, 384, 768)]}))
 
     # sequences: attention built from Keras layers, and keras_hub's backbones (rebuilt by laq
     # from their constructor arguments)

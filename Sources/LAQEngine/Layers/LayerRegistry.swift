@@ -37,6 +37,7 @@ public enum LayerRegistry {
         "Masking": MaskingLayer.self,
         "MultiHeadAttention": MultiHeadAttentionLayer.self,
         "ReversibleEmbedding": ReversibleEmbeddingLayer.self,
+        "TFOpLambda": TFOpLambdaLayer.self,
     ]
 
     /// Layer classes that Keras' own packages define in their modules (keras.applications,

@@ -37,6 +37,11 @@ public struct OperatorKind: LayerKind {
         self.operands = operands
     }
 
+    init(operation: MergeOp.Kind, operands: [Tensor?]) {
+        self.operation = operation
+        self.operands = operands
+    }
+
     /// A JSON number or nested list of numbers as a tensor (a number has shape []).
     static func tensor(_ value: JSONValue) -> Tensor? {
         switch value {

@@ -208,7 +208,9 @@ public enum KerasArchitecture {
     static func call(inNode node: JSONValue, layer: String, path: String) throws(ModelError) -> (tensors: [TensorRef], arguments: CallArguments) {
         var arguments = CallArguments()
         switch node {
-        case let .array(items):
+        case var .array(items):
+            // tf.keras writes a TFOpLambda's node as one triple rather than a list of them.
+            if ref(node) != nil { items = [node] }
             var result: [TensorRef] = []
             var keywordTensors: [String: TensorRef] = [:]
             for (index, item) in items.enumerated() {
