@@ -191,6 +191,10 @@ struct Quantize: ParsableCommand {
         if calibrationRecord == nil, source == .none, results.contains(where: { $0.method.isLossAware }) {
             notices.append("the file has no optimizer state: d ≡ 1, so lab is bwn and late/lata the unweighted ternarization; import a model saved with its Adam state")
         }
+        let kerasCodes = model.layers.flatMap { layer in layer.kind.weights.filter(\.integerCodes).map { "\(layer.name)/\($0.name)" } }
+        if !kerasCodes.isEmpty {
+            notices.append("\(kerasCodes.count) tensor\(kerasCodes.count == 1 ? " is" : "s are") already quantized by Keras (model.quantize) and kept as they are: \(kerasCodes.prefix(4).joined(separator: ", "))\(kerasCodes.count > 4 ? ", …" : "")")
+        }
 
         var parameters: [String: JSONValue] = [
             "method": .string(defaultMethod.name), "bits": .int(Int64(defaultMethod.bits)),
