@@ -25,11 +25,16 @@ public enum Activation: Sendable, Equatable {
         "gelu_approximate",
     ]
 
-    /// The activation named in a config value: a string, or a serialized function object.
+    /// The activation named in a config value: a string, or a serialized function object of
+    /// Keras' own (a function of another module is a user's, however named: nil). keras_hub
+    /// registers `gelu_approximate`.
     public static func name(of value: JSONValue) -> String? {
         switch value {
         case let .string(name): return name
         case let .object(members):
+            let origin = members["registered_name"]?.stringValue ?? members["module"]?.stringValue ?? "keras"
+            guard ["keras", "tf_keras", "keras_hub", "keras_nlp"].contains(where: { origin == $0 || origin.hasPrefix($0 + ".") || origin.hasPrefix($0 + ">") })
+                    || members["module"] == nil && members["registered_name"] == nil else { return nil }
             if case let .string(name)? = members["config"] { return name }
             if case let .object(config)? = members["config"], case let .string(name)? = config["name"] { return name }
             return members["class_name"]?.stringValue

@@ -120,7 +120,6 @@ struct OptimizerImport {
         "the \(className) optimizer has no moments (t = \(iterations.map(String.init) ?? "0"): never trained): imported without a Hessian estimate"
     }
 
-    /// Keras 3 `optimizer/vars`: 0 iteration, 1 learning rate, then (m, v) per trainable weight in model order.
     /// The notice for a model Keras quantized (int8 codes, ``WeightSpec/integerCodes``), whose
     /// file's optimizer state is that of the float weights before `model.quantize` and fits no
     /// weight of the model; nil for any other model.
@@ -129,6 +128,7 @@ struct OptimizerImport {
         return "Keras quantized this model after training: the optimizer state in the file belongs to the float weights it replaced and is not imported (no Hessian estimate; quantize with a calibration run, or one-shot with d = 1)"
     }
 
+    /// Keras 3 `optimizer/vars`: 0 iteration, 1 learning rate, then (m, v) per trainable weight in model order.
     func keras3(variables: [H5Dataset], model: Model, optimizerName: String?) throws -> (OptimizerState?, [String]) {
         guard OptimizerState.adamFamily.contains(className) else { return (nil, [notAdam()]) }
         let trainable = model.weights.filter(\.trainable)

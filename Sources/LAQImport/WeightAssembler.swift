@@ -25,6 +25,12 @@ enum WeightAssembler {
         for layer in graph.layers {
             let stored = try variables(layer)
             let expected = layer.weightNames
+            if stored.count != expected.count, let codes = stored.first(where: { $0.dtype == "int" }) {
+                // MultiHeadAttention and EinsumDense keep float configs when model.quantize
+                // quantizes their projections: the file's integer kernels tell.
+                throw ImportError.invalid(path: path, what: "layer '\(layer.name)' (\(layer.className))",
+                                          reason: "its variable \(codes.storedName) holds integer codes: Keras quantized it (model.quantize), and laq executes Keras' quantization of Dense and Embedding only")
+            }
             guard stored.count == expected.count else {
                 throw ImportError.weightCount(path: path, layer: layer.name, expected: expected, found: stored.map(\.storedName))
             }

@@ -362,7 +362,6 @@ struct Quantize: ParsableCommand {
         return (result.model, result.quantized, record)
     }
 
-    /// `--loss`, or the training config's.
     /// The model with only the output the loss is computed on (`--loss-output`; the only one).
     private func lossModel(_ model: Model) throws -> Model {
         guard model.outputs.count > 1 else {
@@ -378,6 +377,7 @@ struct Quantize: ParsableCommand {
         return selected
     }
 
+    /// `--loss`, or the training config's.
     private func resolvedLoss(_ model: Model) throws -> Loss {
         if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
         guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {

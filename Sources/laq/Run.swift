@@ -54,9 +54,12 @@ struct Run: ParsableCommand {
             bar?.update(Double(end))
         }
         bar?.finish()
-        for (index, name) in laqModel.outputNames.enumerated() {
-            // A layer inside a nested model is `model/layer`: one file name, not a directory.
-            let path = outputPath(name: name.replacingOccurrences(of: "/", with: "_"), single: laqModel.outputs.count == 1)
+        // A layer inside a nested model is `model/layer`: one file name, not a directory. Names
+        // that would meet (`a/b` and `a_b`, two calls of one layer) get their output's index.
+        var names = laqModel.outputNames.map { $0.replacingOccurrences(of: "/", with: "_") }
+        for index in names.indices where names.filter({ $0 == names[index] }).count > 1 { names[index] += "_\(index)" }
+        for (index, name) in names.enumerated() {
+            let path = outputPath(name: name, single: laqModel.outputs.count == 1)
             let bytes = Numpy.encode(shape: [samples] + outputShapes[index], values: outputs[index])
             try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
             print("wrote \(path): \(([samples] + outputShapes[index]).map(String.init).joined(separator: "×")) float32")

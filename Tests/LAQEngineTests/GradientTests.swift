@@ -55,13 +55,12 @@ import Testing
         for layer in graph.layers {
             let inputShapes = layer.inbound.first.map { $0.compactMap { shapes[$0.layer] } } ?? []
             let expected = layer.kind.weightShapes(inputShapes)
-            let trainable = layer.kind.trainableCount
             for (index, short) in layer.weightNames.enumerated() {
                 let shape = expected[short]!
                 let count = shape.reduce(1, *)
                 var values = (0..<count).map { _ in random.uniform() - 0.5 }
                 if short == "moving_variance" || short == "gamma" { values = values.map { 1 + $0 * 0.5 } }
-                model.weights.append(Weight(layer: layer.name, shortName: short, shape: shape, values: values, trainable: index < trainable))
+                model.weights.append(Weight(layer: layer.name, shortName: short, shape: shape, values: values, trainable: layer.kind.weights[index].trainable))
             }
         }
         try model.validate()

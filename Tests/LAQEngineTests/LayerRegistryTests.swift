@@ -70,13 +70,15 @@ import Testing
     static let refusals: [Refusal] = [
         Refusal(className: "LSTM", config: ["units": 2, "time_major": true], option: "time_major=True"),
         Refusal(className: "Dense", config: ["units": 2, "lora_rank": 4], option: "LoRA (lora_rank)"),
-        Refusal(className: "Dense", config: ["units": 2, "quantization_config": ["class_name": "GPTQConfig", "config": [:]]],
+        Refusal(className: "Dense", config: ["units": 2, "dtype": ["class_name": "GPTQDTypePolicy", "config": ["mode": "gptq/4/128", "source_name": "float32"]],
+                                             "quantization_config": ["class_name": "GPTQConfig", "config": [:]]],
                 option: "Keras' GPTQConfig"),
         Refusal(className: "Dense", config: ["units": 2, "dtype": ["class_name": "Int4DTypePolicy", "config": ["mode": "int4/128", "source_name": "float32"]]],
                 option: "Keras' int4 quantization from before Keras 3.13 (no quantization_config)"),
         Refusal(className: "Dense", config: ["units": 2, "dtype": ["class_name": "QuantizedFloat8DTypePolicy", "config": ["name": "float8_from_float32"]]],
                 option: "Keras' 'float8' quantization (laq executes Keras' int8 and int4)"),
-        Refusal(className: "Dense", config: ["units": 2, "quantization_config": ["class_name": "Int8QuantizationConfig", "config": [
+        Refusal(className: "Dense", config: ["units": 2, "dtype": ["class_name": "QuantizedDTypePolicy", "config": ["mode": "int8", "source_name": "float32"]],
+                                             "quantization_config": ["class_name": "Int8QuantizationConfig", "config": [
             "activation_quantizer": ["class_name": "AbsMaxQuantizer", "config": ["value_range": [-100, 127]]]]]],
                 option: "an input quantizer range [-100, 127] (laq takes symmetric int8 ranges)"),
         Refusal(className: "Conv2D", config: ["filters": 2, "kernel_size": 1, "dtype": ["class_name": "QuantizedDTypePolicy", "config": ["mode": "int8", "source_name": "float32"]]],

@@ -9,6 +9,16 @@ import Testing
 /// Import of the Keras fixtures in testdata/keras (made by tools/fixtures/make_keras_fixtures.py
 /// with TensorFlow 2.21, Keras 3.15.1 and tf_keras 2.21).
 @Suite struct KerasImportTests {
+    @Test("a MultiHeadAttention Keras quantized (its config stays float; its file holds integer codes) is refused naming the layer")
+    func kerasQuantizedAttention() throws {
+        do {
+            _ = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_int8_attention.keras").path)
+            Issue.record("imported")
+        } catch {
+            #expect("\(error)".contains("layer 'attention' (MultiHeadAttention): its variable 0 holds integer codes: Keras quantized it"), "\(error)")
+        }
+    }
+
     @Test("Keras' int8 and packed int4 codes are stored exactly as 8-bit tables of −128…127 (spec/QUANTIZATION.md §11), frozen, and left alone by quantize",
           arguments: ["k3_int8.keras", "k3_int4.keras"])
     func kerasQuantizedCodes(fixture: String) throws {

@@ -44,8 +44,10 @@ public struct KerasQuantization: Sendable, Equatable {
     /// Whether the kernel has per-group scales and zero points (int4 with a block size).
     var grouped: Bool { if case .int4(let block?) = mode { block > 0 } else { false } }
 
-    /// The mode a `dtype` config value declares: nil for a float policy.
+    /// The mode a `dtype` config value declares: nil for a float policy. Keras 3.2–3.3 wrote a
+    /// quantized policy as its name alone (`"int8_from_float32"`).
     static func mode(ofPolicy value: JSONValue?) -> String? {
+        if case let .string(name)? = value, let range = name.range(of: "_from_") { return String(name[..<range.lowerBound]) }
         guard case let .object(members)? = value else { return nil }
         let className = members["class_name"]?.stringValue ?? ""
         guard className != "DTypePolicy", className != "FloatDTypePolicy" else { return nil }
@@ -56,10 +58,14 @@ public struct KerasQuantization: Sendable, Equatable {
     }
 
     /// The quantization `options` declare (their `dtype` and `quantization_config`), or nil.
+    /// As in Keras, the dtype policy decides whether the layer is quantized: a float layer's
+    /// `quantization_config` changes nothing. A config's absent keys take the values Keras'
+    /// `from_config` gives them (no input quantizer; int4 per channel), not its constructor's.
     static func parse(_ options: LayerOptions) throws(ModelError) -> KerasQuantization? {
         let policyMode = mode(ofPolicy: options.value("dtype"))
-        guard let config = options.value("quantization_config") else {
-            guard let policyMode else { return nil }
+        let config = options.value("quantization_config")
+        guard let policyMode else { return nil }
+        guard let config else {
             guard policyMode == "int8" else {
                 throw options.unsupported(policyMode.hasPrefix("int4") ? "Keras' int4 quantization from before Keras 3.13 (no quantization_config)"
                                                                      : "Keras' '\(policyMode)' quantization (laq executes Keras' int8 and int4)")
@@ -73,27 +79,23 @@ public struct KerasQuantization: Sendable, Equatable {
             mode = .int8
         case "Int4QuantizationConfig":
             switch settings["block_size"] {
-            case nil: mode = .int4(blockSize: 128)
-            case .null?, .int(-1)?: mode = .int4(blockSize: nil)
+            case nil, .null?, .int(-1)?: mode = .int4(blockSize: nil)
             case let .int(size)? where size >= 1 && size <= Int64(LayerOptions.maxDimension): mode = .int4(blockSize: Int(size))
             case let other?: throw options.invalid("quantization_config", "a block_size of −1 or ≥ 1, found \(LayerOptions.describe(other))")
             }
         case let other?: throw options.unsupported("Keras' \(other)")
         case nil: throw options.invalid("quantization_config", "a serialized quantization config (class_name and config)")
         }
-        if let policyMode {
-            let expected: String
-            switch mode {
-            case .int8: expected = "int8"
-            case let .int4(block): expected = "int4/\(block ?? -1)"
-            }
-            guard policyMode == expected || (policyMode == "int4" && expected.hasPrefix("int4")) else {
-                throw options.invalid("quantization_config", "the mode of the dtype policy, '\(policyMode)'")
-            }
+        let expected: String
+        switch mode {
+        case .int8: expected = "int8"
+        case let .int4(block): expected = "int4/\(block ?? -1)"
+        }
+        guard policyMode == expected || (policyMode == "int4" && expected.hasPrefix("int4")) else {
+            throw options.invalid("quantization_config", "the mode of the dtype policy, '\(policyMode)'")
         }
         switch settings["activation_quantizer"] {
-        case nil: return KerasQuantization(mode: mode, inputs: mode == .int8 ? defaultInputs : nil)  // absent: Keras' default
-        case .null?: return KerasQuantization(mode: mode, inputs: nil)  // None: the kernel alone
+        case nil, .null?: return KerasQuantization(mode: mode, inputs: nil)  // the kernel alone
         case let quantizer?:
             guard quantizer["class_name"]?.stringValue == "AbsMaxQuantizer" else {
                 throw options.unsupported("the input quantizer \(quantizer["class_name"]?.stringValue ?? "?")")
@@ -109,9 +111,9 @@ public struct KerasQuantization: Sendable, Equatable {
             var epsilon: Float = 1e-7
             switch parameters["epsilon"] {
             case nil, .null?: break
-            case let .double(value)? where value >= 0 && value.isFinite: epsilon = Float(value)
-            case let .int(value)? where value >= 0: epsilon = Float(value)
-            case let other?: throw options.invalid("quantization_config", "an epsilon ≥ 0, found \(LayerOptions.describe(other))")
+            case let .double(value)? where value > 0 && value <= 1: epsilon = Float(value)
+            case .int(1)?: epsilon = 1
+            case let other?: throw options.invalid("quantization_config", "an epsilon in (0, 1], found \(LayerOptions.describe(other))")
             }
             if let dtype = parameters["output_dtype"]?.stringValue, dtype != "int8" {
                 throw options.unsupported("inputs quantized to \(dtype)")
@@ -159,6 +161,8 @@ struct KerasQuantizedProduct: Sendable {
     /// Codes and one scale per unit, multiplied as Keras does (int8, int4 per channel); nil for
     /// a grouped int4 kernel, which Keras dequantizes first.
     let scaled: (codes: [Int8], scales: [Float], quantizer: KerasQuantization.AbsMax?)?
+    /// The codes as float32, for a product without an input quantizer (empty otherwise).
+    let floatCodes: [Float]
     /// K as float32: k / s, or (k − z)·s per group; the input gradient's kernel (Keras' custom
     /// gradient) and the grouped kernel's product.
     let dequantized: [Float]
@@ -190,10 +194,12 @@ struct KerasQuantizedProduct: Sendable {
                 }
             }
             scaled = nil
+            floatCodes = []
         } else {
             guard scale.count == units else { throw .shape(layer: name, reason: "\(scale.count) scales for \(units) units") }
             for index in codes.indices { dequantized[index] = Float(codes[index]) / scale[index % units] }
             scaled = (codes, scale, quantization.inputs)
+            floatCodes = quantization.inputs == nil ? codes.map(Float.init) : []
         }
         self.dequantized = dequantized
     }
@@ -203,7 +209,7 @@ struct KerasQuantizedProduct: Sendable {
         var output = [Float](repeating: 0, count: rows * units)
         guard let (codes, scales, quantizer) = scaled, let quantizer else {
             // A grouped kernel: x·K. Weights only: the float inputs times the codes, divided by s.
-            let kernel = scaled.map { $0.codes.map(Float.init) } ?? dequantized
+            let kernel = scaled == nil ? dequantized : floatCodes
             x.withUnsafeBufferPointer { a in
                 kernel.withUnsafeBufferPointer { b in
                     output.withUnsafeMutableBufferPointer { c in
@@ -219,8 +225,13 @@ struct KerasQuantizedProduct: Sendable {
         for row in 0..<rows {
             let base = row * inputs
             var top: Float = 0
-            for i in 0..<inputs { top = max(top, abs(x[base + i])) }
+            for i in 0..<inputs { top = Swift.max(top, abs(x[base + i])) }
             let scale = quantizer.range / (top + quantizer.epsilon)
+            // A NaN (which max passes over) or an infinity: Keras' row is NaN.
+            guard top.isFinite, scale.isFinite, (base..<base + inputs).allSatisfy({ x[$0].isFinite }) else {
+                for j in 0..<units { output[row * units + j] = .nan }
+                continue
+            }
             for i in 0..<inputs {
                 quantized[i] = Int32(min(max((x[base + i] * scale).rounded(.toNearestOrEven), -quantizer.range), quantizer.range))
             }

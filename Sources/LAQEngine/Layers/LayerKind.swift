@@ -55,8 +55,6 @@ extension LayerKind {
 
     /// The short names of the weights, in Keras' order.
     public var weightNames: [String] { weights.map(\.name) }
-    /// How many of the weights are trainable (the first ones).
-    public var trainableCount: Int { weights.filter(\.trainable).count }
 
     /// Every weight one value per channel of the (first) input's last axis (normalization layers).
     func perChannelWeightShapes(_ inputs: [Shape]) -> [String: [Int]] {

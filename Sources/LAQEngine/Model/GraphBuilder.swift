@@ -2,7 +2,7 @@ import LAQFormat
 
 /// Builds a graph of Keras layers in code, for models whose files store constructor arguments
 /// instead of layers: keras_hub's backbones (``KerasHubBackbone``) and the blocks they are made
-/// of (``TransformerEncoderBlock``). Each layer is made from the Keras config a file would hold
+/// of (``TransformerBlock``). Each layer is made from the Keras config a file would hold
 /// for it and parsed by its ``LayerKind`` like any other, so it runs, trains and quantizes as
 /// itself.
 struct GraphBuilder {

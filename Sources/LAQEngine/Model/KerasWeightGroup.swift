@@ -42,8 +42,11 @@ extension KerasWeightGroup {
             guard let members = nested[groups[index].name] else { continue }
             for trainablePass in [true, false] {
                 for layer in members {
+                    // Each layer's weights trainable first (a frozen layer's `weights`, too).
                     let frozen = layer.config["trainable"] == .bool(false)
-                    for (weight, spec) in layer.kind.weights.enumerated() where (spec.trainable && !frozen) == trainablePass {
+                    let specs = layer.kind.weights
+                    for weight in specs.indices.filter({ specs[$0].trainable }) + specs.indices.filter({ !specs[$0].trainable })
+                    where (specs[weight].trainable && !frozen) == trainablePass {
                         groups[index].weights.append(.init(layer: layer.name, index: weight))
                     }
                 }

@@ -37,11 +37,6 @@ struct TransformerBlock {
         epsilon = try options.double("layer_norm_epsilon", default: 1e-5)
         guard epsilon > 0, epsilon.isFinite else { throw options.invalid("layer_norm_epsilon", "a positive number") }
         normalizeFirst = try options.bool("normalize_first", default: false)
-        if role == .decoder {
-            // The shapes a decoder was built for; one with an encoder sequence has cross-attention.
-            options.ignore("decoder_sequence_shape")
-            try options.expectDefault("encoder_sequence_shape", .null, "cross-attention (encoder_sequence_shape)")
-        }
     }
 
     /// Adds the block's layers to `graph` (inside the block's scope) for a call on `input` of
@@ -89,8 +84,7 @@ struct TransformerBlock {
 
 /// keras_hub's `TokenAndPositionEmbedding`: y = token_embedding(ids) + position_embedding(…),
 /// a ``ReversibleEmbeddingLayer`` (`token_embedding`) and a ``PositionEmbeddingLayer``
-/// (`position_embedding`) in the block's group. `mask_zero` (a mask the sum passes on) is
-/// refused.
+/// (`position_embedding`) in the block's group.
 struct TokenAndPositionEmbeddingBlock {
     let vocabularySize: Int
     let sequenceLength: Int
@@ -102,7 +96,6 @@ struct TokenAndPositionEmbeddingBlock {
         sequenceLength = try options.int("sequence_length", min: 1, max: LayerOptions.maxDimension)
         embeddingDim = try options.int("embedding_dim", min: 1)
         tieWeights = try options.bool("tie_weights", default: true)
-        try options.expectDefault("mask_zero", .bool(false), "mask_zero")
     }
 
     func build(_ graph: inout GraphBuilder, input: TensorRef) -> TensorRef {
