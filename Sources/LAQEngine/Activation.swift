@@ -26,16 +26,21 @@ public enum Activation: Sendable, Equatable {
     ]
 
     /// The activation named in a config value: a string, or a serialized function object of
-    /// Keras' own (a function of another module is a user's, however named: nil). keras_hub
-    /// registers `gelu_approximate`.
+    /// Keras' own or keras_hub's (`gelu_approximate`); a function of another module is a user's,
+    /// however named: nil.
     public static func name(of value: JSONValue) -> String? {
         switch value {
         case let .string(name): return name
         case let .object(members):
-            let origin = members["registered_name"]?.stringValue ?? members["module"]?.stringValue ?? "keras"
-            guard ["keras", "tf_keras", "keras_hub", "keras_nlp"].contains(where: { origin == $0 || origin.hasPrefix($0 + ".") || origin.hasPrefix($0 + ">") })
-                    || members["module"] == nil && members["registered_name"] == nil else { return nil }
-            if case let .string(name)? = members["config"] { return name }
+            if case let .string(name)? = members["config"] {
+                // Keras 3 writes a registered function by its registered name
+                // (`keras_hub>gelu_approximate`); another package's is a user's.
+                if let separator = name.firstIndex(of: ">") {
+                    return ["keras_hub", "keras_nlp"].contains(String(name[..<separator])) ? String(name[name.index(after: separator)...]) : nil
+                }
+                guard let module = members["module"]?.stringValue else { return name }
+                return ["keras", "tf_keras"].contains(where: { module == $0 || module.hasPrefix($0 + ".") }) ? name : nil
+            }
             if case let .object(config)? = members["config"], case let .string(name)? = config["name"] { return name }
             return members["class_name"]?.stringValue
         default: return nil

@@ -206,7 +206,7 @@ import Testing
     }
 
     @Test("keras_hub backbones: position embeddings, encoder and causal decoder blocks with padding masks, GELU's tanh form, BERT's first-token pooling (GetItem)",
-          arguments: ["hub_bert.keras", "hub_distil_bert.keras", "hub_gpt2.keras"])
+          arguments: ["hub_bert.keras", "hub_distil_bert.keras", "hub_gpt2.keras", "hub_layers.keras"])
     func hubBackbones(fixture: String) throws {
         var (base, model) = try KerasParityTests.hubModel(fixture)
         // BERT's loss on its pooled output, through x[:, 0, :].

@@ -71,6 +71,54 @@ import Testing
         #expect(output.shape == [1, 4, 4])
     }
 
+    /// A Keras 3 functional model: token ids (B, 5) → Embedding (width 4, `mask_zero`) → `block`
+    /// (a keras_hub layer entry, called on the embeddings and the `extra` keyword tensors).
+    static func withBlock(_ block: [String: JSONValue], maskZero: Bool = false, keywords: [String: String] = [:]) -> JSONValue {
+        func tensor(_ name: String) -> JSONValue { ["class_name": "__keras_tensor__", "config": ["shape": [nil, nil, 4], "keras_history": [.string(name), 0, 0]]] }
+        var entry = block
+        entry["name"] = "block"
+        entry["inbound_nodes"] = [["args": [tensor("embedding")], "kwargs": .object(keywords.mapValues { tensor($0) })]]
+        return ["class_name": "Functional", "config": [
+            "name": "m", "input_layers": [["ids", 0, 0], ["mask", 0, 0]], "output_layers": [["block", 0, 0]],
+            "layers": [
+                ["class_name": "InputLayer", "module": "keras.layers", "name": "ids", "config": ["name": "ids", "batch_shape": [nil, 5]], "inbound_nodes": []],
+                ["class_name": "InputLayer", "module": "keras.layers", "name": "mask", "config": ["name": "mask", "batch_shape": [nil, 5]], "inbound_nodes": []],
+                ["class_name": "Embedding", "module": "keras.layers", "name": "embedding",
+                 "config": ["name": "embedding", "input_dim": 10, "output_dim": 4, "mask_zero": .bool(maskZero)],
+                 "inbound_nodes": [["args": [["class_name": "__keras_tensor__", "config": ["keras_history": ["ids", 0, 0]]]], "kwargs": [:]]]],
+                .object(entry),
+            ],
+        ]]
+    }
+
+    static let encoder: [String: JSONValue] = [
+        "module": "keras_hub.src.layers.modeling.transformer_encoder", "class_name": "TransformerEncoder", "registered_name": "keras_hub>TransformerEncoder",
+        "config": ["name": "block", "intermediate_dim": 8, "num_heads": 2], "build_config": ["input_shape": [nil, nil, 4]],
+    ]
+
+    @Test("keras_hub's TransformerEncoder as a layer of a model: built from Keras layers; a Keras mask reaching it, cross-attention and unknown options are refused by name")
+    func blocksInModels() throws {
+        let graph = try KerasArchitecture.parse(Self.withBlock(Self.encoder, keywords: ["padding_mask": "mask"]))
+        #expect(graph.outputs == [TensorRef(layer: "block/feedforward_layer_norm")])
+        #expect(graph.layers.contains { $0.name == "block/self_attention_layer" && $0.attribute == "_self_attention_layer" })
+        let masked = try KerasArchitecture.parse(Self.withBlock(Self.encoder, maskZero: true))
+        #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerEncoder", option: "an input that carries a Keras mask (pass the padding mask explicitly)")) {
+            try Model(name: "m", layers: masked.layers, inputs: masked.inputs, outputs: masked.outputs).maskPlan()
+        }
+        var decoder = Self.encoder
+        decoder["module"] = "keras_hub.src.layers.modeling.transformer_decoder"
+        decoder["class_name"] = "TransformerDecoder"
+        decoder["registered_name"] = "keras_hub>TransformerDecoder"
+        #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerDecoder", option: "an encoder sequence (cross-attention)")) {
+            try KerasArchitecture.parse(Self.withBlock(decoder, keywords: ["encoder_sequence": "embedding"]))
+        }
+        var unknown = Self.encoder
+        unknown["config"] = ["name": "block", "intermediate_dim": 8, "num_heads": 2, "rotary": true]
+        #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerEncoder", option: "option 'rotary'")) {
+            try KerasArchitecture.parse(Self.withBlock(unknown))
+        }
+    }
+
     /// A Keras 3 functional model: input (B, 3, 4) holding 0, 1, 2, …, then `x[key]`.
     static func getItem(_ key: JSONValue) -> JSONValue {
         let tensor: JSONValue = ["class_name": "__keras_tensor__", "config": ["keras_history": ["in", 0, 0]]]

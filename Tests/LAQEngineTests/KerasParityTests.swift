@@ -39,9 +39,10 @@ import Testing
         #expect(error <= 1e-4 * scale, "\(fixture): max |Δ| = \(error), output scale \(scale)")
     }
 
-    /// keras_hub backbones in the layouts Keras writes for them: a `.keras` archive, a legacy
-    /// `.h5`, and a preset's weights file with its config.
-    static let hubFixtures = ["bert", "distil_bert", "gpt2"].flatMap { name in [".keras", ".h5", ".weights.h5"].map { "hub_\(name)\($0)" } }
+    /// keras_hub backbones, and keras_hub's layers in a model of one's own (`hub_layers`), in the
+    /// layouts Keras writes for them: a `.keras` archive, a legacy `.h5`, and a preset's weights
+    /// file with its config.
+    static let hubFixtures = ["bert", "distil_bert", "gpt2", "layers"].flatMap { name in [".keras", ".h5", ".weights.h5"].map { "hub_\(name)\($0)" } }
 
     /// A hub fixture's base name (`hub_bert`) and the model imported from it.
     static func hubModel(_ fixture: String) throws -> (base: String, model: Model) {

@@ -78,6 +78,9 @@ extension Model {
             if !hidden.isEmpty { plan.hidden[call] = hidden }
             var inputs = refs.map { plan.carried.contains($0) && !hidden.contains($0) }
             if maskInput(of: call) != nil, !inputs.isEmpty { inputs[0] = true }
+            if let block = layer.maskFreeBlock, inputs.contains(true) {
+                throw .unsupportedOption(layer: block.name, className: block.className, option: "an input that carries a Keras mask (pass the padding mask explicitly)")
+            }
             if try layer.kind.carriesMask(inputs, layer: layer.name, keras3: keras3) { plan.carried.insert(output(of: call)) }
         }
         return plan

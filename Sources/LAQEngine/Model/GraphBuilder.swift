@@ -9,6 +9,10 @@ struct GraphBuilder {
     private(set) var layers: [Layer] = []
     /// The blocks the layers being added belong to, outermost first (``Layer/scope``).
     private(set) var scope: [String]
+    /// A keras_hub block used as a layer of a model (``KerasHub/expand(_:name:scope:inbound:arguments:)``):
+    /// its layers refuse inputs that carry a Keras mask (``Layer/maskFreeBlock``).
+    var maskFreeBlock: MaskFreeBlock?
+
     init(scope: [String] = []) { self.scope = scope }
 
     /// An input of the model, named as Keras names it.
@@ -37,6 +41,7 @@ struct GraphBuilder {
         var layer = Layer(name: qualified, entry: .object(entry), inbound: inputs.isEmpty ? [] : [inputs], arguments: [arguments])
         layer.scope = scope
         layer.attribute = attribute
+        layer.maskFreeBlock = maskFreeBlock
         layers.append(layer)
         return TensorRef(layer: qualified)
     }
@@ -45,13 +50,20 @@ struct GraphBuilder {
     /// `expand_dims(x, axis)`, called on `input` with `constants` after it.
     @discardableResult
     mutating func operation(_ name: String, _ className: String, module: String, _ config: [String: JSONValue], input: TensorRef, constants: [JSONValue] = []) -> TensorRef {
+        operation(name, className, module: module, config, inputs: [input], constants: constants)
+    }
+
+    /// The same on several tensors (`minimum(a, b)`).
+    @discardableResult
+    mutating func operation(_ name: String, _ className: String, module: String, _ config: [String: JSONValue], inputs: [TensorRef], constants: [JSONValue] = []) -> TensorRef {
         let qualified = (scope + [name]).joined(separator: "/")
         var members = config
         members["name"] = .string(name)
         let entry: JSONValue = ["class_name": .string(className), "module": .string(module), "config": .object(members)]
-        let arguments = CallArguments(operands: [.tensor] + constants.map { .constant($0) })
-        var layer = Layer(name: qualified, entry: entry, inbound: [[input]], arguments: [arguments])
+        let arguments = CallArguments(operands: Array(repeating: .tensor, count: inputs.count) + constants.map { .constant($0) })
+        var layer = Layer(name: qualified, entry: entry, inbound: [inputs], arguments: [arguments])
         layer.scope = scope
+        layer.maskFreeBlock = maskFreeBlock
         layers.append(layer)
         return TensorRef(layer: qualified)
     }

@@ -133,6 +133,12 @@ public enum KerasArchitecture {
                 previous = TensorRef(layer: inputName)
             }
             let inbound: [[TensorRef]] = previous.map { [[$0]] } ?? []
+            if let block = KerasHub.blockClass(entry) {
+                let (inner, output) = KerasHub.expand(entry, className: block, name: name, scope: scope, inbound: inbound, arguments: [])
+                layers += inner
+                previous = output
+                continue
+            }
             var layer = Layer(name: name, entry: entry, inbound: inbound)
             layer.scope = scope
             layers.append(layer)
@@ -181,6 +187,12 @@ public enum KerasArchitecture {
                 let (inner, outputs) = try splice(entry, name: local, scope: scope, inputs: inbound[0])
                 layers += inner
                 aliases[name] = outputs
+                continue
+            }
+            if let block = KerasHub.blockClass(entry) {
+                let (inner, output) = KerasHub.expand(entry, className: block, name: name, scope: scope, inbound: inbound, arguments: arguments)
+                layers += inner
+                if inner.count > 1 || inner.first?.name != name { aliases[name] = [output] }
                 continue
             }
             var layer = Layer(name: name, entry: entry, inbound: inbound, arguments: arguments)

@@ -82,6 +82,10 @@ public struct Layer: Sendable {
     /// it in (`_self_attention_layer`). Keras 3 files keep its variables in the block's group
     /// under that name rather than under the layer's own.
     public var attribute: String? = nil
+    /// A layer of a keras_hub block called in a model (``GraphBuilder``): an input carrying a
+    /// Keras mask is refused, because inside the block Keras passes masks in ways its layers,
+    /// run one by one, would not.
+    public var maskFreeBlock: MaskFreeBlock? = nil
 
     /// The name the layer has inside its own model (the config's `name`).
     public var localName: String { scope.isEmpty ? name : String(name.dropFirst(scope.joined(separator: "/").count + 1)) }
@@ -111,6 +115,12 @@ public struct Layer: Sendable {
         guard let maskInput else { return node }
         return node.enumerated().filter { $0.offset != maskInput }.map(\.element)
     }
+}
+
+/// The keras_hub block (its name and class) a layer belongs to.
+public struct MaskFreeBlock: Sendable, Equatable {
+    public var name: String
+    public var className: String
 }
 
 /// What one call of a layer passes besides its input tensors, as the architecture config

@@ -84,3 +84,101 @@ struct TransformerBackboneSizes {
         return x
     }
 }
+
+extension KerasHub {
+    /// keras_hub's layer classes that laq builds from Keras layers when a model uses them, with
+    /// the module keras_hub writes for each.
+    static let blocks: [String: String] = [
+        "TransformerEncoder": "keras_hub.src.layers.modeling.transformer_encoder",
+        "TransformerDecoder": "keras_hub.src.layers.modeling.transformer_decoder",
+        "TokenAndPositionEmbedding": "keras_hub.src.layers.modeling.token_and_position_embedding",
+    ]
+
+    /// The keras_hub block class of an architecture entry, or nil: module keras_hub's, or, in a
+    /// legacy `.h5` (no module), the class under its registered name (`keras_hub>TransformerEncoder`).
+    static func blockClass(_ entry: JSONValue) -> String? {
+        var className = entry["class_name"]?.stringValue ?? ""
+        let module = entry["module"]?.stringValue
+        if module == nil, className.hasPrefix("keras_hub>") { className = String(className.dropFirst("keras_hub>".count)) }
+        guard let expected = blocks[className], module == nil || module == expected,
+              [nil, "keras_hub>\(className)"].contains(entry["registered_name"]?.stringValue) else { return nil }
+        return className
+    }
+
+    /// The layers of a keras_hub block (`className`, ``blockClass(_:)``) that a model calls once
+    /// on `inputs`, named `name/…`, and its output. What cannot be built is one
+    /// ``UnsupportedKind`` layer named `name`, so that it is listed with the model's others.
+    static func expand(_ entry: JSONValue, className: String, name: String, scope: [String], inbound: [[TensorRef]],
+                       arguments: [CallArguments]) -> (layers: [Layer], output: TensorRef) {
+        do throws(ModelError) {
+            guard inbound.count == 1 else {
+                throw ModelError.unsupportedOption(layer: name, className: className, option: inbound.isEmpty ? "a layer that is never called" : "a keras_hub layer called more than once")
+            }
+            let options = LayerOptions(layer: name, className: className, config: entry["config"] ?? .null, call: arguments.first ?? CallArguments())
+            var graph = GraphBuilder(scope: scope + [String(name.split(separator: "/").last ?? "")])
+            graph.maskFreeBlock = MaskFreeBlock(name: name, className: className)
+            let inputs = inbound[0]
+            let output: TensorRef
+            if className == "TokenAndPositionEmbedding" {
+                let block = try TokenAndPositionEmbeddingBlock(options)
+                try options.expectDefault("mask_zero", .bool(false), "mask_zero (the mask it passes on)")
+                switch options.callKeyword("start_index") {
+                case nil, .int(0)?: break
+                case let other?: throw options.unsupported("start_index=\(LayerOptions.describe(other))")
+                }
+                if options.callKeyword("positions") != nil { throw options.unsupported("positions=") }
+                let slots = try options.tensorArguments(["inputs"])
+                try options.finish()
+                guard let slot = slots["inputs"], slot < inputs.count else { throw options.unsupported("a call without its input") }
+                output = block.build(&graph, input: inputs[slot])
+            } else {
+                let role: TransformerBlock.Role = className == "TransformerEncoder" ? .encoder : .decoder
+                let block = try TransformerBlock(options, role: role)
+                var causal: Bool?
+                let names: [String]
+                if role == .decoder {
+                    options.ignore("decoder_sequence_shape")  // the build shape, which the graph gives
+                    try options.expectDefault("encoder_sequence_shape", .null, "cross-attention (encoder_sequence_shape)")
+                    names = ["decoder_sequence", "encoder_sequence", "decoder_padding_mask", "decoder_attention_mask"]
+                    switch options.callKeyword("use_causal_mask") {
+                    case nil, .bool(true)?: causal = true
+                    case .bool(false)?: causal = false
+                    case let other?: throw options.unsupported("use_causal_mask=\(LayerOptions.describe(other))")
+                    }
+                } else {
+                    names = ["inputs", "padding_mask", "attention_mask"]
+                }
+                switch options.callKeyword("return_attention_scores") {
+                case nil, .bool(false)?: break
+                default: throw options.unsupported("return_attention_scores (laq's layers have one output)")
+                }
+                let slots = try options.tensorArguments(names)
+                if slots[names[1]] != nil, role == .decoder { throw options.unsupported("an encoder sequence (cross-attention)") }
+                try options.finish()
+                guard let slot = slots[names[0]], slot < inputs.count else { throw options.unsupported("a call without its input sequence") }
+                // The input's width: the shape Keras built the layer for, or (legacy `.h5`, which
+                // writes no build config) the shape Keras 3 records with the input tensor.
+                var hidden: Int?
+                var recorded: JSONValue?
+                if case let .array(nodes)? = entry["inbound_nodes"], case let .array(args)? = nodes.first?["args"] { recorded = args.first?["config"]?["shape"] }
+                for candidate in [entry["build_config"]?["input_shape"], entry["config"]?["decoder_sequence_shape"], recorded] {
+                    if case let .array(shape)? = candidate, case let .int(last)? = shape.last, last >= 1, last <= LayerOptions.maxOption {
+                        hidden = Int(last)
+                        break
+                    }
+                }
+                guard let hidden else { throw options.unsupported("no recorded input shape (the width of its input)") }
+                let mask = role == .encoder ? (padding: names[1], attention: names[2]) : (padding: names[2], attention: names[3])
+                output = try block.build(&graph, input: inputs[slot], hidden: hidden, paddingMask: slots[mask.padding].map { inputs[$0] },
+                                         attentionMask: slots[mask.attention].map { inputs[$0] }, causal: causal)
+            }
+            return (graph.layers, output)
+        } catch {
+            let kind = UnsupportedKind(className: className, module: entry["module"]?.stringValue, reason: nil, error: error)
+            var layer = Layer(name: name, className: className, config: entry["config"] ?? .null, inbound: inbound)
+            layer.kind = kind
+            layer.scope = scope
+            return ([layer], TensorRef(layer: name))
+        }
+    }
+}

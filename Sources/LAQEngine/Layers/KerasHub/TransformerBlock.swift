@@ -40,17 +40,22 @@ struct TransformerBlock {
     }
 
     /// Adds the block's layers to `graph` (inside the block's scope) for a call on `input` of
-    /// width `hidden`, with keras_hub's `padding_mask` (the decoder's `decoder_padding_mask`)
-    /// when given; returns the block's output.
-    func build(_ graph: inout GraphBuilder, input: TensorRef, hidden: Int, paddingMask: TensorRef?) throws(ModelError) -> TensorRef {
+    /// width `hidden`, with keras_hub's `padding_mask` and `attention_mask` (the decoder's
+    /// `decoder_…`) when given, merged as keras_hub does (min(m, attention_mask)); `causal`: the
+    /// decoder's `use_causal_mask`. Returns the block's output.
+    func build(_ graph: inout GraphBuilder, input: TensorRef, hidden: Int, paddingMask: TensorRef?, attentionMask: TensorRef? = nil,
+               causal: Bool? = nil) throws(ModelError) -> TensorRef {
         let headSize = hidden / heads
         guard headSize > 0 else {
             throw .shapeMismatch(layer: graph.scope.joined(separator: "/"), reason: "hidden size \(hidden) for \(heads) heads: the key size would be 0")
         }
         let scope = graph.scope
         func ref(_ name: String) -> TensorRef { TensorRef(layer: (scope + [name]).joined(separator: "/")) }
-        let mask = paddingMask.map {
-            graph.operation("self_attention_mask", "ExpandDims", module: "keras.src.ops.numpy", ["axis": 1], input: $0)
+        var mask = paddingMask.map {
+            graph.operation("self_attention_padding_mask", "ExpandDims", module: "keras.src.ops.numpy", ["axis": 1], input: $0)
+        }
+        if let attentionMask {
+            mask = mask.map { graph.operation("self_attention_mask", "Minimum", module: "keras.src.ops.numpy", [:], inputs: [$0, attentionMask]) } ?? attentionMask
         }
         let attention = role == .encoder ? "self_attention_layer" : "self_attention"
         let normalization: [String: JSONValue] = ["axis": -1, "epsilon": .double(epsilon)]
@@ -60,7 +65,7 @@ struct TransformerBlock {
         let feedforwardInput = normalizeFirst ? ref("feedforward_layer_norm") : attended
         graph.add(attention, "MultiHeadAttention", ["num_heads": .int(Int64(heads)), "key_dim": .int(Int64(headSize)), "dropout": .double(dropout)],
                   inputs: [attentionInput, attentionInput] + (mask.map { [$0] } ?? []),
-                  keywords: role == .decoder ? ["use_causal_mask": true] : [:],
+                  keywords: causal ?? (role == .decoder) ? ["use_causal_mask": true] : [:],
                   tensorKeywords: mask == nil ? [] : ["attention_mask"], attribute: "_self_attention_layer")
         graph.add("self_attention_layer_norm", "LayerNormalization", normalization,
                   inputs: [normalizeFirst ? input : ref("self_attention_residual")], attribute: "_self_attention_layer_norm")
