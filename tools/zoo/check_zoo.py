@@ -2,13 +2,15 @@
 """Runs laq on the zoo that tools/zoo/make_zoo.py wrote and compares it with Keras.
 
     python3 tools/zoo/check_zoo.py [--zoo out/zoo] [--laq .build/debug/laq] [--ci] [--only NAME ...]
-                                   [--tolerance 1e-4] [--quantize twn]
+                                   [--tolerance 1e-4] [--quantize twn] [--calibrate]
 
 For every model of `zoo.json` (with --ci, the CI subset) and every layout present (`.keras`,
 `.h5`, `.weights.h5` with `.config.json`): `laq import`, `laq run` on the stored inputs, the
 largest difference from Keras' own predictions relative to the largest output magnitude (of
 each output, for a model with named outputs), then
-`laq quantize --method M --one-shot` and `laq run` of the quantized file. Prints a Markdown table
+`laq quantize --method M --one-shot` and `laq run` of the quantized file; with --calibrate, for
+`.keras` files, one lat2a calibration epoch on the stored inputs against Keras' outputs and a run
+of that file too. Prints a Markdown table
 (model, parameters, layout, import seconds, max error, quantized size) and exits 1 when any
 import fails or an error exceeds the tolerance. Needs numpy only (no Keras).
 """
@@ -33,7 +35,7 @@ def first_lines(text, count=3):
     return " / ".join(line.strip() for line in text.strip().splitlines()[:count])
 
 
-def check(laq, zoo, model, file, tolerance, method, scratch):
+def check(laq, zoo, model, file, tolerance, method, scratch, calibrate=False):
     """One model file: its name is the file's without the layout (`tfk_` files are tf.keras 2's)."""
     layout = next(suffix for suffix in (".weights.h5", ".keras", ".h5") if file.endswith(suffix))
     name = file[: -len(layout)]
@@ -82,6 +84,24 @@ def check(laq, zoo, model, file, tolerance, method, scratch):
             return row
         row["quantized_bytes"] = os.path.getsize(quantized)
         row["float_bytes"] = os.path.getsize(os.path.join(scratch, "m.laq"))
+    if calibrate and layout == ".keras":
+        # One calibration epoch on the stored inputs against Keras' outputs: soft labels
+        # (categorical cross-entropy) for a classifier, squared error for a backbone's first output.
+        output = sorted(expected)[0]
+        command = [laq, "quantize", os.path.join(scratch, "m.laq"), "-o", os.path.join(scratch, "c.laq"), "--method", "lat2a",
+                   "--calib", io_path, "--batch", "2", "--y-key", "y" if output == "" else f"y_{output}"]
+        command += ["--loss", "categorical_crossentropy"] if output == "" and model.get("family") not in ("keras_hub",) else ["--loss", "mse"]
+        if len(expected) > 1:
+            command += ["--loss-output", output]
+        result, _ = run(command)
+        if result.returncode != 0:
+            row["failure"] = "calibrate: " + first_lines(result.stderr)
+            return row
+        result, _ = run([laq, "run", os.path.join(scratch, "c.laq"), "--input", io_path, "-o", os.path.join(scratch, "c.npy")])
+        if result.returncode != 0 or not all(np.isfinite(np.load(path)).all() for path in outputs("c").values()):
+            row["failure"] = "calibrated run: " + first_lines(result.stderr or "non-finite outputs")
+            return row
+        row["calibrated"] = True
     return row
 
 
@@ -93,6 +113,7 @@ def main():
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--quantize", default="twn", help="method for the one-shot quantization ('' to skip)")
+    parser.add_argument("--calibrate", action="store_true", help="also quantize each .keras model with one lat2a calibration epoch and run it")
     args = parser.parse_args()
     with open(os.path.join(args.zoo, "zoo.json")) as f:
         zoo = json.load(f)["models"]
@@ -103,7 +124,7 @@ def main():
             for file in sorted(model["files"]):
                 if not file.endswith((".keras", ".h5")):
                     continue
-                row = check(args.laq, args.zoo, model, file, args.tolerance, args.quantize, scratch)
+                row = check(args.laq, args.zoo, model, file, args.tolerance, args.quantize, scratch, args.calibrate)
                 if row is None:
                     continue
                 rows.append(row)
