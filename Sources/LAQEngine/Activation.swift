@@ -41,8 +41,9 @@ public enum Activation: Sendable, Equatable {
                 guard let module = members["module"]?.stringValue else { return name }
                 return ["keras", "tf_keras"].contains(where: { module == $0 || module.hasPrefix($0 + ".") }) ? name : nil
             }
-            if case let .object(config)? = members["config"], case let .string(name)? = config["name"] { return name }
-            return members["class_name"]?.stringValue
+            // An object config is a layer used as the activation (`ELU(alpha=0.5)`): its
+            // parameters are laq's to apply, which it does not; the name alone would mislead.
+            return nil
         default: return nil
         }
     }

@@ -100,6 +100,7 @@ import Testing
     func blocksInModels() throws {
         let graph = try KerasArchitecture.parse(Self.withBlock(Self.encoder, keywords: ["padding_mask": "mask"]))
         #expect(graph.outputs == [TensorRef(layer: "block/feedforward_layer_norm")])
+        #expect(graph.outputNames == ["block"])
         #expect(graph.layers.contains { $0.name == "block/self_attention_layer" && $0.attribute == "_self_attention_layer" })
         let masked = try KerasArchitecture.parse(Self.withBlock(Self.encoder, maskZero: true))
         #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerEncoder", option: "an input that carries a Keras mask (pass the padding mask explicitly)")) {
@@ -112,6 +113,11 @@ import Testing
         #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerDecoder", option: "an encoder sequence (cross-attention)")) {
             try KerasArchitecture.parse(Self.withBlock(decoder, keywords: ["encoder_sequence": "embedding"]))
         }
+        // A bare class name (no module, no `keras_hub>`) is a user's layer.
+        var bare = Self.encoder
+        bare["module"] = nil
+        bare["registered_name"] = nil
+        #expect(throws: ModelError.unsupportedLayer(layer: "block", className: "TransformerEncoder")) { try KerasArchitecture.parse(Self.withBlock(bare)) }
         var unknown = Self.encoder
         unknown["config"] = ["name": "block", "intermediate_dim": 8, "num_heads": 2, "rotary": true]
         #expect(throws: ModelError.unsupportedOption(layer: "block", className: "TransformerEncoder", option: "option 'rotary'")) {

@@ -9,6 +9,29 @@ import Testing
 /// Import of the Keras fixtures in testdata/keras (made by tools/fixtures/make_keras_fixtures.py
 /// with TensorFlow 2.21, Keras 3.15.1 and tf_keras 2.21).
 @Suite struct KerasImportTests {
+    @Test("keras_hub layers in a legacy .h5 Sequential, which records no input width, are refused naming them; a layer as an activation is refused")
+    func hubSequentialLegacy() throws {
+        do {
+            _ = try KerasImporter().importModel(path: TestPaths.testdata("keras/hub_sequential.h5").path)
+            Issue.record("imported")
+        } catch {
+            #expect("\(error)".contains("TransformerEncoder") && "\(error)".contains("no recorded input shape"), "\(error)")
+        }
+        let elu: JSONValue = ["module": "keras.layers", "class_name": "ELU", "config": ["name": "elu", "alpha": 0.5]]
+        #expect(Activation.name(of: elu) == nil)
+        #expect(Activation.name(of: ["module": "builtins", "class_name": "function", "config": "keras_hub>gelu_approximate", "registered_name": "function"]) == "gelu_approximate")
+        #expect(Activation.name(of: ["module": "builtins", "class_name": "function", "config": "Custom>gelu_approximate", "registered_name": "function"]) == nil)
+    }
+
+    @Test("keras_hub's masks are integers Keras casts: laq takes 0 and 1 and refuses 0.5 by name rather than attend where Keras would not")
+    func hubMaskValues() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/hub_layers.keras").path).model
+        let ids = Tensor(shape: [1, 4], data: [1, 2, 3, 4])
+        let executor = try Executor(model: model)
+        _ = try executor.predict([ids, Tensor(shape: [1, 4], data: [1, 1, 1, 0])])
+        #expect(throws: EngineError.self) { try executor.predict([ids, Tensor(shape: [1, 4], data: [1, 1, 0.5, 0])]) }
+    }
+
     @Test("a MultiHeadAttention Keras quantized (its config stays float; its file holds integer codes) is refused naming the layer")
     func kerasQuantizedAttention() throws {
         do {

@@ -256,7 +256,7 @@ public final class LayerOptions {
     /// against the activations laq executes.
     public func activation(_ key: String = "activation", default fallback: String = "linear") throws(ModelError) -> String {
         guard let value = value(key) else { return fallback }
-        guard let name = Activation.name(of: value) else { throw unsupported("an activation given as code") }
+        guard let name = Activation.name(of: value) else { throw unsupported("an activation given as code or as a layer") }
         guard Activation.names.contains(name) else { throw .unsupportedActivation(layer: layer, activation: name) }
         return name
     }

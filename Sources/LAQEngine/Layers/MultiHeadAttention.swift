@@ -187,8 +187,10 @@ public struct MultiHeadAttentionLayer: LayerKind {
             query: try map("query", inputs: -1, outputs: [heads, keyDim]), key: try map("key", inputs: -1, outputs: [heads, keyDim]),
             value: try map("value", inputs: -1, outputs: [heads, valueDim]),
             output: try map("attention_output", inputs: heads * valueDim, outputs: outputs),
-            slots: slots, causal: causal, window: window, dropout: dropout, zeroesEmptyRows: zeroes, binaryMask: !context.keras3,
-            additiveMask: !context.keras3 && !robustMasking)
+            // keras_hub casts its padding and attention masks to int32 before merging them: laq
+            // takes 0 and 1 there (a sub-layer of a keras_hub block has an attribute).
+            slots: slots, causal: causal, window: window, dropout: dropout, zeroesEmptyRows: zeroes,
+            binaryMask: !context.keras3 || context.layer.attribute != nil, additiveMask: !context.keras3 && !robustMasking)
     }
 }
 
@@ -272,7 +274,7 @@ struct AttentionOp: Op {
         }
         if let explicit {
             if binaryMask, let bad = explicit.data.first(where: { $0 != 0 && $0 != 1 }) {
-                throw .badInput(name: name, reason: "attention_mask holds \(bad): tf.keras adds (1 − mask)·(−1e9) to the scores, which laq computes for masks of 0 and 1 only")
+                throw .badInput(name: name, reason: "the attention mask holds \(bad): laq computes tf.keras' additive masks and keras_hub's integer masks for values 0 and 1 only")
             }
             guard explicit.rank == 3, [explicit.shape[0], explicit.shape[1], explicit.shape[2]].enumerated().allSatisfy({ $0.element == 1 || $0.element == [batch, t, s][$0.offset] }) else {
                 throw .shape(layer: name, reason: "attention_mask of shape \(explicit.shape) for (\(batch), \(t), \(s))")

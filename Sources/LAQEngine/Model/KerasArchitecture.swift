@@ -106,9 +106,12 @@ public enum KerasArchitecture {
         let entries = try layerList(config)
         var layers: [Layer] = []
         var previous: TensorRef?
+        // The last entry's name: the output's, also where it is a nested model or a keras_hub block.
+        var lastName: String?
         for (index, entry) in entries.enumerated() {
             let (local, className) = try nameAndClass(entry, index: index)
             let name = qualified(local, scope)
+            lastName = name
             let layerConfig = entry["config"] ?? .null
             if modelClasses.contains(className) {
                 guard let input = previous else {
@@ -134,7 +137,8 @@ public enum KerasArchitecture {
             }
             let inbound: [[TensorRef]] = previous.map { [[$0]] } ?? []
             if let block = KerasHub.blockClass(entry) {
-                let (inner, output) = KerasHub.expand(entry, className: block, name: name, scope: scope, inbound: inbound, arguments: [])
+                let (inner, output) = KerasHub.expand(entry, className: block, name: name, scope: scope, inbound: inbound,
+                                                      arguments: inbound.map { CallArguments(operands: Array(repeating: .tensor, count: $0.count)) })
                 layers += inner
                 previous = output
                 continue
@@ -147,7 +151,8 @@ public enum KerasArchitecture {
         guard let first = layers.first, let last = previous else {
             throw .invalidConfig(path: "$.config.layers", reason: "empty model")
         }
-        return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: [TensorRef(layer: first.name)], outputs: [last])
+        return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: [TensorRef(layer: first.name)], outputs: [last],
+                     outputNames: [lastName ?? last.layer])
     }
 
     static func functional(_ config: JSONValue, scope: [String]) throws(ModelError) -> Graph {
@@ -202,8 +207,15 @@ public enum KerasArchitecture {
         var inputs: [TensorRef] = []
         for ref in try refs(config["input_layers"], path: "$.config.input_layers") { inputs.append(try resolve(ref)) }
         var outputs: [TensorRef] = []
-        for ref in try refs(config["output_layers"], path: "$.config.output_layers") { outputs.append(try resolve(ref)) }
-        return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: inputs, outputs: outputs)
+        var outputNames: [String] = []
+        for ref in try refs(config["output_layers"], path: "$.config.output_layers") {
+            let resolved = try resolve(ref)
+            outputs.append(resolved)
+            // An output of a nested model or a keras_hub block keeps the name Keras gives it.
+            let name = qualified(ref.layer, scope)
+            outputNames.append(aliases[name] != nil && ref.node == 0 && ref.index == 0 ? name : resolved.layer)
+        }
+        return Graph(name: config["name"]?.stringValue ?? "", layers: layers, inputs: inputs, outputs: outputs, outputNames: outputNames)
     }
 
     /// The input tensors of one call: Keras 2 `[[name, node, index, kwargs], …]` or Keras 3

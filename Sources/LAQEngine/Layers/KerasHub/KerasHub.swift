@@ -95,11 +95,15 @@ extension KerasHub {
     ]
 
     /// The keras_hub block class of an architecture entry, or nil: module keras_hub's, or, in a
-    /// legacy `.h5` (no module), the class under its registered name (`keras_hub>TransformerEncoder`).
+    /// legacy `.h5` (no module), the class under its registered name (`keras_hub>TransformerEncoder`;
+    /// a bare `TransformerEncoder` there is a user's class, as the keras.io tutorials define).
     static func blockClass(_ entry: JSONValue) -> String? {
         var className = entry["class_name"]?.stringValue ?? ""
         let module = entry["module"]?.stringValue
-        if module == nil, className.hasPrefix("keras_hub>") { className = String(className.dropFirst("keras_hub>".count)) }
+        if module == nil {
+            guard className.hasPrefix("keras_hub>") else { return nil }
+            className = String(className.dropFirst("keras_hub>".count))
+        }
         guard let expected = blocks[className], module == nil || module == expected,
               [nil, "keras_hub>\(className)"].contains(entry["registered_name"]?.stringValue) else { return nil }
         return className
@@ -115,6 +119,7 @@ extension KerasHub {
                 throw ModelError.unsupportedOption(layer: name, className: className, option: inbound.isEmpty ? "a layer that is never called" : "a keras_hub layer called more than once")
             }
             let options = LayerOptions(layer: name, className: className, config: entry["config"] ?? .null, call: arguments.first ?? CallArguments())
+            if options.call.maskInput != nil { throw options.unsupported("a tensor passed as mask=") }
             var graph = GraphBuilder(scope: scope + [String(name.split(separator: "/").last ?? "")])
             graph.maskFreeBlock = MaskFreeBlock(name: name, className: className)
             let inputs = inbound[0]
