@@ -124,6 +124,24 @@ import Testing
         }
     }
 
+    @Test("tf.keras' SlicingOpLambda x[:, -1, 1:3] selects as NumPy; Ellipsis and the batch axis are refused")
+    func slicingOpLambda() throws {
+        func model(_ spec: JSONValue) -> JSONValue {
+            ["class_name": "Functional", "config": ["name": "m", "input_layers": [["in", 0, 0]], "output_layers": [["slice", 0, 0]], "layers": [
+                ["class_name": "InputLayer", "name": "in", "config": ["name": "in", "batch_input_shape": [nil, 2, 4]], "inbound_nodes": []],
+                ["class_name": "SlicingOpLambda", "name": "slice", "config": ["name": "slice", "trainable": true, "dtype": "float32", "function": "__operators__.getitem"],
+                 "inbound_nodes": [["in", 0, 0, ["slice_spec": spec]]]],
+            ]]]
+        }
+        let all: JSONValue = ["start": nil, "stop": nil, "step": nil]
+        let graph = try KerasArchitecture.parse(model([all, -1, ["start": 1, "stop": 3, "step": nil]]))
+        let output = try Executor(model: Model(name: "m", layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs))
+            .predict([Tensor(shape: [1, 2, 4], data: (0..<8).map(Float.init))])[0]
+        #expect(output.shape == [1, 2] && output.data == [5, 6])
+        #expect(throws: ModelError.self) { try KerasArchitecture.parse(model([["class_name": "__ellipsis__"], 0])) }
+        #expect(throws: ModelError.self) { try KerasArchitecture.parse(model([0, all])) }
+    }
+
     @Test("legacy .h5 names a registered class by its registered name: keras_hub's own run, another package's is refused")
     func registeredNames() throws {
         let hub = Self.architecture(input: [5, 4], [("keras_hub>PositionEmbedding", ["sequence_length": 8], [:])])

@@ -32,25 +32,40 @@ public struct GetItemOperatorKind: LayerKind {
     /// One entry per axis after the batch axis that the key names.
     let indices: [Index]
 
+    init(indices: [Index]) { self.indices = indices }
+
     public init(_ options: LayerOptions) throws(ModelError) {
         let constants = options.constantOperands()
         guard options.call.positionalTensors == 1, constants.count == 1 else {
             throw options.unsupported("a call other than x[key] with one tensor and a constant key")
         }
+        indices = try Self.indices(constants[0], options)
+    }
+
+    /// The indices after the batch axis of a key: a list of items, or one item. A slice is
+    /// Keras 3's `{"class_name": "__slice__", "config": {start, stop, step}}` or tf.keras'
+    /// `{start, stop, step}`.
+    static func indices(_ key: JSONValue, _ options: LayerOptions) throws(ModelError) -> [Index] {
         let items: [JSONValue]
-        if case let .array(list) = constants[0] { items = list } else { items = [constants[0]] }
-        guard !items.isEmpty, items.count <= 64 else { throw options.unsupported("the key \(LayerOptions.describe(constants[0]))") }
+        if case let .array(list) = key { items = list } else { items = [key] }
+        guard !items.isEmpty, items.count <= 64 else { throw options.unsupported("the key \(LayerOptions.describe(key))") }
         var parsed: [Index] = []
         for item in items {
+            var slice: JSONValue?  // (JSONValue takes `nil` as its null: no ternaries here)
+            if item["class_name"]?.stringValue == "__slice__" {
+                slice = item["config"] ?? .null
+            } else if item["class_name"] == nil, item["start"] != nil, item["stop"] != nil, item["step"] != nil {
+                slice = item
+            }
             switch item {
             case let .int(value) where value.magnitude <= UInt64(LayerOptions.maxDimension):
                 parsed.append(.position(Int(value)))
-            case let .object(members) where members["class_name"]?.stringValue == "__slice__":
+            case .object where slice != nil:
                 func bound(_ key: String) throws(ModelError) -> Int? {
-                    switch members["config"]?[key] {
+                    switch slice?[key] {
                     case nil, .null?: return nil
                     case let .int(value)? where value.magnitude <= UInt64(LayerOptions.maxDimension): return Int(value)
-                    default: throw options.unsupported("a slice with \(key) \(LayerOptions.describe(members["config"]?[key] ?? .null))")
+                    default: throw options.unsupported("a slice with \(key) \(LayerOptions.describe(slice?[key] ?? .null))")
                     }
                 }
                 let step = try bound("step") ?? 1
@@ -63,7 +78,7 @@ public struct GetItemOperatorKind: LayerKind {
         guard parsed[0] == .range(start: nil, stop: nil, step: 1) || parsed[0] == .range(start: 0, stop: nil, step: 1) else {
             throw options.unsupported("indexing the batch axis (x[\(LayerOptions.describe(items[0]))…])")
         }
-        indices = Array(parsed.dropFirst())
+        return Array(parsed.dropFirst())
     }
 
     public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape {
@@ -132,4 +147,23 @@ struct GetItemOperatorOp: Op, TrainableOp {
         for (i, offset) in offsets.enumerated() { dx[offset] += gradOutput.data[i] }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
     }
+}
+
+/// tf.keras 2's `SlicingOpLambda`: `x[slice_spec]` (function `__operators__.getitem`), computed
+/// as ``GetItemOperatorKind``.
+public struct SlicingOpLambdaLayer: LayerKind {
+    let getItem: GetItemOperatorKind
+
+    public init(_ options: LayerOptions) throws(ModelError) {
+        let function = try options.string("function", default: "")
+        guard function == "__operators__.getitem" else { throw options.unsupported("the TensorFlow function '\(function)'") }
+        guard options.call.positionalTensors == 1, options.call.tensorKeywords.isEmpty, let key = options.callKeyword("slice_spec") else {
+            throw options.unsupported("a call other than x[slice_spec]")
+        }
+        getItem = GetItemOperatorKind(indices: try GetItemOperatorKind.indices(key, options))
+    }
+
+    public func outputShape(_ inputs: [Shape], layer: String) throws(ModelError) -> Shape { try getItem.outputShape(inputs, layer: layer) }
+
+    public func op(_ context: OpContext) throws(EngineError) -> any Op { try getItem.op(context) }
 }

@@ -37,7 +37,7 @@ public enum LayerRegistry {
         "Masking": MaskingLayer.self,
         "MultiHeadAttention": MultiHeadAttentionLayer.self,
         "ReversibleEmbedding": ReversibleEmbeddingLayer.self,
-        "TFOpLambda": TFOpLambdaLayer.self,
+        "TFOpLambda": TFOpLambdaLayer.self, "SlicingOpLambda": SlicingOpLambdaLayer.self,
     ]
 
     /// Layer classes that Keras' own packages define in their modules (keras.applications,
