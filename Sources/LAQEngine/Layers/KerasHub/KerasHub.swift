@@ -174,8 +174,9 @@ extension KerasHub {
                 }
                 guard let hidden else { throw options.unsupported("no recorded input shape (the width of its input)") }
                 let mask = role == .encoder ? (padding: names[1], attention: names[2]) : (padding: names[2], attention: names[3])
-                output = try block.build(&graph, input: inputs[slot], hidden: hidden, paddingMask: slots[mask.padding].map { inputs[$0] },
-                                         attentionMask: slots[mask.attention].map { inputs[$0] }, causal: causal)
+                func tensor(_ name: String) -> TensorRef? { slots[name].flatMap { $0 < inputs.count ? inputs[$0] : nil } }
+                output = try block.build(&graph, input: inputs[slot], hidden: hidden, paddingMask: tensor(mask.padding),
+                                         attentionMask: tensor(mask.attention), causal: causal)
             }
             return (graph.layers, output)
         } catch {
