@@ -2,15 +2,16 @@
 """Runs laq on the zoo that tools/zoo/make_zoo.py wrote and compares it with Keras.
 
     python3 tools/zoo/check_zoo.py [--zoo out/zoo] [--laq .build/debug/laq] [--ci] [--only NAME ...]
-                                   [--tolerance 1e-4] [--quantize twn] [--calibrate]
+                                   [--tolerance 1e-4] [--quantize twn] [--every-command]
 
 For every model of `zoo.json` (with --ci, the CI subset) and every layout present (`.keras`,
 `.h5`, `.weights.h5` with `.config.json`): `laq import`, `laq run` on the stored inputs, the
 largest difference from Keras' own predictions relative to the largest output magnitude (of
 each output, for a model with named outputs), then
-`laq quantize --method M --one-shot` and `laq run` of the quantized file; with --calibrate, for
-`.keras` files, one lat2a calibration epoch on the stored inputs against Keras' outputs and a run
-of that file too. Prints a Markdown table
+`laq quantize --method M --one-shot` and `laq run` of the quantized file; with --every-command,
+for `.keras` files, one lat2a calibration epoch on the stored inputs against Keras' outputs and a
+run of that file, its export to h5, npz and safetensors, and `laq diff --data` against the float
+file (exit 1: they differ). Prints a Markdown table
 (model, parameters, layout, import seconds, max error, quantized size) and exits 1 when any
 import fails or an error exceeds the tolerance. Needs numpy only (no Keras).
 """
@@ -35,7 +36,7 @@ def first_lines(text, count=3):
     return " / ".join(line.strip() for line in text.strip().splitlines()[:count])
 
 
-def check(laq, zoo, model, file, tolerance, method, scratch, calibrate=False):
+def check(laq, zoo, model, file, tolerance, method, scratch, every=False):
     """One model file: its name is the file's without the layout (`tfk_` files are tf.keras 2's)."""
     layout = next(suffix for suffix in (".weights.h5", ".keras", ".h5") if file.endswith(suffix))
     name = file[: -len(layout)]
@@ -84,7 +85,7 @@ def check(laq, zoo, model, file, tolerance, method, scratch, calibrate=False):
             return row
         row["quantized_bytes"] = os.path.getsize(quantized)
         row["float_bytes"] = os.path.getsize(os.path.join(scratch, "m.laq"))
-    if calibrate and layout == ".keras":
+    if every and layout == ".keras":
         # One calibration epoch on the stored inputs against Keras' outputs: soft labels
         # (categorical cross-entropy) for a classifier, squared error for a backbone's first output.
         output = sorted(expected)[0]
@@ -102,6 +103,16 @@ def check(laq, zoo, model, file, tolerance, method, scratch, calibrate=False):
             row["failure"] = "calibrated run: " + first_lines(result.stderr or "non-finite outputs")
             return row
         row["calibrated"] = True
+        # Export every format, and diff the quantized file against the float one on the inputs.
+        for kind in ("h5", "npz", "safetensors"):
+            result, _ = run([laq, "export", os.path.join(scratch, "c.laq"), "--to", kind, "-o", os.path.join(scratch, f"c.{kind}")])
+            if result.returncode != 0:
+                row["failure"] = f"export {kind}: " + first_lines(result.stderr)
+                return row
+        result, _ = run([laq, "diff", os.path.join(scratch, "m.laq"), os.path.join(scratch, "c.laq"), "--data", io_path, "--json"])
+        if result.returncode != 1:  # diff(1): 1 = the files differ
+            row["failure"] = f"diff: exit {result.returncode}: " + first_lines(result.stderr)
+            return row
     return row
 
 
@@ -113,7 +124,8 @@ def main():
     parser.add_argument("--only", nargs="*", default=[])
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--quantize", default="twn", help="method for the one-shot quantization ('' to skip)")
-    parser.add_argument("--calibrate", action="store_true", help="also quantize each .keras model with one lat2a calibration epoch and run it")
+    parser.add_argument("--every-command", action="store_true",
+                        help="also, for each .keras model: one lat2a calibration epoch and a run, export to h5, npz and safetensors, diff with data")
     args = parser.parse_args()
     with open(os.path.join(args.zoo, "zoo.json")) as f:
         zoo = json.load(f)["models"]
@@ -124,7 +136,7 @@ def main():
             for file in sorted(model["files"]):
                 if not file.endswith((".keras", ".h5")):
                     continue
-                row = check(args.laq, args.zoo, model, file, args.tolerance, args.quantize, scratch, args.calibrate)
+                row = check(args.laq, args.zoo, model, file, args.tolerance, args.quantize, scratch, args.every_command)
                 if row is None:
                     continue
                 rows.append(row)
