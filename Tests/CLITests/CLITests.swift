@@ -255,6 +255,30 @@ import Testing
     }
 }
 
+/// Models Keras quantized end to end.
+@Suite struct KerasQuantizedCLITests {
+    @Test("int8 and int4 models: import, one-shot and calibrated quantize keep Keras' codes and say so, the files verify and run", arguments: ["k3_int8", "k3_int4"])
+    func quantized(fixture: String) throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let io = TestPaths.testdata("keras/\(fixture).io.npz").path
+        let model = directory.appendingPathComponent("m.laq").path
+        let imported = try CLITests.run(["import", TestPaths.testdata("keras/\(fixture).keras").path, "-o", model])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        #expect(imported.stdout.contains("Keras quantized this model after training") || imported.stderr.contains("Keras quantized this model after training"))
+        for (name, arguments) in [("oneshot", ["--method", "twn", "--one-shot"]),
+                                  ("calibrated", ["--method", "lat2a", "--calib", io, "--loss", "categorical_crossentropy", "--epochs", "1"])] {
+            let output = directory.appendingPathComponent("\(name).laq").path
+            let quantize = try CLITests.run(["quantize", model, "-o", output] + arguments)
+            #expect(quantize.status == 0, "\(quantize.stderr)")
+            #expect(quantize.stdout.contains("5 tensors are already quantized by Keras (model.quantize) and kept as they are"), "\(quantize.stdout)")
+            #expect(try CLITests.run(["verify", output]).status == 0)
+            let run = try CLITests.run(["run", output, "--input", io, "-o", directory.appendingPathComponent("\(name).npy").path])
+            #expect(run.status == 0 && run.stdout.contains("32×5"), "\(run.stderr)")
+        }
+    }
+}
+
 /// `laq quantize --one-shot` end to end: import → quantize → verify → run.
 @Suite struct QuantizeCLITests {
     @Test("quantize writes codebook tensors that verify and run; loss-aware methods use the imported v")
