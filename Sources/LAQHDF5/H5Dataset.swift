@@ -54,6 +54,7 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
             shape.append(Int(dim))
         }
         self.shape = shape
+        try Self.checkStorage(handle.id, operation: operation, path: file.path)
         let type = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_type(handle.id) }, close: H5Tclose)
         let size = H5Tget_size(type.id)
         switch H5Tget_class(type.id) {
@@ -65,6 +66,35 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// The filters laq lets libhdf5 run: deflate, shuffle and fletcher32 (what h5py and Keras write).
+    static let allowedFilters: Set<H5Z_filter_t> = [1, 2, 3]  // H5Z_FILTER_DEFLATE, _SHUFFLE, _FLETCHER32
+
+    /// Refuses, before anything is read, a dataset whose data lies outside the file (external
+    /// storage, a virtual dataset's sources) or passes through a filter outside the allow-list.
+    static func checkStorage(_ dataset: hid_t, operation: String, path: String) throws {
+        let plist = H5ID(try HDF5.check(operation, path: path) { H5Dget_create_plist(dataset) }, close: H5Pclose)
+        func refuse(_ reason: String) -> HDF5Error { HDF5Error(operation: operation, path: path, stack: [reason]) }
+        if H5Pget_layout(plist.id) == H5D_VIRTUAL {
+            throw refuse("a virtual dataset, whose data lies in other datasets or files: laq reads nothing outside the input file")
+        }
+        let external = try HDF5.check(operation, path: path) { H5Pget_external_count(plist.id) }
+        if external > 0 {
+            throw refuse("its data is stored in \(external) external file\(external == 1 ? "" : "s"): laq reads nothing outside the input file")
+        }
+        let filters = try HDF5.check(operation, path: path) { H5Pget_nfilters(plist.id) }
+        for index in 0..<filters {
+            var flags: UInt32 = 0
+            var count = 0
+            var name = [CChar](repeating: 0, count: 64)
+            var config: UInt32 = 0
+            let filter = H5Pget_filter2(plist.id, UInt32(index), &flags, &count, nil, name.count, &name, &config)
+            guard allowedFilters.contains(filter) else {
+                let label = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+                throw refuse("it is stored through the filter \(filter)\(label.isEmpty ? "" : " (\(label))"), not deflate, shuffle or fletcher32")
+            }
+        }
+    }
 
     /// All elements, converted by HDF5 into `T`.
     public func read<T: H5Element>(as _: T.Type = T.self) throws -> [T] {

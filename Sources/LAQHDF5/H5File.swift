@@ -93,16 +93,9 @@ public final class H5Group: H5Object, @unchecked Sendable {
     }
 
     /// What `path` (relative, may contain `/`) points to, or nil when it does not exist.
+    /// Every link on the way must be a hard link (``checkLinks(_:)``).
     public func kind(of path: String) throws -> H5ObjectKind? {
-        // H5Lexists needs every intermediate link to exist: check each prefix.
-        var prefix = ""
-        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
-            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
-            let exists = try HDF5.check(fail("look up '\(prefix)' in"), path: file.path) {
-                H5Lexists(handle.id, prefix, hid_t(H5P_DEFAULT))
-            }
-            if exists == 0 { return nil }
-        }
+        guard try checkLinks(path) else { return nil }
         let object = try HDF5.check(fail("open '\(path)' in"), path: file.path) { H5Oopen(handle.id, path, hid_t(H5P_DEFAULT)) }
         defer { H5Oclose(object) }
         switch H5Iget_type(object) {
@@ -113,10 +106,37 @@ public final class H5Group: H5Object, @unchecked Sendable {
     }
 
     public func group(_ path: String) throws -> H5Group {
-        try H5Group(file: file, parent: handle.id, name: path, fullPath: Self.join(fullPath, path))
+        _ = try checkLinks(path)
+        return try H5Group(file: file, parent: handle.id, name: path, fullPath: Self.join(fullPath, path))
     }
 
     public func dataset(_ path: String) throws -> H5Dataset {
-        try H5Dataset(file: file, parent: handle.id, name: path, fullPath: Self.join(fullPath, path))
+        _ = try checkLinks(path)
+        return try H5Dataset(file: file, parent: handle.id, name: path, fullPath: Self.join(fullPath, path))
+    }
+
+    /// Whether every link of `path` exists (false at the first that does not), each checked to
+    /// be a hard link before it is followed: libhdf5 would follow an external link into another
+    /// file, and a soft or user-defined link wherever it names. laq reads nothing outside the
+    /// input, and Keras writes hard links only.
+    @discardableResult
+    func checkLinks(_ path: String) throws -> Bool {
+        var prefix = ""
+        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+            prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
+            // H5Lexists needs every intermediate link to exist: each prefix in turn.
+            let exists = try HDF5.check(fail("look up '\(prefix)' in"), path: file.path) {
+                H5Lexists(handle.id, prefix, hid_t(H5P_DEFAULT))
+            }
+            if exists == 0 { return false }
+            var info = H5L_info_t()
+            try HDF5.check(fail("look up '\(prefix)' in"), path: file.path) { H5Lget_info(handle.id, prefix, &info, hid_t(H5P_DEFAULT)) }
+            guard info.type == H5L_TYPE_HARD else {
+                let kind = info.type == H5L_TYPE_EXTERNAL ? "an external link (to another file)" : info.type == H5L_TYPE_SOFT ? "a soft link" : "a user-defined link"
+                throw HDF5Error(operation: "follow '\(Self.join(fullPath, prefix))'", path: file.path,
+                                stack: ["it is \(kind): laq reads nothing outside the input file, and Keras writes none"])
+            }
+        }
+        return true
     }
 }

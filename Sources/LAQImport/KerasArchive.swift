@@ -67,8 +67,11 @@ struct KerasArchive {
         let weights = try member(archive, "model.weights.h5")
         let file: H5File
         do { file = try H5File(image: weights, name: "\(path):model.weights.h5") } catch let error as HDF5Error { throw ImportError.hdf5(error) }
-        var result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5", progress: progress)
-            .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
+        var result: KerasImporter.Result
+        do {
+            result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5", progress: progress)
+                .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
+        } catch let error as HDF5Error { throw ImportError.hdf5(error) }
         result.model.source.kerasVersion = kerasVersion
         return result
     }

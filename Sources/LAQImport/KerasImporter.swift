@@ -63,7 +63,10 @@ public struct KerasImporter: Sendable {
             do { file = try H5File(path: path) } catch let error as HDF5Error {
                 throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file libhdf5 cannot open (damaged or truncated?): \(error.stack.last ?? error.operation)")
             }
-            result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer, progress: progress)
+            // libhdf5's refusals while reading (a link out of the file, external storage, …) are
+            // the file's fault: reported as import errors, which name the file.
+            do { result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer, progress: progress) }
+            catch let error as HDF5Error { throw ImportError.hdf5(error) }
         } else {
             throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file")
         }

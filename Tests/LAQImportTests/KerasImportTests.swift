@@ -178,6 +178,11 @@ import Testing
         ("k3_unsupported.h5", "layer 'deconv' is a Conv2DTranspose, which laq cannot execute"),
         ("bad_damaged_member.keras", "member 'model.weights.h5' is damaged (CRC-32 mismatch)"),
         ("bad_huge_member.keras", "member 'model.weights.h5' claims 4294967280 bytes"),
+        // Nothing outside the input: refused before any data is read.
+        ("bad_external_storage.h5", "its data is stored in 1 external file: laq reads nothing outside the input file"),
+        ("bad_external_link.h5", "it is an external link (to another file): laq reads nothing outside the input file"),
+        ("bad_virtual_dataset.h5", "a virtual dataset, whose data lies in other datasets or files"),
+        ("bad_filter_lzf.h5", "it is stored through the filter 32000 (lzf), not deflate, shuffle or fletcher32"),
     ]
 
     @Test("crafted bad files are refused with a message naming the problem", arguments: failures.map(\.file))
