@@ -36,7 +36,7 @@ let package = Package(
         /// Keras importers (legacy .h5, .weights.h5, .keras) into the model graph, with Adam state.
         .target(
             name: "LAQImport",
-            dependencies: ["LAQHDF5", "LAQEngine", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
+            dependencies: ["LAQHDF5", "LAQEngine", "LAQFormat", "LAQData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
         .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),

@@ -128,6 +128,7 @@ public enum Numpy {
         }
         guard bytes.starts(with: [0x50, 0x4B]) else { throw DataError(file: path, reason: "neither .npy nor .npz") }
         let archive: Archive
+        do { _ = try ZipCheck.validate(bytes) } catch { throw DataError(file: path, reason: "not a readable .npz (zip): \(error.reason)") }
         do { archive = try Archive(data: Data(bytes), accessMode: .read) } catch { throw DataError(file: path, reason: "not a readable .npz (zip): \(error)") }
         var arrays: [String: NumpyArray] = [:]
         for entry in archive where entry.type == .file {

@@ -1,4 +1,5 @@
 import Foundation
+import LAQData
 import LAQFormat
 import LAQHDF5
 import LAQEngine
@@ -45,6 +46,11 @@ struct KerasArchive {
 
     func importModel(includeOptimizer: Bool, configOverride: JSONValue?) throws -> KerasImporter.Result {
         let archive: Archive
+        do {
+            _ = try ZipCheck.validate(bytes)  // before ZIPFoundation trusts its offsets
+        } catch {
+            throw ImportError.archive(path: path, reason: error.reason)
+        }
         do {
             archive = try Archive(data: Data(bytes), accessMode: .read)
         } catch {

@@ -183,7 +183,49 @@ import Testing
         ("bad_external_link.h5", "it is an external link (to another file): laq reads nothing outside the input file"),
         ("bad_virtual_dataset.h5", "a virtual dataset, whose data lies in other datasets or files"),
         ("bad_filter_lzf.h5", "it is stored through the filter 32000 (lzf), not deflate, shuffle or fletcher32"),
+        // Zip structure, checked before ZIPFoundation reads it (it trapped on these).
+        ("bad_duplicate_member.keras", "two members named 'config.json' (readers differ on which counts)"),
+        ("bad_directory_offset.keras", ".keras archive: a ZIP64 archive without its locator"),
     ]
+
+    /// `bytes` with the 4-byte little-endian `value` at `offset`.
+    static func patched(_ bytes: [UInt8], at offset: Int, _ value: UInt32) -> [UInt8] {
+        var copy = bytes
+        for index in 0..<4 { copy[offset + index] = UInt8(truncatingIfNeeded: value >> (8 * UInt32(index))) }
+        return copy
+    }
+
+    @Test("zip archives: offsets outside the file, local headers that disagree, climbing names are refused before ZIPFoundation reads them; sound archives list their members")
+    func zipStructure() throws {
+        let bytes = [UInt8](try Data(contentsOf: TestPaths.testdata("keras/k3_tiny.keras")))
+        #expect(Set(try ZipCheck.validate(bytes)) == ["metadata.json", "config.json", "model.weights.h5"])
+        let record = bytes.count - 22  // no comment
+        #expect(bytes[record..<(record + 4)].elementsEqual([0x50, 0x4B, 0x05, 0x06]))
+        let directory = Int(bytes[record + 16]) | Int(bytes[record + 17]) << 8 | Int(bytes[record + 18]) << 16 | Int(bytes[record + 19]) << 24
+        func reason(_ mutated: [UInt8]) -> String {
+            do { _ = try ZipCheck.validate(mutated); return "accepted" } catch { return error.reason }
+        }
+        #expect(reason(Self.patched(bytes, at: record + 16, UInt32(bytes.count))).contains("lies outside the file"))
+        #expect(reason(Self.patched(bytes, at: record + 12, 1 << 30)).contains("lies outside the file"))
+        #expect(reason(Self.patched(bytes, at: directory + 42, UInt32(directory - 10))).contains("its local header (offset"))
+        #expect(reason(Self.patched(bytes, at: directory + 20, UInt32(bytes.count))).contains("do not fit before the central directory"))
+        #expect(reason(Array(bytes.prefix(record))).contains("no end-of-central-directory record"))
+        // A member renamed to climb out, in its directory entry and its local header alike.
+        var climbing = bytes
+        let nameLength = Int(bytes[directory + 28]) | Int(bytes[directory + 29]) << 8
+        let local = Int(bytes[directory + 42]) | Int(bytes[directory + 43]) << 8 | Int(bytes[directory + 44]) << 16 | Int(bytes[directory + 45]) << 24
+        let name = Array("../" + String(repeating: "x", count: nameLength - 3)).map { UInt8(ascii: $0.unicodeScalars.first!) }
+        climbing.replaceSubrange((directory + 46)..<(directory + 46 + nameLength), with: name)
+        climbing.replaceSubrange((local + 30)..<(local + 30 + nameLength), with: name)
+        #expect(reason(climbing).contains("climbs out of the archive"))
+        // An .npz whose directory lies past its end is a data error naming the file.
+        let npz = [UInt8](try Data(contentsOf: TestPaths.testdata("keras/k3_tiny.io.npz")))
+        let folder = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: folder) }
+        let badNpz = folder.appendingPathComponent("bad.npz")
+        try Data(Self.patched(npz, at: npz.count - 22 + 16, 0x7FFF_FFFF)).write(to: badNpz)
+        #expect(throws: DataError.self) { try DataFile.load(badNpz.path) }
+    }
 
     @Test("crafted bad files are refused with a message naming the problem", arguments: failures.map(\.file))
     func badFiles(file: String) throws {

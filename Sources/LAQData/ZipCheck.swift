@@ -1,0 +1,116 @@
+/// Checks a zip archive's structure (`.keras`, `.npz`) before ZIPFoundation walks it:
+/// ZIPFoundation trusts the offsets it reads and traps on a central directory that points
+/// outside the file. Read-only, from the bytes in memory (APPNOTE.TXT §4.3):
+///
+/// - the end-of-central-directory record (and its ZIP64 form) is present, for one disk, and its
+///   central directory lies within the file, before the record;
+/// - every central-directory entry lies within the directory, and they are as many as the
+///   record says;
+/// - every member's local header lies within the file before the directory, carries the same
+///   name, and its data fits before the directory;
+/// - no two members have the same name (two readers would pick different ones: Python's
+///   zipfile, Keras', takes the last), and no name is absolute or climbs with `..`.
+///
+/// Members' sizes against limits and their CRC-32 are checked where they are read.
+public enum ZipCheck {
+    public struct Failure: Error, Sendable, CustomStringConvertible {
+        public var reason: String
+        public var description: String { reason }
+    }
+
+    /// The member names, in directory order; throws what is wrong.
+    public static func validate(_ bytes: [UInt8]) throws(Failure) -> [String] {
+        func fail(_ reason: String) -> Failure { Failure(reason: reason) }
+        func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
+        func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
+        func u64(_ at: Int) -> UInt64 { UInt64(u32(at)) | UInt64(u32(at + 4)) << 32 }
+        let length = bytes.count
+        // The record: 22 bytes and a comment of up to 65535, at the end.
+        guard length >= 22 else { throw fail("too short for a zip archive (\(length) bytes)") }
+        var record = -1
+        for at in stride(from: length - 22, through: max(0, length - 22 - 65535), by: -1)
+        where bytes[at] == 0x50 && bytes[at + 1] == 0x4B && bytes[at + 2] == 0x05 && bytes[at + 3] == 0x06 && at + 22 + u16(at + 20) == length {
+            record = at
+            break
+        }
+        guard record >= 0 else { throw fail("no end-of-central-directory record") }
+        var entries = u16(record + 10)
+        var directorySize = UInt64(u32(record + 12))
+        var directoryOffset = UInt64(u32(record + 16))
+        guard u16(record + 4) == 0 || u16(record + 4) == 0xFFFF, u16(record + 8) == u16(record + 10) else {
+            throw fail("an archive split over several disks")
+        }
+        var directoryEnd = record
+        if entries == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF {
+            // ZIP64: a locator (20 bytes) right before the record points to the ZIP64 record.
+            let locator = record - 20
+            guard locator >= 56, u32(locator) == 0x0706_4B50 else { throw fail("a ZIP64 archive without its locator") }
+            let offset = u64(locator + 8)
+            guard offset <= UInt64(locator - 56), u32(Int(offset)) == 0x0606_4B50 else { throw fail("the ZIP64 record lies outside the file") }
+            let at = Int(offset)
+            guard u64(at + 24) == u64(at + 32), u64(at + 32) <= UInt64(Int.max) else { throw fail("a ZIP64 archive split over several disks") }
+            entries = Int(u64(at + 32))
+            directorySize = u64(at + 40)
+            directoryOffset = u64(at + 48)
+            directoryEnd = at
+        }
+        guard directoryOffset <= UInt64(directoryEnd), directorySize <= UInt64(directoryEnd) - directoryOffset else {
+            throw fail("the central directory (offset \(directoryOffset), \(directorySize) bytes) lies outside the file of \(length) bytes")
+        }
+        let start = Int(directoryOffset)
+        let end = start + Int(directorySize)
+        var names: [String] = []
+        var seen = Set<String>()
+        var at = start
+        while at < end {
+            guard end - at >= 46, u32(at) == 0x0201_4B50 else { throw fail("central directory entry \(names.count + 1) is damaged") }
+            let (nameLength, extraLength, commentLength) = (u16(at + 28), u16(at + 30), u16(at + 32))
+            let entryEnd = at + 46 + nameLength + extraLength + commentLength
+            guard entryEnd <= end else { throw fail("central directory entry \(names.count + 1) runs past the directory") }
+            let name = String(decoding: bytes[(at + 46)..<(at + 46 + nameLength)], as: UTF8.self)
+            var compressed = UInt64(u32(at + 20))
+            var local = UInt64(u32(at + 42))
+            // ZIP64 extra field (id 1): the 8-byte values of the fields set to 0xFFFFFFFF, in order.
+            var extra = at + 46 + nameLength
+            let extraEnd = extra + extraLength
+            while extra + 4 <= extraEnd {
+                let (id, size) = (u16(extra), u16(extra + 2))
+                guard extra + 4 + size <= extraEnd else { throw fail("member '\(name)': a damaged extra field") }
+                if id == 1 {
+                    var field = extra + 4
+                    func next() throws(Failure) -> UInt64 {
+                        guard field + 8 <= extra + 4 + size else { throw fail("member '\(name)': a short ZIP64 field") }
+                        defer { field += 8 }
+                        return u64(field)
+                    }
+                    if u32(at + 24) == 0xFFFF_FFFF { _ = try next() }
+                    if compressed == 0xFFFF_FFFF { compressed = try next() }
+                    if local == 0xFFFF_FFFF { local = try next() }
+                }
+                extra += 4 + size
+            }
+            guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\\"), !name.split(separator: "/").contains("..") else {
+                throw fail("member '\(name)': an absolute path or one that climbs out of the archive")
+            }
+            guard seen.insert(name).inserted else { throw fail("two members named '\(name)' (readers differ on which counts)") }
+            // The local header: within the file, before the directory, with the same name.
+            guard local <= directoryOffset, directoryOffset - local >= 30, u32(Int(local)) == 0x0403_4B50 else {
+                throw fail("member '\(name)': its local header (offset \(local)) lies outside the file's data")
+            }
+            let header = Int(local)
+            let (localName, localExtra) = (u16(header + 26), u16(header + 28))
+            let dataStart = UInt64(header + 30 + localName + localExtra)
+            guard dataStart <= directoryOffset, localName == nameLength,
+                  bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]) else {
+                throw fail("member '\(name)': its local header disagrees with the central directory")
+            }
+            guard compressed <= directoryOffset - dataStart else {
+                throw fail("member '\(name)': \(compressed) bytes of data do not fit before the central directory")
+            }
+            names.append(name)
+            at = entryEnd
+        }
+        guard names.count == entries else { throw fail("the directory holds \(names.count) members, its record says \(entries)") }
+        return names
+    }
+}
