@@ -120,6 +120,8 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         guard oneShot != (calib != nil) else { throw ValidationError("give either --one-shot or --calib DATA") }
+        // The provenance records the seed as a JSON integer (int64).
+        if let seedOption, seedOption > UInt64(Int64.max) { throw ValidationError("--seed takes 0…\(Int64.max), got \(seedOption)") }
         if oneShot {
             let given = [("--val-split", valSplitOption != nil), ("--epochs", epochsOption != nil), ("--lr", lrOption != nil),
                          ("--lr-schedule", lrScheduleOption != nil), ("--batch", batchOption != nil), ("--seed", seedOption != nil),

@@ -255,6 +255,20 @@ import Testing
     }
 }
 
+/// Numeric options past what the provenance can record are usage errors, not traps.
+@Suite struct OptionRangeTests {
+    @Test("--seed past 2^63 − 1 exits 2 with the range, for quantize and demo")
+    func seed() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let quantize = try CLITests.run(["quantize", TestPaths.testdata("keras/k3_tiny.h5").path, "-o", directory.appendingPathComponent("q.laq").path,
+                                         "--method", "twn", "--calib", TestPaths.testdata("keras/k3_tiny.io.npz").path, "--seed", "9223372036854775808"])
+        #expect(quantize.status == 2 && quantize.stderr.contains("--seed takes 0…9223372036854775807"), "\(quantize.stderr)")
+        let demo = try CLITests.run(["demo", "-o", directory.appendingPathComponent("d.laq").path, "--seed", "18446744073709551615"])
+        #expect(demo.status == 2 && demo.stderr.contains("--seed takes 0…9223372036854775807"), "\(demo.stderr)")
+    }
+}
+
 /// Models Keras quantized end to end.
 @Suite struct KerasQuantizedCLITests {
     @Test("int8 and int4 models: import, one-shot and calibrated quantize keep Keras' codes and say so, the files verify and run", arguments: ["k3_int8", "k3_int4"])
