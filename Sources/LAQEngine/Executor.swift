@@ -73,6 +73,17 @@ public struct Executor: Sendable {
         return named
     }
 
+    /// The first layer, in the order the graph runs, whose output for `inputs` holds a NaN or an
+    /// infinity (a model input's own values included); nil when none does.
+    public func firstNonFiniteLayer(_ inputs: [Tensor]) throws(EngineError) -> String? {
+        let values = try callOutputs(inputs)
+        for call in calls {
+            let ref = model.layers[call.layer].inbound.isEmpty ? TensorRef(layer: model.layers[call.layer].name) : model.output(of: call)
+            if let tensor = values[ref], tensor.data.contains(where: { !$0.isFinite }) { return ref.description }
+        }
+        return nil
+    }
+
     /// The output of every call of every layer, in ``Model/calls()`` order.
     func callOutputs(_ inputs: [Tensor]) throws(EngineError) -> [TensorRef: Tensor] {
         guard inputs.count == model.inputs.count else {

@@ -158,9 +158,12 @@ public struct Evaluation: Sendable, Equatable {
     public var loss: Double?
     public var accuracy: Double?
     public var topK: (k: Int, accuracy: Double)?
+    /// Outputs that are NaN or infinite; a row holding one never counts as correct.
+    public var nonFinite: Int = 0
 
     public static func == (a: Evaluation, b: Evaluation) -> Bool {
         a.samples == b.samples && a.loss == b.loss && a.accuracy == b.accuracy && a.topK?.k == b.topK?.k && a.topK?.accuracy == b.topK?.accuracy
+            && a.nonFinite == b.nonFinite
     }
 
     /// Evaluates outputs (n, width) against labels: class indices when `sparse`, otherwise arrays
@@ -173,6 +176,8 @@ public struct Evaluation: Sendable, Equatable {
         var binaryCorrect = 0
         for sample in 0..<n {
             let row = outputs[(sample * width)..<((sample + 1) * width)]
+            // NaN compares false with everything: left alone it would rank first.
+            guard row.allSatisfy(\.isFinite) else { continue }
             if binary, !sparse {
                 // Keras' binary accuracy: every output thresholded at 0.5 (logits at 0 would differ;
                 // laq reports the probability threshold, as Keras does for a sigmoid output).
@@ -197,6 +202,7 @@ public struct Evaluation: Sendable, Equatable {
             samples: n,
             loss: losses.map { $0.isEmpty ? 0 : $0.reduce(0.0) { $0 + Double($1) } / Double($0.count) },
             accuracy: accuracy,
-            topK: !binary && width > k && k > 1 && n > 0 ? (k, Double(topCorrect) / Double(n)) : nil)
+            topK: !binary && width > k && k > 1 && n > 0 ? (k, Double(topCorrect) / Double(n)) : nil,
+            nonFinite: outputs.filter { !$0.isFinite }.count)
     }
 }

@@ -22,6 +22,25 @@ import Testing
         #expect(result.accuracy == keras["accuracy"])
     }
 
+    @Test("a NaN or infinite output never counts as correct, and is counted; the first layer producing one is found")
+    func nonFinite() throws {
+        // Three rows of 3 classes, all labelled 0: finite and right, NaN, infinite.
+        let outputs: [Float] = [0.9, 0.05, 0.05, .nan, 0, 0, .infinity, 0, 0]
+        let result = Evaluation.evaluate(outputs: outputs, labels: [0, 0, 0], width: 3, sparse: true, loss: nil, k: 2)
+        #expect(result.accuracy == 1.0 / 3 && result.nonFinite == 2)
+        let binary = Evaluation.evaluate(outputs: [.nan, 0.9], labels: [0, 1], width: 1, sparse: false, loss: nil, k: 5)
+        #expect(binary.accuracy == 0.5 && binary.nonFinite == 1)
+        var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let finite = try Executor(model: model)
+        let io = try Numpy.load(path: TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path)
+        let x = try #require(io["x"])
+        let sample = [Tensor(shape: x.shape, data: x.values).rows(0..<1)]
+        #expect(try finite.firstNonFiniteLayer(sample) == nil)
+        let index = try #require(model.weights.lastIndex { $0.shortName == "bias" })
+        model.weights[index].values[0] = .nan
+        #expect(try Executor(model: model).firstNonFiniteLayer(sample) == model.weights[index].layer)
+    }
+
     @Test("cross-entropy from logits equals it from the softmax of the logits")
     func logits() {
         let logits: [Float] = [2, -1, 0.5, 0.1, 3, -2]
