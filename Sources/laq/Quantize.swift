@@ -372,10 +372,7 @@ struct Quantize: ParsableCommand {
         }
         let names = model.outputNames.map { "'\($0)'" }.joined(separator: ", ")
         guard let lossOutput else { throw ValidationError("the model has outputs \(names): name the one the loss is computed on with --loss-output") }
-        guard let index = model.outputNames.firstIndex(of: lossOutput) else { throw ValidationError("--loss-output \(lossOutput): the model's outputs are \(names)") }
-        var selected = model
-        selected.outputs = [model.outputs[index]]
-        selected.outputNames = [lossOutput]
+        guard let selected = model.keepingOutput(lossOutput) else { throw ValidationError("--loss-output \(lossOutput): the model's outputs are \(names)") }
         return selected
     }
 

@@ -42,6 +42,16 @@ public struct Model: Sendable {
     }
 
     public func layer(named name: String) -> Layer? { layers.first { $0.name == name } }
+
+    /// The same model with one output, the one named `name` (a loss is computed on one output),
+    /// or nil when it has no such output.
+    public func keepingOutput(_ name: String) -> Model? {
+        guard let index = outputNames.firstIndex(of: name) else { return nil }
+        var model = self
+        model.outputs = [outputs[index]]
+        model.outputNames = [name]
+        return model
+    }
     public func weight(named name: String) -> Weight? { weights.first { $0.name == name } }
     public var parameterCount: Int { weights.reduce(0) { $0 + $1.elementCount } }
 }
