@@ -113,11 +113,18 @@ public enum QuantizeError: Error, Equatable, Sendable, CustomStringConvertible {
     case invalidOption(String)
     case noSuchLayer(String)
     case mismatch(String)
+    /// A weight of the model holds NaN or infinity.
+    case nonFinite(weight: String, count: Int)
 
     public var description: String {
         switch self {
         case let .invalidOption(text), let .mismatch(text): text
         case let .noSuchLayer(name): "no layer named '\(name)' in the model"
+        case let .nonFinite(weight, count): "weight '\(weight)' holds \(count) non-finite value\(count == 1 ? "" : "s") (NaN or infinity): the model computes NaN, and laq quantizes finite models only"
         }
     }
+
+    /// Whether the command line asked for something impossible (exit 2), rather than the model
+    /// being unfit (exit 1).
+    public var isUsage: Bool { if case .nonFinite = self { false } else { true } }
 }

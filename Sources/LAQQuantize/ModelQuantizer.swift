@@ -101,6 +101,11 @@ public enum ModelQuantizer {
         for name in settings.skip.union(settings.overrides.keys) where !layerNames.contains(name) {
             throw .noSuchLayer(name)
         }
+        // A NaN or an infinity anywhere makes every output NaN: nothing to quantize faithfully.
+        for weight in model.weights {
+            let nonFinite = weight.values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
+        }
         var results: [TensorQuantization] = []
         for weight in model.weights where isQuantizable(weight, in: model) && !settings.skip.contains(weight.layer) {
             let method = settings.overrides[weight.layer] ?? settings.method

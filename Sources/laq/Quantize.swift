@@ -171,7 +171,9 @@ struct Quantize: ParsableCommand {
             outputModel.outputs = model.outputs
             outputModel.outputNames = model.outputNames
         } else {
-            do { results = try ModelQuantizer.quantize(model, settings: settings) } catch { throw CLIError(message: error.description, code: 2) }
+            do { results = try ModelQuantizer.quantize(model, settings: settings) } catch {
+                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? 2 : 1)
+            }
         }
         var validationRecord: JSONValue?
         if calib == nil, let val {
@@ -335,6 +337,9 @@ struct Quantize: ParsableCommand {
         } catch let error as EngineError {
             bar.finish()
             throw CLIError(message: "\(input): \(error)", code: 1)
+        } catch let error as QuantizeError {
+            bar.finish()
+            throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? 2 : 1)
         }
         bar.finish()
         printValidation("full precision", full)

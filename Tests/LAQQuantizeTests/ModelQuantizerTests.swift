@@ -8,6 +8,16 @@ import Testing
 
 /// Quantizing whole models: which weights, which curvature, which layout.
 @Suite struct ModelQuantizerTests {
+    @Test("a model with a NaN or an infinity in any weight is refused, naming the weight")
+    func nonFiniteWeights() throws {
+        var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_tiny.h5").path).model
+        let index = try #require(model.weights.firstIndex { $0.shortName == "bias" })
+        model.weights[index].values[1] = .infinity
+        #expect(throws: QuantizeError.nonFinite(weight: model.weights[index].name, count: 1)) {
+            try ModelQuantizer.quantize(model, settings: QuantizationSettings(method: .twn))
+        }
+    }
+
     static func weight(_ values: [Float], shape: [Int]) -> Weight {
         Weight(layer: "dense", shortName: "kernel", shape: shape, values: values, trainable: true)
     }
