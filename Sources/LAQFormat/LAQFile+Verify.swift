@@ -23,6 +23,9 @@ public struct VerificationReport: Sendable {
     public var problems: [Problem] = []
     /// Tensors this reader cannot decode (not problems: rule 8.1); their checksums were checked.
     public var undecodable: [String] = []
+    /// Float tensors holding NaN or infinity, with how many values (not problems: the format
+    /// stores any float; a model computing with them gives NaN; codebook levels must be finite).
+    public var nonFinite: [(tensor: String, count: Int)] = []
     public var tensorsChecked = 0
     public var bytesChecked: UInt64 = 0
     /// The SHA-256 the file's content hashes to, when the file could be opened.
@@ -79,11 +82,20 @@ extension LAQFile {
         report.opened = true
         let digest = ResultSlots<[UInt8]>(count: 1)
         let tensorProblems = ResultSlots<[VerificationReport.Problem]>(count: 1)
+        let nonFinite = ResultSlots<[(tensor: String, count: Int)]>(count: 1)
         DispatchQueue.concurrentPerform(iterations: 2) { job in
             if job == 0 {
                 digest[0] = SHA256.hash(UnsafeRawBufferPointer(rebasing: storage.bytes[0..<Int(header.trailerOffset)]))
             } else {
-                tensorProblems[0] = tensors.flatMap(checkPayload)
+                var problems: [VerificationReport.Problem] = []
+                var counts: [(tensor: String, count: Int)] = []
+                for tensor in tensors {
+                    let (found, count) = checkPayload(tensor)
+                    problems += found
+                    if count > 0 { counts.append((tensor.name, count)) }
+                }
+                tensorProblems[0] = problems
+                nonFinite[0] = counts
             }
         }
         let computed = digest[0]!
@@ -92,13 +104,16 @@ extension LAQFile {
             report.problems.append(.init(.fileChecksumMismatch(stored: SHA256.hex(storedSHA256), computed: SHA256.hex(computed))))
         }
         report.problems += tensorProblems[0]!
+        report.nonFinite = nonFinite[0]!
         report.undecodable = tensors.filter { !$0.isDecodable }.map(\.name)
         report.tensorsChecked = tensors.count
         report.bytesChecked = header.fileSize
         return report
     }
 
-    private func checkPayload(_ tensor: TensorInfo) -> [VerificationReport.Problem] {
+    /// The problems of a tensor's payload, and how many of its float values are NaN or infinite,
+    /// counted in the same pass over the checked bytes.
+    private func checkPayload(_ tensor: TensorInfo) -> ([VerificationReport.Problem], Int) {
         do {
             guard tensor.isCheckable else {
                 // Unknown encoding, compression or feature: the CRC, and for an unknown encoding
@@ -107,20 +122,31 @@ extension LAQFile {
                 if tensor.encoding == nil, tensor.compression == .zlib, !tensor.features.contains(where: { !Self.knownFeatures.contains($0) }) {
                     try withInflated(tensor) { _ in }
                 }
-                return []
+                return ([], 0)
             }
             switch tensor.encoding {
             case .codebook?:
-                _ = try checkedCodebook(tensor)
+                _ = try checkedCodebook(tensor)  // its levels are finite, or it is a problem
+                return ([], 0)
             default:
                 // Float payloads have no invalid values: the CRC and, for zlib, the inflated size.
-                try withCheckedPayload(tensor) { _ in }
+                // A value is not finite when its exponent bits are all set.
+                let wide = tensor.encoding == .float32
+                let mask: UInt32 = wide ? 0x7F80_0000 : tensor.encoding == .float16 ? 0x7C00 : 0x7F80
+                return ([], try withCheckedPayload(tensor) { bytes in
+                    var count = 0
+                    if wide {
+                        for index in 0..<(bytes.count / 4) where bytes.loadUnaligned(fromByteOffset: index * 4, as: UInt32.self) & mask == mask { count += 1 }
+                    } else {
+                        for index in 0..<(bytes.count / 2) where UInt32(bytes.loadUnaligned(fromByteOffset: index * 2, as: UInt16.self)) & mask == mask { count += 1 }
+                    }
+                    return count
+                })
             }
-            return []
         } catch let error as FormatError {
-            return [.init(error, tensor: tensor.name)]
+            return ([.init(error, tensor: tensor.name)], 0)
         } catch {
-            return [.init(.invalidArgument("\(error)"), tensor: tensor.name)]
+            return ([.init(.invalidArgument("\(error)"), tensor: tensor.name)], 0)
         }
     }
 }

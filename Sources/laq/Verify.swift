@@ -31,6 +31,7 @@ struct Verify: ParsableCommand {
                 "bytes": .int(Int64(report.bytesChecked)),
                 "tensors": .int(Int64(report.tensorsChecked)),
                 "undecodable": .array(report.undecodable.map { .string($0) }),
+                "non_finite": .array(report.nonFinite.map { ["tensor": .string($0.tensor), "count": .int(Int64($0.count))] }),
                 "problems": .array(report.problems.map { problem in
                     [
                         "rule": problem.rule.map { .string($0) } ?? .null,
@@ -44,6 +45,10 @@ struct Verify: ParsableCommand {
             print("\(file): OK: format \(laq.header.major).\(laq.header.minor), \(report.tensorsChecked) tensors, \(formatBytes(report.bytesChecked)), sha256 \(report.sha256 ?? "")")
             if !report.undecodable.isEmpty {
                 print("note: \(report.undecodable.count) tensors use encodings or features this laq cannot decode (checksums verified): \(report.undecodable.joined(separator: ", "))")
+            }
+            if !report.nonFinite.isEmpty {
+                print("warning: \(report.nonFinite.count) tensor\(report.nonFinite.count == 1 ? " holds" : "s hold") NaN or infinite values (a model computing with them outputs NaN): "
+                      + report.nonFinite.map { "\($0.tensor) (\($0.count))" }.joined(separator: ", "))
             }
         } else {
             print("\(file): INVALID: \(report.problems.count) problem\(report.problems.count == 1 ? "" : "s")")

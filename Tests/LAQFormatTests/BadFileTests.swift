@@ -380,6 +380,18 @@ import Testing
         #expect(problem.offset == 4160 && problem.rule == "7.2")
     }
 
+    @Test("verify reports NaN and infinite values (float32, float16, bfloat16) without calling the file invalid")
+    func nonFiniteValues() throws {
+        var writer = try ExampleModels.everyEncoding()
+        try writer.add(TensorRecord(name: "nan32", shape: [3], data: .float([1, .nan, .infinity], as: .float32)))
+        try writer.add(TensorRecord(name: "inf16", shape: [2], data: .float([-.infinity, 2], as: .float16)))
+        try writer.add(TensorRecord(name: "nanbf16", shape: [2], data: .float([.nan, 0], as: .bfloat16)))
+        let report = try LAQFile(bytes: try writer.encoded()).verify()
+        #expect(report.isValid)
+        #expect(report.nonFinite.map(\.tensor) == ["nan32", "inf16", "nanbf16"])
+        #expect(report.nonFinite.map(\.count) == [2, 1, 1])
+    }
+
     // MARK: §8 features
 
     @Test("8.1 an unknown encoding: listed and verified, not decodable") func unknownEncoding() throws {
