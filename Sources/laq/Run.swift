@@ -54,6 +54,13 @@ struct Run: ParsableCommand {
             bar?.update(Double(end))
         }
         bar?.finish()
+        // Outputs are written as computed; NaN and infinities are said, with where they start.
+        let nonFinite = outputs.reduce(0) { $0 + $1.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+        if nonFinite > 0, let (index, values) = outputs.enumerated().first(where: { $0.element.contains { !$0.isFinite } }) {
+            let row = (values.firstIndex { !$0.isFinite } ?? 0) / max(outputShapes[index].reduce(1, *), 1)
+            let first = try engine { try executor.firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) }) }
+            FileHandle.standardError.write(Data("warning: \(nonFinite) of \(outputs.reduce(0) { $0 + $1.count }) outputs are not finite (NaN or infinite)\(first.map { ", first produced by layer '\($0)'" } ?? "")\n".utf8))
+        }
         // A layer inside a nested model is `model/layer`: one file name, not a directory. Names
         // that would meet (`a/b` and `a_b`, two calls of one layer) get their output's index.
         var names = laqModel.outputNames.map { $0.replacingOccurrences(of: "/", with: "_") }

@@ -255,6 +255,25 @@ import Testing
     }
 }
 
+/// A model computing NaN: every command says so rather than report a number.
+@Suite struct NonFiniteCLITests {
+    @Test("a NaN bias: eval exits 1 naming the layer, run warns, quantize exits 1 naming the weight, verify warns")
+    func nanBias() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = TestPaths.testdata("bad/nan-bias.laq").path
+        let data = TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path
+        let eval = try CLITests.run(["eval", model, "--data", data, "--y-key", "labels"])
+        #expect(eval.status == 1 && eval.stderr.contains("2560 of 2560 outputs are not finite") && eval.stderr.contains("layer 'dense_3'"), "\(eval.stderr)")
+        let run = try CLITests.run(["run", model, "--input", data, "-o", directory.appendingPathComponent("y.npy").path])
+        #expect(run.status == 0 && run.stderr.contains("warning: 2560 of 2560 outputs are not finite"), "\(run.stderr)")
+        let quantize = try CLITests.run(["quantize", model, "-o", directory.appendingPathComponent("q.laq").path, "--method", "twn", "--one-shot"])
+        #expect(quantize.status == 1 && quantize.stderr.contains("weight 'dense_3/bias' holds 1 non-finite value"), "\(quantize.stderr)")
+        let verify = try CLITests.run(["verify", model])
+        #expect(verify.status == 0 && verify.stdout.contains("dense_3/bias (1)"), "\(verify.stdout)")
+    }
+}
+
 /// Numeric options past what the provenance can record are usage errors, not traps.
 @Suite struct OptionRangeTests {
     @Test("--seed past 2^63 − 1 exits 2 with the range, for quantize and demo")
