@@ -27,13 +27,16 @@ public enum ZipCheck {
         let length = bytes.count
         // The record: 22 bytes and a comment of up to 65535, at the end.
         guard length >= 22 else { throw fail("too short for a zip archive (\(length) bytes)") }
+        // The last signature in the file is the record ZIPFoundation takes: its comment must end
+        // the file (another record hidden in a comment would give the two readers two directories).
         var record = -1
         for at in stride(from: length - 22, through: max(0, length - 22 - 65535), by: -1)
-        where bytes[at] == 0x50 && bytes[at + 1] == 0x4B && bytes[at + 2] == 0x05 && bytes[at + 3] == 0x06 && at + 22 + u16(at + 20) == length {
+        where bytes[at] == 0x50 && bytes[at + 1] == 0x4B && bytes[at + 2] == 0x05 && bytes[at + 3] == 0x06 {
             record = at
             break
         }
         guard record >= 0 else { throw fail("no end-of-central-directory record") }
+        guard record + 22 + u16(record + 20) == length else { throw fail("the end-of-central-directory record's comment does not end the file") }
         var entries = u16(record + 10)
         var directorySize = UInt64(u32(record + 12))
         var directoryOffset = UInt64(u32(record + 16))
@@ -41,12 +44,16 @@ public enum ZipCheck {
             throw fail("an archive split over several disks")
         }
         var directoryEnd = record
-        if entries == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF {
-            // ZIP64: a locator (20 bytes) right before the record points to the ZIP64 record.
+        // ZIP64: a locator (20 bytes) right before the record, pointing at the 56-byte ZIP64
+        // record right before it (where ZIPFoundation looks, whatever the locator says).
+        let hasLocator = record >= 20 && u32(record - 20) == 0x0706_4B50
+        if hasLocator || entries == 0xFFFF || directorySize == 0xFFFF_FFFF || directoryOffset == 0xFFFF_FFFF {
             let locator = record - 20
-            guard locator >= 56, u32(locator) == 0x0706_4B50 else { throw fail("a ZIP64 archive without its locator") }
+            guard hasLocator, locator >= 56 + 1 else { throw fail("a ZIP64 archive without its locator") }
             let offset = u64(locator + 8)
-            guard offset <= UInt64(locator - 56), u32(Int(offset)) == 0x0606_4B50 else { throw fail("the ZIP64 record lies outside the file") }
+            guard offset == UInt64(locator - 56), u32(Int(offset)) == 0x0606_4B50, u16(Int(offset) + 14) >= 45 else {
+                throw fail("the ZIP64 record is not where its locator and the record put it")
+            }
             let at = Int(offset)
             guard u64(at + 24) == u64(at + 32), u64(at + 32) <= UInt64(Int.max) else { throw fail("a ZIP64 archive split over several disks") }
             entries = Int(u64(at + 32))
@@ -69,25 +76,38 @@ public enum ZipCheck {
             guard entryEnd <= end else { throw fail("central directory entry \(names.count + 1) runs past the directory") }
             let name = String(decoding: bytes[(at + 46)..<(at + 46 + nameLength)], as: UTF8.self)
             var compressed = UInt64(u32(at + 20))
+            var uncompressed = UInt64(u32(at + 24))
             var local = UInt64(u32(at + 42))
-            // ZIP64 extra field (id 1): the 8-byte values of the fields set to 0xFFFFFFFF, in order.
+            guard u16(at + 34) == 0 else { throw fail("member '\(name)': on another disk") }
+            // ZIP64 extra field (id 1): the 8-byte values of the fields set to 0xFFFFFFFF, in
+            // order, and nothing else (ZIPFoundation reads the first such field of exactly that
+            // size, and ignores zero values).
+            let wide = [uncompressed, compressed, local].filter { $0 == 0xFFFF_FFFF }.count
             var extra = at + 46 + nameLength
             let extraEnd = extra + extraLength
+            var seenWide = false
             while extra + 4 <= extraEnd {
                 let (id, size) = (u16(extra), u16(extra + 2))
                 guard extra + 4 + size <= extraEnd else { throw fail("member '\(name)': a damaged extra field") }
                 if id == 1 {
+                    guard !seenWide, size == 8 * wide else { throw fail("member '\(name)': a ZIP64 field that does not fit its entry") }
+                    seenWide = true
                     var field = extra + 4
                     func next() throws(Failure) -> UInt64 {
-                        guard field + 8 <= extra + 4 + size else { throw fail("member '\(name)': a short ZIP64 field") }
                         defer { field += 8 }
+                        guard u64(field) > 0 else { throw fail("member '\(name)': a zero ZIP64 value") }
                         return u64(field)
                     }
-                    if u32(at + 24) == 0xFFFF_FFFF { _ = try next() }
+                    if uncompressed == 0xFFFF_FFFF { uncompressed = try next() }
                     if compressed == 0xFFFF_FFFF { compressed = try next() }
                     if local == 0xFFFF_FFFF { local = try next() }
                 }
                 extra += 4 + size
+            }
+            guard wide == 0 || seenWide else { throw fail("member '\(name)': sizes that need a ZIP64 field it lacks") }
+            let (method, flags) = (u16(at + 10), u16(at + 8))
+            guard uncompressed <= UInt64(Int64.max), method != 0 || uncompressed == compressed else {
+                throw fail("member '\(name)': a stored member whose sizes disagree")
             }
             guard !name.isEmpty, !name.hasPrefix("/"), !name.contains("\\"), !name.split(separator: "/").contains("..") else {
                 throw fail("member '\(name)': an absolute path or one that climbs out of the archive")
@@ -101,10 +121,13 @@ public enum ZipCheck {
             let (localName, localExtra) = (u16(header + 26), u16(header + 28))
             let dataStart = UInt64(header + 30 + localName + localExtra)
             guard dataStart <= directoryOffset, localName == nameLength,
-                  bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]) else {
+                  bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]),
+                  u16(header + 8) == method, u16(header + 6) == flags else {
                 throw fail("member '\(name)': its local header disagrees with the central directory")
             }
-            guard compressed <= directoryOffset - dataStart else {
+            // The data, and a data descriptor after it when flag bit 3 says so (16 or 24 bytes).
+            let descriptor: UInt64 = flags & 8 == 0 ? 0 : (wide > 0 ? 24 : 16)
+            guard compressed <= directoryOffset - dataStart, descriptor <= directoryOffset - dataStart - compressed else {
                 throw fail("member '\(name)': \(compressed) bytes of data do not fit before the central directory")
             }
             names.append(name)

@@ -39,6 +39,8 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         let operation = "open dataset '\(fullPath)'"
         // Owned from here on, so every early exit below closes it.
         let handle = H5ID(try HDF5.check(operation, path: file.path) { H5Dopen2(parent, name, hid_t(H5P_DEFAULT)) }, close: H5Dclose)
+        // Before anything else: even the extent of a virtual dataset can open its source files.
+        try Self.checkStorage(handle.id, operation: operation, path: file.path)
         let space = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_space(handle.id) }, close: H5Sclose)
         let rank = Int(try HDF5.check(operation, path: file.path) { H5Sget_simple_extent_ndims(space.id) })
         var dims = [hsize_t](repeating: 0, count: rank)
@@ -54,7 +56,6 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
             shape.append(Int(dim))
         }
         self.shape = shape
-        try Self.checkStorage(handle.id, operation: operation, path: file.path)
         let type = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_type(handle.id) }, close: H5Tclose)
         let size = H5Tget_size(type.id)
         switch H5Tget_class(type.id) {

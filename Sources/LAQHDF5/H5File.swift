@@ -121,8 +121,14 @@ public final class H5Group: H5Object, @unchecked Sendable {
     /// input, and Keras writes hard links only.
     @discardableResult
     func checkLinks(_ path: String) throws -> Bool {
+        // libhdf5 resolves `/…` from the root, past the links checked here; `.` and `..` are
+        // not names Keras writes.
+        let components = path.split(separator: "/", omittingEmptySubsequences: true)
+        guard !path.hasPrefix("/") || fullPath == "/", !components.contains(where: { $0 == "." || $0 == ".." }) else {
+            throw HDF5Error(operation: "follow '\(path)' from '\(fullPath)'", path: file.path, stack: ["an absolute or relative path where a name is expected"])
+        }
         var prefix = ""
-        for component in path.split(separator: "/", omittingEmptySubsequences: true) {
+        for component in components {
             prefix = prefix.isEmpty ? String(component) : prefix + "/" + component
             // H5Lexists needs every intermediate link to exist: each prefix in turn.
             let exists = try HDF5.check(fail("look up '\(prefix)' in"), path: file.path) {

@@ -82,7 +82,8 @@ struct Eval: ParsableCommand {
         let result = Evaluation.evaluate(outputs: outputs, labels: labels.values, width: width, sparse: sparse, loss: lossFunction, k: topK)
         if result.nonFinite > 0 {
             // No loss or accuracy of a model that computes NaN or infinity: say where it starts.
-            let row = (outputs.firstIndex { !$0.isFinite } ?? 0) / max(width, 1)
+            // The sample holding it (outputs may have several rows per sample: (n, t, c)).
+            let row = min((outputs.firstIndex { !$0.isFinite } ?? 0) / max(outputs.count / max(samples, 1), 1), max(samples - 1, 0))
             let first: String?
             do { first = try executor.firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) }) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
             throw CLIError(message: "\(model): \(result.nonFinite) of \(outputs.count) outputs are not finite (NaN or infinite) on \(data)\(first.map { ", first produced by layer '\($0)'" } ?? ""): no loss or accuracy reported", code: 1)

@@ -1,6 +1,7 @@
 import Foundation
 import LAQData
 import LAQFormat
+import LAQHDF5
 import LAQImport
 import LAQEngine
 import LAQTestSupport
@@ -177,7 +178,7 @@ import Testing
         ("bad_nested_count.h5", "nested model 'inner': lists 9 weights, its layers have 10"),
         ("k3_unsupported.h5", "layer 'deconv' is a Conv2DTranspose, which laq cannot execute"),
         ("bad_damaged_member.keras", "member 'model.weights.h5' is damaged (CRC-32 mismatch)"),
-        ("bad_huge_member.keras", "member 'model.weights.h5' claims 4294967280 bytes"),
+        ("bad_huge_member.keras", "member 'model.weights.h5': a stored member whose sizes disagree"),
         // Nothing outside the input: refused before any data is read.
         ("bad_external_storage.h5", "its data is stored in 1 external file: laq reads nothing outside the input file"),
         ("bad_external_link.h5", "it is an external link (to another file): laq reads nothing outside the input file"),
@@ -187,6 +188,18 @@ import Testing
         ("bad_duplicate_member.keras", "two members named 'config.json' (readers differ on which counts)"),
         ("bad_directory_offset.keras", ".keras archive: a ZIP64 archive without its locator"),
     ]
+
+    @Test("HDF5 names from a file are names: an absolute path below the root, `.` and `..` are refused before libhdf5 resolves them")
+    func hdf5Paths() throws {
+        let file = try H5File(path: TestPaths.testdata("keras/k3_tiny.h5").path)
+        let root = try file.root()
+        #expect(try root.dataset("/model_weights/conv/conv/kernel").shape == [3, 3, 1, 4])
+        let weights = try root.group("model_weights")
+        #expect(throws: HDF5Error.self) { try weights.dataset("/model_weights/conv/conv/kernel") }
+        #expect(throws: HDF5Error.self) { try weights.kind(of: "conv/../conv") }
+        #expect(throws: HDF5Error.self) { try weights.group("./conv") }
+        #expect(try weights.kind(of: "conv/conv/kernel") == .dataset)
+    }
 
     /// `bytes` with the 4-byte little-endian `value` at `offset`.
     static func patched(_ bytes: [UInt8], at offset: Int, _ value: UInt32) -> [UInt8] {
@@ -208,7 +221,10 @@ import Testing
         #expect(reason(Self.patched(bytes, at: record + 16, UInt32(bytes.count))).contains("lies outside the file"))
         #expect(reason(Self.patched(bytes, at: record + 12, 1 << 30)).contains("lies outside the file"))
         #expect(reason(Self.patched(bytes, at: directory + 42, UInt32(directory - 10))).contains("its local header (offset"))
-        #expect(reason(Self.patched(bytes, at: directory + 20, UInt32(bytes.count))).contains("do not fit before the central directory"))
+        // A stored member's two sizes must agree, and fit before the directory.
+        #expect(reason(Self.patched(bytes, at: directory + 20, UInt32(bytes.count))).contains("a stored member whose sizes disagree"))
+        #expect(reason(Self.patched(Self.patched(bytes, at: directory + 20, UInt32(bytes.count)), at: directory + 24, UInt32(bytes.count)))
+            .contains("do not fit before the central directory"))
         #expect(reason(Array(bytes.prefix(record))).contains("no end-of-central-directory record"))
         // A member renamed to climb out, in its directory entry and its local header alike.
         var climbing = bytes
