@@ -72,16 +72,14 @@ struct EmbeddingOp: Op {
         let scale = try context.weight("embeddings_scale").values
         var table = [Float](repeating: 0, count: codes.count)
         if quantization.grouped {
+            // Groups of columns: E[r, c] = (k − z[r, g])·s[r, g], g = g_idx[c].
             let groups = quantization.groups(width)
             let zero = try context.weight("embeddings_zero").values
-            let assignment = try context.weight("g_idx").values
-            guard scale.count == rows * groups, zero.count == rows * groups, assignment.count == width else {
-                throw .shape(layer: name, reason: "\(scale.count) scales, \(zero.count) zero points and \(assignment.count) group indices for \(rows) rows of \(groups) groups")
+            guard scale.count == rows * groups, zero.count == rows * groups else {
+                throw .shape(layer: name, reason: "\(scale.count) scales and \(zero.count) zero points for \(rows) rows of \(groups) groups")
             }
-            for column in 0..<width {
-                guard let group = Int(exactly: assignment[column]), group >= 0, group < groups else {
-                    throw .shape(layer: name, reason: "group index \(assignment[column]) of column \(column) is not in 0…\(groups - 1)")
-                }
+            let assignment = try quantization.groupIndices(context.weight("g_idx").values, count: width, groups: groups, layer: name)
+            for (column, group) in assignment.enumerated() {
                 for row in 0..<rows {
                     table[row * width + column] = (Float(codes[row * width + column]) - zero[row * groups + group]) * scale[row * groups + group]
                 }

@@ -128,6 +128,20 @@ public struct KerasQuantization: Sendable, Equatable {
     /// The number of groups along an axis of `size` (int4 with a block size), else 1.
     func groups(_ size: Int) -> Int { if case .int4(let block?) = mode, block > 0 { (size + block - 1) / block } else { 1 } }
 
+    /// The group of each of `count` positions along the grouped axis (`g_idx`, stored as floats),
+    /// each checked to be one of the `groups`.
+    func groupIndices(_ stored: [Float], count: Int, groups: Int, layer: String) throws(EngineError) -> [Int] {
+        guard stored.count == count else { throw .shape(layer: layer, reason: "\(stored.count) group indices for \(count) positions") }
+        var indices = [Int](repeating: 0, count: count)
+        for (position, value) in stored.enumerated() {
+            guard let group = Int(exactly: value), group >= 0, group < groups else {
+                throw .shape(layer: layer, reason: "group index \(value) of position \(position) is not in 0…\(groups - 1)")
+            }
+            indices[position] = group
+        }
+        return indices
+    }
+
     /// The codes of a stored kernel (`rows` × `packed(columns)` values of the file's int8
     /// bytes), unpacked to `rows` × `columns` for int4; throws for a value that is no int8.
     func codes(_ stored: Weight, rows: Int, columns: Int, layer: String) throws(EngineError) -> [Int8] {
@@ -168,27 +182,24 @@ struct KerasQuantizedProduct: Sendable {
     let dequantized: [Float]
 
     /// From the layer's weights `kernel`, `kernel_scale` and, grouped, `kernel_zero` and
-    /// `g_idx` (their names in `names`), for a product of `inputs` × `units`.
-    init(_ context: OpContext, _ quantization: KerasQuantization, inputs: Int, units: Int,
-         names: (kernel: String, scale: String, zero: String, groups: String) = ("kernel", "kernel_scale", "kernel_zero", "g_idx")) throws(EngineError) {
+    /// `g_idx`, for a product of `inputs` × `units`.
+    init(_ context: OpContext, _ quantization: KerasQuantization, inputs: Int, units: Int) throws(EngineError) {
         name = context.layer.name
         (self.inputs, self.units) = (inputs, units)
         // |q·k| ≤ 127·128 per term: sums of up to 2^17 terms stay below 2^31 (int32, as Keras').
         guard inputs <= 1 << 17 else { throw .shape(layer: name, reason: "a quantized product over \(inputs) inputs (at most 131072)") }
-        let codes = try quantization.codes(context.weight(names.kernel), rows: inputs, columns: units, layer: name)
-        let scale = try context.weight(names.scale).values
+        let codes = try quantization.codes(context.weight("kernel"), rows: inputs, columns: units, layer: name)
+        let scale = try context.weight("kernel_scale").values
         var dequantized = [Float](repeating: 0, count: codes.count)
         if quantization.grouped {
+            // Groups of inputs: K[i, j] = (k − z[g, j])·s[g, j], g = g_idx[i].
             let groups = quantization.groups(inputs)
-            let zero = try context.weight(names.zero).values
-            let assignment = try context.weight(names.groups).values
-            guard scale.count == groups * units, zero.count == groups * units, assignment.count == inputs else {
-                throw .shape(layer: name, reason: "\(scale.count) scales, \(zero.count) zero points and \(assignment.count) group indices for \(groups) groups of \(units) units over \(inputs) inputs")
+            let zero = try context.weight("kernel_zero").values
+            guard scale.count == groups * units, zero.count == groups * units else {
+                throw .shape(layer: name, reason: "\(scale.count) scales and \(zero.count) zero points for \(groups) groups of \(units) units")
             }
-            for i in 0..<inputs {
-                guard let group = Int(exactly: assignment[i]), group >= 0, group < groups else {
-                    throw .shape(layer: name, reason: "group index \(assignment[i]) of input \(i) is not in 0…\(groups - 1)")
-                }
+            let assignment = try quantization.groupIndices(context.weight("g_idx").values, count: inputs, groups: groups, layer: name)
+            for (i, group) in assignment.enumerated() {
                 for j in 0..<units {
                     dequantized[i * units + j] = (Float(codes[i * units + j]) - zero[group * units + j]) * scale[group * units + j]
                 }

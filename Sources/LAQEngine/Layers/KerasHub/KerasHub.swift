@@ -73,10 +73,11 @@ struct TransformerBackboneSizes {
 
     /// `count` transformer blocks `transformer_layer_0…` applied in turn to `input`.
     func stack(_ graph: inout GraphBuilder, _ input: TensorRef, paddingMask: TensorRef, role: TransformerBlock.Role, config: JSONValue) throws(ModelError) -> TensorRef {
+        // keras_hub builds every block from the same arguments: parsed once.
+        let block = try TransformerBlock(LayerOptions(layer: "transformer_layer_0", className: role == .encoder ? "TransformerEncoder" : "TransformerDecoder", config: config), role: role)
         var x = input
         for index in 0..<layers {
             let name = "transformer_layer_\(index)"
-            let block = try TransformerBlock(LayerOptions(layer: name, className: role == .encoder ? "TransformerEncoder" : "TransformerDecoder", config: config), role: role)
             x = try graph.block(name) { (graph: inout GraphBuilder) throws(ModelError) in
                 try block.build(&graph, input: x, hidden: hidden, paddingMask: paddingMask)
             }
