@@ -32,14 +32,14 @@ let package = Package(
         /// value, ~4× zlib's speed) and early writeback (sync_file_range).
         .target(name: "CLAQFormatSupport"),
         /// A thin, safe layer over libhdf5: the one place that calls the HDF5 C API.
-        .target(name: "LAQHDF5", dependencies: ["CHDF5"]),
+        .target(name: "LAQHDF5", dependencies: ["CHDF5", "LAQFormat"]),
         /// Keras importers (legacy .h5, .weights.h5, .keras) into the model graph, with Adam state.
         .target(
             name: "LAQImport",
             dependencies: ["LAQHDF5", "LAQEngine", "LAQFormat", "LAQData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
-        .target(name: "LAQData", dependencies: ["LAQHDF5", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "LAQData", dependencies: ["LAQHDF5", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The model graph and what runs it: Keras architecture parsing, the layer kinds (one type
         /// per Keras layer class: config, weights, shapes, forward and backward; `Layers/`), the
         /// executor and training (OpenBLAS for dense products).

@@ -1,4 +1,5 @@
 import Foundation
+import LAQFormat
 import ZIPFoundation
 
 /// A numeric array read from `.npy`/`.npz`, converted to float32 (integers exactly up to 2^24).
@@ -50,9 +51,23 @@ public enum Numpy {
         "<u8": (8, { Float(UInt64(littleEndian: $0.loadUnaligned(fromByteOffset: $1 * 8, as: UInt64.self))) }),
     ]
 
-    /// Parses one `.npy` image.
-    public static func parse(_ bytes: [UInt8], file: String, array: String? = nil) throws(DataError) -> NumpyArray {
+    /// What a `.npy` header declares.
+    struct Header {
+        var shape: [Int]
+        var dtype: String
+        var itemSize: Int
+        var convert: @Sendable (UnsafeRawBufferPointer, Int) -> Float
+        /// Where the data starts, and the image's whole length the header implies.
+        var dataStart: Int
+        var count: Int
+        var imageLength: Int { dataStart + count * itemSize }
+    }
+
+    /// Reads the header of a `.npy` image from its first bytes (the whole header must be there:
+    /// at most 12 + 1 MiB bytes).
+    static func header(_ bytes: ArraySlice<UInt8>, file: String, array: String?) throws(DataError) -> Header {
         func fail(_ reason: String) -> DataError { DataError(file: file, array: array, reason: reason) }
+        let bytes = Array(bytes.prefix(12 + (1 << 20)))
         guard bytes.count >= 10, bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else { throw fail("not a .npy array (bad magic)") }
         let major = bytes[6]
         let headerLength: Int
@@ -69,9 +84,9 @@ public enum Numpy {
             throw fail(".npy version \(major) is not supported")
         }
         guard headerLength <= 1 << 20, headerStart + headerLength <= bytes.count else { throw fail("truncated header") }
-        let header = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
-        guard let descr = field(header, "descr"), let order = field(header, "fortran_order"), let shapeText = field(header, "shape") else {
-            throw fail("header without descr, fortran_order or shape: \(header.prefix(120))")
+        let text = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
+        guard let descr = field(text, "descr"), let order = field(text, "fortran_order"), let shapeText = field(text, "shape") else {
+            throw fail("header without descr, fortran_order or shape: \(text.prefix(120))")
         }
         let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
         guard let kind = supported[dtype == "<f4" ? dtype : dtype.replacingOccurrences(of: "=", with: "<")] else {
@@ -88,18 +103,37 @@ public enum Numpy {
             count = product
             shape.append(value)
         }
-        let dataStart = headerStart + headerLength
-        let expected = count * kind.size
-        guard bytes.count - dataStart == expected else {
-            throw fail("\(bytes.count - dataStart) data bytes for shape \(shape) of \(dtype), expected \(expected)")
+        return Header(shape: shape, dtype: dtype, itemSize: kind.size, convert: kind.convert, dataStart: headerStart + headerLength, count: count)
+    }
+
+    /// The values of a whole `.npy` image whose header is `header`, as float32.
+    static func values(_ bytes: [UInt8], header: Header, file: String, array: String?) throws(DataError) -> NumpyArray {
+        let expected = header.count * header.itemSize
+        guard bytes.count - header.dataStart == expected else {
+            throw DataError(file: file, array: array, reason: "\(bytes.count - header.dataStart) data bytes for shape \(header.shape) of \(header.dtype), expected \(expected)")
         }
-        let values = bytes[dataStart...].withUnsafeBytes { raw in
+        try allocatable(header.count * 4, file: file, array: array)
+        let count = header.count
+        let values = bytes[header.dataStart...].withUnsafeBytes { raw in
             [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-                for i in 0..<count { buffer[i] = kind.convert(raw, i) }
+                for i in 0..<count { buffer[i] = header.convert(raw, i) }
                 initialized = count
             }
         }
-        return NumpyArray(shape: shape, dtype: dtype, values: values)
+        return NumpyArray(shape: header.shape, dtype: header.dtype, values: values)
+    }
+
+    /// Parses one `.npy` image.
+    public static func parse(_ bytes: [UInt8], file: String, array: String? = nil) throws(DataError) -> NumpyArray {
+        try values(bytes, header: header(bytes[...], file: file, array: array), file: file, array: array)
+    }
+
+    /// Refuses, as an error, a buffer of `bytes` the process cannot allocate (a memory limit),
+    /// where allocating it in Swift would abort.
+    static func allocatable(_ bytes: Int, file: String, array: String?) throws(DataError) {
+        guard Memory.canAllocate(bytes) else {
+            throw DataError(file: file, array: array, reason: "out of memory: cannot allocate \(bytes) bytes for it")
+        }
     }
 
     /// The text of `key`'s value in a Python dict literal header.
@@ -116,6 +150,12 @@ public enum Numpy {
 
     /// Every array in a `.npy` (named by the file) or `.npz` file.
     public static func load(path: String) throws(DataError) -> [String: NumpyArray] {
+        try open(path: path).readAll()
+    }
+
+    /// A `.npy` (one array, named by the file) or `.npz` file, with every array's header read and
+    /// checked against the bytes present, and no values read yet.
+    static func open(path: String) throws(DataError) -> DataSource {
         let bytes: [UInt8]
         do {
             bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped))
@@ -124,13 +164,19 @@ public enum Numpy {
         }
         if bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) {
             let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
-            return [name: try parse(bytes, file: path)]
+            let header = try header(bytes[...], file: path, array: nil)
+            guard bytes.count == header.imageLength else {
+                throw DataError(file: path, reason: "\(bytes.count - header.dataStart) data bytes for shape \(header.shape) of \(header.dtype), expected \(header.count * header.itemSize)")
+            }
+            return DataSource(file: path, arrays: [name: DataSource.Array(shape: header.shape, dtype: header.dtype) { () throws(DataError) in
+                try values(bytes, header: header, file: path, array: nil)
+            }])
         }
         guard bytes.starts(with: [0x50, 0x4B]) else { throw DataError(file: path, reason: "neither .npy nor .npz") }
         let archive: Archive
         do { _ = try ZipCheck.validate(bytes) } catch { throw DataError(file: path, reason: "not a readable .npz (zip): \(error.reason)") }
         do { archive = try Archive(data: Data(bytes), accessMode: .read) } catch { throw DataError(file: path, reason: "not a readable .npz (zip): \(error)") }
-        var arrays: [String: NumpyArray] = [:]
+        var arrays: [String: DataSource.Array] = [:]
         for entry in archive where entry.type == .file {
             let name = entry.path.hasSuffix(".npy") ? String(entry.path.dropLast(4)) : entry.path
             let declared = UInt64(entry.uncompressedSize)
@@ -138,18 +184,57 @@ public enum Numpy {
             guard declared <= UInt64(maxElements) * 8 + (1 << 20), declared / 1032 <= UInt64(entry.compressedSize) + 64 else {
                 throw DataError(file: path, array: name, reason: "member claims \(declared) bytes from \(entry.compressedSize): refused")
             }
-            var data = [UInt8]()
-            data.reserveCapacity(Int(min(declared, 1 << 30)))
-            let crc: CRC32
-            do {
-                crc = try archive.extract(entry, skipCRC32: false) { data.append(contentsOf: $0) }
-            } catch {
-                throw DataError(file: path, array: name, reason: "cannot extract: \(error)")
+            // The header alone (inflated up to its end), checked against the member's size;
+            // the values are inflated only when the array is used, after its shape was checked.
+            let header = try memberHeader(archive, entry, file: path, array: name)
+            guard UInt64(header.imageLength) == declared else {
+                throw DataError(file: path, array: name, reason: "its header declares shape \(header.shape) of \(header.dtype) (\(header.imageLength) bytes), the member holds \(declared)")
             }
-            guard crc == entry.checksum else { throw DataError(file: path, array: name, reason: "damaged member (CRC-32 mismatch)") }
-            arrays[name] = try parse(data, file: path, array: name)
+            arrays[name] = DataSource.Array(shape: header.shape, dtype: header.dtype) { () throws(DataError) in
+                try allocatable(Int(declared), file: path, array: name)
+                var data = [UInt8]()
+                data.reserveCapacity(Int(declared))
+                let crc: CRC32
+                do {
+                    crc = try archive.extract(entry, skipCRC32: false) { chunk in
+                        // A member inflating past its declared size is damaged: stop there.
+                        guard data.count + chunk.count <= Int(declared) else { throw MemberTooLong() }
+                        data.append(contentsOf: chunk)
+                    }
+                } catch is MemberTooLong {
+                    throw DataError(file: path, array: name, reason: "inflates past its declared \(declared) bytes")
+                } catch {
+                    throw DataError(file: path, array: name, reason: "cannot extract: \(error)")
+                }
+                guard crc == entry.checksum else { throw DataError(file: path, array: name, reason: "damaged member (CRC-32 mismatch)") }
+                return try values(data, header: header, file: path, array: name)
+            }
         }
-        return arrays
+        return DataSource(file: path, arrays: arrays)
+    }
+
+    private struct MemberTooLong: Error {}
+    private struct HeaderRead: Error {}
+
+    /// Inflates a member only until its `.npy` header is complete, and parses the header.
+    private static func memberHeader(_ archive: Archive, _ entry: Entry, file: String, array: String) throws(DataError) -> Header {
+        var prefix: [UInt8] = []
+        func complete() -> Bool {
+            guard prefix.count >= 12 else { return false }
+            let length = prefix[6] == 1 ? 10 + (Int(prefix[8]) | Int(prefix[9]) << 8)
+                : 12 + (Int(prefix[8]) | Int(prefix[9]) << 8 | Int(prefix[10]) << 16 | Int(prefix[11]) << 24)
+            return prefix.count >= min(length, 12 + (1 << 20))
+        }
+        do {
+            _ = try archive.extract(entry, bufferSize: 4096, skipCRC32: true) { chunk in
+                prefix.append(contentsOf: chunk)
+                if complete() { throw HeaderRead() }
+            }
+        } catch is HeaderRead {
+        } catch {
+            throw DataError(file: file, array: array, reason: "cannot extract: \(error)")
+        }
+        return try header(prefix[...], file: file, array: array)
     }
 }
 

@@ -1,4 +1,5 @@
 import CBLAS
+import LAQFormat
 import CLAQKernels
 
 /// The one place LAQEngine calls OpenBLAS. Two shapes OpenBLAS spends more time packing than
@@ -99,4 +100,20 @@ public enum BLASThreads {
     /// has no such threads.
     @discardableResult
     public static func sleepWhenIdle() -> Bool { laq_blas_sleep_when_idle() == 0 }
+
+    /// Address space OpenBLAS takes for its working buffer on the first product of a thread
+    /// (BUFFER_SIZE: 128 MiB on x86-64), with room for the allocator's overhead.
+    public static let bufferBytes = 160 << 20
+
+    /// Makes OpenBLAS take its working buffer now, if the process can afford it. OpenBLAS
+    /// (0.3.21) retries a failed allocation of that buffer forever, so under an address-space
+    /// limit (`ulimit -v`) the first product would hang instead of failing; a program under such
+    /// a limit calls this first, and reports running out of memory when it returns false.
+    public static func reserveBuffer() -> Bool {
+        guard Memory.canAllocate(bufferBytes) else { return false }
+        let a = [Float](repeating: 0, count: 64 * 64)
+        var c = [Float](repeating: 0, count: 64 * 64)
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, 64, 64, 64, 1, a, 64, a, 64, 0, &c, 64)
+        return true
+    }
 }

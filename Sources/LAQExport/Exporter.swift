@@ -86,7 +86,8 @@ public enum Exporter {
             do { model = try Model(file: file, optimizerState: false) } catch let error as FormatError { throw error } catch {
                 throw ExportError.noArchitecture(reason: "\(error)")
             }
-            try AtomicFile.write(to: path, byPath: { temporary in try KerasH5Writer.write(model, to: temporary) })
+            let bytes = try KerasH5Writer.image(model, name: path)
+            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
             tensors = model.weights.map { ExportedTensor(name: $0.name, shape: $0.shape, values: []) }
         }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0

@@ -17,7 +17,8 @@ import LAQEngine
 /// appended for tf.keras 2.x sources as tf.keras writes them. The architecture is written as
 /// imported, so a file loads in the Keras generation that wrote the original.
 enum KerasH5Writer {
-    static func write(_ model: Model, to path: String) throws {
+    /// The file's bytes; `name` (the destination) is used in error messages.
+    static func image(_ model: Model, name: String) throws -> [UInt8] {
         let architecture = try json(model.architecture)
         let version = model.source.kerasVersion ?? "3.0.0"
         let backend = model.source.backend ?? "tensorflow"
@@ -25,7 +26,7 @@ enum KerasH5Writer {
         let weights = Dictionary(uniqueKeysWithValues: model.weights.map { ($0.name, $0) })
         let layers = Dictionary(uniqueKeysWithValues: model.layers.map { ($0.name, $0) })
         let groups = KerasWeightGroup.groups(model.layers)
-        try H5File.create(path: path) { root in
+        return try H5File.image(name: name) { root in
             try root.setAttribute("model_config", string: architecture)
             try root.setAttribute("keras_version", string: version)
             try root.setAttribute("backend", string: backend)

@@ -10,32 +10,28 @@ import Glibc
 public enum AtomicFile {
     /// Writes the bytes that `body` passes to its sink to `path`, atomically.
     public static func write(to path: String, _ body: (inout FileSink) throws -> Void) throws {
-        try replace(path) { fd, _ in
+        try replace(path) { fd in
             var sink = FileSink(fd: fd, path: path)
             try body(&sink)
             try sink.flush()
         }
     }
 
-    /// Lets `body` write a file through a library that opens files by name (libhdf5): `body`
-    /// gets the temporary file's path, must write it completely and close it before returning;
-    /// then the file is `fsync`ed and renamed over `path`, as ``write(to:_:)`` does.
-    public static func write(to path: String, byPath body: (_ temporaryPath: String) throws -> Void) throws {
-        try replace(path) { _, temporary in try body(temporary) }
-    }
-
-    /// The one implementation: create the temporary file, let `body` fill it (through the
-    /// descriptor or by path), fsync, close, rename, fsync the directory; clean up on error.
-    private static func replace(_ path: String, _ body: (_ fd: Int32, _ temporary: String) throws -> Void) throws {
+    /// Creates the temporary file, lets `body` fill it through the descriptor, fsyncs, closes,
+    /// renames, fsyncs the directory; cleans up on error.
+    private static func replace(_ path: String, _ body: (_ fd: Int32) throws -> Void) throws {
         let directory = parentDirectory(of: path)
         let base = path.split(separator: "/").last.map(String.init) ?? path
         var template = Array("\(directory)/.\(base).tmp-XXXXXX".utf8CString)
-        let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+        // A termination signal from the file's creation to the rename removes it.
+        var slot: Int32 = -1
+        let fd = template.withUnsafeMutableBufferPointer { laq_temporary_create($0.baseAddress!, &slot) }
         guard fd >= 0 else { throw FormatError.io(path: path, operation: "create temporary file in \(directory)", reason: errnoString()) }
+        defer { laq_temporary_remove(slot) }
         let temporary = String(cString: template.withUnsafeBufferPointer { $0.baseAddress! })
         var closed = false
         do {
-            try body(fd, temporary)
+            try body(fd)
             // mkstemp creates 0600; give the file the usual 0666 & ~umask.
             _ = fchmod(fd, 0o666 & ~processUmask)
             guard fsync(fd) == 0 else { throw FormatError.io(path: path, operation: "fsync", reason: errnoString()) }
@@ -54,6 +50,15 @@ public enum AtomicFile {
             _ = fsync(directoryFD)
             close(directoryFD)
         }
+    }
+
+    /// Makes SIGINT, SIGTERM, SIGHUP and SIGQUIT (and, with `crashes`, a crash signal) remove the
+    /// temporary files of writes in progress before the process ends with that signal, and
+    /// makes a write past the file-size limit fail with EFBIG rather than kill the process.
+    /// Call once, early (the handlers replace earlier ones, e.g. the Swift runtime's backtracer
+    /// for crashes).
+    public static func removeTemporariesOnSignals(crashes: Bool) {
+        _ = laq_install_cleanup_handlers(crashes ? 1 : 0)
     }
 
     /// The process's umask, read without changing it (umask(2) can only be read by setting it,

@@ -78,11 +78,18 @@ public final class LAQFile: @unchecked Sendable {
 
     // MARK: - Manifest
 
+    /// The manifest, read by the strict JSON reader (§4: RFC 8259, no byte-order mark, no
+    /// duplicate keys, integers where §4.3–§5 say integer) and decoded as strictly.
     static func decodeManifest(_ bytes: UnsafeRawBufferPointer, maxDepth: Int) throws -> Manifest {
-        try checkDepth(bytes, limit: maxDepth)
-        let data = Data(bytes)
+        let json: JSONValue
         do {
-            let manifest = try JSONDecoder().decode(Manifest.self, from: data)
+            json = try StrictJSON.parse(bytes, maxDepth: maxDepth)
+        } catch {
+            if error.tooDeep { throw FormatError.manifestTooDeep(limit: maxDepth) }
+            throw FormatError.invalidManifest(path: "$", reason: "not valid JSON: \(error)")
+        }
+        do {
+            let manifest = try JSONValueDecoder().decode(Manifest.self, from: json)
             guard manifest.format == "laq" else {
                 throw FormatError.invalidManifest(path: "format", reason: "is \"\(manifest.format)\", expected \"laq\"")
             }
@@ -108,7 +115,7 @@ public final class LAQFile: @unchecked Sendable {
         "$" + keys.map { key in key.intValue.map { "[\($0)]" } ?? ".\(key.stringValue)" }.joined()
     }
 
-    /// Rejects JSON nested deeper than the limit before a recursive parser sees it (rule 4.1).
+    /// Whether JSON text nests deeper than the limit (rule 4.1; the writer checks its own output).
     static func checkDepth(_ bytes: UnsafeRawBufferPointer, limit: Int) throws {
         var depth = 0
         var inString = false

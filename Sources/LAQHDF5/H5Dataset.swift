@@ -1,4 +1,5 @@
 import CHDF5
+import LAQFormat
 
 /// Element types laq reads datasets into; the memory type comes from the Swift type, never from
 /// the file, and HDF5 converts (float16/64 → float32, any integer width → Int64).
@@ -34,13 +35,16 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
     /// The extent, outermost first (`[]` for a scalar).
     public let shape: [Int]
     public let numberClass: H5NumberClass
+    /// Bytes per element in the file, and whether the data passes through deflate.
+    let fileElementSize: Int
+    let compressed: Bool
 
     init(file: H5File, parent: hid_t, name: String, fullPath: String) throws {
         let operation = "open dataset '\(fullPath)'"
         // Owned from here on, so every early exit below closes it.
         let handle = H5ID(try HDF5.check(operation, path: file.path) { H5Dopen2(parent, name, hid_t(H5P_DEFAULT)) }, close: H5Dclose)
         // Before anything else: even the extent of a virtual dataset can open its source files.
-        try Self.checkStorage(handle.id, operation: operation, path: file.path)
+        compressed = try Self.checkStorage(handle.id, operation: operation, path: file.path)
         let space = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_space(handle.id) }, close: H5Sclose)
         let rank = Int(try HDF5.check(operation, path: file.path) { H5Sget_simple_extent_ndims(space.id) })
         var dims = [hsize_t](repeating: 0, count: rank)
@@ -58,6 +62,7 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         self.shape = shape
         let type = H5ID(try HDF5.check(operation, path: file.path) { H5Dget_type(handle.id) }, close: H5Tclose)
         let size = H5Tget_size(type.id)
+        fileElementSize = size
         switch H5Tget_class(type.id) {
         case H5T_FLOAT: numberClass = .float(bytes: size)
         case H5T_INTEGER: numberClass = .integer(bytes: size, signed: H5Tget_sign(type.id) == H5T_SGN_2)
@@ -72,8 +77,9 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
     static let allowedFilters: Set<H5Z_filter_t> = [1, 2, 3]  // H5Z_FILTER_DEFLATE, _SHUFFLE, _FLETCHER32
 
     /// Refuses, before anything is read, a dataset whose data lies outside the file (external
-    /// storage, a virtual dataset's sources) or passes through a filter outside the allow-list.
-    static func checkStorage(_ dataset: hid_t, operation: String, path: String) throws {
+    /// storage, a virtual dataset's sources) or passes through a filter outside the allow-list;
+    /// returns whether deflate is among its filters.
+    static func checkStorage(_ dataset: hid_t, operation: String, path: String) throws -> Bool {
         let plist = H5ID(try HDF5.check(operation, path: path) { H5Dget_create_plist(dataset) }, close: H5Pclose)
         func refuse(_ reason: String) -> HDF5Error { HDF5Error(operation: operation, path: path, stack: [reason]) }
         if H5Pget_layout(plist.id) == H5D_VIRTUAL {
@@ -84,6 +90,7 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
             throw refuse("its data is stored in \(external) external file\(external == 1 ? "" : "s"): laq reads nothing outside the input file")
         }
         let filters = try HDF5.check(operation, path: path) { H5Pget_nfilters(plist.id) }
+        var deflate = false
         for index in 0..<filters {
             var flags: UInt32 = 0
             var count = 0
@@ -94,6 +101,30 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
                 let label = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
                 throw refuse("it is stored through the filter \(filter)\(label.isEmpty ? "" : " (\(label))"), not deflate, shuffle or fletcher32")
             }
+            if filter == 1 { deflate = true }
+        }
+        return deflate
+    }
+
+    /// Refuses a dataset whose declared extent the stored bytes cannot hold, before memory is
+    /// spent on it: uncompressed, every byte must be stored (unwritten chunks or an unallocated
+    /// dataset would read as fill values, data that is not in the file); deflated, the extent
+    /// may be at most 1032× (deflate's largest expansion) the stored bytes. Then checks that the
+    /// `bytes` the read needs can be allocated.
+    func checkPresent(needing bytes: Int, operation: String) throws {
+        let declared = UInt64(elementCount) * UInt64(fileElementSize)
+        let stored = UInt64(H5Dget_storage_size(handle.id))
+        if compressed {
+            guard declared / 1032 <= stored + 64 else {
+                throw HDF5Error(operation: operation, path: file.path, stack: ["its extent \(shape) needs \(declared) bytes, more than deflate makes of the \(stored) bytes stored"])
+            }
+        } else {
+            guard stored >= declared else {
+                throw HDF5Error(operation: operation, path: file.path, stack: ["its extent \(shape) needs \(declared) bytes, the file stores \(stored) (unwritten data would read as fill values)"])
+            }
+        }
+        guard Memory.canAllocate(bytes) else {
+            throw HDF5Error(operation: operation, path: file.path, stack: ["out of memory: cannot allocate \(bytes) bytes for it"])
         }
     }
 
@@ -105,6 +136,7 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         }
         let count = elementCount
         if count == 0 { return [] }
+        try checkPresent(needing: count * MemoryLayout<T>.stride, operation: operation)
         // H5Dread writes every element, so the array is not zero-filled first (and `T` is a
         // trivial type: nothing to deinitialise if the read throws).
         return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in

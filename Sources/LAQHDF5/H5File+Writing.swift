@@ -1,33 +1,47 @@
 import CHDF5
 
-// Writing: what `laq export --to h5` needs to produce files Keras loads (keras-hdf5.md): groups,
+// Writing: what `laq export --to h5` needs to produce files Keras loads (keras-hdf5.md), built in
+// memory: groups,
 // float32 datasets, and string attributes in h5py's form (variable-length UTF-8, scalar or 1-D;
 // an empty list as Keras writes it, float64[0]).
 
 extension H5File {
-    /// Creates (or truncates) the file at `path`, lets `body` fill its root group, and closes the
-    /// file before returning, so the file on disk is complete when this returns. `body` must not
-    /// keep the groups it is given or creates (checked: any object still open is an error).
-    /// Atomic replacement is the caller's (write to a temporary path, then rename).
-    public static func create(path: String, _ body: (H5Group) throws -> Void) throws {
-        try fill(path: path, body)
-        // `fill`'s file was closed when it returned (H5ID's deinit cannot report a failed close):
-        // reopening it read-only checks that what is on disk is a complete HDF5 file.
-        _ = try H5File(path: path).root()
+    /// Builds an HDF5 file in memory (libhdf5's core driver, no backing store), lets `body` fill
+    /// its root group, and returns the file's bytes. `body` must not keep the groups it is given
+    /// or creates (checked: any object still open is an error). `name` is used in messages.
+    ///
+    /// libhdf5 never touches the disk here: the caller writes the bytes (atomically, with its own
+    /// error for a full disk). libhdf5 1.10 handed a failed write (EFBIG, ENOSPC) leaves the file
+    /// half-closed and segfaults when the process exits.
+    public static func image(name: String, _ body: (H5Group) throws -> Void) throws -> [UInt8] {
+        let bytes = try fill(name: name, body)
+        // Opening the image read-only checks that it is a complete HDF5 file.
+        _ = try H5File(image: bytes, name: name).root()
+        return bytes
     }
 
-    /// Creates the file and runs `body`; the file closes when this returns (its last reference).
-    private static func fill(path: String, _ body: (H5Group) throws -> Void) throws {
-        let id = try HDF5.check("create file", path: path) { H5Fcreate(path, laq_h5f_acc_trunc(), hid_t(H5P_DEFAULT), hid_t(H5P_DEFAULT)) }
-        let file = H5File(handle: H5ID(id, close: H5Fclose), path: path)
-        // `file` (whose deinit closes the file) lives until the checks below are done.
-        try withExtendedLifetime(file) {
+    /// Creates the in-memory file, runs `body`, and copies the image out; the file closes when
+    /// this returns (its last reference).
+    private static func fill(name: String, _ body: (H5Group) throws -> Void) throws -> [UInt8] {
+        let fapl = H5ID(try HDF5.check("create file access list", path: name) { H5Pcreate(laq_h5p_file_access()) }, close: H5Pclose)
+        try HDF5.check("use the in-memory driver", path: name) { H5Pset_fapl_core(fapl.id, 1 << 20, false) }
+        let id = try HDF5.check("create file", path: name) { H5Fcreate(imageName(), laq_h5f_acc_trunc(), hid_t(H5P_DEFAULT), fapl.id) }
+        let file = H5File(handle: H5ID(id, close: H5Fclose), path: name)
+        // `file` (whose deinit closes the file) lives until the image is copied out.
+        return try withExtendedLifetime(file) {
             try body(try file.root())
-            try HDF5.check("flush", path: path) { H5Fflush(id, H5F_SCOPE_GLOBAL) }
-            let open = try HDF5.check("count open objects", path: path) { H5Fget_obj_count(id, laq_h5f_obj_all()) }
+            try HDF5.check("flush", path: name) { H5Fflush(id, H5F_SCOPE_GLOBAL) }
+            let open = try HDF5.check("count open objects", path: name) { H5Fget_obj_count(id, laq_h5f_obj_all()) }
             guard open == 1 else {
-                throw HDF5Error(operation: "close file", path: path, stack: ["\(open - 1) objects are still open"])
+                throw HDF5Error(operation: "close file", path: name, stack: ["\(open - 1) objects are still open"])
             }
+            let size = try HDF5.check("get the file image size", path: name) { H5Fget_file_image(id, nil, 0) }
+            var bytes = [UInt8](repeating: 0, count: Int(size))
+            let copied = try bytes.withUnsafeMutableBytes { buffer in
+                try HDF5.check("get the file image", path: name) { H5Fget_file_image(id, buffer.baseAddress, buffer.count) }
+            }
+            guard copied == size else { throw HDF5Error(operation: "get the file image", path: name, stack: ["\(copied) of \(size) bytes"]) }
+            return bytes
         }
     }
 }

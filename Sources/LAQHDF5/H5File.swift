@@ -1,4 +1,7 @@
 import CHDF5
+import Synchronization
+
+private let imageCounter = Atomic<Int>(0)
 
 /// An HDF5 file opened read-only, from a path or from bytes in memory.
 public final class H5File: @unchecked Sendable {
@@ -27,8 +30,16 @@ public final class H5File: @unchecked Sendable {
         try image.withUnsafeBytes { bytes throws in
             _ = try HDF5.check("set file image", path: name) { H5Pset_file_image(fapl.id, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count) }
         }
-        let id = try HDF5.check("open file image", path: name) { H5Fopen(name, laq_h5f_acc_rdonly(), fapl.id) }
+        let id = try HDF5.check("open file image", path: name) { H5Fopen(Self.imageName(), laq_h5f_acc_rdonly(), fapl.id) }
         handle = H5ID(id, close: H5Fclose)
+    }
+
+    /// A name for libhdf5's in-memory driver that no file on disk can have (nothing can be
+    /// created in /proc/self), unique per image: the driver refuses to open an image under the
+    /// name of an existing file (and looks at it), and takes two open images of the same name for
+    /// one file.
+    static func imageName() -> String {
+        "/proc/self/laq-hdf5-image-\(imageCounter.add(1, ordering: .relaxed).newValue)"
     }
 
     /// The root group `/`.

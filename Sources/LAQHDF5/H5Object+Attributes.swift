@@ -56,7 +56,10 @@ extension H5Object {
             var pointers = [UnsafeMutablePointer<CChar>?](repeating: nil, count: count)
             try HDF5.check(operation, path: file.path) { H5Aread(attribute.id, memory.id, &pointers) }
             defer { for pointer in pointers where pointer != nil { H5free_memory(pointer) } }
-            return pointers.map { pointer in pointer.map { String(decoding: UnsafeRawBufferPointer(start: $0, count: strlen($0)), as: UTF8.self) } ?? "" }
+            return try pointers.map { pointer in
+                guard let pointer else { return "" }
+                return try utf8(UnsafeRawBufferPointer(start: pointer, count: strlen(pointer)), operation: operation)
+            }
         }
         let size = H5Tget_size(type.id)
         guard size > 0, size <= Self.maxAttributeBytes, count <= Self.maxAttributeBytes / size else {
@@ -64,11 +67,20 @@ extension H5Object {
         }
         var bytes = [UInt8](repeating: 0, count: size * count)
         try HDF5.check(operation, path: file.path) { H5Aread(attribute.id, type.id, &bytes) }
-        return (0..<count).map { index in
+        return try (0..<count).map { index in
             var element = bytes[(index * size)..<((index + 1) * size)]
             if let nul = element.firstIndex(of: 0) { element = element[..<nul] }
             while element.last == 0x20 { element = element.dropLast() }
-            return String(decoding: element, as: UTF8.self)
+            return try element.withUnsafeBytes { try utf8($0, operation: operation) }
         }
+    }
+
+    /// The bytes as text; bytes that are not UTF-8 are refused, not replaced (two readers
+    /// repairing differently would read different names).
+    private func utf8(_ bytes: UnsafeRawBufferPointer, operation: String) throws -> String {
+        guard let text = String(validating: bytes, as: UTF8.self) else {
+            throw HDF5Error(operation: operation, path: file.path, stack: ["a string that is not UTF-8"])
+        }
+        return text
     }
 }

@@ -60,11 +60,11 @@ struct KerasArchive {
         if let configOverride {
             config = configOverride
         } else {
-            config = try KerasImporter.parseJSON(String(decoding: member(archive, "config.json"), as: UTF8.self), path: path, what: "config.json")
+            config = try KerasImporter.parseJSON(member(archive, "config.json"), path: path, what: "config.json")
         }
         var kerasVersion: String?
         if archive["metadata.json"] != nil {
-            let metadata = try KerasImporter.parseJSON(String(decoding: member(archive, "metadata.json"), as: UTF8.self), path: path, what: "metadata.json")
+            let metadata = try KerasImporter.parseJSON(member(archive, "metadata.json"), path: path, what: "metadata.json")
             kerasVersion = metadata["keras_version"]?.stringValue
         }
         if archive["model.weights.npz"] != nil, archive["model.weights.h5"] == nil {

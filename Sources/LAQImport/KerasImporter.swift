@@ -100,22 +100,28 @@ public struct KerasImporter: Sendable {
         throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file without model_weights, layer_names or layers: not written by Keras")
     }
 
+    /// Deepest nesting accepted in a Keras JSON document: the manifest (limit 128) holds the
+    /// architecture two levels down.
+    static let maxJSONDepth = 120
+
     static func readJSON(path: String) throws -> JSONValue {
+        let data: Data
         do {
-            let data = try Data(contentsOf: URL(fileURLWithPath: path))
-            return try JSONDecoder().decode(JSONValue.self, from: data)
+            data = try Data(contentsOf: URL(fileURLWithPath: path))
         } catch {
-            if !FileManager.default.isReadableFile(atPath: path) { throw ImportError.io(path: path, reason: "no such readable file") }
-            throw ImportError.invalid(path: path, what: "config", reason: "not readable JSON: \(error.localizedDescription)")
+            throw ImportError.io(path: path, reason: "no such readable file")
         }
+        return try parseJSON([UInt8](data), path: path, what: "config")
     }
 
-    /// The JSON in a string attribute (`model_config`, `training_config`).
-    static func parseJSON(_ text: String, path: String, what: String) throws -> JSONValue {
+    /// A Keras JSON document (`model_config`, `training_config`, `config.json`, `metadata.json`),
+    /// read by the strict reader: a document Python's `json` would read differently (duplicate
+    /// keys) or that is not JSON (NaN, trailing commas) is refused.
+    static func parseJSON(_ bytes: [UInt8], path: String, what: String) throws -> JSONValue {
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: Data(text.utf8))
+            return try StrictJSON.parse(bytes, maxDepth: maxJSONDepth, integralNumbersAsIntegers: true)
         } catch {
-            throw ImportError.invalid(path: path, what: what, reason: "not valid JSON")
+            throw ImportError.invalid(path: path, what: what, reason: "not valid JSON: \(error)")
         }
     }
 }

@@ -16,10 +16,10 @@ struct LegacyH5Reader {
             architecture = configOverride
         } else {
             guard let text = try root.stringAttribute("model_config") else { throw ImportError.missingArchitecture(path: path) }
-            architecture = try KerasImporter.parseJSON(text, path: path, what: "attribute model_config")
+            architecture = try KerasImporter.parseJSON(Array(text.utf8), path: path, what: "attribute model_config")
         }
         let training = try root.stringAttribute("training_config").map {
-            try KerasImporter.parseJSON($0, path: path, what: "attribute training_config")
+            try KerasImporter.parseJSON(Array($0.utf8), path: path, what: "attribute training_config")
         } ?? .null
         var (result, storedNames) = try importWeights(group: root.group("model_weights"), architecture: architecture, training: training, kind: .legacyModel)
         result.model.source.kerasVersion = try root.stringAttribute("keras_version")

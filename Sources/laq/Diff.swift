@@ -44,7 +44,7 @@ struct Diff: ParsableCommand {
     }
 
     private func compare() throws {
-        let fileA = try LAQFile(path: a), fileB = try LAQFile(path: b)
+        let fileA = try openLAQ(a), fileB = try openLAQ(b)
         var diff: ModelDiff
         do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: 2) }
         if let data {
@@ -136,9 +136,9 @@ struct Diff: ParsableCommand {
         let modelA: Model, modelB: Model
         do { modelA = try Model(file: fileA, optimizerState: false) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
         do { modelB = try Model(file: fileB, optimizerState: false) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
-        let arrays: [String: NumpyArray]
-        do { arrays = try DataFile.load(data) } catch { throw CLIError(message: "\(error)", code: 2) }
-        var inputs = try ModelInputs.select(arrays, for: modelA, key: xKey, file: data)
+        let source: DataSource
+        do { source = try DataFile.open(data) } catch { throw CLIError(message: "\(error)", code: 2) }
+        var inputs = try ModelInputs.select(source, for: modelA, key: xKey, file: data)
         if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
         let samples = inputs.first?.shape.first ?? 0
         let bar = samples >= 1024 ? ProgressBar(label: "running both models", total: Double(samples), unit: { String(Int($0)) }) : nil

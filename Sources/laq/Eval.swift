@@ -40,7 +40,7 @@ struct Eval: ParsableCommand {
     }
 
     func run() throws {
-        let file = try LAQFile(path: model)
+        let file = try openLAQ(model)
         let laqModel: Model
         do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: 1) }
@@ -51,18 +51,15 @@ struct Eval: ParsableCommand {
         } else {
             lossFunction = Loss(laqModel.training["loss"])
         }
-        let arrays: [String: NumpyArray]
-        do { arrays = try DataFile.load(data) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
-        guard let labels = arrays[yKey] else {
-            throw CLIError(message: "\(data): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)
+        let source = try ModelInputs.open(data)
+        guard source.shape(yKey) != nil else {
+            throw CLIError(message: "\(data): no labels array '\(yKey)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
         }
-        let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey, file: data)
+        let inputs = try ModelInputs.select(source, for: laqModel, key: xKey, file: data)
+        let samples = inputs[0].shape.first ?? 0
+        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: data)
         let executor: Executor
         do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
-        let samples = inputs[0].shape.first ?? 0
-        guard labels.shape.first == samples else {
-            throw CLIError(message: "\(data): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
-        }
         var outputs: [Float] = []
         var width = 1
         let bar = samples >= 4 * batch ? ProgressBar(label: "evaluating", total: Double(samples), unit: { String(Int($0)) }) : nil

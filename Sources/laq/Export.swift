@@ -33,7 +33,7 @@ struct Export: ParsableCommand {
     var json = false
 
     func run() throws {
-        let file = try LAQFile(path: input)
+        let file = try openLAQ(input)
         let summary: ExportSummary
         do {
             summary = try Exporter.export(file, as: to, to: output)

@@ -31,7 +31,7 @@ struct Inspect: ParsableCommand {
     }
 
     func run() throws {
-        let laq = try LAQFile(path: file)
+        let laq = try openLAQ(file)
         if let histogram { return try showHistogram(histogram, in: laq) }
         // A damaged payload does not stop the listing: its statistics are left out and the
         // problem is noted (and the exit status is 1, as `laq verify`'s).
@@ -234,7 +234,7 @@ struct Inspect: ParsableCommand {
     private func showHistogram(_ name: String, in laq: LAQFile) throws {
         let info = try tensor(name, in: laq)
         guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: 1) }
-        let reference = try against.map { try LAQFile(path: $0) }
+        let reference = try against.map { try openLAQ($0) }
         // Each file's problems are reported against that file.
         let histogram: TensorHistogram
         do {

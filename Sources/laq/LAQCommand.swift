@@ -23,19 +23,45 @@ struct LAQCommand: ParsableCommand {
     )
 
     static func main() {
+        // Under an address-space limit (ulimit -v), OpenBLAS' workers, started when it loads,
+        // cannot map their 128 MiB buffers and spin forever: start again with one BLAS thread
+        // (unless the environment chose a number).
+        if ChildProcess.addressSpaceLimit != nil, ProcessInfo.processInfo.environment["OPENBLAS_NUM_THREADS"] == nil {
+            ChildProcess.restart(setting: "OPENBLAS_NUM_THREADS", to: "1")
+        }
+        // Below this, the Swift runtime and the libraries cannot count on starting at all (their
+        // allocations fail as traps, even while parsing the command line).
+        if let limit = ChildProcess.addressSpaceLimit, limit < minimumAddressSpace {
+            FileHandle.standardError.write(Data("laq: error: out of memory: the address-space limit (ulimit -v) is \(limit >> 20) MiB, laq needs at least \(minimumAddressSpace >> 20) MiB to start\n".utf8))
+            Foundation.exit(2)
+        }
         // OpenBLAS' workers, started when it loaded, would spin on the second core through the
         // first 0.1 s of every command; commands that multiply start them again, and they then
         // sleep when idle instead of spinning beside laq's own threads.
         BLASThreads.sleepWhenIdle()
         // Training steps and batches allocate megabyte arrays afresh: keep freed ones for reuse.
         EngineMemory.keepFreedBlocks()
+        // Interrupted writes leave no temporary files; a child reading a hostile file removes its
+        // own when it crashes too, and dumps no core (see Isolation).
+        AtomicFile.removeTemporariesOnSignals(crashes: Isolation.isChild)
+        if Isolation.isChild { ChildProcess.disableCoreDumps() }
         do {
             var command = try parseAsRoot()
+            if Isolation.isolates(command) {
+                try Isolation.runInChild(reading: (command as? ReadsHDF5)?.hdf5Inputs ?? [])
+            }
+            if let limit = ChildProcess.addressSpaceLimit, !BLASThreads.reserveBuffer() {
+                throw CLIError(message: "out of memory: under the address-space limit of \(limit >> 20) MiB (ulimit -v) there is no room for OpenBLAS' \(BLASThreads.bufferBytes >> 20) MiB working buffer; raise the limit", code: 2)
+            }
             try command.run()
         } catch {
             exit(withError: error)
         }
     }
+
+    /// The smallest address-space limit laq starts under (measured: the debug build's argument
+    /// parsing alone failed under 200 MiB; see Tests/CLITests HostileInputTests).
+    static let minimumAddressSpace: UInt64 = 256 << 20
 
     static func exit(withError error: any Error) -> Never {
         switch error {

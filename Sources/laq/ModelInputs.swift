@@ -6,38 +6,65 @@ import LAQEngine
 enum ModelInputs {
     /// One tensor per model input: the only array, or the array named `key` (single input), or
     /// the arrays named after the input layers or `x0`, `x1`, …; each checked against the model's
-    /// input shape, for finite values, and for a common sample count.
-    static func select(_ arrays: [String: NumpyArray], for model: Model, key: String, file: String) throws -> [Tensor] {
-        var chosen: [(String, NumpyArray)] = []
-        if arrays.count == 1, model.inputs.count == 1 {
-            chosen = [arrays.first!]
+    /// input shape (as declared, before its values are read), for finite values, and for a common
+    /// sample count.
+    static func select(_ source: DataSource, for model: Model, key: String, file: String) throws -> [Tensor] {
+        var chosen: [String] = []
+        if source.arrays.count == 1, model.inputs.count == 1 {
+            chosen = source.names
         } else {
             for (index, ref) in model.inputs.enumerated() {
                 let keys = (model.inputs.count == 1 ? [key] : []) + [ref.layer, "x\(index)"]
-                guard let found = keys.first(where: { arrays[$0] != nil }) else {
-                    throw CLIError(message: "\(file): no array for input '\(ref.layer)' (tried \(keys.joined(separator: ", ")); has \(arrays.keys.sorted().joined(separator: ", ")))", code: 1)
+                guard let found = keys.first(where: { source.shape($0) != nil }) else {
+                    throw CLIError(message: "\(file): no array for input '\(ref.layer)' (tried \(keys.joined(separator: ", ")); has \(source.names.joined(separator: ", ")))", code: 1)
                 }
-                chosen.append((found, arrays[found]!))
+                chosen.append(found)
             }
         }
         let shapes = (try? model.outputShapes()) ?? [:]
-        var tensors: [Tensor] = []
-        for ((name, array), ref) in zip(chosen, model.inputs) {
+        for (name, ref) in zip(chosen, model.inputs) {
+            let shape = source.shape(name)!
             if let expected = shapes[ref.layer] {
-                let fits = expected.count == array.shape.count && zip(expected.dropFirst(), array.shape.dropFirst()).allSatisfy { $0 == nil || $0 == $1 }
+                let fits = expected.count == shape.count && zip(expected.dropFirst(), shape.dropFirst()).allSatisfy { $0 == nil || $0 == $1 }
                 guard fits else {
-                    throw CLIError(message: "\(file): array '\(name)' has shape \(array.shape), input '\(ref.layer)' expects (\(expected.map { $0.map(String.init) ?? "any" }.joined(separator: ", ")))", code: 1)
+                    throw CLIError(message: "\(file): array '\(name)' has shape \(shape), input '\(ref.layer)' expects (\(expected.map { $0.map(String.init) ?? "any" }.joined(separator: ", ")))", code: 1)
                 }
             }
+        }
+        let counts = chosen.map { source.shape($0)!.first ?? 0 }
+        guard Set(counts).count <= 1 else {
+            throw CLIError(message: "\(file): inputs have different sample counts \(counts)", code: 1)
+        }
+        var tensors: [Tensor] = []
+        for name in chosen {
+            let array = try read(source, name)
             if let bad = array.values.firstIndex(where: { !$0.isFinite }) {
                 throw CLIError(message: "\(file): array '\(name)' has a non-finite value at element \(bad)", code: 1)
             }
             tensors.append(Tensor(shape: array.shape, data: array.values))
         }
-        guard Set(tensors.map { $0.shape.first ?? 0 }).count <= 1 else {
-            throw CLIError(message: "\(file): inputs have different sample counts \(tensors.map { $0.shape.first ?? 0 })", code: 1)
-        }
         return tensors
+    }
+
+    /// The values of `name` (a missing file or a damaged one: exit 2 or 1).
+    static func read(_ source: DataSource, _ name: String) throws -> NumpyArray {
+        do { return try source.read(name) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+    }
+
+    /// Opens a data file (its arrays' shapes; values are read as they are used).
+    static func open(_ specification: String) throws -> DataSource {
+        do { return try DataFile.open(specification) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
+    }
+
+    /// The labels array `key`, refused before it is read unless it has `samples` rows.
+    static func labels(_ source: DataSource, key: String, samples: Int, file: String) throws -> NumpyArray {
+        guard let shape = source.shape(key) else {
+            throw CLIError(message: "\(file): no labels array '\(key)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
+        }
+        guard shape.first == samples, samples > 0 else {
+            throw CLIError(message: "\(file): array '\(key)' has \(shape.first ?? 0) samples, the inputs \(samples)", code: 1)
+        }
+        return try read(source, key)
     }
 }
 

@@ -149,3 +149,14 @@ enum CompressionChoice: String, ExpressibleByArgument, CaseIterable {
         }
     }
 }
+
+/// Opens a `.laq` file a command was given; a file that breaks the format is an error that
+/// names it (exit 1).
+func openLAQ(_ path: String) throws -> LAQFile {
+    do {
+        return try LAQFile(path: path)
+    } catch let error as FormatError {
+        if case .io = error { throw error }
+        throw CLIError(message: "\(path): \(error)", code: error.exitStatus)
+    }
+}

@@ -159,7 +159,7 @@ struct Quantize: ParsableCommand {
             }
             overrides[parts[0]] = try parseMethod(name, bits: layerBits)
         }
-        let file = try LAQFile(path: input)
+        let file = try openLAQ(input)
         let model: Model
         do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: 1) }
         let settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
@@ -412,16 +412,13 @@ struct Quantize: ParsableCommand {
 
     /// Inputs and labels from an .npz, checked against the model and the loss.
     private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
-        let arrays: [String: NumpyArray]
-        do { arrays = try DataFile.load(path) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
-        let inputs = try ModelInputs.select(arrays, for: model, key: xKey, file: path)
-        guard let labels = arrays[yKey] else {
-            throw CLIError(message: "\(path): no labels array '\(yKey)' (has \(arrays.keys.sorted().joined(separator: ", "))); use --y-key", code: 1)
+        let source = try ModelInputs.open(path)
+        guard source.shape(yKey) != nil else {
+            throw CLIError(message: "\(path): no labels array '\(yKey)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
         }
+        let inputs = try ModelInputs.select(source, for: model, key: xKey, file: path)
         let samples = inputs[0].shape.first ?? 0
-        guard labels.shape.first == samples, samples > 0 else {
-            throw CLIError(message: "\(path): array '\(yKey)' has \(labels.shape.first ?? 0) samples, the inputs \(samples)", code: 1)
-        }
+        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: path)
         // The model's output for one sample fixes how many label values a sample needs.
         let output: Tensor
         do { output = try Executor(model: model).predict(inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: 1) }

@@ -36,8 +36,8 @@ struct Report: ParsableCommand {
     }
 
     func run() throws {
-        let file = try LAQFile(path: input)
-        let reference = try against.map { try LAQFile(path: $0) }
+        let file = try openLAQ(input)
+        let reference = try against.map { try openLAQ($0) }
         var diff: ModelDiff?
         if let reference {
             diff = try ModelDiff.compare(reference, file)

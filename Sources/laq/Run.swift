@@ -32,13 +32,11 @@ struct Run: ParsableCommand {
     }
 
     func run() throws {
-        let file = try LAQFile(path: model)
+        let file = try openLAQ(model)
         let laqModel: Model
         do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
         let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
-        let arrays: [String: NumpyArray]
-        do { arrays = try DataFile.load(input) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
-        let inputs = try ModelInputs.select(arrays, for: laqModel, key: xKey ?? "x", file: input)
+        let inputs = try ModelInputs.select(ModelInputs.open(input), for: laqModel, key: xKey ?? "x", file: input)
         let samples = inputs[0].shape.first ?? 0
         var outputs: [[Float]] = Array(repeating: [], count: laqModel.outputs.count)
         var outputShapes: [[Int]] = Array(repeating: [], count: laqModel.outputs.count)

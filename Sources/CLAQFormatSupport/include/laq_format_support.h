@@ -1,4 +1,5 @@
-// laq's C for LAQFormat: a folded CRC-32 and early writeback. The one place LAQFormat runs C
+// laq's C for LAQFormat: a folded CRC-32, early writeback, temporary files removed on signals
+// and commands run in a child process. The one place LAQFormat runs C
 // besides its two system libraries (zlib, libcrypto).
 #ifndef LAQ_FORMAT_SUPPORT_H
 #define LAQ_FORMAT_SUPPORT_H
@@ -23,5 +24,43 @@ uint32_t laq_crc32_fold(uint32_t crc, const uint8_t *bytes, size_t length);
 /// (sync_file_range(2) with SYNC_FILE_RANGE_WRITE), so that a later fsync waits only for what is
 /// left. Returns 0, or -1 with errno set; callers may ignore failure (fsync still does the work).
 int laq_start_writeback(int fd, int64_t offset, int64_t count);
+
+/// Records `path` as a temporary file that a termination signal (or, once
+/// laq_install_cleanup_handlers(1) ran, a crash) removes. Returns a slot for
+/// laq_temporary_remove, or -1 when the path is too long or all 64 slots are taken (the file is
+/// then not removed on a signal).
+int laq_temporary_add(const char *path);
+
+/// Creates a temporary file from `path_template` (mkstemp(3): it ends in XXXXXX, replaced) and
+/// records it as laq_temporary_add does, with termination signals blocked in between. Returns
+/// the descriptor and sets `slot`, or returns -1 with errno.
+int laq_temporary_create(char *path_template, int *slot);
+
+/// Forgets the temporary file of `slot` (it was renamed into place or removed); -1 is ignored.
+void laq_temporary_remove(int slot);
+
+/// Installs handlers for SIGINT, SIGTERM, SIGHUP and SIGQUIT (except those already ignored), and
+/// when `crashes` is nonzero for SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP and SIGSYS:
+/// each removes the recorded temporary files and ends the process with the same signal (and
+/// unblocks the termination signals, in case the parent left them blocked). While
+/// laq_run_child waits, termination signals are forwarded to the child instead. Also ignores
+/// SIGXFSZ, so that a write past RLIMIT_FSIZE fails with EFBIG. Returns 0, or -1 with errno.
+int laq_install_cleanup_handlers(int crashes);
+
+/// Sets RLIMIT_CORE to 0: a process reading a hostile file leaves no core dump of it.
+int laq_disable_core_dumps(void);
+
+/// Runs `path` with `argv` and `envp` (NULL-terminated) in a child process, forwarding
+/// SIGINT, SIGTERM, SIGHUP and SIGQUIT to it, and waits for it. On return 0, `exit_code` is its
+/// exit status (or -1) and `term_signal` the signal that ended it (or 0); -1 with errno when it
+/// could not be started or waited for.
+int laq_run_child(const char *path, char *const argv[], char *const envp[], int *exit_code, int *term_signal);
+
+/// The address-space limit (RLIMIT_AS, `ulimit -v`) in bytes, or 0 when there is none.
+uint64_t laq_address_space_limit(void);
+
+/// Runs this program again (execv of /proc/self/exe with the same arguments) with the
+/// environment variable `name` set to `value`. Returns only on failure (-1).
+int laq_restart_with_environment(const char *name, const char *value);
 
 #endif
