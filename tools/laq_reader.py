@@ -120,6 +120,44 @@ def _reject_constant(name):
     raise ValueError(f"invalid JSON literal {name}")
 
 
+def _parse_float(text: str) -> float:
+    """JSON number with fraction or exponent -> float; one that overflows a double (1e999,
+    which Python reads as inf) is refused, as the Swift reader refuses it."""
+    value = float(text)
+    if value in (float("inf"), float("-inf")):
+        raise ValueError(f"number {text[:40]} is out of a double's range")
+    return value
+
+
+def _unique_members(pairs):
+    """object_pairs_hook: §4 — no object has two members with the same key, where keys are
+    compared as canonically equivalent Unicode (NFC), as the Swift reader compares strings.
+    Python's json would keep the last of two; another reader the first."""
+    seen = set()
+    for key, _ in pairs:
+        canonical = unicodedata.normalize("NFC", key)
+        if canonical in seen:
+            raise ValueError(f"duplicate key {key!r} in one object")
+        seen.add(canonical)
+    return dict(pairs)
+
+
+def _check_strings(root) -> None:
+    """§4: the text is UTF-8; an escaped lone surrogate ("\\ud800"), which Python's json decodes
+    into a str that is not Unicode text, is refused."""
+    stack = [root]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            v.encode("utf-8")           # raises UnicodeEncodeError on a lone surrogate
+        elif isinstance(v, dict):
+            for k, c in v.items():
+                k.encode("utf-8")
+                stack.append(c)
+        elif isinstance(v, list):
+            stack.extend(v)
+
+
 def _half_to_float_table() -> np.ndarray:
     """uint16 bit pattern -> float32 bit pattern for IEEE binary16, exact, NaN payload kept.
 
@@ -330,7 +368,11 @@ class LaqFile:
         except UnicodeDecodeError as e:
             raise LaqError("4", f"manifest is not valid UTF-8: {e}") from None
         try:
-            doc = json.loads(text, parse_int=_parse_int, parse_constant=_reject_constant)
+            doc = json.loads(text, parse_int=_parse_int, parse_float=_parse_float,
+                             parse_constant=_reject_constant, object_pairs_hook=_unique_members)
+            _check_strings(doc)
+        except UnicodeEncodeError:
+            raise LaqError("4", "manifest holds an escaped lone surrogate (not Unicode text)") from None
         except RecursionError:
             # 4.1: only pathologically deep nesting exhausts the parser's recursion limit.
             raise LaqError("4.1", f"manifest nesting depth exceeds {MAX_DEPTH}") from None

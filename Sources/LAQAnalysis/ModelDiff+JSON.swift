@@ -43,6 +43,8 @@ extension ModelDiff {
                         "output": .string($0.output), "rows": .int(Int64($0.rows)), "top1_agreement": number($0.top1Agreement),
                         "kl_divergence": number($0.klDivergence), "distribution": .string($0.distribution),
                         "max_abs_diff": number($0.maxAbsDifference), "note": string($0.note),
+                        "non_finite": ["a": .int(Int64($0.nonFiniteA)), "b": .int(Int64($0.nonFiniteB)),
+                                       "first_layer_a": string($0.firstNonFiniteLayerA), "first_layer_b": string($0.firstNonFiniteLayerB)],
                     ]
                 }),
                 "layers": .array(outputs.layers.map {

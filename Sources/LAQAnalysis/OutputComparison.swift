@@ -22,6 +22,13 @@ public struct OutputComparison: Sendable {
         public var maxAbsDifference: Double
         /// Why the output was not compared (its shapes differ between A and B), if so.
         public var note: String?
+        /// Output values that are NaN or infinite, in A and in B. Rows holding one count as
+        /// disagreeing and are left out of the KL divergence and max |Δ|.
+        public var nonFiniteA = 0
+        public var nonFiniteB = 0
+        /// The first layer producing a non-finite value, on the first sample with one, in A and B.
+        public var firstNonFiniteLayerA: String?
+        public var firstNonFiniteLayerB: String?
     }
 
     /// One layer (architectures must match).
@@ -96,6 +103,9 @@ public struct OutputComparison: Sendable {
             for (index, entry) in isolated.enumerated() {
                 isolatedAccumulators[index].add(outputsA[0], try entry.executor.predict(batch)[0])
             }
+            for index in agreement.indices {
+                agreement[index].locate(firstSample: range.lowerBound, samples: range.count)
+            }
             done = range.upperBound
             progress?(done, samples)
         }
@@ -105,7 +115,16 @@ public struct OutputComparison: Sendable {
             return LayerError(layer: layer.name, activationError: relative(sums.difference, sums.reference),
                               isolatedKL: isolatedResult?.klDivergence, isolatedError: isolatedResult.map { relative($0.squaredDifference, $0.squaredReference) })
         } : []
-        return OutputComparison(samples: samples, outputs: agreement.map(\.result.agreement), layers: layers,
+        var outputs = agreement.map(\.result.agreement)
+        for (index, accumulator) in agreement.enumerated() {
+            if let sample = accumulator.firstNonFiniteSampleA {
+                outputs[index].firstNonFiniteLayerA = try executorA.firstNonFiniteLayer(inputs.map { $0.rows(sample..<(sample + 1)) })
+            }
+            if let sample = accumulator.firstNonFiniteSampleB {
+                outputs[index].firstNonFiniteLayerB = try executorB.firstNonFiniteLayer(inputs.map { $0.rows(sample..<(sample + 1)) })
+            }
+        }
+        return OutputComparison(samples: samples, outputs: outputs, layers: layers,
                                 layerNote: sameGraph ? nil : "the architectures differ: no per-layer comparison")
     }
 
@@ -125,8 +144,27 @@ public struct OutputComparison: Sendable {
         var squaredDifference = 0.0
         var squaredReference = 0.0
         var mismatch: String?
+        var nonFiniteA = 0
+        var nonFiniteB = 0
+        /// Rows without NaN or infinity in either output: those the KL divergence and max |Δ| are over.
+        var finiteRows = 0
+        /// Rows of the last batch holding a non-finite value (first in A, first in B), and the
+        /// samples they belong to, once located.
+        var batchRowA: (row: Int, rows: Int)?
+        var batchRowB: (row: Int, rows: Int)?
+        var firstNonFiniteSampleA: Int?
+        var firstNonFiniteSampleB: Int?
 
         init(name: String) { self.name = name }
+
+        /// Turns the rows of the batch just added into sample indices (a sample may have several
+        /// rows: time steps).
+        mutating func locate(firstSample: Int, samples: Int) {
+            if firstNonFiniteSampleA == nil, let (row, rows) = batchRowA { firstNonFiniteSampleA = firstSample + row * samples / max(rows, 1) }
+            if firstNonFiniteSampleB == nil, let (row, rows) = batchRowB { firstNonFiniteSampleB = firstSample + row * samples / max(rows, 1) }
+            batchRowA = nil
+            batchRowB = nil
+        }
 
         mutating func add(_ x: Tensor, _ y: Tensor) {
             let width = max(x.lastDimension, 1)
@@ -140,6 +178,17 @@ public struct OutputComparison: Sendable {
             if rows == 0 { kind = Self.kind(p, width: width) }
             for row in 0..<count {
                 let base = row * width
+                let badA = p[base..<(base + width)].reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                let badB = q[base..<(base + width)].reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+                if badA + badB > 0 {
+                    // No agreement and no distance can be computed with NaN or infinity.
+                    nonFiniteA += badA
+                    nonFiniteB += badB
+                    if badA > 0, batchRowA == nil { batchRowA = (row, count) }
+                    if badB > 0, batchRowB == nil { batchRowB = (row, count) }
+                    continue
+                }
+                finiteRows += 1
                 for column in 0..<width {
                     let difference = Double(q[base + column]) - Double(p[base + column])
                     maxAbs = max(maxAbs, abs(difference))
@@ -169,9 +218,14 @@ public struct OutputComparison: Sendable {
         }
 
         var result: (agreement: Agreement, klDivergence: Double?, squaredDifference: Double, squaredReference: Double) {
-            let divergence = klDefined && rows > 0 ? kl / Double(rows) : nil
-            return (Agreement(output: name, rows: rows, top1Agreement: rows > 0 ? Double(agreeing) / Double(rows) : nil,
-                              klDivergence: divergence, distribution: kind, maxAbsDifference: maxAbs, note: mismatch),
+            let divergence = klDefined && finiteRows > 0 ? kl / Double(finiteRows) : nil
+            // NaN (JSON null, "–") when no row could be compared.
+            var agreement = Agreement(output: name, rows: rows, top1Agreement: rows > 0 ? Double(agreeing) / Double(rows) : nil,
+                                      klDivergence: divergence, distribution: kind, maxAbsDifference: finiteRows > 0 || rows == 0 ? maxAbs : .nan,
+                                      note: mismatch)
+            agreement.nonFiniteA = nonFiniteA
+            agreement.nonFiniteB = nonFiniteB
+            return (agreement,
                     divergence, squaredDifference, squaredReference)
         }
 

@@ -220,7 +220,10 @@ public struct ReportPage {
         }
         if let outputs = diff.outputs {
             for output in outputs.outputs {
-                parts.append("<p>On <code>\(SVGChart.escape(dataName ?? ""))</code> (\(outputs.samples) samples), output <code>\(SVGChart.escape(output.output))</code>: top-1 agreement \(output.top1Agreement.map { String(format: "%.2f%%", 100 * $0) } ?? "–"), KL(reference ‖ this) \(output.klDivergence.map { SVGChart.number($0) } ?? "–") nats, max |Δ| \(SVGChart.number(output.maxAbsDifference)).</p>")
+                parts.append("<p>On <code>\(SVGChart.escape(dataName ?? ""))</code> (\(outputs.samples) samples), output <code>\(SVGChart.escape(output.output))</code>: top-1 agreement \(output.top1Agreement.map { String(format: "%.2f%%", 100 * $0) } ?? "–"), KL(reference ‖ this) \(output.klDivergence.map { SVGChart.number($0) } ?? "–") nats, max |Δ| \(output.maxAbsDifference.isNaN ? "–" : SVGChart.number(output.maxAbsDifference)).</p>")
+                for (side, count, layer) in [("the reference", output.nonFiniteA, output.firstNonFiniteLayerA), ("this model", output.nonFiniteB, output.firstNonFiniteLayerB)] where count > 0 {
+                    parts.append("<p class=\"warning\">\(count) output values of \(side) are not finite (NaN or infinite)\(layer.map { ", first produced by layer <code>\(SVGChart.escape($0))</code>" } ?? ""); their rows count as disagreeing.</p>")
+                }
             }
             let isolated = outputs.layers.filter { $0.isolatedError != nil }
             if !isolated.isEmpty {

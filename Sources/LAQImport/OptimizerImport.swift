@@ -73,7 +73,7 @@ struct OptimizerImport {
             let bare = name.hasSuffix(":0") ? String(name.dropLast(2)) : name
             let parts = bare.split(separator: "/").map(String.init)
             if parts.last == "iteration" || parts.last == "iter" {
-                iterations = try dataset.read(as: Int64.self).first
+                iterations = try iterationCount(dataset)
                 continue
             }
             if parts.last == "learning_rate" {
@@ -148,9 +148,19 @@ struct OptimizerImport {
                 progress?(dataset.elementCount * 4)
             }
         }
-        let iterations = try variables[0].read(as: Int64.self).first
+        let iterations = try iterationCount(variables[0])
         let learningRate = try variables[1].read(as: Double.self).first
         return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: "keras 3 (optimizer/vars by position)"), [])
+    }
+
+    /// The step count `t` (Adam's bias correction divides by 1 − β^t): read as a number, it
+    /// must be a whole number in 0…2^53 (a float NaN converted to an integer would be anything).
+    func iterationCount(_ dataset: H5Dataset) throws -> Int64? {
+        guard let value = try dataset.read(as: Double.self).first else { return nil }
+        guard value.isFinite, value >= 0, value <= 9_007_199_254_740_992, value == value.rounded() else {
+            throw fail("iteration count \(value) is not a whole number of steps")
+        }
+        return Int64(value)
     }
 
     func assemble(trainable: [Weight], moments: [String: [String: [Float]]], iterations: Int64?, learningRate: Double?, scheme: String) throws -> OptimizerState {
@@ -163,6 +173,12 @@ struct OptimizerImport {
         }
         if let negative = slots.first(where: { $0.slot != "m" && $0.values.contains { $0 < 0 || !$0.isFinite } }) {
             throw fail("second moment of '\(negative.weight)' has negative or non-finite values")
+        }
+        if let bad = slots.first(where: { $0.slot == "m" && $0.values.contains { !$0.isFinite } }) {
+            throw fail("first moment of '\(bad.weight)' has non-finite values")
+        }
+        if let learningRate, !(learningRate.isFinite && learningRate >= 0) {
+            throw fail("learning rate \(learningRate) is not a finite, non-negative number")
         }
         return state(iterations: iterations, learningRate: learningRate, slots: slots, scheme: scheme)
     }

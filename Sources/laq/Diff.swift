@@ -109,7 +109,11 @@ struct Diff: ParsableCommand {
                     continue
                 }
                 let agreement = output.top1Agreement.map { String(format: "%.2f%%", 100 * $0) } ?? "–"
-                lines.append(String(format: "  %@: top-1 agreement %@, %@, max |Δ| %.4g", output.output, agreement, kl, output.maxAbsDifference))
+                let maxAbs = output.maxAbsDifference.isNaN ? "–" : String(format: "%.4g", output.maxAbsDifference)
+                lines.append("  \(output.output): top-1 agreement \(agreement), \(kl), max |Δ| \(maxAbs)")
+                for (side, count, layer) in [("A", output.nonFiniteA, output.firstNonFiniteLayerA), ("B", output.nonFiniteB, output.firstNonFiniteLayerB)] where count > 0 {
+                    lines.append("  warning: \(count) values of \(side)'s \(output.output) are not finite (NaN or infinite)\(layer.map { ", first produced by layer '\($0)'" } ?? ""); their rows count as disagreeing")
+                }
             }
             if let note = outputs.layerNote { lines.append("  \(note)") }
             if !outputs.layers.isEmpty {

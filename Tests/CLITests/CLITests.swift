@@ -257,7 +257,7 @@ import Testing
 
 /// A model computing NaN: every command says so rather than report a number.
 @Suite struct NonFiniteCLITests {
-    @Test("a NaN bias: eval exits 1 naming the layer, run warns, quantize exits 1 naming the weight, verify warns")
+    @Test("a NaN bias: eval exits 1 naming the layer, run warns, quantize exits 1 naming the weight, verify warns, diff counts it")
     func nanBias() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
@@ -271,6 +271,17 @@ import Testing
         #expect(quantize.status == 1 && quantize.stderr.contains("weight 'dense_3/bias' holds 1 non-finite value"), "\(quantize.stderr)")
         let verify = try CLITests.run(["verify", model])
         #expect(verify.status == 0 && verify.stdout.contains("dense_3/bias (1)"), "\(verify.stdout)")
+        // diff: the NaN rows never agree, and the count and first layer are said.
+        let reference = directory.appendingPathComponent("m.laq").path
+        let imported = try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", reference])
+        try #require(imported.status == 0, "\(imported.stderr)")
+        let diff = try CLITests.run(["diff", reference, model, "--data", data])
+        #expect(diff.stdout.contains("top-1 agreement 0.00%, KL undefined, max |Δ| –"), "\(diff.stdout)")
+        #expect(diff.stdout.contains("warning: 2560 values of B's classes are not finite (NaN or infinite), first produced by layer 'dense_3'"), "\(diff.stdout)")
+        let json = try CLITests.json(try CLITests.run(["diff", reference, model, "--data", data, "--json"]).stdout)
+        let outputs = try #require((json["data"] as? [String: Any])?["outputs"] as? [[String: Any]])
+        let nonFinite = try #require(outputs.first?["non_finite"] as? [String: Any])
+        #expect(nonFinite["b"] as? Int == 2560 && nonFinite["a"] as? Int == 0 && nonFinite["first_layer_b"] as? String == "dense_3", "\(nonFinite)")
     }
 }
 

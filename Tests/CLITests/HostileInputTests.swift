@@ -51,6 +51,9 @@ import Testing
         ("hdf5-external-link.h5", "it is an external link (to another file)"),
         ("hdf5-virtual-dataset-missing-source.h5", "a virtual dataset"),
         ("keras-duplicate-member.keras", "two members named 'config.json'"),
+        // Adam's step count stored as a float NaN; a negative second moment.
+        ("optimizer-nan-iteration.h5", "iteration count nan is not a whole number of steps"),
+        ("optimizer-negative-v.h5", "second moment of 'classes/bias' has negative or non-finite values"),
     ]
 
     @Test("import refuses each hostile Keras file, naming it, and writes nothing", arguments: imports.map(\.file))

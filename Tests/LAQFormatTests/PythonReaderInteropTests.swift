@@ -135,6 +135,94 @@ import Testing
         return cases.count
     }
 
+    /// Manifests that test the JSON rules of §4 (strictness): each is the valid every-encoding
+    /// file with its manifest text edited in place (the text keeps its length, padded with
+    /// spaces, so offsets stay right). Name → (edited manifest, whether a reader must accept it).
+    static func jsonCases() throws -> (cases: [(name: String, manifest: [UInt8], valid: Bool)], data: [UInt8], expected: [UInt8]) {
+        let writer = try ExampleModels.everyEncoding()
+        var expected: [UInt8] = []
+        for record in writer.records { expectedValues(record).withUnsafeBytes { expected.append(contentsOf: $0) } }
+        let filler = String(repeating: "x", count: 600)
+        let base = FileSurgeon(FileSurgeon(try writer.encoded()).rebuild(manifest: { $0["metadata"] = ["note": filler] }))
+        let text = Array(base.original[64..<(64 + base.manifestLength)])
+        let data = Array(base.original[base.dataOffset..<(base.dataOffset + base.dataLength)])
+        let note = Array("\"note\":\"\(filler)\"".utf8)
+        let at = try #require(text.firstRange(of: note))
+        /// The manifest with the filler member replaced by `members` (raw bytes), padded back.
+        func metadata(_ members: [UInt8]) -> [UInt8] {
+            var edited = text
+            edited.replaceSubrange(at, with: members)
+            return edited + [UInt8](repeating: 0x20, count: text.count - edited.count)
+        }
+        func metadata(_ members: String) -> [UInt8] { metadata(Array(members.utf8)) }
+        /// The manifest with the first `old` replaced by `new` and the filler shortened to match.
+        func replacing(_ old: String, _ new: String) -> [UInt8] {
+            var edited = metadata("\"note\":\"\(String(repeating: "x", count: 600 - (new.utf8.count - old.utf8.count)))\"")
+            let range = edited.firstRange(of: Array(old.utf8))!
+            edited.replaceSubrange(range, with: Array(new.utf8))
+            return edited
+        }
+        let offset = "\"offset\":\(Int(base.dataOffset))"
+        let nested = { (depth: Int) in "\"a\":" + String(repeating: "[", count: depth) + String(repeating: "]", count: depth) }
+        let cases: [(String, [UInt8], Bool)] = [
+            ("bom", [0xEF, 0xBB, 0xBF] + metadata("\"a\":1").dropLast(3), false),
+            ("duplicate-key", metadata("\"a\":1,\"a\":2"), false),
+            ("duplicate-canonical-key", metadata("\"caf\u{E9}\":1,\"cafe\u{301}\":2"), false),
+            ("duplicate-tensor-key", replacing("\"dtype\":\"float32\"", "\"dtype\":\"float32\",\"dtype\":\"float32\""), false),
+            ("trailing-comma-object", metadata("\"a\":1,"), false),
+            ("trailing-comma-array", metadata("\"a\":[1,2,]"), false),
+            ("integer-with-fraction", replacing(offset, offset + ".0"), false),
+            ("integer-with-exponent", replacing(offset, offset + "e0"), false),
+            ("nan", metadata("\"a\":NaN"), false),
+            ("infinity", metadata("\"a\":Infinity"), false),
+            ("negative-infinity", metadata("\"a\":-Infinity"), false),
+            ("overflow", metadata("\"a\":1e999"), false),
+            ("lone-surrogate", metadata("\"a\":\"\\ud800\""), false),
+            ("lone-low-surrogate", metadata("\"a\":\"\\udc00x\""), false),
+            ("invalid-utf8", metadata(Array("\"a\":\"".utf8) + [0xFF] + Array("\"".utf8)), false),
+            ("control-character", metadata(Array("\"a\":\"".utf8) + [0x01] + Array("\"".utf8)), false),
+            ("leading-zero", metadata("\"a\":01"), false),
+            ("comment", metadata("\"a\":/* c */1"), false),
+            ("single-quotes", metadata("'a':1"), false),
+            ("too-deep", metadata(nested(127)), false),
+            ("deepest", metadata(nested(126)), true),
+            ("whitespace", metadata("\"a\" :\n [ 1 ,\t2 ] "), true),
+            ("escapes", metadata("\"a\":\"\\u00e9\\/\\n\\ud83d\\ude00\""), true),
+            ("large-integer", metadata("\"a\":100000000000000000000000000000"), true),
+            ("float", metadata("\"a\":-1.5e3"), true),
+            ("unsorted-keys", metadata("\"b\":1,\"a\":2"), true),
+        ]
+        var trailing = metadata("\"a\":1")
+        trailing[trailing.count - 1] = UInt8(ascii: "x")
+        return (cases + [("text-after-value", trailing, false)], data, expected)
+    }
+
+    @Test("the Swift and Python readers give every crafted manifest the same verdict (§4)")
+    func strictJSONAgrees() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let (cases, data, expected) = try Self.jsonCases()
+        for (name, manifest, valid) in cases {
+            let file = FileSurgeon.assemble(manifest: manifest, data: data)
+            let path = directory.appendingPathComponent(valid ? "json-\(name).laq" : "bad-json-\(name).laq")
+            try Data(file).write(to: path)
+            if valid { try Data(expected).write(to: directory.appendingPathComponent("json-\(name).expected")) }
+            let (_, report) = LAQFile.verify(path: path.path)
+            #expect(report.problems.isEmpty == valid, "\(name): \(report.problems.map(\.error))")
+        }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestPaths.repositoryRoot.appendingPathComponent("tools/check_interop.py").path, directory.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0, "\(output)")
+        #expect(output.contains("interop: \(cases.count) passed, 0 failed"), "\(output)")
+    }
+
     @Test func pythonReaderAgrees() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
