@@ -75,6 +75,11 @@ let package = Package(
         .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQEngine", "LAQData"],
                           path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py", "count_mallocs.c"]),
 
+        /// libFuzzer targets for JSON, .npy/.npz, .h5 and .keras inputs (tools/fuzz/run-inputs builds
+        /// them with `--sanitize=fuzzer`); a plain build is a tool that replays files through them.
+        .executableTarget(name: "laq-fuzz-inputs", dependencies: ["LAQData", "LAQFormat", "LAQImport"], path: "tools/fuzz/inputs",
+                          swiftSettings: [.unsafeFlags(["-parse-as-library"])]),
+
         // MARK: Tests
         .target(name: "LAQTestSupport", dependencies: ["LAQFormat"], path: "Tests/LAQTestSupport"),
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQTestSupport"]),

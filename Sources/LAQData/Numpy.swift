@@ -162,6 +162,11 @@ public enum Numpy {
         } catch {
             throw DataError(file: path, reason: "cannot read: \((error as NSError).localizedDescription)", isIO: true)
         }
+        return try open(bytes: bytes, path: path)
+    }
+
+    /// A `.npy` or `.npz` image in memory; `path` names it in errors (and a `.npy`'s array).
+    public static func open(bytes: [UInt8], path: String) throws(DataError) -> DataSource {
         if bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) {
             let name = URL(fileURLWithPath: path).deletingPathExtension().lastPathComponent
             let header = try header(bytes[...], file: path, array: nil)

@@ -104,6 +104,12 @@ extension LAQFile {
         guard tensor.elementCount <= limits.maxTensorElements else {
             throw FormatError.tooLarge(tensor: tensor.name, elements: UInt64(tensor.elementCount), limit: UInt64(limits.maxTensorElements))
         }
+        // The inflated payload and the float32 values a caller makes of it: refused as an error
+        // where the process cannot afford them (a memory limit), not left to abort.
+        let needed = (tensor.compression == .zlib ? Int(tensor.decodedLength) : 0) + tensor.elementCount * 4
+        guard Memory.canAllocate(needed) else {
+            throw FormatError.io(path: path ?? "<memory>", operation: "allocate \(needed) bytes for tensor '\(tensor.name)'", reason: "out of memory")
+        }
         switch tensor.compression! {
         case .stored: return try body(storedBytes(tensor))
         case .zlib: return try withInflated(tensor, body)

@@ -22,6 +22,9 @@ struct KerasArchive {
         guard size <= Self.maxMemberBytes, size / 100 <= UInt64(entry.compressedSize) || size <= 1 << 20 else {
             throw ImportError.archive(path: path, reason: "member '\(name)' claims \(size) bytes from \(entry.compressedSize): refused as a zip bomb")
         }
+        guard Memory.canAllocate(Int(size)) else {
+            throw ImportError.archive(path: path, reason: "member '\(name)' of \(size) bytes: out of memory")
+        }
         var data = [UInt8]()
         data.reserveCapacity(Int(min(size, UInt64(bytes.count) * 100, 1 << 30)))
         do {
