@@ -73,6 +73,8 @@ Classes (environment SWIFT_BACKTRACE=enable=no):
             .npz: numpy.load cannot read the arrays laq used, their sample count differs from
             the one laq evaluated, or (for the Dense-only seed model) numpy's accuracy and loss
             computed from the same data and weights disagree with laq's.
+            An error of the checker itself (traceback in the .txt) is filed as a mismatch too, to
+            be seen.
   refused   exit 1 or 2 with a clean message naming the file (the expected answer for a damaged file).
   accepted  exit 0 (and the check found no difference).
 A laq refusing a damaged file because its isolated HDF5 reader crashed (SIGSEGV, SIGBUS, SIGABRT
@@ -197,13 +199,13 @@ def compare_legacy(mutant, laq):
             by_layer.setdefault(key.split("/")[0], []).append((key, value))
         problems = []
         for layer in layer_names:
+            ours = by_layer.pop(layer, [])
             try:
                 group = weights[layer]
                 names = attribute_list(group, "weight_names")
             except Exception as e:
                 problems.append(f"layer {layer}: h5py cannot read it: {type(e).__name__}: {e}")
                 continue
-            ours = by_layer.pop(layer, [])
             if len(names) != len(ours):
                 problems.append(f"layer {layer}: the file lists {len(names)} weights {names}, laq exported {len(ours)} {[k for k, _ in ours]}")
                 continue
@@ -1218,6 +1220,8 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     for name in ("work", "findings"):
         shutil.rmtree(os.path.join(args.out, name), ignore_errors=True)
+    for log in glob.glob(os.path.join(args.out, "helper-*.log")):
+        os.remove(log)
     os.makedirs(os.path.join(args.out, "work"))
 
     python = args.compare_python
@@ -1230,11 +1234,15 @@ def main():
         python = None
     helper = None
     if python is not None:
+        if not (os.path.isfile(python) and os.access(python, os.X_OK)) and shutil.which(python) is None:
+            print(f"mutate: the comparison interpreter {python} is not an executable", file=sys.stderr)
+            return 2
         helper = Helper(python, os.path.join(args.out, "helper-setup.log"))
         answer = helper.request({"op": "ping"}, 180)
         if answer.get("verdict") != "same":
-            print(f"mutate: the comparison interpreter {python} does not work (needs numpy and h5py): {answer.get('detail')}; "
-                  f"see {helper.log_path}", file=sys.stderr)
+            with open(helper.log_path, errors="replace") as log:
+                tail = log.read()[-300:].strip()
+            print(f"mutate: the comparison interpreter {python} does not work (needs numpy and h5py): {tail}", file=sys.stderr)
             helper.stop()
             return 2
         print(f"comparison: {python} (numpy {answer['numpy']}, h5py {answer['h5py']})" + (", with Keras loading" if args.keras_load else ""))

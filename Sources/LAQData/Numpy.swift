@@ -84,22 +84,17 @@ public enum Numpy {
             throw fail(".npy version \(major) is not supported")
         }
         guard headerLength <= 1 << 20, headerStart + headerLength <= bytes.count else { throw fail("truncated header") }
-        let text = String(decoding: bytes[headerStart..<(headerStart + headerLength)], as: UTF8.self)
-        guard let descr = field(text, "descr"), let order = field(text, "fortran_order"), let shapeText = field(text, "shape") else {
-            throw fail("header without descr, fortran_order or shape: \(text.prefix(120))")
-        }
-        let dtype = descr.trimmingCharacters(in: CharacterSet(charactersIn: "'\" "))
+        let literal = try HeaderLiteral.parse(bytes[headerStart..<(headerStart + headerLength)], fail: fail)
+        let dtype = literal.descr
         guard let kind = supported[dtype == "<f4" ? dtype : dtype.replacingOccurrences(of: "=", with: "<")] else {
             throw fail("dtype \(dtype) is not supported (use float16/32/64, integers or bool)")
         }
-        guard order.trimmingCharacters(in: .whitespaces) == "False" else { throw fail("Fortran-ordered arrays are not supported; save with np.ascontiguousarray") }
-        let dims = shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() ")).split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !literal.fortranOrder else { throw fail("Fortran-ordered arrays are not supported; save with np.ascontiguousarray") }
         var shape: [Int] = []
         var count = 1
-        for dim in dims {
-            guard let value = Int(dim), value >= 0 else { throw fail("bad shape \(shapeText)") }
+        for value in literal.shape {
             let (product, overflow) = count.multipliedReportingOverflow(by: value)
-            guard !overflow, product <= maxElements else { throw fail("shape \(shapeText) is too large") }
+            guard !overflow, product <= maxElements else { throw fail("shape \(literal.shape) is too large") }
             count = product
             shape.append(value)
         }
@@ -134,18 +129,6 @@ public enum Numpy {
         guard Memory.canAllocate(bytes) else {
             throw DataError(file: file, array: array, reason: "out of memory: cannot allocate \(bytes) bytes for it")
         }
-    }
-
-    /// The text of `key`'s value in a Python dict literal header.
-    static func field(_ header: String, _ key: String) -> String? {
-        guard let keyRange = header.range(of: "'\(key)'") ?? header.range(of: "\"\(key)\"") else { return nil }
-        var rest = header[keyRange.upperBound...].drop { $0 == " " || $0 == ":" }
-        if rest.first == "(" {
-            guard let close = rest.firstIndex(of: ")") else { return nil }
-            return String(rest[...close])
-        }
-        if let end = rest.firstIndex(where: { $0 == "," || $0 == "}" }) { rest = rest[..<end] }
-        return String(rest)
     }
 
     /// Every array in a `.npy` (named by the file) or `.npz` file.
@@ -240,6 +223,98 @@ public enum Numpy {
             throw DataError(file: file, array: array, reason: "cannot extract: \(error)")
         }
         return try header(prefix[...], file: file, array: array)
+    }
+}
+
+/// The header of a `.npy` file: a Python dict literal, `{'descr': '<f4', 'fortran_order': False,
+/// 'shape': (3, 4), }`, padded with spaces and a newline. NumPy reads it with
+/// `ast.literal_eval`; laq reads the same grammar, narrowed to what NumPy writes (ASCII; keys
+/// exactly `descr`, `fortran_order` and `shape`, once each; quoted strings without escapes;
+/// `True`/`False`; a tuple of decimal integers, `(n,)` for one), with only whitespace around it:
+/// a header NumPy would refuse (junk in the padding, a missing separator) is refused, not
+/// skimmed for its fields.
+struct HeaderLiteral {
+    var descr = ""
+    var fortranOrder = false
+    var shape: [Int] = []
+
+    static func parse(_ bytes: ArraySlice<UInt8>, fail: (String) -> DataError) throws(DataError) -> HeaderLiteral {
+        var at = bytes.startIndex
+        let end = bytes.endIndex
+        func problem(_ what: String) -> DataError {
+            // Printable ASCII as it is, any other byte as \xNN: the header is the file's text.
+            let shown = bytes.prefix(160).map { $0 >= 0x20 && $0 < 0x7F ? String(UnicodeScalar($0)) : String(format: "\\x%02x", $0) }.joined()
+            return fail("its header is not the dict literal NumPy writes (\(what) at byte \(at - bytes.startIndex)): \(shown)")
+        }
+        func skipSpace() { while at < end, [0x20, 0x09, 0x0A, 0x0D, 0x0B, 0x0C].contains(bytes[at]) { at += 1 } }
+        func take(_ byte: UInt8) -> Bool {
+            guard at < end, bytes[at] == byte else { return false }
+            at += 1
+            return true
+        }
+        func string() throws(DataError) -> String {
+            guard at < end, bytes[at] == UInt8(ascii: "'") || bytes[at] == UInt8(ascii: "\"") else { throw problem("a string expected") }
+            let quote = bytes[at]
+            at += 1
+            let start = at
+            while at < end, bytes[at] != quote {
+                guard bytes[at] >= 0x20, bytes[at] < 0x7F, bytes[at] != UInt8(ascii: "\\") else { throw problem("an unexpected character in a string") }
+                at += 1
+            }
+            guard at < end else { throw problem("an unterminated string") }
+            at += 1
+            return String(decoding: bytes[start..<(at - 1)], as: UTF8.self)
+        }
+        func integer() throws(DataError) -> Int {
+            let start = at
+            while at < end, (UInt8(ascii: "0")...UInt8(ascii: "9")).contains(bytes[at]) { at += 1 }
+            guard at > start, at - start <= 18, bytes[start] != UInt8(ascii: "0") || at - start == 1,
+                  let value = Int(String(decoding: bytes[start..<at], as: UTF8.self)) else { throw problem("a dimension expected") }
+            return value
+        }
+        func word(_ text: String) -> Bool {
+            let utf8 = Array(text.utf8)
+            guard end - at >= utf8.count, bytes[at..<(at + utf8.count)].elementsEqual(utf8) else { return false }
+            at += utf8.count
+            return true
+        }
+        var result = HeaderLiteral()
+        var seen = Set<String>()
+        guard take(UInt8(ascii: "{")) else { throw problem("'{' expected") }
+        skipSpace()
+        while !take(UInt8(ascii: "}")) {
+            let key = try string()
+            guard seen.insert(key).inserted else { throw problem("key '\(key)' twice") }
+            skipSpace()
+            guard take(UInt8(ascii: ":")) else { throw problem("':' expected") }
+            skipSpace()
+            switch key {
+            case "descr": result.descr = try string()
+            case "fortran_order":
+                if word("True") { result.fortranOrder = true } else if word("False") { result.fortranOrder = false } else { throw problem("True or False expected") }
+            case "shape":
+                guard take(UInt8(ascii: "(")) else { throw problem("a tuple expected") }
+                skipSpace()
+                var dims: [Int] = []
+                while !take(UInt8(ascii: ")")) {
+                    dims.append(try integer())
+                    skipSpace()
+                    // One element needs its comma: `(3)` is an integer, not a tuple.
+                    if take(UInt8(ascii: ",")) { skipSpace() } else if dims.count == 1 || !(at < end && bytes[at] == UInt8(ascii: ")")) {
+                        throw problem("',' expected in the shape")
+                    }
+                }
+                result.shape = dims
+            default:
+                throw problem("unknown key '\(key)'")
+            }
+            skipSpace()
+            if take(UInt8(ascii: ",")) { skipSpace() } else if !(at < end && bytes[at] == UInt8(ascii: "}")) { throw problem("',' or '}' expected") }
+        }
+        skipSpace()
+        guard at == end else { throw problem("text after the dict") }
+        guard seen == ["descr", "fortran_order", "shape"] else { throw problem("keys \(seen.sorted()), expected descr, fortran_order and shape") }
+        return result
     }
 }
 

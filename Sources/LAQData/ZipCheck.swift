@@ -7,7 +7,7 @@
 /// - every central-directory entry lies within the directory, and they are as many as the
 ///   record says;
 /// - every member's local header lies within the file before the directory, carries the same
-///   name, and its data fits before the directory;
+///   name, method, flags, CRC-32 and sizes, and its data fits before the directory;
 /// - no two members have the same name (two readers would pick different ones: Python's
 ///   zipfile, Keras', takes the last), and no name is absolute or climbs with `..`.
 ///
@@ -124,6 +124,25 @@ public enum ZipCheck {
                   bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]),
                   u16(header + 8) == method, u16(header + 6) == flags else {
                 throw fail("member '\(name)': its local header disagrees with the central directory")
+            }
+            // The local CRC-32 and sizes: the central directory's, or zeros when a data descriptor
+            // (flag bit 3) follows; 0xFFFFFFFF sizes defer to the local ZIP64 field. A reader that takes
+            // the local sizes (Python's zipfile reads the compressed bytes the directory says,
+            // ZIPFoundation inflates to the stream's end) must not see other members' bytes.
+            let localCRC = u32(header + 14)
+            var (localCompressed, localUncompressed) = (UInt64(u32(header + 18)), UInt64(u32(header + 22)))
+            if localCompressed == 0xFFFF_FFFF || localUncompressed == 0xFFFF_FFFF {
+                // A local ZIP64 field holds both sizes, uncompressed first (APPNOTE 4.5.3).
+                var field = header + 30 + localName
+                let fieldEnd = field + localExtra
+                while field + 4 <= fieldEnd, u16(field) != 1 { field += 4 + u16(field + 2) }
+                guard field + 4 + 16 <= fieldEnd, u16(field + 2) >= 16 else { throw fail("member '\(name)': a local header without its ZIP64 sizes") }
+                localUncompressed = u64(field + 4)
+                localCompressed = u64(field + 12)
+            }
+            let deferred = flags & 8 != 0 && localCRC == 0 && localCompressed == 0 && localUncompressed == 0
+            guard deferred || (localCRC == u32(at + 16) && localCompressed == compressed && localUncompressed == uncompressed) else {
+                throw fail("member '\(name)': its local header's CRC-32 or sizes disagree with the central directory")
             }
             // The data, and a data descriptor after it when flag bit 3 says so (16 or 24 bytes).
             let descriptor: UInt64 = flags & 8 == 0 ? 0 : (wide > 0 ? 24 : 16)

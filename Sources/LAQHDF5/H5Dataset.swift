@@ -64,14 +64,35 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         let size = H5Tget_size(type.id)
         fileElementSize = size
         switch H5Tget_class(type.id) {
-        case H5T_FLOAT: numberClass = .float(bytes: size)
-        case H5T_INTEGER: numberClass = .integer(bytes: size, signed: H5Tget_sign(type.id) == H5T_SGN_2)
+        case H5T_FLOAT:
+            try Self.checkIEEE(type.id, size: size, operation: operation, path: file.path)
+            numberClass = .float(bytes: size)
+        case H5T_INTEGER:
+            guard H5Tget_precision(type.id) == size * 8, H5Tget_offset(type.id) == 0, [1, 2, 4, 8].contains(size) else {
+                throw HDF5Error(operation: operation, path: file.path, stack: ["an integer type with padding bits (\(H5Tget_precision(type.id)) of \(size * 8))"])
+            }
+            numberClass = .integer(bytes: size, signed: H5Tget_sign(type.id) == H5T_SGN_2)
         case let other: numberClass = .other("class \(other.rawValue)")
         }
         super.init(file: file, handle: handle, fullPath: fullPath)
     }
 
     public var elementCount: Int { shape.reduce(1, *) }
+
+    /// Refuses a float type that is not IEEE 754 binary16, binary32 or binary64 (either byte
+    /// order). HDF5 describes floats by their bit fields and exponent bias, and converts any
+    /// layout it is given: a damaged bias turned a kernel into zeros that h5py refuses to read.
+    static func checkIEEE(_ type: hid_t, size: Int, operation: String, path: String) throws {
+        // (sign position, exponent position, exponent bits, mantissa bits, bias) by size.
+        let layouts: [Int: (Int, Int, Int, Int, UInt)] = [2: (15, 10, 5, 10, 15), 4: (31, 23, 8, 23, 127), 8: (63, 52, 11, 52, 1023)]
+        var (sign, exponent, exponentBits, mantissa, mantissaBits) = (0, 0, 0, 0, 0)
+        let fields = H5Tget_fields(type, &sign, &exponent, &exponentBits, &mantissa, &mantissaBits)
+        guard fields >= 0, let layout = layouts[size], H5Tget_precision(type) == size * 8, H5Tget_offset(type) == 0,
+              (sign, exponent, exponentBits, mantissaBits) == (layout.0, layout.1, layout.2, layout.3), mantissa == 0,
+              H5Tget_ebias(type) == layout.4, H5Tget_norm(type) == H5T_NORM_IMPLIED else {
+            throw HDF5Error(operation: operation, path: path, stack: ["a \(size)-byte float type that is not IEEE 754 (exponent bias \(H5Tget_ebias(type)), fields \(sign)/\(exponent)/\(exponentBits)/\(mantissaBits))"])
+        }
+    }
 
     /// The filters laq lets libhdf5 run: deflate, shuffle and fletcher32 (what h5py and Keras write).
     static let allowedFilters: Set<H5Z_filter_t> = [1, 2, 3]  // H5Z_FILTER_DEFLATE, _SHUFFLE, _FLETCHER32
@@ -140,7 +161,10 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         // H5Dread writes every element, so the array is not zero-filled first (and `T` is a
         // trivial type: nothing to deinitialise if the read throws).
         return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
-            _ = try HDF5.check(operation, path: file.path) {
+            // A data read gets the metadata budget and a second per 20 MB (deflated data inflates
+            // at 50–300 MB/s).
+            let budget = HDF5.Watchdog.defaultBudget + Double(count * max(fileElementSize, MemoryLayout<T>.stride)) / 20e6
+            _ = try HDF5.check(operation, path: file.path, budget: budget) {
                 H5Dread(handle.id, T.h5MemoryType, hid_t(H5S_ALL), hid_t(H5S_ALL), hid_t(H5P_DEFAULT), buffer.baseAddress)
             }
             initialized = count

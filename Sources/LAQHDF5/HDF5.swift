@@ -1,4 +1,6 @@
 import CHDF5
+import Foundation
+import Synchronization
 
 /// The one place LAQHDF5 turns libhdf5 return codes into Swift errors.
 ///
@@ -10,13 +12,66 @@ enum HDF5 {
         H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil)
     }()
 
-    /// Calls `body`; a negative result becomes an ``HDF5Error`` with the error stack.
+    /// Calls `body`; a negative result becomes an ``HDF5Error`` with the error stack. The call
+    /// may take `budget` seconds before the watchdog ends the process.
     @discardableResult
-    static func check<T: BinaryInteger>(_ operation: String, path: String, _ body: () -> T) throws(HDF5Error) -> T {
+    static func check<T: BinaryInteger>(_ operation: String, path: String, budget: Double = Watchdog.defaultBudget, _ body: () -> T) throws(HDF5Error) -> T {
         _ = silenced
+        let token = Watchdog.start(operation, path: path, budget: budget)
         let result = body()
+        Watchdog.finish(token)
         if result < 0 { throw HDF5Error(operation: operation, path: path, stack: errorStack()) }
         return result
+    }
+
+    /// libhdf5 1.10.8 loops forever on some damaged files (reading a string attribute through
+    /// a damaged global heap: `H5Aread` → `H5HG_read`, found by tools/mutate.py). Every call
+    /// goes through ``check``, which records when it started; a thread looks every quarter
+    /// second, and ends the process (exit 1, the bad-input status) with a message naming the
+    /// file when a call runs past its budget. In `laq` the reading runs in a child process
+    /// (README, Untrusted files), so this ends the child and the parent passes the status on.
+    enum Watchdog {
+        /// Seconds a metadata call may take (`LAQ_HDF5_TIMEOUT`, default 20); a data read adds
+        /// time for its bytes.
+        static let defaultBudget: Double = {
+            guard let text = ProcessInfo.processInfo.environment["LAQ_HDF5_TIMEOUT"], let seconds = Double(text), seconds > 0 else { return 20 }
+            return seconds
+        }()
+
+        private struct Call {
+            var operation: String
+            var path: String
+            var deadline: Double
+            var budget: Double
+        }
+
+        private static let calls = Mutex<(next: Int, open: [Int: Call])>((0, [:]))
+        private static let thread: Void = {
+            Thread.detachNewThread {
+                while true {
+                    Thread.sleep(forTimeInterval: 0.25)
+                    let now = Date().timeIntervalSinceReferenceDate
+                    guard let late = calls.withLock({ $0.open.values.first { $0.deadline < now } }) else { continue }
+                    let message = "laq: error: \(late.path): libhdf5 has not returned from '\(late.operation)' in \(Int(late.budget)) s: the file is damaged or crafted (libhdf5 1.10 loops forever on some); nothing was written\n"
+                    FileHandle.standardError.write(Data(message.utf8))
+                    _exit(1)
+                }
+            }
+        }()
+
+        static func start(_ operation: String, path: String, budget: Double) -> Int {
+            _ = thread
+            let deadline = Date().timeIntervalSinceReferenceDate + budget
+            return calls.withLock { state in
+                state.next += 1
+                state.open[state.next] = Call(operation: operation, path: path, deadline: deadline, budget: budget)
+                return state.next
+            }
+        }
+
+        static func finish(_ token: Int) {
+            calls.withLock { _ = $0.open.removeValue(forKey: token) }
+        }
     }
 
     /// The current error stack's descriptions, outermost first.

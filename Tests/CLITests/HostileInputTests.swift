@@ -45,6 +45,8 @@ import Testing
         // libhdf5 1.10.8 segfaults in H5HG_read (from H5Aread of a string attribute) on one flipped
         // byte; the read runs in a child process, so it ends as an error.
         ("hdf5-global-heap-flip.h5", "reading it crashed"),
+        // libhdf5 loops forever reading a damaged string attribute (tools/mutate.py found it).
+        ("keras-hdf5-attribute-loop.keras", "libhdf5 has not returned from 'read attribute 'name' of '/layers/dense/vars'' in 2 s"),
         ("zip-central-directory-offset.keras", ".keras archive: a ZIP64 archive without its locator"),
         ("hdf5-external-storage-etc-passwd.h5", "its data is stored in 1 external file: laq reads nothing outside the input file"),
         // other-model.h5, the link's target, lies beside it: refused, not followed.
@@ -54,6 +56,8 @@ import Testing
         // Adam's step count stored as a float NaN; a negative second moment.
         ("optimizer-nan-iteration.h5", "iteration count nan is not a whole number of steps"),
         ("optimizer-negative-v.h5", "second moment of 'classes/bias' has negative or non-finite values"),
+        // A float type whose exponent bias is damaged: libhdf5 converted the kernel to zeros.
+        ("hdf5-float-exponent-bias.h5", "a 4-byte float type that is not IEEE 754"),
     ]
 
     @Test("import refuses each hostile Keras file, naming it, and writes nothing", arguments: imports.map(\.file))
@@ -61,9 +65,10 @@ import Testing
         let expected = Self.imports.first { $0.file == file }!.message
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let result = try CLITests.run(["import", Self.bad(file), "-o", directory.appendingPathComponent("out.laq").path])
+        // The watchdog's budget, shortened from 20 s (the loop case).
+        let result = try CLITests.run(["import", Self.bad(file), "-o", directory.appendingPathComponent("out.laq").path], environment: ["LAQ_HDF5_TIMEOUT": "2"])
         #expect(result.status == 1, "\(result.status) \(result.stderr)")
-        #expect(result.stderr.hasPrefix("laq: error: \(Self.bad(file)):"), "\(result.stderr)")
+        #expect(result.stderr.hasPrefix("laq: error: \(Self.bad(file))"), "\(result.stderr)")
         #expect(result.stderr.contains(expected), "\(result.stderr)")
         #expect(!result.stderr.contains("Program crashed"), "\(result.stderr)")
         try Self.expectOnly([], in: directory, file)
@@ -77,6 +82,11 @@ import Testing
         ("hdf5-data-declared-2e30.h5", "array 'x' has shape [1048576, 1024], input 'pixels' expects (any, 784)"),
         // The right shape, but no chunk stored: refused before 3.3 GB of fill values are made.
         ("hdf5-data-unwritten.h5", "its extent [1048576, 784] needs 3288334336 bytes, the file stores 0"),
+        // The directory says 227 compressed bytes, the local header 229: Python's zipfile reads
+        // 227 and fails its CRC, ZIPFoundation read to the stream's end (tools/mutate.py).
+        ("npz-local-size-mismatch.npz", "its local header's CRC-32 or sizes disagree with the central directory"),
+        // Junk in the header's padding: NumPy refuses it (tools/mutate.py).
+        ("npz-header-junk.npz", "its header is not the dict literal NumPy writes (text after the dict"),
     ]
 
     @Test("eval, run and quantize refuse each hostile data file within 1 GB of address space", arguments: dataFiles.map(\.file))
