@@ -52,7 +52,7 @@ Mutations (each run picks a seed and 1-4 of these):
     parser, and the .npy header parser -- biased to the header); the rest mix those with raw byte
     mutations anywhere (mostly caught by the CRC-32s) and length changes.
 
-Classes (environment SWIFT_BACKTRACE=enable=no):
+Classes (environment SWIFT_BACKTRACE=enable=no, LAQ_HDF5_TIMEOUT=--timeout/4):
   crash     laq died of a signal, or exited with a status not in {0, 1, 2}, or its stderr contains
             "Program crashed", "Fatal error" or "Segmentation fault"; also a laq whose isolated
             HDF5 child died of SIGILL/SIGTRAP (a Swift runtime trap in laq's own code that
@@ -565,7 +565,9 @@ class Outcome:
 
 
 def run_laq(command, timeout, memory_limit):
-    env = dict(os.environ, SWIFT_BACKTRACE="enable=no")
+    # laq ends a libhdf5 call that loops after LAQ_HDF5_TIMEOUT seconds (default 20): a quarter
+    # of --timeout here, so that such a file is a clean refusal and a hang is laq's own.
+    env = dict(os.environ, SWIFT_BACKTRACE="enable=no", LAQ_HDF5_TIMEOUT=str(max(1, timeout // 4)))
 
     def limit():
         if memory_limit:

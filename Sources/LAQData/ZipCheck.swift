@@ -125,6 +125,11 @@ public enum ZipCheck {
                   u16(header + 8) == method, u16(header + 6) == flags else {
                 throw fail("member '\(name)': its local header disagrees with the central directory")
             }
+            // The data, and a data descriptor after it when flag bit 3 says so (16 or 24 bytes).
+            let descriptor: UInt64 = flags & 8 == 0 ? 0 : (wide > 0 ? 24 : 16)
+            guard compressed <= directoryOffset - dataStart, descriptor <= directoryOffset - dataStart - compressed else {
+                throw fail("member '\(name)': \(compressed) bytes of data do not fit before the central directory")
+            }
             // The local CRC-32 and sizes: the central directory's, or zeros when a data descriptor
             // (flag bit 3) follows; 0xFFFFFFFF sizes defer to the local ZIP64 field. A reader that takes
             // the local sizes (Python's zipfile reads the compressed bytes the directory says,
@@ -143,11 +148,6 @@ public enum ZipCheck {
             let deferred = flags & 8 != 0 && localCRC == 0 && localCompressed == 0 && localUncompressed == 0
             guard deferred || (localCRC == u32(at + 16) && localCompressed == compressed && localUncompressed == uncompressed) else {
                 throw fail("member '\(name)': its local header's CRC-32 or sizes disagree with the central directory")
-            }
-            // The data, and a data descriptor after it when flag bit 3 says so (16 or 24 bytes).
-            let descriptor: UInt64 = flags & 8 == 0 ? 0 : (wide > 0 ? 24 : 16)
-            guard compressed <= directoryOffset - dataStart, descriptor <= directoryOffset - dataStart - compressed else {
-                throw fail("member '\(name)': \(compressed) bytes of data do not fit before the central directory")
             }
             names.append(name)
             at = entryEnd

@@ -8,7 +8,8 @@ import LAQFormat
 /// - 0: success.
 /// - 1: the input is invalid: `verify` found problems, or a command could not use a file because
 ///   it breaks spec/FORMAT.md.
-/// - 2: usage error (bad arguments) or I/O error (missing file, permission, disk full).
+/// - 2: usage error (bad arguments), I/O error (missing file, permission, disk full) or out of
+///   memory (under an address-space limit).
 @main
 struct LAQCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -16,7 +17,8 @@ struct LAQCommand: ParsableCommand {
         abstract: "Loss-aware quantization for Keras models, and the .laq file format.",
         discussion: """
             Exit status: 0 success; 1 invalid input (a file that breaks the format, \
-            or `verify` found problems); 2 usage or I/O error.
+            or `verify` found problems, or reading it crashed libhdf5); 2 usage or I/O error, or \
+            out of memory.
             """,
         version: LAQVersion.string,
         subcommands: [Import.self, Quantize.self, Run.self, Eval.self, Inspect.self, Verify.self, Diff.self, Export.self, Report.self, Demo.self]

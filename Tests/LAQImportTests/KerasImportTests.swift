@@ -225,6 +225,12 @@ import Testing
         #expect(reason(Self.patched(bytes, at: directory + 20, UInt32(bytes.count))).contains("a stored member whose sizes disagree"))
         #expect(reason(Self.patched(Self.patched(bytes, at: directory + 20, UInt32(bytes.count)), at: directory + 24, UInt32(bytes.count)))
             .contains("do not fit before the central directory"))
+        // The local header's CRC-32 and sizes must be the directory's (readers take either).
+        let firstLocal = Int(bytes[directory + 42]) | Int(bytes[directory + 43]) << 8 | Int(bytes[directory + 44]) << 16 | Int(bytes[directory + 45]) << 24
+        for field in [14, 18, 22] {
+            let value = UInt32(bytes[firstLocal + field]) | UInt32(bytes[firstLocal + field + 1]) << 8 | UInt32(bytes[firstLocal + field + 2]) << 16 | UInt32(bytes[firstLocal + field + 3]) << 24
+            #expect(reason(Self.patched(bytes, at: firstLocal + field, value &+ 1)).contains("its local header's CRC-32 or sizes disagree"), "field \(field)")
+        }
         #expect(reason(Array(bytes.prefix(record))).contains("no end-of-central-directory record"))
         // A member renamed to climb out, in its directory entry and its local header alike.
         var climbing = bytes
