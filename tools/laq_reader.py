@@ -109,10 +109,17 @@ def _json_depth(root) -> int:
 
 
 def _parse_int(text: str):
-    """JSON integer literal -> int. Literals too long for Python's int-conversion guard
-    (4300 digits) are valid JSON and are far outside [0, 2^53 - 1]; they become floats, which
-    are accepted in free-form places and rejected where the spec wants an "integer"."""
-    return int(text) if len(text) <= 4000 else float(text)
+    """JSON integer literal -> int. §4.0: a number whose magnitude overflows a double is refused
+    (the Swift reader reads integers past Int64 as doubles), so integers of 2^1024 and more
+    (and literals too long for Python's int-conversion guard) are refused here too."""
+    if len(text) > 400:
+        raise ValueError(f"number {text[:40]}... is out of a double's range")
+    value = int(text)
+    try:
+        float(value)
+    except OverflowError:
+        raise ValueError(f"number {text[:40]}... is out of a double's range") from None
+    return value
 
 
 def _reject_constant(name):

@@ -5,7 +5,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
-#include <pthread.h>
 #include <signal.h>
 #include <spawn.h>
 #include <string.h>
@@ -36,24 +35,6 @@ int laq_temporary_add(const char *path) {
     return -1;
 }
 
-int laq_temporary_create(char *path_template, int *slot) {
-    // With termination signals blocked, so that none comes between the file's creation and its
-    // record (it would leave the file behind).
-    sigset_t block, previous;
-    sigemptyset(&block);
-    sigaddset(&block, SIGINT);
-    sigaddset(&block, SIGTERM);
-    sigaddset(&block, SIGHUP);
-    sigaddset(&block, SIGQUIT);
-    pthread_sigmask(SIG_BLOCK, &block, &previous);
-    int fd = mkstemp(path_template);
-    int saved = errno;
-    *slot = fd >= 0 ? laq_temporary_add(path_template) : -1;
-    pthread_sigmask(SIG_SETMASK, &previous, NULL);
-    errno = saved;
-    return fd;
-}
-
 void laq_temporary_remove(int slot) {
     if (slot < 0 || slot >= LAQ_TEMPORARY_SLOTS) return;
     __atomic_store_n(&slot_state[slot], 1, __ATOMIC_RELEASE);
@@ -69,8 +50,36 @@ static void remove_temporaries(void) {
 // The child a supervising process forwards termination signals to (0: none).
 static volatile pid_t supervised_child = 0;
 
+// Threads inside a step a termination signal must not split (a temporary file created but not
+// yet recorded; a child started but its pid not yet known), and the signal that came meanwhile.
+// Blocking the signal in that thread is not enough: the kernel delivers a process-directed
+// signal to any thread that does not block it (OpenBLAS' workers). The handler defers it, and
+// the thread that ends the last such step raises it again.
+static int deferring = 0;
+static volatile sig_atomic_t deferred = 0;
+
+static void begin_deferring(void) { __atomic_add_fetch(&deferring, 1, __ATOMIC_SEQ_CST); }
+
+static void end_deferring(void) {
+    if (__atomic_sub_fetch(&deferring, 1, __ATOMIC_SEQ_CST) == 0) {
+        int pending = deferred;
+        if (pending) {
+            deferred = 0;
+            kill(getpid(), pending);
+        }
+    }
+}
+
 static void on_signal(int signal_number) {
     int saved = errno;
+    // A crash cannot wait: only termination signals are deferred.
+    int crash = signal_number == SIGSEGV || signal_number == SIGBUS || signal_number == SIGILL || signal_number == SIGFPE
+        || signal_number == SIGABRT || signal_number == SIGTRAP || signal_number == SIGSYS;
+    if (!crash && __atomic_load_n(&deferring, __ATOMIC_SEQ_CST) > 0) {
+        deferred = signal_number;
+        errno = saved;
+        return;
+    }
     pid_t child = supervised_child;
     if (child > 0) {
         // The child removes its own temporaries and exits; the parent reports how it ended.
@@ -83,6 +92,18 @@ static void on_signal(int signal_number) {
     signal(signal_number, SIG_DFL);
     raise(signal_number);
     errno = saved;
+}
+
+int laq_temporary_create(char *path_template, int *slot) {
+    // No termination signal between the file's creation and its record (it would leave the
+    // file behind): one arriving meanwhile is deferred to the end.
+    begin_deferring();
+    int fd = mkstemp(path_template);
+    int saved = errno;
+    *slot = fd >= 0 ? laq_temporary_add(path_template) : -1;
+    end_deferring();
+    errno = saved;
+    return fd;
 }
 
 static const int termination_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
@@ -129,31 +150,19 @@ int laq_disable_core_dumps(void) {
 int laq_run_child(const char *path, char *const argv[], char *const envp[], int *exit_code, int *term_signal) {
     *exit_code = -1;
     *term_signal = 0;
-    // Block the forwarded signals while the child starts, so that one arriving in between is
-    // delivered (to the handler, which then forwards it) only once the child's pid is known.
-    sigset_t block, previous;
-    sigemptyset(&block);
-    for (size_t i = 0; i < sizeof termination_signals / sizeof *termination_signals; i++) sigaddset(&block, termination_signals[i]);
-    sigprocmask(SIG_BLOCK, &block, &previous);
-    posix_spawnattr_t attributes;
-    posix_spawnattr_init(&attributes);
-    // The child starts with the parent's signal mask and default actions.
-    posix_spawnattr_setsigmask(&attributes, &previous);
-    sigset_t defaults;
-    sigemptyset(&defaults);
-    for (size_t i = 0; i < sizeof termination_signals / sizeof *termination_signals; i++) sigaddset(&defaults, termination_signals[i]);
-    posix_spawnattr_setsigdefault(&attributes, &defaults);
-    posix_spawnattr_setflags(&attributes, POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF);
+    // A signal arriving while the child starts is deferred until its pid is known, then
+    // forwarded. The child keeps the signals this process ignores ignored (exec resets handled
+    // ones to their default), as `nohup` and background jobs expect.
+    begin_deferring();
     pid_t child;
-    int failed = posix_spawn(&child, path, NULL, &attributes, argv, envp);
-    posix_spawnattr_destroy(&attributes);
+    int failed = posix_spawn(&child, path, NULL, NULL, argv, envp);
     if (failed) {
-        sigprocmask(SIG_SETMASK, &previous, NULL);
+        end_deferring();
         errno = failed;
         return -1;
     }
     supervised_child = child;
-    sigprocmask(SIG_SETMASK, &previous, NULL);
+    end_deferring();
     int status;
     pid_t waited;
     do {

@@ -178,6 +178,8 @@ public enum Numpy {
             guard UInt64(header.imageLength) == declared else {
                 throw DataError(file: path, array: name, reason: "its header declares shape \(header.shape) of \(header.dtype) (\(header.imageLength) bytes), the member holds \(declared)")
             }
+            // Members `x` and `x.npy` would both be array `x`, and readers differ on which counts.
+            guard arrays[name] == nil else { throw DataError(file: path, array: name, reason: "two members hold an array of this name") }
             arrays[name] = DataSource.Array(shape: header.shape, dtype: header.dtype) { () throws(DataError) in
                 try allocatable(Int(declared), file: path, array: name)
                 var data = [UInt8]()

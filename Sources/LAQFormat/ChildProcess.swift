@@ -29,9 +29,10 @@ public enum ChildProcess {
         return signal != 0 ? .signaled(signal) : .exited(code)
     }
 
-    /// This program's own executable (`/proc/self/exe`), to run itself as a child.
+    /// This program's own executable, to run itself as a child: `/proc/self/exe` itself, not
+    /// the path it links to, which may since have been replaced or deleted.
     public static var currentExecutable: String? {
-        try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        FileManager.default.isExecutableFile(atPath: "/proc/self/exe") ? "/proc/self/exe" : nil
     }
 
     /// The address-space limit (`ulimit -v`, RLIMIT_AS) in bytes, or nil when there is none.

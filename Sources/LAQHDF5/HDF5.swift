@@ -41,17 +41,24 @@ enum HDF5 {
         private struct Call {
             var operation: String
             var path: String
-            var deadline: Double
+            var deadline: Int
             var budget: Double
         }
 
-        private static let calls = Mutex<(next: Int, open: [Int: Call])>((0, [:]))
+        /// Time is counted in the watchdog's own ticks (a quarter second each), not read from a
+        /// clock: a process stopped (Ctrl-Z) or a machine suspended stops the ticks too, so a
+        /// call is not blamed for time it did not run.
+        private static let tick = 0.25
+        private static let calls = Mutex<(next: Int, ticks: Int, open: [Int: Call])>((0, 0, [:]))
         private static let thread: Void = {
             Thread.detachNewThread {
                 while true {
-                    Thread.sleep(forTimeInterval: 0.25)
-                    let now = Date().timeIntervalSinceReferenceDate
-                    guard let late = calls.withLock({ $0.open.values.first { $0.deadline < now } }) else { continue }
+                    Thread.sleep(forTimeInterval: tick)
+                    let late = calls.withLock { state -> Call? in
+                        state.ticks += 1
+                        return state.open.values.first { $0.deadline < state.ticks }
+                    }
+                    guard let late else { continue }
                     let message = "laq: error: \(late.path): libhdf5 has not returned from '\(late.operation)' in \(Int(late.budget)) s: the file is damaged or crafted (libhdf5 1.10 loops forever on some); nothing was written\n"
                     FileHandle.standardError.write(Data(message.utf8))
                     _exit(1)
@@ -61,10 +68,9 @@ enum HDF5 {
 
         static func start(_ operation: String, path: String, budget: Double) -> Int {
             _ = thread
-            let deadline = Date().timeIntervalSinceReferenceDate + budget
             return calls.withLock { state in
                 state.next += 1
-                state.open[state.next] = Call(operation: operation, path: path, deadline: deadline, budget: budget)
+                state.open[state.next] = Call(operation: operation, path: path, deadline: state.ticks + Int((budget / tick).rounded(.up)), budget: budget)
                 return state.next
             }
         }

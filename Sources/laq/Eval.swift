@@ -57,7 +57,7 @@ struct Eval: ParsableCommand {
         }
         let inputs = try ModelInputs.select(source, for: laqModel, key: xKey, file: data)
         let samples = inputs[0].shape.first ?? 0
-        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: data)
+        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: data, model: laqModel)
         let executor: Executor
         do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
         var outputs: [Float] = []

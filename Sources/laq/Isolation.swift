@@ -46,8 +46,8 @@ enum Isolation {
         switch ending {
         case let .exited(code):
             exit(code)
-        case let .signaled(signal) where [SIGINT, SIGTERM, SIGHUP, SIGQUIT].contains(signal):
-            // Interrupted: end the same way, as the child did.
+        case let .signaled(signal) where [SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGPIPE].contains(signal):
+            // Interrupted, or its reader went away (`laq … | head`): end the same way, as the child did.
             Glibc.signal(signal, SIG_DFL)
             raise(signal)
             exit(128 + signal)
@@ -62,7 +62,7 @@ enum Isolation {
                     : "\(describe(files)): the process reading it stopped (\(name)): out of memory under \(limitText), or the file is damaged or crafted (libhdf5 crashes on some); nothing was written",
                     code: files.isEmpty ? 2 : 1)
             }
-            throw CLIError(message: "\(describe(files)): reading it crashed (\(name)), which libhdf5 does on some damaged or crafted files; nothing was written. Check the file, e.g. load it with Keras or h5py, or save the model again", code: 1)
+            throw CLIError(message: "\(describe(files)): reading it crashed (\(name)); libhdf5 crashes on some damaged or crafted files. Nothing was written. Check the file, e.g. load it with Keras or h5py, or save the model again", code: 1)
         }
     }
 

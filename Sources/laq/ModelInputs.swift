@@ -56,13 +56,20 @@ enum ModelInputs {
         do { return try DataFile.open(specification) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
     }
 
-    /// The labels array `key`, refused before it is read unless it has `samples` rows.
-    static func labels(_ source: DataSource, key: String, samples: Int, file: String) throws -> NumpyArray {
+    /// The labels array `key`, refused before it is read unless it has `samples` rows and at
+    /// most as many values per sample as an output of `model` has (class indices have fewer).
+    static func labels(_ source: DataSource, key: String, samples: Int, file: String, model: Model) throws -> NumpyArray {
         guard let shape = source.shape(key) else {
             throw CLIError(message: "\(file): no labels array '\(key)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
         }
         guard shape.first == samples, samples > 0 else {
             throw CLIError(message: "\(file): array '\(key)' has \(shape.first ?? 0) samples, the inputs \(samples)", code: 1)
+        }
+        let shapes = (try? model.outputShapes()) ?? [:]
+        let widths = model.outputs.map { output in shapes[output.layer].flatMap { $0.dropFirst().reduce(Optional(1)) { total, dim in dim.flatMap { d in total.map { $0 * d } } } } }
+        let perSample = shape.dropFirst().reduce(1, *)
+        if !widths.isEmpty, !widths.contains(nil), let widest = widths.compactMap({ $0 }).max(), perSample > widest {
+            throw CLIError(message: "\(file): array '\(key)' has shape \(shape): \(perSample) values per sample, the model outputs \(widest)", code: 1)
         }
         return try read(source, key)
     }

@@ -418,7 +418,7 @@ struct Quantize: ParsableCommand {
         }
         let inputs = try ModelInputs.select(source, for: model, key: xKey, file: path)
         let samples = inputs[0].shape.first ?? 0
-        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: path)
+        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: path, model: model)
         // The model's output for one sample fixes how many label values a sample needs.
         let output: Tensor
         do { output = try Executor(model: model).predict(inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: 1) }

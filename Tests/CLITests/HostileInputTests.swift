@@ -87,6 +87,8 @@ import Testing
         ("npz-local-size-mismatch.npz", "its local header's CRC-32 or sizes disagree with the central directory"),
         // Junk in the header's padding: NumPy refuses it (tools/mutate.py).
         ("npz-header-junk.npz", "its header is not the dict literal NumPy writes (text after the dict"),
+        // Members `x.npy` and `x`: NumPy's npz["x"] opens `x`, laq took the later one.
+        ("npz-two-members-one-array.npz", "array 'x': two members hold an array of this name"),
     ]
 
     @Test("eval, run and quantize refuse each hostile data file within 1 GB of address space", arguments: dataFiles.map(\.file))

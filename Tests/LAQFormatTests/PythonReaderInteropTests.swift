@@ -177,6 +177,8 @@ import Testing
             ("infinity", metadata("\"a\":Infinity"), false),
             ("negative-infinity", metadata("\"a\":-Infinity"), false),
             ("overflow", metadata("\"a\":1e999"), false),
+            ("integer-overflow", metadata("\"a\":1" + String(repeating: "0", count: 400)), false),
+            ("long-integer", metadata("\"a\":1" + String(repeating: "0", count: 300)), true),
             ("lone-surrogate", metadata("\"a\":\"\\ud800\""), false),
             ("lone-low-surrogate", metadata("\"a\":\"\\udc00x\""), false),
             ("invalid-utf8", metadata(Array("\"a\":\"".utf8) + [0xFF] + Array("\"".utf8)), false),
