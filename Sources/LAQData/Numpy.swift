@@ -70,6 +70,8 @@ public enum Numpy {
         let bytes = Array(bytes.prefix(12 + (1 << 20)))
         guard bytes.count >= 10, bytes.starts(with: [0x93, 0x4E, 0x55, 0x4D, 0x50, 0x59]) else { throw fail("not a .npy array (bad magic)") }
         let major = bytes[6]
+        // NumPy reads versions 1.0, 2.0 and 3.0 only.
+        guard bytes[7] == 0 else { throw fail(".npy version \(major).\(bytes[7]) is not supported") }
         let headerLength: Int
         let headerStart: Int
         switch major {

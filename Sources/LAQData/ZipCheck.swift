@@ -106,6 +106,9 @@ public enum ZipCheck {
             }
             guard wide == 0 || seenWide else { throw fail("member '\(name)': sizes that need a ZIP64 field it lacks") }
             let (method, flags) = (u16(at + 10), u16(at + 8))
+            // The version needed to extract (its low byte, ×10): Python's zipfile refuses what
+            // needs more than 6.3, ZIPFoundation ignores it.
+            guard bytes[at + 6] <= 63 else { throw fail("member '\(name)': needs zip version \(Double(bytes[at + 6]) / 10) to extract, past 6.3") }
             guard uncompressed <= UInt64(Int64.max), method != 0 || uncompressed == compressed else {
                 throw fail("member '\(name)': a stored member whose sizes disagree")
             }
@@ -122,7 +125,7 @@ public enum ZipCheck {
             let dataStart = UInt64(header + 30 + localName + localExtra)
             guard dataStart <= directoryOffset, localName == nameLength,
                   bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]),
-                  u16(header + 8) == method, u16(header + 6) == flags else {
+                  u16(header + 8) == method, u16(header + 6) == flags, bytes[header + 4] <= 63 else {
                 throw fail("member '\(name)': its local header disagrees with the central directory")
             }
             // The data, and a data descriptor after it when flag bit 3 says so (16 or 24 bytes).

@@ -87,6 +87,8 @@ import Testing
         ("npz-local-size-mismatch.npz", "its local header's CRC-32 or sizes disagree with the central directory"),
         // Junk in the header's padding: NumPy refuses it (tools/mutate.py).
         ("npz-header-junk.npz", "its header is not the dict literal NumPy writes (text after the dict"),
+        // A member needing zip version 25.5 to extract: Python's zipfile refuses it (tools/mutate.py).
+        ("npz-zip-version-25.npz", "member 'y.npy': needs zip version 25.5 to extract, past 6.3"),
         // Members `x.npy` and `x`: NumPy's npz["x"] opens `x`, laq took the later one.
         ("npz-two-members-one-array.npz", "array 'x': two members hold an array of this name"),
     ]

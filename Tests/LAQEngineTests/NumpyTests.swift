@@ -49,6 +49,7 @@ import Testing
         ("missing comma", npyHeader("{'descr': '<f4' 'fortran_order': False, 'shape': (1,), }\n", data: [0, 0, 0, 0]), "',' or '}' expected"),
         ("duplicate key", npyHeader("{'descr': '<f4', 'shape': (2,), 'fortran_order': False, 'shape': (1,), }\n", data: [0, 0, 0, 0]), "key 'shape' twice"),
         ("integer shape", npyHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (1), }\n", data: [0, 0, 0, 0]), "',' expected in the shape"),
+        ("minor version", { var bytes = npy(descr: "<f4", shape: "(1,)", data: [0, 0, 0, 0]); bytes[7] = 127; return bytes }(), ".npy version 1.127 is not supported"),
         ("extra key", npyHeader("{'descr': '<f4', 'fortran_order': False, 'shape': (1,), 'x': True}\n", data: [0, 0, 0, 0]), "unknown key 'x'"),
     ]
 

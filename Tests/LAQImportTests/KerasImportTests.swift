@@ -225,6 +225,10 @@ import Testing
         #expect(reason(Self.patched(bytes, at: directory + 20, UInt32(bytes.count))).contains("a stored member whose sizes disagree"))
         #expect(reason(Self.patched(Self.patched(bytes, at: directory + 20, UInt32(bytes.count)), at: directory + 24, UInt32(bytes.count)))
             .contains("do not fit before the central directory"))
+        // A version needed to extract past 6.3: Python's zipfile refuses it.
+        var newer = bytes
+        newer[directory + 6] = 64
+        #expect(reason(newer).contains("needs zip version 6.4 to extract, past 6.3"))
         // The local header's CRC-32 and sizes must be the directory's (readers take either).
         let firstLocal = Int(bytes[directory + 42]) | Int(bytes[directory + 43]) << 8 | Int(bytes[directory + 44]) << 16 | Int(bytes[directory + 45]) << 24
         for field in [14, 18, 22] {
