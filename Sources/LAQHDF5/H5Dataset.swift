@@ -163,8 +163,9 @@ public final class H5Dataset: H5Object, @unchecked Sendable {
         return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
             // A data read gets the metadata budget and a second per 20 MB (deflated data inflates
             // at 50–300 MB/s).
-            let budget = HDF5.Watchdog.defaultBudget + Double(count * max(fileElementSize, MemoryLayout<T>.stride)) / 20e6
-            _ = try HDF5.check(operation, path: file.path, budget: budget) {
+            let bytes = count * max(fileElementSize, MemoryLayout<T>.stride)
+            let budget = HDF5.Watchdog.defaultBudget + Double(bytes) / 20e6
+            _ = try HDF5.check(operation, path: file.path, budget: budget, memory: HDF5.Watchdog.defaultMemory + 2 * bytes) {
                 H5Dread(handle.id, T.h5MemoryType, hid_t(H5S_ALL), hid_t(H5S_ALL), hid_t(H5P_DEFAULT), buffer.baseAddress)
             }
             initialized = count

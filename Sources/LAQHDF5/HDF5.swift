@@ -1,5 +1,6 @@
 import CHDF5
 import Foundation
+import Glibc
 import Synchronization
 
 /// The one place LAQHDF5 turns libhdf5 return codes into Swift errors.
@@ -13,11 +14,14 @@ enum HDF5 {
     }()
 
     /// Calls `body`; a negative result becomes an ``HDF5Error`` with the error stack. The call
-    /// may take `budget` seconds before the watchdog ends the process.
+    /// may take `budget` seconds, and grow the process by `memory` bytes, before the watchdog
+    /// ends the process.
     @discardableResult
-    static func check<T: BinaryInteger>(_ operation: String, path: String, budget: Double = Watchdog.defaultBudget, _ body: () -> T) throws(HDF5Error) -> T {
+    static func check<T: BinaryInteger>(
+        _ operation: String, path: String, budget: Double = Watchdog.defaultBudget, memory: Int = Watchdog.defaultMemory, _ body: () -> T
+    ) throws(HDF5Error) -> T {
         _ = silenced
-        let token = Watchdog.start(operation, path: path, budget: budget)
+        let token = Watchdog.start(operation, path: path, budget: budget, memory: memory)
         let result = body()
         Watchdog.finish(token)
         if result < 0 { throw HDF5Error(operation: operation, path: path, stack: errorStack()) }
@@ -25,10 +29,11 @@ enum HDF5 {
     }
 
     /// libhdf5 1.10.8 loops forever on some damaged files (reading a string attribute through
-    /// a damaged global heap: `H5Aread` → `H5HG_read`, found by tools/mutate.py). Every call
-    /// goes through ``check``, which records when it started; a thread looks every quarter
-    /// second, and ends the process (exit 1, the bad-input status) with a message naming the
-    /// file when a call runs past its budget. In `laq` the reading runs in a child process
+    /// a damaged global heap: `H5Aread` → `H5HG_read`, found by tools/mutate.py), some of those
+    /// loops allocating a gigabyte a second (found by fuzzing). Every call goes through
+    /// ``check``, which records when it started and the process's resident memory; a thread
+    /// looks every quarter second, and ends the process (exit 1, the bad-input status) with a
+    /// message naming the file when a call runs past its time or grows memory past its budget. In `laq` the reading runs in a child process
     /// (README, Untrusted files), so this ends the child and the parent passes the status on.
     enum Watchdog {
         /// Seconds a metadata call may take (`LAQ_HDF5_TIMEOUT`, default 20); a data read adds
@@ -38,11 +43,24 @@ enum HDF5 {
             return seconds
         }()
 
+        /// Bytes a call may add to resident memory: 1 GiB (a metadata call needs kilobytes; a
+        /// data read's own buffer is allocated before it starts, and it adds its bytes again).
+        static let defaultMemory = 1 << 30
+
         private struct Call {
             var operation: String
             var path: String
             var deadline: Int
             var budget: Double
+            var memoryLimit: Int
+        }
+
+        /// Resident memory in bytes (/proc/self/statm), or 0 where it cannot be read.
+        private static func resident() -> Int {
+            guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+            let fields = text.split(separator: " ")
+            guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+            return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
         }
 
         /// Time is counted in the watchdog's own ticks (a quarter second each), not read from a
@@ -54,23 +72,30 @@ enum HDF5 {
             Thread.detachNewThread {
                 while true {
                     Thread.sleep(forTimeInterval: tick)
-                    let late = calls.withLock { state -> Call? in
+                    let (late, memoryLimit) = calls.withLock { state -> (Call?, Int?) in
                         state.ticks += 1
-                        return state.open.values.first { $0.deadline < state.ticks }
+                        return (state.open.values.first { $0.deadline < state.ticks }, state.open.values.map(\.memoryLimit).max())
                     }
-                    guard let late else { continue }
-                    let message = "laq: error: \(late.path): libhdf5 has not returned from '\(late.operation)' in \(Int(late.budget)) s: the file is damaged or crafted (libhdf5 1.10 loops forever on some); nothing was written\n"
-                    FileHandle.standardError.write(Data(message.utf8))
+                    var message: String?
+                    if let late {
+                        message = "libhdf5 has not returned from '\(late.operation)' in \(Int(late.budget)) s"
+                    } else if let memoryLimit, resident() > memoryLimit, let call = calls.withLock({ $0.open.values.first }) {
+                        message = "libhdf5 grew the process past \(memoryLimit >> 20) MiB in '\(call.operation)'"
+                    }
+                    guard let message, let path = late?.path ?? calls.withLock({ $0.open.values.first?.path }) else { continue }
+                    FileHandle.standardError.write(Data("laq: error: \(path): \(message): the file is damaged or crafted (libhdf5 1.10 loops on some); nothing was written\n".utf8))
                     _exit(1)
                 }
             }
         }()
 
-        static func start(_ operation: String, path: String, budget: Double) -> Int {
+        static func start(_ operation: String, path: String, budget: Double, memory: Int) -> Int {
             _ = thread
+            let limit = resident() + memory
             return calls.withLock { state in
                 state.next += 1
-                state.open[state.next] = Call(operation: operation, path: path, deadline: state.ticks + Int((budget / tick).rounded(.up)), budget: budget)
+                state.open[state.next] = Call(operation: operation, path: path, deadline: state.ticks + Int((budget / tick).rounded(.up)),
+                                              budget: budget, memoryLimit: limit)
                 return state.next
             }
         }

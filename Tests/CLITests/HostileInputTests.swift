@@ -47,6 +47,8 @@ import Testing
         ("hdf5-global-heap-flip.h5", "reading it crashed"),
         // libhdf5 loops forever reading a damaged string attribute (tools/mutate.py found it).
         ("keras-hdf5-attribute-loop.keras", "libhdf5 has not returned from 'read attribute 'name' of '/layers/dense/vars'' in 2 s"),
+        // A loop in libhdf5 that allocates a gigabyte a second (found by fuzzing).
+        ("hdf5-attribute-loop-memory.h5", "libhdf5 grew the process past"),
         ("zip-central-directory-offset.keras", ".keras archive: a ZIP64 archive without its locator"),
         ("hdf5-external-storage-etc-passwd.h5", "its data is stored in 1 external file: laq reads nothing outside the input file"),
         // other-model.h5, the link's target, lies beside it: refused, not followed.
