@@ -198,6 +198,20 @@ def suffix_score(key, name):
         n += 1
     return n
 
+def compare_dataset(key, value, read, where, problems, refusals):
+    """Compares one weight laq exported with the dataset h5py reads (`read()`, named `where`);
+    a refusal of h5py's goes to `refusals`, a difference to `problems`. True when equal."""
+    try:
+        ref = as_float32(read(), where)
+    except Exception as e:
+        refusals.append(f"{key}: h5py cannot read {where}: {type(e).__name__}: {e}")
+        return False
+    problem = compare_arrays(f"{key} ({where})", value, ref)
+    if problem:
+        problems.append(problem)
+        return False
+    return True
+
 def laq_weights(path):
     with np.load(path) as z:
         return [(k, z[k]) for k in z.files]
@@ -261,16 +275,7 @@ def compare_legacy(mutant, laq):
                     assignment[i] = rest.pop(0)
             for i, (key, value) in enumerate(ours):
                 name = names[assignment[i]]
-                try:
-                    ref = as_float32(group[name][()], f"{layer}/{name}")
-                except Exception as e:
-                    refusals.append(f"{key}: h5py cannot read model_weights/{layer}/{name}: {type(e).__name__}: {e}")
-                    continue
-                problem = compare_arrays(f"{key} (model_weights/{layer}/{name})", value, ref)
-                if problem:
-                    problems.append(problem)
-                else:
-                    compared += 1
+                compared += compare_dataset(key, value, lambda: group[name][()], f"model_weights/{layer}/{name}", problems, refusals)
         for layer, ours in by_layer.items():
             problems.append(f"laq exported weights of layer {layer} ({[k for k, _ in ours]}) that the file's layer_names {layer_names} lack")
     return verdict(problems, refusals, len(laq), compared)
@@ -324,6 +329,7 @@ def compare_archive(mutant, laq):
         return unreadable(f"h5py cannot open model.weights.h5: {type(e).__name__}: {e}")
     problems = []
     refusals = []
+    compared = 0
     with f:
         try:
             layers = f["layers"]
@@ -380,15 +386,8 @@ def compare_archive(mutant, laq):
                 if j is None:
                     j = next(j for j in range(len(datasets)) if j not in used)
                 used.add(j)
-                try:
-                    ref = as_float32(datasets[j][()], datasets[j].name)
-                except Exception as e:
-                    refusals.append(f"{key}: h5py cannot read {datasets[j].name}: {type(e).__name__}: {e}")
-                    continue
-                problem = compare_arrays(f"{key} ({datasets[j].name})", value, ref)
-                if problem:
-                    problems.append(problem)
-    return verdict(problems, refusals, len(laq))
+                compared += compare_dataset(key, value, lambda: datasets[j][()], datasets[j].name, problems, refusals)
+    return verdict(problems, refusals, len(laq), compared)
 
 def keras_load(mutant, kind):
     try:

@@ -21,7 +21,9 @@
 static int slot_state[LAQ_TEMPORARY_SLOTS];
 static char slot_path[LAQ_TEMPORARY_SLOTS][LAQ_TEMPORARY_PATH];
 
-int laq_temporary_add(const char *path) {
+// Records `path` in a free slot for the handlers; the slot, or -1 when the path is too long or
+// all slots are taken (the file is then not removed on a signal).
+static int temporary_add(const char *path) {
     size_t length = strlen(path);
     if (length >= LAQ_TEMPORARY_PATH) return -1;
     for (int slot = 0; slot < LAQ_TEMPORARY_SLOTS; slot++) {
@@ -46,6 +48,9 @@ static void remove_temporaries(void) {
         if (__atomic_load_n(&slot_state[slot], __ATOMIC_ACQUIRE) == 2) unlink(slot_path[slot]);
     }
 }
+
+static const int termination_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
+static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 
 // The child a supervising process forwards termination signals to (0: none).
 static volatile pid_t supervised_child = 0;
@@ -73,8 +78,8 @@ static void end_deferring(void) {
 static void on_signal(int signal_number) {
     int saved = errno;
     // A crash cannot wait: only termination signals are deferred.
-    int crash = signal_number == SIGSEGV || signal_number == SIGBUS || signal_number == SIGILL || signal_number == SIGFPE
-        || signal_number == SIGABRT || signal_number == SIGTRAP || signal_number == SIGSYS;
+    int crash = 0;
+    for (size_t i = 0; i < sizeof crash_signals / sizeof *crash_signals; i++) crash |= signal_number == crash_signals[i];
     if (!crash && __atomic_load_n(&deferring, __ATOMIC_SEQ_CST) > 0) {
         deferred = signal_number;
         errno = saved;
@@ -100,14 +105,12 @@ int laq_temporary_create(char *path_template, int *slot) {
     begin_deferring();
     int fd = mkstemp(path_template);
     int saved = errno;
-    *slot = fd >= 0 ? laq_temporary_add(path_template) : -1;
+    *slot = fd >= 0 ? temporary_add(path_template) : -1;
     end_deferring();
     errno = saved;
     return fd;
 }
 
-static const int termination_signals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT};
-static const int crash_signals[] = {SIGSEGV, SIGBUS, SIGILL, SIGFPE, SIGABRT, SIGTRAP, SIGSYS};
 
 int laq_install_cleanup_handlers(int crashes) {
     struct sigaction action;

@@ -31,10 +31,12 @@ enum HDF5 {
     /// libhdf5 1.10.8 loops forever on some damaged files (reading a string attribute through
     /// a damaged global heap: `H5Aread` → `H5HG_read`, found by tools/mutate.py), some of those
     /// loops allocating a gigabyte a second (found by fuzzing). Every call goes through
-    /// ``check``, which records when it started and the process's resident memory; a thread
-    /// looks every quarter second, and ends the process (exit 1, the bad-input status) with a
-    /// message naming the file when a call runs past its time or grows memory past its budget. In `laq` the reading runs in a child process
-    /// (README, Untrusted files), so this ends the child and the parent passes the status on.
+    /// ``check``, which records it; a thread looks every quarter second and ends the process
+    /// (exit 1, the bad-input status) with a message naming the file when a call runs past its
+    /// time, or grows resident memory past its budget from where it stood at the first look that
+    /// saw the call (calls shorter than a look cost no memory reading). In `laq` the reading runs
+    /// in a child process (README, Untrusted files), so this ends the child and the parent passes
+    /// the status on.
     enum Watchdog {
         /// Seconds a metadata call may take (`LAQ_HDF5_TIMEOUT`, default 20); a data read adds
         /// time for its bytes.
@@ -52,14 +54,16 @@ enum HDF5 {
             var path: String
             var deadline: Int
             var budget: Double
-            var memoryLimit: Int
+            var memory: Int
+            /// Resident bytes past which the call is ended: set at the first look that sees it.
+            var memoryLimit: Int?
         }
 
-        /// Resident memory in bytes (/proc/self/statm), or 0 where it cannot be read.
-        private static func resident() -> Int {
-            guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return 0 }
+        /// Resident memory in bytes (/proc/self/statm), or nil where it cannot be read.
+        private static func resident() -> Int? {
+            guard let text = try? String(contentsOfFile: "/proc/self/statm", encoding: .utf8) else { return nil }
             let fields = text.split(separator: " ")
-            guard fields.count > 1, let pages = Int(fields[1]) else { return 0 }
+            guard fields.count > 1, let pages = Int(fields[1]) else { return nil }
             return pages * Int(sysconf(Int32(_SC_PAGESIZE)))
         }
 
@@ -72,18 +76,26 @@ enum HDF5 {
             Thread.detachNewThread {
                 while true {
                     Thread.sleep(forTimeInterval: tick)
-                    let (late, memoryLimit) = calls.withLock { state -> (Call?, Int?) in
+                    let current = calls.withLock { $0.open.isEmpty } ? nil : resident()
+                    let message = calls.withLock { state -> String? in
                         state.ticks += 1
-                        return (state.open.values.first { $0.deadline < state.ticks }, state.open.values.map(\.memoryLimit).max())
+                        for (token, call) in state.open {
+                            if call.deadline < state.ticks {
+                                return "\(call.path): libhdf5 has not returned from '\(call.operation)' in \(Int(call.budget)) s"
+                            }
+                            guard let current else { continue }
+                            guard let limit = call.memoryLimit else {
+                                state.open[token]?.memoryLimit = current + call.memory
+                                continue
+                            }
+                            if current > limit {
+                                return "\(call.path): libhdf5 grew the process past \(limit >> 20) MiB in '\(call.operation)'"
+                            }
+                        }
+                        return nil
                     }
-                    var message: String?
-                    if let late {
-                        message = "libhdf5 has not returned from '\(late.operation)' in \(Int(late.budget)) s"
-                    } else if let memoryLimit, resident() > memoryLimit, let call = calls.withLock({ $0.open.values.first }) {
-                        message = "libhdf5 grew the process past \(memoryLimit >> 20) MiB in '\(call.operation)'"
-                    }
-                    guard let message, let path = late?.path ?? calls.withLock({ $0.open.values.first?.path }) else { continue }
-                    FileHandle.standardError.write(Data("laq: error: \(path): \(message): the file is damaged or crafted (libhdf5 1.10 loops on some); nothing was written\n".utf8))
+                    guard let message else { continue }
+                    FileHandle.standardError.write(Data("laq: error: \(message): the file is damaged or crafted (libhdf5 1.10 loops on some); nothing was written\n".utf8))
                     _exit(1)
                 }
             }
@@ -91,11 +103,10 @@ enum HDF5 {
 
         static func start(_ operation: String, path: String, budget: Double, memory: Int) -> Int {
             _ = thread
-            let limit = resident() + memory
             return calls.withLock { state in
                 state.next += 1
                 state.open[state.next] = Call(operation: operation, path: path, deadline: state.ticks + Int((budget / tick).rounded(.up)),
-                                              budget: budget, memoryLimit: limit)
+                                              budget: budget, memory: memory)
                 return state.next
             }
         }

@@ -51,13 +51,8 @@ struct Eval: ParsableCommand {
         } else {
             lossFunction = Loss(laqModel.training["loss"])
         }
-        let source = try ModelInputs.open(data)
-        guard source.shape(yKey) != nil else {
-            throw CLIError(message: "\(data): no labels array '\(yKey)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
-        }
-        let inputs = try ModelInputs.select(source, for: laqModel, key: xKey, file: data)
+        let (inputs, labels) = try ModelInputs.labelled(data, for: laqModel, xKey: xKey, yKey: yKey)
         let samples = inputs[0].shape.first ?? 0
-        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: data, model: laqModel)
         let executor: Executor
         do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
         var outputs: [Float] = []

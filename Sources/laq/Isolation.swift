@@ -25,10 +25,12 @@ enum Isolation {
 
     static var isChild: Bool { ProcessInfo.processInfo.environment[childVariable] != nil }
 
-    /// Whether `command` runs in a child process.
-    static func isolates(_ command: any ParsableCommand) -> Bool {
-        guard !isChild else { return false }
-        return ChildProcess.addressSpaceLimit != nil || !((command as? ReadsHDF5)?.hdf5Inputs ?? []).isEmpty
+    /// Runs `command` in a child process (and exits as it did) when it reads HDF5 or runs under
+    /// an address-space limit; returns when it runs here.
+    static func runInChildIfNeeded(_ command: any ParsableCommand) throws {
+        guard !isChild else { return }
+        let files = (command as? ReadsHDF5)?.hdf5Inputs ?? []
+        if !files.isEmpty || ChildProcess.addressSpaceLimit != nil { try runInChild(reading: files) }
     }
 
     /// Runs this command line in a child process and exits as it did; a child that died of a

@@ -49,9 +49,7 @@ struct LAQCommand: ParsableCommand {
         if Isolation.isChild { ChildProcess.disableCoreDumps() }
         do {
             var command = try parseAsRoot()
-            if Isolation.isolates(command) {
-                try Isolation.runInChild(reading: (command as? ReadsHDF5)?.hdf5Inputs ?? [])
-            }
+            try Isolation.runInChildIfNeeded(command)
             if let limit = ChildProcess.addressSpaceLimit, !BLASThreads.reserveBuffer() {
                 throw CLIError(message: "out of memory: under the address-space limit of \(limit >> 20) MiB (ulimit -v) there is no room for OpenBLAS' \(BLASThreads.bufferBytes >> 20) MiB working buffer; raise the limit", code: 2)
             }

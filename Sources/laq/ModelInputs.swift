@@ -56,12 +56,21 @@ enum ModelInputs {
         do { return try DataFile.open(specification) } catch { throw CLIError(message: error.description, code: error.isIO ? 2 : 1) }
     }
 
+    /// The inputs and labels of a labelled data file (eval, quantize --calib), each checked
+    /// against `model` before it is read.
+    static func labelled(_ file: String, for model: Model, xKey: String, yKey: String) throws -> (inputs: [Tensor], labels: NumpyArray) {
+        let source = try open(file)
+        guard source.shape(yKey) != nil else {
+            throw CLIError(message: "\(file): no labels array '\(yKey)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
+        }
+        let inputs = try select(source, for: model, key: xKey, file: file)
+        return (inputs, try labels(source, key: yKey, samples: inputs[0].shape.first ?? 0, file: file, model: model))
+    }
+
     /// The labels array `key`, refused before it is read unless it has `samples` rows and at
     /// most as many values per sample as an output of `model` has (class indices have fewer).
-    static func labels(_ source: DataSource, key: String, samples: Int, file: String, model: Model) throws -> NumpyArray {
-        guard let shape = source.shape(key) else {
-            throw CLIError(message: "\(file): no labels array '\(key)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
-        }
+    private static func labels(_ source: DataSource, key: String, samples: Int, file: String, model: Model) throws -> NumpyArray {
+        guard let shape = source.shape(key) else { throw CLIError(message: "\(file): no labels array '\(key)'", code: 1) }
         guard shape.first == samples, samples > 0 else {
             throw CLIError(message: "\(file): array '\(key)' has \(shape.first ?? 0) samples, the inputs \(samples)", code: 1)
         }

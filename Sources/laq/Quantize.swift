@@ -412,13 +412,8 @@ struct Quantize: ParsableCommand {
 
     /// Inputs and labels from an .npz, checked against the model and the loss.
     private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
-        let source = try ModelInputs.open(path)
-        guard source.shape(yKey) != nil else {
-            throw CLIError(message: "\(path): no labels array '\(yKey)' (has \(source.names.joined(separator: ", "))); use --y-key", code: 1)
-        }
-        let inputs = try ModelInputs.select(source, for: model, key: xKey, file: path)
+        let (inputs, labels) = try ModelInputs.labelled(path, for: model, xKey: xKey, yKey: yKey)
         let samples = inputs[0].shape.first ?? 0
-        let labels = try ModelInputs.labels(source, key: yKey, samples: samples, file: path, model: model)
         // The model's output for one sample fixes how many label values a sample needs.
         let output: Tensor
         do { output = try Executor(model: model).predict(inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: 1) }

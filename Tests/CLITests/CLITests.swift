@@ -21,10 +21,17 @@ import Testing
         return url.appendingPathComponent("laq")
     }
 
-    static func run(_ arguments: [String], environment: [String: String] = [:]) throws -> Result {
+    /// Runs laq with `arguments`; with `limits` (ulimit options, e.g. "ulimit -v 200000"),
+    /// through bash with those limits set first.
+    static func run(_ arguments: [String], environment: [String: String] = [:], limits: String? = nil) throws -> Result {
         let process = Process()
-        process.executableURL = binary
-        process.arguments = arguments
+        if let limits {
+            process.executableURL = URL(fileURLWithPath: "/bin/bash")
+            process.arguments = ["-c", "\(limits) && exec \"$0\" \"$@\"", binary.path] + arguments
+        } else {
+            process.executableURL = binary
+            process.arguments = arguments
+        }
         process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         let out = Pipe()
         let err = Pipe()

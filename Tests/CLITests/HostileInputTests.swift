@@ -9,24 +9,6 @@ import Testing
 @Suite struct HostileInputTests {
     static func bad(_ name: String) -> String { TestPaths.testdata("bad/\(name)").path }
 
-    /// Runs `laq` through bash with `limits` (ulimit options) set first.
-    static func runLimited(_ limits: String, _ arguments: [String]) throws -> CLITests.Result {
-        let quoted = ([CLITests.binary.path] + arguments).map { "'\($0.replacingOccurrences(of: "'", with: "'\\''"))'" }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/bin/bash")
-        process.arguments = ["-c", "\(limits) && exec \(quoted.joined(separator: " "))"]
-        let out = Pipe()
-        let err = Pipe()
-        process.standardOutput = out
-        process.standardError = err
-        try process.run()
-        let stdout = out.fileHandleForReading.readDataToEndOfFile()
-        let stderr = err.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return CLITests.Result(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
-                               stderr: String(decoding: stderr, as: UTF8.self))
-    }
-
     /// A model the data files are meant for (784 inputs, 10 classes).
     static func model(in directory: URL) throws -> String {
         let path = directory.appendingPathComponent("m.laq").path
@@ -58,6 +40,8 @@ import Testing
         // Adam's step count stored as a float NaN; a negative second moment.
         ("optimizer-nan-iteration.h5", "iteration count nan is not a whole number of steps"),
         ("optimizer-negative-v.h5", "second moment of 'classes/bias' has negative or non-finite values"),
+        // A layer name that is not UTF-8: refused, not repaired (two readers would repair it two ways).
+        ("hdf5-name-not-utf8.h5", "read attribute 'layer_names' of '/model_weights' failed: a string that is not UTF-8"),
         // A float type whose exponent bias is damaged: libhdf5 converted the kernel to zeros.
         ("hdf5-float-exponent-bias.h5", "a 4-byte float type that is not IEEE 754"),
     ]
@@ -70,7 +54,10 @@ import Testing
         // The watchdog's budget, shortened from 20 s (the loop case).
         let result = try CLITests.run(["import", Self.bad(file), "-o", directory.appendingPathComponent("out.laq").path], environment: ["LAQ_HDF5_TIMEOUT": "2"])
         #expect(result.status == 1, "\(result.status) \(result.stderr)")
-        #expect(result.stderr.hasPrefix("laq: error: \(Self.bad(file))"), "\(result.stderr)")
+        // laq's message starts the last error line; a child libhdf5 crashed may have printed
+        // glibc's dying words ("malloc(): invalid size") before it.
+        let message = result.stderr.split(separator: "\n").last { $0.hasPrefix("laq: error:") }.map(String.init) ?? ""
+        #expect(message.hasPrefix("laq: error: \(Self.bad(file))"), "\(result.stderr)")
         #expect(result.stderr.contains(expected), "\(result.stderr)")
         #expect(!result.stderr.contains("Program crashed"), "\(result.stderr)")
         try Self.expectOnly([], in: directory, file)
@@ -108,7 +95,7 @@ import Testing
             ["quantize", model, "-o", directory.appendingPathComponent("q.laq").path, "--method", "twn", "--calib", data],
         ]
         for command in commands {
-            let result = try Self.runLimited("ulimit -v 1000000", command)
+            let result = try CLITests.run(command, limits: "ulimit -v 1000000")
             #expect(result.status == 1, "\(command[0]): \(result.status) \(result.stderr)")
             #expect(result.stderr.hasPrefix("laq: error: \(data)"), "\(command[0]): \(result.stderr)")
             #expect(result.stderr.contains(expected), "\(command[0]): \(result.stderr)")
@@ -141,11 +128,11 @@ import Testing
         // at exit (libhdf5 closing a file whose write failed).
         for kind in ["h5", "npz", "safetensors"] {
             let output = directory.appendingPathComponent("out.\(kind)").path
-            let result = try Self.runLimited("ulimit -f 64", ["export", model, "--to", kind, "-o", output])
+            let result = try CLITests.run(["export", model, "--to", kind, "-o", output], limits: "ulimit -f 64")
             #expect(result.status == 2, "\(kind): \(result.status) \(result.stderr)")
             #expect(result.stderr.contains("\(output): write failed: File too large"), "\(kind): \(result.stderr)")
         }
-        let imported = try Self.runLimited("ulimit -f 64", ["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", directory.appendingPathComponent("out.laq").path])
+        let imported = try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", directory.appendingPathComponent("out.laq").path], limits: "ulimit -f 64")
         #expect(imported.status == 2 && imported.stderr.contains("File too large"), "\(imported.status) \(imported.stderr)")
         try Self.expectOnly(["m.laq"], in: directory, "after failed writes")
     }
@@ -166,10 +153,10 @@ import Testing
             ["export", model, "--to", "h5", "-o", directory.appendingPathComponent("e.h5").path],
         ]
         for command in commands {
-            let small = try Self.runLimited("ulimit -v 200000", command)
+            let small = try CLITests.run(command, limits: "ulimit -v 200000")
             #expect(small.status == 2 && small.stderr.contains("laq: error: out of memory"), "\(command[0]) at 200 MB: \(small.status) \(small.stderr)")
             // OpenBLAS' worker start-up used to hang here.
-            let large = try Self.runLimited("ulimit -v 1000000", command)
+            let large = try CLITests.run(command, limits: "ulimit -v 1000000")
             #expect(large.status == 0, "\(command[0]) at 1 GB: \(large.status) \(large.stderr)")
         }
     }

@@ -199,6 +199,20 @@ import Testing
         return (cases + [("text-after-value", trailing, false)], data, expected)
     }
 
+    /// Runs tools/check_interop.py on `directory`: its exit status and output.
+    static func checkInterop(_ directory: URL) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", TestPaths.repositoryRoot.appendingPathComponent("tools/check_interop.py").path, directory.path]
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        process.waitUntilExit()
+        return (process.terminationStatus, output)
+    }
+
     @Test("the Swift and Python readers give every crafted manifest the same verdict (§4)")
     func strictJSONAgrees() throws {
         let directory = try TestPaths.temporaryDirectory()
@@ -212,16 +226,8 @@ import Testing
             let (_, report) = LAQFile.verify(path: path.path)
             #expect(report.problems.isEmpty == valid, "\(name): \(report.problems.map(\.error))")
         }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestPaths.repositoryRoot.appendingPathComponent("tools/check_interop.py").path, directory.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try Self.checkInterop(directory)
+        #expect(status == 0, "\(output)")
         #expect(output.contains("interop: \(cases.count) passed, 0 failed"), "\(output)")
     }
 
@@ -230,16 +236,8 @@ import Testing
         defer { try? FileManager.default.removeItem(at: directory) }
         let good = try Self.corpus(in: directory)
         let bad = try Self.badFiles(in: directory)
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", TestPaths.repositoryRoot.appendingPathComponent("tools/check_interop.py").path, directory.path]
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = String(decoding: pipe.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0, "\(output)")
+        let (status, output) = try Self.checkInterop(directory)
+        #expect(status == 0, "\(output)")
         #expect(output.contains("interop: \(good + bad) passed, 0 failed"), "\(output)")
     }
 }

@@ -25,14 +25,10 @@ uint32_t laq_crc32_fold(uint32_t crc, const uint8_t *bytes, size_t length);
 /// left. Returns 0, or -1 with errno set; callers may ignore failure (fsync still does the work).
 int laq_start_writeback(int fd, int64_t offset, int64_t count);
 
-/// Records `path` as a temporary file that a termination signal (or, once
-/// laq_install_cleanup_handlers(1) ran, a crash) removes. Returns a slot for
-/// laq_temporary_remove, or -1 when the path is too long or all 64 slots are taken (the file is
-/// then not removed on a signal).
-int laq_temporary_add(const char *path);
-
 /// Creates a temporary file from `path_template` (mkstemp(3): it ends in XXXXXX, replaced) and
-/// records it as laq_temporary_add does, with termination signals blocked in between. Returns
+/// records it so that a termination signal (or, once laq_install_cleanup_handlers(1) ran, a
+/// crash) removes it; a signal arriving in between is deferred to the end. At most 64 files are
+/// recorded at once (more are created, not recorded). Returns
 /// the descriptor and sets `slot`, or returns -1 with errno.
 int laq_temporary_create(char *path_template, int *slot);
 
