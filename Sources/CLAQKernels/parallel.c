@@ -1,23 +1,26 @@
-// laq's second thread: one persistent worker that takes the upper half of a split loop
-// (laq_parallel_halves in laq_kernels.h).
+// laq's worker pool (laq_parallel_for in laq_kernels.h): up to threads − 1 persistent workers
+// and the calling thread share a loop split into contiguous parts.
+//
+// A job is a generation number and a claim counter in one 64-bit word, (generation << 32) | next
+// part. Every thread, the caller included, claims the next part with a compare-and-swap that
+// also checks the generation, so a worker that wakes late can neither run a part of a finished
+// job nor one of a job posted since; the caller claims whatever no worker has taken, so it never
+// waits for a worker that has not started, only for parts already running. The parts are fixed
+// by the caller (not by which thread runs them), so a loop whose parts are independent gives
+// the same bits on any number of threads.
 //
 // Handing work to a sleeping thread costs a futex wake-up, tens of microseconds on a virtual
-// machine: libdispatch's concurrentPerform(2) took a batch-1 ternary product of 4096² from
-// 0.127 ms (two spinning threads) to 0.19–0.21 ms (medians, measured side by side). So after each
-// job the worker waits for the next one spinning (PAUSE) for 10 µs, then yielding the core to
-// any other runnable thread (OpenBLAS's, the caller's) until 100 µs have passed, and only then
-// sleeps on a condition variable.
-//
-// The caller never waits for a worker that has not started its half: if the worker has not
-// taken the job within 200 µs of the caller finishing its own half (asleep and slow to wake, or
-// without a core in an oversubscribed process), the caller takes it back and runs it itself, as
-// libdispatch's callers run the iterations no thread has picked up.
+// machine, against a batch-1 product of a fraction of a millisecond. So after each job a worker
+// waits for the next one spinning (PAUSE) for 10 µs, then yielding its core to any other
+// runnable thread (OpenBLAS's, the caller's) until 100 µs have passed, and only then sleeps on
+// a condition variable.
 #define _GNU_SOURCE
 #include "laq_kernels.h"
 
 #include <pthread.h>
 #include <sched.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <time.h>
 
 #if defined(__x86_64__)
@@ -27,29 +30,48 @@
 #define LAQ_PAUSE() ((void)0)
 #endif
 
+// More threads than this are not started (a 256-core machine's loops are split 256 ways).
+enum { MAX_THREADS = 256 };
+
 static struct {
-    atomic_int busy;          // a caller holds the worker (one at a time)
-    atomic_ulong posted;      // sequence number of the last job handed over
-    atomic_ulong state;       // (sequence << 2) | OPEN, TAKEN (by the worker) or RETURNED (to the caller)
-    atomic_ulong finished;    // sequence number of the last job the worker ran
-    atomic_int sleeping;      // the worker waits on `wake`
+    atomic_int busy;           // a caller holds the pool (one at a time)
+    atomic_ulong posted;       // generation of the last job posted (32 bits, never 0)
+    atomic_ullong claim;       // (generation << 32) | index of the next unclaimed part
+    atomic_long done;          // parts of the current job that have finished
+    atomic_int sleeping;       // workers waiting on `wake`
+    atomic_int allowed;        // threads a job may use, the caller included (0: not set yet)
     laq_range_fn fn;
     void *context;
-    long begin, end;
+    long count;
+    atomic_long parts;         // read before a claim, by workers that may be late
     pthread_mutex_t lock;
     pthread_cond_t wake;
-    int started;              // 0: not yet, 1: running, −1: could not start (set by the holder of `busy`)
-} worker = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
-
-enum { OPEN = 1, TAKEN = 2, RETURNED = 3 };
-
-// How long a caller that has finished its half lets an open job wait for the worker.
-static const long long patience = 200000;
+    int started;               // workers started (changed by the holder of `busy` only)
+    int failed;                // a worker could not start: no more are tried
+} pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
 static long long nanoseconds(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+// Claims and runs parts of job `generation` until none is left or the job is no longer current.
+static void run_parts(unsigned long generation) {
+    for (;;) {
+        unsigned long long claim = atomic_load_explicit(&pool.claim, memory_order_acquire);
+        if ((claim >> 32) != generation) return;
+        const long index = (long)(claim & 0xffffffffu);
+        // `parts` may belong to a later job here; then the exchange below fails.
+        if (index >= atomic_load_explicit(&pool.parts, memory_order_relaxed)) return;
+        if (!atomic_compare_exchange_weak_explicit(&pool.claim, &claim, claim + 1, memory_order_acq_rel, memory_order_acquire)) continue;
+        // The part is claimed: the job cannot finish (nor a later one be posted) before it is
+        // done, so its fields are the ones the caller wrote before posting it.
+        const long count = pool.count, parts = atomic_load_explicit(&pool.parts, memory_order_relaxed);
+        const long begin = (long)((__int128)count * index / parts), end = (long)((__int128)count * (index + 1) / parts);
+        pool.fn(pool.context, begin, end);
+        atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
+    }
 }
 
 // Waits until a job after `seen` is posted: spinning for 10 µs (PAUSE is ~24 ns on Zen 4),
@@ -58,7 +80,7 @@ static unsigned long next_job(unsigned long seen) {
     const long long start = nanoseconds();
     long long waited = 0;
     for (long spin = 0;; spin++) {
-        const unsigned long posted = atomic_load_explicit(&worker.posted, memory_order_acquire);
+        const unsigned long posted = atomic_load_explicit(&pool.posted, memory_order_acquire);
         if (posted != seen) return posted;
         if ((spin & 15) == 0) waited = nanoseconds() - start;
         if (waited < 10000) {
@@ -69,102 +91,118 @@ static unsigned long next_job(unsigned long seen) {
             break;
         }
     }
-    pthread_mutex_lock(&worker.lock);
-    atomic_store(&worker.sleeping, 1);
+    pthread_mutex_lock(&pool.lock);
+    atomic_fetch_add(&pool.sleeping, 1);
     unsigned long posted;
-    while ((posted = atomic_load(&worker.posted)) == seen) pthread_cond_wait(&worker.wake, &worker.lock);
-    atomic_store(&worker.sleeping, 0);
-    pthread_mutex_unlock(&worker.lock);
+    while ((posted = atomic_load(&pool.posted)) == seen) pthread_cond_wait(&pool.wake, &pool.lock);
+    atomic_fetch_sub(&pool.sleeping, 1);
+    pthread_mutex_unlock(&pool.lock);
     return posted;
 }
 
-static void *work(void *unused) {
-    (void)unused;
+// Worker `number` (1, 2, …; the caller is thread 0) takes part in a job only while the pool
+// allows more than `number` threads.
+static void *work(void *argument) {
+    const int number = (int)(intptr_t)argument;
     unsigned long seen = 0;
     for (;;) {
         seen = next_job(seen);
-        // Only the job still open: the caller may have taken it back (or posted a later one).
-        unsigned long open = seen << 2 | OPEN;
-        if (!atomic_compare_exchange_strong(&worker.state, &open, seen << 2 | TAKEN)) continue;
-        worker.fn(worker.context, worker.begin, worker.end);
-        atomic_store_explicit(&worker.finished, seen, memory_order_release);
+        if (number < atomic_load_explicit(&pool.allowed, memory_order_relaxed)) run_parts(seen);
     }
     return NULL;
 }
 
-// A child of fork() has only the forking thread: it starts a worker of its own when it needs one.
-static void forget_worker(void) {
-    atomic_store(&worker.busy, 0);
-    atomic_store(&worker.posted, 0);
-    atomic_store(&worker.state, 0);
-    atomic_store(&worker.finished, 0);
-    atomic_store(&worker.sleeping, 0);
-    pthread_mutex_init(&worker.lock, NULL);
-    pthread_cond_init(&worker.wake, NULL);
-    worker.started = 0;
+// A child of fork() has only the forking thread: it starts workers of its own when it needs them.
+static void forget_workers(void) {
+    atomic_store(&pool.busy, 0);
+    atomic_store(&pool.posted, 0);
+    atomic_store(&pool.claim, 0);
+    atomic_store(&pool.done, 0);
+    atomic_store(&pool.sleeping, 0);
+    pthread_mutex_init(&pool.lock, NULL);
+    pthread_cond_init(&pool.wake, NULL);
+    pool.started = 0;
+    pool.failed = 0;
 }
 
-// Called by the holder of `busy`, so never twice at once. Without the fork handler a child
-// would believe a worker runs that it does not have, so failing to register it fails the start.
-static void start(void) {
+// Starts workers until `wanted` run (called by the holder of `busy`, so never twice at once).
+// Without the fork handler a child would believe workers run that it does not have, so failing
+// to register it starts none.
+static void start_workers(int wanted) {
     static int registered;
-    if (!registered) registered = pthread_atfork(NULL, NULL, forget_worker) == 0;
+    if (!registered) registered = pthread_atfork(NULL, NULL, forget_workers) == 0;
     if (!registered) {
-        worker.started = -1;
+        pool.failed = 1;
         return;
     }
-    pthread_attr_t attributes;
-    pthread_t thread;
-    if (pthread_attr_init(&attributes) != 0) {
-        worker.started = -1;
-        return;
+    while (pool.started < wanted && !pool.failed) {
+        pthread_attr_t attributes;
+        pthread_t thread;
+        if (pthread_attr_init(&attributes) != 0) {
+            pool.failed = 1;
+            return;
+        }
+        pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
+        if (pthread_create(&thread, &attributes, work, (void *)(intptr_t)(pool.started + 1)) == 0) {
+            pool.started += 1;
+        } else {
+            pool.failed = 1;
+        }
+        pthread_attr_destroy(&attributes);
     }
-    pthread_attr_setdetachstate(&attributes, PTHREAD_CREATE_DETACHED);
-    worker.started = pthread_create(&thread, &attributes, work, NULL) == 0 ? 1 : -1;
-    pthread_attr_destroy(&attributes);
 }
 
-int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split) {
+void laq_pool_set_threads(int threads) {
+    atomic_store(&pool.allowed, threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads);
+}
+
+int laq_pool_threads(void) { return atomic_load(&pool.allowed); }
+
+int laq_affinity_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof set, &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+
+int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts) {
+    if (parts < 2 || count < 2) return 0;
+    if (parts > count) parts = count;
+    if (parts > 0xffffffffL) return 0;
     int expected = 0;
-    if (!atomic_compare_exchange_strong(&worker.busy, &expected, 1)) return 0;
-    if (worker.started == 0) start();
-    if (worker.started != 1) {
-        atomic_store(&worker.busy, 0);
+    if (!atomic_compare_exchange_strong(&pool.busy, &expected, 1)) return 0;
+    const int allowed = atomic_load(&pool.allowed) < 1 ? 1 : atomic_load(&pool.allowed);
+    const long helpers = parts - 1 < allowed - 1 ? parts - 1 : allowed - 1;
+    if (pool.started < helpers) start_workers((int)helpers);
+    if (pool.started == 0) {
+        atomic_store(&pool.busy, 0);
         return 0;
     }
-    worker.fn = fn;
-    worker.context = context;
-    worker.begin = split;
-    worker.end = count;
-    const unsigned long job = atomic_load(&worker.posted) + 1;
-    atomic_store(&worker.state, job << 2 | OPEN);
-    atomic_store(&worker.posted, job);  // sequentially consistent: see `sleeping` below
-    if (atomic_load(&worker.sleeping)) {
-        // The worker sets `sleeping` before it rereads `posted` under the lock, so either it
-        // sees this job or it is (about to be) waiting and gets the signal.
-        pthread_mutex_lock(&worker.lock);
-        pthread_cond_signal(&worker.wake);
-        pthread_mutex_unlock(&worker.lock);
+    pool.fn = fn;
+    pool.context = context;
+    pool.count = count;
+    atomic_store_explicit(&pool.parts, parts, memory_order_relaxed);
+    atomic_store(&pool.done, 0);
+    unsigned long generation = (atomic_load(&pool.posted) + 1) & 0xffffffffu;
+    if (generation == 0) generation = 1;
+    atomic_store(&pool.claim, (unsigned long long)generation << 32);
+    atomic_store(&pool.posted, generation);  // sequentially consistent: see `sleeping` below
+    if (atomic_load(&pool.sleeping) > 0) {
+        // A worker counts itself in `sleeping` before it rereads `posted` under the lock, so
+        // either it sees this job or it is (about to be) waiting and gets the broadcast.
+        pthread_mutex_lock(&pool.lock);
+        pthread_cond_broadcast(&pool.wake);
+        pthread_mutex_unlock(&pool.lock);
     }
-    fn(context, 0, split);
-    // Waits for the worker's half as the worker waits for jobs: spinning for 10 µs, then
-    // yielding (the worker may be waiting for a core); takes an untaken half back after `patience`.
-    const long long own_done = nanoseconds();
+    run_parts(generation);
+    // Every part is claimed; wait for those still running on workers, spinning for 10 µs and
+    // then yielding (a worker may be waiting for a core).
+    const long long start = nanoseconds();
     long long waited = 0;
-    for (long spin = 0;; spin++) {
-        if (atomic_load_explicit(&worker.finished, memory_order_acquire) == job) break;
-        if ((spin & 15) == 0) {
-            waited = nanoseconds() - own_done;
-            unsigned long open = job << 2 | OPEN;
-            if (waited > patience && atomic_load(&worker.state) == open
-                && atomic_compare_exchange_strong(&worker.state, &open, job << 2 | RETURNED)) {
-                fn(context, split, count);
-                break;
-            }
-        }
+    for (long spin = 0; atomic_load_explicit(&pool.done, memory_order_acquire) < parts; spin++) {
+        if ((spin & 15) == 0) waited = nanoseconds() - start;
         if (waited < 10000) LAQ_PAUSE();
         else sched_yield();
     }
-    atomic_store(&worker.busy, 0);
+    atomic_store(&pool.busy, 0);
     return 1;
 }

@@ -25,7 +25,7 @@ extension Activation {
             }
             return result
         default:
-            // ReLU inline; large tensors on two threads.
+            // ReLU inline; large tensors on laq's threads.
             guard !grad.isEmpty else { return result }
             let relu = self == .relu
             result.withUnsafeMutableBufferPointer { out in
@@ -34,7 +34,7 @@ extension Activation {
                         y.withUnsafeBufferPointer { y in
                             let count = out.count
                             let (out, grad, z, y) = (SharedPointer(out.baseAddress!), SharedPointer(grad.baseAddress!), SharedPointer(z.baseAddress!), SharedPointer(y.baseAddress!))
-                            Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
+                            Parallel.forEach(count, work: count) { range in
                                 let (out, grad, z, y) = (out.base, grad.base, z.base, y.base)
                                 if relu {
                                     for i in range { out[i] = grad[i] * (z[i] > 0 ? 1 : 0) }

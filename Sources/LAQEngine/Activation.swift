@@ -130,12 +130,12 @@ public enum Activation: Sendable, Equatable {
             }
         default:
             // Element-wise: ReLU inline (it vectorises), other functions through `scalar`; large
-            // tensors on two threads.
+            // tensors split between threads.
             guard !values.isEmpty else { return }
             let (function, relu) = (scalar, self == .relu)
             values.withUnsafeMutableBufferPointer { buffer in
                 let values = SharedPointer(buffer.baseAddress!)
-                Parallel.halves(buffer.count, large: buffer.count >= Parallel.elementwiseCount) { range in
+                Parallel.forEach(buffer.count, work: buffer.count) { range in
                     let values = values.base
                     if relu {
                         for i in range { values[i] = max(values[i], 0) }

@@ -2,13 +2,20 @@ import CBLAS
 import LAQFormat
 import CLAQKernels
 
-/// The one place LAQEngine calls OpenBLAS. Two shapes OpenBLAS spends more time packing than
-/// multiplying run laq's kernels instead (`laq_short_inner_product`, `laq_long_inner_product`):
-/// a short inner dimension (k ≤ 16, n ≤ 64: a convolution over one input channel; the CNN
-/// benchmark's first layer, 67,600 × 9 · 9 × 32, took 1.6–2.2 ms in OpenBLAS on two threads and
-/// 0.8 ms in the kernel on one) and a long one with a small result (Aᵀ·B, m ≤ 16, n ≤ 64: its
-/// kernel gradient, 1.5–1.6 ms against 0.9 ms on one thread). Both run on two threads here; the
-/// CNN's training step gained 14 % (`laq-bench --train`, alternating runs with and without).
+/// The one place LAQEngine calls OpenBLAS.
+///
+/// OpenBLAS runs single-threaded; laq's threads share a product by splitting C into blocks of
+/// rows or columns fixed by the product's shape (``blocks(m:n:k:)``), one OpenBLAS call each.
+/// OpenBLAS' own threading gives results that depend on its thread count (measured with 0.3.21:
+/// 1 × 3000 · 3000 × 900 through gemv differed in 8 of 900 outputs between 1 and 2 threads, and
+/// 8 × 1497 · 1497 × 700 through gemm in 4,033 of 5,600); fixed blocks give the same bits on any
+/// number of threads.
+///
+/// Two shapes OpenBLAS spends more time packing than multiplying run laq's kernels instead
+/// (`laq_short_inner_product`, `laq_long_inner_product`): a short inner dimension (k ≤ 16,
+/// n ≤ 64: a convolution over one input channel, such as the first layer of the CNN benchmark,
+/// 67,600 × 9 · 9 × 32) and a long one with a small result (Aᵀ·B, m ≤ 16, n ≤ 64: its kernel
+/// gradient). docs/PERFORMANCE.md has the measurements.
 enum BLAS {
     /// C = A·B (+ C when `accumulate`), row-major, A m×k, B k×n, C m×n; transposes as flagged.
     /// `lda`, `ldb`, `ldc`: row strides when A, B or C is a column block of a wider matrix
@@ -18,64 +25,97 @@ enum BLAS {
         m: Int, n: Int, k: Int, lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false
     ) {
         guard m > 0, n > 0 else { return }
+        ProductCount.add(m * n * k)
+        let (lda, ldb, ldc) = (lda ?? (transposeA ? m : k), ldb ?? (transposeB ? k : n), ldc ?? n)
         if k == 0 {
-            if !accumulate { for row in 0..<m { (c + row * (ldc ?? n)).update(repeating: 0, count: n) } }
+            if !accumulate { for row in 0..<m { (c + row * ldc).update(repeating: 0, count: n) } }
             return
         }
         if !transposeA, !transposeB, k <= 16, n <= 64, m >= 64 {
             let (a, b, c) = (SharedPointer(a), SharedPointer(b), SharedPointer(c))
-            let (lda, ldb, ldc) = (lda ?? k, ldb ?? n, ldc ?? n)
-            Parallel.halves(m, large: m * n >= Parallel.elementwiseCount) { rows in
+            Parallel.forEach(m, work: m * n) { rows in
                 laq_short_inner_product(a.base + rows.lowerBound * lda, lda, b.base, ldb, c.base + rows.lowerBound * ldc, ldc,
                                         rows.count, k, n, accumulate ? 1 : 0, CPU.isa)
             }
             return
         }
-        if transposeA, !transposeB, m <= 16, n <= 64, k >= 1024, ldc == nil || ldc == n {
-            longInnerProduct(a, b, c, m: m, n: n, k: k, lda: lda ?? m, ldb: ldb ?? n, accumulate: accumulate)
+        if transposeA, !transposeB, m <= 16, n <= 64, k >= 1024, ldc == n {
+            longInnerProduct(a, b, c, m: m, n: n, k: k, lda: lda, ldb: ldb, accumulate: accumulate)
             return
         }
+        // Blocks of rows (A's rows, C's rows) or of columns (B's columns, C's columns).
+        let (split, size, count) = blocks(m: m, n: n, k: k)
+        let (a, b, c) = (SharedPointer(a), SharedPointer(b), SharedPointer(c))
+        Parallel.forEach(count, work: count, grain: 1) { range in
+            for block in range {
+                let start = block * size
+                if split == .rows {
+                    let rows = min(size, m - start)
+                    product(a.base + (transposeA ? start : start * lda), b.base, c.base + start * ldc, m: rows, n: n, k: k,
+                            lda: lda, ldb: ldb, ldc: ldc, transposeA: transposeA, transposeB: transposeB, accumulate: accumulate)
+                } else {
+                    let columns = min(size, n - start)
+                    product(a.base, b.base + (transposeB ? start * ldb : start), c.base + start, m: m, n: columns, k: k,
+                            lda: lda, ldb: ldb, ldc: ldc, transposeA: transposeA, transposeB: transposeB, accumulate: accumulate)
+                }
+            }
+        }
+    }
+
+    enum Split { case rows, columns }
+
+    /// How a product of m×k by k×n is shared between threads: blocks of C's rows when it has
+    /// more rows than columns, else of its columns, each a multiple of 64 wide and at least 2²¹
+    /// multiply-adds (a block's call packs its own copy of the other operand, a cost of one
+    /// 64th of its work at most), and no more than 64 blocks. A function of the shape alone.
+    static func blocks(m: Int, n: Int, k: Int) -> (split: Split, size: Int, count: Int) {
+        let split: Split = m > n ? .rows : .columns
+        let (length, across) = split == .rows ? (m, n) : (n, m)
+        func roundUp(_ value: Int) -> Int { (value + 63) / 64 * 64 }
+        let smallest = roundUp((1 << 21) / max(1, across * k))
+        let size = max(smallest, roundUp((length + 63) / 64), 64)
+        guard size < length else { return (split, length, 1) }
+        return (split, size, (length + size - 1) / size)
+    }
+
+    /// One OpenBLAS call (single-threaded): a product of one block.
+    private static func product(
+        _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
+        m: Int, n: Int, k: Int, lda: Int, ldb: Int, ldc: Int, transposeA: Bool, transposeB: Bool, accumulate: Bool
+    ) {
         if m == 1 {
             // One row: a matrix-vector product. OpenBLAS 0.3.21's sgemm does not forward this
-            // to gemv, which is ~3× faster at 4096×4096 (4.2 → 1.4 ms; laq-bench --packed).
+            // to gemv, which is ~3× faster at 4096×4096 (laq-bench --packed).
             // C may be uninitialized (Matrix.uninitialized): zeroed here, not by β = 0, which
             // some OpenBLAS versions apply as a multiplication (NaN · 0 = NaN).
             if !accumulate { c.update(repeating: 0, count: n) }
-            let x = transposeA ? (lda ?? m) : 1
+            let x = transposeA ? lda : 1
             if transposeB {  // B stored n×k: c += B·a
-                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, b, Int32(ldb ?? k), a, Int32(x), 1, c, 1)
+                cblas_sgemv(CblasRowMajor, CblasNoTrans, Int32(n), Int32(k), 1, b, Int32(ldb), a, Int32(x), 1, c, 1)
             } else {  // B stored k×n: c += Bᵀ·a
-                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, b, Int32(ldb ?? n), a, Int32(x), 1, c, 1)
+                cblas_sgemv(CblasRowMajor, CblasTrans, Int32(k), Int32(n), 1, b, Int32(ldb), a, Int32(x), 1, c, 1)
             }
             return
         }
         cblas_sgemm(
             CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-            Int32(m), Int32(n), Int32(k), 1, a, Int32(lda ?? (transposeA ? m : k)), b, Int32(ldb ?? (transposeB ? k : n)),
-            accumulate ? 1 : 0, c, Int32(ldc ?? n))
+            Int32(m), Int32(n), Int32(k), 1, a, Int32(lda), b, Int32(ldb), accumulate ? 1 : 0, c, Int32(ldc))
     }
 }
 
 extension BLAS {
-    /// C (m×n, dense) (+)= Aᵀ·B with A k×m and B k×n: each thread sums half of the k rows, then
-    /// the halves are added.
+    /// C (m×n, dense) (+)= Aᵀ·B with A k×m and B k×n: the k rows in up to 8 parts of at least
+    /// 512 (fixed by k, so the sum is the same on any number of threads), each part's product a
+    /// partial sum, then the partials added in order.
     private static func longInnerProduct(
         _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ c: UnsafeMutablePointer<Float>,
         m: Int, n: Int, k: Int, lda: Int, ldb: Int, accumulate: Bool
     ) {
-        withUnsafeTemporaryAllocation(of: Float.self, capacity: 2 * m * n) { partials in
-            let (a, b, partials) = (SharedPointer(a), SharedPointer(b), SharedPointer(partials.baseAddress!))
-            Parallel.halves(2, large: k * n >= Parallel.elementwiseCount) { parts in
-                for part in parts {
-                    let rows = part == 0 ? 0..<(k / 2) : (k / 2)..<k
-                    laq_long_inner_product(a.base + rows.lowerBound * lda, lda, b.base + rows.lowerBound * ldb, ldb,
-                                           partials.base + part * m * n, m, rows.count, n, CPU.isa)
-                }
-            }
-            for index in 0..<(m * n) {
-                let sum = partials.base[index] + partials.base[m * n + index]
-                c[index] = accumulate ? c[index] + sum : sum
-            }
+        let parts = max(1, min(8, k / 512))
+        let (a, b) = (SharedPointer(a), SharedPointer(b))
+        Parallel.sumOfParts(parts, length: m * n, work: k * n, into: c, accumulate: accumulate) { part, partial in
+            let rows = (k * part / parts)..<(k * (part + 1) / parts)
+            laq_long_inner_product(a.base + rows.lowerBound * lda, lda, b.base + rows.lowerBound * ldb, ldb, partial, m, rows.count, n, CPU.isa)
         }
     }
 }
@@ -100,6 +140,10 @@ public enum BLASThreads {
     /// has no such threads.
     @discardableResult
     public static func sleepWhenIdle() -> Bool { laq_blas_sleep_when_idle() == 0 }
+
+    /// Makes OpenBLAS run each call on the calling thread only (laq shares products between
+    /// its own threads: see ``BLAS``).
+    public static func runOnCallingThread() { laq_blas_set_num_threads(1) }
 
     /// Address space OpenBLAS takes for its working buffer on the first product of a thread
     /// (BUFFER_SIZE: 128 MiB on x86-64), with room for the allocator's overhead.

@@ -84,8 +84,9 @@ public struct Executor: Sendable {
         return nil
     }
 
-    /// The output of every call of every layer, in ``Model/calls()`` order.
-    func callOutputs(_ inputs: [Tensor]) throws(EngineError) -> [TensorRef: Tensor] {
+    /// The output of every call of every layer, in ``Model/calls()`` order. `observe`, when
+    /// given, gets each call's layer and the wall time of its op in seconds.
+    func callOutputs(_ inputs: [Tensor], observe: ((Layer, Double) -> Void)? = nil) throws(EngineError) -> [TensorRef: Tensor] {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
@@ -106,11 +107,13 @@ public struct Executor: Sendable {
             }
             guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
             let inputMasks = try inputMasks(call, masks, values: values)
+            let start = observe == nil ? nil : ContinuousClock.now
             if let inputMasks {
                 values[model.output(of: call)] = try op.forward(arguments, masks: inputMasks, workspace: nil)
             } else {
                 values[model.output(of: call)] = try op.forward(arguments)
             }
+            if let observe, let start { observe(layer, (ContinuousClock.now - start).seconds) }
             try recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
         }
         return values

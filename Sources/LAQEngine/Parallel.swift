@@ -1,5 +1,5 @@
 import CLAQKernels
-import Dispatch
+import Foundation
 
 /// The CPU the kernels of `CLAQKernels` run on.
 enum CPU {
@@ -7,36 +7,157 @@ enum CPU {
     static let isa = laq_kernels_best_isa()
 }
 
-/// Work split between the machine's two cores (laq's target: 2 cores), for loops whose
-/// iterations are independent.
-enum Parallel {
-    /// Element-wise passes (activations, optimizer updates) over at least this many values are
-    /// large enough for two threads.
+/// laq's threads: a pool of workers that, with the calling thread, share loops whose iterations
+/// are independent, and the thread count of OpenBLAS' products.
+///
+/// A loop is split into parts fixed by its size and the thread count, each part a contiguous
+/// range, and a part's result does not depend on which thread runs it or on the other parts:
+/// outputs are bit-identical for any number of threads. Reductions (a product's long inner
+/// dimension split into partial sums) split by their shape alone, never by the thread count.
+public enum Parallel {
+    /// Element-wise passes (activations, optimizer updates) take one thread per this many
+    /// values: two threads from 2¹⁶ on, as measured on two cores (a thread hand-over costs a few
+    /// microseconds, a pass over 2¹⁵ floats about as much).
     static let elementwiseCount = 1 << 16
 
-    /// Runs `body` over `0..<count`: on two threads, each with one half, when the work is large
-    /// (`large`), else once over the whole range on this thread. Returns after both halves.
-    ///
-    /// The upper half goes to laq's worker thread (`laq_parallel_halves`), which waits for the
-    /// next job spinning briefly rather than asleep: a batch-1 product is a fraction of a
-    /// millisecond, and waking a sleeping thread (as libdispatch does) cost 0.07–0.09 ms of it.
-    /// When another thread is using the worker, libdispatch splits the loop instead; when the
-    /// worker has not started the upper half 200 µs after this thread finished the lower one,
-    /// this thread runs it too.
-    static func halves(_ count: Int, large: Bool, _ body: @Sendable (Range<Int>) -> Void) {
-        guard large, count >= 2 else {
-            body(0..<count)
+    /// Threads laq's loops may use, the calling thread included: as set by
+    /// ``configure(threads:environment:)``, called with nil here when nothing has called it yet.
+    public static var threadCount: Int {
+        let count = Int(laq_pool_threads())
+        if count > 0 { return count }
+        configure(threads: nil)
+        return Int(laq_pool_threads())
+    }
+
+    /// Uses `threads` threads for laq's loops and products (clamped to 1…256); nil chooses
+    /// ``defaultThreadCount(environment:)``. OpenBLAS itself then runs on the calling thread
+    /// only: laq shares its products between its own threads (see ``BLAS``).
+    public static func configure(threads: Int?, environment: [String: String] = ProcessInfo.processInfo.environment) {
+        let count = min(256, max(1, threads ?? defaultThreadCount(environment: environment)))
+        BLASThreads.runOnCallingThread()
+        laq_pool_set_threads(Int32(count))
+    }
+
+    /// `LAQ_NUM_THREADS` when set to a positive integer, else every CPU the process may use
+    /// (``availableCPUs``).
+    public static func defaultThreadCount(environment: [String: String] = ProcessInfo.processInfo.environment) -> Int {
+        if let text = environment["LAQ_NUM_THREADS"], let count = Int(text), count > 0 { return count }
+        return availableCPUs
+    }
+
+    /// The CPUs this process may use: its affinity mask (taskset, a container's cpuset), capped
+    /// by the CPU quota of its cgroup and of every cgroup above it (a container's `--cpus`,
+    /// cgroup v2 `cpu.max` or v1 `cpu.cfs_quota_us`), rounded up; at least 1.
+    public static var availableCPUs: Int {
+        var count = Int(laq_affinity_cpus())
+        if count <= 0 { count = ProcessInfo.processInfo.activeProcessorCount }
+        if let quota = CGroupQuota.cpus() { count = min(count, quota) }
+        return max(1, count)
+    }
+
+    /// Runs `body` over `0..<count` in contiguous parts, one per `grain` units of `work` (the
+    /// loop's total cost in any unit), at most one per thread and per iteration; returns after
+    /// every part has run. A loop too small for two parts, or one started while another holds
+    /// the pool (nested or concurrent), runs on this thread as one range.
+    static func forEach(_ count: Int, work: Int, grain: Int = elementwiseCount / 2, _ body: @Sendable (Range<Int>) -> Void) {
+        let parts = min(threadCount, count, work / max(grain, 1))
+        guard parts >= 2 else {
+            if count > 0 { body(0..<count) }
             return
         }
-        let half = count / 2
         let ran = withoutActuallyEscaping(body) { body in
             var job = RangeJob(body: body)
-            return withUnsafeMutablePointer(to: &job) { laq_parallel_halves(RangeJob.run, $0, count, half) }
+            return withUnsafeMutablePointer(to: &job) { laq_parallel_for(RangeJob.run, $0, count, parts) }
         }
-        guard ran == 0 else { return }
-        DispatchQueue.concurrentPerform(iterations: 2) { part in
-            body(part == 0 ? 0..<half : half..<count)
+        if ran == 0 { body(0..<count) }
+    }
+}
+
+extension Parallel {
+    /// c = Σ_p partial_p over `parts` partial results of `length` floats (c += Σ when
+    /// `accumulate`): `body(p, buffer)` adds part p's result into a zeroed buffer, the parts run
+    /// as ``forEach(_:work:grain:_:)`` runs them, and the partials are added in part order. The
+    /// sum is the same on any number of threads when `parts` comes from the problem's shape, never
+    /// from the thread count.
+    static func sumOfParts(
+        _ parts: Int, length: Int, work: Int, grain: Int = elementwiseCount / 2, into c: UnsafeMutablePointer<Float>, accumulate: Bool,
+        _ body: @Sendable (Int, UnsafeMutablePointer<Float>) -> Void
+    ) {
+        guard length > 0 else { return }
+        let partials = UnsafeMutablePointer<Float>.allocate(capacity: parts * length)
+        partials.initialize(repeating: 0, count: parts * length)
+        defer { partials.deallocate() }
+        let shared = SharedPointer(partials)
+        forEach(parts, work: work, grain: grain) { range in
+            for part in range { body(part, shared.base + part * length) }
         }
+        for index in 0..<length {
+            var sum = partials[index]
+            for part in 1..<max(parts, 1) { sum += partials[part * length + index] }
+            c[index] = accumulate ? c[index] + sum : sum
+        }
+    }
+}
+
+/// CPU quotas of the process's cgroups (Linux). A quota of q µs per period of p µs allows ⌈q/p⌉
+/// CPUs' worth of time; the smallest quota on the path from the process's cgroup to the root
+/// applies. `root` prefixes every path read (tests give a directory laid out as / is).
+enum CGroupQuota {
+    static func cpus(root: String = "") -> Int? {
+        guard let membership = try? String(contentsOfFile: root + "/proc/self/cgroup", encoding: .utf8) else { return nil }
+        var smallest: Int?
+        for line in membership.split(separator: "\n") {
+            // hierarchy-ID:controllers:path; v2 is "0::path", v1 lists "cpu" among the controllers.
+            let fields = line.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
+            guard fields.count == 3 else { continue }
+            let path = String(fields[2])
+            if fields[0] == "0", fields[1].isEmpty {
+                for directory in ancestors(of: path, under: root + "/sys/fs/cgroup") {
+                    if let cpus = quotaV2(directory) { smallest = min(smallest ?? cpus, cpus) }
+                }
+            } else if fields[1].split(separator: ",").contains("cpu") {
+                for mount in ["/sys/fs/cgroup/cpu,cpuacct", "/sys/fs/cgroup/cpu"] {
+                    for directory in ancestors(of: path, under: root + mount) {
+                        if let cpus = quotaV1(directory) { smallest = min(smallest ?? cpus, cpus) }
+                    }
+                }
+            }
+        }
+        return smallest
+    }
+
+    /// `root` + `path` and each directory above it up to `root` (a container sees its own
+    /// cgroup as the root, so the path may not exist below it: those are skipped).
+    private static func ancestors(of path: String, under root: String) -> [String] {
+        var components = path.split(separator: "/").map(String.init)
+        var directories: [String] = []
+        while true {
+            directories.append(([root] + components).joined(separator: "/"))
+            guard !components.isEmpty else { return directories }
+            components.removeLast()
+        }
+    }
+
+    /// cgroup v2: `cpu.max` is "QUOTA PERIOD" or "max PERIOD".
+    private static func quotaV2(_ directory: String) -> Int? {
+        guard let text = try? String(contentsOfFile: directory + "/cpu.max", encoding: .utf8) else { return nil }
+        let fields = text.split(whereSeparator: \.isWhitespace)
+        guard fields.count == 2, let quota = Int(fields[0]), let period = Int(fields[1]) else { return nil }
+        return cpus(quota: quota, period: period)
+    }
+
+    /// cgroup v1: `cpu.cfs_quota_us` (−1: none) and `cpu.cfs_period_us`.
+    private static func quotaV1(_ directory: String) -> Int? {
+        func number(_ name: String) -> Int? {
+            (try? String(contentsOfFile: directory + "/" + name, encoding: .utf8)).flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        }
+        guard let quota = number("cpu.cfs_quota_us"), let period = number("cpu.cfs_period_us") else { return nil }
+        return cpus(quota: quota, period: period)
+    }
+
+    static func cpus(quota: Int, period: Int) -> Int? {
+        guard quota > 0, period > 0 else { return nil }
+        return max(1, (quota + period - 1) / period)
     }
 }
 
@@ -49,8 +170,8 @@ private struct RangeJob {
     }
 }
 
-/// A pointer handed to the threads of ``Parallel/halves(_:large:_:)``; each thread touches its
-/// own part, and the call returns only after both have finished.
+/// A pointer handed to the threads of ``Parallel/forEach(_:work:grain:_:)``; each part touches
+/// its own memory, and the call returns only after every part has finished.
 struct SharedPointer<Pointee>: @unchecked Sendable {
     let base: UnsafeMutablePointer<Pointee>
     init(_ base: UnsafeMutablePointer<Pointee>) { self.base = base }

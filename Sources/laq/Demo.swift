@@ -18,6 +18,8 @@ struct Demo: ParsableCommand {
     @Flag(help: "Record the creation time in the provenance (the file is then not reproducible).")
     var timestamp = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func validate() throws {
         // The provenance records the seed as a JSON integer (int64).
         if seed > UInt64(Int64.max) { throw ValidationError("--seed takes 0…\(Int64.max), got \(seed)") }

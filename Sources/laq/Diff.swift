@@ -32,6 +32,8 @@ struct Diff: ParsableCommand {
     @Flag(help: "Print JSON for scripts (the shape is in spec/EXPORT.md §5.4).")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func run() throws {
         do {
             try compare()

@@ -34,6 +34,8 @@ struct Eval: ParsableCommand {
     @Flag(help: "Print JSON.")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func validate() throws {
         guard batch > 0, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1…1048576") }
         guard topK >= 1 else { throw ValidationError("--top-k must be ≥ 1") }

@@ -49,6 +49,10 @@ struct LAQCommand: ParsableCommand {
         if Isolation.isChild { ChildProcess.disableCoreDumps() }
         do {
             var command = try parseAsRoot()
+            // Threads: --threads, else LAQ_NUM_THREADS, else every CPU the process may use; one
+            // under an address-space limit, where each thread's first product would map
+            // OpenBLAS' 128 MiB buffer.
+            Parallel.configure(threads: ChildProcess.addressSpaceLimit != nil ? 1 : (command as? ThreadedCommand)?.threading.threads)
             try Isolation.runInChildIfNeeded(command)
             if let limit = ChildProcess.addressSpaceLimit, !BLASThreads.reserveBuffer() {
                 throw CLIError(message: "out of memory: under the address-space limit of \(limit >> 20) MiB (ulimit -v) there is no room for OpenBLAS' \(BLASThreads.bufferBytes >> 20) MiB working buffer; raise the limit", code: 2)

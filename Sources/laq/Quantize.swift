@@ -118,6 +118,8 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Print the per-layer report as JSON.")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func validate() throws {
         guard oneShot != (calib != nil) else { throw ValidationError("give either --one-shot or --calib DATA") }
         // The provenance records the seed as a JSON integer (int64).

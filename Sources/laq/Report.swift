@@ -31,6 +31,8 @@ struct Report: ParsableCommand {
     @Flag(help: "Print a JSON summary (charts drawn, sizes).")
     var json = false
 
+    @OptionGroup var threading: ThreadOptions
+
     func validate() throws {
         if data != nil, against == nil { throw ValidationError("--data compares outputs against the --against file: give both") }
     }

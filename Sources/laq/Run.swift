@@ -27,6 +27,8 @@ struct Run: ParsableCommand {
 
     @OptionGroup var execution: ExecutionOptions
 
+    @OptionGroup var threading: ThreadOptions
+
     func validate() throws {
         guard batch > 0, batch <= 1 << 20 else { throw ValidationError("--batch must be in 1…1048576") }
     }

@@ -1,14 +1,19 @@
 import CLAQKernels
 import Dispatch
+import Foundation
 import Glibc
+import LAQFormat
+import LAQTestSupport
 import Synchronization
 import Testing
 @testable import LAQEngine
 
-/// laq's worker thread (`laq_parallel_halves`) and ``Parallel/halves(_:large:_:)`` on top of it:
-/// every index is visited exactly once, whichever thread runs it, also when many threads split
-/// loops at the same time (one holds the worker; the others fall back to libdispatch). Serialized:
-/// the 8-thread test would hold the worker through most of the one-call test.
+/// laq's worker pool (`laq_parallel_for`) and ``Parallel`` on top of it: every part runs exactly
+/// once with the boundaries the caller fixed, whichever thread runs it, also when many threads
+/// split loops at once; the thread count comes from the options, the environment, the affinity
+/// mask and cgroup quotas; and kernels give the same bits on 1, 2, 3 and 8 threads.
+/// Serialized, and the only suite that changes the thread count (other suites' results do not
+/// depend on it, by design).
 @Suite(.serialized) struct ParallelTests {
     /// Counts visits per index.
     final class Visits: Sendable {
@@ -18,52 +23,161 @@ import Testing
         var all: [Int] { counts.withLock { $0 } }
     }
 
-    @Test("the caller runs [0, split) and the worker [split, count), each once, before the call returns; the caller takes the upper half back only from a worker slow to start it")
-    func worker() {
-        var onWorker = 0
-        var calls = 0
-        // Tests running beside this one use the worker too (the call then returns 0 at once):
-        // this one then sleeps a little and tries again, taking no core from them.
-        let deadline = ContinuousClock.now + .seconds(300)
-        // At least 200 calls, and more (up to 20,000) until the worker has run a half: on a
-        // machine without a free core it may be slower than the caller's 200 µs of patience.
-        while calls < 200 || (onWorker == 0 && calls < 20_000), ContinuousClock.now < deadline {
-            // Slots 0–2: begin, end and thread of the lower half; 3–5: of the upper half.
-            var slots = [UInt](repeating: 0, count: 6)
-            let ran = slots.withUnsafeMutableBufferPointer { buffer in
-                laq_parallel_halves({ raw, begin, end in
-                    let slots = raw!.assumingMemoryBound(to: UInt.self) + (begin == 0 ? 0 : 3)
-                    (slots[0], slots[1], slots[2]) = (UInt(begin), UInt(end), UInt(pthread_self()))
-                }, buffer.baseAddress, 10, 3)
-            }
-            guard ran == 1 else {
-                usleep(200)
-                continue
-            }
-            calls += 1
-            #expect(Array(slots[0..<2]) == [0, 3] && Array(slots[3..<5]) == [3, 10])
-            #expect(slots[2] == UInt(pthread_self()))
-            if slots[5] != slots[2] { onWorker += 1 }
-        }
-        #expect(calls >= 200)
-        #expect(onWorker > 0, "the worker ran none of \(calls) upper halves")
+    /// Runs `body` with `threads` threads, then restores the default.
+    static func with<T>(threads: Int, _ body: () throws -> T) rethrows -> T {
+        Parallel.configure(threads: threads)
+        defer { Parallel.configure(threads: nil) }
+        return try body()
     }
 
-    @Test("Parallel.halves from 8 threads at once, 300 loops each: every index once per loop")
+    @Test("each part [i·count/parts, (i+1)·count/parts) runs once before the call returns, some on workers")
+    func parts() {
+        Self.with(threads: 4) {
+            var calls = 0, onWorkers = 0
+            let deadline = ContinuousClock.now + .seconds(120)
+            // At least 200 calls, and more (up to 20,000) until a worker has run a part: on a busy
+            // machine the caller may claim every part before a worker wakes.
+            while calls < 200 || (onWorkers == 0 && calls < 20_000), ContinuousClock.now < deadline {
+                // Per part: begin, end, thread.
+                var slots = [UInt](repeating: .max, count: 12)
+                let ran = slots.withUnsafeMutableBufferPointer { buffer in
+                    laq_parallel_for({ raw, begin, end in
+                        let part = [0: 0, 2: 1, 5: 2, 7: 3][begin]!
+                        let slots = raw!.assumingMemoryBound(to: UInt.self) + 3 * part
+                        (slots[0], slots[1], slots[2]) = (UInt(begin), UInt(end), UInt(pthread_self()))
+                    }, buffer.baseAddress, 10, 4)
+                }
+                #expect(ran == 1)
+                calls += 1
+                #expect(stride(from: 0, to: 12, by: 3).map { [slots[$0], slots[$0 + 1]] } == [[0, 2], [2, 5], [5, 7], [7, 10]])
+                if stride(from: 2, to: 12, by: 3).contains(where: { slots[$0] != UInt(pthread_self()) }) { onWorkers += 1 }
+            }
+            #expect(onWorkers > 0, "workers ran no part of \(calls) loops")
+        }
+    }
+
+    @Test("Parallel.forEach from 8 threads at once, 300 loops each, on 3 threads: every index once per loop")
     func concurrentCallers() {
-        let loops = 300, size = 1001
-        let visits = Visits(size)
-        DispatchQueue.concurrentPerform(iterations: 8) { _ in
-            for _ in 0..<loops { Parallel.halves(size, large: true) { visits.visit($0) } }
+        Self.with(threads: 3) {
+            let loops = 300, size = 1001
+            let visits = Visits(size)
+            DispatchQueue.concurrentPerform(iterations: 8) { _ in
+                for _ in 0..<loops { Parallel.forEach(size, work: 1 << 30) { visits.visit($0) } }
+            }
+            #expect(visits.all == [Int](repeating: 8 * loops, count: size))
         }
-        #expect(visits.all == [Int](repeating: 8 * loops, count: size))
     }
 
-    @Test("small loops and single elements run on the calling thread, whole")
+    @Test("small loops, single elements and one thread run on the calling thread, whole")
     func small() {
         let visits = Visits(5)
-        Parallel.halves(5, large: false) { visits.visit($0) }
-        Parallel.halves(1, large: true) { visits.visit($0) }
-        #expect(visits.all == [2, 1, 1, 1, 1])
+        Self.with(threads: 8) {
+            Parallel.forEach(5, work: 10) { visits.visit($0) }
+            Parallel.forEach(1, work: 1 << 30) { visits.visit($0) }
+            Parallel.forEach(0, work: 1 << 30) { visits.visit($0) }
+        }
+        Self.with(threads: 1) {
+            Parallel.forEach(5, work: 1 << 30) { #expect($0 == 0..<5); visits.visit($0) }
+        }
+        #expect(visits.all == [3, 2, 2, 2, 2])
+    }
+
+    @Test("the thread count: --threads, else LAQ_NUM_THREADS, else the CPUs available; clamped to 1…256")
+    func threadCount() {
+        defer { Parallel.configure(threads: nil) }
+        Parallel.configure(threads: 3, environment: [:])
+        #expect(Parallel.threadCount == 3)
+        Parallel.configure(threads: 1000, environment: [:])
+        #expect(Parallel.threadCount == 256)
+        Parallel.configure(threads: nil, environment: ["LAQ_NUM_THREADS": "5"])
+        #expect(Parallel.threadCount == 5)
+        #expect(Parallel.defaultThreadCount(environment: ["LAQ_NUM_THREADS": "0"]) == Parallel.availableCPUs)
+        #expect(Parallel.defaultThreadCount(environment: ["LAQ_NUM_THREADS": "many"]) == Parallel.availableCPUs)
+        #expect(Parallel.availableCPUs >= 1 && Parallel.availableCPUs <= Int(laq_affinity_cpus()))
+    }
+
+    @Test("cgroup CPU quotas: v2 cpu.max on the path to the root (the smallest), v1 cfs quota and period, none")
+    func cgroupQuota() throws {
+        let root = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: root) }
+        func write(_ path: String, _ text: String) throws {
+            let url = root.appendingPathComponent(path)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try Data(text.utf8).write(to: url)
+        }
+        #expect(CGroupQuota.cpus(root: root.path) == nil, "no /proc/self/cgroup")
+        try write("proc/self/cgroup", "0::/box/job\n")
+        try write("sys/fs/cgroup/cpu.max", "max 100000\n")
+        #expect(CGroupQuota.cpus(root: root.path) == nil, "no quota")
+        try write("sys/fs/cgroup/box/cpu.max", "350000 100000\n")
+        #expect(CGroupQuota.cpus(root: root.path) == 4, "3.5 CPUs round up")
+        try write("sys/fs/cgroup/box/job/cpu.max", "100000 100000\n")
+        #expect(CGroupQuota.cpus(root: root.path) == 1, "the smallest on the path")
+        try write("proc/self/cgroup", "4:cpu,cpuacct:/docker/abc\n1:memory:/docker/abc\n")
+        try write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "200000\n")
+        try write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_period_us", "100000\n")
+        #expect(CGroupQuota.cpus(root: root.path) == 2, "v1, seen from inside the container (its path absent)")
+        try write("sys/fs/cgroup/cpu,cpuacct/cpu.cfs_quota_us", "-1\n")
+        #expect(CGroupQuota.cpus(root: root.path) == nil, "v1 without a quota")
+        #expect(CGroupQuota.cpus(quota: 50000, period: 100000) == 1)
+    }
+
+    // MARK: The same bits on any number of threads
+
+    static let threadCounts = [1, 2, 3, 8]
+
+    /// `body`'s result on each of ``threadCounts``; expects them all equal, bit for bit.
+    static func expectSameBits(_ what: String, _ body: () throws -> [Float]) rethrows {
+        var results: [[UInt32]] = []
+        for threads in threadCounts {
+            let result = try with(threads: threads) { try body() }
+            results.append(result.map(\.bitPattern))
+        }
+        for (index, result) in results.enumerated().dropFirst() {
+            let differing = zip(result, results[0]).filter { $0 != $1 }.count
+            #expect(differing == 0 && result.count == results[0].count, "\(what): \(threadCounts[index]) threads differ from 1 in \(differing) of \(result.count) values")
+        }
+    }
+
+    static func random(_ count: Int, seed: UInt64) -> [Float] {
+        var generator = SplitMix64(seed: seed)
+        return (0..<count).map { _ in Float(Int(generator.next() % 20001) - 10000) / 7000 }
+    }
+
+    static func product(_ matrix: KernelMatrix, m: Int, k: Int, n: Int, seed: UInt64) -> [Float] {
+        let a = random(m * k, seed: seed)
+        var c = random(m * n, seed: seed + 1)
+        a.withUnsafeBufferPointer { a in
+            c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, m: m, k: k, n: n, into: $0.baseAddress!, accumulate: true) }
+        }
+        return c
+    }
+
+    @Test("packed products (planes, int8 activations, codes through the vector kernel and tiles) give the same bits on 1, 2, 3 and 8 threads",
+          arguments: [CodebookLayout.base3(levels: 3), .bits(2, levels: 4), .bits(3, levels: 8), .bits(5, levels: 32)])
+    func packedProducts(layout: CodebookLayout) throws {
+        let (k, n) = (2100, 700)
+        let codebook = PackedKernelTests.random(layout, rows: k, columns: n, perColumn: false, seed: 21)
+        let packed = try #require(PackedMatrix(codebook))
+        for m in [1, 8, PackedMatrix.planeProductRows + 3] {
+            Self.expectSameBits("\(layout) float32, m = \(m)") { Self.product(.packed(packed), m: m, k: k, n: n, seed: 3) }
+            if let int8 = PackedMatrix(codebook, activations: .int8), int8.planes != nil {
+                Self.expectSameBits("\(layout) int8, m = \(m)") { Self.product(.packed(int8), m: m, k: k, n: n, seed: 3) }
+            }
+        }
+    }
+
+    @Test("float32 products (OpenBLAS, the short and the long inner-product kernels) give the same bits on 1, 2, 3 and 8 threads")
+    func floatProducts() {
+        for (m, k, n) in [(1, 3000, 900), (8, 1497, 700), (64, 512, 256), (300, 1000, 700), (20000, 9, 32), (5000, 300, 64)] {
+            let w = Self.random(k * n, seed: 7)
+            Self.expectSameBits("\(m)×\(k)·\(k)×\(n)") { Self.product(.dense(w), m: m, k: k, n: n, seed: 9) }
+        }
+        // Aᵀ·B with a long inner dimension (a convolution's kernel gradient).
+        let (k, m, n) = (50000, 9, 32)
+        let a = Self.random(k * m, seed: 11), b = Self.random(k * n, seed: 12)
+        Self.expectSameBits("Aᵀ·B, k = \(k)") {
+            Matrix.multiply(a, b, m: m, n: n, k: k, transposeA: true)
+        }
     }
 }

@@ -148,13 +148,23 @@ int laq_keep_freed_blocks(long largest);
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 
-/// Runs fn(context, 0, split) on the calling thread and fn(context, split, count) on laq's worker
-/// thread (started at the first call; it spins a little between jobs instead of sleeping at
-/// once), and returns 1 after both. When the worker has not taken the upper half within 200 µs of
-/// the caller finishing its own, the caller runs it too. Returns 0 having run nothing when
-/// another caller holds the worker or the thread cannot start: the caller then splits the work
-/// another way.
-int laq_parallel_halves(laq_range_fn fn, void *context, long count, long split);
+/// Runs fn(context, begin, end) over `parts` contiguous parts of [0, count): part i is
+/// [i·count/parts, (i+1)·count/parts). The calling thread and laq's workers (up to `parts` − 1 of
+/// them, started at first use, never more than laq_pool_set_threads allows) claim parts until none
+/// is left; returns 1 after every part has run. Returns 0 having run nothing when another caller
+/// holds the pool (a nested or concurrent loop) or no worker can start: the caller then runs the
+/// loop itself.
+int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts);
+
+/// Sets how many threads laq_parallel_for may use, the caller included (at least 1). Workers
+/// already started beyond that number stay asleep.
+void laq_pool_set_threads(int threads);
+
+/// The number set by laq_pool_set_threads (0 until then: jobs then use one thread).
+int laq_pool_threads(void);
+
+/// CPUs this process may run on (its affinity mask); 0 where that cannot be read.
+int laq_affinity_cpus(void);
 
 #ifdef __cplusplus
 }

@@ -246,38 +246,32 @@ struct PackedMatrix: @unchecked Sendable {
     /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
     ///
     /// - W on planes (binary, ternary, linear m-bit) and at most `planeProductRows` rows of A:
-    ///   the plane kernels, two threads when large (no float copy of W at all).
+    ///   the plane kernels, split between threads when large (no float copy of W at all).
     /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
     /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an
     ///   OpenBLAS product accumulating into C.
-    /// A large vector product uses two threads (halves of K); tile products leave the threading
-    /// to OpenBLAS.
+    /// A large vector product splits K between threads; tile products leave the threading to
+    /// OpenBLAS.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
         if let planes, m <= Self.planeProductRows || planes.int8Activations {
+            ProductCount.add(m * rows * columns)
             planes.multiply(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
             return
         }
-        let large = rows * columns >= 1 << 20
         if m == 1, !perColumn, codesPerByte > 0 {
-            if !accumulate { c.update(repeating: 0, count: columns) }
-            guard large, rows >= 64 else {
+            ProductCount.add(rows * columns)
+            guard rows * columns >= 1 << 20, rows >= 64 else {
+                if !accumulate { c.update(repeating: 0, count: columns) }
                 multiplyVector(a, rows: 0..<rows, into: c)
                 return
             }
-            let half = rows / 2
-            let partial = UnsafeMutablePointer<Float>.allocate(capacity: columns)
-            partial.initialize(repeating: 0, count: columns)
-            defer { partial.deallocate() }
-            let buffers = Buffers(a: a, c: c, partial: partial)
-            DispatchQueue.concurrentPerform(iterations: 2) { part in
-                if part == 0 {
-                    multiplyVector(buffers.a, rows: 0..<half, into: buffers.c)
-                } else {
-                    multiplyVector(buffers.a, rows: half..<rows, into: buffers.partial)
-                }
+            // Rows of W in up to 8 parts of at least 32, fixed by the shape: the same sum on any
+            // number of threads.
+            let parts = min(8, rows / 32), a = SharedPointer(a)
+            Parallel.sumOfParts(parts, length: columns, work: rows * columns, grain: 1 << 19, into: c, accumulate: accumulate) { part, partial in
+                multiplyVector(a.base, rows: (rows * part / parts)..<(rows * (part + 1) / parts), into: partial)
             }
-            for index in 0..<columns { c[index] += partial[index] }
             return
         }
         // OpenBLAS threads each product itself: tiles are decoded on this thread (two threads of
@@ -358,12 +352,6 @@ struct PackedMatrix: @unchecked Sendable {
 
 /// Output pointers shared by the threads of one product; each thread writes disjoint parts,
 /// and the product returns only after both have finished.
-private struct Buffers: @unchecked Sendable {
-    let a: UnsafePointer<Float>
-    let c: UnsafeMutablePointer<Float>
-    let partial: UnsafeMutablePointer<Float>
-}
-
 /// A layer's weight matrix as the engine multiplies by it: float32, or packed codes.
 enum KernelMatrix: Sendable {
     case dense([Float])

@@ -266,7 +266,7 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 
     /// C (m×N, row stride `ldc`) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
-    /// A large product splits the column blocks between two threads.
+    /// A large product splits the column blocks between threads.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         guard m > 0 else { return }
         if int8Activations {
@@ -282,7 +282,7 @@ struct PlaneMatrix: @unchecked Sendable {
                     laq_planes_multiply(shared.a, lda, m, rows, columns, shared.words, Int32(planeCount), kind,
                                         shared.levels, shared.sumLevels, shared.c, ldc, accumulate ? 1 : 0, begin, end, isa)
                 }
-                Parallel.halves(blocks, large: m * rows * columns >= 1 << 20) { run($0.lowerBound, $0.upperBound) }
+                Parallel.forEach(blocks, work: m * rows * columns, grain: 1 << 19) { run($0.lowerBound, $0.upperBound) }
               }
             }
         }
@@ -306,18 +306,18 @@ struct PlaneMatrix: @unchecked Sendable {
             }
             let quantized = QuantizedRow(q: q.baseAddress!)
             let (scaleValue, totalValue) = (scale, total)
-            let blocks = blockCount, large = rows * columns >= 1 << 21
+            let blocks = blockCount, work = rows * columns
             words.withUnsafeBufferPointer { words in
                 // Symmetric ternary: one signed dot product per word pair, levels ±L per column.
                 (signedPair ?? sumLevels).withUnsafeBufferPointer { levels in
                     let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
                     if signedPair != nil {
-                        Parallel.halves(blocks, large: large) { range in
+                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
                             laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, shared.words, shared.levels,
                                                                 shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                         }
                     } else {
-                        Parallel.halves(blocks, large: large) { range in
+                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
                             laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
                                                     shared.sumLevels, shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
                         }
@@ -352,7 +352,7 @@ struct PlaneMatrix: @unchecked Sendable {
                                 let batch = QuantizedRows(q: q.baseAddress!, scales: scales.baseAddress!, totals: totals.baseAddress!,
                                                           pairLevels: signedPair == nil ? nil : pairLevels.baseAddress)
                                 let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                                Parallel.halves(blockCount, large: m * rows * columns >= 1 << 21) { range in
+                                Parallel.forEach(blockCount, work: m * rows * columns, grain: 1 << 20) { range in
                                     laq_dot_planes_multiply_rows(batch.q, stride, m, batch.scales, batch.totals, groups, columns, shared.words,
                                                                  Int32(planeCount), shared.sumLevels, batch.pairLevels,
                                                                  shared.c, ldc, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
@@ -395,7 +395,7 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 }
 
-/// The pointers of one product, shared by its two threads; each writes disjoint columns, and the
+/// The pointers of one product, shared by its threads; each writes disjoint columns, and the
 /// product returns only after both have finished.
 private struct Shared: @unchecked Sendable {
     let a: UnsafePointer<Float>

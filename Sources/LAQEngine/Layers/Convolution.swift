@@ -149,11 +149,11 @@ struct ConvolutionOp: Op {
         var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width)
             ? Matrix.uninitialized(count, workspace: workspace) : Matrix.zeros(count, workspace: workspace)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
-        // Samples are independent: two threads for a large batch.
+        // Samples are independent: split between threads for a large batch.
         x.data.withUnsafeBufferPointer { input in
             columns.withUnsafeMutableBufferPointer { out in
                 let (input, out) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!))
-                Parallel.halves(g.batch, large: count >= Parallel.elementwiseCount) { images in
+                Parallel.forEach(g.batch, work: count) { images in
                     forEachRun(g, images: images) { column, source, count in (out.base + column).update(from: input.base + source, count: count) }
                 }
             }
@@ -211,9 +211,9 @@ extension ConvolutionOp: TrainableOp {
         if !dx.isEmpty, !dColumns.isEmpty {
             dx.withUnsafeMutableBufferPointer { out in
                 dColumns.withUnsafeBufferPointer { columns in
-                    // Samples scatter into disjoint parts of dx: two threads for a large batch.
+                    // Samples scatter into disjoint parts of dx: split between threads for a large batch.
                     let (out, columns) = (SharedPointer(out.baseAddress!), SharedPointer(columns.baseAddress!))
-                    Parallel.halves(g.batch, large: dColumns.count >= Parallel.elementwiseCount) { images in
+                    Parallel.forEach(g.batch, work: dColumns.count) { images in
                         forEachRun(g, images: images) { column, target, count in
                             for c in 0..<count { out.base[target + c] += columns.base[column + c] }
                         }

@@ -84,6 +84,7 @@ struct DepthwiseOp: Op {
         let outChannels = g.channels * multiplier
         if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
         let positions = g.batch * rows.output * cols.output
+        ProductCount.add(positions * kernelSize[0] * kernelSize[1] * outChannels)
         var output = Matrix.zeros(positions * outChannels, workspace: workspace)
         let (channels, multiplier) = (g.channels, self.multiplier)
         g.forEachWindowTap(rows, cols) { position, tap, input in

@@ -235,7 +235,7 @@ public struct Adam: Sendable {
             guard let g = gradients[name], !g.isEmpty else { continue }
             if m[name] == nil { m[name] = [Float](repeating: 0, count: g.count) }
             if v[name] == nil { v[name] = [Float](repeating: 0, count: g.count) }
-            // Updated in place: no copies of the moments per step; large tensors on two threads.
+            // Updated in place: no copies of the moments per step; large tensors split between threads.
             let (beta1, beta2, epsilon) = (self.beta1, self.beta2, self.epsilon)
             m[name]!.withUnsafeMutableBufferPointer { mm in
                 v[name]!.withUnsafeMutableBufferPointer { vv in
@@ -243,7 +243,7 @@ public struct Adam: Sendable {
                         g.withUnsafeBufferPointer { g in
                             let count = g.count
                             let (mm, vv, w, g) = (SharedPointer(mm.baseAddress!), SharedPointer(vv.baseAddress!), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                            Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
+                            Parallel.forEach(count, work: count) { range in
                                 let start = range.lowerBound
                                 laq_adam_update(w.base + start, mm.base + start, vv.base + start, g.base + start, range.count,
                                                 scale, beta1, beta2, alpha, epsilon, CPU.isa)
@@ -293,14 +293,14 @@ public struct SGD: Sendable {
             let name = weights[index].name
             guard let g = gradients[name], !g.isEmpty else { continue }
             if velocity[name] == nil, momentum != 0 { velocity[name] = [Float](repeating: 0, count: g.count) }
-            // Large tensors on two threads; without momentum the velocity is not used.
+            // Large tensors split between threads; without momentum the velocity is not used.
             var unused: [Float] = [0]
             func update(_ velocity: UnsafeMutablePointer<Float>) {
                 weights[index].values.withUnsafeMutableBufferPointer { w in
                     g.withUnsafeBufferPointer { g in
                         let count = g.count
                         let (m, w, g) = (SharedPointer(velocity), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                        Parallel.halves(count, large: count >= Parallel.elementwiseCount) { range in
+                        Parallel.forEach(count, work: count) { range in
                             let (m, w, g) = (m.base, w.base, g.base)
                             for i in range {
                                 let grad = g[i] * scale
