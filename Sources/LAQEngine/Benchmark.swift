@@ -27,9 +27,10 @@ enum ProductCount {
 /// A model's inference speed as stored: `laq bench`. Times whole batches (after warm-up runs),
 /// counts the multiply-adds of one batch, and optionally times each layer.
 public enum Benchmark {
-    /// Inputs for `batch` samples of the model's input shapes: values uniform in [0, 1) from a
-    /// fixed seed (token-id inputs read them as id 0). Dimensions the model leaves open (a
-    /// sequence length) take `length`; nil refuses such a model.
+    /// Inputs for `batch` samples of the model's input shapes: float inputs uniform in [0, 1)
+    /// from a fixed seed; integer inputs (token ids, segment ids, padding masks) 1 everywhere, a
+    /// token every vocabulary has and a mask that keeps every position. Dimensions the model
+    /// leaves open (a sequence length) take `length`; nil refuses such a model.
     public static func randomInputs(for model: Model, batch: Int, length: Int?, seed: UInt64 = 1) throws(EngineError) -> [Tensor] {
         let shapes: [String: Shape]
         do { shapes = try model.outputShapes() } catch { throw .invalidModel(error.description) }
@@ -46,9 +47,17 @@ public enum Benchmark {
             }
             let count = dimensions.reduce(1, *)
             guard count <= 1 << 31 else { throw .badInput(name: input.layer, reason: "\(dimensions) is more than 2³¹ values") }
-            inputs.append(Tensor(shape: dimensions, data: (0..<count).map { _ in Float(random.next() >> 40) / Float(1 << 24) }))
+            let integer = isInteger(model.layer(named: input.layer))
+            inputs.append(Tensor(shape: dimensions, data: (0..<count).map { _ in integer ? 1 : Float(random.next() >> 40) / Float(1 << 24) }))
         }
         return inputs
+    }
+
+    /// The input layer's dtype (a name, or Keras 3's DTypePolicy) is an integer or bool type.
+    static func isInteger(_ layer: Layer?) -> Bool {
+        let dtype = layer?.config["dtype"]
+        let name = dtype?.stringValue ?? dtype?["config"]?["name"]?.stringValue ?? "float32"
+        return name.hasPrefix("int") || name.hasPrefix("uint") || name == "bool"
     }
 
     static func describe(_ shape: Shape) -> String { "(" + shape.map { $0.map(String.init) ?? "None" }.joined(separator: ", ") + ")" }

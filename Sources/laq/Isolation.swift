@@ -101,6 +101,10 @@ extension Diff: ReadsHDF5 {
     var hdf5Inputs: [String] { Isolation.ifHDF5(comparison.data) }
 }
 
+extension Bench: ReadsHDF5 {
+    var hdf5Inputs: [String] { Isolation.ifHDF5(input) }
+}
+
 extension Report: ReadsHDF5 {
     var hdf5Inputs: [String] { Isolation.ifHDF5(comparison.data) }
 }

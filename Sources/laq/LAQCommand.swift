@@ -21,7 +21,7 @@ struct LAQCommand: ParsableCommand {
             out of memory.
             """,
         version: LAQVersion.string,
-        subcommands: [Import.self, Quantize.self, Run.self, Eval.self, Inspect.self, Verify.self, Diff.self, Export.self, Report.self, Demo.self]
+        subcommands: [Import.self, Quantize.self, Run.self, Eval.self, Inspect.self, Verify.self, Diff.self, Export.self, Report.self, Bench.self, Demo.self]
     )
 
     static func main() {

@@ -24,3 +24,4 @@ extension Quantize: ThreadedCommand {}
 extension Diff: ThreadedCommand {}
 extension Report: ThreadedCommand {}
 extension Demo: ThreadedCommand {}
+extension Bench: ThreadedCommand {}
