@@ -10,8 +10,9 @@ largest difference from Keras' own predictions relative to the largest output ma
 each output, for a model with named outputs), then
 `laq quantize --method M --one-shot` and `laq run` of the quantized file; with --every-command,
 for `.keras` files, one lat2a calibration epoch on the stored inputs against Keras' outputs and a
-run of that file, its export to h5, npz and safetensors, and `laq diff --data` against the float
-file (exit 1: they differ). Prints a Markdown table
+run of that file, its export to h5, npz and safetensors, `laq diff --data` against the float
+file (exit 1: they differ), and `laq bench --json` of both files (the calibrated one with int8
+activations). Prints a Markdown table
 (model, parameters, layout, import seconds, max error, quantized size) and exits 1 when any
 import fails or an error exceeds the tolerance. Needs numpy only (no Keras).
 """
@@ -113,6 +114,18 @@ def check(laq, zoo, model, file, tolerance, method, scratch, every=False):
         if result.returncode != 1:  # diff(1): 1 = the files differ
             row["failure"] = f"diff: exit {result.returncode}: " + first_lines(result.stderr)
             return row
+        # laq bench --json on the float and the calibrated file (int8 activations), one sample.
+        for path, activations in (("m.laq", "float32"), ("c.laq", "int8")):
+            result, _ = run([laq, "bench", os.path.join(scratch, path), "--input", io_path, "--activations", activations,
+                             "--warmup", "1", "--iterations", "3", "--json"])
+            try:
+                report = json.loads(result.stdout) if result.returncode == 0 else {}
+            except json.JSONDecodeError:
+                report = {}
+            if not report.get("median_ms", 0) > 0 or not report.get("multiply_adds", 0) > 0:
+                row["failure"] = f"bench {path}: exit {result.returncode}: " + first_lines(result.stderr or result.stdout)
+                return row
+            row[f"bench_{activations}_ms"] = report["median_ms"]
     return row
 
 
@@ -125,7 +138,7 @@ def main():
     parser.add_argument("--tolerance", type=float, default=1e-4)
     parser.add_argument("--quantize", default="twn", help="method for the one-shot quantization ('' to skip)")
     parser.add_argument("--every-command", action="store_true",
-                        help="also, for each .keras model: one lat2a calibration epoch and a run, export to h5, npz and safetensors, diff with data")
+                        help="also, for each .keras model: one lat2a calibration epoch and a run, export to h5, npz and safetensors, diff with data, bench")
     args = parser.parse_args()
     with open(os.path.join(args.zoo, "zoo.json")) as f:
         zoo = json.load(f)["models"]

@@ -81,11 +81,17 @@ struct ActivationOp: Op {
         case let .function(activation):
             activation.apply(&x.data, width: x.lastDimension)
         case let .relu(maxValue, slope, threshold):
-            for i in x.data.indices {
-                let value = x.data[i]
-                var y = value >= threshold ? value : slope * (value - threshold)
-                if let maxValue, y > maxValue { y = maxValue }
-                x.data[i] = y
+            // Large tensors split between threads; a NaN stays NaN (no comparison holds).
+            let ceiling = maxValue ?? .infinity
+            x.data.withUnsafeMutableBufferPointer { buffer in
+                let values = SharedPointer(buffer.baseAddress!)
+                Parallel.forEach(buffer.count, work: buffer.count) { range in
+                    for i in range {
+                        let value = values.base[i]
+                        let y = value >= threshold ? value : slope * (value - threshold)
+                        values.base[i] = y > ceiling ? ceiling : y
+                    }
+                }
             }
         }
         return x

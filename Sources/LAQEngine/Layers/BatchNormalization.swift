@@ -112,14 +112,29 @@ struct BatchNormalizationOp: Op {
     }
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        var x = tensors[0]
-        x.data = Matrix.copy(x.data, workspace: workspace)
+        let x = tensors[0]
         let channels = scale.count
         guard x.lastDimension == channels else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, expected \(channels)") }
-        x.data.withUnsafeMutableBufferPointer { buffer in
-            for i in buffer.indices { buffer[i] = buffer[i] * scale[i % channels] + shift[i % channels] }
+        // y = x·scale + shift per channel, rows split between threads.
+        var y = Matrix.uninitialized(x.count, workspace: workspace)
+        guard channels > 0, !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
+        x.data.withUnsafeBufferPointer { input in
+            y.withUnsafeMutableBufferPointer { output in
+                scale.withUnsafeBufferPointer { scale in
+                    shift.withUnsafeBufferPointer { shift in
+                        let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
+                        let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
+                        Parallel.forEach(x.count / channels, work: x.count) { rows in
+                            for row in rows {
+                                let (from, to) = (input.base + row * channels, output.base + row * channels)
+                                for c in 0..<channels { to[c] = from[c] * scale.base[c] + shift.base[c] }
+                            }
+                        }
+                    }
+                }
+            }
         }
-        return x
+        return Tensor(shape: x.shape, data: y)
     }
 }
 

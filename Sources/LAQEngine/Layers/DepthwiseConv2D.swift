@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import LAQFormat
 
@@ -85,17 +86,27 @@ struct DepthwiseOp: Op {
         if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
         let positions = g.batch * rows.output * cols.output
         ProductCount.add(positions * kernelSize[0] * kernelSize[1] * outChannels)
-        var output = Matrix.zeros(positions * outChannels, workspace: workspace)
-        let (channels, multiplier) = (g.channels, self.multiplier)
-        g.forEachWindowTap(rows, cols) { position, tap, input in
-            let outBase = position * outChannels, kBase = tap * outChannels
-            for c in 0..<channels {
-                let value = x.data[input + c]
-                for j in 0..<multiplier { output[outBase + c * multiplier + j] += value * kernel[kBase + c * multiplier + j] }
+        var output = Matrix.uninitialized(positions * outChannels, workspace: workspace)
+        guard !output.isEmpty else { return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output) }
+        // Output rows are independent: split between threads (laq_depthwise_conv2d).
+        x.data.withUnsafeBufferPointer { input in
+            kernel.withUnsafeBufferPointer { kernel in
+                output.withUnsafeMutableBufferPointer { out in
+                    let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
+                    let (kernelSize, strides, dilation, multiplier) = (kernelSize, strides, dilation, multiplier)
+                    let taps = kernelSize[0] * kernelSize[1]
+                    Parallel.forEach(g.batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
+                        laq_depthwise_conv2d(input.base, g.height, g.width, g.channels, kernel.base, kernelSize[0], kernelSize[1], multiplier,
+                                             strides[0], strides[1], dilation[0], dilation[1], rows.padBefore, cols.padBefore,
+                                             rows.output, cols.output, out.base, range.lowerBound, range.upperBound, CPU.isa)
+                    }
+                }
             }
         }
         if let bias {
-            for position in 0..<positions { for k in 0..<outChannels { output[position * outChannels + k] += bias[k] } }
+            output.withUnsafeMutableBufferPointer { out in
+                for position in 0..<positions { for k in 0..<outChannels { out[position * outChannels + k] += bias[k] } }
+            }
         }
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }

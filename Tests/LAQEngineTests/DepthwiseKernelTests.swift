@@ -1,0 +1,74 @@
+import CLAQKernels
+import LAQTestSupport
+import Testing
+@testable import LAQEngine
+
+/// The depthwise convolution kernel (`laq_depthwise_conv2d`) against the scalar definition,
+/// bit for bit, on every instruction set this machine has: strides, dilation, `same` and `valid`
+/// padding, depth multipliers, odd channel counts, and any split of the output rows.
+@Suite struct DepthwiseKernelTests {
+    struct Case: CustomTestStringConvertible, Sendable {
+        var batch = 2, height = 9, width = 7, channels = 13, kernel = (3, 3), multiplier = 1, strides = (1, 1), dilation = (1, 1), same = true
+        var testDescription: String {
+            "\(batch)×\(height)×\(width)×\(channels) kernel \(kernel) ×\(multiplier) strides \(strides) dilation \(dilation) \(same ? "same" : "valid")"
+        }
+    }
+
+    static let cases: [Case] = [
+        Case(), Case(same: false), Case(channels: 32, strides: (2, 2)), Case(channels: 5, multiplier: 3),
+        Case(height: 11, width: 12, channels: 17, kernel: (5, 5), dilation: (2, 2)), Case(kernel: (1, 3), strides: (1, 2), same: false),
+        Case(batch: 1, height: 1, width: 1, channels: 64, kernel: (3, 3)),
+    ]
+
+    /// Σ over in-bounds taps in order (rows, then columns) of x·k, per output channel.
+    static func reference(_ x: [Float], _ k: [Float], _ c: Case, _ rows: Window, _ cols: Window) -> [Float] {
+        let outChannels = c.channels * c.multiplier
+        var y = [Float](repeating: 0, count: c.batch * rows.output * cols.output * outChannels)
+        for n in 0..<c.batch {
+            for oh in 0..<rows.output {
+                for ow in 0..<cols.output {
+                    let out = ((n * rows.output + oh) * cols.output + ow) * outChannels
+                    for th in 0..<c.kernel.0 {
+                        let ih = rows.source(oh, th)
+                        guard ih >= 0, ih < c.height else { continue }
+                        for tw in 0..<c.kernel.1 {
+                            let iw = cols.source(ow, tw)
+                            guard iw >= 0, iw < c.width else { continue }
+                            for ch in 0..<c.channels {
+                                for j in 0..<c.multiplier {
+                                    let value = x[((n * c.height + ih) * c.width + iw) * c.channels + ch]
+                                    y[out + ch * c.multiplier + j] += value * k[(th * c.kernel.1 + tw) * outChannels + ch * c.multiplier + j]
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        return y
+    }
+
+    @Test("equals the scalar definition bit for bit, for every instruction set and split of the rows", arguments: cases)
+    func matchesScalar(_ c: Case) {
+        var random = SplitMix64(seed: 4)
+        let x = (0..<(c.batch * c.height * c.width * c.channels)).map { _ in Float(Int(random.next() % 2001) - 1000) / 300 }
+        let k = (0..<(c.kernel.0 * c.kernel.1 * c.channels * c.multiplier)).map { _ in Float(Int(random.next() % 2001) - 1000) / 700 }
+        let rows = Window(input: c.height, kernel: c.kernel.0, stride: c.strides.0, dilation: c.dilation.0, same: c.same)
+        let cols = Window(input: c.width, kernel: c.kernel.1, stride: c.strides.1, dilation: c.dilation.1, same: c.same)
+        let expected = Self.reference(x, k, c, rows, cols).map(\.bitPattern)
+        let outputRows = c.batch * rows.output
+        for isa in 0...Int(CPU.isa) {
+            for split in Set([0, 1, outputRows / 2, outputRows]) {
+                var y = [Float](repeating: .nan, count: expected.count)
+                y.withUnsafeMutableBufferPointer { out in
+                    for range in [0..<split, split..<outputRows] where !range.isEmpty {
+                        laq_depthwise_conv2d(x, c.height, c.width, c.channels, k, c.kernel.0, c.kernel.1, c.multiplier, c.strides.0, c.strides.1,
+                                             c.dilation.0, c.dilation.1, rows.padBefore, cols.padBefore, rows.output, cols.output,
+                                             out.baseAddress!, range.lowerBound, range.upperBound, Int32(isa))
+                    }
+                }
+                #expect(y.map(\.bitPattern) == expected, "isa \(isa), rows split at \(split)")
+            }
+        }
+    }
+}

@@ -1,0 +1,157 @@
+#!/usr/bin/env python3
+"""A Keras model's inference speed in laq (`laq bench`) beside ONNX Runtime and Keras, measured
+one after the other in one run on the same inputs, batch and thread count.
+
+laq: the model imported as float32, and quantized one-shot with --method (default lat2a) and run
+with float32 and int8 activations. ONNX Runtime: the Keras model converted with tf2onnx (float32),
+and that model through `quantize_dynamic` (int8 weights, activations quantized per call). Keras:
+`predict_on_batch` (TensorFlow backend). Every runtime gets --threads intra-op threads, runs
+--warmup untimed batches and reports the median of --iterations. Ratios are the peer's median
+time over laq's (above 1: laq is faster).
+
+    tools/bench/compare_peers.py MODEL.keras|MODEL.h5 [--batch 1] [--threads 2] [--iterations 50]
+        [--warmup 5] [--method lat2a] [--length 128] [--json]     (after `tools/setup --peers`:
+                                                                  .venv-peers/bin/python)
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+
+def median_ms(function, warmup, iterations):
+    for _ in range(warmup):
+        function()
+    times = []
+    for _ in range(iterations):
+        start = time.perf_counter()
+        function()
+        times.append(time.perf_counter() - start)
+    times.sort()
+    middle = len(times) // 2
+    return 1000 * (times[middle] if len(times) % 2 else (times[middle - 1] + times[middle]) / 2)
+
+
+def laq(binary, *arguments):
+    result = subprocess.run([binary, *arguments], capture_output=True, text=True)
+    if result.returncode != 0:
+        sys.exit(f"compare_peers: laq {' '.join(arguments)} failed: {result.stderr.strip()}")
+    return result.stdout
+
+
+def inputs_for(model, batch, length, np):
+    """laq bench's random inputs: floats uniform in [0, 1), integer inputs 1; open dims `length`."""
+    rng = np.random.default_rng(1)
+    arrays = {}
+    for tensor in model.inputs:
+        shape = [batch] + [length if d is None else d for d in tensor.shape[1:]]
+        dtype = str(tensor.dtype)
+        if "int" in dtype or dtype == "bool":
+            arrays[tensor.name.split(":")[0]] = np.ones(shape, dtype=np.int32)
+        else:
+            arrays[tensor.name.split(":")[0]] = rng.random(shape, dtype=np.float32)
+    return arrays
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("model")
+    parser.add_argument("--batch", type=int, default=1)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--iterations", type=int, default=50)
+    parser.add_argument("--warmup", type=int, default=5)
+    parser.add_argument("--method", default="lat2a", help="laq quantize --method for the packed rows")
+    parser.add_argument("--length", type=int, default=128, help="length of open input dimensions")
+    parser.add_argument("--laq", default=os.path.join(ROOT, ".build", "release", "laq"))
+    parser.add_argument("--json", action="store_true")
+    args = parser.parse_args()
+    os.environ.setdefault("KERAS_BACKEND", "tensorflow")
+    os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+    try:
+        import numpy as np
+        import onnxruntime as ort
+        import tensorflow as tf
+        import keras
+        import tf2onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+        import keras_hub  # noqa: F401  (registers keras_hub's layers and backbones for loading)
+    except ImportError as error:
+        sys.exit(f"compare_peers: {error}: run tools/setup --peers, then use .venv-peers/bin/python")
+    if not os.access(args.laq, os.X_OK):
+        sys.exit(f"compare_peers: {args.laq} is not built: swift build -c release --product laq")
+    tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+    tf.config.threading.set_inter_op_parallelism_threads(1)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as scratch:
+        model = keras.saving.load_model(args.model, compile=False)
+        arrays = inputs_for(model, args.batch, args.length, np)
+        names = list(arrays)
+        data = os.path.join(scratch, "inputs.npz")
+        np.savez(data, **({"x": arrays[names[0]]} if len(names) == 1 else arrays))
+
+        # laq: float32, then the quantized model with float32 and int8 activations.
+        imported, packed = os.path.join(scratch, "model.laq"), os.path.join(scratch, "packed.laq")
+        laq(args.laq, "import", args.model, "-o", imported)
+        laq(args.laq, "quantize", imported, "-o", packed, "--method", args.method, "--one-shot")
+        common = ["--batch", str(args.batch), "--input", data, "--threads", str(args.threads),
+                  "--warmup", str(args.warmup), "--iterations", str(args.iterations), "--json"]
+        timings = {}
+        for label, path, activations in [("laq float32", imported, "float32"),
+                                          (f"laq {args.method} float32", packed, "float32"),
+                                          (f"laq {args.method} int8", packed, "int8")]:
+            result = json.loads(laq(args.laq, "bench", path, "--activations", activations, *common))
+            timings[label] = result["median_ms"]
+            rows.append({"runtime": label, "median_ms": result["median_ms"]})
+
+        # Keras predict_on_batch, with the inputs in the structure the model was built with.
+        def structured(values):
+            structure = model.input
+            if isinstance(structure, dict):
+                return {key: values[tensor.name.split(":")[0]] for key, tensor in structure.items()}
+            if isinstance(structure, (list, tuple)):
+                return [values[tensor.name.split(":")[0]] for tensor in structure]
+            return values[structure.name.split(":")[0]]
+
+        keras_input = structured(arrays)
+        rows.append({"runtime": "Keras predict_on_batch",
+                     "median_ms": median_ms(lambda: model.predict_on_batch(keras_input), args.warmup, args.iterations)})
+
+        # ONNX Runtime: tf2onnx's float32 model, and quantize_dynamic's int8 one.
+        fp32, int8 = os.path.join(scratch, "model.onnx"), os.path.join(scratch, "model.int8.onnx")
+        signature = [tf.TensorSpec([None] + list(arrays[name].shape[1:]), tf.as_dtype(arrays[name].dtype), name=name) for name in names]
+        function = tf.function(lambda *xs: model(structured(dict(zip(names, xs))), training=False))
+        tf2onnx.convert.from_function(function, input_signature=signature, opset=17, output_path=fp32)
+        quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        for label, path in [("ONNX Runtime float32", fp32), ("ONNX Runtime int8 (quantize_dynamic)", int8)]:
+            options = ort.SessionOptions()
+            options.intra_op_num_threads = args.threads
+            options.inter_op_num_threads = 1
+            session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
+            feeds = {i.name: arrays[n] for i, n in zip(session.get_inputs(), names)}
+            rows.append({"runtime": label, "median_ms": median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)})
+
+    best_laq = min(timings.values())
+    for row in rows:
+        row["samples_per_second"] = args.batch / (row["median_ms"] / 1000)
+        row["time_over_laq_float32"] = row["median_ms"] / timings["laq float32"]
+        row["time_over_best_laq"] = row["median_ms"] / best_laq
+    report = {"model": args.model, "batch": args.batch, "threads": args.threads, "iterations": args.iterations,
+              "warmup": args.warmup, "method": args.method, "runtimes": rows}
+    if args.json:
+        print(json.dumps(report, indent=2))
+        return
+    print(f"{args.model}: batch {args.batch}, {args.threads} threads, median of {args.iterations} after {args.warmup} warm-up")
+    print(f"{'runtime':40} {'median ms':>10} {'samples/s':>11} {'÷ laq float32':>14} {'÷ best laq':>11}")
+    for row in rows:
+        print(f"{row['runtime']:40} {row['median_ms']:10.3f} {row['samples_per_second']:11.1f} "
+              f"{row['time_over_laq_float32']:14.2f} {row['time_over_best_laq']:11.2f}")
+
+
+if __name__ == "__main__":
+    main()
