@@ -18,8 +18,22 @@ public enum ZipCheck {
         public var description: String { reason }
     }
 
-    /// The member names, in directory order; throws what is wrong.
-    public static func validate(_ bytes: [UInt8]) throws(Failure) -> [String] {
+    /// A member as the central directory describes it (checked against its local header).
+    public struct Member: Sendable, Equatable {
+        public var name: String
+        /// 0 stored, 8 deflated.
+        public var method: Int
+        /// Where its data starts in the archive.
+        public var dataOffset: Int
+        public var compressedSize: UInt64
+        public var uncompressedSize: UInt64
+        public var crc32: UInt32
+    }
+
+    /// The members, in directory order; throws what is wrong. `bytes` is the whole archive (an
+    /// array, or a memory-mapped `Data`).
+    public static func validate<Bytes: RandomAccessCollection>(_ archive: Bytes) throws(Failure) -> [Member] where Bytes.Element == UInt8, Bytes.Index == Int {
+        let bytes = Offset(base: archive)
         func fail(_ reason: String) -> Failure { Failure(reason: reason) }
         func u16(_ at: Int) -> Int { Int(bytes[at]) | Int(bytes[at + 1]) << 8 }
         func u32(_ at: Int) -> Int { u16(at) | u16(at + 2) << 16 }
@@ -66,15 +80,15 @@ public enum ZipCheck {
         }
         let start = Int(directoryOffset)
         let end = start + Int(directorySize)
-        var names: [String] = []
+        var members: [Member] = []
         var seen = Set<String>()
         var at = start
         while at < end {
-            guard end - at >= 46, u32(at) == 0x0201_4B50 else { throw fail("central directory entry \(names.count + 1) is damaged") }
+            guard end - at >= 46, u32(at) == 0x0201_4B50 else { throw fail("central directory entry \(members.count + 1) is damaged") }
             let (nameLength, extraLength, commentLength) = (u16(at + 28), u16(at + 30), u16(at + 32))
             let entryEnd = at + 46 + nameLength + extraLength + commentLength
-            guard entryEnd <= end else { throw fail("central directory entry \(names.count + 1) runs past the directory") }
-            let name = String(decoding: bytes[(at + 46)..<(at + 46 + nameLength)], as: UTF8.self)
+            guard entryEnd <= end else { throw fail("central directory entry \(members.count + 1) runs past the directory") }
+            let name = String(decoding: bytes.slice((at + 46)..<(at + 46 + nameLength)), as: UTF8.self)
             var compressed = UInt64(u32(at + 20))
             var uncompressed = UInt64(u32(at + 24))
             var local = UInt64(u32(at + 42))
@@ -124,7 +138,7 @@ public enum ZipCheck {
             let (localName, localExtra) = (u16(header + 26), u16(header + 28))
             let dataStart = UInt64(header + 30 + localName + localExtra)
             guard dataStart <= directoryOffset, localName == nameLength,
-                  bytes[(header + 30)..<(header + 30 + localName)].elementsEqual(bytes[(at + 46)..<(at + 46 + nameLength)]),
+                  bytes.slice((header + 30)..<(header + 30 + localName)).elementsEqual(bytes.slice((at + 46)..<(at + 46 + nameLength))),
                   u16(header + 8) == method, u16(header + 6) == flags, bytes[header + 4] <= 63 else {
                 throw fail("member '\(name)': its local header disagrees with the central directory")
             }
@@ -152,10 +166,19 @@ public enum ZipCheck {
             guard deferred || (localCRC == u32(at + 16) && localCompressed == compressed && localUncompressed == uncompressed) else {
                 throw fail("member '\(name)': its local header's CRC-32 or sizes disagree with the central directory")
             }
-            names.append(name)
+            members.append(Member(name: name, method: method, dataOffset: Int(dataStart), compressedSize: compressed,
+                                  uncompressedSize: uncompressed, crc32: UInt32(u32(at + 16))))
             at = entryEnd
         }
-        guard names.count == entries else { throw fail("the directory holds \(names.count) members, its record says \(entries)") }
-        return names
+        guard members.count == entries else { throw fail("the directory holds \(members.count) members, its record says \(entries)") }
+        return members
+    }
+
+    /// An archive's bytes indexed from 0 (a `Data` slice may start elsewhere).
+    private struct Offset<Base: RandomAccessCollection> where Base.Element == UInt8, Base.Index == Int {
+        let base: Base
+        var count: Int { base.count }
+        subscript(_ at: Int) -> UInt8 { base[base.startIndex + at] }
+        func slice(_ range: Range<Int>) -> Base.SubSequence { base[(base.startIndex + range.lowerBound)..<(base.startIndex + range.upperBound)] }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import CHDF5
 import Synchronization
 
@@ -30,6 +31,25 @@ public final class H5File: @unchecked Sendable {
         try image.withUnsafeBytes { bytes throws in
             _ = try HDF5.check("set file image", path: name) { H5Pset_file_image(fapl.id, UnsafeMutableRawPointer(mutating: bytes.baseAddress), bytes.count) }
         }
+        let id = try HDF5.check("open file image", path: name) { H5Fopen(Self.imageName(), laq_h5f_acc_rdonly(), fapl.id) }
+        handle = H5ID(id, close: H5Fclose)
+    }
+
+    /// Runs `body` with the HDF5 file image `data[range]` opened where it lies, without copying
+    /// it (a stored `model.weights.h5` inside a memory-mapped `.keras` zip). `data` must not
+    /// change while the file, or anything opened from it, is open; `body` must not keep them.
+    /// `name` is used in error messages.
+    public static func withImageInPlace<T>(_ data: Data, range: Range<Int>, name: String, _ body: (H5File) throws -> T) throws -> T {
+        try data[range].withUnsafeBytes { image in try body(H5File(imageInPlace: image, name: name)) }
+    }
+
+    /// Opens an HDF5 file image where it lies in memory (see ``withImageInPlace(_:range:name:_:)``).
+    init(imageInPlace image: UnsafeRawBufferPointer, name: String) throws {
+        path = name
+        guard let base = image.baseAddress, image.count > 0 else { throw HDF5Error(operation: "open file image", path: name, stack: ["the image is empty"]) }
+        let fapl = H5ID(try HDF5.check("create file access list", path: name) { H5Pcreate(laq_h5p_file_access()) }, close: H5Pclose)
+        try HDF5.check("use the in-memory driver", path: name) { H5Pset_fapl_core(fapl.id, 1 << 20, false) }
+        try HDF5.check("set file image", path: name) { laq_h5p_set_file_image_in_place(fapl.id, UnsafeMutableRawPointer(mutating: base), image.count) }
         let id = try HDF5.check("open file image", path: name) { H5Fopen(Self.imageName(), laq_h5f_acc_rdonly(), fapl.id) }
         handle = H5ID(id, close: H5Fclose)
     }

@@ -7,10 +7,13 @@ import ZIPFoundation
 
 /// A Keras 3 `.keras` archive: a zip of `config.json`, `metadata.json` and `model.weights.h5`,
 /// read with ZIPFoundation (CRC-32 of each member checked); the weights file is opened from
-/// memory, without a temporary file.
+/// memory, without a temporary file. Keras stores its members uncompressed: the weights file
+/// is then read where it lies in the memory-mapped archive, not copied (a deflated one is
+/// inflated into memory).
 struct KerasArchive {
     let path: String
-    let bytes: [UInt8]
+    /// The whole archive, memory-mapped.
+    let data: Data
     let progress: (@Sendable (Int) -> Void)?
 
     /// Members larger than this, or expanding more than 100× (Keras' own zip-bomb guard), are refused.
@@ -26,7 +29,7 @@ struct KerasArchive {
             throw ImportError.archive(path: path, reason: "member '\(name)' of \(size) bytes: out of memory")
         }
         var data = [UInt8]()
-        data.reserveCapacity(Int(min(size, UInt64(bytes.count) * 100, 1 << 30)))
+        data.reserveCapacity(Int(min(size, UInt64(self.data.count) * 100, 1 << 30)))
         do {
             // With a consumer, ZIPFoundation returns the CRC-32 it computed; comparing is ours to do.
             let crc = try archive.extract(entry, skipCRC32: false) { chunk in
@@ -49,13 +52,14 @@ struct KerasArchive {
 
     func importModel(includeOptimizer: Bool, configOverride: JSONValue?) throws -> KerasImporter.Result {
         let archive: Archive
+        let members: [ZipCheck.Member]
         do {
-            _ = try ZipCheck.validate(bytes)  // before ZIPFoundation trusts its offsets
+            members = try ZipCheck.validate(data)  // before ZIPFoundation trusts its offsets
         } catch {
             throw ImportError.archive(path: path, reason: error.reason)
         }
         do {
-            archive = try Archive(data: Data(bytes), accessMode: .read)
+            archive = try Archive(data: data, accessMode: .read)
         } catch {
             throw ImportError.archive(path: path, reason: "not a readable zip (\(error))")
         }
@@ -73,14 +77,30 @@ struct KerasArchive {
         if archive["model.weights.npz"] != nil, archive["model.weights.h5"] == nil {
             throw ImportError.archive(path: path, reason: "weights saved as model.weights.npz are not supported; re-save with the default (HDF5) weights")
         }
-        let weights = try member(archive, "model.weights.h5")
-        let file: H5File
-        do { file = try H5File(image: weights, name: "\(path):model.weights.h5") } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+        let name = "\(path):model.weights.h5"
+        func read(_ file: H5File) throws -> KerasImporter.Result {
+            do {
+                return try Keras3WeightsReader(file: file, path: name, progress: progress)
+                    .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
+            } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+        }
         var result: KerasImporter.Result
-        do {
-            result = try Keras3WeightsReader(file: file, path: "\(path):model.weights.h5", progress: progress)
-                .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
-        } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+        if let stored = members.first(where: { $0.name == "model.weights.h5" && $0.method == 0 }) {
+            // Stored: read in place (ZipCheck placed its bytes within the archive), once its
+            // CRC-32 matches.
+            let weights = stored.dataOffset..<(stored.dataOffset + Int(stored.uncompressedSize))
+            guard Checksum.crc32(data[weights]) == stored.crc32 else {
+                throw ImportError.archive(path: path, reason: "member 'model.weights.h5' is damaged (CRC-32 mismatch)")
+            }
+            do {
+                result = try H5File.withImageInPlace(data, range: weights, name: name) { file in try read(file) }
+            } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+        } else {
+            let weights = try member(archive, "model.weights.h5")
+            let file: H5File
+            do { file = try H5File(image: weights, name: name) } catch let error as HDF5Error { throw ImportError.hdf5(error) }
+            result = try read(file)
+        }
         result.model.source.kerasVersion = kerasVersion
         return result
     }

@@ -47,7 +47,7 @@ public struct KerasImporter: Sendable {
             throw ImportError.io(path: path, reason: (error as NSError).localizedDescription)
         }
         // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
-        // long as reading every weight); sniff it here. Only a zip archive is copied into memory.
+        // long as reading every weight); sniff it here.
         let digest = BackgroundValue { data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } }
         // Joined on every path: a caller that exits on an error must not tear down OpenSSL while
         // the hash still runs.
@@ -57,7 +57,7 @@ public struct KerasImporter: Sendable {
 
         var result: Result
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            result = try KerasArchive(path: path, bytes: [UInt8](data), progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+            result = try KerasArchive(path: path, data: data, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
         } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < head.count && H5File.hasSignature(head[$0...]) }) {
             let file: H5File
             do { file = try H5File(path: path) } catch let error as HDF5Error {

@@ -31,7 +31,7 @@ import Testing
         let model = try Self.imported()
         let original = try Self.file(model)
         let step = ProvenanceRecord(tool: "laq test", command: "rewrite", arguments: [], parameters: .null, sources: [], created: nil)
-        let copy = try Self.file(try Model(file: original), provenance: original.manifest.provenance + [step], compression: .none)
+        let copy = try Self.file(try Model(file: original), provenance: original.manifest.provenance + [step], compression: WriteOptions.CompressionPolicy.none)
         #expect(copy.storedSHA256 != original.storedSHA256, "the bytes differ")
         let diff = try ModelDiff.compare(original, copy)
         #expect(diff.isSame)

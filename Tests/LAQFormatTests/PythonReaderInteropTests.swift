@@ -45,7 +45,7 @@ import Testing
                 let values = (0..<length).map { 0.1 + 2 * Float(cos(Double($0))) }
                 try writer.add(TensorRecord(name: "n\(length)", shape: [length], data: .float(values, as: storage)))
             }
-            try writer.add(TensorRecord(name: "special", shape: [6], data: .float([.infinity, -.infinity, .nan, -0.0, 1e-40, 7e38], as: storage)))
+            try writer.add(TensorRecord(name: "special", shape: [6], data: .float([.infinity, -.infinity, .nan, -0.0, Float(bitPattern: 0x0001_16C2) /* 1e-40, subnormal */, .infinity /* 7e38 in float32 */], as: storage)))
             try write(writer, named: "float-\(storage.rawValue)", in: directory)
             count += 1
         }

@@ -211,7 +211,17 @@ import Testing
     @Test("zip archives: offsets outside the file, local headers that disagree, climbing names are refused before ZIPFoundation reads them; sound archives list their members")
     func zipStructure() throws {
         let bytes = [UInt8](try Data(contentsOf: TestPaths.testdata("keras/k3_tiny.keras")))
-        #expect(Set(try ZipCheck.validate(bytes)) == ["metadata.json", "config.json", "model.weights.h5"])
+        let members = try ZipCheck.validate(bytes)
+        #expect(Set(members.map(\.name)) == ["metadata.json", "config.json", "model.weights.h5"])
+        // Keras stores its members: each one's data lies at its offset, with its CRC-32, and a
+        // Data slice that does not start at 0 lists the same members.
+        let weights = try #require(members.first { $0.name == "model.weights.h5" })
+        #expect(weights.method == 0 && weights.compressedSize == weights.uncompressedSize)
+        let stored = Array(bytes[weights.dataOffset..<(weights.dataOffset + Int(weights.uncompressedSize))])
+        #expect(stored.starts(with: [0x89, 0x48, 0x44, 0x46, 0x0D, 0x0A, 0x1A, 0x0A]))
+        #expect(Checksum.crc32(Data(stored)) == weights.crc32)
+        let padded = Data([1, 2, 3] + bytes)
+        #expect(try ZipCheck.validate(padded[3...]) == members)
         let record = bytes.count - 22  // no comment
         #expect(bytes[record..<(record + 4)].elementsEqual([0x50, 0x4B, 0x05, 0x06]))
         let directory = Int(bytes[record + 16]) | Int(bytes[record + 17]) << 8 | Int(bytes[record + 18]) << 16 | Int(bytes[record + 19]) << 24

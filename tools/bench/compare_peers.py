@@ -110,8 +110,12 @@ def main():
             rows.append({"runtime": label, "median_ms": result["median_ms"]})
 
         # Keras predict_on_batch, with the inputs in the structure the model was built with.
-        def structured(values):
+        try:
             structure = model.input
+        except (AttributeError, ValueError):  # a Sequential model loaded from a file, never called
+            structure = model.inputs[0] if len(model.inputs) == 1 else model.inputs
+
+        def structured(values):
             if isinstance(structure, dict):
                 return {key: values[tensor.name.split(":")[0]] for key, tensor in structure.items()}
             if isinstance(structure, (list, tuple)):
