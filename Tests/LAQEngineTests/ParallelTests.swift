@@ -159,7 +159,7 @@ import Testing
         let (k, n) = (2100, 700)
         let codebook = PackedKernelTests.random(layout, rows: k, columns: n, perColumn: false, seed: 21)
         let packed = try #require(PackedMatrix(codebook))
-        for m in [1, 8, PackedMatrix.planeProductRows + 3] {
+        for m in [1, 8, PackedMatrix.planeProductRows + 3, 100] {
             Self.expectSameBits("\(layout) float32, m = \(m)") { Self.product(.packed(packed), m: m, k: k, n: n, seed: 3) }
             if let int8 = PackedMatrix(codebook, activations: .int8), int8.planes != nil {
                 Self.expectSameBits("\(layout) int8, m = \(m)") { Self.product(.packed(int8), m: m, k: k, n: n, seed: 3) }

@@ -176,7 +176,7 @@ import Testing
             for isa in Self.instructionSets {
                 let (matrix, _, _) = try #require(Self.matrix(item, isa: isa, seed: UInt64(40 + index), int8: true))
                 #expect((matrix.signedPair != nil) == item.symmetric)
-                let m = 30
+                let m = 60  // ≥ 48: split by rows
                 var generator = SplitMix64(seed: UInt64(index))
                 var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
                 a[5 * item.k + 3] = .nan  // row 5 gives NaN outputs

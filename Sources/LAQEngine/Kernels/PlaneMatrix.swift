@@ -327,8 +327,10 @@ struct PlaneMatrix: @unchecked Sendable {
         }
     }
 
-    /// Several rows: all quantized first, then tiles of rows share each expansion of the plane
-    /// bits (laq_dot_planes_multiply_rows); the same bits as one row at a time.
+    /// Several rows: tiles of rows share each expansion of the plane bits
+    /// (laq_dot_planes_multiply_rows); the same bits as one row at a time. Rows are independent:
+    /// a batch of at least 48 rows is split by rows between threads (each part quantizes its
+    /// own rows, then multiplies them by every column block), a smaller one by column blocks.
     private func multiplyInt8Rows(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         // Rows a whole number of cache lines apart, plus one: a tile reads up to 24 rows at once,
         // and rows 4 KiB apart would all fall in one set of the L1 cache (measured: 3.4× slower).
@@ -336,26 +338,42 @@ struct PlaneMatrix: @unchecked Sendable {
         var q = [Int8](repeating: 0, count: m * stride)
         var scales = [Float](repeating: 0, count: m), totals = [Int32](repeating: 0, count: m)
         var finite = [Bool](repeating: true, count: m)
-        q.withUnsafeMutableBufferPointer { q in
-            for row in 0..<m {
-                finite[row] = laq_int8_quantize(a + row * lda, rows, groups, q.baseAddress! + row * stride, &scales[row], &totals[row]) != 0
-            }
-        }
         // Symmetric ternary rows combine as the one-row signed-pair kernel does (the same bits).
         let pairLevels = signedPair ?? []
+        let (rows, columns, blocks, planes, isa) = (self.rows, self.columns, blockCount, Int32(planeCount), self.isa)
         words.withUnsafeBufferPointer { words in
             sumLevels.withUnsafeBufferPointer { levels in
-                q.withUnsafeBufferPointer { q in
-                    scales.withUnsafeBufferPointer { scales in
-                        totals.withUnsafeBufferPointer { totals in
-                            pairLevels.withUnsafeBufferPointer { pairLevels in
-                                let batch = QuantizedRows(q: q.baseAddress!, scales: scales.baseAddress!, totals: totals.baseAddress!,
-                                                          pairLevels: signedPair == nil ? nil : pairLevels.baseAddress)
-                                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                                Parallel.forEach(blockCount, work: m * rows * columns, grain: 1 << 20) { range in
-                                    laq_dot_planes_multiply_rows(batch.q, stride, m, batch.scales, batch.totals, groups, columns, shared.words,
-                                                                 Int32(planeCount), shared.sumLevels, batch.pairLevels,
-                                                                 shared.c, ldc, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
+                q.withUnsafeMutableBufferPointer { q in
+                    scales.withUnsafeMutableBufferPointer { scales in
+                        totals.withUnsafeMutableBufferPointer { totals in
+                            finite.withUnsafeMutableBufferPointer { finite in
+                                pairLevels.withUnsafeBufferPointer { pairLevels in
+                                    let (q, scales, totals) = (SharedPointer(q.baseAddress!), SharedPointer(scales.baseAddress!), SharedPointer(totals.baseAddress!))
+                                    let pair = signedPair == nil ? nil : pairLevels.baseAddress.map(SharedPointer.init)
+                                    let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
+                                    let flags = SharedPointer(finite.baseAddress!)
+                                    // Rows [first, end) by column blocks [blockBegin, blockEnd).
+                                    @Sendable func run(_ first: Int, _ end: Int, _ blockBegin: Int, _ blockEnd: Int) {
+                                        laq_dot_planes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
+                                                                     groups, columns, shared.words, planes, shared.sumLevels, pair?.base,
+                                                                     shared.c + first * ldc, ldc, accumulate ? 1 : 0, blockBegin, blockEnd, isa)
+                                    }
+                                    @Sendable func quantize(_ range: Range<Int>) {
+                                        for row in range {
+                                            flags.base[row] = laq_int8_quantize(shared.a + row * lda, rows, groups, q.base + row * stride,
+                                                                                scales.base + row, totals.base + row) != 0
+                                        }
+                                    }
+                                    let work = m * rows * columns
+                                    if m >= 48 {
+                                        Parallel.forEach(m, work: work, grain: 1 << 20) { range in
+                                            quantize(range)
+                                            run(range.lowerBound, range.upperBound, 0, blocks)
+                                        }
+                                    } else {
+                                        quantize(0..<m)
+                                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in run(0, m, range.lowerBound, range.upperBound) }
+                                    }
                                 }
                             }
                         }
@@ -395,8 +413,8 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 }
 
-/// The pointers of one product, shared by its threads; each writes disjoint columns, and the
-/// product returns only after both have finished.
+/// The pointers of one product, shared by its threads; each writes disjoint columns or rows,
+/// and the product returns only after every part has finished.
 private struct Shared: @unchecked Sendable {
     let a: UnsafePointer<Float>
     let c: UnsafeMutablePointer<Float>
@@ -405,16 +423,7 @@ private struct Shared: @unchecked Sendable {
     let sumLevels: UnsafePointer<Float>
 }
 
-/// Rows of A quantized to int8, with their scales and totals, read by both threads of a product.
-private struct QuantizedRows: @unchecked Sendable {
-    let q: UnsafePointer<Int8>
-    let scales: UnsafePointer<Float>
-    let totals: UnsafePointer<Int32>
-    /// A symmetric ternary matrix's levels (``PlaneMatrix/signedPair``), or nil.
-    let pairLevels: UnsafePointer<Float>?
-}
-
-/// One row of A quantized to int8, read by both threads of a product.
+/// One row of A quantized to int8, read by every thread of a product.
 private struct QuantizedRow: @unchecked Sendable {
     let q: UnsafePointer<Int8>
     init(q: UnsafeMutablePointer<Int8>) { self.q = UnsafePointer(q) }

@@ -75,26 +75,34 @@ struct ActivationOp: Op {
     let kind: Kind
 
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        var x = tensors[0]
-        x.data = Matrix.copy(x.data, workspace: workspace)
+        let x = tensors[0]
         switch kind {
         case let .function(activation):
-            activation.apply(&x.data, width: x.lastDimension)
+            var y = x
+            y.data = Matrix.copy(x.data, workspace: workspace)
+            activation.apply(&y.data, width: y.lastDimension)
+            return y
         case let .relu(maxValue, slope, threshold):
-            // Large tensors split between threads; a NaN stays NaN (no comparison holds).
+            // One pass from x into a new buffer, large tensors split between threads; a NaN
+            // stays NaN (no comparison holds).
             let ceiling = maxValue ?? .infinity
-            x.data.withUnsafeMutableBufferPointer { buffer in
-                let values = SharedPointer(buffer.baseAddress!)
-                Parallel.forEach(buffer.count, work: buffer.count) { range in
-                    for i in range {
-                        let value = values.base[i]
-                        let y = value >= threshold ? value : slope * (value - threshold)
-                        values.base[i] = y > ceiling ? ceiling : y
+            var y = Matrix.uninitialized(x.count, workspace: workspace)
+            guard !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
+            x.data.withUnsafeBufferPointer { input in
+                y.withUnsafeMutableBufferPointer { output in
+                    let count = output.count
+                    let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
+                    Parallel.forEach(count, work: count) { range in
+                        for i in range {
+                            let value = input.base[i]
+                            let y = value >= threshold ? value : slope * (value - threshold)
+                            output.base[i] = y > ceiling ? ceiling : y
+                        }
                     }
                 }
             }
+            return Tensor(shape: x.shape, data: y)
         }
-        return x
     }
 
     static func relu(maxValue: Float?, slope: Float, threshold: Float) -> ActivationOp {
