@@ -77,6 +77,20 @@ struct ActivationOp: Op {
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let x = tensors[0]
         switch kind {
+        case let .function(activation) where activation == .relu:
+            // max(x, 0) as Activation.apply computes it, in one pass from x into a new buffer.
+            var y = Matrix.uninitialized(x.count, workspace: workspace)
+            guard !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
+            x.data.withUnsafeBufferPointer { input in
+                y.withUnsafeMutableBufferPointer { output in
+                    let count = output.count
+                    let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
+                    Parallel.forEach(count, work: count) { range in
+                        for i in range { output.base[i] = max(input.base[i], 0) }
+                    }
+                }
+            }
+            return Tensor(shape: x.shape, data: y)
         case let .function(activation):
             var y = x
             y.data = Matrix.copy(x.data, workspace: workspace)

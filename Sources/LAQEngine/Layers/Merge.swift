@@ -71,6 +71,18 @@ struct MergeOp: Op, TrainableOp {
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
         let shape = try outputShape(tensors)
         var result: [Float]
+        if tensors.count >= 2, tensors.allSatisfy({ $0.shape == shape }) {
+            // Equal shapes (a residual connection): one pass per further input, out of place.
+            result = Matrix.uninitialized(shape.reduce(1, *), workspace: workspace)
+            for (index, other) in tensors.enumerated().dropFirst() {
+                combine(index == 1 ? tensors[0].data : nil, other.data, into: &result)
+            }
+            if kind == .average {
+                let scale = 1 / Float(tensors.count)
+                for i in result.indices { result[i] *= scale }
+            }
+            return Tensor(shape: shape, data: result)
+        }
         if tensors[0].shape == shape {
             result = Matrix.copy(tensors[0].data, workspace: workspace)
         } else {
@@ -99,8 +111,37 @@ struct MergeOp: Op, TrainableOp {
         return Tensor(shape: shape, data: result)
     }
 
+    /// out[i] = a[i] ⊕ b[i] (a nil: out[i] ⊕ b[i]) for every i, large tensors split between
+    /// threads; the kind is chosen outside the loops, so that they vectorise.
+    private func combine(_ a: [Float]?, _ b: [Float], into out: inout [Float]) {
+        let kind = self.kind
+        guard !out.isEmpty else { return }
+        out.withUnsafeMutableBufferPointer { out in
+            b.withUnsafeBufferPointer { b in
+                (a ?? []).withUnsafeBufferPointer { a in
+                    let count = out.count
+                    let output = SharedPointer(out.baseAddress!), second = SharedPointer(b.baseAddress!)
+                    // An empty array's buffer may have an address: only a's own values count.
+                    let first = a.isEmpty ? output : SharedPointer(a.baseAddress!)
+                    Parallel.forEach(count, work: count) { range in
+                        let (a, b, out) = (first.base, second.base, output.base)
+                        switch kind {
+                        case .add, .average: for i in range { out[i] = a[i] + b[i] }
+                        case .subtract: for i in range { out[i] = a[i] - b[i] }
+                        case .multiply: for i in range { out[i] = a[i] * b[i] }
+                        default: for i in range { out[i] = Self.combine(kind, a[i], b[i]) }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
     @inline(__always)
-    private func combine(_ a: Float, _ b: Float) -> Float {
+    private func combine(_ a: Float, _ b: Float) -> Float { Self.combine(kind, a, b) }
+
+    @inline(__always)
+    private static func combine(_ kind: Kind, _ a: Float, _ b: Float) -> Float {
         switch kind {
         case .add, .average: a + b
         case .subtract: a - b
