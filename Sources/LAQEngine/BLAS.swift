@@ -15,7 +15,7 @@ import CLAQKernels
 /// (`laq_short_inner_product`, `laq_long_inner_product`): a short inner dimension (k ≤ 16,
 /// n ≤ 64: a convolution over one input channel, such as the first layer of the CNN benchmark,
 /// 67,600 × 9 · 9 × 32) and a long one with a small result (Aᵀ·B, m ≤ 16, n ≤ 64: its kernel
-/// gradient). docs/PERFORMANCE.md has the measurements.
+/// gradient). docs/PERFORMANCE.md ("Kernels beside OpenBLAS") has the measurements.
 enum BLAS {
     /// C = A·B (+ C when `accumulate`), row-major, A m×k, B k×n, C m×n; transposes as flagged.
     /// `lda`, `ldb`, `ldc`: row strides when A, B or C is a column block of a wider matrix

@@ -75,7 +75,7 @@ public enum Benchmark {
             done += 1
             progress?(done, total)
         }
-        // The first warm-up run (or an extra one) counts the multiply-adds.
+        // One more untimed run, first, counts the multiply-adds.
         let multiplyAdds = try ProductCount.counting { () throws(EngineError) in _ = try executor.predict(inputs) }
         for _ in 0..<warmup {
             _ = try executor.predict(inputs)

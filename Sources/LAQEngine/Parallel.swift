@@ -8,16 +8,16 @@ enum CPU {
 }
 
 /// laq's threads: a pool of workers that, with the calling thread, share loops whose iterations
-/// are independent, and the thread count of OpenBLAS' products.
+/// are independent, products included (OpenBLAS itself runs single-threaded: see ``BLAS``).
 ///
-/// A loop is split into parts fixed by its size and the thread count, each part a contiguous
-/// range, and a part's result does not depend on which thread runs it or on the other parts:
-/// outputs are bit-identical for any number of threads. Reductions (a product's long inner
-/// dimension split into partial sums) split by their shape alone, never by the thread count.
+/// A loop is split into contiguous parts (how many follows from its size and the thread count),
+/// and a part's result does not depend on which thread runs it or on the other parts: outputs
+/// are bit-identical for any number of threads. Reductions (a product's long inner dimension
+/// split into partial sums) split by their shape alone, never by the thread count.
 public enum Parallel {
-    /// Element-wise passes (activations, optimizer updates) take one thread per this many
-    /// values: two threads from 2¹⁶ on, as measured on two cores (a thread hand-over costs a few
-    /// microseconds, a pass over 2¹⁵ floats about as much).
+    /// Element-wise passes (activations, optimizer updates) take one part, and so at most one
+    /// thread, per half this many values: two from 2¹⁶ on, as measured on two cores (a thread
+    /// hand-over costs a few microseconds, a pass over 2¹⁵ floats about as much).
     static let elementwiseCount = 1 << 16
 
     /// Threads laq's loops may use, the calling thread included: as set by
