@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Reproduces the LAB/LAT/LAQ comparison on real data with laq, and writes the README tables.
+"""Reproduces the LAB/LAT/LAQ comparison on real data with laq, and writes the tables of docs/REPRODUCTION.md.
 
 Run it through `tools/reproduce` (sets up, builds laq in release mode). For each task:
 
@@ -12,7 +12,7 @@ Run it through `tools/reproduce` (sets up, builds laq in release mode). For each
    `laq quantize --calib` (the loss-aware fine-tuning run) with several seeds; `laq eval` of each.
 
 Results are cached in OUT/results.json, keyed by task, method, mode and seed: a rerun resumes.
---readme rewrites the section of README.md between `<!-- reproduce:begin -->` and
+--doc rewrites the section of docs/REPRODUCTION.md between `<!-- reproduce:begin -->` and
 `<!-- reproduce:end -->` with the tables, the settings and the machine.
 """
 import argparse
@@ -207,7 +207,7 @@ def main():
     parser.add_argument("--methods", help="comma-separated labels (default: all)")
     parser.add_argument("--out", help="work and results directory (default out/reproduce[-quick])")
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
-    parser.add_argument("--readme", action="store_true", help="rewrite the README section between the reproduce markers")
+    parser.add_argument("--doc", action="store_true", help="rewrite the tables of docs/REPRODUCTION.md between the reproduce markers")
     parser.add_argument("--ablation", action="store_true",
                         help="only the MLP ablation: bwn/lab and twn/late under per-channel scales, no clipping, a lower "
                              "learning rate and twice the epochs (OUT/results-ablation.json, OUT/ablation.md)")
@@ -267,16 +267,16 @@ def main():
     print(tables)
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write(tables + "\n")
-    if args.readme:
-        readme = os.path.join(ROOT, "README.md")
-        text = open(readme).read()
+    if args.doc:
+        document = os.path.join(ROOT, "docs", "REPRODUCTION.md")
+        text = open(document).read()
         begin, end = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
         if begin not in text or end not in text:
-            sys.exit("reproduce: README.md has no reproduce markers")
+            sys.exit("reproduce: docs/REPRODUCTION.md has no reproduce markers")
         head, rest = text.split(begin, 1)
         _, tail = rest.split(end, 1)
-        open(readme, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
-        log("reproduce: README.md updated")
+        open(document, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
+        log("reproduce: docs/REPRODUCTION.md updated")
 
 
 ABLATION_METHODS = ["bwn", "lab", "twn", "late"]
@@ -294,7 +294,7 @@ def ablation_variants(calib):
 
 
 def ablation(args, out, seeds):
-    """The MLP's binary and ternary pairs under other settings (the README's analysis)."""
+    """The MLP's binary and ternary pairs under other settings (docs/REPRODUCTION.md's analysis)."""
     task = "mlp"
     paths, _ = prepare(task, out, args.quick)
     calib = TASKS[task]["calib_quick" if args.quick else "calib"]

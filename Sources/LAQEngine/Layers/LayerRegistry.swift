@@ -66,6 +66,17 @@ public enum LayerRegistry {
     /// The class names laq executes, sorted.
     public static var supportedClasses: [String] { kinds.keys.sorted() }
 
+    /// Everything laq executes, in groups of class names, sorted (the README's list is rendered
+    /// from this, and a test keeps the two equal).
+    public static var supportedGroups: [(name: String, classes: [String])] {
+        [
+            ("Keras layers", kinds.keys.sorted()),
+            ("keras.applications and keras_hub layers", Set(packageKinds.keys).union(KerasHub.blocks.keys).sorted()),
+            ("keras_hub backbones", backbones.keys.sorted()),
+            ("Keras 3 operations on symbolic tensors", operatorKinds.keys.sorted()),
+        ]
+    }
+
     /// The modules Keras' own layers are serialized with (Keras 3 writes `keras.layers`; files
     /// written by tf.keras 2 have no module).
     static func isKerasModule(_ module: String) -> Bool {
