@@ -39,7 +39,7 @@ let package = Package(
             dependencies: ["LAQHDF5", "LAQEngine", "LAQFormat", "LAQData", .product(name: "ZIPFoundation", package: "ZIPFoundation")]
         ),
         /// Data input: NumPy .npy/.npz arrays and HDF5 datasets for run, eval, calibration and diff.
-        .target(name: "LAQData", dependencies: ["LAQHDF5", "LAQFormat", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
+        .target(name: "LAQData", dependencies: ["LAQHDF5", "LAQFormat", "LAQEngine", .product(name: "ZIPFoundation", package: "ZIPFoundation")]),
         /// The model graph and what runs it: Keras architecture parsing, the layer kinds (one type
         /// per Keras layer class: config, weights, shapes, forward and backward; `Layers/`), the
         /// executor and training (OpenBLAS for dense products).

@@ -142,11 +142,7 @@ public enum Numpy {
     /// checked against the bytes present, and no values read yet.
     static func open(path: String) throws(DataError) -> DataSource {
         let bytes: [UInt8]
-        do {
-            bytes = [UInt8](try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped))
-        } catch {
-            throw DataError(file: path, reason: "cannot read: \((error as NSError).localizedDescription)", isIO: true)
-        }
+        do { bytes = [UInt8](try InputFile.map(path)) } catch { throw DataError(file: path, reason: error.reasonWithoutPath, isIO: true) }
         return try open(bytes: bytes, path: path)
     }
 
@@ -323,6 +319,13 @@ struct HeaderLiteral {
 }
 
 extension Numpy {
+    /// Writes a float32 `.npy` file of `shape` and `values`, atomically (a temporary file renamed
+    /// into place).
+    public static func write(shape: [Int], values: [Float], to path: String) throws {
+        let bytes = encode(shape: shape, values: values)
+        try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+    }
+
     /// A `.npy` (version 1.0) image of a float32 array.
     public static func encode(shape: [Int], values: [Float]) -> [UInt8] {
         precondition(shape.reduce(1, *) == values.count)

@@ -65,6 +65,36 @@ public struct Executor: Sendable {
         return outputs
     }
 
+    /// The model's outputs for every sample of `inputs`, run `batch` samples at a time: one
+    /// tensor per model output, its batches' rows in order. `progress` gets the samples done
+    /// after each batch.
+    public func predict(_ inputs: [Tensor], batch: Int, progress: ((Int) -> Void)? = nil) throws(EngineError) -> [Tensor] {
+        let samples = inputs.first?.shape.first ?? 0
+        var data: [[Float]] = Array(repeating: [], count: model.outputs.count)
+        var shapes: [[Int]] = Array(repeating: [], count: model.outputs.count)
+        for start in stride(from: 0, to: samples, by: max(batch, 1)) {
+            let end = min(start + max(batch, 1), samples)
+            for (index, result) in try predict(inputs.map { $0.rows(start..<end) }).enumerated() {
+                data[index] += result.data
+                shapes[index] = Array(result.shape.dropFirst())
+            }
+            progress?(end)
+        }
+        return zip(shapes, data).map { Tensor(shape: [samples] + $0, data: $1) }
+    }
+
+    /// Where a prediction stops being finite: how many of `outputs` (``predict(_:batch:progress:)``
+    /// of `inputs`) are NaN or infinite, and the first layer that produced one, on the first
+    /// sample holding one; nil when every output is finite.
+    public func nonFinite(outputs: [Tensor], inputs: [Tensor]) throws(EngineError) -> (count: Int, of: Int, layer: String?)? {
+        let count = outputs.reduce(0) { $0 + $1.data.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
+        guard count > 0, let output = outputs.first(where: { $0.data.contains { !$0.isFinite } }) else { return nil }
+        let perSample = max(output.shape.dropFirst().reduce(1, *), 1)
+        let row = (output.data.firstIndex { !$0.isFinite } ?? 0) / perSample
+        let layer = try firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) })
+        return (count, outputs.reduce(0) { $0 + $1.count }, layer)
+    }
+
     /// Every layer's output for `inputs` (input layers: the inputs themselves), by layer name;
     /// a shared layer's later calls as `layer[node][0]` (``TensorRef/description``).
     public func activations(_ inputs: [Tensor]) throws(EngineError) -> [String: Tensor] {

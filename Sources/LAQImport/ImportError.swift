@@ -21,7 +21,7 @@ public enum ImportError: Error, Equatable, Sendable, CustomStringConvertible {
     public var description: String {
         switch self {
         case let .io(path, reason):
-            return "\(path): cannot read: \(reason)"
+            return "\(path): \(reason)"
         case let .unrecognizedFile(path, reason):
             return "\(path): not a Keras model file laq can read: \(reason)"
         case let .missingArchitecture(path):

@@ -41,11 +41,7 @@ public struct KerasImporter: Sendable {
         path: String, configPath: String? = nil, whileHashing: ((Model) throws -> Void)? = nil
     ) throws -> Result {
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw ImportError.io(path: path, reason: (error as NSError).localizedDescription)
-        }
+        do { data = try InputFile.map(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
         // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
         // long as reading every weight); sniff it here.
         let digest = BackgroundValue { data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } }
@@ -106,11 +102,7 @@ public struct KerasImporter: Sendable {
 
     static func readJSON(path: String) throws -> JSONValue {
         let data: Data
-        do {
-            data = try Data(contentsOf: URL(fileURLWithPath: path))
-        } catch {
-            throw ImportError.io(path: path, reason: "no such readable file")
-        }
+        do { data = try InputFile.map(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
         return try parseJSON([UInt8](data), path: path, what: "config")
     }
 

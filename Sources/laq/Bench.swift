@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import LAQData
 import LAQEngine
 import LAQFormat
 
@@ -57,13 +58,13 @@ struct Bench: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
         let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
         let inputs: [Tensor]
         if let input {
-            let all = try ModelInputs.select(ModelInputs.open(input), for: laqModel, key: xKey ?? "x", file: input)
+            let all = try ModelData.inputs(from: DataFile.open(input), for: laqModel, key: xKey ?? "x")
             let samples = all.first?.shape.first ?? 0
-            guard samples >= batch else { throw CLIError(message: "\(input): has \(samples) samples, --batch is \(batch)", code: 1) }
+            guard samples >= batch else { throw CLIError(message: "\(input): has \(samples) samples, --batch is \(batch)", code: .invalidInput) }
             inputs = all.map { $0.rows(0..<batch) }
         } else {
             inputs = try engine { try Benchmark.randomInputs(for: laqModel, batch: batch, length: length) }
@@ -100,7 +101,7 @@ struct Bench: ParsableCommand {
     }
 
     func engine<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
     }
 
     private func milliseconds(_ seconds: Double) -> String {

@@ -39,16 +39,16 @@ struct Diff: ParsableCommand {
             try compare()
         } catch let error as CLIError {
             // diff(1): every failure is "trouble", 2.
-            throw CLIError(message: error.message, code: 2)
+            throw CLIError(message: error.message, code: .usageOrIO)
         } catch let error as FormatError {
-            throw CLIError(message: "\(error)", code: 2)
+            throw CLIError(message: "\(error)", code: .usageOrIO)
         }
     }
 
     private func compare() throws {
         let fileA = try openLAQ(a), fileB = try openLAQ(b)
         var diff: ModelDiff
-        do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: 2) }
+        do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: .usageOrIO) }
         if let data {
             diff.outputs = try Self.compareOutputs(fileA, named: a, fileB, named: b, diff: diff, data: data, xKey: comparison.xKey, limit: comparison.limit)
         }
@@ -57,7 +57,7 @@ struct Diff: ParsableCommand {
         } else {
             print(render(diff, fileA: fileA, fileB: fileB))
         }
-        if !diff.isSame { throw ExitCode(1) }
+        if !diff.isSame { throw ExitCode(ExitStatus.invalidInput.rawValue) }
     }
 
     private func render(_ diff: ModelDiff, fileA: LAQFile, fileB: LAQFile) -> String {
@@ -140,11 +140,12 @@ struct Diff: ParsableCommand {
     static func compareOutputs(_ fileA: LAQFile, named a: String, _ fileB: LAQFile, named b: String, diff: ModelDiff,
                                data: String, xKey: String, limit: Int?) throws -> OutputComparison {
         let modelA: Model, modelB: Model
-        do { modelA = try Model(file: fileA, optimizerState: false) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: 2) }
-        do { modelB = try Model(file: fileB, optimizerState: false) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: 2) }
+        do { modelA = try Model(file: fileA, optimizerState: false) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: .usageOrIO) }
+        do { modelB = try Model(file: fileB, optimizerState: false) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: .usageOrIO) }
         let source: DataSource
-        do { source = try DataFile.open(data) } catch { throw CLIError(message: "\(error)", code: 2) }
-        var inputs = try ModelInputs.select(source, for: modelA, key: xKey, file: data)
+        do { source = try DataFile.open(data) } catch { throw CLIError(message: "\(error)", code: .usageOrIO) }
+        var inputs: [Tensor]
+        do { inputs = try ModelData.inputs(from: source, for: modelA, key: xKey) } catch { throw CLIError(message: error.description, code: .usageOrIO) }
         if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
         let samples = inputs.first?.shape.first ?? 0
         let bar = samples >= 1024 ? ProgressBar(label: "running both models", total: Double(samples), unit: { String(Int($0)) }) : nil
@@ -153,7 +154,7 @@ struct Diff: ParsableCommand {
             return try OutputComparison.compare(modelA, modelB, inputs: inputs, changedLayers: diff.changedLayers(in: modelA)) { done, _ in
                 bar?.update(Double(done))
             }
-        } catch { throw CLIError(message: "\(data): \(error)", code: 2) }
+        } catch { throw CLIError(message: "\(data): \(error)", code: .usageOrIO) }
     }
 }
 

@@ -44,8 +44,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
-        guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: 1) }
+        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
+        guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: .invalidInput) }
         let lossFunction: Loss?
         if let loss {
             guard let parsed = Loss(.string(loss)) else { throw ValidationError("unknown loss '\(loss)'") }
@@ -53,38 +53,30 @@ struct Eval: ParsableCommand {
         } else {
             lossFunction = Loss(laqModel.training["loss"])
         }
-        let (inputs, labels) = try ModelInputs.labelled(data, for: laqModel, xKey: xKey, yKey: yKey)
-        let samples = inputs[0].shape.first ?? 0
+        let labelled = try ModelData.labelled(self.data, for: laqModel, xKey: xKey, yKey: yKey)
+        let samples = labelled.samples
         let executor: Executor
-        do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
-        var outputs: [Float] = []
-        var width = 1
+        do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
         let bar = samples >= 4 * batch ? ProgressBar(label: "evaluating", total: Double(samples), unit: { String(Int($0)) }) : nil
-        for start in stride(from: 0, to: samples, by: batch) {
-            let end = min(start + batch, samples)
-            let slice = inputs.map { $0.rows(start..<end) }
-            let result: Tensor
-            do { result = try executor.predict(slice)[0] } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
-            width = result.lastDimension
-            outputs += result.data
-            bar?.update(Double(end))
-        }
+        let prediction: Tensor
+        do { prediction = try executor.predict(labelled.inputs, batch: batch) { bar?.update(Double($0)) }[0] } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
         bar?.finish()
-        let rows = outputs.count / max(width, 1)
+        let outputs = prediction.data
+        let width = max(prediction.lastDimension, 1)
+        let rows = outputs.count / width
+        let labels = labelled.labels
         let sparse = lossFunction?.sparseLabels ?? (labels.values.count == rows && width > 1)
-        try checkLabels(labels, rows: rows, width: width, sparse: sparse, file: data, key: yKey)
+        try ModelData.checkLabels(labelled, rows: rows, width: width, sparse: sparse)
         let result = Evaluation.evaluate(outputs: outputs, labels: labels.values, width: width, sparse: sparse, loss: lossFunction, k: topK)
         if result.nonFinite > 0 {
             // No loss or accuracy of a model that computes NaN or infinity: say where it starts.
-            // The sample holding it (outputs may have several rows per sample: (n, t, c)).
-            let row = min((outputs.firstIndex { !$0.isFinite } ?? 0) / max(outputs.count / max(samples, 1), 1), max(samples - 1, 0))
-            let first: String?
-            do { first = try executor.firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) }) } catch { throw CLIError(message: "\(model): \(error)", code: 1) }
-            throw CLIError(message: "\(model): \(result.nonFinite) of \(outputs.count) outputs are not finite (NaN or infinite) on \(data)\(first.map { ", first produced by layer '\($0)'" } ?? ""): no loss or accuracy reported", code: 1)
+            let found: (count: Int, of: Int, layer: String?)?
+            do { found = try executor.nonFinite(outputs: [prediction], inputs: labelled.inputs) } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
+            throw CLIError(message: "\(model): \(result.nonFinite) of \(outputs.count) outputs are not finite (NaN or infinite) on \(self.data)\(found?.layer.map { ", first produced by layer '\($0)'" } ?? ""): no loss or accuracy reported", code: .invalidInput)
         }
         if json {
             var object: [String: JSONValue] = [
-                "model": .string(model), "data": .string(data), "samples": .int(Int64(result.samples)),
+                "model": .string(model), "data": .string(self.data), "samples": .int(Int64(result.samples)),
                 "loss": result.loss.map { .double($0) } ?? .null, "loss_name": lossFunction.map { .string($0.name) } ?? .null,
                 "accuracy": result.accuracy.map { .double($0) } ?? .null,
                 "activations": .string(execution.activations.rawValue),

@@ -38,9 +38,9 @@ struct Export: ParsableCommand {
         do {
             summary = try Exporter.export(file, as: to, to: output)
         } catch let error as ExportError {
-            throw CLIError(message: "\(input): \(error)", code: 1)
+            throw CLIError(message: "\(input): \(error)", code: .invalidInput)
         } catch let error as HDF5Error {
-            throw CLIError(message: "\(output): \(error)", code: 2)
+            throw CLIError(message: "\(output): \(error)", code: .usageOrIO)
         }
         if json {
             try printJSON([

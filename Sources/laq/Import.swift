@@ -79,9 +79,6 @@ struct Import: ParsableCommand {
                 encoding?.finish()
                 prepared = writer
             }
-        } catch let error as ImportError {
-            if case .io = error { throw CLIError(message: error.description, code: 2) }
-            throw CLIError(message: error.description, code: 1)
         }
         let imported = result.model
         var parameters: [String: JSONValue] = ["include_optimizer": .bool(!noOptimizer), "file_kind": .string(result.kind.rawValue)]
@@ -164,9 +161,3 @@ struct Import: ParsableCommand {
     }
 }
 
-/// An error the CLI reports as is, with its exit code.
-struct CLIError: Error, CustomStringConvertible {
-    var message: String
-    var code: Int32
-    var description: String { message }
-}

@@ -50,7 +50,7 @@ struct Inspect: ParsableCommand {
         } else {
             print(text(laq, rows, damaged: damaged))
         }
-        if !damaged.isEmpty { throw ExitCode(1) }
+        if !damaged.isEmpty { throw ExitCode(ExitStatus.invalidInput.rawValue) }
     }
 
     private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)], damaged: [String: FormatError]) -> String {
@@ -228,21 +228,21 @@ struct Inspect: ParsableCommand {
         let weights = own.isEmpty ? laq.tensors.filter { $0.role == .weight && $0.name.hasPrefix(name + "/") } : own
         if let tensor = weights.first(where: { $0.encoding?.typeName == "codebook" }) ?? weights.first { return tensor }
         let layers = Set(laq.tensors.filter { $0.role == .weight }.compactMap { $0.name.split(separator: "/").dropLast().joined(separator: "/") })
-        throw CLIError(message: "\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))", code: 2)
+        throw CLIError(message: "\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))", code: .usageOrIO)
     }
 
     private func showHistogram(_ name: String, in laq: LAQFile) throws {
         let info = try tensor(name, in: laq)
-        guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: 1) }
+        guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: .invalidInput) }
         let reference = try against.map { try openLAQ($0) }
         // Each file's problems are reported against that file.
         let histogram: TensorHistogram
         do {
             histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins)
         } catch let error as TensorHistogram.ReferenceError {
-            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError)?.exitStatus ?? 1)
+            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError).flatMap { ExitStatus(rawValue: $0.exitStatus) } ?? .invalidInput)
         } catch let error as FormatError {
-            throw CLIError(message: "\(file): \(error)", code: error.exitStatus)
+            throw CLIError(message: "\(file): \(error)", code: ExitStatus(rawValue: error.exitStatus) ?? .invalidInput)
         }
         if json {
             try printJSON([

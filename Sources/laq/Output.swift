@@ -157,6 +157,6 @@ func openLAQ(_ path: String) throws -> LAQFile {
         return try LAQFile(path: path)
     } catch let error as FormatError {
         if case .io = error { throw error }
-        throw CLIError(message: "\(path): \(error)", code: error.exitStatus)
+        throw CLIError(message: "\(path): \(error)", code: ExitStatus(rawValue: error.exitStatus) ?? .invalidInput)
     }
 }

@@ -163,7 +163,7 @@ struct Quantize: ParsableCommand {
         }
         let file = try openLAQ(input)
         let model: Model
-        do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: 1) }
+        do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
         let settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
         var results: [TensorQuantization]
         var outputModel = model
@@ -174,7 +174,7 @@ struct Quantize: ParsableCommand {
             outputModel.outputNames = model.outputNames
         } else {
             do { results = try ModelQuantizer.quantize(model, settings: settings) } catch {
-                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? 2 : 1)
+                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
             }
         }
         var validationRecord: JSONValue?
@@ -311,11 +311,11 @@ struct Quantize: ParsableCommand {
         if let val {
             validation = try labelledData(val, model: model, loss: loss)
             guard validation.labelWidth == all.labelWidth else {
-                throw CLIError(message: "\(val): labels have \(validation.labelWidth) values per sample, the calibration data \(all.labelWidth)", code: 1)
+                throw CLIError(message: "\(val): labels have \(validation.labelWidth) values per sample, the calibration data \(all.labelWidth)", code: .invalidInput)
             }
         } else {
             let held = max(1, Int(Double(all.count) * valSplit))
-            guard all.count - held >= 1 else { throw CLIError(message: "\(path): too few samples to hold out validation data", code: 1) }
+            guard all.count - held >= 1 else { throw CLIError(message: "\(path): too few samples to hold out validation data", code: .invalidInput) }
             training = all.subset(0..<(all.count - held))
             validation = all.subset((all.count - held)..<all.count)
         }
@@ -338,10 +338,10 @@ struct Quantize: ParsableCommand {
             }
         } catch let error as EngineError {
             bar.finish()
-            throw CLIError(message: "\(input): \(error)", code: 1)
+            throw CLIError(message: "\(input): \(error)", code: .invalidInput)
         } catch let error as QuantizeError {
             bar.finish()
-            throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? 2 : 1)
+            throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
         }
         bar.finish()
         printValidation("full precision", full)
@@ -394,7 +394,7 @@ struct Quantize: ParsableCommand {
 
     /// An evaluation, with engine errors reported against the input model.
     private func evaluated(_ body: () throws -> Calibration.EpochReport) throws -> Calibration.EpochReport {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(input): \(error)", code: 1) }
+        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
     }
 
     private func printValidation(_ label: String, _ report: Calibration.EpochReport) {
@@ -414,14 +414,14 @@ struct Quantize: ParsableCommand {
 
     /// Inputs and labels from an .npz, checked against the model and the loss.
     private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
-        let (inputs, labels) = try ModelInputs.labelled(path, for: model, xKey: xKey, yKey: yKey)
-        let samples = inputs[0].shape.first ?? 0
+        let data = try ModelData.labelled(path, for: model, xKey: xKey, yKey: yKey)
+        let samples = data.samples
         // The model's output for one sample fixes how many label values a sample needs.
         let output: Tensor
-        do { output = try Executor(model: model).predict(inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: 1) }
+        do { output = try Executor(model: model).predict(data.inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
         let width = output.lastDimension
         let rowsPerSample = output.count / max(width, 1)
-        try checkLabels(labels, rows: samples * rowsPerSample, width: width, sparse: loss.sparseLabels, file: path, key: yKey)
-        return Calibration.Data(inputs: inputs, labels: labels.values, labelWidth: labels.values.count / samples)
+        try ModelData.checkLabels(data, rows: samples * rowsPerSample, width: width, sparse: loss.sparseLabels)
+        return Calibration.Data(inputs: data.inputs, labels: data.labels.values, labelWidth: data.labels.values.count / samples)
     }
 }

@@ -36,30 +36,16 @@ struct Run: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
         let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
-        let inputs = try ModelInputs.select(ModelInputs.open(input), for: laqModel, key: xKey ?? "x", file: input)
+        let inputs = try ModelData.inputs(from: DataFile.open(input), for: laqModel, key: xKey ?? "x")
         let samples = inputs[0].shape.first ?? 0
-        var outputs: [[Float]] = Array(repeating: [], count: laqModel.outputs.count)
-        var outputShapes: [[Int]] = Array(repeating: [], count: laqModel.outputs.count)
         let bar = samples >= 4 * batch ? ProgressBar(label: "running", total: Double(samples), unit: { String(Int($0)) }) : nil
-        for start in stride(from: 0, to: samples, by: batch) {
-            let end = min(start + batch, samples)
-            let slice = inputs.map { $0.rows(start..<end) }
-            let results = try engine { try executor.predict(slice) }
-            for (index, result) in results.enumerated() {
-                outputs[index] += result.data
-                outputShapes[index] = Array(result.shape.dropFirst())
-            }
-            bar?.update(Double(end))
-        }
+        let results = try engine { try executor.predict(inputs, batch: batch) { bar?.update(Double($0)) } }
         bar?.finish()
         // Outputs are written as computed; NaN and infinities are said, with where they start.
-        let nonFinite = outputs.reduce(0) { $0 + $1.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
-        if nonFinite > 0, let (index, values) = outputs.enumerated().first(where: { $0.element.contains { !$0.isFinite } }) {
-            let row = (values.firstIndex { !$0.isFinite } ?? 0) / max(outputShapes[index].reduce(1, *), 1)
-            let first = try engine { try executor.firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) }) }
-            FileHandle.standardError.write(Data("warning: \(nonFinite) of \(outputs.reduce(0) { $0 + $1.count }) outputs are not finite (NaN or infinite)\(first.map { ", first produced by layer '\($0)'" } ?? "")\n".utf8))
+        if let found = try engine({ try executor.nonFinite(outputs: results, inputs: inputs) }) {
+            FileHandle.standardError.write(Data("warning: \(found.count) of \(found.of) outputs are not finite (NaN or infinite)\(found.layer.map { ", first produced by layer '\($0)'" } ?? "")\n".utf8))
         }
         // A layer inside a nested model is `model/layer`: one file name, not a directory. Names
         // that would meet (`a/b` and `a_b`, two calls of one layer) get their output's index.
@@ -67,14 +53,13 @@ struct Run: ParsableCommand {
         for index in names.indices where names.filter({ $0 == names[index] }).count > 1 { names[index] += "_\(index)" }
         for (index, name) in names.enumerated() {
             let path = outputPath(name: name, single: laqModel.outputs.count == 1)
-            let bytes = Numpy.encode(shape: [samples] + outputShapes[index], values: outputs[index])
-            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
-            print("wrote \(path): \(([samples] + outputShapes[index]).map(String.init).joined(separator: "×")) float32")
+            try Numpy.write(shape: results[index].shape, values: results[index].data, to: path)
+            print("wrote \(path): \(results[index].shape.map(String.init).joined(separator: "×")) float32")
         }
     }
 
     func engine<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: 1) }
+        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
     }
 
     func outputPath(name: String, single: Bool) -> String {

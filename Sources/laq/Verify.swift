@@ -20,7 +20,7 @@ struct Verify: ParsableCommand {
         let status = report.exitStatus
         // A file that cannot be read at all is an I/O error (2), not an invalid file (1).
         if status == 2, let problem = report.problems.first {
-            throw CLIError(message: problem.message, code: status)
+            throw CLIError(message: problem.message, code: .usageOrIO)
         }
         if json {
             try printJSON([

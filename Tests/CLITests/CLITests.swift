@@ -204,7 +204,7 @@ import Testing
 
         let missing = try CLITests.run(["import", directory.appendingPathComponent("nope.h5").path])
         #expect(missing.status == 2)
-        #expect(missing.stderr.contains("cannot read"))
+        #expect(missing.stderr.contains("nope.h5: open failed: No such file or directory"))
     }
 }
 
