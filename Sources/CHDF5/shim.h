@@ -7,6 +7,17 @@
 #include <hdf5/serial/hdf5.h>
 
 static inline unsigned laq_h5f_acc_rdonly(void) { return H5F_ACC_RDONLY; }
+
+// Switches off libhdf5's printing of its error stack to stderr for the calling thread. A
+// thread-safe libhdf5 (Debian's is) keeps this setting per thread, so each thread that calls
+// libhdf5 needs it once; laq carries the stack in its own error instead.
+static inline void laq_h5_silence_thread(void) {
+    static _Thread_local int silenced = 0;
+    if (!silenced) {
+        H5Eset_auto2(H5E_DEFAULT, NULL, NULL);
+        silenced = 1;
+    }
+}
 static inline hid_t laq_h5p_file_access(void) { return H5P_FILE_ACCESS; }
 static inline hid_t laq_h5t_native_float(void) { return H5T_NATIVE_FLOAT; }
 static inline hid_t laq_h5t_native_double(void) { return H5T_NATIVE_DOUBLE; }

@@ -70,10 +70,8 @@ sums_group(const int8_t *q, long g, const uint64_t *w, const int planes, __m512i
 }
 
 // 16 / (4·P) groups in flight (4 for one plane, 2 for two), each with its own accumulators, so
-// that the chains of dot products overlap (three and four planes already have 12–16 chains).
-// Measured on Zen 4, one thread, 4096², built with clang -O2 as SwiftPM builds it: one plane
-// 0.150 → 0.145 ms, two planes 0.312 → 0.296 ms (with GCC, which schedules the single chain
-// worse: 0.30 → 0.18 and 0.40 → 0.36).
+// that the chains of dot products overlap (three and four planes already have 12–16 chains):
+// one chain waits on each VPDPBUSD's latency (docs/PERFORMANCE.md, "Kernel tuning").
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
 sums_vnni_p(const int8_t *q, long k4, const uint64_t *w, const int planes, int32_t *sums) {
     enum { most = 4 };
@@ -273,8 +271,8 @@ signed_pair_group(const int8_t *q, const uint64_t *w, long g, __m512i ones, __m5
 }
 
 // One masked byte select per word and one u8·s8 dot product (by ones) per word pair, four
-// groups in flight, each with its own accumulators. Measured on Zen 4, one thread, 4096², clang
-// -O2: 0.270 ms (0/1 bytes from the masks, inputs offset by 128, one group) → 0.253 ms.
+// groups in flight, each with its own accumulators (rather than 0/1 bytes from the masks and
+// inputs offset by 128 in one group: docs/PERFORMANCE.md, "Kernel tuning").
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_vnni(const int8_t *q, long k4, const uint64_t *w, int32_t *d) {
     __m512i acc[4][4];
     for (int u = 0; u < 4; u++)

@@ -322,8 +322,7 @@ extension Numpy {
     /// Writes a float32 `.npy` file of `shape` and `values`, atomically (a temporary file renamed
     /// into place).
     public static func write(shape: [Int], values: [Float], to path: String) throws {
-        let bytes = encode(shape: shape, values: values)
-        try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+        try AtomicFile.write(encode(shape: shape, values: values), to: path)
     }
 
     /// A `.npy` (version 1.0) image of a float32 array.

@@ -88,7 +88,7 @@ enum BLAS {
     ) {
         if m == 1 {
             // One row: a matrix-vector product. OpenBLAS 0.3.21's sgemm does not forward this
-            // to gemv, which is ~3× faster at 4096×4096 (laq-bench --packed).
+            // to gemv, whose kernel streams the matrix once (docs/PERFORMANCE.md, "Kernel tuning").
             // C may be uninitialized (Matrix.uninitialized): zeroed here, not by β = 0, which
             // some OpenBLAS versions apply as a multiplication (NaN · 0 = NaN).
             if !accumulate { c.update(repeating: 0, count: n) }
@@ -136,10 +136,8 @@ public enum BLASThreads {
     /// Stops OpenBLAS' idle workers, as ``stopIdle()`` does, and makes the workers it starts
     /// later sleep after 2^4 idle cycles instead of 2^28 (OPENBLAS_THREAD_TIMEOUT = 4, unless the
     /// environment sets it). A spinning worker takes the second core from laq's own two-thread
-    /// kernels between products: a batch-1 ternary product (`laq-bench --packed`, 4096²) took
-    /// 0.37–0.45 ms in 5 runs with this and 0.35–0.65 ms without (3 of 5 in the slow mode),
-    /// alternating; CNN training ran 1–13 % faster, MLP training 0–4 % (`laq-bench --train`).
-    /// Waking a sleeping worker costs microseconds per product. Returns false where the build
+    /// kernels between products, and makes their times bimodal (docs/PERFORMANCE.md, "Kernel
+    /// tuning"); waking a sleeping worker costs microseconds per product. Returns false where the build
     /// has no such threads.
     @discardableResult
     public static func sleepWhenIdle() -> Bool { laq_blas_sleep_when_idle() == 0 }

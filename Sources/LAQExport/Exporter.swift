@@ -73,11 +73,11 @@ public enum Exporter {
         case .npz:
             tensors = try weights(of: file)
             let bytes = try Numpy.encodeArchive(tensors.map { ($0.name, $0.shape, $0.values) })
-            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+            try AtomicFile.write(bytes, to: path)
         case .safetensors:
             tensors = try weights(of: file)
             let bytes = try SafeTensors.encode(tensors, metadata: metadata(of: file))
-            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+            try AtomicFile.write(bytes, to: path)
         case .h5:
             for tensor in file.tensors where tensor.role == .weight {
                 if let reason = tensor.unsupportedReason { throw ExportError.undecodable(tensor: tensor.name, reason: reason) }
@@ -87,7 +87,7 @@ public enum Exporter {
                 throw ExportError.noArchitecture(reason: "\(error)")
             }
             let bytes = try KerasH5Writer.image(model, name: path)
-            try AtomicFile.write(to: path) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+            try AtomicFile.write(bytes, to: path)
             tensors = model.weights.map { ExportedTensor(name: $0.name, shape: $0.shape, values: []) }
         }
         let bytes = (try? FileManager.default.attributesOfItem(atPath: path)[.size] as? NSNumber)?.uint64Value ?? 0

@@ -38,6 +38,12 @@ public final class SHA256 {
         return hasher.finalize()
     }
 
+    /// The hex digest of the file at `path`, read through a memory map; nil when it cannot be read.
+    public static func hexDigest(ofFile path: String) -> String? {
+        guard let bytes = try? InputFile.map(path) else { return nil }
+        return hex(bytes.withUnsafeBytes { hash($0) })
+    }
+
     public static func hex(_ digest: [UInt8]) -> String {
         digest.map { String($0, radix: 16).leftPadded(to: 2) }.joined()
     }

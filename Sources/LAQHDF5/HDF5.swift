@@ -5,14 +5,9 @@ import Synchronization
 
 /// The one place LAQHDF5 turns libhdf5 return codes into Swift errors.
 ///
-/// HDF5's automatic printing of its error stack to stderr is switched off once; on a negative
-/// return the stack is walked and carried in the ``HDF5Error``.
+/// HDF5's automatic printing of its error stack to stderr is switched off on every thread that
+/// calls it; on a negative return the stack is walked and carried in the ``HDF5Error``.
 enum HDF5 {
-    /// Silences HDF5's stderr printing; runs once (Swift's lazy globals are thread-safe).
-    static let silenced: Void = {
-        H5Eset_auto2(hid_t(H5E_DEFAULT), nil, nil)
-    }()
-
     /// Calls `body`; a negative result becomes an ``HDF5Error`` with the error stack. The call
     /// may take `budget` seconds, and grow the process by `memory` bytes, before the watchdog
     /// ends the process.
@@ -20,7 +15,7 @@ enum HDF5 {
     static func check<T: BinaryInteger>(
         _ operation: String, path: String, budget: Double = Watchdog.defaultBudget, memory: Int = Watchdog.defaultMemory, _ body: () -> T
     ) throws(HDF5Error) -> T {
-        _ = silenced
+        laq_h5_silence_thread()
         let token = Watchdog.start(operation, path: path, budget: budget, memory: memory)
         let result = body()
         Watchdog.finish(token)

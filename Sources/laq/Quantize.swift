@@ -408,7 +408,7 @@ struct Quantize: ParsableCommand {
 
     /// A data file's name, SHA-256 and sample count, for the provenance.
     private func dataRecord(_ path: String, samples: Int) -> [String: JSONValue] {
-        let sha = (try? Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)).map { bytes in bytes.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } } ?? ""
+        let sha = SHA256.hexDigest(ofFile: path) ?? ""
         return ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha), "samples": .int(Int64(samples))]
     }
 

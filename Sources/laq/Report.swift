@@ -52,7 +52,7 @@ struct Report: ParsableCommand {
                               dataName: data.map { URL(fileURLWithPath: $0).lastPathComponent })
         let html = try page.render()
         let bytes = Array(html.utf8)
-        try AtomicFile.write(to: output) { sink in try bytes.withUnsafeBytes { try sink.write($0) } }
+        try AtomicFile.write(bytes, to: output)
         if json {
             try printJSON(["input": .string(input), "output": .string(output), "bytes": .int(Int64(bytes.count)),
                            "charts": .array(page.charts.map { .string($0) })])

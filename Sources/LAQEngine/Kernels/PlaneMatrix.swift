@@ -333,7 +333,7 @@ struct PlaneMatrix: @unchecked Sendable {
     /// own rows, then multiplies them by every column block), a smaller one by column blocks.
     private func multiplyInt8Rows(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         // Rows a whole number of cache lines apart, plus one: a tile reads up to 24 rows at once,
-        // and rows 4 KiB apart would all fall in one set of the L1 cache (measured: 3.4× slower).
+        // and rows 4 KiB apart would all fall in one set of the L1 cache and evict each other.
         let groups = (rows + 3) / 4, stride = (4 * groups + 63) / 64 * 64 + 64
         var q = [Int8](repeating: 0, count: m * stride)
         var scales = [Float](repeating: 0, count: m), totals = [Int32](repeating: 0, count: m)
