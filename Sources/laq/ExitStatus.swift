@@ -31,7 +31,8 @@ enum ExitStatus: Int32 {
         case let error as DataError: error.isIO ? .usageOrIO : .invalidInput
         case let error as ImportError: if case .io = error { .usageOrIO } else { .invalidInput }
         case let error as QuantizeError: error.isUsage ? .usageOrIO : .invalidInput
-        case is HDF5Error, is ModelError, is EngineError, is ExportError, is ScheduleError, is TensorHistogram.ReferenceError: .invalidInput
+        case is HDF5Error, is ModelError, is EngineError, is ExportError, is ScheduleError, is TensorHistogram.ReferenceError,
+             is ZipCheck.Failure, is StrictJSON.Failure: .invalidInput
         case is CocoaError, is POSIXError: .usageOrIO
         default: nil
         }
