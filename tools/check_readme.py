@@ -2,13 +2,13 @@
 """Runs the README's walk-through and checks every line of output it shows against the output of
 the commands beside it.
 
-    python3 tools/check_readme.py [--laq .build/debug/laq] [--exact]
+    python3 tools/check_readme.py [--laq PATH] [--exact]      (default: the laq on PATH, else .build/debug/laq)
 
 The walk-through lies between `<!-- check:begin -->` and `<!-- check:end -->`. Its ```sh blocks
 run in order in the repository's root with `laq` on PATH (the --laq binary's folder first), each
 under `bash -e`. The ```text block after a command block is what those commands print (stdout
-and stderr together): its lines must appear as consecutive lines of the output, in order; a line
-`…` stands for any number of lines. Text must match exactly up to runs of spaces (columns may
+and stderr together): its lines must be the output's lines, in order; a line `…` stands for any
+number of lines (so a block without one must be the whole output). Text must match exactly up to runs of spaces (columns may
 shift with a number's width); numbers must match to the digits shown, or, without --exact, a
 decimal within 0.3 points for a percentage and 2% otherwise (integers always exactly): a
 calibration run's float sums follow the CPU's instruction set and BLAS kernels, so another
@@ -22,6 +22,7 @@ or a command could not be run.
 import argparse
 import os
 import re
+import shutil
 import subprocess
 import sys
 
@@ -110,12 +111,17 @@ def match_output(expected, actual, exact):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    parser.add_argument("--laq", default=os.path.join(ROOT, ".build", "debug", "laq"), help="the laq binary (default .build/debug/laq)")
+    parser.add_argument("--laq", default=shutil.which("laq") or os.path.join(ROOT, ".build", "debug", "laq"),
+                        help="the laq binary (default: laq on PATH, else .build/debug/laq)")
     parser.add_argument("--readme", default=os.path.join(ROOT, "README.md"))
     parser.add_argument("--exact", action="store_true", help="numbers must match to the digit")
     args = parser.parse_args()
 
-    text = open(args.readme, encoding="utf-8").read()
+    try:
+        text = open(args.readme, encoding="utf-8").read()
+    except OSError as error:
+        print(f"check_readme: cannot read {args.readme}: {error}", file=sys.stderr)
+        return 2
     failures = []
     line_count = text.count("\n")
     if line_count >= MAX_LINES:

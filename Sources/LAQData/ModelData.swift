@@ -36,7 +36,7 @@ public enum ModelData {
         guard let shape = source.shape(yKey) else {
             let fitting = source.names.filter { !keys.contains($0) && source.shape($0)?.first == samples }
             throw DataError(file: source.file, reason: "no labels array '\(yKey)'; \(listing(source))"
-                + (fitting.isEmpty ? "" : "; pick the labels with --y-key (\(fitting.map { "'\($0)'" }.joined(separator: " or ")) has \(samples) samples)"))
+                + (fitting.isEmpty ? "" : "; pick the labels with --y-key (\(fitting.map { "'\($0)'" }.joined(separator: ", ")): \(samples) samples each)"))
         }
         guard shape.first == samples, samples > 0 else {
             throw DataError(file: source.file, reason: "array '\(yKey)' has \(shape.first ?? 0) samples, the inputs \(samples); \(listing(source))")

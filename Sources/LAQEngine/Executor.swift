@@ -90,7 +90,9 @@ public struct Executor: Sendable {
         let count = outputs.reduce(0) { $0 + $1.data.reduce(0) { $0 + ($1.isFinite ? 0 : 1) } }
         guard count > 0, let output = outputs.first(where: { $0.data.contains { !$0.isFinite } }) else { return nil }
         let perSample = max(output.shape.dropFirst().reduce(1, *), 1)
-        let row = (output.data.firstIndex { !$0.isFinite } ?? 0) / perSample
+        let samples = inputs.first?.shape.first ?? 0
+        guard samples > 0 else { return (count, outputs.reduce(0) { $0 + $1.count }, nil) }
+        let row = min((output.data.firstIndex { !$0.isFinite } ?? 0) / perSample, samples - 1)
         let layer = try firstNonFiniteLayer(inputs.map { $0.rows(row..<(row + 1)) })
         return (count, outputs.reduce(0) { $0 + $1.count }, layer)
     }

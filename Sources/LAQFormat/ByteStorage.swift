@@ -15,7 +15,8 @@ final class ByteStorage: @unchecked Sendable {
     }
 
     init(mapping path: String) throws {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO without a writer is refused below instead of blocking the open.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw FormatError.io(path: path, operation: "open", reason: errnoString()) }
         defer { close(fd) }
         var info = stat()

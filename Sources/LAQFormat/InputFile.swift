@@ -7,7 +7,8 @@ import Glibc
 public enum InputFile {
     /// The bytes of the regular file at `path`, mapped read-only.
     public static func map(_ path: String) throws(FormatError) -> Data {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        // O_NONBLOCK: a FIFO without a writer is refused below instead of blocking the open.
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
         guard fd >= 0 else { throw FormatError.io(path: path, operation: "open", reason: errnoString()) }
         var info = stat()
         let statted = fstat(fd, &info) == 0

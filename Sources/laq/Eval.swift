@@ -62,7 +62,7 @@ struct Eval: ParsableCommand {
         do { prediction = try executor.predict(labelled.inputs, batch: batch) { bar?.update(Double($0)) }[0] } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
         bar?.finish()
         let outputs = prediction.data
-        let width = max(prediction.lastDimension, 1)
+        let width = prediction.shape.count > 1 ? max(prediction.lastDimension, 1) : 1
         let rows = outputs.count / width
         let labels = labelled.labels
         let sparse = lossFunction?.sparseLabels ?? (labels.values.count == rows && width > 1)

@@ -33,6 +33,8 @@ enum ExitStatus: Int32 {
         case let error as QuantizeError: error.isUsage ? .usageOrIO : .invalidInput
         case is HDF5Error, is ModelError, is EngineError, is ExportError, is ScheduleError, is TensorHistogram.ReferenceError,
              is ZipCheck.Failure, is StrictJSON.Failure: .invalidInput
+        // JSON output of a value no JSON number can hold (a NaN loss): the data made it.
+        case is EncodingError: .invalidInput
         case is CocoaError, is POSIXError: .usageOrIO
         default: nil
         }

@@ -86,7 +86,7 @@ struct LAQCommand: ParsableCommand {
             FileHandle.standardError.write(Data("Error: \(error.message)\nUsage: \(usage)\n  See 'laq \(name) --help' for more information.\n".utf8))
             Foundation.exit(ExitStatus.usageOrIO.rawValue)
         }
-        if code == .validationFailure || error is ValidationError || error is CleanExit {
+        if code == .validationFailure || error is ValidationError {
             if !message.isEmpty { FileHandle.standardError.write(Data((message + "\n").utf8)) }
             Foundation.exit(ExitStatus.usageOrIO.rawValue)
         }
