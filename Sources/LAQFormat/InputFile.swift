@@ -1,5 +1,4 @@
 import Foundation
-import Glibc
 
 /// An input file's bytes, memory-mapped, for readers outside LAQFormat (Keras files, data
 /// files, configs): every command reports the same cause in the same words as a `.laq` file's
@@ -7,20 +6,11 @@ import Glibc
 public enum InputFile {
     /// The bytes of the regular file at `path`, mapped read-only.
     public static func map(_ path: String) throws(FormatError) -> Data {
-        // O_NONBLOCK: a FIFO without a writer is refused below instead of blocking the open.
-        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
-        guard fd >= 0 else { throw FormatError.io(path: path, operation: "open", reason: errnoString()) }
-        var info = stat()
-        let statted = fstat(fd, &info) == 0
-        let reason = errnoString()
-        close(fd)
-        guard statted else { throw FormatError.io(path: path, operation: "stat", reason: reason) }
-        guard (info.st_mode & S_IFMT) == S_IFREG else { throw FormatError.io(path: path, operation: "open", reason: "not a regular file") }
-        do {
-            return try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
-        } catch {
-            throw FormatError.io(path: path, operation: "read", reason: (error as NSError).localizedDescription)
-        }
+        let storage: ByteStorage
+        do { storage = try ByteStorage(mapping: path) } catch let error as FormatError { throw error } catch { throw FormatError.io(path: path, operation: "open", reason: "\(error)") }
+        guard let base = storage.bytes.baseAddress else { return Data() }
+        // The Data holds the mapping until it is released.
+        return Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: base), count: storage.bytes.count, deallocator: .custom { _, _ in _ = storage })
     }
 }
 

@@ -11,13 +11,6 @@ import Testing
     /// 256 Fashion-MNIST samples: x (256×784 float32), y (256×10 float32, one-hot), labels (256 uint8).
     static let data = TestPaths.testdata("keras/k3_fmnist_mlp.io.npz").path
 
-    static func model(in directory: URL) throws -> String {
-        let path = directory.appendingPathComponent("m.laq").path
-        let result = try CLITests.run(["import", TestPaths.testdata("keras/k3_fmnist_mlp.h5").path, "-o", path])
-        try #require(result.status == 0, "\(result.stderr)")
-        return path
-    }
-
     /// laq's error line: the last line starting "laq: error:".
     static func errorLine(_ result: CLITests.Result) -> String {
         result.stderr.split(separator: "\n").last { $0.hasPrefix("laq: error:") }.map(String.init) ?? ""
@@ -27,7 +20,7 @@ import Testing
     func missingFile() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = try Self.model(in: directory)
+        let model = try HostileInputTests.model(in: directory)
         let out = directory.appendingPathComponent("out").path
         let missing = directory.appendingPathComponent("missing.laq").path
         let missingData = directory.appendingPathComponent("missing.npz").path
@@ -50,7 +43,7 @@ import Testing
     func wrongKind() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = try Self.model(in: directory)
+        let model = try HostileInputTests.model(in: directory)
         let inspect = try CLITests.run(["inspect", Self.readme])
         #expect(inspect.status == 1)
         #expect(Self.errorLine(inspect).hasPrefix("laq: error: \(Self.readme): not a .laq file"), "\(inspect.stderr)")
@@ -69,7 +62,7 @@ import Testing
     func usage() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = try Self.model(in: directory)
+        let model = try HostileInputTests.model(in: directory)
         let out = directory.appendingPathComponent("q.laq").path
         for arguments in [
             ["quantize", model, "-o", out, "--method", "nope", "--one-shot"],  // found in run()
@@ -89,7 +82,7 @@ import Testing
     func labelKeys() throws {
         let directory = try TestPaths.temporaryDirectory()
         defer { try? FileManager.default.removeItem(at: directory) }
-        let model = try Self.model(in: directory)
+        let model = try HostileInputTests.model(in: directory)
         let listing = "the file has labels (256 uint8), x (256×784 float32), y (256×10 float32)"
         // The default 'y' is one-hot; the model's loss is sparse: the class indices are in 'labels'.
         let oneHot = try CLITests.run(["eval", model, "--data", Self.data])
