@@ -112,7 +112,7 @@ public struct Calibration {
     public func run(_ start: Model, training: Data, validation: Data, progress: Progress? = nil) throws -> Result {
         var model = start
         let quantizedNames = Set(model.weights.filter {
-            ModelQuantizer.isQuantizable($0, in: model) && !settings.quantization.skip.contains($0.layer)
+            ModelQuantizer.isQuantizable($0, in: model) && settings.quantization.method(for: $0) != nil
         }.map(\.name))
         let baseline = try ModelQuantizer.quantize(model, settings: settings.quantization)
         let before = try evaluate(model, quantized: baseline, on: validation, epoch: 0)
@@ -169,10 +169,35 @@ public struct Calibration {
                       steps: adam.iterations, stepLosses: stepLosses)
     }
 
+    /// The curvature of the full-precision model on `data`, for a bit plan made before the run:
+    /// d = √v̂ + 1e-8 for every quantizable weight, v̂ the mean squared gradient over at most
+    /// `batches` batches of the run's size (training mode, the run's seed and shuffling). v̂ is
+    /// what Adam's v estimates (an average of g², here without the decay and its bias), so d is
+    /// the quantizers' d for the model as it stands rather than one left by the original training.
+    public func curvature(of model: Model, on data: Data, batches: Int = 32) throws -> [String: [Float]] {
+        let names = Set(model.weights.filter { ModelQuantizer.isQuantizable($0, in: model) }.map(\.name))
+        var random = TrainingRandom(seed: settings.seed)
+        let order = random.permutation(data.count)
+        let count = min(batches, (data.count + settings.batchSize - 1) / settings.batchSize)
+        var sums: [String: [Double]] = [:]
+        let workspace = Workspace()
+        for step in 0..<count {
+            let batch = data.samples(Array(order[(step * settings.batchSize)..<min((step + 1) * settings.batchSize, data.count)]))
+            let outcome = try Backpropagation.run(model: model, inputs: batch.inputs, labels: batch.labels, loss: loss, random: &random,
+                                                   workspace: workspace)
+            for (name, gradient) in outcome.gradients where names.contains(name) {
+                var sum = sums[name] ?? [Double](repeating: 0, count: gradient.count)
+                for index in gradient.indices { sum[index] += Double(gradient[index]) * Double(gradient[index]) }
+                sums[name] = sum
+            }
+        }
+        return sums.mapValues { sum in sum.map { Float(($0 / Double(max(count, 1))).squareRoot()) + 1e-8 } }
+    }
+
     /// Quantizes the selected weights with d = √v + 1e-8 from the run's Adam state.
     func quantize(_ model: Model, names: Set<String>, adam: Adam, warm: [String: [Float]]) -> [TensorQuantization] {
-        model.weights.filter { names.contains($0.name) }.map { weight in
-            let method = settings.quantization.overrides[weight.layer] ?? settings.quantization.method
+        model.weights.filter { names.contains($0.name) }.compactMap { weight in
+            guard let method = settings.quantization.method(for: weight) else { return nil }
             let d = adam.v[weight.name].map { $0.map { $0.squareRoot() + 1e-8 } }
             return ModelQuantizer.quantize(weight, method: method, d: d, perChannel: settings.quantization.perChannel,
                                            gates: ModelQuantizer.gateCount(of: weight, in: model), warm: warm[weight.name])

@@ -74,6 +74,27 @@ public enum Parallel {
 }
 
 extension Parallel {
+    /// `body(i)` for every i in `0..<count`, the indices shared among laq's threads in contiguous
+    /// parts (for a few large independent jobs, such as quantizing whole tensors); the results
+    /// are in index order, and the same for any thread count when `body` depends on i alone.
+    public static func map<T: Sendable>(_ count: Int, _ body: @Sendable (Int) -> T) -> [T] {
+        let slots = Slots<T>(count)
+        forEach(count, work: count, grain: 1) { range in
+            for index in range { slots.set(index, body(index)) }
+        }
+        return slots.values.map { $0! }
+    }
+}
+
+/// Results written from several threads, one index each.
+private final class Slots<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private(set) var values: [T?]
+    init(_ count: Int) { values = Array(repeating: nil, count: count) }
+    func set(_ index: Int, _ value: T) { lock.withLock { values[index] = value } }
+}
+
+extension Parallel {
     /// c = Σ_p partial_p over `parts` partial results of `length` floats (c += Σ when
     /// `accumulate`): `body(p, buffer)` adds part p's result into a zeroed buffer, the parts run
     /// as ``forEach(_:work:grain:_:)`` runs them, and the partials are added in part order. The

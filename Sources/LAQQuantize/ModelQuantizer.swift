@@ -10,12 +10,24 @@ public struct QuantizationSettings: Sendable {
     public var skip: Set<String>
     /// Per-layer methods (mixed precision).
     public var overrides: [String: Method]
+    /// Per-weight methods, by weight name (a bit plan, ``BitPlan``); they take precedence over
+    /// `overrides` and `method`.
+    public var weightMethods: [String: Method] = [:]
+    /// Weights a bit plan keeps in float, by weight name.
+    public var floatWeights: Set<String> = []
 
     public init(method: Method, perChannel: Bool = false, skip: Set<String> = [], overrides: [String: Method] = [:]) {
         self.method = method
         self.perChannel = perChannel
         self.skip = skip
         self.overrides = overrides
+    }
+
+    /// The method of a quantizable weight, or nil when it stays float (its layer is skipped, or
+    /// a bit plan keeps it).
+    public func method(for weight: Weight) -> Method? {
+        if skip.contains(weight.layer) || floatWeights.contains(weight.name) { return nil }
+        return weightMethods[weight.name] ?? overrides[weight.layer] ?? method
     }
 }
 
@@ -38,6 +50,8 @@ public struct TensorQuantization: Sendable {
     public var codes: [UInt8]
     /// Σ d (ŵ − w)² / Σ d w² over the tensor.
     public var weightedError: Double
+    /// Σ d (ŵ − w)² over the tensor (d ≡ 1 without curvature).
+    public var squaredError: Double
     public var zeroFraction: Double
     public var shape: [Int]
 
@@ -107,8 +121,8 @@ public enum ModelQuantizer {
             guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
         }
         var results: [TensorQuantization] = []
-        for weight in model.weights where isQuantizable(weight, in: model) && !settings.skip.contains(weight.layer) {
-            let method = settings.overrides[weight.layer] ?? settings.method
+        for weight in model.weights where isQuantizable(weight, in: model) {
+            guard let method = settings.method(for: weight) else { continue }
             let d = curvature(of: weight, optimizer: model.optimizer)
             results.append(quantize(weight, method: method, d: d, perChannel: settings.perChannel, gates: gateCount(of: weight, in: model)))
         }
@@ -171,7 +185,7 @@ public enum ModelQuantizer {
         return TensorQuantization(
             weight: weight.name, layer: weight.layer, method: method,
             layout: layout(for: method, axis: perChannel || byGate ? weight.shape.count - 1 : nil), levels: levels, codes: codes,
-            weightedError: norm > 0 ? error / norm : 0, zeroFraction: count > 0 ? Double(zeros) / Double(count) : 0,
+            weightedError: norm > 0 ? error / norm : 0, squaredError: error, zeroFraction: count > 0 ? Double(zeros) / Double(count) : 0,
             shape: weight.shape)
     }
 }

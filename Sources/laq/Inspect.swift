@@ -26,13 +26,19 @@ struct Inspect: ParsableCommand {
     @Option(help: "With --histogram: the full-precision file the tensor was quantized from; its values are binned, this file's levels marked.")
     var against: String?
 
+    @Flag(help: ArgumentHelp("Show each quantizable tensor's estimated loss increase per candidate method instead of the listing.",
+                             discussion: "For a file quantized with --target-bits: the recorded plan. For a float file: computed now, with d from its Adam state."))
+    var sensitivity = false
+
     func validate() throws {
+        if sensitivity, histogram != nil { throw ValidationError("give --sensitivity or --histogram, not both") }
         guard (2...200).contains(bins) else { throw ValidationError("--bins must be in 2…200") }
     }
 
     func run() throws {
         let laq = try openLAQ(file)
         if let histogram { return try showHistogram(histogram, in: laq) }
+        if sensitivity { return try showSensitivity(laq) }
         // A damaged payload does not stop the listing: its statistics are left out and the
         // problem is noted (and the exit status is 1, as `laq verify`'s).
         var damaged: [String: FormatError] = [:]

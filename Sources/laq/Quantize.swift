@@ -33,8 +33,13 @@ struct Quantize: ParsableCommand {
     @Option(name: .shortAndLong, help: "Output file.")
     var output: String
 
-    @Option(help: "Quantization method.")
-    var method: String
+    @Option(help: "Quantization method (or --target-bits).")
+    var method: String?
+
+    @Option(name: .customLong("target-bits"), help: ArgumentHelp(
+        "Average stored bits per quantized weight (codes, scales and level tables, as inspect counts them): choose each tensor's method under this budget.",
+        discussion: "Candidates: lab, lata, lat2a, laq 2…8-bit linear and log, and float; each is costed by its estimated loss increase ½Σd(w−ŵ)². With --calib, d comes from the calibration data's gradients, then the chosen mix is calibrated; with --one-shot, from the imported Adam state. --layer fixes a layer's method inside the budget; --skip layers stay float outside it."))
+    var targetBits: Double?
 
     @Option(help: "Bits for laq (2…8, default 3), dorefa (1…8, default 3) and rtn (2…8, default 4).")
     var bits: Int?
@@ -122,6 +127,9 @@ struct Quantize: ParsableCommand {
 
     func validate() throws {
         guard oneShot != (calib != nil) else { throw ValidationError("give either --one-shot or --calib DATA") }
+        guard (method == nil) != (targetBits == nil) else { throw ValidationError("give either --method METHOD or --target-bits BITS") }
+        if targetBits != nil, bits != nil { throw ValidationError("--bits applies to --method; --target-bits chooses each tensor's bits") }
+        if let targetBits, !(targetBits > 0 && targetBits <= 32) { throw ValidationError("--target-bits takes bits per weight in (0, 32], got \(targetBits)") }
         // The provenance records the seed as a JSON integer (int64).
         if let seedOption, seedOption > UInt64(Int64.max) { throw ValidationError("--seed takes 0…\(Int64.max), got \(seedOption)") }
         if oneShot {
@@ -147,7 +155,8 @@ struct Quantize: ParsableCommand {
     }
 
     func run() throws {
-        let defaultMethod = try parseMethod(method, bits: bits)
+        // With --target-bits every planned tensor gets its own method; this one is not used.
+        let defaultMethod = try parseMethod(method ?? "lat2a", bits: bits)
         var overrides: [String: Method] = [:]
         for item in layerMethods {
             let parts = item.split(separator: "=", maxSplits: 1).map(String.init)
@@ -164,16 +173,24 @@ struct Quantize: ParsableCommand {
         let file = try openLAQ(input)
         let model: Model
         do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
-        let settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
+        var settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
         var results: [TensorQuantization]
         var outputModel = model
         var calibrationRecord: JSONValue?
+        var plan: BitPlan?
         if let calib {
-            (outputModel, results, calibrationRecord) = try calibrate(try lossModel(model), settings: settings, data: calib)
+            (outputModel, results, calibrationRecord, plan) = try calibrate(try lossModel(model), settings: settings, data: calib)
             outputModel.outputs = model.outputs
             outputModel.outputNames = model.outputNames
         } else {
-            do { results = try ModelQuantizer.quantize(model, settings: settings) } catch {
+            do {
+                if let targetBits {
+                    let optimizer = model.optimizer
+                    plan = try bitPlan(model, settings: settings, target: targetBits) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
+                    settings = plan!.applied(to: settings)
+                }
+                results = try ModelQuantizer.quantize(model, settings: settings)
+            } catch {
                 throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
             }
         }
@@ -203,13 +220,19 @@ struct Quantize: ParsableCommand {
         }
 
         var parameters: [String: JSONValue] = [
-            "method": .string(defaultMethod.name), "bits": .int(Int64(defaultMethod.bits)),
             "granularity": .string(perChannel ? "per-channel" : "per-tensor"), "mode": .string(calib == nil ? "one-shot" : "calibrated"),
             "float_storage": .string(float.rawValue),
         ]
-        if case let .laq(_, spacing, update) = defaultMethod {
-            parameters["levels"] = .string(spacing.rawValue)
-            parameters["alpha_update"] = .string(update.rawValue)
+        if let plan {
+            parameters["target_bits"] = .double(plan.targetBits)
+            parameters["plan"] = plan.record
+        } else {
+            parameters["method"] = .string(defaultMethod.name)
+            parameters["bits"] = .int(Int64(defaultMethod.bits))
+            if case let .laq(_, spacing, update) = defaultMethod {
+                parameters["levels"] = .string(spacing.rawValue)
+                parameters["alpha_update"] = .string(update.rawValue)
+            }
         }
         if let validationRecord { parameters["validation"] = validationRecord }
         if !skip.isEmpty { parameters["skip"] = .array(skip.sorted().map { .string($0) }) }
@@ -246,13 +269,29 @@ struct Quantize: ParsableCommand {
         try writer.write(to: output)
         let written = try LAQFile(path: output)
         if json {
-            try printJSON(report(results, written: written, notices: notices))
+            var object = try report(results, written: written, notices: notices)
+            if let plan, case var .object(members) = object {
+                members["plan"] = plan.record
+                object = .object(members)
+            }
+            try printJSON(object)
         } else {
-            print(table(results, written: written, notices: notices, source: source, calibrated: calibrationRecord != nil))
+            print(table(results, written: written, notices: notices, source: source, calibrated: calibrationRecord != nil, plan: plan))
         }
     }
 
-    private func table(_ results: [TensorQuantization], written: LAQFile, notices: [String], source: CurvatureSource, calibrated: Bool) -> String {
+    /// The plan for --target-bits from the curvature `d`, printed (to standard error) before it is
+    /// carried out.
+    private func bitPlan(_ model: Model, settings: QuantizationSettings, target: Double, d: @escaping @Sendable (Weight) -> [Float]?) throws(QuantizeError) -> BitPlan {
+        let tensors = try BitBudget.sensitivity(model, settings: settings, floatBits: float == .float32 ? 32 : 16, curvature: d)
+        let plan = try BitBudget.plan(tensors, targetBits: target)
+        let counts = Dictionary(grouping: plan.choices, by: \.label).mapValues(\.count)
+        let mix = counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ")
+        FileHandle.standardError.write(Data(String(format: "plan: %.3f bits per weight (budget %g) over %d tensors: %@\n", plan.averageBits, target, plan.tensors.count, mix).utf8))
+        return plan
+    }
+
+    private func table(_ results: [TensorQuantization], written: LAQFile, notices: [String], source: CurvatureSource, calibrated: Bool, plan: BitPlan?) -> String {
         var table = TextTable(headers: ["tensor", "method", "bits/w", "levels", "error", "zeros", "float32", "stored"],
                               rightAligned: [2, 4, 5, 6, 7], shrinkable: [(0, 16), (3, 12)])
         var before: UInt64 = 0
@@ -270,7 +309,23 @@ struct Quantize: ParsableCommand {
                 formatBytesShort(raw), formatBytesShort(tensor.storedLength),
             ])
         }
+        // Tensors the plan keeps in float.
+        for (tensor, choice) in zip(plan?.tensors ?? [], plan?.choices ?? []) where choice.method == nil {
+            guard let stored = written.tensor(named: tensor.weight) else { continue }
+            let raw = UInt64(tensor.elements * 4)
+            before += raw
+            after += stored.storedLength
+            table.rows.append([tensor.weight, "float (plan)", String(format: "%.2f", stored.bitsPerElement ?? 0), "-", "-", "-",
+                               formatBytesShort(raw), formatBytesShort(stored.storedLength)])
+        }
         var lines = [table.render(width: terminalWidth())]
+        if let plan {
+            // What uniform two-scale ternary of the same tensors would have cost and been estimated at.
+            let uniform = plan.tensors.compactMap { $0.candidates.first { $0.method == .lat2a } ?? ($0.fixed ? $0.candidates.first : nil) }
+            let uniformBits = Double(uniform.reduce(0) { $0 + $1.storedBits }) / Double(max(plan.elements, 1))
+            lines.append(String(format: "plan: %.3f bits per weight (budget %g); estimated loss increase ½Σd(w−ŵ)² %.4g (uniform lat2a: %.3f bits, %.4g)",
+                                plan.averageBits, plan.targetBits, plan.estimate, uniformBits, uniform.reduce(0) { $0 + $1.estimate }))
+        }
         lines.append("quantized \(results.count) tensors: \(formatBytes(before)) float32 → \(formatBytes(after)) (\(after == 0 ? "-" : String(format: "%.1f×", Double(before) / Double(after))))")
         switch source {
         case _ where calibrated:
@@ -303,7 +358,7 @@ struct Quantize: ParsableCommand {
 
     /// Runs the calibration fine-tuning; returns the model (its non-quantized weights trained),
     /// the quantized tensors and the provenance of the curvature.
-    private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue) {
+    private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue, BitPlan?) {
         let loss = try resolvedLoss(model)
         let all = try labelledData(path, model: model, loss: loss)
         var training = all
@@ -320,6 +375,18 @@ struct Quantize: ParsableCommand {
             validation = all.subset((all.count - held)..<all.count)
         }
         var calibration = Calibration.Settings(quantization: settings)
+        var plan: BitPlan?
+        if let targetBits {
+            // d for the plan from the calibration data, before the run (whose Adam starts from zero).
+            calibration.batchSize = batch
+            calibration.seed = seed
+            let d: [String: [Float]]
+            do { d = try Calibration(settings: calibration, loss: loss).curvature(of: model, on: training) } catch { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
+            do { plan = try bitPlan(model, settings: settings, target: targetBits) { d[$0.name] } } catch {
+                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
+            }
+            calibration.quantization = plan!.applied(to: settings)
+        }
         calibration.epochs = epochs
         calibration.batchSize = batch
         calibration.learningRate = lr
@@ -368,7 +435,7 @@ struct Quantize: ParsableCommand {
             }),
             "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
-        return (result.model, result.quantized, record)
+        return (result.model, result.quantized, record, plan)
     }
 
     /// The model with only the output the loss is computed on (`--loss-output`; the only one).

@@ -3,6 +3,8 @@ import Dispatch
 import Foundation
 import Glibc
 import LAQFormat
+import LAQImport
+import LAQQuantize
 import LAQTestSupport
 import Synchronization
 import Testing
@@ -178,6 +180,16 @@ import Testing
         let a = Self.random(k * m, seed: 11), b = Self.random(k * n, seed: 12)
         Self.expectSameBits("Aᵀ·B, k = \(k)") {
             Matrix.multiply(a, b, m: m, n: n, k: k, transposeA: true)
+        }
+    }
+
+    @Test("bit-plan candidates (tensor × method jobs on laq's threads) are the same on 1, 2, 3 and 8 threads")
+    func bitPlanCandidates() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let optimizer = model.optimizer
+        try Self.expectSameBits("sensitivity") {
+            try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
+                .flatMap { $0.candidates.flatMap { [Float($0.storedBits), Float($0.estimate)] } }
         }
     }
 }

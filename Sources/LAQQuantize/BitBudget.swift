@@ -1,0 +1,345 @@
+import Foundation
+import LAQEngine
+import LAQFormat
+
+/// One way to store a quantizable tensor, with its cost and its estimated harm.
+public struct BitCandidate: Sendable, Equatable {
+    /// nil: the tensor stays float.
+    public var method: Method?
+    /// Bits of the decoded payload: codes, and for codebooks the level tables (float32 each), as
+    /// `laq inspect` counts them (spec/FORMAT.md rule 5.6).
+    public var storedBits: Int
+    /// The loss increase estimated from the curvature: ½ Σ dᵢ (wᵢ − ŵᵢ)² (0 for float).
+    public var estimate: Double
+
+    public init(method: Method?, storedBits: Int, estimate: Double) {
+        self.method = method
+        self.storedBits = storedBits
+        self.estimate = estimate
+    }
+
+    /// `lab`, `lat2a`, `laq 3-bit log`, or `float`.
+    public var label: String { method?.description ?? "float" }
+}
+
+/// A quantizable tensor's candidates.
+public struct TensorSensitivity: Sendable {
+    public var weight: String
+    public var layer: String
+    public var elements: Int
+    /// By stored bits, then estimate.
+    public var candidates: [BitCandidate]
+    /// Whether `--layer` fixed the method (the only candidate): it counts in the budget, but is
+    /// not chosen.
+    public var fixed: Bool
+
+    public init(weight: String, layer: String, elements: Int, candidates: [BitCandidate], fixed: Bool) {
+        self.weight = weight
+        self.layer = layer
+        self.elements = elements
+        self.candidates = candidates
+        self.fixed = fixed
+    }
+}
+
+/// Per-tensor choices under a budget of stored bits per quantizable weight
+/// (spec/QUANTIZATION.md §12).
+public struct BitPlan: Sendable {
+    /// The budget: average stored bits per weight over the planned tensors.
+    public var targetBits: Double
+    public var tensors: [TensorSensitivity]
+    /// Each tensor's choice, in the order of `tensors`.
+    public var choices: [BitCandidate]
+
+    public var elements: Int { tensors.reduce(0) { $0 + $1.elements } }
+    public var storedBits: Int { choices.reduce(0) { $0 + $1.storedBits } }
+    /// Average stored bits per weight of the plan (≤ `targetBits`).
+    public var averageBits: Double { elements == 0 ? 0 : Double(storedBits) / Double(elements) }
+    /// Σ of the chosen candidates' estimates.
+    public var estimate: Double { choices.reduce(0) { $0 + $1.estimate } }
+
+    /// The settings that carry out the plan: a method per weight, float where chosen.
+    public func applied(to settings: QuantizationSettings) -> QuantizationSettings {
+        var settings = settings
+        for (tensor, choice) in zip(tensors, choices) {
+            if let method = choice.method { settings.weightMethods[tensor.weight] = method } else { settings.floatWeights.insert(tensor.weight) }
+        }
+        return settings
+    }
+
+    /// The plan as the provenance records it (``SensitivityReport``).
+    public var record: JSONValue { SensitivityReport(plan: self).json }
+}
+
+/// Every tensor's candidates with their stored bits and estimates, and the plan's choice when
+/// there is one: what `laq inspect --sensitivity` shows, and what the provenance of a
+/// `--target-bits` run records (spec/QUANTIZATION.md §12.3).
+public struct SensitivityReport: Sendable, Equatable {
+    public struct Row: Sendable, Equatable {
+        public var weight: String
+        public var elements: Int
+        /// The chosen candidate's label, nil without a plan.
+        public var choice: String?
+        /// Labels, stored bits and estimates, fewest bits first.
+        public var labels: [String]
+        public var storedBits: [Int]
+        public var estimates: [Double]
+
+        /// The estimate of the candidate labelled `label`.
+        public func estimate(of label: String) -> Double? { labels.firstIndex(of: label).map { estimates[$0] } }
+    }
+
+    public var targetBits: Double?
+    public var rows: [Row]
+
+    public init(targetBits: Double?, rows: [Row]) {
+        self.targetBits = targetBits
+        self.rows = rows
+    }
+
+    public init(plan: BitPlan) {
+        self.init(tensors: plan.tensors, choices: plan.choices)
+        targetBits = plan.targetBits
+    }
+
+    /// Without a plan: the candidates only.
+    public init(tensors: [TensorSensitivity], choices: [BitCandidate]? = nil) {
+        targetBits = nil
+        rows = tensors.indices.map { index in
+            let tensor = tensors[index]
+            return Row(weight: tensor.weight, elements: tensor.elements, choice: choices?[index].label,
+                       labels: tensor.candidates.map(\.label), storedBits: tensor.candidates.map(\.storedBits),
+                       estimates: tensor.candidates.map(\.estimate))
+        }
+    }
+
+    public var elements: Int { rows.reduce(0) { $0 + $1.elements } }
+
+    /// Stored bits and summed estimate of the chosen candidates; nil without a plan.
+    public var chosen: (storedBits: Int, estimate: Double)? {
+        var bits = 0
+        var estimate = 0.0
+        for row in rows {
+            guard let choice = row.choice, let index = row.labels.firstIndex(of: choice) else { return nil }
+            bits += row.storedBits[index]
+            estimate += row.estimates[index]
+        }
+        return (bits, estimate)
+    }
+
+    /// The labels most rows share, recorded once (a row records its own only when they differ).
+    var commonLabels: [String] {
+        let counts = Dictionary(grouping: rows.map(\.labels), by: { $0 }).mapValues(\.count)
+        let most = counts.values.max() ?? 0
+        return rows.map(\.labels).first { counts[$0] == most } ?? []
+    }
+
+    /// `{"target_bits", "average_bits", "stored_bits", "elements", "estimate", "candidates",
+    /// "tensors": [{"weight", "elements", "choice", "stored_bits": […], "estimates": […]}]}`;
+    /// a tensor whose candidates differ from the shared `candidates` lists its own.
+    public var json: JSONValue {
+        let common = commonLabels
+        var object: [String: JSONValue] = [
+            "elements": .int(Int64(elements)), "candidates": .array(common.map { .string($0) }),
+            "tensors": .array(rows.map { row in
+                var item: [String: JSONValue] = [
+                    "weight": .string(row.weight), "elements": .int(Int64(row.elements)),
+                    "stored_bits": .array(row.storedBits.map { .int(Int64($0)) }),
+                    "estimates": .array(row.estimates.map { .double(rounded($0)) }),
+                ]
+                if let choice = row.choice { item["choice"] = .string(choice) }
+                if row.labels != common { item["candidates"] = .array(row.labels.map { .string($0) }) }
+                return .object(item)
+            }),
+        ]
+        if let targetBits { object["target_bits"] = .double(targetBits) }
+        if let chosen {
+            object["stored_bits"] = .int(Int64(chosen.storedBits))
+            object["average_bits"] = .double(rounded(Double(chosen.storedBits) / Double(max(elements, 1))))
+            object["estimate"] = .double(rounded(chosen.estimate))
+        }
+        return .object(object)
+    }
+
+    /// Reads ``json`` back; nil when `value` is not such a record.
+    public init?(json value: JSONValue) {
+        guard case let .object(object) = value, case let .array(tensors)? = object["tensors"] else { return nil }
+        func strings(_ value: JSONValue?) -> [String]? {
+            guard case let .array(items)? = value else { return nil }
+            let texts = items.compactMap(\.stringValue)
+            return texts.count == items.count ? texts : nil
+        }
+        func numbers(_ value: JSONValue?) -> [Double]? {
+            guard case let .array(items)? = value else { return nil }
+            let values = items.compactMap { item -> Double? in
+                switch item {
+                case let .int(number): Double(number)
+                case let .double(number): number
+                default: nil
+                }
+            }
+            return values.count == items.count ? values : nil
+        }
+        let common = strings(object["candidates"]) ?? []
+        var rows: [Row] = []
+        for tensor in tensors {
+            guard case let .object(item) = tensor, let weight = item["weight"]?.stringValue, case let .int(elements)? = item["elements"], elements >= 0,
+                  let bits = numbers(item["stored_bits"]), let estimates = numbers(item["estimates"]) else { return nil }
+            let labels = strings(item["candidates"]) ?? common
+            guard labels.count == bits.count, bits.count == estimates.count, bits.allSatisfy({ $0 >= 0 && $0 < 9e18 }) else { return nil }
+            rows.append(Row(weight: weight, elements: Int(elements), choice: item["choice"]?.stringValue, labels: labels,
+                            storedBits: bits.map { Int($0) }, estimates: estimates))
+        }
+        var target: Double?
+        switch object["target_bits"] {
+        case let .double(value)?: target = value
+        case let .int(value)?: target = Double(value)
+        default: target = nil
+        }
+        self.init(targetBits: target, rows: rows)
+    }
+}
+
+/// An estimate to 5 significant digits (its precision: d is a noisy average), which keeps the
+/// provenance short.
+private func rounded(_ value: Double) -> Double {
+    value.isFinite ? Double(String(format: "%.5g", value)) ?? value : value
+}
+
+/// Bit allocation from the loss-aware curvature: each tensor's candidates are costed in stored
+/// bits and in estimated loss increase ½ Σ d (w − ŵ)² (the second-order term of the loss with the
+/// diagonal curvature d the quantizers weight by), and a plan picks one per tensor so that the
+/// stored bits stay within the budget and the summed estimate is small.
+public enum BitBudget {
+    /// The quantizers a plan chooses from: binary, ternary with one and two scales, and m-bit
+    /// linear and logarithmic for m = 2…8 (all loss-aware; the alternating ternary methods, as the
+    /// calibration run uses them), besides keeping float.
+    public static let methods: [Method] = [.lab, .lata, .lat2a]
+        + (2...8).flatMap { bits in LevelSpacing.allCases.map { Method.laq(bits: bits, levels: $0, alpha: .exact) } }
+
+    /// Every candidate of every quantizable, non-skipped weight of `model`; a layer that
+    /// `settings.overrides` names keeps its method as the only candidate. `curvature(weight)` is
+    /// d, or nil for d ≡ 1; `floatBits` the bits of a weight kept float (32, or 16 stored as
+    /// float16/bfloat16). The tensors run on laq's threads.
+    public static func sensitivity(
+        _ model: Model, settings: QuantizationSettings, floatBits: Int = 32, curvature: @Sendable (Weight) -> [Float]?
+    ) throws(QuantizeError) -> [TensorSensitivity] {
+        let layerNames = Set(model.layers.map(\.name))
+        for name in settings.skip.union(settings.overrides.keys) where !layerNames.contains(name) { throw .noSuchLayer(name) }
+        for weight in model.weights {
+            let nonFinite = weight.values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
+            guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
+        }
+        let weights = model.weights.filter { ModelQuantizer.isQuantizable($0, in: model) && !settings.skip.contains($0.layer) }
+        // One job per (tensor, method), so that a large tensor's candidates spread over threads.
+        let jobs = weights.indices.flatMap { index in
+            (settings.overrides[weights[index].layer].map { [$0] } ?? methods).map { (index, $0) }
+        }
+        let gates = weights.map { ModelQuantizer.gateCount(of: $0, in: model) }
+        let curvatures = weights.map(curvature)
+        let perChannel = settings.perChannel
+        let costed = Parallel.map(jobs.count) { job in
+            let (index, method) = jobs[job]
+            let weight = weights[index]
+            let result = ModelQuantizer.quantize(weight, method: method, d: curvatures[index], perChannel: perChannel, gates: gates[index])
+            let bytes = Encoding.codebook(result.layout).decodedLength(shape: weight.shape.map { UInt64($0) }, count: UInt64(weight.values.count)) ?? .max
+            return BitCandidate(method: method, storedBits: Int(clamping: bytes.multipliedReportingOverflow(by: 8).partialValue), estimate: result.squaredError / 2)
+        }
+        return weights.indices.map { index in
+            let weight = weights[index]
+            var candidates = zip(jobs, costed).filter { $0.0.0 == index }.map(\.1)
+            let fixed = settings.overrides[weight.layer] != nil
+            if !fixed { candidates.append(BitCandidate(method: nil, storedBits: weight.values.count * floatBits, estimate: 0)) }
+            candidates.sort { ($0.storedBits, $0.estimate) < ($1.storedBits, $1.estimate) }
+            return TensorSensitivity(weight: weight.name, layer: weight.layer, elements: weight.values.count, candidates: candidates, fixed: fixed)
+        }
+    }
+
+    /// The candidates worth choosing, fewest bits first: those that no other candidate beats in
+    /// both bits and estimate.
+    public static func frontier(_ candidates: [BitCandidate]) -> [BitCandidate] {
+        var kept: [BitCandidate] = []
+        for candidate in candidates.sorted(by: { ($0.storedBits, $0.estimate) < ($1.storedBits, $1.estimate) }) {
+            if let last = kept.last, candidate.estimate >= last.estimate { continue }
+            kept.append(candidate)
+        }
+        return kept
+    }
+
+    /// The plan with the smallest summed estimate whose stored bits stay within `targetBits` per
+    /// weight on average: a multiple-choice knapsack, solved by dynamic programming over the
+    /// budget cut into at most 2¹⁶ units (each candidate's bits rounded up to whole units, so the
+    /// rounding never breaks the budget), then filled: while some tensor can move to a candidate
+    /// with a smaller estimate within the bits left over (counted exactly), the move that saves
+    /// the most is taken. Throws when even the fewest bits of every tensor exceed the budget.
+    public static func plan(_ tensors: [TensorSensitivity], targetBits: Double) throws(QuantizeError) -> BitPlan {
+        guard targetBits.isFinite, targetBits > 0 else { throw .invalidOption("--target-bits must be a positive number of bits per weight") }
+        let options = tensors.map { frontier($0.candidates) }
+        let elements = tensors.reduce(0) { $0 + $1.elements }
+        guard elements > 0, options.allSatisfy({ !$0.isEmpty }) else { throw .invalidOption("--target-bits: the model has no weight to quantize") }
+        let budget = Int(min((targetBits * Double(elements)).rounded(.down), Double(Int.max / 2)))
+        let fewest = options.reduce(0) { $0 + $1[0].storedBits }
+        guard fewest <= budget else {
+            let labels = options.map { $0[0].label }
+            let summary = Set(labels).count == 1 ? "every tensor \(labels[0])" : "every tensor at its fewest bits"
+            throw .invalidOption(String(format: "--target-bits %g is below the smallest plan, %.3f bits per weight (%@, scales and tables included): give at least that",
+                                        targetBits, Double(fewest) / Double(elements), summary))
+        }
+        var choice = knapsack(options, budget: budget) ?? [Int](repeating: 0, count: tensors.count)
+        var used = zip(options, choice).reduce(0) { $0 + $1.0[$1.1].storedBits }
+        while true {
+            var best: (tensor: Int, option: Int, saving: Double)?
+            for (index, candidates) in options.enumerated() {
+                let current = candidates[choice[index]]
+                for (option, candidate) in candidates.enumerated() where candidate.estimate < current.estimate
+                    && used - current.storedBits + candidate.storedBits <= budget {
+                    let saving = current.estimate - candidate.estimate
+                    if best == nil || saving > best!.saving { best = (index, option, saving) }
+                }
+            }
+            guard let best else { break }
+            used += options[best.tensor][best.option].storedBits - options[best.tensor][choice[best.tensor]].storedBits
+            choice[best.tensor] = best.option
+        }
+        return BitPlan(targetBits: targetBits, tensors: tensors, choices: tensors.indices.map { options[$0][choice[$0]] })
+    }
+
+    /// Each tensor's option index minimising Σ estimate with Σ ⌈bits / unit⌉ ≤ the budget's
+    /// units; nil when the rounding leaves no feasible plan.
+    static func knapsack(_ options: [[BitCandidate]], budget: Int) -> [Int]? {
+        // Units: at most 2¹⁶, and at most 2²⁵ choices kept for the way back.
+        let units = max(1, min(1 << 16, (1 << 25) / max(options.count, 1), budget))
+        let unit = Double(budget) / Double(units)
+        let costs = options.map { $0.map { Int((Double($0.storedBits) / unit).rounded(.up)) } }
+        // best[u]: the smallest Σ estimate of the tensors so far within u units.
+        var best = [Double](repeating: 0, count: units + 1)
+        var choices = [[UInt8]]()
+        choices.reserveCapacity(options.count)
+        for (index, candidates) in options.enumerated() {
+            var next = [Double](repeating: .infinity, count: units + 1)
+            var picked = [UInt8](repeating: 0, count: units + 1)
+            for (option, candidate) in candidates.enumerated() {
+                let cost = costs[index][option]
+                guard cost <= units else { continue }
+                for u in cost...units {
+                    let value = best[u - cost] + candidate.estimate
+                    if value < next[u] {
+                        next[u] = value
+                        picked[u] = UInt8(option)
+                    }
+                }
+            }
+            best = next
+            choices.append(picked)
+        }
+        guard best[units].isFinite else { return nil }
+        var remaining = units
+        var result = [Int](repeating: 0, count: options.count)
+        for index in options.indices.reversed() {
+            let option = Int(choices[index][remaining])
+            result[index] = option
+            remaining -= costs[index][option]
+        }
+        return result
+    }
+}

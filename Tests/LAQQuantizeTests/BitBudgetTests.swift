@@ -1,0 +1,170 @@
+import Foundation
+import LAQCalibration
+import LAQEngine
+import LAQFormat
+import LAQImport
+import LAQQuantize
+import LAQTestSupport
+import Testing
+
+/// spec/QUANTIZATION.md §12: candidates, their costs and estimates, and the plan under a budget.
+@Suite struct BitBudgetTests {
+    static func candidate(_ bits: Int, _ estimate: Double, _ method: Method? = .lab) -> BitCandidate {
+        BitCandidate(method: method, storedBits: bits, estimate: estimate)
+    }
+
+    static func tensor(_ name: String, elements: Int, _ candidates: [BitCandidate]) -> TensorSensitivity {
+        TensorSensitivity(weight: name, layer: name, elements: elements, candidates: candidates, fixed: false)
+    }
+
+    @Test("§12.2: the frontier keeps only candidates no other beats in both bits and estimate")
+    func frontier() {
+        let kept = BitBudget.frontier([Self.candidate(10, 5), Self.candidate(20, 6), Self.candidate(20, 3), Self.candidate(30, 3), Self.candidate(40, 0)])
+        #expect(kept.map(\.storedBits) == [10, 20, 40])
+        #expect(kept.map(\.estimate) == [5, 3, 0])
+    }
+
+    @Test("§12.2: the plan is the smallest summed estimate within the budget (checked against every combination)")
+    func optimal() throws {
+        var random = SplitMix(state: 5)
+        for _ in 0..<40 {
+            // Small bit counts: the budget fits in 2¹⁶ units, so the dynamic programme is exact.
+            let tensors = (0..<4).map { index in
+                Self.tensor("t\(index)", elements: 10, (0..<4).map { _ in Self.candidate(Int.random(in: 5...80, using: &random), Double.random(in: 0...10, using: &random)) })
+            }
+            let target = Double.random(in: 1...6, using: &random)
+            let budget = Int((target * 40).rounded(.down))
+            var best = Double.infinity
+            for code in 0..<256 {
+                let picks = (0..<4).map { tensors[$0].candidates[(code >> (2 * $0)) & 3] }
+                if picks.reduce(0, { $0 + $1.storedBits }) <= budget { best = min(best, picks.reduce(0) { $0 + $1.estimate }) }
+            }
+            guard best.isFinite else {
+                #expect(throws: QuantizeError.self) { try BitBudget.plan(tensors, targetBits: target) }
+                continue
+            }
+            let plan = try BitBudget.plan(tensors, targetBits: target)
+            #expect(plan.storedBits <= budget)
+            #expect(abs(plan.estimate - best) < 1e-9, "plan \(plan.estimate), best \(best)")
+        }
+    }
+
+    @Test("§12.2: a larger budget never estimates worse; every budget holds; too small a budget is refused with the smallest")
+    func budgets() throws {
+        let tensors = try Self.sensitivity()
+        var previous = Double.infinity
+        for target in [1.1, 1.6, 1.7, 2, 3, 4, 8, 33] {
+            let plan = try BitBudget.plan(tensors, targetBits: target)
+            #expect(plan.averageBits <= target)
+            #expect(plan.estimate <= previous)
+            previous = plan.estimate
+        }
+        #expect(try BitBudget.plan(tensors, targetBits: 33).choices.allSatisfy { $0.method == nil })
+        #expect(throws: QuantizeError.invalidOption("--target-bits 0.9 is below the smallest plan, 1.003 bits per weight (every tensor lab, scales and tables included): give at least that")) {
+            try BitBudget.plan(tensors, targetBits: 0.9)
+        }
+    }
+
+    /// The bundled Fashion-MNIST MLP's candidates, d from its imported Adam state.
+    static func sensitivity(settings: QuantizationSettings = QuantizationSettings(method: .lat2a)) throws -> [TensorSensitivity] {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let optimizer = model.optimizer
+        return try BitBudget.sensitivity(model, settings: settings) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
+    }
+
+    @Test("§12.1: a candidate's bits are the payload its tensor is written with, and its estimate ½Σd(w−ŵ)²")
+    func candidateCosts() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let tensors = try Self.sensitivity()
+        #expect(tensors.map(\.weight) == ["hidden/kernel", "classes/kernel"])
+        // Every method, and float.
+        #expect(tensors.allSatisfy { $0.candidates.count == BitBudget.methods.count + 1 })
+        let plan = try BitBudget.plan(tensors, targetBits: 2.5)
+        let settings = plan.applied(to: QuantizationSettings(method: .bc))
+        let results = try ModelQuantizer.quantize(model, settings: settings)
+        for (tensor, choice) in zip(plan.tensors, plan.choices) {
+            guard let method = choice.method else {
+                #expect(!results.contains { $0.weight == tensor.weight })
+                #expect(choice.storedBits == tensor.elements * 32)
+                continue
+            }
+            let result = try #require(results.first { $0.weight == tensor.weight })
+            #expect(result.method == method)
+            let weight = try #require(model.weight(named: tensor.weight))
+            let bytes = try #require(Encoding.codebook(result.layout).decodedLength(shape: weight.shape.map { UInt64($0) }, count: UInt64(weight.values.count)))
+            #expect(Int(bytes) * 8 == choice.storedBits)
+            // ½ Σ d (w − ŵ)², summed here from the values.
+            let d = try #require(ModelQuantizer.curvature(of: weight, optimizer: model.optimizer))
+            let values = result.values
+            let estimate = 0.5 * weight.values.indices.reduce(0.0) { sum, index in
+                let difference = Double(values[index]) - Double(weight.values[index])
+                return sum + Double(d[index]) * difference * difference
+            }
+            #expect(abs(estimate - choice.estimate) <= 1e-9 * max(1, estimate))
+        }
+    }
+
+    @Test("§12.1: --layer fixes its tensors' method inside the budget; --skip leaves them out")
+    func overridesAndSkip() throws {
+        let tensors = try Self.sensitivity(settings: QuantizationSettings(method: .lat2a, skip: ["hidden"], overrides: ["classes": .laq(bits: 4, levels: .log, alpha: .exact)]))
+        #expect(tensors.map(\.weight) == ["classes/kernel"])
+        #expect(tensors[0].fixed)
+        #expect(tensors[0].candidates.map(\.method) == [.laq(bits: 4, levels: .log, alpha: .exact)])
+        #expect(throws: QuantizeError.noSuchLayer("nope")) {
+            try Self.sensitivity(settings: QuantizationSettings(method: .lat2a, skip: ["nope"]))
+        }
+    }
+
+    @Test("§12.3: the recorded plan reads back as written")
+    func recordRoundTrip() throws {
+        let plan = try BitBudget.plan(try Self.sensitivity(), targetBits: 2)
+        let report = SensitivityReport(plan: plan)
+        let decoded = try #require(SensitivityReport(json: report.json))
+        #expect(decoded.rows.map(\.labels) == report.rows.map(\.labels))
+        #expect(decoded.rows.map(\.choice) == report.rows.map(\.choice))
+        #expect(decoded.rows.map(\.storedBits) == report.rows.map(\.storedBits))
+        #expect(decoded.targetBits == 2)
+        #expect(decoded.chosen?.storedBits == plan.storedBits)
+        for (a, b) in zip(decoded.rows.flatMap(\.estimates), report.rows.flatMap(\.estimates)) { #expect(abs(a - b) <= 1e-4 * abs(b)) }
+        #expect(SensitivityReport(json: ["tensors": [["weight": "w", "elements": -1, "stored_bits": [], "estimates": []]]]) == nil)
+    }
+
+    @Test("§12.1: with calibration data, d = √(mean g²) + 1e-8 over the batches, from the full-precision model")
+    func curvatureFromData() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let (training, _) = try CalibrationTests.data()
+        var settings = Calibration.Settings(quantization: QuantizationSettings(method: .lat2a))
+        settings.batchSize = 100
+        let calibration = Calibration(settings: settings, loss: .sparseCategoricalCrossentropy(fromLogits: false))
+        let d = try calibration.curvature(of: model, on: training, batches: 2)
+        #expect(Set(d.keys) == ["hidden/kernel", "classes/kernel"])
+        // The same two batches by hand: the run's seeded order, batches of 100.
+        var random = TrainingRandom(seed: settings.seed)
+        let order = random.permutation(training.count)
+        var squares = [Double](repeating: 0, count: 640)
+        for step in 0..<2 {
+            let batch = training.subset(0..<training.count)
+            let indices = Array(order[(step * 100)..<((step + 1) * 100)])
+            let inputs = [Tensor(shape: [100, 784], data: indices.flatMap { batch.inputs[0].data[($0 * 784)..<(($0 + 1) * 784)] })]
+            let labels = indices.map { training.labels[$0] }
+            let outcome = try Backpropagation.run(model: model, inputs: inputs, labels: labels, loss: calibration.loss, random: &random)
+            let g = try #require(outcome.gradients["classes/kernel"])
+            for index in g.indices { squares[index] += Double(g[index]) * Double(g[index]) }
+        }
+        let expected = squares.map { Float(($0 / 2).squareRoot()) + 1e-8 }
+        let got = try #require(d["classes/kernel"])
+        #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-6 * max(abs($1), 1e-6) })
+    }
+}
+
+/// SplitMix64, for reproducible random instances.
+struct SplitMix: RandomNumberGenerator {
+    var state: UInt64
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}
