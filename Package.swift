@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQEngine", "LAQHDF5", "LAQData"]),
         /// Comparing and reporting: `laq diff` (tensors, architecture, outputs on data, per-layer
         /// sensitivity) and the data behind `inspect --histogram` and `report`.
-        .target(name: "LAQAnalysis", dependencies: ["LAQFormat", "LAQEngine"]),
+        .target(name: "LAQAnalysis", dependencies: ["LAQFormat", "LAQEngine", "LAQQuantize"]),
         /// Deterministic example models for `laq demo`, tests, benchmarks and fuzz seeds.
         .target(name: "LAQExamples", dependencies: ["LAQFormat", "LAQEngine"]),
 

@@ -208,6 +208,10 @@ def main():
     parser.add_argument("--out", help="work and results directory (default out/reproduce[-quick])")
     parser.add_argument("--fresh", action="store_true", help="ignore cached results")
     parser.add_argument("--doc", action="store_true", help="rewrite the tables of docs/REPRODUCTION.md between the reproduce markers")
+    parser.add_argument("--quality", action="store_true",
+                        help="the calibration-defaults sweep (lat2a under other learning rates, epochs, batch sizes and with the "
+                             "first and last layers kept float) and the --target-bits rows beside uniform methods of the same size "
+                             "(OUT/results-quality.json, OUT/quality.md; --doc writes docs/QUALITY.md)")
     parser.add_argument("--ablation", action="store_true",
                         help="only the MLP ablation: bwn/lab and twn/late under per-channel scales, no clipping, a lower "
                              "learning rate and twice the epochs (OUT/results-ablation.json, OUT/ablation.md)")
@@ -219,6 +223,8 @@ def main():
     methods = [m for m in METHODS if not args.methods or m[0] in args.methods.split(",")]
     if args.ablation:
         return ablation(args, out, seeds)
+    if args.quality:
+        return quality(args, out, seeds, tasks)
     runner = Runner(args.laq, out, args.fresh)
     total = len(tasks) * len(methods) * (1 + seeds)
     done = 0
@@ -277,6 +283,126 @@ def main():
         _, tail = rest.split(end, 1)
         open(document, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
         log("reproduce: docs/REPRODUCTION.md updated")
+
+
+def sweep_variants(task, calib):
+    """(name, options replacing the task's calibration settings, extra flags) for the defaults sweep."""
+    lr = calib["lr"]
+    first, last = {"mlp": ("hidden1", "classes"), "cnn": ("conv1", "classes"), "lstm": ("embed", "next")}[task]
+    return [
+        (f"η = {lr:g} (the main table's)", {}, []),
+        (f"η = {lr / 3:.2g}", {"--lr": f"{lr / 3:.2g}"}, []),
+        (f"η = {lr / 10:g}", {"--lr": f"{lr / 10:g}"}, []),
+        (f"η = {lr / 10:g}, {2 * calib['epochs']} epochs", {"--lr": f"{lr / 10:g}", "--epochs": str(2 * calib["epochs"])}, []),
+        (f"η = {lr / 10:g}, batch {calib['batch'] // 2}", {"--lr": f"{lr / 10:g}", "--batch": str(calib["batch"] // 2)}, []),
+        (f"η = {lr / 10:g}, first and last layers float", {"--lr": f"{lr / 10:g}"}, ["--skip", first, last]),
+    ]
+
+
+# The bit-budget rows: uniform methods and --target-bits at about their sizes.
+BUDGET_ROWS = [
+    ("lab", ["--method", "lab"]),
+    ("--target-bits 1.3", ["--target-bits", "1.3"]),
+    ("lat2a", ["--method", "lat2a"]),
+    ("--target-bits 1.6", ["--target-bits", "1.6"]),
+    ("--target-bits 2", ["--target-bits", "2"]),
+    ("laq 3-bit linear", ["--method", "laq", "--bits", "3", "--levels", "linear"]),
+    ("--target-bits 3", ["--target-bits", "3"]),
+]
+
+
+def quality(args, out, seeds, tasks):
+    """The calibration-defaults sweep and the bit-budget rows (docs/QUALITY.md)."""
+    runner = Runner(args.laq, out, args.fresh, "results-quality.json")
+    infos = {}
+    started = time.time()
+    runs = sum(len(sweep_variants(t, TASKS[t]["calib"])) + len(BUDGET_ROWS) for t in tasks) * seeds
+    done = 0
+
+    def metric(task, entry):
+        return entry["loss"] if task == "lstm" else 100 * (1 - entry["accuracy"])
+
+    for task in tasks:
+        paths, info = prepare(task, out, args.quick)
+        infos[task] = info
+        calib = TASKS[task]["calib_quick" if args.quick else "calib"]
+        directory = os.path.dirname(paths["model"])
+        fp_laq = os.path.join(directory, "fp.laq")
+        if not os.path.exists(fp_laq):
+            runner.call("import", paths["model"], "-o", fp_laq)
+        runner.run(f"{task}|full precision|fp|0", lambda: runner.evaluate(fp_laq, paths["test"]))
+        base = ["--calib", paths["calib"], "--val", paths["calib_val"], "--epochs", str(calib["epochs"]), "--batch", str(calib["batch"])]
+        jobs = [(f"sweep|{variant}", ["--method", "lat2a", *base, "--lr", str(calib["lr"])], options, flags)
+                for variant, options, flags in sweep_variants(task, calib)]
+        # The budget rows run with laq's default learning rate (no --lr).
+        jobs += [(f"budget|{label}", [*arguments, *base], {}, []) for label, arguments in BUDGET_ROWS]
+        for name, arguments, options, flags in jobs:
+            for seed in range(1, seeds + 1):
+                key = f"{task}|{name}|{seed}"
+                output = os.path.join(directory, "quality.laq")
+
+                def produce():
+                    merged = list(arguments)
+                    for option, value in options.items():
+                        if option in merged:
+                            merged[merged.index(option) + 1] = value
+                        else:
+                            merged += [option, value]
+                    report = json.loads(runner.call("quantize", fp_laq, "-o", output, *merged, *flags, "--seed", str(seed), "--json"))
+                    names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
+                    tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
+                    entry = runner.evaluate(output, paths["test"])
+                    entry["bytes"] = os.path.getsize(output)
+                    entry["bits_per_weight"] = sum(t["bits_per_element"] * t["elements"] for t in tensors) / sum(t["elements"] for t in tensors)
+                    if "plan" in report:
+                        entry["plan"] = {t["weight"]: t["choice"] for t in report["plan"]["tensors"]}
+                    return entry
+                cached = key in runner.results
+                entry = runner.run(key, produce)
+                done += 1
+                eta = "" if cached else f", ETA {(time.time() - started) / done * (runs - done) / 60:.1f} min"
+                log(f"[{done}/{runs}] {task} {name} seed {seed}: {metric(task, entry):.3f}{' (cached)' if cached else ''}{eta}")
+
+    def cell(task, name):
+        numbers = [metric(task, v) for k, v in runner.results.items() if k.startswith(f"{task}|{name}|")]
+        digits = 3 if task == "lstm" else 2
+        if not numbers:
+            return "–"
+        return f"{statistics.mean(numbers):.{digits}f} ± {statistics.stdev(numbers):.{digits}f}" if len(numbers) > 1 else f"{numbers[0]:.{digits}f}"
+
+    def bits(task, name):
+        entries = [v for k, v in runner.results.items() if k.startswith(f"{task}|{name}|")]
+        return f"{entries[0]['bits_per_weight']:.3f}" if entries else "–"
+
+    titles = [TASKS[t]["title"] + (" (nats/char)" if t == "lstm" else " (error %)") for t in tasks]
+    lines = [f"Calibration defaults: `lat2a`, calibrated, test metric mean ± standard deviation over {seeds} seeds "
+             f"(full precision: {', '.join(cell(t, 'full precision|fp') for t in tasks)}).", "",
+             "| setting | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(tasks)]
+    for index in range(len(sweep_variants("mlp", TASKS["mlp"]["calib"]))):
+        names = [sweep_variants(t, TASKS[t]["calib_quick" if args.quick else "calib"])[index][0] for t in tasks]
+        label = {0: "η₀ (the main table's)", 1: "η₀/3", 2: "η₀/10", 3: "η₀/10, twice the epochs", 4: "η₀/10, half the batch",
+                 5: "η₀/10, first and last layers float"}[index]
+        lines.append(f"| {label} | " + " | ".join(cell(t, f"sweep|{n}") for t, n in zip(tasks, names)) + " |")
+    lines += ["", "η₀: " + ", ".join(f"{TASKS[t]['title']} {TASKS[t]['calib_quick' if args.quick else 'calib']['lr']:g}" for t in tasks) + ".", ""]
+    lines += [f"Bit budgets: calibrated with laq's defaults (no `--lr`), mean ± standard deviation over {seeds} seeds; "
+              "bits per weight as stored (codes, scales and tables) over the quantized tensors, float ones at 32.", "",
+              "| method | " + " | ".join(f"{t}: bits/w | {t}: metric" for t in tasks) + " |", "|---|" + "---:|---:|" * len(tasks)]
+    for label, _ in BUDGET_ROWS:
+        lines.append(f"| `{label}` | " + " | ".join(f"{bits(t, 'budget|' + label)} | {cell(t, 'budget|' + label)}" for t in tasks) + " |")
+    lines += ["", f"Command: `tools/reproduce --quality{' --quick' if args.quick else ''}`; the settings and data are those of "
+              f"docs/REPRODUCTION.md. Machine: {platform.machine()}, {os.cpu_count()} cores; measured {time.strftime('%Y-%m-%d')}."]
+    table = "\n".join(lines)
+    print(table)
+    with open(os.path.join(out, "quality.md"), "w") as f:
+        f.write(table + "\n")
+    if args.doc:
+        document = os.path.join(ROOT, "docs", "QUALITY.md")
+        text = open(document).read()
+        begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
+        head, rest = text.split(begin, 1)
+        _, tail = rest.split(end, 1)
+        open(document, "w").write(head + begin + "\n" + table + "\n" + end + tail)
+        log("reproduce: docs/QUALITY.md updated")
 
 
 ABLATION_METHODS = ["bwn", "lab", "twn", "late"]

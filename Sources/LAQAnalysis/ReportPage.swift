@@ -1,5 +1,6 @@
 import Foundation
 import LAQFormat
+import LAQQuantize
 
 /// `laq report`: one self-contained HTML page (inline CSS and SVG, no network access) about a
 /// `.laq` file: per-tensor bits, sizes and compression; weight histograms with the quantization
@@ -38,6 +39,7 @@ public struct ReportPage {
         sections.append(sizes())
         sections.append(try histograms())
         sections.append(calibration())
+        if let plan = bitPlan() { sections.append(plan) }
         if let diff { sections.append(comparison(diff)) }
         let title = "laq report: \(file.manifest.model.name.isEmpty ? fileName : file.manifest.model.name)"
         return """
@@ -206,6 +208,36 @@ public struct ReportPage {
             }
             parts.append(SVGChart.lines(add("calibration-accuracy"), title: "Validation accuracy per epoch", xLabel: "epoch", series: accuracySeries))
         }
+        return parts.joined(separator: "\n")
+    }
+
+    /// The plan of `laq quantize --target-bits` (spec/QUANTIZATION.md §12.3), when the file has one.
+    private mutating func bitPlan() -> String? {
+        guard let record = file.manifest.provenance.last(where: { $0.command == "quantize" }),
+              let value = record.parameters?["plan"], let plan = SensitivityReport(json: value) else { return nil }
+        let chosen = plan.chosen
+        var parts = ["<h2>Bit plan</h2>"]
+        parts.append("<p>\(SVGChart.escape(record.tool)) quantize --target-bits \(plan.targetBits.map { SVGChart.number($0) } ?? "?"): "
+            + (chosen.map { String(format: "%.3f stored bits per weight over %d weights, estimated loss increase ½Σd(w−ŵ)² %.4g", Double($0.storedBits) / Double(max(plan.elements, 1)), plan.elements, $0.estimate) } ?? "")
+            + ". Each tensor's method was chosen where its estimate, from the loss-aware curvature d, costs least for its bits.</p>")
+        let items = plan.rows.map { row -> (label: String, value: Double, note: String) in
+            let value = row.estimate(of: "lat2a") ?? row.estimates.first ?? 0
+            return (row.weight, value, String(format: "%.3g at lat2a · chose %@", value, row.choice ?? "–"))
+        }
+        if !items.isEmpty {
+            parts.append(SVGChart.bars(add("sensitivity"), title: "Estimated loss increase at two-scale ternary (lat2a), by tensor", items: items, color: "#c0392b"))
+        }
+        let columns = ["lab", "lata", "lat2a"] + (2...8).map { "laq \($0)-bit linear" } + ["float"]
+        var rows = "<tr><th>tensor</th><th class=\"n\">weights</th><th>chosen</th><th class=\"n\">bits/weight</th>"
+            + columns.map { "<th class=\"n\">\(SVGChart.escape($0))</th>" }.joined() + "</tr>\n"
+        for row in plan.rows {
+            let index = row.choice.flatMap { row.labels.firstIndex(of: $0) }
+            rows += "<tr><td>\(SVGChart.escape(row.weight))</td><td class=\"n\">\(row.elements)</td><td>\(SVGChart.escape(row.choice ?? "–"))</td>"
+                + "<td class=\"n\">\(index.map { String(format: "%.2f", Double(row.storedBits[$0]) / Double(max(row.elements, 1))) } ?? "–")</td>"
+                + columns.map { label in "<td class=\"n\">\(row.estimate(of: label).map { String(format: "%.3g", $0) } ?? "–")</td>" }.joined() + "</tr>\n"
+        }
+        parts.append("<table>\(rows)</table>")
+        parts.append("<p class=\"note\">Estimates ½Σd(w−ŵ)² per candidate (log-level m-bit candidates are in the file's provenance and in <code>laq inspect --sensitivity --json</code>).</p>")
         return parts.joined(separator: "\n")
     }
 

@@ -416,6 +416,12 @@ struct Quantize: ParsableCommand {
             let kept = report.epoch == result.bestEpoch ? " (kept)" : ""
             printValidation(report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)", report)
         }
+        if let plan {
+            // The estimate is in the curvature's units (d = √v̂), not the loss's: it ranks tensors.
+            // What the plan's one-shot quantization did to the validation loss, beside it.
+            FileHandle.standardError.write(Data(String(format: "plan check: estimated ½Σd(w−ŵ)² %.4g; validation loss of the plan one-shot %+.4f against full precision\n",
+                                                       plan.estimate, result.before.validationLoss - full.validationLoss).utf8))
+        }
         let curve = result.stepLossCurve()
         var data = dataRecord(path, samples: training.count)
         data["validation_samples"] = .int(Int64(validation.count))

@@ -45,6 +45,27 @@ import Testing
         #expect(html.contains("<body data-charts=\"7\">"))
     }
 
+    @Test("a --target-bits plan gets its section: the sensitivity chart and each tensor's choice and estimates")
+    func bitPlan() throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let optimizer = model.optimizer
+        let tensors = try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
+        let plan = try BitBudget.plan(tensors, targetBits: 2)
+        let results = try ModelQuantizer.quantize(model, settings: plan.applied(to: QuantizationSettings(method: .lat2a)))
+        let provenance = [ProvenanceRecord(tool: "laq test", command: "quantize", parameters: ["target_bits": 2, "plan": plan.record])]
+        let writer = try model.laqWriter(provenance: provenance, replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }))
+        var page = ReportPage(file: try LAQFile(bytes: try writer.encoded()), fileName: "q.laq")
+        let html = try page.render()
+        #expect(page.charts.contains("sensitivity"))
+        #expect(html.contains("<h2>Bit plan</h2>"))
+        #expect(html.contains(String(format: "%.3f stored bits per weight", plan.averageBits)))
+        for (tensor, choice) in zip(plan.tensors, plan.choices) {
+            #expect(html.contains("<td>\(tensor.weight)</td><td class=\"n\">\(tensor.elements)</td><td>\(choice.label)</td>"), "\(tensor.weight)")
+        }
+        // Without a plan: no section.
+        #expect(!(try Self.page(history: true).1.contains("Bit plan")))
+    }
+
     @Test("without a recorded calibration run the page says so and draws no curve")
     func noCalibration() throws {
         let (page, html) = try Self.page(history: false)
