@@ -169,12 +169,15 @@ public struct Calibration {
                       steps: adam.iterations, stepLosses: stepLosses)
     }
 
+    /// Batches ``curvature(of:on:batches:)`` averages over by default.
+    public static let curvatureBatches = 32
+
     /// The curvature of the full-precision model on `data`, for a bit plan made before the run:
     /// d = √v̂ + 1e-8 for every quantizable weight, v̂ the mean squared gradient over at most
     /// `batches` batches of the run's size (training mode, the run's seed and shuffling). v̂ is
     /// what Adam's v estimates (an average of g², here without the decay and its bias), so d is
     /// the quantizers' d for the model as it stands rather than one left by the original training.
-    public func curvature(of model: Model, on data: Data, batches: Int = 32) throws -> [String: [Float]] {
+    public func curvature(of model: Model, on data: Data, batches: Int = Calibration.curvatureBatches) throws -> [String: [Float]] {
         let names = Set(model.weights.filter { ModelQuantizer.isQuantizable($0, in: model) }.map(\.name))
         var random = TrainingRandom(seed: settings.seed)
         let order = random.permutation(data.count)

@@ -376,6 +376,7 @@ struct Quantize: ParsableCommand {
         }
         var calibration = Calibration.Settings(quantization: settings)
         var plan: BitPlan?
+        var planCurvature: JSONValue?
         if let targetBits {
             // d for the plan from the calibration data, before the run (whose Adam starts from zero).
             calibration.batchSize = batch
@@ -386,6 +387,8 @@ struct Quantize: ParsableCommand {
                 throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
             }
             calibration.quantization = plan!.applied(to: settings)
+            let batches = min(Calibration.curvatureBatches, (training.count + batch - 1) / batch)
+            planCurvature = .string("sqrt(mean of g²) + 1e-8 over \(batches) batches of the calibration data, full-precision model, before the run")
         }
         calibration.epochs = epochs
         calibration.batchSize = batch
@@ -425,7 +428,7 @@ struct Quantize: ParsableCommand {
         let curve = result.stepLossCurve()
         var data = dataRecord(path, samples: training.count)
         data["validation_samples"] = .int(Int64(validation.count))
-        let record: JSONValue = [
+        var record: [String: JSONValue] = [
             "source": "calibration run",
             "data": .object(data),
             "validation_full_precision": metrics(full),
@@ -441,7 +444,8 @@ struct Quantize: ParsableCommand {
             }),
             "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
-        return (result.model, result.quantized, record, plan)
+        if let planCurvature { record["plan_d"] = planCurvature }
+        return (result.model, result.quantized, .object(record), plan)
     }
 
     /// The model with only the output the loss is computed on (`--loss-output`; the only one).

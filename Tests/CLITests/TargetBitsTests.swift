@@ -37,6 +37,11 @@ import Testing
             let rows = try #require(recorded["tensors"] as? [[String: Any]])
             #expect(Set(rows.compactMap { $0["weight"] as? String }) == kernels)
             #expect(rows.allSatisfy { $0["choice"] is String })
+            if mode.contains("--calib") {
+                let provenance = try #require(try CLITests.json(try CLITests.run(["inspect", output, "--json"]).stdout)["provenance"] as? [[String: Any]])
+                let hessian = try #require((provenance.last?["parameters"] as? [String: Any])?["hessian"] as? [String: Any])
+                #expect((hessian["plan_d"] as? String)?.hasPrefix("sqrt(mean of g²) + 1e-8 over ") == true, "\(hessian)")
+            }
             let text = try CLITests.run(["inspect", output, "--sensitivity"])
             #expect(text.stdout.contains("(budget \(target == 2 ? "2" : "1.7"))"), "\(text.stdout)")
         }
