@@ -17,6 +17,7 @@ Results are cached in OUT/results.json, keyed by task, method, mode and seed: a 
 """
 import argparse
 import json
+import math
 import os
 import platform
 import statistics
@@ -305,6 +306,8 @@ BUDGET_ROWS = [
     ("--target-bits 1.3", ["--target-bits", "1.3"]),
     ("lat2a", ["--method", "lat2a"]),
     ("--target-bits 1.6", ["--target-bits", "1.6"]),
+    # Exactly uniform lat2a's stored bits per weight on the task (from its seed-1 run, rounded up).
+    ("--target-bits = lat2a's", ["--target-bits", "lat2a"]),
     ("--target-bits 2", ["--target-bits", "2"]),
     ("laq 3-bit linear", ["--method", "laq", "--bits", "3", "--levels", "linear"]),
     ("--target-bits 3", ["--target-bits", "3"]),
@@ -334,8 +337,8 @@ def quality(args, out, seeds, tasks):
         base = ["--calib", paths["calib"], "--val", paths["calib_val"], "--epochs", str(calib["epochs"]), "--batch", str(calib["batch"])]
         jobs = [(f"sweep|{variant}", ["--method", "lat2a", *base, "--lr", str(calib["lr"])], options, flags)
                 for variant, options, flags in sweep_variants(task, calib)]
-        # The budget rows run with laq's default learning rate (no --lr).
-        jobs += [(f"budget|{label}", [*arguments, *base], {}, []) for label, arguments in BUDGET_ROWS]
+        # The budget rows, uniform and planned alike, calibrate with η₀/10 (the sweep's choice).
+        jobs += [(f"budget|{label}", [*arguments, *base, "--lr", f"{calib['lr'] / 10:g}"], {}, []) for label, arguments in BUDGET_ROWS]
         for name, arguments, options, flags in jobs:
             for seed in range(1, seeds + 1):
                 key = f"{task}|{name}|{seed}"
@@ -343,6 +346,9 @@ def quality(args, out, seeds, tasks):
 
                 def produce():
                     merged = list(arguments)
+                    if "lat2a" in merged and "--target-bits" in merged:
+                        size = runner.results[f"{task}|budget|lat2a|1"]["bits_per_weight"]
+                        merged[merged.index("lat2a")] = f"{math.ceil(size * 1e4) / 1e4:.4f}"
                     for option, value in options.items():
                         if option in merged:
                             merged[merged.index(option) + 1] = value
@@ -362,6 +368,8 @@ def quality(args, out, seeds, tasks):
                 done += 1
                 eta = "" if cached else f", ETA {(time.time() - started) / done * (runs - done) / 60:.1f} min"
                 log(f"[{done}/{runs}] {task} {name} seed {seed}: {metric(task, entry):.3f}{' (cached)' if cached else ''}{eta}")
+
+    heldout = heldout_check(runner, out, seeds)
 
     def cell(task, name):
         numbers = [metric(task, v) for k, v in runner.results.items() if k.startswith(f"{task}|{name}|")]
@@ -384,11 +392,12 @@ def quality(args, out, seeds, tasks):
                  5: "η₀/10, first and last layers float"}[index]
         lines.append(f"| {label} | " + " | ".join(cell(t, f"sweep|{n}") for t, n in zip(tasks, names)) + " |")
     lines += ["", "η₀: " + ", ".join(f"{TASKS[t]['title']} {TASKS[t]['calib_quick' if args.quick else 'calib']['lr']:g}" for t in tasks) + ".", ""]
-    lines += [f"Bit budgets: calibrated with laq's defaults (no `--lr`), mean ± standard deviation over {seeds} seeds; "
+    lines += [f"Bit budgets: calibrated with η₀/10, mean ± standard deviation over {seeds} seeds; "
               "bits per weight as stored (codes, scales and tables) over the quantized tensors, float ones at 32.", "",
               "| method | " + " | ".join(f"{t}: bits/w | {t}: metric" for t in tasks) + " |", "|---|" + "---:|---:|" * len(tasks)]
     for label, _ in BUDGET_ROWS:
         lines.append(f"| `{label}` | " + " | ".join(f"{bits(t, 'budget|' + label)} | {cell(t, 'budget|' + label)}" for t in tasks) + " |")
+    lines += ["", heldout]
     lines += ["", f"Command: `tools/reproduce --quality{' --quick' if args.quick else ''}`; the settings and data are those of "
               f"docs/REPRODUCTION.md. Machine: {platform.machine()}, {os.cpu_count()} cores; measured {time.strftime('%Y-%m-%d')}."]
     table = "\n".join(lines)
@@ -403,6 +412,61 @@ def quality(args, out, seeds, tasks):
         _, tail = rest.split(end, 1)
         open(document, "w").write(head + begin + "\n" + table + "\n" + end + tail)
         log("reproduce: docs/QUALITY.md updated")
+
+
+# The bundled Fashion-MNIST MLP with laq's defaults: (label, laq arguments).
+HELDOUT_ROWS = [
+    ("lat2a", ["--method", "lat2a"]),
+    ("lat2a, η = 0.001 (the former default)", ["--method", "lat2a", "--lr", "0.001"]),
+    ("--target-bits = lat2a's", ["--target-bits", "lat2a"]),
+    ("--target-bits 2", ["--target-bits", "2"]),
+]
+
+
+def heldout_check(runner, out, seeds):
+    """testdata/keras/k3_fmnist_mlp.h5 (784-64-10, one epoch on the 60,000 training images),
+    calibrated on 3,000 training images with every option at laq's default (one epoch, 10% held
+    out for validation), evaluated on the 10,000 test images: the newcomer's case."""
+    import numpy as np
+    directory = os.path.join(out, "heldout")
+    os.makedirs(directory, exist_ok=True)
+    model, calib, test = (os.path.join(directory, name) for name in ("mlp.laq", "calib.npz", "test.npz"))
+    if not os.path.exists(calib):
+        x, y = fashion_mnist("train")
+        np.savez(calib, x=x[50_000:53_000], y=y[50_000:53_000])
+        x, y = fashion_mnist("test")
+        np.savez(test, x=x, y=y)
+    if not os.path.exists(model):
+        runner.call("import", os.path.join(ROOT, "testdata", "keras", "k3_fmnist_mlp.h5"), "-o", model)
+    fp = runner.run("heldout|full precision|0", lambda: runner.evaluate(model, test))
+    for label, arguments in HELDOUT_ROWS:
+        for seed in range(1, seeds + 1):
+            def produce():
+                merged = list(arguments)
+                if "--target-bits" in merged and "lat2a" in merged:
+                    size = runner.results["heldout|lat2a|1"]["bits_per_weight"]
+                    merged[merged.index("lat2a")] = f"{math.ceil(size * 1e4) / 1e4:.4f}"
+                output = os.path.join(directory, "q.laq")
+                report = json.loads(runner.call("quantize", model, "-o", output, *merged, "--calib", calib, "--seed", str(seed), "--json"))
+                names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
+                tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
+                entry = runner.evaluate(output, test)
+                entry["bytes"] = os.path.getsize(output)
+                entry["bits_per_weight"] = sum(t["bits_per_element"] * t["elements"] for t in tensors) / sum(t["elements"] for t in tensors)
+                return entry
+            entry = runner.run(f"heldout|{label}|{seed}", produce)
+            log(f"held-out MLP {label} seed {seed}: accuracy {100 * entry['accuracy']:.2f}%")
+    lines = [f"The bundled Fashion-MNIST MLP (`testdata/keras/k3_fmnist_mlp.h5`), calibrated on 3,000 training images "
+             f"(50,000–52,999) with laq's defaults, one epoch; test accuracy on the 10,000 test images, mean ± standard "
+             f"deviation over {seeds} seeds (full precision {100 * fp['accuracy']:.2f}%):", "",
+             "| run | accuracy % | Δ to full precision | bits/weight | file bytes |", "|---|---:|---:|---:|---:|"]
+    for label, _ in HELDOUT_ROWS:
+        entries = [runner.results[f"heldout|{label}|{seed}"] for seed in range(1, seeds + 1)]
+        accuracy = [100 * e["accuracy"] for e in entries]
+        spread = f" ± {statistics.stdev(accuracy):.2f}" if len(accuracy) > 1 else ""
+        lines.append(f"| `{label}` | {statistics.mean(accuracy):.2f}{spread} | {statistics.mean(accuracy) - 100 * fp['accuracy']:+.2f} | "
+                     f"{entries[0]['bits_per_weight']:.3f} | {statistics.mean(e['bytes'] for e in entries):,.0f} |")
+    return "\n".join(lines)
 
 
 ABLATION_METHODS = ["bwn", "lab", "twn", "late"]

@@ -72,9 +72,9 @@ struct Quantize: ParsableCommand {
     var epochsOption: Int?
     var epochs: Int { epochsOption ?? 1 }
 
-    @Option(name: .customLong("lr"), help: "Learning rate of the calibration run's Adam (default: 0.001).")
+    @Option(name: .customLong("lr"), help: "Learning rate of the calibration run's Adam (default: 0.0003; docs/QUALITY.md).")
     var lrOption: Float?
-    var lr: Float { lrOption ?? 1e-3 }
+    var lr: Float { lrOption ?? Calibration.Settings.defaultLearningRate }
 
     @Option(name: .customLong("lr-schedule"), help: ArgumentHelp("Learning-rate schedule over the calibration epochs (default: constant).",
                                discussion: "constant; step:FACTOR:E1,E2 (×FACTOR after each listed epoch); every:N:FACTOR (after every N epochs); exp:FACTOR:AFTER (every epoch after AFTER). The paper's MNIST run: step:0.1:15,25."))
