@@ -22,11 +22,20 @@ public struct Calibration {
         public var quantization: QuantizationSettings
         public var epochs = 1
         public var batchSize = 64
-        /// 3·10⁻⁴, a third of Keras' Adam default: the calibration run fine-tunes a trained model,
-        /// and on the reproduction's MLP and CNN (3 seeds each) η = 10⁻³ left two-scale ternary
-        /// 0.7–1.0 points further from full precision (docs/QUALITY.md).
-        public static let defaultLearningRate: Float = 3e-4
+        /// The rate when the model's optimizer state does not say one: a third of Keras' Adam
+        /// default (``defaultLearningRate(for:)``).
+        public static let defaultLearningRate: Float = 1e-3 / 3
         public var learningRate: Float = defaultLearningRate
+
+        /// A third of the rate the model was last trained with (its imported optimizer's), else
+        /// ``defaultLearningRate``. The run fine-tunes a trained model: on the reproduction's MLP
+        /// and CNN (3 seeds each) the training rate itself left two-scale ternary 0.7–1.0 points
+        /// further from full precision than a third of it, and a tenth was no better; the
+        /// character LSTM, trained for few epochs, lost 0.02 nats/char at a third (docs/QUALITY.md).
+        public static func defaultLearningRate(for model: Model) -> Float {
+            guard let rate = model.optimizer?.learningRate, rate.isFinite, rate > 0, rate < 1 else { return defaultLearningRate }
+            return Float(rate / 3)
+        }
         /// The rate of each epoch from `learningRate` (§9.1).
         public var schedule = LearningRateSchedule.constant
         public var clip = true

@@ -72,9 +72,8 @@ struct Quantize: ParsableCommand {
     var epochsOption: Int?
     var epochs: Int { epochsOption ?? 1 }
 
-    @Option(name: .customLong("lr"), help: "Learning rate of the calibration run's Adam (default: 0.0003; docs/QUALITY.md).")
+    @Option(name: .customLong("lr"), help: "Learning rate of the calibration run's Adam (default: a third of the imported optimizer's rate, else 0.00033; docs/QUALITY.md).")
     var lrOption: Float?
-    var lr: Float { lrOption ?? Calibration.Settings.defaultLearningRate }
 
     @Option(name: .customLong("lr-schedule"), help: ArgumentHelp("Learning-rate schedule over the calibration epochs (default: constant).",
                                discussion: "constant; step:FACTOR:E1,E2 (×FACTOR after each listed epoch); every:N:FACTOR (after every N epochs); exp:FACTOR:AFTER (every epoch after AFTER). The paper's MNIST run: step:0.1:15,25."))
@@ -142,7 +141,7 @@ struct Quantize: ParsableCommand {
         }
         guard epochs >= 1, epochs <= 10_000, batch >= 1, batch <= 1 << 16 else { throw ValidationError("--epochs and --batch must be positive") }
         guard valSplit > 0, valSplit < 1 else { throw ValidationError("--val-split must be in (0, 1)") }
-        guard lr > 0, lr.isFinite else { throw ValidationError("--lr must be positive") }
+        if let lrOption { guard lrOption > 0, lrOption.isFinite else { throw ValidationError("--lr must be positive") } }
         _ = try schedule()
     }
 
@@ -392,6 +391,7 @@ struct Quantize: ParsableCommand {
         }
         calibration.epochs = epochs
         calibration.batchSize = batch
+        let lr = lrOption ?? Calibration.Settings.defaultLearningRate(for: model)
         calibration.learningRate = lr
         calibration.schedule = try schedule()
         calibration.clip = !noClip
@@ -445,6 +445,10 @@ struct Quantize: ParsableCommand {
             "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
         if let planCurvature { record["plan_d"] = planCurvature }
+        if lrOption == nil {
+            record["learning_rate_default"] = .string(lr == Calibration.Settings.defaultLearningRate && model.optimizer?.learningRate == nil
+                ? "1e-3 / 3 (the model has no optimizer rate)" : "a third of the imported optimizer's learning rate")
+        }
         return (result.model, result.quantized, .object(record), plan)
     }
 

@@ -38,6 +38,18 @@ import Testing
         #expect(result.model.weight(named: "hidden/kernel")!.values.allSatisfy { abs($0) <= 1 })
     }
 
+    @Test("the default learning rate: a third of the imported optimizer's, else 1e-3 / 3")
+    func defaultRate() throws {
+        var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        let trained = try #require(model.optimizer?.learningRate)
+        #expect(abs(trained - 1e-3) < 1e-9)
+        #expect(Calibration.Settings.defaultLearningRate(for: model) == Float(trained / 3))
+        model.optimizer?.learningRate = .nan
+        #expect(Calibration.Settings.defaultLearningRate(for: model) == Calibration.Settings.defaultLearningRate)
+        model.optimizer = nil
+        #expect(Calibration.Settings.defaultLearningRate(for: model) == Float(1e-3) / 3)
+    }
+
     @Test("the run is reproducible: the same seed gives the same codes")
     func reproducible() throws {
         let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
