@@ -354,7 +354,14 @@ def quality(args, out, seeds, tasks):
                             merged[merged.index(option) + 1] = value
                         else:
                             merged += [option, value]
-                    report = json.loads(runner.call("quantize", fp_laq, "-o", output, *merged, *flags, "--seed", str(seed), "--json"))
+                    result = subprocess.run([runner.laq, "quantize", fp_laq, "-o", output, *merged, *flags, "--seed", str(seed), "--json"],
+                                            capture_output=True, text=True)
+                    if result.returncode == 2 and "below the smallest plan" in result.stderr:
+                        # Recurrent kernels keep a table per column: some budgets cannot be met.
+                        return {"impossible": result.stderr.strip().split("smallest plan, ")[-1].split(" ")[0]}
+                    if result.returncode != 0:
+                        sys.exit(f"reproduce: laq quantize: exit {result.returncode}\n{result.stderr}")
+                    report = json.loads(result.stdout)
                     names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
                     tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
                     entry = runner.evaluate(output, paths["test"])
@@ -367,11 +374,15 @@ def quality(args, out, seeds, tasks):
                 entry = runner.run(key, produce)
                 done += 1
                 eta = "" if cached else f", ETA {(time.time() - started) / done * (runs - done) / 60:.1f} min"
-                log(f"[{done}/{runs}] {task} {name} seed {seed}: {metric(task, entry):.3f}{' (cached)' if cached else ''}{eta}")
+                outcome = f"below the smallest plan ({entry['impossible']} bits)" if "impossible" in entry else f"{metric(task, entry):.3f}"
+                log(f"[{done}/{runs}] {task} {name} seed {seed}: {outcome}{' (cached)' if cached else ''}{eta}")
 
     heldout = heldout_check(runner, out, seeds)
 
     def cell(task, name):
+        impossible = [v["impossible"] for k, v in runner.results.items() if k.startswith(f"{task}|{name}|") and "impossible" in v]
+        if impossible:
+            return f"below the smallest plan ({impossible[0]})"
         numbers = [metric(task, v) for k, v in runner.results.items() if k.startswith(f"{task}|{name}|")]
         digits = 3 if task == "lstm" else 2
         if not numbers:
@@ -379,7 +390,7 @@ def quality(args, out, seeds, tasks):
         return f"{statistics.mean(numbers):.{digits}f} ± {statistics.stdev(numbers):.{digits}f}" if len(numbers) > 1 else f"{numbers[0]:.{digits}f}"
 
     def bits(task, name):
-        entries = [v for k, v in runner.results.items() if k.startswith(f"{task}|{name}|")]
+        entries = [v for k, v in runner.results.items() if k.startswith(f"{task}|{name}|") and "bits_per_weight" in v]
         return f"{entries[0]['bits_per_weight']:.3f}" if entries else "–"
 
     titles = [TASKS[t]["title"] + (" (nats/char)" if t == "lstm" else " (error %)") for t in tasks]
