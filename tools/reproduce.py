@@ -337,7 +337,7 @@ def quality(args, out, seeds, tasks):
         base = ["--calib", paths["calib"], "--val", paths["calib_val"], "--epochs", str(calib["epochs"]), "--batch", str(calib["batch"])]
         jobs = [(f"sweep|{variant}", ["--method", "lat2a", *base, "--lr", str(calib["lr"])], options, flags)
                 for variant, options, flags in sweep_variants(task, calib)]
-        # The budget rows, uniform and planned alike, calibrate with η₀/10 (the sweep's choice).
+        # The budget rows, uniform and planned alike, calibrate with η₀/10 (as the sweep's later variants).
         jobs += [(f"budget|{label}", [*arguments, *base, "--lr", f"{calib['lr'] / 10:g}"], {}, []) for label, arguments in BUDGET_ROWS]
         for name, arguments, options, flags in jobs:
             for seed in range(1, seeds + 1):

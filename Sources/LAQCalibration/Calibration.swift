@@ -32,9 +32,10 @@ public struct Calibration {
         /// and CNN (3 seeds each) the training rate itself left two-scale ternary 0.7–1.0 points
         /// further from full precision than a third of it, and a tenth was no better; the
         /// character LSTM, trained for few epochs, lost 0.02 nats/char at a third (docs/QUALITY.md).
-        public static func defaultLearningRate(for model: Model) -> Float {
-            guard let rate = model.optimizer?.learningRate, rate.isFinite, rate > 0, rate < 1 else { return defaultLearningRate }
-            return Float(rate / 3)
+        public static func defaultLearningRate(for model: Model) -> (rate: Float, reason: String) {
+            guard let rate = model.optimizer?.learningRate else { return (defaultLearningRate, "1e-3 / 3 (the model has no optimizer rate)") }
+            guard rate.isFinite, rate > 0, rate < 1 else { return (defaultLearningRate, "1e-3 / 3 (the optimizer's rate \(rate) is not in (0, 1))") }
+            return (Float(rate / 3), "a third of the imported optimizer's learning rate")
         }
         /// The rate of each epoch from `learningRate` (§9.1).
         public var schedule = LearningRateSchedule.constant

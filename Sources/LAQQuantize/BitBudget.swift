@@ -51,8 +51,8 @@ public struct BitPlan: Sendable {
     /// Each tensor's choice, in the order of `tensors`.
     public var choices: [BitCandidate]
 
-    public var elements: Int { tensors.reduce(0) { $0 + $1.elements } }
-    public var storedBits: Int { choices.reduce(0) { $0 + $1.storedBits } }
+    public var elements: Int { tensors.reduce(0) { saturatingSum($0, $1.elements) } }
+    public var storedBits: Int { choices.reduce(0) { saturatingSum($0, $1.storedBits) } }
     /// Average stored bits per weight of the plan (≤ `targetBits`).
     public var averageBits: Double { elements == 0 ? 0 : Double(storedBits) / Double(elements) }
     /// Σ of the chosen candidates' estimates.
@@ -85,6 +85,15 @@ public struct SensitivityReport: Sendable, Equatable {
         public var storedBits: [Int]
         public var estimates: [Double]
 
+        public init(weight: String, elements: Int, choice: String?, labels: [String], storedBits: [Int], estimates: [Double]) {
+            self.weight = weight
+            self.elements = elements
+            self.choice = choice
+            self.labels = labels
+            self.storedBits = storedBits
+            self.estimates = estimates
+        }
+
         /// The estimate of the candidate labelled `label`.
         public func estimate(of label: String) -> Double? { labels.firstIndex(of: label).map { estimates[$0] } }
     }
@@ -113,7 +122,7 @@ public struct SensitivityReport: Sendable, Equatable {
         }
     }
 
-    public var elements: Int { rows.reduce(0) { $0 + $1.elements } }
+    public var elements: Int { rows.reduce(0) { saturatingSum($0, $1.elements) } }
 
     /// Stored bits and summed estimate of the chosen candidates; nil without a plan.
     public var chosen: (storedBits: Int, estimate: Double)? {
@@ -121,7 +130,7 @@ public struct SensitivityReport: Sendable, Equatable {
         var estimate = 0.0
         for row in rows {
             guard let choice = row.choice, let index = row.labels.firstIndex(of: choice) else { return nil }
-            bits += row.storedBits[index]
+            bits = saturatingSum(bits, row.storedBits[index])
             estimate += row.estimates[index]
         }
         return (bits, estimate)
@@ -155,7 +164,7 @@ public struct SensitivityReport: Sendable, Equatable {
         if let targetBits { object["target_bits"] = .double(targetBits) }
         if let chosen {
             object["stored_bits"] = .int(Int64(chosen.storedBits))
-            object["average_bits"] = .double(rounded(Double(chosen.storedBits) / Double(max(elements, 1))))
+            object["average_bits"] = .double(Double(chosen.storedBits) / Double(max(elements, 1)))
             object["estimate"] = .double(rounded(chosen.estimate))
         }
         return .object(object)
@@ -183,10 +192,12 @@ public struct SensitivityReport: Sendable, Equatable {
         let common = strings(object["candidates"]) ?? []
         var rows: [Row] = []
         for tensor in tensors {
-            guard case let .object(item) = tensor, let weight = item["weight"]?.stringValue, case let .int(elements)? = item["elements"], elements >= 0,
+            guard case let .object(item) = tensor, let weight = item["weight"]?.stringValue, case let .int(elements)? = item["elements"], elements >= 0, elements <= 1 << 53,
                   let bits = numbers(item["stored_bits"]), let estimates = numbers(item["estimates"]) else { return nil }
             let labels = strings(item["candidates"]) ?? common
-            guard labels.count == bits.count, bits.count == estimates.count, bits.allSatisfy({ $0 >= 0 && $0 < 9e18 }) else { return nil }
+            // Counts a real tensor can have, and estimates a sum of squares can take.
+            guard labels.count == bits.count, bits.count == estimates.count, bits.allSatisfy({ $0 >= 0 && $0 <= 0x1p53 }),
+                  estimates.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
             rows.append(Row(weight: weight, elements: Int(elements), choice: item["choice"]?.stringValue, labels: labels,
                             storedBits: bits.map { Int($0) }, estimates: estimates))
         }
@@ -198,6 +209,12 @@ public struct SensitivityReport: Sendable, Equatable {
         }
         self.init(targetBits: target, rows: rows)
     }
+}
+
+/// a + b, or Int.max where that overflows (sizes from a file's record).
+func saturatingSum(_ a: Int, _ b: Int) -> Int {
+    let (sum, overflow) = a.addingReportingOverflow(b)
+    return overflow ? .max : sum
 }
 
 /// An estimate to 5 significant digits (its precision: d is a noisy average), which keeps the
@@ -231,19 +248,33 @@ public enum BitBudget {
             guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
         }
         let weights = model.weights.filter { ModelQuantizer.isQuantizable($0, in: model) && !settings.skip.contains($0.layer) }
-        // One job per (tensor, method), so that a large tensor's candidates spread over threads.
-        let jobs = weights.indices.flatMap { index in
-            (settings.overrides[weights[index].layer].map { [$0] } ?? methods).map { (index, $0) }
+        // One job per (tensor, method), method by method: the pool splits the list into
+        // contiguous parts, so each part holds candidates of every tensor, large ones included.
+        let candidates = weights.map { settings.overrides[$0.layer].map { [$0] } ?? methods }
+        let jobs = (0..<methods.count).flatMap { position in
+            weights.indices.compactMap { index in position < candidates[index].count ? (index, candidates[index][position]) : nil }
         }
         let gates = weights.map { ModelQuantizer.gateCount(of: $0, in: model) }
-        let curvatures = weights.map(curvature)
+        var measured = weights.map(curvature)
+        // A tensor without d (a frozen layer without optimizer slots, a weight without gradient)
+        // among tensors with one: d ≡ 1 would be on another scale, so it takes the others' mean d.
+        let known = measured.compactMap { $0 }
+        if !known.isEmpty, known.count < measured.count {
+            let count = known.reduce(0) { $0 + $1.count }
+            let mean = count == 0 ? 1 : Float(known.reduce(0.0) { $0 + $1.reduce(0.0) { $0 + Double($1) } } / Double(count))
+            for index in measured.indices where measured[index] == nil {
+                measured[index] = [Float](repeating: mean, count: weights[index].values.count)
+            }
+        }
+        let curvatures = measured
         let perChannel = settings.perChannel
         let costed = Parallel.map(jobs.count) { job in
             let (index, method) = jobs[job]
             let weight = weights[index]
             let result = ModelQuantizer.quantize(weight, method: method, d: curvatures[index], perChannel: perChannel, gates: gates[index])
             let bytes = Encoding.codebook(result.layout).decodedLength(shape: weight.shape.map { UInt64($0) }, count: UInt64(weight.values.count)) ?? .max
-            return BitCandidate(method: method, storedBits: Int(clamping: bytes.multipliedReportingOverflow(by: 8).partialValue), estimate: result.squaredError / 2)
+            let (bits, overflow) = bytes.multipliedReportingOverflow(by: 8)
+            return BitCandidate(method: method, storedBits: overflow ? .max : Int(clamping: bits), estimate: result.squaredError / 2)
         }
         return weights.indices.map { index in
             let weight = weights[index]
@@ -275,15 +306,17 @@ public enum BitBudget {
     public static func plan(_ tensors: [TensorSensitivity], targetBits: Double) throws(QuantizeError) -> BitPlan {
         guard targetBits.isFinite, targetBits > 0 else { throw .invalidOption("--target-bits must be a positive number of bits per weight") }
         let options = tensors.map { frontier($0.candidates) }
-        let elements = tensors.reduce(0) { $0 + $1.elements }
+        let elements = tensors.reduce(0) { saturatingSum($0, $1.elements) }
         guard elements > 0, options.allSatisfy({ !$0.isEmpty }) else { throw .invalidOption("--target-bits: the model has no weight to quantize") }
         let budget = Int(min((targetBits * Double(elements)).rounded(.down), Double(Int.max / 2)))
-        let fewest = options.reduce(0) { $0 + $1[0].storedBits }
+        let fewest = options.reduce(0) { saturatingSum($0, $1[0].storedBits) }
         guard fewest <= budget else {
             let labels = options.map { $0[0].label }
             let summary = Set(labels).count == 1 ? "every tensor \(labels[0])" : "every tensor at its fewest bits"
+            // Rounded up, so that the number given is enough.
+            let smallest = (Double(fewest) / Double(elements) * 1000).rounded(.up) / 1000
             throw .invalidOption(String(format: "--target-bits %g is below the smallest plan, %.3f bits per weight (%@, scales and tables included): give at least that",
-                                        targetBits, Double(fewest) / Double(elements), summary))
+                                        targetBits, smallest, summary))
         }
         var choice = knapsack(options, budget: budget) ?? [Int](repeating: 0, count: tensors.count)
         var used = zip(options, choice).reduce(0) { $0 + $1.0[$1.1].storedBits }
@@ -291,8 +324,9 @@ public enum BitBudget {
             var best: (tensor: Int, option: Int, saving: Double)?
             for (index, candidates) in options.enumerated() {
                 let current = candidates[choice[index]]
+                // The chosen candidates fit the budget, so `budget - used + current` cannot overflow.
                 for (option, candidate) in candidates.enumerated() where candidate.estimate < current.estimate
-                    && used - current.storedBits + candidate.storedBits <= budget {
+                    && candidate.storedBits <= budget - used + current.storedBits {
                     let saving = current.estimate - candidate.estimate
                     if best == nil || saving > best!.saving { best = (index, option, saving) }
                 }
@@ -310,7 +344,7 @@ public enum BitBudget {
         // Units: at most 2¹⁶, and at most 2²⁵ choices kept for the way back.
         let units = max(1, min(1 << 16, (1 << 25) / max(options.count, 1), budget))
         let unit = Double(budget) / Double(units)
-        let costs = options.map { $0.map { Int((Double($0.storedBits) / unit).rounded(.up)) } }
+        let costs = options.map { $0.map { Int(min(Double(units + 1), (Double($0.storedBits) / unit).rounded(.up))) } }
         // best[u]: the smallest Σ estimate of the tensors so far within u units.
         var best = [Double](repeating: 0, count: units + 1)
         var choices = [[UInt8]]()

@@ -82,14 +82,19 @@ public enum ModelQuantizer {
         model.layer(named: weight.layer)?.kind.weights.first { $0.name == weight.shortName }
     }
 
-    /// The curvature d of a weight: from its optimizer slot, or nil (d ≡ 1).
+    /// The curvature d of a weight: from its optimizer slot, or nil (d ≡ 1). A slot that cannot
+    /// be a second moment (another element count, a negative or non-finite value: a damaged or
+    /// crafted file) is ignored.
     public static func curvature(of weight: Weight, optimizer: OptimizerState?) -> [Float]? {
         guard let optimizer else { return nil }
+        func valid(_ slot: OptimizerSlot) -> Bool {
+            slot.values.count == weight.values.count && slot.values.allSatisfy { $0.isFinite && $0 >= 0 }
+        }
         if let v = optimizer.slots.first(where: { $0.weight == weight.name && $0.slot == "v" }) {
-            return v.values.map { $0.squareRoot() + 1e-8 }
+            return valid(v) ? v.values.map { $0.squareRoot() + 1e-8 } : nil
         }
         if let u = optimizer.slots.first(where: { $0.weight == weight.name && $0.slot == "u" }) {
-            return u.values.map { $0 + 1e-8 }
+            return valid(u) ? u.values.map { $0 + 1e-8 } : nil
         }
         return nil
     }

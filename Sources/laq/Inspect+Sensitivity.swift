@@ -65,7 +65,7 @@ extension Inspect {
                 let values = column.labels.compactMap(row.estimate(of:))
                 cells.append(values.min().map { String(format: "%.3g", $0) } ?? "-")
             }
-            let width = largest > 0 ? Int((value / largest * 12).rounded()) : 0
+            let width = largest > 0 && value > 0 ? Int(min(12, (value / largest * 12).rounded())) : 0
             cells.append(String(repeating: "█", count: width) + (width == 0 && value > 0 ? "▏" : ""))
             table.rows.append(cells)
         }

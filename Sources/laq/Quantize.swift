@@ -391,7 +391,8 @@ struct Quantize: ParsableCommand {
         }
         calibration.epochs = epochs
         calibration.batchSize = batch
-        let lr = lrOption ?? Calibration.Settings.defaultLearningRate(for: model)
+        let defaultRate = Calibration.Settings.defaultLearningRate(for: model)
+        let lr = lrOption ?? defaultRate.rate
         calibration.learningRate = lr
         calibration.schedule = try schedule()
         calibration.clip = !noClip
@@ -445,10 +446,7 @@ struct Quantize: ParsableCommand {
             "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
         if let planCurvature { record["plan_d"] = planCurvature }
-        if lrOption == nil {
-            record["learning_rate_default"] = .string(lr == Calibration.Settings.defaultLearningRate && model.optimizer?.learningRate == nil
-                ? "1e-3 / 3 (the model has no optimizer rate)" : "a third of the imported optimizer's learning rate")
-        }
+        if lrOption == nil { record["learning_rate_default"] = .string(defaultRate.reason) }
         return (result.model, result.quantized, .object(record), plan)
     }
 

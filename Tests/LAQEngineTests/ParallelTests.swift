@@ -189,7 +189,11 @@ import Testing
         let optimizer = model.optimizer
         try Self.expectSameBits("sensitivity") {
             try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
-                .flatMap { $0.candidates.flatMap { [Float($0.storedBits), Float($0.estimate)] } }
+                .flatMap { $0.candidates.flatMap { candidate in
+                    // The estimate's 64 bits as two floats' bit patterns, the stored bits exactly.
+                    let bits = candidate.estimate.bitPattern
+                    return [Float(candidate.storedBits), Float(bitPattern: UInt32(truncatingIfNeeded: bits)), Float(bitPattern: UInt32(bits >> 32))]
+                } }
         }
     }
 }

@@ -49,6 +49,37 @@ import Testing
         }
     }
 
+    @Test("§12.2: with more bits than units, the budget holds and the plan is at least as good as the best within the budget less one unit per tensor")
+    func scaled() throws {
+        var random = SplitMix(state: 9)
+        for _ in 0..<20 {
+            let tensors = (0..<4).map { index in
+                Self.tensor("t\(index)", elements: 1_000_003, (0..<4).map { _ in
+                    Self.candidate(Int.random(in: 500_000...8_000_000, using: &random), Double.random(in: 0...10, using: &random))
+                })
+            }
+            let target = Double.random(in: 1.5...6, using: &random)
+            let budget = Int((target * 4_000_012).rounded(.down))
+            // Rounding each cost up to whole units loses at most one unit per tensor.
+            let reduced = budget - 4 * Int((Double(budget) / 65_536).rounded(.up))
+            var best = Double.infinity
+            for code in 0..<256 {
+                let picks = (0..<4).map { tensors[$0].candidates[(code >> (2 * $0)) & 3] }
+                if picks.reduce(0, { $0 + $1.storedBits }) <= reduced { best = min(best, picks.reduce(0) { $0 + $1.estimate }) }
+            }
+            guard let plan = try? BitBudget.plan(tensors, targetBits: target) else { continue }
+            #expect(plan.storedBits <= budget)
+            #expect(plan.estimate <= best + 1e-9, "plan \(plan.estimate), best within the reduced budget \(best)")
+        }
+        // Many tensors (fewer units each): the budget still holds.
+        let many = (0..<700).map { index in
+            Self.tensor("m\(index)", elements: 1000, [Self.candidate(1000, Double(index % 7) + 1), Self.candidate(1600, 0.5), Self.candidate(32000, 0, nil)])
+        }
+        let plan = try BitBudget.plan(many, targetBits: 1.7)
+        #expect(plan.storedBits <= 1_190_000)
+        #expect(plan.estimate < many.reduce(0) { $0 + $1.candidates[0].estimate })
+    }
+
     @Test("§12.2: a larger budget never estimates worse; every budget holds; too small a budget is refused with the smallest")
     func budgets() throws {
         let tensors = try Self.sensitivity()
@@ -104,6 +135,31 @@ import Testing
         }
     }
 
+    @Test("§12.1: a tensor without d among tensors with one takes their mean d; a slot that cannot be a second moment is ignored")
+    func missingCurvature() throws {
+        var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
+        var optimizer = try #require(model.optimizer)
+        let hiddenWeight = try #require(model.weight(named: "hidden/kernel"))
+        let hidden = try #require(ModelQuantizer.curvature(of: hiddenWeight, optimizer: optimizer))
+        optimizer.slots.removeAll { $0.weight == "classes/kernel" }
+        model.optimizer = optimizer
+        let remaining = optimizer
+        let tensors = try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) { ModelQuantizer.curvature(of: $0, optimizer: remaining) }
+        let mean = Float(hidden.reduce(0.0) { $0 + Double($1) } / Double(hidden.count))
+        let classes = try #require(model.weight(named: "classes/kernel"))
+        let expected = ModelQuantizer.quantize(classes, method: .lab, d: [Float](repeating: mean, count: classes.values.count), perChannel: false)
+        let lab = try #require(tensors[1].candidates.first { $0.method == .lab })
+        #expect(abs(lab.estimate - expected.squaredError / 2) <= 1e-12 * max(1, lab.estimate))
+        // Slots of another size, or with a negative or non-finite value, are not curvature.
+        let weight = try #require(model.weight(named: "hidden/kernel"))
+        for values in [[Float](repeating: 1, count: 3), [-1] + [Float](repeating: 1, count: weight.values.count - 1), [.nan] + [Float](repeating: 1, count: weight.values.count - 1)] {
+            var damaged = optimizer
+            let index = try #require(damaged.slots.firstIndex { $0.weight == "hidden/kernel" && $0.slot == "v" })
+            damaged.slots[index].values = values
+            #expect(ModelQuantizer.curvature(of: weight, optimizer: damaged) == nil)
+        }
+    }
+
     @Test("§12.1: --layer fixes its tensors' method inside the budget; --skip leaves them out")
     func overridesAndSkip() throws {
         let tensors = try Self.sensitivity(settings: QuantizationSettings(method: .lat2a, skip: ["hidden"], overrides: ["classes": .laq(bits: 4, levels: .log, alpha: .exact)]))
@@ -126,7 +182,22 @@ import Testing
         #expect(decoded.targetBits == 2)
         #expect(decoded.chosen?.storedBits == plan.storedBits)
         for (a, b) in zip(decoded.rows.flatMap(\.estimates), report.rows.flatMap(\.estimates)) { #expect(abs(a - b) <= 1e-4 * abs(b)) }
-        #expect(SensitivityReport(json: ["tensors": [["weight": "w", "elements": -1, "stored_bits": [], "estimates": []]]]) == nil)
+        // Records no real plan can hold are refused, never trapped on.
+        func record(elements: Int64 = 10, bits: JSONValue = 16, estimate: JSONValue = 0.5) -> JSONValue {
+            ["tensors": [["weight": "w", "elements": .int(elements), "stored_bits": [bits], "estimates": [estimate], "candidates": ["lab"], "choice": "lab"]]]
+        }
+        #expect(SensitivityReport(json: record()) != nil)
+        #expect(SensitivityReport(json: record(elements: -1)) == nil)
+        #expect(SensitivityReport(json: record(elements: 1 << 60)) == nil)
+        #expect(SensitivityReport(json: record(bits: 1e19)) == nil)
+        #expect(SensitivityReport(json: record(bits: -8)) == nil)
+        #expect(SensitivityReport(json: record(estimate: -0.5)) == nil)
+        // The largest values a record may hold sum without overflow.
+        let big = SensitivityReport(targetBits: 2, rows: (0..<4).map { _ in
+            .init(weight: "w", elements: 1 << 53, choice: "lab", labels: ["lab"], storedBits: [Int.max], estimates: [1])
+        })
+        #expect(big.elements == 1 << 55)
+        #expect(big.chosen?.storedBits == Int.max)
     }
 
     @Test("§12.1: with calibration data, d = √(mean g²) + 1e-8 over the batches, from the full-precision model")

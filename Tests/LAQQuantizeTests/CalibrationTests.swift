@@ -43,11 +43,13 @@ import Testing
         var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model
         let trained = try #require(model.optimizer?.learningRate)
         #expect(abs(trained - 1e-3) < 1e-9)
-        #expect(Calibration.Settings.defaultLearningRate(for: model) == Float(trained / 3))
+        #expect(Calibration.Settings.defaultLearningRate(for: model).rate == Float(trained / 3))
+        #expect(Calibration.Settings.defaultLearningRate(for: model).reason == "a third of the imported optimizer's learning rate")
         model.optimizer?.learningRate = .nan
-        #expect(Calibration.Settings.defaultLearningRate(for: model) == Calibration.Settings.defaultLearningRate)
+        #expect(Calibration.Settings.defaultLearningRate(for: model).rate == Calibration.Settings.defaultLearningRate)
+        #expect(Calibration.Settings.defaultLearningRate(for: model).reason.hasPrefix("1e-3 / 3 (the optimizer's rate nan"))
         model.optimizer = nil
-        #expect(Calibration.Settings.defaultLearningRate(for: model) == Float(1e-3) / 3)
+        #expect(Calibration.Settings.defaultLearningRate(for: model) == (Float(1e-3) / 3, "1e-3 / 3 (the model has no optimizer rate)"))
     }
 
     @Test("the run is reproducible: the same seed gives the same codes")
