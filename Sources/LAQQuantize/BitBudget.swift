@@ -276,9 +276,11 @@ public enum BitBudget {
             let (bits, overflow) = bytes.multipliedReportingOverflow(by: 8)
             return BitCandidate(method: method, storedBits: overflow ? .max : Int(clamping: bits), estimate: result.squaredError / 2)
         }
+        var byTensor = [[BitCandidate]](repeating: [], count: weights.count)
+        for (job, candidate) in zip(jobs, costed) { byTensor[job.0].append(candidate) }
         return weights.indices.map { index in
             let weight = weights[index]
-            var candidates = zip(jobs, costed).filter { $0.0.0 == index }.map(\.1)
+            var candidates = byTensor[index]
             let fixed = settings.overrides[weight.layer] != nil
             if !fixed { candidates.append(BitCandidate(method: nil, storedBits: weight.values.count * floatBits, estimate: 0)) }
             candidates.sort { ($0.storedBits, $0.estimate) < ($1.storedBits, $1.estimate) }
