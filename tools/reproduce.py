@@ -275,15 +275,45 @@ def main():
     with open(os.path.join(out, "tables.md"), "w") as f:
         f.write(tables + "\n")
     if args.doc:
-        document = os.path.join(ROOT, "docs", "REPRODUCTION.md")
-        text = open(document).read()
-        begin, end = "<!-- reproduce:begin -->", "<!-- reproduce:end -->"
-        if begin not in text or end not in text:
-            sys.exit("reproduce: docs/REPRODUCTION.md has no reproduce markers")
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        open(document, "w").write(head + begin + "\n" + tables + "\n" + end + tail)
-        log("reproduce: docs/REPRODUCTION.md updated")
+        write_section("REPRODUCTION.md", "reproduce", tables)
+
+
+def write_section(name, marker, text):
+    """Replaces what lies between `<!-- MARKER:begin -->` and `<!-- MARKER:end -->` in docs/NAME."""
+    document = os.path.join(ROOT, "docs", name)
+    content = open(document).read()
+    begin, end = f"<!-- {marker}:begin -->", f"<!-- {marker}:end -->"
+    if begin not in content or end not in content:
+        sys.exit(f"reproduce: docs/{name} has no {marker} markers")
+    head, rest = content.split(begin, 1)
+    _, tail = rest.split(end, 1)
+    open(document, "w").write(head + begin + "\n" + text + "\n" + end + tail)
+    log(f"reproduce: docs/{name} updated")
+
+
+def quantize_entry(runner, model, output, arguments, test, sized_like=None):
+    """`laq quantize MODEL -o OUTPUT ARGUMENTS --json`, then `laq eval` on TEST: the test metric,
+    the file's bytes, the stored bits per weight of the quantized (or planned) tensors, and the
+    plan's choices. `--target-bits lat2a` is replaced by SIZED_LIKE's bits per weight, rounded up.
+    A budget the model cannot meet gives {"impossible": smallest average}."""
+    arguments = list(arguments)
+    if "--target-bits" in arguments and "lat2a" in arguments:
+        arguments[arguments.index("lat2a")] = f"{math.ceil(sized_like['bits_per_weight'] * 1e4) / 1e4:.4f}"
+    result = subprocess.run([runner.laq, "quantize", model, "-o", output, *arguments, "--json"], capture_output=True, text=True)
+    if result.returncode == 2 and "below the smallest plan" in result.stderr:
+        # Recurrent kernels keep a table per column: some budgets cannot be met.
+        return {"impossible": result.stderr.strip().split("smallest plan, ")[-1].split(" ")[0]}
+    if result.returncode != 0:
+        sys.exit(f"reproduce: laq quantize: exit {result.returncode}\n{result.stderr}")
+    report = json.loads(result.stdout)
+    names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
+    tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
+    entry = runner.evaluate(output, test)
+    entry["bytes"] = os.path.getsize(output)
+    entry["bits_per_weight"] = sum(t["bits_per_element"] * t["elements"] for t in tensors) / sum(t["elements"] for t in tensors)
+    if "plan" in report:
+        entry["plan"] = {t["weight"]: t["choice"] for t in report["plan"]["tensors"]}
+    return entry
 
 
 def sweep_variants(task, calib):
@@ -346,30 +376,13 @@ def quality(args, out, seeds, tasks):
 
                 def produce():
                     merged = list(arguments)
-                    if "lat2a" in merged and "--target-bits" in merged:
-                        size = runner.results[f"{task}|budget|lat2a|1"]["bits_per_weight"]
-                        merged[merged.index("lat2a")] = f"{math.ceil(size * 1e4) / 1e4:.4f}"
                     for option, value in options.items():
                         if option in merged:
                             merged[merged.index(option) + 1] = value
                         else:
                             merged += [option, value]
-                    result = subprocess.run([runner.laq, "quantize", fp_laq, "-o", output, *merged, *flags, "--seed", str(seed), "--json"],
-                                            capture_output=True, text=True)
-                    if result.returncode == 2 and "below the smallest plan" in result.stderr:
-                        # Recurrent kernels keep a table per column: some budgets cannot be met.
-                        return {"impossible": result.stderr.strip().split("smallest plan, ")[-1].split(" ")[0]}
-                    if result.returncode != 0:
-                        sys.exit(f"reproduce: laq quantize: exit {result.returncode}\n{result.stderr}")
-                    report = json.loads(result.stdout)
-                    names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
-                    tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
-                    entry = runner.evaluate(output, paths["test"])
-                    entry["bytes"] = os.path.getsize(output)
-                    entry["bits_per_weight"] = sum(t["bits_per_element"] * t["elements"] for t in tensors) / sum(t["elements"] for t in tensors)
-                    if "plan" in report:
-                        entry["plan"] = {t["weight"]: t["choice"] for t in report["plan"]["tensors"]}
-                    return entry
+                    return quantize_entry(runner, fp_laq, output, [*merged, *flags, "--seed", str(seed)], paths["test"],
+                                          runner.results.get(f"{task}|budget|lat2a|1"))
                 cached = key in runner.results
                 entry = runner.run(key, produce)
                 done += 1
@@ -416,13 +429,7 @@ def quality(args, out, seeds, tasks):
     with open(os.path.join(out, "quality.md"), "w") as f:
         f.write(table + "\n")
     if args.doc:
-        document = os.path.join(ROOT, "docs", "QUALITY.md")
-        text = open(document).read()
-        begin, end = "<!-- quality:begin -->", "<!-- quality:end -->"
-        head, rest = text.split(begin, 1)
-        _, tail = rest.split(end, 1)
-        open(document, "w").write(head + begin + "\n" + table + "\n" + end + tail)
-        log("reproduce: docs/QUALITY.md updated")
+        write_section("QUALITY.md", "quality", table)
 
 
 # The bundled Fashion-MNIST MLP with laq's defaults: (label, laq arguments).
@@ -453,18 +460,8 @@ def heldout_check(runner, out, seeds):
     for label, arguments in HELDOUT_ROWS:
         for seed in range(1, seeds + 1):
             def produce():
-                merged = list(arguments)
-                if "--target-bits" in merged and "lat2a" in merged:
-                    size = runner.results["heldout|lat2a|1"]["bits_per_weight"]
-                    merged[merged.index("lat2a")] = f"{math.ceil(size * 1e4) / 1e4:.4f}"
-                output = os.path.join(directory, "q.laq")
-                report = json.loads(runner.call("quantize", model, "-o", output, *merged, "--calib", calib, "--seed", str(seed), "--json"))
-                names = {t["weight"] for t in report["plan"]["tensors"]} if "plan" in report else {t["name"] for t in report["tensors"]}
-                tensors = [t for t in json.loads(runner.call("inspect", output, "--json"))["tensors"] if t["name"] in names]
-                entry = runner.evaluate(output, test)
-                entry["bytes"] = os.path.getsize(output)
-                entry["bits_per_weight"] = sum(t["bits_per_element"] * t["elements"] for t in tensors) / sum(t["elements"] for t in tensors)
-                return entry
+                return quantize_entry(runner, model, os.path.join(directory, "q.laq"), [*arguments, "--calib", calib, "--seed", str(seed)],
+                                      test, runner.results.get("heldout|lat2a|1"))
             entry = runner.run(f"heldout|{label}|{seed}", produce)
             log(f"held-out MLP {label} seed {seed}: accuracy {100 * entry['accuracy']:.2f}%")
     lines = [f"The bundled Fashion-MNIST MLP (`testdata/keras/k3_fmnist_mlp.h5`), calibrated on 3,000 training images "

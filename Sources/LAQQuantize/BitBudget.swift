@@ -241,12 +241,7 @@ public enum BitBudget {
     public static func sensitivity(
         _ model: Model, settings: QuantizationSettings, floatBits: Int = 32, curvature: @Sendable (Weight) -> [Float]?
     ) throws(QuantizeError) -> [TensorSensitivity] {
-        let layerNames = Set(model.layers.map(\.name))
-        for name in settings.skip.union(settings.overrides.keys) where !layerNames.contains(name) { throw .noSuchLayer(name) }
-        for weight in model.weights {
-            let nonFinite = weight.values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
-            guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
-        }
+        try ModelQuantizer.check(model, settings: settings)
         let weights = model.weights.filter { ModelQuantizer.isQuantizable($0, in: model) && !settings.skip.contains($0.layer) }
         // One job per (tensor, method), method by method: the pool splits the list into
         // contiguous parts, so each part holds candidates of every tensor, large ones included.

@@ -114,17 +114,22 @@ public enum ModelQuantizer {
         }
     }
 
-    /// Quantizes every selected weight of `model`.
-    public static func quantize(_ model: Model, settings: QuantizationSettings) throws(QuantizeError) -> [TensorQuantization] {
+    /// Refuses settings that name layers the model lacks, and a model with a NaN or an infinity
+    /// (it makes every output NaN: nothing to quantize faithfully).
+    static func check(_ model: Model, settings: QuantizationSettings) throws(QuantizeError) {
         let layerNames = Set(model.layers.map(\.name))
         for name in settings.skip.union(settings.overrides.keys) where !layerNames.contains(name) {
             throw .noSuchLayer(name)
         }
-        // A NaN or an infinity anywhere makes every output NaN: nothing to quantize faithfully.
         for weight in model.weights {
             let nonFinite = weight.values.reduce(0) { $0 + ($1.isFinite ? 0 : 1) }
             guard nonFinite == 0 else { throw .nonFinite(weight: weight.name, count: nonFinite) }
         }
+    }
+
+    /// Quantizes every selected weight of `model`.
+    public static func quantize(_ model: Model, settings: QuantizationSettings) throws(QuantizeError) -> [TensorQuantization] {
+        try check(model, settings: settings)
         var results: [TensorQuantization] = []
         for weight in model.weights where isQuantizable(weight, in: model) {
             guard let method = settings.method(for: weight) else { continue }

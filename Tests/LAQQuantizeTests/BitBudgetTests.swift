@@ -26,7 +26,7 @@ import Testing
 
     @Test("§12.2: the plan is the smallest summed estimate within the budget (checked against every combination)")
     func optimal() throws {
-        var random = SplitMix(state: 5)
+        var random = SplitMix64(seed: 5)
         for _ in 0..<40 {
             // Small bit counts: the budget fits in 2¹⁶ units, so the dynamic programme is exact.
             let tensors = (0..<4).map { index in
@@ -51,7 +51,7 @@ import Testing
 
     @Test("§12.2: with more bits than units, the budget holds and the plan is at least as good as the best within the budget less one unit per tensor")
     func scaled() throws {
-        var random = SplitMix(state: 9)
+        var random = SplitMix64(seed: 9)
         for _ in 0..<20 {
             let tensors = (0..<4).map { index in
                 Self.tensor("t\(index)", elements: 1_000_003, (0..<4).map { _ in
@@ -225,17 +225,5 @@ import Testing
         let expected = squares.map { Float(($0 / 2).squareRoot()) + 1e-8 }
         let got = try #require(d["classes/kernel"])
         #expect(zip(got, expected).allSatisfy { abs($0 - $1) <= 1e-6 * max(abs($1), 1e-6) })
-    }
-}
-
-/// SplitMix64, for reproducible random instances.
-struct SplitMix: RandomNumberGenerator {
-    var state: UInt64
-    mutating func next() -> UInt64 {
-        state &+= 0x9E37_79B9_7F4A_7C15
-        var z = state
-        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
-        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
-        return z ^ (z >> 31)
     }
 }
