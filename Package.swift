@@ -51,7 +51,7 @@ let package = Package(
         /// The quantizers: loss-aware (LAB, LAT, LAT2, LAQ) and baselines, and model quantization.
         .target(name: "LAQQuantize", dependencies: ["LAQEngine", "LAQFormat"]),
         /// The calibration fine-tuning run of loss-aware quantization (quantizers + training engine).
-        .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQFormat"]),
+        .target(name: "LAQCalibration", dependencies: ["LAQQuantize", "LAQEngine", "LAQFormat", "LAQData"]),
         /// `laq export`: a .laq file's weights as float32 .npz, safetensors, or a Keras-loadable
         /// legacy .h5 (architecture + weights, through LAQHDF5).
         .target(name: "LAQExport", dependencies: ["LAQFormat", "LAQEngine", "LAQHDF5", "LAQData"]),

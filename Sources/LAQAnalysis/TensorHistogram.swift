@@ -95,3 +95,18 @@ public struct TensorHistogram: Sendable, Equatable {
                                minimum: finite.min() ?? 0, maximum: finite.max() ?? 0, bins: bins(values, count: count), levels: levels)
     }
 }
+
+extension TensorHistogram {
+    /// `laq inspect --histogram --json`: the bins, and each level's code, range and count.
+    public var json: JSONValue {
+        [
+            "tensor": .string(name), "shape": .array(shape.map { .int(Int64($0)) }),
+            "encoding": .string(encoding), "count": .int(Int64(total)),
+            "min": minimum.jsonNumber, "max": maximum.jsonNumber,
+            "bins": .array(bins.map { ["lower": $0.lower.jsonNumber, "upper": $0.upper.jsonNumber, "count": .int(Int64($0.count))] }),
+            "levels": levels.map { levels in
+                .array(levels.map { ["code": .int(Int64($0.code)), "min": $0.minimum.jsonNumber, "max": $0.maximum.jsonNumber, "count": .int(Int64($0.count))] })
+            } ?? .null,
+        ]
+    }
+}

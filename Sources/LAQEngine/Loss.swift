@@ -206,3 +206,16 @@ public struct Evaluation: Sendable, Equatable {
             nonFinite: outputs.filter { !$0.isFinite }.count)
     }
 }
+
+extension Evaluation {
+    /// `laq eval --json`'s metrics: samples, the loss (named by `loss`), accuracy and top-k.
+    public func json(loss function: Loss?) -> JSONValue {
+        var object: [String: JSONValue] = [
+            "samples": .int(Int64(samples)),
+            "loss": loss.map { .double($0) } ?? .null, "loss_name": function.map { .string($0.name) } ?? .null,
+            "accuracy": accuracy.map { .double($0) } ?? .null,
+        ]
+        if let topK { object["top_k"] = ["k": .int(Int64(topK.k)), "accuracy": .double(topK.accuracy)] }
+        return .object(object)
+    }
+}

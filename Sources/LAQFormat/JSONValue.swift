@@ -74,3 +74,13 @@ extension JSONValue {
         self = try JSONDecoder().decode(JSONValue.self, from: JSONEncoder().encode(value))
     }
 }
+
+extension Double {
+    /// This number as JSON; null for NaN and infinity, which JSON cannot hold.
+    public var jsonNumber: JSONValue { isFinite ? .double(self) : .null }
+}
+
+extension Float {
+    /// This number as JSON; null for NaN and infinity, which JSON cannot hold.
+    public var jsonNumber: JSONValue { isFinite ? .double(Double(self)) : .null }
+}

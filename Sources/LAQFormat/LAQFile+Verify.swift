@@ -42,6 +42,29 @@ public struct VerificationReport: Sendable {
         if !opened, let problem = problems.first, problem.error.exitStatus == 2 { return 2 }
         return 1
     }
+
+    /// `laq verify --json`: the file (`path` as given; `file` when it opened), whether it is
+    /// valid, what was checked, and every problem with its spec rule.
+    public func json(path: String, file: LAQFile?) -> JSONValue {
+        [
+            "file": .string(path),
+            "valid": .bool(isValid),
+            "version": file.map { .string("\($0.header.major).\($0.header.minor)") } ?? .null,
+            "sha256": sha256.map { .string($0) } ?? .null,
+            "bytes": .int(Int64(bytesChecked)),
+            "tensors": .int(Int64(tensorsChecked)),
+            "undecodable": .array(undecodable.map { .string($0) }),
+            "non_finite": .array(nonFinite.map { ["tensor": .string($0.tensor), "count": .int(Int64($0.count))] }),
+            "problems": .array(problems.map { problem in
+                [
+                    "rule": problem.rule.map { .string($0) } ?? .null,
+                    "tensor": problem.tensor.map { .string($0) } ?? .null,
+                    "offset": problem.offset.map { .int(Int64($0)) } ?? .null,
+                    "message": .string(problem.message),
+                ]
+            }),
+        ]
+    }
 }
 
 extension LAQFile {

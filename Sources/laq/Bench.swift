@@ -58,19 +58,19 @@ struct Bench: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
-        let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
+        laqModel = try reading(model) { try Model(file: file, packed: true, optimizerState: false) }
+        let executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let inputs: [Tensor]
         if let input {
             let all = try ModelData.inputs(from: DataFile.open(input), for: laqModel, key: xKey ?? "x")
             let samples = all.first?.shape.first ?? 0
-            guard samples >= batch else { throw CLIError(message: "\(input): has \(samples) samples, --batch is \(batch)", code: .invalidInput) }
+            guard samples >= batch else { throw CommandError.refused("\(input): has \(samples) samples, --batch is \(batch); give --batch \(max(samples, 1)) or fewer") }
             inputs = all.map { $0.rows(0..<batch) }
         } else {
-            inputs = try engine { try Benchmark.randomInputs(for: laqModel, batch: batch, length: length) }
+            inputs = try reading(model) { try Benchmark.randomInputs(for: laqModel, batch: batch, length: length) }
         }
         let bar = ProgressBar(label: "benchmarking", total: Double(warmup + iterations * (layers ? 2 : 1)), unit: { String(Int($0)) })
-        let result = try engine {
+        let result = try reading(model) {
             try Benchmark.run(executor, inputs: inputs, warmup: warmup, iterations: iterations, layers: layers) { done, _ in bar.update(Double(done)) }
         }
         bar.finish()
@@ -98,10 +98,6 @@ struct Bench: ParsableCommand {
             }
             print(table.render(width: terminalWidth()))
         }
-    }
-
-    func engine<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
     }
 
     private func milliseconds(_ seconds: Double) -> String {

@@ -35,20 +35,10 @@ struct Diff: ParsableCommand {
     @OptionGroup var threading: ThreadOptions
 
     func run() throws {
-        do {
-            try compare()
-        } catch let error as CLIError {
-            // diff(1): every failure is "trouble", 2.
-            throw CLIError(message: error.message, code: .usageOrIO)
-        } catch let error as FormatError {
-            throw CLIError(message: "\(error)", code: .usageOrIO)
-        }
-    }
-
-    private func compare() throws {
+        // Its failures end with 2, as diff(1)'s trouble: ExitStatus.of(_:in:).
         let fileA = try openLAQ(a), fileB = try openLAQ(b)
         var diff: ModelDiff
-        do { diff = try ModelDiff.compare(fileA, fileB) } catch { throw CLIError(message: "\(error)", code: .usageOrIO) }
+        diff = try ModelDiff.compare(fileA, fileB)
         if let data {
             diff.outputs = try Self.compareOutputs(fileA, named: a, fileB, named: b, diff: diff, data: data, xKey: comparison.xKey, limit: comparison.limit)
         }
@@ -135,26 +125,23 @@ struct Diff: ParsableCommand {
         return lines.joined(separator: "\n")
     }
 
-    /// Runs the models of A and B on `data` (both must be runnable: exit code 2 otherwise, as
-    /// `diff`'s trouble), with a progress bar on large data. Shared with `laq report`.
+    /// Runs the models of A and B on `data` (both must be runnable), with a progress bar on large
+    /// data. Shared with `laq report`.
     static func compareOutputs(_ fileA: LAQFile, named a: String, _ fileB: LAQFile, named b: String, diff: ModelDiff,
                                data: String, xKey: String, limit: Int?) throws -> OutputComparison {
         let modelA: Model, modelB: Model
-        do { modelA = try Model(file: fileA, optimizerState: false) } catch { throw CLIError(message: "\(a): cannot run it: \(error)", code: .usageOrIO) }
-        do { modelB = try Model(file: fileB, optimizerState: false) } catch { throw CLIError(message: "\(b): cannot run it: \(error)", code: .usageOrIO) }
-        let source: DataSource
-        do { source = try DataFile.open(data) } catch { throw CLIError(message: "\(error)", code: .usageOrIO) }
-        var inputs: [Tensor]
-        do { inputs = try ModelData.inputs(from: source, for: modelA, key: xKey) } catch { throw CLIError(message: error.description, code: .usageOrIO) }
+        modelA = try reading(a, "cannot run it") { try Model(file: fileA, optimizerState: false) }
+        modelB = try reading(b, "cannot run it") { try Model(file: fileB, optimizerState: false) }
+        var inputs = try ModelData.inputs(from: DataFile.open(data), for: modelA, key: xKey)
         if let limit { inputs = inputs.map { $0.rows(0..<min(limit, $0.shape.first ?? 0)) } }
         let samples = inputs.first?.shape.first ?? 0
         let bar = samples >= 1024 ? ProgressBar(label: "running both models", total: Double(samples), unit: { String(Int($0)) }) : nil
         defer { bar?.finish() }
-        do {
-            return try OutputComparison.compare(modelA, modelB, inputs: inputs, changedLayers: diff.changedLayers(in: modelA)) { done, _ in
+        return try reading(data) {
+            try OutputComparison.compare(modelA, modelB, inputs: inputs, changedLayers: diff.changedLayers(in: modelA)) { done, _ in
                 bar?.update(Double(done))
             }
-        } catch { throw CLIError(message: "\(data): \(error)", code: .usageOrIO) }
+        }
     }
 }
 

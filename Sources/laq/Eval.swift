@@ -44,8 +44,8 @@ struct Eval: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
-        guard laqModel.outputs.count == 1 else { throw CLIError(message: "\(model): eval supports single-output models", code: .invalidInput) }
+        laqModel = try reading(model) { try Model(file: file, packed: true, optimizerState: false) }
+        guard laqModel.outputs.count == 1 else { throw CommandError.refused("\(model): eval scores single-output models; this one has \(laqModel.outputs.count) (use laq run to get every output)") }
         let lossFunction: Loss?
         if let loss {
             guard let parsed = Loss(.string(loss)) else { throw ValidationError("unknown loss '\(loss)'") }
@@ -56,10 +56,10 @@ struct Eval: ParsableCommand {
         let labelled = try ModelData.labelled(self.data, for: laqModel, xKey: xKey, yKey: yKey)
         let samples = labelled.samples
         let executor: Executor
-        do { executor = try Executor(model: laqModel, activations: execution.activations) } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
+        executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let bar = samples >= 4 * batch ? ProgressBar(label: "evaluating", total: Double(samples), unit: { String(Int($0)) }) : nil
         let prediction: Tensor
-        do { prediction = try executor.predict(labelled.inputs, batch: batch) { bar?.update(Double($0)) }[0] } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
+        prediction = try reading(model) { try executor.predict(labelled.inputs, batch: batch) { bar?.update(Double($0)) }[0] }
         bar?.finish()
         let outputs = prediction.data
         let width = prediction.shape.count > 1 ? max(prediction.lastDimension, 1) : 1
@@ -71,17 +71,14 @@ struct Eval: ParsableCommand {
         if result.nonFinite > 0 {
             // No loss or accuracy of a model that computes NaN or infinity: say where it starts.
             let found: (count: Int, of: Int, layer: String?)?
-            do { found = try executor.nonFinite(outputs: [prediction], inputs: labelled.inputs) } catch { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
-            throw CLIError(message: "\(model): \(result.nonFinite) of \(outputs.count) outputs are not finite (NaN or infinite) on \(self.data)\(found?.layer.map { ", first produced by layer '\($0)'" } ?? ""): no loss or accuracy reported", code: .invalidInput)
+            found = try reading(model) { try executor.nonFinite(outputs: [prediction], inputs: labelled.inputs) }
+            throw CommandError.refused("\(model): \(result.nonFinite) of \(outputs.count) outputs are not finite (NaN or infinite) on \(self.data)\(found?.layer.map { ", first produced by layer '\($0)'" } ?? ""): no loss or accuracy reported")
         }
         if json {
-            var object: [String: JSONValue] = [
-                "model": .string(model), "data": .string(self.data), "samples": .int(Int64(result.samples)),
-                "loss": result.loss.map { .double($0) } ?? .null, "loss_name": lossFunction.map { .string($0.name) } ?? .null,
-                "accuracy": result.accuracy.map { .double($0) } ?? .null,
-                "activations": .string(execution.activations.rawValue),
-            ]
-            if let top = result.topK { object["top_k"] = ["k": .int(Int64(top.k)), "accuracy": .double(top.accuracy)] }
+            guard case var .object(object) = result.json(loss: lossFunction) else { return }
+            object["model"] = .string(model)
+            object["data"] = .string(self.data)
+            object["activations"] = .string(execution.activations.rawValue)
             try printJSON(.object(object))
         } else {
             var parts = ["\(result.samples) samples"]

@@ -38,9 +38,10 @@ struct Export: ParsableCommand {
         do {
             summary = try Exporter.export(file, as: to, to: output)
         } catch let error as ExportError {
-            throw CLIError(message: "\(input): \(error)", code: .invalidInput)
+            throw FileError(path: input, reason: error)
         } catch let error as HDF5Error {
-            throw CLIError(message: "\(output): \(error)", code: .usageOrIO)
+            // Writing the HDF5 output failed.
+            throw CommandError.io("\(output): \(error)")
         }
         if json {
             try printJSON([

@@ -100,7 +100,7 @@ struct Import: ParsableCommand {
             throw error
         }
         if json {
-            try printJSON(summaryJSON(result, file: written))
+            try printJSON(result.json(output: outputPath, outputBytes: written.fileSize))
         } else {
             print(summaryText(result, file: written))
         }
@@ -130,34 +130,4 @@ struct Import: ParsableCommand {
         lines.append("\(model.source.file ?? self.model) (\(formatBytes(model.source.bytes ?? 0))) → \(outputPath) (\(formatBytes(file.fileSize)))")
         return lines.joined(separator: "\n")
     }
-
-    private func summaryJSON(_ result: KerasImporter.Result, file: LAQFile) throws -> JSONValue {
-        let model = result.model
-        let counts = model.parameterCounts
-        var object: [String: JSONValue] = [
-            "model": .string(model.name), "kind": .string(result.kind.rawValue), "output": .string(outputPath),
-            "output_bytes": .int(Int64(file.fileSize)), "source_bytes": .int(Int64(model.source.bytes ?? 0)),
-            "source_sha256": .string(model.source.sha256 ?? ""),
-            "trainable_params": .int(Int64(counts.trainable)), "non_trainable_params": .int(Int64(counts.nonTrainable)),
-            "notices": .array(result.notices.map { .string($0) }),
-            "layers": .array(model.summaryRows().map { row in
-                [
-                    "name": .string(row.layer), "class_name": .string(row.className), "params": .int(Int64(row.parameters)),
-                    "output_shape": row.outputShape.map { .array($0.map { $0.map { .int(Int64($0)) } ?? .null }) } ?? .null,
-                    "inputs": .array(row.inputs.map { .string($0) }),
-                ]
-            }),
-        ]
-        if let optimizer = model.optimizer {
-            object["optimizer"] = [
-                "class_name": .string(optimizer.className), "slots": .int(Int64(optimizer.slots.count)),
-                "iterations": optimizer.iterations.map { .int($0) } ?? .null, "beta_2": .double(optimizer.beta2),
-                "epsilon": .double(optimizer.epsilon), "scheme": .string(optimizer.scheme),
-            ]
-        } else {
-            object["optimizer"] = .null
-        }
-        return .object(object)
-    }
 }
-

@@ -12,23 +12,23 @@ extension Inspect {
         if let recorded = laq.manifest.provenance.last(where: { $0.command == "quantize" }),
            case let .object(parameters)? = recorded.parameters, let plan = parameters["plan"] {
             guard let decoded = SensitivityReport(json: plan) else {
-                throw CLIError(message: "\(file): the quantize provenance holds a plan laq cannot read", code: .invalidInput)
+                throw CommandError.refused("\(file): the quantize provenance holds a plan laq cannot read")
             }
             report = decoded
             source = "the plan recorded by laq quantize --target-bits"
         } else {
             let model: Model
-            do { model = try Model(file: laq) } catch { throw CLIError(message: "\(file): \(error)", code: .invalidInput) }
+            model = try reading(file) { try Model(file: laq) }
             guard !model.layers.flatMap({ $0.kind.weights }).contains(where: \.integerCodes),
                   !laq.tensors.contains(where: { if case .codebook = $0.encoding { true } else { false } }) else {
-                throw CLIError(message: "\(file) is already quantized without a bit plan: run --sensitivity on the file laq import wrote", code: .invalidInput)
+                throw CommandError.refused("\(file) is already quantized without a bit plan: run --sensitivity on the file laq import wrote")
             }
             let optimizer = model.optimizer
-            do {
-                report = SensitivityReport(tensors: try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) {
+            report = try reading(file) {
+                SensitivityReport(tensors: try BitBudget.sensitivity(model, settings: QuantizationSettings(method: .lat2a)) {
                     ModelQuantizer.curvature(of: $0, optimizer: optimizer)
                 })
-            } catch { throw CLIError(message: "\(file): \(error)", code: .invalidInput) }
+            }
             source = optimizer == nil ? "no optimizer state: d ≡ 1 (plain squared error)" : "d = √v + 1e-8 from the imported \(optimizer!.className) state"
         }
         if json {

@@ -41,22 +41,13 @@ struct Inspect: ParsableCommand {
         if sensitivity { return try showSensitivity(laq) }
         // A damaged payload does not stop the listing: its statistics are left out and the
         // problem is noted (and the exit status is 1, as `laq verify`'s).
-        var damaged: [String: FormatError] = [:]
-        let rows = laq.tensors.map { tensor -> (TensorInfo, TensorStatistics?) in
-            guard tensor.isDecodable else { return (tensor, nil) }
-            do {
-                return (tensor, try laq.statistics(of: tensor))
-            } catch {
-                damaged[tensor.name] = error as? FormatError ?? .invalidArgument("\(error)")
-                return (tensor, nil)
-            }
-        }
+        let listing = FileListing(laq)
         if json {
-            try printJSON(report(laq, rows, damaged: damaged))
+            try printJSON(listing.json(path: file))
         } else {
-            print(text(laq, rows, damaged: damaged))
+            print(text(laq, listing.rows, damaged: listing.damaged))
         }
-        if !damaged.isEmpty { throw ExitCode(ExitStatus.invalidInput.rawValue) }
+        if !listing.damaged.isEmpty { throw ExitCode(ExitStatus.invalidInput.rawValue) }
     }
 
     private func text(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)], damaged: [String: FormatError]) -> String {
@@ -162,70 +153,6 @@ struct Inspect: ParsableCommand {
         }
     }
 
-    private func report(_ laq: LAQFile, _ rows: [(TensorInfo, TensorStatistics?)], damaged: [String: FormatError]) throws -> JSONValue {
-        let manifest = laq.manifest
-        let tensors: [JSONValue] = rows.map { tensor, statistics in
-            var object: [String: JSONValue] = [
-                "name": .string(tensor.name),
-                "shape": .array(tensor.shape.map { .int(Int64($0)) }),
-                "dtype": .string(tensor.dtype),
-                "encoding": .object(tensor.encodingJSON),
-                "compression": .string(tensor.compressionName),
-                "offset": .int(Int64(tensor.offset)),
-                "stored_length": .int(Int64(tensor.storedLength)),
-                "decoded_length": .int(Int64(tensor.decodedLength)),
-                "float32_bytes": (Double(tensor.elementCount) * 4).jsonNumber,
-                "crc32": .int(Int64(tensor.crc32)),
-                "elements": .int(Int64(tensor.elementCount)),
-                "bits_per_element": tensor.bitsPerElement?.jsonNumber ?? .null,
-                "decodable": .bool(tensor.isDecodable),
-            ]
-            if let axes = tensor.axes { object["axes"] = .array(axes.map { .string($0) }) }
-            switch tensor.role {
-            case .weight: object["role"] = "weight"
-            case let .optimizer(of, slot):
-                object["role"] = "optimizer"
-                object["of"] = .string(of)
-                object["slot"] = .string(slot)
-            }
-            if !tensor.features.isEmpty { object["features"] = .array(tensor.features.map { .string($0) }) }
-            if let reason = tensor.unsupportedReason { object["unsupported"] = .string(reason) }
-            if let problem = damaged[tensor.name] { object["problem"] = .string(problem.description) }
-            if let statistics {
-                var stats: [String: JSONValue] = [
-                    "zero_fraction": statistics.zeroFraction.jsonNumber,
-                    "min": statistics.minimum.jsonNumber, "max": statistics.maximum.jsonNumber,
-                ]
-                if let groups = statistics.groups { stats["groups"] = .int(Int64(groups)) }
-                if let levels = statistics.levels { stats["levels"] = .array(levels.map(\.jsonNumber)) }
-                if let low = statistics.levelMinimum { stats["level_min"] = low.jsonNumber }
-                if let high = statistics.levelMaximum { stats["level_max"] = high.jsonNumber }
-                object["statistics"] = .object(stats)
-            }
-            return .object(object)
-        }
-        let totalStored = laq.tensors.reduce(0.0) { $0 + Double($1.storedLength) }
-        let totalRaw = laq.tensors.reduce(0.0) { $0 + Double($1.elementCount) * 4 }
-        return [
-            "file": .string(file),
-            "version": .string("\(laq.header.major).\(laq.header.minor)"),
-            "file_size": .int(Int64(laq.fileSize)),
-            "sha256_stored": .string(SHA256.hex(laq.storedSHA256)),
-            "required_features": .array(manifest.requiredFeatures.map { .string($0) }),
-            "unsupported_features": .array(laq.unsupportedFeatures.map { .string($0) }),
-            "model": try JSONValue(encoding: manifest.model),
-            "provenance": try JSONValue(encoding: manifest.provenance),
-            "metadata": .object(manifest.metadata),
-            "tensors": .array(tensors),
-            "totals": [
-                "tensors": .int(Int64(laq.tensors.count)),
-                "float32_bytes": totalRaw.jsonNumber,
-                "stored_bytes": totalStored.jsonNumber,
-                "compression_ratio": (totalRaw / Double(laq.fileSize)).jsonNumber,
-            ],
-        ]
-    }
-
     /// The tensor named `name`, or the first quantized (else first) weight of the layer `name`.
     private func tensor(_ name: String, in laq: LAQFile) throws -> TensorInfo {
         if let tensor = laq.tensor(named: name) { return tensor }
@@ -234,32 +161,24 @@ struct Inspect: ParsableCommand {
         let weights = own.isEmpty ? laq.tensors.filter { $0.role == .weight && $0.name.hasPrefix(name + "/") } : own
         if let tensor = weights.first(where: { $0.encoding?.typeName == "codebook" }) ?? weights.first { return tensor }
         let layers = Set(laq.tensors.filter { $0.role == .weight }.compactMap { $0.name.split(separator: "/").dropLast().joined(separator: "/") })
-        throw CLIError(message: "\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))", code: .usageOrIO)
+        throw CommandError.usage("\(file): no tensor or layer '\(name)' (layers: \(layers.sorted().joined(separator: ", ")))")
     }
 
     private func showHistogram(_ name: String, in laq: LAQFile) throws {
         let info = try tensor(name, in: laq)
-        guard info.isDecodable else { throw CLIError(message: "\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")", code: .invalidInput) }
+        guard info.isDecodable else { throw CommandError.refused("\(file): '\(info.name)' cannot be decoded: \(info.unsupportedReason ?? "")") }
         let reference = try against.map { try openLAQ($0) }
         // Each file's problems are reported against that file.
         let histogram: TensorHistogram
         do {
             histogram = try TensorHistogram.of(info, in: laq, reference: reference, bins: bins)
         } catch let error as TensorHistogram.ReferenceError {
-            throw CLIError(message: "\(against ?? ""): \(error)", code: (error.underlying as? FormatError).flatMap { ExitStatus(rawValue: $0.exitStatus) } ?? .invalidInput)
+            throw FileError(path: against ?? "", reason: error.underlying)
         } catch let error as FormatError {
-            throw CLIError(message: "\(file): \(error)", code: ExitStatus(rawValue: error.exitStatus) ?? .invalidInput)
+            throw FileError(path: file, reason: error)
         }
         if json {
-            try printJSON([
-                "tensor": .string(histogram.name), "shape": .array(histogram.shape.map { .int(Int64($0)) }),
-                "encoding": .string(histogram.encoding), "count": .int(Int64(histogram.total)),
-                "min": histogram.minimum.jsonNumber, "max": histogram.maximum.jsonNumber,
-                "bins": .array(histogram.bins.map { ["lower": $0.lower.jsonNumber, "upper": $0.upper.jsonNumber, "count": .int(Int64($0.count))] }),
-                "levels": histogram.levels.map { levels in
-                    .array(levels.map { ["code": .int(Int64($0.code)), "min": $0.minimum.jsonNumber, "max": $0.maximum.jsonNumber, "count": .int(Int64($0.count))] })
-                } ?? .null,
-            ])
+            try printJSON(histogram.json)
             return
         }
         var lines = ["\(histogram.name)  \(formatShape(histogram.shape))  \(histogram.encoding)  \(histogram.total) values in [\(formatFloat(histogram.minimum)), \(formatFloat(histogram.maximum))]"]

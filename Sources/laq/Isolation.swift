@@ -37,7 +37,7 @@ enum Isolation {
     /// crash signal becomes an error naming `files`.
     static func runInChild(reading files: [String]) throws -> Never {
         guard let executable = ChildProcess.currentExecutable else {
-            throw CLIError(message: "cannot find laq's own executable (/proc/self/exe) to run this command in a child process", code: .usageOrIO)
+            throw CommandError.io("cannot find laq's own executable (/proc/self/exe) to run this command in a child process")
         }
         var environment = ProcessInfo.processInfo.environment
         environment[childVariable] = "1"
@@ -54,17 +54,16 @@ enum Isolation {
             raise(signal)
             exit(128 + signal)
         case .signaled(SIGKILL):
-            throw CLIError(message: "the process\(reading) was killed (SIGKILL), most likely by the system for using too much memory; nothing was written", code: .usageOrIO)
+            throw CommandError.outOfMemory("the process\(reading) was killed (SIGKILL), most likely by the system for using too much memory; nothing was written")
         case let .signaled(signal):
             let name = ChildProcess.signalName(signal)
             if let limit = ChildProcess.addressSpaceLimit {
                 let limitText = "the address-space limit of \(limit >> 20) MiB (ulimit -v)"
-                throw CLIError(message: files.isEmpty
-                    ? "out of memory under \(limitText): the process stopped (\(name)); nothing was written. Raise the limit"
-                    : "\(describe(files)): the process reading it stopped (\(name)): out of memory under \(limitText), or the file is damaged or crafted (libhdf5 crashes on some); nothing was written",
-                    code: files.isEmpty ? .usageOrIO : .invalidInput)
+                throw files.isEmpty
+                    ? CommandError.outOfMemory("out of memory under \(limitText): the process stopped (\(name)); nothing was written. Raise the limit")
+                    : CommandError.crashed("\(describe(files)): the process reading it stopped (\(name)): out of memory under \(limitText), or the file is damaged or crafted (libhdf5 crashes on some); nothing was written")
             }
-            throw CLIError(message: "\(describe(files)): reading it crashed (\(name)); libhdf5 crashes on some damaged or crafted files. Nothing was written. Check the file, e.g. load it with Keras or h5py, or save the model again", code: .invalidInput)
+            throw CommandError.crashed("\(describe(files)): reading it crashed (\(name)); libhdf5 crashes on some damaged or crafted files. Nothing was written. Check the file, e.g. load it with Keras or h5py, or save the model again")
         }
     }
 

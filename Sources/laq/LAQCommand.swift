@@ -51,7 +51,7 @@ struct LAQCommand: ParsableCommand {
             Parallel.configure(threads: ChildProcess.addressSpaceLimit != nil ? 1 : (command as? ThreadedCommand)?.threading.threads)
             try Isolation.runInChildIfNeeded(command)
             if let limit = ChildProcess.addressSpaceLimit, !BLASThreads.reserveBuffer() {
-                throw CLIError(message: "out of memory: under the address-space limit of \(limit >> 20) MiB (ulimit -v) there is no room for OpenBLAS' \(BLASThreads.bufferBytes >> 20) MiB working buffer; raise the limit", code: .usageOrIO)
+                throw CommandError.outOfMemory("out of memory: under the address-space limit of \(limit >> 20) MiB (ulimit -v) there is no room for OpenBLAS' \(BLASThreads.bufferBytes >> 20) MiB working buffer; raise the limit")
             }
             try command.run()
         } catch {
@@ -68,7 +68,7 @@ struct LAQCommand: ParsableCommand {
     /// with 0, and anything else as an internal error (status 3).
     static func exit(withError error: any Error, command: (any ParsableCommand)? = nil) -> Never {
         if let error = error as? ExitCode { Foundation.exit(error.rawValue) }
-        if let status = ExitStatus.of(error) {
+        if let status = ExitStatus.of(error, in: command) {
             FileHandle.standardError.write(Data("laq: error: \(error)\n".utf8))
             Foundation.exit(status.rawValue)
         }

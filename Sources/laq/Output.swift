@@ -100,6 +100,11 @@ extension String {
     }
 }
 
+/// Prints a line on standard error (progress and notes, which scripts reading stdout skip).
+func printError(_ line: String) {
+    FileHandle.standardError.write(Data((line + "\n").utf8))
+}
+
 /// `value` as one line of key-sorted JSON.
 func compactJSON(_ value: JSONValue) -> String {
     let encoder = JSONEncoder()
@@ -112,14 +117,6 @@ func printJSON(_ value: JSONValue) throws {
     let encoder = JSONEncoder()
     encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
     print(String(decoding: try encoder.encode(value), as: UTF8.self))
-}
-
-extension Double {
-    var jsonNumber: JSONValue { isFinite ? .double(self) : .null }
-}
-
-extension Float {
-    var jsonNumber: JSONValue { isFinite ? .double(Double(self)) : .null }
 }
 
 /// The command line for provenance records, with paths reduced to base names (spec §4.5: files
@@ -153,10 +150,5 @@ enum CompressionChoice: String, ExpressibleByArgument, CaseIterable {
 /// Opens a `.laq` file a command was given; a file that breaks the format is an error that
 /// names it (exit 1).
 func openLAQ(_ path: String) throws -> LAQFile {
-    do {
-        return try LAQFile(path: path)
-    } catch let error as FormatError {
-        if case .io = error { throw error }
-        throw CLIError(message: "\(path): \(error)", code: ExitStatus(rawValue: error.exitStatus) ?? .invalidInput)
-    }
+    try reading(path) { try LAQFile(path: path) }
 }

@@ -170,127 +170,61 @@ struct Quantize: ParsableCommand {
             overrides[parts[0]] = try parseMethod(name, bits: layerBits)
         }
         let file = try openLAQ(input)
-        let model: Model
-        do { model = try Model(file: file) } catch let error as ModelError { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
-        var settings = QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides)
-        var results: [TensorQuantization]
-        var outputModel = model
-        var calibrationRecord: JSONValue?
-        var plan: BitPlan?
-        if let calib {
-            (outputModel, results, calibrationRecord, plan) = try calibrate(try lossModel(model), settings: settings, data: calib)
-            outputModel.outputs = model.outputs
-            outputModel.outputNames = model.outputNames
-        } else {
-            do {
-                if let targetBits {
-                    let optimizer = model.optimizer
-                    plan = try bitPlan(model, settings: settings, target: targetBits) { ModelQuantizer.curvature(of: $0, optimizer: optimizer) }
-                    settings = plan!.applied(to: settings)
+        let model = try reading(input) { try Model(file: file) }
+        var options = QuantizeJob.Options(settings: QuantizationSettings(method: defaultMethod, perChannel: perChannel, skip: Set(skip), overrides: overrides))
+        options.targetBits = targetBits
+        options.floatStorage = float
+        options.loss = loss
+        options.lossOutput = lossOutput
+        (options.xKey, options.yKey) = (xKey, yKey)
+        options.calibrationData = calib
+        options.validationData = val
+        options.validationSplit = valSplit
+        (options.epochs, options.batch, options.seed) = (epochs, batch, seed)
+        options.learningRate = lrOption
+        options.schedule = try schedule()
+        options.clip = !noClip
+        var bar: ProgressBar?
+        let outcome = try reading(input) {
+            try QuantizeJob(options: options).run(model) { event in
+                switch event {
+                case let .planned(plan):
+                    let counts = Dictionary(grouping: plan.choices, by: \.label).mapValues(\.count)
+                    let mix = counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ")
+                    printError(String(format: "plan: %.3f bits per weight (budget %g) over %d tensors: %@", plan.averageBits, plan.targetBits, plan.tensors.count, mix))
+                case let .calibrationStarted(steps):
+                    bar = ProgressBar(label: "calibrating", total: Double(steps), unit: { String(Int($0)) })
+                case let .step(epoch, epochs, step, perEpoch, running):
+                    bar?.label = String(format: "epoch %d/%d step %d/%d loss %.4f", epoch, epochs, step, perEpoch, running)
+                    bar?.update(Double((epoch - 1) * perEpoch + step))
+                case .calibrationEnded:
+                    bar?.finish()
+                case let .validation(label, report):
+                    let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
+                    printError(String(format: "%@: validation loss %.4f%@", label, report.validationLoss, accuracy))
+                case let .planCheck(estimate, increase):
+                    printError(String(format: "plan check: estimated ½Σd(w−ŵ)² %.4g; validation loss of the plan one-shot %+.4f against full precision", estimate, increase))
                 }
-                results = try ModelQuantizer.quantize(model, settings: settings)
-            } catch {
-                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
             }
         }
-        var validationRecord: JSONValue?
-        if calib == nil, let val {
-            let model = try lossModel(model)
-            let loss = try resolvedLoss(model)
-            let data = try labelledData(val, model: model, loss: loss)
-            let calibration = Calibration(settings: Calibration.Settings(quantization: settings), loss: loss)
-            let full = try evaluated { try calibration.evaluate(model, quantized: [], on: data, epoch: 0) }
-            let quantized = try evaluated { try calibration.evaluate(model, quantized: results, on: data, epoch: 0) }
-            printValidation("full precision", full)
-            printValidation("one-shot", quantized)
-            validationRecord = [
-                "data": .object(dataRecord(val, samples: data.count)), "loss": .string(loss.name),
-                "full_precision": metrics(full), "quantized": metrics(quantized),
-            ]
-        }
-        let source = calibrationRecord == nil ? ModelQuantizer.curvatureSource(model) : .none
-        var notices: [String] = []
-        if calibrationRecord == nil, source == .none, results.contains(where: { $0.method.isLossAware }) {
-            notices.append("the file has no optimizer state: d ≡ 1, so lab is bwn and late/lata the unweighted ternarization; import a model saved with its Adam state")
-        }
-        let kerasCodes = model.layers.flatMap { layer in layer.kind.weights.filter(\.integerCodes).map { "\(layer.name)/\($0.name)" } }
-        if !kerasCodes.isEmpty {
-            notices.append("\(kerasCodes.count) tensor\(kerasCodes.count == 1 ? " is" : "s are") already quantized by Keras (model.quantize) and kept as they are: \(kerasCodes.prefix(4).joined(separator: ", "))\(kerasCodes.count > 4 ? ", …" : "")")
-        }
-
-        var parameters: [String: JSONValue] = [
-            "granularity": .string(perChannel ? "per-channel" : "per-tensor"), "mode": .string(calib == nil ? "one-shot" : "calibrated"),
-            "float_storage": .string(float.rawValue),
-        ]
-        if let plan {
-            parameters["target_bits"] = .double(plan.targetBits)
-            parameters["plan"] = plan.record
-        } else {
-            parameters["method"] = .string(defaultMethod.name)
-            parameters["bits"] = .int(Int64(defaultMethod.bits))
-            if case let .laq(_, spacing, update) = defaultMethod {
-                parameters["levels"] = .string(spacing.rawValue)
-                parameters["alpha_update"] = .string(update.rawValue)
-            }
-        }
-        if let validationRecord { parameters["validation"] = validationRecord }
-        if !skip.isEmpty { parameters["skip"] = .array(skip.sorted().map { .string($0) }) }
-        if !overrides.isEmpty { parameters["layers"] = .object(overrides.mapValues { .string($0.description) }) }
-        switch source {
-        case _ where calibrationRecord != nil:
-            parameters["hessian"] = calibrationRecord!
-        case let .optimizer(className, iterations, beta2):
-            parameters["hessian"] = [
-                "source": "imported optimizer state", "optimizer": .string(className),
-                "iterations": iterations.map { .int($0) } ?? .null, "beta_2": .double(beta2),
-                "d": .string(className == "Adamax" ? "u + 1e-8" : "sqrt(v) + 1e-8 (v as stored, no bias correction)"),
-            ]
-        case .none:
-            parameters["hessian"] = ["source": "none", "d": "1"]
-        }
-        let inputSHA = SHA256.hex(file.storedSHA256)
         let record = ProvenanceRecord(
             tool: "laq \(LAQVersion.string)", command: "quantize", arguments: recordedArguments(),
-            parameters: .object(parameters),
-            sources: [SourceFile(role: "model", file: URL(fileURLWithPath: input).lastPathComponent, sha256: inputSHA, bytes: file.fileSize)],
+            parameters: .object(outcome.parameters),
+            sources: [SourceFile(role: "model", file: URL(fileURLWithPath: input).lastPathComponent, sha256: SHA256.hex(file.storedSHA256), bytes: file.fileSize)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
-        var writer = try outputModel.laqWriter(
-            provenance: file.manifest.provenance + [record], includeOptimizer: keepOptimizer,
-            replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }), floatStorage: float)
+        var writer = try outcome.writer(source: file, record: record, includeOptimizer: keepOptimizer, floatStorage: float)
         writer.options.compression = compression.policy
-        writer.metadata = file.manifest.metadata.filter { keepOptimizer || $0.key != "optimizer" }
-        writer.metadata["quantization"] = .object(Dictionary(uniqueKeysWithValues: results.map { result in
-            (result.weight, [
-                "method": .string(result.method.description), "bits": .int(Int64(result.method.bits)),
-                "weighted_error": .double(result.weightedError), "zero_fraction": .double(result.zeroFraction),
-            ] as JSONValue)
-        }))
         try writer.write(to: output)
         let written = try LAQFile(path: output)
         if json {
-            var object = try report(results, written: written, notices: notices)
-            if let plan, case var .object(members) = object {
-                members["plan"] = plan.record
-                object = .object(members)
-            }
-            try printJSON(object)
+            try printJSON(outcome.json(written: written, output: output))
         } else {
-            print(table(results, written: written, notices: notices, source: source, calibrated: calibrationRecord != nil, plan: plan))
+            print(table(outcome, written: written))
         }
     }
 
-    /// The plan for --target-bits from the curvature `d`, printed (to standard error) before it is
-    /// carried out.
-    private func bitPlan(_ model: Model, settings: QuantizationSettings, target: Double, d: @escaping @Sendable (Weight) -> [Float]?) throws(QuantizeError) -> BitPlan {
-        let tensors = try BitBudget.sensitivity(model, settings: settings, floatBits: float == .float32 ? 32 : 16, curvature: d)
-        let plan = try BitBudget.plan(tensors, targetBits: target)
-        let counts = Dictionary(grouping: plan.choices, by: \.label).mapValues(\.count)
-        let mix = counts.keys.sorted().map { "\(counts[$0]!) \($0)" }.joined(separator: ", ")
-        FileHandle.standardError.write(Data(String(format: "plan: %.3f bits per weight (budget %g) over %d tensors: %@\n", plan.averageBits, target, plan.tensors.count, mix).utf8))
-        return plan
-    }
-
-    private func table(_ results: [TensorQuantization], written: LAQFile, notices: [String], source: CurvatureSource, calibrated: Bool, plan: BitPlan?) -> String {
+    private func table(_ outcome: QuantizeJob.Outcome, written: LAQFile) -> String {
+        let (results, plan) = (outcome.results, outcome.plan)
         var table = TextTable(headers: ["tensor", "method", "bits/w", "levels", "error", "zeros", "float32", "stored"],
                               rightAligned: [2, 4, 5, 6, 7], shrinkable: [(0, 16), (3, 12)])
         var before: UInt64 = 0
@@ -326,181 +260,15 @@ struct Quantize: ParsableCommand {
                                 plan.averageBits, plan.targetBits, plan.estimate, uniformBits, uniform.reduce(0) { $0 + $1.estimate }))
         }
         lines.append("quantized \(results.count) tensors: \(formatBytes(before)) float32 → \(formatBytes(after)) (\(after == 0 ? "-" : String(format: "%.1f×", Double(before) / Double(after))))")
-        switch source {
-        case _ where calibrated:
+        switch outcome.curvatureSource {
+        case nil:
             lines.append("error: Σd(ŵ−w)²/Σd·w² with d = √v + 1e-8 from the calibration run's Adam")
-        case let .optimizer(className, iterations, _):
+        case let .optimizer(className, iterations, _)?:
             lines.append("error: Σd(ŵ−w)²/Σd·w² with d from \(className)'s second moment (t = \(iterations.map(String.init) ?? "?"))")
-        case .none:
+        case .none?:
             lines.append("error: Σ(ŵ−w)²/Σw² (no curvature: d ≡ 1)")
         }
-        for notice in notices { lines.append("notice: \(notice)") }
+        for notice in outcome.notices { lines.append("notice: \(notice)") }
         lines.append("\(input) → \(output) (\(formatBytes(written.fileSize)))")
         return lines.joined(separator: "\n")
-    }
-
-    private func report(_ results: [TensorQuantization], written: LAQFile, notices: [String]) throws -> JSONValue {
-        [
-            "output": .string(output), "output_bytes": .int(Int64(written.fileSize)),
-            "notices": .array(notices.map { .string($0) }),
-            "tensors": .array(results.map { result in
-                [
-                    "name": .string(result.weight), "method": .string(result.method.description),
-                    "bits": .int(Int64(result.method.bits)), "weighted_error": .double(result.weightedError),
-                    "zero_fraction": .double(result.zeroFraction),
-                    "stored_bytes": .int(Int64(written.tensor(named: result.weight)?.storedLength ?? 0)),
-                    "float32_bytes": .int(Int64(result.codes.count * 4)),
-                ]
-            }),
-        ]
-    }
-
-    /// Runs the calibration fine-tuning; returns the model (its non-quantized weights trained),
-    /// the quantized tensors and the provenance of the curvature.
-    private func calibrate(_ model: Model, settings: QuantizationSettings, data path: String) throws -> (Model, [TensorQuantization], JSONValue, BitPlan?) {
-        let loss = try resolvedLoss(model)
-        let all = try labelledData(path, model: model, loss: loss)
-        var training = all
-        var validation: Calibration.Data
-        if let val {
-            validation = try labelledData(val, model: model, loss: loss)
-            guard validation.labelWidth == all.labelWidth else {
-                throw CLIError(message: "\(val): labels have \(validation.labelWidth) values per sample, the calibration data \(all.labelWidth)", code: .invalidInput)
-            }
-        } else {
-            let held = max(1, Int(Double(all.count) * valSplit))
-            guard all.count - held >= 1 else { throw CLIError(message: "\(path): too few samples to hold out validation data", code: .invalidInput) }
-            training = all.subset(0..<(all.count - held))
-            validation = all.subset((all.count - held)..<all.count)
-        }
-        var calibration = Calibration.Settings(quantization: settings)
-        var plan: BitPlan?
-        var planCurvature: JSONValue?
-        if let targetBits {
-            // d for the plan from the calibration data, before the run (whose Adam starts from zero).
-            calibration.batchSize = batch
-            calibration.seed = seed
-            let d: [String: [Float]]
-            do { d = try Calibration(settings: calibration, loss: loss).curvature(of: model, on: training) } catch { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
-            do { plan = try bitPlan(model, settings: settings, target: targetBits) { d[$0.name] } } catch {
-                throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
-            }
-            calibration.quantization = plan!.applied(to: settings)
-            let batches = min(Calibration.curvatureBatches, (training.count + batch - 1) / batch)
-            planCurvature = .string("sqrt(mean of g²) + 1e-8 over \(batches) batches of the calibration data, full-precision model, before the run")
-        }
-        calibration.epochs = epochs
-        calibration.batchSize = batch
-        let defaultRate = Calibration.Settings.defaultLearningRate(for: model)
-        let lr = lrOption ?? defaultRate.rate
-        calibration.learningRate = lr
-        calibration.schedule = try schedule()
-        calibration.clip = !noClip
-        calibration.seed = seed
-        let steps = epochs * ((training.count + batch - 1) / batch)
-        let bar = ProgressBar(label: "calibrating", total: Double(steps), unit: { String(Int($0)) })
-        let run = Calibration(settings: calibration, loss: loss)
-        let full = try evaluated { try run.evaluate(model, quantized: [], on: validation, epoch: 0) }
-        let result: Calibration.Result
-        do {
-            result = try run.run(model, training: training, validation: validation) { epoch, step, perEpoch, running in
-                bar.label = String(format: "epoch %d/%d step %d/%d loss %.4f", epoch, self.epochs, step, perEpoch, running)
-                bar.update(Double((epoch - 1) * perEpoch + step))
-            }
-        } catch let error as EngineError {
-            bar.finish()
-            throw CLIError(message: "\(input): \(error)", code: .invalidInput)
-        } catch let error as QuantizeError {
-            bar.finish()
-            throw CLIError(message: error.isUsage ? error.description : "\(input): \(error)", code: error.isUsage ? .usageOrIO : .invalidInput)
-        }
-        bar.finish()
-        printValidation("full precision", full)
-        for report in [result.before] + result.epochs {
-            let kept = report.epoch == result.bestEpoch ? " (kept)" : ""
-            printValidation(report.epoch == 0 ? "one-shot (before)\(kept)" : "epoch \(report.epoch)\(kept)", report)
-        }
-        if let plan {
-            // The estimate is in the curvature's units (d = √v̂), not the loss's: it ranks tensors.
-            // What the plan's one-shot quantization did to the validation loss, beside it.
-            FileHandle.standardError.write(Data(String(format: "plan check: estimated ½Σd(w−ŵ)² %.4g; validation loss of the plan one-shot %+.4f against full precision\n",
-                                                       plan.estimate, result.before.validationLoss - full.validationLoss).utf8))
-        }
-        let curve = result.stepLossCurve()
-        var data = dataRecord(path, samples: training.count)
-        data["validation_samples"] = .int(Int64(validation.count))
-        var record: [String: JSONValue] = [
-            "source": "calibration run",
-            "data": .object(data),
-            "validation_full_precision": metrics(full),
-            "epochs": .int(Int64(epochs)), "kept_epoch": .int(Int64(result.bestEpoch)), "steps": .int(Int64(result.steps)),
-            "learning_rate": .double(Double(lr)), "lr_schedule": .string(try schedule().description), "batch": .int(Int64(batch)), "seed": .int(Int64(seed)), "clip": .bool(!noClip),
-            "loss": .string(loss.name), "d": "sqrt(v) + 1e-8, v from the run's Adam (β2 = 0.999), no bias correction",
-            "validation_before": metrics(result.before),
-            "validation_after": metrics(result.bestEpoch == 0 ? result.before : result.epochs[result.bestEpoch - 1]),
-            // The curve `laq report` draws: epoch 0 is the one-shot start.
-            "history": .array(([result.before] + result.epochs).map { report in
-                ["epoch": .int(Int64(report.epoch)), "training_loss": report.epoch == 0 ? .null : report.trainingLoss.jsonNumber,
-                 "validation_loss": report.validationLoss.jsonNumber, "validation_accuracy": report.validationAccuracy.map(\.jsonNumber) ?? .null]
-            }),
-            "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
-        ]
-        if let planCurvature { record["plan_d"] = planCurvature }
-        if lrOption == nil { record["learning_rate_default"] = .string(defaultRate.reason) }
-        return (result.model, result.quantized, .object(record), plan)
-    }
-
-    /// The model with only the output the loss is computed on (`--loss-output`; the only one).
-    private func lossModel(_ model: Model) throws -> Model {
-        guard model.outputs.count > 1 else {
-            if let lossOutput, lossOutput != model.outputNames.first { throw ValidationError("--loss-output \(lossOutput): the model's only output is '\(model.outputNames.first ?? "")'") }
-            return model
-        }
-        let names = model.outputNames.map { "'\($0)'" }.joined(separator: ", ")
-        guard let lossOutput else { throw ValidationError("the model has outputs \(names): name the one the loss is computed on with --loss-output") }
-        guard let selected = model.keepingOutput(lossOutput) else { throw ValidationError("--loss-output \(lossOutput): the model's outputs are \(names)") }
-        return selected
-    }
-
-    /// `--loss`, or the training config's.
-    private func resolvedLoss(_ model: Model) throws -> Loss {
-        if let name = self.loss, Loss(.string(name)) == nil { throw ValidationError("unknown loss '\(name)'") }
-        guard let loss = self.loss.map({ Loss(.string($0)) }) ?? Loss(model.training["loss"]) else {
-            throw ValidationError("the model's training config names no loss laq knows; pass --loss")
-        }
-        return loss
-    }
-
-    /// An evaluation, with engine errors reported against the input model.
-    private func evaluated(_ body: () throws -> Calibration.EpochReport) throws -> Calibration.EpochReport {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
-    }
-
-    private func printValidation(_ label: String, _ report: Calibration.EpochReport) {
-        let accuracy = report.validationAccuracy.map { String(format: ", accuracy %.2f%%", $0 * 100) } ?? ""
-        FileHandle.standardError.write(Data(String(format: "%@: validation loss %.4f%@\n", label, report.validationLoss, accuracy).utf8))
-    }
-
-    private func metrics(_ report: Calibration.EpochReport) -> JSONValue {
-        ["loss": .double(report.validationLoss), "accuracy": report.validationAccuracy.map { .double($0) } ?? .null]
-    }
-
-    /// A data file's name, SHA-256 and sample count, for the provenance.
-    private func dataRecord(_ path: String, samples: Int) -> [String: JSONValue] {
-        let sha = SHA256.hexDigest(ofFile: path) ?? ""
-        return ["file": .string(URL(fileURLWithPath: path).lastPathComponent), "sha256": .string(sha), "samples": .int(Int64(samples))]
-    }
-
-    /// Inputs and labels from an .npz, checked against the model and the loss.
-    private func labelledData(_ path: String, model: Model, loss: Loss) throws -> Calibration.Data {
-        let data = try ModelData.labelled(path, for: model, xKey: xKey, yKey: yKey)
-        let samples = data.samples
-        // The model's output for one sample fixes how many label values a sample needs.
-        let output: Tensor
-        do { output = try Executor(model: model).predict(data.inputs.map { $0.rows(0..<1) })[0] } catch { throw CLIError(message: "\(input): \(error)", code: .invalidInput) }
-        let width = output.lastDimension
-        let rowsPerSample = output.count / max(width, 1)
-        try ModelData.checkLabels(data, rows: samples * rowsPerSample, width: width, sparse: loss.sparseLabels)
-        return Calibration.Data(inputs: data.inputs, labels: data.labels.values, labelWidth: data.labels.values.count / samples)
-    }
-}
+    }}

@@ -36,15 +36,15 @@ struct Run: ParsableCommand {
     func run() throws {
         let file = try openLAQ(model)
         let laqModel: Model
-        do { laqModel = try Model(file: file, packed: true, optimizerState: false) } catch let error as ModelError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
-        let executor = try engine { try Executor(model: laqModel, activations: execution.activations) }
+        laqModel = try reading(model) { try Model(file: file, packed: true, optimizerState: false) }
+        let executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let inputs = try ModelData.inputs(from: DataFile.open(input), for: laqModel, key: xKey ?? "x")
         let samples = inputs[0].shape.first ?? 0
         let bar = samples >= 4 * batch ? ProgressBar(label: "running", total: Double(samples), unit: { String(Int($0)) }) : nil
-        let results = try engine { try executor.predict(inputs, batch: batch) { bar?.update(Double($0)) } }
+        let results = try reading(model) { try executor.predict(inputs, batch: batch) { bar?.update(Double($0)) } }
         bar?.finish()
         // Outputs are written as computed; NaN and infinities are said, with where they start.
-        if let found = try engine({ try executor.nonFinite(outputs: results, inputs: inputs) }) {
+        if let found = try reading(model, nil, { try executor.nonFinite(outputs: results, inputs: inputs) }) {
             FileHandle.standardError.write(Data("warning: \(found.count) of \(found.of) outputs are not finite (NaN or infinite)\(found.layer.map { ", first produced by layer '\($0)'" } ?? "")\n".utf8))
         }
         // A layer inside a nested model is `model/layer`: one file name, not a directory. Names
@@ -56,10 +56,6 @@ struct Run: ParsableCommand {
             try Numpy.write(shape: results[index].shape, values: results[index].data, to: path)
             print("wrote \(path): \(results[index].shape.map(String.init).joined(separator: "×")) float32")
         }
-    }
-
-    func engine<T>(_ body: () throws -> T) throws -> T {
-        do { return try body() } catch let error as EngineError { throw CLIError(message: "\(model): \(error)", code: .invalidInput) }
     }
 
     func outputPath(name: String, single: Bool) -> String {

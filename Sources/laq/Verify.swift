@@ -20,27 +20,10 @@ struct Verify: ParsableCommand {
         let status = report.exitStatus
         // A file that cannot be read at all is an I/O error (2), not an invalid file (1).
         if status == 2, let problem = report.problems.first {
-            throw CLIError(message: problem.message, code: .usageOrIO)
+            throw CommandError.io(problem.message)
         }
         if json {
-            try printJSON([
-                "file": .string(file),
-                "valid": .bool(report.isValid),
-                "version": laq.map { .string("\($0.header.major).\($0.header.minor)") } ?? .null,
-                "sha256": report.sha256.map { .string($0) } ?? .null,
-                "bytes": .int(Int64(report.bytesChecked)),
-                "tensors": .int(Int64(report.tensorsChecked)),
-                "undecodable": .array(report.undecodable.map { .string($0) }),
-                "non_finite": .array(report.nonFinite.map { ["tensor": .string($0.tensor), "count": .int(Int64($0.count))] }),
-                "problems": .array(report.problems.map { problem in
-                    [
-                        "rule": problem.rule.map { .string($0) } ?? .null,
-                        "tensor": problem.tensor.map { .string($0) } ?? .null,
-                        "offset": problem.offset.map { .int(Int64($0)) } ?? .null,
-                        "message": .string(problem.message),
-                    ]
-                }),
-            ])
+            try printJSON(report.json(path: file, file: laq))
         } else if report.isValid, let laq {
             print("\(file): OK: format \(laq.header.major).\(laq.header.minor), \(report.tensorsChecked) tensors, \(formatBytes(report.bytesChecked)), sha256 \(report.sha256 ?? "")")
             if !report.undecodable.isEmpty {
