@@ -131,13 +131,24 @@ enum HDF5 {
 
 /// An HDF5 identifier that is closed exactly once, when this value goes away.
 struct H5ID: ~Copyable {
-    let id: hid_t
+    private let raw: hid_t
     private let close: (hid_t) -> herr_t
 
+    /// The identifier. Every use silences libhdf5's error printing on the calling thread first:
+    /// type queries and closes do not go through ``HDF5/check(_:path:budget:memory:_:)``, and
+    /// may be a thread's first libhdf5 call.
+    var id: hid_t {
+        laq_h5_silence_thread()
+        return raw
+    }
+
     init(_ id: hid_t, close: @escaping (hid_t) -> herr_t) {
-        self.id = id
+        self.raw = id
         self.close = close
     }
 
-    deinit { _ = close(id) }
+    deinit {
+        laq_h5_silence_thread()
+        _ = close(raw)
+    }
 }
