@@ -85,7 +85,7 @@ let package = Package(
         .testTarget(name: "LAQFormatTests", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQImportTests", dependencies: ["LAQImport", "LAQEngine", "LAQHDF5", "LAQFormat", "LAQData", "LAQTestSupport"]),
         .testTarget(name: "LAQEngineTests", dependencies: ["LAQEngine", "CLAQKernels", "LAQData", "LAQImport", "LAQFormat", "LAQQuantize", "LAQTestSupport"]),
-        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQFormat", "LAQTestSupport"]),
+        .testTarget(name: "LAQQuantizeTests", dependencies: ["LAQQuantize", "LAQCalibration", "LAQEngine", "LAQImport", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQExportTests", dependencies: ["LAQExport", "LAQImport", "LAQQuantize", "LAQEngine", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "LAQAnalysisTests", dependencies: ["LAQAnalysis", "LAQEngine", "LAQImport", "LAQQuantize", "LAQData", "LAQFormat", "LAQExamples", "LAQTestSupport"]),
         .testTarget(name: "CLITests", dependencies: ["LAQFormat", "LAQExamples", "LAQTestSupport"]),

@@ -41,6 +41,14 @@ public struct Calibration {
         public var schedule = LearningRateSchedule.constant
         public var clip = true
         public var seed: UInt64 = 1
+        /// Batches of the training data over which BatchNormalization's moving statistics are
+        /// re-estimated for the quantized weights before each evaluation, and kept with the
+        /// result (``Calibration/withStatistics(_:quantized:on:)``); 0 keeps the moving averages
+        /// the run leaves. See spec/QUANTIZATION.md §9.
+        public var statisticsBatches = 32
+        /// Steps between refreshes of the curvature d = √v + 1e-8 from the run's Adam state: 1
+        /// (the paper's) refreshes before every step; R keeps each d for R steps.
+        public var curvatureRefresh = 1
 
         public init(quantization: QuantizationSettings) { self.quantization = quantization }
     }
@@ -97,6 +105,9 @@ public struct Calibration {
         /// Validation loss and accuracy of the model quantized one-shot before calibration.
         public var before: EpochReport
         public var steps: Int
+        /// Batches BatchNormalization's statistics were re-estimated over at each evaluation; 0
+        /// when they were not (none in the model, or ``Settings/statisticsBatches`` 0).
+        public var statisticsBatches: Int
         /// Each step's training loss (of its batch, through the quantized weights), in order.
         public var stepLosses: [Double]
 
@@ -129,14 +140,17 @@ public struct Calibration {
             ModelQuantizer.isQuantizable($0, in: model) && settings.quantization.method(for: $0) != nil
         }.map(\.name))
         let baseline = try ModelQuantizer.quantize(model, settings: settings.quantization)
-        let before = try evaluate(model, quantized: baseline, on: validation, epoch: 0)
+        let (startModel, statisticsBatches) = try withStatistics(start, quantized: baseline, on: training)
+        let before = try evaluate(startModel, quantized: baseline, on: validation, epoch: 0)
 
         var adam = Adam(learningRate: settings.learningRate)
         var random = TrainingRandom(seed: settings.seed)
         var warm: [String: [Float]] = [:]
+        // The curvature the steps quantize with, refreshed every `curvatureRefresh` steps.
+        var d: [String: [Float]] = [:]
         // The one-shot quantization counts as epoch 0: a run that does not improve on it keeps it.
         func score(_ loss: Double) -> Double { loss.isFinite ? loss : .infinity }
-        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), start, baseline, 0)
+        var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), startModel, baseline, 0)
         var reports: [EpochReport] = []
         var stepLosses: [Double] = []
         // The steps' activations and gradients reuse the memory of the step before.
@@ -149,7 +163,8 @@ public struct Calibration {
             var total = 0.0
             for step in 0..<steps {
                 let batch = training.samples(Array(order[(step * settings.batchSize)..<min((step + 1) * settings.batchSize, training.count)]))
-                let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
+                if adam.iterations % max(settings.curvatureRefresh, 1) == 0 { d = curvature(adam, names: quantizedNames) }
+                let quantized = quantize(model, names: quantizedNames, d: d, warm: warm)
                 var effective = model
                 for result in quantized {
                     let values = result.values
@@ -171,16 +186,50 @@ public struct Calibration {
                 stepLosses.append(outcome.loss)
                 progress?(epoch, step + 1, steps, total / Double(step + 1))
             }
-            let quantized = quantize(model, names: quantizedNames, adam: adam, warm: warm)
-            var report = try evaluate(model, quantized: quantized, on: validation, epoch: epoch)
+            if adam.iterations % max(settings.curvatureRefresh, 1) == 0 { d = curvature(adam, names: quantizedNames) }
+            let quantized = quantize(model, names: quantizedNames, d: d, warm: warm)
+            let evaluated = try withStatistics(model, quantized: quantized, on: training).model
+            var report = try evaluate(evaluated, quantized: quantized, on: validation, epoch: epoch)
             report.trainingLoss = total / Double(max(steps, 1))
             reports.append(report)
             if best == nil || score(report.validationLoss) < best!.loss {
-                best = (score(report.validationLoss), model, quantized, epoch)
+                best = (score(report.validationLoss), evaluated, quantized, epoch)
             }
         }
         return Result(model: best!.model, quantized: best!.quantized, epochs: reports, bestEpoch: best!.epoch, before: before,
-                      steps: adam.iterations, stepLosses: stepLosses)
+                      steps: adam.iterations, statisticsBatches: statisticsBatches, stepLosses: stepLosses)
+    }
+
+    /// `model` with its BatchNormalization moving statistics re-estimated for the `quantized`
+    /// weights: the population mean and biased variance of each layer's input over
+    /// ``Settings/statisticsBatches`` batches of `data` in training mode
+    /// (``Backpropagation/populationStatistics(model:batches:inputs:random:)``), the same batches
+    /// at every call (the run's seed). Quantization shifts every activation's statistics; the
+    /// moving averages follow them with momentum 0.99 or 0.999, too slowly for a short run,
+    /// and inference would normalize with the full-precision model's. Returns the batches used,
+    /// 0 when nothing was re-estimated (no such layer, or the setting 0).
+    public func withStatistics(_ model: Model, quantized: [TensorQuantization], on data: Data) throws -> (model: Model, batches: Int) {
+        let batches = min(settings.statisticsBatches, (data.count + settings.batchSize - 1) / max(settings.batchSize, 1))
+        guard batches > 0 else { return (model, 0) }
+        var effective = model
+        for result in quantized {
+            if let index = effective.weights.firstIndex(where: { $0.name == result.weight }) { effective.weights[index].values = result.values }
+        }
+        var shuffle = TrainingRandom(seed: settings.seed)
+        let order = shuffle.permutation(data.count)
+        var random = TrainingRandom(seed: settings.seed)
+        let size = settings.batchSize
+        let statistics = try Backpropagation.populationStatistics(model: effective, batches: batches, inputs: { index in
+            data.samples(Array(order[(index * size)..<min((index + 1) * size, data.count)])).inputs
+        }, random: &random)
+        guard !statistics.isEmpty else { return (model, 0) }
+        var result = model
+        for index in result.weights.indices {
+            if let values = statistics[result.weights[index].name], values.count == result.weights[index].values.count {
+                result.weights[index].values = values
+            }
+        }
+        return (result, batches)
     }
 
     /// Batches ``curvature(of:on:batches:)`` averages over by default.
@@ -211,11 +260,19 @@ public struct Calibration {
         return sums.mapValues { sum in sum.map { Float(($0 / Double(max(count, 1))).squareRoot()) + 1e-8 } }
     }
 
-    /// Quantizes the selected weights with d = √v + 1e-8 from the run's Adam state.
-    func quantize(_ model: Model, names: Set<String>, adam: Adam, warm: [String: [Float]]) -> [TensorQuantization] {
+    /// d = √v + 1e-8 of the selected weights from Adam's second moment (1e-8 before the first step).
+    func curvature(_ adam: Adam, names: Set<String>) -> [String: [Float]] {
+        var d: [String: [Float]] = [:]
+        for name in names { d[name] = adam.v[name].map { $0.map { $0.squareRoot() + 1e-8 } } }
+        return d
+    }
+
+    /// Quantizes the selected weights with the curvature `d` (a weight without one, before
+    /// Adam's first step: uniform d, which every method treats as d ≡ 1).
+    func quantize(_ model: Model, names: Set<String>, d: [String: [Float]], warm: [String: [Float]]) -> [TensorQuantization] {
         model.weights.filter { names.contains($0.name) }.compactMap { weight in
             guard let method = settings.quantization.method(for: weight) else { return nil }
-            let d = adam.v[weight.name].map { $0.map { $0.squareRoot() + 1e-8 } }
+            let d = d[weight.name]
             return ModelQuantizer.quantize(weight, method: method, d: d, perChannel: settings.quantization.perChannel,
                                            gates: ModelQuantizer.gateCount(of: weight, in: model), warm: warm[weight.name])
         }

@@ -38,6 +38,11 @@ public struct QuantizeJob {
         public var schedule = LearningRateSchedule.constant
         public var clip = true
         public var seed: UInt64 = 1
+        /// Batches BatchNormalization's statistics are re-estimated over for the quantized weights
+        /// (``Calibration/Settings/statisticsBatches``); 0: keep the run's moving averages.
+        public var statisticsBatches = 32
+        /// Steps between refreshes of the run's curvature (``Calibration/Settings/curvatureRefresh``).
+        public var curvatureRefresh = 1
 
         public init(settings: QuantizationSettings) { self.settings = settings }
 
@@ -231,6 +236,8 @@ public struct QuantizeJob {
         calibration.learningRate = options.learningRate ?? defaultRate.rate
         calibration.schedule = options.schedule
         calibration.clip = options.clip
+        calibration.statisticsBatches = options.statisticsBatches
+        calibration.curvatureRefresh = options.curvatureRefresh
         var plan: BitPlan?
         var planCurvature: JSONValue?
         if let targetBits = options.targetBits {
@@ -280,6 +287,11 @@ public struct QuantizeJob {
             "step_losses": ["stride": .int(Int64(curve.stride)), "values": .array(curve.values.map(\.jsonNumber))],
         ]
         if let planCurvature { record["plan_d"] = planCurvature }
+        // Recorded only where it differs from the paper's every step.
+        if options.curvatureRefresh != 1 { record["d_refresh_steps"] = .int(Int64(options.curvatureRefresh)) }
+        if result.statisticsBatches > 0 {
+            record["bn_statistics"] = .string("BatchNormalization moving_mean and moving_variance re-estimated for the quantized weights: population mean and biased variance over \(result.statisticsBatches) batches of the calibration data, training mode")
+        }
         if options.learningRate == nil { record["learning_rate_default"] = .string(defaultRate.reason) }
         return Outcome(model: result.model, results: result.quantized, plan: plan, curvatureSource: nil,
                        parameters: ["hessian": .object(record)], notices: [])

@@ -91,6 +91,16 @@ struct Quantize: ParsableCommand {
     @Flag(help: "Do not clip quantized tensors' full-precision weights to [−1, 1] during calibration.")
     var noClip = false
 
+    @Option(name: .customLong("bn-batches"), help: ArgumentHelp(
+        "Batches of the calibration data over which BatchNormalization's moving statistics are re-estimated for the quantized weights (default: 32; 0 keeps the run's moving averages).",
+        discussion: "Quantization shifts every activation's mean and variance; the moving averages follow with momentum 0.99 (0.999 in MobileNets), too slowly for a short run, and inference would normalize with the full-precision model's statistics."))
+    var bnBatchesOption: Int?
+    var bnBatches: Int { bnBatchesOption ?? 32 }
+
+    @Option(name: .customLong("hessian-every"), help: "Steps between refreshes of the curvature d = √v + 1e-8 from the calibration run's Adam state (default: 1, every step, as the paper).")
+    var hessianEveryOption: Int?
+    var hessianEvery: Int { hessianEveryOption ?? 1 }
+
     @OptionGroup var keys: LabelledDataKeys
     var xKey: String { keys.xKey }
     var yKey: String { keys.yKey }
@@ -134,13 +144,15 @@ struct Quantize: ParsableCommand {
         if oneShot {
             let given = [("--val-split", valSplitOption != nil), ("--epochs", epochsOption != nil), ("--lr", lrOption != nil),
                          ("--lr-schedule", lrScheduleOption != nil), ("--batch", batchOption != nil), ("--seed", seedOption != nil),
-                         ("--no-clip", noClip)].filter(\.1).map(\.0)
+                         ("--no-clip", noClip), ("--bn-batches", bnBatchesOption != nil), ("--hessian-every", hessianEveryOption != nil)].filter(\.1).map(\.0)
             guard given.isEmpty else {
                 throw ValidationError("\(given.joined(separator: ", ")) only apply to a calibration run: use --calib DATA, or drop \(given.count == 1 ? "it" : "them") for --one-shot")
             }
         }
         guard epochs >= 1, epochs <= 10_000, batch >= 1, batch <= 1 << 16 else { throw ValidationError("--epochs and --batch must be positive") }
         guard valSplit > 0, valSplit < 1 else { throw ValidationError("--val-split must be in (0, 1)") }
+        guard (0...1 << 20).contains(bnBatches) else { throw ValidationError("--bn-batches must be in 0…1048576") }
+        guard (1...1 << 30).contains(hessianEvery) else { throw ValidationError("--hessian-every must be a positive number of steps") }
         if let lrOption { guard lrOption > 0, lrOption.isFinite else { throw ValidationError("--lr must be positive") } }
         _ = try schedule()
     }
@@ -184,6 +196,8 @@ struct Quantize: ParsableCommand {
         options.learningRate = lrOption
         options.schedule = try schedule()
         options.clip = !noClip
+        options.statisticsBatches = bnBatches
+        options.curvatureRefresh = hessianEvery
         var bar: ProgressBar?
         let outcome = try reading(input) {
             try QuantizeJob(options: options).run(model) { event in

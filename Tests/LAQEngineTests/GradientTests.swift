@@ -297,6 +297,32 @@ import Testing
         #expect(abs(variance[1] - (oldVariance[1] * 0.9 + 5 * 0.1)) < 1e-5)  // biased variance of 2,4,6,8
     }
 
+    @Test("population statistics: batches of different sizes pooled into one population's mean and biased variance")
+    func populationStatistics() throws {
+        // Dense then BatchNormalization: the statistics are of the Dense outputs, in training mode.
+        let model = try Self.model(input: [nil, 3], layers: [("Dense", ["units": 2, "activation": "tanh"]), ("BatchNormalization", ["momentum": 0.99])])
+        var draw = SplitMix64(seed: 5)
+        let batches = [5, 3, 4].map { rows in Tensor(shape: [rows, 3], data: (0..<(rows * 3)).map { _ in draw.uniform() * 4 - 2 }) }
+        var random = TrainingRandom(seed: 1)
+        let statistics = try Backpropagation.populationStatistics(model: model, batches: 3, inputs: { [batches[$0]] }, random: &random)
+        #expect(Set(statistics.keys) == ["l1/moving_mean", "l1/moving_variance"])
+        // The reference: the Dense outputs of all 12 rows at once.
+        let all = Tensor(shape: [12, 3], data: batches.flatMap(\.data))
+        let dense = try Self.model(input: [nil, 3], layers: [("Dense", ["units": 2, "activation": "tanh"])])
+        let outputs = try Executor(model: dense).predict([all])[0].data
+        for channel in 0..<2 {
+            let column = stride(from: channel, to: outputs.count, by: 2).map { Double(outputs[$0]) }
+            let mean = column.reduce(0, +) / 12
+            let variance = column.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / 12
+            #expect(abs(Double(statistics["l1/moving_mean"]![channel]) - mean) < 1e-6)
+            #expect(abs(Double(statistics["l1/moving_variance"]![channel]) - variance) < 1e-6)
+        }
+        // Without normalization layers there is nothing to estimate, after one pass.
+        var passes = 0
+        let none = try Backpropagation.populationStatistics(model: dense, batches: 3, inputs: { passes += 1; return [batches[$0]] }, random: &random)
+        #expect(none.isEmpty && passes == 1)
+    }
+
     @Test("cross-entropy gradients against finite differences of the loss itself",
           arguments: [Loss.sparseCategoricalCrossentropy(fromLogits: false), .sparseCategoricalCrossentropy(fromLogits: true),
                       .categoricalCrossentropy(fromLogits: false), .binaryCrossentropy(fromLogits: false), .binaryCrossentropy(fromLogits: true), .squaredHinge])

@@ -2,6 +2,7 @@ import Foundation
 import LAQCalibration
 import LAQData
 import LAQEngine
+import LAQExamples
 import LAQFormat
 import LAQImport
 import LAQQuantize
@@ -36,6 +37,44 @@ import Testing
         #expect(Set(result.quantized.map(\.weight)) == ["hidden/kernel", "classes/kernel"])
         // Clipping keeps the quantized tensors' full-precision weights in [−1, 1].
         #expect(result.model.weight(named: "hidden/kernel")!.values.allSatisfy { abs($0) <= 1 })
+    }
+
+    @Test("BatchNormalization's statistics are re-estimated for the kept quantized weights (the population's over the batches); 0 batches keeps the moving averages")
+    func statisticsReestimated() throws {
+        // The demo MLP: 784 → dense_1 (128, linear) → BatchNormalization → ReLU → 64 → 10.
+        let model = try Model(file: LAQFile(bytes: try ExampleModels.demoMLP().encoded()))
+        let (training, validation) = try Self.data()
+        let small = training.subset(0..<200)
+        var settings = Calibration.Settings(quantization: QuantizationSettings(method: .lat2a))
+        settings.batchSize = 50
+        settings.statisticsBatches = 4  // every sample
+        let loss = Loss.sparseCategoricalCrossentropy(fromLogits: false)
+        let result = try Calibration(settings: settings, loss: loss).run(model, training: small, validation: validation.subset(0..<100))
+        #expect(result.statisticsBatches == 4)
+        // The reference: dense_1's outputs with the kept quantized kernel, over the 200 samples.
+        let kernel = try #require(result.quantized.first { $0.weight == "dense_1/kernel" }).values
+        let bias = try #require(result.model.weight(named: "dense_1/bias")).values
+        let x = small.inputs[0].data
+        var sum = [Double](repeating: 0, count: 128), squares = [Double](repeating: 0, count: 128)
+        for row in 0..<200 {
+            for j in 0..<128 {
+                var z = Double(bias[j])
+                for i in 0..<784 { z += Double(x[row * 784 + i]) * Double(kernel[i * 128 + j]) }
+                sum[j] += z
+                squares[j] += z * z
+            }
+        }
+        let mean = try #require(result.model.weight(named: "batch_normalization/moving_mean")).values
+        let variance = try #require(result.model.weight(named: "batch_normalization/moving_variance")).values
+        for j in 0..<128 {
+            let m = sum[j] / 200
+            #expect(abs(Double(mean[j]) - m) < 1e-4 * max(1, abs(m)))
+            #expect(abs(Double(variance[j]) - (squares[j] / 200 - m * m)) < 1e-4 * max(1, squares[j] / 200))
+        }
+        settings.statisticsBatches = 0
+        let plain = try Calibration(settings: settings, loss: loss).run(model, training: small, validation: validation.subset(0..<100))
+        #expect(plain.statisticsBatches == 0)
+        #expect(plain.model.weight(named: "batch_normalization/moving_mean")!.values != mean)
     }
 
     @Test("the default learning rate: a third of the imported optimizer's, else 1e-3 / 3")

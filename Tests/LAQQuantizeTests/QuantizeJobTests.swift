@@ -2,6 +2,7 @@ import Foundation
 import LAQCalibration
 import LAQData
 import LAQEngine
+import LAQExamples
 import LAQFormat
 import LAQImport
 import LAQQuantize
@@ -76,9 +77,51 @@ import Testing
         #expect(hessian["steps"] == .int(9))
         #expect(hessian["learning_rate_default"] == "a third of the imported optimizer's learning rate")
         #expect(hessian["plan_d"] != nil)
+        // The MLP has no BatchNormalization: nothing re-estimated.
+        #expect(hessian["bn_statistics"] == nil)
         // The written methods are the plan's.
         let planned = Dictionary(uniqueKeysWithValues: zip(plan.tensors, plan.choices).compactMap { tensor, choice in choice.method.map { (tensor.weight, $0) } })
         #expect(Dictionary(uniqueKeysWithValues: outcome.results.map { ($0.weight, $0.method) }) == planned)
+    }
+
+    @Test("a model with BatchNormalization: the record says its statistics were re-estimated, unless --bn-batches 0")
+    func statisticsRecord() throws {
+        let model = try Model(file: LAQFile(bytes: try ExampleModels.demoMLP().encoded()))
+        var options = QuantizeJob.Options(settings: QuantizationSettings(method: .lat2a))
+        options.calibrationData = Self.data
+        options.loss = "sparse_categorical_crossentropy"
+        options.batch = 100
+        for batches in [32, 0] {
+            options.statisticsBatches = batches
+            let outcome = try QuantizeJob(options: options).run(model)
+            guard case let .object(hessian)? = outcome.parameters["hessian"] else {
+                Issue.record("no hessian record")
+                return
+            }
+            // 900 training samples in batches of 100: 9 batches, fewer than 32.
+            #expect(hessian["bn_statistics"] == (batches == 0 ? nil : .string("BatchNormalization moving_mean and moving_variance re-estimated for the quantized weights: population mean and biased variance over 9 batches of the calibration data, training mode")))
+        }
+    }
+
+    @Test("--hessian-every R: d kept for R steps changes the run, is recorded, and repeats")
+    func curvatureRefresh() throws {
+        let model = try KerasImporter().importModel(path: Self.model).model
+        var options = QuantizeJob.Options(settings: QuantizationSettings(method: .lata))
+        options.calibrationData = Self.data
+        options.batch = 50
+        let every = try QuantizeJob(options: options).run(model)
+        options.curvatureRefresh = 5
+        let fifth = try QuantizeJob(options: options).run(model)
+        let again = try QuantizeJob(options: options).run(model)
+        func codes(_ outcome: QuantizeJob.Outcome) -> [[Float]] { outcome.results.map(\.values) }
+        #expect(codes(fifth) == codes(again))
+        #expect(codes(fifth) != codes(every))
+        guard case let .object(hessian)? = fifth.parameters["hessian"], case let .object(first)? = every.parameters["hessian"] else {
+            Issue.record("no hessian record")
+            return
+        }
+        #expect(hessian["d_refresh_steps"] == .int(5))
+        #expect(first["d_refresh_steps"] == nil)
     }
 
     @Test("an unknown loss and an output the model does not have are usage errors")

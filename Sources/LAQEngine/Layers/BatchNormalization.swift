@@ -170,6 +170,7 @@ extension BatchNormalizationOp: TrainableOp {
             "moving_mean": (0..<channels).map { movingMean[$0] * momentum + Float(mean[$0]) * (1 - momentum) },
             "moving_variance": (0..<channels).map { movingVariance[$0] * momentum + Float(variance[$0]) * (1 - momentum) },
         ]
+        record.batchMoments = BatchMoments(mean: mean, variance: variance, count: n)
         return record
     }
 

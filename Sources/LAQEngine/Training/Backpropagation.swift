@@ -24,38 +24,7 @@ public struct Backpropagation {
         model: Model, inputs: [Tensor], labels: [Float], loss: Loss, random: inout TrainingRandom, workspace: Workspace? = nil
     ) throws(EngineError) -> Result {
         let workspace = workspace ?? Workspace()
-        workspace.beginStep(keeping: inputs)
-        if let packed = model.weights.first(where: { $0.packed != nil }) {
-            throw .invalidModel("weight '\(packed.name)' is packed: training needs float32 weights (read the file with Model(file:) without packed)")
-        }
-        let executor = try Executor(model: model)
-        guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
-        var values: [TensorRef: Tensor] = [:]
-        var masks: [TensorRef: Tensor] = [:]
-        var records: [LayerCall: ForwardRecord] = [:]
-        let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
-        for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
-        for call in executor.calls where !model.layers[call.layer].inbound.isEmpty {
-            let layer = model.layers[call.layer]
-            guard let op = executor.ops[layer.name] as? any TrainableOp else {
-                throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
-            }
-            var arguments: [Tensor] = []
-            for ref in model.inputs(of: call) {
-                guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
-                arguments.append(value)
-            }
-            let inputMasks = try executor.inputMasks(call, masks, values: values)
-            var record = if let inputMasks {
-                try op.forwardTraining(arguments, masks: inputMasks, random: &random, workspace: workspace)
-            } else {
-                try op.forwardTraining(arguments, random: &random, workspace: workspace)
-            }
-            record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
-            values[model.output(of: call)] = record.output
-            try executor.recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
-            records[call] = record
-        }
+        let (executor, values, records) = try forward(model: model, inputs: inputs, random: &random, workspace: workspace)
         let outputRef = TensorRef(layer: model.outputs[0].layer, node: model.outputs[0].node)
         guard let output = values[outputRef] else { throw .badInput(name: "(model)", reason: "no output") }
         // The loss is the mean over every row of the last axis (samples, and time steps of
@@ -100,15 +69,102 @@ public struct Backpropagation {
         // (outputs, pre-activations, im2col matrices, masks, max-pooling indices), tensor
         // gradients and weight gradients. Buffers lent twice (a reshape shares its input's) are
         // kept once.
+        lend(records, to: workspace)
+        for gradient in gradients.values { workspace.lend(gradient.data) }
+        for gradient in weightGradients.values { workspace.lend(gradient) }
+        return Result(loss: lossValue, gradients: weightGradients, stateUpdates: stateUpdates, outputs: output)
+    }
+
+    /// The population statistics of the model's BatchNormalization layers on `batches` batches
+    /// (`inputs(i)`, each one tensor per model input): a training-mode forward pass per batch (no
+    /// backward), each layer's batch moments combined as one population of N values,
+    /// mean = Σ n·μ / N and variance = Σ n·(σ² + μ²) / N − mean² (biased, as Keras' moving
+    /// variance). A layer called several times pools its calls. By weight name
+    /// (`<layer>/moving_mean`, `<layer>/moving_variance`); empty for a model without such layers.
+    ///
+    /// This is what the moving statistics estimate, without their lag: after the weights change
+    /// (quantized), an exponential average of momentum 0.99 needs hundreds of steps to forget
+    /// the old activations, and inference normalizes with the stale ones.
+    public static func populationStatistics(
+        model: Model, batches: Int, inputs: (Int) -> [Tensor], random: inout TrainingRandom
+    ) throws(EngineError) -> [String: [Float]] {
+        var sums: [String: (count: Double, mean: [Double], square: [Double])] = [:]
+        let workspace = Workspace()
+        for index in 0..<batches {
+            let (executor, _, records) = try forward(model: model, inputs: inputs(index), random: &random, workspace: workspace)
+            for call in executor.calls {
+                guard let moments = records[call]?.batchMoments else { continue }
+                let layer = model.layers[call.layer].name
+                var sum = sums[layer] ?? (0, [Double](repeating: 0, count: moments.mean.count), [Double](repeating: 0, count: moments.mean.count))
+                guard sum.mean.count == moments.mean.count else { continue }
+                let n = Double(moments.count)
+                sum.count += n
+                for c in moments.mean.indices {
+                    sum.mean[c] += n * moments.mean[c]
+                    sum.square[c] += n * (moments.variance[c] + moments.mean[c] * moments.mean[c])
+                }
+                sums[layer] = sum
+            }
+            lend(records, to: workspace)
+            // A model without normalization layers has nothing to estimate: one pass says so.
+            if sums.isEmpty { break }
+        }
+        var statistics: [String: [Float]] = [:]
+        for (layer, sum) in sums where sum.count > 0 {
+            let mean = sum.mean.map { $0 / sum.count }
+            statistics["\(layer)/moving_mean"] = mean.map { Float($0) }
+            statistics["\(layer)/moving_variance"] = zip(sum.square, mean).map { Float(max($0 / sum.count - $1 * $1, 0)) }
+        }
+        return statistics
+    }
+
+    /// The training-mode forward pass: every call's record, and the tensors computed.
+    private static func forward(
+        model: Model, inputs: [Tensor], random: inout TrainingRandom, workspace: Workspace
+    ) throws(EngineError) -> (Executor, [TensorRef: Tensor], [LayerCall: ForwardRecord]) {
+        workspace.beginStep(keeping: inputs)
+        if let packed = model.weights.first(where: { $0.packed != nil }) {
+            throw .invalidModel("weight '\(packed.name)' is packed: training needs float32 weights (read the file with Model(file:) without packed)")
+        }
+        let executor = try Executor(model: model)
+        guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
+        var values: [TensorRef: Tensor] = [:]
+        var masks: [TensorRef: Tensor] = [:]
+        var records: [LayerCall: ForwardRecord] = [:]
+        let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
+        for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
+        for call in executor.calls where !model.layers[call.layer].inbound.isEmpty {
+            let layer = model.layers[call.layer]
+            guard let op = executor.ops[layer.name] as? any TrainableOp else {
+                throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
+            }
+            var arguments: [Tensor] = []
+            for ref in model.inputs(of: call) {
+                guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
+                arguments.append(value)
+            }
+            let inputMasks = try executor.inputMasks(call, masks, values: values)
+            var record = if let inputMasks {
+                try op.forwardTraining(arguments, masks: inputMasks, random: &random, workspace: workspace)
+            } else {
+                try op.forwardTraining(arguments, random: &random, workspace: workspace)
+            }
+            record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
+            values[model.output(of: call)] = record.output
+            try executor.recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
+            records[call] = record
+        }
+        return (executor, values, records)
+    }
+
+    /// The records' buffers, back to the workspace for the next step.
+    private static func lend(_ records: [LayerCall: ForwardRecord], to workspace: Workspace) {
         for record in records.values {
             workspace.lend(record.output.data)
             if let z = record.preActivation { workspace.lend(z) }
             workspace.lend(record.extra)
             workspace.lend(record.indices)
         }
-        for gradient in gradients.values { workspace.lend(gradient.data) }
-        for gradient in weightGradients.values { workspace.lend(gradient) }
-        return Result(loss: lossValue, gradients: weightGradients, stateUpdates: stateUpdates, outputs: output)
     }
 
     /// total[i] += addend[i].

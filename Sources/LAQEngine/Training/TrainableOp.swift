@@ -12,6 +12,9 @@ public struct ForwardRecord: Sendable {
     var indices: [Int] = []
     /// New values of non-trainable weights (BatchNormalization's moving statistics), by short name.
     public var stateUpdates: [String: [Float]] = [:]
+    /// BatchNormalization: the batch's own per-channel mean and biased variance, which its moving
+    /// statistics (`moving_mean`, `moving_variance`) average.
+    public var batchMoments: BatchMoments?
     /// Recurrent layers: the states of each direction, step by step.
     var traces: [RecurrentTrace] = []
     /// Ops made of other ops (a separable convolution): their records, in order.
@@ -23,6 +26,13 @@ public struct ForwardRecord: Sendable {
     /// nobody reads; ops whose input gradient is a large product (Dense, convolutions) then
     /// return nil for them.
     public var inputsNeedGradients = true
+}
+
+/// Per-channel moments of one batch: the mean and the biased variance over `count` values each.
+public struct BatchMoments: Sendable {
+    public var mean: [Double]
+    public var variance: [Double]
+    public var count: Int
 }
 
 /// Gradients of one layer's backward pass.
