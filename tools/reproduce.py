@@ -448,6 +448,7 @@ HELDOUT_ROWS = [
     ("lat2a, η = 0.001 (the former default)", ["--method", "lat2a", "--lr", "0.001"]),
     ("--target-bits = lat2a's", ["--target-bits", "lat2a"]),
     ("--target-bits 2", ["--target-bits", "2"]),
+    ("laq 2-bit linear", ["--method", "laq", "--bits", "2"]),
 ]
 
 
