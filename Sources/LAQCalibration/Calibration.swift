@@ -47,7 +47,8 @@ public struct Calibration {
         /// the run leaves. See spec/QUANTIZATION.md §9.
         public var statisticsBatches = 32
         /// Steps between refreshes of the curvature d = √v + 1e-8 from the run's Adam state: 1
-        /// (the paper's) refreshes before every step; R keeps each d for R steps.
+        /// (the paper's) refreshes before every step; R keeps each d for R steps
+        /// (``Calibration/refreshes(iterations:refreshedAt:every:)``).
         public var curvatureRefresh = 1
 
         public init(quantization: QuantizationSettings) { self.quantization = quantization }
@@ -139,6 +140,7 @@ public struct Calibration {
         let quantizedNames = Set(model.weights.filter {
             ModelQuantizer.isQuantizable($0, in: model) && settings.quantization.method(for: $0) != nil
         }.map(\.name))
+        precondition(settings.batchSize >= 1, "batch size must be positive")
         let baseline = try ModelQuantizer.quantize(model, settings: settings.quantization)
         let (startModel, statisticsBatches) = try withStatistics(start, quantized: baseline, on: training)
         let before = try evaluate(startModel, quantized: baseline, on: validation, epoch: 0)
@@ -146,8 +148,10 @@ public struct Calibration {
         var adam = Adam(learningRate: settings.learningRate)
         var random = TrainingRandom(seed: settings.seed)
         var warm: [String: [Float]] = [:]
-        // The curvature the steps quantize with, refreshed every `curvatureRefresh` steps.
+        // The curvature the steps quantize with, refreshed every `curvatureRefresh` steps, and
+        // the iteration it was taken at (nil: not yet, Adam has no v).
         var d: [String: [Float]] = [:]
+        var refreshedAt: Int?
         // The one-shot quantization counts as epoch 0: a run that does not improve on it keeps it.
         func score(_ loss: Double) -> Double { loss.isFinite ? loss : .infinity }
         var best: (loss: Double, model: Model, quantized: [TensorQuantization], epoch: Int)? = (score(before.validationLoss), startModel, baseline, 0)
@@ -155,7 +159,6 @@ public struct Calibration {
         var stepLosses: [Double] = []
         // The steps' activations and gradients reuse the memory of the step before.
         let workspace = Workspace()
-        precondition(settings.batchSize >= 1, "batch size must be positive")
         let steps = (training.count + settings.batchSize - 1) / settings.batchSize
         for epoch in 1...max(settings.epochs, 1) {
             adam.learningRate = settings.schedule.rate(base: settings.learningRate, epoch: epoch)
@@ -163,7 +166,10 @@ public struct Calibration {
             var total = 0.0
             for step in 0..<steps {
                 let batch = training.samples(Array(order[(step * settings.batchSize)..<min((step + 1) * settings.batchSize, training.count)]))
-                if adam.iterations % max(settings.curvatureRefresh, 1) == 0 { d = curvature(adam, names: quantizedNames) }
+                if Self.refreshes(iterations: adam.iterations, refreshedAt: refreshedAt, every: settings.curvatureRefresh) {
+                    d = curvature(adam, names: quantizedNames)
+                    refreshedAt = adam.iterations > 0 ? adam.iterations : nil
+                }
                 let quantized = quantize(model, names: quantizedNames, d: d, warm: warm)
                 var effective = model
                 for result in quantized {
@@ -186,7 +192,9 @@ public struct Calibration {
                 stepLosses.append(outcome.loss)
                 progress?(epoch, step + 1, steps, total / Double(step + 1))
             }
-            if adam.iterations % max(settings.curvatureRefresh, 1) == 0 { d = curvature(adam, names: quantizedNames) }
+            // The epoch's result is quantized with the latest curvature.
+            d = curvature(adam, names: quantizedNames)
+            refreshedAt = adam.iterations
             let quantized = quantize(model, names: quantizedNames, d: d, warm: warm)
             let evaluated = try withStatistics(model, quantized: quantized, on: training).model
             var report = try evaluate(evaluated, quantized: quantized, on: validation, epoch: epoch)
@@ -217,7 +225,9 @@ public struct Calibration {
         }
         var shuffle = TrainingRandom(seed: settings.seed)
         let order = shuffle.permutation(data.count)
-        var random = TrainingRandom(seed: settings.seed)
+        // Dropout stays active (training mode, as Keras' moving statistics see it), with masks of
+        // their own seed.
+        var random = TrainingRandom(seed: settings.seed ^ 0x5A7A_5A7A)
         let size = settings.batchSize
         let statistics = try Backpropagation.populationStatistics(model: effective, batches: batches, inputs: { index in
             data.samples(Array(order[(index * size)..<min((index + 1) * size, data.count)])).inputs
@@ -258,6 +268,14 @@ public struct Calibration {
             }
         }
         return sums.mapValues { sum in sum.map { Float(($0 / Double(max(count, 1))).squareRoot()) + 1e-8 } }
+    }
+
+    /// Whether a step refreshes the curvature: while there is none from Adam's v yet (the first
+    /// step has no v, the second the first one), then when `every` steps have passed since the
+    /// last refresh. `every` 1 refreshes before every step, as the paper does.
+    public static func refreshes(iterations: Int, refreshedAt: Int?, every: Int) -> Bool {
+        guard let refreshedAt else { return true }
+        return iterations - refreshedAt >= max(every, 1)
     }
 
     /// d = √v + 1e-8 of the selected weights from Adam's second moment (1e-8 before the first step).

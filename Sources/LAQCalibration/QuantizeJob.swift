@@ -75,14 +75,16 @@ public struct QuantizeJob {
         public var plan: BitPlan?
         /// Where the curvature came from; nil for a calibration run (its own Adam).
         public var curvatureSource: CurvatureSource?
-        /// The quantize provenance record's `parameters` (spec/QUANTIZATION.md §9.3).
+        /// The quantize provenance record's `parameters` (spec/QUANTIZATION.md §8, §9, §12.3).
         public var parameters: [String: JSONValue]
         /// What the user should know about the result (no curvature, tensors Keras had quantized).
         public var notices: [String]
+        /// The storage of the weights that stay float (the options').
+        public var floatStorage = FloatStorage.float32
 
         /// The writer of the output file: `source`'s provenance with `record` appended, the
         /// quantized tensors and their summary in the metadata (`quantization`).
-        public func writer(source: LAQFile, record: ProvenanceRecord, includeOptimizer: Bool, floatStorage: FloatStorage) throws -> LAQWriter {
+        public func writer(source: LAQFile, record: ProvenanceRecord, includeOptimizer: Bool) throws -> LAQWriter {
             var writer = try model.laqWriter(
                 provenance: source.manifest.provenance + [record], includeOptimizer: includeOptimizer,
                 replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }), floatStorage: floatStorage)
@@ -123,6 +125,10 @@ public struct QuantizeJob {
 
     /// Quantizes `model` (as read from its file) as the options say.
     public func run(_ model: Model, events: @escaping (Event) -> Void = { _ in }) throws -> Outcome {
+        guard options.epochs >= 1, options.batch >= 1, options.statisticsBatches >= 0, options.curvatureRefresh >= 1,
+              options.validationSplit > 0, options.validationSplit < 1 else {
+            throw QuantizeError.invalidOption("epochs, batch and the curvature refresh must be positive, BatchNormalization batches not negative, the validation split in (0, 1)")
+        }
         var settings = options.settings
         var outcome: Outcome
         if options.calibrationData != nil {
@@ -168,6 +174,7 @@ public struct QuantizeJob {
         if !kerasCodes.isEmpty {
             outcome.notices.append("\(kerasCodes.count) tensor\(kerasCodes.count == 1 ? " is" : "s are") already quantized by Keras (model.quantize) and kept as they are: \(kerasCodes.prefix(4).joined(separator: ", "))\(kerasCodes.count > 4 ? ", …" : "")")
         }
+        outcome.floatStorage = options.floatStorage
         let settings = options.settings
         var parameters = outcome.parameters
         parameters["granularity"] = .string(settings.perChannel ? "per-channel" : "per-tensor")

@@ -27,14 +27,15 @@ enum ExitStatus: Int32 {
     /// bug, ``internalError``).
     static func of(_ error: any Error, in command: (any ParsableCommand)? = nil) -> ExitStatus? {
         let status = of(error)
-        // diff(1): 1 means "different", so every failure of `laq diff` is trouble, 2.
-        if command is Diff, status != nil { return .usageOrIO }
+        // diff(1): 1 means "different", so every failure of `laq diff` is trouble, 2 (a bug stays 3).
+        if command is Diff, status != nil, status != .internalError { return .usageOrIO }
         return status
     }
 
     private static func of(_ error: any Error) -> ExitStatus? {
         switch error {
-        case let error as FileError: of(error.reason) ?? .internalError
+        // A library error laq does not classify is a bug, reported as one (nil).
+        case let error as FileError: of(error.reason)
         case let error as CommandError:
             switch error {
             case .refused, .crashed: .invalidInput
@@ -87,7 +88,7 @@ enum CommandError: Error, CustomStringConvertible {
 }
 
 /// Runs `body`, reporting its errors against the file `path`. Errors that already name their file
-/// (data files, I/O) or are about the arguments pass as they are.
+/// (data files, HDF5, I/O) or are about the arguments pass as they are.
 func reading<T>(_ path: String, _ context: String? = nil, _ body: () throws -> T) throws -> T {
     do {
         return try body()
@@ -96,6 +97,8 @@ func reading<T>(_ path: String, _ context: String? = nil, _ body: () throws -> T
     } catch let error as CommandError {
         throw error
     } catch let error as DataError {
+        throw error
+    } catch let error as HDF5Error {
         throw error
     } catch let error as QuantizeError where error.isUsage {
         throw error

@@ -40,8 +40,8 @@ struct Export: ParsableCommand {
         } catch let error as ExportError {
             throw FileError(path: input, reason: error)
         } catch let error as HDF5Error {
-            // Writing the HDF5 output failed.
-            throw CommandError.io("\(output): \(error)")
+            // Writing the HDF5 output failed (the error names the file).
+            throw CommandError.io(error.description)
         }
         if json {
             try printJSON([

@@ -175,6 +175,7 @@ struct Inspect: ParsableCommand {
         } catch let error as TensorHistogram.ReferenceError {
             throw FileError(path: against ?? "", reason: error.underlying)
         } catch let error as FormatError {
+            if case .io = error { throw error }
             throw FileError(path: file, reason: error)
         }
         if json {

@@ -226,7 +226,7 @@ struct Quantize: ParsableCommand {
             parameters: .object(outcome.parameters),
             sources: [SourceFile(role: "model", file: URL(fileURLWithPath: input).lastPathComponent, sha256: SHA256.hex(file.storedSHA256), bytes: file.fileSize)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
-        var writer = try outcome.writer(source: file, record: record, includeOptimizer: keepOptimizer, floatStorage: float)
+        var writer = try outcome.writer(source: file, record: record, includeOptimizer: keepOptimizer)
         writer.options.compression = compression.policy
         try writer.write(to: output)
         let written = try LAQFile(path: output)
@@ -285,4 +285,5 @@ struct Quantize: ParsableCommand {
         for notice in outcome.notices { lines.append("notice: \(notice)") }
         lines.append("\(input) → \(output) (\(formatBytes(written.fileSize)))")
         return lines.joined(separator: "\n")
-    }}
+    }
+}

@@ -68,6 +68,10 @@ import Testing
             ["quantize", model, "-o", out, "--method", "nope", "--one-shot"],  // found in run()
             ["quantize", model, "-o", out, "--method", "late"],  // found in validate()
             ["quantize", model, "-o", out, "--method", "late", "--one-shot", "--no-such-option"],  // found by the parser
+            ["quantize", model, "-o", out, "--method", "late", "--one-shot", "--bn-batches", "4"],  // a calibration option
+            ["quantize", model, "-o", out, "--method", "late", "--one-shot", "--hessian-every", "5"],
+            ["quantize", model, "-o", out, "--method", "late", "--calib", Self.data, "--hessian-every", "0"],
+            ["quantize", model, "-o", out, "--method", "late", "--calib", Self.data, "--bn-batches", "-1"],
         ] {
             let result = try CLITests.run(arguments)
             #expect(result.status == 2, "\(arguments): \(result.stderr)")

@@ -77,6 +77,24 @@ import Testing
         #expect(plain.model.weight(named: "batch_normalization/moving_mean")!.values != mean)
     }
 
+    @Test("the curvature refresh schedule: at the first step with a v, then every R steps; R = 1 every step")
+    func refreshSchedule() {
+        // Steps are numbered by Adam's iterations before them: 0 has no v, 1 the first.
+        func refreshed(every: Int, steps: Int) -> [Int] {
+            var at: Int?
+            var result: [Int] = []
+            for iterations in 0..<steps where Calibration.refreshes(iterations: iterations, refreshedAt: at, every: every) {
+                result.append(iterations)
+                at = iterations > 0 ? iterations : nil
+            }
+            return result
+        }
+        #expect(refreshed(every: 1, steps: 6) == [0, 1, 2, 3, 4, 5])
+        #expect(refreshed(every: 5, steps: 13) == [0, 1, 6, 11])
+        // A run shorter than R still weights by the first v, not by none.
+        #expect(refreshed(every: 100, steps: 50) == [0, 1])
+    }
+
     @Test("the default learning rate: a third of the imported optimizer's, else 1e-3 / 3")
     func defaultRate() throws {
         var model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_fmnist_mlp.h5").path).model

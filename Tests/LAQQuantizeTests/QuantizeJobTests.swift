@@ -133,6 +133,8 @@ import Testing
         #expect(throws: QuantizeError.invalidOption("unknown loss 'hinge_of_nothing'")) { try QuantizeJob(options: options).run(model) }
         options.loss = nil
         options.lossOutput = "logits"
-        #expect(throws: QuantizeError.self) { try QuantizeJob(options: options).run(model) }
+        #expect(throws: QuantizeError.invalidOption("--loss-output logits: the model's only output is '\(model.outputNames.first ?? "")'")) {
+            try QuantizeJob(options: options).run(model)
+        }
     }
 }
