@@ -340,8 +340,9 @@ public struct QuantizeJob {
         return Calibration.Data(inputs: data.inputs, labels: data.labels.values, labelWidth: data.labels.values.count / samples)
     }
 
+    /// A validation result for the record; a loss that is not finite (a model computing NaN) is null.
     static func metrics(_ report: Calibration.EpochReport) -> JSONValue {
-        ["loss": .double(report.validationLoss), "accuracy": report.validationAccuracy.map { .double($0) } ?? .null]
+        ["loss": report.validationLoss.jsonNumber, "accuracy": report.validationAccuracy.map(\.jsonNumber) ?? .null]
     }
 
     /// A data file's name, SHA-256 and sample count, for the provenance (spec §4.5: base names only).

@@ -317,6 +317,10 @@ import Testing
             #expect(abs(Double(statistics["l1/moving_mean"]![channel]) - mean) < 1e-6)
             #expect(abs(Double(statistics["l1/moving_variance"]![channel]) - variance) < 1e-6)
         }
+        // 12 values per channel are fewer than a minimum of 13: the layer is left out.
+        var again = TrainingRandom(seed: 1)
+        #expect(try Backpropagation.populationStatistics(model: model, batches: 3, inputs: { [batches[$0]] }, random: &again, minimumCount: 13).isEmpty)
+        #expect(try Backpropagation.populationStatistics(model: model, batches: 3, inputs: { [batches[$0]] }, random: &again, minimumCount: 12).count == 2)
         // Without normalization layers there is nothing to estimate, after one pass.
         var passes = 0
         let none = try Backpropagation.populationStatistics(model: dense, batches: 3, inputs: { passes += 1; return [batches[$0]] }, random: &random)

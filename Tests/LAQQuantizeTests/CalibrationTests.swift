@@ -75,6 +75,13 @@ import Testing
         let plain = try Calibration(settings: settings, loss: loss).run(model, training: small, validation: validation.subset(0..<100))
         #expect(plain.statisticsBatches == 0)
         #expect(plain.model.weight(named: "batch_normalization/moving_mean")!.values != mean)
+        // 40 samples are fewer values per channel than the minimum (64): the moving averages stay.
+        settings.statisticsBatches = 32
+        let few = try Calibration(settings: settings, loss: loss).run(model, training: training.subset(0..<40), validation: validation.subset(0..<100))
+        settings.statisticsBatches = 0
+        let fewPlain = try Calibration(settings: settings, loss: loss).run(model, training: training.subset(0..<40), validation: validation.subset(0..<100))
+        #expect(few.statisticsBatches == 0)
+        #expect(few.model.weight(named: "batch_normalization/moving_mean")!.values == fewPlain.model.weight(named: "batch_normalization/moving_mean")!.values)
     }
 
     @Test("the curvature refresh schedule: at the first step with a v, then every R steps; R = 1 every step")

@@ -81,12 +81,15 @@ public struct Backpropagation {
     /// mean = Σ n·μ / N and variance = Σ n·(σ² + μ²) / N − mean² (biased, as Keras' moving
     /// variance). A layer called several times pools its calls. By weight name
     /// (`<layer>/moving_mean`, `<layer>/moving_variance`); empty for a model without such layers.
+    /// A layer that saw fewer than `minimumCount` values per channel is left out: from a few
+    /// values (a 1×1 feature map of one sample) the variance is no estimate, and a near-zero one
+    /// would amplify every other input by 1/√ε.
     ///
     /// This is what the moving statistics estimate, without their lag: after the weights change
     /// (quantized), an exponential average of momentum 0.99 needs hundreds of steps to forget
     /// the old activations, and inference normalizes with the stale ones.
     public static func populationStatistics(
-        model: Model, batches: Int, inputs: (Int) -> [Tensor], random: inout TrainingRandom
+        model: Model, batches: Int, inputs: (Int) -> [Tensor], random: inout TrainingRandom, minimumCount: Int = 1
     ) throws(EngineError) -> [String: [Float]] {
         var sums: [String: (count: Double, mean: [Double], square: [Double])] = [:]
         let workspace = Workspace()
@@ -110,7 +113,7 @@ public struct Backpropagation {
             if sums.isEmpty { break }
         }
         var statistics: [String: [Float]] = [:]
-        for (layer, sum) in sums where sum.count > 0 {
+        for (layer, sum) in sums where sum.count > 0 && sum.count >= Double(minimumCount) {
             let mean = sum.mean.map { $0 / sum.count }
             statistics["\(layer)/moving_mean"] = mean.map { Float($0) }
             statistics["\(layer)/moving_variance"] = zip(sum.square, mean).map { Float(max($0 / sum.count - $1 * $1, 0)) }
