@@ -196,7 +196,9 @@ public struct Calibration {
             d = curvature(adam, names: quantizedNames)
             refreshedAt = adam.iterations
             let quantized = quantize(model, names: quantizedNames, d: d, warm: warm)
-            let evaluated = try withStatistics(model, quantized: quantized, on: training).model
+            // Statistics the one-shot start found nothing to re-estimate for (no such layer, too
+            // few values) are not looked for again.
+            let evaluated = statisticsBatches > 0 ? try withStatistics(model, quantized: quantized, on: training).model : model
             var report = try evaluate(evaluated, quantized: quantized, on: validation, epoch: epoch)
             report.trainingLoss = total / Double(max(steps, 1))
             reports.append(report)
