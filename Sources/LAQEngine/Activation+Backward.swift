@@ -26,25 +26,10 @@ extension Activation {
             return result
         default:
             // ReLU inline; large tensors on laq's threads.
-            guard !grad.isEmpty else { return result }
-            let relu = self == .relu
-            result.withUnsafeMutableBufferPointer { out in
-                grad.withUnsafeBufferPointer { grad in
-                    z.withUnsafeBufferPointer { z in
-                        y.withUnsafeBufferPointer { y in
-                            let count = out.count
-                            let (out, grad, z, y) = (SharedPointer(out.baseAddress!), SharedPointer(grad.baseAddress!), SharedPointer(z.baseAddress!), SharedPointer(y.baseAddress!))
-                            Parallel.forEach(count, work: count) { range in
-                                let (out, grad, z, y) = (out.base, grad.base, z.base, y.base)
-                                if relu {
-                                    for i in range { out[i] = grad[i] * (z[i] > 0 ? 1 : 0) }
-                                } else {
-                                    for i in range { out[i] = grad[i] * derivative(z[i], y[i]) }
-                                }
-                            }
-                        }
-                    }
-                }
+            if self == .relu {
+                Elementwise.reluGradient(grad, preActivation: z, into: &result)
+            } else {
+                Elementwise.map(grad, z, y, into: &result) { grad, z, y in grad * derivative(z, y) }
             }
             return result
         }

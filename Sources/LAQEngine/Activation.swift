@@ -114,36 +114,12 @@ public enum Activation: Sendable, Equatable {
         switch self {
         case .linear: return
         case .softmax:
-            values.withUnsafeMutableBufferPointer { buffer in
-                guard width > 0 else { return }
-                for row in stride(from: 0, to: buffer.count, by: width) {
-                    var top = -Float.infinity
-                    for i in row..<(row + width) { top = max(top, buffer[i]) }
-                    var sum: Float = 0
-                    for i in row..<(row + width) {
-                        let e = expf(buffer[i] - top)
-                        buffer[i] = e
-                        sum += e
-                    }
-                    for i in row..<(row + width) { buffer[i] /= sum }
-                }
-            }
+            Elementwise.softmaxRows(&values, width: width)
+        case .relu:
+            // Inline, so that it vectorises; large tensors split between threads.
+            Elementwise.relu(&values)
         default:
-            // Element-wise: ReLU inline (it vectorises), other functions through `scalar`; large
-            // tensors split between threads.
-            guard !values.isEmpty else { return }
-            let (function, relu) = (scalar, self == .relu)
-            values.withUnsafeMutableBufferPointer { buffer in
-                let values = SharedPointer(buffer.baseAddress!)
-                Parallel.forEach(buffer.count, work: buffer.count) { range in
-                    let values = values.base
-                    if relu {
-                        for i in range { values[i] = max(values[i], 0) }
-                    } else {
-                        for i in range { values[i] = function(values[i]) }
-                    }
-                }
-            }
+            Elementwise.update(&values, scalar)
         }
     }
 

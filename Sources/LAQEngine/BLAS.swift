@@ -64,6 +64,36 @@ enum BLAS {
 
     enum Split { case rows, columns }
 
+    /// C = A·B (+ C when `accumulate`) on arrays: A, B and C start at `offsets` and have the
+    /// row strides and transposes of ``gemm(_:_:_:m:n:k:lda:ldb:ldc:transposeA:transposeB:accumulate:)``.
+    /// Every matrix must lie inside its array (checked).
+    static func gemm(
+        _ a: [Float], _ b: [Float], into c: inout [Float], m: Int, n: Int, k: Int, offsets: (a: Int, b: Int, c: Int) = (0, 0, 0),
+        lda: Int? = nil, ldb: Int? = nil, ldc: Int? = nil, transposeA: Bool = false, transposeB: Bool = false, accumulate: Bool = false
+    ) {
+        guard m > 0, n > 0 else { return }
+        let (lda, ldb, ldc) = (lda ?? (transposeA ? m : k), ldb ?? (transposeB ? k : n), ldc ?? n)
+        precondition(Self.fits(a.count, offsets.a, rows: transposeA ? k : m, width: transposeA ? m : k, stride: lda)
+                     && Self.fits(b.count, offsets.b, rows: transposeB ? n : k, width: transposeB ? k : n, stride: ldb)
+                     && Self.fits(c.count, offsets.c, rows: m, width: n, stride: ldc),
+                     "a \(m)×\(k) · \(k)×\(n) product outside its arrays (\(a.count), \(b.count), \(c.count) values)")
+        a.withUnsafeBufferPointer { a in
+            b.withUnsafeBufferPointer { b in
+                c.withUnsafeMutableBufferPointer { c in
+                    // An empty operand (k = 0) has no storage: any valid address serves, nothing is read.
+                    let (pa, pb) = (a.baseAddress ?? UnsafePointer(c.baseAddress!), b.baseAddress ?? UnsafePointer(c.baseAddress!))
+                    gemm(pa + offsets.a, pb + offsets.b, c.baseAddress! + offsets.c, m: m, n: n, k: k, lda: lda, ldb: ldb, ldc: ldc,
+                         transposeA: transposeA, transposeB: transposeB, accumulate: accumulate)
+                }
+            }
+        }
+    }
+
+    /// Whether `rows` rows of `width` values, `stride` apart from `offset`, lie inside `count` values.
+    private static func fits(_ count: Int, _ offset: Int, rows: Int, width: Int, stride: Int) -> Bool {
+        rows == 0 || width == 0 || (offset >= 0 && stride >= width && offset + (rows - 1) * stride + width <= count)
+    }
+
     /// How a product of m×k by k×n is shared between threads: blocks of C's rows when it has
     /// more rows than columns, else of its columns, each a multiple of 64 wide and at least 2²²
     /// multiply-adds (a block's call packs its own copy of the other operand, a cost of one

@@ -63,10 +63,8 @@ public enum Loss: Sendable, Equatable {
         let labels = hingeLabels(rawLabels)
         guard labels.count == (sparseLabels ? n : outputs.count) else { return [Float](repeating: .nan, count: n) }
         // No array per sample: rows are read in place.
-        return outputs.withUnsafeBufferPointer { all in
-            (0..<n).map { sample in
-                sampleLoss(UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)]), sample: sample, labels: labels, width: width)
-            }
+        return (0..<n).map { sample in
+            sampleLoss(outputs[(sample * width)..<((sample + 1) * width)], sample: sample, labels: labels, width: width)
         }
     }
 
@@ -76,25 +74,23 @@ public enum Loss: Sendable, Equatable {
         let n = width == 0 ? 0 : outputs.count / width
         let labels = hingeLabels(rawLabels)
         guard labels.count == (sparseLabels ? n : outputs.count) else { return n == 0 ? 0 : .nan }
-        return outputs.withUnsafeBufferPointer { all in
-            var total = 0.0
-            for sample in 0..<n {
-                total += Double(sampleLoss(UnsafeBufferPointer(rebasing: all[(sample * width)..<((sample + 1) * width)]), sample: sample,
-                                           labels: labels, width: width))
-            }
-            return total / Double(max(n, 1))
+        var total = 0.0
+        for sample in 0..<n {
+            total += Double(sampleLoss(outputs[(sample * width)..<((sample + 1) * width)], sample: sample, labels: labels, width: width))
         }
+        return total / Double(max(n, 1))
     }
 
-    /// The loss of sample `sample`, whose outputs are `row`.
-    private func sampleLoss(_ row: UnsafeBufferPointer<Float>, sample: Int, labels: [Float], width: Int) -> Float {
+    /// The loss of sample `sample`, whose outputs are `outputs` (a row of `width` values).
+    private func sampleLoss(_ outputs: ArraySlice<Float>, sample: Int, labels: [Float], width: Int) -> Float {
+        let row = Row(values: outputs)
         switch self {
         case let .sparseCategoricalCrossentropy(fromLogits):
             guard let target = Int(exactly: labels[sample]), (0..<width).contains(target) else { return .nan }
-            let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+            let normalizer = Self.normalizer(outputs, fromLogits: fromLogits)
             return -Self.logProbability(row[target], normalizer: normalizer, fromLogits: fromLogits)
         case let .categoricalCrossentropy(fromLogits):
-            let normalizer = Self.normalizer(row, fromLogits: fromLogits)
+            let normalizer = Self.normalizer(outputs, fromLogits: fromLogits)
             var total: Float = 0
             for j in 0..<width {
                 total += labels[sample * width + j] * Self.logProbability(row[j], normalizer: normalizer, fromLogits: fromLogits)
@@ -132,7 +128,7 @@ public enum Loss: Sendable, Equatable {
 
     /// What a row's log-probabilities are taken against: log Σ_j e^(x_j − max) + max for logits
     /// (log-softmax), Σ_j p_j for probabilities (Keras renormalises; 1 when the sum is 0).
-    static func normalizer(_ row: UnsafeBufferPointer<Float>, fromLogits: Bool) -> Float {
+    static func normalizer(_ row: ArraySlice<Float>, fromLogits: Bool) -> Float {
         if fromLogits {
             var top = row.first ?? 0
             for value in row where value > top { top = value }
@@ -218,4 +214,10 @@ extension Evaluation {
         if let topK { object["top_k"] = ["k": .int(Int64(topK.k)), "accuracy": .double(topK.accuracy)] }
         return .object(object)
     }
+}
+
+/// A row of a batch's outputs, indexed from 0.
+private struct Row {
+    let values: ArraySlice<Float>
+    subscript(_ j: Int) -> Float { values[values.startIndex + j] }
 }

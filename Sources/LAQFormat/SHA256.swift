@@ -1,4 +1,5 @@
 import CCrypto
+import Foundation
 
 /// SHA-256 through OpenSSL's libcrypto (SHA-NI accelerated where the CPU has it).
 /// The one place LAQFormat calls libcrypto.
@@ -41,7 +42,12 @@ public final class SHA256 {
     /// The hex digest of the file at `path`, read through a memory map; nil when it cannot be read.
     public static func hexDigest(ofFile path: String) -> String? {
         guard let bytes = try? InputFile.map(path) else { return nil }
-        return hex(bytes.withUnsafeBytes { hash($0) })
+        return hexDigest(of: bytes)
+    }
+
+    /// The hex digest of `bytes`.
+    public static func hexDigest(of bytes: Data) -> String {
+        hex(bytes.withUnsafeBytes { hash($0) })
     }
 
     public static func hex(_ digest: [UInt8]) -> String {

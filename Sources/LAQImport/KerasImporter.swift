@@ -44,7 +44,7 @@ public struct KerasImporter: Sendable {
         do { data = try InputFile.map(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
         // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
         // long as reading every weight); sniff it here.
-        let digest = BackgroundValue { data.withUnsafeBytes { SHA256.hex(SHA256.hash($0)) } }
+        let digest = BackgroundValue { SHA256.hexDigest(of: data) }
         // Joined on every path: a caller that exits on an error must not tear down OpenSSL while
         // the hash still runs.
         defer { _ = digest.wait() }

@@ -370,6 +370,22 @@ enum KernelMatrix: Sendable {
         }
     }
 
+    /// The same product on arrays: A from `offsets.a`, C from `offsets.c` (row stride N), both
+    /// inside their arrays (checked).
+    func multiply(_ a: [Float], lda: Int? = nil, m: Int, k: Int, n: Int, into c: inout [Float], offsets: (a: Int, c: Int) = (0, 0),
+                  accumulate: Bool = false) {
+        guard m > 0, n > 0 else { return }
+        let lda = lda ?? k
+        precondition(offsets.a >= 0 && offsets.c >= 0 && lda >= k && (k == 0 || offsets.a + (m - 1) * lda + k <= a.count)
+                     && offsets.c + m * n <= c.count, "a \(m)×\(k) · \(k)×\(n) product outside its arrays (\(a.count), \(c.count) values)")
+        a.withUnsafeBufferPointer { a in
+            c.withUnsafeMutableBufferPointer { c in
+                let pa = a.baseAddress ?? UnsafePointer(c.baseAddress!)
+                multiply(pa + offsets.a, lda: lda, m: m, k: k, n: n, into: c.baseAddress! + offsets.c, accumulate: accumulate)
+            }
+        }
+    }
+
     var count: Int {
         switch self {
         case let .dense(values): values.count
@@ -427,10 +443,6 @@ public struct MatrixKernel: Sendable {
     /// C = A·W for A of `m` rows; `c` must hold m×columns values.
     public func multiply(_ a: [Float], m: Int, into c: inout [Float]) {
         precondition(a.count == m * rows && c.count == m * columns)
-        a.withUnsafeBufferPointer { a in
-            c.withUnsafeMutableBufferPointer { c in
-                matrix.multiply(a.baseAddress!, m: m, k: rows, n: columns, into: c.baseAddress!)
-            }
-        }
+        matrix.multiply(a, m: m, k: rows, n: columns, into: &c)
     }
 }

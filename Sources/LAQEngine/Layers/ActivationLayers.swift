@@ -81,15 +81,7 @@ struct ActivationOp: Op {
             // max(x, 0) as Activation.apply computes it, in one pass from x into a new buffer.
             var y = Matrix.uninitialized(x.count, workspace: workspace)
             guard !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
-            x.data.withUnsafeBufferPointer { input in
-                y.withUnsafeMutableBufferPointer { output in
-                    let count = output.count
-                    let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
-                    Parallel.forEach(count, work: count) { range in
-                        for i in range { output.base[i] = max(input.base[i], 0) }
-                    }
-                }
-            }
+            Elementwise.relu(x.data, into: &y)
             return Tensor(shape: x.shape, data: y)
         case let .function(activation):
             var y = x
@@ -102,18 +94,9 @@ struct ActivationOp: Op {
             let ceiling = maxValue ?? .infinity
             var y = Matrix.uninitialized(x.count, workspace: workspace)
             guard !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
-            x.data.withUnsafeBufferPointer { input in
-                y.withUnsafeMutableBufferPointer { output in
-                    let count = output.count
-                    let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
-                    Parallel.forEach(count, work: count) { range in
-                        for i in range {
-                            let value = input.base[i]
-                            let y = value >= threshold ? value : slope * (value - threshold)
-                            output.base[i] = y > ceiling ? ceiling : y
-                        }
-                    }
-                }
+            Elementwise.map(x.data, into: &y) { value in
+                let y = value >= threshold ? value : slope * (value - threshold)
+                return y > ceiling ? ceiling : y
             }
             return Tensor(shape: x.shape, data: y)
         }
@@ -134,14 +117,8 @@ extension ActivationOp: TrainableOp {
                                      workspace: workspace)
         case let .relu(maxValue, slope, threshold):
             dz = workspace.floats(x.count)
-            dz.withUnsafeMutableBufferPointer { dz in
-                gradOutput.data.withUnsafeBufferPointer { gradient in
-                    x.withUnsafeBufferPointer { x in
-                        for i in dz.indices {
-                            if let maxValue, x[i] >= maxValue { dz[i] = 0 } else if x[i] < threshold { dz[i] = gradient[i] * slope } else { dz[i] = gradient[i] }
-                        }
-                    }
-                }
+            Elementwise.map(gradOutput.data, x, into: &dz) { gradient, x in
+                if let maxValue, x >= maxValue { 0 } else if x < threshold { gradient * slope } else { gradient }
             }
         }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dz)], weights: [:])

@@ -118,22 +118,7 @@ struct BatchNormalizationOp: Op {
         // y = x·scale + shift per channel, rows split between threads.
         var y = Matrix.uninitialized(x.count, workspace: workspace)
         guard channels > 0, !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
-        x.data.withUnsafeBufferPointer { input in
-            y.withUnsafeMutableBufferPointer { output in
-                scale.withUnsafeBufferPointer { scale in
-                    shift.withUnsafeBufferPointer { shift in
-                        let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
-                        let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
-                        Parallel.forEach(x.count / channels, work: x.count) { rows in
-                            for row in rows {
-                                let (from, to) = (input.base + row * channels, output.base + row * channels)
-                                for c in 0..<channels { to[c] = from[c] * scale.base[c] + shift.base[c] }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        Elementwise.scaleShift(x.data, scale: scale, shift: shift, into: &y)
         return Tensor(shape: x.shape, data: y)
     }
 }

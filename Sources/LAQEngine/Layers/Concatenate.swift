@@ -70,13 +70,11 @@ struct ConcatenateOp: Op {
         let outer = tensors[0].shape[..<axis].reduce(1, *)
         let widths = tensors.map { $0.shape[axis...].reduce(1, *) }
         var output = Matrix.uninitialized(tensors.reduce(0) { $0 + $1.count }, workspace: workspace)  // every element written below
-        output.withUnsafeMutableBufferPointer { output in
-            var offset = 0
-            for o in 0..<outer {
-                for (tensor, width) in zip(tensors, widths) where width > 0 {
-                    tensor.data.withUnsafeBufferPointer { (output.baseAddress! + offset).update(from: $0.baseAddress! + o * width, count: width) }
-                    offset += width
-                }
+        var offset = 0
+        for o in 0..<outer {
+            for (tensor, width) in zip(tensors, widths) where width > 0 {
+                Matrix.copy(tensor.data, from: o * width, into: &output, at: offset, count: width)
+                offset += width
             }
         }
         var shape = tensors[0].shape

@@ -150,13 +150,8 @@ struct ConvolutionOp: Op {
             ? Matrix.uninitialized(count, workspace: workspace) : Matrix.zeros(count, workspace: workspace)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
         // Samples are independent: split between threads for a large batch.
-        x.data.withUnsafeBufferPointer { input in
-            columns.withUnsafeMutableBufferPointer { out in
-                let (input, out) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!))
-                Parallel.forEach(g.batch, work: count) { images in
-                    forEachRun(g, images: images) { column, source, count in (out.base + column).update(from: input.base + source, count: count) }
-                }
-            }
+        Runs.copy(from: x.data, into: &columns, items: g.batch, work: count) { images, emit in
+            forEachRun(g, images: images) { column, source, count in emit(column, source, count, 1) }
         }
         return columns
     }
@@ -174,11 +169,7 @@ struct ConvolutionOp: Op {
         let positions = g.batch * rows.output * cols.output
         let columns = self.columns(x, g, workspace: workspace)
         var output = Matrix.startingWithBias(bias, rows: positions, width: filters, workspace: workspace)
-        columns.withUnsafeBufferPointer { a in
-            output.withUnsafeMutableBufferPointer { c in
-                kernelMatrix.multiply(a.baseAddress!, m: positions, k: patch, n: filters, into: c.baseAddress!, accumulate: bias != nil)
-            }
-        }
+        kernelMatrix.multiply(columns, m: positions, k: patch, n: filters, into: &output, accumulate: bias != nil)
         let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
         return (Tensor(shape: shape, data: output), columns)
     }
@@ -208,18 +199,9 @@ extension ConvolutionOp: TrainableOp {
         defer { workspace.recycle(&dColumns) }
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = workspace.zeros(x.count)
-        if !dx.isEmpty, !dColumns.isEmpty {
-            dx.withUnsafeMutableBufferPointer { out in
-                dColumns.withUnsafeBufferPointer { columns in
-                    // Samples scatter into disjoint parts of dx: split between threads for a large batch.
-                    let (out, columns) = (SharedPointer(out.baseAddress!), SharedPointer(columns.baseAddress!))
-                    Parallel.forEach(g.batch, work: dColumns.count) { images in
-                        forEachRun(g, images: images) { column, target, count in
-                            for c in 0..<count { out.base[target + c] += columns.base[column + c] }
-                        }
-                    }
-                }
-            }
+        // Samples scatter into disjoint parts of dx: split between threads for a large batch.
+        Runs.accumulate(from: dColumns, into: &dx, items: g.batch, work: dColumns.count) { images, emit in
+            forEachRun(g, images: images) { column, target, count in emit(target, column, count, 1) }
         }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }

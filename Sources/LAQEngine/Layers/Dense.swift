@@ -139,11 +139,7 @@ struct DenseOp: Op {
         guard x.lastDimension == inputs else { throw .shape(layer: name, reason: "input has \(x.lastDimension) features, kernel expects \(inputs)") }
         let rows = x.shape.dropLast().reduce(1, *)
         var output = Matrix.startingWithBias(bias, rows: rows, width: units, workspace: workspace)
-        x.data.withUnsafeBufferPointer { a in
-            output.withUnsafeMutableBufferPointer { c in
-                kernelMatrix.multiply(a.baseAddress!, m: rows, k: inputs, n: units, into: c.baseAddress!, accumulate: bias != nil)
-            }
-        }
+        kernelMatrix.multiply(x.data, m: rows, k: inputs, n: units, into: &output, accumulate: bias != nil)
         return Tensor(shape: Array(x.shape.dropLast()) + [units], data: output)
     }
 }

@@ -1,4 +1,3 @@
-import CLAQKernels
 import Foundation
 import LAQFormat
 
@@ -89,25 +88,10 @@ struct DepthwiseOp: Op {
         var output = Matrix.uninitialized(positions * outChannels, workspace: workspace)
         guard !output.isEmpty else { return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output) }
         // Output rows are independent: split between threads (laq_depthwise_conv2d).
-        x.data.withUnsafeBufferPointer { input in
-            kernel.withUnsafeBufferPointer { kernel in
-                output.withUnsafeMutableBufferPointer { out in
-                    let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
-                    let (kernelSize, strides, dilation, multiplier) = (kernelSize, strides, dilation, multiplier)
-                    let taps = kernelSize[0] * kernelSize[1]
-                    Parallel.forEach(g.batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
-                        laq_depthwise_conv2d(input.base, g.height, g.width, g.channels, kernel.base, kernelSize[0], kernelSize[1], multiplier,
-                                             strides[0], strides[1], dilation[0], dilation[1], rows.padBefore, cols.padBefore,
-                                             rows.output, cols.output, out.base, range.lowerBound, range.upperBound, CPU.isa)
-                    }
-                }
-            }
-        }
-        if let bias {
-            output.withUnsafeMutableBufferPointer { out in
-                for position in 0..<positions { for k in 0..<outChannels { out[position * outChannels + k] += bias[k] } }
-            }
-        }
+        WindowKernels.depthwise(x.data, batch: g.batch, height: g.height, width: g.width, channels: g.channels, kernel: kernel,
+                                kernelSize: (kernelSize[0], kernelSize[1]), multiplier: multiplier, strides: (strides[0], strides[1]),
+                                dilation: (dilation[0], dilation[1]), rows: rows, cols: cols, into: &output)
+        if let bias { Elementwise.addRows(bias, to: &output) }
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }
 }

@@ -64,25 +64,14 @@ struct DropoutOp: TrainableOp {
         } else {
             for i in mask.indices { mask[i] = random.uniform() >= rate ? scale : 0 }
         }
-        multiply(x.data, mask, into: &y)
+        Elementwise.combine(x.data, mask, into: &y, .multiply)
         return ForwardRecord(inputs: inputs, output: Tensor(shape: x.shape, data: y), extra: mask)
     }
 
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         guard !record.extra.isEmpty else { return LayerGradients(inputs: [gradOutput], weights: [:]) }
         var grad = workspace.floats(gradOutput.count)
-        multiply(gradOutput.data, record.extra, into: &grad)
+        Elementwise.combine(gradOutput.data, record.extra, into: &grad, .multiply)
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: grad)], weights: [:])
-    }
-
-    /// out[i] = a[i]·b[i].
-    private func multiply(_ a: [Float], _ b: [Float], into out: inout [Float]) {
-        out.withUnsafeMutableBufferPointer { out in
-            a.withUnsafeBufferPointer { a in
-                b.withUnsafeBufferPointer { b in
-                    for i in out.indices { out[i] = a[i] * b[i] }
-                }
-            }
-        }
     }
 }

@@ -183,13 +183,7 @@ struct LinearMap: Sendable {
             if bias == nil { for i in y.indices { y[i] = 0 } }
             return y
         }
-        x.withUnsafeBufferPointer { a in
-            kernel.withUnsafeBufferPointer { b in
-                y.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: rows, n: n, k: k, accumulate: bias != nil)
-                }
-            }
-        }
+        BLAS.gemm(x, kernel, into: &y, m: rows, n: n, k: k, accumulate: bias != nil)
         return y
     }
 

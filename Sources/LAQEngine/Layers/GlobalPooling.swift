@@ -47,7 +47,7 @@ struct GlobalPoolingOp: Op {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let positions = g.height * g.width
         var output = Matrix.uninitialized(g.batch * g.channels, workspace: workspace)
-        output.withUnsafeMutableBufferPointer { $0.update(repeating: average ? 0 : -.infinity) }
+        Matrix.fill(&output, with: average ? 0 : -.infinity)
         for n in 0..<g.batch {
             for p in 0..<positions {
                 let base = (n * positions + p) * g.channels

@@ -221,13 +221,7 @@ struct KerasQuantizedProduct: Sendable {
         guard let (codes, scales, quantizer) = scaled, let quantizer else {
             // A grouped kernel: x·K. Weights only: the float inputs times the codes, divided by s.
             let kernel = scaled == nil ? dequantized : floatCodes
-            x.withUnsafeBufferPointer { a in
-                kernel.withUnsafeBufferPointer { b in
-                    output.withUnsafeMutableBufferPointer { c in
-                        BLAS.gemm(a.baseAddress!, b.baseAddress!, c.baseAddress!, m: rows, n: units, k: inputs)
-                    }
-                }
-            }
+            BLAS.gemm(x, kernel, into: &output, m: rows, n: units, k: inputs)
             if let scales = scaled?.scales { for index in output.indices { output[index] /= scales[index % units] } }
             return output
         }
@@ -247,14 +241,9 @@ struct KerasQuantizedProduct: Sendable {
                 quantized[i] = Int32(min(max((x[base + i] * scale).rounded(.toNearestOrEven), -quantizer.range), quantizer.range))
             }
             for j in 0..<units { sums[j] = 0 }
-            codes.withUnsafeBufferPointer { codes in
-                sums.withUnsafeMutableBufferPointer { sums in
-                    for i in 0..<inputs where quantized[i] != 0 {
-                        let q = quantized[i]
-                        let kernelRow = codes.baseAddress! + i * units
-                        for j in 0..<units { sums[j] &+= q &* Int32(kernelRow[j]) }
-                    }
-                }
+            for i in 0..<inputs where quantized[i] != 0 {
+                let q = quantized[i]
+                for j in 0..<units { sums[j] &+= q &* Int32(codes[i * units + j]) }
             }
             for j in 0..<units { output[row * units + j] = Float(sums[j]) / (scale * scales[j]) }
         }

@@ -50,23 +50,7 @@ struct LayerNormalizationOp: Op {
             throw .shape(layer: name, reason: "input has \(width) features, gamma/beta \(gamma?.count ?? beta?.count ?? 0)")
         }
         x.data = Matrix.copy(x.data, workspace: workspace)
-        x.data.withUnsafeMutableBufferPointer { buffer in
-            for row in stride(from: 0, to: buffer.count, by: max(width, 1)) {
-                var mean: Float = 0
-                for i in row..<(row + width) { mean += buffer[i] }
-                mean /= Float(width)
-                var variance: Float = 0
-                for i in row..<(row + width) { variance += (buffer[i] - mean) * (buffer[i] - mean) }
-                variance /= Float(width)
-                let inverse = 1 / (variance + epsilon).squareRoot()
-                for j in 0..<width {
-                    var value = (buffer[row + j] - mean) * inverse
-                    if let gamma { value *= gamma[j] }
-                    if let beta { value += beta[j] }
-                    buffer[row + j] = value
-                }
-            }
-        }
+        Elementwise.normalizeRows(&x.data, width: width, gamma: gamma, beta: beta, epsilon: epsilon)
         return x
     }
 }

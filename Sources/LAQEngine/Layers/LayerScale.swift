@@ -40,9 +40,7 @@ struct LayerScaleOp: Op, TrainableOp {
         guard x.lastDimension == gamma.count else { throw .shape(layer: name, reason: "input has \(x.lastDimension) channels, gamma \(gamma.count)") }
         x.data = Matrix.copy(x.data, workspace: workspace)
         let (gamma, width) = (self.gamma, gamma.count)
-        x.data.withUnsafeMutableBufferPointer { data in
-            for i in data.indices { data[i] *= gamma[i % width] }
-        }
+        for i in x.data.indices { x.data[i] *= gamma[i % width] }
         return x
     }
 

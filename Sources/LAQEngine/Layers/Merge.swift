@@ -92,11 +92,7 @@ struct MergeOp: Op, TrainableOp {
         }
         for other in tensors.dropFirst() {
             if other.shape == shape {
-                result.withUnsafeMutableBufferPointer { out in
-                    other.data.withUnsafeBufferPointer { x in
-                        for i in out.indices { out[i] = combine(out[i], x[i]) }
-                    }
-                }
+                combine(nil, other.data, into: &result)
             } else {
                 let data = other.data
                 Broadcast.forEach(shape, strides: [Broadcast.strides(of: other.shape, in: shape)]) { i, offsets in
@@ -115,25 +111,11 @@ struct MergeOp: Op, TrainableOp {
     /// threads; the kind is chosen outside the loops, so that they vectorise.
     private func combine(_ a: [Float]?, _ b: [Float], into out: inout [Float]) {
         let kind = self.kind
-        guard !out.isEmpty else { return }
-        out.withUnsafeMutableBufferPointer { out in
-            b.withUnsafeBufferPointer { b in
-                (a ?? []).withUnsafeBufferPointer { a in
-                    let count = out.count
-                    let output = SharedPointer(out.baseAddress!), second = SharedPointer(b.baseAddress!)
-                    // An empty array's buffer may have an address: only a's own values count.
-                    let first = a.isEmpty ? output : SharedPointer(a.baseAddress!)
-                    Parallel.forEach(count, work: count) { range in
-                        let (a, b, out) = (first.base, second.base, output.base)
-                        switch kind {
-                        case .add, .average: for i in range { out[i] = a[i] + b[i] }
-                        case .subtract: for i in range { out[i] = a[i] - b[i] }
-                        case .multiply: for i in range { out[i] = a[i] * b[i] }
-                        default: for i in range { out[i] = Self.combine(kind, a[i], b[i]) }
-                        }
-                    }
-                }
-            }
+        switch kind {
+        case .add, .average: Elementwise.combine(a, b, into: &out, .add)
+        case .subtract: Elementwise.combine(a, b, into: &out, .subtract)
+        case .multiply: Elementwise.combine(a, b, into: &out, .multiply)
+        default: Elementwise.map(a, b, into: &out) { Self.combine(kind, $0, $1) }
         }
     }
 

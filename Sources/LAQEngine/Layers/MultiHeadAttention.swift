@@ -306,7 +306,7 @@ struct AttentionOp: Op {
         return allowed
     }
 
-    func run(_ inputs: [Tensor], masks: [Tensor?], random: UnsafeMutablePointer<TrainingRandom>?, workspace: Workspace?) throws(EngineError) -> Activations {
+    func run(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom?, workspace: Workspace?) throws(EngineError) -> Activations {
         let (queryInput, valueInput, keyInput, sizes) = try operands(inputs)
         let (batch, t, s) = (sizes.batch, sizes.t, sizes.s)
         _ = try count(batch, heads, t, s)
@@ -314,94 +314,36 @@ struct AttentionOp: Op {
         let q = try query.apply(queryInput.data, rows: batch * t, workspace: workspace)
         let k = try key.apply(keyInput.data, rows: batch * s, workspace: workspace)
         let v = try value.apply(valueInput.data, rows: batch * s, workspace: workspace)
-        let (qk, vk) = (heads * keyDim, heads * valueDim)
-        let scale = 1 / Float(keyDim).squareRoot()
+        let vk = heads * valueDim
         var weights = Matrix.uninitialized(batch * heads * t * s, workspace: workspace)
         var keep: [Float] = []
-        if let random, dropout > 0 {
+        if random != nil, dropout > 0 {
             keep = Matrix.uninitialized(weights.count, workspace: workspace)
             let factor = 1 / (1 - dropout)
-            for i in keep.indices { keep[i] = random.pointee.uniform() >= dropout ? factor : 0 }
+            for i in keep.indices { keep[i] = random!.uniform() >= dropout ? factor : 0 }
         }
         var o = Matrix.uninitialized(batch * t * vk, workspace: workspace)
         guard t > 0, s > 0 else {
-            for i in o.indices { o[i] = 0 }
+            Matrix.fill(&o, with: 0)
             let y = try output.apply(o, rows: batch * t, workspace: workspace)
             return Activations(sizes: sizes, q: q, k: k, v: v, weights: weights, keep: keep, o: o, y: Tensor(shape: [batch, t] + outputs, data: y))
         }
         var dropped = keep.isEmpty ? [] : Matrix.uninitialized(weights.count, workspace: workspace)
         defer { if let workspace, !dropped.isEmpty { workspace.recycle(&dropped) } }
-        q.withUnsafeBufferPointer { q in
-            k.withUnsafeBufferPointer { k in
-                v.withUnsafeBufferPointer { v in
-                    weights.withUnsafeMutableBufferPointer { w in
-                        dropped.withUnsafeMutableBufferPointer { dropped in
-                            o.withUnsafeMutableBufferPointer { o in
-                                for b in 0..<batch {
-                                    for n in 0..<heads {
-                                        let block = w.baseAddress! + (b * heads + n) * t * s
-                                        // Scores Q·Kᵀ (T × S) of this head: rows strided by N·H.
-                                        BLAS.gemm(q.baseAddress! + b * t * qk + n * keyDim, k.baseAddress! + b * s * qk + n * keyDim, block,
-                                                  m: t, n: s, k: keyDim, lda: qk, ldb: qk, transposeB: true)
-                                        Self.softmax(block, rows: t, width: s, scale: scale, allowed: allowed.map { ($0, b * t * s) }, zeroesEmptyRows: zeroesEmptyRows,
-                                                     additive: additiveMask)
-                                        var used = UnsafePointer(block)
-                                        if !keep.isEmpty {
-                                            let target = dropped.baseAddress! + (b * heads + n) * t * s
-                                            keep.withUnsafeBufferPointer { keep in
-                                                let flags = keep.baseAddress! + (b * heads + n) * t * s
-                                                for i in 0..<(t * s) { target[i] = block[i] * flags[i] }
-                                            }
-                                            used = UnsafePointer(target)
-                                        }
-                                        BLAS.gemm(used, v.baseAddress! + b * s * vk + n * valueDim, o.baseAddress! + b * t * vk + n * valueDim,
-                                                  m: t, n: valueDim, k: s, ldb: vk, ldc: vk)
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        AttentionKernels.forward(q: q, k: k, v: v, sizes: kernelSizes(sizes), softmax: softmax(allowed), keep: keep,
+                                 weights: &weights, dropped: &dropped, o: &o)
         let y = try output.apply(o, rows: batch * t, workspace: workspace)
         return Activations(sizes: sizes, q: q, k: k, v: v, weights: weights, keep: keep, o: o, y: Tensor(shape: [batch, t] + outputs, data: y))
     }
 
-    /// Row-wise softmax of `scale`·scores in place; positions not allowed get weight 0, and a
-    /// row with none allowed uniform weights 1/width (Keras' −1e9 scores) or zeros.
-    static func softmax(_ block: UnsafeMutablePointer<Float>, rows: Int, width: Int, scale: Float, allowed: ([UInt8], Int)?, zeroesEmptyRows: Bool,
-                        additive: Bool) {
-        for r in 0..<rows {
-            let row = block + r * width
-            @inline(__always) func ok(_ j: Int) -> Bool { allowed.map { $0.0[$0.1 + r * width + j] != 0 } ?? true }
-            var largest = -Float.infinity
-            var any = false
-            for j in 0..<width {
-                row[j] *= scale
-                if ok(j) {
-                    any = true
-                    largest = max(largest, row[j])
-                }
-            }
-            if !any, !additive {
-                let weight: Float = zeroesEmptyRows ? 0 : 1 / Float(width)
-                for j in 0..<width { row[j] = weight }
-                continue
-            }
-            if !any {
-                for j in 0..<width { row[j] += -1e9 }
-                largest = (0..<width).map { row[$0] }.max() ?? 0
-            }
-            var sum: Float = 0
-            for j in 0..<width {
-                let e = ok(j) || !any ? expf(row[j] - largest) : 0
-                row[j] = e
-                sum += e
-            }
-            let inverse = 1 / sum
-            for j in 0..<width { row[j] *= inverse }
-        }
+    /// The sizes of the attention kernels.
+    func kernelSizes(_ sizes: Sizes) -> AttentionKernels.Sizes {
+        AttentionKernels.Sizes(batch: sizes.batch, heads: heads, t: sizes.t, s: sizes.s, keyDim: keyDim, valueDim: valueDim)
+    }
+
+    /// How scores become weights: scaled by 1/√H, masked where `allowed` says.
+    func softmax(_ allowed: [UInt8]?) -> AttentionKernels.Softmax {
+        AttentionKernels.Softmax(scale: 1 / Float(keyDim).squareRoot(), allowed: allowed, zeroesEmptyRows: zeroesEmptyRows, additive: additiveMask)
     }
 
     func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
@@ -409,7 +351,8 @@ struct AttentionOp: Op {
     }
 
     func forward(_ inputs: [Tensor], masks: [Tensor?], workspace: Workspace?) throws(EngineError) -> Tensor {
-        try run(inputs, masks: masks, random: nil, workspace: workspace).y
+        var random: TrainingRandom? = nil
+        return try run(inputs, masks: masks, random: &random, workspace: workspace).y
     }
 }
 
@@ -421,9 +364,9 @@ extension AttentionOp: TrainableOp {
     /// The record keeps q, k, v, the weights and the heads' outputs in `parts[0].inputs`, the
     /// dropout flags in `extra`.
     func forwardTraining(_ inputs: [Tensor], masks: [Tensor?], random: inout TrainingRandom, workspace: Workspace) throws(EngineError) -> ForwardRecord {
-        let state = try withUnsafeMutablePointer(to: &random) { pointer throws(EngineError) in
-            try run(inputs, masks: masks, random: pointer, workspace: workspace)
-        }
+        var generator: TrainingRandom? = random
+        let state = try run(inputs, masks: masks, random: &generator, workspace: workspace)
+        random = generator!
         let parts = [state.q, state.k, state.v, state.weights, state.o].map { Tensor(shape: [$0.count], data: $0) }
         var record = ForwardRecord(inputs: inputs, output: state.y, extra: state.keep, parts: [ForwardRecord(inputs: parts, output: state.y)])
         record.masks = masks
@@ -437,9 +380,6 @@ extension AttentionOp: TrainableOp {
         let (q, k, v, weights, o) = (saved[0].data, saved[1].data, saved[2].data, saved[3].data, saved[4].data)
         let keep = record.extra
         let allowed = try allowed(record.inputs, masks: record.masks, sizes: sizes)
-        let (qk, vk) = (heads * keyDim, heads * valueDim)
-        let scale = 1 / Float(keyDim).squareRoot()
-
         let out = output.backward(gradOutput.data, x: o, rows: batch * t, input: true, workspace: workspace)
         let dO = out.dx!
         var dQ = Matrix.zeros(q.count, workspace: workspace)
@@ -451,64 +391,8 @@ extension AttentionOp: TrainableOp {
             workspace.recycle(&dP)
             if !used.isEmpty { workspace.recycle(&used) }
         }
-        if t > 0, s > 0 {
-            dO.withUnsafeBufferPointer { dO in
-                q.withUnsafeBufferPointer { q in
-                    k.withUnsafeBufferPointer { k in
-                        v.withUnsafeBufferPointer { v in
-                            weights.withUnsafeBufferPointer { w in
-                                dP.withUnsafeMutableBufferPointer { dP in
-                                    used.withUnsafeMutableBufferPointer { used in
-                                        dQ.withUnsafeMutableBufferPointer { dQ in
-                                            dK.withUnsafeMutableBufferPointer { dK in
-                                                dV.withUnsafeMutableBufferPointer { dV in
-                                                    for b in 0..<batch {
-                                                        for n in 0..<heads {
-                                                            let offset = (b * heads + n) * t * s
-                                                            let p = w.baseAddress! + offset
-                                                            let dOHead = dO.baseAddress! + b * t * vk + n * valueDim
-                                                            var applied = p
-                                                            if !keep.isEmpty {
-                                                                for i in 0..<(t * s) { used[i] = p[i] * keep[offset + i] }
-                                                                applied = UnsafePointer(used.baseAddress!)
-                                                            }
-                                                            // dV = (dropout(P))ᵀ·dO;  d(dropout(P)) = dO·Vᵀ.
-                                                            BLAS.gemm(applied, dOHead, dV.baseAddress! + b * s * vk + n * valueDim,
-                                                                      m: s, n: valueDim, k: t, ldb: vk, ldc: vk, transposeA: true)
-                                                            BLAS.gemm(dOHead, v.baseAddress! + b * s * vk + n * valueDim, dP.baseAddress!,
-                                                                      m: t, n: s, k: valueDim, lda: vk, ldb: vk, transposeB: true)
-                                                            if !keep.isEmpty { for i in 0..<(t * s) { dP[i] *= keep[offset + i] } }
-                                                            // Softmax: dZ = P ⊙ (dP − Σ_s P·dP), times the score scale; nothing
-                                                            // flows to positions that were not allowed (their score was a constant).
-                                                            for r in 0..<t {
-                                                                var dot: Float = 0
-                                                                for j in 0..<s { dot += p[r * s + j] * dP[r * s + j] }
-                                                                // tf.keras' additive mask: a row with nothing allowed is a
-                                                                // softmax of shifted scores, which passes gradients.
-                                                                let shifted = additiveMask && allowed.map { a in (0..<s).allSatisfy { a[(b * t + r) * s + $0] == 0 } } ?? false
-                                                                for j in 0..<s {
-                                                                    let ok = shifted || (allowed.map { $0[(b * t + r) * s + j] != 0 } ?? true)
-                                                                    dP[r * s + j] = ok ? p[r * s + j] * (dP[r * s + j] - dot) * scale : 0
-                                                                }
-                                                            }
-                                                            // dQ = dZ·K, dK = dZᵀ·Q.
-                                                            BLAS.gemm(dP.baseAddress!, k.baseAddress! + b * s * qk + n * keyDim, dQ.baseAddress! + b * t * qk + n * keyDim,
-                                                                      m: t, n: keyDim, k: s, ldb: qk, ldc: qk)
-                                                            BLAS.gemm(dP.baseAddress!, q.baseAddress! + b * t * qk + n * keyDim, dK.baseAddress! + b * s * qk + n * keyDim,
-                                                                      m: s, n: keyDim, k: t, ldb: qk, ldc: qk, transposeA: true)
-                                                        }
-                                                    }
-                                                }
-                                            }
-                                        }
-                                    }
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        AttentionKernels.backward(dO: dO, q: q, k: k, v: v, weights: weights, keep: keep, sizes: kernelSizes(sizes), softmax: softmax(allowed),
+                                  dP: &dP, used: &used, dQ: &dQ, dK: &dK, dV: &dV)
         let need = record.inputsNeedGradients
         let dq = query.backward(dQ, x: queryInput.data, rows: batch * t, input: need, workspace: workspace)
         let dk = key.backward(dK, x: keyInput.data, rows: batch * s, input: need, workspace: workspace)

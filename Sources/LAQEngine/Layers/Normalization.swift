@@ -100,11 +100,9 @@ struct NormalizationOp: Op, TrainableOp {
         let width = try channels(x)
         x.data = Matrix.copy(x.data, workspace: workspace)
         let (mean, scale, invert) = (self.mean, self.scale, self.invert)
-        x.data.withUnsafeMutableBufferPointer { data in
-            for i in data.indices {
-                let c = mean.count == 1 ? 0 : i % width
-                data[i] = invert ? data[i] * scale[c] + mean[c] : (data[i] - mean[c]) / scale[c]
-            }
+        for i in x.data.indices {
+            let c = mean.count == 1 ? 0 : i % width
+            x.data[i] = invert ? x.data[i] * scale[c] + mean[c] : (x.data[i] - mean[c]) / scale[c]
         }
         return x
     }
@@ -114,11 +112,9 @@ struct NormalizationOp: Op, TrainableOp {
         let width = try channels(gradOutput)
         var dx = Matrix.copy(gradOutput.data, workspace: workspace)
         let (scale, invert) = (self.scale, self.invert)
-        dx.withUnsafeMutableBufferPointer { data in
-            for i in data.indices {
-                let c = scale.count == 1 ? 0 : i % width
-                data[i] = invert ? data[i] * scale[c] : data[i] / scale[c]
-            }
+        for i in dx.indices {
+            let c = scale.count == 1 ? 0 : i % width
+            dx[i] = invert ? dx[i] * scale[c] : dx[i] / scale[c]
         }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: [:])
     }

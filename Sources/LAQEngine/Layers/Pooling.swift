@@ -1,4 +1,3 @@
-import CLAQKernels
 import Foundation
 import LAQFormat
 
@@ -51,40 +50,19 @@ struct PoolingOp: Op {
         if !average {
             // Max pooling: one C pass, branch-free over channels (counts are not needed).
             var output = Matrix.uninitialized(positions * channels, workspace: workspace)
-            var maximum: [Int] = []
-            if keepMaximum {
-                maximum = workspace?.indices(positions * channels) ?? [Int](unsafeUninitializedCapacity: positions * channels) { _, n in n = positions * channels }
-            }
-            guard positions > 0, channels > 0 else { return (output, [], maximum) }
-            x.data.withUnsafeBufferPointer { input in
-                output.withUnsafeMutableBufferPointer { output in
-                    maximum.withUnsafeMutableBufferPointer { maximum in
-                        laq_max_pool(input.baseAddress!, g.batch, g.height, g.width, channels,
-                                     rows.output, rows.kernel, rows.stride, rows.padBefore,
-                                     cols.output, cols.kernel, cols.stride, cols.padBefore,
-                                     output.baseAddress!, keepMaximum ? maximum.baseAddress : nil, CPU.isa)
-                    }
-                }
-            }
-            return (output, [], maximum)
+            var maximum: [Int]? = keepMaximum ? workspace?.indices(positions * channels) ?? Storage.uninitialized(positions * channels) : nil
+            guard positions > 0, channels > 0 else { return (output, [], maximum ?? []) }
+            WindowKernels.maxPool(x.data, batch: g.batch, height: g.height, width: g.width, channels: channels, rows: rows, cols: cols,
+                                  into: &output, argmax: &maximum)
+            return (output, [], maximum ?? [])
         }
         var output = Matrix.zeros(positions * channels, workspace: workspace)
         var counts = workspace?.indices(positions) ?? [Int](repeating: 0, count: positions)
-        if workspace != nil { counts.withUnsafeMutableBufferPointer { $0.update(repeating: 0) } }
+        if workspace != nil { Matrix.fill(&counts, with: 0) }
         guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, []) }
-        // Raw buffers inside the traversal: the closure touches no array (no uniqueness checks
-        // per tap).
-        x.data.withUnsafeBufferPointer { input in
-            output.withUnsafeMutableBufferPointer { output in
-                counts.withUnsafeMutableBufferPointer { counts in
-                    let (x, out, counts) = (input.baseAddress!, output.baseAddress!, counts.baseAddress!)
-                    g.forEachWindowTap(rows, cols) { position, _, input in
-                        counts[position] += 1
-                        let o = out + position * channels, source = x + input
-                        for c in 0..<channels { o[c] += source[c] }
-                    }
-                }
-            }
+        g.forEachWindowTap(rows, cols) { position, _, _ in counts[position] += 1 }
+        Runs.accumulate(from: x.data, into: &output, items: 1, work: 0) { _, emit in
+            g.forEachWindowTap(rows, cols) { position, _, input in emit(position * channels, input, channels, 1) }
         }
         for position in 0..<positions where counts[position] > 0 {
             for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
@@ -132,26 +110,15 @@ extension PoolingOp: TrainableOp {
         let channels = g.channels
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
-            dx.withUnsafeMutableBufferPointer { dx in
-                gradOutput.data.withUnsafeBufferPointer { gradient in
-                    for (index, source) in record.indices.enumerated() where source >= 0 { dx[source] += gradient[index] }
-                }
-            }
+            let gradient = gradOutput.data
+            for (index, source) in record.indices.enumerated() where source >= 0 { dx[source] += gradient[index] }
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
         let counts = record.indices
         if !dx.isEmpty, !counts.isEmpty, !gradOutput.data.isEmpty {
             // Each tap inside the image gets an equal share of its window's gradient.
-            dx.withUnsafeMutableBufferPointer { dx in
-                gradOutput.data.withUnsafeBufferPointer { gradient in
-                    counts.withUnsafeBufferPointer { counts in
-                        let (dx, gradient, counts) = (dx.baseAddress!, gradient.baseAddress!, counts.baseAddress!)
-                        g.forEachWindowTap(rows, cols) { position, _, input in
-                            let share = 1 / Float(counts[position])
-                            for c in 0..<channels { dx[input + c] += gradient[position * channels + c] * share }
-                        }
-                    }
-                }
+            Runs.accumulate(from: gradOutput.data, into: &dx, items: 1, work: 0) { _, emit in
+                g.forEachWindowTap(rows, cols) { position, _, input in emit(input, position * channels, channels, 1 / Float(counts[position])) }
             }
         }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])

@@ -63,11 +63,7 @@ struct PositionEmbeddingOp: Op, TrainableOp {
         let (length, count) = try blocks(x)
         let block = length * width
         var output = Matrix.uninitialized(x.count, workspace: workspace)  // every block written below
-        output.withUnsafeMutableBufferPointer { out in
-            table.withUnsafeBufferPointer { table in
-                for index in 0..<count { (out.baseAddress! + index * block).update(from: table.baseAddress!, count: block) }
-            }
-        }
+        for index in 0..<count { Matrix.copy(table, into: &output, at: index * block, count: block) }
         return Tensor(shape: x.shape, data: output)
     }
 

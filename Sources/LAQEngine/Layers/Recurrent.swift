@@ -170,11 +170,7 @@ struct RecurrentOp: Op {
         guard kernelMatrix.count == features * width else { throw .shape(layer: name, reason: "kernel does not match \(features) input features") }
         // Input projection for every step at once: [batch·steps, width].
         var projected = [Float](repeating: 0, count: batch * steps * width)
-        x.data.withUnsafeBufferPointer { a in
-            projected.withUnsafeMutableBufferPointer { c in
-                kernelMatrix.multiply(a.baseAddress!, m: batch * steps, k: features, n: width, into: c.baseAddress!)
-            }
-        }
+        kernelMatrix.multiply(x.data, m: batch * steps, k: features, n: width, into: &projected)
         let inputBias: ArraySlice<Float>? = bias.map { bias in
             if case .gru(true) = cell { return bias[0..<width] }
             return bias[...]
@@ -197,13 +193,7 @@ struct RecurrentOp: Op {
             switch cell {
             case .gru(resetAfter: false):
                 // z, r use h·U directly; the candidate uses (r ⊙ h)·U_h.
-                h.withUnsafeBufferPointer { hp in
-                    recurrent.withUnsafeBufferPointer { u in
-                        hU.withUnsafeMutableBufferPointer { out in
-                            BLAS.gemm(hp.baseAddress!, u.baseAddress!, out.baseAddress!, m: batch, n: width, k: units)
-                        }
-                    }
-                }
+                BLAS.gemm(h, recurrent, into: &hU, m: batch, n: width, k: units)
                 var rh = [Float](repeating: 0, count: batch * units)
                 var z = [Float](repeating: 0, count: batch * units)
                 for n in 0..<batch {
@@ -224,11 +214,7 @@ struct RecurrentOp: Op {
                     }
                 }
             default:
-                h.withUnsafeBufferPointer { hp in
-                    hU.withUnsafeMutableBufferPointer { out in
-                        recurrentMatrix.multiply(hp.baseAddress!, m: batch, k: units, n: width, into: out.baseAddress!)
-                    }
-                }
+                recurrentMatrix.multiply(h, m: batch, k: units, n: width, into: &hU)
                 if let recurrentBias {
                     for n in 0..<batch { for j in 0..<width { hU[n * width + j] += recurrentBias[recurrentBias.startIndex + j] } }
                 }
@@ -275,13 +261,7 @@ extension RecurrentOp {
     func candidateProduct(_ rh: [Float], batch: Int) -> [Float] {
         let width = gates * units
         var candidate = [Float](repeating: 0, count: batch * units)
-        rh.withUnsafeBufferPointer { a in
-            recurrent.withUnsafeBufferPointer { u in
-                candidate.withUnsafeMutableBufferPointer { c in
-                    BLAS.gemm(a.baseAddress!, u.baseAddress! + 2 * units, c.baseAddress!, m: batch, n: units, k: units, ldb: width)
-                }
-            }
-        }
+        BLAS.gemm(rh, recurrent, into: &candidate, m: batch, n: units, k: units, offsets: (0, 2 * units, 0), ldb: width)
         return candidate
     }
 }
@@ -508,20 +488,10 @@ extension RecurrentOp {
                 }
                 // Candidate path: ∂/∂(r⊙h) = dCandidate·U_hᵀ; U_h's gradient += (r⊙h)ᵀ·dCandidate.
                 var dRH = [Float](repeating: 0, count: batch * units)
-                dCandidate.withUnsafeBufferPointer { dc in
-                    recurrent.withUnsafeBufferPointer { u in
-                        dRH.withUnsafeMutableBufferPointer { out in
-                            BLAS.gemm(dc.baseAddress!, u.baseAddress! + 2 * units, out.baseAddress!, m: batch, n: units, k: units,
-                                      ldb: width, transposeB: true)
-                        }
-                    }
-                    rh.withUnsafeBufferPointer { a in
-                        dRecurrent.withUnsafeMutableBufferPointer { du in
-                            BLAS.gemm(a.baseAddress!, dc.baseAddress!, du.baseAddress! + 2 * units, m: units, n: units, k: batch,
-                                      ldc: width, transposeA: true, accumulate: true)
-                        }
-                    }
-                }
+                BLAS.gemm(dCandidate, recurrent, into: &dRH, m: batch, n: units, k: units, offsets: (0, 2 * units, 0), ldb: width,
+                          transposeB: true)
+                BLAS.gemm(rh, dCandidate, into: &dRecurrent, m: units, n: units, k: batch, offsets: (0, 0, 2 * units), ldc: width,
+                          transposeA: true, accumulate: true)
                 for n in 0..<batch {
                     for k in 0..<units {
                         let i = n * units + k

@@ -55,11 +55,9 @@ struct RescalingOp: Op, TrainableOp {
         let width = try channels(x)
         x.data = Matrix.copy(x.data, workspace: workspace)
         let (scale, offset) = (self.scale, self.offset)
-        x.data.withUnsafeMutableBufferPointer { data in
-            for i in data.indices {
-                let c = width == 0 ? 0 : i % width
-                data[i] = data[i] * scale[scale.count == 1 ? 0 : c] + offset[offset.count == 1 ? 0 : c]
-            }
+        for i in x.data.indices {
+            let c = width == 0 ? 0 : i % width
+            x.data[i] = x.data[i] * scale[scale.count == 1 ? 0 : c] + offset[offset.count == 1 ? 0 : c]
         }
         return x
     }
@@ -69,9 +67,7 @@ struct RescalingOp: Op, TrainableOp {
         let width = try channels(gradOutput)
         var dx = Matrix.copy(gradOutput.data, workspace: workspace)
         let scale = self.scale
-        dx.withUnsafeMutableBufferPointer { data in
-            for i in data.indices { data[i] *= scale[scale.count == 1 ? 0 : i % max(width, 1)] }
-        }
+        for i in dx.indices { dx[i] *= scale[scale.count == 1 ? 0 : i % max(width, 1)] }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dx)], weights: [:])
     }
 

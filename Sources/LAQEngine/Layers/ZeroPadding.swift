@@ -95,15 +95,11 @@ struct SpatialShiftOp: Op, TrainableOp {
         let cols = max(0, offsetW)..<max(max(0, offsetW), min(width, g.width + offsetW))
         if !rows.isEmpty, !cols.isEmpty, channels > 0 {
             let run = cols.count * channels
-            output.withUnsafeMutableBufferPointer { out in
-                x.data.withUnsafeBufferPointer { input in
-                    for n in 0..<g.batch {
-                        for h in rows {
-                            let target = ((n * height + h) * width + cols.lowerBound) * channels
-                            let source = ((n * g.height + h - offsetH) * g.width + cols.lowerBound - offsetW) * channels
-                            (out.baseAddress! + target).update(from: input.baseAddress! + source, count: run)
-                        }
-                    }
+            for n in 0..<g.batch {
+                for h in rows {
+                    let target = ((n * height + h) * width + cols.lowerBound) * channels
+                    let source = ((n * g.height + h - offsetH) * g.width + cols.lowerBound - offsetW) * channels
+                    Matrix.copy(x.data, from: source, into: &output, at: target, count: run)
                 }
             }
         }

@@ -1,4 +1,3 @@
-import CLAQKernels
 import Foundation
 
 /// Gradients of a model's loss on one batch: forward in training mode, then backward through
@@ -58,11 +57,11 @@ public struct Backpropagation {
             // Sums in place (a shared layer's weights, a tensor read by several layers).
             for (short, grad) in result.weights {
                 let name = "\(layer.name)/\(short)"
-                if weightGradients[name] != nil { add(grad, to: &weightGradients[name]!) } else { weightGradients[name] = grad }
+                if weightGradients[name] != nil { Matrix.add(grad, to: &weightGradients[name]!) } else { weightGradients[name] = grad }
             }
             for (ref, grad) in zip(model.inputs(of: call), result.inputs) {
                 guard let grad else { continue }
-                if gradients[ref] != nil { add(grad.data, to: &gradients[ref]!.data) } else { gradients[ref] = grad }
+                if gradients[ref] != nil { Matrix.add(grad.data, to: &gradients[ref]!.data) } else { gradients[ref] = grad }
             }
         }
         // What the step produced goes back to the workspace at the next step's start: records
@@ -170,13 +169,5 @@ public struct Backpropagation {
         }
     }
 
-    /// total[i] += addend[i].
-    private static func add(_ addend: [Float], to total: inout [Float]) {
-        total.withUnsafeMutableBufferPointer { total in
-            addend.withUnsafeBufferPointer { addend in
-                for i in total.indices { total[i] += addend[i] }
-            }
-        }
-    }
 }
 

@@ -1,4 +1,3 @@
-import CLAQKernels
 import Foundation
 
 extension Loss {

@@ -1,4 +1,3 @@
-import CLAQKernels
 import Foundation
 
 /// Adam exactly as Keras 3 computes it: m += (g − m)(1 − β1); v += (g² − v)(1 − β2);
@@ -36,21 +35,8 @@ public struct Adam: Sendable {
             if v[name] == nil { v[name] = [Float](repeating: 0, count: g.count) }
             // Updated in place: no copies of the moments per step; large tensors split between threads.
             let (beta1, beta2, epsilon) = (self.beta1, self.beta2, self.epsilon)
-            m[name]!.withUnsafeMutableBufferPointer { mm in
-                v[name]!.withUnsafeMutableBufferPointer { vv in
-                    weights[index].values.withUnsafeMutableBufferPointer { w in
-                        g.withUnsafeBufferPointer { g in
-                            let count = g.count
-                            let (mm, vv, w, g) = (SharedPointer(mm.baseAddress!), SharedPointer(vv.baseAddress!), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                            Parallel.forEach(count, work: count) { range in
-                                let start = range.lowerBound
-                                laq_adam_update(w.base + start, mm.base + start, vv.base + start, g.base + start, range.count,
-                                                scale, beta1, beta2, alpha, epsilon, CPU.isa)
-                            }
-                        }
-                    }
-                }
-            }
+            OptimizerKernels.adam(weights: &weights[index].values, m: &m[name]!, v: &v[name]!, gradient: g, scale: scale,
+                                  beta1: beta1, beta2: beta2, alpha: alpha, epsilon: epsilon)
         }
     }
 }
@@ -92,32 +78,14 @@ public struct SGD: Sendable {
             let name = weights[index].name
             guard let g = gradients[name], !g.isEmpty else { continue }
             if velocity[name] == nil, momentum != 0 { velocity[name] = [Float](repeating: 0, count: g.count) }
-            // Large tensors split between threads; without momentum the velocity is not used.
-            var unused: [Float] = [0]
-            func update(_ velocity: UnsafeMutablePointer<Float>) {
-                weights[index].values.withUnsafeMutableBufferPointer { w in
-                    g.withUnsafeBufferPointer { g in
-                        let count = g.count
-                        let (m, w, g) = (SharedPointer(velocity), SharedPointer(w.baseAddress!), SharedPointer(g.baseAddress!))
-                        Parallel.forEach(count, work: count) { range in
-                            let (m, w, g) = (m.base, w.base, g.base)
-                            for i in range {
-                                let grad = g[i] * scale
-                                if momentum == 0 {
-                                    w[i] -= rate * grad
-                                } else {
-                                    m[i] = momentum * m[i] - rate * grad
-                                    w[i] += nesterov ? momentum * m[i] - rate * grad : m[i]
-                                }
-                            }
-                        }
-                    }
-                }
-            }
+            // Without momentum the velocity is not used.
+            var unused: [Float] = []
             if momentum == 0 {
-                unused.withUnsafeMutableBufferPointer { update($0.baseAddress!) }
+                OptimizerKernels.sgd(weights: &weights[index].values, velocity: &unused, gradient: g, scale: scale, rate: rate,
+                                     momentum: momentum, nesterov: nesterov)
             } else {
-                velocity[name]!.withUnsafeMutableBufferPointer { update($0.baseAddress!) }
+                OptimizerKernels.sgd(weights: &weights[index].values, velocity: &velocity[name]!, gradient: g, scale: scale, rate: rate,
+                                     momentum: momentum, nesterov: nesterov)
             }
         }
     }

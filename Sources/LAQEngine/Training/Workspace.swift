@@ -14,7 +14,7 @@
 /// shared buffer is copied then, and counted as an allocation), so reuse never changes a value
 /// the caller still holds: at worst a caller that keeps a step's result costs one copy.
 ///
-/// Not thread-safe: one run, on one thread (the ops' own worker threads only see raw pointers).
+/// Not thread-safe: one run, on one thread (the ops' own worker threads only see the kernels' buffers).
 public final class Workspace {
     private var floats = BufferPool<Float>()
     private var indices = BufferPool<Int>()
@@ -41,7 +41,7 @@ public final class Workspace {
     /// A buffer of `count` zeros.
     func zeros(_ count: Int) -> [Float] {
         var buffer = floats.take(count)
-        buffer.withUnsafeMutableBufferPointer { $0.update(repeating: 0) }
+        Matrix.fill(&buffer, with: 0)
         return buffer
     }
 
@@ -65,16 +65,15 @@ public final class Workspace {
     }
 
     /// The storage of the last step's inputs and of this one's: the caller's, never reused.
-    private var inputs: [UnsafePointer<Float>?] = []
+    private var inputs: [UInt?] = []
 
     /// Starts a step: takes back what the last step lent, except buffers shared with the inputs
     /// of that step or of this one (`keep`: they belong to the caller), and keeps of each size as
     /// many as the last step used.
     func beginStep(keeping keep: [Tensor]) {
-        for tensor in keep { inputs.append(tensor.data.withUnsafeBufferPointer { $0.baseAddress }) }
+        for tensor in keep { inputs.append(Storage.address(tensor.data)) }
         while var buffer = lent.popLast() {
-            let address = buffer.withUnsafeBufferPointer { $0.baseAddress }
-            if !inputs.contains(address) { floats.giveBack(&buffer, lent: true) }
+            if !inputs.contains(Storage.address(buffer)) { floats.giveBack(&buffer, lent: true) }
         }
         while var buffer = lentIndices.popLast() { indices.giveBack(&buffer, lent: true) }
         floats.startStep()
@@ -86,12 +85,12 @@ public final class Workspace {
 /// Free buffers, and how many of each element count the current step took. Flat arrays searched
 /// linearly (a step uses tens of buffers): mutating them in place allocates nothing once their
 /// capacity is reached, where arrays nested in a dictionary would copy.
-private struct BufferPool<Element> {
+private struct BufferPool<Element: BitwiseCopyable> {
     private var free: [[Element]] = []
     /// (element count, buffers of that count taken this step).
     private var demand: [(count: Int, taken: Int)] = []
     /// The storage of every buffer handed out this step.
-    private var handedOut: [UnsafePointer<Element>?] = []
+    private var handedOut: [UInt?] = []
     private(set) var allocations = 0
 
     var retainedElements: Int { free.reduce(0) { $0 + $1.count } }
@@ -105,14 +104,12 @@ private struct BufferPool<Element> {
             free.swapAt(index, free.count - 1)
             buffer = free.removeLast()
             // Mutable access copies a shared buffer: do it now, and count it.
-            let before = buffer.withUnsafeBufferPointer { $0.baseAddress }
-            let after = buffer.withUnsafeMutableBufferPointer { $0.baseAddress.map { UnsafePointer<Element>($0) } }
-            if before != after { allocations += 1 }
+            if Storage.makeUnique(&buffer) { allocations += 1 }
         } else {
             allocations += 1
-            buffer = [Element](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+            buffer = Storage.uninitialized(count)
         }
-        handedOut.append(buffer.withUnsafeBufferPointer { $0.baseAddress })
+        handedOut.append(Storage.address(buffer))
         return buffer
     }
 
@@ -122,8 +119,8 @@ private struct BufferPool<Element> {
     mutating func giveBack(_ buffer: inout [Element], lent: Bool = false) {
         defer { buffer = [] }
         guard !buffer.isEmpty else { return }
-        let address = buffer.withUnsafeBufferPointer { $0.baseAddress }
-        if free.contains(where: { $0.withUnsafeBufferPointer { $0.baseAddress } == address }) { return }
+        let address = Storage.address(buffer)
+        if free.contains(where: { Storage.address($0) == address }) { return }
         if lent, !handedOut.contains(address) { allocations += 1 }
         free.append(buffer)
     }
