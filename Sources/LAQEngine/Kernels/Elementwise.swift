@@ -14,57 +14,89 @@ enum Elementwise {
         case add, subtract, multiply
     }
 
-    /// Runs `body` over `0..<count` in parts with the raw buffers of `inputs` and `output`.
-    private static func run(_ inputs: [[Float]], _ output: inout [Float],
-                            _ body: @Sendable ([UnsafePointer<Float>], UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
+    /// The inputs of one part of a pass: up to three arrays' elements (an absent one reads the
+    /// output's own elements).
+    private struct Inputs: @unchecked Sendable {
+        let a: UnsafePointer<Float>, b: UnsafePointer<Float>, c: UnsafePointer<Float>
+    }
+
+    /// Runs `body` over `0..<output.count` in parts, with the elements of `a`, `b`, `c` (each
+    /// nil or of the output's count) and of `output`.
+    private static func run(_ a: [Float]?, _ b: [Float]?, _ c: [Float]?, _ output: inout [Float],
+                            _ body: @Sendable (Inputs, UnsafeMutablePointer<Float>, Range<Int>) -> Void) {
         let count = output.count
         guard count > 0 else { return }
-        for input in inputs { precondition(input.count == count, "an element-wise pass over \(input.count) and \(count) values") }
+        precondition((a?.count ?? count) == count && (b?.count ?? count) == count && (c?.count ?? count) == count,
+                     "an element-wise pass over \(a?.count ?? count), \(b?.count ?? count), \(c?.count ?? count) and \(count) values")
         output.withUnsafeMutableBufferPointer { out in
             let target = SharedPointer(out.baseAddress!)
-            withBases(inputs[...]) { bases in
-                let sources = bases.map { SharedPointer($0) }
-                Parallel.forEach(count, work: count) { range in
-                    body(sources.map { UnsafePointer($0.base) }, target.base, range)
+            let own = UnsafePointer(target.base)
+            (a ?? []).withUnsafeBufferPointer { pa in
+                (b ?? []).withUnsafeBufferPointer { pb in
+                    (c ?? []).withUnsafeBufferPointer { pc in
+                        // An empty array's buffer may have an address: only present arrays count.
+                        let inputs = Inputs(a: a == nil ? own : pa.baseAddress!, b: b == nil ? own : pb.baseAddress!,
+                                            c: c == nil ? own : pc.baseAddress!)
+                        Parallel.forEach(count, work: count) { range in body(inputs, target.base, range) }
+                    }
                 }
             }
         }
     }
 
-    /// `body` with the base addresses of `arrays` (each non-empty).
-    private static func withBases(_ arrays: ArraySlice<[Float]>, _ bases: [UnsafePointer<Float>] = [],
-                                  _ body: ([UnsafePointer<Float>]) -> Void) {
-        guard let first = arrays.first else { return body(bases) }
-        first.withUnsafeBufferPointer { withBases(arrays.dropFirst(), bases + [$0.baseAddress!], body) }
-    }
-
     /// out[i] = max(x[i], 0) (a NaN stays NaN).
     static func relu(_ x: [Float], into out: inout [Float]) {
-        run([x], &out) { x, out, range in
-            let x = x[0]
+        run(x, nil, nil, &out) { inputs, out, range in
+            let x = inputs.a
             for i in range { out[i] = max(x[i], 0) }
         }
     }
 
     /// values[i] = max(values[i], 0).
     static func relu(_ values: inout [Float]) {
-        run([], &values) { _, out, range in
+        run(nil, nil, nil, &values) { _, out, range in
             for i in range { out[i] = max(out[i], 0) }
+        }
+    }
+
+    /// out[i] = min(y, ceiling) with y = x[i] when x[i] ≥ threshold, else slope·(x[i] − threshold):
+    /// Keras' ReLU layer (max_value, negative_slope, threshold); a NaN stays NaN.
+    static func relu(_ x: [Float], into out: inout [Float], threshold: Float, slope: Float, ceiling: Float) {
+        run(x, nil, nil, &out) { inputs, out, range in
+            let x = inputs.a
+            for i in range {
+                let value = x[i]
+                let y = value >= threshold ? value : slope * (value - threshold)
+                out[i] = y > ceiling ? ceiling : y
+            }
+        }
+    }
+
+    /// The backward pass of ``relu(_:into:threshold:slope:ceiling:)``: out[i] = 0 where
+    /// x[i] ≥ ceiling, gradient[i]·slope where x[i] < threshold, else gradient[i].
+    static func reluGradient(_ gradient: [Float], input x: [Float], into out: inout [Float], threshold: Float, slope: Float, ceiling: Float?) {
+        let limit = ceiling ?? .infinity
+        let clips = ceiling != nil
+        run(gradient, x, nil, &out) { inputs, out, range in
+            let (gradient, x) = (inputs.a, inputs.b)
+            for i in range {
+                out[i] = clips && x[i] >= limit ? 0 : x[i] < threshold ? gradient[i] * slope : gradient[i]
+            }
         }
     }
 
     /// out[i] = gradient[i] where z[i] > 0, else 0: ReLU's backward pass.
     static func reluGradient(_ gradient: [Float], preActivation z: [Float], into out: inout [Float]) {
-        run([gradient, z], &out) { inputs, out, range in
-            let (gradient, z) = (inputs[0], inputs[1])
+        run(gradient, z, nil, &out) { inputs, out, range in
+            let (gradient, z) = (inputs.a, inputs.b)
             for i in range { out[i] = gradient[i] * (z[i] > 0 ? 1 : 0) }
         }
     }
 
     /// out[i] = a[i] ⊕ b[i]; with `a` nil, out[i] = out[i] ⊕ b[i].
     static func combine(_ a: [Float]?, _ b: [Float], into out: inout [Float], _ operation: Operation) {
-        run(a.map { [$0, b] } ?? [b], &out) { inputs, out, range in
-            let (a, b) = inputs.count == 2 ? (inputs[0], inputs[1]) : (UnsafePointer(out), inputs[0])
+        run(a, b, nil, &out) { inputs, out, range in
+            let (a, b) = (inputs.a, inputs.b)
             switch operation {
             case .add: for i in range { out[i] = a[i] + b[i] }
             case .subtract: for i in range { out[i] = a[i] - b[i] }
@@ -75,23 +107,23 @@ enum Elementwise {
 
     /// values[i] = f(values[i]).
     static func update(_ values: inout [Float], _ f: @escaping @Sendable (Float) -> Float) {
-        run([], &values) { _, out, range in
+        run(nil, nil, nil, &values) { _, out, range in
             for i in range { out[i] = f(out[i]) }
         }
     }
 
     /// out[i] = f(x[i]).
     static func map(_ x: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float) -> Float) {
-        run([x], &out) { x, out, range in
-            let x = x[0]
+        run(x, nil, nil, &out) { inputs, out, range in
+            let x = inputs.a
             for i in range { out[i] = f(x[i]) }
         }
     }
 
     /// out[i] = f(a[i], b[i]); with `a` nil, out[i] = f(out[i], b[i]).
     static func map(_ a: [Float]?, _ b: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float, Float) -> Float) {
-        run(a.map { [$0, b] } ?? [b], &out) { inputs, out, range in
-            let (a, b) = inputs.count == 2 ? (inputs[0], inputs[1]) : (UnsafePointer(out), inputs[0])
+        run(a, b, nil, &out) { inputs, out, range in
+            let (a, b) = (inputs.a, inputs.b)
             for i in range { out[i] = f(a[i], b[i]) }
         }
     }
@@ -99,8 +131,8 @@ enum Elementwise {
     /// out[i] = f(a[i], b[i], c[i]).
     static func map(_ a: [Float], _ b: [Float], _ c: [Float], into out: inout [Float],
                     _ f: @escaping @Sendable (Float, Float, Float) -> Float) {
-        run([a, b, c], &out) { inputs, out, range in
-            let (a, b, c) = (inputs[0], inputs[1], inputs[2])
+        run(a, b, c, &out) { inputs, out, range in
+            let (a, b, c) = (inputs.a, inputs.b, inputs.c)
             for i in range { out[i] = f(a[i], b[i], c[i]) }
         }
     }

@@ -1,55 +1,151 @@
 import CLAQKernels
 
-/// Copies and sums of runs of consecutive values between two arrays, the memory side of
-/// im2col, col2im and average pooling: the layer's traversal names each run (its start in the
-/// target, its start in the source, its length, and a factor), the kernel moves the values.
-/// Every run is checked against both arrays.
-enum Runs {
-    /// A traversal of the runs of items `items` (such as images of a batch): it calls `emit`
-    /// once per run with (target start, source start, count, factor).
-    typealias Traversal = @Sendable (_ items: Range<Int>, _ emit: (Int, Int, Int, Float) -> Void) -> Void
+/// The sliding-window kernels over NHWC arrays: im2col and col2im of convolutions, average
+/// pooling, and the C kernels of max pooling and depthwise convolution (`pooling.c`,
+/// `depthwise.c`). Each checks its arrays' counts against the geometry; the traversals then
+/// stay inside them by construction.
+enum WindowKernels {
+    /// A convolution's input geometry, windows and kernel size.
+    struct Convolution: Sendable {
+        let input: Geometry
+        let rows: Window, cols: Window
+        let kernelHeight: Int, kernelWidth: Int
 
-    /// target[t + i] = source[s + i] for every run (factors ignored). Items are split between
-    /// laq's threads when `work` (values moved) is large: runs of different items must not
-    /// overlap in the target.
-    static func copy(from source: [Float], into target: inout [Float], items: Int, work: Int, _ traverse: Traversal) {
-        visit(source, &target, items: items, work: work, accumulate: false, traverse)
-    }
+        /// Values per im2col row (one output position): kh·kw·c.
+        var patch: Int { kernelHeight * kernelWidth * input.channels }
+        /// Output positions: batch × rows.output × cols.output.
+        var positions: Int { input.batch * rows.output * cols.output }
 
-    /// target[t + i] += factor·source[s + i] for every run, in the traversal's order within an
-    /// item; items split between threads as in ``copy(from:into:items:work:_:)``.
-    static func accumulate(from source: [Float], into target: inout [Float], items: Int, work: Int, _ traverse: Traversal) {
-        visit(source, &target, items: items, work: work, accumulate: true, traverse)
-    }
-
-    private static func visit(_ source: [Float], _ target: inout [Float], items: Int, work: Int, accumulate: Bool, _ traverse: Traversal) {
-        guard items > 0, !source.isEmpty, !target.isEmpty else { return }
-        let (sourceCount, targetCount) = (source.count, target.count)
-        source.withUnsafeBufferPointer { input in
-            target.withUnsafeMutableBufferPointer { output in
-                let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
-                Parallel.forEach(items, work: work) { range in
-                    traverse(range) { to, from, count, factor in
-                        precondition(to >= 0 && from >= 0 && count >= 0 && to + count <= targetCount && from + count <= sourceCount,
-                                     "a run of \(count) values from \(from) of \(sourceCount) to \(to) of \(targetCount)")
-                        let (to, from) = (output.base + to, UnsafePointer(input.base + from))
-                        if !accumulate {
-                            to.update(from: from, count: count)
-                        } else if factor == 1 {
-                            for i in 0..<count { to[i] += from[i] }
-                        } else {
-                            for i in 0..<count { to[i] += from[i] * factor }
+        /// Visits every (output position, kernel tap) pair whose input lies inside the image (the
+        /// padding taps are skipped), as runs: `body(column, input, count)` gets the offsets of
+        /// `count` floats that are contiguous both in the im2col matrix and in the input. With
+        /// unit dilation along the width, a kernel row inside the image is one run of kw·c
+        /// floats; otherwise each tap's c channels are. The one traversal behind im2col and
+        /// col2im. `images`: the samples to visit; runs of different samples never overlap, in
+        /// the matrix or in the input, so threads may take disjoint ranges.
+        @inline(__always)
+        func forEachRun(images: Range<Int>, _ body: (_ column: Int, _ input: Int, _ count: Int) -> Void) {
+            let g = input
+            let (kh, kw, channels) = (kernelHeight, kernelWidth, g.channels)
+            let patch = kh * kw * channels
+            let wholeRows = cols.dilation == 1
+            var p = images.lowerBound * rows.output * cols.output
+            for n in images {
+                for oh in 0..<rows.output {
+                    for ow in 0..<cols.output {
+                        var q = p * patch
+                        let first = cols.source(ow, 0)
+                        for th in 0..<kh {
+                            let ih = rows.source(oh, th)
+                            guard ih >= 0, ih < g.height else {
+                                q += kw * channels
+                                continue
+                            }
+                            let row = (n * g.height + ih) * g.width
+                            if wholeRows, first >= 0, first + kw <= g.width {
+                                body(q, (row + first) * channels, kw * channels)
+                                q += kw * channels
+                                continue
+                            }
+                            for tw in 0..<kw {
+                                let iw = cols.source(ow, tw)
+                                if iw >= 0, iw < g.width { body(q, (row + iw) * channels, channels) }
+                                q += channels
+                            }
                         }
+                        p += 1
                     }
                 }
             }
         }
     }
-}
 
-/// The C kernels of pooling and depthwise convolution over NHWC arrays (`pooling.c`,
-/// `depthwise.c`), with their extents checked.
-enum WindowKernels {
+    /// im2col: `columns` (positions × patch) gets each output position's window, the padding
+    /// taps left as they are (zero them first when the windows reach outside the image).
+    /// Samples are split between laq's threads for a large batch.
+    static func im2col(_ x: [Float], _ convolution: Convolution, into columns: inout [Float]) {
+        let g = convolution.input
+        precondition(x.count == g.batch * g.height * g.width * g.channels && columns.count == convolution.positions * convolution.patch,
+                     "im2col of \(x.count) values into \(columns.count)")
+        guard !columns.isEmpty, !x.isEmpty else { return }
+        let work = columns.count
+        x.withUnsafeBufferPointer { input in
+            columns.withUnsafeMutableBufferPointer { out in
+                let (input, out) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!))
+                Parallel.forEach(g.batch, work: work) { images in
+                    convolution.forEachRun(images: images) { column, source, count in
+                        (out.base + column).update(from: input.base + source, count: count)
+                    }
+                }
+            }
+        }
+    }
+
+    /// col2im: adds each im2col row of `columns` back onto the input positions it came from
+    /// (`dx`, of the input's size). Samples scatter into disjoint parts of dx: split between
+    /// threads for a large batch.
+    static func col2im(_ columns: [Float], _ convolution: Convolution, into dx: inout [Float]) {
+        let g = convolution.input
+        precondition(dx.count == g.batch * g.height * g.width * g.channels && columns.count == convolution.positions * convolution.patch,
+                     "col2im of \(columns.count) values into \(dx.count)")
+        guard !columns.isEmpty, !dx.isEmpty else { return }
+        let work = columns.count
+        dx.withUnsafeMutableBufferPointer { out in
+            columns.withUnsafeBufferPointer { columns in
+                let (out, columns) = (SharedPointer(out.baseAddress!), SharedPointer(columns.baseAddress!))
+                Parallel.forEach(g.batch, work: work) { images in
+                    convolution.forEachRun(images: images) { column, target, count in
+                        for c in 0..<count { out.base[target + c] += columns.base[column + c] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling's sums: output[position·c + k] = Σ over the window's taps inside the image
+    /// of x[tap·c + k], and counts[position] = the number of those taps (output and counts start
+    /// at zero).
+    static func poolSums(_ x: [Float], _ g: Geometry, rows: Window, cols: Window, into output: inout [Float], counts: inout [Int]) {
+        let positions = g.batch * rows.output * cols.output
+        let channels = g.channels
+        precondition(x.count == g.batch * g.height * g.width * channels && output.count == positions * channels && counts.count == positions,
+                     "average pooling of \(x.count) values into \(output.count)")
+        guard !output.isEmpty, !x.isEmpty else { return }
+        x.withUnsafeBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { output in
+                counts.withUnsafeMutableBufferPointer { counts in
+                    let (x, out, counts) = (input.baseAddress!, output.baseAddress!, counts.baseAddress!)
+                    g.forEachWindowTap(rows, cols) { position, _, input in
+                        counts[position] += 1
+                        let o = out + position * channels, source = x + input
+                        for c in 0..<channels { o[c] += source[c] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling's backward pass: each tap inside the image gets an equal share
+    /// (1/counts[position]) of its window's gradient, added to `dx`.
+    static func poolSumsGradient(_ gradient: [Float], _ g: Geometry, rows: Window, cols: Window, counts: [Int], into dx: inout [Float]) {
+        let positions = g.batch * rows.output * cols.output
+        let channels = g.channels
+        precondition(dx.count == g.batch * g.height * g.width * channels && gradient.count == positions * channels && counts.count == positions,
+                     "average pooling gradient of \(gradient.count) values into \(dx.count)")
+        guard !dx.isEmpty, !gradient.isEmpty else { return }
+        dx.withUnsafeMutableBufferPointer { dx in
+            gradient.withUnsafeBufferPointer { gradient in
+                counts.withUnsafeBufferPointer { counts in
+                    let (dx, gradient, counts) = (dx.baseAddress!, gradient.baseAddress!, counts.baseAddress!)
+                    g.forEachWindowTap(rows, cols) { position, _, input in
+                        let share = 1 / Float(counts[position])
+                        for c in 0..<channels { dx[input + c] += gradient[position * channels + c] * share }
+                    }
+                }
+            }
+        }
+    }
+
     /// Max pooling of x (batch × height × width × channels) into `output` (batch × rows.output ×
     /// cols.output × channels); with `argmax`, the input index of each output's first maximal
     /// tap (−1: a window with none, whose output is −∞).

@@ -94,10 +94,7 @@ struct ActivationOp: Op {
             let ceiling = maxValue ?? .infinity
             var y = Matrix.uninitialized(x.count, workspace: workspace)
             guard !y.isEmpty else { return Tensor(shape: x.shape, data: y) }
-            Elementwise.map(x.data, into: &y) { value in
-                let y = value >= threshold ? value : slope * (value - threshold)
-                return y > ceiling ? ceiling : y
-            }
+            Elementwise.relu(x.data, into: &y, threshold: threshold, slope: slope, ceiling: ceiling)
             return Tensor(shape: x.shape, data: y)
         }
     }
@@ -117,9 +114,7 @@ extension ActivationOp: TrainableOp {
                                      workspace: workspace)
         case let .relu(maxValue, slope, threshold):
             dz = workspace.floats(x.count)
-            Elementwise.map(gradOutput.data, x, into: &dz) { gradient, x in
-                if let maxValue, x >= maxValue { 0 } else if x < threshold { gradient * slope } else { gradient }
-            }
+            Elementwise.reluGradient(gradOutput.data, input: x, into: &dz, threshold: threshold, slope: slope, ceiling: maxValue)
         }
         return LayerGradients(inputs: [Tensor(shape: gradOutput.shape, data: dz)], weights: [:])
     }

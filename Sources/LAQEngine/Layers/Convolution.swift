@@ -95,48 +95,10 @@ struct ConvolutionOp: Op {
          Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same))
     }
 
-    /// Visits every (output position, kernel tap) pair whose input lies inside the image (the
-    /// padding taps are skipped), as runs: `body(column, input, count)` gets the offsets of `count`
-    /// floats that are contiguous both in the im2col matrix and in the input. With unit dilation
-    /// along the width, a kernel row inside the image is one run of kw·c floats; otherwise each
-    /// tap's c channels are. The one traversal behind im2col and col2im.
-    /// `images`: the samples to visit (all by default); runs of different samples never overlap,
-    /// in the matrix or in the input, so threads may take disjoint ranges.
-    @inline(__always)
-    func forEachRun(_ g: Geometry, images: Range<Int>? = nil, _ body: (_ column: Int, _ input: Int, _ count: Int) -> Void) {
+    /// The convolution of an input geometry, for the window kernels.
+    func convolution(_ g: Geometry) -> WindowKernels.Convolution {
         let (rows, cols) = windows(g)
-        let (kh, kw, channels) = (kernelSize[0], kernelSize[1], g.channels)
-        let patch = kh * kw * channels
-        let wholeRows = cols.dilation == 1
-        let images = images ?? 0..<g.batch
-        var p = images.lowerBound * rows.output * cols.output
-        for n in images {
-            for oh in 0..<rows.output {
-                for ow in 0..<cols.output {
-                    var q = p * patch
-                    let first = cols.source(ow, 0)
-                    for th in 0..<kh {
-                        let ih = rows.source(oh, th)
-                        guard ih >= 0, ih < g.height else {
-                            q += kw * channels
-                            continue
-                        }
-                        let row = (n * g.height + ih) * g.width
-                        if wholeRows, first >= 0, first + kw <= g.width {
-                            body(q, (row + first) * channels, kw * channels)
-                            q += kw * channels
-                            continue
-                        }
-                        for tw in 0..<kw {
-                            let iw = cols.source(ow, tw)
-                            if iw >= 0, iw < g.width { body(q, (row + iw) * channels, channels) }
-                            q += channels
-                        }
-                    }
-                    p += 1
-                }
-            }
-        }
+        return WindowKernels.Convolution(input: g, rows: rows, cols: cols, kernelHeight: kernelSize[0], kernelWidth: kernelSize[1])
     }
 
     /// im2col: one row of kh·kw·c values per output position (zeros for padding taps); from
@@ -149,10 +111,7 @@ struct ConvolutionOp: Op {
         var columns = rows.allTapsInside(g.height) && cols.allTapsInside(g.width)
             ? Matrix.uninitialized(count, workspace: workspace) : Matrix.zeros(count, workspace: workspace)
         guard !columns.isEmpty, !x.data.isEmpty else { return columns }
-        // Samples are independent: split between threads for a large batch.
-        Runs.copy(from: x.data, into: &columns, items: g.batch, work: count) { images, emit in
-            forEachRun(g, images: images) { column, source, count in emit(column, source, count, 1) }
-        }
+        WindowKernels.im2col(x.data, convolution(g), into: &columns)
         return columns
     }
 
@@ -199,10 +158,7 @@ extension ConvolutionOp: TrainableOp {
         defer { workspace.recycle(&dColumns) }
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = workspace.zeros(x.count)
-        // Samples scatter into disjoint parts of dx: split between threads for a large batch.
-        Runs.accumulate(from: dColumns, into: &dx, items: g.batch, work: dColumns.count) { images, emit in
-            forEachRun(g, images: images) { column, target, count in emit(target, column, count, 1) }
-        }
+        WindowKernels.col2im(dColumns, convolution(g), into: &dx)
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: weights)
     }
 }

@@ -60,10 +60,7 @@ struct PoolingOp: Op {
         var counts = workspace?.indices(positions) ?? [Int](repeating: 0, count: positions)
         if workspace != nil { Matrix.fill(&counts, with: 0) }
         guard positions > 0, channels > 0, !x.data.isEmpty else { return (output, counts, []) }
-        g.forEachWindowTap(rows, cols) { position, _, _ in counts[position] += 1 }
-        Runs.accumulate(from: x.data, into: &output, items: 1, work: 0) { _, emit in
-            g.forEachWindowTap(rows, cols) { position, _, input in emit(position * channels, input, channels, 1) }
-        }
+        WindowKernels.poolSums(x.data, g, rows: rows, cols: cols, into: &output, counts: &counts)
         for position in 0..<positions where counts[position] > 0 {
             for c in 0..<channels { output[position * channels + c] /= Float(counts[position]) }
         }
@@ -107,7 +104,6 @@ extension PoolingOp: TrainableOp {
         let x = record.inputs[0]
         let (g, rows, cols) = try windows(x)
         var dx = workspace.zeros(x.count)
-        let channels = g.channels
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
             let gradient = gradOutput.data
@@ -117,9 +113,7 @@ extension PoolingOp: TrainableOp {
         let counts = record.indices
         if !dx.isEmpty, !counts.isEmpty, !gradOutput.data.isEmpty {
             // Each tap inside the image gets an equal share of its window's gradient.
-            Runs.accumulate(from: gradOutput.data, into: &dx, items: 1, work: 0) { _, emit in
-                g.forEachWindowTap(rows, cols) { position, _, input in emit(input, position * channels, channels, 1 / Float(counts[position])) }
-            }
+            WindowKernels.poolSumsGradient(gradOutput.data, g, rows: rows, cols: cols, counts: counts, into: &dx)
         }
         return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
     }

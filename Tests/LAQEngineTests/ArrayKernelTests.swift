@@ -1,0 +1,159 @@
+import Foundation
+import Testing
+@testable import LAQEngine
+
+/// The array kernels the layers call instead of raw pointers: products at offsets and strides
+/// inside larger arrays, and element-wise and row-wise passes, each against plain scalar code.
+struct ArrayKernelTests {
+    /// Values in [−1, 1) from a fixed seed.
+    static func values(_ count: Int, seed: UInt64) -> [Float] {
+        var random = SplitMix64(seed: seed)
+        return (0..<count).map { _ in random.uniform() * 2 - 1 }
+    }
+
+    /// C[i][j] = Σ_p A(i, p)·B(p, j) in Double, reading A and B as `gemm` is told to.
+    static func reference(_ a: [Float], _ b: [Float], m: Int, n: Int, k: Int, offsets: (a: Int, b: Int), lda: Int, ldb: Int,
+                          transposeA: Bool, transposeB: Bool) -> [[Double]] {
+        (0..<m).map { i in
+            (0..<n).map { j in
+                (0..<k).reduce(0.0) { sum, p in
+                    let x = a[offsets.a + (transposeA ? p * lda + i : i * lda + p)]
+                    let y = b[offsets.b + (transposeB ? j * ldb + p : p * ldb + j)]
+                    return sum + Double(x) * Double(y)
+                }
+            }
+        }
+    }
+
+    @Test("BLAS.gemm on arrays: blocks at offsets with row strides and transposes, into a block of C, accumulating or not",
+          arguments: [(false, false), (true, false), (false, true), (true, true)])
+    func gemmAtOffsets(transposes: (Bool, Bool)) {
+        let (m, n, k) = (5, 7, 9)
+        let (transposeA, transposeB) = transposes
+        // Each operand is a column block of a wider matrix, starting after a few values.
+        let (lda, ldb, ldc) = ((transposeA ? m : k) + 3, (transposeB ? k : n) + 2, n + 4)
+        let offsets = (a: 6, b: 1, c: 5)
+        let a = Self.values(offsets.a + (transposeA ? k : m) * lda, seed: 1)
+        let b = Self.values(offsets.b + (transposeB ? n : k) * ldb, seed: 2)
+        let start = Self.values(offsets.c + m * ldc, seed: 3)
+        let expected = Self.reference(a, b, m: m, n: n, k: k, offsets: (offsets.a, offsets.b), lda: lda, ldb: ldb,
+                                      transposeA: transposeA, transposeB: transposeB)
+        for accumulate in [false, true] {
+            var c = start
+            BLAS.gemm(a, b, into: &c, m: m, n: n, k: k, offsets: offsets, lda: lda, ldb: ldb, ldc: ldc,
+                      transposeA: transposeA, transposeB: transposeB, accumulate: accumulate)
+            for index in c.indices {
+                let row = (index - offsets.c) / ldc, column = (index - offsets.c) % ldc
+                guard index >= offsets.c, row < m, column < n else {
+                    #expect(c[index] == start[index], "gemm wrote outside C's block at \(index)")
+                    continue
+                }
+                let want = expected[row][column] + (accumulate ? Double(start[index]) : 0)
+                #expect(abs(Double(c[index]) - want) <= 1e-5, "C[\(row)][\(column)]")
+            }
+        }
+    }
+
+    @Test("KernelMatrix.multiply on arrays (a float kernel): A at an offset with a row stride, C at an offset")
+    func kernelMatrixAtOffsets() throws {
+        let (m, k, n) = (3, 6, 4)
+        let (lda, offsets) = (k + 2, (a: 3, c: 2))
+        let a = Self.values(offsets.a + m * lda, seed: 4)
+        let w = Self.values(k * n, seed: 5)
+        var c = [Float](repeating: 7, count: offsets.c + m * n + 1)
+        KernelMatrix.dense(w).multiply(a, lda: lda, m: m, k: k, n: n, into: &c, offsets: offsets)
+        let expected = Self.reference(a, w, m: m, n: n, k: k, offsets: (offsets.a, 0), lda: lda, ldb: n, transposeA: false, transposeB: false)
+        #expect(c[0] == 7 && c[1] == 7 && c.last == 7)
+        for i in 0..<m {
+            for j in 0..<n { #expect(abs(Double(c[offsets.c + i * n + j]) - expected[i][j]) <= 1e-5) }
+        }
+    }
+
+    @Test("Elementwise passes match scalar code: ReLU and its gradient, Keras' ReLU options, sums, differences, products, maps")
+    func elementwise() {
+        // Large enough to be split between threads where there are several.
+        let count = Parallel.elementwiseCount + 17
+        let x = Self.values(count, seed: 6).map { $0 * 8 }
+        let y = Self.values(count, seed: 7)
+        var out = [Float](repeating: .nan, count: count)
+
+        Elementwise.relu(x, into: &out)
+        #expect(out == x.map { max($0, 0) })
+        var inPlace = x
+        Elementwise.relu(&inPlace)
+        #expect(inPlace == out)
+        Elementwise.reluGradient(y, preActivation: x, into: &out)
+        #expect(out == zip(y, x).map { $1 > 0 ? $0 : 0 })
+
+        let (threshold, slope, ceiling): (Float, Float, Float) = (0.5, 0.1, 6)
+        Elementwise.relu(x, into: &out, threshold: threshold, slope: slope, ceiling: ceiling)
+        #expect(out == x.map { min($0 >= threshold ? $0 : slope * ($0 - threshold), ceiling) })
+        Elementwise.reluGradient(y, input: x, into: &out, threshold: threshold, slope: slope, ceiling: ceiling)
+        #expect(out == zip(y, x).map { g, x in x >= ceiling ? 0 : x < threshold ? g * slope : g })
+
+        for (operation, scalar) in [(Elementwise.Operation.add, (+) as (Float, Float) -> Float), (.subtract, (-)), (.multiply, (*))] {
+            Elementwise.combine(x, y, into: &out, operation)
+            #expect(out == zip(x, y).map(scalar))
+            var accumulated = x
+            Elementwise.combine(nil, y, into: &accumulated, operation)
+            #expect(accumulated == out)
+        }
+        Elementwise.map(x, into: &out) { $0 * $0 + 1 }
+        #expect(out == x.map { $0 * $0 + 1 })
+        Elementwise.map(x, y, y, into: &out) { $0 * $1 - $2 }
+        #expect(out == zip(x, y).map { $0 * $1 - $1 })
+        var updated = x
+        Elementwise.update(&updated) { -$0 }
+        #expect(updated == x.map { -$0 })
+    }
+
+    @Test("Per-channel and per-row passes match scalar code: scale and shift, bias rows, softmax rows, layer normalization")
+    func rows() {
+        let (rows, width) = (37, 11)
+        let x = Self.values(rows * width, seed: 8)
+        let (scale, shift) = (Self.values(width, seed: 9), Self.values(width, seed: 10))
+        var out = [Float](repeating: .nan, count: x.count)
+        Elementwise.scaleShift(x, scale: scale, shift: shift, into: &out)
+        #expect(out == x.indices.map { x[$0] * scale[$0 % width] + shift[$0 % width] })
+        var biased = x
+        Elementwise.addRows(shift, to: &biased)
+        #expect(biased == x.indices.map { x[$0] + shift[$0 % width] })
+
+        var softmax = x
+        Elementwise.softmaxRows(&softmax, width: width)
+        var normalized = x
+        Elementwise.normalizeRows(&normalized, width: width, gamma: scale, beta: shift, epsilon: 1e-3)
+        for r in 0..<rows {
+            let row = x[(r * width)..<((r + 1) * width)].map(Double.init)
+            let exponentials = row.map { exp($0 - row.max()!) }
+            let sum = exponentials.reduce(0, +)
+            let mean = row.reduce(0, +) / Double(width)
+            let variance = row.map { ($0 - mean) * ($0 - mean) }.reduce(0, +) / Double(width)
+            for j in 0..<width {
+                #expect(abs(Double(softmax[r * width + j]) - exponentials[j] / sum) <= 1e-6)
+                let want = (row[j] - mean) / (variance + 1e-3).squareRoot() * Double(scale[j]) + Double(shift[j])
+                #expect(abs(Double(normalized[r * width + j]) - want) <= 1e-5)
+            }
+        }
+    }
+
+    @Test("Matrix helpers: copies at offsets, sums, fills; Storage tells a shared buffer from a unique one")
+    func matrixAndStorage() {
+        let source = Self.values(10, seed: 11)
+        var target = [Float](repeating: 0, count: 8)
+        Matrix.copy(source, from: 3, into: &target, at: 2, count: 4)
+        #expect(target == [0, 0] + Array(source[3..<7]) + [0, 0])
+        Matrix.add(target, to: &target)
+        #expect(target == [0, 0] + source[3..<7].map { $0 + $0 } + [0, 0])
+        Matrix.fill(&target, with: 2)
+        #expect(target == [Float](repeating: 2, count: 8))
+        #expect(Matrix.columnSums(source, rows: 5, width: 2) == [0, 1].map { c in stride(from: c, to: 10, by: 2).reduce(Float(0)) { $0 + source[$1] } })
+
+        var unique = source.map { $0 }
+        #expect(!Storage.makeUnique(&unique))
+        let shared = unique
+        #expect(Storage.address(shared) == Storage.address(unique))
+        #expect(Storage.makeUnique(&unique))
+        #expect(Storage.address(shared) != Storage.address(unique) && shared == unique)
+    }
+}
