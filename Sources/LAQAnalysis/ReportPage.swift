@@ -231,9 +231,8 @@ public struct ReportPage {
         var rows = "<tr><th>tensor</th><th class=\"n\">weights</th><th>chosen</th><th class=\"n\">bits/weight</th>"
             + columns.map { "<th class=\"n\">\(SVGChart.escape($0))</th>" }.joined() + "</tr>\n"
         for row in plan.rows {
-            let index = row.choice.flatMap { row.labels.firstIndex(of: $0) }
             rows += "<tr><td>\(SVGChart.escape(row.weight))</td><td class=\"n\">\(row.elements)</td><td>\(SVGChart.escape(row.choice ?? "–"))</td>"
-                + "<td class=\"n\">\(index.map { String(format: "%.2f", Double(row.storedBits[$0]) / Double(max(row.elements, 1))) } ?? "–")</td>"
+                + "<td class=\"n\">\(row.choiceBits.map { String(format: "%.2f", Double($0) / Double(max(row.elements, 1))) } ?? "–")</td>"
                 + columns.map { label in "<td class=\"n\">\(row.estimate(of: label).map { String(format: "%.3g", $0) } ?? "–")</td>" }.joined() + "</tr>\n"
         }
         parts.append("<table>\(rows)</table>")

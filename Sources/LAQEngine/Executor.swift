@@ -4,6 +4,8 @@ import LAQFormat
 public struct Executor: Sendable {
     public let model: Model
     let ops: [String: any Op]
+    /// The ops that replace some of `ops` in predictions (``Fusion``), by layer name.
+    let fused: [String: any Op]
     /// Every call of every layer, inputs first (``Model/calls()``): a shared layer runs once per call.
     let calls: [LayerCall]
     /// The tensors that carry an implicit mask, and which calls see it (``Model/maskPlan()``).
@@ -31,6 +33,7 @@ public struct Executor: Sendable {
             calls = try model.calls()
             masks = try model.maskPlan()
         } catch { throw .invalidModel(error.description) }
+        fused = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
     }
 
     /// The masks of a call's inputs (nil: none; nil for every input when none has one): the
@@ -101,14 +104,14 @@ public struct Executor: Sendable {
     /// a shared layer's later calls as `layer[node][0]` (``TensorRef/description``).
     public func activations(_ inputs: [Tensor]) throws(EngineError) -> [String: Tensor] {
         var named: [String: Tensor] = [:]
-        for (ref, tensor) in try callOutputs(inputs) { named[ref.description] = tensor }
+        for (ref, tensor) in try callOutputs(inputs, fused: false) { named[ref.description] = tensor }
         return named
     }
 
     /// The first layer, in the order the graph runs, whose output for `inputs` holds a NaN or an
     /// infinity (a model input's own values included); nil when none does.
     public func firstNonFiniteLayer(_ inputs: [Tensor]) throws(EngineError) -> String? {
-        let values = try callOutputs(inputs)
+        let values = try callOutputs(inputs, fused: false)
         for call in calls {
             let ref = model.layers[call.layer].inbound.isEmpty ? TensorRef(layer: model.layers[call.layer].name) : model.output(of: call)
             if let tensor = values[ref], tensor.data.contains(where: { !$0.isFinite }) { return ref.description }
@@ -116,9 +119,11 @@ public struct Executor: Sendable {
         return nil
     }
 
-    /// The output of every call of every layer, in ``Model/calls()`` order. `observe`, when
-    /// given, gets each call's layer and the wall time of its op in seconds.
-    func callOutputs(_ inputs: [Tensor], observe: ((Layer, Double) -> Void)? = nil) throws(EngineError) -> [TensorRef: Tensor] {
+    /// The output of every call of every layer, in ``Model/calls()`` order; with `fused`, the
+    /// fused ops run (``Fusion``: a fused layer's output then includes the layers it absorbed,
+    /// which pass it on). `observe`, when given, gets each call's layer and the wall time of its
+    /// op in seconds.
+    func callOutputs(_ inputs: [Tensor], fused: Bool = true, observe: ((Layer, Double) -> Void)? = nil) throws(EngineError) -> [TensorRef: Tensor] {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
@@ -137,7 +142,7 @@ public struct Executor: Sendable {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
-            guard let op = ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
+            guard let op = (fused ? self.fused[layer.name] : nil) ?? ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
             let inputMasks = try inputMasks(call, masks, values: values)
             let start = observe == nil ? nil : ContinuousClock.now
             if let inputMasks {

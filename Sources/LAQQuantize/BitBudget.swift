@@ -78,20 +78,24 @@ public struct SensitivityReport: Sendable, Equatable {
     public struct Row: Sendable, Equatable {
         public var weight: String
         public var elements: Int
-        /// The chosen candidate's label, nil without a plan.
+        /// The chosen candidate's label and stored bits, nil without a plan.
         public var choice: String?
-        /// Labels, stored bits and estimates, fewest bits first.
+        public var choiceBits: Int?
+        /// Labels and estimates, fewest bits first.
         public var labels: [String]
-        public var storedBits: [Int]
         public var estimates: [Double]
+        /// Every candidate's stored bits, in the order of `labels`; empty when read from a plan
+        /// record, which keeps the chosen candidate's only.
+        public var storedBits: [Int]
 
-        public init(weight: String, elements: Int, choice: String?, labels: [String], storedBits: [Int], estimates: [Double]) {
+        public init(weight: String, elements: Int, choice: String?, choiceBits: Int? = nil, labels: [String], storedBits: [Int], estimates: [Double]) {
             self.weight = weight
             self.elements = elements
             self.choice = choice
             self.labels = labels
             self.storedBits = storedBits
             self.estimates = estimates
+            self.choiceBits = choiceBits ?? choice.flatMap { labels.firstIndex(of: $0) }.flatMap { $0 < storedBits.count ? storedBits[$0] : nil }
         }
 
         /// The estimate of the candidate labelled `label`.
@@ -129,35 +133,42 @@ public struct SensitivityReport: Sendable, Equatable {
         var bits = 0
         var estimate = 0.0
         for row in rows {
-            guard let choice = row.choice, let index = row.labels.firstIndex(of: choice) else { return nil }
-            bits = saturatingSum(bits, row.storedBits[index])
+            guard let choice = row.choice, let bitsOfChoice = row.choiceBits, let index = row.labels.firstIndex(of: choice) else { return nil }
+            bits = saturatingSum(bits, bitsOfChoice)
             estimate += row.estimates[index]
         }
         return (bits, estimate)
     }
 
-    /// The labels most rows share, recorded once (a row records its own only when they differ).
-    var commonLabels: [String] {
-        let counts = Dictionary(grouping: rows.map(\.labels), by: { $0 }).mapValues(\.count)
-        let most = counts.values.max() ?? 0
-        return rows.map(\.labels).first { counts[$0] == most } ?? []
-    }
+    /// The candidates of §12.1 in their order there: what a record's rows list when they do not
+    /// name their own.
+    public static let standardLabels = BitBudget.methods.map(\.description) + ["float"]
 
-    /// `{"target_bits", "average_bits", "stored_bits", "elements", "estimate", "candidates",
-    /// "tensors": [{"weight", "elements", "choice", "stored_bits": […], "estimates": […]}]}`;
-    /// a tensor whose candidates differ from the shared `candidates` lists its own.
+    /// `{"target_bits", "average_bits", "stored_bits", "elements", "estimate", "tensors":
+    /// [{"weight", "elements", "choice", "choice_bits", "estimates": […]}]}` with a plan (the
+    /// provenance record: the chosen candidate's stored bits only, estimates to 3 significant
+    /// digits, as they are shown); without one, each tensor's `stored_bits` for every candidate
+    /// in place of `choice` and `choice_bits`. A tensor's arrays follow ``standardLabels``, or
+    /// its own `candidates` when it has other ones (a `--layer` override).
     public var json: JSONValue {
-        let common = commonLabels
+        let standard = Self.standardLabels
         var object: [String: JSONValue] = [
-            "elements": .int(Int64(elements)), "candidates": .array(common.map { .string($0) }),
+            "elements": .int(Int64(elements)),
             "tensors": .array(rows.map { row in
+                // The row's values in the standard order when it has exactly the standard candidates.
+                let order = row.labels.count == standard.count ? standard.compactMap { row.labels.firstIndex(of: $0) } : []
+                let indices = order.count == standard.count ? order : Array(row.labels.indices)
                 var item: [String: JSONValue] = [
                     "weight": .string(row.weight), "elements": .int(Int64(row.elements)),
-                    "stored_bits": .array(row.storedBits.map { .int(Int64($0)) }),
-                    "estimates": .array(row.estimates.map { .double(rounded($0)) }),
+                    "estimates": .array(indices.map { .double(rounded(row.estimates[$0], digits: 3)) }),
                 ]
-                if let choice = row.choice { item["choice"] = .string(choice) }
-                if row.labels != common { item["candidates"] = .array(row.labels.map { .string($0) }) }
+                if let choice = row.choice, let bits = row.choiceBits {
+                    item["choice"] = .string(choice)
+                    item["choice_bits"] = .int(Int64(bits))
+                } else if row.storedBits.count == row.labels.count {
+                    item["stored_bits"] = .array(indices.map { .int(Int64(row.storedBits[$0])) })
+                }
+                if order.count != standard.count { item["candidates"] = .array(row.labels.map { .string($0) }) }
                 return .object(item)
             }),
         ]
@@ -189,16 +200,22 @@ public struct SensitivityReport: Sendable, Equatable {
             }
             return values.count == items.count ? values : nil
         }
-        let common = strings(object["candidates"]) ?? []
+        // Earlier records list the labels most rows share at the top.
+        let common = strings(object["candidates"]) ?? Self.standardLabels
         var rows: [Row] = []
         for tensor in tensors {
             guard case let .object(item) = tensor, let weight = item["weight"]?.stringValue, case let .int(elements)? = item["elements"], elements >= 0, elements <= 1 << 53,
-                  let bits = numbers(item["stored_bits"]), let estimates = numbers(item["estimates"]) else { return nil }
+                  let estimates = numbers(item["estimates"]) else { return nil }
             let labels = strings(item["candidates"]) ?? common
-            // Counts a real tensor can have, and estimates a sum of squares can take.
-            guard labels.count == bits.count, bits.count == estimates.count, bits.allSatisfy({ $0 >= 0 && $0 <= 0x1p53 }),
+            // Every candidate's bits (without a plan, and in earlier plan records), or the
+            // choice's; counts a real tensor can have, and estimates a sum of squares can take.
+            let bits = numbers(item["stored_bits"]) ?? []
+            let choiceBits = numbers(item["choice_bits"].map { .array([$0]) })?.first
+            let choice = item["choice"]?.stringValue
+            guard labels.count == estimates.count, bits.isEmpty || bits.count == labels.count, !bits.isEmpty || (choice != nil && choiceBits != nil),
+                  (bits + [choiceBits ?? 0]).allSatisfy({ $0 >= 0 && $0 <= 0x1p53 }), choice.map(labels.contains) ?? true,
                   estimates.allSatisfy({ $0.isFinite && $0 >= 0 }) else { return nil }
-            rows.append(Row(weight: weight, elements: Int(elements), choice: item["choice"]?.stringValue, labels: labels,
+            rows.append(Row(weight: weight, elements: Int(elements), choice: choice, choiceBits: choiceBits.map { Int($0) }, labels: labels,
                             storedBits: bits.map { Int($0) }, estimates: estimates))
         }
         var target: Double?
@@ -217,10 +234,10 @@ func saturatingSum(_ a: Int, _ b: Int) -> Int {
     return overflow ? .max : sum
 }
 
-/// An estimate to 5 significant digits (its precision: d is a noisy average), which keeps the
+/// An estimate to `digits` significant digits (d is a noisy average), which keeps the
 /// provenance short.
-private func rounded(_ value: Double) -> Double {
-    value.isFinite ? Double(String(format: "%.5g", value)) ?? value : value
+private func rounded(_ value: Double, digits: Int = 5) -> Double {
+    value.isFinite ? Double(String(format: "%.\(digits)g", value)) ?? value : value
 }
 
 /// Bit allocation from the loss-aware curvature: each tensor's candidates are costed in stored

@@ -56,8 +56,8 @@ extension Inspect {
                               shrinkable: [(0, 16)], droppable: Array((chosen ? 4 : 2)..<(chosen ? 4 : 2) + columns.count).reversed())
         for (row, value) in zip(report.rows, reference) {
             var cells = [row.weight, String(row.elements)]
-            if let choice = row.choice, let index = row.labels.firstIndex(of: choice) {
-                cells += [choice, String(format: "%.2f", Double(row.storedBits[index]) / Double(max(row.elements, 1)))]
+            if let choice = row.choice, let bits = row.choiceBits {
+                cells += [choice, String(format: "%.2f", Double(bits) / Double(max(row.elements, 1)))]
             } else if chosen {
                 cells += ["-", "-"]
             }

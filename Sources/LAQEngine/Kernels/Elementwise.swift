@@ -72,6 +72,17 @@ enum Elementwise {
         }
     }
 
+    /// ``relu(_:into:threshold:slope:ceiling:)`` in place.
+    static func relu(_ values: inout [Float], threshold: Float, slope: Float, ceiling: Float) {
+        run(nil, nil, nil, &values) { _, out, range in
+            for i in range {
+                let value = out[i]
+                let y = value >= threshold ? value : slope * (value - threshold)
+                out[i] = y > ceiling ? ceiling : y
+            }
+        }
+    }
+
     /// The backward pass of ``relu(_:into:threshold:slope:ceiling:)``: out[i] = 0 where
     /// x[i] ≥ ceiling, gradient[i]·slope where x[i] < threshold, else gradient[i].
     static func reluGradient(_ gradient: [Float], input x: [Float], into out: inout [Float], threshold: Float, slope: Float, ceiling: Float?) {
@@ -154,6 +165,49 @@ enum Elementwise {
                             for row in rows {
                                 let (from, to) = (input.base + row * channels, output.base + row * channels)
                                 for c in 0..<channels { to[c] = from[c] * scale.base[c] + shift.base[c] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A ReLU that follows an affine map in the same pass (``scaleShift(_:scale:shift:then:)``).
+    enum FollowingReLU: Sendable {
+        case none
+        /// max(y, 0), as ``relu(_:)`` computes it.
+        case max0
+        /// Keras' ReLU layer, as ``relu(_:into:threshold:slope:ceiling:)`` computes it.
+        case relu(threshold: Float, slope: Float, ceiling: Float)
+    }
+
+    /// values[r·C + c] = values[r·C + c]·scale[c] + shift[c] in place over rows of C =
+    /// `scale.count` channels, then `relu` in the same pass: bit for bit the two passes.
+    static func scaleShift(_ values: inout [Float], scale: [Float], shift: [Float], then relu: FollowingReLU) {
+        let channels = scale.count
+        precondition(shift.count == channels && (channels == 0 || values.count % channels == 0), "\(values.count) values for \(channels) channels")
+        guard channels > 0, !values.isEmpty else { return }
+        let count = values.count
+        values.withUnsafeMutableBufferPointer { buffer in
+            scale.withUnsafeBufferPointer { scale in
+                shift.withUnsafeBufferPointer { shift in
+                    let output = SharedPointer(buffer.baseAddress!)
+                    let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
+                    Parallel.forEach(count / channels, work: count) { rows in
+                        for row in rows {
+                            let to = output.base + row * channels
+                            switch relu {
+                            case .none:
+                                for c in 0..<channels { to[c] = to[c] * scale.base[c] + shift.base[c] }
+                            case .max0:
+                                for c in 0..<channels { to[c] = max(to[c] * scale.base[c] + shift.base[c], 0) }
+                            case let .relu(threshold, slope, ceiling):
+                                for c in 0..<channels {
+                                    let value = to[c] * scale.base[c] + shift.base[c]
+                                    let y = value >= threshold ? value : slope * (value - threshold)
+                                    to[c] = y > ceiling ? ceiling : y
+                                }
                             }
                         }
                     }

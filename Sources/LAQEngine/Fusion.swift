@@ -1,0 +1,121 @@
+/// Inference fusion: a product layer (Dense, a convolution, a depthwise convolution) without
+/// an activation of its own, followed by an inference BatchNormalization and then an
+/// activation layer, as Keras' CNNs build their blocks (`Conv2D` → `BatchNormalization` →
+/// `ReLU(6)` in MobileNetV2, → `Activation("relu")` in ResNet50), runs as one op: the product,
+/// then y = z·scale + shift and the activation in place on the product's own output, in one
+/// pass where the activation is a ReLU. The BatchNormalization and activation layers then pass
+/// that output on unchanged. Either of the two may be absent (product → BatchNormalization, or
+/// product → activation).
+///
+/// The arithmetic is the layers' own, in their order, so the outputs are bit for bit those of
+/// the layers run one by one; fusion saves the passes over memory and the output buffers of the
+/// layers it absorbs. It applies where nothing else reads the intermediate tensors: each layer
+/// called once, the product's output read by the BatchNormalization only (and its output by the
+/// activation only), neither a model output, and no implicit mask on them. ``Executor`` runs
+/// fused ops for predictions, and the layers one by one where every layer's own output is
+/// asked for (``Executor/activations(_:)``).
+enum Fusion {
+    /// The ops that replace those of `ops` when fused, by layer name.
+    static func plan(model: Model, ops: [String: any Op], calls: [LayerCall], masks: MaskPlan) -> [String: any Op] {
+        // How many calls read each tensor (as an input or as a mask), and how often each layer is called.
+        var readers: [TensorRef: Int] = [:]
+        var callCount: [Int: Int] = [:]
+        var readBy: [TensorRef: LayerCall] = [:]
+        for call in calls {
+            callCount[call.layer, default: 0] += 1
+            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) {
+                readers[ref, default: 0] += 1
+                readBy[ref] = call
+            }
+        }
+        let outputs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
+        // The single call that reads `call`'s output, when the output is private to it.
+        func soleReader(of call: LayerCall) -> LayerCall? {
+            let ref = model.output(of: call)
+            guard readers[ref] == 1, !outputs.contains(ref), !masks.carried.contains(ref), let reader = readBy[ref],
+                  callCount[reader.layer] == 1, model.inputs(of: reader) == [ref], model.maskInput(of: reader) == nil else { return nil }
+            return reader
+        }
+        var fused: [String: any Op] = [:]
+        for call in calls where callCount[call.layer] == 1 {
+            let name = model.layers[call.layer].name
+            guard let product = ops[name] as? any ProductOp, product.activation == .linear, fused[name] == nil else { continue }
+            var next = soleReader(of: call)
+            var normalization: BatchNormalizationOp?
+            var absorbed: [String] = []
+            if let reader = next, let op = ops[model.layers[reader.layer].name] as? BatchNormalizationOp {
+                normalization = op
+                absorbed.append(model.layers[reader.layer].name)
+                next = soleReader(of: reader)
+            }
+            var activation: ActivationOp.Kind?
+            if let reader = next, let op = ops[model.layers[reader.layer].name] as? ActivationOp {
+                activation = op.kind
+                absorbed.append(model.layers[reader.layer].name)
+            }
+            guard !absorbed.isEmpty else { continue }
+            fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
+            for layer in absorbed { fused[layer] = PassOp() }
+        }
+        return fused
+    }
+}
+
+/// An op whose output is a new buffer holding a product (plus bias) and its own activation:
+/// what ``Fusion`` can extend in place.
+protocol ProductOp: Op {
+    var activation: Activation { get }
+}
+
+extension DenseOp: ProductOp {}
+extension ConvolutionOp: ProductOp {}
+extension DepthwiseOp: ProductOp {}
+
+extension ActivationOp {
+    /// Applies the activation to `x` in place (as ``forward(_:workspace:)`` computes it).
+    func apply(_ x: inout Tensor) {
+        switch kind {
+        case let .function(activation) where activation == .relu: Elementwise.relu(&x.data)
+        case let .function(activation): activation.apply(&x.data, width: x.lastDimension)
+        case let .relu(maxValue, slope, threshold):
+            Elementwise.relu(&x.data, threshold: threshold, slope: slope, ceiling: maxValue ?? .infinity)
+        }
+    }
+}
+
+/// A product, then a BatchNormalization's y = z·scale + shift and an activation, in place on the
+/// product's output (``Fusion``).
+struct EpilogueOp: Op {
+    let product: any ProductOp
+    let normalization: BatchNormalizationOp?
+    let activation: ActivationOp.Kind?
+
+    func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
+        var y = try product.forward(inputs, workspace: workspace)
+        if let normalization {
+            let channels = normalization.scale.count
+            guard y.lastDimension == channels else {
+                throw .shape(layer: normalization.name, reason: "input has \(y.lastDimension) channels, expected \(channels)")
+            }
+            // A ReLU joins the affine map's pass.
+            switch activation {
+            case let .relu(maxValue, slope, threshold)?:
+                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift,
+                                       then: .relu(threshold: threshold, slope: slope, ceiling: maxValue ?? .infinity))
+                return y
+            case let .function(function)? where function == .relu:
+                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift, then: .max0)
+                return y
+            default:
+                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift, then: .none)
+            }
+        }
+        if let activation { ActivationOp(kind: activation).apply(&y) }
+        return y
+    }
+}
+
+/// A layer whose work a fused op before it did: its input is its output.
+struct PassOp: Op {
+    func forward(_ inputs: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor { inputs[0] }
+}
