@@ -12,6 +12,11 @@ public struct Executor: Sendable {
     let masks: MaskPlan
     /// Keras ≥ 3 saved the model.
     let keras3: Bool
+    /// For each tensor a call reads (as an input or a mask), the position in `calls` of the last
+    /// call that reads it: a prediction lets it go after that call.
+    let lastUse: [TensorRef: Int]
+    /// The model's outputs, as ``callOutputs(_:fused:keepAll:observe:)`` names them.
+    let outputRefs: Set<TensorRef>
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary, ternary and linear
@@ -34,6 +39,12 @@ public struct Executor: Sendable {
             masks = try model.maskPlan()
         } catch { throw .invalidModel(error.description) }
         fused = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
+        var lastUse: [TensorRef: Int] = [:]
+        for (position, call) in calls.enumerated() {
+            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) { lastUse[ref] = position }
+        }
+        self.lastUse = lastUse
+        outputRefs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
     }
 
     /// The masks of a call's inputs (nil: none; nil for every input when none has one): the
@@ -104,14 +115,14 @@ public struct Executor: Sendable {
     /// a shared layer's later calls as `layer[node][0]` (``TensorRef/description``).
     public func activations(_ inputs: [Tensor]) throws(EngineError) -> [String: Tensor] {
         var named: [String: Tensor] = [:]
-        for (ref, tensor) in try callOutputs(inputs, fused: false) { named[ref.description] = tensor }
+        for (ref, tensor) in try callOutputs(inputs, fused: false, keepAll: true) { named[ref.description] = tensor }
         return named
     }
 
     /// The first layer, in the order the graph runs, whose output for `inputs` holds a NaN or an
     /// infinity (a model input's own values included); nil when none does.
     public func firstNonFiniteLayer(_ inputs: [Tensor]) throws(EngineError) -> String? {
-        let values = try callOutputs(inputs, fused: false)
+        let values = try callOutputs(inputs, fused: false, keepAll: true)
         for call in calls {
             let ref = model.layers[call.layer].inbound.isEmpty ? TensorRef(layer: model.layers[call.layer].name) : model.output(of: call)
             if let tensor = values[ref], tensor.data.contains(where: { !$0.isFinite }) { return ref.description }
@@ -119,18 +130,22 @@ public struct Executor: Sendable {
         return nil
     }
 
-    /// The output of every call of every layer, in ``Model/calls()`` order; with `fused`, the
-    /// fused ops run (``Fusion``: a fused layer's output then includes the layers it absorbed,
-    /// which pass it on). `observe`, when given, gets each call's layer and the wall time of its
-    /// op in seconds.
-    func callOutputs(_ inputs: [Tensor], fused: Bool = true, observe: ((Layer, Double) -> Void)? = nil) throws(EngineError) -> [TensorRef: Tensor] {
+    /// The output of every call of every layer, in ``Model/calls()`` order, with `keepAll`;
+    /// without, the model's outputs only: each other tensor is let go after the last call that
+    /// reads it, so that memory holds the tensors still to be read rather than every layer's
+    /// output (the allocator then hands the same blocks to later layers). With `fused`, the fused
+    /// ops run (``Fusion``: a fused layer's output then includes the layers it absorbed, which
+    /// pass it on). `observe`, when given, gets each call's layer and the wall time of its op in
+    /// seconds.
+    func callOutputs(_ inputs: [Tensor], fused: Bool = true, keepAll: Bool = false,
+                     observe: ((Layer, Double) -> Void)? = nil) throws(EngineError) -> [TensorRef: Tensor] {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
         var values: [TensorRef: Tensor] = [:]
         var masks: [TensorRef: Tensor] = [:]
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
-        for call in calls {
+        for (position, call) in calls.enumerated() {
             let layer = model.layers[call.layer]
             if layer.inbound.isEmpty {
                 // An input layer: validation guarantees it is one of the model's inputs.
@@ -152,6 +167,13 @@ public struct Executor: Sendable {
             }
             if let observe, let start { observe(layer, (ContinuousClock.now - start).seconds) }
             try recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
+            guard !keepAll else { continue }
+            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? [])
+            where lastUse[ref] == position && !outputRefs.contains(ref) {
+                values[ref] = nil
+            }
+            let output = model.output(of: call)
+            if lastUse[output] == nil, !outputRefs.contains(output) { values[output] = nil }
         }
         return values
     }

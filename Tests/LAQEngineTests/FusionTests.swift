@@ -74,4 +74,15 @@ struct FusionTests {
             }
         }
     }
+
+    @Test("A prediction lets every tensor go after its last reader: only the model's outputs remain",
+          arguments: ["k3_coverage.h5", "k3_branches.h5", "k3_shared.keras", "k3_masking.keras", "k3_attention.keras"])
+    func intermediatesReleased(_ fixture: String) throws {
+        let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/\(fixture)").path).model
+        let executor = try Executor(model: model)
+        let io = try Numpy.load(path: TestPaths.testdata("keras/\(KerasParityTests.ioName(fixture))").path)
+        let inputs = KerasParityTests.inputs(io)
+        #expect(Set(try executor.callOutputs(inputs).keys) == executor.outputRefs, "\(fixture)")
+        #expect(try executor.callOutputs(inputs, fused: false, keepAll: true).count >= model.layers.count, "\(fixture)")
+    }
 }

@@ -104,6 +104,10 @@ struct ConvolutionOp: Op {
     /// im2col: one row of kh·kw·c values per output position (zeros for padding taps); from
     /// `workspace` when given.
     func columns(_ x: Tensor, _ g: Geometry, workspace: Workspace?) -> [Float] {
+        // A 1×1 kernel with unit strides reads each position's channels once, unpadded: the
+        // input is its own im2col matrix (in inference; a training step keeps its own copy, which
+        // its workspace recycles).
+        if workspace == nil, kernelSize == [1, 1], strides == [1, 1] { return x.data }
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let count = g.batch * rows.output * cols.output * patch
