@@ -172,6 +172,27 @@ enum WindowKernels {
         }
     }
 
+    /// Max pooling's backward pass: dx[argmax[i]] += gradient[i] for every output i whose window
+    /// had a tap (argmax ≥ 0), in output order (the first maximum takes the gradient, as
+    /// TensorFlow's max pooling does). Every index is checked against dx.
+    static func maxPoolGradient(_ gradient: [Float], argmax: [Int], into dx: inout [Float]) {
+        precondition(gradient.count == argmax.count, "\(gradient.count) gradients for \(argmax.count) pooled values")
+        let count = dx.count
+        guard !gradient.isEmpty, count > 0 else { return }
+        dx.withUnsafeMutableBufferPointer { dx in
+            gradient.withUnsafeBufferPointer { gradient in
+                argmax.withUnsafeBufferPointer { argmax in
+                    for i in 0..<argmax.count {
+                        let source = argmax[i]
+                        guard source >= 0 else { continue }
+                        precondition(source < count, "a pooled value from input \(source) of \(count)")
+                        dx[source] += gradient[i]
+                    }
+                }
+            }
+        }
+    }
+
     /// Depthwise 2-D convolution of x (batch × height × width × channels) with `kernel` (kh ×
     /// kw × channels × multiplier) into `output` (batch × rows.output × cols.output ×
     /// channels·multiplier), without bias; output rows split between laq's threads.

@@ -106,8 +106,7 @@ extension PoolingOp: TrainableOp {
         var dx = workspace.zeros(x.count)
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
-            let gradient = gradOutput.data
-            for (index, source) in record.indices.enumerated() where source >= 0 { dx[source] += gradient[index] }
+            WindowKernels.maxPoolGradient(gradOutput.data, argmax: record.indices, into: &dx)
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
         let counts = record.indices
