@@ -1,15 +1,21 @@
 // Depthwise 2-D convolution, channels last (NHWC), inference. Each output row's positions sum
-// their in-bounds taps in tap order (rows, then columns), per channel, exactly as the scalar
-// definition does: the same IEEE operations in the same order (no contraction into fused
-// multiply-adds), so the result equals it bit for bit on every instruction set. The channel
-// loop is contiguous in the input, the kernel and the output, and the compiler vectorises it.
+// their in-bounds taps in tap order (rows, then columns), per channel, then add the bias, exactly
+// as the scalar definition does: the same IEEE operations in the same order (no contraction into
+// fused multiply-adds), so the result equals it bit for bit on every instruction set. The channel
+// loop is contiguous in the input, the kernel and the output, and the compiler vectorises it;
+// with AVX-512 and one output channel per input channel, each block of 16 channels sums its taps
+// in a register and stores once.
 #include "laq_kernels.h"
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 #pragma clang fp contract(off)
 
 __attribute__((always_inline)) static inline void depthwise_rows(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                            long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
-                           long pad_top, long pad_left, long out_w, float *output, long row_begin, long row_end, long out_h) {
+                           long pad_top, long pad_left, long out_w, float *output, long row_begin, long row_end, long out_h,
+                           const float *bias) {
     const long out_channels = channels * multiplier;
     for (long row = row_begin; row < row_end; row++) {
         const long n = row / out_h, oh = row % out_h;
@@ -33,6 +39,8 @@ __attribute__((always_inline)) static inline void depthwise_rows(const float *in
                     }
                 }
             }
+            if (bias)
+                for (long c = 0; c < out_channels; c++) out[c] += bias[c];
         }
     }
 }
@@ -42,38 +50,70 @@ __attribute__((target("avx2"))) static void depthwise_rows_avx2(const float *inp
                                                                 const float *kernel, long kernel_h, long kernel_w, long multiplier,
                                                                 long stride_h, long stride_w, long dilation_h, long dilation_w,
                                                                 long pad_top, long pad_left, long out_w, float *output, long row_begin,
-                                                                long row_end, long out_h) {
+                                                                long row_end, long out_h, const float *bias) {
     depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h);
+                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
 }
 
 __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float *input, long height, long width, long channels,
                                                                     const float *kernel, long kernel_h, long kernel_w, long multiplier,
                                                                     long stride_h, long stride_w, long dilation_h, long dilation_w,
                                                                     long pad_top, long pad_left, long out_w, float *output,
-                                                                    long row_begin, long row_end, long out_h) {
-    depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h);
+                                                                    long row_begin, long row_end, long out_h, const float *bias) {
+    if (multiplier != 1) {
+        depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
+                       dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+        return;
+    }
+    // acc = 0, then acc += x·k per in-bounds tap in order (a product, then a sum: no fused
+    // multiply-add), then + bias: the scalar definition's operations, held in a register.
+    for (long row = row_begin; row < row_end; row++) {
+        const long n = row / out_h, oh = row % out_h;
+        float *out_row = output + row * out_w * channels;
+        for (long ow = 0; ow < out_w; ow++) {
+            float *out = out_row + ow * channels;
+            for (long c0 = 0; c0 < channels; c0 += 16) {
+                const long left = channels - c0;
+                const __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+                __m512 acc = _mm512_setzero_ps();
+                for (long th = 0; th < kernel_h; th++) {
+                    const long ih = oh * stride_h + th * dilation_h - pad_top;
+                    if (ih < 0 || ih >= height) continue;
+                    const float *in_row = input + (n * height + ih) * width * channels + c0;
+                    const float *k_row = kernel + th * kernel_w * channels + c0;
+                    for (long tw = 0; tw < kernel_w; tw++) {
+                        const long iw = ow * stride_w + tw * dilation_w - pad_left;
+                        if (iw < 0 || iw >= width) continue;
+                        const __m512 x = _mm512_maskz_loadu_ps(mask, in_row + iw * channels);
+                        const __m512 k = _mm512_maskz_loadu_ps(mask, k_row + tw * channels);
+                        acc = _mm512_add_ps(acc, _mm512_mul_ps(x, k));
+                    }
+                }
+                if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, bias + c0));
+                _mm512_mask_storeu_ps(out + c0, mask, acc);
+            }
+        }
+    }
 }
 #endif
 
 void laq_depthwise_conv2d(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                           long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
-                          int isa) {
+                          const float *bias, int isa) {
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
         depthwise_rows_avx512(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
-                              dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h);
+                              dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
         return;
     }
     if (isa >= LAQ_ISA_AVX2) {
         depthwise_rows_avx2(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
-                            dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h);
+                            dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
         return;
     }
 #endif
     (void)isa;
     depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h);
+                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
 }

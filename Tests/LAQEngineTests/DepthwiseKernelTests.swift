@@ -5,7 +5,8 @@ import Testing
 
 /// The depthwise convolution kernel (`laq_depthwise_conv2d`) against the scalar definition,
 /// bit for bit, on every instruction set this machine has: strides, dilation, `same` and `valid`
-/// padding, depth multipliers, odd channel counts, and any split of the output rows.
+/// padding, depth multipliers, odd channel counts, with and without a bias, and any split of the
+/// output rows.
 @Suite struct DepthwiseKernelTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var batch = 2, height = 9, width = 7, channels = 13, kernel = (3, 3), multiplier = 1, strides = (1, 1), dilation = (1, 1), same = true
@@ -55,19 +56,28 @@ import Testing
         let k = (0..<(c.kernel.0 * c.kernel.1 * c.channels * c.multiplier)).map { _ in Float(Int(random.next() % 2001) - 1000) / 700 }
         let rows = Window(input: c.height, kernel: c.kernel.0, stride: c.strides.0, dilation: c.dilation.0, same: c.same)
         let cols = Window(input: c.width, kernel: c.kernel.1, stride: c.strides.1, dilation: c.dilation.1, same: c.same)
-        let expected = Self.reference(x, k, c, rows, cols).map(\.bitPattern)
+        let sums = Self.reference(x, k, c, rows, cols)
+        let outChannels = c.channels * c.multiplier
+        let bias = (0..<outChannels).map { _ in Float(Int(random.next() % 2001) - 1000) / 500 }
         let outputRows = c.batch * rows.output
-        for isa in 0...Int(CPU.isa) {
-            for split in Set([0, 1, outputRows / 2, outputRows]) {
-                var y = [Float](repeating: .nan, count: expected.count)
-                y.withUnsafeMutableBufferPointer { out in
-                    for range in [0..<split, split..<outputRows] where !range.isEmpty {
-                        laq_depthwise_conv2d(x, c.height, c.width, c.channels, k, c.kernel.0, c.kernel.1, c.multiplier, c.strides.0, c.strides.1,
-                                             c.dilation.0, c.dilation.1, rows.padBefore, cols.padBefore, rows.output, cols.output,
-                                             out.baseAddress!, range.lowerBound, range.upperBound, Int32(isa))
+        // Without a bias, and with one added after the taps' sum.
+        for withBias in [false, true] {
+            let expected = sums.indices.map { withBias ? sums[$0] + bias[$0 % outChannels] : sums[$0] }.map(\.bitPattern)
+            for isa in 0...Int(CPU.isa) {
+                for split in Set([0, 1, outputRows / 2, outputRows]) {
+                    var y = [Float](repeating: .nan, count: expected.count)
+                    y.withUnsafeMutableBufferPointer { out in
+                        bias.withUnsafeBufferPointer { bias in
+                            for range in [0..<split, split..<outputRows] where !range.isEmpty {
+                                laq_depthwise_conv2d(x, c.height, c.width, c.channels, k, c.kernel.0, c.kernel.1, c.multiplier, c.strides.0,
+                                                     c.strides.1, c.dilation.0, c.dilation.1, rows.padBefore, cols.padBefore, rows.output,
+                                                     cols.output, out.baseAddress!, range.lowerBound, range.upperBound,
+                                                     withBias ? bias.baseAddress : nil, Int32(isa))
+                            }
+                        }
                     }
+                    #expect(y.map(\.bitPattern) == expected, "isa \(isa), rows split at \(split), bias \(withBias)")
                 }
-                #expect(y.map(\.bitPattern) == expected, "isa \(isa), rows split at \(split)")
             }
         }
     }

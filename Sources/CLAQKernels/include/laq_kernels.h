@@ -145,16 +145,17 @@ void laq_adam_update(float *w, float *m, float *v, const float *g, long n, float
 /// where the C library is not glibc.
 int laq_keep_freed_blocks(long largest);
 
-/// Depthwise 2-D convolution without bias, NHWC: output rows [row_begin, row_end) of the
-/// batch × out_h rows (each out_w × channels·multiplier values, overwritten) from input
-/// (batch × height × width × channels) and kernel (kernel_h × kernel_w × channels × multiplier).
-/// Input row of output row oh, tap th: oh·stride_h + th·dilation_h − pad_top (columns alike);
-/// taps outside the input are skipped. Sums taps in order, as the scalar definition does (the
-/// same bits on every instruction set).
+/// Depthwise 2-D convolution, NHWC: output rows [row_begin, row_end) of the batch × out_h rows
+/// (each out_w × channels·multiplier values, overwritten) from input (batch × height × width ×
+/// channels) and kernel (kernel_h × kernel_w × channels × multiplier), plus `bias` (one value per
+/// output channel) when it is not NULL. Input row of output row oh, tap th: oh·stride_h +
+/// th·dilation_h − pad_top (columns alike); taps outside the input are skipped. Sums taps in
+/// order from 0, then adds the bias, as the scalar definition does (the same bits on every
+/// instruction set).
 void laq_depthwise_conv2d(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                           long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
-                          int isa);
+                          const float *bias, int isa);
 
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);

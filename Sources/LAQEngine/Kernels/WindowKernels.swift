@@ -195,23 +195,29 @@ enum WindowKernels {
 
     /// Depthwise 2-D convolution of x (batch × height × width × channels) with `kernel` (kh ×
     /// kw × channels × multiplier) into `output` (batch × rows.output × cols.output ×
-    /// channels·multiplier), without bias; output rows split between laq's threads.
-    static func depthwise(_ x: [Float], batch: Int, height: Int, width: Int, channels: Int, kernel: [Float], kernelSize: (Int, Int),
-                          multiplier: Int, strides: (Int, Int), dilation: (Int, Int), rows: Window, cols: Window, into output: inout [Float]) {
+    /// channels·multiplier), plus `bias` (one value per output channel) when given; output rows
+    /// split between laq's threads.
+    static func depthwise(_ x: [Float], batch: Int, height: Int, width: Int, channels: Int, kernel: [Float], bias: [Float]?,
+                          kernelSize: (Int, Int), multiplier: Int, strides: (Int, Int), dilation: (Int, Int), rows: Window, cols: Window,
+                          into output: inout [Float]) {
         let taps = kernelSize.0 * kernelSize.1
         let outChannels = channels * multiplier
         let positions = batch * rows.output * cols.output
-        precondition(x.count == batch * height * width * channels && kernel.count == taps * outChannels && output.count == positions * outChannels,
+        precondition(x.count == batch * height * width * channels && kernel.count == taps * outChannels && output.count == positions * outChannels
+                     && (bias?.count ?? outChannels) == outChannels,
                      "a depthwise convolution over \(x.count) values, \(kernel.count) weights, into \(output.count)")
         guard !output.isEmpty, !x.isEmpty else { return }
         x.withUnsafeBufferPointer { input in
             kernel.withUnsafeBufferPointer { kernel in
-                output.withUnsafeMutableBufferPointer { out in
-                    let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
-                    Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
-                        laq_depthwise_conv2d(input.base, height, width, channels, kernel.base, kernelSize.0, kernelSize.1, multiplier,
-                                             strides.0, strides.1, dilation.0, dilation.1, rows.padBefore, cols.padBefore,
-                                             rows.output, cols.output, out.base, range.lowerBound, range.upperBound, CPU.isa)
+                (bias ?? []).withUnsafeBufferPointer { biasValues in
+                    output.withUnsafeMutableBufferPointer { out in
+                        let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
+                        let addend = bias == nil ? nil : SharedPointer(biasValues.baseAddress!)
+                        Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
+                            laq_depthwise_conv2d(input.base, height, width, channels, kernel.base, kernelSize.0, kernelSize.1, multiplier,
+                                                 strides.0, strides.1, dilation.0, dilation.1, rows.padBefore, cols.padBefore,
+                                                 rows.output, cols.output, out.base, range.lowerBound, range.upperBound, addend?.base, CPU.isa)
+                        }
                     }
                 }
             }

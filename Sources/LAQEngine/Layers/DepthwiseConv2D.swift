@@ -88,10 +88,9 @@ struct DepthwiseOp: Op {
         var output = Matrix.uninitialized(positions * outChannels, workspace: workspace)
         guard !output.isEmpty else { return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output) }
         // Output rows are independent: split between threads (laq_depthwise_conv2d).
-        WindowKernels.depthwise(x.data, batch: g.batch, height: g.height, width: g.width, channels: g.channels, kernel: kernel,
+        WindowKernels.depthwise(x.data, batch: g.batch, height: g.height, width: g.width, channels: g.channels, kernel: kernel, bias: bias,
                                 kernelSize: (kernelSize[0], kernelSize[1]), multiplier: multiplier, strides: (strides[0], strides[1]),
                                 dilation: (dilation[0], dilation[1]), rows: rows, cols: cols, into: &output)
-        if let bias { Elementwise.addRows(bias, to: &output) }
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }
 }
