@@ -81,7 +81,8 @@ public struct SensitivityReport: Sendable, Equatable {
         /// The chosen candidate's label and stored bits, nil without a plan.
         public var choice: String?
         public var choiceBits: Int?
-        /// Labels and estimates, fewest bits first.
+        /// Labels and estimates: fewest bits first as costed, in ``standardLabels`` order as read
+        /// from a record.
         public var labels: [String]
         public var estimates: [Double]
         /// Every candidate's stored bits, in the order of `labels`; empty when read from a plan
