@@ -116,7 +116,7 @@ public enum Benchmark {
                 let perRun = sample.times.count / runs
                 let totals = stride(from: 0, to: perRun * runs, by: max(perRun, 1)).map { sample.times[$0..<($0 + perRun)].reduce(0, +) }
                 layerTimes.append(LayerTime(name: name, className: sample.className, medianSeconds: Statistics.median(totals),
-                                            multiplyAdds: sample.multiplyAdds))
+                                            multiplyAdds: sample.multiplyAdds, fusedInto: executor.fusedInto[name]))
             }
         }
         return BenchmarkResult(batch: inputs.first?.shape.first ?? 0, threads: Parallel.threadCount, warmup: warmup,
@@ -132,6 +132,8 @@ public struct LayerTime: Sendable {
     public let medianSeconds: Double
     /// Multiply-adds of its products in one batch.
     public let multiplyAdds: Int
+    /// The layer whose op does this one's work (``Fusion``), whose time includes it.
+    public let fusedInto: String?
 }
 
 /// What `laq bench` reports.
@@ -166,10 +168,12 @@ public struct BenchmarkResult: Sendable {
         if let layers {
             let total = layers.reduce(0) { $0 + $1.medianSeconds }
             object["layers"] = .array(layers.map { layer in
-                [
+                var item: [String: JSONValue] = [
                     "name": .string(layer.name), "class_name": .string(layer.className), "median_ms": .double(layer.medianSeconds * 1000),
                     "share": .double(total > 0 ? layer.medianSeconds / total : 0), "multiply_adds": .int(Int64(layer.multiplyAdds)),
                 ]
+                if let fusedInto = layer.fusedInto { item["fused_into"] = .string(fusedInto) }
+                return .object(item)
             })
         }
         return .object(object)

@@ -6,6 +6,9 @@ public struct Executor: Sendable {
     let ops: [String: any Op]
     /// The ops that replace some of `ops` in predictions (``Fusion``), by layer name.
     let fused: [String: any Op]
+    /// The layers whose work a fused op before them does in predictions: the name of that op's
+    /// layer, by absorbed layer.
+    public let fusedInto: [String: String]
     /// Every call of every layer, inputs first (``Model/calls()``): a shared layer runs once per call.
     let calls: [LayerCall]
     /// The tensors that carry an implicit mask, and which calls see it (``Model/maskPlan()``).
@@ -38,7 +41,7 @@ public struct Executor: Sendable {
             calls = try model.calls()
             masks = try model.maskPlan()
         } catch { throw .invalidModel(error.description) }
-        fused = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
+        (fused, fusedInto) = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
         var lastUse: [TensorRef: Int] = [:]
         for (position, call) in calls.enumerated() {
             for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) { lastUse[ref] = position }

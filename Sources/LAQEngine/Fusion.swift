@@ -15,8 +15,9 @@
 /// fused ops for predictions, and the layers one by one where every layer's own output is
 /// asked for (``Executor/activations(_:)``).
 enum Fusion {
-    /// The ops that replace those of `ops` when fused, by layer name.
-    static func plan(model: Model, ops: [String: any Op], calls: [LayerCall], masks: MaskPlan) -> [String: any Op] {
+    /// The ops that replace those of `ops` when fused, by layer name, and for each absorbed layer
+    /// the product layer that does its work.
+    static func plan(model: Model, ops: [String: any Op], calls: [LayerCall], masks: MaskPlan) -> (ops: [String: any Op], into: [String: String]) {
         // How many calls read each tensor (as an input or as a mask), and how often each layer is called.
         var readers: [TensorRef: Int] = [:]
         var callCount: [Int: Int] = [:]
@@ -37,6 +38,7 @@ enum Fusion {
             return reader
         }
         var fused: [String: any Op] = [:]
+        var into: [String: String] = [:]
         for call in calls where callCount[call.layer] == 1 {
             let name = model.layers[call.layer].name
             guard let product = ops[name] as? any ProductOp, product.activation == .linear, fused[name] == nil else { continue }
@@ -55,9 +57,12 @@ enum Fusion {
             }
             guard !absorbed.isEmpty else { continue }
             fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
-            for layer in absorbed { fused[layer] = PassOp() }
+            for layer in absorbed {
+                fused[layer] = PassOp()
+                into[layer] = name
+            }
         }
-        return fused
+        return (fused, into)
     }
 }
 

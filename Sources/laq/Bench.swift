@@ -11,7 +11,8 @@ struct Bench: ParsableCommand {
             Runs --warmup untimed batches, then --iterations timed ones, and prints the median, \
             minimum and 90th percentile time per batch, samples per second, the threads used, the \
             multiply-adds of one batch's products and the GFLOP/s they make. --layers times each \
-            layer too. The inputs are random values in [0, 1) of the model's input shape (integer \
+            layer too (a BatchNormalization or activation layer fused into the product before it \
+            shows "in" that layer, whose time includes it). The inputs are random values in [0, 1) of the model's input shape (integer \
             inputs such as token ids: 1) unless --input gives a file. tools/bench/compare_peers.py runs the same Keras model in ONNX \
             Runtime and Keras beside this command.
             """
@@ -91,7 +92,7 @@ struct Bench: ParsableCommand {
                                   rightAligned: [2, 3, 4, 5], shrinkable: [(0, 16), (1, 12)])
             for layer in layerTimes {
                 table.rows.append([
-                    layer.name, layer.className, milliseconds(layer.medianSeconds),
+                    layer.name, layer.className, layer.fusedInto.map { "in \($0)" } ?? milliseconds(layer.medianSeconds),
                     String(format: "%.1f%%", total > 0 ? 100 * layer.medianSeconds / total : 0), count(layer.multiplyAdds),
                     layer.multiplyAdds > 0 && layer.medianSeconds > 0 ? String(format: "%.2f", 2 * Double(layer.multiplyAdds) / layer.medianSeconds / 1e9) : "",
                 ])

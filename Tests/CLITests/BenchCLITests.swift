@@ -38,6 +38,23 @@ import Testing
         #expect(abs(shares.reduce(0, +) - 1) < 1e-9)
     }
 
+    @Test("--layers: a BatchNormalization and a ReLU fused into the convolution before them say so")
+    func fusedLayers() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("coverage.laq").path
+        let imported = try CLITests.run(["import", TestPaths.testdata("keras/k3_coverage.h5").path, "-o", model])
+        #expect(imported.status == 0, "\(imported.stderr)")
+        let result = try CLITests.run(["bench", model, "--warmup", "0", "--iterations", "2", "--layers", "--json"])
+        #expect(result.status == 0, "\(result.stderr)")
+        let layers = try #require(try CLITests.json(result.stdout)["layers"] as? [[String: Any]])
+        var into: [String: String] = [:]
+        for layer in layers { if let name = layer["name"] as? String, let target = layer["fused_into"] as? String { into[name] = target } }
+        #expect(into == ["bn": "conv", "relu6": "conv"])
+        let table = try CLITests.run(["bench", model, "--warmup", "0", "--iterations", "2", "--layers"])
+        #expect(table.status == 0 && table.stdout.contains("in conv"), "\(table.stdout)")
+    }
+
     @Test("the table; --input takes the first --batch samples; errors name what is wrong")
     func tableInputsAndErrors() throws {
         let (directory, model) = try Self.mlp()
