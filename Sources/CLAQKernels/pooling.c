@@ -30,7 +30,7 @@ static void later_tap_scalar(const float *restrict s, float *restrict o, long *r
     }
 }
 
-void laq_max_pool(const float *x, long batch, long height, long width, long channels,
+void laq_max_pool(const float *x, long image_begin, long image_end, long height, long width, long channels,
                   long rows_out, long rows_kernel, long rows_stride, long rows_pad,
                   long cols_out, long cols_kernel, long cols_stride, long cols_pad,
                   float *out, long *argmax, int isa) {
@@ -40,7 +40,7 @@ void laq_max_pool(const float *x, long batch, long height, long width, long chan
     const int avx512 = 0;
     (void)isa;
 #endif
-    for (long n = 0; n < batch; n++)
+    for (long n = image_begin; n < image_end; n++)
         for (long oh = 0; oh < rows_out; oh++)
             for (long ow = 0; ow < cols_out; ow++) {
                 const long position = (n * rows_out + oh) * cols_out + ow;

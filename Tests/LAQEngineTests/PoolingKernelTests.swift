@@ -54,13 +54,18 @@ import Testing
             let cols = Window(input: c.width, kernel: c.kernel.1, stride: c.stride.1, dilation: 1, same: c.same)
             let (expected, expectedIndices) = Self.reference(x, batch: batch, c, rows, cols)
             for isa in Int32(0)...CPU.isa {
-                var out = [Float](repeating: 0, count: expected.count), best = [Int](repeating: 0, count: expected.count)
-                laq_max_pool(x, batch, c.height, c.width, c.channels, rows.output, rows.kernel, rows.stride, rows.padBefore,
-                             cols.output, cols.kernel, cols.stride, cols.padBefore, &out, &best, isa)
-                #expect(out.map(\.bitPattern) == expected.map(\.bitPattern), "case \(number), isa \(isa)")
-                #expect(best == expectedIndices, "case \(number), isa \(isa)")
+                // All images in one call, and one call per image (as threads split them).
+                for parts in [[0..<batch], (0..<batch).map { $0..<($0 + 1) }] {
+                    var out = [Float](repeating: 0, count: expected.count), best = [Int](repeating: 0, count: expected.count)
+                    for part in parts {
+                        laq_max_pool(x, part.lowerBound, part.upperBound, c.height, c.width, c.channels, rows.output, rows.kernel, rows.stride,
+                                     rows.padBefore, cols.output, cols.kernel, cols.stride, cols.padBefore, &out, &best, isa)
+                    }
+                    #expect(out.map(\.bitPattern) == expected.map(\.bitPattern), "case \(number), isa \(isa), \(parts.count) calls")
+                    #expect(best == expectedIndices, "case \(number), isa \(isa), \(parts.count) calls")
+                }
                 var valuesOnly = [Float](repeating: 0, count: expected.count)
-                laq_max_pool(x, batch, c.height, c.width, c.channels, rows.output, rows.kernel, rows.stride, rows.padBefore,
+                laq_max_pool(x, 0, batch, c.height, c.width, c.channels, rows.output, rows.kernel, rows.stride, rows.padBefore,
                              cols.output, cols.kernel, cols.stride, cols.padBefore, &valuesOnly, nil, isa)
                 #expect(valuesOnly.map(\.bitPattern) == expected.map(\.bitPattern), "case \(number), isa \(isa), no indices")
             }

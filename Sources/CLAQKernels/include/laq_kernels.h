@@ -117,8 +117,10 @@ void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot,
 /// tap is taken whatever its value, later ones when strictly greater (so the first maximum in tap
 /// order wins, as TensorFlow's gradient takes it). argmax (may be NULL) gets the input index of
 /// that tap; a window with no tap inside gives −∞ and −1. out and argmax: batch × rows_out ×
-/// cols_out × channels. Every `isa` gives the same values and indices.
-void laq_max_pool(const float *x, long batch, long height, long width, long channels,
+/// cols_out × channels, of which the images [image_begin, image_end) are written (x, out and
+/// argmax point at the whole batch, and argmax indexes the whole of x). Every `isa` gives the
+/// same values and indices.
+void laq_max_pool(const float *x, long image_begin, long image_end, long height, long width, long channels,
                   long rows_out, long rows_kernel, long rows_stride, long rows_pad,
                   long cols_out, long cols_kernel, long cols_stride, long cols_pad,
                   float *out, long *argmax, int isa);

@@ -148,20 +148,24 @@ enum WindowKernels {
 
     /// Max pooling of x (batch × height × width × channels) into `output` (batch × rows.output ×
     /// cols.output × channels); with `argmax`, the input index of each output's first maximal
-    /// tap (−1: a window with none, whose output is −∞).
+    /// tap (−1: a window with none, whose output is −∞). Images are split between laq's threads.
     static func maxPool(_ x: [Float], batch: Int, height: Int, width: Int, channels: Int, rows: Window, cols: Window,
                         into output: inout [Float], argmax: inout [Int]?) {
         let outputs = batch * rows.output * cols.output * channels
         precondition(x.count == batch * height * width * channels && output.count == outputs && (argmax?.count ?? outputs) == outputs,
                      "max pooling over \(x.count) values into \(output.count)")
         guard outputs > 0, !x.isEmpty else { return }
+        let work = outputs * rows.kernel * cols.kernel
         x.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { out in
                 func run(_ indices: UnsafeMutablePointer<Int>?) {
-                    laq_max_pool(input.baseAddress!, batch, height, width, channels,
-                                 rows.output, rows.kernel, rows.stride, rows.padBefore,
-                                 cols.output, cols.kernel, cols.stride, cols.padBefore,
-                                 out.baseAddress!, indices, CPU.isa)
+                    let (input, out, indices) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!), indices.map { SharedPointer($0) })
+                    Parallel.forEach(batch, work: work) { images in
+                        laq_max_pool(input.base, images.lowerBound, images.upperBound, height, width, channels,
+                                     rows.output, rows.kernel, rows.stride, rows.padBefore,
+                                     cols.output, cols.kernel, cols.stride, cols.padBefore,
+                                     out.base, indices?.base, CPU.isa)
+                    }
                 }
                 if argmax == nil {
                     run(nil)
@@ -172,21 +176,29 @@ enum WindowKernels {
         }
     }
 
-    /// Max pooling's backward pass: dx[argmax[i]] += gradient[i] for every output i whose window
-    /// had a tap (argmax ≥ 0), in output order (the first maximum takes the gradient, as
-    /// TensorFlow's max pooling does). Every index is checked against dx.
-    static func maxPoolGradient(_ gradient: [Float], argmax: [Int], into dx: inout [Float]) {
+    /// Max pooling's backward pass over `images` images: dx[argmax[i]] += gradient[i] for every
+    /// output i whose window had a tap (argmax ≥ 0), in output order (the first maximum takes the
+    /// gradient, as TensorFlow's max pooling does). Each image's outputs must come from its own
+    /// part of dx (checked), so images are split between laq's threads.
+    static func maxPoolGradient(_ gradient: [Float], argmax: [Int], images: Int, into dx: inout [Float]) {
         precondition(gradient.count == argmax.count, "\(gradient.count) gradients for \(argmax.count) pooled values")
-        let count = dx.count
-        guard !gradient.isEmpty, count > 0 else { return }
+        guard images > 0, !gradient.isEmpty, !dx.isEmpty else { return }
+        precondition(gradient.count % images == 0 && dx.count % images == 0, "\(gradient.count) and \(dx.count) values for \(images) images")
+        let (outputs, inputs) = (gradient.count / images, dx.count / images)
         dx.withUnsafeMutableBufferPointer { dx in
             gradient.withUnsafeBufferPointer { gradient in
                 argmax.withUnsafeBufferPointer { argmax in
-                    for i in 0..<argmax.count {
-                        let source = argmax[i]
-                        guard source >= 0 else { continue }
-                        precondition(source < count, "a pooled value from input \(source) of \(count)")
-                        dx[source] += gradient[i]
+                    let (dx, gradient, argmax) = (SharedPointer(dx.baseAddress!), SharedPointer(gradient.baseAddress!), SharedPointer(argmax.baseAddress!))
+                    Parallel.forEach(images, work: images * outputs) { range in
+                        for n in range {
+                            let (first, end) = (n * inputs, (n + 1) * inputs)
+                            for i in (n * outputs)..<((n + 1) * outputs) {
+                                let source = argmax.base[i]
+                                guard source >= 0 else { continue }
+                                precondition(source >= first && source < end, "a pooled value of image \(n) from input \(source)")
+                                dx.base[source] += gradient.base[i]
+                            }
+                        }
                     }
                 }
             }

@@ -106,7 +106,7 @@ extension PoolingOp: TrainableOp {
         var dx = workspace.zeros(x.count)
         if !average {
             // The first maximum takes the gradient, as TensorFlow's max pooling does.
-            WindowKernels.maxPoolGradient(gradOutput.data, argmax: record.indices, into: &dx)
+            WindowKernels.maxPoolGradient(gradOutput.data, argmax: record.indices, images: g.batch, into: &dx)
             return LayerGradients(inputs: [Tensor(shape: x.shape, data: dx)], weights: [:])
         }
         let counts = record.indices
