@@ -44,9 +44,15 @@ enum Matrix {
         workspace?.zeros(count) ?? [Float](repeating: 0, count: count)
     }
 
-    /// Sets every element of `buffer` to `value` in place (no new storage when it is unique).
-    static func fill<Element>(_ buffer: inout [Element], with value: Element) {
-        buffer.withUnsafeMutableBufferPointer { $0.update(repeating: value) }
+    /// Sets every element of `buffer` to `value` in place (no new storage when it is unique);
+    /// large buffers are split between laq's threads.
+    static func fill<Element: Sendable>(_ buffer: inout [Element], with value: Element) {
+        let count = buffer.count
+        buffer.withUnsafeMutableBufferPointer { buffer in
+            guard let base = buffer.baseAddress else { return }
+            let shared = SharedPointer(base)
+            Parallel.forEach(count, work: count) { range in (shared.base + range.lowerBound).update(repeating: value, count: range.count) }
+        }
     }
 
     /// A (m×k) · B (k×n), with optional transposes of the stored arrays; C from `workspace` when given.
