@@ -11,9 +11,9 @@
 /// the layers run one by one; fusion saves the passes over memory and the output buffers of the
 /// layers it absorbs. It applies where nothing else reads the intermediate tensors: each layer
 /// called once, the product's output read by the BatchNormalization only (and its output by the
-/// activation only), neither a model output, and no implicit mask on them. ``Executor`` runs
-/// fused ops for predictions, and the layers one by one where every layer's own output is
-/// asked for (``Executor/activations(_:)``).
+/// activation only), neither a model output, and no mask on them or on the product's inputs.
+/// ``Executor`` runs fused ops for predictions, and the layers one by one where every layer's
+/// own output is asked for (``Executor/activations(_:)``).
 enum Fusion {
     /// The ops that replace those of `ops` when fused, by layer name, and for each absorbed layer
     /// the product layer that does its work.
@@ -41,7 +41,9 @@ enum Fusion {
         var into: [String: String] = [:]
         for call in calls where callCount[call.layer] == 1 {
             let name = model.layers[call.layer].name
-            guard let product = ops[name] as? any ProductOp, product.activation == .linear, fused[name] == nil else { continue }
+            // The fused op runs without masks: the product's call must see none.
+            guard let product = ops[name] as? any ProductOp, product.activation == .linear, fused[name] == nil,
+                  model.maskInput(of: call) == nil, !masks.sees(call, model.inputs(of: call)) else { continue }
             var next = soleReader(of: call)
             var normalization: BatchNormalizationOp?
             var absorbed: [String] = []
