@@ -108,4 +108,21 @@ import Testing
         #expect(files.dropFirst().allSatisfy { $0 == files[0] }, "calibrated files differ between thread counts")
         #expect(predictions.dropFirst().allSatisfy { $0 == predictions[0] }, "predictions differ between thread counts")
     }
+
+    @Test("fused predictions (Conv2D → BatchNormalization → ReLU, a depthwise convolution) give the same bytes on 1, 2, 3 and 8 threads")
+    func fusedSameBitsForAnyThreadCount() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let model = directory.appendingPathComponent("coverage.laq").path
+        #expect(try CLITests.run(["import", TestPaths.testdata("keras/k3_coverage.h5").path, "-o", model]).status == 0)
+        let data = TestPaths.testdata("keras/k3_coverage.io.npz").path
+        var predictions: [Data] = []
+        for threads in [1, 2, 3, 8] {
+            let output = directory.appendingPathComponent("p-\(threads).npy").path
+            let predict = try CLITests.run(["run", model, "--input", data, "-o", output, "--threads", "\(threads)"])
+            #expect(predict.status == 0, "\(predict.stderr)")
+            predictions.append(try Data(contentsOf: URL(fileURLWithPath: output)))
+        }
+        #expect(predictions.dropFirst().allSatisfy { $0 == predictions[0] }, "predictions differ between thread counts")
+    }
 }
