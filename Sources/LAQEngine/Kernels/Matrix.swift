@@ -14,7 +14,10 @@ enum Matrix {
         guard rows > 0, width > 0 else { return start }
         start.withUnsafeMutableBufferPointer { buffer in
             bias.withUnsafeBufferPointer { b in
-                for row in 0..<rows { (buffer.baseAddress! + row * width).update(from: b.baseAddress!, count: width) }
+                let (buffer, b) = (SharedPointer(buffer.baseAddress!), SharedPointer(b.baseAddress!))
+                Parallel.forEach(rows, work: rows * width) { part in
+                    for row in part { (buffer.base + row * width).update(from: b.base, count: width) }
+                }
             }
         }
         return start
@@ -65,16 +68,22 @@ enum Matrix {
     }
 
     /// Column sums of a rows×width matrix (rows added in order; on raw buffers, so the inner
-    /// loop vectorises).
+    /// loop vectorises). Blocks of 16 columns are split between laq's threads: each column is
+    /// summed by one thread, in row order, so the bits do not depend on the thread count.
     static func columnSums(_ a: [Float], rows: Int, width: Int, workspace: Workspace? = nil) -> [Float] {
         precondition(a.count >= rows * width, "\(a.count) values for \(rows) × \(width)")
         var sums = zeros(width, workspace: workspace)
         a.withUnsafeBufferPointer { a in
             sums.withUnsafeMutableBufferPointer { sums in
                 guard let a = a.baseAddress, let sums = sums.baseAddress else { return }
-                for r in 0..<rows {
-                    let row = a + r * width
-                    for j in 0..<width { sums[j] += row[j] }
+                let (matrix, totals) = (SharedPointer(a), SharedPointer(sums))
+                let blocks = (width + 15) / 16
+                Parallel.forEach(blocks, work: rows * width) { part in
+                    let (first, end) = (part.lowerBound * 16, min(part.upperBound * 16, width))
+                    for r in 0..<rows {
+                        let row = matrix.base + r * width
+                        for j in first..<end { totals.base[j] += row[j] }
+                    }
                 }
             }
         }
