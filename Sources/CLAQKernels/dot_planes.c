@@ -12,7 +12,53 @@
 #include <immintrin.h>
 #endif
 
-int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total) {
+#if defined(__x86_64__)
+// The scalar definition below, 16 values at a time: the same maximum, the same IEEE divisions,
+// and the conversion rounds to nearest even as lrintf does in the default rounding mode, so q,
+// scale and total are the same bits.
+__attribute__((target("avx512f"))) static int int8_quantize_avx512(const float *x, long k, long k4, int8_t *q,
+                                                                                       float *scale, int32_t *total) {
+    __m512 largest = _mm512_setzero_ps();
+    __mmask16 bad = 0;
+    const __m512i exponent = _mm512_set1_epi32(0x7F800000);
+    for (long i = 0; i < k; i += 16) {
+        const __mmask16 mask = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+        const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
+        // A NaN or an infinity: every exponent bit set.
+        bad |= _mm512_mask_cmpeq_epi32_mask(mask, _mm512_and_epi32(_mm512_castps_si512(v), exponent), exponent);
+        largest = _mm512_max_ps(largest, _mm512_abs_ps(v));
+    }
+    if (bad) return 0;
+    const float top = _mm512_reduce_max_ps(largest);
+    if (top == 0) {
+        memset(q, 0, (size_t)(4 * k4));
+        *scale = 0;
+        *total = 0;
+        return 1;
+    }
+    const float s = top / 127;
+    const __m512 divisor = _mm512_set1_ps(s);
+    const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127);
+    __m512i sum = _mm512_setzero_si512();
+    for (long i = 0; i < k; i += 16) {
+        const __mmask16 mask = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+        const __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(mask, x + i), divisor);
+        const __m512i r = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), low), high);
+        _mm512_mask_cvtepi32_storeu_epi8(q + i, mask, r);
+        sum = _mm512_mask_add_epi32(sum, mask, sum, r);
+    }
+    memset(q + k, 0, (size_t)(4 * k4 - k));
+    *scale = s;
+    *total = _mm512_reduce_add_epi32(sum);
+    return 1;
+}
+#endif
+
+int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) return int8_quantize_avx512(x, k, k4, q, scale, total);
+#endif
+    (void)isa;
     float largest = 0;
     for (long i = 0; i < k; i++) {
         if (!isfinite(x[i])) return 0;

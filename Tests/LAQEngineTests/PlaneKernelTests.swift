@@ -245,4 +245,39 @@ import Testing
         #expect((0...3).contains(best))
         #expect(PlaneMatrix.bestISA == best)
     }
+
+    @Test("int8 quantization of a row: round(x/s) to nearest even, clamped, s = max|x|/127, on every instruction set")
+    func int8Quantize() {
+        var random = SplitMix64(seed: 9)
+        var rows: [[Float]] = [[127, 0.5, 1.5, 2.5, -0.5, -2.5, -0, 3.5], [0, -0, 0], [-1e-30, 2e-30]]
+        for count in [1, 15, 16, 17, 64, 100, 1000] { rows.append((0..<count).map { _ in random.uniform() * 6 - 3 }) }
+        for x in rows {
+            let groups = (x.count + 3) / 4
+            // The definition, in Swift.
+            let largest = x.map(abs).max() ?? 0
+            let s = largest / 127
+            let expected: [Int8] = largest == 0 ? [Int8](repeating: 0, count: 4 * groups)
+                : x.map { Int8(max(-127, min(127, ($0 / s).rounded(.toNearestOrEven)))) } + [Int8](repeating: 0, count: 4 * groups - x.count)
+            for isa in Self.instructionSets {
+                var q = [Int8](repeating: 99, count: 4 * groups)
+                var (scale, total): (Float, Int32) = (-1, -1)
+                #expect(laq_int8_quantize(x, x.count, groups, &q, &scale, &total, isa) == 1)
+                #expect(q == expected, "isa \(isa), \(x.count) values")
+                #expect(scale.bitPattern == (largest == 0 ? 0 : s).bitPattern && total == expected.reduce(0) { $0 + Int32($1) }, "isa \(isa)")
+            }
+        }
+        // A NaN or an infinity anywhere (also past the first 16 values): refused, q untouched.
+        for bad in [Float.nan, .infinity, -.infinity] {
+            for position in [0, 5, 16, 20] {
+                var x = [Float](repeating: 1, count: 21)
+                x[position] = bad
+                for isa in Self.instructionSets {
+                    var q = [Int8](repeating: 99, count: 24)
+                    var (scale, total): (Float, Int32) = (-1, -1)
+                    #expect(laq_int8_quantize(x, 21, 6, &q, &scale, &total, isa) == 0)
+                    #expect(q.allSatisfy { $0 == 99 } && scale == -1 && total == -1, "isa \(isa), \(bad) at \(position)")
+                }
+            }
+        }
+    }
 }

@@ -76,9 +76,10 @@ void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k
 //     bit 4·j + i ↔ row k = 4·g + i, column n = 64·b + 16·s + j.
 // Rows past K and columns past N have no bits set.
 
-/// q[i] = round(x[i] / scale) for i < k, zero up to k4·4, with scale = max|x| / 127 (0 when x
-/// is all zero); total = Σ q. Returns 0, with q untouched, when x holds a NaN or infinity.
-int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total);
+/// q[i] = round(x[i] / scale) for i < k (to nearest, ties to even, clamped to ±127), zero up to
+/// k4·4, with scale = max|x| / 127 (0 when x is all zero); total = Σ q. Returns 0, with q
+/// untouched, when x holds a NaN or infinity. Every `isa` gives the same bits.
+int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total, int isa);
 
 /// c[n] (+)= scale · (L₀[n]·(total − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: bit_p(k, n)}
 /// q[k], with the sum levels L, for the columns of blocks [block_begin, block_end). The sums

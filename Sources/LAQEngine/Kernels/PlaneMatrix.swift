@@ -300,7 +300,7 @@ struct PlaneMatrix: @unchecked Sendable {
         withUnsafeTemporaryAllocation(of: Int8.self, capacity: 4 * groups) { q in
             var scale: Float = 0
             var total: Int32 = 0
-            guard laq_int8_quantize(a, rows, groups, q.baseAddress!, &scale, &total) != 0 else {
+            guard laq_int8_quantize(a, rows, groups, q.baseAddress!, &scale, &total, isa) != 0 else {
                 c.update(repeating: .nan, count: columns)
                 return
             }
@@ -361,7 +361,7 @@ struct PlaneMatrix: @unchecked Sendable {
                                     @Sendable func quantize(_ range: Range<Int>) {
                                         for row in range {
                                             flags.base[row] = laq_int8_quantize(shared.a + row * lda, rows, groups, q.base + row * stride,
-                                                                                scales.base + row, totals.base + row) != 0
+                                                                                scales.base + row, totals.base + row, isa) != 0
                                         }
                                     }
                                     let work = m * rows * columns
