@@ -155,8 +155,10 @@ public struct Executor: Sendable {
                 guard values[TensorRef(layer: layer.name)] != nil else { throw .badInput(name: layer.name, reason: "no value given") }
                 continue
             }
+            // What the call reads: its inputs, and its mask when it passes one.
+            let refs = model.inputs(of: call)
             var arguments: [Tensor] = []
-            for ref in model.inputs(of: call) {
+            for ref in refs {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
@@ -171,8 +173,7 @@ public struct Executor: Sendable {
             if let observe, let start { observe(layer, (ContinuousClock.now - start).seconds) }
             try recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
             guard !keepAll else { continue }
-            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? [])
-            where lastUse[ref] == position && !outputRefs.contains(ref) {
+            for ref in refs + (model.maskInput(of: call).map { [$0] } ?? []) where lastUse[ref] == position && !outputRefs.contains(ref) {
                 values[ref] = nil
             }
             let output = model.output(of: call)

@@ -90,6 +90,16 @@ extension ActivationOp {
     }
 }
 
+extension ActivationOp.Kind {
+    /// The activation as a ReLU that can follow an affine map in its pass, when it is one.
+    var followingReLU: Elementwise.FollowingReLU? {
+        switch self {
+        case let .function(activation): activation == .relu ? .max0 : nil
+        case let .relu(maxValue, slope, threshold): .relu(threshold: threshold, slope: slope, ceiling: maxValue ?? .infinity)
+        }
+    }
+}
+
 /// A product, then a BatchNormalization's y = z·scale + shift and an activation, in place on the
 /// product's output (``Fusion``).
 struct EpilogueOp: Op {
@@ -105,17 +115,9 @@ struct EpilogueOp: Op {
                 throw .shape(layer: normalization.name, reason: "input has \(y.lastDimension) channels, expected \(channels)")
             }
             // A ReLU joins the affine map's pass.
-            switch activation {
-            case let .relu(maxValue, slope, threshold)?:
-                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift,
-                                       then: .relu(threshold: threshold, slope: slope, ceiling: maxValue ?? .infinity))
-                return y
-            case let .function(function)? where function == .relu:
-                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift, then: .max0)
-                return y
-            default:
-                Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift, then: .none)
-            }
+            let relu = activation?.followingReLU
+            Elementwise.scaleShift(&y.data, scale: normalization.scale, shift: normalization.shift, then: relu ?? .none)
+            if relu != nil { return y }
         }
         if let activation { ActivationOp(kind: activation).apply(&y) }
         return y

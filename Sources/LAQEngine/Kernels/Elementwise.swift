@@ -123,14 +123,6 @@ enum Elementwise {
         }
     }
 
-    /// out[i] = f(x[i]).
-    static func map(_ x: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float) -> Float) {
-        run(x, nil, nil, &out) { inputs, out, range in
-            let x = inputs.a
-            for i in range { out[i] = f(x[i]) }
-        }
-    }
-
     /// out[i] = f(a[i], b[i]); with `a` nil, out[i] = f(out[i], b[i]).
     static func map(_ a: [Float]?, _ b: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float, Float) -> Float) {
         run(a, b, nil, &out) { inputs, out, range in
@@ -211,23 +203,6 @@ enum Elementwise {
                             }
                         }
                     }
-                }
-            }
-        }
-    }
-
-    /// values[r·C + c] += bias[c] over rows of C = `bias.count` values.
-    static func addRows(_ bias: [Float], to values: inout [Float]) {
-        let width = bias.count
-        precondition(width == 0 ? values.isEmpty : values.count % width == 0, "\(values.count) values for rows of \(width)")
-        guard width > 0, !values.isEmpty else { return }
-        let rows = values.count / width
-        values.withUnsafeMutableBufferPointer { out in
-            bias.withUnsafeBufferPointer { bias in
-                let (out, bias) = (out.baseAddress!, bias.baseAddress!)
-                for row in 0..<rows {
-                    let target = out + row * width
-                    for j in 0..<width { target[j] += bias[j] }
                 }
             }
         }

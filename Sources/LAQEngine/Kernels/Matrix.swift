@@ -27,8 +27,7 @@ enum Matrix {
     /// every one is written by the product that fills it (a BLAS product with β = 0 or a packed
     /// kernel without `accumulate`, which write all of C). From `workspace` when given.
     static func uninitialized(_ count: Int, workspace: Workspace? = nil) -> [Float] {
-        if let workspace { return workspace.floats(count) }
-        return [Float](unsafeUninitializedCapacity: count) { _, initialized in initialized = count }
+        workspace?.floats(count) ?? Storage.uninitialized(count)
     }
 
     /// A copy of `values` for an op to write, from `workspace` when given; without one, `values`
