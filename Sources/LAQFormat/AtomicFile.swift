@@ -119,6 +119,16 @@ public struct FileSink {
         }
     }
 
+    /// Appends `count` bytes of `spool` from `offset`, copied by the kernel where it can.
+    mutating func copy(from spool: SpoolFile, offset: Int64, count: Int) throws {
+        guard count > 0 else { return }
+        try flush()
+        guard laq_copy_range(spool.fd, offset, fd, Int64(count)) == 0 else {
+            throw FormatError.io(path: path, operation: "write", reason: errnoString())
+        }
+        startWriteback(after: count)
+    }
+
     mutating func flush() throws {
         guard !buffer.isEmpty else { return }
         try buffer.withUnsafeBytes { try Self.writeAll($0, fd: fd, path: path) }
@@ -144,6 +154,64 @@ public struct FileSink {
                 throw FormatError.io(path: path, operation: "write", reason: errnoString())
             }
             offset += written
+        }
+    }
+}
+
+/// A file without a name beside a destination, for bytes written once and later copied into
+/// the destination (a streamed file's payloads, ``LAQStreamWriter``). The system frees it when
+/// it is closed or the process ends, however it ends.
+///
+/// Sendable: `fd` never changes, `size` only while the one writer appends (before any reader
+/// exists), and reads are positioned (pread), so threads may read it at once.
+final class SpoolFile: @unchecked Sendable {
+    let fd: Int32
+    /// The destination, for messages.
+    let path: String
+    /// Bytes appended so far.
+    private(set) var size: Int64 = 0
+
+    init(beside path: String) throws {
+        let directory = AtomicFile.parentDirectory(of: path)
+        let fd = laq_spool_open(directory)
+        guard fd >= 0 else { throw FormatError.io(path: path, operation: "create temporary file in \(directory)", reason: errnoString()) }
+        self.fd = fd
+        self.path = path
+    }
+
+    deinit { close(fd) }
+
+    /// Appends `bytes`; returns the offset they start at.
+    func append(_ bytes: UnsafeRawBufferPointer) throws -> Int64 {
+        let offset = size
+        var done = 0
+        while done < bytes.count {
+            let written = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            if written < 0 {
+                if errno == EINTR { continue }
+                throw FormatError.io(path: path, operation: "write temporary file", reason: errnoString())
+            }
+            done += written
+        }
+        size += Int64(bytes.count)
+        return offset
+    }
+
+    /// Passes `count` bytes from `offset` to `body`, a chunk of at most `chunk` bytes at a time.
+    func read(offset: Int64, count: Int, chunk: Int = 1 << 20, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: min(max(count, 1), chunk), alignment: 64)
+        defer { buffer.deallocate() }
+        var position = offset
+        var left = count
+        while left > 0 {
+            let got = pread(fd, buffer.baseAddress!, min(left, buffer.count), off_t(position))
+            if got < 0, errno == EINTR { continue }
+            guard got > 0 else {
+                throw FormatError.io(path: path, operation: "read temporary file", reason: got == 0 ? "it ended early" : errnoString())
+            }
+            try body(UnsafeRawBufferPointer(rebasing: buffer[0..<got]))
+            position += Int64(got)
+            left -= got
         }
     }
 }

@@ -6,6 +6,8 @@ final class ByteStorage: @unchecked Sendable {
     /// Immutable after init; safe to read from any thread.
     let bytes: UnsafeRawBufferPointer
     private let mapped: Bool
+    /// Whether the bytes are a mapping of a file (read-only, private).
+    var isMapped: Bool { mapped }
 
     init(copying source: [UInt8]) {
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: max(source.count, 1), alignment: 64)

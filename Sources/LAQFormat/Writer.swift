@@ -28,6 +28,30 @@ public struct TensorRecord: Sendable {
     }
 }
 
+extension TensorRecord {
+    /// The record without its values: what the manifest says of it besides its payload.
+    var head: TensorHead {
+        let encoding: [String: JSONValue]
+        switch data {
+        case let .float(_, storage): encoding = storage.encoding.json
+        case let .codebook(layout, _, _): encoding = Encoding.codebook(layout).json
+        case let .opaque(json, _): encoding = json
+        }
+        return TensorHead(name: name, shape: shape, axes: axes, dtype: dtype, role: role, features: features, encoding: encoding)
+    }
+}
+
+/// A tensor's manifest entry but for its payload's place, length and checksum.
+struct TensorHead {
+    var name: String
+    var shape: [Int]
+    var axes: [String]?
+    var dtype: String
+    var role: TensorRole
+    var features: [String]
+    var encoding: [String: JSONValue]
+}
+
 /// A tensor's values, as the writer receives them.
 public enum TensorData: Sendable {
     /// float32 values stored as float32, float16 or bfloat16 (rounded to nearest even).
@@ -109,8 +133,9 @@ public struct LAQWriter: Sendable {
     ///
     /// - Throws: ``FormatError/invalidArgument(_:)`` naming the tensor and the problem.
     public mutating func add(_ record: TensorRecord) throws {
-        try Self.check(record, existing: records)
-        records.append(record)
+        let records = self.records
+        try Self.check(record) { name in records.first(where: { $0.name == name })?.role }
+        self.records.append(record)
         early = nil
     }
 
@@ -125,46 +150,65 @@ public struct LAQWriter: Sendable {
 
     /// Writes the file to `path` atomically (§10).
     public func write(to path: String) throws {
-        let prepared = try prepare()
-        try AtomicFile.write(to: path) { sink in
-            try prepared.emit { try sink.write($0) }
-        }
+        try prepare().write(to: path)
     }
 
     /// The whole file as bytes.
     public func encoded() throws -> [UInt8] {
-        let prepared = try prepare()
-        var bytes: [UInt8] = []
-        bytes.reserveCapacity(Int(prepared.header.fileSize))
-        try prepared.emit { bytes.append(contentsOf: $0) }
-        return bytes
+        try prepare().encoded()
     }
 
     // MARK: - Preparation
 
+    /// A laid-out file: its header and manifest, and where each payload's stored bytes are.
     struct Prepared: Sendable {
         var header: Header
         var manifestBytes: [UInt8]
-        var payloads: [StoredPayload]
+        var payloads: [PayloadBytes]
 
-        /// Emits every byte of the file in order. The bytes before the trailer are hashed on
-        /// another core while they are written (SHA-256 takes about as long as the writes), then
-        /// the digest and end magic close the file.
-        func emit(_ write: (UnsafeRawBufferPointer) throws -> Void) throws {
-            let digest = BackgroundValue {
+        /// Where a payload's stored bytes are: in memory, or in a spool file (``LAQStreamWriter``).
+        enum PayloadBytes: Sendable {
+            case memory(StoredPayload)
+            case spool(SpoolFile, offset: Int64, count: Int)
+        }
+
+        func write(to path: String) throws {
+            try AtomicFile.write(to: path) { sink in
+                try emit(put: { try sink.write($0) }, copy: { spool, offset, count in try sink.copy(from: spool, offset: offset, count: count) })
+            }
+        }
+
+        func encoded() throws -> [UInt8] {
+            var bytes: [UInt8] = []
+            bytes.reserveCapacity(Int(header.fileSize))
+            try emit(put: { bytes.append(contentsOf: $0) }, copy: { spool, offset, count in
+                try spool.read(offset: offset, count: count) { bytes.append(contentsOf: $0) }
+            })
+            return bytes
+        }
+
+        /// Emits every byte of the file in order: `put` passes bytes, `copy` a spool's range. The
+        /// bytes before the trailer are hashed on another core while they are written (SHA-256
+        /// takes about as long as the writes), then the digest and end magic close the file.
+        func emit(put: (UnsafeRawBufferPointer) throws -> Void, copy: (SpoolFile, Int64, Int) throws -> Void) throws {
+            let digest = BackgroundValue { () -> Result<[UInt8], any Error> in
                 let hasher = SHA256()
-                self.body { hasher.update($0) }
-                return hasher.finalize()
+                do {
+                    try self.body(put: { hasher.update($0) }, copy: { spool, offset, count in
+                        try spool.read(offset: offset, count: count) { hasher.update($0) }
+                    })
+                } catch { return .failure(error) }
+                return .success(hasher.finalize())
             }
             // Joined before returning or throwing: the hashing thread reads the payloads.
             defer { _ = digest.wait() }
-            try body(write)
-            try digest.wait().withUnsafeBytes { try write($0) }
-            try Layout.endMagic.withUnsafeBytes { try write($0) }
+            try body(put: put, copy: copy)
+            try digest.wait().get().withUnsafeBytes { try put($0) }
+            try Layout.endMagic.withUnsafeBytes { try put($0) }
         }
 
         /// Every byte before the trailer: header, manifest, padding, aligned payloads.
-        func body(_ put: (UnsafeRawBufferPointer) throws -> Void) rethrows {
+        func body(put: (UnsafeRawBufferPointer) throws -> Void, copy: (SpoolFile, Int64, Int) throws -> Void) throws {
             let zeros = [UInt8](repeating: 0, count: Layout.alignment)
             func pad(_ count: Int) throws {
                 if count > 0 { try zeros.withUnsafeBytes { try put(UnsafeRawBufferPointer(rebasing: $0[0..<count])) } }
@@ -175,8 +219,14 @@ public struct LAQWriter: Sendable {
             try pad(Int(header.dataOffset - position))
             position = header.dataOffset
             for payload in payloads {
-                try payload.withStoredBytes { try put($0) }
-                position += UInt64(payload.storedLength)
+                switch payload {
+                case let .memory(stored):
+                    try stored.withStoredBytes { try put($0) }
+                    position += UInt64(stored.storedLength)
+                case let .spool(spool, offset, count):
+                    try copy(spool, offset, count)
+                    position += UInt64(count)
+                }
                 let aligned = Layout.align(position)!
                 try pad(Int(aligned - position))
                 position = aligned
@@ -193,10 +243,23 @@ public struct LAQWriter: Sendable {
         var crc32: UInt32 = 0
         var storedLength: Int { compressed?.count ?? decoded.count }
 
+        /// What the manifest says of it.
+        var summary: PayloadSummary {
+            PayloadSummary(storedLength: storedLength, decodedLength: decoded.count, compressed: compressed != nil, crc32: crc32)
+        }
+
         func withStoredBytes<R>(_ body: (UnsafeRawBufferPointer) throws -> R) rethrows -> R {
             if let compressed { return try compressed.withUnsafeBytes(body) }
             return try decoded.withBytes(body)
         }
+    }
+
+    /// What the manifest says of a stored payload, besides where it is.
+    struct PayloadSummary {
+        var storedLength: Int
+        var decodedLength: Int
+        var compressed: Bool
+        var crc32: UInt32
     }
 
     /// Decoded payload bytes; float32 tensors are written straight from their arrays.
@@ -239,12 +302,23 @@ public struct LAQWriter: Sendable {
         } else {
             payloads = storePayloads()
         }
-
         var manifest = Manifest()
         manifest.requiredFeatures = requiredFeatures
         manifest.model = model
         manifest.provenance = provenance
         manifest.metadata = metadata
+        let (header, manifestBytes) = try Self.layout(manifest, tensors: zip(records, payloads).map { ($0.head, $1.summary) })
+        return Prepared(header: header, manifestBytes: manifestBytes, payloads: payloads.map { .memory($0) })
+    }
+
+    /// The header and manifest bytes of a file holding `manifest` (its tensor table is filled
+    /// here) and these tensors' payloads in order.
+    static func layout(_ manifest: Manifest, tensors: [(head: TensorHead, payload: PayloadSummary)]) throws -> (Header, [UInt8]) {
+        var manifest = manifest
+        // What every reader checks (rule 4.1), checked before anything is written.
+        guard tensors.count <= Layout.maxTensorCount else {
+            throw FormatError.tooManyTensors(count: tensors.count, limit: Layout.maxTensorCount)
+        }
         // Offsets are absolute and the data section starts after the manifest, whose length
         // depends on the offsets' digits: iterate to the fixed point (monotone, a few rounds).
         var dataOffset = UInt64(Layout.headerSize)
@@ -252,8 +326,8 @@ public struct LAQWriter: Sendable {
         var dataEnd: UInt64 = 0
         while true {
             var position = dataOffset
-            manifest.tensors = zip(records, payloads).map { record, payload in
-                let entry = Self.entry(record, payload, offset: position)
+            manifest.tensors = tensors.map { head, payload in
+                let entry = Self.entry(head, payload, offset: position)
                 position = Layout.align(position + UInt64(payload.storedLength))!
                 return entry
             }
@@ -261,10 +335,6 @@ public struct LAQWriter: Sendable {
             manifestBytes = try manifest.canonicalJSON()
             guard UInt64(manifestBytes.count) <= Layout.maxManifestLength else {
                 throw FormatError.manifestTooLarge(length: UInt64(manifestBytes.count), limit: Layout.maxManifestLength)
-            }
-            // What every reader checks (rule 4.1), checked before anything is written.
-            guard records.count <= Layout.maxTensorCount else {
-                throw FormatError.tooManyTensors(count: records.count, limit: Layout.maxTensorCount)
             }
             try manifestBytes.withUnsafeBytes { try LAQFile.checkDepth($0, limit: Layout.maxManifestDepth) }
             let needed = Layout.align(UInt64(Layout.headerSize + manifestBytes.count))!
@@ -274,7 +344,7 @@ public struct LAQWriter: Sendable {
         let header = Header(
             manifestLength: UInt64(manifestBytes.count), dataOffset: dataOffset, dataLength: dataEnd - dataOffset,
             manifestCRC32: Zlib.crc32(manifestBytes))
-        return Prepared(header: header, manifestBytes: manifestBytes, payloads: payloads)
+        return (header, manifestBytes)
     }
 
     static func store(_ record: TensorRecord, options: WriteOptions) -> StoredPayload {
@@ -328,13 +398,15 @@ public struct LAQWriter: Sendable {
     /// together by at least the fraction `saving`.
     static func probe(_ bytes: UnsafeRawBufferPointer, saving: Double, level: Int32) -> Bool {
         let stride = (bytes.count - probeBytes) / (probeWindows - 1)
-        var compressed = 0
-        for window in 0..<probeWindows {
-            let start = window * stride
-            let sample = UnsafeRawBufferPointer(rebasing: bytes[start..<start + probeBytes])
+        // The windows deflate on every core (a streamed import stores one payload at a time).
+        let sizes = ResultSlots<Int>(count: probeWindows)
+        let base = UInt(bitPattern: bytes.baseAddress)
+        DispatchQueue.concurrentPerform(iterations: probeWindows) { window in
+            let sample = UnsafeRawBufferPointer(start: UnsafeRawPointer(bitPattern: base)! + window * stride, count: probeBytes)
             // Not smaller than the window: count it whole (the payload will not deflate there).
-            compressed += Zlib.compress(sample, level: level, limit: probeBytes)?.count ?? probeBytes
+            sizes[window] = Zlib.compress(sample, level: level, limit: probeBytes)?.count ?? probeBytes
         }
+        let compressed = sizes.values(count: probeWindows).reduce(0, +)
         return Double(compressed) <= Double(probeWindows * probeBytes) * (1 - saving)
     }
 
@@ -348,37 +420,33 @@ public struct LAQWriter: Sendable {
         }
     }
 
-    static func entry(_ record: TensorRecord, _ payload: StoredPayload, offset: UInt64) -> TensorEntry {
-        let encoding: [String: JSONValue]
-        switch record.data {
-        case let .float(_, storage): encoding = storage.encoding.json
-        case let .codebook(layout, _, _): encoding = Encoding.codebook(layout).json
-        case let .opaque(json, _): encoding = json
-        }
+    static func entry(_ head: TensorHead, _ payload: PayloadSummary, offset: UInt64) -> TensorEntry {
         var role: String?
         var of: String?
         var slot: String?
-        if case let .optimizer(weight, slotName) = record.role {
+        if case let .optimizer(weight, slotName) = head.role {
             role = "optimizer"
             of = weight
             slot = slotName
         }
-        let stored = payload.storedLength
         return TensorEntry(
-            name: record.name, shape: record.shape.map { UInt64($0) }, axes: record.axes, dtype: record.dtype,
-            encoding: encoding, compression: payload.compressed == nil ? "none" : "zlib", offset: offset,
-            storedLength: UInt64(stored), decodedLength: UInt64(payload.decoded.count),
+            name: head.name, shape: head.shape.map { UInt64($0) }, axes: head.axes, dtype: head.dtype,
+            encoding: head.encoding, compression: payload.compressed ? "zlib" : "none", offset: offset,
+            storedLength: UInt64(payload.storedLength), decodedLength: UInt64(payload.decodedLength),
             crc32: payload.crc32, role: role, of: of, slot: slot,
-            features: record.features.isEmpty ? nil : record.features)
+            features: head.features.isEmpty ? nil : head.features)
     }
 
     // MARK: - Checks
 
-    static func check(_ record: TensorRecord, existing: [TensorRecord]) throws {
+    /// Checks `record` against the format's rules; `roleOf` gives the role of a tensor already
+    /// added under a name (nil: none).
+    static func check(_ record: TensorRecord, roleOf: (String) -> TensorRole?) throws {
         func fail(_ reason: String) -> FormatError { .invalidArgument("tensor '\(record.name)': \(reason)") }
         if let reason = TensorRules.nameProblem(record.name) { throw fail(reason) }
-        // Canonical equivalence, as the reader (whose duplicateName points into a file's manifest).
-        if existing.contains(where: { $0.name == record.name }) { throw fail("the name is already in the file") }
+        // Canonical equivalence (Swift's String equality and hashing), as the reader (whose
+        // duplicateName points into a file's manifest).
+        if roleOf(record.name) != nil { throw fail("the name is already in the file") }
         guard Layout.dtypes.contains(record.dtype) else { throw fail("dtype '\(record.dtype)' is not one of \(Layout.dtypes.sorted())") }
         guard record.shape.count <= Layout.maxRank else { throw fail("rank \(record.shape.count) exceeds \(Layout.maxRank)") }
         guard record.shape.allSatisfy({ $0 >= 0 && UInt64($0) <= Layout.maxInteger }) else {
@@ -413,7 +481,7 @@ public struct LAQWriter: Sendable {
         }
         if case let .optimizer(weight, slot) = record.role {
             guard !slot.isEmpty else { throw fail("optimizer slot name is empty") }
-            guard existing.contains(where: { $0.name == weight && $0.role == .weight }) else {
+            guard roleOf(weight) == .weight else {
                 throw fail("optimizer slot of '\(weight)', which has not been added as a weight")
             }
         }

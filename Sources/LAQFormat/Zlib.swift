@@ -5,7 +5,7 @@ import CLAQZlib
 /// CRC-32 (ISO-HDLC, zlib's and zip's) for laq's other modules.
 public enum Checksum {
     /// The CRC-32 of `bytes` (the folded kernel where the CPU has it, else zlib).
-    public static func crc32(_ bytes: UnsafeRawBufferPointer) -> UInt32 { Zlib.crc32(bytes) }
+    public static func crc32(_ bytes: UnsafeRawBufferPointer, continuing crc: UInt32 = 0) -> UInt32 { Zlib.crc32(bytes, continuing: crc) }
 
     /// The CRC-32 of `data` (a slice of a memory-mapped file is read in place).
     public static func crc32(_ data: Data) -> UInt32 { data.withUnsafeBytes { Zlib.crc32($0) } }

@@ -8,7 +8,7 @@ import LAQEngine
 struct Keras3WeightsReader {
     let file: H5File
     let path: String
-    let progress: (@Sendable (Int) -> Void)?
+    let outlet: TensorOutlet
 
     func importModel(config: JSONValue, includeOptimizer: Bool, kind: KerasImporter.FileKind) throws -> KerasImporter.Result {
         let graph: KerasArchitecture.Graph
@@ -42,7 +42,7 @@ struct Keras3WeightsReader {
             }
             return path
         }
-        let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
+        let weights = try WeightAssembler.assemble(graph: graph, path: path, outlet: outlet) { layer in
             if layer.weightNames.isEmpty { return [] }
             // A layer inside a keras_hub block: in the block's group, under its attribute.
             let names = layer.attribute == nil ? layer.scope + [layer.localName] : layer.scope
@@ -85,7 +85,7 @@ struct Keras3WeightsReader {
                 training = ["optimizer": ["class_name": .string(className ?? optimizerName), "config": [:]]]
                 notices.append("the config names no optimizer: taken to be \(className ?? optimizerName) (from the optimizer variables' name '\(optimizerName)') with Keras' default β1 = 0.9, β2 = 0.999, ε = 1e-7")
             }
-            let (state, more) = try OptimizerImport(path: path, training: training, progress: progress).keras3(variables: datasets, model: model, optimizerName: optimizerName)
+            let (state, more) = try OptimizerImport(path: path, training: training, outlet: outlet).keras3(variables: datasets, model: model, optimizerName: optimizerName)
             model.optimizer = state
             notices += more
         } else if includeOptimizer {

@@ -13,8 +13,9 @@ import ZIPFoundation
 struct KerasArchive {
     let path: String
     /// The whole archive, memory-mapped.
-    let data: Data
-    let progress: (@Sendable (Int) -> Void)?
+    let file: MappedFile
+    var data: Data { file.data }
+    let outlet: TensorOutlet
 
     /// Members larger than this, or expanding more than 100× (Keras' own zip-bomb guard), are refused.
     static let maxMemberBytes: UInt64 = 4 << 30
@@ -80,7 +81,7 @@ struct KerasArchive {
         let name = "\(path):model.weights.h5"
         func read(_ file: H5File) throws -> KerasImporter.Result {
             do {
-                return try Keras3WeightsReader(file: file, path: name, progress: progress)
+                return try Keras3WeightsReader(file: file, path: name, outlet: outlet)
                     .importModel(config: config, includeOptimizer: includeOptimizer, kind: .archive)
             } catch let error as HDF5Error { throw ImportError.hdf5(error) }
         }
@@ -89,11 +90,13 @@ struct KerasArchive {
             // Stored: read in place (ZipCheck placed its bytes within the archive), once its
             // CRC-32 matches.
             let weights = stored.dataOffset..<(stored.dataOffset + Int(stored.uncompressedSize))
-            guard Checksum.crc32(data[weights]) == stored.crc32 else {
+            var crc: UInt32 = 0
+            file.scan(weights) { crc = Checksum.crc32($0, continuing: crc) }
+            guard crc == stored.crc32 else {
                 throw ImportError.archive(path: path, reason: "member 'model.weights.h5' is damaged (CRC-32 mismatch)")
             }
             do {
-                result = try H5File.withImageInPlace(data, range: weights, name: name) { file in try read(file) }
+                result = try H5File.withImageInPlace(data, range: weights, name: name) { image in try read(image) }
             } catch let error as HDF5Error { throw ImportError.hdf5(error) }
         } else {
             let weights = try member(archive, "model.weights.h5")

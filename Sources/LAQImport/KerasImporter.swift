@@ -31,29 +31,48 @@ public struct KerasImporter: Sendable {
         public var notices: [String]
     }
 
-    /// Imports `path`; `configPath` gives the architecture for weights-only files.
+    /// Imports `path`; `configPath` gives the architecture for weights-only files. With
+    /// `delivery` `.stream`, each weight and optimizer slot goes to the sink as it is read and the
+    /// model keeps shapes only.
+    ///
+    /// The source is memory-mapped, and the pages read are given back as reading goes
+    /// (``MappedFile/release(_:)``), so that the process holds little of the file at once.
     ///
     /// The source's SHA-256 is computed on another core while this one reads the file, and
     /// usually finishes last. `whileHashing`, when given, runs on this thread in that time, with
     /// the imported model complete but for `source.sha256` (nil until the hash is joined):
     /// `laq import` encodes and checksums the output's payloads there. Its errors are thrown.
     public func importModel(
-        path: String, configPath: String? = nil, whileHashing: ((Model) throws -> Void)? = nil
+        path: String, configPath: String? = nil, delivery: TensorDelivery = .keep, whileHashing: ((Model) throws -> Void)? = nil
     ) throws -> Result {
-        let data: Data
-        do { data = try InputFile.map(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
+        let mapped: MappedFile
+        do { mapped = try InputFile.mapFile(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
+        let data = mapped.data
         // Hash the mapped file on another core while this one reads it (SHA-256 takes about as
         // long as reading every weight); sniff it here.
-        let digest = BackgroundValue { SHA256.hexDigest(of: data) }
+        let digest = BackgroundValue {
+            let hasher = SHA256()
+            mapped.scan { hasher.update($0) }
+            return SHA256.hex(hasher.finalize())
+        }
         // Joined on every path: a caller that exits on an error must not tear down OpenSSL while
         // the hash still runs.
         defer { _ = digest.wait() }
         let head = [UInt8](data.prefix(4096 + 8))
         let config = try configPath.map { try Self.readJSON(path: $0) }
+        // The pages of the mapped source are given back after every 16 MiB of tensors read
+        // (libhdf5 reads a stored .keras member where it lies in the mapping).
+        var unreleased = 0
+        let outlet = TensorOutlet(delivery: delivery, progress: progress) { bytes in
+            unreleased += bytes
+            guard unreleased >= 16 << 20 else { return }
+            unreleased = 0
+            mapped.release()
+        }
 
         var result: Result
         if head.starts(with: [0x50, 0x4B, 0x03, 0x04]) {
-            result = try KerasArchive(path: path, data: data, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+            result = try KerasArchive(path: path, file: mapped, outlet: outlet).importModel(includeOptimizer: includeOptimizer, configOverride: config)
         } else if [0, 512, 1024, 2048, 4096].contains(where: { $0 < head.count && H5File.hasSignature(head[$0...]) }) {
             let file: H5File
             do { file = try H5File(path: path) } catch let error as HDF5Error {
@@ -61,13 +80,13 @@ public struct KerasImporter: Sendable {
             }
             // libhdf5's refusals while reading (a link out of the file, external storage, …) are
             // the file's fault: reported as import errors, which name the file.
-            do { result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer, progress: progress) }
+            do { result = try Self.importHDF5(file, path: path, config: config, includeOptimizer: includeOptimizer, outlet: outlet) }
             catch let error as HDF5Error { throw ImportError.hdf5(error) }
         } else {
             throw ImportError.unrecognizedFile(path: path, reason: "neither a zip (.keras) nor an HDF5 file")
         }
         // The imported model must be one the engine can execute as Keras does.
-        do { try result.model.validate() } catch { throw ImportError.model(path: path, error) }
+        do { try result.model.validate(values: !outlet.streams) } catch { throw ImportError.model(path: path, error) }
         var source = ModelSource(file: URL(fileURLWithPath: path).lastPathComponent, bytes: UInt64(data.count))
         source.format = result.kind.rawValue
         source.kerasVersion = result.model.source.kerasVersion
@@ -79,19 +98,19 @@ public struct KerasImporter: Sendable {
     }
 
     static func importHDF5(
-        _ file: H5File, path: String, config: JSONValue?, includeOptimizer: Bool, progress: (@Sendable (Int) -> Void)?
+        _ file: H5File, path: String, config: JSONValue?, includeOptimizer: Bool, outlet: TensorOutlet
     ) throws -> Result {
         let root = try file.root()
         if try root.kind(of: "model_weights") == .group {
-            return try LegacyH5Reader(file: file, path: path, progress: progress).importModel(includeOptimizer: includeOptimizer, configOverride: config)
+            return try LegacyH5Reader(file: file, path: path, outlet: outlet).importModel(includeOptimizer: includeOptimizer, configOverride: config)
         }
         if try root.stringsAttribute("layer_names") != nil {
             guard let config else { throw ImportError.missingArchitecture(path: path) }
-            return try LegacyH5Reader(file: file, path: path, progress: progress).importWeightsOnly(config: config)
+            return try LegacyH5Reader(file: file, path: path, outlet: outlet).importWeightsOnly(config: config)
         }
         if try root.kind(of: "layers") == .group {
             guard let config else { throw ImportError.missingArchitecture(path: path) }
-            return try Keras3WeightsReader(file: file, path: path, progress: progress).importModel(config: config, includeOptimizer: includeOptimizer, kind: .keras3Weights)
+            return try Keras3WeightsReader(file: file, path: path, outlet: outlet).importModel(config: config, includeOptimizer: includeOptimizer, kind: .keras3Weights)
         }
         throw ImportError.unrecognizedFile(path: path, reason: "an HDF5 file without model_weights, layer_names or layers: not written by Keras")
     }

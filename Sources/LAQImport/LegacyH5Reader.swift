@@ -7,7 +7,7 @@ import LAQEngine
 struct LegacyH5Reader {
     let file: H5File
     let path: String
-    let progress: (@Sendable (Int) -> Void)?
+    let outlet: TensorOutlet
 
     func importModel(includeOptimizer: Bool, configOverride: JSONValue?) throws -> KerasImporter.Result {
         let root = try file.root()
@@ -27,7 +27,7 @@ struct LegacyH5Reader {
         if includeOptimizer, let notice = OptimizerImport.quantizedByKeras(result.model), try root.kind(of: "optimizer_weights") == .group {
             result.notices.append(notice)
         } else if includeOptimizer, try root.kind(of: "optimizer_weights") == .group {
-            let slots = try OptimizerImport(path: path, training: training, progress: progress)
+            let slots = try OptimizerImport(path: path, training: training, outlet: outlet)
             let (state, notices) = try slots.legacy(group: root.group("optimizer_weights"), model: result.model, storedNames: storedNames)
             result.model.optimizer = state
             result.notices += notices
@@ -73,7 +73,7 @@ struct LegacyH5Reader {
             for (position, entry) in group.weights.enumerated() { positions[entry.layer]![entry.index] = position }
         }
         var stored: [String: String] = [:]
-        let weights = try WeightAssembler.assemble(graph: graph, path: path, progress: progress) { layer in
+        let weights = try WeightAssembler.assemble(graph: graph, path: path, outlet: outlet) { layer in
             let groupName = layer.scope.first ?? layer.name
             guard try group.kind(of: groupName) == .group else {
                 if layer.weightNames.isEmpty { return [] }

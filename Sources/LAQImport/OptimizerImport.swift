@@ -8,11 +8,11 @@ struct OptimizerImport {
     let path: String
     let className: String
     let config: JSONValue
-    let progress: (@Sendable (Int) -> Void)?
+    let outlet: TensorOutlet
 
-    init(path: String, training: JSONValue, progress: (@Sendable (Int) -> Void)? = nil) throws {
+    init(path: String, training: JSONValue, outlet: TensorOutlet = TensorOutlet()) throws {
         self.path = path
-        self.progress = progress
+        self.outlet = outlet
         let optimizer = training["optimizer_config"] ?? training["optimizer"] ?? .null
         var name = optimizer["class_name"]?.stringValue ?? ""
         if let range = name.range(of: ">") { name = String(name[range.upperBound...]) }  // "Custom>Adam"
@@ -66,7 +66,7 @@ struct OptimizerImport {
         }
         var iterations: Int64?
         var learningRate: Double?
-        var moments: [String: [String: [Float]]] = [:]
+        var moments: [String: [String: OptimizerSlot]] = [:]
         var scheme = ""
         for name in names {
             let dataset = try group.dataset(name)
@@ -108,8 +108,7 @@ struct OptimizerImport {
                 throw fail("slot '\(name)' has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
             }
             guard moments[weight.name, default: [:]][slot] == nil else { throw fail("two '\(slot)' slots for weight '\(weight.name)'") }
-            moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
-            progress?(dataset.elementCount * 4)
+            moments[weight.name, default: [:]][slot] = try self.slot(slot, of: weight, values: dataset.read(as: Float.self))
         }
         if moments.isEmpty { return (nil, [untrained(iterations)]) }
         return (try assemble(trainable: trainable, moments: moments, iterations: iterations, learningRate: learningRate, scheme: scheme), [])
@@ -137,15 +136,14 @@ struct OptimizerImport {
         guard variables.count == expected else {
             throw fail("\(variables.count) variables in optimizer/vars, \(className) has \(expected) for \(trainable.count) trainable weights (amsgrad, EMA and gradient accumulation add variables laq does not support)")
         }
-        var moments: [String: [String: [Float]]] = [:]
+        var moments: [String: [String: OptimizerSlot]] = [:]
         for (index, weight) in trainable.enumerated() {
             for (offset, slot) in slotNames.enumerated() {
                 let dataset = variables[2 + 2 * index + offset]
                 guard dataset.shape == weight.shape else {
                     throw fail("optimizer variable \(2 + 2 * index + offset) has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
                 }
-                moments[weight.name, default: [:]][slot] = try dataset.read(as: Float.self)
-                progress?(dataset.elementCount * 4)
+                moments[weight.name, default: [:]][slot] = try self.slot(slot, of: weight, values: dataset.read(as: Float.self))
             }
         }
         let iterations = try iterationCount(variables[0])
@@ -163,19 +161,24 @@ struct OptimizerImport {
         return Int64(value)
     }
 
-    func assemble(trainable: [Weight], moments: [String: [String: [Float]]], iterations: Int64?, learningRate: Double?, scheme: String) throws -> OptimizerState {
+    /// The moment `slot` of `weight` once its values are checked (finite; a second moment also
+    /// non-negative), as the outlet delivers it.
+    func slot(_ slot: String, of weight: Weight, values: [Float]) throws -> OptimizerSlot {
+        if slot == "m" {
+            if values.contains(where: { !$0.isFinite }) { throw fail("first moment of '\(weight.name)' has non-finite values") }
+        } else if values.contains(where: { $0 < 0 || !$0.isFinite }) {
+            throw fail("second moment of '\(weight.name)' has negative or non-finite values")
+        }
+        return try outlet.deliver(OptimizerSlot(weight: weight.name, slot: slot, values: values), shape: weight.shape)
+    }
+
+    func assemble(trainable: [Weight], moments: [String: [String: OptimizerSlot]], iterations: Int64?, learningRate: Double?, scheme: String) throws -> OptimizerState {
         var slots: [OptimizerSlot] = []
         for weight in trainable {
             for slot in slotNames {
-                guard let values = moments[weight.name]?[slot] else { throw fail("no '\(slot)' slot for weight '\(weight.name)'") }
-                slots.append(OptimizerSlot(weight: weight.name, slot: slot, values: values))
+                guard let found = moments[weight.name]?[slot] else { throw fail("no '\(slot)' slot for weight '\(weight.name)'") }
+                slots.append(found)
             }
-        }
-        if let negative = slots.first(where: { $0.slot != "m" && $0.values.contains { $0 < 0 || !$0.isFinite } }) {
-            throw fail("second moment of '\(negative.weight)' has negative or non-finite values")
-        }
-        if let bad = slots.first(where: { $0.slot == "m" && $0.values.contains { !$0.isFinite } }) {
-            throw fail("first moment of '\(bad.weight)' has non-finite values")
         }
         if let learningRate, !(learningRate.isFinite && learningRate >= 0) {
             throw fail("learning rate \(learningRate) is not a finite, non-negative number")

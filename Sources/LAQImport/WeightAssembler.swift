@@ -15,7 +15,7 @@ struct StoredVariable {
 /// do), cross-checking names when the file has them and shapes against the layer config.
 enum WeightAssembler {
     static func assemble(
-        graph: KerasArchitecture.Graph, path: String, progress: (@Sendable (Int) -> Void)? = nil,
+        graph: KerasArchitecture.Graph, path: String, outlet: TensorOutlet = TensorOutlet(),
         variables: (Layer) throws -> [StoredVariable]
     ) throws -> [Weight] {
         let model = Model(name: graph.name, layers: graph.layers, inputs: graph.inputs, outputs: graph.outputs, outputNames: graph.outputNames)
@@ -45,10 +45,9 @@ enum WeightAssembler {
                 if let shape = expectedShapes[name], shape != variable.shape {
                     throw ImportError.weightShape(path: path, weight: "\(layer.name)/\(name)", expected: shape, found: variable.shape)
                 }
-                let values = try variable.read()
-                progress?(values.count * 4)
-                weights.append(Weight(layer: layer.name, shortName: name, shape: variable.shape, values: values,
-                                      trainable: specs[index].trainable, sourceDType: variable.dtype))
+                let weight = Weight(layer: layer.name, shortName: name, shape: variable.shape, values: try variable.read(),
+                                    trainable: specs[index].trainable, sourceDType: variable.dtype)
+                weights.append(try outlet.deliver(weight, of: layer))
             }
         }
         return weights

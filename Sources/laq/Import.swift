@@ -54,31 +54,18 @@ struct Import: ParsableCommand {
     }
 
     func run() throws {
+        // Each tensor is written (to a spool beside the output) as it is read, so memory holds
+        // one tensor, not the model; the file is laid out and written at the end.
+        let writer = try LAQStreamWriter(path: outputPath, options: WriteOptions(compression: compression.policy))
         let result: KerasImporter.Result
-        // The output's payloads are encoded and checksummed while the source's SHA-256 (which the
-        // provenance records) finishes on the other core.
-        var prepared: LAQWriter?
         do {
             // The file's size approximates the tensor bytes to read (HDF5 and zip overheads are small).
-            let bar = sourceSize >= Self.progressThreshold ? ProgressBar(label: "reading", total: Double(sourceSize)) : nil
+            let bar = sourceSize >= Self.progressThreshold ? ProgressBar(label: "importing", total: Double(sourceSize)) : nil
             defer { bar?.finish() }
             var progress: (@Sendable (Int) -> Void)?
             if let bar { progress = { bytes in bar.advance(Double(bytes)) } }
-            result = try KerasImporter(includeOptimizer: !noOptimizer, progress: progress).importModel(path: model, configPath: config) { imported in
-                bar?.finish()
-                var writer = try imported.laqWriter(provenance: [], includeOptimizer: !noOptimizer)
-                writer.options.compression = compression.policy
-                let total = writer.records.reduce(0) { total, record in
-                    if case let .float(values, _) = record.data { return total + values.count * 4 }
-                    return total
-                }
-                // Encoding and compressing is the long part of writing (zlib: ~40 MB/s per core).
-                let encoding = total >= Self.progressThreshold ? ProgressBar(label: "encoding", total: Double(total)) : nil
-                if let encoding { writer.options.progress = { bytes in encoding.advance(Double(bytes)) } }
-                writer.preparePayloads()
-                encoding?.finish()
-                prepared = writer
-            }
+            result = try KerasImporter(includeOptimizer: !noOptimizer, progress: progress)
+                .importModel(path: model, configPath: config, delivery: .stream { try writer.add($0) })
         }
         let imported = result.model
         var parameters: [String: JSONValue] = ["include_optimizer": .bool(!noOptimizer), "file_kind": .string(result.kind.rawValue)]
@@ -88,9 +75,10 @@ struct Import: ParsableCommand {
             parameters: .object(parameters),
             sources: [SourceFile(role: "model", file: imported.source.file ?? model, sha256: imported.source.sha256 ?? "", bytes: imported.source.bytes ?? 0)],
             created: timestamp ? ISO8601DateFormatter().string(from: Date()) : nil)
-        guard var writer = prepared else { preconditionFailure("the importer calls whileHashing on success") }
+        writer.model = imported.modelInfo()
+        writer.metadata = imported.fileMetadata(includeOptimizer: !noOptimizer)
         writer.provenance = [record]
-        try writer.write(to: outputPath)
+        try writer.finish(order: imported.tensorNames(includeOptimizer: !noOptimizer))
         let written: LAQFile
         do {
             written = try LAQFile(path: outputPath)

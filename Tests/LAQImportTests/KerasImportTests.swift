@@ -384,4 +384,80 @@ import Testing
         #expect(file.manifest.metadata["optimizer"]?["iterations"] == .int(4))
         #expect(file.tensor(named: "conv/kernel")?.axes == ["h", "w", "in", "out"])
     }
+
+    /// What an import gave: the file's bytes, or the error's words.
+    enum Outcome: Equatable {
+        case bytes([UInt8])
+        case failed(String)
+
+        init(_ body: () throws -> [UInt8]) {
+            do { self = .bytes(try body()) } catch { self = .failed("\(error)") }
+        }
+    }
+
+    /// Every model fixture, with the config a weights-only file needs.
+    static var modelFixtures: [(file: String, config: String?)] {
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: TestPaths.testdata("keras").path)) ?? []
+        return names.sorted().compactMap { name in
+            guard !name.hasPrefix("bad_"), name.hasSuffix(".h5") || name.hasSuffix(".keras") else { return nil }
+            if name.hasSuffix(".weights.h5") {
+                let config = String(name.dropLast(".weights.h5".count)) + ".config.json"
+                return names.contains(config) ? (name, config) : nil
+            }
+            return (name, nil)
+        }
+    }
+
+    /// The file a streamed import writes (``TensorDelivery/stream(_:)`` into an
+    /// ``LAQStreamWriter``, as `laq import` does), or the error it throws.
+    static func streamed(_ file: String, config: String?, optimizer: Bool, compression: WriteOptions.CompressionPolicy, to path: String) throws -> [UInt8] {
+        let writer = try LAQStreamWriter(path: path, options: WriteOptions(compression: compression))
+        let model = try KerasImporter(includeOptimizer: optimizer)
+            .importModel(path: fixture(file), configPath: config.map(fixture), delivery: .stream { try writer.add($0) }).model
+        #expect(model.weights.allSatisfy(\.values.isEmpty) && (model.optimizer?.slots ?? []).allSatisfy(\.values.isEmpty), "\(file): the model keeps shapes only")
+        writer.model = model.modelInfo()
+        writer.metadata = model.fileMetadata(includeOptimizer: optimizer)
+        try writer.finish(order: model.tensorNames(includeOptimizer: optimizer))
+        return Array(try Data(contentsOf: URL(fileURLWithPath: path)))
+    }
+
+    @Test("a streamed import writes the bytes the in-memory import writes, for every model fixture")
+    func streamedImportIsTheSame() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let fixtures = Self.modelFixtures
+        #expect(fixtures.count >= 40)
+        var compared = 0
+        for (index, (file, config)) in fixtures.enumerated() {
+            // Both optimizer settings and both compression policies, spread over the fixtures.
+            let optimizer = index % 3 != 2
+            let compression: WriteOptions.CompressionPolicy = index % 2 == 0 ? .balanced : .smallest
+            let output = directory.appendingPathComponent("\(index).laq").path
+            let expected = Outcome {
+                let model = try KerasImporter(includeOptimizer: optimizer).importModel(path: Self.fixture(file), configPath: config.map(Self.fixture)).model
+                var writer = try model.laqWriter(provenance: [], includeOptimizer: optimizer)
+                writer.options.compression = compression
+                return try writer.encoded()
+            }
+            let actual = Outcome { try Self.streamed(file, config: config, optimizer: optimizer, compression: compression, to: output) }
+            #expect(actual == expected, "\(file)")
+            if case .bytes = expected { compared += 1 }
+        }
+        #expect(compared >= 40)
+        // Nothing but the outputs in the directory: the spool files had no names.
+        let left = try FileManager.default.contentsOfDirectory(atPath: directory.path)
+        #expect(left.allSatisfy { $0.hasSuffix(".laq") && !$0.hasPrefix(".") }, "\(left)")
+    }
+
+    @Test("a streamed import of a bad file fails as the in-memory one does and writes nothing", arguments: ["bad_missing_slot.h5", "bad_wrong_shape.h5", "bad_extra_slot.h5", "bad_damaged_member.keras"])
+    func streamedImportFailure(file: String) throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let output = directory.appendingPathComponent("out.laq").path
+        let expected = Outcome { _ = try Self.load(file); return [] }
+        let actual = Outcome { _ = try Self.streamed(file, config: nil, optimizer: true, compression: .balanced, to: output); return [] }
+        #expect(actual == expected)
+        guard case .failed = actual else { Issue.record("\(file) imported"); return }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: directory.path).isEmpty)
+    }
 }

@@ -5,8 +5,9 @@
 // command that reads a file and writes one of the same size can cost), and libhdf5 reading every dataset of the file
 // into float32 arrays (what any HDF5 consumer, h5py included, must do at least). Then the
 // importer alone (parse, hash the source with SHA-256, read, check and assemble every weight and
-// optimizer slot), and the whole of `laq import` in one process: import, write the `.laq` file
-// atomically (fsync) with `--compression none` and with the default `balanced`, and reopen it;
+// optimizer slot into memory), and the whole of `laq import` in one process: import streaming each
+// tensor to a spool, write the `.laq` file atomically (fsync) with `--compression none` and with
+// the default `balanced`, and reopen it;
 // to a new path, and replacing an existing file (the filesystem then frees the old file's blocks
 // inside the rename). Also the CRC-32 every payload needs: zlib's against laq's folded kernel.
 //
@@ -41,20 +42,17 @@ func importBenchmark(path: String, repeats: Int) throws {
         }
     }
 
-    /// What `laq import` does: the payloads are encoded while the source is still being hashed.
+    /// What `laq import` does: each tensor is encoded and spooled as it is read, and the file
+    /// laid out and written at the end.
     func importAndWrite(_ policy: WriteOptions.CompressionPolicy) throws {
-        var prepared: LAQWriter?
-        let model = try KerasImporter().importModel(path: path) { model in
-            var writer = try model.laqWriter(provenance: [])
-            writer.options.compression = policy
-            writer.preparePayloads()
-            prepared = writer
-        }.model
-        var writer = prepared!
+        let writer = try LAQStreamWriter(path: output, options: WriteOptions(compression: policy))
+        let model = try KerasImporter().importModel(path: path, delivery: .stream { try writer.add($0) }).model
+        writer.model = model.modelInfo()
+        writer.metadata = model.fileMetadata()
         writer.provenance = [ProvenanceRecord(tool: "laq-bench", command: "import", sources: [
             SourceFile(role: "model", file: path, sha256: model.source.sha256 ?? "", bytes: model.source.bytes ?? 0),
         ])]
-        try writer.write(to: output)
+        try writer.finish(order: model.tensorNames())
         sink &+= try LAQFile(path: output).tensors.count
     }
 

@@ -25,6 +25,16 @@ uint32_t laq_crc32_fold(uint32_t crc, const uint8_t *bytes, size_t length);
 /// left. Returns 0, or -1 with errno set; callers may ignore failure (fsync still does the work).
 int laq_start_writeback(int fd, int64_t offset, int64_t count);
 
+/// Opens a new file in `directory` that has no name (O_TMPFILE; where the filesystem lacks it,
+/// a mkstemp(3) file unlinked at once), read-write: it is freed when its last descriptor closes,
+/// so no crash or signal can leave it behind. Returns the descriptor, or -1 with errno.
+int laq_spool_open(const char *directory);
+
+/// Appends `count` bytes of `in_fd` from `in_offset` to `out_fd` at its file position, in the
+/// kernel where it can (copy_file_range(2)), else by pread/write through a buffer. Returns 0, or
+/// -1 with errno (EIO also when `in_fd` ends early).
+int laq_copy_range(int in_fd, int64_t in_offset, int out_fd, int64_t count);
+
 /// Creates a temporary file from `path_template` (mkstemp(3): it ends in XXXXXX, replaced) and
 /// records it so that a termination signal (or, once laq_install_cleanup_handlers(1) ran, a
 /// crash) removes it; a signal arriving in between is deferred to the end. At most 64 files are

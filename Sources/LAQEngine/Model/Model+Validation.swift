@@ -4,8 +4,9 @@ extension Model {
     /// inputs and outputs exist, every layer and option is executable (``LayerKind``), shapes
     /// fit together (``outputShapes()``), implicit masks reach only layers that handle them
     /// (``maskPlan()``), normalization runs over the last axis, and every weight
-    /// is present with the shape its layer's config implies.
-    public func validate() throws(ModelError) {
+    /// is present with the shape its layer's config implies, and (unless `values` is false: a
+    /// streamed import, whose weights went to the file as they were read) with its values.
+    public func validate(values: Bool = true) throws(ModelError) {
         guard !inputs.isEmpty, !outputs.isEmpty else {
             throw .invalidConfig(path: "$.config", reason: "the model has no inputs or no outputs")
         }
@@ -42,7 +43,7 @@ extension Model {
                 if let shape = expected[short], shape != weight.shape {
                     throw .weight(layer: layer.name, "weight '\(short)' has shape \(weight.shape), the config implies \(shape)")
                 }
-                if weight.packed == nil, weight.values.count != weight.shape.reduce(1, *) {
+                if values, weight.packed == nil, weight.values.count != weight.shape.reduce(1, *) {
                     throw .weight(layer: layer.name, "weight '\(short)' has \(weight.values.count) values for shape \(weight.shape)")
                 }
             }
