@@ -115,8 +115,6 @@ public struct LAQWriter: Sendable {
     public var requiredFeatures: [String]
     public private(set) var records: [TensorRecord] = []
     public var options: WriteOptions
-    /// Payloads stored ahead of writing by ``preparePayloads()``, with the options they used.
-    private var early: (payloads: [StoredPayload], compression: WriteOptions.CompressionPolicy, level: Int32)?
 
     public init(
         model: ModelInfo = ModelInfo(), provenance: [ProvenanceRecord] = [], metadata: [String: JSONValue] = [:],
@@ -136,16 +134,6 @@ public struct LAQWriter: Sendable {
         let records = self.records
         try Self.check(record) { name in records.first(where: { $0.name == name })?.role }
         self.records.append(record)
-        early = nil
-    }
-
-    /// Encodes, compresses and checksums every payload now, on every core, so that a later
-    /// ``write(to:)`` or ``encoded()`` only lays out the manifest and writes. The header,
-    /// manifest, provenance and metadata may still change; adding a tensor or changing the
-    /// compression policy or level prepares again at writing. `laq import` calls this while the
-    /// source file's SHA-256, which its provenance records, is still being computed.
-    public mutating func preparePayloads() {
-        early = (storePayloads(), options.compression, options.zlibLevel)
     }
 
     /// Writes the file to `path` atomically (§10).
@@ -296,12 +284,7 @@ public struct LAQWriter: Sendable {
     }
 
     func prepare() throws -> Prepared {
-        let payloads: [StoredPayload]
-        if let early, early.compression == options.compression, early.level == options.zlibLevel {
-            payloads = early.payloads
-        } else {
-            payloads = storePayloads()
-        }
+        let payloads = storePayloads()
         var manifest = Manifest()
         manifest.requiredFeatures = requiredFeatures
         manifest.model = model

@@ -38,12 +38,10 @@ public struct KerasImporter: Sendable {
     /// The source is memory-mapped, and the pages read are given back as reading goes
     /// (``MappedFile/release(_:)``), so that the process holds little of the file at once.
     ///
-    /// The source's SHA-256 is computed on another core while this one reads the file, and
-    /// usually finishes last. `whileHashing`, when given, runs on this thread in that time, with
-    /// the imported model complete but for `source.sha256` (nil until the hash is joined):
-    /// `laq import` encodes and checksums the output's payloads there. Its errors are thrown.
+    /// The source's SHA-256 (`source.sha256`, which the provenance records) is computed on
+    /// another core while this one reads the file.
     public func importModel(
-        path: String, configPath: String? = nil, delivery: TensorDelivery = .keep, whileHashing: ((Model) throws -> Void)? = nil
+        path: String, configPath: String? = nil, delivery: TensorDelivery = .keep
     ) throws -> Result {
         let mapped: MappedFile
         do { mapped = try InputFile.mapFile(path) } catch { throw ImportError.io(path: path, reason: error.reasonWithoutPath) }
@@ -92,7 +90,6 @@ public struct KerasImporter: Sendable {
         source.kerasVersion = result.model.source.kerasVersion
         source.backend = result.model.source.backend
         result.model.source = source
-        try whileHashing?(result.model)
         result.model.source.sha256 = digest.wait()
         return result
     }

@@ -175,32 +175,6 @@ import Testing
         #expect(try Data(contentsOf: URL(fileURLWithPath: path)) == Data(expected))
     }
 
-    @Test("payloads prepared early give the same file; later provenance, policy and tensors are honoured")
-    func preparedPayloads() throws {
-        let values = (0..<100_000).map { Float($0 % 7) }  // compresses: deflated when zlib is allowed
-        func writer(_ policy: WriteOptions.CompressionPolicy) throws -> LAQWriter {
-            var writer = LAQWriter(options: WriteOptions(compression: policy))
-            try writer.add(TensorRecord(name: "w", shape: [values.count], data: .float(values, as: .float32)))
-            return writer
-        }
-        let record = ProvenanceRecord(tool: "test", command: "import")
-        var plain = try writer(.balanced)
-        plain.provenance = [record]
-        var early = try writer(.balanced)
-        early.preparePayloads()
-        early.provenance = [record]
-        #expect(try early.encoded() == plain.encoded())
-        #expect(try LAQFile(bytes: early.encoded()).manifest.provenance == [record])
-        #expect(try LAQFile(bytes: early.encoded()).tensor(named: "w")?.compression == .zlib)
-
-        // The policy changed after preparing: the payloads are prepared again.
-        early.options.compression = .none
-        #expect(try LAQFile(bytes: early.encoded()).tensor(named: "w")?.compression == Compression.stored)
-        // A tensor added after preparing is written too.
-        try early.add(TensorRecord(name: "b", shape: [2], data: .float([1, 2], as: .float32)))
-        #expect(try LAQFile(bytes: early.encoded()).floats("b") == [1, 2])
-    }
-
     @Test("the writer refuses what the format cannot hold")
     func writerChecks() throws {
         var writer = LAQWriter()
