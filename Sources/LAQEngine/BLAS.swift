@@ -64,6 +64,9 @@ enum BLAS {
 
     enum Split { case rows, columns }
 
+    /// The least multiply-adds in a block of ``blocks(m:n:k:)``.
+    static let leastBlockWork = 1 << 18
+
     /// C = A·B (+ C when `accumulate`) on arrays: A, B and C start at `offsets` and have the
     /// row strides and transposes of ``gemm(_:_:_:m:n:k:lda:ldb:ldc:transposeA:transposeB:accumulate:)``.
     /// Every matrix must lie inside its array (checked).
@@ -95,18 +98,20 @@ enum BLAS {
     }
 
     /// How a product of m×k by k×n is shared between threads: blocks of C's rows when it has
-    /// more rows than columns, else of its columns, each a multiple of 64 wide and at least 2²²
-    /// multiply-adds (a block's call packs its own copy of the other operand, a cost of one
-    /// 64th of its work at most), and no more than 64 blocks. A function of the shape alone.
-    /// (Measured with `laq bench` on two cores: blocks of 2²¹ and 2²² ran the 784-1024-1024-10
-    /// MLP at batch 64 within noise of each other and 2²⁴ 12 % slower; the CNN at batch 32 ran
-    /// 2²² 12 % faster than 2²¹.)
+    /// more rows than columns, else of its columns, each a multiple of 64 wide and at least
+    /// ``leastBlockWork`` (2¹⁸) multiply-adds (a block's call packs its own copy of the other
+    /// operand, a cost of one 64th of its work at most), and no more than 64 blocks. A function
+    /// of the shape alone. The least work sets how finely a product of batch-1 inference is
+    /// shared (those of training and batched inference reach the 64-wide floor first): `laq
+    /// bench`, two cores, alternating, MobileNetV2 224² at batch 1 ran 8.5–9.9 ms with 2²², 7.2–7.7
+    /// with 2²⁰ to 2¹⁶, 6.9–7.3 with 2¹⁸ (blocks of 2²² left most of its products whole or in two
+    /// or three blocks, on one core or unevenly on two); ResNet50 58 → 55.5 ms; batch 16 and
+    /// training (MLP, CNN at batch 100) within noise or faster.
     static func blocks(m: Int, n: Int, k: Int) -> (split: Split, size: Int, count: Int) {
         let split: Split = m > n ? .rows : .columns
         let (length, across) = split == .rows ? (m, n) : (n, m)
         func roundUp(_ value: Int) -> Int { (value + 63) / 64 * 64 }
-        let smallest = roundUp((1 << 22) / max(1, across * k))
-        let size = max(smallest, roundUp((length + 63) / 64), 64)
+        let size = max(roundUp(leastBlockWork / max(1, across * k)), roundUp((length + 63) / 64), 64)
         guard size < length else { return (split, length, 1) }
         return (split, size, (length + size - 1) / size)
     }
