@@ -160,6 +160,20 @@ void laq_depthwise_conv2d(const float *input, long height, long width, long chan
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
                           const float *bias, int isa);
 
+/// The ReLU laq_scale_shift applies after the affine map.
+enum {
+    LAQ_RELU_NONE = 0,
+    LAQ_RELU_MAX0 = 1,   // 0 ≥ v ? 0 : v (Swift's max(v, 0): NaN stays NaN, −0 becomes +0)
+    LAQ_RELU_KERAS = 2,  // y = v ≥ threshold ? v : slope·(v − threshold); y > ceiling ? ceiling : y
+};
+
+/// y[r·C + c] = relu(x[r·C + c]·scale[c] + shift[c]) for `rows` rows of C = `channels` values
+/// (x may be y): the product rounded, then the sum rounded (no fused multiply-add), then the
+/// ReLU by the comparisons its definition states, so every instruction set gives the scalar
+/// definition's bits. An inference BatchNormalization, alone or with the ReLU that follows it.
+void laq_scale_shift(const float *x, float *y, long rows, long channels, const float *scale, const float *shift, int relu,
+                     float threshold, float slope, float ceiling, int isa);
+
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 

@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 
 /// Element-wise and row-wise passes over arrays for the layers, their backward passes and the
@@ -141,26 +142,13 @@ enum Elementwise {
     }
 
     /// out[r·C + c] = x[r·C + c]·scale[c] + shift[c] over rows of C = `scale.count` channels
-    /// (an inference BatchNormalization), rows split between threads.
+    /// (an inference BatchNormalization), rows split between threads (`laq_scale_shift`: the
+    /// product rounded, then the sum, on every instruction set).
     static func scaleShift(_ x: [Float], scale: [Float], shift: [Float], into out: inout [Float]) {
-        let channels = scale.count
-        precondition(shift.count == channels && x.count == out.count && (channels == 0 || x.count % channels == 0),
-                     "\(x.count) values for \(channels) channels")
-        guard channels > 0, !out.isEmpty else { return }
+        precondition(x.count == out.count, "\(x.count) values into \(out.count)")
         x.withUnsafeBufferPointer { input in
             out.withUnsafeMutableBufferPointer { output in
-                scale.withUnsafeBufferPointer { scale in
-                    shift.withUnsafeBufferPointer { shift in
-                        let (input, output) = (SharedPointer(input.baseAddress!), SharedPointer(output.baseAddress!))
-                        let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
-                        Parallel.forEach(x.count / channels, work: x.count) { rows in
-                            for row in rows {
-                                let (from, to) = (input.base + row * channels, output.base + row * channels)
-                                for c in 0..<channels { to[c] = from[c] * scale.base[c] + shift.base[c] }
-                            }
-                        }
-                    }
-                }
+                scaleShift(input.baseAddress, output, scale: scale, shift: shift, then: .none)
             }
         }
     }
@@ -177,32 +165,32 @@ enum Elementwise {
     /// values[r·C + c] = values[r·C + c]·scale[c] + shift[c] in place over rows of C =
     /// `scale.count` channels, then `relu` in the same pass: bit for bit the two passes.
     static func scaleShift(_ values: inout [Float], scale: [Float], shift: [Float], then relu: FollowingReLU) {
-        let channels = scale.count
-        precondition(shift.count == channels && (channels == 0 || values.count % channels == 0), "\(values.count) values for \(channels) channels")
-        guard channels > 0, !values.isEmpty else { return }
-        let count = values.count
         values.withUnsafeMutableBufferPointer { buffer in
-            scale.withUnsafeBufferPointer { scale in
-                shift.withUnsafeBufferPointer { shift in
-                    let output = SharedPointer(buffer.baseAddress!)
-                    let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
-                    Parallel.forEach(count / channels, work: count) { rows in
-                        for row in rows {
-                            let to = output.base + row * channels
-                            switch relu {
-                            case .none:
-                                for c in 0..<channels { to[c] = to[c] * scale.base[c] + shift.base[c] }
-                            case .max0:
-                                for c in 0..<channels { to[c] = max(to[c] * scale.base[c] + shift.base[c], 0) }
-                            case let .relu(threshold, slope, ceiling):
-                                for c in 0..<channels {
-                                    let value = to[c] * scale.base[c] + shift.base[c]
-                                    let y = value >= threshold ? value : slope * (value - threshold)
-                                    to[c] = y > ceiling ? ceiling : y
-                                }
-                            }
-                        }
-                    }
+            scaleShift(nil, buffer, scale: scale, shift: shift, then: relu)
+        }
+    }
+
+    /// The affine map and ReLU from `input` (nil: in place) into `output`.
+    private static func scaleShift(
+        _ input: UnsafePointer<Float>?, _ output: UnsafeMutableBufferPointer<Float>, scale: [Float], shift: [Float], then relu: FollowingReLU
+    ) {
+        let channels = scale.count
+        precondition(shift.count == channels && (channels == 0 || output.count % channels == 0), "\(output.count) values for \(channels) channels")
+        guard channels > 0, let base = output.baseAddress else { return }
+        let (mode, threshold, slope, ceiling): (Int32, Float, Float, Float) = switch relu {
+        case .none: (Int32(LAQ_RELU_NONE), 0, 0, 0)
+        case .max0: (Int32(LAQ_RELU_MAX0), 0, 0, 0)
+        case let .relu(threshold, slope, ceiling): (Int32(LAQ_RELU_KERAS), threshold, slope, ceiling)
+        }
+        let count = output.count
+        scale.withUnsafeBufferPointer { scale in
+            shift.withUnsafeBufferPointer { shift in
+                let (output, input) = (SharedPointer(base), SharedPointer(input ?? UnsafePointer(base)))
+                let (scale, shift) = (SharedPointer(scale.baseAddress!), SharedPointer(shift.baseAddress!))
+                Parallel.forEach(count / channels, work: count) { rows in
+                    let offset = rows.lowerBound * channels
+                    laq_scale_shift(input.base + offset, output.base + offset, rows.count, channels, scale.base, shift.base,
+                                    mode, threshold, slope, ceiling, CPU.isa)
                 }
             }
         }
