@@ -1,4 +1,9 @@
-/// Inference fusion: a product layer (Dense, a convolution, a depthwise convolution) without
+/// Inference fusion. A ZeroPadding2D read only by a 2-D convolution or depthwise convolution
+/// is done by the convolution: its windows take the margins as padding taps (im2col writes the
+/// zeros the padding layer would have; the depthwise kernel skips the taps, which adds nothing
+/// a zero tap would change), and the padding layer passes its input on.
+///
+/// A product layer (Dense, a convolution, a depthwise convolution) without
 /// an activation of its own, followed by an inference BatchNormalization and then an
 /// activation layer, as Keras' CNNs build their blocks (`Conv2D` → `BatchNormalization` →
 /// `ReLU(6)` in MobileNetV2, → `Activation("relu")` in ResNet50), runs as one op: the product,
@@ -39,10 +44,33 @@ enum Fusion {
         }
         var fused: [String: any Op] = [:]
         var into: [String: String] = [:]
+        // A ZeroPadding2D read only by a 2-D convolution or depthwise convolution: the
+        // convolution pads (its windows' padding taps), the padding layer passes its input on.
+        for call in calls where callCount[call.layer] == 1 {
+            let name = model.layers[call.layer].name
+            guard let shift = ops[name] as? SpatialShiftOp, let padding = shift.folded, model.maskInput(of: call) == nil,
+                  !masks.sees(call, model.inputs(of: call)), let reader = soleReader(of: call) else { continue }
+            let readerName = model.layers[reader.layer].name
+            if var convolution = ops[readerName] as? ConvolutionOp, convolution.spatial == 2, convolution.padding.isNone {
+                convolution.padding = padding
+                fused[readerName] = convolution
+            } else if var depthwise = ops[readerName] as? DepthwiseOp, depthwise.padding.isNone,
+                      depthwise.kernel.allSatisfy(\.isFinite) {
+                // Skipping a tap adds nothing where a zero tap adds ±0 to a sum that starts at +0
+                // and so is never −0: the same bits, unless a weight is infinite (∞ · 0 = NaN).
+                depthwise.padding = padding
+                fused[readerName] = depthwise
+            } else {
+                continue
+            }
+            fused[name] = PassOp()
+            into[name] = readerName
+        }
         for call in calls where callCount[call.layer] == 1 {
             let name = model.layers[call.layer].name
             // The fused op runs without masks: the product's call must see none.
-            guard let product = ops[name] as? any ProductOp, product.activation == .linear, fused[name] == nil,
+            // (A convolution may carry a folded padding already.)
+            guard let product = (fused[name] ?? ops[name]) as? any ProductOp, product.activation == .linear,
                   model.maskInput(of: call) == nil, !masks.sees(call, model.inputs(of: call)) else { continue }
             var next = soleReader(of: call)
             var normalization: BatchNormalizationOp?
@@ -65,6 +93,15 @@ enum Fusion {
             }
         }
         return (fused, into)
+    }
+}
+
+extension SpatialShiftOp {
+    /// The padding, when this op is a ZeroPadding2D (zeros before and after both spatial axes).
+    var folded: FoldedPadding? {
+        guard spatial == 2, offset.count == 2, extra.count == 2, zip(offset, extra).allSatisfy({ $0 >= 0 && $1 >= $0 }) else { return nil }
+        return FoldedPadding(rows: .init(before: offset[0], after: extra[0] - offset[0]),
+                             columns: .init(before: offset[1], after: extra[1] - offset[1]))
     }
 }
 

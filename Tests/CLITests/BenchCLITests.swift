@@ -50,7 +50,7 @@ import Testing
         let layers = try #require(try CLITests.json(result.stdout)["layers"] as? [[String: Any]])
         var into: [String: String] = [:]
         for layer in layers { if let name = layer["name"] as? String, let target = layer["fused_into"] as? String { into[name] = target } }
-        #expect(into == ["bn": "conv", "relu6": "conv"])
+        #expect(into == ["bn": "conv", "relu6": "conv", "pad_pairs": "conv", "pad_one": "depthwise"])
         let table = try CLITests.run(["bench", model, "--warmup", "0", "--iterations", "2", "--layers"])
         #expect(table.status == 0 && table.stdout.contains("in conv"), "\(table.stdout)")
     }

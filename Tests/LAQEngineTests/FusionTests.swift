@@ -11,9 +11,11 @@ import Testing
 /// those of the layers run one by one.
 struct FusionTests {
     /// The fused ops by layer: "epilogue" for a product that absorbed what follows it, "pass"
-    /// for an absorbed layer.
+    /// for an absorbed layer, "padded" for a convolution that does a ZeroPadding2D's work.
     static func plan(_ executor: Executor) -> [String: String] {
-        executor.fused.mapValues { $0 is EpilogueOp ? "epilogue" : $0 is PassOp ? "pass" : "other" }
+        executor.fused.mapValues { op in
+            op is EpilogueOp ? "epilogue" : op is PassOp ? "pass" : op is ConvolutionOp || op is DepthwiseOp ? "padded" : "other"
+        }
     }
 
     /// Predictions with fusion against every layer run on its own.
@@ -31,8 +33,14 @@ struct FusionTests {
     func convolutionBlock() throws {
         let model = try KerasImporter().importModel(path: TestPaths.testdata("keras/k3_coverage.h5").path).model
         let executor = try Executor(model: model)
-        // The depthwise convolution's reader is a Rescaling and the other products have activations of their own.
-        #expect(Self.plan(executor) == ["conv": "epilogue", "bn": "pass", "relu6": "pass"])
+        // The depthwise convolution's reader is a Rescaling and the other products have activations
+        // of their own. Two ZeroPadding2D layers are done by the convolutions that read them (the
+        // third is read by a Cropping2D).
+        #expect(Self.plan(executor) == ["conv": "epilogue", "bn": "pass", "relu6": "pass", "pad_pairs": "pass", "pad_one": "pass", "depthwise": "padded"])
+        let conv = try #require((executor.fused["conv"] as? EpilogueOp)?.product as? ConvolutionOp)
+        #expect(conv.padding == FoldedPadding(rows: .init(before: 0, after: 1), columns: .init(before: 2, after: 1)))
+        #expect((executor.fused["depthwise"] as? DepthwiseOp)?.padding == FoldedPadding(rows: .init(before: 1, after: 1), columns: .init(before: 1, after: 1)))
+        #expect(executor.fusedInto["pad_pairs"] == "conv" && executor.fusedInto["pad_one"] == "depthwise")
         let io = try Numpy.load(path: TestPaths.testdata("keras/k3_coverage.io.npz").path)
         try Self.checkSameBits(executor, KerasParityTests.inputs(io), "k3_coverage")
     }
@@ -71,6 +79,36 @@ struct FusionTests {
                 #expect(!outputs.contains(ref), "\(fixture): \(name) is a model output")
                 #expect(calls.filter { $0.layer == index }.count == 1, "\(fixture): \(name) is shared")
                 #expect(calls.filter { model.inputs(of: $0).contains(ref) }.count == 1, "\(fixture): \(name) has several readers")
+            }
+        }
+    }
+
+    @Test("A ZeroPadding2D folds into every stride, dilation and margin of a convolution and a depthwise convolution with the same bits; not into a depthwise kernel with an infinite weight")
+    func paddingFolds() throws {
+        var random = SplitMix64(seed: 11)
+        for (kernel, strides, dilation, margins, depthwise) in [
+            ([3, 3], [2, 2], [1, 1], [[0, 1], [2, 1]], false), ([3, 3], [2, 2], [1, 1], [[0, 1], [0, 1]], true),
+            ([1, 1], [1, 1], [1, 1], [[1, 1], [1, 1]], false), ([3, 2], [1, 1], [2, 1], [[3, 0], [1, 2]], true), ([3, 2], [1, 2], [1, 1], [[3, 0], [1, 2]], true),
+            ([5, 5], [1, 1], [1, 1], [[2, 2], [2, 2]], true), ([2, 2], [3, 3], [1, 1], [[1, 2], [0, 0]], false),
+        ] as [([Int], [Int], [Int], [[Int]], Bool)] {
+            let convolution: JSONValue = depthwise
+                ? ["class_name": "DepthwiseConv2D", "config": ["name": "c", "kernel_size": .array(kernel.map { .int(Int64($0)) }), "strides": .array(strides.map { .int(Int64($0)) }),
+                                                                 "dilation_rate": .array(dilation.map { .int(Int64($0)) }), "padding": "valid", "use_bias": true, "depth_multiplier": 2]]
+                : ["class_name": "Conv2D", "config": ["name": "c", "filters": 5, "kernel_size": .array(kernel.map { .int(Int64($0)) }), "strides": .array(strides.map { .int(Int64($0)) }),
+                                                        "dilation_rate": .array(dilation.map { .int(Int64($0)) }), "padding": "valid", "use_bias": true]]
+            let config: JSONValue = ["class_name": "Sequential", "config": ["name": "m", "layers": [
+                ["class_name": "InputLayer", "config": ["name": "x", "batch_shape": [nil, 9, 8, 3]]],
+                ["class_name": "ZeroPadding2D", "config": ["name": "pad", "padding": .array(margins.map { .array($0.map { .int(Int64($0)) }) })]],
+                convolution,
+            ]]]
+            var model = try GradientTests.model(architecture: config, seed: 11)
+            let x = Tensor(shape: [2, 9, 8, 3], data: (0..<(2 * 9 * 8 * 3)).map { i in i % 7 == 0 ? 0 : random.uniform() * 4 - 2 })
+            let executor = try Executor(model: model)
+            #expect(executor.fusedInto["pad"] == "c", "\(kernel) \(strides) \(margins)")
+            try Self.checkSameBits(executor, [x], "\(depthwise ? "depthwise" : "conv") \(kernel) \(strides) \(dilation) \(margins)")
+            if depthwise {
+                model.weights[0].values[1] = .infinity
+                #expect(try Executor(model: model).fusedInto["pad"] == nil)
             }
         }
     }

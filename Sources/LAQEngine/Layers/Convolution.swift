@@ -64,6 +64,8 @@ struct ConvolutionOp: Op {
     let same: Bool
     let filters: Int
     let activation: Activation
+    /// Zeros around the input that a ZeroPadding2D before this layer added (inference, ``Fusion``).
+    var padding = FoldedPadding()
 
     init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
@@ -91,8 +93,8 @@ struct ConvolutionOp: Op {
 
     /// The windows along height and width for an input geometry.
     func windows(_ g: Geometry) -> (Window, Window) {
-        (Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same && spatial == 2),
-         Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same))
+        (Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same && spatial == 2, margins: padding.rows),
+         Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same, margins: padding.columns))
     }
 
     /// The convolution of an input geometry, for the window kernels.
@@ -107,7 +109,7 @@ struct ConvolutionOp: Op {
         // A 1×1 kernel with unit strides reads each position's channels once, unpadded: the
         // input is its own im2col matrix (in inference; a training step keeps its own copy, which
         // its workspace recycles).
-        if workspace == nil, kernelSize == [1, 1], strides == [1, 1] { return x.data }
+        if workspace == nil, kernelSize == [1, 1], strides == [1, 1], padding.isNone { return x.data }
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         let count = g.batch * rows.output * cols.output * patch

@@ -49,6 +49,8 @@ struct DepthwiseOp: Op {
     let same: Bool
     let multiplier: Int
     let activation: Activation
+    /// Zeros around the input that a ZeroPadding2D before this layer added (inference, ``Fusion``).
+    var padding = FoldedPadding()
 
     /// `kernel`, `bias`: the weights' short names (a separable convolution's depthwise kernel, no bias).
     /// `multiplier`: the kernels per input channel, when the kernel's shape does not say (a
@@ -73,14 +75,19 @@ struct DepthwiseOp: Op {
         return z
     }
 
+    /// The windows along height and width for an input geometry.
+    func windows(_ g: Geometry) -> (Window, Window) {
+        (Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same, margins: padding.rows),
+         Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same, margins: padding.columns))
+    }
+
     /// The depthwise convolution before the activation; the output from `workspace` when given.
     func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: 2, layer: name)
         guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
             throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels")
         }
-        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
-        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let (rows, cols) = windows(g)
         let outChannels = g.channels * multiplier
         if let bias, bias.count != outChannels { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(outChannels) channels") }
         let positions = g.batch * rows.output * cols.output
@@ -106,8 +113,7 @@ extension DepthwiseOp: TrainableOp {
     func backward(_ gradOutput: Tensor, _ record: ForwardRecord, workspace: Workspace) throws(EngineError) -> LayerGradients {
         let x = record.inputs[0]
         let g = try Geometry(x, spatial: 2, layer: name)
-        let rows = Window(input: g.height, kernel: kernelSize[0], stride: strides[0], dilation: dilation[0], same: same)
-        let cols = Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same)
+        let (rows, cols) = windows(g)
         let outChannels = g.channels * multiplier
         var (gz, own) = activationGradient(gradOutput, record, activation, width: outChannels, workspace: workspace)
         defer { if own { workspace.recycle(&gz) } }

@@ -26,6 +26,18 @@ public struct Window: Sendable, Equatable {
         }
     }
 
+    /// The window over an input with `margins` zeros added before and after it (a ZeroPadding
+    /// layer folded into the convolution that reads it, ``Fusion``): the padded input's window,
+    /// its indices into the input without the margins (taps on the margins fall outside it).
+    public init(input: Int, kernel: Int, stride: Int, dilation: Int, same: Bool, margins: FoldedPadding.Margins) {
+        let padded = Window(input: input + margins.before + margins.after, kernel: kernel, stride: stride, dilation: dilation, same: same)
+        self.kernel = kernel
+        self.stride = stride
+        self.dilation = dilation
+        output = padded.output
+        padBefore = padded.padBefore + margins.before
+    }
+
     /// Input index of output `o`, tap `t` (may be outside 0..<input).
     @inline(__always) public func source(_ o: Int, _ t: Int) -> Int { o * stride + t * dilation - padBefore }
 
@@ -35,3 +47,15 @@ public struct Window: Sendable, Equatable {
     }
 }
 
+
+/// Zeros a ZeroPadding2D layer adds around a convolution's input, done by the convolution
+/// instead (``Fusion``): its windows read them as padding taps.
+public struct FoldedPadding: Sendable, Equatable {
+    public struct Margins: Sendable, Equatable {
+        public var before = 0, after = 0
+    }
+
+    public var rows = Margins(), columns = Margins()
+
+    public var isNone: Bool { self == FoldedPadding() }
+}
