@@ -13,7 +13,37 @@ __attribute__((target("avx512f"), always_inline)) static inline void
 short_inner_avx512_v(const float *a, long lda, const float *b, long ldb, float *c, long ldc, long rows, long k, long n,
                      int accumulate, const long vectors) {
     const __mmask16 last = (n % 16) ? (__mmask16)((1u << (n % 16)) - 1) : 0xFFFF;
-    for (long i = 0; i < rows; i++) {
+    // Four rows at a time: their 4·vectors accumulators are independent chains, where one row's
+    // chain of k fused multiply-adds waits on each one's latency; each element's sum is the same
+    // sequence of operations either way.
+    long i = 0;
+    for (; i + 4 <= rows; i += 4) {
+        __m512 acc[4][4];
+#pragma clang loop unroll(full)
+        for (long r = 0; r < 4; r++)
+#pragma clang loop unroll(full)
+            for (long v = 0; v < vectors; v++) {
+                const __mmask16 mask = v == vectors - 1 ? last : 0xFFFF;
+                acc[r][v] = accumulate ? _mm512_maskz_loadu_ps(mask, c + (i + r) * ldc + 16 * v) : _mm512_setzero_ps();
+            }
+        for (long t = 0; t < k; t++) {
+            __m512 y[4];
+#pragma clang loop unroll(full)
+            for (long v = 0; v < vectors; v++) y[v] = _mm512_maskz_loadu_ps(v == vectors - 1 ? last : 0xFFFF, b + t * ldb + 16 * v);
+#pragma clang loop unroll(full)
+            for (long r = 0; r < 4; r++) {
+                const __m512 x = _mm512_set1_ps(a[(i + r) * lda + t]);
+#pragma clang loop unroll(full)
+                for (long v = 0; v < vectors; v++) acc[r][v] = _mm512_fmadd_ps(x, y[v], acc[r][v]);
+            }
+        }
+#pragma clang loop unroll(full)
+        for (long r = 0; r < 4; r++)
+#pragma clang loop unroll(full)
+            for (long v = 0; v < vectors; v++)
+                _mm512_mask_storeu_ps(c + (i + r) * ldc + 16 * v, v == vectors - 1 ? last : 0xFFFF, acc[r][v]);
+    }
+    for (; i < rows; i++) {
         __m512 acc[4];
 #pragma clang loop unroll(full)
         for (long v = 0; v < vectors; v++) {

@@ -83,6 +83,12 @@ import Testing
                     var expected: Float = 0
                     for t in 0..<k { expected += a[i * 16 + t] * b[t * 64 + j] }
                     #expect(abs(c[i * n + j] - expected) < 1e-5, "short inner, isa \(isa)")
+                    if isa >= Int32(LAQ_ISA_AVX512) {
+                        // Four rows at a time or one: each element is the same chain of fused multiply-adds.
+                        var fused: Float = 0
+                        for t in 0..<k { fused = fused.addingProduct(a[i * 16 + t], b[t * 64 + j]) }
+                        #expect(c[i * n + j].bitPattern == fused.bitPattern, "short inner, isa \(isa), row \(i)")
+                    }
                 }
             }
             for t in 0..<m {
