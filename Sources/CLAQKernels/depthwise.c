@@ -66,16 +66,24 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
         return;
     }
     // acc = 0, then acc += x·k per in-bounds tap in order (a product, then a sum: no fused
-    // multiply-add), then + bias: the scalar definition's operations, held in a register.
+    // multiply-add), then + bias: the scalar definition's operations, held in a register. Up to
+    // four blocks of 16 channels go through each tap together: one block's sum is a chain of
+    // dependent additions, four are independent chains that overlap.
     for (long row = row_begin; row < row_end; row++) {
         const long n = row / out_h, oh = row % out_h;
         float *out_row = output + row * out_w * channels;
         for (long ow = 0; ow < out_w; ow++) {
             float *out = out_row + ow * channels;
-            for (long c0 = 0; c0 < channels; c0 += 16) {
-                const long left = channels - c0;
-                const __mmask16 mask = left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-                __m512 acc = _mm512_setzero_ps();
+            for (long c0 = 0; c0 < channels; c0 += 64) {
+                const long blocks = (channels - c0 + 15) / 16 < 4 ? (channels - c0 + 15) / 16 : 4;
+                __mmask16 masks[4];
+                __m512 acc[4];
+#pragma clang loop unroll(full)
+                for (long b = 0; b < 4; b++) {
+                    const long left = channels - c0 - 16 * b;
+                    masks[b] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+                    acc[b] = _mm512_setzero_ps();
+                }
                 for (long th = 0; th < kernel_h; th++) {
                     const long ih = oh * stride_h + th * dilation_h - pad_top;
                     if (ih < 0 || ih >= height) continue;
@@ -84,13 +92,21 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
                     for (long tw = 0; tw < kernel_w; tw++) {
                         const long iw = ow * stride_w + tw * dilation_w - pad_left;
                         if (iw < 0 || iw >= width) continue;
-                        const __m512 x = _mm512_maskz_loadu_ps(mask, in_row + iw * channels);
-                        const __m512 k = _mm512_maskz_loadu_ps(mask, k_row + tw * channels);
-                        acc = _mm512_add_ps(acc, _mm512_mul_ps(x, k));
+                        const float *in = in_row + iw * channels, *k = k_row + tw * channels;
+#pragma clang loop unroll(full)
+                        for (long b = 0; b < 4; b++) {
+                            if (b >= blocks) break;
+                            const __m512 x = _mm512_maskz_loadu_ps(masks[b], in + 16 * b);
+                            acc[b] = _mm512_add_ps(acc[b], _mm512_mul_ps(x, _mm512_maskz_loadu_ps(masks[b], k + 16 * b)));
+                        }
                     }
                 }
-                if (bias) acc = _mm512_add_ps(acc, _mm512_maskz_loadu_ps(mask, bias + c0));
-                _mm512_mask_storeu_ps(out + c0, mask, acc);
+#pragma clang loop unroll(full)
+                for (long b = 0; b < 4; b++) {
+                    if (b >= blocks) break;
+                    if (bias) acc[b] = _mm512_add_ps(acc[b], _mm512_maskz_loadu_ps(masks[b], bias + c0 + 16 * b));
+                    _mm512_mask_storeu_ps(out + c0 + 16 * b, masks[b], acc[b]);
+                }
             }
         }
     }

@@ -18,7 +18,7 @@ import Testing
     static let cases: [Case] = [
         Case(), Case(same: false), Case(channels: 32, strides: (2, 2)), Case(channels: 5, multiplier: 3),
         Case(height: 11, width: 12, channels: 17, kernel: (5, 5), dilation: (2, 2)), Case(kernel: (1, 3), strides: (1, 2), same: false),
-        Case(batch: 1, height: 1, width: 1, channels: 64, kernel: (3, 3)),
+        Case(batch: 1, height: 1, width: 1, channels: 64, kernel: (3, 3)), Case(height: 6, width: 5, channels: 100, strides: (2, 2)), Case(height: 5, width: 4, channels: 144, same: false),
     ]
 
     /// Σ over in-bounds taps in order (rows, then columns) of x·k, per output channel.
