@@ -83,3 +83,96 @@ void laq_scale_shift(const float *x, float *y, long rows, long channels, const f
     // The channels past the last whole vector, in every row.
     if (done < channels) scale_shift_scalar(x, y, rows, channels, scale, shift, relu, threshold, slope, ceiling, done);
 }
+
+// Column sums: each column's values added in row order from 0, as the scalar loop does; up to
+// four vectors of columns are summed in registers across the rows.
+static void column_sums_scalar(const float *a, long rows, long width, long first, long end, float *sums) {
+    for (long j = first; j < end; j++) sums[j] = 0;
+    for (long r = 0; r < rows; r++)
+        for (long j = first; j < end; j++) sums[j] += a[r * width + j];
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static void column_sums_avx512(const float *a, long rows, long width, long first, long end, float *sums) {
+    for (long j0 = first; j0 < end; j0 += 64) {
+        __mmask16 masks[4];
+        __m512 acc[4];
+#pragma clang loop unroll(full)
+        for (long v = 0; v < 4; v++) {
+            const long left = end - j0 - 16 * v;
+            masks[v] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+            acc[v] = _mm512_setzero_ps();
+        }
+        for (long r = 0; r < rows; r++) {
+            const float *row = a + r * width + j0;
+#pragma clang loop unroll(full)
+            for (long v = 0; v < 4; v++) acc[v] = _mm512_add_ps(acc[v], _mm512_maskz_loadu_ps(masks[v], row + 16 * v));
+        }
+#pragma clang loop unroll(full)
+        for (long v = 0; v < 4; v++) _mm512_mask_storeu_ps(sums + j0 + 16 * v, masks[v], acc[v]);
+    }
+}
+
+__attribute__((target("avx2"))) static void column_sums_avx2(const float *a, long rows, long width, long first, long end, float *sums) {
+    const long whole = first + (end - first) / 32 * 32;
+    for (long j0 = first; j0 < whole; j0 += 32) {
+        __m256 acc[4];
+#pragma clang loop unroll(full)
+        for (long v = 0; v < 4; v++) acc[v] = _mm256_setzero_ps();
+        for (long r = 0; r < rows; r++) {
+            const float *row = a + r * width + j0;
+#pragma clang loop unroll(full)
+            for (long v = 0; v < 4; v++) acc[v] = _mm256_add_ps(acc[v], _mm256_loadu_ps(row + 8 * v));
+        }
+#pragma clang loop unroll(full)
+        for (long v = 0; v < 4; v++) _mm256_storeu_ps(sums + j0 + 8 * v, acc[v]);
+    }
+    if (whole < end) column_sums_scalar(a, rows, width, whole, end, sums);
+}
+#endif
+
+void laq_column_sums(const float *a, long rows, long width, long first, long end, float *sums, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) { column_sums_avx512(a, rows, width, first, end, sums); return; }
+    if (isa >= LAQ_ISA_AVX2) { column_sums_avx2(a, rows, width, first, end, sums); return; }
+#endif
+    (void)isa;
+    column_sums_scalar(a, rows, width, first, end, sums);
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"))) static long relu_gradient_avx512(const float *g, const float *z, float *out, long count) {
+    const __m512 zero = _mm512_setzero_ps(), one = _mm512_set1_ps(1.0f);
+    long i = 0;
+    for (; i + 16 <= count; i += 16) {
+        const __mmask16 positive = _mm512_cmp_ps_mask(_mm512_loadu_ps(z + i), zero, _CMP_GT_OQ);
+        _mm512_storeu_ps(out + i, _mm512_mul_ps(_mm512_loadu_ps(g + i), _mm512_mask_blend_ps(positive, zero, one)));
+    }
+    return i;
+}
+
+__attribute__((target("avx2"))) static long relu_gradient_avx2(const float *g, const float *z, float *out, long count) {
+    const __m256 zero = _mm256_setzero_ps(), one = _mm256_set1_ps(1.0f);
+    long i = 0;
+    for (; i + 8 <= count; i += 8) {
+        const __m256 positive = _mm256_cmp_ps(_mm256_loadu_ps(z + i), zero, _CMP_GT_OQ);
+        _mm256_storeu_ps(out + i, _mm256_mul_ps(_mm256_loadu_ps(g + i), _mm256_blendv_ps(zero, one, positive)));
+    }
+    return i;
+}
+#endif
+
+// ReLU's backward pass: g · (z > 0 ? 1 : 0), the product as the scalar definition takes it (a
+// NaN or infinite gradient where z ≤ 0 gives NaN, as 0 · ∞ does).
+void laq_relu_gradient(const float *g, const float *z, float *out, long count, int isa) {
+    long i = 0;
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        i = relu_gradient_avx512(g, z, out, count);
+    } else if (isa >= LAQ_ISA_AVX2) {
+        i = relu_gradient_avx2(g, z, out, count);
+    }
+#endif
+    (void)isa;
+    for (; i < count; i++) out[i] = g[i] * (z[i] > 0 ? 1.0f : 0.0f);
+}

@@ -54,4 +54,33 @@ import Testing
             }
         }
     }
+
+    /// A value's bits, every NaN as one.
+    static func bits(_ value: Float) -> UInt32 { value.isNaN ? Float.nan.bitPattern : value.bitPattern }
+
+    @Test("column sums and ReLU's gradient equal their scalar definitions, bit for bit, on every instruction set")
+    func backwardBits() {
+        for width in [1, 7, 8, 16, 17, 31, 32, 33, 64, 65, 100, 130] {
+            var generator = SplitMix64(seed: UInt64(width))
+            let rows = 37
+            let a = (0..<(rows * width)).map { i in i % 11 == 0 ? Self.specials[(i / 11) % Self.specials.count] : Float(Int(generator.next() % 2001) - 1000) / 7 }
+            var expected = [Float](repeating: 0, count: width)
+            for r in 0..<rows { for j in 0..<width { expected[j] += a[r * width + j] } }
+            for isa in Int32(0)...CPU.isa {
+                // Every split the thread blocks can make: [first, end) on multiples of 16.
+                for first in stride(from: 0, to: width, by: 16) {
+                    var sums = [Float](repeating: .nan, count: width)
+                    laq_column_sums(a, rows, width, first, width, &sums, isa)
+                    // Bit for bit, a NaN as any NaN (which operand's NaN an addition keeps is the compiler's choice).
+                    #expect(sums[first...].map(Self.bits) == expected[first...].map(Self.bits), "width \(width) from \(first), isa \(isa)")
+                    #expect(sums[..<first].allSatisfy { $0.isNaN }, "columns before \(first) untouched")
+                }
+                let g = a, z = a.reversed().map { $0 - 1 }
+                let reference = a.indices.map { g[$0] * (z[$0] > 0 ? 1 : 0) }
+                var out = [Float](repeating: 7, count: a.count)
+                laq_relu_gradient(g, z, &out, a.count, isa)
+                #expect(out.map(Self.bits) == reference.map(Self.bits), "ReLU gradient, \(a.count) values, isa \(isa)")
+            }
+        }
+    }
 }

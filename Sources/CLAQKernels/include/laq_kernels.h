@@ -174,6 +174,13 @@ enum {
 void laq_scale_shift(const float *x, float *y, long rows, long channels, const float *scale, const float *shift, int relu,
                      float threshold, float slope, float ceiling, int isa);
 
+/// sums[j] = Σ_r a[r·width + j] for columns first ≤ j < end, each column added in row order
+/// from 0 (the same bits on every instruction set): a bias's gradient.
+void laq_column_sums(const float *a, long rows, long width, long first, long end, float *sums, int isa);
+
+/// out[i] = g[i] · (z[i] > 0 ? 1 : 0): ReLU's backward pass (the same bits on every instruction set).
+void laq_relu_gradient(const float *g, const float *z, float *out, long count, int isa);
+
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 

@@ -100,8 +100,8 @@ enum Elementwise {
     /// out[i] = gradient[i] where z[i] > 0, else 0: ReLU's backward pass.
     static func reluGradient(_ gradient: [Float], preActivation z: [Float], into out: inout [Float]) {
         run(gradient, z, nil, &out) { inputs, out, range in
-            let (gradient, z) = (inputs.a, inputs.b)
-            for i in range { out[i] = gradient[i] * (z[i] > 0 ? 1 : 0) }
+            let start = range.lowerBound
+            laq_relu_gradient(inputs.a + start, inputs.b + start, out + start, range.count, CPU.isa)
         }
     }
 

@@ -1,3 +1,5 @@
+import CLAQKernels
+
 /// Row-major array helpers of the layers and their backward passes: buffers from a
 /// ``Workspace``, products, column sums, and the storage identity the workspace tracks. The
 /// raw-pointer loops stay here; callers pass arrays, and every extent is checked against them.
@@ -66,9 +68,9 @@ enum Matrix {
         return c
     }
 
-    /// Column sums of a rows×width matrix (rows added in order; on raw buffers, so the inner
-    /// loop vectorises). Blocks of 16 columns are split between laq's threads: each column is
-    /// summed by one thread, in row order, so the bits do not depend on the thread count.
+    /// Column sums of a rows×width matrix (rows added in order, `laq_column_sums`: up to 64
+    /// columns in registers). Blocks of 16 columns are split between laq's threads: each column
+    /// is summed by one thread, in row order, so the bits do not depend on the thread count.
     static func columnSums(_ a: [Float], rows: Int, width: Int, workspace: Workspace? = nil) -> [Float] {
         precondition(a.count >= rows * width, "\(a.count) values for \(rows) × \(width)")
         var sums = zeros(width, workspace: workspace)
@@ -78,11 +80,7 @@ enum Matrix {
                 let (matrix, totals) = (SharedPointer(a), SharedPointer(sums))
                 let blocks = (width + 15) / 16
                 Parallel.forEach(blocks, work: rows * width) { part in
-                    let (first, end) = (part.lowerBound * 16, min(part.upperBound * 16, width))
-                    for r in 0..<rows {
-                        let row = matrix.base + r * width
-                        for j in first..<end { totals.base[j] += row[j] }
-                    }
+                    laq_column_sums(matrix.base, rows, width, part.lowerBound * 16, min(part.upperBound * 16, width), totals.base, CPU.isa)
                 }
             }
         }
