@@ -181,6 +181,20 @@ void laq_column_sums(const float *a, long rows, long width, long first, long end
 /// out[i] = g[i] · (z[i] > 0 ? 1 : 0): ReLU's backward pass (the same bits on every instruction set).
 void laq_relu_gradient(const float *g, const float *z, float *out, long count, int isa);
 
+/// The floats `laq_panels_pack` writes for a k×n matrix: n rounded up to 32, times k.
+long laq_panels_length(long k, long n);
+
+/// Packs the row-major k×n matrix `w` into panels of 32 columns (zeros past n): panel p holds
+/// rows t = 0…k−1 of columns 32p…32p+31, each row 32 floats.
+void laq_panels_pack(const float *w, long k, long n, float *panels);
+
+/// C[i][32p + j] = Σ_t A[i][t]·W[t][32p + j] (+ C[i][32p + j] when `accumulate`) for rows
+/// row_begin ≤ i < row_end and the columns of panel p, A row-major with row stride `lda`, C
+/// with `ldc`. Each element is one chain of fused multiply-adds over t in order from 0, then
+/// C's value added: the same bits on every instruction set and for any split of rows and panels.
+void laq_panels_multiply(const float *a, long lda, const float *panels, long k, long n, float *c, long ldc, long row_begin,
+                         long row_end, long panel, int accumulate, int isa);
+
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 

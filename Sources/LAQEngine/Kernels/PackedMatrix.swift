@@ -355,6 +355,8 @@ struct PackedMatrix: @unchecked Sendable {
 /// A layer's weight matrix as the engine multiplies by it: float32, or packed codes.
 enum KernelMatrix: Sendable {
     case dense([Float])
+    /// Float32, packed once into panels for laq's product kernel (a convolution's kernel).
+    case panels(FloatPanels)
     case packed(PackedMatrix)
 
     /// C (m×N) = A (m×K, row stride `lda`, default K) · W, or C += A·W when `accumulate`.
@@ -364,6 +366,9 @@ enum KernelMatrix: Sendable {
             values.withUnsafeBufferPointer { b in
                 BLAS.gemm(a, b.baseAddress!, c, m: m, n: n, k: k, lda: lda, accumulate: accumulate)
             }
+        case let .panels(matrix):
+            precondition(matrix.rows == k && matrix.columns == n, "kernel is \(matrix.rows)×\(matrix.columns), not \(k)×\(n)")
+            matrix.multiply(a, lda: lda ?? k, m: m, into: c, accumulate: accumulate)
         case let .packed(matrix):
             precondition(matrix.rows == k && matrix.columns == n, "packed kernel is \(matrix.rows)×\(matrix.columns), not \(k)×\(n)")
             matrix.multiply(a, lda: lda ?? k, m: m, into: c, accumulate: accumulate)
@@ -389,6 +394,7 @@ enum KernelMatrix: Sendable {
     var count: Int {
         switch self {
         case let .dense(values): values.count
+        case let .panels(matrix): matrix.rows * matrix.columns
         case let .packed(matrix): matrix.rows * matrix.columns
         }
     }
@@ -423,6 +429,7 @@ public struct MatrixKernel: Sendable {
     public var residentBytes: Int {
         switch matrix {
         case let .dense(values): values.count * 4
+        case let .panels(matrix): matrix.panels.count * 4
         case let .packed(packed):
             if let planes = packed.planes { planes.words.count * 8 + planes.columnLevels.count * 4 }
             else { packed.packed.count + packed.levels.count * 4 + packed.codeTable.count + packed.levelTable.count * 4 }

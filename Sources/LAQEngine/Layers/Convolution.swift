@@ -70,7 +70,7 @@ struct ConvolutionOp: Op {
     init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
         spatial = window.spatial
-        let (kernel, matrix) = try context.matrix("kernel")
+        let (kernel, matrix) = try context.matrix("kernel", panels: true)
         self.kernel = kernel.values
         kernelMatrix = matrix
         filters = kernel.shape.last ?? 0
