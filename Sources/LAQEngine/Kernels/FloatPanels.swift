@@ -11,6 +11,8 @@ struct FloatPanels: Sendable {
     let rows: Int
     let columns: Int
     let panels: [Float]
+    /// The matrix row-major, for the products OpenBLAS does better (the op holds the same array).
+    let values: [Float]
 
     /// The panels of the row-major `rows`×`columns` matrix `values`; nil where the CPU lacks
     /// AVX-512 (OpenBLAS multiplies there).
@@ -19,6 +21,7 @@ struct FloatPanels: Sendable {
         precondition(values.count == rows * columns, "\(values.count) values for \(rows) × \(columns)")
         self.rows = rows
         self.columns = columns
+        self.values = values
         panels = [Float](unsafeUninitializedCapacity: laq_panels_length(rows, columns)) { buffer, initialized in
             values.withUnsafeBufferPointer { laq_panels_pack($0.baseAddress!, rows, columns, buffer.baseAddress!) }
             initialized = buffer.count
@@ -28,9 +31,20 @@ struct FloatPanels: Sendable {
     var panelCount: Int { (columns + 31) / 32 }
 
     /// C (m×N, row stride N) = A (m×K, row stride `lda`) · W (+ C when `accumulate`), in tasks
-    /// of one panel by a block of rows shared between threads.
+    /// of one panel by a block of rows shared between threads, block by block.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
+        // OpenBLAS where the panels measured slower (one core, against its sgemm): 16 columns or
+        // fewer fill half a panel (12,544 × 32 · 32 × 16: 0.73×), and a result of more than 2²¹
+        // values leaves the caches between tiles (6,272 × 512: 0.90×, 12,544 × 512: 0.74×;
+        // 4,096 × 128 1.09×, 3,136 × 256 1.12×, 12,544 × 96 1.21×). Which one multiplies depends
+        // on the shape alone, as the bits then do.
+        if columns <= 16 || m * columns > 1 << 21 {
+            values.withUnsafeBufferPointer { w in
+                BLAS.gemm(a, w.baseAddress!, c, m: m, n: columns, k: rows, lda: lda, accumulate: accumulate)
+            }
+            return
+        }
         ProductCount.add(m * rows * columns)
         // Blocks of about 96 rows (whole tiles of 12), so that a batch-1 product with one or two
         // panels still has tasks for every thread.
@@ -45,7 +59,9 @@ struct FloatPanels: Sendable {
             // One task per part below 2¹⁸ multiply-adds (the threads' start would cost more).
             Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
                 for task in range {
-                    let (panel, block) = (task / rowBlocks, task % rowBlocks)
+                    // A block of rows through every panel: its rows of A stay in cache while
+                    // the panels stream (a panel through every block would read A once per panel).
+                    let (block, panel) = (task / panelCount, task % panelCount)
                     let first = block * blockRows
                     laq_panels_multiply(a.base, lda, w.base, k, n, c.base, n, first, min(first + blockRows, m), panel,
                                         accumulate ? 1 : 0, CPU.isa)
