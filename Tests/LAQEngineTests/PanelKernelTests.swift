@@ -54,7 +54,7 @@ import Testing
         _ = probe
         defer { Parallel.configure(threads: nil) }
         var generator = SplitMix64(seed: 3)
-        let (m, k, n) = (1000, 147, 70)
+        let (m, k, n) = (1000, 147, 90)
         let a = Self.random(m * k, &generator), w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
         let panels = try #require(FloatPanels(w, rows: k, columns: n))
         let start = (0..<m).flatMap { _ in bias }

@@ -4,6 +4,7 @@
 //   swift run -c release laq-bench --import MODEL.h5 [--repeats 5]     (see ImportBench.swift)
 //   swift run -c release laq-bench --packed [--size 4096] [--json]      (see PackedBench.swift)
 //   swift run -c release laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]  (TrainBench.swift)
+//   swift run -c release laq-bench --panels [--repeats 5] [--json]     (see PanelBench.swift)
 //
 // Writes a model of at least --megabytes MB (10^6 bytes) of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
@@ -28,6 +29,7 @@ var trainData: String?
 var batch = 100
 var steps = 200
 var json = false
+var panels = false
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -35,6 +37,7 @@ while let argument = arguments.next() {
     case "--repeats": repeats = Int(arguments.next() ?? "") ?? repeats
     case "--import": importPath = arguments.next()
     case "--packed": packedSize = packedSize ?? 4096
+    case "--panels": panels = true
     case "--size": packedSize = Int(arguments.next() ?? "") ?? 4096
     case "--json": json = true
     case "--train": trainPath = arguments.next()
@@ -67,6 +70,11 @@ if let trainPath {
 
 if let packedSize {
     packedBenchmark(size: packedSize, repeats: repeats == 5 ? 30 : repeats, json: json)
+    exit(0)
+}
+
+if panels {
+    panelBenchmark(repeats: repeats == 5 ? 20 : repeats, json: json)
     exit(0)
 }
 

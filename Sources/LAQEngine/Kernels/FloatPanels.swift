@@ -32,14 +32,13 @@ struct FloatPanels: Sendable {
 
     /// C (m×N, row stride N) = A (m×K, row stride `lda`) · W (+ C when `accumulate`), in tasks
     /// of one panel by a block of rows shared between threads, block by block.
-    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+    /// `panelsOnly`: the panels whatever the shape (benchmarks).
+    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool, panelsOnly: Bool = false) {
         guard m > 0 else { return }
-        // OpenBLAS where the panels measured slower (one core, against its sgemm): 16 columns or
-        // fewer fill half a panel (12,544 × 32 · 32 × 16: 0.73×), and a result of more than 2²¹
-        // values leaves the caches between tiles (6,272 × 512: 0.90×, 12,544 × 512: 0.74×;
-        // 4,096 × 128 1.09×, 3,136 × 256 1.12×, 12,544 × 96 1.21×). Which one multiplies depends
-        // on the shape alone, as the bits then do.
-        if columns <= 16 || m * columns > 1 << 21 {
+        // OpenBLAS where the panels measured slower: when the last panel leaves more than an
+        // eighth of its lanes empty (`laq-bench --panels`, one core, against laq's OpenBLAS path:
+        // 24 columns 0.82×, 16 columns 0.51×, full panels 1.03–1.43×). A function of the shape.
+        if !panelsOnly, columns * 8 < panelCount * 32 * 7 {
             values.withUnsafeBufferPointer { w in
                 BLAS.gemm(a, w.baseAddress!, c, m: m, n: columns, k: rows, lda: lda, accumulate: accumulate)
             }

@@ -416,6 +416,15 @@ public struct MatrixKernel: Sendable {
         columns = matrix.columns
     }
 
+    /// W as float32 values packed into panels for laq's product kernel (``FloatPanels``, as a
+    /// convolution's kernel is); nil where the CPU lacks AVX-512.
+    public init?(panels values: [Float], rows: Int, columns: Int) {
+        guard let panels = FloatPanels(values, rows: rows, columns: columns) else { return nil }
+        matrix = .panels(panels)
+        self.rows = rows
+        self.columns = columns
+    }
+
     /// W as float32 values, row-major `rows`×`columns`.
     public init(float values: [Float], rows: Int, columns: Int) {
         precondition(values.count == rows * columns)
@@ -447,9 +456,18 @@ public struct MatrixKernel: Sendable {
         }
     }
 
-    /// C = A·W for A of `m` rows; `c` must hold m×columns values.
-    public func multiply(_ a: [Float], m: Int, into c: inout [Float]) {
+    /// C = A·W for A of `m` rows; `c` must hold m×columns values. `panelsOnly`: panels
+    /// multiply even the shapes laq leaves to OpenBLAS (benchmarks).
+    public func multiply(_ a: [Float], m: Int, into c: inout [Float], panelsOnly: Bool = false) {
         precondition(a.count == m * rows && c.count == m * columns)
+        if case let .panels(panels) = matrix, panelsOnly {
+            a.withUnsafeBufferPointer { a in
+                c.withUnsafeMutableBufferPointer { c in
+                    panels.multiply(a.baseAddress!, lda: rows, m: m, into: c.baseAddress!, accumulate: false, panelsOnly: true)
+                }
+            }
+            return
+        }
         matrix.multiply(a, m: m, k: rows, n: columns, into: &c)
     }
 }
