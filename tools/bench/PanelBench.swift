@@ -19,16 +19,16 @@ func panelBenchmark(repeats: Int, json: Bool) {
             return Float(Int(state >> 40) % 2001 - 1000) / 1000
         }
         let a = (0..<(m * k)).map { _ in random() }, w = (0..<(k * n)).map { _ in random() }
-        guard let panels = MatrixKernel(panels: w, rows: k, columns: n) else {
+        guard let panels = MatrixKernel(panels: w, rows: k, columns: n, anyWidth: true) else {
             print("laq-bench --panels: this CPU has no AVX-512; convolutions multiply with OpenBLAS")
             return
         }
         let blas = MatrixKernel(float: w, rows: k, columns: n)
         var c = [Float](repeating: 0, count: m * n)
         blas.multiply(a, m: m, into: &c)
-        panels.multiply(a, m: m, into: &c, panelsOnly: true)
+        panels.multiply(a, m: m, into: &c)
         let blasTime = median(repeats) { blas.multiply(a, m: m, into: &c) }
-        let panelTime = median(repeats) { panels.multiply(a, m: m, into: &c, panelsOnly: true) }
+        let panelTime = median(repeats) { panels.multiply(a, m: m, into: &c) }
         let flops = 2.0 * Double(m * k * n)
         rows.append(["m": m, "k": k, "n": n, "openblas_gflops": flops / blasTime / 1e9, "panels_gflops": flops / panelTime / 1e9,
                      "ratio": blasTime / panelTime])

@@ -11,17 +11,18 @@ struct FloatPanels: Sendable {
     let rows: Int
     let columns: Int
     let panels: [Float]
-    /// The matrix row-major, for the products OpenBLAS does better (the op holds the same array).
-    let values: [Float]
 
     /// The panels of the row-major `rows`×`columns` matrix `values`; nil where the CPU lacks
-    /// AVX-512 (OpenBLAS multiplies there).
-    init?(_ values: [Float], rows: Int, columns: Int) {
+    /// AVX-512, or (unless `anyWidth`, for benchmarks) where the last panel would leave more
+    /// than an eighth of its 32 lanes empty: OpenBLAS multiplies there. `laq-bench --panels`, one
+    /// core, against laq's OpenBLAS path: 24 columns 0.82×, 16 columns 0.51×, 40 0.67×, 48
+    /// 0.77×; full panels 1.01–1.45× (docs/PERFORMANCE.md). A function of the shape alone.
+    init?(_ values: [Float], rows: Int, columns: Int, anyWidth: Bool = false) {
         guard CPU.isa >= Int32(LAQ_ISA_AVX512), rows > 0, columns > 0 else { return nil }
+        guard anyWidth || columns * 8 >= (columns + 31) / 32 * 32 * 7 else { return nil }
         precondition(values.count == rows * columns, "\(values.count) values for \(rows) × \(columns)")
         self.rows = rows
         self.columns = columns
-        self.values = values
         panels = [Float](unsafeUninitializedCapacity: laq_panels_length(rows, columns)) { buffer, initialized in
             values.withUnsafeBufferPointer { laq_panels_pack($0.baseAddress!, rows, columns, buffer.baseAddress!) }
             initialized = buffer.count
@@ -30,20 +31,23 @@ struct FloatPanels: Sendable {
 
     var panelCount: Int { (columns + 31) / 32 }
 
+    /// The matrix row-major again (a convolution's backward pass multiplies by its transpose).
+    func unpacked() -> [Float] {
+        var values = [Float](repeating: 0, count: rows * columns)
+        for panel in 0..<panelCount {
+            let first = panel * 32, width = min(32, columns - first)
+            for t in 0..<rows {
+                let from = (panel * rows + t) * 32
+                for j in 0..<width { values[t * columns + first + j] = panels[from + j] }
+            }
+        }
+        return values
+    }
+
     /// C (m×N, row stride N) = A (m×K, row stride `lda`) · W (+ C when `accumulate`), in tasks
     /// of one panel by a block of rows shared between threads, block by block.
-    /// `panelsOnly`: the panels whatever the shape (benchmarks).
-    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool, panelsOnly: Bool = false) {
+    func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
-        // OpenBLAS where the panels measured slower: when the last panel leaves more than an
-        // eighth of its lanes empty (`laq-bench --panels`, one core, against laq's OpenBLAS path:
-        // 24 columns 0.82×, 16 columns 0.51×, full panels 1.03–1.43×). A function of the shape.
-        if !panelsOnly, columns * 8 < panelCount * 32 * 7 {
-            values.withUnsafeBufferPointer { w in
-                BLAS.gemm(a, w.baseAddress!, c, m: m, n: columns, k: rows, lda: lda, accumulate: accumulate)
-            }
-            return
-        }
         ProductCount.add(m * rows * columns)
         // Blocks of about 96 rows (whole tiles of 12), so that a batch-1 product with one or two
         // panels still has tasks for every thread.

@@ -418,8 +418,9 @@ public struct MatrixKernel: Sendable {
 
     /// W as float32 values packed into panels for laq's product kernel (``FloatPanels``, as a
     /// convolution's kernel is); nil where the CPU lacks AVX-512.
-    public init?(panels values: [Float], rows: Int, columns: Int) {
-        guard let panels = FloatPanels(values, rows: rows, columns: columns) else { return nil }
+    /// `anyWidth`: panels even where convolutions leave the product to OpenBLAS (benchmarks).
+    public init?(panels values: [Float], rows: Int, columns: Int, anyWidth: Bool = false) {
+        guard let panels = FloatPanels(values, rows: rows, columns: columns, anyWidth: anyWidth) else { return nil }
         matrix = .panels(panels)
         self.rows = rows
         self.columns = columns
@@ -456,18 +457,9 @@ public struct MatrixKernel: Sendable {
         }
     }
 
-    /// C = A·W for A of `m` rows; `c` must hold m×columns values. `panelsOnly`: panels
-    /// multiply even the shapes laq leaves to OpenBLAS (benchmarks).
-    public func multiply(_ a: [Float], m: Int, into c: inout [Float], panelsOnly: Bool = false) {
+    /// C = A·W for A of `m` rows; `c` must hold m×columns values.
+    public func multiply(_ a: [Float], m: Int, into c: inout [Float]) {
         precondition(a.count == m * rows && c.count == m * columns)
-        if case let .panels(panels) = matrix, panelsOnly {
-            a.withUnsafeBufferPointer { a in
-                c.withUnsafeMutableBufferPointer { c in
-                    panels.multiply(a.baseAddress!, lda: rows, m: m, into: c.baseAddress!, accumulate: false, panelsOnly: true)
-                }
-            }
-            return
-        }
         matrix.multiply(a, m: m, k: rows, n: columns, into: &c)
     }
 }
