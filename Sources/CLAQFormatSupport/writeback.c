@@ -30,7 +30,14 @@ int laq_spool_open(const char *directory) {
     if (!path) { errno = ENOMEM; return -1; }
     snprintf(path, length, "%s/.laq-spool-XXXXXX", directory);
     int fd2 = mkostemp(path, O_CLOEXEC);
-    if (fd2 >= 0) unlink(path);
+    if (fd2 >= 0 && unlink(path) != 0) {
+        int saved = errno;
+        close(fd2);
+        unlink(path);
+        free(path);
+        errno = saved;
+        return -1;
+    }
     int saved = errno;
     free(path);
     errno = saved;

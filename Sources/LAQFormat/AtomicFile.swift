@@ -160,7 +160,7 @@ public struct FileSink {
 
 /// A file without a name beside a destination, for bytes written once and later copied into
 /// the destination (a streamed file's payloads, ``LAQStreamWriter``). The system frees it when
-/// it is closed or the process ends, however it ends.
+/// it is closed or the process ends, however it ends (`laq_spool_open`).
 ///
 /// Sendable: `fd` never changes, `size` only while the one writer appends (before any reader
 /// exists), and reads are positioned (pread), so threads may read it at once.
@@ -181,12 +181,13 @@ final class SpoolFile: @unchecked Sendable {
 
     deinit { close(fd) }
 
-    /// Appends `bytes`; returns the offset they start at.
+    /// Appends `bytes`; returns the offset they start at. Written at that offset (pwrite), so
+    /// that a failed append leaves the next one where it belongs.
     func append(_ bytes: UnsafeRawBufferPointer) throws -> Int64 {
         let offset = size
         var done = 0
         while done < bytes.count {
-            let written = Glibc.write(fd, bytes.baseAddress! + done, bytes.count - done)
+            let written = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
             if written < 0 {
                 if errno == EINTR { continue }
                 throw FormatError.io(path: path, operation: "write temporary file", reason: errnoString())

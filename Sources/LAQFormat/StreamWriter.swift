@@ -35,9 +35,6 @@ public final class LAQStreamWriter {
         spool = try SpoolFile(beside: path)
     }
 
-    /// The names of the tensors added so far, in order.
-    public var names: [String] { heads.map(\.head.name) }
-
     /// Checks, encodes and stores `record`, whose values are then no longer needed.
     ///
     /// - Throws: ``FormatError/invalidArgument(_:)`` naming the tensor and the problem, or an I/O
@@ -46,7 +43,6 @@ public final class LAQStreamWriter {
         try LAQWriter.check(record) { name in indexByName[name].map { heads[$0].head.role } }
         let stored = LAQWriter.store(record, options: options)
         let offset = try stored.withStoredBytes { try spool.append($0) }
-        options.progress?(stored.decoded.count)
         indexByName[record.name] = heads.count
         heads.append(.init(head: record.head, payload: stored.summary, spoolOffset: offset))
     }

@@ -98,8 +98,6 @@ public struct WriteOptions: Sendable {
     public var compression: CompressionPolicy = .zlib(minimumSaving: 0)
     /// zlib level; fixed so that files are reproducible (§9).
     public var zlibLevel: Int32 = 6
-    /// Called (from any thread) with the decoded bytes of each tensor once it is encoded and compressed.
-    public var progress: (@Sendable (Int) -> Void)?
 
     public init(compression: CompressionPolicy = .zlib(minimumSaving: 0)) {
         self.compression = compression
@@ -276,9 +274,7 @@ public struct LAQWriter: Sendable {
         let options = self.options
         let results = ResultSlots<StoredPayload>(count: records.count)
         DispatchQueue.concurrentPerform(iterations: records.count) { index in
-            let stored = Self.store(records[index], options: options)
-            options.progress?(stored.decoded.count)
-            results[index] = stored
+            results[index] = Self.store(records[index], options: options)
         }
         return results.values(count: records.count)
     }

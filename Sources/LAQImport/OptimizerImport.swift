@@ -108,6 +108,9 @@ struct OptimizerImport {
                 throw fail("slot '\(name)' has shape \(dataset.shape), its weight '\(weight.name)' has \(weight.shape)")
             }
             guard moments[weight.name, default: [:]][slot] == nil else { throw fail("two '\(slot)' slots for weight '\(weight.name)'") }
+            // A slot this class does not keep (Adamax's u beside Adam's m and v) is not read: the
+            // state holds the class's slots only.
+            guard slotNames.contains(slot) else { continue }
             moments[weight.name, default: [:]][slot] = try self.slot(slot, of: weight, values: dataset.read(as: Float.self))
         }
         if moments.isEmpty { return (nil, [untrained(iterations)]) }

@@ -8,7 +8,8 @@ public enum TensorDelivery {
     /// Each tensor goes to the sink when read, as the record laq stores for it
     /// (``Model/record(of:layer:replacing:floatStorage:)``, ``Model/record(of:shape:)``), and the
     /// imported model keeps shapes only (`values` empty): memory holds one tensor at a time, not
-    /// the model. `laq import` streams into an ``LAQStreamWriter``, in whatever order the file
+    /// the model (with a `.keras` archive whose weights member is deflated, rather than stored as
+    /// Keras stores it, that member is inflated into memory first). `laq import` streams into an ``LAQStreamWriter``, in whatever order the file
     /// holds the tensors; ``Model/tensorNames(includeOptimizer:)`` gives the file's order.
     case stream((TensorRecord) throws -> Void)
 }

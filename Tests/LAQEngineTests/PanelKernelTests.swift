@@ -50,17 +50,20 @@ import Testing
 
     @Test("FloatPanels gives the same bits on 1, 2, 3 and 8 threads, and the bias is added after the sum")
     func threads() throws {
-        guard FloatPanels([1], rows: 1, columns: 1, anyWidth: true) != nil else { return }  // no AVX-512: OpenBLAS multiplies
+        guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }  // no AVX-512: OpenBLAS multiplies
         defer { Parallel.configure(threads: nil) }
         var generator = SplitMix64(seed: 3)
         let (m, k, n) = (1000, 147, 90)
         let a = Self.random(m * k, &generator), w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
         let panels = try #require(FloatPanels(w, rows: k, columns: n))
         #expect(panels.unpacked() == w, "the backward pass's row-major kernel")
-        // Narrow last panels are left to OpenBLAS (a function of the width alone).
+        // Narrow panels are left to OpenBLAS, and K ≤ 16 with N ≤ 64 to the short-inner kernel
+        // (a function of the shape alone).
         for (columns, expected) in [(16, false), (24, false), (28, true), (32, true), (40, false), (48, false), (60, true), (144, true)] {
-            #expect((FloatPanels([Float](repeating: 1, count: 3 * columns), rows: 3, columns: columns) != nil) == expected, "\(columns) columns")
+            #expect((FloatPanels([Float](repeating: 1, count: 20 * columns), rows: 20, columns: columns) != nil) == expected, "\(columns) columns")
         }
+        #expect(FloatPanels([Float](repeating: 1, count: 9 * 32), rows: 9, columns: 32) == nil)
+        #expect(FloatPanels([Float](repeating: 1, count: 9 * 96), rows: 9, columns: 96) != nil)
         let start = (0..<m).flatMap { _ in bias }
         let expected = Self.reference(a, lda: k, w, m: m, k: k, n: n, c: start, accumulate: true)
         for threads in [1, 2, 3, 8] {

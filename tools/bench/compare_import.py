@@ -39,13 +39,16 @@ print(json.dumps({"seconds": seconds, "peak_rss": resource.getrusage(resource.RU
 
 
 def run_laq(binary, model, output):
-    start = time.perf_counter()
-    process = subprocess.Popen([binary, "import", model, "-o", output], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    _, status, usage = os.wait4(process.pid, 0)
-    seconds = time.perf_counter() - start
-    process.returncode = os.waitstatus_to_exitcode(status)
-    if process.returncode != 0:
-        sys.exit(f"compare_import: laq import failed: {process.stderr.read().decode().strip()}")
+    # stderr to a file, not a pipe: wait4 must not wait on a child blocked writing to a full pipe.
+    with tempfile.TemporaryFile() as errors:
+        start = time.perf_counter()
+        process = subprocess.Popen([binary, "import", model, "-o", output], stdout=subprocess.DEVNULL, stderr=errors)
+        _, status, usage = os.wait4(process.pid, 0)
+        seconds = time.perf_counter() - start
+        process.returncode = os.waitstatus_to_exitcode(status)
+        if process.returncode != 0:
+            errors.seek(0)
+            sys.exit(f"compare_import: laq import failed: {errors.read().decode().strip()}")
     # ru_maxrss of a waited child: the largest of it and its waited descendants (laq's child).
     return seconds, usage.ru_maxrss * 1024
 

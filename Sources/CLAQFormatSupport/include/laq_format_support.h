@@ -26,8 +26,8 @@ uint32_t laq_crc32_fold(uint32_t crc, const uint8_t *bytes, size_t length);
 int laq_start_writeback(int fd, int64_t offset, int64_t count);
 
 /// Opens a new file in `directory` that has no name (O_TMPFILE; where the filesystem lacks it,
-/// a mkstemp(3) file unlinked at once), read-write: it is freed when its last descriptor closes,
-/// so no crash or signal can leave it behind. Returns the descriptor, or -1 with errno.
+/// a mkstemp(3) file unlinked at once, which a crash between the two calls could leave), read-
+/// write: it is freed when its last descriptor closes. Returns the descriptor, or -1 with errno.
 int laq_spool_open(const char *directory);
 
 /// Appends `count` bytes of `in_fd` from `in_offset` to `out_fd` at its file position, in the

@@ -418,9 +418,10 @@ public struct MatrixKernel: Sendable {
 
     /// W as float32 values packed into panels for laq's product kernel (``FloatPanels``, as a
     /// convolution's kernel is); nil where the CPU lacks AVX-512.
-    /// `anyWidth`: panels even where convolutions leave the product to OpenBLAS (benchmarks).
-    public init?(panels values: [Float], rows: Int, columns: Int, anyWidth: Bool = false) {
-        guard let panels = FloatPanels(values, rows: rows, columns: columns, anyWidth: anyWidth) else { return nil }
+    /// `anyShape`: panels even where convolutions leave the product to laq's other float32 path
+    /// (benchmarks).
+    public init?(panels values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {
+        guard let panels = FloatPanels(values, rows: rows, columns: columns, anyShape: anyShape) else { return nil }
         matrix = .panels(panels)
         self.rows = rows
         self.columns = columns

@@ -218,7 +218,15 @@ enum WindowKernels {
         precondition(x.count == batch * height * width * channels && kernel.count == taps * outChannels && output.count == positions * outChannels
                      && (bias?.count ?? outChannels) == outChannels,
                      "a depthwise convolution over \(x.count) values, \(kernel.count) weights, into \(output.count)")
-        guard !output.isEmpty, !x.isEmpty else { return }
+        guard !output.isEmpty else { return }
+        if x.isEmpty {
+            // An input with no positions, padded by a folded ZeroPadding2D: every tap is padding,
+            // so each output is the kernel's 0, plus the bias.
+            for position in 0..<positions {
+                for c in 0..<outChannels { output[position * outChannels + c] = 0 + (bias?[c] ?? 0) }
+            }
+            return
+        }
         x.withUnsafeBufferPointer { input in
             kernel.withUnsafeBufferPointer { kernel in
                 (bias ?? []).withUnsafeBufferPointer { biasValues in
