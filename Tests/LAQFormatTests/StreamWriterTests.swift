@@ -88,4 +88,24 @@ import Testing
     func missingDirectory() {
         #expect(throws: FormatError.self) { try LAQStreamWriter(path: "/nonexistent-laq-dir/x.laq") }
     }
+
+    @Test("a mapped input gives its pages back and reads the same bytes afterwards; scan passes every byte once")
+    func mappedFileRelease() throws {
+        let directory = try TestPaths.temporaryDirectory()
+        defer { try? FileManager.default.removeItem(at: directory) }
+        let path = directory.appendingPathComponent("input.bin").path
+        let bytes = (0..<(20 << 20) + 123).map { UInt8(truncatingIfNeeded: $0 &* 2_654_435_761 >> 13) }
+        try Data(bytes).write(to: URL(fileURLWithPath: path))
+        let file = try InputFile.mapFile(path)
+        #expect(file.data.count == bytes.count)
+        var scanned: [UInt8] = []
+        file.scan { scanned.append(contentsOf: $0) }
+        #expect(scanned == bytes)
+        file.release()
+        file.release(5..<(9 << 20))
+        #expect(Array(file.data) == bytes)
+        var part: [UInt8] = []
+        file.scan(1000..<(12 << 20)) { part.append(contentsOf: $0) }
+        #expect(part == Array(bytes[1000..<(12 << 20)]))
+    }
 }
