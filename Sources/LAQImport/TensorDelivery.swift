@@ -30,23 +30,25 @@ struct TensorOutlet {
 
     /// `weight` of `layer` as the model keeps it.
     func deliver(_ weight: Weight, of layer: Layer) throws -> Weight {
-        defer { afterEach(weight.values.count * 4) }
-        progress?(weight.values.count * 4)
-        guard case let .stream(sink) = delivery else { return weight }
-        try sink(Model.record(of: weight, layer: layer))
         var kept = weight
-        kept.values = []
+        if try pass(weight.values.count, { Model.record(of: weight, layer: layer) }) { kept.values = [] }
         return kept
     }
 
     /// `slot` of a weight of shape `shape` as the model keeps it.
     func deliver(_ slot: OptimizerSlot, shape: [Int]) throws -> OptimizerSlot {
-        defer { afterEach(slot.values.count * 4) }
-        progress?(slot.values.count * 4)
-        guard case let .stream(sink) = delivery else { return slot }
-        try sink(Model.record(of: slot, shape: shape))
         var kept = slot
-        kept.values = []
+        if try pass(slot.values.count, { Model.record(of: slot, shape: shape) }) { kept.values = [] }
         return kept
+    }
+
+    /// Reports `count` values read, and hands the tensor's record to the sink when streaming;
+    /// whether it did (the model then keeps no values).
+    private func pass(_ count: Int, _ record: () -> TensorRecord) throws -> Bool {
+        defer { afterEach(count * 4) }
+        progress?(count * 4)
+        guard case let .stream(sink) = delivery else { return false }
+        try sink(record())
+        return true
     }
 }

@@ -13,7 +13,9 @@ struct Import: ParsableCommand {
             .keras archives, and weights-only files (.weights.h5, tf.keras save_weights), which need the \
             architecture from --config (model.to_json()). Adam, AdamW, Nadam and Adamax moments are kept as \
             optional tensors tied to their weights: loss-aware quantization uses the second moment as its \
-            curvature estimate. A failed import writes nothing.
+            curvature estimate. Each tensor is written as it is read, so memory holds about one \
+            tensor; the output's directory needs room for the file twice until it is written. A failed \
+            import writes nothing.
             """
     )
 

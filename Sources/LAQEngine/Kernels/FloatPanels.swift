@@ -33,19 +33,6 @@ struct FloatPanels: Sendable {
 
     var panelCount: Int { (columns + 31) / 32 }
 
-    /// The matrix row-major again (a convolution's backward pass multiplies by its transpose).
-    func unpacked() -> [Float] {
-        var values = [Float](repeating: 0, count: rows * columns)
-        for panel in 0..<panelCount {
-            let first = panel * 32, width = min(32, columns - first)
-            for t in 0..<rows {
-                let from = (panel * rows + t) * 32
-                for j in 0..<width { values[t * columns + first + j] = panels[from + j] }
-            }
-        }
-        return values
-    }
-
     /// C (m×N, row stride N) = A (m×K, row stride `lda`) · W (+ C when `accumulate`), in tasks
     /// of one panel by a block of rows shared between threads, block by block.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {

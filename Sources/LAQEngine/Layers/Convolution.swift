@@ -55,8 +55,8 @@ public struct ConvolutionLayer: LayerKind {
 struct ConvolutionOp: Op {
     let name: String
     let spatial: Int
-    /// [kh, kw, c, f] flattened = [kh·kw·c, f]; empty when the kernel runs packed codes or in
-    /// panels (``kernelMatrix`` holds it alone).
+    /// [kh, kw, c, f] flattened = [kh·kw·c, f] (the model's array, not a copy); empty when the
+    /// kernel runs packed codes.
     let kernel: [Float]
     let kernelMatrix: KernelMatrix
     let bias: [Float]?
@@ -73,7 +73,7 @@ struct ConvolutionOp: Op {
         name = context.layer.name
         spatial = window.spatial
         let (kernel, matrix) = try context.matrix("kernel", panels: true)
-        if case .panels = matrix { self.kernel = [] } else { self.kernel = kernel.values }
+        self.kernel = kernel.values
         kernelMatrix = matrix
         filters = kernel.shape.last ?? 0
         bias = context.optionalWeight("bias")?.values
@@ -162,8 +162,7 @@ extension ConvolutionOp: TrainableOp {
         var weights = ["kernel": Matrix.multiply(columns, gz, m: patch, n: filters, k: positions, transposeA: true, workspace: workspace)]
         if bias != nil { weights["bias"] = Matrix.columnSums(gz, rows: positions, width: filters, workspace: workspace) }
         guard record.inputsNeedGradients else { return LayerGradients(inputs: [nil], weights: weights) }
-        let w: [Float] = if case let .panels(panels) = kernelMatrix { panels.unpacked() } else { kernel }
-        var dColumns = Matrix.multiply(gz, w, m: positions, n: patch, k: filters, transposeB: true, workspace: workspace)
+        var dColumns = Matrix.multiply(gz, kernel, m: positions, n: patch, k: filters, transposeB: true, workspace: workspace)
         defer { workspace.recycle(&dColumns) }
         // col2im: scatter-add each patch row back onto the input positions it came from.
         var dx = workspace.zeros(x.count)
