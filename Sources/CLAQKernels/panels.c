@@ -58,18 +58,15 @@ tile(const float *a, long lda, const float *panel, long k, float *c, long ldc, _
     }
 }
 
-__attribute__((target("avx512f"))) static void panels_avx512(const float *a, long lda, const float *panels, long k, long n,
-                                                            float *c, long ldc, long row_begin, long row_end, long panel,
-                                                            int accumulate) {
-    const long first = panel * PANEL, width = n - first < PANEL ? n - first : PANEL;
+__attribute__((target("avx512f"))) static void panel_avx512(const float *a, long lda, const float *w, long k, long width,
+                                                           float *c, long ldc, long row_begin, long row_end, int accumulate) {
     const __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
     const __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : (__mmask16)0;
-    const float *w = panels + panel * k * PANEL;
     long i = row_begin;
-    for (; i + TILE_ROWS <= row_end; i += TILE_ROWS) tile(a + i * lda, lda, w, k, c + i * ldc + first, ldc, m0, m1, accumulate, TILE_ROWS);
+    for (; i + TILE_ROWS <= row_end; i += TILE_ROWS) tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, TILE_ROWS);
     switch (row_end - i) {
 #define LAQ_TAIL(rows) \
-    case rows: tile(a + i * lda, lda, w, k, c + i * ldc + first, ldc, m0, m1, accumulate, rows); break;
+    case rows: tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, rows); break;
         LAQ_TAIL(1) LAQ_TAIL(2) LAQ_TAIL(3) LAQ_TAIL(4) LAQ_TAIL(5) LAQ_TAIL(6)
         LAQ_TAIL(7) LAQ_TAIL(8) LAQ_TAIL(9) LAQ_TAIL(10) LAQ_TAIL(11)
 #undef LAQ_TAIL
@@ -78,23 +75,27 @@ __attribute__((target("avx512f"))) static void panels_avx512(const float *a, lon
 }
 #endif
 
-void laq_panels_multiply(const float *a, long lda, const float *panels, long k, long n, float *c, long ldc, long row_begin,
-                         long row_end, long panel, int accumulate, int isa) {
+void laq_panel_multiply(const float *a, long lda, const float *w, long k, long width, float *c, long ldc, long row_begin,
+                        long row_end, int accumulate, int isa) {
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        panels_avx512(a, lda, panels, k, n, c, ldc, row_begin, row_end, panel, accumulate);
+        panel_avx512(a, lda, w, k, width, c, ldc, row_begin, row_end, accumulate);
         return;
     }
 #endif
     (void)isa;
     // The same chains in scalar code: Σ_t a·w by fmaf in t order, then + C.
-    const long first = panel * PANEL, width = n - first < PANEL ? n - first : PANEL;
-    const float *w = panels + panel * k * PANEL;
     for (long i = row_begin; i < row_end; i++)
         for (long j = 0; j < width; j++) {
             float sum = 0;
             for (long t = 0; t < k; t++) sum = __builtin_fmaf(a[i * lda + t], w[t * PANEL + j], sum);
-            float *out = c + i * ldc + first + j;
+            float *out = c + i * ldc + j;
             *out = accumulate ? sum + *out : sum;
         }
+}
+
+void laq_panels_multiply(const float *a, long lda, const float *panels, long k, long n, float *c, long ldc, long row_begin,
+                         long row_end, long panel, int accumulate, int isa) {
+    const long first = panel * PANEL, width = n - first < PANEL ? n - first : PANEL;
+    laq_panel_multiply(a, lda, panels + panel * k * PANEL, k, width, c + first, ldc, row_begin, row_end, accumulate, isa);
 }

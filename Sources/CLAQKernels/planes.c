@@ -380,3 +380,87 @@ void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, l
     }
     (void)isa;
 }
+
+#if defined(__x86_64__)
+// Lanes [lane, lane + 16) of a block, rows 0…k−1, into out[t·32] (a panel's half): the block's
+// levels for these lanes stay in registers while the rows stream (for bit planes a tree of
+// masked moves, bit 0 first; for signed planes the magnitude, then negated where plane 0 is set).
+AVX512 void decode_lanes_avx512(const uint64_t *w, const int planes, const int kind, long k, const float *lv, int lane, float *out) {
+    if (kind == LAQ_PLANES_BITS) {
+        __m512 levels[1 << LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+        for (int code = 0; code < 1 << planes; code++) levels[code] = _mm512_loadu_ps(lv + code * 64 + lane);
+        for (long t = 0; t < k; t++) {
+            __m512 candidates[1 << LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+            for (int p = 0; p < planes; p++) {
+                const __mmask16 mask = (__mmask16)(w[t * planes + p] >> lane);
+#pragma clang loop unroll(full)
+                for (int i = 0; i < 1 << (planes - p - 1); i++)
+                    candidates[i] = _mm512_mask_mov_ps(p == 0 ? levels[2 * i] : candidates[2 * i], mask,
+                                                       p == 0 ? levels[2 * i + 1] : candidates[2 * i + 1]);
+            }
+            _mm512_storeu_ps(out + t * 32, candidates[0]);
+        }
+    } else if (kind == LAQ_PLANES_ONE_HOT) {
+        const __m512 l0 = _mm512_loadu_ps(lv + lane);
+        const __m512 l1 = planes > 0 ? _mm512_loadu_ps(lv + 64 + lane) : l0, l2 = planes > 1 ? _mm512_loadu_ps(lv + 128 + lane) : l0;
+        for (long t = 0; t < k; t++) {
+            __m512 v = l0;
+            if (planes > 0) v = _mm512_mask_mov_ps(v, (__mmask16)(w[t * planes] >> lane), l1);
+            if (planes > 1) v = _mm512_mask_mov_ps(v, (__mmask16)(w[t * planes + 1] >> lane), l2);
+            _mm512_storeu_ps(out + t * 32, v);
+        }
+    } else {
+        __m512 magnitudes[LAQ_MAX_PLANES];
+#pragma clang loop unroll(full)
+        for (int p = 1; p < planes; p++) magnitudes[p] = _mm512_loadu_ps(lv + p * 64 + lane);
+        for (long t = 0; t < k; t++) {
+            __m512 v = _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+            for (int p = 1; p < planes; p++) v = _mm512_mask_mov_ps(v, (__mmask16)(w[t * planes + p] >> lane), magnitudes[p]);
+            _mm512_storeu_ps(out + t * 32, _mm512_mask_sub_ps(v, (__mmask16)(w[t * planes] >> lane), _mm512_setzero_ps(), v));
+        }
+    }
+}
+
+__attribute__((target("avx512f,fma"))) static void decode_panel_avx512(const uint64_t *w, int planes, int kind, long k,
+                                                                       const float *lv, int half, float *out) {
+    for (int g = 0; g < 2; g++) {
+        const int lane = 32 * half + 16 * g;
+        float *dst = out + 16 * g;
+#define LAQ_DECODE(p, kd) decode_lanes_avx512(w, p, kd, k, lv, lane, dst)
+        if (kind == LAQ_PLANES_ONE_HOT) {
+            if (planes == 0) LAQ_DECODE(0, LAQ_PLANES_ONE_HOT);
+            else if (planes == 1) LAQ_DECODE(1, LAQ_PLANES_ONE_HOT);
+            else LAQ_DECODE(2, LAQ_PLANES_ONE_HOT);
+        } else {
+            switch (planes) {
+            case 1: if (kind == LAQ_PLANES_BITS) LAQ_DECODE(1, LAQ_PLANES_BITS); else LAQ_DECODE(1, LAQ_PLANES_SIGNED); break;
+            case 2: if (kind == LAQ_PLANES_BITS) LAQ_DECODE(2, LAQ_PLANES_BITS); else LAQ_DECODE(2, LAQ_PLANES_SIGNED); break;
+            case 3: if (kind == LAQ_PLANES_BITS) LAQ_DECODE(3, LAQ_PLANES_BITS); else LAQ_DECODE(3, LAQ_PLANES_SIGNED); break;
+            default: if (kind == LAQ_PLANES_BITS) LAQ_DECODE(4, LAQ_PLANES_BITS); else LAQ_DECODE(4, LAQ_PLANES_SIGNED); break;
+            }
+        }
+#undef LAQ_DECODE
+    }
+}
+#endif
+
+void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
+                             long panel, float *out, int isa) {
+    const long block = panel / 2, codes = table_rows(plane_count, kind);
+    const int half = (int)(panel % 2);
+    const uint64_t *w = planes + block * k * plane_count;
+    const float *lv = levels + block * codes * 64;
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        decode_panel_avx512(w, plane_count, kind, k, lv, half, out);
+        return;
+    }
+#endif
+    (void)isa;
+    (void)n;
+    for (long t = 0; t < k; t++)
+        for (int j = 0; j < 32; j++) out[t * 32 + j] = level_at(w + t * plane_count, plane_count, kind, lv, 64, 32 * half + j);
+}

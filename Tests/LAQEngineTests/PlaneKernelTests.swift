@@ -122,6 +122,60 @@ import Testing
         }
     }
 
+    @Test("panels decoded from the planes hold the levels on every instruction set, and their product has the dequantized matrix's panel-product bits")
+    func decodedPanels() throws {
+        for isa in Self.instructionSets {
+            for (index, item) in Self.cases.enumerated() {
+                let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(700 + index)))
+                let w = Self.dequantized(item, codes, levels)
+                var packed = [Float](repeating: .nan, count: laq_panels_length(item.k, item.n))
+                laq_panels_pack(w, item.k, item.n, &packed)
+                var panel = [Float](repeating: .nan, count: item.k * 32)
+                for p in 0..<((item.n + 31) / 32) {
+                    matrix.words.withUnsafeBufferPointer { words in
+                        matrix.columnLevels.withUnsafeBufferPointer { levels in
+                            laq_planes_decode_panel(words.baseAddress!, Int32(matrix.planeCount), matrix.kind, item.k, item.n,
+                                                    levels.baseAddress!, p, &panel, isa)
+                        }
+                    }
+                    let width = min(32, item.n - 32 * p)
+                    for t in 0..<item.k {
+                        let decoded = panel[(t * 32)..<(t * 32 + width)], expected = packed[((p * item.k + t) * 32)..<((p * item.k + t) * 32 + width)]
+                        #expect(Array(decoded) == Array(expected), "isa \(isa), \(item), panel \(p), row \(t)")
+                        let finite = panel[(t * 32)..<(t * 32 + 32)].allSatisfy { $0.isFinite }
+                        #expect(finite, "isa \(isa), \(item): finite past n")
+                    }
+                }
+                guard matrix.decodesPanels else { continue }
+                for (m, accumulate) in [(1, false), (13, true), (400, false)] {
+                    var generator = SplitMix64(seed: UInt64(m + index))
+                    let lda = item.k + 2
+                    let a = PanelKernelTests.random(m * lda, &generator), start = PanelKernelTests.random(m * item.n, &generator)
+                    var c = start
+                    a.withUnsafeBufferPointer { a in
+                        c.withUnsafeMutableBufferPointer {
+                            matrix.multiplyDecodingPanels(a.baseAddress!, lda: lda, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: accumulate)
+                        }
+                    }
+                    let expected = PanelKernelTests.reference(a, lda: lda, w, m: m, k: item.k, n: item.n, c: start, accumulate: accumulate)
+                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "\(item), m = \(m), accumulate \(accumulate)")
+                }
+            }
+        }
+    }
+
+    @Test("a float32 product goes to decoded panels where they cost less than the plane sums: never for one plane, from 12 rows for two, 6 for three, 4 for four")
+    func panelRule() throws {
+        for (levelCount, rule) in [(2, [100: false]), (3, [11: false, 12: true]), (8, [5: false, 6: true]), (16, [3: false, 4: true])] {
+            let item = Case(k: 8, n: 40, levelCount: levelCount, perColumn: false, zeroLevel: false)
+            let (matrix, _, _) = try #require(Self.matrix(item, isa: PlaneMatrix.bestISA, seed: 1))
+            for (m, expected) in rule {
+                #expect(matrix.prefersPanels(rows: m) == (expected && matrix.decodesPanels), "\(levelCount) levels, \(m) rows")
+            }
+            if let int8 = Self.matrix(item, isa: PlaneMatrix.bestISA, seed: 1, int8: true)?.0 { #expect(!int8.prefersPanels(rows: 100)) }
+        }
+    }
+
     @Test("int8 activations: every instruction set gives the same bits, the exact int32 sums of the quantized row, and stays within the quantization bound")
     func int8Products() throws {
         for (index, item) in Self.cases.enumerated() {

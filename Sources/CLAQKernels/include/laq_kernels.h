@@ -66,6 +66,12 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
 void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
 
+/// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
+/// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
+/// past n hold their table's finite entries, which no panel product stores.
+void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
+                             long panel, float *out, int isa);
+
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                        long start, long count, float *out);
@@ -107,6 +113,12 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
                                          const float *levels, float *c, int accumulate, long block_begin, long block_end,
                                          int isa);
+
+/// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
+/// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
+/// past n hold their table's finite entries, which no panel product stores.
+void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
+                             long panel, float *out, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
@@ -194,6 +206,11 @@ void laq_panels_pack(const float *w, long k, long n, float *panels);
 /// C's value added: the same bits on every instruction set and for any split of rows and panels.
 void laq_panels_multiply(const float *a, long lda, const float *panels, long k, long n, float *c, long ldc, long row_begin,
                          long row_end, long panel, int accumulate, int isa);
+
+/// The same product with one panel of `width` ≤ 32 columns (k rows of 32 floats) anywhere in
+/// memory: C[i][j] for j < width, C pointing at the panel's first column.
+void laq_panel_multiply(const float *a, long lda, const float *panel, long k, long width, float *c, long ldc, long row_begin,
+                        long row_end, int accumulate, int isa);
 
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);

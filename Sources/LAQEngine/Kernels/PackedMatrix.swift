@@ -30,8 +30,8 @@ struct PackedMatrix: @unchecked Sendable {
     let levelTable: [Float]
     /// The bit planes that replace `packed`, when the codes suit them.
     let planes: PlaneMatrix?
-    /// Products with at most this many rows of A run on the planes; larger ones decode tiles
-    /// for OpenBLAS (measured by `laq-bench --packed`).
+    /// Without AVX-512, products with at most this many rows of A run on the planes; larger
+    /// ones decode tiles for OpenBLAS (measured by `laq-bench --packed`).
     static let planeProductRows = 16
 
     /// `activations`: `.int8` lays planes out for int8 activations, and every
@@ -245,8 +245,11 @@ struct PackedMatrix: @unchecked Sendable {
 
     /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
     ///
-    /// - W on planes (binary, ternary, linear m-bit) and at most `planeProductRows` rows of A:
-    ///   the plane kernels, split between threads when large (no float copy of W at all).
+    /// - W on planes (binary, ternary, linear m-bit) with AVX-512: panels of W decoded to
+    ///   float32 32 columns at a time for laq's panel kernel where that costs less than the
+    ///   plane sums (``PlaneMatrix/prefersPanels(rows:)``), else the plane kernels.
+    /// - W on planes without AVX-512, and at most `planeProductRows` rows of A: the plane
+    ///   kernels, split between threads when large (no float copy of W at all).
     /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
     /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an
     ///   OpenBLAS product accumulating into C.
@@ -254,10 +257,17 @@ struct PackedMatrix: @unchecked Sendable {
     /// OpenBLAS.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
-        if let planes, m <= Self.planeProductRows || planes.int8Activations {
-            ProductCount.add(m * rows * columns)
-            planes.multiply(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
-            return
+        if let planes {
+            if planes.prefersPanels(rows: m) {
+                ProductCount.add(m * rows * columns)
+                planes.multiplyDecodingPanels(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
+                return
+            }
+            if m <= Self.planeProductRows || planes.int8Activations || planes.decodesPanels {
+                ProductCount.add(m * rows * columns)
+                planes.multiply(a, lda: lda, m: m, into: c, ldc: columns, accumulate: accumulate)
+                return
+            }
         }
         if m == 1, !perColumn, codesPerByte > 0 {
             ProductCount.add(rows * columns)

@@ -288,6 +288,55 @@ struct PlaneMatrix: @unchecked Sendable {
         }
     }
 
+    /// Whether float32 products of many rows can run on panels decoded from the planes
+    /// (``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)``): AVX-512, float32 planes.
+    var decodesPanels: Bool { !int8Activations && isa >= Int32(LAQ_ISA_AVX512) }
+
+    /// Whether a float32 product of `m` rows costs less on decoded panels than on the planes: a
+    /// plane sum costs what a fused multiply-add does, so the planes cost about m·P per weight
+    /// and the panels m + (the decode, about what 7–12 rows cost; `laq-bench --packed`, 4096²:
+    /// one plane never pays, two from 12 rows, three from 6, four from 4). A function of the
+    /// shape: the same kernel on any number of threads.
+    func prefersPanels(rows m: Int) -> Bool { decodesPanels && (planeCount - 1) * m >= 12 }
+
+    /// C (m×N, row stride `ldc`) = A · W (+ C when `accumulate`) through float32 panels of 32
+    /// columns decoded from the planes (`laq_planes_decode_panel`, the levels themselves) and
+    /// multiplied by laq's panel kernel (``FloatPanels``): each element of C is one chain of
+    /// fused multiply-adds over k in order, so the bits are those of the dequantized matrix's
+    /// panel product, for any split between threads. Tasks are a panel by a block of rows (whole
+    /// 12-row tiles, at least 192 rows, so that a decode is a small part of the panel's work),
+    /// panel first: a part decodes each of its panels once, and holds K × 32 floats.
+    func multiplyDecodingPanels(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+        precondition(decodesPanels, "panels from planes need AVX-512 and float32 planes")
+        guard m > 0 else { return }
+        let rowBlocks = max(1, m / 192)
+        let blockRows = ((m + rowBlocks - 1) / rowBlocks + 11) / 12 * 12
+        let panels = (columns + 31) / 32, tasks = panels * rowBlocks
+        let (k, n, planes, kind, isa) = (rows, columns, Int32(planeCount), kind, isa)
+        words.withUnsafeBufferPointer { words in
+            columnLevels.withUnsafeBufferPointer { levels in
+                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
+                Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+                    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
+                    defer { buffer.deallocate() }
+                    var decoded = -1
+                    for task in range {
+                        let (panel, rowBlock) = (task / rowBlocks, task % rowBlocks)
+                        let first = rowBlock * blockRows, end = min(first + blockRows, m)
+                        guard first < end else { continue }
+                        if panel != decoded {
+                            laq_planes_decode_panel(shared.words, planes, kind, k, n, shared.levels, panel, buffer, isa)
+                            decoded = panel
+                        }
+                        let column = 32 * panel
+                        laq_panel_multiply(shared.a, lda, buffer, k, min(32, n - column), shared.c + column, ldc, first, end,
+                                           accumulate ? 1 : 0, isa)
+                    }
+                }
+            }
+        }
+    }
+
     /// Each row of A quantized to int8 (``ActivationPrecision/int8``), then the dot-plane kernel;
     /// a row holding a NaN or an infinity gives NaN outputs. Several rows go to
     /// ``multiplyInt8Rows(_:lda:m:into:ldc:accumulate:)``; one row is quantized on the stack.
