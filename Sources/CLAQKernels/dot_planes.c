@@ -178,6 +178,11 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
     (void)isa;
 }
 
+#if defined(__x86_64__)
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_vnni(const int8_t *q, long k4, const uint64_t *w,
+                                                                                int32_t *d);
+#endif
+
 // Several rows at once: the plane bits of one sub-block (16 columns) become bytes once per
 // group of 4 rows of W and serve R rows of A, R·P accumulators in registers (R·P ≤ 24).
 // sums[(r·P + p)·64 + n'] = Σ q_r over plane p's rows, for the 64 columns of one block.
@@ -211,19 +216,76 @@ rows_vnni_rp(const int8_t *q, long stride, long k4, const uint64_t *w, const int
     }
 }
 
-// R rows per tile for P planes (R·P ≤ 24), each (R, P) pair compiled with constant bounds.
+// R rows per tile for P planes (R·P ≤ 24), each (R, P) pair compiled with constant bounds, so
+// that a partial tile keeps one expansion per word for all its rows.
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_vnni(const int8_t *q, long stride, long k4,
                                                                          const uint64_t *w, int rows, int planes, int32_t *sums) {
 #define LAQ_ROWS_CASE(P, R) \
-    if (planes == P && rows == R) { rows_vnni_rp(q, stride, k4, w, R, P, sums); return; }
-    LAQ_ROWS_CASE(1, 24) LAQ_ROWS_CASE(2, 12) LAQ_ROWS_CASE(3, 8) LAQ_ROWS_CASE(4, 6)
+    case R: rows_vnni_rp(q, stride, k4, w, R, P, sums); return;
+#define LAQ_ROWS_6(P) LAQ_ROWS_CASE(P, 1) LAQ_ROWS_CASE(P, 2) LAQ_ROWS_CASE(P, 3) LAQ_ROWS_CASE(P, 4) LAQ_ROWS_CASE(P, 5) LAQ_ROWS_CASE(P, 6)
+#define LAQ_ROWS_8(P) LAQ_ROWS_6(P) LAQ_ROWS_CASE(P, 7) LAQ_ROWS_CASE(P, 8)
+#define LAQ_ROWS_12(P) LAQ_ROWS_8(P) LAQ_ROWS_CASE(P, 9) LAQ_ROWS_CASE(P, 10) LAQ_ROWS_CASE(P, 11) LAQ_ROWS_CASE(P, 12)
+#define LAQ_ROWS_24(P) LAQ_ROWS_12(P) LAQ_ROWS_CASE(P, 13) LAQ_ROWS_CASE(P, 14) LAQ_ROWS_CASE(P, 15) LAQ_ROWS_CASE(P, 16) \
+    LAQ_ROWS_CASE(P, 17) LAQ_ROWS_CASE(P, 18) LAQ_ROWS_CASE(P, 19) LAQ_ROWS_CASE(P, 20) LAQ_ROWS_CASE(P, 21) LAQ_ROWS_CASE(P, 22) \
+    LAQ_ROWS_CASE(P, 23) LAQ_ROWS_CASE(P, 24)
+    switch (planes) {
+    case 1: switch (rows) { LAQ_ROWS_24(1) default: break; } break;
+    case 2: switch (rows) { LAQ_ROWS_12(2) default: break; } break;
+    case 3: switch (rows) { LAQ_ROWS_8(3) default: break; } break;
+    default: switch (rows) { LAQ_ROWS_6(4) default: break; } break;
+    }
 #undef LAQ_ROWS_CASE
-    // A partial tile: one row at a time, all four sub-blocks in one pass (the one-row kernel).
+    // Not reached: tiles hold at most 24/P rows.
     for (int r = 0; r < rows; r++) sums_vnni(q + r * stride, k4, w, planes, sums + r * planes * 64);
+}
+
+// Symmetric ternary, several rows: each word pair becomes the unsigned bytes u = w + 1 (2 where
+// plane 0 is set, 0 where plane 1 is, 1 elsewhere) once per group of 4 rows of W, and one u8·s8
+// dot product per row adds Σ u·q = D + Σ q, from which the row's total is taken: exact int32,
+// one dot product per 64 weights and row where the select of the one-row kernel costs two.
+// d[r·64 + n'] = D for the 64 columns of one block.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+rows_pair_vnni_r(const int8_t *q, long stride, long k4, const uint64_t *w, const int rows, const int32_t *totals, int32_t *d) {
+    const __m512i ones = _mm512_set1_epi8(1), twos = _mm512_set1_epi8(2);
+    for (int s = 0; s < 4; s++) {
+        __m512i acc[24];
+#pragma clang loop unroll(full)
+        for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_si512();
+        for (long g = 0; g < k4; g++) {
+            const uint64_t *word = w + g * 8 + s;
+            const __m512i plus = _mm512_mask_mov_epi8(ones, _load_mask64((__mmask64 *)word), twos);
+            const __m512i u = _mm512_mask_mov_epi8(plus, _load_mask64((__mmask64 *)(word + 4)), _mm512_setzero_si512());
+#pragma clang loop unroll(full)
+            for (int r = 0; r < rows; r++) {
+                int32_t four;
+                memcpy(&four, q + r * stride + 4 * g, 4);
+                acc[r] = _mm512_dpbusd_epi32(acc[r], u, _mm512_set1_epi32(four));
+            }
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < rows; r++)
+            _mm512_storeu_si512(d + r * 64 + 16 * s, _mm512_sub_epi32(acc[r], _mm512_set1_epi32(totals[r])));
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_pair_vnni(const int8_t *q, long stride, long k4,
+                                                                              const uint64_t *w, int rows, const int32_t *totals,
+                                                                              int32_t *d) {
+#define LAQ_ROWS_CASE(P, R) \
+    case R: rows_pair_vnni_r(q, stride, k4, w, R, totals, d); return;
+    switch (rows) { LAQ_ROWS_24(0) default: break; }
+#undef LAQ_ROWS_CASE
+#undef LAQ_ROWS_6
+#undef LAQ_ROWS_8
+#undef LAQ_ROWS_12
+#undef LAQ_ROWS_24
+    // Not reached: tiles hold at most 24 rows.
+    for (int r = 0; r < rows; r++) signed_pair_vnni(q + r * stride, k4, w, d + r * 64);
 }
 #endif
 
-// Rows per tile for P planes: R·P ≤ 24 accumulators (the cases rows_vnni compiles).
+// Rows per tile for P planes: R·P ≤ 24 accumulators (the cases rows_vnni compiles); symmetric
+// ternary pairs (P = 0 here) 24.
 static int tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plane_count; }
 
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
@@ -245,7 +307,9 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         return;
     }
 #if defined(__x86_64__)
-    const int tile = tile_rows(plane_count);
+    // Tiles of equal size (at most the kernel's rows): 32 rows as 16 + 16, not 24 + 8.
+    const int most = tile_rows(pair_levels ? 0 : plane_count);
+    const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -253,18 +317,23 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         const float *lv = sum_levels + b * (plane_count + 1) * 64;
         for (long r0 = 0; r0 < m; r0 += tile) {
             const int rows = (int)(m - r0 < tile ? m - r0 : tile);
+            if (pair_levels) {
+                // The combination of laq_dot_planes_multiply_signed_pair on D, exact.
+                rows_pair_vnni(q + r0 * stride, stride, k4, w, rows, totals + r0, sums);
+                for (int r = 0; r < rows; r++) {
+                    const int32_t *d = sums + r * 64;
+                    float *out = c + (r0 + r) * ldc;
+                    for (long j = 0; j < width; j++) {
+                        const float y = scales[r0 + r] * (pair_levels[first + j] * (float)d[j]);
+                        out[first + j] = accumulate ? out[first + j] + y : y;
+                    }
+                }
+                continue;
+            }
             rows_vnni(q + r0 * stride, stride, k4, w, rows, plane_count, sums);
             for (int r = 0; r < rows; r++) {
                 const int32_t *own = sums + r * plane_count * 64;
                 float *out = c + (r0 + r) * ldc;
-                if (pair_levels) {
-                    // The combination of laq_dot_planes_multiply_signed_pair: D = S₀ − S₁, exact.
-                    for (long j = 0; j < width; j++) {
-                        const float y = scales[r0 + r] * (pair_levels[first + j] * (float)(own[j] - own[64 + j]));
-                        out[first + j] = accumulate ? out[first + j] + y : y;
-                    }
-                    continue;
-                }
                 // The same combination, in the same order, as laq_dot_planes_multiply.
                 for (long j = 0; j < width; j++) {
                     int32_t rest = totals[r0 + r];

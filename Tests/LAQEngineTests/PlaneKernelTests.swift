@@ -222,7 +222,7 @@ import Testing
         }
     }
 
-    @Test("int8 activations, many rows: tiles of rows (full and partial, 1–4 planes, ±α ternary) give the bits of one row at a time")
+    @Test("int8 activations, many rows: tiles of rows (every size, 1–4 planes, ±α ternary on its one-dot kernel) give the bits of one row at a time")
     func int8Rows() throws {
         for (index, levelCount) in [2, 3, 3, 4, 8, 16].enumerated() {
             // The second ternary has ±α levels: the signed-pair combination.
@@ -230,25 +230,27 @@ import Testing
             for isa in Self.instructionSets {
                 let (matrix, _, _) = try #require(Self.matrix(item, isa: isa, seed: UInt64(40 + index), int8: true))
                 #expect((matrix.signedPair != nil) == item.symmetric)
-                let m = 60  // ≥ 48: split by rows
-                var generator = SplitMix64(seed: UInt64(index))
-                var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
-                a[5 * item.k + 3] = .nan  // row 5 gives NaN outputs
-                var together = [Float](repeating: 0.5, count: m * item.n)
-                a.withUnsafeBufferPointer { a in
-                    together.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: true) }
-                }
-                var alone = [Float](repeating: 0.5, count: m * item.n)
-                a.withUnsafeBufferPointer { a in
-                    alone.withUnsafeMutableBufferPointer { c in
-                        for row in 0..<m {
-                            matrix.multiply(a.baseAddress! + row * item.k, lda: item.k, m: 1, into: c.baseAddress! + row * item.n, ldc: item.n, accumulate: true)
+                // Tiles of every size up to 24 rows (7; 17 in one tile or two; 30 and 60, ≥ 48 split by rows).
+                for m in [7, 17, 30, 60] {
+                    var generator = SplitMix64(seed: UInt64(index))
+                    var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
+                    a[5 * item.k + 3] = .nan  // row 5 gives NaN outputs
+                    var together = [Float](repeating: 0.5, count: m * item.n)
+                    a.withUnsafeBufferPointer { a in
+                        together.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: true) }
+                    }
+                    var alone = [Float](repeating: 0.5, count: m * item.n)
+                    a.withUnsafeBufferPointer { a in
+                        alone.withUnsafeMutableBufferPointer { c in
+                            for row in 0..<m {
+                                matrix.multiply(a.baseAddress! + row * item.k, lda: item.k, m: 1, into: c.baseAddress! + row * item.n, ldc: item.n, accumulate: true)
+                            }
                         }
                     }
+                    #expect(together.map(\.bitPattern) == alone.map(\.bitPattern), "\(levelCount) levels, isa \(isa), m = \(m)")
+                    let nanRow = together[(5 * item.n)..<(6 * item.n)].allSatisfy { $0.isNaN }
+                    #expect(nanRow, "\(levelCount) levels, isa \(isa), m = \(m): the row holding a NaN")
                 }
-                #expect(together.map(\.bitPattern) == alone.map(\.bitPattern), "\(levelCount) levels, isa \(isa)")
-                let nanRow = together[(5 * item.n)..<(6 * item.n)].allSatisfy { $0.isNaN }
-                #expect(nanRow, "\(levelCount) levels, isa \(isa): the row holding a NaN")
             }
         }
     }

@@ -1,13 +1,13 @@
 #!/usr/bin/env python3
-"""Batch-1 products with a 4096×4096 weight matrix: laq's packed ternary kernels (float32 and
-int8 activations) and float32 OpenBLAS (`laq-bench --packed --json`) against ONNX Runtime's
-int8 path, measured in one run.
+"""Products with a 4096×4096 weight matrix (batch 1, or --batch 1…64): laq's packed ternary
+kernels (float32 and int8 activations) and float32 OpenBLAS (`laq-bench --packed --json`)
+against ONNX Runtime's int8 path, measured in one run.
 
 ONNX Runtime: a float32 MatMul model quantized with `quantize_dynamic` (int8 weights, the
 activations quantized per call: the MatMulInteger / DynamicQuantizeMatMul path ORT users deploy
 for int8 weights on CPU), and the float32 MatMul model itself, 2 intra-op threads.
 
-    tools/bench/compare_ort.py [--size 4096] [--repeats 50]    (after `tools/setup --bench`)
+    tools/bench/compare_ort.py [--size 4096] [--batch 1] [--repeats 50]    (after `tools/setup --bench`)
 """
 import argparse
 import json
@@ -34,6 +34,8 @@ def median_ms(function, repeats):
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--size", type=int, default=4096)
+    parser.add_argument("--batch", type=int, default=1, choices=[1, 2, 4, 8, 16, 32, 64],
+                        help="rows of the input (laq-bench --packed measures these batches)")
     parser.add_argument("--repeats", type=int, default=50)
     parser.add_argument("--bench", default=os.path.join(ROOT, ".build", "release", "laq-bench"))
     args = parser.parse_args()
@@ -50,11 +52,12 @@ def main():
     rng = np.random.default_rng(0)
     # Ternary weights like lat2a's: {−α, 0, +β}.
     weights = rng.choice(np.array([-0.05, 0.0, 0.06], np.float32), size=(n, n))
-    x = rng.standard_normal((1, n)).astype(np.float32)
+    batch = args.batch
+    x = rng.standard_normal((batch, n)).astype(np.float32)
     graph = helper.make_graph(
         [helper.make_node("MatMul", ["x", "w"], ["y"])], "matmul",
-        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, n])],
-        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, n])],
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [batch, n])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [batch, n])],
         [numpy_helper.from_array(weights, "w")])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
     work = tempfile.mkdtemp(prefix="laq-ort-")
@@ -71,17 +74,17 @@ def main():
     laq = json.loads(subprocess.run([args.bench, "--packed", "--size", str(n), "--repeats", str(args.repeats), "--json"],
                                     capture_output=True, text=True, check=True).stdout)
     for row in laq["results"]:
-        if row["batch"] == 1 and row["layout"] == "ternary (base 3, per tensor)":
+        if row["batch"] == batch and row["layout"] == "ternary (base 3, per tensor)":
             results["laq float32 (OpenBLAS)"] = row["f32_ms"]
             results["laq packed ternary"] = row["packed_ms"]
-        if row["batch"] == 1 and row["layout"] == "ternary, int8 activations":
+        if row["batch"] == batch and row["layout"] == "ternary, int8 activations":
             results["laq ternary, int8 act."] = row["packed_ms"]
-        if row["batch"] == 1 and row["layout"] == "ternary ±α (per channel)":
+        if row["batch"] == batch and row["layout"] == "ternary ±α (per channel)":
             results["laq ternary ±α"] = row["packed_ms"]
-        if row["batch"] == 1 and row["layout"] == "ternary ±α, int8 activations":
+        if row["batch"] == batch and row["layout"] == "ternary ±α, int8 activations":
             results["laq ternary ±α, int8 act."] = row["packed_ms"]
     int8 = results["ORT int8 (dynamic)"]
-    print(f"batch-1 product with a {n}×{n} matrix, median of {args.repeats} (ms), ORT {ort.__version__}, 2 threads; "
+    print(f"batch-{batch} product with a {n}×{n} matrix, median of {args.repeats} (ms), ORT {ort.__version__}, 2 threads; "
           f"laq kernels: {laq.get('kernels', '?')}")
     for name, ms in results.items():
         print(f"  {name:26s} {ms:8.3f} ms   {ms / int8:5.2f}× ORT int8")

@@ -95,11 +95,12 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
                              float *c, int accumulate, long block_begin, long block_end, int isa);
 
 /// laq_dot_planes_multiply for m rows of A at once (row r: q + r·stride, its scale and total):
-/// with AVX-512 VNNI, tiles of 24/P rows share each expansion of plane
-/// bits to bytes, so a batch costs about one dot product per 64 weights, plane and row. Row r of
-/// C at c + r·ldc. With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine
-/// as laq_dot_planes_multiply_signed_pair does. The same bits as m calls of the one-row kernel,
-/// on every `isa`.
+/// with AVX-512 VNNI, tiles of up to 24/P rows share each expansion of plane bits to bytes, so a
+/// batch costs about one dot product per 64 weights, plane and row. Row r of C at c + r·ldc.
+/// With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine as
+/// laq_dot_planes_multiply_signed_pair does, and tiles of up to 24 rows take one dot product per
+/// 64 weights and row (bytes w + 1 ∈ {0, 1, 2} by q, less the row's total). The same bits as m
+/// calls of the one-row kernel, on every `isa`.
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
                                   const float *pair_levels, float *c,
