@@ -73,7 +73,8 @@ let package = Package(
         /// `--import MODEL.h5`, `laq import` against reading the same file; with `--packed`,
         /// packed-code products against float32 OpenBLAS.
         .executableTarget(name: "laq-bench", dependencies: ["LAQFormat", "CLAQFormatSupport", "CLAQZlib", "LAQExamples", "LAQHDF5", "LAQImport", "LAQEngine", "LAQData"],
-                          path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py", "compare_peers.py", "count_mallocs.c"]),
+                          path: "tools/bench", exclude: ["make_import_model.py", "compare_ort.py", "compare_tf.py", "compare_peers.py", "compare_import.py",
+                                                          "compare_ggml.py", "count_mallocs.c", "ggml_mul_mat.c"]),
 
         /// libFuzzer targets for JSON, .npy/.npz, .h5 and .keras inputs (tools/fuzz/run-inputs builds
         /// them with `--sanitize=fuzzer`); a plain build is a tool that replays files through them.

@@ -436,3 +436,259 @@ void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot,
         if (++column == n) { column = 0; row++; }
     }
 }
+
+// Bit dot planes (linear m-bit): the planes of one word set become each weight's code as a byte
+// (Σ_p 2^p · bit p, at most 15), and one u8·s8 dot product per 64 weights and row adds
+// C = Σ_k code·q, exact in int32 (|C| ≤ 15·127·K). Where the plane sums took P dot products and
+// P expansions per 64 weights and row, the codes take P masked moves per word set (shared by a
+// tile's rows) and one dot product.
+
+// The code of element (k, n) of a bit dot-plane matrix.
+static inline int dot_code(const uint64_t *w, int planes, long g, int s, int bit) {
+    int code = 0;
+    for (int p = 0; p < planes; p++) code |= (int)((w[(g * planes + p) * 4 + s] >> bit) & 1) << p;
+    return code;
+}
+
+// C for the 64 columns of one block, one row (scalar).
+static void codes_scalar(const int8_t *q, long k4, const uint64_t *w, int planes, int32_t *sums) {
+    for (int j = 0; j < 64; j++) {
+        int32_t total = 0;
+        for (long g = 0; g < k4; g++)
+            for (int i = 0; i < 4; i++) total += dot_code(w, planes, g, j / 16, 4 * (j % 16) + i) * q[4 * g + i];
+        sums[j] = total;
+    }
+}
+
+#if defined(__x86_64__)
+// The code bytes of one word set (sub-block s of group g): bit 0's bytes, then 2^p added where
+// plane p is set.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline __m512i
+code_bytes(const uint64_t *word, const int planes) {
+    __m512i code = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)word), _mm512_set1_epi8(1));
+#pragma clang loop unroll(full)
+    for (int p = 1; p < planes; p++)
+        code = _mm512_mask_add_epi8(code, _load_mask64((__mmask64 *)(word + 4 * p)), code, _mm512_set1_epi8((char)(1 << p)));
+    return code;
+}
+
+// One group of 4 rows of W for one row of A: the four sub-blocks' dot products.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+codes_group(const int8_t *q, long g, const uint64_t *w, const int planes, __m512i acc[4]) {
+    int32_t four;
+    memcpy(&four, q + 4 * g, 4);
+    const __m512i x = _mm512_set1_epi32(four);
+    const uint64_t *word = w + g * planes * 4;
+#pragma clang loop unroll(full)
+    for (int s = 0; s < 4; s++) acc[s] = _mm512_dpbusd_epi32(acc[s], code_bytes(word + s, planes), x);
+}
+
+// One row: the four sub-blocks of two groups in flight (8 chains), P a constant.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+codes_row_vnni_p(const int8_t *q, long k4, const uint64_t *w, const int planes, int32_t *sums) {
+    __m512i even[4], odd[4];
+    for (int s = 0; s < 4; s++) even[s] = odd[s] = _mm512_setzero_si512();
+    long g = 0;
+    for (; g + 2 <= k4; g += 2) {
+        codes_group(q, g, w, planes, even);
+        codes_group(q, g + 1, w, planes, odd);
+    }
+    if (g < k4) codes_group(q, g, w, planes, even);
+    for (int s = 0; s < 4; s++) _mm512_storeu_si512(sums + 16 * s, _mm512_add_epi32(even[s], odd[s]));
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void codes_row_vnni(const int8_t *q, long k4, const uint64_t *w,
+                                                                              int planes, int32_t *sums) {
+    switch (planes) {
+    case 1: codes_row_vnni_p(q, k4, w, 1, sums); break;
+    case 2: codes_row_vnni_p(q, k4, w, 2, sums); break;
+    case 3: codes_row_vnni_p(q, k4, w, 3, sums); break;
+    default: codes_row_vnni_p(q, k4, w, 4, sums); break;
+    }
+}
+
+// R rows (a constant), sub-block by sub-block: sums[r·64 + n'] = C of row r.
+__attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline void
+codes_rows_vnni_r(const int8_t *q, long stride, long k4, const uint64_t *w, int planes, const int rows, int32_t *sums) {
+    for (int s = 0; s < 4; s++) {
+        __m512i acc[24];
+#pragma clang loop unroll(full)
+        for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_si512();
+        for (long g = 0; g < k4; g++) {
+            const uint64_t *word = w + g * planes * 4 + s;
+            __m512i code = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)word), _mm512_set1_epi8(1));
+            for (int p = 1; p < planes; p++)
+                code = _mm512_mask_add_epi8(code, _load_mask64((__mmask64 *)(word + 4 * p)), code, _mm512_set1_epi8((char)(1 << p)));
+#pragma clang loop unroll(full)
+            for (int r = 0; r < rows; r++) {
+                int32_t four;
+                memcpy(&four, q + r * stride + 4 * g, 4);
+                acc[r] = _mm512_dpbusd_epi32(acc[r], code, _mm512_set1_epi32(four));
+            }
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < rows; r++) _mm512_storeu_si512(sums + r * 64 + 16 * s, acc[r]);
+    }
+}
+
+__attribute__((target("avx512f,avx512bw,avx512vnni"))) static void codes_rows_vnni(const int8_t *q, long stride, long k4,
+                                                                               const uint64_t *w, int planes, int rows,
+                                                                               int32_t *sums) {
+#define LAQ_CODES_CASE(R) \
+    case R: codes_rows_vnni_r(q, stride, k4, w, planes, R, sums); return;
+    switch (rows) {
+        LAQ_CODES_CASE(2) LAQ_CODES_CASE(3) LAQ_CODES_CASE(4) LAQ_CODES_CASE(5) LAQ_CODES_CASE(6) LAQ_CODES_CASE(7)
+        LAQ_CODES_CASE(8) LAQ_CODES_CASE(9) LAQ_CODES_CASE(10) LAQ_CODES_CASE(11) LAQ_CODES_CASE(12) LAQ_CODES_CASE(13)
+        LAQ_CODES_CASE(14) LAQ_CODES_CASE(15) LAQ_CODES_CASE(16) LAQ_CODES_CASE(17) LAQ_CODES_CASE(18) LAQ_CODES_CASE(19)
+        LAQ_CODES_CASE(20) LAQ_CODES_CASE(21) LAQ_CODES_CASE(22) LAQ_CODES_CASE(23) LAQ_CODES_CASE(24)
+    default: break;
+    }
+#undef LAQ_CODES_CASE
+    // One row (or, not reached, more than 24): row by row.
+    for (int r = 0; r < rows; r++) codes_row_vnni(q + r * stride, k4, w, planes, sums + r * 64);
+}
+#endif
+
+#if defined(__x86_64__)
+// With VBMI and GFNI the code bytes of a word set take two instructions whatever P: a byte
+// permutation puts byte b of planes P−1…0 in the top bytes of qword b (zeros below), and
+// GF2P8AFFINEQB by the columns of the identity transposes each qword's 8×8 bits, so that byte
+// 8b + i of the result holds bit 8b + i of every plane: that lane's code.
+#define LAQ_GFNI __attribute__((target("avx512f,avx512bw,avx512vnni,avx512vbmi,gfni")))
+
+// The permutation of each sub-block s over a group's P·4 words (P·32 bytes, two registers):
+// index[s] and the bytes it keeps.
+typedef struct {
+    __m512i index[4];
+    __mmask64 keep;
+} code_shuffle;
+
+LAQ_GFNI static code_shuffle code_shuffle_for(int planes) {
+    code_shuffle shuffle;
+    uint8_t index[64] __attribute__((aligned(64)));
+    shuffle.keep = 0;
+    for (int s = 0; s < 4; s++) {
+        for (int b = 0; b < 8; b++)
+            for (int j = 0; j < 8; j++) {
+                const int p = 7 - j;
+                index[8 * b + j] = p < planes ? (uint8_t)(p * 32 + s * 8 + b) : 0;
+                if (p < planes) shuffle.keep |= 1ull << (8 * b + j);
+            }
+        shuffle.index[s] = _mm512_load_si512(index);
+    }
+    return shuffle;
+}
+
+// A group's words: P·32 bytes, the second register only as far as they go (P = 3: 32 bytes).
+LAQ_GFNI __attribute__((always_inline)) static inline void group_words(const uint64_t *word, const int planes, __m512i *low, __m512i *high) {
+    *low = planes >= 2 ? _mm512_loadu_si512(word) : _mm512_maskz_loadu_epi8(planes == 1 ? 0xFFFFFFFFull : 0, word);
+    *high = planes == 4 ? _mm512_loadu_si512(word + 8) : planes == 3 ? _mm512_maskz_loadu_epi8(0xFFFFFFFFull, word + 8) : _mm512_setzero_si512();
+}
+
+LAQ_GFNI __attribute__((always_inline)) static inline __m512i code_bytes_gfni(__m512i low, __m512i high, const code_shuffle *shuffle, int s) {
+    const __m512i gathered = _mm512_maskz_permutex2var_epi8(shuffle->keep, low, shuffle->index[s], high);
+    return _mm512_gf2p8affine_epi64_epi8(_mm512_set1_epi64((long long)0x8040201008040201ull), gathered, 0);
+}
+
+LAQ_GFNI __attribute__((always_inline)) static inline void codes_group_gfni(const int8_t *q, long g, const uint64_t *w, const int planes,
+                                                                           const code_shuffle *shuffle, __m512i acc[4]) {
+    int32_t four;
+    memcpy(&four, q + 4 * g, 4);
+    const __m512i x = _mm512_set1_epi32(four);
+    __m512i low, high;
+    group_words(w + g * planes * 4, planes, &low, &high);
+#pragma clang loop unroll(full)
+    for (int s = 0; s < 4; s++) acc[s] = _mm512_dpbusd_epi32(acc[s], code_bytes_gfni(low, high, shuffle, s), x);
+}
+
+LAQ_GFNI __attribute__((always_inline)) static inline void codes_row_gfni_p(const int8_t *q, long k4, const uint64_t *w, const int planes,
+                                                                           int32_t *sums) {
+    const code_shuffle shuffle = code_shuffle_for(planes);
+    __m512i even[4], odd[4];
+    for (int s = 0; s < 4; s++) even[s] = odd[s] = _mm512_setzero_si512();
+    long g = 0;
+    for (; g + 2 <= k4; g += 2) {
+        codes_group_gfni(q, g, w, planes, &shuffle, even);
+        codes_group_gfni(q, g + 1, w, planes, &shuffle, odd);
+    }
+    if (g < k4) codes_group_gfni(q, g, w, planes, &shuffle, even);
+    for (int s = 0; s < 4; s++) _mm512_storeu_si512(sums + 16 * s, _mm512_add_epi32(even[s], odd[s]));
+}
+
+LAQ_GFNI static void codes_row_gfni(const int8_t *q, long k4, const uint64_t *w, int planes, int32_t *sums) {
+    switch (planes) {
+    case 1: codes_row_gfni_p(q, k4, w, 1, sums); break;
+    case 2: codes_row_gfni_p(q, k4, w, 2, sums); break;
+    case 3: codes_row_gfni_p(q, k4, w, 3, sums); break;
+    default: codes_row_gfni_p(q, k4, w, 4, sums); break;
+    }
+}
+
+LAQ_GFNI __attribute__((always_inline)) static inline void codes_rows_gfni_r(const int8_t *q, long stride, long k4, const uint64_t *w,
+                                                                            int planes, const int rows, int32_t *sums) {
+    const code_shuffle shuffle = code_shuffle_for(planes);
+    for (int s = 0; s < 4; s++) {
+        __m512i acc[24];
+#pragma clang loop unroll(full)
+        for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_si512();
+        for (long g = 0; g < k4; g++) {
+            __m512i low, high;
+            group_words(w + g * planes * 4, planes, &low, &high);
+            const __m512i code = code_bytes_gfni(low, high, &shuffle, s);
+#pragma clang loop unroll(full)
+            for (int r = 0; r < rows; r++) {
+                int32_t four;
+                memcpy(&four, q + r * stride + 4 * g, 4);
+                acc[r] = _mm512_dpbusd_epi32(acc[r], code, _mm512_set1_epi32(four));
+            }
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < rows; r++) _mm512_storeu_si512(sums + r * 64 + 16 * s, acc[r]);
+    }
+}
+
+LAQ_GFNI static void codes_rows_gfni(const int8_t *q, long stride, long k4, const uint64_t *w, int planes, int rows, int32_t *sums) {
+#define LAQ_CODES_CASE(R) \
+    case R: codes_rows_gfni_r(q, stride, k4, w, planes, R, sums); return;
+    switch (rows) {
+        LAQ_CODES_CASE(2) LAQ_CODES_CASE(3) LAQ_CODES_CASE(4) LAQ_CODES_CASE(5) LAQ_CODES_CASE(6) LAQ_CODES_CASE(7)
+        LAQ_CODES_CASE(8) LAQ_CODES_CASE(9) LAQ_CODES_CASE(10) LAQ_CODES_CASE(11) LAQ_CODES_CASE(12) LAQ_CODES_CASE(13)
+        LAQ_CODES_CASE(14) LAQ_CODES_CASE(15) LAQ_CODES_CASE(16) LAQ_CODES_CASE(17) LAQ_CODES_CASE(18) LAQ_CODES_CASE(19)
+        LAQ_CODES_CASE(20) LAQ_CODES_CASE(21) LAQ_CODES_CASE(22) LAQ_CODES_CASE(23) LAQ_CODES_CASE(24)
+    default: break;
+    }
+#undef LAQ_CODES_CASE
+    for (int r = 0; r < rows; r++) codes_row_gfni(q + r * stride, k4, w, planes, sums + r * 64);
+}
+#endif
+
+void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
+                                 long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
+                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa) {
+    // Tiles of equal size, at most 24 rows.
+    const long tiles = (m + 23) / 24, tile = m > 0 ? (m + tiles - 1) / tiles : 1;
+    int32_t sums[24 * 64] __attribute__((aligned(64)));
+    for (long b = block_begin; b < block_end; b++) {
+        const long first = 64 * b, width = n - first < 64 ? n - first : 64;
+        const uint64_t *w = planes + b * k4 * plane_count * 4;
+        for (long r0 = 0; r0 < m; r0 += tile) {
+            const int rows = (int)(m - r0 < tile ? m - r0 : tile);
+#if defined(__x86_64__)
+            if (isa >= LAQ_ISA_AVX512_GFNI) codes_rows_gfni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
+            else if (isa >= LAQ_ISA_AVX512_VNNI) codes_rows_vnni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
+            else
+#endif
+                for (int r = 0; r < rows; r++) codes_scalar(q + (r0 + r) * stride, k4, w, plane_count, sums + r * 64);
+            for (int r = 0; r < rows; r++) {
+                const int32_t *own = sums + r * 64;
+                const float total = (float)totals[r0 + r], scale = scales[r0 + r];
+                float *out = c + (r0 + r) * ldc;
+                for (long j = 0; j < width; j++) {
+                    const float y = scale * (offsets[first + j] * total + steps[first + j] * (float)own[j]);
+                    out[first + j] = accumulate ? out[first + j] + y : y;
+                }
+            }
+        }
+    }
+    (void)isa;
+}

@@ -25,6 +25,8 @@ int laq_kernels_best_isa(void) {
     const int ymm_state = (xcr0_lo & 0x6) == 0x6, zmm_state = (xcr0_lo & 0xE6) == 0xE6;
     if (!ymm_state || !__get_cpuid_count(7, 0, &eax, &ebx, &ecx, &edx)) return LAQ_ISA_SCALAR;
     const int avx2 = (ebx >> 5) & 1, avx512f = (ebx >> 16) & 1, avx512bw = (ebx >> 30) & 1, vnni = (ecx >> 11) & 1;
+    const int vbmi = (ecx >> 1) & 1, gfni = (ecx >> 8) & 1;
+    if (avx512f && avx512bw && vnni && vbmi && gfni && zmm_state && fma) return LAQ_ISA_AVX512_GFNI;
     if (avx512f && avx512bw && vnni && zmm_state && fma) return LAQ_ISA_AVX512_VNNI;
     if (avx512f && zmm_state && fma) return LAQ_ISA_AVX512;
     if (avx2 && fma) return LAQ_ISA_AVX2;

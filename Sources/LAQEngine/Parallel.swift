@@ -3,7 +3,8 @@ import Foundation
 
 /// The CPU the kernels of `CLAQKernels` run on.
 enum CPU {
-    /// The best instruction set this machine has (CPUID): scalar 0, AVX2 1, AVX-512 2, AVX-512 VNNI 3.
+    /// The best instruction set this machine has (CPUID): scalar 0, AVX2 1, AVX-512 2, AVX-512 VNNI 3,
+    /// and VBMI with GFNI 4.
     static let isa = laq_kernels_best_isa()
 }
 

@@ -1,4 +1,5 @@
 import CLAQKernels
+import Foundation
 import LAQTestSupport
 import Testing
 @testable import LAQEngine
@@ -216,6 +217,7 @@ import Testing
                 }
                 #expect(matrix.int8Activations == (matrix.kind != PlaneMatrix.signedPlanes))
                 #expect((matrix.signedPair != nil) == item.symmetric, "\(item): the one-dot kernel for symmetric ternary levels")
+                #expect((matrix.codeLevels != nil) == (matrix.kind == PlaneMatrix.bitPlanes), "\(item): the code-sum kernel for bit planes")
                 if matrix.int8Activations { results.append(c) }
             }
             #expect(Set(results.map { $0.map(\.bitPattern) }).count <= 1, "\(item): instruction sets differ")
@@ -295,11 +297,19 @@ import Testing
         #expect(matrix == nil)
     }
 
-    @Test("the instruction set is detected from CPUID and stays within what the CPU has")
-    func detection() {
+    @Test("the instruction set is detected from CPUID: the level Linux's CPU flags name")
+    func detection() throws {
         let best = laq_kernels_best_isa()
-        #expect((0...3).contains(best))
+        #expect((0...4).contains(best))
         #expect(PlaneMatrix.bestISA == best)
+        // /proc/cpuinfo lists the features both the CPU and the kernel support.
+        guard let text = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let line = text.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let flags = Set(line.split(separator: " ").map(String.init))
+        let has = { (names: [String]) in names.allSatisfy(flags.contains) }
+        let expected: Int32 = has(["avx512f", "avx512bw", "avx512_vnni", "avx512vbmi", "gfni", "fma"]) ? 4
+            : has(["avx512f", "avx512bw", "avx512_vnni", "fma"]) ? 3 : has(["avx512f", "fma"]) ? 2 : has(["avx2", "fma"]) ? 1 : 0
+        #expect(best == expected, "flags: \(flags.filter { $0.hasPrefix("avx") || $0 == "gfni" || $0 == "fma" }.sorted())")
     }
 
     @Test("int8 quantization of a row: round(x/s) to nearest even, clamped, s = max|x|/127, on every instruction set")

@@ -4,7 +4,8 @@
 // binary, ternary with three random levels (base 3, per tensor; per channel) and with α·{−1, 0, 1}
 // per channel (lat's, twn's), 2-bit per channel,
 // 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per
-// channel (signed planes), 3-bit with random levels (packed bytes); binary, both ternaries and 3-bit linear with int8 activations.
+// channel (signed planes), 3-bit with random levels (packed bytes); binary, both ternaries and
+// 2-, 3- and 4-bit linear per channel with int8 activations.
 // Plane matrices run on SIMD kernels for up to 16 rows of A, any number with int8 activations.
 import Foundation
 import LAQEngine
@@ -35,7 +36,9 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         PackedCase(name: "ternary ±α, int8 activations", layout: .base3(levels: 3, axis: 1), activations: .int8, symmetric: true),
         PackedCase(name: "2-bit (per channel)", layout: .bits(2, levels: 3, axis: 1)),
         PackedCase(name: "3-bit linear (per channel)", layout: .bits(3, levels: 7, axis: 1), linear: true),
+        PackedCase(name: "2-bit linear, int8 activations", layout: .bits(2, levels: 4, axis: 1), activations: .int8, linear: true),
         PackedCase(name: "3-bit linear, int8 activations", layout: .bits(3, levels: 7, axis: 1), activations: .int8, linear: true),
+        PackedCase(name: "4-bit linear, int8 activations", layout: .bits(4, levels: 15, axis: 1), activations: .int8, linear: true),
         PackedCase(name: "4-bit linear (per tensor)", layout: .bits(4, levels: 15), linear: true),
         PackedCase(name: "3-bit log (per channel)", layout: .bits(3, levels: 7, axis: 1), log: true),
         PackedCase(name: "3-bit, random levels", layout: .bits(3, levels: 7)),

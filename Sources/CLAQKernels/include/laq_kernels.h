@@ -48,6 +48,7 @@ enum {
     LAQ_ISA_AVX2 = 1,    // AVX2 + FMA
     LAQ_ISA_AVX512 = 2,  // AVX-512 F
     LAQ_ISA_AVX512_VNNI = 3,  // AVX-512 F, BW and VNNI
+    LAQ_ISA_AVX512_GFNI = 4,  // and AVX-512 VBMI and GFNI (bit-plane transposes)
 };
 
 /// The best instruction set this CPU and its operating system support (CPUID and XGETBV).
@@ -65,6 +66,15 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
 /// Rows [row_begin, row_end) of the matrix as floats, row-major: out[(r − row_begin)·N + n].
 void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
+
+/// Bit dot planes (codes affine in every column: level(c) = offsets[n] + c·steps[n]), m rows of A
+/// (row r: q + r·stride, its scale and total Σ q): c[r][n] (+)= scale_r · (offsets[n]·total_r +
+/// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32, for the columns of blocks
+/// [block_begin, block_end). With AVX-512 VNNI each word set's code bytes serve a tile of up to 24
+/// rows, one dot product per 64 weights and row. Every `isa`, and any m, gives the same bits.
+void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
+                                 long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
+                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa);
 
 /// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
 /// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
@@ -114,6 +124,15 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
                                          const float *levels, float *c, int accumulate, long block_begin, long block_end,
                                          int isa);
+
+/// Bit dot planes (codes affine in every column: level(c) = offsets[n] + c·steps[n]), m rows of A
+/// (row r: q + r·stride, its scale and total Σ q): c[r][n] (+)= scale_r · (offsets[n]·total_r +
+/// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32, for the columns of blocks
+/// [block_begin, block_end). With AVX-512 VNNI each word set's code bytes serve a tile of up to 24
+/// rows, one dot product per 64 weights and row. Every `isa`, and any m, gives the same bits.
+void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
+                                 long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
+                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa);
 
 /// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
 /// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns

@@ -457,10 +457,11 @@ public struct MatrixKernel: Sendable {
         }
     }
 
-    /// The instruction set of the packed kernels on this machine: "avx512-vnni", "avx512", "avx2"
-    /// or "scalar".
+    /// The instruction set of the packed kernels on this machine: "avx512-vnni-gfni",
+    /// "avx512-vnni", "avx512", "avx2" or "scalar".
     public static var instructionSet: String {
         switch PlaneMatrix.bestISA {
+        case 4: "avx512-vnni-gfni"
         case 3: "avx512-vnni"
         case 2: "avx512"
         case 1: "avx2"

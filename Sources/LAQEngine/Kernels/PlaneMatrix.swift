@@ -40,6 +40,9 @@ struct PlaneMatrix: @unchecked Sendable {
     /// Symmetric ternary dot planes (levels +L[n], −L[n] and 0 in every column): L per column,
     /// for the one-dot-per-word-pair kernel.
     let signedPair: [Float]?
+    /// Bit dot planes: each column's level of code 0, then each column's step (level(c) =
+    /// offset + c·step; 2·N floats), for the code-sum kernel (`laq_dot_codes_multiply_rows`).
+    let codeLevels: [Float]?
     let isa: Int32
 
     /// The instruction set the kernels use on this machine.
@@ -149,6 +152,9 @@ struct PlaneMatrix: @unchecked Sendable {
         }
         self.signedPair = int8Activations && kind == Self.oneHotPlanes && planeCount == 2
             ? Self.signedPair(sumLevels: sumLevels, columns: columns) : nil
+        self.codeLevels = int8Activations && kind == Self.bitPlanes
+            ? (0..<columns).map { levels[(perColumn ? $0 : 0) * levelCount] } + (0..<columns).map { Float(steps[perColumn ? $0 : 0]) }
+            : nil
         self.rows = rows
         self.columns = columns
         self.kind = kind
@@ -357,10 +363,18 @@ struct PlaneMatrix: @unchecked Sendable {
             let (scaleValue, totalValue) = (scale, total)
             let blocks = blockCount, work = rows * columns
             words.withUnsafeBufferPointer { words in
-                // Symmetric ternary: one signed dot product per word pair, levels ±L per column.
-                (signedPair ?? sumLevels).withUnsafeBufferPointer { levels in
+                // Symmetric ternary: one signed dot product per word pair, levels ±L per column;
+                // bit planes: one dot product per word set, on the codes.
+                (signedPair ?? codeLevels ?? sumLevels).withUnsafeBufferPointer { levels in
                     let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                    if signedPair != nil {
+                    if codeLevels != nil {
+                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
+                            var (scale, total) = (scaleValue, totalValue)
+                            laq_dot_codes_multiply_rows(quantized.q, 0, 1, &scale, &total, groups, columns, shared.words, Int32(planeCount),
+                                                        shared.levels, shared.levels + columns, shared.c, ldc, accumulate ? 1 : 0,
+                                                        range.lowerBound, range.upperBound, isa)
+                        }
+                    } else if signedPair != nil {
                         Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
                             laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, shared.words, shared.levels,
                                                                 shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
@@ -377,7 +391,7 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 
     /// Several rows: tiles of rows share each expansion of the plane bits
-    /// (laq_dot_planes_multiply_rows); the same bits as one row at a time. Rows are independent:
+    /// (laq_dot_planes_multiply_rows, laq_dot_codes_multiply_rows); the same bits as one row at a time. Rows are independent:
     /// a batch of at least 48 rows is split by rows between threads (each part quantizes its
     /// own rows, then multiplies them by every column block), a smaller one by column blocks.
     private func multiplyInt8Rows(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
@@ -387,8 +401,9 @@ struct PlaneMatrix: @unchecked Sendable {
         var q = [Int8](repeating: 0, count: m * stride)
         var scales = [Float](repeating: 0, count: m), totals = [Int32](repeating: 0, count: m)
         var finite = [Bool](repeating: true, count: m)
-        // Symmetric ternary rows combine as the one-row signed-pair kernel does (the same bits).
-        let pairLevels = signedPair ?? []
+        // Symmetric ternary rows combine as the one-row signed-pair kernel does (the same bits);
+        // bit planes through their codes.
+        let combination = signedPair ?? codeLevels ?? []
         let (rows, columns, blocks, planes, isa) = (self.rows, self.columns, blockCount, Int32(planeCount), self.isa)
         words.withUnsafeBufferPointer { words in
             sumLevels.withUnsafeBufferPointer { levels in
@@ -396,13 +411,20 @@ struct PlaneMatrix: @unchecked Sendable {
                     scales.withUnsafeMutableBufferPointer { scales in
                         totals.withUnsafeMutableBufferPointer { totals in
                             finite.withUnsafeMutableBufferPointer { finite in
-                                pairLevels.withUnsafeBufferPointer { pairLevels in
+                                combination.withUnsafeBufferPointer { combination in
                                     let (q, scales, totals) = (SharedPointer(q.baseAddress!), SharedPointer(scales.baseAddress!), SharedPointer(totals.baseAddress!))
-                                    let pair = signedPair == nil ? nil : pairLevels.baseAddress.map(SharedPointer.init)
+                                    let pair = signedPair == nil ? nil : combination.baseAddress.map(SharedPointer.init)
+                                    let codes = codeLevels == nil ? nil : combination.baseAddress.map(SharedPointer.init)
                                     let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
                                     let flags = SharedPointer(finite.baseAddress!)
                                     // Rows [first, end) by column blocks [blockBegin, blockEnd).
                                     @Sendable func run(_ first: Int, _ end: Int, _ blockBegin: Int, _ blockEnd: Int) {
+                                        if let codes {
+                                            laq_dot_codes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
+                                                                        groups, columns, shared.words, planes, codes.base, codes.base + columns,
+                                                                        shared.c + first * ldc, ldc, accumulate ? 1 : 0, blockBegin, blockEnd, isa)
+                                            return
+                                        }
                                         laq_dot_planes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
                                                                      groups, columns, shared.words, planes, shared.sumLevels, pair?.base,
                                                                      shared.c + first * ldc, ldc, accumulate ? 1 : 0, blockBegin, blockEnd, isa)
