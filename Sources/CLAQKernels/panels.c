@@ -7,6 +7,9 @@
 
 #include <string.h>
 
+// The epilogue's affine map is a product, then a sum (two roundings), as laq_scale_shift's.
+#pragma clang fp contract(off)
+
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -98,4 +101,186 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
                          long row_end, long panel, int accumulate, int isa) {
     const long first = panel * PANEL, width = n - first < PANEL ? n - first : PANEL;
     laq_panel_multiply(a, lda, panels + panel * k * PANEL, k, width, c + first, ldc, row_begin, row_end, accumulate, isa);
+}
+
+// Convolutions straight from the input (implicit im2col). Row i of A is output position i's
+// patch, taps in (kernel row, kernel column) order and each tap's channels in order, which is
+// where im2col would copy them from: a tile of 12 positions gets each tap's 12 source pointers
+// (the zero row for a tap outside the input), once for all the panels it goes through, and
+// multiplies their channels in place. The chains are im2col's, element for element (a padding
+// tap multiplies zeros, as im2col's zeros do), so the bits are those of im2col and the panel
+// product.
+
+// sources[tap·12 + r] for the `rows` positions from i0: their channels, or `zeros` outside;
+// steps[tap] = d when the tap's sources are sources[tap·12] + r·d, all inside (a tile along one
+// output row, or a 1×1 convolution), else −1.
+static void tile_sources(const float *x, const laq_conv_shape *s, const float *zeros, long i0, long rows, const float **sources,
+                         long *steps) {
+    if (s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 && s->pad_left == 0 &&
+        s->out_height == s->height && s->out_width == s->width) {
+        // A 1×1 convolution with unit strides: position i reads pixel i.
+        for (long r = 0; r < rows; r++) sources[r] = x + (i0 + r) * s->channels;
+        steps[0] = s->channels;
+        return;
+    }
+    const long per_image = s->out_height * s->out_width;
+    long image = i0 / per_image, oh = i0 % per_image / s->out_width, ow = i0 % s->out_width;
+    for (long r = 0; r < rows; r++) {
+        const float *base = x + image * s->height * s->width * s->channels;
+        long tap = 0;
+        for (long th = 0; th < s->kernel_h; th++) {
+            const long ih = oh * s->stride_h + th * s->dilation_h - s->pad_top;
+            for (long tw = 0; tw < s->kernel_w; tw++, tap++) {
+                const long iw = ow * s->stride_w + tw * s->dilation_w - s->pad_left;
+                sources[tap * 12 + r] = ih < 0 || ih >= s->height || iw < 0 || iw >= s->width ? zeros : base + (ih * s->width + iw) * s->channels;
+            }
+        }
+        if (++ow == s->out_width) {
+            ow = 0;
+            if (++oh == s->out_height) {
+                oh = 0;
+                image++;
+            }
+        }
+    }
+    for (long tap = 0; tap < s->kernel_h * s->kernel_w; tap++) {
+        const float *const *row = sources + tap * 12;
+        long step = rows > 1 ? (long)(row[1] - row[0]) : 0;
+        for (long r = 0; r < rows && step >= 0; r++)
+            if (row[r] == zeros || row[r] != row[0] + r * step) step = -1;
+        steps[tap] = step;
+    }
+}
+
+// v (one element of the chain's result, column j) through the epilogue.
+static inline float epilogue_scalar(float v, const laq_epilogue *e, long j) {
+    if (e->bias) v = v + e->bias[j];
+    if (e->scale) {
+        v = v * e->scale[j] + e->shift[j];
+        if (e->relu == LAQ_RELU_MAX0) v = 0.0f >= v ? 0.0f : v;
+        else if (e->relu == LAQ_RELU_KERAS) {
+            const float y = v >= e->threshold ? v : e->slope * (v - e->threshold);
+            v = y > e->ceiling ? e->ceiling : y;
+        }
+    }
+    return v;
+}
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"), always_inline)) static inline __m512 epilogue_avx512(__m512 v, const laq_epilogue *e, long j,
+                                                                                         __mmask16 mask) {
+    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->bias + j));
+    if (e->scale) {
+        v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, e->scale + j)), _mm512_maskz_loadu_ps(mask, e->shift + j));
+        if (e->relu == LAQ_RELU_MAX0) {
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_setzero_ps(), v, _CMP_GE_OQ), v, _mm512_setzero_ps());
+        } else if (e->relu == LAQ_RELU_KERAS) {
+            const __m512 t = _mm512_set1_ps(e->threshold), top = _mm512_set1_ps(e->ceiling);
+            const __m512 below = _mm512_mul_ps(_mm512_set1_ps(e->slope), _mm512_sub_ps(v, t));
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GE_OQ), below, v);
+            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, top, _CMP_GT_OQ), v, top);
+        }
+    }
+    return v;
+}
+
+// One tile of `rows` positions by one panel (columns first…first+31).
+__attribute__((target("avx512f"), always_inline)) static inline void
+conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
+          float *c, long ldc, __mmask16 m0, __mmask16 m1, const long rows) {
+    __m512 acc[TILE_ROWS][2];
+#pragma clang loop unroll(full)
+    for (long r = 0; r < TILE_ROWS; r++) {
+        acc[r][0] = _mm512_setzero_ps();
+        acc[r][1] = _mm512_setzero_ps();
+    }
+    const float *w = panel;
+    for (long tap = 0; tap < taps; tap++) {
+        const float *const *source = sources + tap * 12;
+        const long step = steps[tap];
+        if (step >= 0) {
+            // Evenly spaced sources: one base and a stride, as a row-major A (fewer registers).
+            const float *a = source[0];
+            for (long t = 0; t < channels; t++, w += PANEL) {
+                const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+#pragma clang loop unroll(full)
+                for (long r = 0; r < TILE_ROWS; r++) {
+                    if (r >= rows) break;
+                    const __m512 v = _mm512_set1_ps(a[r * step + t]);
+                    acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
+                    acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
+                }
+            }
+            continue;
+        }
+        for (long t = 0; t < channels; t++, w += PANEL) {
+            const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+#pragma clang loop unroll(full)
+            for (long r = 0; r < TILE_ROWS; r++) {
+                if (r >= rows) break;
+                const __m512 v = _mm512_set1_ps(source[r][t]);
+                acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
+                acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
+            }
+        }
+    }
+#pragma clang loop unroll(full)
+    for (long r = 0; r < TILE_ROWS; r++) {
+        if (r >= rows) break;
+        float *out = c + r * ldc + first;
+        _mm512_mask_storeu_ps(out, m0, epilogue_avx512(acc[r][0], e, first, m0));
+        _mm512_mask_storeu_ps(out + 16, m1, epilogue_avx512(acc[r][1], e, first + 16, m1));
+    }
+}
+
+__attribute__((target("avx512f"))) static void conv_panels_avx512(const float **sources, const long *steps, long taps, long channels,
+                                                                 const float *panels,
+                                                                 long n, const laq_epilogue *e, float *c, long rows, long panel_begin,
+                                                                 long panel_end) {
+    const long k = taps * channels;
+    for (long p = panel_begin; p < panel_end; p++) {
+        const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
+        const __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
+        const __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : (__mmask16)0;
+        const float *w = panels + p * k * PANEL;
+        switch (rows) {
+#define LAQ_ROWS(R) \
+    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, R); break;
+            LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
+            LAQ_ROWS(7) LAQ_ROWS(8) LAQ_ROWS(9) LAQ_ROWS(10) LAQ_ROWS(11) LAQ_ROWS(12)
+#undef LAQ_ROWS
+        default: break;
+        }
+    }
+}
+#endif
+
+void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
+                         const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
+                         const float **sources, long *steps, int isa) {
+    const long taps = shape->kernel_h * shape->kernel_w, channels = shape->channels, k = taps * channels;
+    for (long i0 = row_begin; i0 < row_end; i0 += TILE_ROWS) {
+        const long rows = row_end - i0 < TILE_ROWS ? row_end - i0 : TILE_ROWS;
+        tile_sources(x, shape, zeros, i0, rows, sources, steps);
+        float *tile = c + i0 * n;
+#if defined(__x86_64__)
+        if (isa >= LAQ_ISA_AVX512) {
+            conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, rows, panel_begin, panel_end);
+            continue;
+        }
+#endif
+        // The same chains in scalar code: Σ over taps and channels by fmaf in order, then the epilogue.
+        for (long p = panel_begin; p < panel_end; p++) {
+            const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
+            const float *w = panels + p * k * PANEL;
+            for (long r = 0; r < rows; r++)
+                for (long j = 0; j < width; j++) {
+                    float sum = 0;
+                    for (long tap = 0, t = 0; tap < taps; tap++)
+                        for (long ch = 0; ch < channels; ch++, t++) sum = __builtin_fmaf(sources[tap * 12 + r][ch], w[t * PANEL + j], sum);
+                    tile[r * n + first + j] = epilogue_scalar(sum, epilogue, first + j);
+                }
+        }
+    }
+    (void)isa;
 }

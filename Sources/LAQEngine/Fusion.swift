@@ -86,7 +86,15 @@ enum Fusion {
                 absorbed.append(model.layers[reader.layer].name)
             }
             guard !absorbed.isEmpty else { continue }
-            fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
+            // A convolution applies a normalization and a ReLU after it itself (on panels, as it
+            // stores each tile).
+            let relu = activation.map { $0.followingReLU } ?? Elementwise.FollowingReLU.none
+            if var convolution = product as? ConvolutionOp, let normalization, let relu, normalization.scale.count == convolution.filters {
+                convolution.normalization = FusedNormalization(scale: normalization.scale, shift: normalization.shift, relu: relu)
+                fused[name] = convolution
+            } else {
+                fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
+            }
             for layer in absorbed {
                 fused[layer] = PassOp()
                 into[layer] = name
@@ -159,6 +167,14 @@ struct EpilogueOp: Op {
         if let activation { ActivationOp(kind: activation).apply(&y) }
         return y
     }
+}
+
+/// An inference BatchNormalization, y = z·scale + shift, and the ReLU after it (`.none` for none),
+/// applied by the product layer before it (``ConvolutionOp/normalization``).
+struct FusedNormalization: Sendable {
+    let scale: [Float]
+    let shift: [Float]
+    let relu: Elementwise.FollowingReLU
 }
 
 /// A layer whose work a fused op before it did: its input is its output.

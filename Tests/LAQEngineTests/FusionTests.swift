@@ -10,13 +10,16 @@ import Testing
 /// Inference fusion (``Fusion``): which layers fuse, and that fused predictions are bit for bit
 /// those of the layers run one by one.
 struct FusionTests {
-    /// The fused ops by layer: "epilogue" for a product that absorbed what follows it, "pass"
-    /// for an absorbed layer, "padded" for a convolution that does a ZeroPadding2D's work.
+    /// The fused ops by layer: "epilogue" for a product that absorbed what follows it (an
+    /// ``EpilogueOp``, or a convolution that applies a normalization itself), "pass" for an
+    /// absorbed layer, "padded" for a convolution that does a ZeroPadding2D's work.
     static func plan(_ executor: Executor) -> [String: String] {
         executor.fused.mapValues { op in
-            op is EpilogueOp ? "epilogue" : op is PassOp ? "pass" : op is ConvolutionOp || op is DepthwiseOp ? "padded" : "other"
+            absorbs(op) ? "epilogue" : op is PassOp ? "pass" : op is ConvolutionOp || op is DepthwiseOp ? "padded" : "other"
         }
     }
+
+    static func absorbs(_ op: any Op) -> Bool { op is EpilogueOp || (op as? ConvolutionOp)?.normalization != nil }
 
     /// Predictions with fusion against every layer run on its own.
     static func checkSameBits(_ executor: Executor, _ inputs: [Tensor], _ name: String) throws {
@@ -37,7 +40,9 @@ struct FusionTests {
         // of their own. Two ZeroPadding2D layers are done by the convolutions that read them (the
         // third is read by a Cropping2D).
         #expect(Self.plan(executor) == ["conv": "epilogue", "bn": "pass", "relu6": "pass", "pad_pairs": "pass", "pad_one": "pass", "depthwise": "padded"])
-        let conv = try #require((executor.fused["conv"] as? EpilogueOp)?.product as? ConvolutionOp)
+        // The convolution applies the normalization and the ReLU6 itself.
+        let conv = try #require(executor.fused["conv"] as? ConvolutionOp)
+        #expect(conv.normalization?.scale.count == conv.filters)
         #expect(conv.padding == FoldedPadding(rows: .init(before: 0, after: 1), columns: .init(before: 2, after: 1)))
         #expect((executor.fused["depthwise"] as? DepthwiseOp)?.padding == FoldedPadding(rows: .init(before: 1, after: 1), columns: .init(before: 1, after: 1)))
         #expect(executor.fusedInto["pad_pairs"] == "conv" && executor.fusedInto["pad_one"] == "depthwise")
@@ -73,7 +78,7 @@ struct FusionTests {
             let executor = try Executor(model: model)
             let calls = try model.calls()
             let outputs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
-            for (name, op) in executor.fused where op is EpilogueOp {
+            for (name, op) in executor.fused where Self.absorbs(op) {
                 let index = try #require(model.layers.firstIndex { $0.name == name })
                 let ref = TensorRef(layer: name)
                 #expect(!outputs.contains(ref), "\(fixture): \(name) is a model output")

@@ -48,6 +48,94 @@ import Testing
         }
     }
 
+    /// A convolution's geometry for the direct kernel.
+    struct ConvolutionCase {
+        var batch = 1, height: Int, width: Int, channels: Int, filters: Int
+        var kernel: (Int, Int), stride = (1, 1), dilation = (1, 1), pad = (0, 0)
+        var output: (Int, Int) {
+            ((height + 2 * pad.0 - (kernel.0 - 1) * dilation.0 - 1) / stride.0 + 1, (width + 2 * pad.1 - (kernel.1 - 1) * dilation.1 - 1) / stride.1 + 1)
+        }
+        var shape: laq_conv_shape {
+            laq_conv_shape(height: height, width: width, channels: channels, out_height: output.0, out_width: output.1,
+                           kernel_h: kernel.0, kernel_w: kernel.1, stride_h: stride.0, stride_w: stride.1,
+                           dilation_h: dilation.0, dilation_w: dilation.1, pad_top: pad.0, pad_left: pad.1)
+        }
+        /// im2col: one row per output position, taps in (row, column) order, zeros outside.
+        func columns(_ x: [Float]) -> [Float] {
+            var out: [Float] = []
+            for n in 0..<batch {
+                for oh in 0..<output.0 {
+                    for ow in 0..<output.1 {
+                        for th in 0..<kernel.0 {
+                            for tw in 0..<kernel.1 {
+                                let ih = oh * stride.0 + th * dilation.0 - pad.0, iw = ow * stride.1 + tw * dilation.1 - pad.1
+                                let inside = ih >= 0 && ih < height && iw >= 0 && iw < width
+                                for c in 0..<channels { out.append(inside ? x[((n * height + ih) * width + iw) * channels + c] : 0) }
+                            }
+                        }
+                    }
+                }
+            }
+            return out
+        }
+    }
+
+    @Test("a convolution read in place equals im2col, the panel product and the epilogue's passes (bias, affine map, ReLU) bit for bit, on every instruction set and split")
+    func convolutionBits() {
+        let cases = [
+            ConvolutionCase(height: 7, width: 9, channels: 3, filters: 32, kernel: (3, 3), stride: (2, 2), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 6, width: 5, channels: 16, filters: 45, kernel: (1, 1)),
+            ConvolutionCase(height: 8, width: 8, channels: 17, filters: 70, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 9, width: 11, channels: 5, filters: 33, kernel: (3, 2), stride: (1, 2), dilation: (2, 1), pad: (2, 0)),
+            ConvolutionCase(height: 5, width: 13, channels: 8, filters: 64, kernel: (5, 5), pad: (2, 3)),
+            ConvolutionCase(height: 1, width: 30, channels: 12, filters: 40, kernel: (1, 3), stride: (1, 3)),
+        ]
+        let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75)]
+        for (index, item) in cases.enumerated() {
+            var generator = SplitMix64(seed: UInt64(index + 40))
+            let x = Self.random(item.batch * item.height * item.width * item.channels, &generator)
+            let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters
+            let w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
+            let scale = Self.random(n, &generator), shift = Self.random(n, &generator)
+            var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
+            laq_panels_pack(w, k, n, &panels)
+            let m = item.batch * item.output.0 * item.output.1
+            let columns = item.columns(x)
+            for (variant, relu) in relus.enumerated() {
+                let withBias = variant != 1, normalized = variant != 0 || index % 2 == 0
+                var expected = Self.reference(columns, lda: k, w, m: m, k: k, n: n,
+                                              c: withBias ? (0..<m).flatMap { _ in bias } : [Float](repeating: 0, count: m * n), accumulate: withBias)
+                if normalized { Elementwise.scaleShift(&expected, scale: scale, shift: shift, then: relu) }
+                let parameters = relu.parameters
+                for isa in Int32(0)...CPU.isa {
+                    var c = [Float](repeating: .nan, count: m * n)
+                    bias.withUnsafeBufferPointer { bias in
+                        scale.withUnsafeBufferPointer { scale in
+                            shift.withUnsafeBufferPointer { shift in
+                                var epilogue = laq_epilogue(bias: withBias ? bias.baseAddress : nil, scale: normalized ? scale.baseAddress : nil,
+                                                            shift: shift.baseAddress, relu: parameters.mode, threshold: parameters.threshold,
+                                                            slope: parameters.slope, ceiling: parameters.ceiling)
+                                var shape = item.shape
+                                let zeros = [Float](repeating: 0, count: item.channels)
+                                let taps = item.kernel.0 * item.kernel.1
+                                var sources = [UnsafePointer<Float>?](repeating: nil, count: taps * 12)
+                                var steps = [Int](repeating: 0, count: taps)
+                                // Rows in two uneven parts, the panels in two groups.
+                                let (split, panelCount) = (m / 3, (n + 31) / 32)
+                                for (begin, end) in [(0, split), (split, m)] {
+                                    for (first, last) in [(0, panelCount / 2), (panelCount / 2, panelCount)] {
+                                        laq_panels_convolve(x, &shape, zeros, panels, n, &epilogue, &c, begin, end, first, last, &sources, &steps, isa)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "case \(index), \(relu), bias \(withBias), isa \(isa)")
+                }
+            }
+        }
+    }
+
     @Test("FloatPanels gives the same bits on 1, 2, 3 and 8 threads, and the bias is added after the sum")
     func threads() throws {
         guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }  // no AVX-512: OpenBLAS multiplies

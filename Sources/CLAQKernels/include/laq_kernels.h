@@ -232,6 +232,38 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 void laq_panel_multiply(const float *a, long lda, const float *panel, long k, long width, float *c, long ldc, long row_begin,
                         long row_end, int accumulate, int isa);
 
+/// A convolution's input and windows (NHWC): output position i = (image, oh, ow), row-major;
+/// tap (th, tw) reads input row oh·stride_h + th·dilation_h − pad_top and column
+/// ow·stride_w + tw·dilation_w − pad_left, zeros outside the input.
+typedef struct {
+    long height, width, channels;
+    long out_height, out_width;
+    long kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
+} laq_conv_shape;
+
+/// What a convolution's product goes through before it is stored, column by column: + bias[j]
+/// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
+/// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it).
+typedef struct {
+    const float *bias;
+    const float *scale;
+    const float *shift;
+    int relu;
+    float threshold, slope, ceiling;
+} laq_epilogue;
+
+/// C[i][32p + j] = epilogue(Σ_t A[i][t]·W[t][32p + j]) for output positions row_begin ≤ i <
+/// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n), A the
+/// im2col matrix of `x` (batch × height × width × channels) never built: each tap's channels are
+/// read in place, `zeros` (at least `channels` zeros) standing for taps outside the input. The
+/// chains are those of laq_panels_multiply over the im2col matrix, and the epilogue the passes it
+/// replaces: the same bits on every instruction set and for any split of rows and panels.
+/// `sources` and `steps`: room for kernel_h·kernel_w·12 pointers and kernel_h·kernel_w values
+/// (a tile's table of tap sources).
+void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
+                         const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
+                         const float **sources, long *steps, int isa);
+
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 

@@ -160,6 +160,15 @@ enum Elementwise {
         case max0
         /// Keras' ReLU layer, as ``relu(_:into:threshold:slope:ceiling:)`` computes it.
         case relu(threshold: Float, slope: Float, ceiling: Float)
+
+        /// The C kernels' form (`LAQ_RELU_*` and its parameters).
+        var parameters: (mode: Int32, threshold: Float, slope: Float, ceiling: Float) {
+            switch self {
+            case .none: (Int32(LAQ_RELU_NONE), 0, 0, 0)
+            case .max0: (Int32(LAQ_RELU_MAX0), 0, 0, 0)
+            case let .relu(threshold, slope, ceiling): (Int32(LAQ_RELU_KERAS), threshold, slope, ceiling)
+            }
+        }
     }
 
     /// values[r·C + c] = values[r·C + c]·scale[c] + shift[c] in place over rows of C =
@@ -177,11 +186,7 @@ enum Elementwise {
         let channels = scale.count
         precondition(shift.count == channels && (channels == 0 || output.count % channels == 0), "\(output.count) values for \(channels) channels")
         guard channels > 0, let base = output.baseAddress else { return }
-        let (mode, threshold, slope, ceiling): (Int32, Float, Float, Float) = switch relu {
-        case .none: (Int32(LAQ_RELU_NONE), 0, 0, 0)
-        case .max0: (Int32(LAQ_RELU_MAX0), 0, 0, 0)
-        case let .relu(threshold, slope, ceiling): (Int32(LAQ_RELU_KERAS), threshold, slope, ceiling)
-        }
+        let (mode, threshold, slope, ceiling) = relu.parameters
         let count = output.count
         scale.withUnsafeBufferPointer { scale in
             shift.withUnsafeBufferPointer { shift in

@@ -36,6 +36,60 @@ struct FloatPanels: Sendable {
     /// C (m×N, row stride N) = A (m×K, row stride `lda`) · W (+ C when `accumulate`), in tasks
     /// of one panel by a block of rows shared between threads, block by block.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
+        let (k, n) = (rows, columns)
+        let (a, c) = (SharedPointer(a), SharedPointer(c))
+        forEachTask(m: m) { w, first, end, panel in
+            laq_panels_multiply(a.base, lda, w, k, n, c.base, n, first, end, panel, accumulate ? 1 : 0, CPU.isa)
+        }
+    }
+
+    /// The convolution of `x` (NHWC, `shape`) with W as its kernel: C (m×N, m output positions) =
+    /// epilogue(im2col(x) · W) without the im2col matrix (`laq_panels_convolve`: the bits of
+    /// im2col, ``multiply(_:lda:m:into:accumulate:)`` and the epilogue's passes). Tasks are a
+    /// block of rows through every panel (a tile's tap sources serve them all), or one panel
+    /// each where there are too few blocks to share between threads.
+    func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>) {
+        precondition(shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
+        guard m > 0 else { return }
+        ProductCount.add(m * rows * columns)
+        let zeros = [Float](repeating: 0, count: max(1, shape.channels))
+        let (n, panelCount, taps) = (columns, self.panelCount, shape.kernel_h * shape.kernel_w)
+        // Blocks of about 96 rows (whole tiles of 12), as the product's.
+        let blocks = (m + 95) / 96
+        let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
+        let rowBlocks = (m + blockRows - 1) / blockRows
+        let split = rowBlocks >= 4 * Parallel.threadCount ? 1 : panelCount
+        let tasks = rowBlocks * split, perTask = (panelCount + split - 1) / split
+        let (x, c) = (SharedPointer(x), SharedPointer(c))
+        zeros.withUnsafeBufferPointer { zeros in
+            panels.withUnsafeBufferPointer { panels in
+                withUnsafePointer(to: shape) { shape in
+                    withUnsafePointer(to: epilogue) { epilogue in
+                        let (zeros, w, shape, epilogue) = (SharedPointer(zeros.baseAddress!), SharedPointer(panels.baseAddress!),
+                                                           SharedPointer(shape), SharedPointer(epilogue))
+                        // One task per part below 2¹⁸ multiply-adds (the threads' start would cost more).
+                        Parallel.forEach(tasks, work: m * rows * columns >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+                            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
+                                withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in
+                                    for task in range {
+                                        let (block, group) = (task / split, task % split)
+                                        let first = block * blockRows
+                                        laq_panels_convolve(x.base, shape.base, zeros.base, w.base, n, epilogue.base, c.base, first,
+                                                            min(first + blockRows, m), group * perTask, min((group + 1) * perTask, panelCount),
+                                                            sources.baseAddress!, steps.baseAddress!, CPU.isa)
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Runs `body(panels, first row, end row, panel)` over tasks of one panel by a block of rows,
+    /// shared between threads, block by block.
+    private func forEachTask(m: Int, _ body: @Sendable (UnsafePointer<Float>, Int, Int, Int) -> Void) {
         guard m > 0 else { return }
         ProductCount.add(m * rows * columns)
         // Blocks of about 96 rows (whole tiles of 12), so that a batch-1 product with one or two
@@ -44,19 +98,17 @@ struct FloatPanels: Sendable {
         let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
         let rowBlocks = (m + blockRows - 1) / blockRows
         let tasks = panelCount * rowBlocks
-        let (k, n) = (rows, columns)
-        let (a, c) = (SharedPointer(a), SharedPointer(c))
+        let panelCount = self.panelCount
         panels.withUnsafeBufferPointer { panels in
             let w = SharedPointer(panels.baseAddress!)
             // One task per part below 2¹⁸ multiply-adds (the threads' start would cost more).
-            Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+            Parallel.forEach(tasks, work: m * rows * columns >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
                 for task in range {
                     // A block of rows through every panel: its rows of A stay in cache while
                     // the panels stream (a panel through every block would read A once per panel).
                     let (block, panel) = (task / panelCount, task % panelCount)
                     let first = block * blockRows
-                    laq_panels_multiply(a.base, lda, w.base, k, n, c.base, n, first, min(first + blockRows, m), panel,
-                                        accumulate ? 1 : 0, CPU.isa)
+                    body(w.base, first, min(first + blockRows, m), panel)
                 }
             }
         }

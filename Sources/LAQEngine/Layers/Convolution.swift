@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import LAQFormat
 
@@ -68,6 +69,9 @@ struct ConvolutionOp: Op {
     let activation: Activation
     /// Zeros around the input that a ZeroPadding2D before this layer added (inference, ``Fusion``).
     var padding = FoldedPadding()
+    /// An inference BatchNormalization (and the ReLU after it) that this layer applies to its
+    /// output (inference, ``Fusion``; the layer's own activation is then linear).
+    var normalization: FusedNormalization?
 
     init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
@@ -123,8 +127,52 @@ struct ConvolutionOp: Op {
         return columns
     }
 
-    /// The convolution before the activation.
-    func linear(_ x: Tensor) throws(EngineError) -> Tensor { try linearKeepingColumns(x).output }
+    /// The convolution before the activation (then the fused normalization, when there is one):
+    /// straight from the input on panels, else through im2col.
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+        if case let .panels(panels) = kernelMatrix { return try convolved(x, on: panels) }
+        var z = try linearKeepingColumns(x).output
+        if let normalization { Elementwise.scaleShift(&z.data, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
+        return z
+    }
+
+    /// The convolution on panels without an im2col matrix, the bias and the fused normalization
+    /// applied as each tile is stored (`laq_panels_convolve`): the bits of im2col, the panel
+    /// product and the passes after it.
+    private func convolved(_ x: Tensor, on panels: FloatPanels) throws(EngineError) -> Tensor {
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let (rows, cols) = windows(g)
+        let patch = kernelSize[0] * kernelSize[1] * g.channels
+        guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
+        let positions = g.batch * rows.output * cols.output
+        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
+        var output = Matrix.uninitialized(positions * filters)
+        guard positions > 0, filters > 0 else { return Tensor(shape: shape, data: output) }
+        let geometry = laq_conv_shape(height: g.height, width: g.width, channels: g.channels, out_height: rows.output, out_width: cols.output,
+                                      kernel_h: kernelSize[0], kernel_w: kernelSize[1], stride_h: strides[0], stride_w: strides[1],
+                                      dilation_h: dilation[0], dilation_w: dilation[1], pad_top: rows.padBefore, pad_left: cols.padBefore)
+        let relu = normalization?.relu.parameters ?? Elementwise.FollowingReLU.none.parameters
+        Self.withPointer(bias) { bias in
+            Self.withPointer(normalization?.scale) { scale in
+                Self.withPointer(normalization?.shift) { shift in
+                    let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
+                                                slope: relu.slope, ceiling: relu.ceiling)
+                    x.data.withUnsafeBufferPointer { input in
+                        output.withUnsafeMutableBufferPointer { out in
+                            panels.convolve(input.baseAddress!, shape: geometry, m: positions, epilogue: epilogue, into: out.baseAddress!)
+                        }
+                    }
+                }
+            }
+        }
+        return Tensor(shape: shape, data: output)
+    }
+
+    /// `body` with the address of `values`' elements, nil for no array.
+    private static func withPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let values else { return body(nil) }
+        return values.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
 
     /// The convolution before the activation, and the im2col matrix it multiplied (kept by the
     /// training forward for the backward pass); both from `workspace` when given.
