@@ -4,18 +4,17 @@
 // fused multiply-adds), so the result equals it bit for bit on every instruction set. The channel
 // loop is contiguous in the input, the kernel and the output, and the compiler vectorises it;
 // with AVX-512 and one output channel per input channel, each block of 16 channels sums its taps
-// in a register and stores once.
+// in a register and stores once. The bias is an epilogue's (laq_epilogue), which may go on with
+// an inference BatchNormalization and its ReLU before the store.
 #include "laq_kernels.h"
-#if defined(__x86_64__)
-#include <immintrin.h>
-#endif
+#include "epilogue.h"
 
 #pragma clang fp contract(off)
 
 __attribute__((always_inline)) static inline void depthwise_rows(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                            long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
                            long pad_top, long pad_left, long out_w, float *output, long row_begin, long row_end, long out_h,
-                           const float *bias) {
+                           const laq_epilogue *epilogue) {
     const long out_channels = channels * multiplier;
     for (long row = row_begin; row < row_end; row++) {
         const long n = row / out_h, oh = row % out_h;
@@ -39,8 +38,7 @@ __attribute__((always_inline)) static inline void depthwise_rows(const float *in
                     }
                 }
             }
-            if (bias)
-                for (long c = 0; c < out_channels; c++) out[c] += bias[c];
+            for (long c = 0; c < out_channels; c++) out[c] = epilogue_scalar(out[c], epilogue, c);
         }
     }
 }
@@ -50,19 +48,19 @@ __attribute__((target("avx2"))) static void depthwise_rows_avx2(const float *inp
                                                                 const float *kernel, long kernel_h, long kernel_w, long multiplier,
                                                                 long stride_h, long stride_w, long dilation_h, long dilation_w,
                                                                 long pad_top, long pad_left, long out_w, float *output, long row_begin,
-                                                                long row_end, long out_h, const float *bias) {
+                                                                long row_end, long out_h, const laq_epilogue *epilogue) {
     depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
 }
 
 __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float *input, long height, long width, long channels,
                                                                     const float *kernel, long kernel_h, long kernel_w, long multiplier,
                                                                     long stride_h, long stride_w, long dilation_h, long dilation_w,
                                                                     long pad_top, long pad_left, long out_w, float *output,
-                                                                    long row_begin, long row_end, long out_h, const float *bias) {
+                                                                    long row_begin, long row_end, long out_h, const laq_epilogue *epilogue) {
     if (multiplier != 1) {
         depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
-                       dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+                       dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
         return;
     }
     // acc = 0, then acc += x·k per in-bounds tap in order (a product, then a sum: no fused
@@ -104,8 +102,7 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
 #pragma clang loop unroll(full)
                 for (long b = 0; b < 4; b++) {
                     if (b >= blocks) break;
-                    if (bias) acc[b] = _mm512_add_ps(acc[b], _mm512_maskz_loadu_ps(masks[b], bias + c0 + 16 * b));
-                    _mm512_mask_storeu_ps(out + c0 + 16 * b, masks[b], acc[b]);
+                    _mm512_mask_storeu_ps(out + c0 + 16 * b, masks[b], epilogue_avx512(acc[b], epilogue, c0 + 16 * b, masks[b]));
                 }
             }
         }
@@ -116,20 +113,20 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
 void laq_depthwise_conv2d(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                           long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
-                          const float *bias, int isa) {
+                          const laq_epilogue *epilogue, int isa) {
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
         depthwise_rows_avx512(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
-                              dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+                              dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
         return;
     }
     if (isa >= LAQ_ISA_AVX2) {
         depthwise_rows_avx2(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h,
-                            dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+                            dilation_w, pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
         return;
     }
 #endif
     (void)isa;
     depthwise_rows(input, height, width, channels, kernel, kernel_h, kernel_w, multiplier, stride_h, stride_w, dilation_h, dilation_w,
-                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, bias);
+                   pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
 }

@@ -4,6 +4,7 @@
 // bits for any split of the rows and panels between threads. A 12-row by 32-column tile keeps
 // 24 accumulators in registers; A is read in place (each value broadcast), W's panel streams.
 #include "laq_kernels.h"
+#include "epilogue.h"
 
 #include <string.h>
 
@@ -152,38 +153,7 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
     }
 }
 
-// v (one element of the chain's result, column j) through the epilogue.
-static inline float epilogue_scalar(float v, const laq_epilogue *e, long j) {
-    if (e->bias) v = v + e->bias[j];
-    if (e->scale) {
-        v = v * e->scale[j] + e->shift[j];
-        if (e->relu == LAQ_RELU_MAX0) v = 0.0f >= v ? 0.0f : v;
-        else if (e->relu == LAQ_RELU_KERAS) {
-            const float y = v >= e->threshold ? v : e->slope * (v - e->threshold);
-            v = y > e->ceiling ? e->ceiling : y;
-        }
-    }
-    return v;
-}
-
 #if defined(__x86_64__)
-__attribute__((target("avx512f"), always_inline)) static inline __m512 epilogue_avx512(__m512 v, const laq_epilogue *e, long j,
-                                                                                         __mmask16 mask) {
-    if (e->bias) v = _mm512_add_ps(v, _mm512_maskz_loadu_ps(mask, e->bias + j));
-    if (e->scale) {
-        v = _mm512_add_ps(_mm512_mul_ps(v, _mm512_maskz_loadu_ps(mask, e->scale + j)), _mm512_maskz_loadu_ps(mask, e->shift + j));
-        if (e->relu == LAQ_RELU_MAX0) {
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(_mm512_setzero_ps(), v, _CMP_GE_OQ), v, _mm512_setzero_ps());
-        } else if (e->relu == LAQ_RELU_KERAS) {
-            const __m512 t = _mm512_set1_ps(e->threshold), top = _mm512_set1_ps(e->ceiling);
-            const __m512 below = _mm512_mul_ps(_mm512_set1_ps(e->slope), _mm512_sub_ps(v, t));
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, t, _CMP_GE_OQ), below, v);
-            v = _mm512_mask_blend_ps(_mm512_cmp_ps_mask(v, top, _CMP_GT_OQ), v, top);
-        }
-    }
-    return v;
-}
-
 // One tile of `rows` positions by one panel (columns first…first+31).
 __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,

@@ -8,8 +8,9 @@
 /// activation layer, as Keras' CNNs build their blocks (`Conv2D` → `BatchNormalization` →
 /// `ReLU(6)` in MobileNetV2, → `Activation("relu")` in ResNet50), runs as one op: the product,
 /// then y = z·scale + shift and the activation in place on the product's own output, in one
-/// pass where the activation is a ReLU. The BatchNormalization and activation layers then pass
-/// that output on unchanged. Either of the two may be absent (product → BatchNormalization, or
+/// pass where the activation is a ReLU; a convolution or depthwise convolution does the
+/// normalization and its ReLU as it stores its output. The BatchNormalization and activation
+/// layers then pass that output on unchanged. Either of the two may be absent (product → BatchNormalization, or
 /// product → activation).
 ///
 /// The arithmetic is the layers' own, in their order, so the outputs are bit for bit those of
@@ -86,12 +87,17 @@ enum Fusion {
                 absorbed.append(model.layers[reader.layer].name)
             }
             guard !absorbed.isEmpty else { continue }
-            // A convolution applies a normalization and a ReLU after it itself (on panels, as it
-            // stores each tile).
+            // A convolution or depthwise convolution applies a normalization and a ReLU after it
+            // itself, as it stores each tile or block of channels (one pass fewer over memory).
             let relu = activation.map { $0.followingReLU } ?? Elementwise.FollowingReLU.none
-            if var convolution = product as? ConvolutionOp, let normalization, let relu, normalization.scale.count == convolution.filters {
-                convolution.normalization = FusedNormalization(scale: normalization.scale, shift: normalization.shift, relu: relu)
+            let fusedNormalization = normalization.flatMap { op in relu.map { FusedNormalization(scale: op.scale, shift: op.shift, relu: $0) } }
+            if var convolution = product as? ConvolutionOp, let fusedNormalization, fusedNormalization.scale.count == convolution.filters {
+                convolution.normalization = fusedNormalization
                 fused[name] = convolution
+            } else if var depthwise = product as? DepthwiseOp, let fusedNormalization,
+                      fusedNormalization.scale.count * depthwise.kernelSize.reduce(1, *) == depthwise.kernel.count {
+                depthwise.normalization = fusedNormalization
+                fused[name] = depthwise
             } else {
                 fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
             }
@@ -170,7 +176,8 @@ struct EpilogueOp: Op {
 }
 
 /// An inference BatchNormalization, y = z·scale + shift, and the ReLU after it (`.none` for none),
-/// applied by the product layer before it (``ConvolutionOp/normalization``).
+/// applied by the product layer before it (``ConvolutionOp/normalization``,
+/// ``DepthwiseOp/normalization``).
 struct FusedNormalization: Sendable {
     let scale: [Float]
     let shift: [Float]

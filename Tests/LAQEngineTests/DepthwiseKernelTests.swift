@@ -5,8 +5,8 @@ import Testing
 
 /// The depthwise convolution kernel (`laq_depthwise_conv2d`) against the scalar definition,
 /// bit for bit, on every instruction set this machine has: strides, dilation, `same` and `valid`
-/// padding, depth multipliers, odd channel counts, with and without a bias, and any split of the
-/// output rows.
+/// padding, depth multipliers, odd channel counts, with and without a bias, with a fused
+/// BatchNormalization and ReLU, and any split of the output rows.
 @Suite struct DepthwiseKernelTests {
     struct Case: CustomTestStringConvertible, Sendable {
         var batch = 2, height = 9, width = 7, channels = 13, kernel = (3, 3), multiplier = 1, strides = (1, 1), dilation = (1, 1), same = true
@@ -60,23 +60,37 @@ import Testing
         let outChannels = c.channels * c.multiplier
         let bias = (0..<outChannels).map { _ in Float(Int(random.next() % 2001) - 1000) / 500 }
         let outputRows = c.batch * rows.output
-        // Without a bias, and with one added after the taps' sum.
-        for withBias in [false, true] {
-            let expected = sums.indices.map { withBias ? sums[$0] + bias[$0 % outChannels] : sums[$0] }.map(\.bitPattern)
+        let scale = (0..<outChannels).map { _ in Float(Int(random.next() % 2001) - 1000) / 400 }
+        let shift = (0..<outChannels).map { _ in Float(Int(random.next() % 2001) - 1000) / 600 }
+        // Without a bias, with one added after the taps' sum, and then an inference
+        // BatchNormalization with a ReLU (max(·, 0), or Keras' with a ceiling and a slope).
+        let relus: [Elementwise.FollowingReLU?] = [nil, nil, .relu(threshold: 0, slope: 0, ceiling: 6), .max0, .relu(threshold: 0.5, slope: 0.1, ceiling: 2)]
+        for (variant, relu) in relus.enumerated() {
+            let withBias = variant % 2 == 1 || variant == 4
+            var values = sums.indices.map { withBias ? sums[$0] + bias[$0 % outChannels] : sums[$0] }
+            if let relu { Elementwise.scaleShift(&values, scale: scale, shift: shift, then: relu) }
+            let expected = values.map(\.bitPattern)
+            let parameters = (relu ?? .none).parameters
             for isa in 0...Int(CPU.isa) {
                 for split in Set([0, 1, outputRows / 2, outputRows]) {
                     var y = [Float](repeating: .nan, count: expected.count)
                     y.withUnsafeMutableBufferPointer { out in
                         bias.withUnsafeBufferPointer { bias in
-                            for range in [0..<split, split..<outputRows] where !range.isEmpty {
-                                laq_depthwise_conv2d(x, c.height, c.width, c.channels, k, c.kernel.0, c.kernel.1, c.multiplier, c.strides.0,
-                                                     c.strides.1, c.dilation.0, c.dilation.1, rows.padBefore, cols.padBefore, rows.output,
-                                                     cols.output, out.baseAddress!, range.lowerBound, range.upperBound,
-                                                     withBias ? bias.baseAddress : nil, Int32(isa))
+                            scale.withUnsafeBufferPointer { scale in
+                                shift.withUnsafeBufferPointer { shift in
+                                    var epilogue = laq_epilogue(bias: withBias ? bias.baseAddress : nil, scale: relu == nil ? nil : scale.baseAddress,
+                                                                shift: shift.baseAddress, relu: parameters.mode, threshold: parameters.threshold,
+                                                                slope: parameters.slope, ceiling: parameters.ceiling)
+                                    for range in [0..<split, split..<outputRows] where !range.isEmpty {
+                                        laq_depthwise_conv2d(x, c.height, c.width, c.channels, k, c.kernel.0, c.kernel.1, c.multiplier, c.strides.0,
+                                                             c.strides.1, c.dilation.0, c.dilation.1, rows.padBefore, cols.padBefore, rows.output,
+                                                             cols.output, out.baseAddress!, range.lowerBound, range.upperBound, &epilogue, Int32(isa))
+                                    }
+                                }
                             }
                         }
                     }
-                    #expect(y.map(\.bitPattern) == expected, "isa \(isa), rows split at \(split), bias \(withBias)")
+                    #expect(y.map(\.bitPattern) == expected, "isa \(isa), rows split at \(split), bias \(withBias), normalization \(String(describing: relu))")
                 }
             }
         }

@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import LAQData
 import LAQExamples
@@ -11,7 +12,7 @@ import Testing
 /// those of the layers run one by one.
 struct FusionTests {
     /// The fused ops by layer: "epilogue" for a product that absorbed what follows it (an
-    /// ``EpilogueOp``, or a convolution that applies a normalization itself), "pass" for an
+    /// ``EpilogueOp``, or a (depthwise) convolution that applies a normalization itself), "pass" for an
     /// absorbed layer, "padded" for a convolution that does a ZeroPadding2D's work.
     static func plan(_ executor: Executor) -> [String: String] {
         executor.fused.mapValues { op in
@@ -19,7 +20,9 @@ struct FusionTests {
         }
     }
 
-    static func absorbs(_ op: any Op) -> Bool { op is EpilogueOp || (op as? ConvolutionOp)?.normalization != nil }
+    static func absorbs(_ op: any Op) -> Bool {
+        op is EpilogueOp || (op as? ConvolutionOp)?.normalization != nil || (op as? DepthwiseOp)?.normalization != nil
+    }
 
     /// Predictions with fusion against every layer run on its own.
     static func checkSameBits(_ executor: Executor, _ inputs: [Tensor], _ name: String) throws {
@@ -48,6 +51,39 @@ struct FusionTests {
         #expect(executor.fusedInto["pad_pairs"] == "conv" && executor.fusedInto["pad_one"] == "depthwise")
         let io = try Numpy.load(path: TestPaths.testdata("keras/k3_coverage.io.npz").path)
         try Self.checkSameBits(executor, KerasParityTests.inputs(io), "k3_coverage")
+    }
+
+    @Test("MobileNet blocks: a convolution on panels and a depthwise convolution each apply their BatchNormalization and ReLU(6) as they store, with the same bits")
+    func mobileNetBlocks() throws {
+        func relu(_ name: String, _ maxValue: Double?) -> JSONValue {
+            ["class_name": "ReLU", "config": ["name": .string(name), "max_value": maxValue.map { .double($0) } ?? .null]]
+        }
+        func normalization(_ name: String) -> JSONValue { ["class_name": "BatchNormalization", "config": ["name": .string(name), "epsilon": 0.001]] }
+        let config: JSONValue = ["class_name": "Sequential", "config": ["name": "m", "layers": [
+            ["class_name": "InputLayer", "config": ["name": "x", "batch_shape": [nil, 11, 10, 3]]],
+            ["class_name": "Conv2D", "config": ["name": "conv", "filters": 64, "kernel_size": [3, 3], "strides": [2, 2], "padding": "same", "use_bias": false]],
+            normalization("bn"), relu("relu6", 6),
+            ["class_name": "DepthwiseConv2D", "config": ["name": "depthwise", "kernel_size": [3, 3], "padding": "same", "use_bias": true, "depth_multiplier": 1]],
+            normalization("bn_depthwise"), relu("relu", nil),
+            ["class_name": "Conv2D", "config": ["name": "project", "filters": 32, "kernel_size": [1, 1], "use_bias": true]],
+            normalization("bn_project"),
+        ]]]
+        let model = try GradientTests.model(architecture: config, seed: 3)
+        let executor = try Executor(model: model)
+        #expect(Self.plan(executor) == ["conv": "epilogue", "bn": "pass", "relu6": "pass", "depthwise": "epilogue", "bn_depthwise": "pass",
+                                        "relu": "pass", "project": "epilogue", "bn_project": "pass"])
+        if CPU.isa >= Int32(LAQ_ISA_AVX512) {
+            // 64 and 32 filters: the panels, read in place.
+            for name in ["conv", "project"] {
+                guard case .panels = try #require(executor.fused[name] as? ConvolutionOp).kernelMatrix else {
+                    Issue.record("\(name) multiplies without panels")
+                    continue
+                }
+            }
+        }
+        var random = SplitMix64(seed: 8)
+        let x = Tensor(shape: [3, 11, 10, 3], data: (0..<(3 * 11 * 10 * 3)).map { _ in random.uniform() * 4 - 2 })
+        try Self.checkSameBits(executor, [x], "MobileNet blocks")
     }
 
     @Test("Dense → BatchNormalization → Activation fuses with packed kernels, with float32 and int8 activations")

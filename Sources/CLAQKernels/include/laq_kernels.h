@@ -180,17 +180,29 @@ void laq_adam_update(float *w, float *m, float *v, const float *g, long n, float
 /// where the C library is not glibc.
 int laq_keep_freed_blocks(long largest);
 
+/// What a convolution's sum goes through before it is stored, output channel j by j: + bias[j]
+/// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
+/// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it; `relu`
+/// is one of LAQ_RELU_*).
+typedef struct {
+    const float *bias;
+    const float *scale;
+    const float *shift;
+    int relu;
+    float threshold, slope, ceiling;
+} laq_epilogue;
+
 /// Depthwise 2-D convolution, NHWC: output rows [row_begin, row_end) of the batch × out_h rows
 /// (each out_w × channels·multiplier values, overwritten) from input (batch × height × width ×
-/// channels) and kernel (kernel_h × kernel_w × channels × multiplier), plus `bias` (one value per
-/// output channel) when it is not NULL. Input row of output row oh, tap th: oh·stride_h +
+/// channels) and kernel (kernel_h × kernel_w × channels × multiplier), through `epilogue` (its
+/// bias one value per output channel). Input row of output row oh, tap th: oh·stride_h +
 /// th·dilation_h − pad_top (columns alike); taps outside the input are skipped. Sums taps in
-/// order from 0, then adds the bias, as the scalar definition does (the same bits on every
+/// order from 0, then the epilogue, as the scalar definition does (the same bits on every
 /// instruction set).
 void laq_depthwise_conv2d(const float *input, long height, long width, long channels, const float *kernel, long kernel_h,
                           long kernel_w, long multiplier, long stride_h, long stride_w, long dilation_h, long dilation_w,
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
-                          const float *bias, int isa);
+                          const laq_epilogue *epilogue, int isa);
 
 /// The ReLU laq_scale_shift applies after the affine map.
 enum {
@@ -240,17 +252,6 @@ typedef struct {
     long out_height, out_width;
     long kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 } laq_conv_shape;
-
-/// What a convolution's product goes through before it is stored, column by column: + bias[j]
-/// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
-/// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it).
-typedef struct {
-    const float *bias;
-    const float *scale;
-    const float *shift;
-    int relu;
-    float threshold, slope, ceiling;
-} laq_epilogue;
 
 /// C[i][32p + j] = epilogue(Σ_t A[i][t]·W[t][32p + j]) for output positions row_begin ≤ i <
 /// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n), A the

@@ -87,6 +87,12 @@ enum Matrix {
         return sums
     }
 
+    /// `body` with the address of `values`' elements, nil for no array (or an empty one).
+    static func withPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
+        guard let values else { return body(nil) }
+        return values.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+
     /// total[i] += addend[i] for every i.
     static func add(_ addend: [Float], to total: inout [Float]) {
         let count = addend.count

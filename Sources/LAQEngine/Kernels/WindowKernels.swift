@@ -146,6 +146,39 @@ enum WindowKernels {
         }
     }
 
+    /// Global pooling of each image (batch × positions × channels): output[n·C + c] = the sum of
+    /// x over its positions in order from 0 (then divided by the count when `average`), or their
+    /// maximum (`max`, from −∞: NaN is passed over as `max(_:_:)` does). Images and blocks of 64
+    /// channels are split between threads; each sum keeps its order.
+    static func globalPool(_ x: [Float], batch: Int, positions: Int, channels: Int, average: Bool, into output: inout [Float]) {
+        precondition(x.count == batch * positions * channels && output.count == batch * channels,
+                     "global pooling of \(x.count) values as \(batch) × \(positions) × \(channels) into \(output.count)")
+        Matrix.fill(&output, with: average ? 0 : -.infinity)
+        guard !output.isEmpty, positions > 0 else { return }
+        let blocks = (channels + 63) / 64
+        x.withUnsafeBufferPointer { input in
+            output.withUnsafeMutableBufferPointer { out in
+                let (input, out) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!))
+                Parallel.forEach(batch * blocks, work: x.count) { tasks in
+                    for task in tasks {
+                        let (n, first) = (task / blocks, task % blocks * 64)
+                        let width = min(64, channels - first)
+                        let sums = out.base + n * channels + first
+                        for p in 0..<positions {
+                            let row = input.base + (n * positions + p) * channels + first
+                            if average {
+                                for c in 0..<width { sums[c] += row[c] }
+                            } else {
+                                for c in 0..<width { sums[c] = max(sums[c], row[c]) }
+                            }
+                        }
+                        if average { for c in 0..<width { sums[c] /= Float(positions) } }
+                    }
+                }
+            }
+        }
+    }
+
     /// Max pooling of x (batch × height × width × channels) into `output` (batch × rows.output ×
     /// cols.output × channels); with `argmax`, the input index of each output's first maximal
     /// tap (−1: a window with none, whose output is −∞). Images are split between laq's threads.
@@ -207,16 +240,18 @@ enum WindowKernels {
 
     /// Depthwise 2-D convolution of x (batch × height × width × channels) with `kernel` (kh ×
     /// kw × channels × multiplier) into `output` (batch × rows.output × cols.output ×
-    /// channels·multiplier), plus `bias` (one value per output channel) when given; output rows
-    /// split between laq's threads.
+    /// channels·multiplier), plus `bias` (one value per output channel) when given, then
+    /// `normalization` (an inference BatchNormalization and its ReLU, ``Fusion``) when given, as
+    /// each block of channels is stored; output rows split between laq's threads.
     static func depthwise(_ x: [Float], batch: Int, height: Int, width: Int, channels: Int, kernel: [Float], bias: [Float]?,
-                          kernelSize: (Int, Int), multiplier: Int, strides: (Int, Int), dilation: (Int, Int), rows: Window, cols: Window,
-                          into output: inout [Float]) {
+                          normalization: FusedNormalization? = nil, kernelSize: (Int, Int), multiplier: Int, strides: (Int, Int),
+                          dilation: (Int, Int), rows: Window, cols: Window, into output: inout [Float]) {
         let taps = kernelSize.0 * kernelSize.1
         let outChannels = channels * multiplier
         let positions = batch * rows.output * cols.output
         precondition(x.count == batch * height * width * channels && kernel.count == taps * outChannels && output.count == positions * outChannels
-                     && (bias?.count ?? outChannels) == outChannels,
+                     && (bias?.count ?? outChannels) == outChannels && (normalization?.scale.count ?? outChannels) == outChannels
+                     && (normalization?.shift.count ?? outChannels) == outChannels,
                      "a depthwise convolution over \(x.count) values, \(kernel.count) weights, into \(output.count)")
         guard !output.isEmpty else { return }
         if x.isEmpty {
@@ -225,18 +260,28 @@ enum WindowKernels {
             for position in 0..<positions {
                 for c in 0..<outChannels { output[position * outChannels + c] = 0 + (bias?[c] ?? 0) }
             }
+            if let normalization { Elementwise.scaleShift(&output, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
             return
         }
+        let relu = (normalization?.relu ?? .none).parameters
         x.withUnsafeBufferPointer { input in
             kernel.withUnsafeBufferPointer { kernel in
-                (bias ?? []).withUnsafeBufferPointer { biasValues in
-                    output.withUnsafeMutableBufferPointer { out in
-                        let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
-                        let addend = bias == nil ? nil : SharedPointer(biasValues.baseAddress!)
-                        Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
-                            laq_depthwise_conv2d(input.base, height, width, channels, kernel.base, kernelSize.0, kernelSize.1, multiplier,
-                                                 strides.0, strides.1, dilation.0, dilation.1, rows.padBefore, cols.padBefore,
-                                                 rows.output, cols.output, out.base, range.lowerBound, range.upperBound, addend?.base, CPU.isa)
+                Matrix.withPointer(bias) { bias in
+                    Matrix.withPointer(normalization?.scale) { scale in
+                        Matrix.withPointer(normalization?.shift) { shift in
+                            var epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
+                                                        slope: relu.slope, ceiling: relu.ceiling)
+                            output.withUnsafeMutableBufferPointer { out in
+                                withUnsafePointer(to: &epilogue) { epilogue in
+                                    let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
+                                    let epilogue = SharedPointer(epilogue)
+                                    Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
+                                        laq_depthwise_conv2d(input.base, height, width, channels, kernel.base, kernelSize.0, kernelSize.1, multiplier,
+                                                             strides.0, strides.1, dilation.0, dilation.1, rows.padBefore, cols.padBefore,
+                                                             rows.output, cols.output, out.base, range.lowerBound, range.upperBound, epilogue.base, CPU.isa)
+                                    }
+                                }
+                            }
                         }
                     }
                 }

@@ -152,9 +152,9 @@ struct ConvolutionOp: Op {
                                       kernel_h: kernelSize[0], kernel_w: kernelSize[1], stride_h: strides[0], stride_w: strides[1],
                                       dilation_h: dilation[0], dilation_w: dilation[1], pad_top: rows.padBefore, pad_left: cols.padBefore)
         let relu = normalization?.relu.parameters ?? Elementwise.FollowingReLU.none.parameters
-        Self.withPointer(bias) { bias in
-            Self.withPointer(normalization?.scale) { scale in
-                Self.withPointer(normalization?.shift) { shift in
+        Matrix.withPointer(bias) { bias in
+            Matrix.withPointer(normalization?.scale) { scale in
+                Matrix.withPointer(normalization?.shift) { shift in
                     let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
                                                 slope: relu.slope, ceiling: relu.ceiling)
                     x.data.withUnsafeBufferPointer { input in
@@ -168,11 +168,6 @@ struct ConvolutionOp: Op {
         return Tensor(shape: shape, data: output)
     }
 
-    /// `body` with the address of `values`' elements, nil for no array.
-    private static func withPointer<R>(_ values: [Float]?, _ body: (UnsafePointer<Float>?) -> R) -> R {
-        guard let values else { return body(nil) }
-        return values.withUnsafeBufferPointer { body($0.baseAddress) }
-    }
 
     /// The convolution before the activation, and the im2col matrix it multiplied (kept by the
     /// training forward for the backward pass); both from `workspace` when given.

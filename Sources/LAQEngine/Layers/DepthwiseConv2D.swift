@@ -51,6 +51,9 @@ struct DepthwiseOp: Op {
     let activation: Activation
     /// Zeros around the input that a ZeroPadding2D before this layer added (inference, ``Fusion``).
     var padding = FoldedPadding()
+    /// An inference BatchNormalization (and the ReLU after it) that this layer applies to its
+    /// output (inference, ``Fusion``; the layer's own activation is then linear).
+    var normalization: FusedNormalization?
 
     /// `kernel`, `bias`: the weights' short names (a separable convolution's depthwise kernel, no bias).
     /// `multiplier`: the kernels per input channel, when the kernel's shape does not say (a
@@ -81,7 +84,8 @@ struct DepthwiseOp: Op {
          Window(input: g.width, kernel: kernelSize[1], stride: strides[1], dilation: dilation[1], same: same, margins: padding.columns))
     }
 
-    /// The depthwise convolution before the activation; the output from `workspace` when given.
+    /// The depthwise convolution before the activation (then the fused normalization, when there
+    /// is one); the output from `workspace` when given.
     func linear(_ x: Tensor, workspace: Workspace? = nil) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: 2, layer: name)
         guard kernelSize[0] * kernelSize[1] * g.channels * multiplier == kernel.count else {
@@ -95,8 +99,11 @@ struct DepthwiseOp: Op {
         var output = Matrix.uninitialized(positions * outChannels, workspace: workspace)
         guard !output.isEmpty else { return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output) }
         // Output rows are independent: split between threads (laq_depthwise_conv2d).
+        if let normalization, normalization.scale.count != outChannels {
+            throw .shape(layer: name, reason: "the fused normalization has \(normalization.scale.count) channels, expected \(outChannels)")
+        }
         WindowKernels.depthwise(x.data, batch: g.batch, height: g.height, width: g.width, channels: g.channels, kernel: kernel, bias: bias,
-                                kernelSize: (kernelSize[0], kernelSize[1]), multiplier: multiplier, strides: (strides[0], strides[1]),
+                                normalization: normalization, kernelSize: (kernelSize[0], kernelSize[1]), multiplier: multiplier, strides: (strides[0], strides[1]),
                                 dilation: (dilation[0], dilation[1]), rows: rows, cols: cols, into: &output)
         return Tensor(shape: [g.batch, rows.output, cols.output, outChannels], data: output)
     }

@@ -45,19 +45,8 @@ struct GlobalPoolingOp: Op {
         let x = tensors[0]
         if let mask = stepWeights(masks) { return try maskedAverage(x, mask: mask, workspace: workspace) }
         let g = try Geometry(x, spatial: spatial, layer: name)
-        let positions = g.height * g.width
         var output = Matrix.uninitialized(g.batch * g.channels, workspace: workspace)
-        Matrix.fill(&output, with: average ? 0 : -.infinity)
-        for n in 0..<g.batch {
-            for p in 0..<positions {
-                let base = (n * positions + p) * g.channels
-                for c in 0..<g.channels {
-                    let value = x.data[base + c]
-                    if average { output[n * g.channels + c] += value } else { output[n * g.channels + c] = max(output[n * g.channels + c], value) }
-                }
-            }
-        }
-        if average { for i in output.indices { output[i] /= Float(max(positions, 1)) } }
+        WindowKernels.globalPool(x.data, batch: g.batch, positions: g.height * g.width, channels: g.channels, average: average, into: &output)
         let shape = keepDimensions ? [g.batch] + Array(repeating: 1, count: spatial) + [g.channels] : [g.batch, g.channels]
         return Tensor(shape: shape, data: output)
     }
