@@ -2,15 +2,15 @@ import Dispatch
 import LAQFormat
 
 /// A quantized K×N matrix (a Dense, convolution or recurrent kernel in Keras' layout, the last
-/// axis the output) executed from its packed codes (spec/FORMAT.md §6): a vector is multiplied
-/// straight from the packed bytes; larger products decode tiles of rows into a small float
-/// buffer and hand them to OpenBLAS. The float32 matrix never exists: memory stays at the
-/// packed size plus one tile (4 MiB).
+/// axis the output) executed from its packed codes (spec/FORMAT.md §6). The float32 matrix
+/// never exists: memory stays at the packed size plus what a product decodes at a time.
 ///
 /// Binary and ternary codes (L ≤ 3 levels), up to 16 levels affine in the code (linear m-bit)
 /// and signed magnitudes (logarithmic m-bit) are re-laid at load as bit planes
 /// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
-/// larger ones decode row tiles from them. Other codes keep their packed bytes, and decoding is
+/// larger ones decode panels of 32 columns for laq's panel kernel (AVX-512; without it, row
+/// tiles for OpenBLAS). Other codes keep their packed bytes: a vector is multiplied straight
+/// from them, larger products decode row tiles (4 MiB) for OpenBLAS, and decoding is
 /// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
 /// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
 /// go through the code table, then the column's level table.
@@ -253,8 +253,7 @@ struct PackedMatrix: @unchecked Sendable {
     /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
     /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an
     ///   OpenBLAS product accumulating into C.
-    /// A large vector product splits K between threads; tile products leave the threading to
-    /// OpenBLAS.
+    /// A large vector product splits K between threads, a tile product its blocks of C.
     func multiply(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, accumulate: Bool) {
         guard m > 0 else { return }
         if let planes {
@@ -284,8 +283,8 @@ struct PackedMatrix: @unchecked Sendable {
             }
             return
         }
-        // OpenBLAS threads each product itself: tiles are decoded on this thread (two threads of
-        // ours would oversubscribe the cores while its workers spin).
+        // Tiles are decoded on this thread; each tile's product is shared between laq's threads
+        // (``BLAS``).
         let tile = tileRows
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: tile * columns)
         defer { buffer.deallocate() }
