@@ -307,6 +307,7 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         return;
     }
 #if defined(__x86_64__)
+    if (m <= 0) return;
     // Tiles of equal size (at most the kernel's rows): 32 rows as 16 + 16, not 24 + 8.
     const int most = tile_rows(pair_levels ? 0 : plane_count);
     const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
@@ -665,8 +666,9 @@ LAQ_GFNI static void codes_rows_gfni(const int8_t *q, long stride, long k4, cons
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
                                  float *c, long ldc, int accumulate, long block_begin, long block_end, int isa) {
+    if (m <= 0) return;
     // Tiles of equal size, at most 24 rows.
-    const long tiles = (m + 23) / 24, tile = m > 0 ? (m + tiles - 1) / tiles : 1;
+    const long tiles = (m + 23) / 24, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;

@@ -1,8 +1,11 @@
 // The epilogue of laq_epilogue (include/laq_kernels.h) for the kernels that store a product:
-// + bias, then v·scale + shift (a product, then a sum: the including file turns contraction
-// off) and the ReLU, as laq_scale_shift computes them.
+// + bias, then v·scale + shift (a product, then a sum: never contracted into a fused
+// multiply-add, which clang would otherwise do in optimised builds) and the ReLU, as
+// laq_scale_shift computes them. The pragma holds for the rest of the including file too.
 #ifndef LAQ_EPILOGUE_H
 #define LAQ_EPILOGUE_H
+
+#pragma clang fp contract(off)
 
 #include "laq_kernels.h"
 #if defined(__x86_64__)

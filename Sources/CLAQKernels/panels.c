@@ -212,7 +212,7 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
         const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
         const __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
         const __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : (__mmask16)0;
-        const float *w = panels + p * k * PANEL;
+        const float *w = panels + (p - panel_begin) * k * PANEL;
         switch (rows) {
 #define LAQ_ROWS(R) \
     case R: conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, R); break;
@@ -242,7 +242,7 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
         // The same chains in scalar code: Σ over taps and channels by fmaf in order, then the epilogue.
         for (long p = panel_begin; p < panel_end; p++) {
             const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
-            const float *w = panels + p * k * PANEL;
+            const float *w = panels + (p - panel_begin) * k * PANEL;
             for (long r = 0; r < rows; r++)
                 for (long j = 0; j < width; j++) {
                     float sum = 0;

@@ -67,11 +67,15 @@ struct FusionTests {
             normalization("bn_depthwise"), relu("relu", nil),
             ["class_name": "Conv2D", "config": ["name": "project", "filters": 32, "kernel_size": [1, 1], "use_bias": true]],
             normalization("bn_project"),
+            // Two kernels per channel: the depthwise kernel's scalar loop, then the epilogue.
+            ["class_name": "DepthwiseConv2D", "config": ["name": "multiplied", "kernel_size": [3, 3], "padding": "same", "use_bias": false, "depth_multiplier": 2]],
+            normalization("bn_multiplied"), relu("relu_multiplied", 6),
         ]]]
         let model = try GradientTests.model(architecture: config, seed: 3)
         let executor = try Executor(model: model)
         #expect(Self.plan(executor) == ["conv": "epilogue", "bn": "pass", "relu6": "pass", "depthwise": "epilogue", "bn_depthwise": "pass",
-                                        "relu": "pass", "project": "epilogue", "bn_project": "pass"])
+                                        "relu": "pass", "project": "epilogue", "bn_project": "pass", "multiplied": "epilogue",
+                                        "bn_multiplied": "pass", "relu_multiplied": "pass"])
         if CPU.isa >= Int32(LAQ_ISA_AVX512) {
             // 64 and 32 filters: the panels, read in place.
             for name in ["conv", "project"] {
@@ -84,6 +88,31 @@ struct FusionTests {
         var random = SplitMix64(seed: 8)
         let x = Tensor(shape: [3, 11, 10, 3], data: (0..<(3 * 11 * 10 * 3)).map { _ in random.uniform() * 4 - 2 })
         try Self.checkSameBits(executor, [x], "MobileNet blocks")
+    }
+
+    @Test("A convolution on panels and a depthwise convolution over an input with no positions, padded by a folded ZeroPadding2D: the bias, normalized, everywhere")
+    func emptyPaddedInput() throws {
+        for depthwise in [false, true] {
+            let product: JSONValue = depthwise
+                ? ["class_name": "DepthwiseConv2D", "config": ["name": "c", "kernel_size": [3, 3], "padding": "valid", "use_bias": true, "depth_multiplier": 11]]
+                : ["class_name": "Conv2D", "config": ["name": "c", "filters": 32, "kernel_size": [3, 3], "padding": "valid", "use_bias": true]]
+            let config: JSONValue = ["class_name": "Sequential", "config": ["name": "m", "layers": [
+                ["class_name": "InputLayer", "config": ["name": "x", "batch_shape": [nil, 0, 2, 3]]],
+                ["class_name": "ZeroPadding2D", "config": ["name": "pad", "padding": [[2, 2], [1, 1]]]],
+                product,
+                ["class_name": "BatchNormalization", "config": ["name": "bn", "epsilon": 0.001]],
+                ["class_name": "ReLU", "config": ["name": "relu", "max_value": 6.0]],
+            ]]]
+            let model = try GradientTests.model(architecture: config, seed: 2)
+            let executor = try Executor(model: model)
+            #expect(executor.fusedInto["pad"] == "c" && executor.fusedInto["bn"] == "c", "depthwise \(depthwise)")
+            let x = Tensor(shape: [2, 0, 2, 3], data: [])
+            let output = try executor.predict([x])[0]
+            #expect(output.shape == [2, 2, 2, 32] || output.shape == [2, 2, 2, 33], "depthwise \(depthwise): \(output.shape)")
+            let finite = output.data.allSatisfy { $0.isFinite }
+            #expect(finite, "depthwise \(depthwise)")
+            try Self.checkSameBits(executor, [x], "empty input, depthwise \(depthwise)")
+        }
     }
 
     @Test("Dense → BatchNormalization → Activation fuses with packed kernels, with float32 and int8 activations")

@@ -93,7 +93,9 @@ import Testing
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75)]
         for (index, item) in cases.enumerated() {
             var generator = SplitMix64(seed: UInt64(index + 40))
-            let x = Self.random(item.batch * item.height * item.width * item.channels, &generator)
+            // Every seventh input −0, every eleventh large (ReLU ceilings reached).
+            let x = Self.random(item.batch * item.height * item.width * item.channels, &generator).enumerated()
+                .map { $0.offset % 7 == 3 ? -0.0 : $0.offset % 11 == 5 ? $0.element * 50 : $0.element }
             let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters
             let w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
             let scale = Self.random(n, &generator), shift = Self.random(n, &generator)
@@ -124,7 +126,10 @@ import Testing
                                 let (split, panelCount) = (m / 3, (n + 31) / 32)
                                 for (begin, end) in [(0, split), (split, m)] {
                                     for (first, last) in [(0, panelCount / 2), (panelCount / 2, panelCount)] {
-                                        laq_panels_convolve(x, &shape, zeros, panels, n, &epilogue, &c, begin, end, first, last, &sources, &steps, isa)
+                                        panels.withUnsafeBufferPointer { panels in
+                                            laq_panels_convolve(x, &shape, zeros, panels.baseAddress! + first * k * 32, n, &epilogue, &c, begin, end,
+                                                                first, last, &sources, &steps, isa)
+                                        }
                                     }
                                 }
                             }

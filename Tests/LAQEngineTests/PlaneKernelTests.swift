@@ -123,7 +123,7 @@ import Testing
         }
     }
 
-    @Test("panels decoded from the planes hold the levels on every instruction set, and their product has the dequantized matrix's panel-product bits")
+    @Test("panels decoded from the planes hold the levels on every instruction set, and their products (and a convolution read in place) have the dequantized matrix's panel-product bits")
     func decodedPanels() throws {
         for isa in Self.instructionSets {
             for (index, item) in Self.cases.enumerated() {
@@ -142,7 +142,7 @@ import Testing
                     let width = min(32, item.n - 32 * p)
                     for t in 0..<item.k {
                         let decoded = panel[(t * 32)..<(t * 32 + width)], expected = packed[((p * item.k + t) * 32)..<((p * item.k + t) * 32 + width)]
-                        #expect(Array(decoded) == Array(expected), "isa \(isa), \(item), panel \(p), row \(t)")
+                        #expect(decoded.map(\.bitPattern) == expected.map(\.bitPattern), "isa \(isa), \(item), panel \(p), row \(t)")
                         let finite = panel[(t * 32)..<(t * 32 + 32)].allSatisfy { $0.isFinite }
                         #expect(finite, "isa \(isa), \(item): finite past n")
                     }
@@ -161,6 +161,21 @@ import Testing
                     let expected = PanelKernelTests.reference(a, lda: lda, w, m: m, k: item.k, n: item.n, c: start, accumulate: accumulate)
                     #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "\(item), m = \(m), accumulate \(accumulate)")
                 }
+                // Read in place as a 1×1 convolution over 250 positions, with a bias: the same chains.
+                var generator = SplitMix64(seed: UInt64(index))
+                let m = 250
+                let x = PanelKernelTests.random(m * item.k, &generator), bias = PanelKernelTests.random(item.n, &generator)
+                let shape = laq_conv_shape(height: 1, width: m, channels: item.k, out_height: 1, out_width: m, kernel_h: 1, kernel_w: 1,
+                                           stride_h: 1, stride_w: 1, dilation_h: 1, dilation_w: 1, pad_top: 0, pad_left: 0)
+                var convolved = [Float](repeating: .nan, count: m * item.n)
+                bias.withUnsafeBufferPointer { bias in
+                    let epilogue = laq_epilogue(bias: bias.baseAddress, scale: nil, shift: nil, relu: Int32(LAQ_RELU_NONE), threshold: 0, slope: 0, ceiling: 0)
+                    x.withUnsafeBufferPointer { x in
+                        convolved.withUnsafeMutableBufferPointer { matrix.convolveDecodingPanels(x.baseAddress!, shape: shape, m: m, epilogue: epilogue, into: $0.baseAddress!) }
+                    }
+                }
+                let expected = PanelKernelTests.reference(x, lda: item.k, w, m: m, k: item.k, n: item.n, c: (0..<m).flatMap { _ in bias }, accumulate: true)
+                #expect(convolved.map(\.bitPattern) == expected.map(\.bitPattern), "\(item): a convolution read in place")
             }
         }
     }
@@ -232,8 +247,8 @@ import Testing
             for isa in Self.instructionSets {
                 let (matrix, _, _) = try #require(Self.matrix(item, isa: isa, seed: UInt64(40 + index), int8: true))
                 #expect((matrix.signedPair != nil) == item.symmetric)
-                // Tiles of every size up to 24 rows (7; 17 in one tile or two; 30 and 60, ≥ 48 split by rows).
-                for m in [7, 17, 30, 60] {
+                // Tiles of every size up to 24 rows (then 30, and 60: ≥ 48, split by rows).
+                for m in Array(6...25) + [30, 60] {
                     var generator = SplitMix64(seed: UInt64(index))
                     var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
                     a[5 * item.k + 3] = .nan  // row 5 gives NaN outputs
@@ -253,6 +268,20 @@ import Testing
                     let nanRow = together[(5 * item.n)..<(6 * item.n)].allSatisfy { $0.isNaN }
                     #expect(nanRow, "\(levelCount) levels, isa \(isa), m = \(m): the row holding a NaN")
                 }
+            }
+        }
+    }
+
+    @Test("int8 activations only where the int32 sums cannot overflow: K below 2³¹/(15·127) for bit planes, 2³¹/254 for one-hot")
+    func int8Bound() throws {
+        for (levelCount, limit) in [(16, Int(Int32.max) / (15 * 127) / 4 * 4), (3, Int(Int32.max) / 254 / 4 * 4)] {
+            for (k, expected) in [(limit, true), (limit + 4, false)] {
+                let matrix = try #require(PlaneMatrix(rows: k, columns: 1, levelCount: levelCount, levels: (0..<levelCount).map { Float($0) - 1 },
+                                                      perColumn: false, int8Activations: true) { _, count, output in
+                    output.update(repeating: 1, count: count)
+                    return true
+                })
+                #expect(matrix.int8Activations == expected, "\(levelCount) levels, K = \(k)")
             }
         }
     }

@@ -6,7 +6,8 @@
 // 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per
 // channel (signed planes), 3-bit with random levels (packed bytes); binary, both ternaries and
 // 2-, 3- and 4-bit linear per channel with int8 activations.
-// Plane matrices run on SIMD kernels for up to 16 rows of A, any number with int8 activations.
+// Plane matrices run on SIMD kernels: on the planes for small batches (and one plane, and int8
+// activations, at any batch), on panels decoded from them for larger ones (AVX-512).
 import Foundation
 import LAQEngine
 import LAQExamples

@@ -67,15 +67,6 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
 void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
 
-/// Bit dot planes (codes affine in every column: level(c) = offsets[n] + c·steps[n]), m rows of A
-/// (row r: q + r·stride, its scale and total Σ q): c[r][n] (+)= scale_r · (offsets[n]·total_r +
-/// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32, for the columns of blocks
-/// [block_begin, block_end). With AVX-512 VNNI each word set's code bytes serve a tile of up to 24
-/// rows, one dot product per 64 weights and row. Every `isa`, and any m, gives the same bits.
-void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
-                                 long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
-                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa);
-
 /// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
 /// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
 /// past n hold their table's finite entries, which no panel product stores.
@@ -109,7 +100,8 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 /// batch costs about one dot product per 64 weights, plane and row. Row r of C at c + r·ldc.
 /// With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine as
 /// laq_dot_planes_multiply_signed_pair does, and tiles of up to 24 rows take one dot product per
-/// 64 weights and row (bytes w + 1 ∈ {0, 1, 2} by q, less the row's total). The same bits as m
+/// 64 weights and row (bytes w + 1 ∈ {0, 1, 2} by q, less the row's total: each row's q must be
+/// zero from k to 4·k4, as laq_int8_quantize leaves it, and total its sum). The same bits as m
 /// calls of the one-row kernel, on every `isa`.
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
@@ -127,18 +119,14 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
 
 /// Bit dot planes (codes affine in every column: level(c) = offsets[n] + c·steps[n]), m rows of A
 /// (row r: q + r·stride, its scale and total Σ q): c[r][n] (+)= scale_r · (offsets[n]·total_r +
-/// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32, for the columns of blocks
-/// [block_begin, block_end). With AVX-512 VNNI each word set's code bytes serve a tile of up to 24
-/// rows, one dot product per 64 weights and row. Every `isa`, and any m, gives the same bits.
+/// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32 while 15·127·4·k4 < 2³¹ (the
+/// caller's bound), for the columns of blocks [block_begin, block_end). With AVX-512 VNNI each
+/// word set's code bytes (masked adds, or with VBMI and GFNI a byte permutation and a bit
+/// transpose) serve a tile of up to 24 rows: one dot product per 64 weights and row. Every
+/// `isa`, and any m, gives the same bits.
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
                                  float *c, long ldc, int accumulate, long block_begin, long block_end, int isa);
-
-/// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
-/// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
-/// past n hold their table's finite entries, which no panel product stores.
-void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
-                             long panel, float *out, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
@@ -254,7 +242,8 @@ typedef struct {
 } laq_conv_shape;
 
 /// C[i][32p + j] = epilogue(Σ_t A[i][t]·W[t][32p + j]) for output positions row_begin ≤ i <
-/// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n), A the
+/// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n; `panels`
+/// holds those panels, panel_begin's first, in the layout of laq_panels_pack), A the
 /// im2col matrix of `x` (batch × height × width × channels) never built: each tap's channels are
 /// read in place, `zeros` (at least `channels` zeros) standing for taps outside the input. The
 /// chains are those of laq_panels_multiply over the im2col matrix, and the epilogue the passes it

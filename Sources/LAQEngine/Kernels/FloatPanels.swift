@@ -51,33 +51,48 @@ struct FloatPanels: Sendable {
     func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>) {
         precondition(shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
-        ProductCount.add(m * rows * columns)
-        let zeros = [Float](repeating: 0, count: max(1, shape.channels))
-        let (n, panelCount, taps) = (columns, self.panelCount, shape.kernel_h * shape.kernel_w)
+        let (k, panelCount) = (rows, self.panelCount)
         // Blocks of about 96 rows (whole tiles of 12), as the product's.
         let blocks = (m + 95) / 96
         let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
         let rowBlocks = (m + blockRows - 1) / blockRows
         let split = rowBlocks >= 4 * Parallel.threadCount ? 1 : panelCount
-        let tasks = rowBlocks * split, perTask = (panelCount + split - 1) / split
+        let perTask = (panelCount + split - 1) / split
+        panels.withUnsafeBufferPointer { panels in
+            let w = SharedPointer(panels.baseAddress!)
+            Self.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: rowBlocks * split) { range, convolve in
+                for task in range {
+                    let (block, group) = (task / split, task % split)
+                    let (first, panel) = (block * blockRows, group * perTask)
+                    convolve(w.base + panel * k * 32, first, min(first + blockRows, m), panel, min(panel + perTask, panelCount))
+                }
+            }
+        }
+    }
+
+    /// A convolution on panels in `tasks` tasks shared between laq's threads: each part of them
+    /// runs `part(tasks, convolve)`, where convolve(panels, first, end, panelBegin, panelEnd)
+    /// computes output positions [first, end) of panels [panelBegin, panelEnd), those panels'
+    /// values from `panels` on (`laq_panels_convolve`, with the part's table of tap sources).
+    static func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, n: Int, epilogue: laq_epilogue,
+                         into c: UnsafeMutablePointer<Float>, tasks: Int,
+                         _ part: @Sendable (Range<Int>, (UnsafePointer<Float>, Int, Int, Int, Int) -> Void) -> Void) {
+        guard m > 0, n > 0 else { return }
+        let taps = shape.kernel_h * shape.kernel_w, k = taps * shape.channels
+        ProductCount.add(m * k * n)
+        let zeros = [Float](repeating: 0, count: max(1, shape.channels))
         let (x, c) = (SharedPointer(x), SharedPointer(c))
         zeros.withUnsafeBufferPointer { zeros in
-            panels.withUnsafeBufferPointer { panels in
-                withUnsafePointer(to: shape) { shape in
-                    withUnsafePointer(to: epilogue) { epilogue in
-                        let (zeros, w, shape, epilogue) = (SharedPointer(zeros.baseAddress!), SharedPointer(panels.baseAddress!),
-                                                           SharedPointer(shape), SharedPointer(epilogue))
-                        // One task per part below 2¹⁸ multiply-adds (the threads' start would cost more).
-                        Parallel.forEach(tasks, work: m * rows * columns >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
-                            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
-                                withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in
-                                    for task in range {
-                                        let (block, group) = (task / split, task % split)
-                                        let first = block * blockRows
-                                        laq_panels_convolve(x.base, shape.base, zeros.base, w.base, n, epilogue.base, c.base, first,
-                                                            min(first + blockRows, m), group * perTask, min((group + 1) * perTask, panelCount),
-                                                            sources.baseAddress!, steps.baseAddress!, CPU.isa)
-                                    }
+            withUnsafePointer(to: shape) { shape in
+                withUnsafePointer(to: epilogue) { epilogue in
+                    let (zeros, shape, epilogue) = (SharedPointer(zeros.baseAddress!), SharedPointer(shape), SharedPointer(epilogue))
+                    // One part below 2¹⁸ multiply-adds (the threads' start would cost more).
+                    Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+                        withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
+                            withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in
+                                part(range) { panels, first, end, panelBegin, panelEnd in
+                                    laq_panels_convolve(x.base, shape.base, zeros.base, panels, n, epilogue.base, c.base, first, end,
+                                                        panelBegin, panelEnd, sources.baseAddress!, steps.baseAddress!, CPU.isa)
                                 }
                             }
                         }

@@ -99,8 +99,11 @@ struct PlaneMatrix: @unchecked Sendable {
             return nil
         }
         guard planeCount <= Int(LAQ_MAX_PLANES) else { return nil }
-        // No dot planes for signed planes: such a matrix multiplies float32 activations.
+        // No dot planes for signed planes, nor where an int32 sum could overflow (bit planes sum
+        // codes up to 15 by |q| ≤ 127, one-hot planes bytes up to 2): such a matrix multiplies
+        // float32 activations.
         let int8Activations = int8Activations && kind != Self.signedPlanes
+            && (rows + 3) / 4 * 4 * (kind == Self.bitPlanes ? 15 * 127 : 2 * 127) <= Int(Int32.max)
         let blocks = (columns + 63) / 64, padded = blocks * 64
         let groups = (rows + 3) / 4
         var words = [UInt64](repeating: 0, count: max(1, blocks * (int8Activations ? 4 * groups : rows) * planeCount))
@@ -337,6 +340,40 @@ struct PlaneMatrix: @unchecked Sendable {
                         let column = 32 * panel
                         laq_panel_multiply(shared.a, lda, buffer, k, min(32, n - column), shared.c + column, ldc, first, end,
                                            accumulate ? 1 : 0, isa)
+                    }
+                }
+            }
+        }
+    }
+
+    /// A convolution of `x` (NHWC, `shape`) with this matrix as its kernel, read in place
+    /// (``FloatPanels/convolve(_:shape:m:epilogue:into:)``) on panels decoded from the planes as
+    /// ``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)`` decodes them: a panel by blocks of
+    /// at least 192 output positions per task, panel first, each part decoding its panels once.
+    func convolveDecodingPanels(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue,
+                                into c: UnsafeMutablePointer<Float>) {
+        precondition(decodesPanels && shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
+        guard m > 0 else { return }
+        let rowBlocks = max(1, m / 192)
+        let blockRows = ((m + rowBlocks - 1) / rowBlocks + 11) / 12 * 12
+        let panels = (columns + 31) / 32
+        let (k, n, planes, kind, isa) = (rows, columns, Int32(planeCount), kind, isa)
+        words.withUnsafeBufferPointer { words in
+            columnLevels.withUnsafeBufferPointer { levels in
+                let (words, levels) = (SharedPointer(words.baseAddress!), SharedPointer(levels.baseAddress!))
+                FloatPanels.convolve(x, shape: shape, m: m, n: n, epilogue: epilogue, into: c, tasks: panels * rowBlocks) { range, convolve in
+                    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
+                    defer { buffer.deallocate() }
+                    var decoded = -1
+                    for task in range {
+                        let (panel, rowBlock) = (task / rowBlocks, task % rowBlocks)
+                        let first = rowBlock * blockRows, end = min(first + blockRows, m)
+                        guard first < end else { continue }
+                        if panel != decoded {
+                            laq_planes_decode_panel(words.base, planes, kind, k, n, levels.base, panel, buffer, isa)
+                            decoded = panel
+                        }
+                        convolve(buffer, first, end, panel, panel + 1)
                     }
                 }
             }

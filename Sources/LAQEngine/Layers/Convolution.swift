@@ -52,7 +52,9 @@ public struct ConvolutionLayer: LayerKind {
     }
 }
 
-/// A convolution's computation as im2col + GEMM.
+/// A convolution's computation: read in place on panels (inference, where the kernel has or
+/// decodes them), else im2col and a product (and always in training, whose backward pass
+/// multiplies the im2col matrix it keeps).
 struct ConvolutionOp: Op {
     let name: String
     let spatial: Int
@@ -128,19 +130,30 @@ struct ConvolutionOp: Op {
     }
 
     /// The convolution before the activation (then the fused normalization, when there is one):
-    /// straight from the input on panels, else through im2col.
+    /// read in place on panels (a float32 kernel's, or decoded from a packed kernel's planes
+    /// where that is how its product runs), else through im2col.
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
-        if case let .panels(panels) = kernelMatrix { return try convolved(x, on: panels) }
-        var z = try linearKeepingColumns(x).output
-        if let normalization { Elementwise.scaleShift(&z.data, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
-        return z
+        let g = try Geometry(x, spatial: spatial, layer: name)
+        let (rows, cols) = windows(g)
+        let positions = g.batch * rows.output * cols.output
+        switch kernelMatrix {
+        case let .panels(panels):
+            return try convolved(x, g) { x, shape, m, epilogue, c in panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c) }
+        case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
+            let planes = matrix.planes!
+            return try convolved(x, g) { x, shape, m, epilogue, c in planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c) }
+        default:
+            var z = try linearKeepingColumns(x).output
+            if let normalization { Elementwise.scaleShift(&z.data, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
+            return z
+        }
     }
 
-    /// The convolution on panels without an im2col matrix, the bias and the fused normalization
-    /// applied as each tile is stored (`laq_panels_convolve`): the bits of im2col, the panel
-    /// product and the passes after it.
-    private func convolved(_ x: Tensor, on panels: FloatPanels) throws(EngineError) -> Tensor {
-        let g = try Geometry(x, spatial: spatial, layer: name)
+    /// The convolution read in place by `convolve(x, shape, positions, epilogue, output)`, the
+    /// bias and the fused normalization applied as each tile is stored (`laq_panels_convolve`):
+    /// the bits of im2col, the panel product and the passes after it.
+    private func convolved(_ x: Tensor, _ g: Geometry,
+                           _ convolve: (UnsafePointer<Float>, laq_conv_shape, Int, laq_epilogue, UnsafeMutablePointer<Float>) -> Void) throws(EngineError) -> Tensor {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
@@ -151,23 +164,22 @@ struct ConvolutionOp: Op {
         let geometry = laq_conv_shape(height: g.height, width: g.width, channels: g.channels, out_height: rows.output, out_width: cols.output,
                                       kernel_h: kernelSize[0], kernel_w: kernelSize[1], stride_h: strides[0], stride_w: strides[1],
                                       dilation_h: dilation[0], dilation_w: dilation[1], pad_top: rows.padBefore, pad_left: cols.padBefore)
-        let relu = normalization?.relu.parameters ?? Elementwise.FollowingReLU.none.parameters
+        let relu = (normalization?.relu ?? .none).parameters
         Matrix.withPointer(bias) { bias in
             Matrix.withPointer(normalization?.scale) { scale in
                 Matrix.withPointer(normalization?.shift) { shift in
                     let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
                                                 slope: relu.slope, ceiling: relu.ceiling)
-                    x.data.withUnsafeBufferPointer { input in
-                        output.withUnsafeMutableBufferPointer { out in
-                            panels.convolve(input.baseAddress!, shape: geometry, m: positions, epilogue: epilogue, into: out.baseAddress!)
-                        }
+                    // An input with no positions (padded by a folded ZeroPadding2D) is never read:
+                    // every tap is padding. The kernel still gets an address.
+                    (x.data.isEmpty ? [0] : x.data).withUnsafeBufferPointer { input in
+                        output.withUnsafeMutableBufferPointer { out in convolve(input.baseAddress!, geometry, positions, epilogue, out.baseAddress!) }
                     }
                 }
             }
         }
         return Tensor(shape: shape, data: output)
     }
-
 
     /// The convolution before the activation, and the im2col matrix it multiplied (kept by the
     /// training forward for the backward pass); both from `workspace` when given.
