@@ -348,31 +348,29 @@ struct PlaneMatrix: @unchecked Sendable {
 
     /// A convolution of `x` (NHWC, `shape`) with this matrix as its kernel, read in place
     /// (``FloatPanels/convolve(_:shape:m:epilogue:into:)``) on panels decoded from the planes as
-    /// ``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)`` decodes them: a panel by blocks of
-    /// at least 192 output positions per task, panel first, each part decoding its panels once.
+    /// ``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)`` decodes them. A task is one panel
+    /// over a group of about 1,536 output positions, group first: the group's input stays in
+    /// cache while its panels are decoded in turn (a decode is about 1/1,000 of the task's work),
+    /// where a panel through every position would read the whole input once per panel.
     func convolveDecodingPanels(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue,
                                 into c: UnsafeMutablePointer<Float>) {
         precondition(decodesPanels && shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
-        let rowBlocks = max(1, m / 192)
-        let blockRows = ((m + rowBlocks - 1) / rowBlocks + 11) / 12 * 12
+        let groups = (m + 1535) / 1536
+        let groupRows = ((m + groups - 1) / groups + 11) / 12 * 12
         let panels = (columns + 31) / 32
         let (k, n, planes, kind, isa) = (rows, columns, Int32(planeCount), kind, isa)
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
                 let (words, levels) = (SharedPointer(words.baseAddress!), SharedPointer(levels.baseAddress!))
-                FloatPanels.convolve(x, shape: shape, m: m, n: n, epilogue: epilogue, into: c, tasks: panels * rowBlocks) { range, convolve in
+                FloatPanels.convolve(x, shape: shape, m: m, n: n, epilogue: epilogue, into: c, tasks: groups * panels) { range, convolve in
                     let buffer = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
                     defer { buffer.deallocate() }
-                    var decoded = -1
                     for task in range {
-                        let (panel, rowBlock) = (task / rowBlocks, task % rowBlocks)
-                        let first = rowBlock * blockRows, end = min(first + blockRows, m)
+                        let (group, panel) = (task / panels, task % panels)
+                        let first = group * groupRows, end = min(first + groupRows, m)
                         guard first < end else { continue }
-                        if panel != decoded {
-                            laq_planes_decode_panel(words.base, planes, kind, k, n, levels.base, panel, buffer, isa)
-                            decoded = panel
-                        }
+                        laq_planes_decode_panel(words.base, planes, kind, k, n, levels.base, panel, buffer, isa)
                         convolve(buffer, first, end, panel, panel + 1)
                     }
                 }
