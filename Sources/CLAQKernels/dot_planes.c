@@ -1,8 +1,9 @@
 // Dot-plane kernels: plane-matrix products with int8 activations (layout in
 // include/laq_kernels.h). Per plane, the plane bits become 0/1 bytes and a 4-way u8·s8 dot
 // product adds the activations of the plane's rows into 32-bit sums (VPDPBUSD on AVX-512 VNNI,
-// plain loops otherwise); the sums are exact, and one scalar combination turns them into
-// outputs, so every instruction set gives the same bits.
+// plain loops otherwise); the sums are exact, and one combination (the same operations, 16
+// columns at a time on AVX-512) turns them into outputs, so every instruction set gives the same
+// bits.
 #include "laq_kernels.h"
 
 #include <math.h>
@@ -11,6 +12,117 @@
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
+
+// The combinations are products and sums rounded one by one, never contracted into fused
+// multiply-adds: every instruction set gives the scalar loops' bits.
+#pragma clang fp contract(off)
+
+// out[j] (+)= scale·(L₀[j]·(total − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j]) for j < width, S_p at
+// sums + 64·p, L at lv (rows 64 apart). The AVX-512 form does each column's operations in the
+// scalar order, 16 columns at a time.
+static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, float *out, long width,
+                           int accumulate, int isa);
+// out[j] (+)= scale·(L[j]·D[j]) for j < width (symmetric ternary).
+static void combine_pair(const int32_t *d, float scale, const float *levels, float *out, long width, int accumulate, int isa);
+// out[j] (+)= scale·(offsets[j]·total + steps[j]·C[j]) for j < width (bit planes' code sums).
+static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, float *out,
+                          long width, int accumulate, int isa);
+
+#if defined(__x86_64__)
+__attribute__((target("avx512f"), always_inline)) static inline __mmask16 lanes_left(long left) {
+    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
+}
+
+__attribute__((target("avx512f"), always_inline)) static inline void store_combined(float *out, __mmask16 m, __m512 y, int accumulate) {
+    if (accumulate) y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), y);
+    _mm512_mask_storeu_ps(out, m, y);
+}
+
+__attribute__((target("avx512f"))) static void combine_planes_avx512(const int32_t *sums, int planes, int32_t total, float scale,
+                                                                    const float *lv, float *out, long width, int accumulate) {
+    for (long j = 0; j < width; j += 16) {
+        const __mmask16 m = lanes_left(width - j);
+        __m512i rest = _mm512_set1_epi32(total);
+        __m512 y = _mm512_setzero_ps();
+        for (int p = 0; p < planes; p++) {
+            const __m512i s = _mm512_maskz_loadu_epi32(m, sums + p * 64 + j);
+            rest = _mm512_sub_epi32(rest, s);
+            y = _mm512_add_ps(y, _mm512_mul_ps(_mm512_maskz_loadu_ps(m, lv + (p + 1) * 64 + j), _mm512_cvtepi32_ps(s)));
+        }
+        y = _mm512_mul_ps(_mm512_set1_ps(scale), _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, lv + j), _mm512_cvtepi32_ps(rest)), y));
+        store_combined(out + j, m, y, accumulate);
+    }
+}
+
+__attribute__((target("avx512f"))) static void combine_pair_avx512(const int32_t *d, float scale, const float *levels, float *out,
+                                                                  long width, int accumulate) {
+    for (long j = 0; j < width; j += 16) {
+        const __mmask16 m = lanes_left(width - j);
+        const __m512 product = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, levels + j), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, d + j)));
+        store_combined(out + j, m, _mm512_mul_ps(_mm512_set1_ps(scale), product), accumulate);
+    }
+}
+
+__attribute__((target("avx512f"))) static void combine_codes_avx512(const int32_t *codes, float total, float scale, const float *offsets,
+                                                                   const float *steps, float *out, long width, int accumulate) {
+    for (long j = 0; j < width; j += 16) {
+        const __mmask16 m = lanes_left(width - j);
+        const __m512 sum = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, offsets + j), _mm512_set1_ps(total)),
+                                         _mm512_mul_ps(_mm512_maskz_loadu_ps(m, steps + j), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, codes + j))));
+        store_combined(out + j, m, _mm512_mul_ps(_mm512_set1_ps(scale), sum), accumulate);
+    }
+}
+#endif
+
+static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, float *out, long width,
+                           int accumulate, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        combine_planes_avx512(sums, planes, total, scale, lv, out, width, accumulate);
+        return;
+    }
+#endif
+    (void)isa;
+    for (long j = 0; j < width; j++) {
+        int32_t rest = total;
+        float y = 0;
+        for (int p = 0; p < planes; p++) {
+            rest -= sums[p * 64 + j];
+            y += lv[(p + 1) * 64 + j] * (float)sums[p * 64 + j];
+        }
+        y = scale * (lv[j] * (float)rest + y);
+        out[j] = accumulate ? out[j] + y : y;
+    }
+}
+
+static void combine_pair(const int32_t *d, float scale, const float *levels, float *out, long width, int accumulate, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        combine_pair_avx512(d, scale, levels, out, width, accumulate);
+        return;
+    }
+#endif
+    (void)isa;
+    for (long j = 0; j < width; j++) {
+        const float y = scale * (levels[j] * (float)d[j]);
+        out[j] = accumulate ? out[j] + y : y;
+    }
+}
+
+static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, float *out,
+                          long width, int accumulate, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        combine_codes_avx512(codes, total, scale, offsets, steps, out, width, accumulate);
+        return;
+    }
+#endif
+    (void)isa;
+    for (long j = 0; j < width; j++) {
+        const float y = scale * (offsets[j] * total + steps[j] * (float)codes[j]);
+        out[j] = accumulate ? out[j] + y : y;
+    }
+}
 
 #if defined(__x86_64__)
 // The scalar definition below, 16 values at a time: the same maximum, the same IEEE divisions,
@@ -163,19 +275,8 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 #endif
                 sums_scalar(q, k4, w, plane_count, sums);
         }
-        const float *lv = levels + b * (plane_count + 1) * 64;
-        for (long j = 0; j < width; j++) {
-            int32_t rest = total;
-            float y = 0;
-            for (int p = 0; p < plane_count; p++) {
-                rest -= sums[p * 64 + j];
-                y += lv[(p + 1) * 64 + j] * (float)sums[p * 64 + j];
-            }
-            y = scale * (lv[j] * (float)rest + y);
-            c[first + j] = accumulate ? c[first + j] + y : y;
-        }
+        combine_planes(sums, plane_count, total, scale, levels + b * (plane_count + 1) * 64, c + first, width, accumulate, isa);
     }
-    (void)isa;
 }
 
 #if defined(__x86_64__)
@@ -321,32 +422,15 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
             if (pair_levels) {
                 // The combination of laq_dot_planes_multiply_signed_pair on D, exact.
                 rows_pair_vnni(q + r0 * stride, stride, k4, w, rows, totals + r0, sums);
-                for (int r = 0; r < rows; r++) {
-                    const int32_t *d = sums + r * 64;
-                    float *out = c + (r0 + r) * ldc;
-                    for (long j = 0; j < width; j++) {
-                        const float y = scales[r0 + r] * (pair_levels[first + j] * (float)d[j]);
-                        out[first + j] = accumulate ? out[first + j] + y : y;
-                    }
-                }
+                for (int r = 0; r < rows; r++)
+                    combine_pair(sums + r * 64, scales[r0 + r], pair_levels + first, c + (r0 + r) * ldc + first, width, accumulate, isa);
                 continue;
             }
             rows_vnni(q + r0 * stride, stride, k4, w, rows, plane_count, sums);
-            for (int r = 0; r < rows; r++) {
-                const int32_t *own = sums + r * plane_count * 64;
-                float *out = c + (r0 + r) * ldc;
-                // The same combination, in the same order, as laq_dot_planes_multiply.
-                for (long j = 0; j < width; j++) {
-                    int32_t rest = totals[r0 + r];
-                    float y = 0;
-                    for (int p = 0; p < plane_count; p++) {
-                        rest -= own[p * 64 + j];
-                        y += lv[(p + 1) * 64 + j] * (float)own[p * 64 + j];
-                    }
-                    y = scales[r0 + r] * (lv[j] * (float)rest + y);
-                    out[first + j] = accumulate ? out[first + j] + y : y;
-                }
-            }
+            // The same combination, in the same order, as laq_dot_planes_multiply.
+            for (int r = 0; r < rows; r++)
+                combine_planes(sums + r * plane_count * 64, plane_count, totals[r0 + r], scales[r0 + r], lv, c + (r0 + r) * ldc + first,
+                               width, accumulate, isa);
         }
     }
 #endif
@@ -415,13 +499,8 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
         else
 #endif
             signed_pair_scalar(q, k4, w, d);
-        const float *lv = levels + first;
-        for (long j = 0; j < width; j++) {
-            const float y = scale * (lv[j] * (float)d[j]);
-            c[first + j] = accumulate ? c[first + j] + y : y;
-        }
+        combine_pair(d, scale, levels + first, c + first, width, accumulate, isa);
     }
-    (void)isa;
 }
 
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
@@ -681,16 +760,9 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
             else
 #endif
                 for (int r = 0; r < rows; r++) codes_scalar(q + (r0 + r) * stride, k4, w, plane_count, sums + r * 64);
-            for (int r = 0; r < rows; r++) {
-                const int32_t *own = sums + r * 64;
-                const float total = (float)totals[r0 + r], scale = scales[r0 + r];
-                float *out = c + (r0 + r) * ldc;
-                for (long j = 0; j < width; j++) {
-                    const float y = scale * (offsets[first + j] * total + steps[first + j] * (float)own[j]);
-                    out[first + j] = accumulate ? out[first + j] + y : y;
-                }
-            }
+            for (int r = 0; r < rows; r++)
+                combine_codes(sums + r * 64, (float)totals[r0 + r], scales[r0 + r], offsets + first, steps + first, c + (r0 + r) * ldc + first,
+                              width, accumulate, isa);
         }
     }
-    (void)isa;
 }
