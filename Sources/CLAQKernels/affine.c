@@ -4,6 +4,7 @@
 // by comparisons and selections in the order the scalar definition uses, so every instruction
 // set gives the scalar definition's bits, NaN and signed zeros included.
 #include "laq_kernels.h"
+#include "lanes.h"
 #if defined(__x86_64__)
 #include <immintrin.h>
 #endif
@@ -100,7 +101,7 @@ __attribute__((target("avx512f"))) static void column_sums_avx512(const float *a
 #pragma clang loop unroll(full)
         for (long v = 0; v < 4; v++) {
             const long left = end - j0 - 16 * v;
-            masks[v] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+            masks[v] = laq_lanes(left);
             acc[v] = _mm512_setzero_ps();
         }
         for (long r = 0; r < rows; r++) {

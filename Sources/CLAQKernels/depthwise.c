@@ -7,6 +7,7 @@
 // in a register and stores once. The bias is an epilogue's (laq_epilogue), which may go on with
 // an inference BatchNormalization and its ReLU before the store.
 #include "laq_kernels.h"
+#include "lanes.h"
 #include "epilogue.h"
 
 #pragma clang fp contract(off)
@@ -79,7 +80,7 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
 #pragma clang loop unroll(full)
                 for (long b = 0; b < 4; b++) {
                     const long left = channels - c0 - 16 * b;
-                    masks[b] = left >= 16 ? (__mmask16)0xFFFF : left > 0 ? (__mmask16)((1u << left) - 1) : (__mmask16)0;
+                    masks[b] = laq_lanes(left);
                     acc[b] = _mm512_setzero_ps();
                 }
                 for (long th = 0; th < kernel_h; th++) {

@@ -5,6 +5,7 @@
 // columns at a time on AVX-512) turns them into outputs, so every instruction set gives the same
 // bits.
 #include "laq_kernels.h"
+#include "lanes.h"
 
 #include <math.h>
 #include <string.h>
@@ -29,10 +30,6 @@ static void combine_codes(const int32_t *codes, float total, float scale, const 
                           long width, int accumulate, int isa);
 
 #if defined(__x86_64__)
-__attribute__((target("avx512f"), always_inline)) static inline __mmask16 lanes_left(long left) {
-    return left >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << left) - 1);
-}
-
 __attribute__((target("avx512f"), always_inline)) static inline void store_combined(float *out, __mmask16 m, __m512 y, int accumulate) {
     if (accumulate) y = _mm512_add_ps(_mm512_maskz_loadu_ps(m, out), y);
     _mm512_mask_storeu_ps(out, m, y);
@@ -41,7 +38,7 @@ __attribute__((target("avx512f"), always_inline)) static inline void store_combi
 __attribute__((target("avx512f"))) static void combine_planes_avx512(const int32_t *sums, int planes, int32_t total, float scale,
                                                                     const float *lv, float *out, long width, int accumulate) {
     for (long j = 0; j < width; j += 16) {
-        const __mmask16 m = lanes_left(width - j);
+        const __mmask16 m = laq_lanes(width - j);
         __m512i rest = _mm512_set1_epi32(total);
         __m512 y = _mm512_setzero_ps();
         for (int p = 0; p < planes; p++) {
@@ -57,7 +54,7 @@ __attribute__((target("avx512f"))) static void combine_planes_avx512(const int32
 __attribute__((target("avx512f"))) static void combine_pair_avx512(const int32_t *d, float scale, const float *levels, float *out,
                                                                   long width, int accumulate) {
     for (long j = 0; j < width; j += 16) {
-        const __mmask16 m = lanes_left(width - j);
+        const __mmask16 m = laq_lanes(width - j);
         const __m512 product = _mm512_mul_ps(_mm512_maskz_loadu_ps(m, levels + j), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, d + j)));
         store_combined(out + j, m, _mm512_mul_ps(_mm512_set1_ps(scale), product), accumulate);
     }
@@ -66,7 +63,7 @@ __attribute__((target("avx512f"))) static void combine_pair_avx512(const int32_t
 __attribute__((target("avx512f"))) static void combine_codes_avx512(const int32_t *codes, float total, float scale, const float *offsets,
                                                                    const float *steps, float *out, long width, int accumulate) {
     for (long j = 0; j < width; j += 16) {
-        const __mmask16 m = lanes_left(width - j);
+        const __mmask16 m = laq_lanes(width - j);
         const __m512 sum = _mm512_add_ps(_mm512_mul_ps(_mm512_maskz_loadu_ps(m, offsets + j), _mm512_set1_ps(total)),
                                          _mm512_mul_ps(_mm512_maskz_loadu_ps(m, steps + j), _mm512_cvtepi32_ps(_mm512_maskz_loadu_epi32(m, codes + j))));
         store_combined(out + j, m, _mm512_mul_ps(_mm512_set1_ps(scale), sum), accumulate);
@@ -134,7 +131,7 @@ __attribute__((target("avx512f"))) static int int8_quantize_avx512(const float *
     __mmask16 bad = 0;
     const __m512i exponent = _mm512_set1_epi32(0x7F800000);
     for (long i = 0; i < k; i += 16) {
-        const __mmask16 mask = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+        const __mmask16 mask = laq_lanes(k - i);
         const __m512 v = _mm512_maskz_loadu_ps(mask, x + i);
         // A NaN or an infinity: every exponent bit set.
         bad |= _mm512_mask_cmpeq_epi32_mask(mask, _mm512_and_epi32(_mm512_castps_si512(v), exponent), exponent);
@@ -153,7 +150,7 @@ __attribute__((target("avx512f"))) static int int8_quantize_avx512(const float *
     const __m512i low = _mm512_set1_epi32(-127), high = _mm512_set1_epi32(127);
     __m512i sum = _mm512_setzero_si512();
     for (long i = 0; i < k; i += 16) {
-        const __mmask16 mask = k - i >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << (k - i)) - 1);
+        const __mmask16 mask = laq_lanes(k - i);
         const __m512 v = _mm512_div_ps(_mm512_maskz_loadu_ps(mask, x + i), divisor);
         const __m512i r = _mm512_min_epi32(_mm512_max_epi32(_mm512_cvtps_epi32(v), low), high);
         _mm512_mask_cvtepi32_storeu_epi8(q + i, mask, r);
@@ -376,10 +373,6 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_pair_vnn
     case R: rows_pair_vnni_r(q, stride, k4, w, R, totals, d); return;
     switch (rows) { LAQ_ROWS_24(0) default: break; }
 #undef LAQ_ROWS_CASE
-#undef LAQ_ROWS_6
-#undef LAQ_ROWS_8
-#undef LAQ_ROWS_12
-#undef LAQ_ROWS_24
     // Not reached: tiles hold at most 24 rows.
     for (int r = 0; r < rows; r++) signed_pair_vnni(q + r * stride, k4, w, d + r * 64);
 }
@@ -546,7 +539,6 @@ static void codes_scalar(const int8_t *q, long k4, const uint64_t *w, int planes
 __attribute__((target("avx512f,avx512bw,avx512vnni"), always_inline)) static inline __m512i
 code_bytes(const uint64_t *word, const int planes) {
     __m512i code = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)word), _mm512_set1_epi8(1));
-#pragma clang loop unroll(full)
     for (int p = 1; p < planes; p++)
         code = _mm512_mask_add_epi8(code, _load_mask64((__mmask64 *)(word + 4 * p)), code, _mm512_set1_epi8((char)(1 << p)));
     return code;
@@ -595,10 +587,7 @@ codes_rows_vnni_r(const int8_t *q, long stride, long k4, const uint64_t *w, int 
 #pragma clang loop unroll(full)
         for (int i = 0; i < rows; i++) acc[i] = _mm512_setzero_si512();
         for (long g = 0; g < k4; g++) {
-            const uint64_t *word = w + g * planes * 4 + s;
-            __m512i code = _mm512_maskz_mov_epi8(_load_mask64((__mmask64 *)word), _mm512_set1_epi8(1));
-            for (int p = 1; p < planes; p++)
-                code = _mm512_mask_add_epi8(code, _load_mask64((__mmask64 *)(word + 4 * p)), code, _mm512_set1_epi8((char)(1 << p)));
+            const __m512i code = code_bytes(w + g * planes * 4 + s, planes);
 #pragma clang loop unroll(full)
             for (int r = 0; r < rows; r++) {
                 int32_t four;
@@ -614,17 +603,16 @@ codes_rows_vnni_r(const int8_t *q, long stride, long k4, const uint64_t *w, int 
 __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void codes_rows_vnni(const int8_t *q, long stride, long k4,
                                                                                const uint64_t *w, int planes, int rows,
                                                                                int32_t *sums) {
-#define LAQ_CODES_CASE(R) \
-    case R: codes_rows_vnni_r(q, stride, k4, w, planes, R, sums); return;
-    switch (rows) {
-        LAQ_CODES_CASE(2) LAQ_CODES_CASE(3) LAQ_CODES_CASE(4) LAQ_CODES_CASE(5) LAQ_CODES_CASE(6) LAQ_CODES_CASE(7)
-        LAQ_CODES_CASE(8) LAQ_CODES_CASE(9) LAQ_CODES_CASE(10) LAQ_CODES_CASE(11) LAQ_CODES_CASE(12) LAQ_CODES_CASE(13)
-        LAQ_CODES_CASE(14) LAQ_CODES_CASE(15) LAQ_CODES_CASE(16) LAQ_CODES_CASE(17) LAQ_CODES_CASE(18) LAQ_CODES_CASE(19)
-        LAQ_CODES_CASE(20) LAQ_CODES_CASE(21) LAQ_CODES_CASE(22) LAQ_CODES_CASE(23) LAQ_CODES_CASE(24)
-    default: break;
+    // One row: the one-row kernel, which keeps two groups of all four sub-blocks in flight.
+    if (rows == 1) {
+        codes_row_vnni(q, k4, w, planes, sums);
+        return;
     }
-#undef LAQ_CODES_CASE
-    // One row (or, not reached, more than 24): row by row.
+#define LAQ_ROWS_CASE(P, R) \
+    case R: codes_rows_vnni_r(q, stride, k4, w, planes, R, sums); return;
+    switch (rows) { LAQ_ROWS_24(0) default: break; }
+#undef LAQ_ROWS_CASE
+    // Not reached: tiles hold at most 24 rows.
     for (int r = 0; r < rows; r++) codes_row_vnni(q + r * stride, k4, w, planes, sums + r * 64);
 }
 #endif
@@ -728,18 +716,22 @@ LAQ_GFNI __attribute__((always_inline)) static inline void codes_rows_gfni_r(con
 }
 
 LAQ_GFNI static void codes_rows_gfni(const int8_t *q, long stride, long k4, const uint64_t *w, int planes, int rows, int32_t *sums) {
-#define LAQ_CODES_CASE(R) \
-    case R: codes_rows_gfni_r(q, stride, k4, w, planes, R, sums); return;
-    switch (rows) {
-        LAQ_CODES_CASE(2) LAQ_CODES_CASE(3) LAQ_CODES_CASE(4) LAQ_CODES_CASE(5) LAQ_CODES_CASE(6) LAQ_CODES_CASE(7)
-        LAQ_CODES_CASE(8) LAQ_CODES_CASE(9) LAQ_CODES_CASE(10) LAQ_CODES_CASE(11) LAQ_CODES_CASE(12) LAQ_CODES_CASE(13)
-        LAQ_CODES_CASE(14) LAQ_CODES_CASE(15) LAQ_CODES_CASE(16) LAQ_CODES_CASE(17) LAQ_CODES_CASE(18) LAQ_CODES_CASE(19)
-        LAQ_CODES_CASE(20) LAQ_CODES_CASE(21) LAQ_CODES_CASE(22) LAQ_CODES_CASE(23) LAQ_CODES_CASE(24)
-    default: break;
+    // One row: the one-row kernel, which keeps two groups of all four sub-blocks in flight.
+    if (rows == 1) {
+        codes_row_gfni(q, k4, w, planes, sums);
+        return;
     }
-#undef LAQ_CODES_CASE
+#define LAQ_ROWS_CASE(P, R) \
+    case R: codes_rows_gfni_r(q, stride, k4, w, planes, R, sums); return;
+    switch (rows) { LAQ_ROWS_24(0) default: break; }
+#undef LAQ_ROWS_CASE
+    // Not reached: tiles hold at most 24 rows.
     for (int r = 0; r < rows; r++) codes_row_gfni(q + r * stride, k4, w, planes, sums + r * 64);
 }
+#undef LAQ_ROWS_6
+#undef LAQ_ROWS_8
+#undef LAQ_ROWS_12
+#undef LAQ_ROWS_24
 #endif
 
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,

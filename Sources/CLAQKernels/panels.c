@@ -4,6 +4,7 @@
 // bits for any split of the rows and panels between threads. A 12-row by 32-column tile keeps
 // 24 accumulators in registers; A is read in place (each value broadcast), W's panel streams.
 #include "laq_kernels.h"
+#include "lanes.h"
 #include "epilogue.h"
 
 #include <string.h>
@@ -64,8 +65,7 @@ tile(const float *a, long lda, const float *panel, long k, float *c, long ldc, _
 
 __attribute__((target("avx512f"))) static void panel_avx512(const float *a, long lda, const float *w, long k, long width,
                                                            float *c, long ldc, long row_begin, long row_end, int accumulate) {
-    const __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
-    const __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : (__mmask16)0;
+    const __mmask16 m0 = laq_lanes(width), m1 = laq_lanes(width - 16);
     long i = row_begin;
     for (; i + TILE_ROWS <= row_end; i += TILE_ROWS) tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, TILE_ROWS);
     switch (row_end - i) {
@@ -210,8 +210,7 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
     const long k = taps * channels;
     for (long p = panel_begin; p < panel_end; p++) {
         const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
-        const __mmask16 m0 = width >= 16 ? (__mmask16)0xFFFF : (__mmask16)((1u << width) - 1);
-        const __mmask16 m1 = width >= 32 ? (__mmask16)0xFFFF : width > 16 ? (__mmask16)((1u << (width - 16)) - 1) : (__mmask16)0;
+        const __mmask16 m0 = laq_lanes(width), m1 = laq_lanes(width - 16);
         const float *w = panels + (p - panel_begin) * k * PANEL;
         switch (rows) {
 #define LAQ_ROWS(R) \

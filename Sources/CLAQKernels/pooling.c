@@ -1,6 +1,7 @@
 // Max pooling over channels-last images (layout and contract in include/laq_kernels.h). The
 // channel loop is branch-free (compare and select), so it vectorises at any channel count.
 #include "laq_kernels.h"
+#include "lanes.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
@@ -10,7 +11,7 @@ __attribute__((target("avx512f"))) static void later_tap_avx512(const float *s, 
                                                                   long channels) {
     const __m512i low = _mm512_set_epi64(7, 6, 5, 4, 3, 2, 1, 0), high = _mm512_set_epi64(15, 14, 13, 12, 11, 10, 9, 8);
     for (long c = 0; c < channels; c += 16) {
-        const __mmask16 inside = channels - c >= 16 ? 0xFFFF : (__mmask16)((1u << (channels - c)) - 1);
+        const __mmask16 inside = laq_lanes(channels - c);
         const __m512 sv = _mm512_maskz_loadu_ps(inside, s + c), ov = _mm512_maskz_loadu_ps(inside, o + c);
         const __mmask16 greater = _mm512_mask_cmp_ps_mask(inside, sv, ov, _CMP_GT_OQ);
         _mm512_mask_storeu_ps(o + c, greater, sv);

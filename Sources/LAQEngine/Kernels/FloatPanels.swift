@@ -52,10 +52,7 @@ struct FloatPanels: Sendable {
         precondition(shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
         let (k, panelCount) = (rows, self.panelCount)
-        // Blocks of about 96 rows (whole tiles of 12), as the product's.
-        let blocks = (m + 95) / 96
-        let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
-        let rowBlocks = (m + blockRows - 1) / blockRows
+        let (blockRows, rowBlocks) = Self.rowBlocks(m)
         let split = rowBlocks >= 4 * Parallel.threadCount ? 1 : panelCount
         let perTask = (panelCount + split - 1) / split
         panels.withUnsafeBufferPointer { panels in
@@ -107,11 +104,7 @@ struct FloatPanels: Sendable {
     private func forEachTask(m: Int, _ body: @Sendable (UnsafePointer<Float>, Int, Int, Int) -> Void) {
         guard m > 0 else { return }
         ProductCount.add(m * rows * columns)
-        // Blocks of about 96 rows (whole tiles of 12), so that a batch-1 product with one or two
-        // panels still has tasks for every thread.
-        let blocks = (m + 95) / 96
-        let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
-        let rowBlocks = (m + blockRows - 1) / blockRows
+        let (blockRows, rowBlocks) = Self.rowBlocks(m)
         let tasks = panelCount * rowBlocks
         let panelCount = self.panelCount
         panels.withUnsafeBufferPointer { panels in
@@ -127,5 +120,13 @@ struct FloatPanels: Sendable {
                 }
             }
         }
+    }
+
+    /// Blocks of about 96 of m rows (whole tiles of 12), so that a batch-1 product with one or
+    /// two panels still has tasks for every thread: the rows of a block, and how many blocks.
+    private static func rowBlocks(_ m: Int) -> (rows: Int, count: Int) {
+        let blocks = (m + 95) / 96
+        let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
+        return (blockRows, (m + blockRows - 1) / blockRows)
     }
 }

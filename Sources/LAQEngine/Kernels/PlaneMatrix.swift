@@ -312,67 +312,58 @@ struct PlaneMatrix: @unchecked Sendable {
     /// columns decoded from the planes (`laq_planes_decode_panel`, the levels themselves) and
     /// multiplied by laq's panel kernel (``FloatPanels``): each element of C is one chain of
     /// fused multiply-adds over k in order, so the bits are those of the dequantized matrix's
-    /// panel product, for any split between threads. Tasks are a panel by a block of rows (whole
-    /// 12-row tiles, at least 192 rows, so that a decode is a small part of the panel's work),
-    /// panel first: a part decodes each of its panels once, and holds K × 32 floats.
+    /// panel product, for any split between threads (tasks: ``decodedPanelTasks(m:)``).
     func multiplyDecodingPanels(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         precondition(decodesPanels, "panels from planes need AVX-512 and float32 planes")
         guard m > 0 else { return }
-        let rowBlocks = max(1, m / 192)
-        let blockRows = ((m + rowBlocks - 1) / rowBlocks + 11) / 12 * 12
-        let panels = (columns + 31) / 32, tasks = panels * rowBlocks
-        let (k, n, planes, kind, isa) = (rows, columns, Int32(planeCount), kind, isa)
-        words.withUnsafeBufferPointer { words in
-            columnLevels.withUnsafeBufferPointer { levels in
-                let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
-                    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
-                    defer { buffer.deallocate() }
-                    var decoded = -1
-                    for task in range {
-                        let (panel, rowBlock) = (task / rowBlocks, task % rowBlocks)
-                        let first = rowBlock * blockRows, end = min(first + blockRows, m)
-                        guard first < end else { continue }
-                        if panel != decoded {
-                            laq_planes_decode_panel(shared.words, planes, kind, k, n, shared.levels, panel, buffer, isa)
-                            decoded = panel
-                        }
-                        let column = 32 * panel
-                        laq_panel_multiply(shared.a, lda, buffer, k, min(32, n - column), shared.c + column, ldc, first, end,
-                                           accumulate ? 1 : 0, isa)
-                    }
-                }
+        let tasks = decodedPanelTasks(m: m).count
+        let (k, n, isa) = (rows, columns, isa)
+        let (a, c) = (SharedPointer(a), SharedPointer(c))
+        Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+            forEachDecodedPanel(range, m: m) { panel, first, end, index in
+                let column = 32 * index
+                laq_panel_multiply(a.base, lda, panel, k, min(32, n - column), c.base + column, ldc, first, end, accumulate ? 1 : 0, isa)
             }
         }
     }
 
     /// A convolution of `x` (NHWC, `shape`) with this matrix as its kernel, read in place
     /// (``FloatPanels/convolve(_:shape:m:epilogue:into:)``) on panels decoded from the planes as
-    /// ``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)`` decodes them. A task is one panel
-    /// over a group of about 1,536 output positions, group first: the group's input stays in
-    /// cache while its panels are decoded in turn (a decode is about 1/1,000 of the task's work),
-    /// where a panel through every position would read the whole input once per panel.
+    /// ``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)`` decodes them.
     func convolveDecodingPanels(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue,
                                 into c: UnsafeMutablePointer<Float>) {
         precondition(decodesPanels && shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
+        FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: decodedPanelTasks(m: m).count) { range, convolve in
+            forEachDecodedPanel(range, m: m) { panel, first, end, index in convolve(panel, first, end, index, index + 1) }
+        }
+    }
+
+    /// How products on decoded panels split m rows: tasks of one panel over a group of about
+    /// 1,536 rows (whole 12-row tiles), group first, so that the group's rows stay in cache while
+    /// its panels are decoded in turn (a decode is about 1/1,000 of a task's work; a panel through
+    /// every row would read the whole of A once per panel).
+    private func decodedPanelTasks(m: Int) -> (count: Int, groupRows: Int, panels: Int) {
         let groups = (m + 1535) / 1536
         let groupRows = ((m + groups - 1) / groups + 11) / 12 * 12
         let panels = (columns + 31) / 32
-        let (k, n, planes, kind, isa) = (rows, columns, Int32(planeCount), kind, isa)
+        return (groups * panels, groupRows, panels)
+    }
+
+    /// For each task of `range` (``decodedPanelTasks(m:)``): decodes its panel into this part's
+    /// buffer of K × 32 floats and calls `body(panel, first row, end row, panel index)`.
+    private func forEachDecodedPanel(_ range: Range<Int>, m: Int, _ body: (UnsafePointer<Float>, Int, Int, Int) -> Void) {
+        let (_, groupRows, panels) = decodedPanelTasks(m: m)
+        let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * 32)
+        defer { buffer.deallocate() }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
-                let (words, levels) = (SharedPointer(words.baseAddress!), SharedPointer(levels.baseAddress!))
-                FloatPanels.convolve(x, shape: shape, m: m, n: n, epilogue: epilogue, into: c, tasks: groups * panels) { range, convolve in
-                    let buffer = UnsafeMutablePointer<Float>.allocate(capacity: k * 32)
-                    defer { buffer.deallocate() }
-                    for task in range {
-                        let (group, panel) = (task / panels, task % panels)
-                        let first = group * groupRows, end = min(first + groupRows, m)
-                        guard first < end else { continue }
-                        laq_planes_decode_panel(words.base, planes, kind, k, n, levels.base, panel, buffer, isa)
-                        convolve(buffer, first, end, panel, panel + 1)
-                    }
+                for task in range {
+                    let (group, panel) = (task / panels, task % panels)
+                    let first = group * groupRows, end = min(first + groupRows, m)
+                    guard first < end else { continue }
+                    laq_planes_decode_panel(words.baseAddress!, Int32(planeCount), kind, rows, columns, levels.baseAddress!, panel, buffer, isa)
+                    body(buffer, first, end, panel)
                 }
             }
         }
