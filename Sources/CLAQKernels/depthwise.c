@@ -54,6 +54,119 @@ __attribute__((target("avx2"))) static void depthwise_rows_avx2(const float *inp
                    pad_top, pad_left, out_w, output, row_begin, row_end, out_h, epilogue);
 }
 
+// One output position's 16-channel blocks from c0 (up to four, `blocks`), summing the in-bounds
+// taps with their bounds checked: the positions near the left and right edges.
+__attribute__((target("avx512f"), always_inline)) static inline void
+depthwise_edge(const float *image, long height, long width, long channels, const float *kernel, long kernel_h, long kernel_w,
+               long oh, long ow, long stride_h, long stride_w, long dilation_h, long dilation_w, long pad_top, long pad_left,
+               float *out, const laq_epilogue *epilogue) {
+    for (long c0 = 0; c0 < channels; c0 += 64) {
+        const long blocks = (channels - c0 + 15) / 16 < 4 ? (channels - c0 + 15) / 16 : 4;
+        __mmask16 masks[4];
+        __m512 acc[4];
+#pragma clang loop unroll(full)
+        for (long b = 0; b < 4; b++) {
+            masks[b] = laq_lanes(channels - c0 - 16 * b);
+            acc[b] = _mm512_setzero_ps();
+        }
+        for (long th = 0; th < kernel_h; th++) {
+            const long ih = oh * stride_h + th * dilation_h - pad_top;
+            if (ih < 0 || ih >= height) continue;
+            const float *in_row = image + ih * width * channels + c0;
+            const float *k_row = kernel + th * kernel_w * channels + c0;
+            for (long tw = 0; tw < kernel_w; tw++) {
+                const long iw = ow * stride_w + tw * dilation_w - pad_left;
+                if (iw < 0 || iw >= width) continue;
+                const float *in = in_row + iw * channels, *k = k_row + tw * channels;
+#pragma clang loop unroll(full)
+                for (long b = 0; b < 4; b++) {
+                    if (b >= blocks) break;
+                    const __m512 x = _mm512_maskz_loadu_ps(masks[b], in + 16 * b);
+                    acc[b] = _mm512_add_ps(acc[b], _mm512_mul_ps(x, _mm512_maskz_loadu_ps(masks[b], k + 16 * b)));
+                }
+            }
+        }
+#pragma clang loop unroll(full)
+        for (long b = 0; b < 4; b++) {
+            if (b >= blocks) break;
+            _mm512_mask_storeu_ps(out + c0 + 16 * b, masks[b], epilogue_avx512(acc[b], epilogue, c0 + 16 * b, masks[b]));
+        }
+    }
+}
+
+enum { POSITIONS = 8 };
+
+// `count` (≤ 8) neighbouring output positions of one row, every column tap inside the input,
+// kernel rows [th_begin, th_end) inside it: each 16-channel block sums the taps of all the
+// positions at once, one chain per position (independent chains overlap; one position's chain
+// alone waits on each addition). `first` points at the first position's tap (th_begin, 0).
+__attribute__((target("avx512f"), always_inline)) static inline void
+depthwise_interior(const float *first, long row_step, long position_step, long column_step, long channels, const float *kernel,
+                   long th_begin, long th_end, long kernel_w, float *out, const laq_epilogue *epilogue, const long count) {
+    for (long c0 = 0; c0 < channels; c0 += 16) {
+        const __mmask16 mask = laq_lanes(channels - c0);
+        __m512 acc[POSITIONS];
+#pragma clang loop unroll(full)
+        for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
+        const float *row = first + c0;
+        for (long th = th_begin; th < th_end; th++, row += row_step) {
+            const float *k = kernel + th * kernel_w * channels + c0, *in = row;
+            for (long tw = 0; tw < kernel_w; tw++, k += channels, in += column_step) {
+                const __m512 weights = _mm512_maskz_loadu_ps(mask, k);
+#pragma clang loop unroll(full)
+                for (long p = 0; p < POSITIONS; p++) {
+                    if (p >= count) break;
+                    const __m512 x = _mm512_maskz_loadu_ps(mask, in + p * position_step);
+                    acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x, weights));
+                }
+            }
+        }
+        const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
+#pragma clang loop unroll(full)
+        for (long p = 0; p < POSITIONS; p++) {
+            if (p >= count) break;
+            _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
+        }
+    }
+}
+
+// Eight positions as depthwise_interior, for a kernel `kernel_w` columns wide with unit
+// dilation and column stride `stride` (constants): position p's tap tw reads input column
+// p·stride + tw of the eight's span, so each kernel row loads the span's 7·stride + kernel_w
+// vectors once (instead of 8·kernel_w) and every tap multiplies them from registers.
+__attribute__((target("avx512f"), always_inline)) static inline void
+depthwise_interior_span(const float *first, long row_step, long channels, const float *kernel, long th_begin, long th_end,
+                        float *out, const laq_epilogue *epilogue, const long kernel_w, const long stride) {
+    enum { SPAN_MAX = (POSITIONS - 1) * 2 + 5 };
+    const long span = (POSITIONS - 1) * stride + kernel_w;
+    for (long c0 = 0; c0 < channels; c0 += 16) {
+        const __mmask16 mask = laq_lanes(channels - c0);
+        __m512 acc[POSITIONS];
+#pragma clang loop unroll(full)
+        for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
+        const float *row = first + c0;
+        for (long th = th_begin; th < th_end; th++, row += row_step) {
+            const float *k = kernel + th * kernel_w * channels + c0;
+            __m512 x[SPAN_MAX];
+#pragma clang loop unroll(full)
+            for (long j = 0; j < SPAN_MAX; j++) {
+                if (j >= span) break;
+                x[j] = _mm512_maskz_loadu_ps(mask, row + j * channels);
+            }
+#pragma clang loop unroll(full)
+            for (long tw = 0; tw < 5; tw++) {
+                if (tw >= kernel_w) break;
+                const __m512 weights = _mm512_maskz_loadu_ps(mask, k + tw * channels);
+#pragma clang loop unroll(full)
+                for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x[p * stride + tw], weights));
+            }
+        }
+        const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
+#pragma clang loop unroll(full)
+        for (long p = 0; p < POSITIONS; p++) _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
+    }
+}
+
 __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float *input, long height, long width, long channels,
                                                                     const float *kernel, long kernel_h, long kernel_w, long multiplier,
                                                                     long stride_h, long stride_w, long dilation_h, long dilation_w,
@@ -65,48 +178,58 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
         return;
     }
     // acc = 0, then acc += x·k per in-bounds tap in order (a product, then a sum: no fused
-    // multiply-add), then + bias: the scalar definition's operations, held in a register. Up to
-    // four blocks of 16 channels go through each tap together: one block's sum is a chain of
-    // dependent additions, four are independent chains that overlap.
+    // multiply-add), then the epilogue: the scalar definition's operations, held in a register.
+    // Columns [inner_begin, inner_end) have every column tap inside the input; the others check
+    // theirs one by one.
+    long inner_begin = pad_left <= 0 ? 0 : (pad_left + stride_w - 1) / stride_w;
+    const long reach = width - 1 + pad_left - (kernel_w - 1) * dilation_w;
+    long inner_end = reach < 0 ? 0 : reach / stride_w + 1;
+    if (inner_end > out_w) inner_end = out_w;
+    if (inner_begin > inner_end) inner_begin = inner_end;
     for (long row = row_begin; row < row_end; row++) {
         const long n = row / out_h, oh = row % out_h;
+        const float *image = input + n * height * width * channels;
         float *out_row = output + row * out_w * channels;
-        for (long ow = 0; ow < out_w; ow++) {
+        // The kernel rows inside the input: ih = oh·stride_h + th·dilation_h − pad_top ∈ [0, height).
+        long th_begin = 0, th_end = kernel_h;
+        while (th_begin < kernel_h && oh * stride_h + th_begin * dilation_h - pad_top < 0) th_begin++;
+        while (th_end > th_begin && oh * stride_h + (th_end - 1) * dilation_h - pad_top >= height) th_end--;
+        for (long ow = 0; ow < inner_begin; ow++)
+            depthwise_edge(image, height, width, channels, kernel, kernel_h, kernel_w, oh, ow, stride_h, stride_w, dilation_h,
+                           dilation_w, pad_top, pad_left, out_row + ow * channels, epilogue);
+        for (long ow = inner_begin; ow < inner_end; ow += POSITIONS) {
+            const long count = inner_end - ow < POSITIONS ? inner_end - ow : POSITIONS;
+            const float *first = th_begin < th_end
+                ? image + ((oh * stride_h + th_begin * dilation_h - pad_top) * width + ow * stride_w - pad_left) * channels
+                : image;
+            const long row_step = dilation_h * width * channels, position_step = stride_w * channels, column_step = dilation_w * channels;
             float *out = out_row + ow * channels;
-            for (long c0 = 0; c0 < channels; c0 += 64) {
-                const long blocks = (channels - c0 + 15) / 16 < 4 ? (channels - c0 + 15) / 16 : 4;
-                __mmask16 masks[4];
-                __m512 acc[4];
-#pragma clang loop unroll(full)
-                for (long b = 0; b < 4; b++) {
-                    const long left = channels - c0 - 16 * b;
-                    masks[b] = laq_lanes(left);
-                    acc[b] = _mm512_setzero_ps();
-                }
-                for (long th = 0; th < kernel_h; th++) {
-                    const long ih = oh * stride_h + th * dilation_h - pad_top;
-                    if (ih < 0 || ih >= height) continue;
-                    const float *in_row = input + (n * height + ih) * width * channels + c0;
-                    const float *k_row = kernel + th * kernel_w * channels + c0;
-                    for (long tw = 0; tw < kernel_w; tw++) {
-                        const long iw = ow * stride_w + tw * dilation_w - pad_left;
-                        if (iw < 0 || iw >= width) continue;
-                        const float *in = in_row + iw * channels, *k = k_row + tw * channels;
-#pragma clang loop unroll(full)
-                        for (long b = 0; b < 4; b++) {
-                            if (b >= blocks) break;
-                            const __m512 x = _mm512_maskz_loadu_ps(masks[b], in + 16 * b);
-                            acc[b] = _mm512_add_ps(acc[b], _mm512_mul_ps(x, _mm512_maskz_loadu_ps(masks[b], k + 16 * b)));
-                        }
-                    }
-                }
-#pragma clang loop unroll(full)
-                for (long b = 0; b < 4; b++) {
-                    if (b >= blocks) break;
-                    _mm512_mask_storeu_ps(out + c0 + 16 * b, masks[b], epilogue_avx512(acc[b], epilogue, c0 + 16 * b, masks[b]));
-                }
+            if (count == POSITIONS && dilation_w == 1 && (kernel_w == 3 || kernel_w == 5) && (stride_w == 1 || stride_w == 2)) {
+                if (kernel_w == 3 && stride_w == 1)
+                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 3, 1);
+                else if (kernel_w == 3)
+                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 3, 2);
+                else if (stride_w == 1)
+                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 5, 1);
+                else
+                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 5, 2);
+                continue;
+            }
+            switch (count) {
+#define LAQ_POSITIONS(P)                                                                                                    \
+    case P:                                                                                                                 \
+        depthwise_interior(first, row_step, position_step, column_step, channels, kernel, th_begin, th_end, kernel_w, out, \
+                           epilogue, P);                                                                                    \
+        break;
+                LAQ_POSITIONS(1) LAQ_POSITIONS(2) LAQ_POSITIONS(3) LAQ_POSITIONS(4)
+                LAQ_POSITIONS(5) LAQ_POSITIONS(6) LAQ_POSITIONS(7) LAQ_POSITIONS(8)
+#undef LAQ_POSITIONS
+            default: break;
             }
         }
+        for (long ow = inner_end; ow < out_w; ow++)
+            depthwise_edge(image, height, width, channels, kernel, kernel_h, kernel_w, oh, ow, stride_h, stride_w, dilation_h,
+                           dilation_w, pad_top, pad_left, out_row + ow * channels, epilogue);
     }
 }
 #endif

@@ -126,6 +126,33 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
     }
     const long per_image = s->out_height * s->out_width;
     long image = i0 / per_image, oh = i0 % per_image / s->out_width, ow = i0 % s->out_width;
+    if (ow + rows <= s->out_width) {
+        // The tile lies along one output row: a tap whose sources are all inside the input reads
+        // them stride_w·channels apart; the others are checked position by position.
+        const float *base = x + image * s->height * s->width * s->channels;
+        const long step = s->stride_w * s->channels;
+        long tap = 0;
+        for (long th = 0; th < s->kernel_h; th++) {
+            const long ih = oh * s->stride_h + th * s->dilation_h - s->pad_top;
+            const int row_inside = ih >= 0 && ih < s->height;
+            for (long tw = 0; tw < s->kernel_w; tw++, tap++) {
+                const long iw = ow * s->stride_w + tw * s->dilation_w - s->pad_left;
+                const float **row = sources + tap * 12;
+                if (row_inside && iw >= 0 && iw + (rows - 1) * s->stride_w < s->width) {
+                    const float *first = base + (ih * s->width + iw) * s->channels;
+                    for (long r = 0; r < rows; r++) row[r] = first + r * step;
+                    steps[tap] = step;
+                    continue;
+                }
+                for (long r = 0; r < rows; r++) {
+                    const long column = iw + r * s->stride_w;
+                    row[r] = !row_inside || column < 0 || column >= s->width ? zeros : base + (ih * s->width + column) * s->channels;
+                }
+                steps[tap] = -1;
+            }
+        }
+        return;
+    }
     for (long r = 0; r < rows; r++) {
         const float *base = x + image * s->height * s->width * s->channels;
         long tap = 0;
@@ -194,12 +221,13 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
             }
         }
     }
+    const epilogue_columns left = epilogue_columns_avx512(e, first, m0), right = epilogue_columns_avx512(e, first + 16, m1);
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
         if (r >= rows) break;
         float *out = c + r * ldc + first;
-        _mm512_mask_storeu_ps(out, m0, epilogue_avx512(acc[r][0], e, first, m0));
-        _mm512_mask_storeu_ps(out + 16, m1, epilogue_avx512(acc[r][1], e, first + 16, m1));
+        _mm512_mask_storeu_ps(out, m0, epilogue_apply_avx512(acc[r][0], &left));
+        _mm512_mask_storeu_ps(out + 16, m1, epilogue_apply_avx512(acc[r][1], &right));
     }
 }
 

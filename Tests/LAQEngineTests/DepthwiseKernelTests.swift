@@ -19,6 +19,10 @@ import Testing
         Case(), Case(same: false), Case(channels: 32, strides: (2, 2)), Case(channels: 5, multiplier: 3),
         Case(height: 11, width: 12, channels: 17, kernel: (5, 5), dilation: (2, 2)), Case(kernel: (1, 3), strides: (1, 2), same: false),
         Case(batch: 1, height: 1, width: 1, channels: 64, kernel: (3, 3)), Case(height: 6, width: 5, channels: 100, strides: (2, 2)), Case(height: 5, width: 4, channels: 144, same: false),
+        // Rows wide enough for whole groups of eight positions and a remainder of each count.
+        Case(batch: 1, height: 4, width: 45, channels: 48), Case(batch: 1, height: 5, width: 37, channels: 20, strides: (2, 2)),
+        Case(batch: 1, height: 10, width: 30, channels: 16, kernel: (5, 5), strides: (1, 2), dilation: (2, 1), same: false),
+        Case(batch: 1, height: 3, width: 33, channels: 7, kernel: (3, 5), dilation: (1, 3)),
     ]
 
     /// Σ over in-bounds taps in order (rows, then columns) of x·k, per output channel.
@@ -64,7 +68,8 @@ import Testing
         let shift = (0..<outChannels).map { _ in Float(Int(random.next() % 2001) - 1000) / 600 }
         // Without a bias, with one added after the taps' sum, and then an inference
         // BatchNormalization with a ReLU (max(·, 0), or Keras' with a ceiling and a slope).
-        let relus: [Elementwise.FollowingReLU?] = [nil, nil, .relu(threshold: 0, slope: 0, ceiling: 6), .max0, .relu(threshold: 0.5, slope: 0.1, ceiling: 2)]
+        let relus: [Elementwise.FollowingReLU?] = [nil, nil, .relu(threshold: 0, slope: 0, ceiling: 6), .max0, .relu(threshold: 0.5, slope: 0.1, ceiling: 2),
+                                                   .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (variant, relu) in relus.enumerated() {
             let withBias = variant % 2 == 1 || variant == 4
             var values = sums.indices.map { withBias ? sums[$0] + bias[$0 % outChannels] : sums[$0] }

@@ -89,8 +89,11 @@ import Testing
             ConvolutionCase(batch: 2, height: 9, width: 11, channels: 5, filters: 33, kernel: (3, 2), stride: (1, 2), dilation: (2, 1), pad: (2, 0)),
             ConvolutionCase(height: 5, width: 13, channels: 8, filters: 64, kernel: (5, 5), pad: (2, 3)),
             ConvolutionCase(height: 1, width: 30, channels: 12, filters: 40, kernel: (1, 3), stride: (1, 3)),
+            // Rows of several tiles: tiles inside the input, tiles with taps in the padding, tiles across two rows.
+            ConvolutionCase(height: 5, width: 41, channels: 3, filters: 32, kernel: (3, 3), stride: (2, 2), pad: (1, 1)),
+            ConvolutionCase(height: 3, width: 50, channels: 4, filters: 33, kernel: (3, 3), pad: (1, 1)),
         ]
-        let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75)]
+        let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {
             var generator = SplitMix64(seed: UInt64(index + 40))
             // Every seventh input −0, every eleventh large (ReLU ceilings reached).
