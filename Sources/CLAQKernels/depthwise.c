@@ -96,14 +96,15 @@ depthwise_edge(const float *image, long height, long width, long channels, const
 
 enum { POSITIONS = 8 };
 
-// `count` (≤ 8) neighbouring output positions of one row, every column tap inside the input,
-// kernel rows [th_begin, th_end) inside it: each 16-channel block sums the taps of all the
-// positions at once, one chain per position (independent chains overlap; one position's chain
-// alone waits on each addition). `first` points at the first position's tap (th_begin, 0).
+// The 16-channel block from c0 of `count` (≤ 8) neighbouring output positions of one row, every
+// column tap inside the input, kernel rows [th_begin, th_end) inside it: the block sums the taps
+// of all the positions at once, one chain per position (independent chains overlap; one
+// position's chain alone waits on each addition). `first` points at the first position's tap
+// (th_begin, 0).
 __attribute__((target("avx512f"), always_inline)) static inline void
-depthwise_interior(const float *first, long row_step, long position_step, long column_step, long channels, const float *kernel,
+depthwise_interior(const float *first, long row_step, long position_step, long column_step, long channels, long c0, const float *kernel,
                    long th_begin, long th_end, long kernel_w, float *out, const laq_epilogue *epilogue, const long count) {
-    for (long c0 = 0; c0 < channels; c0 += 16) {
+    {
         const __mmask16 mask = laq_lanes(channels - c0);
         __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
@@ -135,11 +136,11 @@ depthwise_interior(const float *first, long row_step, long position_step, long c
 // p·stride + tw of the eight's span, so each kernel row loads the span's 7·stride + kernel_w
 // vectors once (instead of 8·kernel_w) and every tap multiplies them from registers.
 __attribute__((target("avx512f"), always_inline)) static inline void
-depthwise_interior_span(const float *first, long row_step, long channels, const float *kernel, long th_begin, long th_end,
+depthwise_interior_span(const float *first, long row_step, long channels, long c0, const float *kernel, long th_begin, long th_end,
                         float *out, const laq_epilogue *epilogue, const long kernel_w, const long stride) {
     enum { SPAN_MAX = (POSITIONS - 1) * 2 + 5 };
     const long span = (POSITIONS - 1) * stride + kernel_w;
-    for (long c0 = 0; c0 < channels; c0 += 16) {
+    {
         const __mmask16 mask = laq_lanes(channels - c0);
         __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
@@ -197,34 +198,53 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
         for (long ow = 0; ow < inner_begin; ow++)
             depthwise_edge(image, height, width, channels, kernel, kernel_h, kernel_w, oh, ow, stride_h, stride_w, dilation_h,
                            dilation_w, pad_top, pad_left, out_row + ow * channels, epilogue);
-        for (long ow = inner_begin; ow < inner_end; ow += POSITIONS) {
-            const long count = inner_end - ow < POSITIONS ? inner_end - ow : POSITIONS;
-            const float *first = th_begin < th_end
-                ? image + ((oh * stride_h + th_begin * dilation_h - pad_top) * width + ow * stride_w - pad_left) * channels
-                : image;
-            const long row_step = dilation_h * width * channels, position_step = stride_w * channels, column_step = dilation_w * channels;
-            float *out = out_row + ow * channels;
-            if (count == POSITIONS && dilation_w == 1 && (kernel_w == 3 || kernel_w == 5) && (stride_w == 1 || stride_w == 2)) {
-                if (kernel_w == 3 && stride_w == 1)
-                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 3, 1);
-                else if (kernel_w == 3)
-                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 3, 2);
-                else if (stride_w == 1)
-                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 5, 1);
-                else
-                    depthwise_interior_span(first, row_step, channels, kernel, th_begin, th_end, out, epilogue, 5, 2);
-                continue;
-            }
-            switch (count) {
-#define LAQ_POSITIONS(P)                                                                                                    \
-    case P:                                                                                                                 \
-        depthwise_interior(first, row_step, position_step, column_step, channels, kernel, th_begin, th_end, kernel_w, out, \
-                           epilogue, P);                                                                                    \
+        // Block by block, each through the row's positions: every load then steps through memory
+        // by a constant stride, which the hardware prefetcher follows (batches larger than the
+        // caches stream from memory).
+        const long row_step = dilation_h * width * channels, position_step = stride_w * channels, column_step = dilation_w * channels;
+        const float *first_row = image + (oh * stride_h + th_begin * dilation_h - pad_top) * width * channels;
+        const int span = dilation_w == 1 && (kernel_w == 3 || kernel_w == 5) && (stride_w == 1 || stride_w == 2);
+        // The input rows the next output row of this image reads and this one does not: each
+        // group of positions fetches its block's part of them into L2, one output row ahead of
+        // their first use (the first and last groups the margins' columns too).
+        long fetch_begin = oh * stride_h + (kernel_h - 1) * dilation_h - pad_top + 1, fetch_end = fetch_begin + stride_h;
+        if (fetch_begin < 0) fetch_begin = 0;
+        if (fetch_end > height) fetch_end = height;
+        if (oh + 1 >= out_h) fetch_end = fetch_begin;
+        for (long c0 = 0; c0 < channels; c0 += 16) {
+            for (long ow = inner_begin; ow < inner_end; ow += POSITIONS) {
+                const long count = inner_end - ow < POSITIONS ? inner_end - ow : POSITIONS;
+                const long fetch_left = ow == inner_begin ? 0 : ow * stride_w - pad_left;
+                const long fetch_right = ow + count == inner_end ? width : (ow + count) * stride_w - pad_left;
+                for (long ih = fetch_begin; ih < fetch_end; ih++) {
+                    const char *line = (const char *)(image + ih * width * channels + c0);
+                    for (long iw = fetch_left; iw < fetch_right; iw++) _mm_prefetch(line + iw * channels * 4, _MM_HINT_T1);
+                }
+                // (No kernel row inside the input: nothing is read.)
+                const float *first = th_begin < th_end ? first_row + (ow * stride_w - pad_left) * channels : image;
+                float *out = out_row + ow * channels;
+                if (count == POSITIONS && span) {
+                    if (kernel_w == 3 && stride_w == 1)
+                        depthwise_interior_span(first, row_step, channels, c0, kernel, th_begin, th_end, out, epilogue, 3, 1);
+                    else if (kernel_w == 3)
+                        depthwise_interior_span(first, row_step, channels, c0, kernel, th_begin, th_end, out, epilogue, 3, 2);
+                    else if (stride_w == 1)
+                        depthwise_interior_span(first, row_step, channels, c0, kernel, th_begin, th_end, out, epilogue, 5, 1);
+                    else
+                        depthwise_interior_span(first, row_step, channels, c0, kernel, th_begin, th_end, out, epilogue, 5, 2);
+                    continue;
+                }
+                switch (count) {
+#define LAQ_POSITIONS(P)                                                                                                        \
+    case P:                                                                                                                     \
+        depthwise_interior(first, row_step, position_step, column_step, channels, c0, kernel, th_begin, th_end, kernel_w, out, \
+                           epilogue, P);                                                                                        \
         break;
-                LAQ_POSITIONS(1) LAQ_POSITIONS(2) LAQ_POSITIONS(3) LAQ_POSITIONS(4)
-                LAQ_POSITIONS(5) LAQ_POSITIONS(6) LAQ_POSITIONS(7) LAQ_POSITIONS(8)
+                    LAQ_POSITIONS(1) LAQ_POSITIONS(2) LAQ_POSITIONS(3) LAQ_POSITIONS(4)
+                    LAQ_POSITIONS(5) LAQ_POSITIONS(6) LAQ_POSITIONS(7) LAQ_POSITIONS(8)
 #undef LAQ_POSITIONS
-            default: break;
+                default: break;
+                }
             }
         }
         for (long ow = inner_end; ow < out_w; ow++)

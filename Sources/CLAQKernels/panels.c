@@ -32,45 +32,84 @@ void laq_panels_pack(const float *w, long k, long n, float *panels) {
 }
 
 #if defined(__x86_64__)
+// How much of a panel's second 16 columns a tile computes: none (a panel of ≤ 16 columns), the
+// first 8 in 256-bit registers (17–24 columns: a 512-bit operation costs two 256-bit ones on
+// CPUs that split them, Zen 4's), or all 16. The padding columns beyond are never stored, so
+// skipping them leaves every stored chain as it is.
+enum { UPPER_NONE = 0, UPPER_HALF = 1, UPPER_FULL = 2 };
+
+static inline int upper_for(long width) { return width <= 16 ? UPPER_NONE : width <= 24 ? UPPER_HALF : UPPER_FULL; }
+
+// One row's accumulators: columns 0–15, 16–31 (UPPER_FULL) or 16–23 (UPPER_HALF).
+typedef struct {
+    __m512 low, high;
+    __m256 half;
+} panel_row;
+
+// acc += x·(the panel row w0, w1 / w1h) by fused multiply-adds, in the columns `upper` computes.
+#define LAQ_PANEL_STEP(x, w0, w1, w1h, acc, upper)                                      \
+    do {                                                                                \
+        const __m512 v_ = _mm512_set1_ps(x);                                            \
+        (acc).low = _mm512_fmadd_ps(v_, (w0), (acc).low);                               \
+        if ((upper) == UPPER_FULL) (acc).high = _mm512_fmadd_ps(v_, (w1), (acc).high);  \
+        if ((upper) == UPPER_HALF)                                                      \
+            (acc).half = _mm256_fmadd_ps(_mm512_castps512_ps256(v_), (w1h), (acc).half); \
+    } while (0)
+
+// The columns 16–31 of a row's sums, as a 512-bit vector (lanes 8–15 zero for UPPER_HALF).
+__attribute__((target("avx512f"), always_inline)) static inline __m512 panel_high(panel_row acc, int upper) {
+    return upper == UPPER_HALF ? _mm512_zextps256_ps512(acc.half) : acc.high;
+}
+
 __attribute__((target("avx512f"), always_inline)) static inline void
-tile(const float *a, long lda, const float *panel, long k, float *c, long ldc, __mmask16 m0, __mmask16 m1, int accumulate, const long rows) {
-    __m512 acc[TILE_ROWS][2];
+tile(const float *a, long lda, const float *panel, long k, float *c, long ldc, __mmask16 m0, __mmask16 m1, int accumulate, const long rows,
+     const int upper) {
+    panel_row acc[TILE_ROWS];
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
-        acc[r][0] = _mm512_setzero_ps();
-        acc[r][1] = _mm512_setzero_ps();
+        acc[r].low = acc[r].high = _mm512_setzero_ps();
+        acc[r].half = _mm256_setzero_ps();
     }
     for (long t = 0; t < k; t++) {
-        const __m512 w0 = _mm512_loadu_ps(panel + t * PANEL), w1 = _mm512_loadu_ps(panel + t * PANEL + 16);
+        const float *w = panel + t * PANEL;
+        const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
+        const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
         for (long r = 0; r < TILE_ROWS; r++) {
             if (r >= rows) break;
-            const __m512 x = _mm512_set1_ps(a[r * lda + t]);
-            acc[r][0] = _mm512_fmadd_ps(x, w0, acc[r][0]);
-            acc[r][1] = _mm512_fmadd_ps(x, w1, acc[r][1]);
+            LAQ_PANEL_STEP(a[r * lda + t], w0, w1, w1h, acc[r], upper);
         }
     }
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
         if (r >= rows) break;
         float *out = c + r * ldc;
+        __m512 low = acc[r].low, high = panel_high(acc[r], upper);
         if (accumulate) {
-            acc[r][0] = _mm512_add_ps(acc[r][0], _mm512_maskz_loadu_ps(m0, out));
-            acc[r][1] = _mm512_add_ps(acc[r][1], _mm512_maskz_loadu_ps(m1, out + 16));
+            low = _mm512_add_ps(low, _mm512_maskz_loadu_ps(m0, out));
+            if (upper != UPPER_NONE) high = _mm512_add_ps(high, _mm512_maskz_loadu_ps(m1, out + 16));
         }
-        _mm512_mask_storeu_ps(out, m0, acc[r][0]);
-        _mm512_mask_storeu_ps(out + 16, m1, acc[r][1]);
+        _mm512_mask_storeu_ps(out, m0, low);
+        if (upper != UPPER_NONE) _mm512_mask_storeu_ps(out + 16, m1, high);
     }
 }
 
 __attribute__((target("avx512f"))) static void panel_avx512(const float *a, long lda, const float *w, long k, long width,
                                                            float *c, long ldc, long row_begin, long row_end, int accumulate) {
     const __mmask16 m0 = laq_lanes(width), m1 = laq_lanes(width - 16);
+    const int upper = upper_for(width);
     long i = row_begin;
-    for (; i + TILE_ROWS <= row_end; i += TILE_ROWS) tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, TILE_ROWS);
+    for (; i + TILE_ROWS <= row_end; i += TILE_ROWS) {
+        const float *ai = a + i * lda;
+        float *ci = c + i * ldc;
+        if (upper == UPPER_FULL) tile(ai, lda, w, k, ci, ldc, m0, m1, accumulate, TILE_ROWS, UPPER_FULL);
+        else if (upper == UPPER_HALF) tile(ai, lda, w, k, ci, ldc, m0, m1, accumulate, TILE_ROWS, UPPER_HALF);
+        else tile(ai, lda, w, k, ci, ldc, m0, m1, accumulate, TILE_ROWS, UPPER_NONE);
+    }
+    // The last rows, fewer than a tile, on the full panel.
     switch (row_end - i) {
 #define LAQ_TAIL(rows) \
-    case rows: tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, rows); break;
+    case rows: tile(a + i * lda, lda, w, k, c + i * ldc, ldc, m0, m1, accumulate, rows, UPPER_FULL); break;
         LAQ_TAIL(1) LAQ_TAIL(2) LAQ_TAIL(3) LAQ_TAIL(4) LAQ_TAIL(5) LAQ_TAIL(6)
         LAQ_TAIL(7) LAQ_TAIL(8) LAQ_TAIL(9) LAQ_TAIL(10) LAQ_TAIL(11)
 #undef LAQ_TAIL
@@ -112,13 +151,18 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 // tap multiplies zeros, as im2col's zeros do), so the bits are those of im2col and the panel
 // product.
 
+// A 1×1 convolution with unit strides: position i reads pixel i.
+static int is_pointwise(const laq_conv_shape *s) {
+    return s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 && s->pad_left == 0 &&
+           s->out_height == s->height && s->out_width == s->width;
+}
+
 // sources[tap·12 + r] for the `rows` positions from i0: their channels, or `zeros` outside;
 // steps[tap] = d when the tap's sources are sources[tap·12] + r·d, all inside (a tile along one
 // output row, or a 1×1 convolution), else −1.
 static void tile_sources(const float *x, const laq_conv_shape *s, const float *zeros, long i0, long rows, const float **sources,
                          long *steps) {
-    if (s->kernel_h == 1 && s->kernel_w == 1 && s->stride_h == 1 && s->stride_w == 1 && s->pad_top == 0 && s->pad_left == 0 &&
-        s->out_height == s->height && s->out_width == s->width) {
+    if (is_pointwise(s)) {
         // A 1×1 convolution with unit strides: position i reads pixel i.
         for (long r = 0; r < rows; r++) sources[r] = x + (i0 + r) * s->channels;
         steps[0] = s->channels;
@@ -181,15 +225,15 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
 }
 
 #if defined(__x86_64__)
-// One tile of `rows` positions by one panel (columns first…first+31).
+// One tile of `rows` positions by one panel (columns first…first+31; `upper`: upper_for).
 __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
-          float *c, long ldc, __mmask16 m0, __mmask16 m1, const long rows) {
-    __m512 acc[TILE_ROWS][2];
+          float *c, long ldc, __mmask16 m0, __mmask16 m1, const long rows, const int upper) {
+    panel_row acc[TILE_ROWS];
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
-        acc[r][0] = _mm512_setzero_ps();
-        acc[r][1] = _mm512_setzero_ps();
+        acc[r].low = acc[r].high = _mm512_setzero_ps();
+        acc[r].half = _mm256_setzero_ps();
     }
     const float *w = panel;
     for (long tap = 0; tap < taps; tap++) {
@@ -199,25 +243,23 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
             // Evenly spaced sources: one base and a stride, as a row-major A (fewer registers).
             const float *a = source[0];
             for (long t = 0; t < channels; t++, w += PANEL) {
-                const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+                const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
+                const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
                 for (long r = 0; r < TILE_ROWS; r++) {
                     if (r >= rows) break;
-                    const __m512 v = _mm512_set1_ps(a[r * step + t]);
-                    acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
-                    acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
+                    LAQ_PANEL_STEP(a[r * step + t], w0, w1, w1h, acc[r], upper);
                 }
             }
             continue;
         }
         for (long t = 0; t < channels; t++, w += PANEL) {
-            const __m512 w0 = _mm512_loadu_ps(w), w1 = _mm512_loadu_ps(w + 16);
+            const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
+            const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
             for (long r = 0; r < TILE_ROWS; r++) {
                 if (r >= rows) break;
-                const __m512 v = _mm512_set1_ps(source[r][t]);
-                acc[r][0] = _mm512_fmadd_ps(v, w0, acc[r][0]);
-                acc[r][1] = _mm512_fmadd_ps(v, w1, acc[r][1]);
+                LAQ_PANEL_STEP(source[r][t], w0, w1, w1h, acc[r], upper);
             }
         }
     }
@@ -226,8 +268,8 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
     for (long r = 0; r < TILE_ROWS; r++) {
         if (r >= rows) break;
         float *out = c + r * ldc + first;
-        _mm512_mask_storeu_ps(out, m0, epilogue_apply_avx512(acc[r][0], &left));
-        _mm512_mask_storeu_ps(out + 16, m1, epilogue_apply_avx512(acc[r][1], &right));
+        _mm512_mask_storeu_ps(out, m0, epilogue_apply_avx512(acc[r].low, &left));
+        if (upper != UPPER_NONE) _mm512_mask_storeu_ps(out + 16, m1, epilogue_apply_avx512(panel_high(acc[r], upper), &right));
     }
 }
 
@@ -240,9 +282,16 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
         const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
         const __mmask16 m0 = laq_lanes(width), m1 = laq_lanes(width - 16);
         const float *w = panels + (p - panel_begin) * k * PANEL;
+        const int upper = upper_for(width);
+        if (rows == TILE_ROWS && upper != UPPER_FULL) {
+            if (upper == UPPER_HALF) conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, TILE_ROWS, UPPER_HALF);
+            else conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, TILE_ROWS, UPPER_NONE);
+            continue;
+        }
+        // Whole panels, and the last positions (fewer than a tile) of any panel.
         switch (rows) {
 #define LAQ_ROWS(R) \
-    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, R); break;
+    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, R, UPPER_FULL); break;
             LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
             LAQ_ROWS(7) LAQ_ROWS(8) LAQ_ROWS(9) LAQ_ROWS(10) LAQ_ROWS(11) LAQ_ROWS(12)
 #undef LAQ_ROWS
@@ -256,12 +305,20 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, int isa) {
     const long taps = shape->kernel_h * shape->kernel_w, channels = shape->channels, k = taps * channels;
+    const int pointwise = is_pointwise(shape);
     for (long i0 = row_begin; i0 < row_end; i0 += TILE_ROWS) {
         const long rows = row_end - i0 < TILE_ROWS ? row_end - i0 : TILE_ROWS;
         tile_sources(x, shape, zeros, i0, rows, sources, steps);
         float *tile = c + i0 * n;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512) {
+            if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
+                // The next tile's input, a tile ahead: a pointwise convolution of many positions
+                // streams its input from memory, 12 rows at a time, a few lines of each (64 or
+                // more channels measured faster with this; 32, slower).
+                const char *next = (const char *)(x + (i0 + TILE_ROWS) * channels), *end = (const char *)(x + (i0 + 2 * TILE_ROWS) * channels);
+                for (; next < end; next += 64) _mm_prefetch(next, _MM_HINT_T0);
+            }
             conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, rows, panel_begin, panel_end);
             continue;
         }

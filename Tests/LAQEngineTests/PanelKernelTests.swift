@@ -25,7 +25,7 @@ import Testing
 
     @Test("the kernel equals the fused-multiply-add chains on every instruction set, in any split of rows and panels")
     func kernelBits() {
-        for (m, k, n) in [(1, 1, 1), (13, 9, 17), (25, 27, 32), (12, 5, 33), (47, 64, 70), (3, 200, 16), (30, 11, 96)] {
+        for (m, k, n) in [(1, 1, 1), (13, 9, 17), (25, 27, 32), (12, 5, 33), (47, 64, 70), (3, 200, 16), (30, 11, 96), (26, 19, 24), (36, 40, 56), (24, 7, 16)] {
             var generator = SplitMix64(seed: UInt64(m * 1000 + k * 10 + n))
             let lda = k + 3
             let a = Self.random(m * lda, &generator), w = Self.random(k * n, &generator), c0 = Self.random(m * n, &generator)
@@ -152,9 +152,9 @@ import Testing
         let (m, k, n) = (1000, 147, 90)
         let a = Self.random(m * k, &generator), w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
         let panels = try #require(FloatPanels(w, rows: k, columns: n))
-        // Narrow panels are left to OpenBLAS, and K ≤ 16 with N ≤ 64 to the short-inner kernel
-        // (a function of the shape alone).
-        for (columns, expected) in [(16, false), (24, false), (28, true), (32, true), (40, false), (48, false), (60, true), (144, true)] {
+        // Every width takes panels (a narrow last panel computes its own columns only); K ≤ 16
+        // with N ≤ 64 is left to the short-inner kernel (a function of the shape alone).
+        for (columns, expected) in [(16, true), (24, true), (28, true), (32, true), (40, true), (48, true), (60, true), (144, true)] {
             #expect((FloatPanels([Float](repeating: 1, count: 20 * columns), rows: 20, columns: columns) != nil) == expected, "\(columns) columns")
         }
         #expect(FloatPanels([Float](repeating: 1, count: 9 * 32), rows: 9, columns: 32) == nil)

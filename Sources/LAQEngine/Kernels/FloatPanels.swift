@@ -14,14 +14,13 @@ struct FloatPanels: Sendable {
 
     /// The panels of the row-major `rows`×`columns` matrix `values`; nil (laq's other float32
     /// path multiplies: OpenBLAS, or the short-inner kernel for K ≤ 16, N ≤ 64) where the CPU
-    /// lacks AVX-512, and, unless `anyShape` (benchmarks), where the panels measured slower
-    /// (`laq-bench --panels`, one core, docs/PERFORMANCE.md): where the padding to whole panels
-    /// would be more than an eighth of their lanes (16 columns 0.50×, 24 0.82×, 40 0.67×, 48
-    /// 0.77×; full panels 1.01–1.45×), and for K ≤ 16 with N ≤ 64 (the short-inner kernel:
-    /// panels 0.88–0.94×). A function of the shape alone.
+    /// lacks AVX-512, and, unless `anyShape` (benchmarks), for K ≤ 16 with N ≤ 64, where the
+    /// short-inner kernel measured faster (`laq-bench --panels`, one core, docs/PERFORMANCE.md).
+    /// A last panel of 16 or 24 columns computes only those (the kernel's narrow tiles), so
+    /// every width of N takes panels. A function of the shape alone.
     init?(_ values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {
         guard CPU.isa >= Int32(LAQ_ISA_AVX512), rows > 0, columns > 0 else { return nil }
-        guard anyShape || (columns * 8 >= (columns + 31) / 32 * 32 * 7 && !(rows <= 16 && columns <= 64)) else { return nil }
+        guard anyShape || !(rows <= 16 && columns <= 64) else { return nil }
         precondition(values.count == rows * columns, "\(values.count) values for \(rows) × \(columns)")
         self.rows = rows
         self.columns = columns
