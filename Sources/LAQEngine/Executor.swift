@@ -15,11 +15,11 @@ public struct Executor: Sendable {
     let masks: MaskPlan
     /// Keras ≥ 3 saved the model.
     let keras3: Bool
-    /// For each tensor a call reads (as an input or a mask), the position in `calls` of the last
-    /// call that reads it: a prediction lets it go after that call.
-    let lastUse: [TensorRef: Int]
     /// The model's outputs, as ``callOutputs(_:fused:keepAll:observe:)`` names them.
     let outputRefs: Set<TensorRef>
+    /// `calls` resolved once for ``callOutputs(_:fused:keepAll:observe:)``: each tensor a
+    /// numbered slot, each call its ops, slots and mask bookkeeping.
+    let plan: ExecutionPlan
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary, ternary and linear
@@ -42,33 +42,27 @@ public struct Executor: Sendable {
             masks = try model.maskPlan()
         } catch { throw .invalidModel(error.description) }
         (fused, fusedInto) = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
-        var lastUse: [TensorRef: Int] = [:]
-        for (position, call) in calls.enumerated() {
-            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) { lastUse[ref] = position }
-        }
-        self.lastUse = lastUse
         outputRefs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
+        plan = ExecutionPlan(model: model, calls: calls, ops: ops, fused: fused, masks: masks, outputs: outputRefs)
     }
 
-    /// The masks of a call's inputs (nil: none; nil for every input when none has one): the
-    /// tensor it passes as `mask=` for its first input, else the inputs' implicit masks.
-    func inputMasks(_ call: LayerCall, _ masks: [TensorRef: Tensor], values: [TensorRef: Tensor]) throws(EngineError) -> [Tensor?]? {
-        let refs = model.inputs(of: call)
-        if let explicit = model.maskInput(of: call) {
-            guard let mask = values[explicit] else { throw .badInput(name: model.layers[call.layer].name, reason: "its mask '\(explicit)' was not computed") }
-            return [mask] + Array(repeating: nil, count: max(refs.count - 1, 0))
+    /// The masks of a step's inputs (nil: none; nil for every input when none has one): the
+    /// tensor it passes as `mask=` for its first input, else the inputs' implicit masks, less
+    /// those an attention layer deleted. `value` and `mask` read a slot's tensor and mask.
+    func inputMasks(_ step: ExecutionPlan.Step, value: (Int) -> Tensor?, mask: (Int) -> Tensor?) throws(EngineError) -> [Tensor?]? {
+        if let slot = step.maskInput {
+            guard let explicit = value(slot) else {
+                throw .badInput(name: model.layers[step.layer].name, reason: "its mask '\(plan.refs[slot])' was not computed")
+            }
+            return [explicit] + Array(repeating: nil, count: max(step.inputs.count - 1, 0))
         }
-        guard self.masks.sees(call, refs) else { return nil }
-        let hidden = self.masks.hidden[call] ?? []
-        return refs.map { hidden.contains($0) ? nil : masks[$0] }
+        guard step.seesMask else { return nil }
+        return zip(step.inputs, step.hidden).map { $1 ? nil : mask($0) }
     }
 
-    /// Records the mask of a call's output, when it carries one.
-    func recordMask(_ call: LayerCall, inputs: [Tensor], masks: [Tensor?]?, into table: inout [TensorRef: Tensor]) throws(EngineError) {
-        let ref = model.output(of: call)
-        guard self.masks.carried.contains(ref) else { return }
-        let layer = model.layers[call.layer]
-        table[ref] = try layer.kind.outputMask(inputs, masks: masks ?? Array(repeating: nil, count: inputs.count), keras3: keras3)
+    /// The mask of a step's output (call it where the step ``ExecutionPlan/Step/carriesMask``).
+    func outputMask(_ step: ExecutionPlan.Step, inputs: [Tensor], masks: [Tensor?]?) throws(EngineError) -> Tensor? {
+        try model.layers[step.layer].kind.outputMask(inputs, masks: masks ?? Array(repeating: nil, count: inputs.count), keras3: keras3)
     }
 
     /// The model's outputs for `inputs` (one tensor per model input, in order).
@@ -145,40 +139,105 @@ public struct Executor: Sendable {
         guard inputs.count == model.inputs.count else {
             throw .badInput(name: "(model)", reason: "the model takes \(model.inputs.count) inputs, \(inputs.count) given")
         }
-        var values: [TensorRef: Tensor] = [:]
-        var masks: [TensorRef: Tensor] = [:]
-        for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
-        for (position, call) in calls.enumerated() {
-            let layer = model.layers[call.layer]
-            if layer.inbound.isEmpty {
+        var values = [Tensor?](repeating: nil, count: plan.refs.count)
+        var masks = [Tensor?](repeating: nil, count: plan.refs.count)
+        for (slot, tensor) in zip(plan.modelInputs, inputs) { values[slot] = tensor }
+        for step in plan.steps {
+            guard let op = fused ? step.fusedOp ?? step.op : step.op else {
                 // An input layer: validation guarantees it is one of the model's inputs.
-                guard values[TensorRef(layer: layer.name)] != nil else { throw .badInput(name: layer.name, reason: "no value given") }
+                guard values[step.output] != nil else { throw .badInput(name: model.layers[step.layer].name, reason: "no value given") }
                 continue
             }
             // What the call reads: its inputs, and its mask when it passes one.
-            let refs = model.inputs(of: call)
             var arguments: [Tensor] = []
-            for ref in refs {
-                guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
+            arguments.reserveCapacity(step.inputs.count)
+            for slot in step.inputs {
+                guard let value = values[slot] else {
+                    throw .badInput(name: model.layers[step.layer].name, reason: "its input '\(plan.refs[slot])' was not computed")
+                }
                 arguments.append(value)
             }
-            guard let op = (fused ? self.fused[layer.name] : nil) ?? ops[layer.name] else { throw .unsupported(layer: layer.name, reason: "no op") }
-            let inputMasks = try inputMasks(call, masks, values: values)
+            let inputMasks = try self.inputMasks(step, value: { values[$0] }, mask: { masks[$0] })
             let start = observe == nil ? nil : ContinuousClock.now
             if let inputMasks {
-                values[model.output(of: call)] = try op.forward(arguments, masks: inputMasks, workspace: nil)
+                values[step.output] = try op.forward(arguments, masks: inputMasks, workspace: nil)
             } else {
-                values[model.output(of: call)] = try op.forward(arguments)
+                values[step.output] = try op.forward(arguments)
             }
-            if let observe, let start { observe(layer, (ContinuousClock.now - start).seconds) }
-            try recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
+            if let observe, let start { observe(model.layers[step.layer], (ContinuousClock.now - start).seconds) }
+            if step.carriesMask { masks[step.output] = try outputMask(step, inputs: arguments, masks: inputMasks) }
             guard !keepAll else { continue }
-            for ref in refs + (model.maskInput(of: call).map { [$0] } ?? []) where lastUse[ref] == position && !outputRefs.contains(ref) {
-                values[ref] = nil
-            }
-            let output = model.output(of: call)
-            if lastUse[output] == nil, !outputRefs.contains(output) { values[output] = nil }
+            for slot in step.release { values[slot] = nil }
         }
-        return values
+        var named: [TensorRef: Tensor] = [:]
+        for (slot, value) in values.enumerated() {
+            if let value { named[plan.refs[slot]] = value }
+        }
+        return named
+    }
+}
+
+/// A model's calls resolved for running them: every tensor (a model input, a call's output or
+/// an input a call names) a slot number, and for each call its ops, the slots it reads and
+/// writes, its masks, and the slots it is the last to read. A prediction then looks nothing up
+/// by name.
+struct ExecutionPlan: Sendable {
+    struct Step: Sendable {
+        /// Index into ``Model/layers``.
+        let layer: Int
+        /// The layer's op, and the fused op that replaces it in predictions; nil for an input layer.
+        let op: (any Op)?
+        let fusedOp: (any Op)?
+        let inputs: [Int]
+        let output: Int
+        /// The slot of the tensor it passes as `mask=`, when it passes one.
+        let maskInput: Int?
+        /// Whether it sees an implicit mask on an input, and for each input whether an attention
+        /// layer deleted that input's mask (``MaskPlan``).
+        let seesMask: Bool
+        let hidden: [Bool]
+        /// Whether its output carries a mask.
+        let carriesMask: Bool
+        /// The slots a prediction lets go after this call: the tensors it is the last to read
+        /// (an input or a mask), and its own output when nothing reads it; never a model output.
+        let release: [Int]
+    }
+
+    /// The tensor of each slot.
+    let refs: [TensorRef]
+    /// The slots of the model's inputs, in order.
+    let modelInputs: [Int]
+    let steps: [Step]
+
+    init(model: Model, calls: [LayerCall], ops: [String: any Op], fused: [String: any Op], masks: MaskPlan, outputs: Set<TensorRef>) {
+        var refs: [TensorRef] = []
+        var slots: [TensorRef: Int] = [:]
+        func slot(_ ref: TensorRef) -> Int {
+            if let slot = slots[ref] { return slot }
+            slots[ref] = refs.count
+            refs.append(ref)
+            return refs.count - 1
+        }
+        modelInputs = model.inputs.map { slot(TensorRef(layer: $0.layer)) }
+        // For each tensor a call reads (as an input or a mask), the position of the last call that reads it.
+        var lastUse: [TensorRef: Int] = [:]
+        for (position, call) in calls.enumerated() {
+            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) { lastUse[ref] = position }
+        }
+        steps = calls.enumerated().map { position, call in
+            let layer = model.layers[call.layer]
+            guard !layer.inbound.isEmpty else {
+                return Step(layer: call.layer, op: nil, fusedOp: nil, inputs: [], output: slot(TensorRef(layer: layer.name)), maskInput: nil,
+                            seesMask: false, hidden: [], carriesMask: false, release: [])
+            }
+            let inputs = model.inputs(of: call), output = model.output(of: call), mask = model.maskInput(of: call)
+            let hidden = masks.hidden[call] ?? []
+            var release = (inputs + (mask.map { [$0] } ?? [])).filter { lastUse[$0] == position && !outputs.contains($0) }.map(slot)
+            if lastUse[output] == nil, !outputs.contains(output) { release.append(slot(output)) }
+            return Step(layer: call.layer, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot), output: slot(output),
+                        maskInput: mask.map(slot), seesMask: masks.sees(call, inputs), hidden: inputs.map { hidden.contains($0) },
+                        carriesMask: masks.carried.contains(output), release: release)
+        }
+        self.refs = refs
     }
 }

@@ -135,7 +135,7 @@ public struct Backpropagation {
         var records: [LayerCall: ForwardRecord] = [:]
         let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
-        for call in executor.calls where !model.layers[call.layer].inbound.isEmpty {
+        for (step, call) in zip(executor.plan.steps, executor.calls) where !model.layers[call.layer].inbound.isEmpty {
             let layer = model.layers[call.layer]
             guard let op = executor.ops[layer.name] as? any TrainableOp else {
                 throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
@@ -145,7 +145,8 @@ public struct Backpropagation {
                 guard let value = values[ref] else { throw .badInput(name: layer.name, reason: "its input '\(ref)' was not computed") }
                 arguments.append(value)
             }
-            let inputMasks = try executor.inputMasks(call, masks, values: values)
+            let refs = executor.plan.refs
+            let inputMasks = try executor.inputMasks(step, value: { values[refs[$0]] }, mask: { masks[refs[$0]] })
             var record = if let inputMasks {
                 try op.forwardTraining(arguments, masks: inputMasks, random: &random, workspace: workspace)
             } else {
@@ -153,7 +154,7 @@ public struct Backpropagation {
             }
             record.inputsNeedGradients = !model.inputs(of: call).allSatisfy(modelInputs.contains)
             values[model.output(of: call)] = record.output
-            try executor.recordMask(call, inputs: arguments, masks: inputMasks, into: &masks)
+            if step.carriesMask { masks[model.output(of: call)] = try executor.outputMask(step, inputs: arguments, masks: inputMasks) }
             records[call] = record
         }
         return (executor, values, records)
