@@ -228,7 +228,7 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
 // One tile of `rows` positions by one panel (columns first…first+31; `upper`: upper_for).
 __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
-          float *c, long ldc, __mmask16 m0, __mmask16 m1, const long rows, const int upper) {
+          float *c, const float *residual, long ldc, __mmask16 m0, __mmask16 m1, const long rows, const int upper) {
     panel_row acc[TILE_ROWS];
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
@@ -268,15 +268,20 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
     for (long r = 0; r < TILE_ROWS; r++) {
         if (r >= rows) break;
         float *out = c + r * ldc + first;
-        _mm512_mask_storeu_ps(out, m0, epilogue_apply_avx512(acc[r].low, &left));
-        if (upper != UPPER_NONE) _mm512_mask_storeu_ps(out + 16, m1, epilogue_apply_avx512(panel_high(acc[r], upper), &right));
+        __m512 low = epilogue_apply_avx512(acc[r].low, &left), high = epilogue_apply_avx512(panel_high(acc[r], upper), &right);
+        if (residual) {
+            const float *add = residual + r * ldc + first;
+            low = epilogue_residual_avx512(low, e, &left, add, m0);
+            if (upper != UPPER_NONE) high = epilogue_residual_avx512(high, e, &right, add + 16, m1);
+        }
+        _mm512_mask_storeu_ps(out, m0, low);
+        if (upper != UPPER_NONE) _mm512_mask_storeu_ps(out + 16, m1, high);
     }
 }
 
 __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **sources, const long *steps, long taps, long channels,
-                                                                 const float *panels,
-                                                                 long n, const laq_epilogue *e, float *c, long rows, long panel_begin,
-                                                                 long panel_end) {
+                                                                 const float *panels, long n, const laq_epilogue *e, float *c,
+                                                                 const float *residual, long rows, long panel_begin, long panel_end) {
     const long k = taps * channels;
     for (long p = panel_begin; p < panel_end; p++) {
         const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
@@ -284,14 +289,14 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
         const float *w = panels + (p - panel_begin) * k * PANEL;
         const int upper = upper_for(width);
         if (rows == TILE_ROWS && upper != UPPER_FULL) {
-            if (upper == UPPER_HALF) conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, TILE_ROWS, UPPER_HALF);
-            else conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, TILE_ROWS, UPPER_NONE);
+            if (upper == UPPER_HALF) conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, TILE_ROWS, UPPER_HALF);
+            else conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, TILE_ROWS, UPPER_NONE);
             continue;
         }
         // Whole panels, and the last positions (fewer than a tile) of any panel.
         switch (rows) {
 #define LAQ_ROWS(R) \
-    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, n, m0, m1, R, UPPER_FULL); break;
+    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, R, UPPER_FULL); break;
             LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
             LAQ_ROWS(7) LAQ_ROWS(8) LAQ_ROWS(9) LAQ_ROWS(10) LAQ_ROWS(11) LAQ_ROWS(12)
 #undef LAQ_ROWS
@@ -310,6 +315,7 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
         const long rows = row_end - i0 < TILE_ROWS ? row_end - i0 : TILE_ROWS;
         tile_sources(x, shape, zeros, i0, rows, sources, steps);
         float *tile = c + i0 * n;
+        const float *residual = epilogue->residual ? epilogue->residual + i0 * n : 0;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512) {
             if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
@@ -319,7 +325,7 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
                 const char *next = (const char *)(x + (i0 + TILE_ROWS) * channels), *end = (const char *)(x + (i0 + 2 * TILE_ROWS) * channels);
                 for (; next < end; next += 64) _mm_prefetch(next, _MM_HINT_T0);
             }
-            conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, rows, panel_begin, panel_end);
+            conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end);
             continue;
         }
 #endif
@@ -332,7 +338,8 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
                     float sum = 0;
                     for (long tap = 0, t = 0; tap < taps; tap++)
                         for (long ch = 0; ch < channels; ch++, t++) sum = __builtin_fmaf(sources[tap * 12 + r][ch], w[t * PANEL + j], sum);
-                    tile[r * n + first + j] = epilogue_scalar(sum, epilogue, first + j);
+                    const float v = epilogue_scalar(sum, epilogue, first + j);
+                    tile[r * n + first + j] = residual ? epilogue_residual_scalar(v, epilogue, residual[r * n + first + j]) : v;
                 }
         }
     }

@@ -41,9 +41,10 @@ public struct Executor: Sendable {
             calls = try model.calls()
             masks = try model.maskPlan()
         } catch { throw .invalidModel(error.description) }
-        (fused, fusedInto) = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
+        let fusion = Fusion.plan(model: model, ops: ops, calls: calls, masks: masks)
+        (fused, fusedInto) = (fusion.ops, fusion.into)
         outputRefs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
-        plan = ExecutionPlan(model: model, calls: calls, ops: ops, fused: fused, masks: masks, outputs: outputRefs)
+        plan = ExecutionPlan(model: model, calls: fusion.order, ops: ops, fused: fused, fusedInputs: fusion.inputs, masks: masks, outputs: outputRefs)
     }
 
     /// The masks of a step's inputs (nil: none; nil for every input when none has one): the
@@ -148,10 +149,11 @@ public struct Executor: Sendable {
                 guard values[step.output] != nil else { throw .badInput(name: model.layers[step.layer].name, reason: "no value given") }
                 continue
             }
-            // What the call reads: its inputs, and its mask when it passes one.
+            // What the call reads: its inputs (a fused op's own), and its mask when it passes one.
+            let inputs = fused ? step.fusedInputs ?? step.inputs : step.inputs
             var arguments: [Tensor] = []
-            arguments.reserveCapacity(step.inputs.count)
-            for slot in step.inputs {
+            arguments.reserveCapacity(inputs.count)
+            for slot in inputs {
                 guard let value = values[slot] else {
                     throw .badInput(name: model.layers[step.layer].name, reason: "its input '\(plan.refs[slot])' was not computed")
                 }
@@ -177,18 +179,21 @@ public struct Executor: Sendable {
     }
 }
 
-/// A model's calls resolved for running them: every tensor (a model input, a call's output or
-/// an input a call names) a slot number, and for each call its ops, the slots it reads and
-/// writes, its masks, and the slots it is the last to read. A prediction then looks nothing up
-/// by name.
+/// A model's calls resolved for running them, in an order that computes every tensor before
+/// its readers (``Fusion``'s): every tensor (a model input, a call's output or an input a call
+/// names) a slot number, and for each call its ops, the slots it reads and writes, its masks,
+/// and the slots it is the last to read. A prediction then looks nothing up by name.
 struct ExecutionPlan: Sendable {
     struct Step: Sendable {
+        let call: LayerCall
         /// Index into ``Model/layers``.
-        let layer: Int
+        var layer: Int { call.layer }
         /// The layer's op, and the fused op that replaces it in predictions; nil for an input layer.
         let op: (any Op)?
         let fusedOp: (any Op)?
         let inputs: [Int]
+        /// The fused op's inputs where they are more than the call's (``Fusion``).
+        let fusedInputs: [Int]?
         let output: Int
         /// The slot of the tensor it passes as `mask=`, when it passes one.
         let maskInput: Int?
@@ -209,7 +214,8 @@ struct ExecutionPlan: Sendable {
     let modelInputs: [Int]
     let steps: [Step]
 
-    init(model: Model, calls: [LayerCall], ops: [String: any Op], fused: [String: any Op], masks: MaskPlan, outputs: Set<TensorRef>) {
+    init(model: Model, calls: [LayerCall], ops: [String: any Op], fused: [String: any Op], fusedInputs: [String: [TensorRef]], masks: MaskPlan,
+         outputs: Set<TensorRef>) {
         var refs: [TensorRef] = []
         var slots: [TensorRef: Int] = [:]
         func slot(_ ref: TensorRef) -> Int {
@@ -227,14 +233,16 @@ struct ExecutionPlan: Sendable {
         steps = calls.enumerated().map { position, call in
             let layer = model.layers[call.layer]
             guard !layer.inbound.isEmpty else {
-                return Step(layer: call.layer, op: nil, fusedOp: nil, inputs: [], output: slot(TensorRef(layer: layer.name)), maskInput: nil,
-                            seesMask: false, hidden: [], carriesMask: false, release: [])
+                return Step(call: call, op: nil, fusedOp: nil, inputs: [], fusedInputs: nil, output: slot(TensorRef(layer: layer.name)),
+                            maskInput: nil, seesMask: false, hidden: [], carriesMask: false, release: [])
             }
             let inputs = model.inputs(of: call), output = model.output(of: call), mask = model.maskInput(of: call)
             let hidden = masks.hidden[call] ?? []
             var release = (inputs + (mask.map { [$0] } ?? [])).filter { lastUse[$0] == position && !outputs.contains($0) }.map(slot)
             if lastUse[output] == nil, !outputs.contains(output) { release.append(slot(output)) }
-            return Step(layer: call.layer, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot), output: slot(output),
+            // (A fused op's further inputs are read by later calls, which release them.)
+            return Step(call: call, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot),
+                        fusedInputs: fusedInputs[layer.name].map { $0.map(slot) }, output: slot(output),
                         maskInput: mask.map(slot), seesMask: masks.sees(call, inputs), hidden: inputs.map { hidden.contains($0) },
                         carriesMask: masks.carried.contains(output), release: release)
         }

@@ -90,6 +90,49 @@ struct FusionTests {
         try Self.checkSameBits(executor, [x], "MobileNet blocks")
     }
 
+    @Test("Residual connections: a convolution adds the Add's other input and applies the ReLU after it as it stores, in either order of the Add's inputs, with the same bits on 1, 2 and 3 threads")
+    func residualBlocks() throws {
+        func conv(_ filters: Int, _ kernel: Int, bias: Bool = false) -> JSONValue {
+            ["filters": .int(Int64(filters)), "kernel_size": [.int(Int64(kernel)), .int(Int64(kernel))], "padding": "same", "use_bias": .bool(bias)]
+        }
+        let normalization: JSONValue = ["epsilon": 0.001]
+        let model = try GradientTests.functional(input: [nil, 9, 10, 16], [
+            ("Conv2D", conv(32, 1), ["in"]),                       // l0: the shortcut
+            ("Conv2D", conv(32, 3), ["in"]), ("BatchNormalization", normalization, ["l1"]), ("Activation", ["activation": "relu"], ["l2"]),
+            ("Conv2D", conv(32, 1), ["l3"]), ("BatchNormalization", normalization, ["l4"]),
+            ("Add", [:], ["l0", "l5"]), ("Activation", ["activation": "relu"], ["l6"]),          // l6: shortcut + branch, l7 ReLU
+            ("Conv2D", conv(32, 1, bias: true), ["l7"]), ("Add", [:], ["l8", "l7"]), ("ReLU", ["max_value": 6.0], ["l9"]),  // l9: branch + block input
+            ("Conv2D", conv(40, 1), ["l10"]), ("Conv2D", conv(40, 3), ["l10"]), ("BatchNormalization", normalization, ["l12"]),
+            ("Add", [:], ["l13", "l11"]), ("Activation", ["activation": "swish"], ["l14"]),       // 40 columns; a swish stays unfused
+            ("GlobalAveragePooling2D", ["keepdims": true], ["l10"]), ("Conv2D", conv(32, 1), ["l10"]),
+            ("Add", [:], ["l17", "l16"]),                                                          // a broadcast Add: after the convolution
+            ("Conv2D", conv(40, 1), ["l18"]), ("Add", [:], ["l19", "l15"]),
+            // ResNet's first block of a stage: the shortcut's normalization comes after the
+            // branch's convolution, so the shortcut's block runs just before the Add.
+            ("Conv2D", conv(32, 1), ["l20"]), ("Conv2D", conv(32, 3), ["l20"]), ("BatchNormalization", normalization, ["l21"]),
+            ("BatchNormalization", normalization, ["l22"]), ("Add", [:], ["l23", "l24"]), ("Activation", ["activation": "relu"], ["l25"]),
+        ])
+        let executor = try Executor(model: model)
+        let residual = { (name: String) in (executor.fused[name] as? ConvolutionOp)?.residual }
+        #expect(residual("l4")?.first == true && residual("l4")?.activation != nil)
+        #expect(residual("l8")?.first == false && residual("l8")?.relu.parameters.ceiling == 6)
+        #expect(residual("l12")?.first == false && residual("l12")?.activation == nil)
+        #expect(residual("l17") != nil && residual("l19") != nil)
+        #expect(residual("l21")?.first == false && residual("l22") == nil)
+        #expect(executor.fusedInto == ["l2": "l1", "l3": "l1", "l5": "l4", "l6": "l4", "l7": "l4", "l9": "l8", "l10": "l8", "l13": "l12", "l14": "l12",
+                                       "l18": "l17", "l20": "l19", "l23": "l21", "l25": "l21", "l26": "l21", "l24": "l22"])
+        let order = executor.plan.steps.map { executor.model.layers[$0.layer].name }
+        #expect(order.suffix(6) == ["l22", "l24", "l21", "l23", "l25", "l26"])
+        #expect((executor.fused["l6"] as? PassOp)?.input == 1 && (executor.fused["l9"] as? PassOp)?.input == 0)
+        defer { Parallel.configure(threads: nil) }
+        var random = SplitMix64(seed: 21)
+        let x = Tensor(shape: [2, 9, 10, 16], data: (0..<(2 * 9 * 10 * 16)).map { _ in random.uniform() * 4 - 2 })
+        for threads in [1, 2, 3] {
+            Parallel.configure(threads: threads, environment: [:])
+            try Self.checkSameBits(executor, [x], "residual blocks, \(threads) threads")
+        }
+    }
+
     @Test("A convolution on panels and a depthwise convolution over an input with no positions, padded by a folded ZeroPadding2D: the bias, normalized, everywhere")
     func emptyPaddedInput() throws {
         for depthwise in [false, true] {

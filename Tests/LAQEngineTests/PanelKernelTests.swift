@@ -80,8 +80,8 @@ import Testing
         }
     }
 
-    @Test("a convolution read in place equals im2col, the panel product and the epilogue's passes (bias, affine map, ReLU) bit for bit, on every instruction set and split")
-    func convolutionBits() {
+    @Test("a convolution read in place equals im2col, the panel product and the epilogue's passes (bias, affine map, ReLU, a residual Add and its ReLU) bit for bit, on every instruction set and split")
+    func convolutionBits() throws {
         let cases = [
             ConvolutionCase(height: 7, width: 9, channels: 3, filters: 32, kernel: (3, 3), stride: (2, 2), pad: (1, 1)),
             ConvolutionCase(batch: 2, height: 6, width: 5, channels: 16, filters: 45, kernel: (1, 1)),
@@ -102,6 +102,8 @@ import Testing
             let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters
             let w = Self.random(k * n, &generator), bias = Self.random(n, &generator)
             let scale = Self.random(n, &generator), shift = Self.random(n, &generator)
+            let m0 = item.batch * item.output.0 * item.output.1
+            let other = Self.random(m0 * n, &generator).enumerated().map { $0.offset % 5 == 1 ? -0.0 : $0.offset % 13 == 2 ? $0.element * 40 : $0.element }
             var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
             laq_panels_pack(w, k, n, &panels)
             let m = item.batch * item.output.0 * item.output.1
@@ -111,15 +113,29 @@ import Testing
                 var expected = Self.reference(columns, lda: k, w, m: m, k: k, n: n,
                                               c: withBias ? (0..<m).flatMap { _ in bias } : [Float](repeating: 0, count: m * n), accumulate: withBias)
                 if normalized { Elementwise.scaleShift(&expected, scale: scale, shift: shift, then: relu) }
-                let parameters = relu.parameters
+                // Then a residual connection's Add (the other input first or second) and the
+                // ReLU after it, as the Add and activation ops compute them.
+                let residual: FusedResidual? = variant < 2 ? nil
+                    : FusedResidual(first: variant % 2 == 0, activation: [.function(.relu), .relu(maxValue: 6, slope: 0, threshold: 0), nil][variant - 2])
+                if let residual {
+                    var sum = try MergeOp(name: "add", kind: .add).forward(residual.first ? [Tensor(shape: [m, n], data: other), Tensor(shape: [m, n], data: expected)]
+                                                                                         : [Tensor(shape: [m, n], data: expected), Tensor(shape: [m, n], data: other)])
+                    if let activation = residual.activation { ActivationOp(kind: activation).apply(&sum) }
+                    expected = sum.data
+                }
+                let parameters = relu.parameters, after = (residual?.relu ?? .none).parameters
                 for isa in Int32(0)...CPU.isa {
                     var c = [Float](repeating: .nan, count: m * n)
                     bias.withUnsafeBufferPointer { bias in
                         scale.withUnsafeBufferPointer { scale in
                             shift.withUnsafeBufferPointer { shift in
+                              other.withUnsafeBufferPointer { other in
                                 var epilogue = laq_epilogue(bias: withBias ? bias.baseAddress : nil, scale: normalized ? scale.baseAddress : nil,
                                                             shift: shift.baseAddress, relu: parameters.mode, threshold: parameters.threshold,
-                                                            slope: parameters.slope, ceiling: parameters.ceiling)
+                                                            slope: parameters.slope, ceiling: parameters.ceiling,
+                                                            residual: residual == nil ? nil : other.baseAddress, residual_first: residual?.first == true ? 1 : 0,
+                                                            after_relu: after.mode, after_threshold: after.threshold, after_slope: after.slope,
+                                                            after_ceiling: after.ceiling)
                                 var shape = item.shape
                                 let zeros = [Float](repeating: 0, count: item.channels)
                                 let taps = item.kernel.0 * item.kernel.1
@@ -135,10 +151,11 @@ import Testing
                                         }
                                     }
                                 }
+                              }
                             }
                         }
                     }
-                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "case \(index), \(relu), bias \(withBias), isa \(isa)")
+                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "case \(index), \(relu), bias \(withBias), residual \(variant >= 2), isa \(isa)")
                 }
             }
         }

@@ -171,13 +171,20 @@ int laq_keep_freed_blocks(long largest);
 /// What a convolution's sum goes through before it is stored, output channel j by j: + bias[j]
 /// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
 /// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it; `relu`
-/// is one of LAQ_RELU_*).
+/// is one of LAQ_RELU_*). Then, when `residual` is not NULL (laq_panels_convolve only; the
+/// depthwise kernel requires NULL): a residual connection's Add, residual[i·n + j] + v when
+/// `residual_first` (the order of the Add's inputs), else v + residual[i·n + j], for output
+/// position i of n columns, and the ReLU after it (`after_relu`, with its own parameters).
 typedef struct {
     const float *bias;
     const float *scale;
     const float *shift;
     int relu;
     float threshold, slope, ceiling;
+    const float *residual;
+    int residual_first;
+    int after_relu;
+    float after_threshold, after_slope, after_ceiling;
 } laq_epilogue;
 
 /// Depthwise 2-D convolution, NHWC: output rows [row_begin, row_end) of the batch × out_h rows

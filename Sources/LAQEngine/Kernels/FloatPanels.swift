@@ -129,3 +129,12 @@ struct FloatPanels: Sendable {
         return (blockRows, (m + blockRows - 1) / blockRows)
     }
 }
+
+extension laq_epilogue {
+    /// An epilogue without a residual connection: + bias, then the affine map and its ReLU.
+    init(bias: UnsafePointer<Float>?, scale: UnsafePointer<Float>?, shift: UnsafePointer<Float>?, relu: Int32, threshold: Float, slope: Float,
+         ceiling: Float) {
+        self.init(bias: bias, scale: scale, shift: shift, relu: relu, threshold: threshold, slope: slope, ceiling: ceiling, residual: nil,
+                  residual_first: 0, after_relu: Int32(LAQ_RELU_NONE), after_threshold: 0, after_slope: 0, after_ceiling: 0)
+    }
+}

@@ -74,6 +74,9 @@ struct ConvolutionOp: Op {
     /// An inference BatchNormalization (and the ReLU after it) that this layer applies to its
     /// output (inference, ``Fusion``; the layer's own activation is then linear).
     var normalization: FusedNormalization?
+    /// A residual connection's Add (and the ReLU after it) that this layer applies last, to the
+    /// second tensor ``forward(_:workspace:)`` is given (inference, ``Fusion``).
+    var residual: FusedResidual?
 
     init(_ context: OpContext, window: SlidingWindow, activation: Activation) throws(EngineError) {
         name = context.layer.name
@@ -94,9 +97,21 @@ struct ConvolutionOp: Op {
     /// Inference only (training keeps the im2col matrix: ``forwardTraining``), so its buffers
     /// are always allocated.
     func forward(_ tensors: [Tensor], workspace: Workspace?) throws(EngineError) -> Tensor {
-        var z = try linear(tensors[0])
-        activation.apply(&z.data, width: filters)
-        return z
+        guard let residual else {
+            var z = try linear(tensors[0])
+            activation.apply(&z.data, width: filters)
+            return z
+        }
+        guard tensors.count == 2 else { throw .badInput(name: name, reason: "a residual connection's other input was not given") }
+        return try linear(tensors[0], residual: (tensors[1], residual))
+    }
+
+    /// The fused residual connection of `z` (this layer's output) and `other` by the `Add` and
+    /// the activation ops themselves: where the convolution's epilogue cannot add it.
+    private func connect(_ z: Tensor, _ other: Tensor, _ residual: FusedResidual) throws(EngineError) -> Tensor {
+        var y = try MergeOp(name: name, kind: .add).forward(residual.first ? [other, z] : [z, other])
+        if let activation = residual.activation { ActivationOp(kind: activation).apply(&y) }
+        return y
     }
 
     /// The windows along height and width for an input geometry.
@@ -132,27 +147,41 @@ struct ConvolutionOp: Op {
     /// The convolution before the activation (then the fused normalization, when there is one):
     /// read in place on panels (a float32 kernel's, or decoded from a packed kernel's planes
     /// where that is how its product runs), else through im2col.
-    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+    ///
+    /// With `residual` (a fused residual connection, ``Fusion``): then the `Add` of the other
+    /// tensor and the ReLU after it, in the epilogue where the other tensor has the output's shape.
+    func linear(_ x: Tensor, residual: (other: Tensor, connection: FusedResidual)? = nil) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let positions = g.batch * rows.output * cols.output
+        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
+        // A residual of another shape (broadcast by the Add) is added by the Add op after.
+        let inEpilogue = residual.map { $0.other.shape == shape } ?? false
+        let z: Tensor
         switch kernelMatrix {
         case let .panels(panels):
-            return try convolved(x, g) { x, shape, m, epilogue, c in panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c) }
+            z = try convolved(x, g, residual: inEpilogue ? residual : nil) { x, shape, m, epilogue, c in
+                panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+            }
         case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
             let planes = matrix.planes!
-            return try convolved(x, g) { x, shape, m, epilogue, c in planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c) }
+            z = try convolved(x, g, residual: inEpilogue ? residual : nil) { x, shape, m, epilogue, c in
+                planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c)
+            }
         default:
-            var z = try linearKeepingColumns(x).output
-            if let normalization { Elementwise.scaleShift(&z.data, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
-            return z
+            var product = try linearKeepingColumns(x).output
+            if let normalization { Elementwise.scaleShift(&product.data, scale: normalization.scale, shift: normalization.shift, then: normalization.relu) }
+            if let residual { return try connect(product, residual.other, residual.connection) }
+            return product
         }
+        if let residual, !inEpilogue { return try connect(z, residual.other, residual.connection) }
+        return z
     }
 
     /// The convolution read in place by `convolve(x, shape, positions, epilogue, output)`, the
     /// bias and the fused normalization applied as each tile is stored (`laq_panels_convolve`):
     /// the bits of im2col, the panel product and the passes after it.
-    private func convolved(_ x: Tensor, _ g: Geometry,
+    private func convolved(_ x: Tensor, _ g: Geometry, residual: (other: Tensor, connection: FusedResidual)?,
                            _ convolve: (UnsafePointer<Float>, laq_conv_shape, Int, laq_epilogue, UnsafeMutablePointer<Float>) -> Void) throws(EngineError) -> Tensor {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
@@ -165,15 +194,20 @@ struct ConvolutionOp: Op {
                                       kernel_h: kernelSize[0], kernel_w: kernelSize[1], stride_h: strides[0], stride_w: strides[1],
                                       dilation_h: dilation[0], dilation_w: dilation[1], pad_top: rows.padBefore, pad_left: cols.padBefore)
         let relu = (normalization?.relu ?? .none).parameters
+        let after = (residual?.connection.relu ?? .none).parameters
         Matrix.withPointer(bias) { bias in
             Matrix.withPointer(normalization?.scale) { scale in
                 Matrix.withPointer(normalization?.shift) { shift in
-                    let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
-                                                slope: relu.slope, ceiling: relu.ceiling)
-                    // An input with no positions (padded by a folded ZeroPadding2D) is never read:
-                    // every tap is padding. The kernel still gets an address.
-                    (x.data.isEmpty ? [0] : x.data).withUnsafeBufferPointer { input in
-                        output.withUnsafeMutableBufferPointer { out in convolve(input.baseAddress!, geometry, positions, epilogue, out.baseAddress!) }
+                    Matrix.withPointer(residual?.other.data) { other in
+                        let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
+                                                    slope: relu.slope, ceiling: relu.ceiling, residual: other,
+                                                    residual_first: residual?.connection.first == true ? 1 : 0, after_relu: after.mode,
+                                                    after_threshold: after.threshold, after_slope: after.slope, after_ceiling: after.ceiling)
+                        // An input with no positions (padded by a folded ZeroPadding2D) is never read:
+                        // every tap is padding. The kernel still gets an address.
+                        (x.data.isEmpty ? [0] : x.data).withUnsafeBufferPointer { input in
+                            output.withUnsafeMutableBufferPointer { out in convolve(input.baseAddress!, geometry, positions, epilogue, out.baseAddress!) }
+                        }
                     }
                 }
             }

@@ -135,7 +135,8 @@ public struct Backpropagation {
         var records: [LayerCall: ForwardRecord] = [:]
         let modelInputs = Set(model.inputs.map { TensorRef(layer: $0.layer) })
         for (ref, tensor) in zip(model.inputs, inputs) { values[TensorRef(layer: ref.layer)] = tensor }
-        for (step, call) in zip(executor.plan.steps, executor.calls) where !model.layers[call.layer].inbound.isEmpty {
+        for step in executor.plan.steps where !model.layers[step.layer].inbound.isEmpty {
+            let call = step.call
             let layer = model.layers[call.layer]
             guard let op = executor.ops[layer.name] as? any TrainableOp else {
                 throw .unsupported(layer: layer.name, reason: "training a \(layer.className) is not implemented yet")
