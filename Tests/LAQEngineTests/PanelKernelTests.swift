@@ -185,4 +185,28 @@ import Testing
             #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "\(threads) threads")
         }
     }
+
+    @Test("FloatPanels.convolve equals im2col and the panel product on 1, 2, 3 and 8 threads, in tasks of row blocks or of panels by tiles")
+    func convolveThreads() throws {
+        guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }
+        defer { Parallel.configure(threads: nil) }
+        // 49 and 196 positions: panels by tiles (too few row blocks for the threads); 1,600: row blocks.
+        for (index, item) in [ConvolutionCase(height: 7, width: 7, channels: 40, filters: 200, kernel: (1, 1)),
+                              ConvolutionCase(height: 14, width: 14, channels: 24, filters: 100, kernel: (3, 3), pad: (1, 1)),
+                              ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1))].enumerated() {
+            var generator = SplitMix64(seed: UInt64(index + 60))
+            let x = Self.random(item.batch * item.height * item.width * item.channels, &generator)
+            let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters, m = item.batch * item.output.0 * item.output.1
+            let w = Self.random(k * n, &generator)
+            let panels = try #require(FloatPanels(w, rows: k, columns: n))
+            let expected = Self.reference(item.columns(x), lda: k, w, m: m, k: k, n: n, c: [Float](repeating: 0, count: m * n), accumulate: false)
+            let epilogue = laq_epilogue(bias: nil, scale: nil, shift: nil, relu: Int32(LAQ_RELU_NONE), threshold: 0, slope: 0, ceiling: 0)
+            for threads in [1, 2, 3, 8] {
+                Parallel.configure(threads: threads, environment: [:])
+                var c = [Float](repeating: .nan, count: m * n)
+                c.withUnsafeMutableBufferPointer { c in panels.convolve(x, shape: item.shape, m: m, epilogue: epilogue, into: c.baseAddress!) }
+                #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "case \(index), \(threads) threads")
+            }
+        }
+    }
 }

@@ -45,22 +45,36 @@ struct FloatPanels: Sendable {
     /// The convolution of `x` (NHWC, `shape`) with W as its kernel: C (m×N, m output positions) =
     /// epilogue(im2col(x) · W) without the im2col matrix (`laq_panels_convolve`: the bits of
     /// im2col, ``multiply(_:lda:m:into:accumulate:)`` and the epilogue's passes). Tasks are a
-    /// block of rows through every panel (a tile's tap sources serve them all), or one panel
-    /// each where there are too few blocks to share between threads.
+    /// block of rows through every panel (a tile's tap sources serve them all) where there are
+    /// blocks enough to share between threads. Else they are one panel by one tile of 12 rows,
+    /// panel by panel, so that each thread's contiguous share is the same number of tile-panels
+    /// and reads its panels of W once: ResNet50's 14×14 layers at batch 1 had had tasks of 72,
+    /// 72 and 52 rows by one panel, shares of 12 tasks giving one thread 864 row-panels and the
+    /// other 704; tiles first read its 7×7 layers' 8 MB of W once per tile.
     func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>) {
         precondition(shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
         let (k, panelCount) = (rows, self.panelCount)
         let (blockRows, rowBlocks) = Self.rowBlocks(m)
-        let split = rowBlocks >= 4 * Parallel.threadCount ? 1 : panelCount
-        let perTask = (panelCount + split - 1) / split
+        let byBlocks = rowBlocks >= 4 * Parallel.threadCount
+        let tiles = (m + 11) / 12
         panels.withUnsafeBufferPointer { panels in
             let w = SharedPointer(panels.baseAddress!)
-            Self.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: rowBlocks * split) { range, convolve in
-                for task in range {
-                    let (block, group) = (task / split, task % split)
-                    let (first, panel) = (block * blockRows, group * perTask)
-                    convolve(w.base + panel * k * 32, first, min(first + blockRows, m), panel, min(panel + perTask, panelCount))
+            Self.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: byBlocks ? rowBlocks : panelCount * tiles) { range, convolve in
+                guard !byBlocks else {
+                    for block in range {
+                        let first = block * blockRows
+                        convolve(w.base, first, min(first + blockRows, m), 0, panelCount)
+                    }
+                    return
+                }
+                // Consecutive tasks of one panel: one call through their tiles.
+                var task = range.lowerBound
+                while task < range.upperBound {
+                    let panel = task / tiles
+                    let last = min(range.upperBound, (panel + 1) * tiles)
+                    convolve(w.base + panel * k * 32, (task % tiles) * 12, min(((last - 1) % tiles + 1) * 12, m), panel, panel + 1)
+                    task = last
                 }
             }
         }
