@@ -3,9 +3,10 @@
 // as the scalar definition does: the same IEEE operations in the same order (no contraction into
 // fused multiply-adds), so the result equals it bit for bit on every instruction set. The channel
 // loop is contiguous in the input, the kernel and the output, and the compiler vectorises it;
-// with AVX-512 and one output channel per input channel, each block of 16 channels sums its taps
-// in a register and stores once. The bias is an epilogue's (laq_epilogue), which may go on with
-// an inference BatchNormalization and its ReLU before the store.
+// with AVX-512 and one output channel per input channel, eight positions of a row sum a block of
+// 16 channels in registers at once (independent chains) and store once. The bias is an
+// epilogue's (laq_epilogue, without a residual), which may go on with an inference
+// BatchNormalization and its ReLU before the store.
 #include "laq_kernels.h"
 #include "lanes.h"
 #include "epilogue.h"
@@ -104,30 +105,28 @@ enum { POSITIONS = 8 };
 __attribute__((target("avx512f"), always_inline)) static inline void
 depthwise_interior(const float *first, long row_step, long position_step, long column_step, long channels, long c0, const float *kernel,
                    long th_begin, long th_end, long kernel_w, float *out, const laq_epilogue *epilogue, const long count) {
-    {
-        const __mmask16 mask = laq_lanes(channels - c0);
-        __m512 acc[POSITIONS];
+    const __mmask16 mask = laq_lanes(channels - c0);
+    __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
-        for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
-        const float *row = first + c0;
-        for (long th = th_begin; th < th_end; th++, row += row_step) {
-            const float *k = kernel + th * kernel_w * channels + c0, *in = row;
-            for (long tw = 0; tw < kernel_w; tw++, k += channels, in += column_step) {
-                const __m512 weights = _mm512_maskz_loadu_ps(mask, k);
+    for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
+    const float *row = first + c0;
+    for (long th = th_begin; th < th_end; th++, row += row_step) {
+        const float *k = kernel + th * kernel_w * channels + c0, *in = row;
+        for (long tw = 0; tw < kernel_w; tw++, k += channels, in += column_step) {
+            const __m512 weights = _mm512_maskz_loadu_ps(mask, k);
 #pragma clang loop unroll(full)
-                for (long p = 0; p < POSITIONS; p++) {
-                    if (p >= count) break;
-                    const __m512 x = _mm512_maskz_loadu_ps(mask, in + p * position_step);
-                    acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x, weights));
-                }
+            for (long p = 0; p < POSITIONS; p++) {
+                if (p >= count) break;
+                const __m512 x = _mm512_maskz_loadu_ps(mask, in + p * position_step);
+                acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x, weights));
             }
         }
-        const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
+    }
+    const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
 #pragma clang loop unroll(full)
-        for (long p = 0; p < POSITIONS; p++) {
-            if (p >= count) break;
-            _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
-        }
+    for (long p = 0; p < POSITIONS; p++) {
+        if (p >= count) break;
+        _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
     }
 }
 
@@ -140,32 +139,30 @@ depthwise_interior_span(const float *first, long row_step, long channels, long c
                         float *out, const laq_epilogue *epilogue, const long kernel_w, const long stride) {
     enum { SPAN_MAX = (POSITIONS - 1) * 2 + 5 };
     const long span = (POSITIONS - 1) * stride + kernel_w;
-    {
-        const __mmask16 mask = laq_lanes(channels - c0);
-        __m512 acc[POSITIONS];
+    const __mmask16 mask = laq_lanes(channels - c0);
+    __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
-        for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
-        const float *row = first + c0;
-        for (long th = th_begin; th < th_end; th++, row += row_step) {
-            const float *k = kernel + th * kernel_w * channels + c0;
-            __m512 x[SPAN_MAX];
+    for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
+    const float *row = first + c0;
+    for (long th = th_begin; th < th_end; th++, row += row_step) {
+        const float *k = kernel + th * kernel_w * channels + c0;
+        __m512 x[SPAN_MAX];
 #pragma clang loop unroll(full)
-            for (long j = 0; j < SPAN_MAX; j++) {
-                if (j >= span) break;
-                x[j] = _mm512_maskz_loadu_ps(mask, row + j * channels);
-            }
-#pragma clang loop unroll(full)
-            for (long tw = 0; tw < 5; tw++) {
-                if (tw >= kernel_w) break;
-                const __m512 weights = _mm512_maskz_loadu_ps(mask, k + tw * channels);
-#pragma clang loop unroll(full)
-                for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x[p * stride + tw], weights));
-            }
+        for (long j = 0; j < SPAN_MAX; j++) {
+            if (j >= span) break;
+            x[j] = _mm512_maskz_loadu_ps(mask, row + j * channels);
         }
-        const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
 #pragma clang loop unroll(full)
-        for (long p = 0; p < POSITIONS; p++) _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
+        for (long tw = 0; tw < 5; tw++) {
+            if (tw >= kernel_w) break;
+            const __m512 weights = _mm512_maskz_loadu_ps(mask, k + tw * channels);
+#pragma clang loop unroll(full)
+            for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_add_ps(acc[p], _mm512_mul_ps(x[p * stride + tw], weights));
+        }
     }
+    const epilogue_columns columns = epilogue_columns_avx512(epilogue, c0, mask);
+#pragma clang loop unroll(full)
+    for (long p = 0; p < POSITIONS; p++) _mm512_mask_storeu_ps(out + p * channels + c0, mask, epilogue_apply_avx512(acc[p], &columns));
 }
 
 __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float *input, long height, long width, long channels,
@@ -202,7 +199,8 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
         // by a constant stride, which the hardware prefetcher follows (batches larger than the
         // caches stream from memory).
         const long row_step = dilation_h * width * channels, position_step = stride_w * channels, column_step = dilation_w * channels;
-        const float *first_row = image + (oh * stride_h + th_begin * dilation_h - pad_top) * width * channels;
+        // (No kernel row inside the input: nothing is read.)
+        const float *first_row = th_begin < th_end ? image + (oh * stride_h + th_begin * dilation_h - pad_top) * width * channels : 0;
         const int span = dilation_w == 1 && (kernel_w == 3 || kernel_w == 5) && (stride_w == 1 || stride_w == 2);
         // The input rows the next output row of this image reads and this one does not: each
         // group of positions fetches its block's part of them into L2, one output row ahead of
@@ -220,8 +218,7 @@ __attribute__((target("avx512f"))) static void depthwise_rows_avx512(const float
                     const char *line = (const char *)(image + ih * width * channels + c0);
                     for (long iw = fetch_left; iw < fetch_right; iw++) _mm_prefetch(line + iw * channels * 4, _MM_HINT_T1);
                 }
-                // (No kernel row inside the input: nothing is read.)
-                const float *first = th_begin < th_end ? first_row + (ow * stride_w - pad_left) * channels : image;
+                const float *first = first_row ? first_row + (ow * stride_w - pad_left) * channels : image;
                 float *out = out_row + ow * channels;
                 if (count == POSITIONS && span) {
                     if (kernel_w == 3 && stride_w == 1)

@@ -163,7 +163,6 @@ static int is_pointwise(const laq_conv_shape *s) {
 static void tile_sources(const float *x, const laq_conv_shape *s, const float *zeros, long i0, long rows, const float **sources,
                          long *steps) {
     if (is_pointwise(s)) {
-        // A 1×1 convolution with unit strides: position i reads pixel i.
         for (long r = 0; r < rows; r++) sources[r] = x + (i0 + r) * s->channels;
         steps[0] = s->channels;
         return;
