@@ -109,11 +109,11 @@ depthwise_interior(const float *first, long row_step, long position_step, long c
     __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
     for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
-    const float *row = first + c0;
-    for (long th = th_begin; th < th_end; th++, row += row_step) {
-        const float *k = kernel + th * kernel_w * channels + c0, *in = row;
-        for (long tw = 0; tw < kernel_w; tw++, k += channels, in += column_step) {
-            const __m512 weights = _mm512_maskz_loadu_ps(mask, k);
+    for (long th = th_begin; th < th_end; th++) {
+        const float *row = first + (th - th_begin) * row_step + c0;
+        for (long tw = 0; tw < kernel_w; tw++) {
+            const float *in = row + tw * column_step;
+            const __m512 weights = _mm512_maskz_loadu_ps(mask, kernel + (th * kernel_w + tw) * channels + c0);
 #pragma clang loop unroll(full)
             for (long p = 0; p < POSITIONS; p++) {
                 if (p >= count) break;
@@ -143,9 +143,8 @@ depthwise_interior_span(const float *first, long row_step, long channels, long c
     __m512 acc[POSITIONS];
 #pragma clang loop unroll(full)
     for (long p = 0; p < POSITIONS; p++) acc[p] = _mm512_setzero_ps();
-    const float *row = first + c0;
-    for (long th = th_begin; th < th_end; th++, row += row_step) {
-        const float *k = kernel + th * kernel_w * channels + c0;
+    for (long th = th_begin; th < th_end; th++) {
+        const float *row = first + (th - th_begin) * row_step + c0, *k = kernel + th * kernel_w * channels + c0;
         __m512 x[SPAN_MAX];
 #pragma clang loop unroll(full)
         for (long j = 0; j < SPAN_MAX; j++) {

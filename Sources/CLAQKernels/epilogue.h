@@ -41,15 +41,15 @@ static inline float epilogue_scalar(float v, const laq_epilogue *e, long j) {
 }
 
 #if defined(__x86_64__)
-// The epilogue's values for 16 columns from j (the lanes of a mask), loaded once for all the
-// vectors of those columns a tile stores (the stores between them could otherwise alias the
-// epilogue's arrays, and the compiler would load them again for every vector).
 // A ReLU's parameters as vectors.
 typedef struct {
     __m512 threshold, slope, ceiling;
     int mode, shifted;
 } epilogue_relu;
 
+// The epilogue's values for 16 columns from j (the lanes of a mask), loaded once for all the
+// vectors of those columns a tile stores (the stores between them could otherwise alias the
+// epilogue's arrays, and the compiler would load them again for every vector).
 typedef struct {
     __m512 bias, scale, shift;
     int has_bias, has_scale;

@@ -318,10 +318,12 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512) {
             if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
-                // The next tile's input, a tile ahead: a pointwise convolution of many positions
-                // streams its input from memory, 12 rows at a time, a few lines of each (64 or
-                // more channels measured faster with this; 32, slower).
-                const char *next = (const char *)(x + (i0 + TILE_ROWS) * channels), *end = (const char *)(x + (i0 + 2 * TILE_ROWS) * channels);
+                // The next tile's 12 input rows, every line of them, a tile ahead: a pointwise
+                // convolution of many positions streams its input from memory, 12 short runs at
+                // a time, which the hardware does not follow (64 or more channels measured
+                // faster with this; 32, slower).
+                const long next_end = i0 + 2 * TILE_ROWS < row_end ? i0 + 2 * TILE_ROWS : row_end;
+                const char *next = (const char *)(x + (i0 + TILE_ROWS) * channels), *end = (const char *)(x + next_end * channels);
                 for (; next < end; next += 64) _mm_prefetch(next, _MM_HINT_T0);
             }
             conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end);

@@ -1,6 +1,7 @@
 import LAQFormat
 
-/// Runs a model's graph forward (inference), layer by layer in the config's order.
+/// Runs a model's graph forward (inference), call by call in the order of its execution plan
+/// (``Model/calls()``, but for the blocks ``Fusion`` moves to their residual `Add`).
 public struct Executor: Sendable {
     public let model: Model
     let ops: [String: any Op]
@@ -117,18 +118,18 @@ public struct Executor: Sendable {
         return named
     }
 
-    /// The first layer, in the order the graph runs, whose output for `inputs` holds a NaN or an
-    /// infinity (a model input's own values included); nil when none does.
+    /// The first layer, in the model's order of calls (``Model/calls()``), whose output for
+    /// `inputs` holds a NaN or an infinity (a model input's own values included); nil when none does.
     public func firstNonFiniteLayer(_ inputs: [Tensor]) throws(EngineError) -> String? {
         let values = try callOutputs(inputs, fused: false, keepAll: true)
         for call in calls {
-            let ref = model.layers[call.layer].inbound.isEmpty ? TensorRef(layer: model.layers[call.layer].name) : model.output(of: call)
+            let ref = model.output(of: call)
             if let tensor = values[ref], tensor.data.contains(where: { !$0.isFinite }) { return ref.description }
         }
         return nil
     }
 
-    /// The output of every call of every layer, in ``Model/calls()`` order, with `keepAll`;
+    /// The output of every call of every layer (run in the plan's order), with `keepAll`;
     /// without, the model's outputs only: each other tensor is let go after the last call that
     /// reads it, so that memory holds the tensors still to be read rather than every layer's
     /// output (the allocator then hands the same blocks to later layers). With `fused`, the fused
@@ -144,11 +145,12 @@ public struct Executor: Sendable {
         var masks = [Tensor?](repeating: nil, count: plan.refs.count)
         for (slot, tensor) in zip(plan.modelInputs, inputs) { values[slot] = tensor }
         for step in plan.steps {
-            guard let op = fused ? step.fusedOp ?? step.op : step.op else {
+            if step.isInput {
                 // An input layer: validation guarantees it is one of the model's inputs.
                 guard values[step.output] != nil else { throw .badInput(name: model.layers[step.layer].name, reason: "no value given") }
                 continue
             }
+            guard let op = fused ? step.fusedOp ?? step.op : step.op else { throw .unsupported(layer: model.layers[step.layer].name, reason: "no op") }
             // What the call reads: its inputs (a fused op's own), and its mask when it passes one.
             let inputs = fused ? step.fusedInputs ?? step.inputs : step.inputs
             var arguments: [Tensor] = []
@@ -188,6 +190,8 @@ struct ExecutionPlan: Sendable {
         let call: LayerCall
         /// Index into ``Model/layers``.
         var layer: Int { call.layer }
+        /// An input layer's call: its output is a model input.
+        let isInput: Bool
         /// The layer's op, and the fused op that replaces it in predictions; nil for an input layer.
         let op: (any Op)?
         let fusedOp: (any Op)?
@@ -233,7 +237,7 @@ struct ExecutionPlan: Sendable {
         steps = calls.enumerated().map { position, call in
             let layer = model.layers[call.layer]
             guard !layer.inbound.isEmpty else {
-                return Step(call: call, op: nil, fusedOp: nil, inputs: [], fusedInputs: nil, output: slot(TensorRef(layer: layer.name)),
+                return Step(call: call, isInput: true, op: nil, fusedOp: nil, inputs: [], fusedInputs: nil, output: slot(model.output(of: call)),
                             maskInput: nil, seesMask: false, hidden: [], carriesMask: false, release: [])
             }
             let inputs = model.inputs(of: call), output = model.output(of: call), mask = model.maskInput(of: call)
@@ -241,7 +245,7 @@ struct ExecutionPlan: Sendable {
             var release = (inputs + (mask.map { [$0] } ?? [])).filter { lastUse[$0] == position && !outputs.contains($0) }.map(slot)
             if lastUse[output] == nil, !outputs.contains(output) { release.append(slot(output)) }
             // (A fused op's further inputs are read by later calls, which release them.)
-            return Step(call: call, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot),
+            return Step(call: call, isInput: false, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot),
                         fusedInputs: fusedInputs[layer.name].map { $0.map(slot) }, output: slot(output),
                         maskInput: mask.map(slot), seesMask: masks.sees(call, inputs), hidden: inputs.map { hidden.contains($0) },
                         carriesMask: masks.carried.contains(output), release: release)

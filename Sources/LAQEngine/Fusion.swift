@@ -61,7 +61,7 @@ enum Fusion {
         var computedAt: [TensorRef: Int] = [:]
         for (position, call) in calls.enumerated() {
             positions[call] = position
-            computedAt[model.layers[call.layer].inbound.isEmpty ? TensorRef(layer: model.layers[call.layer].name) : model.output(of: call)] = position
+            computedAt[model.output(of: call)] = position
         }
         var fused: [String: any Op] = [:]
         var into: [String: String] = [:]
@@ -102,6 +102,13 @@ enum Fusion {
             }
             fused[name] = PassOp()
             into[name] = readerName
+        }
+        // The layers a product's fused op `name` absorbs, with the ops that replace them.
+        func absorb(_ absorbed: [(name: String, op: any Op)], into name: String) {
+            for (layer, op) in absorbed {
+                fused[layer] = op
+                into[layer] = name
+            }
         }
         // Two passes: the first leaves the products whose residual Add would move them (the
         // other input's block may take that Add where it is), the second fuses what is left.
@@ -148,7 +155,7 @@ enum Fusion {
                     // The ReLU after the Add, when one alone reads it.
                     let reader = soleReader(of: add)
                     let after = reader.flatMap { ops[model.layers[$0.layer].name] as? ActivationOp }.map(\.kind).flatMap { $0.followingReLU == nil ? nil : $0 }
-                    let connection = FusedResidual(first: index == 1, activation: after)
+                    let connection = FusedResidual(first: index == 1, activation: after, add: model.layers[add.layer].name)
                     absorbed.append((model.layers[add.layer].name, PassOp(input: index)))
                     if let reader, connection.activation != nil { absorbed.append((model.layers[reader.layer].name, PassOp())) }
                     convolution.normalization = normalization.map {
@@ -157,10 +164,7 @@ enum Fusion {
                     convolution.residual = connection
                     fused[name] = convolution
                     fusedInputs[name] = model.inputs(of: call) + [other]
-                    for (layer, op) in absorbed {
-                        fused[layer] = op
-                        into[layer] = name
-                    }
+                    absorb(absorbed, into: name)
                     continue
                 }
                 handled.insert(position)
@@ -179,10 +183,7 @@ enum Fusion {
                 } else {
                     fused[name] = EpilogueOp(product: product, normalization: normalization, activation: activation)
                 }
-                for (layer, op) in absorbed {
-                    fused[layer] = op
-                    into[layer] = name
-                }
+                absorb(absorbed, into: name)
             }
         }
         var order: [LayerCall] = []
@@ -284,14 +285,17 @@ struct FusedResidual: Sendable {
     let activation: ActivationOp.Kind?
     /// The activation as the epilogue applies it.
     let relu: Elementwise.FollowingReLU
+    /// The `Add` layer's name (for its errors).
+    let add: String
 
     /// `activation`: a ReLU (the epilogue applies ReLUs only), or nil.
-    init(first: Bool, activation: ActivationOp.Kind?) {
+    init(first: Bool, activation: ActivationOp.Kind?, add: String) {
         let relu = activation.map { $0.followingReLU } ?? Elementwise.FollowingReLU.none
         precondition(relu != nil, "a residual connection's activation must be a ReLU")
         self.first = first
         self.activation = activation
         self.relu = relu ?? .none
+        self.add = add
     }
 }
 

@@ -23,6 +23,9 @@ import Testing
         Case(batch: 1, height: 4, width: 45, channels: 48), Case(batch: 1, height: 5, width: 37, channels: 20, strides: (2, 2)),
         Case(batch: 1, height: 10, width: 30, channels: 16, kernel: (5, 5), strides: (1, 2), dilation: (2, 1), same: false),
         Case(batch: 1, height: 3, width: 33, channels: 7, kernel: (3, 5), dilation: (1, 3)),
+        Case(batch: 1, height: 3, width: 14, channels: 40), Case(batch: 1, height: 3, width: 16, channels: 16),
+        Case(batch: 1, height: 3, width: 17, channels: 33),
+        Case(batch: 1, height: 6, width: 30, channels: 20, kernel: (5, 5)), Case(batch: 1, height: 7, width: 37, channels: 16, kernel: (5, 5), strides: (2, 2)),
     ]
 
     /// Σ over in-bounds taps in order (rows, then columns) of x·k, per output channel.

@@ -4,6 +4,7 @@ import LAQData
 import LAQExamples
 import LAQFormat
 import LAQImport
+import LAQQuantize
 import LAQTestSupport
 import Testing
 @testable import LAQEngine
@@ -130,6 +131,44 @@ struct FusionTests {
         for threads in [1, 2, 3] {
             Parallel.configure(threads: threads, environment: [:])
             try Self.checkSameBits(executor, [x], "residual blocks, \(threads) threads")
+        }
+    }
+
+    @Test("Residual connections on every convolution path: im2col (a short inner dimension), Conv1D on panels, packed kernels with float32 and int8 activations, the same bits as the layers one by one")
+    func residualPaths() throws {
+        let normalization: JSONValue = ["epsilon": 0.001]
+        // l1's 8 input channels and 32 filters take the short-inner kernel, so the im2col path
+        // adds the shortcut (the Add's first input) after the product.
+        let image = try GradientTests.functional(input: [nil, 10, 12, 8], [
+            ("Conv2D", ["filters": 32, "kernel_size": [1, 1], "use_bias": true], ["in"]),
+            ("Conv2D", ["filters": 32, "kernel_size": [1, 1], "use_bias": false], ["in"]), ("BatchNormalization", normalization, ["l1"]),
+            ("Add", [:], ["l0", "l2"]), ("Activation", ["activation": "relu"], ["l3"]),
+            ("Conv2D", ["filters": 32, "kernel_size": [3, 3], "padding": "same", "use_bias": false], ["l4"]), ("BatchNormalization", normalization, ["l5"]),
+            ("Add", [:], ["l4", "l6"]),
+        ])
+        let sequence = try GradientTests.functional(input: [nil, 20, 16], [
+            ("Conv1D", ["filters": 16, "kernel_size": 3, "padding": "same", "use_bias": false], ["in"]), ("BatchNormalization", normalization, ["l0"]),
+            ("Add", [:], ["in", "l1"]), ("ReLU", ["max_value": 6.0], ["l2"]),
+        ])
+        var random = SplitMix64(seed: 31)
+        let x = Tensor(shape: [2, 10, 12, 8], data: (0..<(2 * 10 * 12 * 8)).map { _ in random.uniform() * 4 - 2 })
+        let sequenceInput = Tensor(shape: [3, 20, 16], data: (0..<(3 * 20 * 16)).map { _ in random.uniform() * 4 - 2 })
+        let executor = try Executor(model: image)
+        #expect((executor.fused["l1"] as? ConvolutionOp)?.residual?.first == true && (executor.fused["l5"] as? ConvolutionOp)?.residual != nil)
+        if case .panels = try #require(executor.fused["l1"] as? ConvolutionOp).kernelMatrix { Issue.record("l1 multiplies on panels") }
+        try Self.checkSameBits(executor, [x], "residual on im2col")
+        let sequenceExecutor = try Executor(model: sequence)
+        #expect((sequenceExecutor.fused["l0"] as? ConvolutionOp)?.residual?.first == true)
+        try Self.checkSameBits(sequenceExecutor, [sequenceInput], "Conv1D residual")
+        // Packed: lat2a kernels, float32 activations (decoded panels) and int8 (im2col).
+        let results = try ModelQuantizer.quantize(image, settings: QuantizationSettings(method: .lat2a, perChannel: false))
+        let writer = try image.laqWriter(provenance: [], includeOptimizer: false,
+                                         replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }))
+        let packed = try Model(file: try LAQFile(bytes: try writer.encoded()), packed: true)
+        for precision in [ActivationPrecision.float32, .int8] {
+            let packedExecutor = try Executor(model: packed, activations: precision)
+            #expect((packedExecutor.fused["l5"] as? ConvolutionOp)?.residual != nil)
+            try Self.checkSameBits(packedExecutor, [x], "packed residual, \(precision)")
         }
     }
 

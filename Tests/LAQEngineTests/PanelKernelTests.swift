@@ -92,6 +92,9 @@ import Testing
             // Rows of several tiles: tiles inside the input, tiles with taps in the padding, tiles across two rows.
             ConvolutionCase(height: 5, width: 41, channels: 3, filters: 32, kernel: (3, 3), stride: (2, 2), pad: (1, 1)),
             ConvolutionCase(height: 3, width: 50, channels: 4, filters: 33, kernel: (3, 3), pad: (1, 1)),
+            // Narrow last panels in whole tiles: 24 columns (16 + 8 in 256-bit registers), 32 + 24.
+            ConvolutionCase(height: 6, width: 30, channels: 5, filters: 24, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 5, width: 14, channels: 9, filters: 56, kernel: (1, 1)),
         ]
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {
@@ -116,7 +119,8 @@ import Testing
                 // Then a residual connection's Add (the other input first or second) and the
                 // ReLU after it, as the Add and activation ops compute them.
                 let residual: FusedResidual? = variant < 2 ? nil
-                    : FusedResidual(first: variant % 2 == 0, activation: [.function(.relu), .relu(maxValue: 6, slope: 0, threshold: 0), nil][variant - 2])
+                    : FusedResidual(first: variant % 2 == 0, activation: [.function(.relu), .relu(maxValue: 6, slope: 0, threshold: 0), nil][variant - 2],
+                                    add: "add")
                 if let residual {
                     var sum = try MergeOp(name: "add", kind: .add).forward(residual.first ? [Tensor(shape: [m, n], data: other), Tensor(shape: [m, n], data: expected)]
                                                                                          : [Tensor(shape: [m, n], data: expected), Tensor(shape: [m, n], data: other)])
@@ -190,7 +194,8 @@ import Testing
     func convolveThreads() throws {
         guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }
         defer { Parallel.configure(threads: nil) }
-        // 49 and 196 positions: panels by tiles (too few row blocks for the threads); 1,600: row blocks.
+        // 49 and 196 positions: panels by tiles (too few row blocks for the threads); 1,600: row blocks
+        // on up to 4 threads (17 blocks), panels by tiles on 8.
         for (index, item) in [ConvolutionCase(height: 7, width: 7, channels: 40, filters: 200, kernel: (1, 1)),
                               ConvolutionCase(height: 14, width: 14, channels: 24, filters: 100, kernel: (3, 3), pad: (1, 1)),
                               ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1))].enumerated() {

@@ -172,7 +172,7 @@ int laq_keep_freed_blocks(long largest);
 /// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
 /// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it; `relu`
 /// is one of LAQ_RELU_*). Then, when `residual` is not NULL (laq_panels_convolve only; the
-/// depthwise kernel requires NULL): a residual connection's Add, residual[i·n + j] + v when
+/// depthwise kernel ignores these last fields): a residual connection's Add, residual[i·n + j] + v when
 /// `residual_first` (the order of the Add's inputs), else v + residual[i·n + j], for output
 /// position i of n columns, and the ReLU after it (`after_relu`, with its own parameters).
 typedef struct {

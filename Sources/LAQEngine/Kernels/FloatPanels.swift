@@ -16,8 +16,9 @@ struct FloatPanels: Sendable {
     /// path multiplies: OpenBLAS, or the short-inner kernel for K ≤ 16, N ≤ 64) where the CPU
     /// lacks AVX-512, and, unless `anyShape` (benchmarks), for K ≤ 16 with N ≤ 64, where the
     /// short-inner kernel measured faster (`laq-bench --panels`, one core, docs/PERFORMANCE.md).
-    /// A last panel of 16 or 24 columns computes only those (the kernel's narrow tiles), so
-    /// every width of N takes panels. A function of the shape alone.
+    /// A last panel of up to 16 columns, or of 17–24, computes only 16 or 24 of its columns in
+    /// whole 12-row tiles (the kernel's narrow tiles), so every width of N takes panels. A
+    /// function of the shape alone.
     init?(_ values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {
         guard CPU.isa >= Int32(LAQ_ISA_AVX512), rows > 0, columns > 0 else { return nil }
         guard anyShape || !(rows <= 16 && columns <= 64) else { return nil }

@@ -107,11 +107,18 @@ struct ConvolutionOp: Op {
     }
 
     /// The fused residual connection of `z` (this layer's output) and `other` by the `Add` and
-    /// the activation ops themselves: where the convolution's epilogue cannot add it.
+    /// the activation ops themselves: where the convolution's epilogue cannot add it (the im2col
+    /// path, or a tensor of another shape, which the `Add` broadcasts).
     private func connect(_ z: Tensor, _ other: Tensor, _ residual: FusedResidual) throws(EngineError) -> Tensor {
-        var y = try MergeOp(name: name, kind: .add).forward(residual.first ? [other, z] : [z, other])
+        var y = try MergeOp(name: residual.add, kind: .add).forward(residual.first ? [other, z] : [z, other])
         if let activation = residual.activation { ActivationOp(kind: activation).apply(&y) }
         return y
+    }
+
+    /// The output's shape for an input geometry.
+    func outputShape(_ g: Geometry) -> [Int] {
+        let (rows, cols) = windows(g)
+        return spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
     }
 
     /// The windows along height and width for an input geometry.
@@ -154,9 +161,8 @@ struct ConvolutionOp: Op {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let positions = g.batch * rows.output * cols.output
-        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
-        // A residual of another shape (broadcast by the Add) is added by the Add op after.
-        let inEpilogue = residual.map { $0.other.shape == shape } ?? false
+        // A residual of another shape (which the Add broadcasts) is added after the product, by `connect`.
+        let inEpilogue = residual.map { $0.other.shape == outputShape(g) } ?? false
         let z: Tensor
         switch kernelMatrix {
         case let .panels(panels):
@@ -187,7 +193,7 @@ struct ConvolutionOp: Op {
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
-        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
+        let shape = outputShape(g)
         var output = Matrix.uninitialized(positions * filters)
         guard positions > 0, filters > 0 else { return Tensor(shape: shape, data: output) }
         let geometry = laq_conv_shape(height: g.height, width: g.width, channels: g.channels, out_height: rows.output, out_width: cols.output,
@@ -226,7 +232,7 @@ struct ConvolutionOp: Op {
         let columns = self.columns(x, g, workspace: workspace)
         var output = Matrix.startingWithBias(bias, rows: positions, width: filters, workspace: workspace)
         kernelMatrix.multiply(columns, m: positions, k: patch, n: filters, into: &output, accumulate: bias != nil)
-        let shape = spatial == 2 ? [g.batch, rows.output, cols.output, filters] : [g.batch, cols.output, filters]
+        let shape = outputShape(g)
         return (Tensor(shape: shape, data: output), columns)
     }
 }
