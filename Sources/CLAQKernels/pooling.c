@@ -20,6 +20,16 @@ __attribute__((target("avx512f"))) static void later_tap_avx512(const float *s, 
         _mm512_mask_storeu_epi64(best + c + 8, (__mmask8)(greater >> 8), _mm512_add_epi64(base, high));
     }
 }
+
+/// One later tap without indices: o = s where s > o (strictly). VMAXPS(s, o) returns its first
+/// operand where it is greater and its second otherwise (NaNs and equal zeros included): exactly
+/// the comparison and select of the scalar loop.
+__attribute__((target("avx512f"))) static void later_tap_max_avx512(const float *s, float *o, long channels) {
+    for (long c = 0; c < channels; c += 16) {
+        const __mmask16 inside = laq_lanes(channels - c);
+        _mm512_mask_storeu_ps(o + c, inside, _mm512_max_ps(_mm512_maskz_loadu_ps(inside, s + c), _mm512_maskz_loadu_ps(inside, o + c)));
+    }
+}
 #endif
 
 /// The same in plain C (the scalar and AVX2 paths).
@@ -31,53 +41,60 @@ static void later_tap_scalar(const float *restrict s, float *restrict o, long *r
     }
 }
 
-void laq_max_pool(const float *x, long image_begin, long image_end, long height, long width, long channels,
+void laq_max_pool(const float *x, long row_begin, long row_end, long height, long width, long channels,
                   long rows_out, long rows_kernel, long rows_stride, long rows_pad,
                   long cols_out, long cols_kernel, long cols_stride, long cols_pad,
-                  float *out, long *argmax, int isa) {
+                  const float *zeros, float *out, long *argmax, int isa) {
 #if defined(__x86_64__)
     const int avx512 = isa >= LAQ_ISA_AVX512;
 #else
     const int avx512 = 0;
     (void)isa;
 #endif
-    for (long n = image_begin; n < image_end; n++)
-        for (long oh = 0; oh < rows_out; oh++)
-            for (long ow = 0; ow < cols_out; ow++) {
-                const long position = (n * rows_out + oh) * cols_out + ow;
-                float *restrict o = out + position * channels;
-                long *restrict best = argmax ? argmax + position * channels : 0;
-                int first = 1;
-                for (long th = 0; th < rows_kernel; th++) {
-                    const long ih = oh * rows_stride + th - rows_pad;
-                    if (ih < 0 || ih >= height) continue;
-                    for (long tw = 0; tw < cols_kernel; tw++) {
-                        const long iw = ow * cols_stride + tw - cols_pad;
-                        if (iw < 0 || iw >= width) continue;
-                        const long source = ((n * height + ih) * width + iw) * channels;
-                        const float *restrict s = x + source;
-                        if (first) {
-                            // The first tap inside the image is taken whatever its value (NaN, −∞).
-                            for (long c = 0; c < channels; c++) o[c] = s[c];
-                            if (best)
-                                for (long c = 0; c < channels; c++) best[c] = source + c;
-                            first = 0;
-                        } else if (best) {
-                            // Strictly greater: the first maximum in tap order is kept.
+    for (long row = row_begin; row < row_end; row++) {
+        const long n = row / rows_out, oh = row % rows_out;
+        for (long ow = 0; ow < cols_out; ow++) {
+            const long position = (n * rows_out + oh) * cols_out + ow;
+            float *restrict o = out + position * channels;
+            long *restrict best = argmax ? argmax + position * channels : 0;
+            int first = 1;
+            for (long th = 0; th < rows_kernel; th++) {
+                const long ih = oh * rows_stride + th - rows_pad;
+                if ((ih < 0 || ih >= height) && !zeros) continue;
+                for (long tw = 0; tw < cols_kernel; tw++) {
+                    const long iw = ow * cols_stride + tw - cols_pad;
+                    // A tap outside the image: skipped, or the zeros of a folded padding.
+                    const int outside = ih < 0 || ih >= height || iw < 0 || iw >= width;
+                    if (outside && !zeros) continue;
+                    const long source = outside ? -1 : ((n * height + ih) * width + iw) * channels;
+                    const float *restrict s = outside ? zeros : x + source;
+                    if (first) {
+                        // The first tap is taken whatever its value (NaN, −∞).
+                        for (long c = 0; c < channels; c++) o[c] = s[c];
+                        if (best)
+                            for (long c = 0; c < channels; c++) best[c] = source + c;
+                        first = 0;
+                    } else if (best) {
+                        // Strictly greater: the first maximum in tap order is kept.
 #if defined(__x86_64__)
-                            if (avx512) later_tap_avx512(s, o, best, source, channels);
-                            else
+                        if (avx512) later_tap_avx512(s, o, best, source, channels);
+                        else
 #endif
-                                later_tap_scalar(s, o, best, source, channels);
-                        } else {
+                            later_tap_scalar(s, o, best, source, channels);
+                    } else {
+#if defined(__x86_64__)
+                        if (avx512) later_tap_max_avx512(s, o, channels);
+                        else
+#endif
                             for (long c = 0; c < channels; c++) o[c] = s[c] > o[c] ? s[c] : o[c];
-                        }
                     }
                 }
-                if (first) {  // no tap inside the image
-                    for (long c = 0; c < channels; c++) o[c] = -__builtin_inff();
-                    if (best)
-                        for (long c = 0; c < channels; c++) best[c] = -1;
-                }
             }
+            if (first) {  // no tap inside the image
+                for (long c = 0; c < channels; c++) o[c] = -__builtin_inff();
+                if (best)
+                    for (long c = 0; c < channels; c++) best[c] = -1;
+            }
+        }
+    }
 }

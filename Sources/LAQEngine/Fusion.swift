@@ -1,7 +1,8 @@
-/// Inference fusion. A ZeroPadding2D read only by a 2-D convolution or depthwise convolution
-/// is done by the convolution: its windows take the margins as padding taps (im2col writes the
-/// zeros the padding layer would have; the depthwise kernel skips the taps, which adds nothing
-/// a zero tap would change), and the padding layer passes its input on.
+/// Inference fusion. A ZeroPadding2D read only by a 2-D convolution, a depthwise convolution or
+/// a `valid` max pooling is done by that layer: its windows take the margins as padding taps
+/// (im2col writes the zeros the padding layer would have; the depthwise kernel skips the taps,
+/// which adds nothing a zero tap would change; the max pooling takes them as zeros in their
+/// place in tap order), and the padding layer passes its input on.
 ///
 /// A product layer (Dense, a convolution, a depthwise convolution) without
 /// an activation of its own, followed by an inference BatchNormalization and then an
@@ -97,6 +98,12 @@ enum Fusion {
                 // and so is never −0: the same bits, unless a weight is infinite (∞ · 0 = NaN).
                 depthwise.padding = padding
                 fused[readerName] = depthwise
+            } else if var pooling = ops[readerName] as? PoolingOp, !pooling.average, !pooling.same, pooling.spatial == 2,
+                      pooling.padding.isNone {
+                // A `valid` max pooling over the padded image: its taps on the margins take part
+                // as the zeros the padding layer would have written, in their place in tap order.
+                pooling.padding = padding
+                fused[readerName] = pooling
             } else {
                 continue
             }

@@ -172,6 +172,22 @@ struct FusionTests {
         }
     }
 
+    @Test("A ZeroPadding2D folds into a valid max pooling (ResNet's pool1_pad): the margins' zeros take part, with the same bits; not into a same one")
+    func paddingFoldsIntoMaxPooling() throws {
+        for same in [false, true] {
+            let model = try GradientTests.functional(input: [nil, 9, 8, 5], [
+                ("ZeroPadding2D", ["padding": [[1, 2], [1, 1]]], ["in"]),
+                ("MaxPooling2D", ["pool_size": [3, 3], "strides": [2, 2], "padding": .string(same ? "same" : "valid")], ["l0"]),
+            ])
+            let executor = try Executor(model: model)
+            #expect((executor.fusedInto["l0"] == "l1") == !same, "same \(same)")
+            var random = SplitMix64(seed: 41)
+            // Mostly negative values: the margins' zeros are often the maximum.
+            let x = Tensor(shape: [2, 9, 8, 5], data: (0..<(2 * 9 * 8 * 5)).map { _ in random.uniform() * 3 - 2.5 })
+            try Self.checkSameBits(executor, [x], "padded max pooling, same \(same)")
+        }
+    }
+
     @Test("A convolution on panels and a depthwise convolution over an input with no positions, padded by a folded ZeroPadding2D: the bias, normalized, everywhere")
     func emptyPaddedInput() throws {
         for depthwise in [false, true] {

@@ -132,19 +132,21 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
                            long start, long count, float *out);
 
-/// Max pooling of a channels-last image batch x (batch × height × width × channels): for each
-/// output position (n, oh, ow) and channel c, out = the maximum over the window's taps inside the
-/// image, rows ih = oh·rows_stride + th − rows_pad (th < rows_kernel), likewise columns; the first
-/// tap is taken whatever its value, later ones when strictly greater (so the first maximum in tap
-/// order wins, as TensorFlow's gradient takes it). argmax (may be NULL) gets the input index of
-/// that tap; a window with no tap inside gives −∞ and −1. out and argmax: batch × rows_out ×
-/// cols_out × channels, of which the images [image_begin, image_end) are written (x, out and
-/// argmax point at the whole batch, and argmax indexes the whole of x). Every `isa` gives the
-/// same values and indices.
-void laq_max_pool(const float *x, long image_begin, long image_end, long height, long width, long channels,
+/// Max pooling over channels-last images x (batch × height × width × channels): for each
+/// output position (n, oh, ow) and channel c, out = the maximum over the window's taps, rows
+/// ih = oh·rows_stride + th − rows_pad (th < rows_kernel), likewise columns; the first tap is
+/// taken whatever its value, later ones when strictly greater (so the first maximum in tap order
+/// wins, as TensorFlow's gradient takes it). A tap outside the image is skipped, or, when `zeros`
+/// is not NULL (at least `channels` zeros: a ZeroPadding2D folded into a `valid` pooling), takes
+/// part with the value 0 in its place in tap order. argmax (may be NULL; NULL when `zeros` is
+/// not) gets the input index of that tap; a window with no tap gives −∞ and −1. out and argmax:
+/// batch × rows_out × cols_out × channels, of which the output rows [row_begin, row_end) of the
+/// batch × rows_out are written (x, out and argmax point at the whole batch, and argmax indexes
+/// the whole of x). Every `isa` gives the same values and indices.
+void laq_max_pool(const float *x, long row_begin, long row_end, long height, long width, long channels,
                   long rows_out, long rows_kernel, long rows_stride, long rows_pad,
                   long cols_out, long cols_kernel, long cols_stride, long cols_pad,
-                  float *out, long *argmax, int isa);
+                  const float *zeros, float *out, long *argmax, int isa);
 
 /// Rows [0, rows) of C (+)= A·B for a short inner dimension: A rows × k (row stride lda), B k × n
 /// (ldb), C rows × n (ldc), k ≤ 16 and n ≤ 64 (a convolution over one input channel). Each

@@ -181,29 +181,35 @@ enum WindowKernels {
 
     /// Max pooling of x (batch × height × width × channels) into `output` (batch × rows.output ×
     /// cols.output × channels); with `argmax`, the input index of each output's first maximal
-    /// tap (−1: a window with none, whose output is −∞). Images are split between laq's threads.
+    /// tap (−1: a window with none, whose output is −∞). Taps outside the image are skipped, or
+    /// with `zeroMargins` (a folded ZeroPadding2D; no `argmax`) take part as zeros. Output rows
+    /// are split between laq's threads.
     static func maxPool(_ x: [Float], batch: Int, height: Int, width: Int, channels: Int, rows: Window, cols: Window,
-                        into output: inout [Float], argmax: inout [Int]?) {
+                        zeroMargins: Bool = false, into output: inout [Float], argmax: inout [Int]?) {
         let outputs = batch * rows.output * cols.output * channels
-        precondition(x.count == batch * height * width * channels && output.count == outputs && (argmax?.count ?? outputs) == outputs,
-                     "max pooling over \(x.count) values into \(output.count)")
+        precondition(x.count == batch * height * width * channels && output.count == outputs && (argmax?.count ?? outputs) == outputs
+                     && !(zeroMargins && argmax != nil), "max pooling over \(x.count) values into \(output.count)")
         guard outputs > 0, !x.isEmpty else { return }
         let work = outputs * rows.kernel * cols.kernel
+        let zeros = [Float](repeating: 0, count: zeroMargins ? channels : 0)
         x.withUnsafeBufferPointer { input in
             output.withUnsafeMutableBufferPointer { out in
-                func run(_ indices: UnsafeMutablePointer<Int>?) {
-                    let (input, out, indices) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!), indices.map { SharedPointer($0) })
-                    Parallel.forEach(batch, work: work) { images in
-                        laq_max_pool(input.base, images.lowerBound, images.upperBound, height, width, channels,
-                                     rows.output, rows.kernel, rows.stride, rows.padBefore,
-                                     cols.output, cols.kernel, cols.stride, cols.padBefore,
-                                     out.base, indices?.base, CPU.isa)
+                zeros.withUnsafeBufferPointer { zeros in
+                    func run(_ indices: UnsafeMutablePointer<Int>?) {
+                        let (input, out, indices) = (SharedPointer(input.baseAddress!), SharedPointer(out.baseAddress!), indices.map { SharedPointer($0) })
+                        let zeros = zeroMargins ? SharedPointer(zeros.baseAddress!) : nil
+                        Parallel.forEach(batch * rows.output, work: work) { outputRows in
+                            laq_max_pool(input.base, outputRows.lowerBound, outputRows.upperBound, height, width, channels,
+                                         rows.output, rows.kernel, rows.stride, rows.padBefore,
+                                         cols.output, cols.kernel, cols.stride, cols.padBefore,
+                                         zeros?.base, out.base, indices?.base, CPU.isa)
+                        }
                     }
-                }
-                if argmax == nil {
-                    run(nil)
-                } else {
-                    argmax!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                    if argmax == nil {
+                        run(nil)
+                    } else {
+                        argmax!.withUnsafeMutableBufferPointer { run($0.baseAddress!) }
+                    }
                 }
             }
         }

@@ -28,6 +28,9 @@ struct PoolingOp: Op {
     let pool: [Int]
     let strides: [Int]
     let same: Bool
+    /// Zeros around the input that a ZeroPadding2D before this max pooling added (inference,
+    /// ``Fusion``): its windows' taps on them take part as zeros.
+    var padding = FoldedPadding()
 
     init(name: String, window: SlidingWindow, average: Bool) {
         self.name = name
@@ -53,7 +56,7 @@ struct PoolingOp: Op {
             var maximum: [Int]? = keepMaximum ? workspace?.indices(positions * channels) ?? Storage.uninitialized(positions * channels) : nil
             guard positions > 0, channels > 0 else { return (output, [], maximum ?? []) }
             WindowKernels.maxPool(x.data, batch: g.batch, height: g.height, width: g.width, channels: channels, rows: rows, cols: cols,
-                                  into: &output, argmax: &maximum)
+                                  zeroMargins: !padding.isNone, into: &output, argmax: &maximum)
             return (output, [], maximum ?? [])
         }
         var output = Matrix.zeros(positions * channels, workspace: workspace)
@@ -70,8 +73,8 @@ struct PoolingOp: Op {
     /// The input's geometry and the pooling windows along its rows and columns.
     func windows(_ x: Tensor) throws(EngineError) -> (Geometry, Window, Window) {
         let g = try Geometry(x, spatial: spatial, layer: name)
-        let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2)
-        let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same)
+        let rows = Window(input: g.height, kernel: pool[0], stride: strides[0], dilation: 1, same: same && spatial == 2, margins: padding.rows)
+        let cols = Window(input: g.width, kernel: pool[1], stride: strides[1], dilation: 1, same: same, margins: padding.columns)
         return (g, rows, cols)
     }
 
