@@ -129,10 +129,11 @@ public struct Executor: Sendable {
         return nil
     }
 
-    /// The output of every call of every layer (run in the plan's order), with `keepAll`;
-    /// without, the model's outputs only: each other tensor is let go after the last call that
-    /// reads it, so that memory holds the tensors still to be read rather than every layer's
-    /// output (the allocator then hands the same blocks to later layers). With `fused`, the fused
+    /// The output of every call of every layer (run in the plan's order), with `keepAll` or
+    /// without `fused`; else the model's outputs only: each other tensor is let go after the last
+    /// call that reads it, so that memory holds the tensors still to be read rather than every
+    /// layer's output (the allocator then hands the same blocks to later layers), and an op that
+    /// can write its output over such an input does (``OverwritingOp``). With `fused`, the fused
     /// ops run (``Fusion``: a fused layer's output then includes the layers it absorbed, which
     /// pass it on). `observe`, when given, gets each call's layer and the wall time of its op in
     /// seconds.
@@ -163,14 +164,19 @@ public struct Executor: Sendable {
             }
             let inputMasks = try self.inputMasks(step, value: { values[$0] }, mask: { masks[$0] })
             let start = observe == nil ? nil : ContinuousClock.now
-            if let inputMasks {
+            if fused, let index = step.overwrites, inputMasks == nil, let overwriting = op as? any OverwritingOp {
+                // The op may write over this input's values: `arguments` holds the last reference.
+                values[inputs[index]] = nil
+                values[step.output] = try overwriting.forward(overwriting: &arguments)
+            } else if let inputMasks {
                 values[step.output] = try op.forward(arguments, masks: inputMasks, workspace: nil)
             } else {
                 values[step.output] = try op.forward(arguments)
             }
             if let observe, let start { observe(model.layers[step.layer], (ContinuousClock.now - start).seconds) }
             if step.carriesMask { masks[step.output] = try outputMask(step, inputs: arguments, masks: inputMasks) }
-            guard !keepAll else { continue }
+            // (The releases are those of the fused ops' reads: the layers one by one keep every tensor.)
+            guard fused, !keepAll else { continue }
             for slot in step.release { values[slot] = nil }
         }
         var named: [TensorRef: Tensor] = [:]
@@ -208,8 +214,13 @@ struct ExecutionPlan: Sendable {
         /// Whether its output carries a mask.
         let carriesMask: Bool
         /// The slots a prediction lets go after this call: the tensors it is the last to read
-        /// (an input or a mask), and its own output when nothing reads it; never a model output.
+        /// (an input or a mask; as the fused ops read them), and its own output when nothing
+        /// reads it; never a model output.
         let release: [Int]
+        /// The index among the fused op's inputs of one it may write its output over
+        /// (``OverwritingOp``): one that no later call reads, read once by this one, not a model
+        /// output, on a call without masks.
+        let overwrites: Int?
     }
 
     /// The tensor of each slot.
@@ -229,26 +240,38 @@ struct ExecutionPlan: Sendable {
             return refs.count - 1
         }
         modelInputs = model.inputs.map { slot(TensorRef(layer: $0.layer)) }
-        // For each tensor a call reads (as an input or a mask), the position of the last call that reads it.
+        // What a prediction's call reads: its fused op's inputs (or its call's), and its mask.
+        func reads(_ call: LayerCall) -> [TensorRef] {
+            (fusedInputs[model.layers[call.layer].name] ?? model.inputs(of: call)) + (model.maskInput(of: call).map { [$0] } ?? [])
+        }
+        // For each tensor a prediction reads, the position of the last call that reads it.
         var lastUse: [TensorRef: Int] = [:]
         for (position, call) in calls.enumerated() {
-            for ref in model.inputs(of: call) + (model.maskInput(of: call).map { [$0] } ?? []) { lastUse[ref] = position }
+            for ref in reads(call) { lastUse[ref] = position }
         }
         steps = calls.enumerated().map { position, call in
             let layer = model.layers[call.layer]
             guard !layer.inbound.isEmpty else {
                 return Step(call: call, isInput: true, op: nil, fusedOp: nil, inputs: [], fusedInputs: nil, output: slot(model.output(of: call)),
-                            maskInput: nil, seesMask: false, hidden: [], carriesMask: false, release: [])
+                            maskInput: nil, seesMask: false, hidden: [], carriesMask: false, release: [], overwrites: nil)
             }
             let inputs = model.inputs(of: call), output = model.output(of: call), mask = model.maskInput(of: call)
             let hidden = masks.hidden[call] ?? []
-            var release = (inputs + (mask.map { [$0] } ?? [])).filter { lastUse[$0] == position && !outputs.contains($0) }.map(slot)
+            let read = reads(call)
+            let lastRead = read.filter { lastUse[$0] == position && !outputs.contains($0) }
+            var release = Set(lastRead).map(slot).sorted()
             if lastUse[output] == nil, !outputs.contains(output) { release.append(slot(output)) }
-            // (A fused op's further inputs are read by later calls, which release them.)
+            let carriesMask = masks.carried.contains(output), seesMask = masks.sees(call, inputs)
+            var overwrites: Int?
+            if let index = (fused[layer.name] as? any OverwritingOp)?.overwritableInput, let own = fusedInputs[layer.name] ?? .some(inputs),
+               index < own.count, lastRead.contains(own[index]), read.filter({ $0 == own[index] }).count == 1, mask == nil, !seesMask,
+               !carriesMask {
+                overwrites = index
+            }
             return Step(call: call, isInput: false, op: ops[layer.name], fusedOp: fused[layer.name], inputs: inputs.map(slot),
                         fusedInputs: fusedInputs[layer.name].map { $0.map(slot) }, output: slot(output),
-                        maskInput: mask.map(slot), seesMask: masks.sees(call, inputs), hidden: inputs.map { hidden.contains($0) },
-                        carriesMask: masks.carried.contains(output), release: release)
+                        maskInput: mask.map(slot), seesMask: seesMask, hidden: inputs.map { hidden.contains($0) },
+                        carriesMask: carriesMask, release: release, overwrites: overwrites)
         }
         self.refs = refs
     }

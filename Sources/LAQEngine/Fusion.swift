@@ -33,8 +33,9 @@
 /// own output is asked for (``Executor/activations(_:)``).
 enum Fusion {
     /// The ops that replace those of `ops` when fused, by layer name; for each absorbed layer the
-    /// product layer that does its work; the inputs of a fused op that reads more than its
-    /// layer's call does (a residual connection's other input, after the call's own); and the
+    /// product layer that does its work; the inputs of a fused op where they are not its layer's
+    /// call's (a residual connection's other input, after the convolution's own; the block's
+    /// output alone, for the `Add` that passes it on); and the
     /// calls in the order to run them (`calls`, but for the blocks moved to their `Add`).
     static func plan(model: Model, ops: [String: any Op], calls: [LayerCall], masks: MaskPlan)
         -> (ops: [String: any Op], into: [String: String], inputs: [String: [TensorRef]], order: [LayerCall]) {
@@ -163,7 +164,11 @@ enum Fusion {
                     let reader = soleReader(of: add)
                     let after = reader.flatMap { ops[model.layers[$0.layer].name] as? ActivationOp }.map(\.kind).flatMap { $0.followingReLU == nil ? nil : $0 }
                     let connection = FusedResidual(first: index == 1, activation: after, add: model.layers[add.layer].name)
-                    absorbed.append((model.layers[add.layer].name, PassOp(input: index)))
+                    // The Add passes the block's output on, reading nothing else: the other
+                    // input's last reader in a prediction is then the convolution, which may
+                    // write its output over it (``ExecutionPlan/Step/overwrites``).
+                    absorbed.append((model.layers[add.layer].name, PassOp()))
+                    fusedInputs[model.layers[add.layer].name] = [model.output(of: tail)]
                     if let reader, connection.activation != nil { absorbed.append((model.layers[reader.layer].name, PassOp())) }
                     convolution.normalization = normalization.map {
                         FusedNormalization(scale: $0.scale, shift: $0.shift, relu: activation?.followingReLU ?? .none)

@@ -124,7 +124,14 @@ struct FusionTests {
                                        "l18": "l17", "l20": "l19", "l23": "l21", "l25": "l21", "l26": "l21", "l24": "l22"])
         let order = executor.plan.steps.map { executor.model.layers[$0.layer].name }
         #expect(order.suffix(6) == ["l22", "l24", "l21", "l23", "l25", "l26"])
-        #expect((executor.fused["l6"] as? PassOp)?.input == 1 && (executor.fused["l9"] as? PassOp)?.input == 0)
+        // An absorbed Add reads the block's output alone and passes it on.
+        #expect((executor.fused["l6"] as? PassOp)?.input == 0 && (executor.fused["l9"] as? PassOp)?.input == 0)
+        let steps = Dictionary(uniqueKeysWithValues: executor.plan.steps.map { (executor.model.layers[$0.layer].name, $0) })
+        #expect(steps["l6"]?.fusedInputs.map { $0.map { executor.plan.refs[$0].description } } == ["l5"])
+        // The fused convolutions write over the other input where they are its last reader: not
+        // l8, whose other input is its own input too.
+        #expect(["l4", "l12", "l17", "l19", "l21"].allSatisfy { steps[$0]?.overwrites == 1 })
+        #expect(steps["l8"]?.overwrites == nil && steps["l1"]?.overwrites == nil)
         defer { Parallel.configure(threads: nil) }
         var random = SplitMix64(seed: 21)
         let x = Tensor(shape: [2, 9, 10, 16], data: (0..<(2 * 9 * 10 * 16)).map { _ in random.uniform() * 4 - 2 })
@@ -132,6 +139,40 @@ struct FusionTests {
             Parallel.configure(threads: threads, environment: [:])
             try Self.checkSameBits(executor, [x], "residual blocks, \(threads) threads")
         }
+    }
+
+    @Test("A fused residual connection writes its output over the other tensor's values, in place when it holds them alone, with the bits of a new buffer; never over a tensor read later or a model output")
+    func residualOverwrites() throws {
+        let normalization: JSONValue = ["epsilon": 0.001]
+        let conv: JSONValue = ["filters": 24, "kernel_size": [3, 3], "padding": "same", "use_bias": false]
+        let model = try GradientTests.functional(input: [nil, 7, 9, 24], [
+            ("Conv2D", ["filters": 24, "kernel_size": [1, 1]], ["in"]),                                 // l0: read by l3 and l5
+            ("Conv2D", conv, ["in"]), ("BatchNormalization", normalization, ["l1"]), ("Add", [:], ["l2", "l0"]),
+            ("Conv2D", conv, ["l3"]), ("Add", [:], ["l4", "l0"]),                                           // l0's last reader: l4
+            ("Conv2D", conv, ["l5"]), ("Add", [:], ["l5", "l6"]),                                           // l5: a model output
+        ], outputs: ["l7", "l5"])
+        let executor = try Executor(model: model)
+        let steps = Dictionary(uniqueKeysWithValues: executor.plan.steps.map { (executor.model.layers[$0.layer].name, $0) })
+        #expect(steps["l1"]?.overwrites == nil && steps["l4"]?.overwrites == 1 && steps["l6"]?.overwrites == nil)
+        var random = SplitMix64(seed: 41)
+        let x = Tensor(shape: [2, 7, 9, 24], data: (0..<(2 * 7 * 9 * 24)).map { _ in random.uniform() * 4 - 2 })
+        try Self.checkSameBits(executor, [x], "overwriting residuals")
+
+        // The op: the output takes the other tensor's buffer when it holds it alone, else a copy;
+        // the bits of the output in a new buffer either way.
+        let op = try #require(executor.fused["l4"] as? ConvolutionOp)
+        let input = Tensor(shape: [2, 7, 9, 24], data: (0..<(2 * 7 * 9 * 24)).map { _ in random.uniform() * 4 - 2 })
+        let other = Tensor(shape: [2, 7, 9, 24], data: (0..<(2 * 7 * 9 * 24)).map { _ in random.uniform() * 4 - 2 })
+        let expected = try op.forward([input, other], workspace: nil)
+        var shared = [input, other]
+        let kept = try op.forward(overwriting: &shared)
+        #expect(kept.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
+        #expect(other.data != kept.data, "the values the caller still holds are left as they were")
+        var alone = [input, Tensor(shape: other.shape, data: other.data.map { $0 })]
+        let address = alone[1].data.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
+        let inPlace = try op.forward(overwriting: &alone)
+        #expect(inPlace.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
+        #expect(inPlace.data.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == address, "written over the values in place")
     }
 
     @Test("Residual connections on every convolution path: im2col (a short inner dimension), Conv1D on panels, packed kernels with float32 and int8 activations, the same bits as the layers one by one")

@@ -23,7 +23,7 @@ import Testing
     /// named "in"; each layer is named by its index (`l0`, `l1`, …), the last is the output.
     /// An input written `#v` is the constant v, as Keras 3 writes an operator's (`x + 3.0`):
     /// such a layer is one of `keras.src.ops.numpy`, its call in Keras 3's form.
-    static func functional(input: [Int?], _ layers: [(String, JSONValue, [String])]) throws -> Model {
+    static func functional(input: [Int?], _ layers: [(String, JSONValue, [String])], outputs: [String] = []) throws -> Model {
         var entries: [JSONValue] = [["class_name": "InputLayer", "name": "in", "inbound_nodes": [],
                                      "config": ["name": "in", "batch_shape": .array(input.map { $0.map { .int(Int64($0)) } ?? .null })]]]
         for (index, (className, config, inputs)) in layers.enumerated() {
@@ -42,7 +42,8 @@ import Testing
                             "inbound_nodes": [.array(inputs.map { [.string($0), 0, 0, [:]] })]])
         }
         return try model(architecture: ["class_name": "Functional", "config": [
-            "name": "t", "layers": .array(entries), "input_layers": [["in", 0, 0]], "output_layers": [[.string("l\(layers.count - 1)"), 0, 0]],
+            "name": "t", "layers": .array(entries), "input_layers": [["in", 0, 0]],
+            "output_layers": .array((outputs.isEmpty ? ["l\(layers.count - 1)"] : outputs).map { [.string($0), 0, 0] }),
         ]])
     }
 

@@ -177,6 +177,8 @@ int laq_keep_freed_blocks(long largest);
 /// depthwise kernel ignores these last fields): a residual connection's Add, residual[i·n + j] + v when
 /// `residual_first` (the order of the Add's inputs), else v + residual[i·n + j], for output
 /// position i of n columns, and the ReLU after it (`after_relu`, with its own parameters).
+/// `residual` may be the output itself (the output then written over it): each of its values
+/// is read before the output is stored in its place, and by the tile that stores it only.
 typedef struct {
     const float *bias;
     const float *scale;

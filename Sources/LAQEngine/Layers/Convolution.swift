@@ -103,7 +103,8 @@ struct ConvolutionOp: Op {
             return z
         }
         guard tensors.count == 2 else { throw .badInput(name: name, reason: "a residual connection's other input was not given") }
-        return try linear(tensors[0], residual: (tensors[1], residual))
+        var other: ResidualInput? = ResidualInput(other: tensors[1], connection: residual, overwrite: false)
+        return try linear(tensors[0], residual: &other)
     }
 
     /// The fused residual connection of `z` (this layer's output) and `other` by the `Add` and
@@ -113,6 +114,15 @@ struct ConvolutionOp: Op {
         var y = try MergeOp(name: residual.add, kind: .add).forward(residual.first ? [other, z] : [z, other])
         if let activation = residual.activation { ActivationOp(kind: activation).apply(&y) }
         return y
+    }
+
+    /// A residual connection's other tensor as ``linear(_:residual:)`` adds it; with `overwrite`,
+    /// the output takes its values' buffer where the epilogue adds them (each value is read, then
+    /// the output written in its place).
+    struct ResidualInput {
+        var other: Tensor
+        let connection: FusedResidual
+        let overwrite: Bool
     }
 
     /// The output's shape for an input geometry.
@@ -154,10 +164,15 @@ struct ConvolutionOp: Op {
     /// The convolution before the activation (then the fused normalization, when there is one):
     /// read in place on panels (a float32 kernel's, or decoded from a packed kernel's planes
     /// where that is how its product runs), else through im2col.
-    ///
-    /// With `residual` (a fused residual connection, ``Fusion``): then the `Add` of the other
-    /// tensor and the ReLU after it, in the epilogue where the other tensor has the output's shape.
-    func linear(_ x: Tensor, residual: (other: Tensor, connection: FusedResidual)? = nil) throws(EngineError) -> Tensor {
+    func linear(_ x: Tensor) throws(EngineError) -> Tensor {
+        var none: ResidualInput?
+        return try linear(x, residual: &none)
+    }
+
+    /// The same, then a fused residual connection (``Fusion``), when given: the `Add` of the
+    /// other tensor and the ReLU after it, in the epilogue where the other tensor has the
+    /// output's shape (its values then taken when it says to overwrite them).
+    func linear(_ x: Tensor, residual: inout ResidualInput?) throws(EngineError) -> Tensor {
         let g = try Geometry(x, spatial: spatial, layer: name)
         let (rows, cols) = windows(g)
         let positions = g.batch * rows.output * cols.output
@@ -166,12 +181,12 @@ struct ConvolutionOp: Op {
         let z: Tensor
         switch kernelMatrix {
         case let .panels(panels):
-            z = try convolved(x, g, residual: inEpilogue ? residual : nil) { x, shape, m, epilogue, c in
+            z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
         case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
             let planes = matrix.planes!
-            z = try convolved(x, g, residual: inEpilogue ? residual : nil) { x, shape, m, epilogue, c in
+            z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
         default:
@@ -186,33 +201,41 @@ struct ConvolutionOp: Op {
 
     /// The convolution read in place by `convolve(x, shape, positions, epilogue, output)`, the
     /// bias and the fused normalization applied as each tile is stored (`laq_panels_convolve`):
-    /// the bits of im2col, the panel product and the passes after it.
-    private func convolved(_ x: Tensor, _ g: Geometry, residual: (other: Tensor, connection: FusedResidual)?,
+    /// the bits of im2col, the panel product and the passes after it. With `inEpilogue`, the
+    /// residual connection too (its other tensor has the output's shape), the output written
+    /// over the other tensor's values where the connection says so (taking them).
+    private func convolved(_ x: Tensor, _ g: Geometry, residual: inout ResidualInput?, inEpilogue: Bool,
                            _ convolve: (UnsafePointer<Float>, laq_conv_shape, Int, laq_epilogue, UnsafeMutablePointer<Float>) -> Void) throws(EngineError) -> Tensor {
         let (rows, cols) = windows(g)
         let patch = kernelSize[0] * kernelSize[1] * g.channels
         guard patch * filters == kernelMatrix.count else { throw .shape(layer: name, reason: "kernel does not match \(g.channels) input channels") }
         let positions = g.batch * rows.output * cols.output
         let shape = outputShape(g)
-        var output = Matrix.uninitialized(positions * filters)
+        let connection = inEpilogue ? residual?.connection : nil
+        let overwrite = connection != nil && residual?.overwrite == true
+        var output: [Float] = []
+        if overwrite { swap(&output, &residual!.other.data) } else { output = Matrix.uninitialized(positions * filters) }
         guard positions > 0, filters > 0 else { return Tensor(shape: shape, data: output) }
         let geometry = laq_conv_shape(height: g.height, width: g.width, channels: g.channels, out_height: rows.output, out_width: cols.output,
                                       kernel_h: kernelSize[0], kernel_w: kernelSize[1], stride_h: strides[0], stride_w: strides[1],
                                       dilation_h: dilation[0], dilation_w: dilation[1], pad_top: rows.padBefore, pad_left: cols.padBefore)
         let relu = (normalization?.relu ?? .none).parameters
-        let after = (residual?.connection.relu ?? .none).parameters
+        let after = (connection?.relu ?? .none).parameters
         Matrix.withPointer(bias) { bias in
             Matrix.withPointer(normalization?.scale) { scale in
                 Matrix.withPointer(normalization?.shift) { shift in
-                    Matrix.withPointer(residual?.other.data) { other in
-                        let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
-                                                    slope: relu.slope, ceiling: relu.ceiling, residual: other,
-                                                    residual_first: residual?.connection.first == true ? 1 : 0, after_relu: after.mode,
-                                                    after_threshold: after.threshold, after_slope: after.slope, after_ceiling: after.ceiling)
+                    Matrix.withPointer(connection == nil || overwrite ? nil : residual?.other.data) { other in
                         // An input with no positions (padded by a folded ZeroPadding2D) is never read:
                         // every tap is padding. The kernel still gets an address.
                         (x.data.isEmpty ? [0] : x.data).withUnsafeBufferPointer { input in
-                            output.withUnsafeMutableBufferPointer { out in convolve(input.baseAddress!, geometry, positions, epilogue, out.baseAddress!) }
+                            output.withUnsafeMutableBufferPointer { out in
+                                // Overwriting: the kernel reads each value of the other tensor, then stores the output there.
+                                let epilogue = laq_epilogue(bias: bias, scale: scale, shift: shift, relu: relu.mode, threshold: relu.threshold,
+                                                            slope: relu.slope, ceiling: relu.ceiling, residual: overwrite ? UnsafePointer(out.baseAddress) : other,
+                                                            residual_first: connection?.first == true ? 1 : 0, after_relu: after.mode,
+                                                            after_threshold: after.threshold, after_slope: after.slope, after_ceiling: after.ceiling)
+                                convolve(input.baseAddress!, geometry, positions, epilogue, out.baseAddress!)
+                            }
                         }
                     }
                 }
@@ -234,6 +257,19 @@ struct ConvolutionOp: Op {
         kernelMatrix.multiply(columns, m: positions, k: patch, n: filters, into: &output, accumulate: bias != nil)
         let shape = outputShape(g)
         return (Tensor(shape: shape, data: output), columns)
+    }
+}
+
+extension ConvolutionOp: OverwritingOp {
+    /// A residual connection's other tensor (``linear(_:residual:)`` writes over it where its
+    /// epilogue adds it, which it does where it has the output's shape).
+    var overwritableInput: Int? { residual == nil ? nil : 1 }
+
+    func forward(overwriting inputs: inout [Tensor]) throws(EngineError) -> Tensor {
+        guard let residual, inputs.count == 2 else { return try forward(inputs, workspace: nil) }
+        var other: ResidualInput? = ResidualInput(other: inputs[1], connection: residual, overwrite: true)
+        inputs[1].data = []  // `other` holds the values alone (when the caller let go of them)
+        return try linear(inputs[0], residual: &other)
     }
 }
 

@@ -21,6 +21,19 @@ extension Op {
     func forward(_ inputs: [Tensor]) throws(EngineError) -> Tensor { try forward(inputs, workspace: nil) }
 }
 
+/// An op that may write its output over the values of one of its inputs, where nothing reads
+/// that input after it (``ExecutionPlan/Step/overwrites``): a memory-bound layer then reads and
+/// writes the same lines rather than reading one tensor and writing another it first has to
+/// fetch (a fused residual connection, over its other tensor).
+protocol OverwritingOp: Op {
+    /// The input whose values the output may take; nil when none may.
+    var overwritableInput: Int? { get }
+    /// ``forward(_:workspace:)``'s output, written over `inputs[overwritableInput]`'s values,
+    /// which it takes (leaving that tensor empty): in place when the caller let go of every
+    /// other reference to them, else in a copy (an array's copy on write).
+    func forward(overwriting inputs: inout [Tensor]) throws(EngineError) -> Tensor
+}
+
 /// What an op needs at build time.
 public struct OpContext {
     let layer: Layer
