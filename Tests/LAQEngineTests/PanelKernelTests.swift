@@ -95,6 +95,9 @@ import Testing
             // Narrow last panels in whole tiles: 24 columns (16 + 8 in 256-bit registers), 32 + 24.
             ConvolutionCase(height: 6, width: 30, channels: 5, filters: 24, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(batch: 2, height: 5, width: 14, channels: 9, filters: 56, kernel: (1, 1)),
+            // 1×1 kernels of 1,024 channels through 8 panels or more: each tile's rows copied apart.
+            ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
+            ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
         ]
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {
@@ -145,13 +148,14 @@ import Testing
                                 let taps = item.kernel.0 * item.kernel.1
                                 var sources = [UnsafePointer<Float>?](repeating: nil, count: taps * 12)
                                 var steps = [Int](repeating: 0, count: taps)
+                                var rowsCopy = [Float](repeating: .nan, count: 12 * (item.channels + 16))
                                 // Rows in two uneven parts, the panels in two groups.
                                 let (split, panelCount) = (m / 3, (n + 31) / 32)
                                 for (begin, end) in [(0, split), (split, m)] {
                                     for (first, last) in [(0, panelCount / 2), (panelCount / 2, panelCount)] {
                                         panels.withUnsafeBufferPointer { panels in
                                             laq_panels_convolve(x, &shape, zeros, panels.baseAddress! + first * k * 32, n, &epilogue, &c, begin, end,
-                                                                first, last, &sources, &steps, isa)
+                                                                first, last, &sources, &steps, &rowsCopy, isa)
                                         }
                                     }
                                 }
@@ -198,7 +202,9 @@ import Testing
         // on up to 4 threads (17 blocks), panels by tiles on 8.
         for (index, item) in [ConvolutionCase(height: 7, width: 7, channels: 40, filters: 200, kernel: (1, 1)),
                               ConvolutionCase(height: 14, width: 14, channels: 24, filters: 100, kernel: (3, 3), pad: (1, 1)),
-                              ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1))].enumerated() {
+                              ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1)),
+                              // 294 positions: row blocks on one thread (each tile's 1,024-channel rows copied), panels by tiles on more.
+                              ConvolutionCase(batch: 6, height: 7, width: 7, channels: 1024, filters: 260, kernel: (1, 1))].enumerated() {
             var generator = SplitMix64(seed: UInt64(index + 60))
             let x = Self.random(item.batch * item.height * item.width * item.channels, &generator)
             let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters, m = item.batch * item.output.0 * item.output.1
