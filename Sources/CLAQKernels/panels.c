@@ -305,17 +305,23 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
 }
 #endif
 
+// A 1×1 kernel's tile reads its 12 rows of A for every panel. Rows a multiple of 4 KiB apart
+// fall in one set of L1 (8 ways on the CPUs laq has seen) and evict each other at every step:
+// where a tile goes through 8 panels or more, they are copied once per tile, a line more than
+// 4 KiB apart (1,024 channels by 256 columns: 51.3–51.6 → 54.1–54.6 GMAC/s on one core;
+// through 2 or 4 panels the copy costs what it saves).
+static int copies_rows(const laq_conv_shape *s) {
+    return s->kernel_h == 1 && s->kernel_w == 1 && s->channels * s->stride_w % 1024 == 0;
+}
+
+long laq_panels_rows_copy_length(const laq_conv_shape *shape) { return copies_rows(shape) ? 12 * (shape->channels + 16) : 0; }
+
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, float *rows_copy, int isa) {
     const long taps = shape->kernel_h * shape->kernel_w, channels = shape->channels, k = taps * channels;
     const int pointwise = is_pointwise(shape);
-    // A 1×1 kernel's tile reads its 12 rows of A for every panel. Rows a multiple of 4 KiB apart
-    // fall in one set of L1 (8 ways on the CPUs laq has seen) and evict each other at every step:
-    // where a tile goes through 8 panels or more, they are copied once per tile, a line more than
-    // 4 KiB apart (1,024 channels by 256 columns: 51.3–51.6 → 54.1–54.6 GMAC/s on one core;
-    // through 2 or 4 panels the copy costs what it saves).
-    const int copy_rows = rows_copy && taps == 1 && channels % 1024 == 0 && panel_end - panel_begin >= 8;
+    const int copy_rows = rows_copy && copies_rows(shape) && panel_end - panel_begin >= 8;
     for (long i0 = row_begin; i0 < row_end; i0 += TILE_ROWS) {
         const long rows = row_end - i0 < TILE_ROWS ? row_end - i0 : TILE_ROWS;
         tile_sources(x, shape, zeros, i0, rows, sources, steps);

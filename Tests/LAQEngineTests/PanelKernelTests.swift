@@ -98,6 +98,7 @@ import Testing
             // 1×1 kernels of 1,024 channels through 8 panels or more: each tile's rows copied apart.
             ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
             ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
+            ConvolutionCase(batch: 2, height: 5, width: 7, channels: 512, filters: 260, kernel: (1, 1), stride: (2, 2)),
         ]
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {
@@ -148,7 +149,7 @@ import Testing
                                 let taps = item.kernel.0 * item.kernel.1
                                 var sources = [UnsafePointer<Float>?](repeating: nil, count: taps * 12)
                                 var steps = [Int](repeating: 0, count: taps)
-                                var rowsCopy = [Float](repeating: .nan, count: 12 * (item.channels + 16))
+                                var rowsCopy = [Float](repeating: .nan, count: max(1, laq_panels_rows_copy_length(&shape)))
                                 // Rows in two uneven parts, the panels in two groups.
                                 let (split, panelCount) = (m / 3, (n + 31) / 32)
                                 for (begin, end) in [(0, split), (split, m)] {

@@ -260,8 +260,11 @@ typedef struct {
 /// chains are those of laq_panels_multiply over the im2col matrix, and the epilogue the passes it
 /// replaces: the same bits on every instruction set and for any split of rows and panels.
 /// `sources` and `steps`: room for kernel_h·kernel_w·12 pointers and kernel_h·kernel_w values
-/// (a tile's table of tap sources); `rows_copy`: NULL, or room for 12·(channels + 16) floats,
-/// where a 1×1 kernel's tile may copy its rows of A (see panels.c).
+/// (a tile's table of tap sources); `rows_copy`: NULL, or room for laq_panels_rows_copy_length
+/// floats, where a 1×1 kernel's tile may copy its rows of A (see panels.c).
+/// The floats laq_panels_convolve may copy a tile's rows of A into for a convolution (0: none).
+long laq_panels_rows_copy_length(const laq_conv_shape *shape);
+
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, float *rows_copy, int isa);

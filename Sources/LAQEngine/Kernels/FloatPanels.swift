@@ -99,7 +99,7 @@ struct FloatPanels: Sendable {
                     let (zeros, shape, epilogue) = (SharedPointer(zeros.baseAddress!), SharedPointer(shape), SharedPointer(epilogue))
                     // One part below 2¹⁸ multiply-adds (the threads' start would cost more).
                     // Room for a tile's rows of A where a 1×1 kernel's may be copied (`laq_panels_convolve`).
-                    let copied = taps == 1 && shape.base.pointee.channels % 1024 == 0 ? 12 * (shape.base.pointee.channels + 16) : 0
+                    let copied = laq_panels_rows_copy_length(shape.base)
                     Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
                         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
                             withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in
