@@ -110,9 +110,10 @@ import Testing
         }
     }
 
-    @Test("m = 1: every transpose, a strided row of A, accumulation, and C starting as NaN")
-    func oneRow() {
-        let (k, n) = (37, 23)
+    @Test("m = 1: every transpose, a strided row of A, accumulation, and C starting as NaN; a large B stored k×n in parts of its rows",
+          arguments: [(37, 23), (1500, 700)])
+    func oneRow(_ size: (Int, Int)) {
+        let (k, n) = size
         var generator = SplitMix64(seed: 5)
         func random(_ count: Int) -> [Float] { (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 } }
         let a = random(k * 3), b = random(k * n), start = random(n)
