@@ -228,7 +228,8 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
 // One tile of `rows` positions by one panel (columns first…first+31; `upper`: upper_for).
 __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
-          float *c, const float *residual, long ldc, __mmask16 m0, __mmask16 m1, const long rows, const int upper) {
+          float *c, const float *residual, long ldc, __mmask16 m0, __mmask16 m1, const char *ahead, long ahead_bytes, const long rows,
+          const int upper) {
     // The lines the epilogue reads (the residual) or writes (C), asked for now: by the end of
     // the chains they are in L1. A tile of a large output otherwise waits for memory at every
     // store (MobileNetV2 and ResNet50 write tensors of tens of MB at batch 16: a 1×1
@@ -255,6 +256,8 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
             // Evenly spaced sources: one base and a stride, as a row-major A (fewer registers).
             const float *a = source[0];
             for (long t = 0; t < channels; t++, w += PANEL) {
+                // `ahead`: a line per step into L2 (what the next tile will read).
+                if (t * 64 < ahead_bytes) _mm_prefetch(ahead + t * 64, _MM_HINT_T1);
                 const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
                 const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
@@ -291,24 +294,28 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
     }
 }
 
+// `ahead`, `ahead_bytes`: memory the first panel's chains ask for in L2 as they go (a line per
+// step of a run of evenly spaced sources), or none.
 __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **sources, const long *steps, long taps, long channels,
                                                                  const float *panels, long n, const laq_epilogue *e, float *c,
-                                                                 const float *residual, long rows, long panel_begin, long panel_end) {
+                                                                 const float *residual, long rows, long panel_begin, long panel_end,
+                                                                 const char *ahead, long ahead_bytes) {
     const long k = taps * channels;
-    for (long p = panel_begin; p < panel_end; p++) {
+    for (long p = panel_begin; p < panel_end; p++, ahead_bytes = 0) {
         const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
         const __mmask16 m0 = laq_lanes(width), m1 = laq_lanes(width - 16);
         const float *w = panels + (p - panel_begin) * k * PANEL;
         const int upper = upper_for(width);
         if (rows == TILE_ROWS && upper != UPPER_FULL) {
-            if (upper == UPPER_HALF) conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, TILE_ROWS, UPPER_HALF);
-            else conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, TILE_ROWS, UPPER_NONE);
+            if (upper == UPPER_HALF)
+                conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, TILE_ROWS, UPPER_HALF);
+            else conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, TILE_ROWS, UPPER_NONE);
             continue;
         }
         // Whole panels, and the last positions (fewer than a tile) of any panel.
         switch (rows) {
 #define LAQ_ROWS(R) \
-    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, R, UPPER_FULL); break;
+    case R: conv_tile(sources, steps, taps, channels, w, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, R, UPPER_FULL); break;
             LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
             LAQ_ROWS(7) LAQ_ROWS(8) LAQ_ROWS(9) LAQ_ROWS(10) LAQ_ROWS(11) LAQ_ROWS(12)
 #undef LAQ_ROWS
@@ -349,18 +356,21 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
         const float *residual = epilogue->residual ? epilogue->residual + i0 * n : 0;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512) {
+            // A pointwise convolution of many positions streams its input from memory, 12 short
+            // runs at a time, which the hardware does not follow: the next tile's input rows are
+            // asked for into L2 as this tile's chains go, a line per step (64 or more channels;
+            // with 32 fetching cost more than it saved). All at the tile's start, most of them
+            // were dropped (256 → 64 channels over 50,176 positions on one core: 18.8–20.0 ms,
+            // spread 16.3–17.1; 144 → 24 5.9–6.1 → 4.2–5.1 ms); into L1, no faster than none.
+            const char *ahead = 0;
+            long ahead_bytes = 0;
             if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
-                // The next tile's 12 input rows, every line of them, into L2 a tile ahead: a
-                // pointwise convolution of many positions streams its input from memory, 12 short
-                // runs at a time, which the hardware does not follow (64 or more channels measured
-                // faster with this; 32, slower; into L1, no faster than without: 256 → 64
-                // channels over 50,176 positions 19.8–20.1 ms, into L2 18.0–18.3 ms on one core).
                 const long next_end = i0 + 2 * TILE_ROWS < row_end ? i0 + 2 * TILE_ROWS : row_end;
-                const char *next = (const char *)(x + (i0 + TILE_ROWS) * channels);
-                const long bytes = (next_end - (i0 + TILE_ROWS)) * channels * (long)sizeof(float);
-                for (long byte = 0; byte < bytes; byte += 64) _mm_prefetch(next + byte, _MM_HINT_T1);
+                ahead = (const char *)(x + (i0 + TILE_ROWS) * channels);
+                ahead_bytes = (next_end - (i0 + TILE_ROWS)) * channels * (long)sizeof(float);
             }
-            conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end);
+            conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end, ahead,
+                               ahead_bytes);
             continue;
         }
 #endif
