@@ -230,17 +230,18 @@ __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
           float *c, const float *residual, long ldc, __mmask16 m0, __mmask16 m1, const char *ahead, long ahead_bytes, const long rows,
           const int upper) {
-    // The lines the epilogue reads (the residual) or writes (C), asked for now: by the end of
-    // the chains they are in L1. A tile of a large output otherwise waits for memory at every
-    // store (MobileNetV2 and ResNet50 write tensors of tens of MB at batch 16: a 1×1
-    // convolution 64 → 256 channels over 50,176 positions 19.1 → 17.5 ms on one core, 22.0 →
-    // 18.7 ms with a residual connection written in place).
+    // The lines the epilogue reads (the residual, when there is one: then C is most often that
+    // same tensor, written over) or else writes (C), asked for now: by the end of the chains
+    // they are in L1. A tile of a large output otherwise waits for memory at every store
+    // (MobileNetV2 and ResNet50 write tensors of tens of MB at batch 16: a 1×1 convolution 64 →
+    // 256 channels over 50,176 positions 19.1 → 17.5 ms on one core, 22.0 → 18.7 ms with a
+    // residual connection written in place).
     const float *epilogue_lines = residual ? residual : c;
 #pragma clang loop unroll(full)
     for (long r = 0; r < TILE_ROWS; r++) {
         if (r >= rows) break;
         _mm_prefetch((const char *)(epilogue_lines + r * ldc + first), _MM_HINT_T0);
-        if (upper != UPPER_NONE) _mm_prefetch((const char *)(epilogue_lines + r * ldc + first + 16), _MM_HINT_T0);
+        if (m1) _mm_prefetch((const char *)(epilogue_lines + r * ldc + first + 16), _MM_HINT_T0);
     }
     panel_row acc[TILE_ROWS];
 #pragma clang loop unroll(full)

@@ -164,7 +164,7 @@ public struct Executor: Sendable {
             }
             let inputMasks = try self.inputMasks(step, value: { values[$0] }, mask: { masks[$0] })
             let start = observe == nil ? nil : ContinuousClock.now
-            if fused, let index = step.overwrites, inputMasks == nil, let overwriting = op as? any OverwritingOp {
+            if fused, !keepAll, let index = step.overwrites, inputMasks == nil, let overwriting = op as? any OverwritingOp {
                 // The op may write over this input's values: `arguments` holds the last reference.
                 values[inputs[index]] = nil
                 values[step.output] = try overwriting.forward(overwriting: &arguments)
@@ -202,7 +202,8 @@ struct ExecutionPlan: Sendable {
         let op: (any Op)?
         let fusedOp: (any Op)?
         let inputs: [Int]
-        /// The fused op's inputs where they are more than the call's (``Fusion``).
+        /// The fused op's inputs where they are not the call's (``Fusion``: a residual
+        /// connection's convolution reads one more, the `Add` it absorbs only the block's output).
         let fusedInputs: [Int]?
         let output: Int
         /// The slot of the tensor it passes as `mask=`, when it passes one.
@@ -259,7 +260,7 @@ struct ExecutionPlan: Sendable {
             let hidden = masks.hidden[call] ?? []
             let read = reads(call)
             let lastRead = read.filter { lastUse[$0] == position && !outputs.contains($0) }
-            var release = Set(lastRead).map(slot).sorted()
+            var release = lastRead.map(slot)
             if lastUse[output] == nil, !outputs.contains(output) { release.append(slot(output)) }
             let carriesMask = masks.carried.contains(output), seesMask = masks.sees(call, inputs)
             var overwrites: Int?

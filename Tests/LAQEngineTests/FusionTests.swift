@@ -172,7 +172,10 @@ struct FusionTests {
         let address = alone[1].data.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) }
         let inPlace = try op.forward(overwriting: &alone)
         #expect(inPlace.data.map(\.bitPattern) == expected.data.map(\.bitPattern))
-        #expect(inPlace.data.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == address, "written over the values in place")
+        // (In place where the convolution runs on panels, AVX-512; else the Add's op adds after the product.)
+        if case .panels = op.kernelMatrix {
+            #expect(inPlace.data.withUnsafeBufferPointer { UInt(bitPattern: $0.baseAddress) } == address, "written over the values in place")
+        }
     }
 
     @Test("Residual connections on every convolution path: im2col (a short inner dimension), Conv1D on panels, packed kernels with float32 and int8 activations, the same bits as the layers one by one")

@@ -98,7 +98,7 @@ import Testing
             // 1×1 kernels of 1,024 channels through 8 panels or more: each tile's rows copied apart.
             ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
             ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
-            ConvolutionCase(batch: 2, height: 5, width: 7, channels: 512, filters: 260, kernel: (1, 1), stride: (2, 2)),
+            ConvolutionCase(batch: 2, height: 5, width: 7, channels: 512, filters: 520, kernel: (1, 1), stride: (2, 2)),
         ]
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {

@@ -252,6 +252,9 @@ typedef struct {
     long kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left;
 } laq_conv_shape;
 
+/// The floats laq_panels_convolve may copy a tile's rows of A into for a convolution (0: none).
+long laq_panels_rows_copy_length(const laq_conv_shape *shape);
+
 /// C[i][32p + j] = epilogue(Σ_t A[i][t]·W[t][32p + j]) for output positions row_begin ≤ i <
 /// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n; `panels`
 /// holds those panels, panel_begin's first, in the layout of laq_panels_pack), A the
@@ -262,9 +265,6 @@ typedef struct {
 /// `sources` and `steps`: room for kernel_h·kernel_w·12 pointers and kernel_h·kernel_w values
 /// (a tile's table of tap sources); `rows_copy`: NULL, or room for laq_panels_rows_copy_length
 /// floats, where a 1×1 kernel's tile may copy its rows of A (see panels.c).
-/// The floats laq_panels_convolve may copy a tile's rows of A into for a convolution (0: none).
-long laq_panels_rows_copy_length(const laq_conv_shape *shape);
-
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, float *rows_copy, int isa);

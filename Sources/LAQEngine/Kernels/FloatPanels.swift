@@ -84,9 +84,10 @@ struct FloatPanels: Sendable {
     /// A convolution on panels in `tasks` tasks shared between laq's threads: each part of them
     /// runs `part(tasks, convolve)`, where convolve(panels, first, end, panelBegin, panelEnd)
     /// computes output positions [first, end) of panels [panelBegin, panelEnd), those panels'
-    /// values from `panels` on (`laq_panels_convolve`, with the part's table of tap sources).
+    /// values from `panels` on (`laq_panels_convolve`, with the part's table of tap sources, and
+    /// room to copy a tile's rows where `copiesRows` and the kernel may).
     static func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, n: Int, epilogue: laq_epilogue,
-                         into c: UnsafeMutablePointer<Float>, tasks: Int,
+                         into c: UnsafeMutablePointer<Float>, tasks: Int, copiesRows: Bool = true,
                          _ part: @Sendable (Range<Int>, (UnsafePointer<Float>, Int, Int, Int, Int) -> Void) -> Void) {
         guard m > 0, n > 0 else { return }
         let taps = shape.kernel_h * shape.kernel_w, k = taps * shape.channels
@@ -99,7 +100,7 @@ struct FloatPanels: Sendable {
                     let (zeros, shape, epilogue) = (SharedPointer(zeros.baseAddress!), SharedPointer(shape), SharedPointer(epilogue))
                     // One part below 2¹⁸ multiply-adds (the threads' start would cost more).
                     // Room for a tile's rows of A where a 1×1 kernel's may be copied (`laq_panels_convolve`).
-                    let copied = laq_panels_rows_copy_length(shape.base)
+                    let copied = copiesRows ? laq_panels_rows_copy_length(shape.base) : 0
                     Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
                         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
                             withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in

@@ -334,7 +334,9 @@ struct PlaneMatrix: @unchecked Sendable {
                                 into c: UnsafeMutablePointer<Float>) {
         precondition(decodesPanels && shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
-        FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: decodedPanelTasks(m: m).count) { range, convolve in
+        // (One panel per call: the kernel never copies a tile's rows.)
+        FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: decodedPanelTasks(m: m).count,
+                             copiesRows: false) { range, convolve in
             forEachDecodedPanel(range, m: m) { panel, first, end, index in convolve(panel, first, end, index, index + 1) }
         }
     }

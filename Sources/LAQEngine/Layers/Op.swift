@@ -28,9 +28,10 @@ extension Op {
 protocol OverwritingOp: Op {
     /// The input whose values the output may take; nil when none may.
     var overwritableInput: Int? { get }
-    /// ``forward(_:workspace:)``'s output, written over `inputs[overwritableInput]`'s values,
-    /// which it takes (leaving that tensor empty): in place when the caller let go of every
-    /// other reference to them, else in a copy (an array's copy on write).
+    /// ``forward(_:workspace:)``'s output, perhaps written over `inputs[overwritableInput]`'s
+    /// values, which it may take (leaving that tensor of `inputs` empty: the caller reads it no
+    /// more): in place when the caller let go of every other reference to them, else in a copy
+    /// (an array's copy on write).
     func forward(overwriting inputs: inout [Tensor]) throws(EngineError) -> Tensor
 }
 
