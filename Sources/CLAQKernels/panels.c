@@ -330,7 +330,7 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
 // fall in one set of L1 (8 ways on the CPUs laq has seen) and evict each other at every step:
 // where a tile goes through 8 panels or more, they are copied once per tile, a line more than
 // 4 KiB apart (1,024 channels by 256 columns: 51.3–51.6 → 54.1–54.6 GMAC/s on one core;
-// through 2 or 4 panels the copy costs what it saves).
+// through 2 panels the copy cost more than it saved, through 4 about as much).
 static int copies_rows(const laq_conv_shape *s) {
     return s->kernel_h == 1 && s->kernel_w == 1 && s->channels * s->stride_w % 1024 == 0;
 }
@@ -361,8 +361,8 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
             // runs at a time, which the hardware does not follow: the next tile's input rows are
             // asked for into L2 as this tile's chains go, a line per step (64 or more channels;
             // with 32 fetching cost more than it saved). All at the tile's start, most of them
-            // were dropped (256 → 64 channels over 50,176 positions on one core: 18.8–20.0 ms,
-            // spread 16.3–17.1; 144 → 24 5.9–6.1 → 4.2–5.1 ms); into L1, no faster than none.
+            // were dropped (256 → 64 channels over 50,176 positions on one core: 19.5–19.8 ms,
+            // spread 16.6–17.0; 144 → 24 6.2–7.0 → 4.8–5.2 ms); into L1, no faster than none.
             const char *ahead = 0;
             long ahead_bytes = 0;
             if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
