@@ -15,7 +15,9 @@ import CLAQKernels
 /// (`laq_short_inner_product`, `laq_long_inner_product`): a short inner dimension (k ≤ 16,
 /// n ≤ 64: a convolution over one input channel, such as the first layer of the CNN benchmark,
 /// 67,600 × 9 · 9 × 32) and a long one with a small result (Aᵀ·B, m ≤ 16, n ≤ 64: its kernel
-/// gradient). docs/PERFORMANCE.md ("Kernels beside OpenBLAS") has the measurements.
+/// gradient). docs/PERFORMANCE.md ("Kernels beside OpenBLAS") has the measurements. One row
+/// times a large B stored k×n (a Dense layer at batch 1) is shared by parts of B's rows instead
+/// of blocks of its columns (``rowTimesRows(_:_:_:n:k:stride:ldb:accumulate:)``).
 enum BLAS {
     /// C = A·B (+ C when `accumulate`), row-major, A m×k, B k×n, C m×n; transposes as flagged.
     /// `lda`, `ldb`, `ldc`: row strides when A, B or C is a column block of a wider matrix
