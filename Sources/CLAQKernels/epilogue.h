@@ -115,6 +115,75 @@ __attribute__((target("avx512f"), always_inline)) static inline __m512 epilogue_
     const epilogue_columns c = epilogue_columns_avx512(e, j, mask);
     return epilogue_apply_avx512(v, &c);
 }
+
+// The same for AVX2, 8 columns at a time: lanes as the kernels' masks (all bits set: a lane in use).
+typedef struct {
+    __m256 threshold, slope, ceiling;
+    int mode, shifted;
+} epilogue_relu8;
+
+typedef struct {
+    __m256 bias, scale, shift;
+    int has_bias, has_scale;
+    epilogue_relu8 relu, after;
+} epilogue_columns8;
+
+__attribute__((target("avx2,fma"), always_inline)) static inline epilogue_relu8 epilogue_relu_avx2(int mode, float threshold, float slope,
+                                                                                                   float ceiling) {
+    epilogue_relu8 r;
+    r.mode = mode;
+    r.threshold = _mm256_set1_ps(threshold);
+    r.slope = _mm256_set1_ps(slope);
+    r.ceiling = _mm256_set1_ps(ceiling);
+    r.shifted = threshold != 0;
+    return r;
+}
+
+// _mm256_blendv_ps(a, b, m) takes b where m is set: the selections of epilogue_apply_relu.
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 epilogue_apply_relu8(__m256 v, const epilogue_relu8 *r) {
+    if (r->mode == LAQ_RELU_MAX0) return _mm256_blendv_ps(v, _mm256_setzero_ps(), _mm256_cmp_ps(_mm256_setzero_ps(), v, _CMP_GE_OQ));
+    if (r->mode == LAQ_RELU_KERAS) {
+        const __m256 below = _mm256_mul_ps(r->slope, r->shifted ? _mm256_sub_ps(v, r->threshold) : v);
+        v = _mm256_blendv_ps(below, v, _mm256_cmp_ps(v, r->threshold, _CMP_GE_OQ));
+        return _mm256_blendv_ps(v, r->ceiling, _mm256_cmp_ps(v, r->ceiling, _CMP_GT_OQ));
+    }
+    return v;
+}
+
+// A masked load, or where `full` (every lane in use) a plain one: AMD's cores take many cycles
+// for a masked load or store (VMASKMOVPS), a plain one a fraction of one.
+#define LAQ_LOAD8(p, mask, full) ((full) ? _mm256_loadu_ps(p) : _mm256_maskload_ps((p), (mask)))
+#define LAQ_STORE8(p, mask, v, full)                      \
+    do {                                                  \
+        if (full) _mm256_storeu_ps((p), (v));             \
+        else _mm256_maskstore_ps((p), (mask), (v));       \
+    } while (0)
+
+__attribute__((target("avx2,fma"), always_inline)) static inline epilogue_columns8 epilogue_columns_avx2(const laq_epilogue *e, long j,
+                                                                                                        __m256i mask, const int full) {
+    epilogue_columns8 c;
+    c.has_bias = e->bias != 0;
+    c.has_scale = e->scale != 0;
+    c.bias = c.has_bias ? LAQ_LOAD8(e->bias + j, mask, full) : _mm256_setzero_ps();
+    c.scale = c.has_scale ? LAQ_LOAD8(e->scale + j, mask, full) : _mm256_setzero_ps();
+    c.shift = c.has_scale ? LAQ_LOAD8(e->shift + j, mask, full) : _mm256_setzero_ps();
+    c.relu = epilogue_relu_avx2(e->relu, e->threshold, e->slope, e->ceiling);
+    c.after = epilogue_relu_avx2(e->after_relu, e->after_threshold, e->after_slope, e->after_ceiling);
+    return c;
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 epilogue_apply_avx2(__m256 v, const epilogue_columns8 *c) {
+    if (c->has_bias) v = _mm256_add_ps(v, c->bias);
+    if (c->has_scale) v = epilogue_apply_relu8(_mm256_add_ps(_mm256_mul_ps(v, c->scale), c->shift), &c->relu);
+    return v;
+}
+
+__attribute__((target("avx2,fma"), always_inline)) static inline __m256 epilogue_residual_avx2(__m256 v, const laq_epilogue *e,
+                                                                                               const epilogue_columns8 *c, const float *r,
+                                                                                               __m256i mask, const int full) {
+    const __m256 x = LAQ_LOAD8(r, mask, full);
+    return epilogue_apply_relu8(e->residual_first ? _mm256_add_ps(x, v) : _mm256_add_ps(v, x), &c->after);
+}
 #endif
 
 #endif

@@ -118,11 +118,90 @@ __attribute__((target("avx512f"))) static void panel_avx512(const float *a, long
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2 (CPUs without AVX-512: AMD's Zen 2 and 3, Intel's client cores) has 16 vector registers
+// of 8 floats: a tile is up to 6 rows by one half of a panel (16 columns, two registers a row:
+// 12 accumulators, two of W and a broadcast), the panel's halves in turn. The chains are the
+// same, so are the bits.
+enum { HALF_ROWS = 6 };
+
+typedef struct {
+    __m256 low, high;
+} half_row;
+
+// acc += x·(w0, w1), w1 (columns 8–15 of the half) where `upper`.
+#define LAQ_HALF_STEP(x, w0, w1, acc, upper)                                   \
+    do {                                                                      \
+        const __m256 v_ = _mm256_set1_ps(x);                                  \
+        (acc).low = _mm256_fmadd_ps(v_, (w0), (acc).low);                     \
+        if (upper) (acc).high = _mm256_fmadd_ps(v_, (w1), (acc).high);        \
+    } while (0)
+
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+half_tile(const float *a, long lda, const float *half, long k, float *c, long ldc, __m256i m0, __m256i m1, int accumulate, const long rows,
+          const int upper, const int full) {
+    half_row acc[HALF_ROWS];
+#pragma clang loop unroll(full)
+    for (long r = 0; r < HALF_ROWS; r++) acc[r].low = acc[r].high = _mm256_setzero_ps();
+    for (long t = 0; t < k; t++) {
+        const float *w = half + t * PANEL;
+        const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
+#pragma clang loop unroll(full)
+        for (long r = 0; r < HALF_ROWS; r++) {
+            if (r >= rows) break;
+            LAQ_HALF_STEP(a[r * lda + t], w0, w1, acc[r], upper);
+        }
+    }
+#pragma clang loop unroll(full)
+    for (long r = 0; r < HALF_ROWS; r++) {
+        if (r >= rows) break;
+        float *out = c + r * ldc;
+        __m256 low = acc[r].low, high = acc[r].high;
+        if (accumulate) {
+            low = _mm256_add_ps(low, LAQ_LOAD8(out, m0, full));
+            if (upper) high = _mm256_add_ps(high, LAQ_LOAD8(out + 8, m1, full));
+        }
+        LAQ_STORE8(out, m0, low, full);
+        if (upper) LAQ_STORE8(out + 8, m1, high, full);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void panel_avx2(const float *a, long lda, const float *w, long k, long width, float *c,
+                                                          long ldc, long row_begin, long row_end, int accumulate) {
+    for (long half = 0; half * 16 < width; half++) {
+        const long columns = width - 16 * half;
+        const __m256i m0 = laq_lanes8(columns), m1 = laq_lanes8(columns - 8);
+        const float *hw = w + 16 * half;
+        float *hc = c + 16 * half;
+        long i = row_begin;
+        if (columns >= 16)
+            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 1, 1);
+        else if (columns > 8)
+            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 1, 0);
+        else if (columns == 8)
+            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 0, 1);
+        else
+            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 0, 0);
+        switch (row_end - i) {
+#define LAQ_TAIL(rows) \
+    case rows: half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, rows, 1, 0); break;
+            LAQ_TAIL(1) LAQ_TAIL(2) LAQ_TAIL(3) LAQ_TAIL(4) LAQ_TAIL(5)
+#undef LAQ_TAIL
+        default: break;
+        }
+    }
+}
+#endif
+
 void laq_panel_multiply(const float *a, long lda, const float *w, long k, long width, float *c, long ldc, long row_begin,
                         long row_end, int accumulate, int isa) {
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
         panel_avx512(a, lda, w, k, width, c, ldc, row_begin, row_end, accumulate);
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        panel_avx2(a, lda, w, k, width, c, ldc, row_begin, row_end, accumulate);
         return;
     }
 #endif
@@ -145,11 +224,77 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 
 // Convolutions straight from the input (implicit im2col). Row i of A is output position i's
 // patch, taps in (kernel row, kernel column) order and each tap's channels in order, which is
-// where im2col would copy them from: a tile of 12 positions gets each tap's 12 source pointers
-// (the zero row for a tap outside the input), once for all the panels it goes through, and
-// multiplies their channels in place. The chains are im2col's, element for element (a padding
-// tap multiplies zeros, as im2col's zeros do), so the bits are those of im2col and the panel
-// product.
+// where im2col would copy them from: a tile of up to 12 positions gets each tap's sources
+// (once for all the panels it goes through) and multiplies their channels in place, in
+// im2col's order.
+//
+// Tiles. A kernel of more than one tap whose output rows hold 6 positions or more is tiled
+// along output rows, so that each tap's sources in a tile are evenly spaced: with AVX-512 each
+// row splits into ⌈W/12⌉ tiles of near-equal length (7 → 7, 14 → 7 + 7, 56 → 12 + 4·11); with
+// AVX2, whose kernel takes a tile in parts of up to 6 rows, into ⌈W/6⌉ parts of near-equal
+// length, paired into tiles (28 → 6 + 6 | 6 + 5 | 5). Other convolutions take tiles of 12
+// consecutive positions. Tile boundaries are a function of the shape and the instruction set
+// (laq_panels_tile_start); the bits are not.
+//
+// Padding taps. In a tile along an output row, a tap whose input row lies outside the image is
+// skipped, and so is a tap outside at the row's first or last position where that is true of
+// at most the one position at each end (a 3×3 kernel's padding of one), when the caller says the
+// kernel's weights are finite (`skips`). ONNX Runtime's kernels skip them too: 9% of a 3×3
+// kernel's multiply-adds at 14×14, 18% at 7×7. Every other padding tap multiplies zeros, as
+// im2col does. The decision is a function of the shape and the tap alone, never of the tile or
+// of a split between threads. Skipping a tap leaves the sum as a zero tap would, because a zero
+// tap adds ±0 (w finite) to a sum that is never −0 but for one corner: a first product that
+// underflows to −0 (|x·w| < 2⁻¹⁵⁰), where the zero tap makes it +0. Otherwise the bits are those
+// of im2col and the panel product.
+
+enum { LAQ_TAP_SKIPPED = -2 };
+
+// Whether tiles run along output rows (above).
+static int aligns_rows(const laq_conv_shape *s) { return s->kernel_h * s->kernel_w > 1 && s->out_width >= 6; }
+
+// Tiles along an output row split it into `parts` parts of near-equal length (part j starts at
+// ⌊j·W/parts⌋), `per_tile` parts to a tile.
+typedef struct {
+    long parts, per_tile, tiles;
+} row_tiling;
+
+static row_tiling row_tiling_for(const laq_conv_shape *s, int isa) {
+    const long w = s->out_width;
+    row_tiling t;
+    if (isa >= LAQ_ISA_AVX512 || isa < LAQ_ISA_AVX2) {
+        t.parts = (w + TILE_ROWS - 1) / TILE_ROWS;
+        t.per_tile = 1;
+    } else {
+        t.parts = (w + TILE_ROWS / 2 - 1) / (TILE_ROWS / 2);
+        t.per_tile = 2;
+    }
+    t.tiles = (t.parts + t.per_tile - 1) / t.per_tile;
+    return t;
+}
+
+long laq_panels_tile_count(const laq_conv_shape *shape, long m, int isa) {
+    return aligns_rows(shape) ? m / shape->out_width * row_tiling_for(shape, isa).tiles : (m + TILE_ROWS - 1) / TILE_ROWS;
+}
+
+long laq_panels_tile_start(const laq_conv_shape *shape, long m, long tile, int isa) {
+    if (!aligns_rows(shape)) return tile * TILE_ROWS < m ? tile * TILE_ROWS : m;
+    const row_tiling t = row_tiling_for(shape, isa);
+    const long w = shape->out_width, part = tile % t.tiles * t.per_tile;
+    return tile / t.tiles * w + part * w / t.parts;
+}
+
+// The end of the tile that holds position i.
+static long tile_end(const laq_conv_shape *s, long i, int isa) {
+    if (!aligns_rows(s)) return i + TILE_ROWS;
+    const row_tiling t = row_tiling_for(s, isa);
+    const long w = s->out_width, ow = i % w;
+    // Part boundaries lie at ⌊j·w/parts⌋: the first above ow has j = ⌈(ow + 1)·parts/w⌉; the
+    // tile's end is the boundary of the next multiple of per_tile parts (the row's end at most).
+    long j = ((ow + 1) * t.parts + w - 1) / w;
+    j = (j + t.per_tile - 1) / t.per_tile * t.per_tile;
+    if (j > t.parts) j = t.parts;
+    return i - ow + j * w / t.parts;
+}
 
 // A 1×1 convolution with unit strides: position i reads pixel i.
 static int is_pointwise(const laq_conv_shape *s) {
@@ -157,23 +302,42 @@ static int is_pointwise(const laq_conv_shape *s) {
            s->out_height == s->height && s->out_width == s->width;
 }
 
+// How many positions at the start (first) and end of an output row read kernel column tw
+// outside the input.
+static long outside_first(const laq_conv_shape *s, long tw) {
+    const long before = s->pad_left - tw * s->dilation_w;  // the first position's column is −before
+    const long count = before > 0 ? (before + s->stride_w - 1) / s->stride_w : 0;
+    return count < s->out_width ? count : s->out_width;
+}
+static long outside_last(const laq_conv_shape *s, long tw) {
+    // Position ow reads column ow·stride_w + tw·dilation_w − pad_left; inside while < width.
+    const long first_column = tw * s->dilation_w - s->pad_left;
+    const long inside = s->width - first_column > 0 ? (s->width - first_column + s->stride_w - 1) / s->stride_w : 0;
+    return inside < s->out_width ? s->out_width - inside : 0;
+}
+
 // For each tap of the `rows` positions from i0: steps[tap] = d when its sources are
-// sources[tap·12] + r·d, all inside the input (a tile along one output row, or a 1×1
-// convolution), and then sources[tap·12] may be the only one written (a first convolution's 49
-// taps of 3 channels spent 6% of its time writing the others); else steps[tap] = −1 and
-// sources[tap·12 + r] is position r's channels, or `zeros` outside the input.
-static void tile_sources(const float *x, const laq_conv_shape *s, const float *zeros, long i0, long rows, const float **sources,
-                         long *steps) {
+// sources[tap·12] + (r − lo)·d for rows lo ≤ r < rows − cut, all inside the input, with
+// edges[tap] = lo + 2·cut (lo, cut ≤ 1: the rows outside are skipped; only sources[tap·12] is
+// written: a first convolution's 49 taps of 3 channels spent 6% of its time writing all 12);
+// steps[tap] = LAQ_TAP_SKIPPED for a tap skipped at every row; else steps[tap] = −1 and
+// sources[tap·12 + r] is position r's channels, or `zeros` outside the input. `edges` = steps +
+// kernel_h·kernel_w.
+static void tile_sources(const float *x, const laq_conv_shape *s, const float *zeros, long i0, long rows, int skips,
+                         const float **sources, long *steps) {
+    const long taps = s->kernel_h * s->kernel_w;
+    long *edges = steps + taps;
     if (is_pointwise(s)) {
         sources[0] = x + i0 * s->channels;
         steps[0] = s->channels;
+        edges[0] = 0;
         return;
     }
     const long per_image = s->out_height * s->out_width;
     long image = i0 / per_image, oh = i0 % per_image / s->out_width, ow = i0 % s->out_width;
     if (ow + rows <= s->out_width) {
-        // The tile lies along one output row: a tap whose sources are all inside the input reads
-        // them stride_w·channels apart; the others are checked position by position.
+        // The tile lies along one output row: a tap's sources inside the input lie
+        // stride_w·channels apart.
         const float *base = x + image * s->height * s->width * s->channels;
         const long step = s->stride_w * s->channels;
         long tap = 0;
@@ -183,20 +347,39 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
             for (long tw = 0; tw < s->kernel_w; tw++, tap++) {
                 const long iw = ow * s->stride_w + tw * s->dilation_w - s->pad_left;
                 const float **row = sources + tap * 12;
-                if (row_inside && iw >= 0 && iw + (rows - 1) * s->stride_w < s->width) {
+                edges[tap] = 0;
+                if (!row_inside) {
+                    // Zeros at every row: skipped, or read from the zero row.
+                    steps[tap] = skips && aligns_rows(s) ? LAQ_TAP_SKIPPED : 0;
+                    row[0] = zeros;
+                    continue;
+                }
+                const long first = outside_first(s, tw), last = outside_last(s, tw);
+                const long lo = first > ow ? first - ow : 0, end = s->out_width - last - ow;
+                const long hi = end < rows ? (end > 0 ? end : 0) : rows;
+                if (lo == 0 && hi == rows) {
                     row[0] = base + (ih * s->width + iw) * s->channels;
                     steps[tap] = step;
                     continue;
                 }
-                for (long r = 0; r < rows; r++) {
-                    const long column = iw + r * s->stride_w;
-                    row[r] = !row_inside || column < 0 || column >= s->width ? zeros : base + (ih * s->width + column) * s->channels;
+                if (skips && aligns_rows(s) && first <= 1 && last <= 1) {
+                    if (hi <= lo) {
+                        steps[tap] = LAQ_TAP_SKIPPED;
+                        continue;
+                    }
+                    row[0] = base + (ih * s->width + iw + lo * s->stride_w) * s->channels;
+                    steps[tap] = step;
+                    edges[tap] = lo + 2 * (rows - hi);
+                    continue;
                 }
+                for (long r = 0; r < rows; r++)
+                    row[r] = r < lo || r >= hi ? zeros : base + (ih * s->width + iw + r * s->stride_w) * s->channels;
                 steps[tap] = -1;
             }
         }
         return;
     }
+    // A tile across output rows: position by position, zeros outside the input.
     for (long r = 0; r < rows; r++) {
         const float *base = x + image * s->height * s->width * s->channels;
         long tap = 0;
@@ -215,16 +398,36 @@ static void tile_sources(const float *x, const laq_conv_shape *s, const float *z
             }
         }
     }
-    for (long tap = 0; tap < s->kernel_h * s->kernel_w; tap++) {
+    for (long tap = 0; tap < taps; tap++) {
         const float *const *row = sources + tap * 12;
         long step = rows > 1 ? (long)(row[1] - row[0]) : 0;
         for (long r = 0; r < rows && step >= 0; r++)
             if (row[r] == zeros || row[r] != row[0] + r * step) step = -1;
         steps[tap] = step;
+        edges[tap] = 0;
     }
 }
 
 #if defined(__x86_64__)
+// One tap's chains over rows lo ≤ r < rows − cut of a tile, its sources evenly spaced from `a`
+// (row lo's) `step` apart: acc[r] += a[(r − lo)·step + t]·w[t] for each of the tap's channels t.
+__attribute__((target("avx512f"), always_inline)) static inline void
+tap_chains(const float *a, long step, long channels, const float *w, panel_row *acc, const char *ahead, long ahead_bytes,
+           const long rows, const int upper, const long lo, const long cut) {
+    for (long t = 0; t < channels; t++, w += PANEL) {
+        // `ahead`: a line per step into L2 (what the next tile will read).
+        if (t * 64 < ahead_bytes) _mm_prefetch(ahead + t * 64, _MM_HINT_T1);
+        const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
+        const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
+#pragma clang loop unroll(full)
+        for (long r = 0; r < TILE_ROWS; r++) {
+            if (r >= rows - cut) break;
+            if (r < lo) continue;
+            LAQ_PANEL_STEP(a[(r - lo) * step + t], w0, w1, w1h, acc[r], upper);
+        }
+    }
+}
+
 // One tile of `rows` positions by one panel (columns first…first+31; `upper`: upper_for).
 __attribute__((target("avx512f"), always_inline)) static inline void
 conv_tile(const float **sources, const long *steps, long taps, long channels, const float *panel, const laq_epilogue *e, long first,
@@ -250,23 +453,24 @@ conv_tile(const float **sources, const long *steps, long taps, long channels, co
         acc[r].half = _mm256_setzero_ps();
     }
     const float *w = panel;
+    const long *edges = steps + taps;
     for (long tap = 0; tap < taps; tap++) {
         const float *const *source = sources + tap * 12;
         const long step = steps[tap];
+        if (step == LAQ_TAP_SKIPPED) {
+            w += channels * PANEL;
+            continue;
+        }
         if (step >= 0) {
-            // Evenly spaced sources: one base and a stride, as a row-major A (fewer registers).
-            const float *a = source[0];
-            for (long t = 0; t < channels; t++, w += PANEL) {
-                // `ahead`: a line per step into L2 (what the next tile will read).
-                if (t * 64 < ahead_bytes) _mm_prefetch(ahead + t * 64, _MM_HINT_T1);
-                const __m512 w0 = _mm512_loadu_ps(w), w1 = upper == UPPER_FULL ? _mm512_loadu_ps(w + 16) : _mm512_setzero_ps();
-                const __m256 w1h = upper == UPPER_HALF ? _mm256_loadu_ps(w + 16) : _mm256_setzero_ps();
-#pragma clang loop unroll(full)
-                for (long r = 0; r < TILE_ROWS; r++) {
-                    if (r >= rows) break;
-                    LAQ_PANEL_STEP(a[r * step + t], w0, w1, w1h, acc[r], upper);
-                }
+            // Evenly spaced sources: one base and a stride, as a row-major A (fewer registers);
+            // rows outside the input at either end skipped (tile_sources).
+            switch (edges[tap]) {
+            case 0: tap_chains(source[0], step, channels, w, acc, ahead, ahead_bytes, rows, upper, 0, 0); break;
+            case 1: tap_chains(source[0], step, channels, w, acc, ahead, ahead_bytes, rows, upper, 1, 0); break;
+            case 2: tap_chains(source[0], step, channels, w, acc, ahead, ahead_bytes, rows, upper, 0, 1); break;
+            default: tap_chains(source[0], step, channels, w, acc, ahead, ahead_bytes, rows, upper, 1, 1); break;
             }
+            w += channels * PANEL;
             continue;
         }
         for (long t = 0; t < channels; t++, w += PANEL) {
@@ -326,6 +530,131 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
 }
 #endif
 
+#if defined(__x86_64__)
+// One tap's chains over sub-tile rows lo ≤ r < rows − cut (AVX2: HALF_ROWS rows, one half of a
+// panel), row r's sources at a + (r + offset)·step.
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+half_tap_chains(const float *a, long offset, long step, long channels, const float *w, half_row *acc, const char *ahead, long ahead_bytes,
+                const long rows, const int upper, const long lo, const long cut) {
+    for (long t = 0; t < channels; t++, w += PANEL) {
+        if (t * 64 < ahead_bytes) _mm_prefetch(ahead + t * 64, _MM_HINT_T1);
+        const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
+#pragma clang loop unroll(full)
+        for (long r = 0; r < HALF_ROWS; r++) {
+            if (r >= rows - cut) break;
+            if (r < lo) continue;
+            LAQ_HALF_STEP(a[(r + offset) * step + t], w0, w1, acc[r], upper);
+        }
+    }
+}
+
+// Rows row0…row0 + rows − 1 (rows ≤ HALF_ROWS) of a tile of `tile_rows` positions by the half
+// panel `half` (columns first…first+15; `upper`: columns 8–15 too).
+__attribute__((target("avx2,fma"), always_inline)) static inline void
+conv_half_tile(const float **sources, const long *steps, long taps, long channels, const float *half, const laq_epilogue *e, long first,
+               float *c, const float *residual, long ldc, __m256i m0, __m256i m1, const char *ahead, long ahead_bytes, long row0,
+               long tile_rows, const long rows, const int upper, const int full) {
+    const float *epilogue_lines = residual ? residual : c;
+#pragma clang loop unroll(full)
+    for (long r = 0; r < HALF_ROWS; r++) {
+        if (r >= rows) break;
+        _mm_prefetch((const char *)(epilogue_lines + (row0 + r) * ldc + first), _MM_HINT_T0);
+    }
+    half_row acc[HALF_ROWS];
+#pragma clang loop unroll(full)
+    for (long r = 0; r < HALF_ROWS; r++) acc[r].low = acc[r].high = _mm256_setzero_ps();
+    const float *w = half;
+    const long *edges = steps + taps;
+    // The tile's first row is this part's first where row0 is 0; its last, where it ends here.
+    const int has_first = row0 == 0, has_last = row0 + rows == tile_rows;
+    for (long tap = 0; tap < taps; tap++) {
+        const float *const *source = sources + tap * 12;
+        const long step = steps[tap];
+        if (step == LAQ_TAP_SKIPPED) {
+            w += channels * PANEL;
+            continue;
+        }
+        if (step >= 0) {
+            // Row r here is the tile's row0 + r, source[0] the tile's row lo.
+            const long lo = edges[tap] & 1, cut = edges[tap] >> 1, offset = row0 - lo;
+            switch ((has_first ? lo : 0) + 2 * (has_last ? cut : 0)) {
+            case 0: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 0, 0); break;
+            case 1: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 1, 0); break;
+            case 2: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 0, 1); break;
+            default: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 1, 1); break;
+            }
+            w += channels * PANEL;
+            continue;
+        }
+        for (long t = 0; t < channels; t++, w += PANEL) {
+            const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
+#pragma clang loop unroll(full)
+            for (long r = 0; r < HALF_ROWS; r++) {
+                if (r >= rows) break;
+                LAQ_HALF_STEP(source[row0 + r][t], w0, w1, acc[r], upper);
+            }
+        }
+    }
+    const epilogue_columns8 left = epilogue_columns_avx2(e, first, m0, full), right = epilogue_columns_avx2(e, first + 8, m1, full);
+#pragma clang loop unroll(full)
+    for (long r = 0; r < HALF_ROWS; r++) {
+        if (r >= rows) break;
+        float *out = c + (row0 + r) * ldc + first;
+        __m256 low = epilogue_apply_avx2(acc[r].low, &left), high = epilogue_apply_avx2(acc[r].high, &right);
+        if (residual) {
+            const float *add = residual + (row0 + r) * ldc + first;
+            low = epilogue_residual_avx2(low, e, &left, add, m0, full);
+            if (upper) high = epilogue_residual_avx2(high, e, &right, add + 8, m1, full);
+        }
+        LAQ_STORE8(out, m0, low, full);
+        if (upper) LAQ_STORE8(out + 8, m1, high, full);
+    }
+}
+
+__attribute__((target("avx2,fma"))) static void conv_panels_avx2(const float **sources, const long *steps, long taps, long channels,
+                                                                const float *panels, long n, const laq_epilogue *e, float *c,
+                                                                const float *residual, long rows, long panel_begin, long panel_end,
+                                                                const char *ahead, long ahead_bytes) {
+    const long k = taps * channels;
+    for (long p = panel_begin; p < panel_end; p++) {
+        const float *w = panels + (p - panel_begin) * k * PANEL;
+        for (long half = 0; half < 2 && p * PANEL + 16 * half < n; half++) {
+            const long first = p * PANEL + 16 * half, columns = n - first;
+            const __m256i m0 = laq_lanes8(columns), m1 = laq_lanes8(columns - 8);
+            // The tile in parts of near-equal length, up to HALF_ROWS rows (12 → 6 + 6, 7 → 4 + 3).
+            const long parts = (rows + HALF_ROWS - 1) / HALF_ROWS;
+            for (long index = 0; index < parts; index++, ahead_bytes = 0) {
+                const long row0 = index * rows / parts, part = (index + 1) * rows / parts - row0;
+                // Whole halves store whole vectors; a narrow last half, masked ones.
+                if (part == HALF_ROWS && columns <= 8) {
+                    if (columns == 8)
+                        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                                       row0, rows, HALF_ROWS, 0, 1);
+                    else
+                        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                                       row0, rows, HALF_ROWS, 0, 0);
+                    continue;
+                }
+                switch (part + HALF_ROWS * (columns >= 16)) {
+#define LAQ_ROWS(R)                                                                                                                        \
+    case R:                                                                                                                                \
+        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+                       1, 0);                                                                                                              \
+        break;                                                                                                                             \
+    case R + HALF_ROWS:                                                                                                                    \
+        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+                       1, 1);                                                                                                              \
+        break;
+                    LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
+#undef LAQ_ROWS
+                default: break;
+                }
+            }
+        }
+    }
+}
+#endif
+
 // A 1×1 kernel's tile reads its 12 rows of A for every panel. Rows a multiple of 4 KiB apart
 // fall in one set of L1 (8 ways on the CPUs laq has seen) and evict each other at every step:
 // where a tile goes through 8 panels or more, they are copied once per tile, a line more than
@@ -339,13 +668,15 @@ long laq_panels_rows_copy_length(const laq_conv_shape *shape) { return copies_ro
 
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
-                         const float **sources, long *steps, float *rows_copy, int isa) {
+                         const float **sources, long *steps, float *rows_copy, int skips, int isa) {
     const long taps = shape->kernel_h * shape->kernel_w, channels = shape->channels, k = taps * channels;
     const int pointwise = is_pointwise(shape);
     const int copy_rows = rows_copy && copies_rows(shape) && panel_end - panel_begin >= 8;
-    for (long i0 = row_begin; i0 < row_end; i0 += TILE_ROWS) {
-        const long rows = row_end - i0 < TILE_ROWS ? row_end - i0 : TILE_ROWS;
-        tile_sources(x, shape, zeros, i0, rows, sources, steps);
+    const long *edges = steps + taps;
+    for (long i0 = row_begin, end; i0 < row_end; i0 = end) {
+        end = tile_end(shape, i0, isa) < row_end ? tile_end(shape, i0, isa) : row_end;
+        const long rows = end - i0;
+        tile_sources(x, shape, zeros, i0, rows, skips, sources, steps);
         if (copy_rows) {
             const long stride = channels + 16;
             for (long r = 0; r < rows; r++)
@@ -356,35 +687,43 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
         float *tile = c + i0 * n;
         const float *residual = epilogue->residual ? epilogue->residual + i0 * n : 0;
 #if defined(__x86_64__)
+        // A pointwise convolution of many positions streams its input from memory, 12 short
+        // runs at a time, which the hardware does not follow: the next tile's input rows are
+        // asked for into L2 as this tile's chains go, a line per step (64 or more channels;
+        // with 32 fetching cost more than it saved). All at the tile's start, most of them
+        // were dropped (256 → 64 channels over 50,176 positions on one core: 19.5–19.8 ms,
+        // spread 16.6–17.0; 144 → 24 6.2–7.0 → 4.8–5.2 ms); into L1, no faster than none.
+        const char *ahead = 0;
+        long ahead_bytes = 0;
+        if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
+            const long next_end = i0 + 2 * TILE_ROWS < row_end ? i0 + 2 * TILE_ROWS : row_end;
+            ahead = (const char *)(x + (i0 + TILE_ROWS) * channels);
+            ahead_bytes = (next_end - (i0 + TILE_ROWS)) * channels * (long)sizeof(float);
+        }
         if (isa >= LAQ_ISA_AVX512) {
-            // A pointwise convolution of many positions streams its input from memory, 12 short
-            // runs at a time, which the hardware does not follow: the next tile's input rows are
-            // asked for into L2 as this tile's chains go, a line per step (64 or more channels;
-            // with 32 fetching cost more than it saved). All at the tile's start, most of them
-            // were dropped (256 → 64 channels over 50,176 positions on one core: 19.5–19.8 ms,
-            // spread 16.6–17.0; 144 → 24 6.2–7.0 → 4.8–5.2 ms); into L1, no faster than none.
-            const char *ahead = 0;
-            long ahead_bytes = 0;
-            if (pointwise && channels >= 64 && i0 + TILE_ROWS < row_end) {
-                const long next_end = i0 + 2 * TILE_ROWS < row_end ? i0 + 2 * TILE_ROWS : row_end;
-                ahead = (const char *)(x + (i0 + TILE_ROWS) * channels);
-                ahead_bytes = (next_end - (i0 + TILE_ROWS)) * channels * (long)sizeof(float);
-            }
             conv_panels_avx512(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end, ahead,
                                ahead_bytes);
             continue;
         }
+        if (isa >= LAQ_ISA_AVX2) {
+            conv_panels_avx2(sources, steps, taps, channels, panels, n, epilogue, tile, residual, rows, panel_begin, panel_end, ahead,
+                             ahead_bytes);
+            continue;
+        }
 #endif
-        // The same chains in scalar code: Σ over taps and channels by fmaf in order, then the epilogue.
+        // The same chains in scalar code: Σ over the taps taken and their channels by fmaf in
+        // order, then the epilogue.
         for (long p = panel_begin; p < panel_end; p++) {
             const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
             const float *w = panels + (p - panel_begin) * k * PANEL;
             for (long r = 0; r < rows; r++)
                 for (long j = 0; j < width; j++) {
                     float sum = 0;
-                    for (long tap = 0, t = 0; tap < taps; tap++) {
-                        const float *a = steps[tap] >= 0 ? sources[tap * 12] + r * steps[tap] : sources[tap * 12 + r];
-                        for (long ch = 0; ch < channels; ch++, t++) sum = __builtin_fmaf(a[ch], w[t * PANEL + j], sum);
+                    for (long tap = 0; tap < taps; tap++) {
+                        const long lo = edges[tap] & 1, cut = edges[tap] >> 1, t0 = tap * channels;
+                        if (steps[tap] == LAQ_TAP_SKIPPED || (steps[tap] >= 0 && (r < lo || r >= rows - cut))) continue;
+                        const float *a = steps[tap] >= 0 ? sources[tap * 12] + (r - lo) * steps[tap] : sources[tap * 12 + r];
+                        for (long ch = 0; ch < channels; ch++) sum = __builtin_fmaf(a[ch], w[(t0 + ch) * PANEL + j], sum);
                     }
                     const float v = epilogue_scalar(sum, epilogue, first + j);
                     tile[r * n + first + j] = residual ? epilogue_residual_scalar(v, epilogue, residual[r * n + first + j]) : v;

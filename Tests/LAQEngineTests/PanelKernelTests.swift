@@ -95,6 +95,14 @@ import Testing
             // Narrow last panels in whole tiles: 24 columns (16 + 8 in 256-bit registers), 32 + 24.
             ConvolutionCase(height: 6, width: 30, channels: 5, filters: 24, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(batch: 2, height: 5, width: 14, channels: 9, filters: 56, kernel: (1, 1)),
+            // Tiles along output rows, padding taps skipped: rows of 7 (one tile), 14 (7 + 7), 13 (6 + 7);
+            // a 7×7 kernel at stride 2 whose first column is outside at two positions (multiplied as zeros).
+            ConvolutionCase(batch: 2, height: 7, width: 7, channels: 20, filters: 40, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(height: 14, width: 14, channels: 6, filters: 36, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(height: 4, width: 13, channels: 7, filters: 20, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(height: 20, width: 23, channels: 3, filters: 64, kernel: (7, 7), stride: (2, 2), pad: (3, 3)),
+            // Rows of 5: tiles across rows, padding taps multiplied as zeros.
+            ConvolutionCase(batch: 3, height: 4, width: 5, channels: 10, filters: 48, kernel: (3, 3), pad: (1, 1)),
             // 1×1 kernels of 1,024 channels through 8 panels or more: each tile's rows copied apart.
             ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
             ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
@@ -148,15 +156,16 @@ import Testing
                                 let zeros = [Float](repeating: 0, count: item.channels)
                                 let taps = item.kernel.0 * item.kernel.1
                                 var sources = [UnsafePointer<Float>?](repeating: nil, count: taps * 12)
-                                var steps = [Int](repeating: 0, count: taps)
+                                var steps = [Int](repeating: 0, count: 2 * taps)
                                 var rowsCopy = [Float](repeating: .nan, count: max(1, laq_panels_rows_copy_length(&shape)))
-                                // Rows in two uneven parts, the panels in two groups.
+                                // Rows in two uneven parts (across a tile), the panels in two groups;
+                                // padding taps skipped or multiplied.
                                 let (split, panelCount) = (m / 3, (n + 31) / 32)
                                 for (begin, end) in [(0, split), (split, m)] {
                                     for (first, last) in [(0, panelCount / 2), (panelCount / 2, panelCount)] {
                                         panels.withUnsafeBufferPointer { panels in
                                             laq_panels_convolve(x, &shape, zeros, panels.baseAddress! + first * k * 32, n, &epilogue, &c, begin, end,
-                                                                first, last, &sources, &steps, &rowsCopy, isa)
+                                                                first, last, &sources, &steps, &rowsCopy, Int32(begin == 0 ? 1 : variant % 2), isa)
                                         }
                                     }
                                 }
@@ -166,6 +175,102 @@ import Testing
                     }
                     #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "case \(index), \(relu), bias \(withBias), residual \(variant >= 2), isa \(isa)")
                 }
+            }
+        }
+    }
+
+    /// The chains of a convolution with the padding taps `laq_panels_convolve` skips left out
+    /// (`skips`): where tiles run along output rows (more than one tap, rows of 6 or more), a tap
+    /// whose input row is outside, or whose column is outside at this position and at no more
+    /// than one position at either end of a row; other padding taps multiply zeros.
+    static func skippingReference(_ item: ConvolutionCase, _ x: [Float], _ w: [Float], skips: Bool) -> [Float] {
+        let (oh0, ow0) = item.output, n = item.filters
+        let aligned = item.kernel.0 * item.kernel.1 > 1 && ow0 >= 6
+        func column(_ ow: Int, _ tw: Int) -> Int { ow * item.stride.1 + tw * item.dilation.1 - item.pad.1 }
+        // Positions of a row outside at its start and at its end, per kernel column.
+        let first = (0..<item.kernel.1).map { tw in (0..<ow0).filter { column($0, tw) < 0 }.count }
+        let last = (0..<item.kernel.1).map { tw in (0..<ow0).filter { column($0, tw) >= item.width }.count }
+        var out = [Float](repeating: 0, count: item.batch * oh0 * ow0 * n)
+        for b in 0..<item.batch {
+            for oh in 0..<oh0 {
+                for ow in 0..<ow0 {
+                    for j in 0..<n {
+                        var sum: Float = 0
+                        for th in 0..<item.kernel.0 {
+                            for tw in 0..<item.kernel.1 {
+                                let ih = oh * item.stride.0 + th * item.dilation.0 - item.pad.0, iw = column(ow, tw)
+                                let rowInside = ih >= 0 && ih < item.height, inside = rowInside && iw >= 0 && iw < item.width
+                                if !inside && skips && aligned && (!rowInside || (first[tw] <= 1 && last[tw] <= 1)) { continue }
+                                for c in 0..<item.channels {
+                                    let value = inside ? x[((b * item.height + ih) * item.width + iw) * item.channels + c] : 0
+                                    sum = sum.addingProduct(value, w[((th * item.kernel.1 + tw) * item.channels + c) * n + j])
+                                }
+                            }
+                        }
+                        out[((b * oh0 + oh) * ow0 + ow) * n + j] = sum
+                    }
+                }
+            }
+        }
+        return out
+    }
+
+    @Test("a convolution skips the padding taps the kernel's comment names, and only where its weights are finite (an infinite weight shows which: ∞·0 is NaN)")
+    func paddingTaps() throws {
+        guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }
+        defer { Parallel.configure(threads: nil) }
+        let cases = [
+            ConvolutionCase(batch: 2, height: 7, width: 7, channels: 5, filters: 40, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(height: 14, width: 14, channels: 3, filters: 20, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(height: 20, width: 23, channels: 3, filters: 33, kernel: (7, 7), stride: (2, 2), pad: (3, 3)),
+            ConvolutionCase(height: 5, width: 13, channels: 4, filters: 24, kernel: (5, 5), pad: (2, 3)),
+            ConvolutionCase(batch: 2, height: 9, width: 11, channels: 5, filters: 33, kernel: (3, 2), stride: (1, 2), dilation: (2, 1), pad: (2, 0)),
+            ConvolutionCase(batch: 3, height: 4, width: 5, channels: 4, filters: 48, kernel: (3, 3), pad: (1, 1)),
+        ]
+        // NaN where a zero met an infinite weight, whatever its payload.
+        func bits(_ values: [Float]) -> [UInt32] { values.map { $0.isNaN ? Float.nan.bitPattern : $0.bitPattern } }
+        for (index, item) in cases.enumerated() {
+            var generator = SplitMix64(seed: UInt64(index + 90))
+            let x = Self.random(item.batch * item.height * item.width * item.channels, &generator)
+            let k = item.kernel.0 * item.kernel.1 * item.channels, n = item.filters, m = item.batch * item.output.0 * item.output.1
+            // Column j's weight of tap j % taps is infinite: each tap reveals where it was skipped.
+            let taps = item.kernel.0 * item.kernel.1
+            var w = Self.random(k * n, &generator)
+            for j in 0..<n { w[(j % taps * item.channels) * n + j] = .infinity }
+            var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
+            laq_panels_pack(w, k, n, &panels)
+            var shape = item.shape
+            let tiles = FloatPanels.tiles(shape, m: m)
+            let epilogue = laq_epilogue(bias: nil, scale: nil, shift: nil, relu: Int32(LAQ_RELU_NONE), threshold: 0, slope: 0, ceiling: 0)
+            for skips in [true, false] {
+                let expected = Self.skippingReference(item, x, w, skips: skips)
+                #expect(skips || expected.map(\.isNaN) == Self.reference(item.columns(x), lda: k, w, m: m, k: k, n: n, c: [Float](repeating: 0, count: m * n),
+                                                                       accumulate: false).map(\.isNaN))
+                for isa in Int32(0)...CPU.isa {
+                    // Whole tiles one by one, and rows in two uneven parts.
+                    for splits in [(0...tiles.count).map { tiles.start($0) }, [0, m / 3, m]] {
+                        var c = [Float](repeating: 1, count: m * n)
+                        var sources = [UnsafePointer<Float>?](repeating: nil, count: taps * 12)
+                        var steps = [Int](repeating: 0, count: 2 * taps)
+                        let zeros = [Float](repeating: 0, count: item.channels)
+                        var tileEpilogue = epilogue
+                        for (begin, end) in zip(splits, splits.dropFirst()) {
+                            laq_panels_convolve(x, &shape, zeros, panels, n, &tileEpilogue, &c, begin, end, 0, (n + 31) / 32, &sources, &steps, nil,
+                                                skips ? 1 : 0, isa)
+                        }
+                        #expect(bits(c) == bits(expected), "case \(index), skips \(skips), isa \(isa), \(splits.count - 1) parts")
+                    }
+                }
+            }
+            // FloatPanels skips nothing for this kernel (an infinite weight), on any number of threads.
+            let matrix = try #require(FloatPanels(w, rows: k, columns: n))
+            #expect(!matrix.finite)
+            let expected = Self.skippingReference(item, x, w, skips: false)
+            for threads in [1, 3] {
+                Parallel.configure(threads: threads, environment: [:])
+                var c = [Float](repeating: 1, count: m * n)
+                c.withUnsafeMutableBufferPointer { c in matrix.convolve(x, shape: item.shape, m: m, epilogue: epilogue, into: c.baseAddress!) }
+                #expect(bits(c) == bits(expected), "case \(index), FloatPanels, \(threads) threads")
             }
         }
     }
@@ -204,6 +309,7 @@ import Testing
         for (index, item) in [ConvolutionCase(height: 7, width: 7, channels: 40, filters: 200, kernel: (1, 1)),
                               ConvolutionCase(height: 14, width: 14, channels: 24, filters: 100, kernel: (3, 3), pad: (1, 1)),
                               ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1)),
+                              ConvolutionCase(batch: 3, height: 7, width: 7, channels: 16, filters: 100, kernel: (3, 3), pad: (1, 1)),
                               // 294 positions: row blocks on one thread (each tile's 1,024-channel rows copied), panels by tiles on more.
                               ConvolutionCase(batch: 6, height: 7, width: 7, channels: 1024, filters: 260, kernel: (1, 1))].enumerated() {
             var generator = SplitMix64(seed: UInt64(index + 60))

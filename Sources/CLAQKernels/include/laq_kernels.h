@@ -255,19 +255,27 @@ typedef struct {
 /// The floats laq_panels_convolve may copy a tile's rows of A into for a convolution (0: none).
 long laq_panels_rows_copy_length(const laq_conv_shape *shape);
 
+/// Tiles of a convolution's m output positions (see panels.c): how many, and where tile t
+/// starts (t = the count: m). A function of the shape and the instruction set; ranges of whole
+/// tiles are what laq_panels_convolve runs fastest.
+long laq_panels_tile_count(const laq_conv_shape *shape, long m, int isa);
+long laq_panels_tile_start(const laq_conv_shape *shape, long m, long tile, int isa);
+
 /// C[i][32p + j] = epilogue(Σ_t A[i][t]·W[t][32p + j]) for output positions row_begin ≤ i <
 /// row_end and the columns of panels panel_begin ≤ p < panel_end (C with row stride n; `panels`
 /// holds those panels, panel_begin's first, in the layout of laq_panels_pack), A the
 /// im2col matrix of `x` (batch × height × width × channels) never built: each tap's channels are
 /// read in place, `zeros` (at least `channels` zeros) standing for taps outside the input. The
 /// chains are those of laq_panels_multiply over the im2col matrix, and the epilogue the passes it
-/// replaces: the same bits on every instruction set and for any split of rows and panels.
-/// `sources` and `steps`: room for kernel_h·kernel_w·12 pointers and kernel_h·kernel_w values
-/// (a tile's table of tap sources); `rows_copy`: NULL, or room for laq_panels_rows_copy_length
-/// floats, where a 1×1 kernel's tile may copy its rows of A (see panels.c).
+/// replaces: the same bits on every instruction set and for any split of rows and panels. With
+/// `skips` (W's values all finite), taps outside the input are skipped where panels.c says,
+/// which changes no bits but a −0 sum's (see there). `sources` and `steps`: room for
+/// kernel_h·kernel_w·12 pointers and 2·kernel_h·kernel_w values (a tile's table of tap
+/// sources); `rows_copy`: NULL, or room for laq_panels_rows_copy_length floats, where a 1×1
+/// kernel's tile may copy its rows of A (see panels.c).
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
-                         const float **sources, long *steps, float *rows_copy, int isa);
+                         const float **sources, long *steps, float *rows_copy, int skips, int isa);
 
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);

@@ -11,6 +11,8 @@ struct FloatPanels: Sendable {
     let rows: Int
     let columns: Int
     let panels: [Float]
+    /// Every value is finite: a convolution may skip taps outside its input (`laq_panels_convolve`).
+    let finite: Bool
 
     /// The panels of the row-major `rows`×`columns` matrix `values`; nil (laq's other float32
     /// path multiplies: OpenBLAS, or the short-inner kernel for K ≤ 16, N ≤ 64) where the CPU
@@ -20,11 +22,12 @@ struct FloatPanels: Sendable {
     /// whole 12-row tiles (the kernel's narrow tiles), so every width of N takes panels. A
     /// function of the shape alone.
     init?(_ values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {
-        guard CPU.isa >= Int32(LAQ_ISA_AVX512), rows > 0, columns > 0 else { return nil }
+        guard CPU.isa >= Int32(LAQ_ISA_AVX2), rows > 0, columns > 0 else { return nil }
         guard anyShape || !(rows <= 16 && columns <= 64) else { return nil }
         precondition(values.count == rows * columns, "\(values.count) values for \(rows) × \(columns)")
         self.rows = rows
         self.columns = columns
+        finite = values.allSatisfy(\.isFinite)
         panels = [Float](unsafeUninitializedCapacity: laq_panels_length(rows, columns)) { buffer, initialized in
             values.withUnsafeBufferPointer { laq_panels_pack($0.baseAddress!, rows, columns, buffer.baseAddress!) }
             initialized = buffer.count
@@ -45,49 +48,70 @@ struct FloatPanels: Sendable {
 
     /// The convolution of `x` (NHWC, `shape`) with W as its kernel: C (m×N, m output positions) =
     /// epilogue(im2col(x) · W) without the im2col matrix (`laq_panels_convolve`: the bits of
-    /// im2col, ``multiply(_:lda:m:into:accumulate:)`` and the epilogue's passes). Tasks are a
-    /// block of rows through every panel (a tile's tap sources serve them all) where there are
-    /// blocks enough to share between threads. Else they are one panel by one tile of 12 rows,
-    /// panel by panel, so that each thread's contiguous share is the same number of tile-panels
-    /// and reads its panels of W once: ResNet50's 14×14 layers at batch 1 had had tasks of 72,
-    /// 72 and 52 rows by one panel, shares of 12 tasks giving one thread 864 row-panels and the
-    /// other 704; tiles first read its 7×7 layers' 8 MB of W once per tile.
+    /// im2col, ``multiply(_:lda:m:into:accumulate:)`` and the epilogue's passes, taps outside the
+    /// input skipped where W is finite). Tasks are a block of tiles through every panel (a tile's
+    /// tap sources serve them all) where there are blocks enough to share between threads. Else
+    /// they are one panel by one tile, panel by panel, so that each thread's contiguous share is
+    /// the same number of tile-panels and reads its panels of W once: ResNet50's 14×14 layers at
+    /// batch 1 had had tasks of 72, 72 and 52 rows by one panel, shares of 12 tasks giving one
+    /// thread 864 row-panels and the other 704; tiles first read its 7×7 layers' 8 MB of W once
+    /// per tile.
     func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>) {
         precondition(shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
         let (k, panelCount) = (rows, self.panelCount)
-        let (blockRows, rowBlocks) = Self.rowBlocks(m)
-        let byBlocks = rowBlocks >= 4 * Parallel.threadCount
-        let tiles = (m + 11) / 12
+        let tiles = Self.tiles(shape, m: m)
+        let (blockTiles, tileBlocks) = Self.tileBlocks(tiles.count, threads: Parallel.threadCount)
+        let byBlocks = tileBlocks >= 4 * Parallel.threadCount
         panels.withUnsafeBufferPointer { panels in
             let w = SharedPointer(panels.baseAddress!)
-            Self.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: byBlocks ? rowBlocks : panelCount * tiles) { range, convolve in
+            Self.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: byBlocks ? tileBlocks : panelCount * tiles.count,
+                          skips: finite) { range, convolve in
                 guard !byBlocks else {
                     for block in range {
-                        let first = block * blockRows
-                        convolve(w.base, first, min(first + blockRows, m), 0, panelCount)
+                        let first = block * blockTiles
+                        convolve(w.base, tiles.start(first), tiles.start(min(first + blockTiles, tiles.count)), 0, panelCount)
                     }
                     return
                 }
                 // Consecutive tasks of one panel: one call through their tiles.
                 var task = range.lowerBound
                 while task < range.upperBound {
-                    let panel = task / tiles
-                    let last = min(range.upperBound, (panel + 1) * tiles)
-                    convolve(w.base + panel * k * 32, (task % tiles) * 12, min(((last - 1) % tiles + 1) * 12, m), panel, panel + 1)
+                    let panel = task / tiles.count
+                    let last = min(range.upperBound, (panel + 1) * tiles.count)
+                    convolve(w.base + panel * k * 32, tiles.start(task % tiles.count), tiles.start((last - 1) % tiles.count + 1), panel, panel + 1)
                     task = last
                 }
             }
         }
     }
 
+    /// A convolution's tiles of output positions (`laq_panels_tile_count`): up to 12 positions
+    /// each, along output rows where the kernel has several taps. A function of the shape and
+    /// the instruction set.
+    struct Tiles: Sendable {
+        let shape: laq_conv_shape
+        let m: Int
+        let count: Int
+
+        /// The first position of tile `tile` (m for `count`).
+        func start(_ tile: Int) -> Int {
+            withUnsafePointer(to: shape) { laq_panels_tile_start($0, m, tile, CPU.isa) }
+        }
+    }
+
+    static func tiles(_ shape: laq_conv_shape, m: Int) -> Tiles {
+        Tiles(shape: shape, m: m, count: withUnsafePointer(to: shape) { laq_panels_tile_count($0, m, CPU.isa) })
+    }
+
     /// A convolution on panels in `tasks` tasks shared between laq's threads: each part of them
     /// runs `part(tasks, convolve)`, where convolve(panels, first, end, panelBegin, panelEnd)
     /// computes output positions [first, end) of panels [panelBegin, panelEnd), those panels'
     /// values from `panels` on (`laq_panels_convolve`, with the part's table of tap sources, and
-    /// room to copy a tile's rows where `copiesRows` and the kernel may).
+    /// room to copy a tile's rows where `copiesRows` and the kernel may). `skips`: the panels'
+    /// values are all finite, so taps outside the input may be skipped.
     static func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, n: Int, epilogue: laq_epilogue,
-                         into c: UnsafeMutablePointer<Float>, tasks: Int, copiesRows: Bool = true,
+                         into c: UnsafeMutablePointer<Float>, tasks: Int, copiesRows: Bool = true, skips: Bool,
                          _ part: @Sendable (Range<Int>, (UnsafePointer<Float>, Int, Int, Int, Int) -> Void) -> Void) {
         guard m > 0, n > 0 else { return }
         let taps = shape.kernel_h * shape.kernel_w, k = taps * shape.channels
@@ -103,12 +127,12 @@ struct FloatPanels: Sendable {
                     let copied = copiesRows ? laq_panels_rows_copy_length(shape.base) : 0
                     Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
                         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
-                            withUnsafeTemporaryAllocation(of: Int.self, capacity: taps) { steps in
+                            withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * taps) { steps in
                                 withUnsafeTemporaryAllocation(of: Float.self, capacity: copied) { rows in
                                     part(range) { panels, first, end, panelBegin, panelEnd in
                                         laq_panels_convolve(x.base, shape.base, zeros.base, panels, n, epilogue.base, c.base, first, end,
                                                             panelBegin, panelEnd, sources.baseAddress!, steps.baseAddress!,
-                                                            copied > 0 ? rows.baseAddress : nil, CPU.isa)
+                                                            copied > 0 ? rows.baseAddress : nil, skips ? 1 : 0, CPU.isa)
                                     }
                                 }
                             }
@@ -148,6 +172,18 @@ struct FloatPanels: Sendable {
         let blocks = (m + 95) / 96
         let blockRows = ((m + blocks - 1) / blocks + 11) / 12 * 12
         return (blockRows, (m + blockRows - 1) / blockRows)
+    }
+
+    /// Blocks of about 8 of a convolution's tiles (96 positions where tiles are whole), as
+    /// ``rowBlocks(_:)`` makes them, their count a multiple of `threads` where that changes it
+    /// by no more than a quarter (ResNet50's 28×28 layers: 84 tiles in 11 blocks gave one of two
+    /// threads 6 and the other 5, 12 give each 6): the tiles of a block, and how many blocks.
+    private static func tileBlocks(_ tiles: Int, threads: Int) -> (tiles: Int, count: Int) {
+        var blocks = (tiles + 7) / 8
+        let even = (blocks + threads - 1) / threads * threads
+        if even <= blocks + blocks / 4 { blocks = even }
+        let blockTiles = max(1, (tiles + blocks - 1) / blocks)
+        return (blockTiles, (tiles + blockTiles - 1) / blockTiles)
     }
 }
 

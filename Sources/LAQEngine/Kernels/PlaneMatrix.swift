@@ -312,17 +312,18 @@ struct PlaneMatrix: @unchecked Sendable {
     /// columns decoded from the planes (`laq_planes_decode_panel`, the levels themselves) and
     /// multiplied by laq's panel kernel (``FloatPanels``): each element of C is one chain of
     /// fused multiply-adds over k in order, so the bits are those of the dequantized matrix's
-    /// panel product, for any split between threads (tasks: ``decodedPanelTasks(m:)``).
+    /// panel product, for any split between threads (tasks: ``DecodedPanelGroups``).
     func multiplyDecodingPanels(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
         precondition(decodesPanels, "panels from planes need AVX-512 and float32 planes")
         guard m > 0 else { return }
-        let tasks = decodedPanelTasks(m: m).count
+        let groups = productGroups(m: m), tasks = groups.tasks
         let (k, n, isa) = (rows, columns, isa)
         let (a, c) = (SharedPointer(a), SharedPointer(c))
         Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
-            forEachDecodedPanel(range, m: m) { panel, first, end, index in
+            forEachDecodedPanel(range, groups) { panel, rows, index in
                 let column = 32 * index
-                laq_panel_multiply(a.base, lda, panel, k, min(32, n - column), c.base + column, ldc, first, end, accumulate ? 1 : 0, isa)
+                laq_panel_multiply(a.base, lda, panel, k, min(32, n - column), c.base + column, ldc, rows.lowerBound, rows.upperBound,
+                                   accumulate ? 1 : 0, isa)
             }
         }
     }
@@ -334,38 +335,59 @@ struct PlaneMatrix: @unchecked Sendable {
                                 into c: UnsafeMutablePointer<Float>) {
         precondition(decodesPanels && shape.kernel_h * shape.kernel_w * shape.channels == rows, "a \(rows)-row kernel for this convolution")
         guard m > 0 else { return }
-        // (One panel per call: the kernel never copies a tile's rows.)
-        FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: decodedPanelTasks(m: m).count,
-                             copiesRows: false) { range, convolve in
-            forEachDecodedPanel(range, m: m) { panel, first, end, index in convolve(panel, first, end, index, index + 1) }
+        // (One panel per call: the kernel never copies a tile's rows.) Groups of whole tiles.
+        let tiles = FloatPanels.tiles(shape, m: m)
+        let groups = DecodedPanelGroups(units: tiles.count, perGroup: 128, multiple: 1, panels: (columns + 31) / 32)
+        let skips = columnLevels.allSatisfy(\.isFinite)  // the decoded values are the levels
+        FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: groups.tasks,
+                             copiesRows: false, skips: skips) { range, convolve in
+            forEachDecodedPanel(range, groups) { panel, group, index in
+                convolve(panel, tiles.start(group.lowerBound), tiles.start(group.upperBound), index, index + 1)
+            }
         }
     }
 
-    /// How products on decoded panels split m rows: tasks of one panel over a group of about
-    /// 1,536 rows (whole 12-row tiles), group first, so that the group's rows stay in cache while
-    /// its panels are decoded in turn (a decode is about 1/1,000 of a task's work; a panel through
-    /// every row would read the whole of A once per panel).
-    private func decodedPanelTasks(m: Int) -> (count: Int, groupRows: Int, panels: Int) {
-        let groups = (m + 1535) / 1536
-        let groupRows = ((m + groups - 1) / groups + 11) / 12 * 12
-        let panels = (columns + 31) / 32
-        return (groups * panels, groupRows, panels)
+    /// How products on decoded panels split their work: tasks of one panel over a group of
+    /// units, group first, so that the group's rows stay in cache while its panels are decoded
+    /// in turn (a decode is about 1/1,000 of a task's work; a panel through every row would read
+    /// the whole of A once per panel). A product's units are rows, about 1,536 to a group in
+    /// multiples of 12 (whole tiles); a convolution's are its tiles, about 128 to a group.
+    private struct DecodedPanelGroups {
+        let units: Int
+        let perGroup: Int
+        let panels: Int
+        var tasks: Int { (units + perGroup - 1) / perGroup * panels }
+
+        init(units: Int, perGroup: Int, multiple: Int, panels: Int) {
+            let groups = (units + perGroup - 1) / perGroup
+            self.units = units
+            self.perGroup = max(1, ((units + groups - 1) / max(1, groups) + multiple - 1) / multiple * multiple)
+            self.panels = panels
+        }
+
+        /// Task `task`'s group of units and panel.
+        func task(_ task: Int) -> (group: Range<Int>, panel: Int) {
+            let first = task / panels * perGroup
+            return (first..<min(first + perGroup, units), task % panels)
+        }
     }
 
-    /// For each task of `range` (``decodedPanelTasks(m:)``): decodes its panel into this part's
-    /// buffer of K × 32 floats and calls `body(panel, first row, end row, panel index)`.
-    private func forEachDecodedPanel(_ range: Range<Int>, m: Int, _ body: (UnsafePointer<Float>, Int, Int, Int) -> Void) {
-        let (_, groupRows, panels) = decodedPanelTasks(m: m)
+    private func productGroups(m: Int) -> DecodedPanelGroups {
+        DecodedPanelGroups(units: m, perGroup: 1536, multiple: 12, panels: (columns + 31) / 32)
+    }
+
+    /// For each task of `range`: decodes its panel into this part's buffer of K × 32 floats and
+    /// calls `body(panel, the task's group of units, panel index)`.
+    private func forEachDecodedPanel(_ range: Range<Int>, _ groups: DecodedPanelGroups, _ body: (UnsafePointer<Float>, Range<Int>, Int) -> Void) {
         let buffer = UnsafeMutablePointer<Float>.allocate(capacity: rows * 32)
         defer { buffer.deallocate() }
         words.withUnsafeBufferPointer { words in
             columnLevels.withUnsafeBufferPointer { levels in
                 for task in range {
-                    let (group, panel) = (task / panels, task % panels)
-                    let first = group * groupRows, end = min(first + groupRows, m)
-                    guard first < end else { continue }
+                    let (group, panel) = groups.task(task)
+                    guard !group.isEmpty else { continue }
                     laq_planes_decode_panel(words.baseAddress!, Int32(planeCount), kind, rows, columns, levels.baseAddress!, panel, buffer, isa)
-                    body(buffer, first, end, panel)
+                    body(buffer, group, panel)
                 }
             }
         }
