@@ -1,5 +1,5 @@
 // `laq-bench --panels`: a convolution's product on packed panels (``MatrixKernel(panels:)``,
-// laq's AVX-512 kernel, panels whatever the shape) against OpenBLAS' sgemm on the same matrices
+// laq's AVX-512 or AVX2 kernel, panels whatever the shape) against OpenBLAS' sgemm on the same matrices
 // (``MatrixKernel(float:)``: laq's path for a float32 kernel, which takes laq's short-inner kernel
 // for K ≤ 16, N ≤ 64), one thread each, on the im2col shapes of ResNet50 and MobileNetV2
 // at batch 1 (M × K · K × N) and some larger ones. Medians of the repeats, GFLOP/s.
@@ -22,7 +22,7 @@ func panelBenchmark(repeats: Int, json: Bool) {
         }
         let a = (0..<(m * k)).map { _ in random() }, w = (0..<(k * n)).map { _ in random() }
         guard let panels = MatrixKernel(panels: w, rows: k, columns: n, anyShape: true) else {
-            print("laq-bench --panels: this CPU has no AVX-512; convolutions multiply with OpenBLAS")
+            print("laq-bench --panels: this CPU has no AVX2; convolutions multiply with OpenBLAS")
             return
         }
         let blas = MatrixKernel(float: w, rows: k, columns: n)

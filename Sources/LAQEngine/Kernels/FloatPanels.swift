@@ -1,7 +1,7 @@
 import CLAQKernels
 
-/// A float32 weight matrix packed once into panels of 32 columns for laq's AVX-512 product
-/// kernel (`laq_panels_multiply`): a convolution's kernel. OpenBLAS packs the weights again at
+/// A float32 weight matrix packed once into panels of 32 columns for laq's product kernel
+/// (`laq_panels_multiply`, AVX-512 or AVX2): a convolution's kernel. OpenBLAS packs the weights again at
 /// every call, which costs more than the multiplication on the small products of batch-1
 /// convolutions; here each element of C is one chain of fused multiply-adds over the inner
 /// dimension in order, so the bits do not depend on how rows and panels are shared between
@@ -16,14 +16,15 @@ struct FloatPanels: Sendable {
 
     /// The panels of the row-major `rows`×`columns` matrix `values`; nil (laq's other float32
     /// path multiplies: OpenBLAS, or the short-inner kernel for K ≤ 16, N ≤ 64) where the CPU
-    /// lacks AVX-512, and, unless `anyShape` (benchmarks), for K ≤ 16 with N ≤ 64, where the
-    /// short-inner kernel measured faster (`laq-bench --panels`, one core, docs/PERFORMANCE.md).
+    /// lacks AVX2, and with AVX-512, unless `anyShape` (benchmarks), for K ≤ 16 with N ≤ 64,
+    /// where its short-inner kernel measured faster (`laq-bench --panels`, one core,
+    /// docs/PERFORMANCE.md; without AVX-512 that kernel is scalar, and the panels 4–6× faster).
     /// A last panel of up to 16 columns, or of 17–24, computes only 16 or 24 of its columns in
-    /// whole 12-row tiles (the kernel's narrow tiles), so every width of N takes panels. A
-    /// function of the shape alone.
+    /// whole 12-row tiles (the kernel's narrow tiles; AVX2's tiles are 16 columns wide), so
+    /// every width of N takes panels. A function of the shape alone.
     init?(_ values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {
         guard CPU.isa >= Int32(LAQ_ISA_AVX2), rows > 0, columns > 0 else { return nil }
-        guard anyShape || !(rows <= 16 && columns <= 64) else { return nil }
+        guard anyShape || CPU.isa < Int32(LAQ_ISA_AVX512) || !(rows <= 16 && columns <= 64) else { return nil }
         precondition(values.count == rows * columns, "\(values.count) values for \(rows) × \(columns)")
         self.rows = rows
         self.columns = columns
@@ -61,7 +62,7 @@ struct FloatPanels: Sendable {
         guard m > 0 else { return }
         let (k, panelCount) = (rows, self.panelCount)
         let tiles = Self.tiles(shape, m: m)
-        let (blockTiles, tileBlocks) = Self.tileBlocks(tiles.count, threads: Parallel.threadCount)
+        let tileBlocks = Self.tileBlocks(tiles.count, threads: Parallel.threadCount)
         let byBlocks = tileBlocks >= 4 * Parallel.threadCount
         panels.withUnsafeBufferPointer { panels in
             let w = SharedPointer(panels.baseAddress!)
@@ -69,8 +70,8 @@ struct FloatPanels: Sendable {
                           skips: finite) { range, convolve in
                 guard !byBlocks else {
                     for block in range {
-                        let first = block * blockTiles
-                        convolve(w.base, tiles.start(first), tiles.start(min(first + blockTiles, tiles.count)), 0, panelCount)
+                        let (first, end) = (block * tiles.count / tileBlocks, (block + 1) * tiles.count / tileBlocks)
+                        convolve(w.base, tiles.start(first), tiles.start(end), 0, panelCount)
                     }
                     return
                 }
@@ -174,16 +175,14 @@ struct FloatPanels: Sendable {
         return (blockRows, (m + blockRows - 1) / blockRows)
     }
 
-    /// Blocks of about 8 of a convolution's tiles (96 positions where tiles are whole), as
-    /// ``rowBlocks(_:)`` makes them, their count a multiple of `threads` where that changes it
-    /// by no more than a quarter (ResNet50's 28×28 layers: 84 tiles in 11 blocks gave one of two
-    /// threads 6 and the other 5, 12 give each 6): the tiles of a block, and how many blocks.
-    private static func tileBlocks(_ tiles: Int, threads: Int) -> (tiles: Int, count: Int) {
-        var blocks = (tiles + 7) / 8
+    /// Blocks of about 8 of a convolution's tiles (96 positions where tiles are whole), their
+    /// count a multiple of `threads` where that changes it by no more than a quarter (ResNet50's
+    /// 28×28 layers: 84 tiles in 11 blocks gave one of two threads 6 and the other 5; 12 give
+    /// each 6): how many blocks, block b being tiles [b·tiles/count, (b + 1)·tiles/count).
+    private static func tileBlocks(_ tiles: Int, threads: Int) -> Int {
+        let blocks = (tiles + 7) / 8
         let even = (blocks + threads - 1) / threads * threads
-        if even <= blocks + blocks / 4 { blocks = even }
-        let blockTiles = max(1, (tiles + blocks - 1) / blocks)
-        return (blockTiles, (tiles + blockTiles - 1) / blockTiles)
+        return even <= blocks + blocks / 4 ? even : blocks
     }
 }
 

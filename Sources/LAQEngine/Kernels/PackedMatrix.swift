@@ -426,7 +426,7 @@ public struct MatrixKernel: Sendable {
     }
 
     /// W as float32 values packed into panels for laq's product kernel (``FloatPanels``, as a
-    /// convolution's kernel is); nil where the CPU lacks AVX-512.
+    /// convolution's kernel is); nil where the CPU lacks AVX2.
     /// `anyShape`: panels even where convolutions leave the product to laq's other float32 path
     /// (benchmarks).
     public init?(panels values: [Float], rows: Int, columns: Int, anyShape: Bool = false) {

@@ -55,9 +55,9 @@ public struct OpContext {
     func optionalWeight(_ short: String) -> Weight? { weights["\(layer.name)/\(short)"].map(Self.float) }
 
     /// A kernel for products: packed codes stay packed (``PackedMatrix``), anything else is float32,
-    /// in panels for laq's product kernel when `panels` (``FloatPanels``, where the CPU has
-    /// AVX-512) and the weight is `rows`×(its last dimension). The weight's `values` are empty
-    /// when it stays packed.
+    /// in panels for laq's product kernel when `panels` (``FloatPanels``, where the CPU has AVX2
+    /// or AVX-512) and the weight is `rows`×(its last dimension). The weight's `values` are
+    /// empty when it stays packed.
     func matrix(_ short: String, panels: Bool = false) throws(EngineError) -> (weight: Weight, matrix: KernelMatrix) {
         guard let weight = weights["\(layer.name)/\(short)"] else { throw .missingWeight(layer: layer.name, weight: short) }
         if let codebook = weight.packed, let matrix = PackedMatrix(codebook, activations: activations) { return (weight, .packed(matrix)) }
