@@ -60,6 +60,7 @@ struct Bench: ParsableCommand {
         let file = try openLAQ(model)
         let laqModel: Model
         laqModel = try reading(model) { try Model(file: file, packed: true, optimizerState: false) }
+        execution.warnIfScalar()
         let executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let inputs: [Tensor]
         if let input {
@@ -80,10 +81,11 @@ struct Bench: ParsableCommand {
             object["model"] = .string(model)
             object["input"] = input.map { .string($0) } ?? .string("random")
             object["activations"] = .string(execution.activations.rawValue)
+            object["kernels"] = .string(MatrixKernel.instructionSet)
             try printJSON(.object(object))
             return
         }
-        print("\(model): batch \(batch), \(execution.activations.rawValue) activations, \(result.threads) thread\(result.threads == 1 ? "" : "s"), \(iterations) runs after \(warmup) warm-up, \(input.map { "inputs from \($0)" } ?? "random inputs")")
+        print("\(model): batch \(batch), \(execution.activations.rawValue) activations, \(result.threads) thread\(result.threads == 1 ? "" : "s") (\(MatrixKernel.instructionSet) kernels), \(iterations) runs after \(warmup) warm-up, \(input.map { "inputs from \($0)" } ?? "random inputs")")
         print(String(format: "  median %@   min %@   p90 %@ per batch", milliseconds(result.median), milliseconds(result.minimum), milliseconds(result.p90)))
         print(String(format: "  %@ samples/s   %@ multiply-adds per batch   %.2f GFLOP/s", grouped(result.samplesPerSecond), count(result.multiplyAdds), result.gflops))
         if let layerTimes = result.layers {

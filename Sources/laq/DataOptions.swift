@@ -1,4 +1,5 @@
 import ArgumentParser
+import Foundation
 import LAQEngine
 
 /// The array names in a labelled `.npz` (eval, quantize --calib).
@@ -16,6 +17,12 @@ struct ExecutionOptions: ParsableArguments {
         "Activations of binary, ternary and linear m-bit products: float32, or int8 (each input row quantized on the fly, symmetric, max|x|/127, as ONNX Runtime's dynamic quantization; faster, approximate).",
         valueName: "precision"))
     var activations: ActivationPrecision = .float32
+
+    /// Says on standard error when the activations chosen run in scalar code on this CPU.
+    func warnIfScalar() {
+        guard activations.isScalarHere else { return }
+        FileHandle.standardError.write(Data("warning: this CPU lacks AVX-512 VNNI, so int8 activations run in laq's scalar code, tens of times slower than float32; --activations float32 runs on its SIMD kernels\n".utf8))
+    }
 }
 
 extension ActivationPrecision: ExpressibleByArgument {}

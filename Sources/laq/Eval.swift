@@ -56,6 +56,7 @@ struct Eval: ParsableCommand {
         let labelled = try ModelData.labelled(self.data, for: laqModel, xKey: xKey, yKey: yKey)
         let samples = labelled.samples
         let executor: Executor
+        execution.warnIfScalar()
         executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let bar = samples >= 4 * batch ? ProgressBar(label: "evaluating", total: Double(samples), unit: { String(Int($0)) }) : nil
         let prediction: Tensor

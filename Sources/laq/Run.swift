@@ -37,6 +37,7 @@ struct Run: ParsableCommand {
         let file = try openLAQ(model)
         let laqModel: Model
         laqModel = try reading(model) { try Model(file: file, packed: true, optimizerState: false) }
+        execution.warnIfScalar()
         let executor = try reading(model) { try Executor(model: laqModel, activations: execution.activations) }
         let inputs = try ModelData.inputs(from: DataFile.open(input), for: laqModel, key: xKey ?? "x")
         let samples = inputs[0].shape.first ?? 0

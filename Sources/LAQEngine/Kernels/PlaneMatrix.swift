@@ -562,4 +562,9 @@ private struct QuantizedRow: @unchecked Sendable {
 public enum ActivationPrecision: String, Sendable, CaseIterable {
     case float32
     case int8
+
+    /// Whether this machine's int8 products run in scalar code: their kernels need AVX-512 with
+    /// VNNI, and without it they are tens of times slower than float32 (MobileNetV2 at batch 1
+    /// on an AVX2 CPU: 615 ms against 12 ms, docs/PERFORMANCE.md).
+    public var isScalarHere: Bool { self == .int8 && PlaneMatrix.bestISA < Int32(LAQ_ISA_AVX512_VNNI) }
 }
