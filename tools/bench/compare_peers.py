@@ -9,9 +9,14 @@ and that model through `quantize_dynamic` (int8 weights, activations quantized p
 --warmup untimed batches and reports the median of --iterations. Ratios are the peer's median
 time over laq's (above 1: laq is faster).
 
+With --rounds R, laq float32 and ONNX Runtime float32 then run R more times, alternating
+(each a `laq bench` process, then the loaded session, --iterations each): on a machine whose
+speed changes from minute to minute, the median of the R per-round ratios compares the two
+under the same conditions.
+
     tools/bench/compare_peers.py MODEL.keras|MODEL.h5 [--batch 1] [--threads 2] [--iterations 50]
-        [--warmup 5] [--method lat2a] [--length 128] [--json]     (after `tools/setup --peers`:
-                                                                  .venv-peers/bin/python)
+        [--warmup 5] [--method lat2a] [--length 128] [--rounds 0] [--json]
+                                                  (after `tools/setup --peers`: .venv-peers/bin/python)
 """
 import argparse
 import json
@@ -68,6 +73,7 @@ def main():
     parser.add_argument("--method", default="lat2a", help="laq quantize --method for the packed rows")
     parser.add_argument("--length", type=int, default=128, help="length of open input dimensions")
     parser.add_argument("--laq", default=os.path.join(ROOT, ".build", "release", "laq"))
+    parser.add_argument("--rounds", type=int, default=0, help="then alternate laq float32 and ONNX Runtime float32 this many times")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -132,13 +138,23 @@ def main():
         function = tf.function(lambda *xs: model(structured(dict(zip(names, xs))), training=False))
         tf2onnx.convert.from_function(function, input_signature=signature, opset=17, output_path=fp32)
         quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
+        sessions = {}
         for label, path in [("ONNX Runtime float32", fp32), ("ONNX Runtime int8 (quantize_dynamic)", int8)]:
             options = ort.SessionOptions()
             options.intra_op_num_threads = args.threads
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             feeds = {i.name: arrays[n] for i, n in zip(session.get_inputs(), names)}
+            sessions[label] = (session, feeds)
             rows.append({"runtime": label, "median_ms": median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)})
+
+        # Alternating rounds: laq float32, then ONNX Runtime float32, under the same conditions.
+        rounds = []
+        session, feeds = sessions["ONNX Runtime float32"]
+        for _ in range(args.rounds):
+            laq_ms = json.loads(laq(args.laq, "bench", imported, "--activations", "float32", *common))["median_ms"]
+            ort_ms = median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)
+            rounds.append({"laq_float32_ms": laq_ms, "ort_float32_ms": ort_ms, "ort_over_laq": ort_ms / laq_ms})
 
     best_laq = min(timings.values())
     for row in rows:
@@ -147,6 +163,12 @@ def main():
         row["time_over_best_laq"] = row["median_ms"] / best_laq
     report = {"model": args.model, "batch": args.batch, "threads": args.threads, "iterations": args.iterations,
               "warmup": args.warmup, "method": args.method, "runtimes": rows}
+    def middle(values):
+        values = sorted(values)
+        return values[len(values) // 2] if len(values) % 2 else (values[len(values) // 2 - 1] + values[len(values) // 2]) / 2
+    if rounds:
+        report["rounds"] = rounds
+        report["rounds_median_ort_over_laq"] = middle([r["ort_over_laq"] for r in rounds])
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -155,6 +177,11 @@ def main():
     for row in rows:
         print(f"{row['runtime']:40} {row['median_ms']:10.3f} {row['samples_per_second']:11.1f} "
               f"{row['time_over_laq_float32']:14.2f} {row['time_over_best_laq']:11.2f}")
+    if rounds:
+        print(f"{len(rounds)} alternating rounds, laq float32 / ONNX Runtime float32 ms (ORT ÷ laq):")
+        print("  " + "   ".join(f"{r['laq_float32_ms']:.2f} / {r['ort_float32_ms']:.2f} ({r['ort_over_laq']:.2f})" for r in rounds))
+        print(f"  median of the rounds' ratios: {report['rounds_median_ort_over_laq']:.2f}; laq float32 "
+              f"{middle([r['laq_float32_ms'] for r in rounds]):.2f} ms, ONNX Runtime float32 {middle([r['ort_float32_ms'] for r in rounds]):.2f} ms")
 
 
 if __name__ == "__main__":
