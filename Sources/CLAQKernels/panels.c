@@ -228,29 +228,31 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 // (once for all the panels it goes through) and multiplies their channels in place, in
 // im2col's order.
 //
-// Tiles. A kernel of more than one tap whose output rows hold 6 positions or more is tiled
+// Tiles. A kernel of more than one tap whose output rows hold 8 positions or more is tiled
 // along output rows, so that each tap's sources in a tile are evenly spaced: with AVX-512 each
-// row splits into ⌈W/12⌉ tiles of near-equal length (7 → 7, 14 → 7 + 7, 56 → 12 + 4·11); with
-// AVX2, whose kernel takes a tile in parts of up to 6 rows, into ⌈W/6⌉ parts of near-equal
-// length, paired into tiles (28 → 6 + 6 | 6 + 5 | 5). Other convolutions take tiles of 12
-// consecutive positions. Tile boundaries are a function of the shape and the instruction set
-// (laq_panels_tile_start); the bits are not.
+// row splits into ⌈W/12⌉ tiles of near-equal length (14 → 7 + 7, 56 → 12 + 4·11); with AVX2,
+// whose kernel takes a tile in parts of up to 6 rows, into ⌈W/6⌉ parts of near-equal length,
+// paired into tiles (28 → 6 + 6 | 6 + 5 | 5). Other convolutions take tiles of 12 consecutive
+// positions: rows of 7 (ResNet50's last stage) in parts of 4 and 3 rows ran its 3×3 layers
+// 5.0–5.8 ms where tiles across rows took 3.0–4.4 on one AVX2 core (512 channels, panel by
+// panel), the small parts reading W from L2 once per 3 or 4 rows. Tile boundaries are a
+// function of the shape and the instruction set (laq_panels_tile_start); the bits are not.
 //
 // Padding taps. In a tile along an output row, a tap whose input row lies outside the image is
 // skipped, and so is a tap outside at the row's first or last position where that is true of
 // at most the one position at each end (a 3×3 kernel's padding of one), when the caller says the
 // kernel's weights are finite (`skips`). ONNX Runtime's kernels skip them too: 9% of a 3×3
-// kernel's multiply-adds at 14×14, 18% at 7×7. Every other padding tap multiplies zeros, as
-// im2col does. The decision is a function of the shape and the tap alone, never of the tile or
-// of a split between threads. Skipping a tap leaves the sum as a zero tap would, because a zero
-// tap adds ±0 (w finite) to a sum that is never −0 but for one corner: a first product that
-// underflows to −0 (|x·w| < 2⁻¹⁵⁰), where the zero tap makes it +0. Otherwise the bits are those
-// of im2col and the panel product.
+// kernel's multiply-adds at 14×14 (18% at 7×7, which keeps tiles across rows). Every other
+// padding tap multiplies zeros, as im2col does. The decision is a function of the shape and the
+// tap alone, never of the tile or of a split between threads. Skipping a tap leaves the sum as
+// a zero tap would, because a zero tap adds ±0 (w finite) to a sum that is never −0 but for one
+// corner: a first product that underflows to −0 (|x·w| < 2⁻¹⁵⁰), where the zero tap makes it
+// +0. Otherwise the bits are those of im2col and the panel product.
 
 enum { LAQ_TAP_SKIPPED = -2 };
 
 // Whether tiles run along output rows (above).
-static int aligns_rows(const laq_conv_shape *s) { return s->kernel_h * s->kernel_w > 1 && s->out_width >= 6; }
+static int aligns_rows(const laq_conv_shape *s) { return s->kernel_h * s->kernel_w > 1 && s->out_width >= 8; }
 
 // Tiles along an output row split it into `parts` parts of near-equal length (part j starts at
 // ⌊j·W/parts⌋), `per_tile` parts to a tile.

@@ -95,14 +95,15 @@ import Testing
             // Narrow last panels in whole tiles: 24 columns (16 + 8 in 256-bit registers), 32 + 24.
             ConvolutionCase(height: 6, width: 30, channels: 5, filters: 24, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(batch: 2, height: 5, width: 14, channels: 9, filters: 56, kernel: (1, 1)),
-            // Tiles along output rows, padding taps skipped: rows of 7 (one tile), 14 (7 + 7), 13 (6 + 7);
+            // Tiles along output rows, padding taps skipped: rows of 8 (one tile), 14 (7 + 7), 13 (6 + 7);
             // a 7×7 kernel at stride 2 whose first column is outside at two positions (multiplied as zeros).
-            ConvolutionCase(batch: 2, height: 7, width: 7, channels: 20, filters: 40, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 7, width: 8, channels: 20, filters: 40, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(height: 14, width: 14, channels: 6, filters: 36, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(height: 4, width: 13, channels: 7, filters: 20, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(height: 20, width: 23, channels: 3, filters: 64, kernel: (7, 7), stride: (2, 2), pad: (3, 3)),
-            // Rows of 5: tiles across rows, padding taps multiplied as zeros.
+            // Rows of 5 and 7: tiles across rows, padding taps multiplied as zeros.
             ConvolutionCase(batch: 3, height: 4, width: 5, channels: 10, filters: 48, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 7, width: 7, channels: 20, filters: 40, kernel: (3, 3), pad: (1, 1)),
             // 1×1 kernels of 1,024 channels through 8 panels or more: each tile's rows copied apart.
             ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
             ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
@@ -180,12 +181,12 @@ import Testing
     }
 
     /// The chains of a convolution with the padding taps `laq_panels_convolve` skips left out
-    /// (`skips`): where tiles run along output rows (more than one tap, rows of 6 or more), a tap
+    /// (`skips`): where tiles run along output rows (more than one tap, rows of 8 or more), a tap
     /// whose input row is outside, or whose column is outside at this position and at no more
     /// than one position at either end of a row; other padding taps multiply zeros.
     static func skippingReference(_ item: ConvolutionCase, _ x: [Float], _ w: [Float], skips: Bool) -> [Float] {
         let (oh0, ow0) = item.output, n = item.filters
-        let aligned = item.kernel.0 * item.kernel.1 > 1 && ow0 >= 6
+        let aligned = item.kernel.0 * item.kernel.1 > 1 && ow0 >= 8
         func column(_ ow: Int, _ tw: Int) -> Int { ow * item.stride.1 + tw * item.dilation.1 - item.pad.1 }
         // Positions of a row outside at its start and at its end, per kernel column.
         let first = (0..<item.kernel.1).map { tw in (0..<ow0).filter { column($0, tw) < 0 }.count }
@@ -221,6 +222,7 @@ import Testing
         defer { Parallel.configure(threads: nil) }
         let cases = [
             ConvolutionCase(batch: 2, height: 7, width: 7, channels: 5, filters: 40, kernel: (3, 3), pad: (1, 1)),
+            ConvolutionCase(batch: 2, height: 6, width: 8, channels: 5, filters: 40, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(height: 14, width: 14, channels: 3, filters: 20, kernel: (3, 3), pad: (1, 1)),
             ConvolutionCase(height: 20, width: 23, channels: 3, filters: 33, kernel: (7, 7), stride: (2, 2), pad: (3, 3)),
             ConvolutionCase(height: 5, width: 13, channels: 4, filters: 24, kernel: (5, 5), pad: (2, 3)),
