@@ -230,10 +230,10 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 //
 // Tiles. A kernel of more than one tap whose output rows hold 8 positions or more is tiled
 // along output rows, so that each tap's sources in a tile are evenly spaced: with AVX-512 each
-// row splits into ⌈W/12⌉ tiles of near-equal length (14 → 7 + 7, 56 → 12 + 4·11); with AVX2,
+// row splits into ⌈W/12⌉ tiles of near-equal length (14 → 7 + 7, 56 → 4·11 + 12); with AVX2,
 // whose kernel takes a tile in parts of up to 6 rows, into ⌈W/6⌉ parts of near-equal length,
-// paired into tiles (28 → 6 + 6 | 6 + 5 | 5). Other convolutions take tiles of 12 consecutive
-// positions: rows of 7 (ResNet50's last stage) in parts of 4 and 3 rows ran its 3×3 layers
+// paired into tiles (28 → 5 + 6 | 5 + 6 | 6). Other convolutions take tiles of 12 consecutive
+// positions: rows of 7 (ResNet50's last stage) in parts of 3 and 4 rows ran its 3×3 layers
 // 5.0–5.8 ms where tiles across rows took 3.0–4.4 on one AVX2 core (512 channels, panel by
 // panel), the small parts reading W from L2 once per 3 or 4 rows. Tile boundaries are a
 // function of the shape and the instruction set (laq_panels_tile_start); the bits are not.
@@ -597,7 +597,8 @@ conv_half_tile(const float **sources, const long *steps, long taps, long channel
             }
         }
     }
-    const epilogue_columns8 left = epilogue_columns_avx2(e, first, m0, full), right = epilogue_columns_avx2(e, first + 8, m1, full);
+    // (Without `upper`, m1 has no lanes: the right columns' masked loads read nothing.)
+    const epilogue_columns8 left = epilogue_columns_avx2(e, first, m0, full), right = epilogue_columns_avx2(e, first + 8, m1, full && upper);
 #pragma clang loop unroll(full)
     for (long r = 0; r < HALF_ROWS; r++) {
         if (r >= rows) break;
@@ -623,7 +624,7 @@ __attribute__((target("avx2,fma"))) static void conv_panels_avx2(const float **s
         for (long half = 0; half < 2 && p * PANEL + 16 * half < n; half++) {
             const long first = p * PANEL + 16 * half, columns = n - first;
             const __m256i m0 = laq_lanes8(columns), m1 = laq_lanes8(columns - 8);
-            // The tile in parts of near-equal length, up to HALF_ROWS rows (12 → 6 + 6, 7 → 4 + 3).
+            // The tile in parts of near-equal length, up to HALF_ROWS rows (12 → 6 + 6, 7 → 3 + 4).
             const long parts = (rows + HALF_ROWS - 1) / HALF_ROWS;
             for (long index = 0; index < parts; index++, ahead_bytes = 0) {
                 const long row0 = index * rows / parts, part = (index + 1) * rows / parts - row0;

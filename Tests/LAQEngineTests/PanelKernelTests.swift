@@ -218,7 +218,6 @@ import Testing
 
     @Test("a convolution skips the padding taps the kernel's comment names, and only where its weights are finite (an infinite weight shows which: ∞·0 is NaN)")
     func paddingTaps() throws {
-        guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }
         defer { Parallel.configure(threads: nil) }
         let cases = [
             ConvolutionCase(batch: 2, height: 7, width: 7, channels: 5, filters: 40, kernel: (3, 3), pad: (1, 1)),
@@ -265,7 +264,7 @@ import Testing
                 }
             }
             // FloatPanels skips nothing for this kernel (an infinite weight), on any number of threads.
-            let matrix = try #require(FloatPanels(w, rows: k, columns: n))
+            guard let matrix = FloatPanels(w, rows: k, columns: n) else { continue }  // no AVX2: no panels
             #expect(!matrix.finite)
             let expected = Self.skippingReference(item, x, w, skips: false)
             for threads in [1, 3] {
