@@ -48,7 +48,8 @@ __attribute__((always_inline)) static inline void depthwise_rows(const float *in
 #if defined(__x86_64__)
 // AVX2: the same kernels as AVX-512's below, over blocks of 8 channels (16 vector registers:
 // eight positions' sums, the tap's weights and a product). A block inside the channels loads
-// whole vectors; the last, partial one masked loads and stores.
+// whole vectors; the last, partial one masked loads and stores (LAQ_LOAD8, LAQ_STORE8).
+
 // One output position's 8-channel blocks from c0 (up to four), its in-bounds taps' bounds
 // checked one by one: the positions near the left and right edges.
 __attribute__((target("avx2,fma"), always_inline)) static inline void
@@ -77,7 +78,8 @@ depthwise_edge_avx2(const float *image, long height, long width, long channels, 
                 for (long b = 0; b < 4; b++) {
                     if (b >= blocks) break;
                     const int full = channels - c0 - 8 * b >= 8;
-                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(LAQ_LOAD8(in + 8 * b, masks[b], full), LAQ_LOAD8(k + 8 * b, masks[b], full)));
+                    const __m256 x = LAQ_LOAD8(in + 8 * b, masks[b], full);
+                    acc[b] = _mm256_add_ps(acc[b], _mm256_mul_ps(x, LAQ_LOAD8(k + 8 * b, masks[b], full)));
                 }
             }
         }

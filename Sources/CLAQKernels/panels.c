@@ -174,14 +174,15 @@ __attribute__((target("avx2,fma"))) static void panel_avx2(const float *a, long 
         const float *hw = w + 16 * half;
         float *hc = c + 16 * half;
         long i = row_begin;
-        if (columns >= 16)
-            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 1, 1);
-        else if (columns > 8)
-            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 1, 0);
-        else if (columns == 8)
-            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 0, 1);
-        else
-            for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, HALF_ROWS, 0, 0);
+        // Whole halves store whole vectors; a narrow last half, masked ones.
+        for (; i + HALF_ROWS <= row_end; i += HALF_ROWS) {
+            const float *ai = a + i * lda;
+            float *ci = hc + i * ldc;
+            if (columns >= 16) half_tile(ai, lda, hw, k, ci, ldc, m0, m1, accumulate, HALF_ROWS, 1, 1);
+            else if (columns > 8) half_tile(ai, lda, hw, k, ci, ldc, m0, m1, accumulate, HALF_ROWS, 1, 0);
+            else if (columns == 8) half_tile(ai, lda, hw, k, ci, ldc, m0, m1, accumulate, HALF_ROWS, 0, 1);
+            else half_tile(ai, lda, hw, k, ci, ldc, m0, m1, accumulate, HALF_ROWS, 0, 0);
+        }
         switch (row_end - i) {
 #define LAQ_TAIL(rows) \
     case rows: half_tile(a + i * lda, lda, hw, k, hc + i * ldc, ldc, m0, m1, accumulate, rows, 1, 0); break;
@@ -598,7 +599,8 @@ conv_half_tile(const float **sources, const long *steps, long taps, long channel
         }
     }
     // (Without `upper`, m1 has no lanes: the right columns' masked loads read nothing.)
-    const epilogue_columns8 left = epilogue_columns_avx2(e, first, m0, full), right = epilogue_columns_avx2(e, first + 8, m1, full && upper);
+    const epilogue_columns8 left = epilogue_columns_avx2(e, first, m0, full);
+    const epilogue_columns8 right = epilogue_columns_avx2(e, first + 8, m1, full && upper);
 #pragma clang loop unroll(full)
     for (long r = 0; r < HALF_ROWS; r++) {
         if (r >= rows) break;

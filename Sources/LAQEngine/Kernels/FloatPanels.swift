@@ -1,11 +1,11 @@
 import CLAQKernels
 
 /// A float32 weight matrix packed once into panels of 32 columns for laq's product kernel
-/// (`laq_panels_multiply`, AVX-512 or AVX2): a convolution's kernel. OpenBLAS packs the weights again at
-/// every call, which costs more than the multiplication on the small products of batch-1
-/// convolutions; here each element of C is one chain of fused multiply-adds over the inner
-/// dimension in order, so the bits do not depend on how rows and panels are shared between
-/// threads (docs/PERFORMANCE.md, "Convolutions on packed panels").
+/// (`laq_panels_multiply`, AVX-512 or AVX2): a convolution's kernel. OpenBLAS packs the weights
+/// again at every call, which costs more than the multiplication on the small products of
+/// batch-1 convolutions; here each element of C is one chain of fused multiply-adds over the
+/// inner dimension in order, so the bits do not depend on how rows and panels are shared
+/// between threads (docs/PERFORMANCE.md, "Convolutions on packed panels").
 struct FloatPanels: Sendable {
     /// K and N of the K×N matrix.
     let rows: Int
