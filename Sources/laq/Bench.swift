@@ -10,7 +10,8 @@ struct Bench: ParsableCommand {
         discussion: """
             Runs --warmup untimed batches, then --iterations timed ones, and prints the median, \
             minimum and 90th percentile time per batch, samples per second, the threads used, the \
-            multiply-adds of one batch's products and the GFLOP/s they make. --layers times each \
+            instruction set of laq's kernels on this CPU, the multiply-adds of one batch's products and \
+            the GFLOP/s they make. --layers times each \
             layer too (a BatchNormalization or activation layer fused into the product before it \
             shows "in" that layer, whose time includes it). The inputs are random values in [0, 1) of the model's input shape (integer \
             inputs such as token ids: 1) unless --input gives a file. tools/bench/compare_peers.py runs the same Keras model in ONNX \
