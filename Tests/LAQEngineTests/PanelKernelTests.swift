@@ -306,8 +306,8 @@ import Testing
     func convolveThreads() throws {
         guard FloatPanels([1], rows: 1, columns: 1, anyShape: true) != nil else { return }
         defer { Parallel.configure(threads: nil) }
-        // 49 and 196 positions: panels by tiles (too few row blocks for the threads); 1,600: row blocks
-        // on up to 4 threads (17 blocks), panels by tiles on 8.
+        // 49, 196 and 147 positions: panels by tiles (too few blocks of tiles for the threads); 1,600
+        // (160 tiles along rows): blocks on up to 4 threads (20 blocks, 21 on 3), panels by tiles on 8.
         for (index, item) in [ConvolutionCase(height: 7, width: 7, channels: 40, filters: 200, kernel: (1, 1)),
                               ConvolutionCase(height: 14, width: 14, channels: 24, filters: 100, kernel: (3, 3), pad: (1, 1)),
                               ConvolutionCase(batch: 4, height: 20, width: 20, channels: 8, filters: 70, kernel: (3, 3), pad: (1, 1)),
