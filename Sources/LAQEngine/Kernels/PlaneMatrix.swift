@@ -35,6 +35,8 @@ struct PlaneMatrix: @unchecked Sendable {
     /// or 2^P (bit planes); for signed planes row m holds magnitude m (row 0: zero), C = P.
     /// Zero past N and for codes that never occur.
     let columnLevels: [Float]
+    /// Every level is finite: a convolution on decoded panels may skip taps outside its input.
+    let finiteLevels: Bool
     /// The sum levels L₀…L_P of the kernels' combination, same layout with C = P + 1.
     let sumLevels: [Float]
     /// Symmetric ternary dot planes (levels +L[n], −L[n] and 0 in every column): L per column,
@@ -165,6 +167,7 @@ struct PlaneMatrix: @unchecked Sendable {
         self.planeCount = planeCount
         self.words = words
         self.columnLevels = columnLevels
+        finiteLevels = columnLevels.allSatisfy(\.isFinite)
         self.sumLevels = sumLevels
         self.isa = min(isa, Self.bestISA)
     }
@@ -338,9 +341,9 @@ struct PlaneMatrix: @unchecked Sendable {
         // (One panel per call: the kernel never copies a tile's rows.) Groups of whole tiles.
         let tiles = FloatPanels.tiles(shape, m: m)
         let groups = DecodedPanelGroups(units: tiles.count, perGroup: 128, multiple: 1, panels: (columns + 31) / 32)
-        let skips = columnLevels.allSatisfy(\.isFinite)  // the decoded values are the levels
+        // The decoded values are the levels.
         FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: groups.tasks,
-                             copiesRows: false, skips: skips) { range, convolve in
+                             copiesRows: false, skips: finiteLevels) { range, convolve in
             forEachDecodedPanel(range, groups) { panel, group, index in
                 convolve(panel, tiles.start(group.lowerBound), tiles.start(group.upperBound), index, index + 1)
             }
