@@ -1,9 +1,10 @@
 // Dot-plane kernels: plane-matrix products with int8 activations (layout in
 // include/laq_kernels.h). Per plane, the plane bits become 0/1 bytes and a 4-way u8·s8 dot
-// product adds the activations of the plane's rows into 32-bit sums (VPDPBUSD on AVX-512 VNNI,
-// plain loops otherwise); the sums are exact, and one combination (the same operations, 16
-// columns at a time on AVX-512) turns them into outputs, so every instruction set gives the same
-// bits.
+// product adds the activations of the plane's rows into 32-bit sums (VPDPBUSD on AVX-512 VNNI;
+// VPMADDUBSW, int16 sums and VPMADDWD on AVX2; plain loops otherwise); the sums are exact, and
+// one combination (the same operations, 8 or 16 columns at a time on AVX2 and AVX-512) turns them
+// into outputs, so every instruction set gives the same bits.
+#include "epilogue.h"
 #include "laq_kernels.h"
 #include "lanes.h"
 
@@ -18,16 +19,31 @@
 // multiply-adds: every instruction set gives the scalar loops' bits.
 #pragma clang fp contract(off)
 
-// out[j] (+)= scale·(L₀[j]·(total − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j]) for j < width, S_p at
-// sums + 64·p, L at lv (rows 64 apart). The AVX-512 form does each column's operations in the
-// scalar order, 16 columns at a time.
-static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, float *out, long width,
-                           int accumulate, int isa);
-// out[j] (+)= scale·(L[j]·D[j]) for j < width (symmetric ternary).
-static void combine_pair(const int32_t *d, float scale, const float *levels, float *out, long width, int accumulate, int isa);
-// out[j] (+)= scale·(offsets[j]·total + steps[j]·C[j]) for j < width (bit planes' code sums).
-static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, float *out,
-                          long width, int accumulate, int isa);
+// Where a combination's values y[j] (output column first + j, for j < width) go: out[j] = y, or
+// out[j] + y where `accumulate`; with an epilogue (accumulate then 0), out[j] = its value of y,
+// the residual's value at residual[j] (out's place in it, which may be out itself) read first.
+typedef struct {
+    float *out;
+    int accumulate;
+    const laq_epilogue *epilogue;
+    const float *residual;
+    long first;
+} combined;
+
+static inline combined to_output(float *out, int accumulate) {
+    combined to = {out, accumulate, 0, 0, 0};
+    return to;
+}
+
+// y = scale·(L₀[j]·(total − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j]) for j < width, S_p at sums +
+// 64·p, L at lv (rows 64 apart). The AVX2 and AVX-512 forms do each column's operations in the
+// scalar order, 8 or 16 columns at a time.
+static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, combined to, long width, int isa);
+// y = scale·(L[j]·D[j]) for j < width (symmetric ternary).
+static void combine_pair(const int32_t *d, float scale, const float *levels, combined to, long width, int isa);
+// y = scale·(offsets[j]·total + steps[j]·C[j]) for j < width (bit planes' code sums).
+static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, combined to,
+                          long width, int isa);
 
 #if defined(__x86_64__)
 __attribute__((target("avx512f"), always_inline)) static inline void store_combined(float *out, __mmask16 m, __m512 y, int accumulate) {
@@ -71,54 +87,181 @@ __attribute__((target("avx512f"))) static void combine_codes_avx512(const int32_
 }
 #endif
 
-static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, float *out, long width,
-                           int accumulate, int isa) {
 #if defined(__x86_64__)
-    if (isa >= LAQ_ISA_AVX512) {
-        combine_planes_avx512(sums, planes, total, scale, lv, out, width, accumulate);
+// The combinations 8 columns at a time, each column's operations in the scalar order. Sums and
+// sum levels are whole blocks of 64; column levels, offsets, steps and the epilogue's arrays end
+// at N, so the last vector's loads and stores are masked (plain where every lane is in use:
+// VMASKMOVPS is slow on AMD's cores).
+__attribute__((target("avx2,fma"), always_inline)) static inline void store_combined8(const combined *to, long j, __m256 y, __m256i m,
+                                                                                    const int full) {
+    float *out = to->out + j;
+    if (to->epilogue) {
+        const epilogue_columns8 c = epilogue_columns_avx2(to->epilogue, to->first + j, m, full);
+        y = epilogue_apply_avx2(y, &c);
+        if (to->residual) y = epilogue_residual_avx2(y, to->epilogue, &c, to->residual + j, m, full);
+    } else if (to->accumulate) {
+        y = _mm256_add_ps(LAQ_LOAD8(out, m, full), y);
+    }
+    LAQ_STORE8(out, m, y, full);
+}
+
+// body(j, m, full) for the vectors of 8 columns below width, the whole ones with full = 1.
+#define LAQ_COLUMNS8(width, body)                                  \
+    do {                                                           \
+        long j = 0;                                                \
+        const __m256i all = _mm256_set1_epi32(-1);                 \
+        for (; j + 8 <= (width); j += 8) body(j, all, 1);          \
+        if (j < (width)) body(j, laq_lanes8((width) - j), 0);      \
+    } while (0)
+
+__attribute__((target("avx2,fma"))) static void combine_planes_avx2(const int32_t *sums, int planes, int32_t total, float scale,
+                                                                   const float *lv, const combined *to, long width) {
+#define LAQ_PLANES8(j, m, full)                                                                                                     \
+    do {                                                                                                                            \
+        __m256i rest = _mm256_set1_epi32(total);                                                                                    \
+        __m256 y = _mm256_setzero_ps();                                                                                             \
+        for (int p = 0; p < planes; p++) {                                                                                          \
+            const __m256i s = _mm256_loadu_si256((const __m256i *)(sums + p * 64 + (j)));                                           \
+            rest = _mm256_sub_epi32(rest, s);                                                                                       \
+            y = _mm256_add_ps(y, _mm256_mul_ps(_mm256_loadu_ps(lv + (p + 1) * 64 + (j)), _mm256_cvtepi32_ps(s)));                  \
+        }                                                                                                                           \
+        y = _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_add_ps(_mm256_mul_ps(_mm256_loadu_ps(lv + (j)), _mm256_cvtepi32_ps(rest)), y)); \
+        store_combined8(to, (j), y, (m), (full));                                                                                   \
+    } while (0)
+    LAQ_COLUMNS8(width, LAQ_PLANES8);
+#undef LAQ_PLANES8
+}
+
+__attribute__((target("avx2,fma"))) static void combine_pair_avx2(const int32_t *d, float scale, const float *levels, const combined *to,
+                                                                 long width) {
+#define LAQ_PAIR8(j, m, full)                                                                                                          \
+    store_combined8(to, (j),                                                                                                          \
+                    _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_mul_ps(LAQ_LOAD8(levels + (j), (m), (full)),                        \
+                                                                       _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(d + (j)))))), \
+                    (m), (full))
+    LAQ_COLUMNS8(width, LAQ_PAIR8);
+#undef LAQ_PAIR8
+}
+
+__attribute__((target("avx2,fma"))) static void combine_codes_avx2(const int32_t *codes, float total, float scale, const float *offsets,
+                                                                  const float *steps, const combined *to, long width) {
+#define LAQ_CODES8(j, m, full)                                                                                                            \
+    do {                                                                                                                                 \
+        const __m256 sum = _mm256_add_ps(_mm256_mul_ps(LAQ_LOAD8(offsets + (j), (m), (full)), _mm256_set1_ps(total)),                    \
+                                         _mm256_mul_ps(LAQ_LOAD8(steps + (j), (m), (full)),                                              \
+                                                       _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(codes + (j))))));         \
+        store_combined8(to, (j), _mm256_mul_ps(_mm256_set1_ps(scale), sum), (m), (full));                                                \
+    } while (0)
+    LAQ_COLUMNS8(width, LAQ_CODES8);
+#undef LAQ_CODES8
+}
+#undef LAQ_COLUMNS8
+#endif
+
+#if defined(__x86_64__)
+// out = the epilogue of v (16 columns from first, the lanes of m), the residual read first.
+__attribute__((target("avx512f"))) static void epilogue_store_avx512(const laq_epilogue *e, const float *v, float *out, const float *residual,
+                                                                    long first, __mmask16 m) {
+    __m512 y = epilogue_avx512(_mm512_maskz_loadu_ps(m, v), e, first, m);
+    if (residual) {
+        const epilogue_columns c = epilogue_columns_avx512(e, first, m);
+        y = epilogue_residual_avx512(y, e, &c, residual, m);
+    }
+    _mm512_mask_storeu_ps(out, m, y);
+}
+#endif
+
+// y[j] for j < width to its place: scalar code, or (AVX-512) after one of the plain
+// combinations into y.
+static void store_values(const combined *to, const float *y, long width, int isa) {
+    const laq_epilogue *e = to->epilogue;
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512 && e) {
+        for (long j = 0; j < width; j += 16) {
+            const __mmask16 m = laq_lanes(width - j);
+            epilogue_store_avx512(e, y + j, to->out + j, to->residual ? to->residual + j : 0, to->first + j, m);
+        }
         return;
     }
 #endif
     (void)isa;
+    for (long j = 0; j < width; j++) {
+        if (!e) {
+            to->out[j] = to->accumulate ? to->out[j] + y[j] : y[j];
+            continue;
+        }
+        const float v = epilogue_scalar(y[j], e, to->first + j);
+        to->out[j] = to->residual ? epilogue_residual_scalar(v, e, to->residual[j]) : v;
+    }
+}
+
+static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, combined to, long width, int isa) {
+    float y[64] __attribute__((aligned(64)));
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512) {
+        if (!to.epilogue) combine_planes_avx512(sums, planes, total, scale, lv, to.out, width, to.accumulate);
+        else {
+            combine_planes_avx512(sums, planes, total, scale, lv, y, width, 0);
+            store_values(&to, y, width, isa);
+        }
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        combine_planes_avx2(sums, planes, total, scale, lv, &to, width);
+        return;
+    }
+#endif
     for (long j = 0; j < width; j++) {
         int32_t rest = total;
-        float y = 0;
+        float v = 0;
         for (int p = 0; p < planes; p++) {
             rest -= sums[p * 64 + j];
-            y += lv[(p + 1) * 64 + j] * (float)sums[p * 64 + j];
+            v += lv[(p + 1) * 64 + j] * (float)sums[p * 64 + j];
         }
-        y = scale * (lv[j] * (float)rest + y);
-        out[j] = accumulate ? out[j] + y : y;
+        y[j] = scale * (lv[j] * (float)rest + v);
     }
+    store_values(&to, y, width, isa);
 }
 
-static void combine_pair(const int32_t *d, float scale, const float *levels, float *out, long width, int accumulate, int isa) {
+static void combine_pair(const int32_t *d, float scale, const float *levels, combined to, long width, int isa) {
+    float y[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        combine_pair_avx512(d, scale, levels, out, width, accumulate);
+        if (!to.epilogue) combine_pair_avx512(d, scale, levels, to.out, width, to.accumulate);
+        else {
+            combine_pair_avx512(d, scale, levels, y, width, 0);
+            store_values(&to, y, width, isa);
+        }
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        combine_pair_avx2(d, scale, levels, &to, width);
         return;
     }
 #endif
-    (void)isa;
-    for (long j = 0; j < width; j++) {
-        const float y = scale * (levels[j] * (float)d[j]);
-        out[j] = accumulate ? out[j] + y : y;
-    }
+    for (long j = 0; j < width; j++) y[j] = scale * (levels[j] * (float)d[j]);
+    store_values(&to, y, width, isa);
 }
 
-static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, float *out,
-                          long width, int accumulate, int isa) {
+static void combine_codes(const int32_t *codes, float total, float scale, const float *offsets, const float *steps, combined to,
+                          long width, int isa) {
+    float y[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        combine_codes_avx512(codes, total, scale, offsets, steps, out, width, accumulate);
+        if (!to.epilogue) combine_codes_avx512(codes, total, scale, offsets, steps, to.out, width, to.accumulate);
+        else {
+            combine_codes_avx512(codes, total, scale, offsets, steps, y, width, 0);
+            store_values(&to, y, width, isa);
+        }
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        combine_codes_avx2(codes, total, scale, offsets, steps, &to, width);
         return;
     }
 #endif
-    (void)isa;
-    for (long j = 0; j < width; j++) {
-        const float y = scale * (offsets[j] * total + steps[j] * (float)codes[j]);
-        out[j] = accumulate ? out[j] + y : y;
-    }
+    for (long j = 0; j < width; j++) y[j] = scale * (offsets[j] * total + steps[j] * (float)codes[j]);
+    store_values(&to, y, width, isa);
 }
 
 #if defined(__x86_64__)
@@ -163,9 +306,70 @@ __attribute__((target("avx512f"))) static int int8_quantize_avx512(const float *
 }
 #endif
 
+#if defined(__x86_64__)
+// The same definition 8 values at a time, the tail of fewer than 8 in the scalar code's
+// operations: the same maximum, IEEE divisions and rounding to nearest even (VCVTPS2DQ in the
+// default mode, as lrintf), so q, scale and total are the same bits.
+__attribute__((target("avx2,fma"))) static int int8_quantize_avx2(const float *x, long k, long k4, int8_t *q, float *scale,
+                                                                 int32_t *total) {
+    const long whole = k / 8 * 8;
+    const __m256i exponent = _mm256_set1_epi32(0x7F800000);
+    const __m256 magnitude = _mm256_castsi256_ps(_mm256_set1_epi32(0x7FFFFFFF));
+    __m256 largest = _mm256_setzero_ps();
+    __m256i bad = _mm256_setzero_si256();
+    for (long i = 0; i < whole; i += 8) {
+        const __m256 v = _mm256_loadu_ps(x + i);
+        // A NaN or an infinity: every exponent bit set.
+        bad = _mm256_or_si256(bad, _mm256_cmpeq_epi32(_mm256_and_si256(_mm256_castps_si256(v), exponent), exponent));
+        largest = _mm256_max_ps(largest, _mm256_and_ps(v, magnitude));
+    }
+    if (!_mm256_testz_si256(bad, bad)) return 0;
+    float lanes[8], top = 0;
+    _mm256_storeu_ps(lanes, largest);
+    for (int i = 0; i < 8; i++) top = lanes[i] > top ? lanes[i] : top;
+    for (long i = whole; i < k; i++) {
+        if (!isfinite(x[i])) return 0;
+        top = fabsf(x[i]) > top ? fabsf(x[i]) : top;
+    }
+    if (top == 0) {
+        memset(q, 0, (size_t)(4 * k4));
+        *scale = 0;
+        *total = 0;
+        return 1;
+    }
+    const float s = top / 127;
+    const __m256 divisor = _mm256_set1_ps(s);
+    const __m256i low = _mm256_set1_epi32(-127), high = _mm256_set1_epi32(127);
+    __m256i sum = _mm256_setzero_si256();
+    for (long i = 0; i < whole; i += 8) {
+        const __m256i r = _mm256_min_epi32(_mm256_max_epi32(_mm256_cvtps_epi32(_mm256_div_ps(_mm256_loadu_ps(x + i), divisor)), low), high);
+        sum = _mm256_add_epi32(sum, r);
+        // int32 → int16 → int8 (each step in range); each 128-bit lane's low 4 bytes are its values.
+        const __m256i packed = _mm256_packs_epi16(_mm256_packs_epi32(r, r), _mm256_setzero_si256());
+        const int32_t first = _mm256_extract_epi32(packed, 0), second = _mm256_extract_epi32(packed, 4);
+        memcpy(q + i, &first, 4);
+        memcpy(q + i + 4, &second, 4);
+    }
+    int32_t sums[8], result = 0;
+    _mm256_storeu_si256((__m256i *)sums, sum);
+    for (int i = 0; i < 8; i++) result += sums[i];
+    for (long i = whole; i < k; i++) {
+        long v = lrintf(x[i] / s);
+        v = v > 127 ? 127 : v < -127 ? -127 : v;
+        q[i] = (int8_t)v;
+        result += (int32_t)v;
+    }
+    memset(q + k, 0, (size_t)(4 * k4 - k));
+    *scale = s;
+    *total = result;
+    return 1;
+}
+#endif
+
 int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total, int isa) {
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) return int8_quantize_avx512(x, k, k4, q, scale, total);
+    if (isa >= LAQ_ISA_AVX2) return int8_quantize_avx2(x, k, k4, q, scale, total);
 #endif
     (void)isa;
     float largest = 0;
@@ -257,6 +461,141 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void sums_vnni(con
 }
 #endif
 
+#if defined(__x86_64__)
+// AVX2 without VNNI. VPMADDUBSW multiplies unsigned weight bytes (0/1 plane bits, w + 1 ∈ {0, 1,
+// 2} for a symmetric ternary pair, or codes up to 2^P − 1) by the int8 activations and adds
+// adjacent products into int16 lanes. Those lanes add up in int16 over as many groups of 4 rows
+// as cannot overflow (each lane gains at most 2·127·b, b the largest byte), then VPMADDWD by
+// ones widens each pair of lanes into an int32 column sum. Every step is exact, so the sums are
+// the scalar kernels' and the combinations give the same bits. A 256-bit register holds half a
+// word: bits 32h … 32h + 31 of sub-block s, columns 16s + 8h … 16s + 8h + 7, each int32 lane
+// one column's 4 rows.
+#define LAQ_DOT_AVX2 __attribute__((target("avx2,fma")))
+
+// What the weight bytes of one group are: one 0/1 vector per plane (plane sums), w + 1 of a
+// word pair (symmetric ternary), or each weight's code (bit planes).
+enum { DOT_SUMS, DOT_PAIR, DOT_CODES };
+
+// Groups of 4 rows whose int16 lanes cannot overflow with bytes up to b: g·2·127·b ≤ 32767.
+static inline long int16_groups(int b) { return 32767 / (254 * b); }
+
+// Half h of a word as bytes: byte 4j + i holds bit 4j + i of the half in place (1 << (i + 4j
+// mod 8)) or 0. VPSHUFB spreads byte ⌊t/8⌋ of the half to bytes t (each 128-bit lane holds the
+// four bytes of the broadcast), and the AND keeps bit t mod 8 of each.
+LAQ_DOT_AVX2 __attribute__((always_inline)) static inline __m256i half_word_bits(const uint64_t *word, int h) {
+    int32_t bits;
+    memcpy(&bits, (const char *)word + 4 * h, 4);
+    const __m256i spread = _mm256_setr_epi8(0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1,
+                                            2, 2, 2, 2, 2, 2, 2, 2, 3, 3, 3, 3, 3, 3, 3, 3);
+    return _mm256_and_si256(_mm256_shuffle_epi8(_mm256_set1_epi32(bits), spread),
+                            _mm256_set1_epi64x((long long)0x8040201008040201ull));
+}
+
+// The same as 0/1 bytes.
+LAQ_DOT_AVX2 __attribute__((always_inline)) static inline __m256i half_word_ones(const uint64_t *word, int h) {
+    return _mm256_min_epu8(half_word_bits(word, h), _mm256_set1_epi8(1));
+}
+
+// Rows [0, R) of A against sub-block s, half h of one block, for groups [g0, g1): the int16
+// lanes of each row and weight vector, widened and stored (g0 = 0) or added into
+// out[(r·V + v)·64 + 16s + 8h …].
+// R, P and the kind are constants where this is inlined, so the R·V accumulators (at most 12)
+// stay in registers; a group's weight bytes are made once and serve every row.
+LAQ_DOT_AVX2 __attribute__((always_inline)) static inline void
+dot_half_avx2(const int8_t *q, long stride, long g0, long g1, const uint64_t *w, const int kind, const int planes, const int rows,
+              int s, int h, int32_t *out) {
+    const int vectors = kind == DOT_SUMS ? planes : 1, words = kind == DOT_PAIR ? 2 : planes;
+    __m256i acc[12];
+#pragma clang loop unroll(full)
+    for (int i = 0; i < rows * vectors; i++) acc[i] = _mm256_setzero_si256();
+    for (long g = g0; g < g1; g++) {
+        const uint64_t *word = w + g * words * 4 + s;
+        __m256i bytes[LAQ_MAX_PLANES];
+        if (kind == DOT_SUMS) {
+#pragma clang loop unroll(full)
+            for (int p = 0; p < planes; p++) bytes[p] = half_word_ones(word + 4 * p, h);
+        } else if (kind == DOT_PAIR) {
+            // One-hot planes never overlap: 1 + plus − minus.
+            bytes[0] = _mm256_sub_epi8(_mm256_add_epi8(_mm256_set1_epi8(1), half_word_ones(word, h)), half_word_ones(word + 4, h));
+        } else {
+            // Σ_p 2^p·bit_p by Horner's rule, from the top plane down.
+            __m256i code = half_word_ones(word + 4 * (planes - 1), h);
+            for (int p = planes - 2; p >= 0; p--) code = _mm256_add_epi8(_mm256_add_epi8(code, code), half_word_ones(word + 4 * p, h));
+            bytes[0] = code;
+        }
+#pragma clang loop unroll(full)
+        for (int r = 0; r < rows; r++) {
+            int32_t four;
+            memcpy(&four, q + r * stride + 4 * g, 4);
+            const __m256i x = _mm256_set1_epi32(four);
+#pragma clang loop unroll(full)
+            for (int v = 0; v < vectors; v++)
+                acc[r * vectors + v] = _mm256_add_epi16(acc[r * vectors + v], _mm256_maddubs_epi16(bytes[v], x));
+        }
+    }
+    const __m256i ones = _mm256_set1_epi16(1);
+#pragma clang loop unroll(full)
+    for (int i = 0; i < rows * vectors; i++) {
+        __m256i *sum = (__m256i *)(out + i * 64 + 16 * s + 8 * h), wide = _mm256_madd_epi16(acc[i], ones);
+        _mm256_storeu_si256(sum, g0 == 0 ? wide : _mm256_add_epi32(_mm256_loadu_si256(sum), wide));
+    }
+}
+
+// The first `width` columns of one block of 64 for rows [0, R): out[(r·V + v)·64 + n'] = the
+// exact int32 sum of row r with weight vector v (plane sums S_p, Σ (w + 1)·q, or the code sums
+// C), for n' below width rounded up to 8 (the rest untouched).
+LAQ_DOT_AVX2 __attribute__((always_inline)) static inline void
+dot_block_avx2_r(const int8_t *q, long stride, long k4, const uint64_t *w, const int kind, const int planes, const int rows,
+                 long width, int32_t *out) {
+    const int vectors = kind == DOT_SUMS ? planes : 1;
+    const int most = kind == DOT_SUMS ? 1 : kind == DOT_PAIR ? 2 : (1 << planes) - 1;
+    const long chunk = int16_groups(most);
+    if (k4 <= 0) {
+        memset(out, 0, sizeof(int32_t) * 64 * (size_t)(rows * vectors));
+        return;
+    }
+    for (int s = 0; s < 4; s++)
+        for (int h = 0; h < 2 && 16 * s + 8 * h < width; h++)
+            for (long g0 = 0; g0 < k4; g0 += chunk)
+                dot_half_avx2(q, stride, g0, g0 + chunk < k4 ? g0 + chunk : k4, w, kind, planes, rows, s, h, out);
+}
+
+// The most rows a tile takes: R·V ≤ 12 accumulators (plane sums 12/P rows; pairs and codes 12).
+static int tile_rows_avx2(int kind, int planes) { return kind == DOT_SUMS && planes > 1 ? 12 / planes : 12; }
+
+// dot_block_avx2_r with R, P and the kind constants (R at most tile_rows_avx2).
+LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, const uint64_t *w, int kind, int planes, int rows,
+                                        long width, int32_t *out) {
+#define LAQ_AVX2_CASE(K, P, R) \
+    case R: dot_block_avx2_r(q, stride, k4, w, K, P, R, width, out); return;
+#define LAQ_AVX2_3(K, P) LAQ_AVX2_CASE(K, P, 1) LAQ_AVX2_CASE(K, P, 2) LAQ_AVX2_CASE(K, P, 3)
+#define LAQ_AVX2_4(K, P) LAQ_AVX2_3(K, P) LAQ_AVX2_CASE(K, P, 4)
+#define LAQ_AVX2_6(K, P) LAQ_AVX2_4(K, P) LAQ_AVX2_CASE(K, P, 5) LAQ_AVX2_CASE(K, P, 6)
+#define LAQ_AVX2_12(K, P) LAQ_AVX2_6(K, P) LAQ_AVX2_CASE(K, P, 7) LAQ_AVX2_CASE(K, P, 8) LAQ_AVX2_CASE(K, P, 9) \
+    LAQ_AVX2_CASE(K, P, 10) LAQ_AVX2_CASE(K, P, 11) LAQ_AVX2_CASE(K, P, 12)
+    if (kind == DOT_PAIR) {
+        switch (rows) { LAQ_AVX2_12(DOT_PAIR, 2) default: break; }
+    } else if (kind == DOT_CODES) {
+        // P stays a variable: one code vector whatever P, and the Horner loop is short.
+        switch (rows) { LAQ_AVX2_12(DOT_CODES, planes) default: break; }
+    } else {
+        switch (planes) {
+        case 1: switch (rows) { LAQ_AVX2_12(DOT_SUMS, 1) default: break; } break;
+        case 2: switch (rows) { LAQ_AVX2_6(DOT_SUMS, 2) default: break; } break;
+        case 3: switch (rows) { LAQ_AVX2_4(DOT_SUMS, 3) default: break; } break;
+        default: switch (rows) { LAQ_AVX2_3(DOT_SUMS, 4) default: break; } break;
+        }
+    }
+#undef LAQ_AVX2_CASE
+#undef LAQ_AVX2_3
+#undef LAQ_AVX2_4
+#undef LAQ_AVX2_6
+#undef LAQ_AVX2_12
+    // Not reached: callers keep to tile_rows_avx2.
+    for (int r = 0; r < rows; r++) dot_block_avx2_r(q + r * stride, stride, k4, w, kind, planes, 1, width, out + r * (kind == DOT_SUMS ? planes : 1) * 64);
+}
+#endif
+
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa) {
@@ -268,11 +607,12 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
         if (plane_count > 0) {
 #if defined(__x86_64__)
             if (isa >= LAQ_ISA_AVX512_VNNI) sums_vnni(q, k4, w, plane_count, sums);
+            else if (isa >= LAQ_ISA_AVX2) dot_block_avx2(q, 0, k4, w, DOT_SUMS, plane_count, 1, width, sums);
             else
 #endif
                 sums_scalar(q, k4, w, plane_count, sums);
         }
-        combine_planes(sums, plane_count, total, scale, levels + b * (plane_count + 1) * 64, c + first, width, accumulate, isa);
+        combine_planes(sums, plane_count, total, scale, levels + b * (plane_count + 1) * 64, to_output(c + first, accumulate), width, isa);
     }
 }
 
@@ -382,28 +722,46 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void rows_pair_vnn
 // ternary pairs (P = 0 here) 24.
 static int tile_rows(int plane_count) { return plane_count <= 1 ? 24 : 24 / plane_count; }
 
+static void signed_pair_scalar(const int8_t *q, long k4, const uint64_t *w, int32_t *d);
+
+// The sums of a tile of rows for one block: plane sums at sums[(r·P + p)·64 + n'], or with
+// `pair` the symmetric ternary D at sums[r·64 + n'], on the tile kernels of `isa` (scalar: row
+// by row).
+static void tile_sums(const int8_t *q, long stride, long k4, const uint64_t *w, int pair, int planes, int rows, const int32_t *totals,
+                      long width, int32_t *sums, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX512_VNNI) {
+        if (pair) rows_pair_vnni(q, stride, k4, w, rows, totals, sums);
+        else rows_vnni(q, stride, k4, w, rows, planes, sums);
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        dot_block_avx2(q, stride, k4, w, pair ? DOT_PAIR : DOT_SUMS, planes, rows, width, sums);
+        // Σ (w + 1)·q less the row's Σ q.
+        if (pair)
+            for (int r = 0; r < rows; r++)
+                for (long j = 0; j < width; j++) sums[r * 64 + j] -= totals[r];
+        return;
+    }
+#endif
+    (void)totals, (void)width;
+    for (int r = 0; r < rows; r++) {
+        if (pair) signed_pair_scalar(q + r * stride, k4, w, sums + r * 64);
+        else sums_scalar(q + r * stride, k4, w, planes, sums + r * planes * 64);
+    }
+}
+
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
                                   const float *pair_levels, float *c,
-                                  long ldc, int accumulate, long block_begin, long block_end, int isa) {
-#if defined(__x86_64__)
-    if (isa < LAQ_ISA_AVX512_VNNI || plane_count == 0)
-#endif
-    {
-        for (long r = 0; r < m; r++) {
-            if (pair_levels)
-                laq_dot_planes_multiply_signed_pair(q + r * stride, k4, scales[r], n, planes, pair_levels, c + r * ldc, accumulate,
-                                                    block_begin, block_end, isa);
-            else
-                laq_dot_planes_multiply(q + r * stride, k4, scales[r], totals[r], n, planes, plane_count, sum_levels, c + r * ldc,
-                                        accumulate, block_begin, block_end, isa);
-        }
-        return;
-    }
-#if defined(__x86_64__)
+                                  long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end, int isa) {
     if (m <= 0) return;
+    const int pair = pair_levels != 0;
     // Tiles of equal size (at most the kernel's rows): 32 rows as 16 + 16, not 24 + 8.
-    const int most = tile_rows(pair_levels ? 0 : plane_count);
+    int most = tile_rows(pair ? 0 : plane_count);
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI) most = tile_rows_avx2(pair ? DOT_PAIR : DOT_SUMS, plane_count);
+#endif
     const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
@@ -412,21 +770,16 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         const float *lv = sum_levels + b * (plane_count + 1) * 64;
         for (long r0 = 0; r0 < m; r0 += tile) {
             const int rows = (int)(m - r0 < tile ? m - r0 : tile);
-            if (pair_levels) {
-                // The combination of laq_dot_planes_multiply_signed_pair on D, exact.
-                rows_pair_vnni(q + r0 * stride, stride, k4, w, rows, totals + r0, sums);
-                for (int r = 0; r < rows; r++)
-                    combine_pair(sums + r * 64, scales[r0 + r], pair_levels + first, c + (r0 + r) * ldc + first, width, accumulate, isa);
-                continue;
+            if (plane_count > 0) tile_sums(q + r0 * stride, stride, k4, w, pair, plane_count, rows, totals + r0, width, sums, isa);
+            for (int r = 0; r < rows; r++) {
+                // The combinations of laq_dot_planes_multiply_signed_pair and laq_dot_planes_multiply.
+                const combined to = {c + (r0 + r) * ldc + first, accumulate, epilogue,
+                                     epilogue && epilogue->residual ? epilogue->residual + (r0 + r) * ldc + first : 0, first};
+                if (pair) combine_pair(sums + r * 64, scales[r0 + r], pair_levels + first, to, width, isa);
+                else combine_planes(sums + r * plane_count * 64, plane_count, totals[r0 + r], scales[r0 + r], lv, to, width, isa);
             }
-            rows_vnni(q + r0 * stride, stride, k4, w, rows, plane_count, sums);
-            // The same combination, in the same order, as laq_dot_planes_multiply.
-            for (int r = 0; r < rows; r++)
-                combine_planes(sums + r * plane_count * 64, plane_count, totals[r0 + r], scales[r0 + r], lv, c + (r0 + r) * ldc + first,
-                               width, accumulate, isa);
         }
     }
-#endif
 }
 
 // Symmetric one-hot pairs: d[16·s + j] = Σ x over plane 0's rows − Σ x over plane 1's rows,
@@ -484,15 +837,24 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
                                          const float *levels, float *c, int accumulate, long block_begin, long block_end,
                                          int isa) {
     int32_t d[64] __attribute__((aligned(64)));
+#if defined(__x86_64__)
+    // The AVX2 kernel sums (w + 1)·q: D is that less Σ q (q is zero past k).
+    int32_t total = 0;
+    if (isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI)
+        for (long i = 0; i < 4 * k4; i++) total += q[i];
+#endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * 2 * 4;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, d);
-        else
+        else if (isa >= LAQ_ISA_AVX2) {
+            dot_block_avx2(q, 0, k4, w, DOT_PAIR, 2, 1, width, d);
+            for (int j = 0; j < width; j++) d[j] -= total;
+        } else
 #endif
             signed_pair_scalar(q, k4, w, d);
-        combine_pair(d, scale, levels + first, c + first, width, accumulate, isa);
+        combine_pair(d, scale, levels + first, to_output(c + first, accumulate), width, isa);
     }
 }
 
@@ -736,10 +1098,16 @@ LAQ_GFNI static void codes_rows_gfni(const int8_t *q, long stride, long k4, cons
 
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
-                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa) {
+                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end,
+                                 int isa) {
     if (m <= 0) return;
-    // Tiles of equal size, at most 24 rows.
-    const long tiles = (m + 23) / 24, tile = (m + tiles - 1) / tiles;
+    // Tiles of equal size, at most 24 rows (12 with AVX2: tile_rows_avx2).
+#if defined(__x86_64__)
+    const long most = isa >= LAQ_ISA_AVX512_VNNI ? 24 : isa >= LAQ_ISA_AVX2 ? tile_rows_avx2(DOT_CODES, plane_count) : 24;
+#else
+    const long most = 24;
+#endif
+    const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -749,12 +1117,15 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
 #if defined(__x86_64__)
             if (isa >= LAQ_ISA_AVX512_GFNI) codes_rows_gfni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
             else if (isa >= LAQ_ISA_AVX512_VNNI) codes_rows_vnni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
+            else if (isa >= LAQ_ISA_AVX2) dot_block_avx2(q + r0 * stride, stride, k4, w, DOT_CODES, plane_count, rows, width, sums);
             else
 #endif
                 for (int r = 0; r < rows; r++) codes_scalar(q + (r0 + r) * stride, k4, w, plane_count, sums + r * 64);
-            for (int r = 0; r < rows; r++)
-                combine_codes(sums + r * 64, (float)totals[r0 + r], scales[r0 + r], offsets + first, steps + first, c + (r0 + r) * ldc + first,
-                              width, accumulate, isa);
+            for (int r = 0; r < rows; r++) {
+                const combined to = {c + (r0 + r) * ldc + first, accumulate, epilogue,
+                                     epilogue && epilogue->residual ? epilogue->residual + (r0 + r) * ldc + first : 0, first};
+                combine_codes(sums + r * 64, (float)totals[r0 + r], scales[r0 + r], offsets + first, steps + first, to, width, isa);
+            }
         }
     }
 }

@@ -21,7 +21,7 @@ struct ExecutionOptions: ParsableArguments {
     /// Says on standard error when the activations chosen run in scalar code on this CPU.
     func warnIfScalar() {
         guard activations.isScalarHere else { return }
-        FileHandle.standardError.write(Data("warning: this CPU lacks AVX-512 VNNI, so int8 activations run in laq's scalar code, tens of times slower than float32; --activations float32 runs on its SIMD kernels\n".utf8))
+        FileHandle.standardError.write(Data("warning: this CPU lacks AVX2, so int8 activations run in laq's scalar code, tens of times slower than float32\n".utf8))
     }
 }
 

@@ -191,6 +191,8 @@ struct FusionTests {
             ("Add", [:], ["l0", "l2"]), ("Activation", ["activation": "relu"], ["l3"]),
             ("Conv2D", ["filters": 32, "kernel_size": [3, 3], "padding": "same", "use_bias": false], ["l4"]), ("BatchNormalization", normalization, ["l5"]),
             ("Add", [:], ["l4", "l6"]),
+            ("Conv2D", ["filters": 20, "kernel_size": [3, 3], "strides": [2, 2], "use_bias": true], ["l7"]), ("BatchNormalization", normalization, ["l8"]),
+            ("ReLU", ["max_value": 6.0], ["l9"]),
         ])
         let sequence = try GradientTests.functional(input: [nil, 20, 16], [
             ("Conv1D", ["filters": 16, "kernel_size": 3, "padding": "same", "use_bias": false], ["in"]), ("BatchNormalization", normalization, ["l0"]),
@@ -208,15 +210,26 @@ struct FusionTests {
         let sequenceExecutor = try Executor(model: sequence)
         #expect((sequenceExecutor.fused["l0"] as? ConvolutionOp)?.residual?.first == true)
         try Self.checkSameBits(sequenceExecutor, [sequenceInput], "Conv1D residual")
-        // Packed: lat2a kernels, float32 activations (decoded panels) and int8 (im2col).
-        let results = try ModelQuantizer.quantize(image, settings: QuantizationSettings(method: .lat2a, perChannel: false))
-        let writer = try image.laqWriter(provenance: [], includeOptimizer: false,
-                                         replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }))
-        let packed = try Model(file: try LAQFile(bytes: try writer.encoded()), packed: true)
-        for precision in [ActivationPrecision.float32, .int8] {
-            let packedExecutor = try Executor(model: packed, activations: precision)
-            #expect((packedExecutor.fused["l5"] as? ConvolutionOp)?.residual != nil)
-            try Self.checkSameBits(packedExecutor, [x], "packed residual, \(precision)")
+        // Packed: float32 activations (decoded panels) and int8 (im2col rows on the dot planes,
+        // whose epilogue the int8 kernels apply): lat2a's one-hot planes, lata's ±α pairs and
+        // 3-bit LAQ's codes.
+        let methods: [(Method, Bool)] = [(.lat2a, false), (.lata, true), (.laq(bits: 3, levels: .linear, alpha: .exact), true)]
+        for (method, perChannel) in methods {
+            let results = try ModelQuantizer.quantize(image, settings: QuantizationSettings(method: method, perChannel: perChannel))
+            let writer = try image.laqWriter(provenance: [], includeOptimizer: false,
+                                             replacing: Dictionary(uniqueKeysWithValues: results.map { ($0.weight, $0.tensorData) }))
+            let packed = try Model(file: try LAQFile(bytes: try writer.encoded()), packed: true)
+            for precision in [ActivationPrecision.float32, .int8] {
+                let packedExecutor = try Executor(model: packed, activations: precision)
+                let op = try #require(packedExecutor.fused["l5"] as? ConvolutionOp)
+                #expect(op.residual != nil && (packedExecutor.fused["l8"] as? ConvolutionOp)?.normalization != nil)
+                if case let .packed(matrix) = op.kernelMatrix {
+                    #expect(matrix.planes?.int8Activations == (precision == .int8), "\(method): dot planes")
+                } else {
+                    Issue.record("\(method): l5 is not packed")
+                }
+                try Self.checkSameBits(packedExecutor, [x], "packed residual, \(method), \(precision)")
+            }
         }
     }
 

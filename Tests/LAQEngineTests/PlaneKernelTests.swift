@@ -44,7 +44,9 @@ import Testing
     /// Levels in [−1, 1]; with `zeroLevel`, code L − 1 is 0 in every table (as ternary's middle
     /// level is), which the planes renumber to code 0. More than 3 levels are affine in the
     /// code, rounded to float32 as the quantizers' α·i/k are.
-    static func matrix(_ item: Case, isa: Int32, seed: UInt64, int8: Bool = false) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
+    /// `code(k, n, random)`, where given, chooses each element's code in place of the random one.
+    static func matrix(_ item: Case, isa: Int32, seed: UInt64, int8: Bool = false,
+                       code: ((Int, Int, UInt8) -> UInt8)? = nil) -> (PlaneMatrix, codes: [UInt8], levels: [Float])? {
         var generator = SplitMix64(seed: seed)
         let tables = item.perColumn ? item.n : 1
         var levels = (0..<(tables * item.levelCount)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 1000 }
@@ -62,7 +64,8 @@ import Testing
         }
         if item.zeroLevel { for table in 0..<tables { levels[table * item.levelCount + item.levelCount - 1] = 0 } }
         if item.symmetric { for table in 0..<tables { levels[table * 3 + 1] = -levels[table * 3] } }
-        let codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
+        var codes = (0..<(item.k * item.n)).map { _ in UInt8(generator.next() % UInt64(item.levelCount)) }
+        if let code { for index in codes.indices { codes[index] = code(index / item.n, index % item.n, codes[index]) } }
         let matrix = PlaneMatrix(rows: item.k, columns: item.n, levelCount: item.levelCount, levels: levels,
                                  perColumn: item.perColumn, int8Activations: int8, isa: isa) { start, count, output in
             for index in 0..<(count * item.n) { output[index] = codes[start * item.n + index] }
@@ -268,6 +271,113 @@ import Testing
                     #expect(together.map(\.bitPattern) == alone.map(\.bitPattern), "\(levelCount) levels, isa \(isa), m = \(m)")
                     let nanRow = together[(5 * item.n)..<(6 * item.n)].allSatisfy { $0.isNaN }
                     #expect(nanRow, "\(levelCount) levels, isa \(isa), m = \(m): the row holding a NaN")
+                }
+            }
+        }
+    }
+
+    @Test("int8 activations, long rows at full scale: sums far past int16 (every column of a code, q = ±127) have the same bits on every instruction set and the exact value")
+    func int8LongRows() throws {
+        // K = 1030: 258 groups of 4 rows, past the AVX2 kernels' int16 runs (128 groups for
+        // plane bits, 64 for ternary pairs, 8 for 4-bit codes), and not a multiple of 4.
+        let kinds: [(levels: Int, zero: Bool, symmetric: Bool)] = [(2, false, false), (3, true, false), (3, true, true), (3, false, false),
+                                                                    (8, false, false), (16, false, false)]
+        for (index, kind) in kinds.enumerated() {
+            let item = Case(k: 1030, n: 70, levelCount: kind.levels, perColumn: true, zeroLevel: kind.zero, symmetric: kind.symmetric)
+            let m = 13
+            var generator = SplitMix64(seed: UInt64(90 + index))
+            var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
+            for k in 0..<item.k { a[k] = 1; a[item.k + k] = -1; a[2 * item.k + k] = k % 2 == 0 ? 2 : -2 }  // q = 127, −127, ±127
+            var results: [[UInt32]] = []
+            for isa in Self.instructionSets {
+                // Two of every three columns hold one code throughout (each code in turn), the rest random.
+                let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(90 + index), int8: true) { _, n, random in
+                    n % 3 == 2 ? random : UInt8((n / 3) % kind.levels)
+                })
+                #expect(matrix.int8Activations && (matrix.signedPair != nil) == kind.symmetric)
+                let w = Self.dequantized(item, codes, levels)
+                var c = [Float](repeating: 0, count: m * item.n)
+                a.withUnsafeBufferPointer { a in
+                    c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: false) }
+                }
+                for row in 0..<m {
+                    let x = Array(a[(row * item.k)..<((row + 1) * item.k)])
+                    let scale = x.map(abs).max()! / 127
+                    let q = x.map { Double(($0 / scale).rounded(.toNearestOrEven)) }
+                    // The combinations' terms reach scale·Σ|q|·max|level| and cancel (affine codes).
+                    let magnitude = Double(scale) * q.map(abs).reduce(0, +)
+                    for column in 0..<item.n {
+                        var sum = 0.0
+                        for k in 0..<item.k { sum += q[k] * Double(w[k * item.n + column]) }
+                        let largest = (0..<kind.levels).map { Double(abs(levels[column * kind.levels + $0])) }.max()!
+                        let expected = Double(scale) * sum, actual = Double(c[row * item.n + column])
+                        #expect(abs(actual - expected) <= 1e-5 * (1 + magnitude * largest), "isa \(isa), \(kind), row \(row), column \(column): \(actual) vs \(expected)")
+                    }
+                }
+                // One row at a time gives the tiles' bits.
+                var alone = [Float](repeating: 0, count: m * item.n)
+                a.withUnsafeBufferPointer { a in
+                    alone.withUnsafeMutableBufferPointer { c in
+                        for row in 0..<m {
+                            matrix.multiply(a.baseAddress! + row * item.k, lda: item.k, m: 1, into: c.baseAddress! + row * item.n, ldc: item.n, accumulate: false)
+                        }
+                    }
+                }
+                #expect(alone.map(\.bitPattern) == c.map(\.bitPattern), "isa \(isa), \(kind): one row at a time")
+                results.append(c.map(\.bitPattern))
+            }
+            #expect(Set(results).count == 1, "\(kind): instruction sets differ")
+        }
+    }
+
+    @Test("int8 activations with an epilogue (bias, normalization and ReLU(6), a residual in either order and written over itself, ReLU after it): the bits of the product and then the passes, on every instruction set")
+    func int8Epilogue() throws {
+        for (index, (levelCount, symmetric)) in [(3, false), (3, true), (8, false)].enumerated() {
+            let item = Case(k: 37, n: 70, levelCount: levelCount, perColumn: true, zeroLevel: levelCount == 3, symmetric: symmetric)
+            let m = 30
+            var generator = SplitMix64(seed: UInt64(70 + index))
+            let a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
+            let bias = (0..<item.n).map { _ in Float(Int(generator.next() % 2001) - 1000) / 500 }
+            let scale = (0..<item.n).map { _ in Float(Int(generator.next() % 2001) - 1000) / 400 }
+            let shift = (0..<item.n).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
+            let residual = (0..<(m * item.n)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 200 }
+            for isa in Self.instructionSets {
+                let (matrix, _, _) = try #require(Self.matrix(item, isa: isa, seed: UInt64(70 + index), int8: true))
+                var product = [Float](repeating: 0, count: m * item.n)
+                a.withUnsafeBufferPointer { a in
+                    product.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: false) }
+                }
+                for (first, inPlace) in [(true, false), (false, false), (false, true)] {
+                    // The passes, as the layers run one by one.
+                    let expected = product.indices.map { i -> Float in
+                        let j = i % item.n
+                        var v = product[i] + bias[j]
+                        v = v * scale[j] + shift[j]
+                        v = v >= 0 ? v : 0 * v
+                        v = v > 6 ? 6 : v
+                        let sum = first ? residual[i] + v : v + residual[i]
+                        return 0 >= sum ? 0 : sum
+                    }
+                    var c = inPlace ? residual : [Float](repeating: .nan, count: m * item.n)
+                    bias.withUnsafeBufferPointer { bias in
+                        scale.withUnsafeBufferPointer { scale in
+                            shift.withUnsafeBufferPointer { shift in
+                                residual.withUnsafeBufferPointer { other in
+                                    c.withUnsafeMutableBufferPointer { c in
+                                        let epilogue = laq_epilogue(bias: bias.baseAddress, scale: scale.baseAddress, shift: shift.baseAddress,
+                                                                    relu: Int32(LAQ_RELU_KERAS), threshold: 0, slope: 0, ceiling: 6,
+                                                                    residual: inPlace ? UnsafePointer(c.baseAddress) : other.baseAddress,
+                                                                    residual_first: first ? 1 : 0, after_relu: Int32(LAQ_RELU_MAX0),
+                                                                    after_threshold: 0, after_slope: 0, after_ceiling: .infinity)
+                                        a.withUnsafeBufferPointer { a in
+                                            matrix.multiplyInt8(a.baseAddress!, lda: item.k, m: m, epilogue: epilogue, into: c.baseAddress!, ldc: item.n)
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                    #expect(c.map(\.bitPattern) == expected.map(\.bitPattern), "\(levelCount) levels, symmetric \(symmetric), isa \(isa), first \(first), in place \(inPlace)")
                 }
             }
         }

@@ -9,10 +9,10 @@ and that model through `quantize_dynamic` (int8 weights, activations quantized p
 --warmup untimed batches and reports the median of --iterations. Ratios are the peer's median
 time over laq's (above 1: laq is faster).
 
-With --rounds R, laq float32 and ONNX Runtime float32 then run R more times, alternating
-(each a `laq bench` process, then the loaded session, --iterations each): on a machine whose
-speed changes from minute to minute, the median of the R per-round ratios compares the two
-under the same conditions.
+With --rounds R, laq float32 and ONNX Runtime float32, then the quantized model with int8
+activations and ONNX Runtime int8, run R more times, alternating (each a `laq bench` process,
+then the loaded session, --iterations each): on a machine whose speed changes from minute to
+minute, the median of the R per-round ratios compares each pair under the same conditions.
 
     tools/bench/compare_peers.py MODEL.keras|MODEL.h5 [--batch 1] [--threads 2] [--iterations 50]
         [--warmup 5] [--method lat2a] [--length 128] [--rounds 0] [--json]
@@ -73,7 +73,7 @@ def main():
     parser.add_argument("--method", default="lat2a", help="laq quantize --method for the packed rows")
     parser.add_argument("--length", type=int, default=128, help="length of open input dimensions")
     parser.add_argument("--laq", default=os.path.join(ROOT, ".build", "release", "laq"))
-    parser.add_argument("--rounds", type=int, default=0, help="then alternate laq float32 and ONNX Runtime float32 this many times")
+    parser.add_argument("--rounds", type=int, default=0, help="then alternate laq and ONNX Runtime (float32, then int8) this many times")
     parser.add_argument("--json", action="store_true")
     args = parser.parse_args()
     os.environ.setdefault("KERAS_BACKEND", "tensorflow")
@@ -148,13 +148,18 @@ def main():
             sessions[label] = (session, feeds)
             rows.append({"runtime": label, "median_ms": median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)})
 
-        # Alternating rounds: laq float32, then ONNX Runtime float32, under the same conditions.
+        # Alternating rounds: laq float32, then ONNX Runtime float32, then the int8 pair, under
+        # the same conditions.
         rounds = []
         session, feeds = sessions["ONNX Runtime float32"]
+        session8, feeds8 = sessions["ONNX Runtime int8 (quantize_dynamic)"]
         for _ in range(args.rounds):
             laq_ms = json.loads(laq(args.laq, "bench", imported, "--activations", "float32", *common))["median_ms"]
             ort_ms = median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)
-            rounds.append({"laq_float32_ms": laq_ms, "ort_float32_ms": ort_ms, "ort_over_laq": ort_ms / laq_ms})
+            laq8_ms = json.loads(laq(args.laq, "bench", packed, "--activations", "int8", *common))["median_ms"]
+            ort8_ms = median_ms(lambda: session8.run(None, feeds8), args.warmup, args.iterations)
+            rounds.append({"laq_float32_ms": laq_ms, "ort_float32_ms": ort_ms, "ort_over_laq": ort_ms / laq_ms,
+                           "laq_int8_ms": laq8_ms, "ort_int8_ms": ort8_ms, "ort_int8_over_laq_int8": ort8_ms / laq8_ms})
 
     best_laq = min(timings.values())
     for row in rows:
@@ -169,6 +174,7 @@ def main():
     if rounds:
         report["rounds"] = rounds
         report["rounds_median_ort_over_laq"] = middle([r["ort_over_laq"] for r in rounds])
+        report["rounds_median_ort_int8_over_laq_int8"] = middle([r["ort_int8_over_laq_int8"] for r in rounds])
     if args.json:
         print(json.dumps(report, indent=2))
         return
@@ -182,6 +188,10 @@ def main():
         print("  " + "   ".join(f"{r['laq_float32_ms']:.2f} / {r['ort_float32_ms']:.2f} ({r['ort_over_laq']:.2f})" for r in rounds))
         print(f"  median of the rounds' ratios: {report['rounds_median_ort_over_laq']:.2f}; laq float32 "
               f"{middle([r['laq_float32_ms'] for r in rounds]):.2f} ms, ONNX Runtime float32 {middle([r['ort_float32_ms'] for r in rounds]):.2f} ms")
+        print(f"laq {args.method} int8 / ONNX Runtime int8 ms (ORT ÷ laq):")
+        print("  " + "   ".join(f"{r['laq_int8_ms']:.2f} / {r['ort_int8_ms']:.2f} ({r['ort_int8_over_laq_int8']:.2f})" for r in rounds))
+        print(f"  median of the rounds' ratios: {report['rounds_median_ort_int8_over_laq_int8']:.2f}; laq int8 "
+              f"{middle([r['laq_int8_ms'] for r in rounds]):.2f} ms, ONNX Runtime int8 {middle([r['ort_int8_ms'] for r in rounds]):.2f} ms")
 
 
 if __name__ == "__main__":

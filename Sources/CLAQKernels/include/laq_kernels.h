@@ -77,6 +77,29 @@ void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, 
 void laq_planes_decode(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                        long start, long count, float *out);
 
+/// What a convolution's sum goes through before it is stored, output channel j by j: + bias[j]
+/// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
+/// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it; `relu`
+/// is one of LAQ_RELU_*). Then, when `residual` is not NULL (laq_panels_convolve and the
+/// dot-plane row products; the depthwise kernel ignores these last fields): a residual
+/// connection's Add, residual[i·n + j] + v when `residual_first` (the order of the Add's inputs),
+/// else v + residual[i·n + j], for output position i of n columns (row stride ldc, where the
+/// output has one: residual[i·ldc + j]), and the ReLU after it (`after_relu`, with its own
+/// parameters).
+/// `residual` may be the output itself (the output then written over it): each of its values
+/// is read before the output is stored in its place, and by the tile that stores it only.
+typedef struct {
+    const float *bias;
+    const float *scale;
+    const float *shift;
+    int relu;
+    float threshold, slope, ceiling;
+    const float *residual;
+    int residual_first;
+    int after_relu;
+    float after_threshold, after_slope, after_ceiling;
+} laq_epilogue;
+
 // Dot planes: one-hot or bit planes for products with int8 activations, laid out for 4-way
 // byte dot products. A word covers 64 bits = 16 output columns × 4 consecutive rows:
 //     planes[((b·K4 + g)·P + p)·4 + s],  K4 = ⌈K/4⌉, block b of 64 columns, sub-block s,
@@ -97,16 +120,19 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 
 /// laq_dot_planes_multiply for m rows of A at once (row r: q + r·stride, its scale and total):
 /// with AVX-512 VNNI, tiles of up to 24/P rows share each expansion of plane bits to bytes, so a
-/// batch costs about one dot product per 64 weights, plane and row. Row r of C at c + r·ldc.
+/// batch costs about one dot product per 64 weights, plane and row (AVX2: tiles of up to 12/P
+/// rows, one VPMADDUBSW and one int16 add per 32 weights, plane and row). Row r of C at c + r·ldc.
 /// With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine as
 /// laq_dot_planes_multiply_signed_pair does, and tiles of up to 24 rows take one dot product per
 /// 64 weights and row (bytes w + 1 ∈ {0, 1, 2} by q, less the row's total: each row's q must be
 /// zero from k to 4·k4, as laq_int8_quantize leaves it, and total its sum). The same bits as m
-/// calls of the one-row kernel, on every `isa`.
+/// calls of the one-row kernel, on every `isa`. With an `epilogue` (else NULL; `accumulate`
+/// then 0), each output goes through it before it is stored: the bits of the product and then
+/// the epilogue's passes, its residual (which may be c itself) read at the output's offset.
 void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                   long n, const uint64_t *planes, int plane_count, const float *sum_levels,
                                   const float *pair_levels, float *c,
-                                  long ldc, int accumulate, long block_begin, long block_end, int isa);
+                                  long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end, int isa);
 
 /// Symmetric ternary dot planes (P = 2, one-hot, levels +L[n] for plane 0, −L[n] for plane 1,
 /// 0 for the rest): c[n] (+)= scale · (L[n] · D[n]), D[n] = Σ_{k: plane 0} q[k] − Σ_{k: plane 1}
@@ -122,11 +148,13 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
 /// steps[n]·C_r[n]), C_r[n] = Σ_k code(k, n)·q_r[k], exact int32 while 15·127·4·k4 < 2³¹ (the
 /// caller's bound), for the columns of blocks [block_begin, block_end). With AVX-512 VNNI each
 /// word set's code bytes (masked adds, or with VBMI and GFNI a byte permutation and a bit
-/// transpose) serve a tile of up to 24 rows: one dot product per 64 weights and row. Every
-/// `isa`, and any m, gives the same bits.
+/// transpose) serve a tile of up to 24 rows: one dot product per 64 weights and row (AVX2: 12
+/// rows, one VPMADDUBSW per 32 weights and row, the codes made by Horner's rule). Every `isa`,
+/// and any m, gives the same bits. `epilogue` as laq_dot_planes_multiply_rows.
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
-                                 float *c, long ldc, int accumulate, long block_begin, long block_end, int isa);
+                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end,
+                                 int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
@@ -169,27 +197,6 @@ void laq_adam_update(float *w, float *m, float *v, const float *g, long n, float
 /// for reuse (mmap threshold `largest`, trim threshold 4×, top pad ½×). Returns 1 when set, 0
 /// where the C library is not glibc.
 int laq_keep_freed_blocks(long largest);
-
-/// What a convolution's sum goes through before it is stored, output channel j by j: + bias[j]
-/// (when not NULL), then (when `scale` is not NULL) v·scale[j] + shift[j] and the ReLU, as
-/// laq_scale_shift computes them (an inference BatchNormalization and the ReLU after it; `relu`
-/// is one of LAQ_RELU_*). Then, when `residual` is not NULL (laq_panels_convolve only; the
-/// depthwise kernel ignores these last fields): a residual connection's Add, residual[i·n + j] + v when
-/// `residual_first` (the order of the Add's inputs), else v + residual[i·n + j], for output
-/// position i of n columns, and the ReLU after it (`after_relu`, with its own parameters).
-/// `residual` may be the output itself (the output then written over it): each of its values
-/// is read before the output is stored in its place, and by the tile that stores it only.
-typedef struct {
-    const float *bias;
-    const float *scale;
-    const float *shift;
-    int relu;
-    float threshold, slope, ceiling;
-    const float *residual;
-    int residual_first;
-    int after_relu;
-    float after_threshold, after_slope, after_ceiling;
-} laq_epilogue;
 
 /// Depthwise 2-D convolution, NHWC: output rows [row_begin, row_end) of the batch × out_h rows
 /// (each out_w × channels·multiplier values, overwritten) from input (batch × height × width ×

@@ -424,7 +424,7 @@ struct PlaneMatrix: @unchecked Sendable {
                         Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
                             var (scale, total) = (scaleValue, totalValue)
                             laq_dot_codes_multiply_rows(quantized.q, 0, 1, &scale, &total, groups, columns, shared.words, Int32(planeCount),
-                                                        shared.levels, shared.levels + columns, shared.c, ldc, accumulate ? 1 : 0,
+                                                        shared.levels, shared.levels + columns, shared.c, ldc, accumulate ? 1 : 0, nil,
                                                         range.lowerBound, range.upperBound, isa)
                         }
                     } else if signedPair != nil {
@@ -443,11 +443,22 @@ struct PlaneMatrix: @unchecked Sendable {
         }
     }
 
+    /// C = epilogue(A·W) with int8 activations (``multiplyInt8Rows(_:lda:m:into:ldc:accumulate:epilogue:)``):
+    /// each output goes through `epilogue` (bias, normalization, ReLU, residual; its residual
+    /// laid out as C, and possibly C itself) as it is stored, with the bits of the product and
+    /// the passes after it.
+    func multiplyInt8(_ a: UnsafePointer<Float>, lda: Int, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        guard m > 0 else { return }
+        multiplyInt8Rows(a, lda: lda, m: m, into: c, ldc: ldc, accumulate: false, epilogue: epilogue)
+    }
+
     /// Several rows: tiles of rows share each expansion of the plane bits
     /// (laq_dot_planes_multiply_rows, laq_dot_codes_multiply_rows); the same bits as one row at a time. Rows are independent:
     /// a batch of at least 48 rows is split by rows between threads (each part quantizes its
     /// own rows, then multiplies them by every column block), a smaller one by column blocks.
-    private func multiplyInt8Rows(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
+    /// With an `epilogue`, each output goes through it as it is stored.
+    private func multiplyInt8Rows(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool,
+                                  epilogue: laq_epilogue? = nil) {
         // Rows a whole number of cache lines apart, plus one: a tile reads up to 24 rows at once,
         // and rows 4 KiB apart would all fall in one set of the L1 cache and evict each other.
         let groups = (rows + 3) / 4, stride = (4 * groups + 63) / 64 * 64 + 64
@@ -470,17 +481,24 @@ struct PlaneMatrix: @unchecked Sendable {
                                     let codes = codeLevels == nil ? nil : combination.baseAddress.map(SharedPointer.init)
                                     let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
                                     let flags = SharedPointer(finite.baseAddress!)
+                                    let fused = epilogue.map(SharedEpilogue.init)
                                     // Rows [first, end) by column blocks [blockBegin, blockEnd).
                                     @Sendable func run(_ first: Int, _ end: Int, _ blockBegin: Int, _ blockEnd: Int) {
-                                        if let codes {
-                                            laq_dot_codes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
-                                                                        groups, columns, shared.words, planes, codes.base, codes.base + columns,
-                                                                        shared.c + first * ldc, ldc, accumulate ? 1 : 0, blockBegin, blockEnd, isa)
-                                            return
+                                        func multiply(_ e: UnsafePointer<laq_epilogue>?) {
+                                            if let codes {
+                                                laq_dot_codes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
+                                                                            groups, columns, shared.words, planes, codes.base, codes.base + columns,
+                                                                            shared.c + first * ldc, ldc, accumulate ? 1 : 0, e, blockBegin, blockEnd, isa)
+                                                return
+                                            }
+                                            laq_dot_planes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
+                                                                         groups, columns, shared.words, planes, shared.sumLevels, pair?.base,
+                                                                         shared.c + first * ldc, ldc, accumulate ? 1 : 0, e, blockBegin, blockEnd, isa)
                                         }
-                                        laq_dot_planes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
-                                                                     groups, columns, shared.words, planes, shared.sumLevels, pair?.base,
-                                                                     shared.c + first * ldc, ldc, accumulate ? 1 : 0, blockBegin, blockEnd, isa)
+                                        guard var part = fused?.epilogue else { return multiply(nil) }
+                                        // The epilogue's residual at these rows' place.
+                                        if let residual = part.residual { part.residual = residual + first * ldc }
+                                        withUnsafePointer(to: &part) { multiply($0) }
                                     }
                                     @Sendable func quantize(_ range: Range<Int>) {
                                         for row in range {
@@ -547,6 +565,11 @@ private struct Shared: @unchecked Sendable {
     let sumLevels: UnsafePointer<Float>
 }
 
+/// An epilogue's pointers, read by every thread of a product (each writes its own rows).
+private struct SharedEpilogue: @unchecked Sendable {
+    let epilogue: laq_epilogue
+}
+
 /// One row of A quantized to int8, read by every thread of a product.
 private struct QuantizedRow: @unchecked Sendable {
     let q: UnsafePointer<Int8>
@@ -566,8 +589,8 @@ public enum ActivationPrecision: String, Sendable, CaseIterable {
     case float32
     case int8
 
-    /// Whether this machine's int8 products run in scalar code: their kernels need AVX-512 with
-    /// VNNI, and without it they are tens of times slower than float32 (MobileNetV2 at batch 1
-    /// on an AVX2 CPU: 615 ms against 12 ms, docs/PERFORMANCE.md).
-    public var isScalarHere: Bool { self == .int8 && PlaneMatrix.bestISA < Int32(LAQ_ISA_AVX512_VNNI) }
+    /// Whether this machine's int8 products run in scalar code: their kernels need AVX2 (or
+    /// AVX-512 VNNI), and without it they are tens of times slower than float32 (MobileNetV2 at
+    /// batch 1: 615 ms against 12 ms, docs/PERFORMANCE.md).
+    public var isScalarHere: Bool { self == .int8 && PlaneMatrix.bestISA < Int32(LAQ_ISA_AVX2) }
 }

@@ -163,7 +163,8 @@ struct ConvolutionOp: Op {
 
     /// The convolution before the activation (then the fused normalization, when there is one):
     /// read in place on panels (a float32 kernel's, or decoded from a packed kernel's planes
-    /// where that is how its product runs), else through im2col.
+    /// where that is how its product runs), else through im2col (with int8 activations, the
+    /// epilogue applied as the dot-plane kernels store each output).
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         var none: ResidualInput?
         return try linear(x, residual: &none)
@@ -188,6 +189,15 @@ struct ConvolutionOp: Op {
             let planes = matrix.planes!
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c)
+            }
+        case let .packed(matrix) where matrix.planes?.int8Activations == true:
+            // Int8 activations: the im2col rows quantized and multiplied on the dot planes, each
+            // output through the epilogue as it is stored.
+            let planes = matrix.planes!, filters = filters, patch = kernelSize[0] * kernelSize[1] * g.channels
+            let columns = self.columns(x, g, workspace: nil)
+            z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { _, _, m, epilogue, c in
+                ProductCount.add(m * patch * filters)
+                columns.withUnsafeBufferPointer { planes.multiplyInt8($0.baseAddress!, lda: patch, m: m, epilogue: epilogue, into: c, ldc: filters) }
             }
         default:
             var product = try linearKeepingColumns(x).output
