@@ -236,8 +236,8 @@ __attribute__((target("avx512f,fma"))) static void select_bits_avx512(const uint
     }
 }
 
-AVX2 void select_bits_avx2_p(const uint64_t *w, const int planes, const float *lv, long stride, float *dst) {
-    for (int q = 0; q < 8; q++) {
+AVX2 void select_bits_avx2_p(const uint64_t *w, const int planes, const float *lv, long stride, float *dst, int q_begin, int q_end) {
+    for (int q = q_begin; q < q_end; q++) {
         __m256 candidates[1 << LAQ_MAX_PLANES];
 #pragma clang loop unroll(full)
         for (int code = 0; code < 1 << planes; code++) candidates[code] = _mm256_loadu_ps(lv + code * stride + 8 * q);
@@ -248,17 +248,19 @@ AVX2 void select_bits_avx2_p(const uint64_t *w, const int planes, const float *l
             for (int i = 0; i < 1 << (planes - p - 1); i++)
                 candidates[i] = _mm256_blendv_ps(candidates[2 * i], candidates[2 * i + 1], mask);
         }
-        _mm256_storeu_ps(dst + 8 * q, candidates[0]);
+        _mm256_storeu_ps(dst + 8 * (q - q_begin), candidates[0]);
     }
 }
 
+// The AVX2 selections write dst[8·(q − q_begin) + i] = the level of column 8q + i of the block,
+// for the vectors q_begin ≤ q < q_end of its 8.
 __attribute__((target("avx2,fma"))) static void select_bits_avx2(const uint64_t *w, int planes, const float *lv, long stride,
-                                                                float *dst) {
+                                                                float *dst, int q_begin, int q_end) {
     switch (planes) {
-    case 1: select_bits_avx2_p(w, 1, lv, stride, dst); break;
-    case 2: select_bits_avx2_p(w, 2, lv, stride, dst); break;
-    case 3: select_bits_avx2_p(w, 3, lv, stride, dst); break;
-    default: select_bits_avx2_p(w, 4, lv, stride, dst); break;
+    case 1: select_bits_avx2_p(w, 1, lv, stride, dst, q_begin, q_end); break;
+    case 2: select_bits_avx2_p(w, 2, lv, stride, dst, q_begin, q_end); break;
+    case 3: select_bits_avx2_p(w, 3, lv, stride, dst, q_begin, q_end); break;
+    default: select_bits_avx2_p(w, 4, lv, stride, dst, q_begin, q_end); break;
     }
 }
 
@@ -275,21 +277,38 @@ __attribute__((target("avx512f"))) static void select_signed_avx512(const uint64
 }
 
 __attribute__((target("avx2,fma"))) static void select_signed_avx2(const uint64_t *w, int planes, const float *lv, long stride,
-                                                                  float *dst) {
-    for (int q = 0; q < 8; q++) {
+                                                                  float *dst, int q_begin, int q_end) {
+    for (int q = q_begin; q < q_end; q++) {
         __m256 v = _mm256_setzero_ps();
         for (int p = 1; p < planes; p++) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + p * stride + 8 * q), lane_bits(w[p], q));
-        _mm256_storeu_ps(dst + 8 * q, _mm256_blendv_ps(v, _mm256_sub_ps(_mm256_setzero_ps(), v), lane_bits(w[0], q)));
+        _mm256_storeu_ps(dst + 8 * (q - q_begin), _mm256_blendv_ps(v, _mm256_sub_ps(_mm256_setzero_ps(), v), lane_bits(w[0], q)));
     }
 }
 
-__attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, int planes, const float *lv, long stride, float *dst) {
+__attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, int planes, const float *lv, long stride, float *dst,
+                                                           int q_begin, int q_end) {
     const uint64_t p0 = planes > 0 ? w[0] : 0, p1 = planes > 1 ? w[1] : 0;
-    for (int q = 0; q < 8; q++) {
+    for (int q = q_begin; q < q_end; q++) {
         __m256 v = _mm256_loadu_ps(lv + 8 * q);
         if (planes > 0) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + stride + 8 * q), lane_bits(p0, q));
         if (planes > 1) v = _mm256_blendv_ps(v, _mm256_loadu_ps(lv + 2 * stride + 8 * q), lane_bits(p1, q));
-        _mm256_storeu_ps(dst + 8 * q, v);
+        _mm256_storeu_ps(dst + 8 * (q - q_begin), v);
+    }
+}
+
+// Panel `half` (columns 32·half … +31 of the block) of rows [0, k), 32 floats a row: the
+// selections above on the half's four vectors.
+__attribute__((target("avx2,fma"))) static void decode_panel_avx2(const uint64_t *w, int planes, int kind, long k, const float *lv,
+                                                                 int half, float *out) {
+    const int q0 = 4 * half, q1 = q0 + 4;
+    for (long t = 0; t < k; t++) {
+        const uint64_t *row = w + t * planes;
+        float *dst = out + t * 32;
+        if (kind == LAQ_PLANES_ONE_HOT && planes <= 2) select_avx2(row, planes, lv, 64, dst, q0, q1);
+        else if (kind == LAQ_PLANES_BITS) select_bits_avx2(row, planes, lv, 64, dst, q0, q1);
+        else if (kind == LAQ_PLANES_SIGNED) select_signed_avx2(row, planes, lv, 64, dst, q0, q1);
+        else
+            for (int j = 0; j < 32; j++) dst[j] = level_at(row, planes, kind, lv, 64, 32 * half + j);
     }
 }
 #endif
@@ -369,11 +388,11 @@ void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, l
             const float *lv = levels + b * codes * 64;
 #if defined(__x86_64__)
             if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX512) select_avx512(w, plane_count, lv, 64, dst);
-            else if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX2) select_avx2(w, plane_count, lv, 64, dst);
+            else if (one_hot && plane_count <= 2 && isa >= LAQ_ISA_AVX2) select_avx2(w, plane_count, lv, 64, dst, 0, 8);
             else if (bits && isa >= LAQ_ISA_AVX512) select_bits_avx512(w, plane_count, lv, 64, dst);
-            else if (bits && isa >= LAQ_ISA_AVX2) select_bits_avx2(w, plane_count, lv, 64, dst);
+            else if (bits && isa >= LAQ_ISA_AVX2) select_bits_avx2(w, plane_count, lv, 64, dst, 0, 8);
             else if (!one_hot && !bits && isa >= LAQ_ISA_AVX512) select_signed_avx512(w, plane_count, lv, 64, dst);
-            else if (!one_hot && !bits && isa >= LAQ_ISA_AVX2) select_signed_avx2(w, plane_count, lv, 64, dst);
+            else if (!one_hot && !bits && isa >= LAQ_ISA_AVX2) select_signed_avx2(w, plane_count, lv, 64, dst, 0, 8);
             else
 #endif
                 for (int j = 0; j < 64; j++) dst[j] = level_at(w, plane_count, kind, lv, 64, j);
@@ -458,6 +477,10 @@ void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, 
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
         decode_panel_avx512(w, plane_count, kind, k, lv, half, out);
+        return;
+    }
+    if (isa >= LAQ_ISA_AVX2) {
+        decode_panel_avx2(w, plane_count, kind, k, lv, half, out);
         return;
     }
 #endif

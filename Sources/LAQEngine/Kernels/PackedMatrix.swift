@@ -8,8 +8,8 @@ import LAQFormat
 /// Binary and ternary codes (L ≤ 3 levels), up to 16 levels affine in the code (linear m-bit)
 /// and signed magnitudes (logarithmic m-bit) are re-laid at load as bit planes
 /// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
-/// larger ones decode panels of 32 columns for laq's panel kernel (AVX-512; without it, row
-/// tiles for OpenBLAS). Other codes keep their packed bytes: a vector is multiplied straight
+/// larger ones decode panels of 32 columns for laq's panel kernel (AVX2 or AVX-512; without
+/// them, row tiles for OpenBLAS). Other codes keep their packed bytes: a vector is multiplied straight
 /// from them, larger products decode row tiles (4 MiB) for OpenBLAS, and decoding is
 /// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
 /// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
@@ -245,10 +245,10 @@ struct PackedMatrix: @unchecked Sendable {
 
     /// C (m×N) = A (m×K, row stride `lda`) · W, or C += A·W when `accumulate`.
     ///
-    /// - W on planes (binary, ternary, linear m-bit) with AVX-512: panels of W decoded to
-    ///   float32 32 columns at a time for laq's panel kernel where that costs less than the
+    /// - W on planes (binary, ternary, linear m-bit) with AVX2 or AVX-512: panels of W decoded
+    ///   to float32 32 columns at a time for laq's panel kernel where that costs less than the
     ///   plane sums (``PlaneMatrix/prefersPanels(rows:)``), else the plane kernels.
-    /// - W on planes without AVX-512, and at most `planeProductRows` rows of A: the plane
+    /// - W on planes without AVX2, and at most `planeProductRows` rows of A: the plane
     ///   kernels, split between threads when large (no float copy of W at all).
     /// - Other W and one row of A with per-tensor levels: the fused vector kernel.
     /// - Otherwise W is decoded in tiles of whole rows (about 4 MiB) and each tile goes to an

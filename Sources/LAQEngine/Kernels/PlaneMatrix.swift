@@ -302,14 +302,21 @@ struct PlaneMatrix: @unchecked Sendable {
 
     /// Whether float32 products of many rows can run on panels decoded from the planes
     /// (``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)``): AVX-512, float32 planes.
-    var decodesPanels: Bool { !int8Activations && isa >= Int32(LAQ_ISA_AVX512) }
+    var decodesPanels: Bool { !int8Activations && isa >= Int32(LAQ_ISA_AVX2) }
 
-    /// Whether a float32 product of `m` rows costs less on decoded panels than on the planes: a
-    /// plane sum costs what a fused multiply-add does, so the planes cost about m·P per weight
-    /// and the panels m + (the decode, about what 7–12 rows cost; `laq-bench --packed`, 4096²:
-    /// one plane never pays, two from 12 rows, three from 6, four from 4). A function of the
-    /// shape: the same kernel on any number of threads.
-    func prefersPanels(rows m: Int) -> Bool { decodesPanels && (planeCount - 1) * m >= 12 }
+    /// Whether a float32 product of `m` rows costs less on decoded panels than on the planes. With
+    /// AVX-512 a plane sum costs what a fused multiply-add does, so the planes cost about m·P per
+    /// weight and the panels m + (the decode, about what 7–12 rows cost; `laq-bench --packed`,
+    /// 4096²: one plane never pays, two from 12 rows, three from 6, four from 4). A function of
+    /// the shape and the instruction set: the same kernel on any number of threads.
+    func prefersPanels(rows m: Int) -> Bool {
+        guard decodesPanels else { return false }
+        // AVX2's plane sums take a blend and an add per 8 lanes where AVX-512's take one masked
+        // add per 16: there the panels pay from 8 rows for one plane and from 2 for more
+        // (`laq-bench --packed`, 4096²).
+        if isa < Int32(LAQ_ISA_AVX512) { return m >= (planeCount == 1 ? 8 : 2) }
+        return (planeCount - 1) * m >= 12
+    }
 
     /// C (m×N, row stride `ldc`) = A · W (+ C when `accumulate`) through float32 panels of 32
     /// columns decoded from the planes (`laq_planes_decode_panel`, the levels themselves) and
@@ -317,7 +324,7 @@ struct PlaneMatrix: @unchecked Sendable {
     /// fused multiply-adds over k in order, so the bits are those of the dequantized matrix's
     /// panel product, for any split between threads (tasks: ``DecodedPanelGroups``).
     func multiplyDecodingPanels(_ a: UnsafePointer<Float>, lda: Int, m: Int, into c: UnsafeMutablePointer<Float>, ldc: Int, accumulate: Bool) {
-        precondition(decodesPanels, "panels from planes need AVX-512 and float32 planes")
+        precondition(decodesPanels, "panels from planes need AVX2 and float32 planes")
         guard m > 0 else { return }
         let groups = productGroups(m: m), tasks = groups.tasks
         let (k, n, isa) = (rows, columns, isa)
