@@ -2,7 +2,7 @@
 // columns keeps its accumulators in registers while it streams its rows' plane words.
 //
 // SIMD kernels sum: S_p[j] = Σ_{k: plane p has bit (k, j)} x[k] (a masked add per plane and 16
-// lanes on AVX-512, a sign-bit blend and an add per 8 lanes on AVX2), then combine per column
+// lanes on AVX-512, a table mask, an AND and an add per 8 lanes on AVX2), then combine per column
 // with the sum levels L (header): y[j] = L₀[j]·(T − Σ_p S_p[j]) + Σ_p L_{p+1}[j]·S_p[j], T = Σ x.
 // The scalar kernel is the reference: each term x[k]·level[code(k, j)], selected by code.
 #include "laq_kernels.h"
@@ -155,12 +155,23 @@ __attribute__((target("avx512f,fma"))) static void block_avx512(const float *x, 
     }
 }
 
-// Lane i of the result holds bit 8·q + i of `bits` in its sign bit.
-AVX2 __m256 lane_bits(uint64_t bits, int q) {
-    const __m256i shifts = _mm256_setr_epi32(31, 30, 29, 28, 27, 26, 25, 24);
-    const __m256i word = _mm256_set1_epi32((int)(uint32_t)(bits >> (8 * q)));
-    return _mm256_castsi256_ps(_mm256_sllv_epi32(word, shifts));
-}
+// lane_masks[b][i]: all ones where bit i of the byte b is set, else zero (8 KiB).
+#define LAQ_MASK(b, i) ((((b) >> (i)) & 1) ? 0xFFFFFFFFu : 0u)
+#define LAQ_MASKS1(b) {LAQ_MASK(b, 0), LAQ_MASK(b, 1), LAQ_MASK(b, 2), LAQ_MASK(b, 3), LAQ_MASK(b, 4), LAQ_MASK(b, 5), LAQ_MASK(b, 6), LAQ_MASK(b, 7)}
+#define LAQ_MASKS4(b) LAQ_MASKS1(b), LAQ_MASKS1((b) + 1), LAQ_MASKS1((b) + 2), LAQ_MASKS1((b) + 3)
+#define LAQ_MASKS16(b) LAQ_MASKS4(b), LAQ_MASKS4((b) + 4), LAQ_MASKS4((b) + 8), LAQ_MASKS4((b) + 12)
+#define LAQ_MASKS64(b) LAQ_MASKS16(b), LAQ_MASKS16((b) + 16), LAQ_MASKS16((b) + 32), LAQ_MASKS16((b) + 48)
+static const uint32_t lane_masks[256][8] __attribute__((aligned(32))) = {LAQ_MASKS64(0), LAQ_MASKS64(64), LAQ_MASKS64(128),
+                                                                         LAQ_MASKS64(192)};
+#undef LAQ_MASK
+#undef LAQ_MASKS1
+#undef LAQ_MASKS4
+#undef LAQ_MASKS16
+#undef LAQ_MASKS64
+
+// Lane i of the result is all ones where bit 8·q + i of `bits` is set, else zero: one load from
+// the table, where a broadcast and a variable shift took two operations.
+AVX2 __m256 lane_bits(uint64_t bits, int q) { return _mm256_load_ps((const float *)lane_masks[(bits >> (8 * q)) & 0xFF]); }
 
 AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int planes, const int sign,
                        const float *sl, long stride, float total, float *dst) {
@@ -169,16 +180,17 @@ AVX2 void block_avx2_p(const float *x, long k, const uint64_t *w, const int plan
     for (int p = sign ? 1 : 0; p < planes; p++) {
         __m256 acc[8];
         for (int q = 0; q < 8; q++) acc[q] = _mm256_setzero_ps();
-        const __m256 zero = _mm256_setzero_ps();
+        const __m256 negative = _mm256_set1_ps(-0.0f);
         for (long row = 0; row < k; row++) {
             const float xv = x[row];
             const uint64_t bits = w[row * planes + p];
             if (xv == 0 || bits == 0) continue;
-            const __m256 xs = _mm256_set1_ps(xv), negative = _mm256_set1_ps(-xv);
+            const __m256 xs = _mm256_set1_ps(xv);
             const uint64_t signs = sign ? w[row * planes] : 0;
             for (int q = 0; q < 8; q++) {
-                const __m256 v = sign ? _mm256_blendv_ps(xs, negative, lane_bits(signs, q)) : xs;
-                acc[q] = _mm256_add_ps(acc[q], _mm256_blendv_ps(zero, v, lane_bits(bits, q)));
+                // x, or −x (its sign bit flipped) where the sign plane is set; then x or +0.
+                const __m256 v = sign ? _mm256_xor_ps(xs, _mm256_and_ps(lane_bits(signs, q), negative)) : xs;
+                acc[q] = _mm256_add_ps(acc[q], _mm256_and_ps(lane_bits(bits, q), v));
             }
         }
         for (int q = 0; q < 8; q++) _mm256_store_ps(sums + 64 * p + 8 * q, acc[q]);
