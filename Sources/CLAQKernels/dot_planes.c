@@ -134,11 +134,12 @@ __attribute__((target("avx2,fma"))) static void combine_planes_avx2(const int32_
 
 __attribute__((target("avx2,fma"))) static void combine_pair_avx2(const int32_t *d, float scale, const float *levels, const combined *to,
                                                                  long width) {
-#define LAQ_PAIR8(j, m, full)                                                                                                          \
-    store_combined8(to, (j),                                                                                                          \
-                    _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_mul_ps(LAQ_LOAD8(levels + (j), (m), (full)),                        \
-                                                                       _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(d + (j)))))), \
-                    (m), (full))
+#define LAQ_PAIR8(j, m, full)                                                                                    \
+    do {                                                                                                         \
+        const __m256 d_ = _mm256_cvtepi32_ps(_mm256_loadu_si256((const __m256i *)(d + (j))));                  \
+        const __m256 y_ = _mm256_mul_ps(_mm256_set1_ps(scale), _mm256_mul_ps(LAQ_LOAD8(levels + (j), (m), (full)), d_)); \
+        store_combined8(to, (j), y_, (m), (full));                                                               \
+    } while (0)
     LAQ_COLUMNS8(width, LAQ_PAIR8);
 #undef LAQ_PAIR8
 }
@@ -160,8 +161,8 @@ __attribute__((target("avx2,fma"))) static void combine_codes_avx2(const int32_t
 
 #if defined(__x86_64__)
 // out = the epilogue of v (16 columns from first, the lanes of m), the residual read first.
-__attribute__((target("avx512f"))) static void epilogue_store_avx512(const laq_epilogue *e, const float *v, float *out, const float *residual,
-                                                                    long first, __mmask16 m) {
+__attribute__((target("avx512f"))) static void epilogue_store_avx512(const laq_epilogue *e, const float *v, float *out,
+                                                                    const float *residual, long first, __mmask16 m) {
     __m512 y = epilogue_avx512(_mm512_maskz_loadu_ps(m, v), e, first, m);
     if (residual) {
         const epilogue_columns c = epilogue_columns_avx512(e, first, m);
@@ -592,7 +593,8 @@ LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, c
 #undef LAQ_AVX2_6
 #undef LAQ_AVX2_12
     // Not reached: callers keep to tile_rows_avx2.
-    for (int r = 0; r < rows; r++) dot_block_avx2_r(q + r * stride, stride, k4, w, kind, planes, 1, width, out + r * (kind == DOT_SUMS ? planes : 1) * 64);
+    for (int r = 0; r < rows; r++)
+        dot_block_avx2_r(q + r * stride, stride, k4, w, kind, planes, 1, width, out + r * (kind == DOT_SUMS ? planes : 1) * 64);
 }
 #endif
 

@@ -157,7 +157,8 @@ __attribute__((target("avx512f,fma"))) static void block_avx512(const float *x, 
 
 // lane_masks[b][i]: all ones where bit i of the byte b is set, else zero (8 KiB).
 #define LAQ_MASK(b, i) ((((b) >> (i)) & 1) ? 0xFFFFFFFFu : 0u)
-#define LAQ_MASKS1(b) {LAQ_MASK(b, 0), LAQ_MASK(b, 1), LAQ_MASK(b, 2), LAQ_MASK(b, 3), LAQ_MASK(b, 4), LAQ_MASK(b, 5), LAQ_MASK(b, 6), LAQ_MASK(b, 7)}
+#define LAQ_MASKS1(b) \
+    {LAQ_MASK(b, 0), LAQ_MASK(b, 1), LAQ_MASK(b, 2), LAQ_MASK(b, 3), LAQ_MASK(b, 4), LAQ_MASK(b, 5), LAQ_MASK(b, 6), LAQ_MASK(b, 7)}
 #define LAQ_MASKS4(b) LAQ_MASKS1(b), LAQ_MASKS1((b) + 1), LAQ_MASKS1((b) + 2), LAQ_MASKS1((b) + 3)
 #define LAQ_MASKS16(b) LAQ_MASKS4(b), LAQ_MASKS4((b) + 4), LAQ_MASKS4((b) + 8), LAQ_MASKS4((b) + 12)
 #define LAQ_MASKS64(b) LAQ_MASKS16(b), LAQ_MASKS16((b) + 16), LAQ_MASKS16((b) + 32), LAQ_MASKS16((b) + 48)

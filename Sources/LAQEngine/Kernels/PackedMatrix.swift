@@ -9,8 +9,8 @@ import LAQFormat
 /// and signed magnitudes (logarithmic m-bit) are re-laid at load as bit planes
 /// (``PlaneMatrix``) for the SIMD kernels: small batches multiply straight from the planes,
 /// larger ones decode panels of 32 columns for laq's panel kernel (AVX2 or AVX-512; without
-/// them, row tiles for OpenBLAS). Other codes keep their packed bytes: a vector is multiplied straight
-/// from them, larger products decode row tiles (4 MiB) for OpenBLAS, and decoding is
+/// them, row tiles for OpenBLAS). Other codes keep their packed bytes: a vector is multiplied
+/// straight from them, larger products decode row tiles (4 MiB) for OpenBLAS, and decoding is
 /// table-driven: for per-tensor levels, each packed byte maps to its 5 (base 3) or 8/k
 /// (k = 1, 2, 4 bits) floats through a 256-entry table; per-channel levels and other widths
 /// go through the code table, then the column's level table.

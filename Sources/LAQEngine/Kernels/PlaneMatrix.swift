@@ -301,7 +301,7 @@ struct PlaneMatrix: @unchecked Sendable {
     }
 
     /// Whether float32 products of many rows can run on panels decoded from the planes
-    /// (``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)``): AVX-512, float32 planes.
+    /// (``multiplyDecodingPanels(_:lda:m:into:ldc:accumulate:)``): AVX2 or AVX-512, float32 planes.
     var decodesPanels: Bool { !int8Activations && isa >= Int32(LAQ_ISA_AVX2) }
 
     /// Whether a float32 product of `m` rows costs less on decoded panels than on the planes. With
