@@ -9,6 +9,7 @@
 #include "lanes.h"
 
 #include <math.h>
+#include <stdlib.h>
 #include <string.h>
 
 #if defined(__x86_64__)
@@ -598,17 +599,117 @@ LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, c
 }
 #endif
 
+#if defined(__x86_64__)
+// One row on AVX2: lookup tables. A plane word's nibble j holds column j's bits for the 4 rows
+// of its group, so Σ_i bit_i·q[4g + i] is entry `nibble` of the group's table of the 16 sums of
+// its activations' subsets (T-MAC's and bitnet.cpp's tables). The entries (|t| ≤ 4·127) are
+// int16, kept as a table of low bytes and one of high bytes for VPSHUFB's 16-entry lookups: a
+// group's 32 bytes of a plane (its 4 words: 64 columns) take two nibble masks, four lookups,
+// four byte interleaves and four int16 adds, where the byte products spent a shuffle, an AND and
+// a minimum per 32 weights on the bits alone. The int16 lanes add up for 64 groups
+// (64·508 < 2¹⁵), then widen into the int32 sums: exact, as the other kernels' sums.
+#define LAQ_TABLE_BYTES 64
+// Groups whose tables a call keeps on its stack (32 KiB); more come from the heap.
+#define LAQ_STACK_TABLES 512
+
+// The table of each group of 4 activations: bytes 0–15 the low bytes of its 16 sums (entry n =
+// Σ_{i: bit i of n} q[4g + i]), 16–31 the same, 32–47 the high bytes, 48–63 the same.
+__attribute__((target("avx2,fma"))) static void lut_tables_avx2(const int8_t *q, long k4, uint8_t *tables) {
+    const __m256i entry = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
+    // Bytes 0–7 of each lane: the low bytes of its 8 entries; 8–15: the high bytes.
+    const __m256i split = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15,
+                                           0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    __m256i has[4];
+    for (int i = 0; i < 4; i++) {
+        const __m256i bit = _mm256_set1_epi16((short)(1 << i));
+        has[i] = _mm256_cmpeq_epi16(_mm256_and_si256(entry, bit), bit);
+    }
+    for (long g = 0; g < k4; g++) {
+        __m256i t = _mm256_setzero_si256();
+        for (int i = 0; i < 4; i++) t = _mm256_add_epi16(t, _mm256_and_si256(has[i], _mm256_set1_epi16(q[4 * g + i])));
+        // Quadwords: low bytes of entries 0–7, their high bytes, low bytes of 8–15, high bytes.
+        const __m256i bytes = _mm256_shuffle_epi8(t, split);
+        _mm256_storeu_si256((__m256i *)(tables + g * LAQ_TABLE_BYTES), _mm256_permute4x64_epi64(bytes, 0x88));
+        _mm256_storeu_si256((__m256i *)(tables + g * LAQ_TABLE_BYTES + 32), _mm256_permute4x64_epi64(bytes, 0xDD));
+    }
+}
+
+// sums[p·64 + n'] = S_p for the 64 columns of one block (P = `planes` planes, `words` words a
+// group: P, or 2 for a ternary pair), from the row's tables.
+__attribute__((target("avx2,fma"))) static void lut_block_avx2(const uint8_t *tables, long k4, const uint64_t *w, int planes, int words,
+                                                              int32_t *sums) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    for (int p = 0; p < planes; p++) {
+        int32_t *s = sums + p * 64;
+        memset(s, 0, 64 * sizeof(int32_t));
+        for (long g0 = 0; g0 < k4; g0 += 64) {
+            const long g1 = g0 + 64 < k4 ? g0 + 64 : k4;
+            // even[h]/odd[h]: the even/odd columns; h = 0 the interleaves of bytes 0–7 of each
+            // lane (sub-blocks 0 and 2), h = 1 of bytes 8–15 (sub-blocks 1 and 3).
+            __m256i even0 = _mm256_setzero_si256(), even1 = even0, odd0 = even0, odd1 = even0;
+            for (long g = g0; g < g1; g++) {
+                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + (g * words + p) * 4));
+                const __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
+                const __m256i tl = _mm256_loadu_si256((const __m256i *)(tables + g * LAQ_TABLE_BYTES));
+                const __m256i th = _mm256_loadu_si256((const __m256i *)(tables + g * LAQ_TABLE_BYTES + 32));
+                const __m256i el = _mm256_shuffle_epi8(tl, low), eh = _mm256_shuffle_epi8(th, low);
+                const __m256i ol = _mm256_shuffle_epi8(tl, high), oh = _mm256_shuffle_epi8(th, high);
+                even0 = _mm256_add_epi16(even0, _mm256_unpacklo_epi8(el, eh));
+                even1 = _mm256_add_epi16(even1, _mm256_unpackhi_epi8(el, eh));
+                odd0 = _mm256_add_epi16(odd0, _mm256_unpacklo_epi8(ol, oh));
+                odd1 = _mm256_add_epi16(odd1, _mm256_unpackhi_epi8(ol, oh));
+            }
+            int16_t lanes[4][16];
+            _mm256_storeu_si256((__m256i *)lanes[0], even0);
+            _mm256_storeu_si256((__m256i *)lanes[1], even1);
+            _mm256_storeu_si256((__m256i *)lanes[2], odd0);
+            _mm256_storeu_si256((__m256i *)lanes[3], odd1);
+            // Element e of a vector: lane e/8, byte k = e mod 8 of word s (lane 0: s = h, lane
+            // 1: s = h + 2), column 16s + 2k (+ 1 for odd).
+            for (int v = 0; v < 4; v++)
+                for (int e = 0; e < 16; e++) {
+                    const int h = v & 1, parity = v >> 1, sub = (e >> 3) * 2 + h;
+                    s[16 * sub + 2 * (e & 7) + parity] += lanes[v][e];
+                }
+        }
+    }
+}
+
+// The row's tables for `k4` groups: `stack` up to LAQ_STACK_TABLES groups, else from the heap
+// (bytes NULL where that fails: the caller takes the byte products).
+typedef struct {
+    uint8_t *bytes;
+    int heap;
+} lut_tables;
+
+static lut_tables lut_tables_for(long k4, uint8_t *stack) {
+    lut_tables t = {stack, 0};
+    if (k4 > LAQ_STACK_TABLES) {
+        t.bytes = malloc((size_t)k4 * LAQ_TABLE_BYTES);
+        t.heap = t.bytes != 0;
+    }
+    return t;
+}
+#endif
+
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa) {
     const float *levels = sum_levels;
     int32_t sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
+#if defined(__x86_64__)
+    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
+    const int lookup = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI && plane_count > 0;
+    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+#endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * plane_count * 4;
         if (plane_count > 0) {
 #if defined(__x86_64__)
             if (isa >= LAQ_ISA_AVX512_VNNI) sums_vnni(q, k4, w, plane_count, sums);
+            else if (tables.bytes) lut_block_avx2(tables.bytes, k4, w, plane_count, plane_count, sums);
             else if (isa >= LAQ_ISA_AVX2) dot_block_avx2(q, 0, k4, w, DOT_SUMS, plane_count, 1, width, sums);
             else
 #endif
@@ -616,6 +717,9 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
         }
         combine_planes(sums, plane_count, total, scale, levels + b * (plane_count + 1) * 64, to_output(c + first, accumulate), width, isa);
     }
+#if defined(__x86_64__)
+    if (tables.heap) free(tables.bytes);
+#endif
 }
 
 #if defined(__x86_64__)
@@ -840,17 +944,24 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
                                          int isa) {
     int32_t d[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
-    // The AVX2 kernel sums (w + 1)·q: D is that less Σ q (q is zero past k).
-    int32_t total = 0;
-    if (isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI)
-        for (long i = 0; i < 4 * k4; i++) total += q[i];
+    // AVX2: the sums of both planes from the row's tables, D their difference.
+    int32_t pair[2 * 64] __attribute__((aligned(64)));
+    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
+    const lut_tables tables = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
 #endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * 2 * 4;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, d);
-        else if (isa >= LAQ_ISA_AVX2) {
+        else if (tables.bytes) {
+            lut_block_avx2(tables.bytes, k4, w, 2, 2, pair);
+            for (int j = 0; j < 64; j++) d[j] = pair[j] - pair[64 + j];
+        } else if (isa >= LAQ_ISA_AVX2) {
+            // (Tables not allocated: the byte products of w + 1, less Σ q; q is zero past k.)
+            int32_t total = 0;
+            for (long i = 0; i < 4 * k4; i++) total += q[i];
             dot_block_avx2(q, 0, k4, w, DOT_PAIR, 2, 1, width, d);
             for (int j = 0; j < width; j++) d[j] -= total;
         } else
@@ -858,6 +969,9 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
             signed_pair_scalar(q, k4, w, d);
         combine_pair(d, scale, levels + first, to_output(c + first, accumulate), width, isa);
     }
+#if defined(__x86_64__)
+    if (tables.heap) free(tables.bytes);
+#endif
 }
 
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,
@@ -1111,6 +1225,13 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
 #endif
     const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
+#if defined(__x86_64__)
+    // One row on AVX2: each plane's sums from the row's tables, C = Σ_p 2^p·S_p.
+    int32_t plane_sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
+    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
+    const lut_tables tables = m == 1 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+#endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * plane_count * 4;
@@ -1119,7 +1240,14 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
 #if defined(__x86_64__)
             if (isa >= LAQ_ISA_AVX512_GFNI) codes_rows_gfni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
             else if (isa >= LAQ_ISA_AVX512_VNNI) codes_rows_vnni(q + r0 * stride, stride, k4, w, plane_count, rows, sums);
-            else if (isa >= LAQ_ISA_AVX2) dot_block_avx2(q + r0 * stride, stride, k4, w, DOT_CODES, plane_count, rows, width, sums);
+            else if (tables.bytes) {
+                lut_block_avx2(tables.bytes, k4, w, plane_count, plane_count, plane_sums);
+                for (int j = 0; j < 64; j++) {
+                    int32_t code_sum = 0;
+                    for (int p = 0; p < plane_count; p++) code_sum += plane_sums[p * 64 + j] * (1 << p);
+                    sums[j] = code_sum;
+                }
+            } else if (isa >= LAQ_ISA_AVX2) dot_block_avx2(q + r0 * stride, stride, k4, w, DOT_CODES, plane_count, rows, width, sums);
             else
 #endif
                 for (int r = 0; r < rows; r++) codes_scalar(q + (r0 + r) * stride, k4, w, plane_count, sums + r * 64);
@@ -1130,4 +1258,7 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
             }
         }
     }
+#if defined(__x86_64__)
+    if (tables.heap) free(tables.bytes);
+#endif
 }

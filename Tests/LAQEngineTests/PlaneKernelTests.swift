@@ -280,14 +280,16 @@ import Testing
         }
     }
 
-    @Test("int8 activations, long rows at full scale: sums far past int16 (every column of a code, q = ±127) have the same bits on every instruction set and the exact value")
-    func int8LongRows() throws {
+    @Test("int8 activations, long rows at full scale: sums far past int16 (every column of a code, q = ±127) have the same bits on every instruction set and the exact value",
+          arguments: [1030, 2102])
+    func int8LongRows(k: Int) throws {
         // K = 1030: 258 groups of 4 rows, past the AVX2 kernels' int16 runs (128 groups for
-        // plane bits, 64 for ternary pairs, 8 for 4-bit codes), and not a multiple of 4.
+        // plane bits, 64 for ternary pairs and for one row's tables, 8 for 4-bit codes), and not
+        // a multiple of 4; K = 2102: 526 groups, more tables than one row keeps on its stack.
         let kinds: [(levels: Int, zero: Bool, symmetric: Bool)] = [(2, false, false), (3, true, false), (3, true, true), (3, false, false),
                                                                     (8, false, false), (16, false, false)]
         for (index, kind) in kinds.enumerated() {
-            let item = Case(k: 1030, n: 70, levelCount: kind.levels, perColumn: true, zeroLevel: kind.zero, symmetric: kind.symmetric)
+            let item = Case(k: k, n: 70, levelCount: kind.levels, perColumn: true, zeroLevel: kind.zero, symmetric: kind.symmetric)
             let m = 13
             var generator = SplitMix64(seed: UInt64(90 + index))
             var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }

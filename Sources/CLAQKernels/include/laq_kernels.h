@@ -113,7 +113,10 @@ int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, 
 
 /// c[n] (+)= scale · (L₀[n]·(total − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: bit_p(k, n)}
 /// q[k], with the sum levels L, for the columns of blocks [block_begin, block_end). The sums
-/// are exact int32, so every instruction set gives the same bits.
+/// are exact int32, so every instruction set gives the same bits. (With AVX2 and without VNNI,
+/// this one row and those of laq_dot_planes_multiply_signed_pair and of
+/// laq_dot_codes_multiply_rows with m = 1 look each plane nibble's sum up in a table of its
+/// group's 16 subset sums, built once per call: 32 KiB on the stack, more from the heap.)
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa);
