@@ -1,9 +1,10 @@
 // Dot-plane kernels: plane-matrix products with int8 activations (layout in
 // include/laq_kernels.h). Per plane, the plane bits become 0/1 bytes and a 4-way u8·s8 dot
 // product adds the activations of the plane's rows into 32-bit sums (VPDPBUSD on AVX-512 VNNI;
-// VPMADDUBSW, int16 sums and VPMADDWD on AVX2; plain loops otherwise); the sums are exact, and
-// one combination (the same operations, 8 or 16 columns at a time on AVX2 and AVX-512) turns them
-// into outputs, so every instruction set gives the same bits.
+// VPMADDUBSW, int16 sums and VPMADDWD on AVX2, or for one row tables of each group's subset
+// sums; plain loops otherwise); the sums are exact, and one combination (the same operations, 8
+// or 16 columns at a time on AVX2 and AVX-512) turns them into outputs, so every instruction set
+// gives the same bits.
 #include "epilogue.h"
 #include "laq_kernels.h"
 #include "lanes.h"
@@ -479,7 +480,8 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void sums_vnni(con
 enum { DOT_SUMS, DOT_PAIR, DOT_CODES };
 
 // Groups of 4 rows whose int16 lanes cannot overflow with bytes up to b: g·2·127·b ≤ 32767.
-static inline long int16_groups(int b) { return 32767 / (254 * b); }
+// (No bytes at all, b = 0: any run.)
+static inline long int16_groups(int b) { return b > 0 ? 32767 / (254 * b) : 129; }
 
 // Half h of a word as bytes: byte 4j + i holds bit 4j + i of the half in place (1 << (i + 4j
 // mod 8)) or 0. VPSHUFB spreads byte ⌊t/8⌋ of the half to bytes t (each 128-bit lane holds the
@@ -609,8 +611,10 @@ LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, c
 // a minimum per 32 weights on the bits alone. The int16 lanes add up for 64 groups
 // (64·508 < 2¹⁵), then widen into the int32 sums: exact, as the other kernels' sums.
 #define LAQ_TABLE_BYTES 64
-// Groups whose tables a call keeps on its stack (32 KiB); more come from the heap.
+// Groups whose tables a call keeps on its stack (at most 32 KiB); more come from the heap.
 #define LAQ_STACK_TABLES 512
+// The bytes of a call's stack array for its tables: none unless it looks up, and k4 ≤ 512.
+#define LAQ_TABLE_STACK(lookup, k4) ((lookup) && (k4) <= LAQ_STACK_TABLES ? (k4) * LAQ_TABLE_BYTES + 1 : 1)
 
 // The table of each group of 4 activations: bytes 0–15 the low bytes of its 16 sums (entry n =
 // Σ_{i: bit i of n} q[4g + i]), 16–31 the same, 32–47 the high bytes, 48–63 the same.
@@ -690,6 +694,19 @@ static lut_tables lut_tables_for(long k4, uint8_t *stack) {
     }
     return t;
 }
+
+// One row's sums for one block from its tables: the plane sums at sums[p·64 + n'], or with
+// `pair` the symmetric ternary D = S₀ − S₁ at sums[n'] (as tile_sums lays them out).
+__attribute__((target("avx2,fma"))) static void lut_row_sums(const uint8_t *tables, long k4, const uint64_t *w, int pair, int planes,
+                                                            int32_t *sums) {
+    if (!pair) {
+        lut_block_avx2(tables, k4, w, planes, planes, sums);
+        return;
+    }
+    int32_t both[2 * 64] __attribute__((aligned(64)));
+    lut_block_avx2(tables, k4, w, 2, 2, both);
+    for (int j = 0; j < 64; j++) sums[j] = both[j] - both[64 + j];
+}
 #endif
 
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
@@ -698,8 +715,8 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
     const float *levels = sum_levels;
     int32_t sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
-    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
     const int lookup = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI && plane_count > 0;
+    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
     const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
     if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
 #endif
@@ -870,13 +887,24 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
 #endif
     const long tiles = (m + most - 1) / most, tile = (m + tiles - 1) / tiles;
     int32_t sums[24 * 64] __attribute__((aligned(64)));
+#if defined(__x86_64__)
+    // One row on AVX2 (a convolution of one position): the row's tables, as the one-row kernels.
+    const int lookup = m == 1 && plane_count > 0 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
+    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+#endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
         const uint64_t *w = planes + b * k4 * plane_count * 4;
         const float *lv = sum_levels + b * (plane_count + 1) * 64;
         for (long r0 = 0; r0 < m; r0 += tile) {
             const int rows = (int)(m - r0 < tile ? m - r0 : tile);
-            if (plane_count > 0) tile_sums(q + r0 * stride, stride, k4, w, pair, plane_count, rows, totals + r0, width, sums, isa);
+#if defined(__x86_64__)
+            if (tables.bytes) lut_row_sums(tables.bytes, k4, w, pair, plane_count, sums);
+            else
+#endif
+                if (plane_count > 0) tile_sums(q + r0 * stride, stride, k4, w, pair, plane_count, rows, totals + r0, width, sums, isa);
             for (int r = 0; r < rows; r++) {
                 // The combinations of laq_dot_planes_multiply_signed_pair and laq_dot_planes_multiply.
                 const combined to = {c + (r0 + r) * ldc + first, accumulate, epilogue,
@@ -886,6 +914,9 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
             }
         }
     }
+#if defined(__x86_64__)
+    if (tables.heap) free(tables.bytes);
+#endif
 }
 
 // Symmetric one-hot pairs: d[16·s + j] = Σ x over plane 0's rows − Σ x over plane 1's rows,
@@ -945,9 +976,9 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
     int32_t d[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     // AVX2: the sums of both planes from the row's tables, D their difference.
-    int32_t pair[2 * 64] __attribute__((aligned(64)));
-    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
-    const lut_tables tables = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    const int lookup = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
+    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
     if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
 #endif
     for (long b = block_begin; b < block_end; b++) {
@@ -955,10 +986,8 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
         const uint64_t *w = planes + b * k4 * 2 * 4;
 #if defined(__x86_64__)
         if (isa >= LAQ_ISA_AVX512_VNNI) signed_pair_vnni(q, k4, w, d);
-        else if (tables.bytes) {
-            lut_block_avx2(tables.bytes, k4, w, 2, 2, pair);
-            for (int j = 0; j < 64; j++) d[j] = pair[j] - pair[64 + j];
-        } else if (isa >= LAQ_ISA_AVX2) {
+        else if (tables.bytes) lut_row_sums(tables.bytes, k4, w, 1, 2, d);
+        else if (isa >= LAQ_ISA_AVX2) {
             // (Tables not allocated: the byte products of w + 1, less Σ q; q is zero past k.)
             int32_t total = 0;
             for (long i = 0; i < 4 * k4; i++) total += q[i];
@@ -1228,8 +1257,9 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
 #if defined(__x86_64__)
     // One row on AVX2: each plane's sums from the row's tables, C = Σ_p 2^p·S_p.
     int32_t plane_sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
-    uint8_t stack[LAQ_STACK_TABLES * LAQ_TABLE_BYTES] __attribute__((aligned(64)));
-    const lut_tables tables = m == 1 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
+    const int lookup = m == 1 && plane_count > 0 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
+    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
     if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
 #endif
     for (long b = block_begin; b < block_end; b++) {

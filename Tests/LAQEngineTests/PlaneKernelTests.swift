@@ -283,7 +283,7 @@ import Testing
     @Test("int8 activations, long rows at full scale: sums far past int16 (every column of a code, q = ±127) have the same bits on every instruction set and the exact value",
           arguments: [1030, 2102])
     func int8LongRows(k: Int) throws {
-        // K = 1030: 258 groups of 4 rows, past the AVX2 kernels' int16 runs (128 groups for
+        // K = 1030: 258 groups of 4 rows, past the AVX2 kernels' int16 runs (129 groups for
         // plane bits, 64 for ternary pairs and for one row's tables, 8 for 4-bit codes), and not
         // a multiple of 4; K = 2102: 526 groups, more tables than one row keeps on its stack.
         let kinds: [(levels: Int, zero: Bool, symmetric: Bool)] = [(2, false, false), (3, true, false), (3, true, true), (3, false, false),
@@ -336,11 +336,11 @@ import Testing
         }
     }
 
-    @Test("int8 activations with an epilogue (bias, normalization and ReLU(6), a residual in either order and written over itself, ReLU after it): the bits of the product and then the passes, on every instruction set")
-    func int8Epilogue() throws {
+    @Test("int8 activations with an epilogue (bias, normalization and ReLU(6), a residual in either order and written over itself, ReLU after it): the bits of the product and then the passes, on every instruction set, for one row, tiles split by column blocks and by rows, and long rows",
+          arguments: [(37, 30), (37, 60), (37, 1), (2102, 1), (2102, 13)])
+    func int8Epilogue(k: Int, m: Int) throws {
         for (index, (levelCount, symmetric)) in [(3, false), (3, true), (8, false)].enumerated() {
-            let item = Case(k: 37, n: 70, levelCount: levelCount, perColumn: true, zeroLevel: levelCount == 3, symmetric: symmetric)
-            let m = 30
+            let item = Case(k: k, n: 70, levelCount: levelCount, perColumn: true, zeroLevel: levelCount == 3, symmetric: symmetric)
             var generator = SplitMix64(seed: UInt64(70 + index))
             let a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
             let bias = (0..<item.n).map { _ in Float(Int(generator.next() % 2001) - 1000) / 500 }

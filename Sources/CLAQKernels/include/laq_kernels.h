@@ -114,9 +114,9 @@ int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, 
 /// c[n] (+)= scale · (L₀[n]·(total − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: bit_p(k, n)}
 /// q[k], with the sum levels L, for the columns of blocks [block_begin, block_end). The sums
 /// are exact int32, so every instruction set gives the same bits. (With AVX2 and without VNNI,
-/// this one row and those of laq_dot_planes_multiply_signed_pair and of
-/// laq_dot_codes_multiply_rows with m = 1 look each plane nibble's sum up in a table of its
-/// group's 16 subset sums, built once per call: 32 KiB on the stack, more from the heap.)
+/// this one row, and any one row of the functions below, looks each plane nibble's sum up in a
+/// table of its group's 16 subset sums, built once per call: 64 bytes a group of 4 rows, on the
+/// stack up to 512 groups, from the heap beyond.)
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
                              float *c, int accumulate, long block_begin, long block_end, int isa);
@@ -127,7 +127,8 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
 /// rows, one VPMADDUBSW and one int16 add per 32 weights, plane and row). Row r of C at c + r·ldc.
 /// With `pair_levels` (symmetric ternary, see below; else NULL) the rows combine as
 /// laq_dot_planes_multiply_signed_pair does, and tiles of up to 24 rows take one dot product per
-/// 64 weights and row (bytes w + 1 ∈ {0, 1, 2} by q, less the row's total: each row's q must be
+/// 64 weights and row (AVX2: 12 rows, one VPMADDUBSW per 32 weights and row; bytes
+/// w + 1 ∈ {0, 1, 2} by q, less the row's total: each row's q must be
 /// zero from k to 4·k4, as laq_int8_quantize leaves it, and total its sum). The same bits as m
 /// calls of the one-row kernel, on every `isa`. With an `epilogue` (else NULL; `accumulate`
 /// then 0), each output goes through it before it is stored: the bits of the product and then

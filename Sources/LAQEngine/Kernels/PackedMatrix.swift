@@ -30,8 +30,8 @@ struct PackedMatrix: @unchecked Sendable {
     let levelTable: [Float]
     /// The bit planes that replace `packed`, when the codes suit them.
     let planes: PlaneMatrix?
-    /// Without AVX-512, products with at most this many rows of A run on the planes; larger
-    /// ones decode tiles for OpenBLAS (measured by `laq-bench --packed`).
+    /// Without AVX2, products with at most this many rows of A run on the planes; larger ones
+    /// decode tiles for OpenBLAS (measured by `laq-bench --packed`).
     static let planeProductRows = 16
 
     /// `activations`: `.int8` lays planes out for int8 activations, and every

@@ -311,9 +311,9 @@ struct PlaneMatrix: @unchecked Sendable {
     /// the shape and the instruction set: the same kernel on any number of threads.
     func prefersPanels(rows m: Int) -> Bool {
         guard decodesPanels else { return false }
-        // AVX2's plane sums take a blend and an add per 8 lanes where AVX-512's take one masked
-        // add per 16: there the panels pay from 8 rows for one plane and from 2 for more
-        // (`laq-bench --packed`, 4096²).
+        // AVX2's plane sums take a mask, an AND and an add per 8 lanes where AVX-512's take one
+        // masked add per 16: there the panels paid from 8 rows for one plane and from 2 for
+        // more (`laq-bench --packed`, 4096², measured while the masks took a shift and a blend).
         if isa < Int32(LAQ_ISA_AVX512) { return m >= (planeCount == 1 ? 8 : 2) }
         return (planeCount - 1) * m >= 12
     }
@@ -455,6 +455,7 @@ struct PlaneMatrix: @unchecked Sendable {
     /// laid out as C, and possibly C itself) as it is stored, with the bits of the product and
     /// the passes after it.
     func multiplyInt8(_ a: UnsafePointer<Float>, lda: Int, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>, ldc: Int) {
+        precondition(int8Activations, "an int8 product needs dot planes")
         guard m > 0 else { return }
         multiplyInt8Rows(a, lda: lda, m: m, into: c, ldc: ldc, accumulate: false, epilogue: epilogue)
     }
