@@ -312,9 +312,10 @@ struct PlaneMatrix: @unchecked Sendable {
     func prefersPanels(rows m: Int) -> Bool {
         guard decodesPanels else { return false }
         // AVX2's plane sums take a mask, an AND and an add per 8 lanes where AVX-512's take one
-        // masked add per 16: there the panels paid from 8 rows for one plane and from 2 for
-        // more (`laq-bench --packed`, 4096², measured while the masks took a shift and a blend).
-        if isa < Int32(LAQ_ISA_AVX512) { return m >= (planeCount == 1 ? 8 : 2) }
+        // masked add per 16: there the panels pay from 8 rows for one plane and from 3 for more
+        // (`laq-bench --packed`, 4096²: two ternary rows took 2.6–3.2 ms on the planes and
+        // 3.2–6.1 on panels, four rows 4.5–6.8 and 3.2–4.8).
+        if isa < Int32(LAQ_ISA_AVX512) { return m >= (planeCount == 1 ? 8 : 3) }
         return (planeCount - 1) * m >= 12
     }
 
