@@ -190,9 +190,9 @@ struct ConvolutionOp: Op {
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
-        case let .packed(matrix) where matrix.planes?.int8Activations == true:
+        case let .packed(matrix) where matrix.planes?.int8Activations == true && kernelMatrix.count > 0:
             // Int8 activations: the im2col rows quantized and multiplied on the dot planes, each
-            // output through the epilogue as it is stored.
+            // output through the epilogue as it is stored. (An empty kernel takes the general path.)
             let planes = matrix.planes!, filters = filters, patch = kernelSize[0] * kernelSize[1] * g.channels
             let columns = self.columns(x, g, workspace: nil)
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { _, _, m, epilogue, c in
