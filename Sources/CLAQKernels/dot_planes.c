@@ -610,7 +610,7 @@ LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, c
 // four byte interleaves and four int16 adds, where the byte products spent a shuffle, an AND and
 // a minimum per 32 weights on the bits alone. The int16 lanes add up for 64 groups
 // (64·508 < 2¹⁵), then widen into the int32 sums: exact, as the other kernels' sums.
-#define LAQ_TABLE_BYTES 64
+#define LAQ_TABLE_BYTES LAQ_INT8_TABLE_BYTES
 // Groups whose tables a call keeps on its stack (at most 32 KiB); more come from the heap.
 #define LAQ_STACK_TABLES 512
 // The bytes of a call's stack array for its tables: none unless it looks up, and k4 ≤ 512.
@@ -679,19 +679,26 @@ __attribute__((target("avx2,fma"))) static void lut_block_avx2(const uint8_t *ta
     }
 }
 
-// The row's tables for `k4` groups: `stack` up to LAQ_STACK_TABLES groups, else from the heap
-// (bytes NULL where that fails: the caller takes the byte products).
+// A row's tables for `k4` groups where a kernel looks its sums up (`lookup`): the caller's
+// (`given`, from laq_int8_tables: built once for all the threads of a product), else built here
+// on `stack` up to LAQ_STACK_TABLES groups, beyond that on the heap (`heap`, freed by the
+// kernel). bytes NULL: no tables (or no memory), and the kernel takes the byte products.
 typedef struct {
-    uint8_t *bytes;
-    int heap;
+    const uint8_t *bytes;
+    uint8_t *heap;
 } lut_tables;
 
-static lut_tables lut_tables_for(long k4, uint8_t *stack) {
-    lut_tables t = {stack, 0};
-    if (k4 > LAQ_STACK_TABLES) {
-        t.bytes = malloc((size_t)k4 * LAQ_TABLE_BYTES);
-        t.heap = t.bytes != 0;
+static lut_tables row_tables(const int8_t *q, long k4, const uint8_t *given, int lookup, uint8_t *stack) {
+    lut_tables t = {0, 0};
+    if (!lookup) return t;
+    if (given) {
+        t.bytes = given;
+        return t;
     }
+    uint8_t *bytes = stack;
+    if (k4 > LAQ_STACK_TABLES) bytes = t.heap = malloc((size_t)k4 * LAQ_TABLE_BYTES);
+    if (bytes) lut_tables_avx2(q, k4, bytes);
+    t.bytes = bytes;
     return t;
 }
 
@@ -709,16 +716,30 @@ __attribute__((target("avx2,fma"))) static void lut_row_sums(const uint8_t *tabl
 }
 #endif
 
+long laq_int8_table_bytes(long k4, int isa) {
+#if defined(__x86_64__)
+    if (isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI) return k4 * LAQ_TABLE_BYTES;
+#endif
+    (void)k4, (void)isa;
+    return 0;
+}
+
+void laq_int8_tables(const int8_t *q, long k4, uint8_t *tables, int isa) {
+#if defined(__x86_64__)
+    if (laq_int8_table_bytes(k4, isa) > 0) lut_tables_avx2(q, k4, tables);
+#endif
+    (void)q, (void)k4, (void)tables, (void)isa;
+}
+
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
-                             float *c, int accumulate, long block_begin, long block_end, int isa) {
+                             float *c, int accumulate, const uint8_t *tables_given, long block_begin, long block_end, int isa) {
     const float *levels = sum_levels;
     int32_t sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     const int lookup = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI && plane_count > 0;
-    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
-    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
-    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+    uint8_t stack[LAQ_TABLE_STACK(lookup && !tables_given, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = row_tables(q, k4, tables_given, lookup, stack);
 #endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -735,7 +756,7 @@ void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t tota
         combine_planes(sums, plane_count, total, scale, levels + b * (plane_count + 1) * 64, to_output(c + first, accumulate), width, isa);
     }
 #if defined(__x86_64__)
-    if (tables.heap) free(tables.bytes);
+    free(tables.heap);
 #endif
 }
 
@@ -891,8 +912,7 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
     // One row on AVX2 (a convolution of one position): the row's tables, as the one-row kernels.
     const int lookup = m == 1 && plane_count > 0 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
     uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
-    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
-    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+    const lut_tables tables = row_tables(q, k4, 0, lookup, stack);
 #endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -915,7 +935,7 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
         }
     }
 #if defined(__x86_64__)
-    if (tables.heap) free(tables.bytes);
+    free(tables.heap);
 #endif
 }
 
@@ -971,15 +991,14 @@ __attribute__((target("avx512f,avx512bw,avx512vnni"))) static void signed_pair_v
 #endif
 
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
-                                         const float *levels, float *c, int accumulate, long block_begin, long block_end,
-                                         int isa) {
+                                         const float *levels, float *c, int accumulate, const uint8_t *tables_given,
+                                         long block_begin, long block_end, int isa) {
     int32_t d[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     // AVX2: the sums of both planes from the row's tables, D their difference.
     const int lookup = isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
-    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
-    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
-    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+    uint8_t stack[LAQ_TABLE_STACK(lookup && !tables_given, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = row_tables(q, k4, tables_given, lookup, stack);
 #endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -999,7 +1018,7 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
         combine_pair(d, scale, levels + first, to_output(c + first, accumulate), width, isa);
     }
 #if defined(__x86_64__)
-    if (tables.heap) free(tables.bytes);
+    free(tables.heap);
 #endif
 }
 
@@ -1243,8 +1262,8 @@ LAQ_GFNI static void codes_rows_gfni(const int8_t *q, long stride, long k4, cons
 
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
-                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end,
-                                 int isa) {
+                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, const uint8_t *tables_given,
+                                 long block_begin, long block_end, int isa) {
     if (m <= 0) return;
     // Tiles of equal size, at most 24 rows (12 with AVX2: tile_rows_avx2).
 #if defined(__x86_64__)
@@ -1258,9 +1277,8 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
     // One row on AVX2: each plane's sums from the row's tables, C = Σ_p 2^p·S_p.
     int32_t plane_sums[LAQ_MAX_PLANES * 64] __attribute__((aligned(64)));
     const int lookup = m == 1 && plane_count > 0 && isa >= LAQ_ISA_AVX2 && isa < LAQ_ISA_AVX512_VNNI;
-    uint8_t stack[LAQ_TABLE_STACK(lookup, k4)] __attribute__((aligned(64)));
-    const lut_tables tables = lookup ? lut_tables_for(k4, stack) : (lut_tables){0, 0};
-    if (tables.bytes) lut_tables_avx2(q, k4, tables.bytes);
+    uint8_t stack[LAQ_TABLE_STACK(lookup && !tables_given, k4)] __attribute__((aligned(64)));
+    const lut_tables tables = row_tables(q, k4, tables_given, lookup, stack);
 #endif
     for (long b = block_begin; b < block_end; b++) {
         const long first = 64 * b, width = n - first < 64 ? n - first : 64;
@@ -1289,6 +1307,6 @@ void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const flo
         }
     }
 #if defined(__x86_64__)
-    if (tables.heap) free(tables.bytes);
+    free(tables.heap);
 #endif
 }

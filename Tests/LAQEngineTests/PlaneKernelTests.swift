@@ -74,6 +74,22 @@ import Testing
         return matrix.map { ($0, codes, levels) }
     }
 
+    /// C = A·W (+ C, starting at `initial`, when `accumulate`) for m rows of A, all in one call or
+    /// one row at a time.
+    static func product(_ matrix: PlaneMatrix, _ a: [Float], _ item: Case, m: Int, initial: Float = 0, accumulate: Bool = false,
+                        oneRowAtATime: Bool = false) -> [Float] {
+        var c = [Float](repeating: initial, count: m * item.n)
+        a.withUnsafeBufferPointer { a in
+            c.withUnsafeMutableBufferPointer { c in
+                for (first, count) in oneRowAtATime ? (0..<m).map { ($0, 1) } : [(0, m)] {
+                    matrix.multiply(a.baseAddress! + first * item.k, lda: item.k, m: count, into: c.baseAddress! + first * item.n, ldc: item.n,
+                                    accumulate: accumulate)
+                }
+            }
+        }
+        return c
+    }
+
     static func dequantized(_ item: Case, _ codes: [UInt8], _ levels: [Float]) -> [Float] {
         codes.enumerated().map { index, code in
             levels[(item.perColumn ? (index % item.n) * item.levelCount : 0) + Int(code)]
@@ -260,18 +276,8 @@ import Testing
                     var generator = SplitMix64(seed: UInt64(index))
                     var a = (0..<(m * item.k)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 300 }
                     a[5 * item.k + 3] = .nan  // row 5 gives NaN outputs
-                    var together = [Float](repeating: 0.5, count: m * item.n)
-                    a.withUnsafeBufferPointer { a in
-                        together.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: true) }
-                    }
-                    var alone = [Float](repeating: 0.5, count: m * item.n)
-                    a.withUnsafeBufferPointer { a in
-                        alone.withUnsafeMutableBufferPointer { c in
-                            for row in 0..<m {
-                                matrix.multiply(a.baseAddress! + row * item.k, lda: item.k, m: 1, into: c.baseAddress! + row * item.n, ldc: item.n, accumulate: true)
-                            }
-                        }
-                    }
+                    let together = Self.product(matrix, a, item, m: m, initial: 0.5, accumulate: true)
+                    let alone = Self.product(matrix, a, item, m: m, initial: 0.5, accumulate: true, oneRowAtATime: true)
                     #expect(together.map(\.bitPattern) == alone.map(\.bitPattern), "\(levelCount) levels, isa \(isa), m = \(m)")
                     let nanRow = together[(5 * item.n)..<(6 * item.n)].allSatisfy { $0.isNaN }
                     #expect(nanRow, "\(levelCount) levels, isa \(isa), m = \(m): the row holding a NaN")
@@ -302,10 +308,7 @@ import Testing
                 })
                 #expect(matrix.int8Activations && (matrix.signedPair != nil) == kind.symmetric)
                 let w = Self.dequantized(item, codes, levels)
-                var c = [Float](repeating: 0, count: m * item.n)
-                a.withUnsafeBufferPointer { a in
-                    c.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: false) }
-                }
+                let c = Self.product(matrix, a, item, m: m)
                 for row in 0..<m {
                     let x = Array(a[(row * item.k)..<((row + 1) * item.k)])
                     let scale = x.map(abs).max()! / 127
@@ -321,14 +324,7 @@ import Testing
                     }
                 }
                 // One row at a time gives the tiles' bits.
-                var alone = [Float](repeating: 0, count: m * item.n)
-                a.withUnsafeBufferPointer { a in
-                    alone.withUnsafeMutableBufferPointer { c in
-                        for row in 0..<m {
-                            matrix.multiply(a.baseAddress! + row * item.k, lda: item.k, m: 1, into: c.baseAddress! + row * item.n, ldc: item.n, accumulate: false)
-                        }
-                    }
-                }
+                let alone = Self.product(matrix, a, item, m: m, oneRowAtATime: true)
                 #expect(alone.map(\.bitPattern) == c.map(\.bitPattern), "isa \(isa), \(kind): one row at a time")
                 results.append(c.map(\.bitPattern))
             }
@@ -349,10 +345,7 @@ import Testing
             let residual = (0..<(m * item.n)).map { _ in Float(Int(generator.next() % 2001) - 1000) / 200 }
             for isa in Self.instructionSets {
                 let (matrix, _, _) = try #require(Self.matrix(item, isa: isa, seed: UInt64(70 + index), int8: true))
-                var product = [Float](repeating: 0, count: m * item.n)
-                a.withUnsafeBufferPointer { a in
-                    product.withUnsafeMutableBufferPointer { matrix.multiply(a.baseAddress!, lda: item.k, m: m, into: $0.baseAddress!, ldc: item.n, accumulate: false) }
-                }
+                let product = Self.product(matrix, a, item, m: m)
                 for (first, inPlace) in [(true, false), (false, false), (false, true)] {
                     // The passes, as the layers run one by one.
                     let expected = product.indices.map { i -> Float in

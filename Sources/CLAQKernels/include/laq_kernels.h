@@ -111,15 +111,26 @@ typedef struct {
 /// untouched, when x holds a NaN or infinity. Every `isa` gives the same bits.
 int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total, int isa);
 
+/// Bytes of one group's lookup table (below).
+#define LAQ_INT8_TABLE_BYTES 64
+
+/// With AVX2 and without VNNI, a product of one row looks each plane nibble's sum (a column's 4
+/// rows) up in a table of its group's 16 subset sums. The bytes of a row's tables on `isa`:
+/// k4·LAQ_INT8_TABLE_BYTES, or 0 where it does not look sums up.
+long laq_int8_table_bytes(long k4, int isa);
+
+/// Builds the tables of quantized row q (laq_int8_table_bytes of them; nothing where that is 0)
+/// for the one-row kernels below to share (`tables`). A kernel given NULL builds its own: on the
+/// stack up to 512 groups, on the heap beyond.
+void laq_int8_tables(const int8_t *q, long k4, uint8_t *tables, int isa);
+
 /// c[n] (+)= scale · (L₀[n]·(total − Σ_p S_p[n]) + Σ_p L_{p+1}[n]·S_p[n]), S_p[n] = Σ_{k: bit_p(k, n)}
 /// q[k], with the sum levels L, for the columns of blocks [block_begin, block_end). The sums
-/// are exact int32, so every instruction set gives the same bits. (With AVX2 and without VNNI,
-/// this one row, and any one row of the functions below, looks each plane nibble's sum up in a
-/// table of its group's 16 subset sums, built once per call: 64 bytes a group of 4 rows, on the
-/// stack up to 512 groups, from the heap beyond.)
+/// are exact int32, so every instruction set gives the same bits. `tables`: the row's
+/// laq_int8_tables, or NULL (so for the functions below).
 void laq_dot_planes_multiply(const int8_t *q, long k4, float scale, int32_t total, long n,
                              const uint64_t *planes, int plane_count, const float *sum_levels,
-                             float *c, int accumulate, long block_begin, long block_end, int isa);
+                             float *c, int accumulate, const uint8_t *tables, long block_begin, long block_end, int isa);
 
 /// laq_dot_planes_multiply for m rows of A at once (row r: q + r·stride, its scale and total):
 /// with AVX-512 VNNI, tiles of up to 24/P rows share each expansion of plane bits to bytes, so a
@@ -144,8 +155,8 @@ void laq_dot_planes_multiply_rows(const int8_t *q, long stride, long m, const fl
 /// word pair adds them: half the dot products of laq_dot_planes_multiply). `levels`: L per
 /// column (N). Every `isa` gives the same bits.
 void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, long n, const uint64_t *planes,
-                                         const float *levels, float *c, int accumulate, long block_begin, long block_end,
-                                         int isa);
+                                         const float *levels, float *c, int accumulate, const uint8_t *tables,
+                                         long block_begin, long block_end, int isa);
 
 /// Bit dot planes (codes affine in every column: level(c) = offsets[n] + c·steps[n]), m rows of A
 /// (row r: q + r·stride, its scale and total Σ q): c[r][n] (+)= scale_r · (offsets[n]·total_r +
@@ -154,11 +165,12 @@ void laq_dot_planes_multiply_signed_pair(const int8_t *q, long k4, float scale, 
 /// word set's code bytes (masked adds, or with VBMI and GFNI a byte permutation and a bit
 /// transpose) serve a tile of up to 24 rows: one dot product per 64 weights and row (AVX2: 12
 /// rows, one VPMADDUBSW per 32 weights and row, the codes made by Horner's rule). Every `isa`,
-/// and any m, gives the same bits. `epilogue` as laq_dot_planes_multiply_rows.
+/// and any m, gives the same bits. `epilogue` as laq_dot_planes_multiply_rows; `tables` (m = 1
+/// only, else NULL) as laq_dot_planes_multiply.
 void laq_dot_codes_multiply_rows(const int8_t *q, long stride, long m, const float *scales, const int32_t *totals, long k4,
                                  long n, const uint64_t *planes, int plane_count, const float *offsets, const float *steps,
-                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, long block_begin, long block_end,
-                                 int isa);
+                                 float *c, long ldc, int accumulate, const laq_epilogue *epilogue, const uint8_t *tables,
+                                 long block_begin, long block_end, int isa);
 
 /// out[i − start] = levels[code(i)][column(i)] for row-major elements i ∈ [start, start + count).
 void laq_dot_planes_decode(const uint64_t *planes, int plane_count, int one_hot, long k, long n, const float *levels,

@@ -420,30 +420,37 @@ struct PlaneMatrix: @unchecked Sendable {
                 c.update(repeating: .nan, count: columns)
                 return
             }
-            let quantized = QuantizedRow(q: q.baseAddress!)
             let (scaleValue, totalValue) = (scale, total)
             let blocks = blockCount, work = rows * columns
-            words.withUnsafeBufferPointer { words in
-                // Symmetric ternary: one signed dot product per word pair, levels ±L per column;
-                // bit planes: one dot product per word set, on the codes.
-                (signedPair ?? codeLevels ?? sumLevels).withUnsafeBufferPointer { levels in
-                    let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
-                    if codeLevels != nil {
-                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
-                            var (scale, total) = (scaleValue, totalValue)
-                            laq_dot_codes_multiply_rows(quantized.q, 0, 1, &scale, &total, groups, columns, shared.words, Int32(planeCount),
-                                                        shared.levels, shared.levels + columns, shared.c, ldc, accumulate ? 1 : 0, nil,
-                                                        range.lowerBound, range.upperBound, isa)
-                        }
-                    } else if signedPair != nil {
-                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
-                            laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, shared.words, shared.levels,
-                                                                shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
-                        }
-                    } else {
-                        Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
-                            laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
-                                                    shared.sumLevels, shared.c, accumulate ? 1 : 0, range.lowerBound, range.upperBound, isa)
+            // The row's lookup tables (AVX2 without VNNI), built once for every thread.
+            let tableBytes = laq_int8_table_bytes(groups, isa)
+            withUnsafeTemporaryAllocation(of: UInt8.self, capacity: max(1, tableBytes)) { tables in
+                laq_int8_tables(q.baseAddress!, groups, tables.baseAddress!, isa)
+                let quantized = QuantizedRow(q: q.baseAddress!, tables: tableBytes > 0 ? UnsafePointer(tables.baseAddress!) : nil)
+                words.withUnsafeBufferPointer { words in
+                    // Symmetric ternary: one signed dot product per word pair, levels ±L per column;
+                    // bit planes: one dot product per word set, on the codes.
+                    (signedPair ?? codeLevels ?? sumLevels).withUnsafeBufferPointer { levels in
+                        let shared = Shared(a: a, c: c, words: words.baseAddress!, levels: levels.baseAddress!, sumLevels: levels.baseAddress!)
+                        if codeLevels != nil {
+                            Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
+                                var (scale, total) = (scaleValue, totalValue)
+                                laq_dot_codes_multiply_rows(quantized.q, 0, 1, &scale, &total, groups, columns, shared.words, Int32(planeCount),
+                                                            shared.levels, shared.levels + columns, shared.c, ldc, accumulate ? 1 : 0, nil,
+                                                            quantized.tables, range.lowerBound, range.upperBound, isa)
+                            }
+                        } else if signedPair != nil {
+                            Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
+                                laq_dot_planes_multiply_signed_pair(quantized.q, groups, scaleValue, columns, shared.words, shared.levels,
+                                                                    shared.c, accumulate ? 1 : 0, quantized.tables, range.lowerBound, range.upperBound,
+                                                                    isa)
+                            }
+                        } else {
+                            Parallel.forEach(blocks, work: work, grain: 1 << 20) { range in
+                                laq_dot_planes_multiply(quantized.q, groups, scaleValue, totalValue, columns, shared.words, Int32(planeCount),
+                                                        shared.sumLevels, shared.c, accumulate ? 1 : 0, quantized.tables, range.lowerBound,
+                                                        range.upperBound, isa)
+                            }
                         }
                     }
                 }
@@ -497,7 +504,7 @@ struct PlaneMatrix: @unchecked Sendable {
                                             if let codes {
                                                 laq_dot_codes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
                                                                             groups, columns, shared.words, planes, codes.base, codes.base + columns,
-                                                                            shared.c + first * ldc, ldc, accumulate ? 1 : 0, e, blockBegin, blockEnd, isa)
+                                                                            shared.c + first * ldc, ldc, accumulate ? 1 : 0, e, nil, blockBegin, blockEnd, isa)
                                                 return
                                             }
                                             laq_dot_planes_multiply_rows(q.base + first * stride, stride, end - first, scales.base + first, totals.base + first,
@@ -579,10 +586,15 @@ private struct SharedEpilogue: @unchecked Sendable {
     let epilogue: laq_epilogue
 }
 
-/// One row of A quantized to int8, read by every thread of a product.
+/// One row of A quantized to int8, and its lookup tables where the kernels take them
+/// (``laq_int8_tables``), read by every thread of a product.
 private struct QuantizedRow: @unchecked Sendable {
     let q: UnsafePointer<Int8>
-    init(q: UnsafeMutablePointer<Int8>) { self.q = UnsafePointer(q) }
+    let tables: UnsafePointer<UInt8>?
+    init(q: UnsafeMutablePointer<Int8>, tables: UnsafePointer<UInt8>?) {
+        self.q = UnsafePointer(q)
+        self.tables = tables
+    }
 }
 
 /// The precision of the activations that products with plane matrices (binary, ternary and
