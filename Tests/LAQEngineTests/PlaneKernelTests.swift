@@ -81,7 +81,8 @@ import Testing
         var c = [Float](repeating: initial, count: m * item.n)
         a.withUnsafeBufferPointer { a in
             c.withUnsafeMutableBufferPointer { c in
-                for (first, count) in oneRowAtATime ? (0..<m).map { ($0, 1) } : [(0, m)] {
+                let rows: [(first: Int, count: Int)] = oneRowAtATime ? (0..<m).map({ ($0, 1) }) : [(0, m)]
+                for (first, count) in rows {
                     matrix.multiply(a.baseAddress! + first * item.k, lda: item.k, m: count, into: c.baseAddress! + first * item.n, ldc: item.n,
                                     accumulate: accumulate)
                 }
