@@ -605,19 +605,20 @@ LAQ_DOT_AVX2 static void dot_block_avx2(const int8_t *q, long stride, long k4, c
 // One row on AVX2: lookup tables. A plane word's nibble j holds column j's bits for the 4 rows
 // of its group, so Σ_i bit_i·q[4g + i] is entry `nibble` of the group's table of the 16 sums of
 // its activations' subsets (T-MAC's and bitnet.cpp's tables). The entries (|t| ≤ 4·127) are
-// int16, kept as a table of low bytes and one of high bytes for VPSHUFB's 16-entry lookups: a
-// group's 32 bytes of a plane (its 4 words: 64 columns) take two nibble masks, four lookups,
-// four byte interleaves and four int16 adds, where the byte products spent a shuffle, an AND and
-// a minimum per 32 weights on the bits alone. The int16 lanes add up for 64 groups
-// (64·508 < 2¹⁵), then widen into the int32 sums: exact, as the other kernels' sums.
+// int16, kept as 16 low bytes and 16 high bytes, each broadcast to both lanes for VPSHUFB's
+// 16-entry lookups: a group's 32 bytes of a plane (its 4 words: 64 columns) take two nibble
+// masks, four lookups, four byte interleaves and four int16 adds, where the byte products spent
+// a shuffle, an AND and a minimum per 32 weights on the bits alone. Two planes share a pass over
+// the groups and so each load of a group's table. The int16 lanes add up for 64 groups
+// (64·508 < 2¹⁵), then widen into int32 sums: exact, as the other kernels' sums.
 #define LAQ_TABLE_BYTES LAQ_INT8_TABLE_BYTES
-// Groups whose tables a call keeps on its stack (at most 32 KiB); more come from the heap.
+// Groups whose tables a call keeps on its stack (at most 16 KiB); more come from the heap.
 #define LAQ_STACK_TABLES 512
 // The bytes of a call's stack array for its tables: none unless it looks up, and k4 ≤ 512.
 #define LAQ_TABLE_STACK(lookup, k4) ((lookup) && (k4) <= LAQ_STACK_TABLES ? (k4) * LAQ_TABLE_BYTES + 1 : 1)
 
 // The table of each group of 4 activations: bytes 0–15 the low bytes of its 16 sums (entry n =
-// Σ_{i: bit i of n} q[4g + i]), 16–31 the same, 32–47 the high bytes, 48–63 the same.
+// Σ_{i: bit i of n} q[4g + i]), 16–31 their high bytes.
 __attribute__((target("avx2,fma"))) static void lut_tables_avx2(const int8_t *q, long k4, uint8_t *tables) {
     const __m256i entry = _mm256_setr_epi16(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15);
     // Bytes 0–7 of each lane: the low bytes of its 8 entries; 8–15: the high bytes.
@@ -631,52 +632,80 @@ __attribute__((target("avx2,fma"))) static void lut_tables_avx2(const int8_t *q,
     for (long g = 0; g < k4; g++) {
         __m256i t = _mm256_setzero_si256();
         for (int i = 0; i < 4; i++) t = _mm256_add_epi16(t, _mm256_and_si256(has[i], _mm256_set1_epi16(q[4 * g + i])));
-        // Quadwords: low bytes of entries 0–7, their high bytes, low bytes of 8–15, high bytes.
+        // Quadwords: low bytes of entries 0–7, their high bytes, low bytes of 8–15, high bytes;
+        // stored as low 0–7, low 8–15, high 0–7, high 8–15.
         const __m256i bytes = _mm256_shuffle_epi8(t, split);
-        _mm256_storeu_si256((__m256i *)(tables + g * LAQ_TABLE_BYTES), _mm256_permute4x64_epi64(bytes, 0x88));
-        _mm256_storeu_si256((__m256i *)(tables + g * LAQ_TABLE_BYTES + 32), _mm256_permute4x64_epi64(bytes, 0xDD));
+        _mm256_storeu_si256((__m256i *)(tables + g * LAQ_TABLE_BYTES), _mm256_permute4x64_epi64(bytes, 0xD8));
     }
 }
 
+// One group's lookups for one plane: its word quad at `w` (64 columns), tables tl/th (low and
+// high bytes), added into the int16 lanes acc[0..3] (acc[h] the even columns of bytes 0–7 (h =
+// 0) or 8–15 (h = 1) of each lane, acc[2 + h] the odd ones).
+#define LUT_LOOKUP(w, acc)                                                                                             \
+    do {                                                                                                               \
+        const __m256i v_ = _mm256_loadu_si256((const __m256i *)(w));                                                   \
+        const __m256i low_ = _mm256_and_si256(v_, nibble), high_ = _mm256_and_si256(_mm256_srli_epi16(v_, 4), nibble); \
+        const __m256i el_ = _mm256_shuffle_epi8(tl, low_), eh_ = _mm256_shuffle_epi8(th, low_);                        \
+        const __m256i ol_ = _mm256_shuffle_epi8(tl, high_), oh_ = _mm256_shuffle_epi8(th, high_);                      \
+        (acc)[0] = _mm256_add_epi16((acc)[0], _mm256_unpacklo_epi8(el_, eh_));                                         \
+        (acc)[1] = _mm256_add_epi16((acc)[1], _mm256_unpackhi_epi8(el_, eh_));                                         \
+        (acc)[2] = _mm256_add_epi16((acc)[2], _mm256_unpacklo_epi8(ol_, oh_));                                         \
+        (acc)[3] = _mm256_add_epi16((acc)[3], _mm256_unpackhi_epi8(ol_, oh_));                                         \
+    } while (0)
+
+// Widens int16 lanes acc[0..3] into int32 `wide` (64 values, in the lanes' order).
+__attribute__((target("avx2,fma"))) static inline void lut_widen(const __m256i acc[4], int32_t *wide) {
+    for (int v = 0; v < 4; v++) {
+        __m256i *to = (__m256i *)(wide + 16 * v);
+        _mm256_store_si256(to, _mm256_add_epi32(_mm256_load_si256(to), _mm256_cvtepi16_epi32(_mm256_castsi256_si128(acc[v]))));
+        _mm256_store_si256(to + 1, _mm256_add_epi32(_mm256_load_si256(to + 1), _mm256_cvtepi16_epi32(_mm256_extracti128_si256(acc[v], 1))));
+    }
+}
+
+// s[n'] = the sums of `wide` in column order: element e of vector v (wide[16v + e]) is lane e/8,
+// byte k = e mod 8 of word s (lane 0: s = h, lane 1: s = h + 2, h = v mod 2), column 16s + 2k
+// (+ 1 for the odd columns, v ≥ 2).
+static inline void lut_unpermute(const int32_t *wide, int32_t *s) {
+    for (int v = 0; v < 4; v++)
+        for (int e = 0; e < 16; e++) {
+            const int h = v & 1, parity = v >> 1, sub = (e >> 3) * 2 + h;
+            s[16 * sub + 2 * (e & 7) + parity] = wide[16 * v + e];
+        }
+}
+
+// The sums of plane p, and of plane p + 1 with `two`, of one block (`words` words a group) at
+// s[0..63] and s[64..127]. `two` is a constant where this is inlined.
+__attribute__((target("avx2,fma"), always_inline)) static inline void lut_pass_avx2(const uint8_t *tables, long k4, const uint64_t *w, int p,
+                                                                                   int two, int words, int32_t *s) {
+    const __m256i nibble = _mm256_set1_epi8(0x0F);
+    int32_t wide[2][64] __attribute__((aligned(32))) = {{0}};
+    for (long g0 = 0; g0 < k4; g0 += 64) {
+        const long g1 = g0 + 64 < k4 ? g0 + 64 : k4;
+        __m256i a[4], b[4];
+        for (int v = 0; v < 4; v++) a[v] = b[v] = _mm256_setzero_si256();
+        for (long g = g0; g < g1; g++) {
+            const __m256i tl = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tables + g * LAQ_TABLE_BYTES)));
+            const __m256i th = _mm256_broadcastsi128_si256(_mm_loadu_si128((const __m128i *)(tables + g * LAQ_TABLE_BYTES + 16)));
+            const uint64_t *at = w + (g * words + p) * 4;
+            LUT_LOOKUP(at, a);
+            if (two) LUT_LOOKUP(at + 4, b);
+        }
+        lut_widen(a, wide[0]);
+        if (two) lut_widen(b, wide[1]);
+    }
+    lut_unpermute(wide[0], s);
+    if (two) lut_unpermute(wide[1], s + 64);
+}
+#undef LUT_LOOKUP
+
 // sums[p·64 + n'] = S_p for the 64 columns of one block (P = `planes` planes, `words` words a
-// group: P, or 2 for a ternary pair), from the row's tables.
+// group: P, or 2 for a ternary pair), from the row's tables: planes two at a time.
 __attribute__((target("avx2,fma"))) static void lut_block_avx2(const uint8_t *tables, long k4, const uint64_t *w, int planes, int words,
                                                               int32_t *sums) {
-    const __m256i nibble = _mm256_set1_epi8(0x0F);
-    for (int p = 0; p < planes; p++) {
-        int32_t *s = sums + p * 64;
-        memset(s, 0, 64 * sizeof(int32_t));
-        for (long g0 = 0; g0 < k4; g0 += 64) {
-            const long g1 = g0 + 64 < k4 ? g0 + 64 : k4;
-            // even[h]/odd[h]: the even/odd columns; h = 0 the interleaves of bytes 0–7 of each
-            // lane (sub-blocks 0 and 2), h = 1 of bytes 8–15 (sub-blocks 1 and 3).
-            __m256i even0 = _mm256_setzero_si256(), even1 = even0, odd0 = even0, odd1 = even0;
-            for (long g = g0; g < g1; g++) {
-                const __m256i v = _mm256_loadu_si256((const __m256i *)(w + (g * words + p) * 4));
-                const __m256i low = _mm256_and_si256(v, nibble), high = _mm256_and_si256(_mm256_srli_epi16(v, 4), nibble);
-                const __m256i tl = _mm256_loadu_si256((const __m256i *)(tables + g * LAQ_TABLE_BYTES));
-                const __m256i th = _mm256_loadu_si256((const __m256i *)(tables + g * LAQ_TABLE_BYTES + 32));
-                const __m256i el = _mm256_shuffle_epi8(tl, low), eh = _mm256_shuffle_epi8(th, low);
-                const __m256i ol = _mm256_shuffle_epi8(tl, high), oh = _mm256_shuffle_epi8(th, high);
-                even0 = _mm256_add_epi16(even0, _mm256_unpacklo_epi8(el, eh));
-                even1 = _mm256_add_epi16(even1, _mm256_unpackhi_epi8(el, eh));
-                odd0 = _mm256_add_epi16(odd0, _mm256_unpacklo_epi8(ol, oh));
-                odd1 = _mm256_add_epi16(odd1, _mm256_unpackhi_epi8(ol, oh));
-            }
-            int16_t lanes[4][16];
-            _mm256_storeu_si256((__m256i *)lanes[0], even0);
-            _mm256_storeu_si256((__m256i *)lanes[1], even1);
-            _mm256_storeu_si256((__m256i *)lanes[2], odd0);
-            _mm256_storeu_si256((__m256i *)lanes[3], odd1);
-            // Element e of a vector: lane e/8, byte k = e mod 8 of word s (lane 0: s = h, lane
-            // 1: s = h + 2), column 16s + 2k (+ 1 for odd).
-            for (int v = 0; v < 4; v++)
-                for (int e = 0; e < 16; e++) {
-                    const int h = v & 1, parity = v >> 1, sub = (e >> 3) * 2 + h;
-                    s[16 * sub + 2 * (e & 7) + parity] += lanes[v][e];
-                }
-        }
-    }
+    int p = 0;
+    for (; p + 2 <= planes; p += 2) lut_pass_avx2(tables, k4, w, p, 1, words, sums + p * 64);
+    if (p < planes) lut_pass_avx2(tables, k4, w, p, 0, words, sums + p * 64);
 }
 
 // A row's tables for `k4` groups where a kernel looks its sums up (`lookup`): the caller's

@@ -1,4 +1,5 @@
-// `laq-bench --packed [--size 4096] [--repeats 30] [--json]`: products with a quantized N×N
+// `laq-bench --packed [--size 4096] [--repeats 30] [--batches 1,16,64] [--only TEXT] [--json]`
+// (`--only`: the layouts whose name contains TEXT, e.g. "int8"; the data are the same): products with a quantized N×N
 // matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
 // (the engine's path: sgemv at batch 1, sgemm above), measured side by side in one run. Layouts:
 // binary, ternary with three random levels (base 3, per tensor; per channel) and with α·{−1, 0, 1}
@@ -26,7 +27,7 @@ struct PackedCase {
     var symmetric = false
 }
 
-func packedBenchmark(size: Int, repeats: Int, json: Bool) {
+func packedBenchmark(size: Int, repeats: Int, batches: [Int] = [1, 2, 4, 8, 16, 32, 64], only: String? = nil, json: Bool) {
     let cases = [
         PackedCase(name: "binary (per tensor)", layout: .bits(1, levels: 2)),
         PackedCase(name: "ternary (base 3, per tensor)", layout: .base3(levels: 3)),
@@ -75,9 +76,10 @@ func packedBenchmark(size: Int, repeats: Int, json: Bool) {
         }
         let codes = (0..<(size * size)).map { _ in UInt8(random.next() % UInt64(item.layout.levelCount)) }
         let codebook = PackedCodebook(layout: item.layout, shape: [size, size], levels: levels, packed: item.layout.pack(codes))
+        if let only, !item.name.contains(only) { continue }
         let packed = MatrixKernel(packed: codebook, activations: item.activations)!
         let dense = MatrixKernel(float: codebook.dequantized(), rows: size, columns: size)
-        for batch in [1, 2, 4, 8, 16, 32, 64] {
+        for batch in batches {
             let a = (0..<(batch * size)).map { _ in Float(Int(random.next() % 2001) - 1000) / 1000 }
             var c = [Float](repeating: 0, count: batch * size)
             let count = batch >= 64 ? max(3, repeats / 5) : repeats

@@ -10,7 +10,10 @@ backend's repacked (interleaved) buffer, as llama.cpp loads them by default. laq
 Q3_K, 4-bit linear ↔ Q4_K, ternary ±α ↔ TQ2_0, binary ↔ Q1_0.
 
     git clone https://github.com/ggml-org/ggml /tmp/ggml          (or llama.cpp's ggml/ folder)
-    tools/bench/compare_ggml.py --ggml /tmp/ggml [--batch 1 16 64] [--threads 2] [--repeats 50]
+    tools/bench/compare_ggml.py --ggml /tmp/ggml [--batch 1 16 64] [--threads 2] [--repeats 50] [--rounds 3]
+
+With --rounds R, laq and ggml take turns R times (this machine's speed drifts from minute to
+minute) and each side's best median counts.
 
 Needs cmake (apt-get install cmake, or pip install cmake) and a C compiler; the release
 laq-bench (swift build -c release --product laq-bench).
@@ -65,14 +68,18 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
+    parser.add_argument("--rounds", type=int, default=1, help="laq and ggml take turns this many times; best median counts")
     parser.add_argument("--bench", default=os.path.join(ROOT, ".build", "release", "laq-bench"))
     args = parser.parse_args()
     binary = build_ggml(os.path.abspath(args.ggml), args.build, os.path.join(ROOT, "tools", "bench", "ggml_mul_mat.c"))
 
     environment = dict(os.environ, LAQ_NUM_THREADS=str(args.threads))
-    laq = json.loads(subprocess.run([args.bench, "--packed", "--size", str(args.size), "--repeats", str(args.repeats), "--json"],
-                                    capture_output=True, text=True, check=True, env=environment).stdout)
-    laq_ms = {(row["layout"], row["batch"]): row["packed_ms"] for row in laq["results"]}
+
+    def laq_round():
+        run = subprocess.run([args.bench, "--packed", "--size", str(args.size), "--repeats", str(args.repeats), "--only", "int8",
+                              "--batches", ",".join(map(str, args.batch)), "--json"],
+                             capture_output=True, text=True, check=True, env=environment)
+        return json.loads(run.stdout)
 
     def ggml_ms(kind, batch, repack):
         output = subprocess.run([binary, kind, str(args.size), str(args.size), str(batch), str(args.threads), str(args.repeats),
@@ -81,17 +88,32 @@ def main():
             return None
         return json.loads(output.stdout.strip().splitlines()[-1])
 
+    def faster(old, new):
+        return new if old is None or (new is not None and new["median_ms"] < old["median_ms"]) else old
+
+    laq_ms, plain_ms, repacked_ms = {}, {}, {}
+    for _ in range(max(1, args.rounds)):
+        laq = laq_round()
+        for row in laq["results"]:
+            key = (row["layout"], row["batch"])
+            laq_ms[key] = min(laq_ms.get(key, float("inf")), row["packed_ms"])
+        for _, kind in PAIRS:
+            for batch in args.batch:
+                plain_ms[kind, batch] = faster(plain_ms.get((kind, batch)), ggml_ms(kind, batch, False))
+                if kind in REPACKED:
+                    repacked_ms[kind, batch] = faster(repacked_ms.get((kind, batch)), ggml_ms(kind, batch, True))
+
     print(f"{args.size}×{args.size} products, 8-bit activations, {args.threads} threads, median of {args.repeats} (ms); "
-          f"laq kernels: {laq.get('kernels', '?')}; ratio > 1: laq is faster")
+          f"laq kernels: {laq.get('kernels', '?')}; best of {max(1, args.rounds)} rounds; ratio > 1: laq is faster")
     print(f"{'laq layout':34s} {'ggml':6s} {'batch':>5s} {'laq ms':>8s} {'ggml ms':>8s} {'repacked':>9s} {'ratio':>6s} {'ggml bpw':>8s}")
     for layout, kind in PAIRS:
         for batch in args.batch:
             mine = laq_ms.get((layout, batch))
-            plain = ggml_ms(kind, batch, False)
+            plain = plain_ms.get((kind, batch))
             if mine is None or plain is None:
                 print(f"{layout:34s} {kind:6s} {batch:5d}   (not measured: {'laq' if mine is None else 'ggml has no ' + kind})")
                 continue
-            repacked = ggml_ms(kind, batch, True) if kind in REPACKED else None
+            repacked = repacked_ms.get((kind, batch))
             best = min(plain["median_ms"], repacked["median_ms"] if repacked else float("inf"))
             print(f"{layout:34s} {kind:6s} {batch:5d} {mine:8.3f} {plain['median_ms']:8.3f} "
                   f"{(repacked['median_ms'] if repacked else float('nan')):9.3f} {best / mine:6.2f} {plain['bits_per_weight']:8.3f}")

@@ -2,7 +2,7 @@
 //
 //   swift run -c release laq-bench [--megabytes 100] [--repeats 5]
 //   swift run -c release laq-bench --import MODEL.h5 [--repeats 5]     (see ImportBench.swift)
-//   swift run -c release laq-bench --packed [--size 4096] [--json]      (see PackedBench.swift)
+//   swift run -c release laq-bench --packed [--size 4096] [--batches 1,16,64] [--only TEXT] [--json]   (see PackedBench.swift)
 //   swift run -c release laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]  (TrainBench.swift)
 //   swift run -c release laq-bench --panels [--repeats 5] [--json]     (see PanelBench.swift)
 //
@@ -30,6 +30,8 @@ var batch = 100
 var steps = 200
 var json = false
 var panels = false
+var packedBatches = [1, 2, 4, 8, 16, 32, 64]
+var packedOnly: String?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
 while let argument = arguments.next() {
     switch argument {
@@ -38,6 +40,8 @@ while let argument = arguments.next() {
     case "--import": importPath = arguments.next()
     case "--packed": packedSize = packedSize ?? 4096
     case "--panels": panels = true
+    case "--batches": packedBatches = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+    case "--only": packedOnly = arguments.next()
     case "--size": packedSize = Int(arguments.next() ?? "") ?? 4096
     case "--json": json = true
     case "--train": trainPath = arguments.next()
@@ -45,7 +49,7 @@ while let argument = arguments.next() {
     case "--steps": steps = Int(arguments.next() ?? "") ?? steps
     case "--data": trainData = arguments.next()
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--data BATCH.npz] [--json]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--batches 1,16,64] [--only TEXT] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--data BATCH.npz] [--json]")
         exit(2)
     }
 }
@@ -69,7 +73,7 @@ if let trainPath {
 }
 
 if let packedSize {
-    packedBenchmark(size: packedSize, repeats: repeats == 5 ? 30 : repeats, json: json)
+    packedBenchmark(size: packedSize, repeats: repeats == 5 ? 30 : repeats, batches: packedBatches, only: packedOnly, json: json)
     exit(0)
 }
 

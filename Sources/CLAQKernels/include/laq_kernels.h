@@ -112,7 +112,7 @@ typedef struct {
 int laq_int8_quantize(const float *x, long k, long k4, int8_t *q, float *scale, int32_t *total, int isa);
 
 /// Bytes of one group's lookup table (below).
-#define LAQ_INT8_TABLE_BYTES 64
+#define LAQ_INT8_TABLE_BYTES 32
 
 /// With AVX2 and without VNNI, a product of one row looks each plane nibble's sum (a column's 4
 /// rows) up in a table of its group's 16 subset sums. The bytes of a row's tables on `isa`:
