@@ -12,8 +12,9 @@ Q3_K, 4-bit linear ↔ Q4_K, ternary ±α ↔ TQ2_0, binary ↔ Q1_0.
     git clone https://github.com/ggml-org/ggml /tmp/ggml          (or llama.cpp's ggml/ folder)
     tools/bench/compare_ggml.py --ggml /tmp/ggml [--batch 1 16 64] [--threads 2] [--repeats 50] [--rounds 3]
 
-With --rounds R, laq and ggml take turns R times (this machine's speed drifts from minute to
-minute) and each side's best median counts.
+With --rounds R, laq and ggml take turns R times (a shared machine's speed drifts from minute
+to minute): the times shown are each side's median over the rounds, the ratio the median of the
+R per-round ratios, with their range.
 
 Needs cmake (apt-get install cmake, or pip install cmake) and a C compiler; the release
 laq-bench (swift build -c release --product laq-bench).
@@ -22,6 +23,7 @@ import argparse
 import json
 import os
 import shutil
+import statistics
 import subprocess
 import sys
 
@@ -68,7 +70,7 @@ def main():
     parser.add_argument("--batch", type=int, nargs="+", default=[1], choices=[1, 2, 4, 8, 16, 32, 64])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--repeats", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=1, help="laq and ggml take turns this many times; best median counts")
+    parser.add_argument("--rounds", type=int, default=1, help="laq and ggml take turns this many times (median of per-round ratios)")
     parser.add_argument("--bench", default=os.path.join(ROOT, ".build", "release", "laq-bench"))
     args = parser.parse_args()
     binary = build_ggml(os.path.abspath(args.ggml), args.build, os.path.join(ROOT, "tools", "bench", "ggml_mul_mat.c"))
@@ -88,35 +90,40 @@ def main():
             return None
         return json.loads(output.stdout.strip().splitlines()[-1])
 
-    def faster(old, new):
-        return new if old is None or (new is not None and new["median_ms"] < old["median_ms"]) else old
+    def ggml_best(kind, batch):
+        """ggml's time, the better of its plain and (for REPACKED types) repacked buffers; None if it has no kind."""
+        plain = ggml_ms(kind, batch, False)
+        if plain is None:
+            return None
+        repacked = ggml_ms(kind, batch, True) if kind in REPACKED else None
+        return dict(plain, median_ms=min(plain["median_ms"], repacked["median_ms"] if repacked else float("inf")),
+                    repacked_ms=repacked["median_ms"] if repacked else None, plain_ms=plain["median_ms"])
 
-    laq_ms, plain_ms, repacked_ms = {}, {}, {}
-    for _ in range(max(1, args.rounds)):
+    rounds = max(1, args.rounds)
+    laq_ms, ggml_runs = {}, {}
+    for _ in range(rounds):
         laq = laq_round()
         for row in laq["results"]:
-            key = (row["layout"], row["batch"])
-            laq_ms[key] = min(laq_ms.get(key, float("inf")), row["packed_ms"])
+            laq_ms.setdefault((row["layout"], row["batch"]), []).append(row["packed_ms"])
         for _, kind in PAIRS:
             for batch in args.batch:
-                plain_ms[kind, batch] = faster(plain_ms.get((kind, batch)), ggml_ms(kind, batch, False))
-                if kind in REPACKED:
-                    repacked_ms[kind, batch] = faster(repacked_ms.get((kind, batch)), ggml_ms(kind, batch, True))
+                ggml_runs.setdefault((kind, batch), []).append(ggml_best(kind, batch))
 
     print(f"{args.size}×{args.size} products, 8-bit activations, {args.threads} threads, median of {args.repeats} (ms); "
-          f"laq kernels: {laq.get('kernels', '?')}; best of {max(1, args.rounds)} rounds; ratio > 1: laq is faster")
-    print(f"{'laq layout':34s} {'ggml':6s} {'batch':>5s} {'laq ms':>8s} {'ggml ms':>8s} {'repacked':>9s} {'ratio':>6s} {'ggml bpw':>8s}")
+          f"laq kernels: {laq.get('kernels', '?')}; {rounds} round(s): medians, and the median and range of the per-round "
+          f"ratios; ratio > 1: laq is faster")
+    print(f"{'laq layout':34s} {'ggml':6s} {'batch':>5s} {'laq ms':>8s} {'ggml ms':>8s} {'repacked':>9s} {'ratio':>6s} {'range':>11s} {'ggml bpw':>8s}")
     for layout, kind in PAIRS:
         for batch in args.batch:
-            mine = laq_ms.get((layout, batch))
-            plain = plain_ms.get((kind, batch))
-            if mine is None or plain is None:
-                print(f"{layout:34s} {kind:6s} {batch:5d}   (not measured: {'laq' if mine is None else 'ggml has no ' + kind})")
+            mine, theirs = laq_ms.get((layout, batch)), ggml_runs.get((kind, batch))
+            if not mine or not theirs or None in theirs:
+                print(f"{layout:34s} {kind:6s} {batch:5d}   (not measured: {'laq' if not mine else 'ggml has no ' + kind})")
                 continue
-            repacked = repacked_ms.get((kind, batch))
-            best = min(plain["median_ms"], repacked["median_ms"] if repacked else float("inf"))
-            print(f"{layout:34s} {kind:6s} {batch:5d} {mine:8.3f} {plain['median_ms']:8.3f} "
-                  f"{(repacked['median_ms'] if repacked else float('nan')):9.3f} {best / mine:6.2f} {plain['bits_per_weight']:8.3f}")
+            ratios = sorted(g["median_ms"] / l for l, g in zip(mine, theirs))
+            repacked = [g["repacked_ms"] for g in theirs if g["repacked_ms"] is not None]
+            print(f"{layout:34s} {kind:6s} {batch:5d} {statistics.median(mine):8.3f} {statistics.median(g['plain_ms'] for g in theirs):8.3f} "
+                  f"{(statistics.median(repacked) if repacked else float('nan')):9.3f} {statistics.median(ratios):6.2f} "
+                  f"{ratios[0]:5.2f}–{ratios[-1]:<5.2f} {theirs[0]['bits_per_weight']:8.3f}")
 
 
 if __name__ == "__main__":
