@@ -1,7 +1,8 @@
 // `laq-bench --packed [--size 4096] [--repeats 30] [--batches 1,16,64] [--only TEXT] [--json]`
-// (`--only`: the layouts whose name contains TEXT, e.g. "int8"; the data are the same): products with a quantized N×N
-// matrix executed from its packed codes against the same matrix in float32 through OpenBLAS
-// (the engine's path: sgemv at batch 1, sgemm above), measured side by side in one run. Layouts:
+// (`--only`: the layouts whose name contains TEXT, e.g. "int8", on the same data): products with
+// a quantized N×N matrix executed from its packed codes against the same matrix in float32
+// through OpenBLAS (the engine's path: sgemv at batch 1, sgemm above), measured side by side in
+// one run. Layouts:
 // binary, ternary with three random levels (base 3, per tensor; per channel) and with α·{−1, 0, 1}
 // per channel (lat's, twn's), 2-bit per channel,
 // 3-bit linear per channel and 4-bit linear per tensor (bit planes), 3-bit logarithmic per

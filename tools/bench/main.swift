@@ -40,7 +40,9 @@ while let argument = arguments.next() {
     case "--import": importPath = arguments.next()
     case "--packed": packedSize = packedSize ?? 4096
     case "--panels": panels = true
-    case "--batches": packedBatches = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+    case "--batches":
+        let batches = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
+        if !batches.isEmpty { packedBatches = batches }
     case "--only": packedOnly = arguments.next()
     case "--size": packedSize = Int(arguments.next() ?? "") ?? 4096
     case "--json": json = true
