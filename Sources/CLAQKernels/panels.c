@@ -669,19 +669,56 @@ static int copies_rows(const laq_conv_shape *s) {
     return s->kernel_h == 1 && s->kernel_w == 1 && s->channels * s->stride_w % 1024 == 0;
 }
 
+// Kernel rows as taps. Along an output row, a kernel row's taps (dilation 1) read kernel_w
+// neighbouring pixels, kernel_w·channels floats in a row of x, which is also their order in K:
+// where every tap of a tile is inside the input horizontally, a kernel row is one tap of
+// kernel_w·channels channels (its sources those of its first tap, stride_w·channels apart), and
+// a kernel row outside the input vertically is skipped as its taps would be (`skips`). The
+// chains are the same; a first convolution of 3 channels by 7×7 then spends one tap's work per
+// 21 multiply-adds a row instead of per 3 (ResNet50's, MobileNetV2's and EfficientNet's stems).
+// Returns the taps (kernel_h) and writes their sources and steps, or returns 0 where the tile
+// has a tap outside horizontally (the edges of a row: tile_sources).
+static long row_taps(const float *x, const laq_conv_shape *s, long i0, long rows, int skips, const float **sources, long *steps) {
+    if (!skips || !aligns_rows(s) || s->kernel_w < 2 || s->dilation_w != 1) return 0;
+    const long per_image = s->out_height * s->out_width, ow = i0 % s->out_width;
+    if (ow + rows > s->out_width) return 0;
+    const long first_column = ow * s->stride_w - s->pad_left, last_column = (ow + rows - 1) * s->stride_w - s->pad_left + s->kernel_w - 1;
+    if (first_column < 0 || last_column >= s->width) return 0;
+    const long image = i0 / per_image, oh = i0 % per_image / s->out_width;
+    const float *base = x + image * s->height * s->width * s->channels;
+    long *edges = steps + s->kernel_h;
+    for (long th = 0; th < s->kernel_h; th++) {
+        const long ih = oh * s->stride_h + th * s->dilation_h - s->pad_top;
+        edges[th] = 0;
+        if (ih < 0 || ih >= s->height) {
+            steps[th] = LAQ_TAP_SKIPPED;
+            continue;
+        }
+        sources[th * 12] = base + (ih * s->width + first_column) * s->channels;
+        steps[th] = s->stride_w * s->channels;
+    }
+    return s->kernel_h;
+}
+
 long laq_panels_rows_copy_length(const laq_conv_shape *shape) { return copies_rows(shape) ? 12 * (shape->channels + 16) : 0; }
 
 void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const float *zeros, const float *panels, long n,
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, float *rows_copy, int skips, int isa) {
-    const long taps = shape->kernel_h * shape->kernel_w, channels = shape->channels, k = taps * channels;
+    const long k = shape->kernel_h * shape->kernel_w * shape->channels;
     const int pointwise = is_pointwise(shape);
     const int copy_rows = rows_copy && copies_rows(shape) && panel_end - panel_begin >= 8;
-    const long *edges = steps + taps;
     for (long i0 = row_begin, end; i0 < row_end; i0 = end) {
         end = tile_end(shape, i0, isa) < row_end ? tile_end(shape, i0, isa) : row_end;
         const long rows = end - i0;
-        tile_sources(x, shape, zeros, i0, rows, skips, sources, steps);
+        // The tile's taps: kernel rows where it may (row_taps), else the kernel's.
+        long taps = row_taps(x, shape, i0, rows, skips, sources, steps), channels = shape->channels * shape->kernel_w;
+        if (taps == 0) {
+            tile_sources(x, shape, zeros, i0, rows, skips, sources, steps);
+            taps = shape->kernel_h * shape->kernel_w;
+            channels = shape->channels;
+        }
+        const long *edges = steps + taps;
         if (copy_rows) {
             const long stride = channels + 16;
             for (long r = 0; r < rows; r++)

@@ -108,6 +108,10 @@ import Testing
             ConvolutionCase(height: 2, width: 7, channels: 1024, filters: 520, kernel: (1, 1)),
             ConvolutionCase(height: 3, width: 9, channels: 1024, filters: 530, kernel: (1, 1), stride: (2, 2)),
             ConvolutionCase(batch: 2, height: 5, width: 7, channels: 512, filters: 520, kernel: (1, 1), stride: (2, 2)),
+            // Kernel rows as one tap in tiles inside the input horizontally: a stem (7×7 at stride 2,
+            // 3 channels; rows of 32, middle tiles inside) and kernel rows dilated vertically.
+            ConvolutionCase(height: 9, width: 64, channels: 3, filters: 40, kernel: (7, 7), stride: (2, 2), pad: (3, 3)),
+            ConvolutionCase(batch: 2, height: 7, width: 40, channels: 5, filters: 33, kernel: (3, 3), dilation: (2, 1), pad: (2, 1)),
         ]
         let relus: [Elementwise.FollowingReLU] = [.none, .max0, .relu(threshold: 0.1, slope: 0.2, ceiling: 0.75), .relu(threshold: 0, slope: 0, ceiling: 6), .relu(threshold: -0.0, slope: 0.5, ceiling: 1)]
         for (index, item) in cases.enumerated() {
