@@ -198,15 +198,19 @@ static void store_values(const combined *to, const float *y, long width, int isa
     }
 }
 
+#if defined(__x86_64__)
+// The AVX-512 combinations write plain values: into C (`out`, added to it where `accumulate`),
+// or where there is an epilogue into `y`, which store_values then takes through it.
+static inline float *plain_target(const combined *to, float *y) { return to->epilogue ? y : to->out; }
+static inline int plain_accumulates(const combined *to) { return to->epilogue ? 0 : to->accumulate; }
+#endif
+
 static void combine_planes(const int32_t *sums, int planes, int32_t total, float scale, const float *lv, combined to, long width, int isa) {
     float y[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        if (!to.epilogue) combine_planes_avx512(sums, planes, total, scale, lv, to.out, width, to.accumulate);
-        else {
-            combine_planes_avx512(sums, planes, total, scale, lv, y, width, 0);
-            store_values(&to, y, width, isa);
-        }
+        combine_planes_avx512(sums, planes, total, scale, lv, plain_target(&to, y), width, plain_accumulates(&to));
+        if (to.epilogue) store_values(&to, y, width, isa);
         return;
     }
     if (isa >= LAQ_ISA_AVX2) {
@@ -230,11 +234,8 @@ static void combine_pair(const int32_t *d, float scale, const float *levels, com
     float y[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        if (!to.epilogue) combine_pair_avx512(d, scale, levels, to.out, width, to.accumulate);
-        else {
-            combine_pair_avx512(d, scale, levels, y, width, 0);
-            store_values(&to, y, width, isa);
-        }
+        combine_pair_avx512(d, scale, levels, plain_target(&to, y), width, plain_accumulates(&to));
+        if (to.epilogue) store_values(&to, y, width, isa);
         return;
     }
     if (isa >= LAQ_ISA_AVX2) {
@@ -251,11 +252,8 @@ static void combine_codes(const int32_t *codes, float total, float scale, const 
     float y[64] __attribute__((aligned(64)));
 #if defined(__x86_64__)
     if (isa >= LAQ_ISA_AVX512) {
-        if (!to.epilogue) combine_codes_avx512(codes, total, scale, offsets, steps, to.out, width, to.accumulate);
-        else {
-            combine_codes_avx512(codes, total, scale, offsets, steps, y, width, 0);
-            store_values(&to, y, width, isa);
-        }
+        combine_codes_avx512(codes, total, scale, offsets, steps, plain_target(&to, y), width, plain_accumulates(&to));
+        if (to.epilogue) store_values(&to, y, width, isa);
         return;
     }
     if (isa >= LAQ_ISA_AVX2) {
