@@ -3,6 +3,15 @@
 // k in order from 0, held in a register, then C's old value added when accumulating: the same
 // bits for any split of the rows and panels between threads. A 12-row by 32-column tile keeps
 // 24 accumulators in registers; A is read in place (each value broadcast), W's panel streams.
+//
+// A panel's layout is the instruction set's (laq_panel_offset): with AVX-512 a row of k is its
+// 32 columns; otherwise each 16-column half is a block of k rows of 16, because AVX2's tiles take
+// a panel's halves in turn: a half then streams k·64 contiguous bytes rather than every other
+// 64-byte line of k·128. The interleaved rows had had each pass over a half touch the panel's
+// every line (the other half's brought in beside it), so that a panel over 256 KB did not stay
+// in L2 between tiles: one core, ResNet50's 3×3 layers of 14×14×256 2.8–3.1 → 2.4–2.5 ms and
+// 7×7×512 5.0–5.6 → 4.0 ms, its 1×1 layers of 1,024 or 2,048 channels 8–15% faster
+// (docs/PERFORMANCE.md). The chains are the same, so are the bits.
 #include "laq_kernels.h"
 #include "lanes.h"
 #include "epilogue.h"
@@ -16,19 +25,28 @@
 #include <immintrin.h>
 #endif
 
-enum { PANEL = 32, TILE_ROWS = 12 };
+enum { PANEL = 32, HALF = 16, TILE_ROWS = 12 };
 
 long laq_panels_length(long k, long n) { return (n + PANEL - 1) / PANEL * PANEL * k; }
 
-void laq_panels_pack(const float *w, long k, long n, float *panels) {
-    const long count = (n + PANEL - 1) / PANEL;
-    for (long p = 0; p < count; p++)
+long laq_panel_offset(long k, long t, long j, int isa) {
+    return isa >= LAQ_ISA_AVX512 ? t * PANEL + j : (j / HALF) * k * HALF + t * HALF + j % HALF;
+}
+
+void laq_panels_pack(const float *w, long k, long n, float *panels, int isa) {
+    // Runs of columns contiguous in both layouts: a row's 32, or a half's 16.
+    const long run = isa >= LAQ_ISA_AVX512 ? PANEL : HALF;
+    for (long first = 0; first < n; first += run)
         for (long t = 0; t < k; t++) {
-            float *row = panels + (p * k + t) * PANEL;
-            const long first = p * PANEL, width = n - first < PANEL ? n - first : PANEL;
-            memcpy(row, w + t * n + first, sizeof(float) * (size_t)width);
-            for (long j = width; j < PANEL; j++) row[j] = 0;
+            const long p = first / PANEL, width = n - first < run ? n - first : run;
+            float *out = panels + p * k * PANEL + laq_panel_offset(k, t, first % PANEL, isa);
+            memcpy(out, w + t * n + first, sizeof(float) * (size_t)width);
+            for (long j = width; j < run; j++) out[j] = 0;
         }
+    // A last panel's runs wholly past n (AVX2's second half where n ends in the first).
+    const long end = (n + PANEL - 1) / PANEL * PANEL;
+    for (long first = (n + run - 1) / run * run; first < end; first += run)
+        for (long t = 0; t < k; t++) memset(panels + first / PANEL * k * PANEL + laq_panel_offset(k, t, first % PANEL, isa), 0, sizeof(float) * (size_t)run);
 }
 
 #if defined(__x86_64__)
@@ -144,7 +162,7 @@ half_tile(const float *a, long lda, const float *half, long k, float *c, long ld
 #pragma clang loop unroll(full)
     for (long r = 0; r < HALF_ROWS; r++) acc[r].low = acc[r].high = _mm256_setzero_ps();
     for (long t = 0; t < k; t++) {
-        const float *w = half + t * PANEL;
+        const float *w = half + t * HALF;
         const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
         for (long r = 0; r < HALF_ROWS; r++) {
@@ -171,7 +189,7 @@ __attribute__((target("avx2,fma"))) static void panel_avx2(const float *a, long 
     for (long half = 0; half * 16 < width; half++) {
         const long columns = width - 16 * half;
         const __m256i m0 = laq_lanes8(columns), m1 = laq_lanes8(columns - 8);
-        const float *hw = w + 16 * half;
+        const float *hw = w + half * k * HALF;
         float *hc = c + 16 * half;
         long i = row_begin;
         // Whole halves store whole vectors; a narrow last half, masked ones.
@@ -211,7 +229,7 @@ void laq_panel_multiply(const float *a, long lda, const float *w, long k, long w
     for (long i = row_begin; i < row_end; i++)
         for (long j = 0; j < width; j++) {
             float sum = 0;
-            for (long t = 0; t < k; t++) sum = __builtin_fmaf(a[i * lda + t], w[t * PANEL + j], sum);
+            for (long t = 0; t < k; t++) sum = __builtin_fmaf(a[i * lda + t], w[laq_panel_offset(k, t, j, isa)], sum);
             float *out = c + i * ldc + j;
             *out = accumulate ? sum + *out : sum;
         }
@@ -539,7 +557,7 @@ __attribute__((target("avx512f"))) static void conv_panels_avx512(const float **
 __attribute__((target("avx2,fma"), always_inline)) static inline void
 half_tap_chains(const float *a, long offset, long step, long channels, const float *w, half_row *acc, const char *ahead, long ahead_bytes,
                 const long rows, const int upper, const long lo, const long cut) {
-    for (long t = 0; t < channels; t++, w += PANEL) {
+    for (long t = 0; t < channels; t++, w += HALF) {
         if (t * 64 < ahead_bytes) _mm_prefetch(ahead + t * 64, _MM_HINT_T1);
         const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
@@ -574,7 +592,7 @@ conv_half_tile(const float **sources, const long *steps, long taps, long channel
         const float *const *source = sources + tap * 12;
         const long step = steps[tap];
         if (step == LAQ_TAP_SKIPPED) {
-            w += channels * PANEL;
+            w += channels * HALF;
             continue;
         }
         if (step >= 0) {
@@ -586,10 +604,10 @@ conv_half_tile(const float **sources, const long *steps, long taps, long channel
             case 2: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 0, 1); break;
             default: half_tap_chains(source[0], offset, step, channels, w, acc, ahead, ahead_bytes, rows, upper, 1, 1); break;
             }
-            w += channels * PANEL;
+            w += channels * HALF;
             continue;
         }
-        for (long t = 0; t < channels; t++, w += PANEL) {
+        for (long t = 0; t < channels; t++, w += HALF) {
             const __m256 w0 = _mm256_loadu_ps(w), w1 = upper ? _mm256_loadu_ps(w + 8) : _mm256_setzero_ps();
 #pragma clang loop unroll(full)
             for (long r = 0; r < HALF_ROWS; r++) {
@@ -633,21 +651,21 @@ __attribute__((target("avx2,fma"))) static void conv_panels_avx2(const float **s
                 // Whole halves store whole vectors; a narrow last half, masked ones.
                 if (part == HALF_ROWS && columns <= 8) {
                     if (columns == 8)
-                        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
                                        row0, rows, HALF_ROWS, 0, 1);
                     else
-                        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
                                        row0, rows, HALF_ROWS, 0, 0);
                     continue;
                 }
                 switch (part + HALF_ROWS * (columns >= 16)) {
 #define LAQ_ROWS(R)                                                                                                                        \
     case R:                                                                                                                                \
-        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
                        1, 0);                                                                                                              \
         break;                                                                                                                             \
     case R + HALF_ROWS:                                                                                                                    \
-        conv_half_tile(sources, steps, taps, channels, w + 16 * half, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
                        1, 1);                                                                                                              \
         break;
                     LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
@@ -765,7 +783,7 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
                         const long lo = edges[tap] & 1, cut = edges[tap] >> 1, t0 = tap * channels;
                         if (steps[tap] == LAQ_TAP_SKIPPED || (steps[tap] >= 0 && (r < lo || r >= rows - cut))) continue;
                         const float *a = steps[tap] >= 0 ? sources[tap * 12] + (r - lo) * steps[tap] : sources[tap * 12 + r];
-                        for (long ch = 0; ch < channels; ch++) sum = __builtin_fmaf(a[ch], w[(t0 + ch) * PANEL + j], sum);
+                        for (long ch = 0; ch < channels; ch++) sum = __builtin_fmaf(a[ch], w[laq_panel_offset(k, t0 + ch, j, isa)], sum);
                     }
                     const float v = epilogue_scalar(sum, epilogue, first + j);
                     tile[r * n + first + j] = residual ? epilogue_residual_scalar(v, epilogue, residual[r * n + first + j]) : v;

@@ -309,19 +309,23 @@ __attribute__((target("avx2,fma"))) static void select_avx2(const uint64_t *w, i
     }
 }
 
-// Panel `half` (columns 32·half … +31 of the block) of rows [0, k), 32 floats a row: the
+// Panel `half` (columns 32·half … +31 of the block) of rows [0, k): the
 // selections above on the half's four vectors.
 __attribute__((target("avx2,fma"))) static void decode_panel_avx2(const uint64_t *w, int planes, int kind, long k, const float *lv,
                                                                  int half, float *out) {
-    const int q0 = 4 * half, q1 = q0 + 4;
-    for (long t = 0; t < k; t++) {
-        const uint64_t *row = w + t * planes;
-        float *dst = out + t * 32;
-        if (kind == LAQ_PLANES_ONE_HOT && planes <= 2) select_avx2(row, planes, lv, 64, dst, q0, q1);
-        else if (kind == LAQ_PLANES_BITS) select_bits_avx2(row, planes, lv, 64, dst, q0, q1);
-        else if (kind == LAQ_PLANES_SIGNED) select_signed_avx2(row, planes, lv, 64, dst, q0, q1);
-        else
-            for (int j = 0; j < 32; j++) dst[j] = level_at(row, planes, kind, lv, 64, 32 * half + j);
+    // AVX2's panel layout (laq_panel_offset): the panel's 16-column halves g one after the other,
+    // each k rows of 16 floats (two of the block's quarters of 8 columns).
+    for (int g = 0; g < 2; g++) {
+        const int q0 = 4 * half + 2 * g, q1 = q0 + 2;
+        for (long t = 0; t < k; t++) {
+            const uint64_t *row = w + t * planes;
+            float *dst = out + (g * k + t) * 16;
+            if (kind == LAQ_PLANES_ONE_HOT && planes <= 2) select_avx2(row, planes, lv, 64, dst, q0, q1);
+            else if (kind == LAQ_PLANES_BITS) select_bits_avx2(row, planes, lv, 64, dst, q0, q1);
+            else if (kind == LAQ_PLANES_SIGNED) select_signed_avx2(row, planes, lv, 64, dst, q0, q1);
+            else
+                for (int j = 0; j < 16; j++) dst[j] = level_at(row, planes, kind, lv, 64, 32 * half + 16 * g + j);
+        }
     }
 }
 #endif
@@ -497,8 +501,8 @@ void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, 
         return;
     }
 #endif
-    (void)isa;
     (void)n;
     for (long t = 0; t < k; t++)
-        for (int j = 0; j < 32; j++) out[t * 32 + j] = level_at(w + t * plane_count, plane_count, kind, lv, 64, 32 * half + j);
+        for (int j = 0; j < 32; j++)
+            out[laq_panel_offset(k, t, j, isa)] = level_at(w + t * plane_count, plane_count, kind, lv, 64, 32 * half + j);
 }

@@ -19,8 +19,37 @@ import Testing
         return out
     }
 
+    /// W (k×n, row-major) in panels laid out for `isa` (`laq_panel_offset`).
+    static func packed(_ w: [Float], k: Int, n: Int, isa: Int32) -> [Float] {
+        var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
+        laq_panels_pack(w, k, n, &panels, isa)
+        return panels
+    }
+
     static func random(_ count: Int, _ generator: inout SplitMix64) -> [Float] {
         (0..<count).map { _ in Float(Int(generator.next() % 2001) - 1000) / 997 }
+    }
+
+    @Test("packing puts W[t][32p + j] at panel p's laq_panel_offset(t, j), zeros past N, on every instruction set")
+    func packing() {
+        for (k, n) in [(1, 1), (3, 16), (2, 17), (5, 32), (4, 40), (3, 70)] {
+            var generator = SplitMix64(seed: UInt64(k * 100 + n))
+            let w = Self.random(k * n, &generator)
+            for isa in Int32(0)...max(CPU.isa, Int32(LAQ_ISA_AVX512)) {
+                let panels = Self.packed(w, k: k, n: n, isa: isa)
+                var expected = [Float](repeating: .nan, count: panels.count)
+                for p in 0..<((n + 31) / 32) {
+                    for t in 0..<k {
+                        for j in 0..<32 { expected[p * k * 32 + laq_panel_offset(k, t, j, isa)] = 32 * p + j < n ? w[t * n + 32 * p + j] : 0 }
+                    }
+                }
+                #expect(panels.map(\.bitPattern) == expected.map(\.bitPattern), "\(k)×\(n), isa \(isa)")
+            }
+        }
+        // AVX-512 rows of 32; otherwise halves of 16 one after the other.
+        #expect(laq_panel_offset(5, 2, 17, Int32(LAQ_ISA_AVX512)) == 2 * 32 + 17)
+        #expect(laq_panel_offset(5, 2, 17, Int32(LAQ_ISA_AVX2)) == 5 * 16 + 2 * 16 + 1)
+        #expect(laq_panel_offset(5, 2, 3, 0) == 2 * 16 + 3)
     }
 
     @Test("the kernel equals the fused-multiply-add chains on every instruction set, in any split of rows and panels")
@@ -29,11 +58,10 @@ import Testing
             var generator = SplitMix64(seed: UInt64(m * 1000 + k * 10 + n))
             let lda = k + 3
             let a = Self.random(m * lda, &generator), w = Self.random(k * n, &generator), c0 = Self.random(m * n, &generator)
-            var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
-            laq_panels_pack(w, k, n, &panels)
             for accumulate in [false, true] {
                 let expected = Self.reference(a, lda: lda, w, m: m, k: k, n: n, c: c0, accumulate: accumulate)
                 for isa in Int32(0)...CPU.isa {
+                    let panels = Self.packed(w, k: k, n: n, isa: isa)
                     var c = c0
                     // Rows in two uneven parts, every panel on its own.
                     let split = m / 3
@@ -124,8 +152,6 @@ import Testing
             let scale = Self.random(n, &generator), shift = Self.random(n, &generator)
             let m0 = item.batch * item.output.0 * item.output.1
             let other = Self.random(m0 * n, &generator).enumerated().map { $0.offset % 5 == 1 ? -0.0 : $0.offset % 13 == 2 ? $0.element * 40 : $0.element }
-            var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
-            laq_panels_pack(w, k, n, &panels)
             let m = item.batch * item.output.0 * item.output.1
             let columns = item.columns(x)
             for (variant, relu) in relus.enumerated() {
@@ -146,6 +172,7 @@ import Testing
                 }
                 let parameters = relu.parameters, after = (residual?.relu ?? .none).parameters
                 for isa in Int32(0)...CPU.isa {
+                    let panels = Self.packed(w, k: k, n: n, isa: isa)
                     var c = [Float](repeating: .nan, count: m * n)
                     bias.withUnsafeBufferPointer { bias in
                         scale.withUnsafeBufferPointer { scale in
@@ -242,8 +269,6 @@ import Testing
             let taps = item.kernel.0 * item.kernel.1
             var w = Self.random(k * n, &generator)
             for j in 0..<n { w[(j % taps * item.channels) * n + j] = .infinity }
-            var panels = [Float](repeating: .nan, count: laq_panels_length(k, n))
-            laq_panels_pack(w, k, n, &panels)
             var shape = item.shape
             let tiles = FloatPanels.tiles(shape, m: m)
             let epilogue = laq_epilogue(bias: nil, scale: nil, shift: nil, relu: Int32(LAQ_RELU_NONE), threshold: 0, slope: 0, ceiling: 0)
@@ -252,6 +277,7 @@ import Testing
                 #expect(skips || expected.map(\.isNaN) == Self.reference(item.columns(x), lda: k, w, m: m, k: k, n: n, c: [Float](repeating: 0, count: m * n),
                                                                        accumulate: false).map(\.isNaN))
                 for isa in Int32(0)...CPU.isa {
+                    let panels = Self.packed(w, k: k, n: n, isa: isa)
                     // Whole tiles one by one, and rows in two uneven parts.
                     for splits in [(0...tiles.count).map { tiles.start($0) }, [0, m / 3, m]] {
                         var c = [Float](repeating: 1, count: m * n)

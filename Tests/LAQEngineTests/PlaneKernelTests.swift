@@ -149,8 +149,7 @@ import Testing
             for (index, item) in Self.cases.enumerated() {
                 let (matrix, codes, levels) = try #require(Self.matrix(item, isa: isa, seed: UInt64(700 + index)))
                 let w = Self.dequantized(item, codes, levels)
-                var packed = [Float](repeating: .nan, count: laq_panels_length(item.k, item.n))
-                laq_panels_pack(w, item.k, item.n, &packed)
+                let packed = PanelKernelTests.packed(w, k: item.k, n: item.n, isa: isa)
                 var panel = [Float](repeating: .nan, count: item.k * 32)
                 for p in 0..<((item.n + 31) / 32) {
                     matrix.words.withUnsafeBufferPointer { words in
@@ -161,9 +160,11 @@ import Testing
                     }
                     let width = min(32, item.n - 32 * p)
                     for t in 0..<item.k {
-                        let decoded = panel[(t * 32)..<(t * 32 + width)], expected = packed[((p * item.k + t) * 32)..<((p * item.k + t) * 32 + width)]
+                        // Both in the instruction set's layout (`laq_panel_offset`).
+                        let offsets = (0..<32).map { laq_panel_offset(item.k, t, $0, isa) }
+                        let decoded = offsets.prefix(width).map { panel[$0] }, expected = offsets.prefix(width).map { packed[p * item.k * 32 + $0] }
                         #expect(decoded.map(\.bitPattern) == expected.map(\.bitPattern), "isa \(isa), \(item), panel \(p), row \(t)")
-                        let finite = panel[(t * 32)..<(t * 32 + 32)].allSatisfy { $0.isFinite }
+                        let finite = offsets.allSatisfy { panel[$0].isFinite }
                         #expect(finite, "isa \(isa), \(item): finite past n")
                     }
                 }

@@ -67,9 +67,9 @@ void laq_planes_multiply(const float *a, long lda, long m, long k, long n,
 void laq_planes_decode_rows(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                             long row_begin, long row_end, float *out, int isa);
 
-/// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack`:
-/// out[t·32 + j] = W[t][32p + j] for t < k (k·32 floats), each value the level itself; columns
-/// past n hold their table's finite entries, which no panel product stores.
+/// Panel p of the matrix (columns 32p…32p+31) in the layout of `laq_panels_pack` for `isa`:
+/// out[laq_panel_offset(k, t, j, isa)] = W[t][32p + j] for t < k (k·32 floats), each value the
+/// level itself; columns past n hold their table's finite entries, which no panel product stores.
 void laq_planes_decode_panel(const uint64_t *planes, int plane_count, int kind, long k, long n, const float *levels,
                              long panel, float *out, int isa);
 
@@ -250,9 +250,15 @@ void laq_relu_gradient(const float *g, const float *z, float *out, long count, i
 /// The floats `laq_panels_pack` writes for a k×n matrix: n rounded up to 32, times k.
 long laq_panels_length(long k, long n);
 
-/// Packs the row-major k×n matrix `w` into panels of 32 columns (zeros past n): panel p holds
-/// rows t = 0…k−1 of columns 32p…32p+31, each row 32 floats.
-void laq_panels_pack(const float *w, long k, long n, float *panels);
+/// Where column j < 32 of row t < k lies in a panel of k rows (k·32 floats) for instruction set
+/// `isa`: t·32 + j with AVX-512; otherwise each 16-column half a block of k rows of 16 floats,
+/// (j / 16)·k·16 + t·16 + j % 16. The layout of every panel the functions below take or write
+/// for that instruction set.
+long laq_panel_offset(long k, long t, long j, int isa);
+
+/// Packs the row-major k×n matrix `w` into panels of 32 columns (zeros past n) for instruction set
+/// `isa`: panel p, at p·k·32, holds rows t = 0…k−1 of columns 32p…32p+31 (laq_panel_offset).
+void laq_panels_pack(const float *w, long k, long n, float *panels, int isa);
 
 /// C[i][32p + j] = Σ_t A[i][t]·W[t][32p + j] (+ C[i][32p + j] when `accumulate`) for rows
 /// row_begin ≤ i < row_end and the columns of panel p, A row-major with row stride `lda`, C
@@ -261,8 +267,9 @@ void laq_panels_pack(const float *w, long k, long n, float *panels);
 void laq_panels_multiply(const float *a, long lda, const float *panels, long k, long n, float *c, long ldc, long row_begin,
                          long row_end, long panel, int accumulate, int isa);
 
-/// The same product with one panel of `width` ≤ 32 columns (k rows of 32 floats) anywhere in
-/// memory: C[i][j] for j < width, C pointing at the panel's first column.
+/// The same product with one panel of `width` ≤ 32 columns (k·32 floats, laq_panel_offset's
+/// layout for `isa`) anywhere in memory: C[i][j] for j < width, C pointing at the panel's first
+/// column.
 void laq_panel_multiply(const float *a, long lda, const float *panel, long k, long width, float *c, long ldc, long row_begin,
                         long row_end, int accumulate, int isa);
 

@@ -30,7 +30,7 @@ struct FloatPanels: Sendable {
         self.columns = columns
         finite = values.allSatisfy(\.isFinite)
         panels = [Float](unsafeUninitializedCapacity: laq_panels_length(rows, columns)) { buffer, initialized in
-            values.withUnsafeBufferPointer { laq_panels_pack($0.baseAddress!, rows, columns, buffer.baseAddress!) }
+            values.withUnsafeBufferPointer { laq_panels_pack($0.baseAddress!, rows, columns, buffer.baseAddress!, CPU.isa) }
             initialized = buffer.count
         }
     }
@@ -110,9 +110,10 @@ struct FloatPanels: Sendable {
     /// computes output positions [first, end) of panels [panelBegin, panelEnd), those panels'
     /// values from `panels` on (`laq_panels_convolve`, with the part's table of tap sources, and
     /// room to copy a tile's rows where `copiesRows` and the kernel may). `skips`: the panels'
-    /// values are all finite, so taps outside the input may be skipped.
+    /// values are all finite, so taps outside the input may be skipped. `isa`: the instruction
+    /// set the panels are laid out for (`laq_panel_offset`).
     static func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, n: Int, epilogue: laq_epilogue,
-                         into c: UnsafeMutablePointer<Float>, tasks: Int, copiesRows: Bool = true, skips: Bool,
+                         into c: UnsafeMutablePointer<Float>, tasks: Int, copiesRows: Bool = true, skips: Bool, isa: Int32 = CPU.isa,
                          _ part: @Sendable (Range<Int>, (UnsafePointer<Float>, Int, Int, Int, Int) -> Void) -> Void) {
         guard m > 0, n > 0 else { return }
         let taps = shape.kernel_h * shape.kernel_w, k = taps * shape.channels
@@ -133,7 +134,7 @@ struct FloatPanels: Sendable {
                                     part(range) { panels, first, end, panelBegin, panelEnd in
                                         laq_panels_convolve(x.base, shape.base, zeros.base, panels, n, epilogue.base, c.base, first, end,
                                                             panelBegin, panelEnd, sources.baseAddress!, steps.baseAddress!,
-                                                            copied > 0 ? rows.baseAddress : nil, skips ? 1 : 0, CPU.isa)
+                                                            copied > 0 ? rows.baseAddress : nil, skips ? 1 : 0, isa)
                                     }
                                 }
                             }

@@ -349,9 +349,9 @@ struct PlaneMatrix: @unchecked Sendable {
         // (One panel per call: the kernel never copies a tile's rows.) Groups of whole tiles.
         let tiles = FloatPanels.tiles(shape, m: m)
         let groups = DecodedPanelGroups(units: tiles.count, perGroup: 128, multiple: 1, panels: (columns + 31) / 32)
-        // The decoded values are the levels.
+        // The decoded values are the levels, laid out for this matrix's instruction set.
         FloatPanels.convolve(x, shape: shape, m: m, n: columns, epilogue: epilogue, into: c, tasks: groups.tasks,
-                             copiesRows: false, skips: finiteLevels) { range, convolve in
+                             copiesRows: false, skips: finiteLevels, isa: isa) { range, convolve in
             forEachDecodedPanel(range, groups) { panel, group, index in
                 convolve(panel, tiles.start(group.lowerBound), tiles.start(group.upperBound), index, index + 1)
             }
