@@ -9,6 +9,11 @@
 // by the caller (not by which thread runs them), so a loop whose parts are independent gives
 // the same bits on any number of threads.
 //
+// Tapered parts (laq_parallel_for_tapered) shrink linearly, part i of P weighing P − i: the
+// threads' first parts are the largest and the last ones small, so that a thread slowed by
+// another process (a shared machine's other tenants) costs the loop at most a small part's
+// time, where equal parts wait for the slowed thread's whole half.
+//
 // Handing work to a sleeping thread costs a futex wake-up, tens of microseconds on a virtual
 // machine, against a batch-1 product of a fraction of a millisecond. So after each job a worker
 // waits for the next one spinning (PAUSE) for 10 µs, then yielding its core to any other
@@ -43,6 +48,7 @@ static struct {
     laq_range_fn fn;
     void *context;
     long count;
+    int tapered;               // parts shrink (laq_parallel_for_tapered)
     atomic_long parts;         // read before a claim, by workers that may be late
     pthread_mutex_t lock;
     pthread_cond_t wake;
@@ -54,6 +60,14 @@ static long long nanoseconds(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
     return (long long)now.tv_sec * 1000000000LL + now.tv_nsec;
+}
+
+// Where part `index` of `parts` starts in [0, count): i·count/P, or tapered, count·S(i)/S(P) with
+// S(i) = Σ_{j<i} (P − j) = i·P − i(i − 1)/2.
+static long part_start(long count, long parts, long index, int tapered) {
+    if (!tapered) return (long)((__int128)count * index / parts);
+    const __int128 done = (__int128)index * parts - (__int128)index * (index - 1) / 2, all = (__int128)parts * (parts + 1) / 2;
+    return (long)(count * done / all);
 }
 
 // Claims and runs parts of job `generation` until none is left or the job is no longer current.
@@ -68,8 +82,7 @@ static void run_parts(unsigned long generation) {
         // The part is claimed: the job cannot finish (nor a later one be posted) before it is
         // done, so its fields are the ones the caller wrote before posting it.
         const long count = pool.count, parts = atomic_load_explicit(&pool.parts, memory_order_relaxed);
-        const long begin = (long)((__int128)count * index / parts), end = (long)((__int128)count * (index + 1) / parts);
-        pool.fn(pool.context, begin, end);
+        pool.fn(pool.context, part_start(count, parts, index, pool.tapered), part_start(count, parts, index + 1, pool.tapered));
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
     }
 }
@@ -164,7 +177,7 @@ int laq_affinity_cpus(void) {
     return CPU_COUNT(&set);
 }
 
-int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts) {
+static int parallel_for(laq_range_fn fn, void *context, long count, long parts, int tapered) {
     if (parts < 2 || count < 2) return 0;
     if (parts > count) parts = count;
     if (parts > 0xffffffffL) return 0;
@@ -180,6 +193,7 @@ int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts) {
     pool.fn = fn;
     pool.context = context;
     pool.count = count;
+    pool.tapered = tapered;
     atomic_store_explicit(&pool.parts, parts, memory_order_relaxed);
     atomic_store(&pool.done, 0);
     unsigned long generation = (atomic_load(&pool.posted) + 1) & 0xffffffffu;
@@ -205,4 +219,10 @@ int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts) {
     }
     atomic_store(&pool.busy, 0);
     return 1;
+}
+
+int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts) { return parallel_for(fn, context, count, parts, 0); }
+
+int laq_parallel_for_tapered(laq_range_fn fn, void *context, long count, long parts) {
+    return parallel_for(fn, context, count, parts, 1);
 }

@@ -60,15 +60,23 @@ public enum Parallel {
     /// loop's total cost in any unit), at most one per thread and per iteration; returns after
     /// every part has run. A loop too small for two parts, or one started while another holds
     /// the pool (nested or concurrent), runs on this thread as one range.
-    static func forEach(_ count: Int, work: Int, grain: Int = elementwiseCount / 2, _ body: @Sendable (Range<Int>) -> Void) {
-        let parts = min(threadCount, count, work / max(grain, 1))
+    ///
+    /// `tapered`: two parts per thread instead, shrinking (`laq_parallel_for_tapered`), for long
+    /// loops whose iterations cost about the same: on a machine shared with other work, a thread
+    /// whose core is slowed then holds the others up for a small last part, not for its share.
+    static func forEach(_ count: Int, work: Int, grain: Int = elementwiseCount / 2, tapered: Bool = false,
+                        _ body: @Sendable (Range<Int>) -> Void) {
+        let threads = threadCount
+        let parts = min(tapered && threads > 1 ? 2 * threads : threads, count, work / max(grain, 1))
         guard parts >= 2 else {
             if count > 0 { body(0..<count) }
             return
         }
         let ran = withoutActuallyEscaping(body) { body in
             var job = RangeJob(body: body)
-            return withUnsafeMutablePointer(to: &job) { laq_parallel_for(RangeJob.run, $0, count, parts) }
+            return withUnsafeMutablePointer(to: &job) {
+                tapered ? laq_parallel_for_tapered(RangeJob.run, $0, count, parts) : laq_parallel_for(RangeJob.run, $0, count, parts)
+            }
         }
         if ran == 0 { body(0..<count) }
     }

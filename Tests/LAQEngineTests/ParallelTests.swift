@@ -64,6 +64,35 @@ import Testing
         }
     }
 
+    @Test("tapered parts: part i of P weighs P − i, [S(i)·count/S(P), S(i+1)·count/S(P)) with S(i) = i·P − i(i − 1)/2, each run once")
+    func taperedParts() {
+        Self.with(threads: 3) {
+            // count 100, 4 parts: S = 0, 4, 7, 9, 10 → 0, 40, 70, 90, 100.
+            var ran: Int32 = 0
+            for _ in 0..<200 {
+                var slots = [Int](repeating: -1, count: 8)
+                ran = slots.withUnsafeMutableBufferPointer { buffer in
+                    laq_parallel_for_tapered({ raw, begin, end in
+                        let part = [0: 0, 40: 1, 70: 2, 90: 3][begin] ?? 4
+                        guard part < 4 else { return }
+                        let slots = raw!.assumingMemoryBound(to: Int.self) + 2 * part
+                        (slots[0], slots[1]) = (begin, end)
+                    }, buffer.baseAddress, 100, 4)
+                }
+                guard ran == 1 else { continue }  // the pool was busy: nothing ran
+                #expect(slots == [0, 40, 40, 70, 70, 90, 90, 100])
+                break
+            }
+            #expect(ran == 1, "the pool was busy for the whole test")
+            // Through Parallel.forEach: every index once, whatever the count.
+            for count in [2, 3, 7, 64, 1001] {
+                let visits = Visits(count)
+                Parallel.forEach(count, work: count, grain: 1, tapered: true) { visits.visit($0) }
+                #expect(visits.all == [Int](repeating: 1, count: count), "\(count)")
+            }
+        }
+    }
+
     @Test("Parallel.forEach from 8 threads at once, 300 loops each, on 3 threads: every index once per loop")
     func concurrentCallers() {
         Self.with(threads: 3) {

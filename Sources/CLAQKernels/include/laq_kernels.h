@@ -318,6 +318,10 @@ typedef void (*laq_range_fn)(void *context, long begin, long end);
 /// loop itself.
 int laq_parallel_for(laq_range_fn fn, void *context, long count, long parts);
 
+/// laq_parallel_for with parts that shrink: part i of P (P = parts) is [S(i)·count/S(P),
+/// S(i+1)·count/S(P)), S(i) = i·P − i(i − 1)/2, so that part i weighs P − i.
+int laq_parallel_for_tapered(laq_range_fn fn, void *context, long count, long parts);
+
 /// Sets how many threads laq_parallel_for may use, the caller included (at least 1). Workers
 /// already started beyond that number stay asleep.
 void laq_pool_set_threads(int threads);

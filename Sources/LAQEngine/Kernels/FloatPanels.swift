@@ -127,7 +127,7 @@ struct FloatPanels: Sendable {
                     // One part below 2¹⁸ multiply-adds (the threads' start would cost more).
                     // Room for a tile's rows of A where a 1×1 kernel's may be copied (`laq_panels_convolve`).
                     let copied = copiesRows ? laq_panels_rows_copy_length(shape.base) : 0
-                    Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+                    Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1, tapered: true) { range in
                         withUnsafeTemporaryAllocation(of: UnsafePointer<Float>?.self, capacity: taps * 12) { sources in
                             withUnsafeTemporaryAllocation(of: Int.self, capacity: 2 * taps) { steps in
                                 withUnsafeTemporaryAllocation(of: Float.self, capacity: copied) { rows in
@@ -156,7 +156,7 @@ struct FloatPanels: Sendable {
         panels.withUnsafeBufferPointer { panels in
             let w = SharedPointer(panels.baseAddress!)
             // One task per part below 2¹⁸ multiply-adds (the threads' start would cost more).
-            Parallel.forEach(tasks, work: m * rows * columns >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+            Parallel.forEach(tasks, work: m * rows * columns >= BLAS.leastBlockWork ? tasks : 1, grain: 1, tapered: true) { range in
                 for task in range {
                     // A block of rows through every panel: its rows of A stay in cache while
                     // the panels stream (a panel through every block would read A once per panel).

@@ -330,7 +330,7 @@ struct PlaneMatrix: @unchecked Sendable {
         let groups = productGroups(m: m), tasks = groups.tasks
         let (k, n, isa) = (rows, columns, isa)
         let (a, c) = (SharedPointer(a), SharedPointer(c))
-        Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1) { range in
+        Parallel.forEach(tasks, work: m * k * n >= BLAS.leastBlockWork ? tasks : 1, grain: 1, tapered: true) { range in
             forEachDecodedPanel(range, groups) { panel, rows, index in
                 let column = 32 * index
                 laq_panel_multiply(a.base, lda, panel, k, min(32, n - column), c.base + column, ldc, rows.lowerBound, rows.upperBound,

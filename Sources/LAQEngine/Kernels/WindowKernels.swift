@@ -281,7 +281,7 @@ enum WindowKernels {
                                 withUnsafePointer(to: &epilogue) { epilogue in
                                     let (input, kernel, out) = (SharedPointer(input.baseAddress!), SharedPointer(kernel.baseAddress!), SharedPointer(out.baseAddress!))
                                     let epilogue = SharedPointer(epilogue)
-                                    Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16) { range in
+                                    Parallel.forEach(batch * rows.output, work: positions * outChannels * taps, grain: 1 << 16, tapered: true) { range in
                                         laq_depthwise_conv2d(input.base, height, width, channels, kernel.base, kernelSize.0, kernelSize.1, multiplier,
                                                              strides.0, strides.1, dilation.0, dilation.1, rows.padBefore, cols.padBefore,
                                                              rows.output, cols.output, out.base, range.lowerBound, range.upperBound, epilogue.base, CPU.isa)
