@@ -6,12 +6,11 @@
 //
 // A panel's layout is the instruction set's (laq_panel_offset): with AVX-512 a row of k is its
 // 32 columns; otherwise each 16-column half is a block of k rows of 16, because AVX2's tiles take
-// a panel's halves in turn: a half then streams k·64 contiguous bytes rather than every other
-// 64-byte line of k·128. The interleaved rows had had each pass over a half touch the panel's
-// every line (the other half's brought in beside it), so that a panel over 256 KB did not stay
-// in L2 between tiles: one core, ResNet50's 3×3 layers of 14×14×256 2.8–3.1 → 2.4–2.5 ms and
-// 7×7×512 5.0–5.6 → 4.0 ms, its 1×1 layers of 1,024 or 2,048 channels 8–15% faster
-// (docs/PERFORMANCE.md). The chains are the same, so are the bits.
+// a panel's halves in turn: a half then streams k·64 contiguous bytes, where rows of 32 had it
+// read every other 64-byte line of k·128 (and the hardware fetch the other half's lines beside
+// them), so that a panel of a large kernel left L2 between tiles. On one AVX2 core, ResNet50's
+// layers with the largest kernels ran 8–18% faster (docs/PERFORMANCE.md, "Panels in halves").
+// The chains are the same, so are the bits.
 #include "laq_kernels.h"
 #include "lanes.h"
 #include "epilogue.h"
