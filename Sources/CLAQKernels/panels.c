@@ -250,10 +250,12 @@ void laq_panels_multiply(const float *a, long lda, const float *panels, long k, 
 // along output rows, so that each tap's sources in a tile are evenly spaced: with AVX-512 each
 // row splits into ⌈W/12⌉ tiles of near-equal length (14 → 7 + 7, 56 → 4·11 + 12); with AVX2,
 // whose kernel takes a tile in parts of up to 6 rows, into ⌈W/6⌉ parts of near-equal length,
-// paired into tiles (28 → 5 + 6 | 5 + 6 | 6). Other convolutions take tiles of 12 consecutive
-// positions: rows of 7 (ResNet50's last stage) in parts of 3 and 4 rows ran its 3×3 layers
-// 5.0–5.8 ms where tiles across rows took 3.0–4.4 on one AVX2 core (512 channels, panel by
-// panel), the small parts reading W from L2 once per 3 or 4 rows. Tile boundaries are a
+// paired into tiles (28 → 5 + 6 | 5 + 6 | 6). Other convolutions split each image's positions
+// into ⌈HW/12⌉ tiles of near-equal length, across rows (49 → 9 + 10 + 10 + 10 + 10, where tiles
+// of 12 had left a last one of a single position: two chains a step, bound by the latency of
+// the multiply-adds): rows of 7 (ResNet50's last stage) in parts of 3 and 4 rows ran its 3×3
+// layers 5.0–5.8 ms where tiles across rows took 3.0–4.4 on one AVX2 core (512 channels, panel
+// by panel), the small parts reading W from L2 once per 3 or 4 rows. Tile boundaries are a
 // function of the shape and the instruction set (laq_panels_tile_start); the bits are not.
 //
 // Padding taps. In a tile along an output row, a tap whose input row lies outside the image is
@@ -272,20 +274,26 @@ enum { LAQ_TAP_SKIPPED = -2 };
 // Whether tiles run along output rows (above).
 static int aligns_rows(const laq_conv_shape *s) { return s->kernel_h * s->kernel_w > 1 && s->out_width >= 8; }
 
-// Tiles along an output row split it into `parts` parts of near-equal length (part j starts at
-// ⌊j·W/parts⌋), `per_tile` parts to a tile.
+// Tiles split each span of positions (an output row where tiles run along rows, else an
+// image) into `parts` parts of near-equal length (part j starts at ⌊j·span/parts⌋), `per_tile`
+// parts to a tile.
 typedef struct {
-    long parts, per_tile, tiles;
-} row_tiling;
+    long span, parts, per_tile, tiles;
+} tiling;
 
-static row_tiling row_tiling_for(const laq_conv_shape *s, int isa) {
-    const long w = s->out_width;
-    row_tiling t;
-    if (isa >= LAQ_ISA_AVX512 || isa < LAQ_ISA_AVX2) {
-        t.parts = (w + TILE_ROWS - 1) / TILE_ROWS;
+static tiling tiling_for(const laq_conv_shape *s, int isa) {
+    tiling t;
+    if (!aligns_rows(s)) {
+        t.span = s->out_height * s->out_width;
+        t.parts = (t.span + TILE_ROWS - 1) / TILE_ROWS;
+        t.per_tile = 1;
+    } else if (isa >= LAQ_ISA_AVX512 || isa < LAQ_ISA_AVX2) {
+        t.span = s->out_width;
+        t.parts = (t.span + TILE_ROWS - 1) / TILE_ROWS;
         t.per_tile = 1;
     } else {
-        t.parts = (w + TILE_ROWS / 2 - 1) / (TILE_ROWS / 2);
+        t.span = s->out_width;
+        t.parts = (t.span + TILE_ROWS / 2 - 1) / (TILE_ROWS / 2);
         t.per_tile = 2;
     }
     t.tiles = (t.parts + t.per_tile - 1) / t.per_tile;
@@ -293,21 +301,20 @@ static row_tiling row_tiling_for(const laq_conv_shape *s, int isa) {
 }
 
 long laq_panels_tile_count(const laq_conv_shape *shape, long m, int isa) {
-    return aligns_rows(shape) ? m / shape->out_width * row_tiling_for(shape, isa).tiles : (m + TILE_ROWS - 1) / TILE_ROWS;
+    const tiling t = tiling_for(shape, isa);
+    return m / t.span * t.tiles;
 }
 
 long laq_panels_tile_start(const laq_conv_shape *shape, long m, long tile, int isa) {
-    if (!aligns_rows(shape)) return tile * TILE_ROWS < m ? tile * TILE_ROWS : m;
-    const row_tiling t = row_tiling_for(shape, isa);
-    const long w = shape->out_width, part = tile % t.tiles * t.per_tile;
-    return tile / t.tiles * w + part * w / t.parts;
+    const tiling t = tiling_for(shape, isa);
+    const long part = tile % t.tiles * t.per_tile, start = tile / t.tiles * t.span + part * t.span / t.parts;
+    return start < m ? start : m;
 }
 
 // The end of the tile that holds position i.
 static long tile_end(const laq_conv_shape *s, long i, int isa) {
-    if (!aligns_rows(s)) return i + TILE_ROWS;
-    const row_tiling t = row_tiling_for(s, isa);
-    const long w = s->out_width, ow = i % w;
+    const tiling t = tiling_for(s, isa);
+    const long w = t.span, ow = i % w;
     // Part boundaries lie at ⌊j·w/parts⌋: the first above ow has j = ⌈(ow + 1)·parts/w⌉; the
     // tile's end is the boundary of the next multiple of per_tile parts (the row's end at most).
     long j = ((ow + 1) * t.parts + w - 1) / w;

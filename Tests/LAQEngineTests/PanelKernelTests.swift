@@ -52,6 +52,31 @@ import Testing
         #expect(laq_panel_offset(5, 2, 3, 0) == 2 * 16 + 3)
     }
 
+    @Test("tiles cover the positions once, at most 12 each, near-equal within a row (kernels of several taps, rows of 8 or more) or within an image")
+    func tiles() {
+        func shape(_ hw: Int, kernel: Int) -> laq_conv_shape {
+            laq_conv_shape(height: hw, width: hw, channels: 4, out_height: hw, out_width: hw, kernel_h: kernel, kernel_w: kernel, stride_h: 1,
+                           stride_w: 1, dilation_h: 1, dilation_w: 1, pad_top: kernel / 2, pad_left: kernel / 2)
+        }
+        for isa in Int32(0)...max(CPU.isa, Int32(LAQ_ISA_AVX512)) {
+            for (hw, kernel) in [(7, 1), (7, 3), (14, 1), (14, 3), (56, 1), (28, 3), (3, 3)] {
+                var s = shape(hw, kernel: kernel)
+                let perImage = hw * hw, m = 3 * perImage
+                let count = laq_panels_tile_count(&s, m, isa)
+                let starts = (0...count).map { laq_panels_tile_start(&s, m, $0, isa) }
+                #expect(starts.first == 0 && starts.last == m, "\(hw)², \(kernel)×\(kernel), isa \(isa)")
+                let lengths = zip(starts, starts.dropFirst()).map { $1 - $0 }
+                #expect(lengths.allSatisfy { 1...12 ~= $0 }, "\(hw)², \(kernel)×\(kernel), isa \(isa): \(lengths)")
+                // No tile crosses an image; along rows, none crosses a row.
+                let span = kernel > 1 && hw >= 8 ? hw : perImage
+                #expect(zip(starts, starts.dropFirst()).allSatisfy { ($0 / span) == ($1 - 1) / span }, "\(hw)², \(kernel)×\(kernel), isa \(isa)")
+            }
+            // 49 positions an image: five tiles of 9 or 10, not four of 12 and one of 1.
+            var s = shape(7, kernel: 1)
+            #expect((0...5).map { laq_panels_tile_start(&s, 49, $0, isa) } == [0, 9, 19, 29, 39, 49])
+        }
+    }
+
     @Test("the kernel equals the fused-multiply-add chains on every instruction set, in any split of rows and panels")
     func kernelBits() {
         for (m, k, n) in [(1, 1, 1), (13, 9, 17), (25, 27, 32), (12, 5, 33), (47, 64, 70), (3, 200, 16), (30, 11, 96), (26, 19, 24), (36, 40, 56), (24, 7, 16)] {
