@@ -285,9 +285,9 @@ typedef struct {
 /// The floats laq_panels_convolve may copy a tile's rows of A into for a convolution (0: none).
 long laq_panels_rows_copy_length(const laq_conv_shape *shape);
 
-/// Tiles of a convolution's m output positions (see panels.c): how many, and where tile t
-/// starts (t = the count: m). A function of the shape and the instruction set; ranges of whole
-/// tiles are what laq_panels_convolve runs fastest.
+/// Tiles of a convolution's m output positions, a whole number of images (see panels.c): how
+/// many, and where tile t starts (t = the count: m). A function of the shape and the instruction
+/// set; ranges of whole tiles are what laq_panels_convolve runs fastest.
 long laq_panels_tile_count(const laq_conv_shape *shape, long m, int isa);
 long laq_panels_tile_start(const laq_conv_shape *shape, long m, long tile, int isa);
 

@@ -102,7 +102,10 @@ struct FloatPanels: Sendable {
     }
 
     static func tiles(_ shape: laq_conv_shape, m: Int) -> Tiles {
-        Tiles(shape: shape, m: m, count: withUnsafePointer(to: shape) { laq_panels_tile_count($0, m, CPU.isa) })
+        // Tiles split whole images (or output rows): m is a batch of them.
+        precondition(shape.out_height > 0 && shape.out_width > 0 && m % (shape.out_height * shape.out_width) == 0,
+                     "\(m) output positions for images of \(shape.out_height) × \(shape.out_width)")
+        return Tiles(shape: shape, m: m, count: withUnsafePointer(to: shape) { laq_panels_tile_count($0, m, CPU.isa) })
     }
 
     /// A convolution on panels in `tasks` tasks shared between laq's threads: each part of them
