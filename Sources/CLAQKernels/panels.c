@@ -33,19 +33,16 @@ long laq_panel_offset(long k, long t, long j, int isa) {
 }
 
 void laq_panels_pack(const float *w, long k, long n, float *panels, int isa) {
-    // Runs of columns contiguous in both layouts: a row's 32, or a half's 16.
-    const long run = isa >= LAQ_ISA_AVX512 ? PANEL : HALF;
-    for (long first = 0; first < n; first += run)
+    // Runs of columns contiguous in both layouts (a row's 32, or a half's 16), zeros past n.
+    const long run = isa >= LAQ_ISA_AVX512 ? PANEL : HALF, end = (n + PANEL - 1) / PANEL * PANEL;
+    for (long first = 0; first < end; first += run) {
+        const long width = n - first < run ? (n > first ? n - first : 0) : run;
         for (long t = 0; t < k; t++) {
-            const long p = first / PANEL, width = n - first < run ? n - first : run;
-            float *out = panels + p * k * PANEL + laq_panel_offset(k, t, first % PANEL, isa);
-            memcpy(out, w + t * n + first, sizeof(float) * (size_t)width);
-            for (long j = width; j < run; j++) out[j] = 0;
+            float *out = panels + first / PANEL * k * PANEL + laq_panel_offset(k, t, first % PANEL, isa);
+            if (width > 0) memcpy(out, w + t * n + first, sizeof(float) * (size_t)width);
+            memset(out + width, 0, sizeof(float) * (size_t)(run - width));
         }
-    // A last panel's runs wholly past n (AVX2's second half where n ends in the first).
-    const long end = (n + PANEL - 1) / PANEL * PANEL;
-    for (long first = (n + run - 1) / run * run; first < end; first += run)
-        for (long t = 0; t < k; t++) memset(panels + first / PANEL * k * PANEL + laq_panel_offset(k, t, first % PANEL, isa), 0, sizeof(float) * (size_t)run);
+    }
 }
 
 #if defined(__x86_64__)
@@ -316,7 +313,7 @@ static long tile_end(const laq_conv_shape *s, long i, int isa) {
     const tiling t = tiling_for(s, isa);
     const long w = t.span, ow = i % w;
     // Part boundaries lie at ⌊j·w/parts⌋: the first above ow has j = ⌈(ow + 1)·parts/w⌉; the
-    // tile's end is the boundary of the next multiple of per_tile parts (the row's end at most).
+    // tile's end is the boundary of the next multiple of per_tile parts (the span's end at most).
     long j = ((ow + 1) * t.parts + w - 1) / w;
     j = (j + t.per_tile - 1) / t.per_tile * t.per_tile;
     if (j > t.parts) j = t.parts;
@@ -650,6 +647,7 @@ __attribute__((target("avx2,fma"))) static void conv_panels_avx2(const float **s
         for (long half = 0; half < 2 && p * PANEL + 16 * half < n; half++) {
             const long first = p * PANEL + 16 * half, columns = n - first;
             const __m256i m0 = laq_lanes8(columns), m1 = laq_lanes8(columns - 8);
+            const float *hw = w + half * k * HALF;
             // The tile in parts of near-equal length, up to HALF_ROWS rows (12 → 6 + 6, 7 → 3 + 4).
             const long parts = (rows + HALF_ROWS - 1) / HALF_ROWS;
             for (long index = 0; index < parts; index++, ahead_bytes = 0) {
@@ -657,21 +655,21 @@ __attribute__((target("avx2,fma"))) static void conv_panels_avx2(const float **s
                 // Whole halves store whole vectors; a narrow last half, masked ones.
                 if (part == HALF_ROWS && columns <= 8) {
                     if (columns == 8)
-                        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                        conv_half_tile(sources, steps, taps, channels, hw, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
                                        row0, rows, HALF_ROWS, 0, 1);
                     else
-                        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
+                        conv_half_tile(sources, steps, taps, channels, hw, e, first, c, residual, n, m0, m1, ahead, ahead_bytes,
                                        row0, rows, HALF_ROWS, 0, 0);
                     continue;
                 }
                 switch (part + HALF_ROWS * (columns >= 16)) {
 #define LAQ_ROWS(R)                                                                                                                        \
     case R:                                                                                                                                \
-        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+        conv_half_tile(sources, steps, taps, channels, hw, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
                        1, 0);                                                                                                              \
         break;                                                                                                                             \
     case R + HALF_ROWS:                                                                                                                    \
-        conv_half_tile(sources, steps, taps, channels, w + half * k * HALF, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
+        conv_half_tile(sources, steps, taps, channels, hw, e, first, c, residual, n, m0, m1, ahead, ahead_bytes, row0, rows, R, \
                        1, 1);                                                                                                              \
         break;
                     LAQ_ROWS(1) LAQ_ROWS(2) LAQ_ROWS(3) LAQ_ROWS(4) LAQ_ROWS(5) LAQ_ROWS(6)
