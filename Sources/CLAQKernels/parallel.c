@@ -56,6 +56,11 @@ static struct {
     int failed;                // a worker could not start: no more are tried
 } pool = {.lock = PTHREAD_MUTEX_INITIALIZER, .wake = PTHREAD_COND_INITIALIZER};
 
+// Set while this thread runs a part of a job: a loop inside a part runs on this thread alone
+// (the pool is held), and laq_pool_threads says 1 there, so that such a loop chooses its order
+// as a single thread would (a batch's chunks side by side: ``Executor``).
+static _Thread_local int in_part;
+
 static long long nanoseconds(void) {
     struct timespec now;
     clock_gettime(CLOCK_MONOTONIC, &now);
@@ -82,7 +87,9 @@ static void run_parts(unsigned long generation) {
         // The part is claimed: the job cannot finish (nor a later one be posted) before it is
         // done, so its fields are the ones the caller wrote before posting it.
         const long count = pool.count, parts = atomic_load_explicit(&pool.parts, memory_order_relaxed);
+        in_part = 1;
         pool.fn(pool.context, part_start(count, parts, index, pool.tapered), part_start(count, parts, index + 1, pool.tapered));
+        in_part = 0;
         atomic_fetch_add_explicit(&pool.done, 1, memory_order_release);
     }
 }
@@ -169,7 +176,7 @@ void laq_pool_set_threads(int threads) {
     atomic_store(&pool.allowed, threads < 1 ? 1 : threads > MAX_THREADS ? MAX_THREADS : threads);
 }
 
-int laq_pool_threads(void) { return atomic_load(&pool.allowed); }
+int laq_pool_threads(void) { return in_part ? 1 : atomic_load(&pool.allowed); }
 
 int laq_affinity_cpus(void) {
     cpu_set_t set;
@@ -178,7 +185,7 @@ int laq_affinity_cpus(void) {
 }
 
 static int parallel_for(laq_range_fn fn, void *context, long count, long parts, int tapered) {
-    if (parts < 2 || count < 2) return 0;
+    if (parts < 2 || count < 2 || in_part) return 0;
     if (parts > count) parts = count;
     if (parts > 0xffffffffL) return 0;
     int expected = 0;

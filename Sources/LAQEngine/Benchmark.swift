@@ -90,22 +90,30 @@ public enum Benchmark {
         }
         var layerTimes: [LayerTime] = []
         if layers {
-            // Per layer: the times of each run, and the multiply-adds of the first.
+            // Per layer: the multiply-adds of one batch, counted layer by layer on the whole
+            // batch (they do not depend on how a prediction splits it), then the times of each
+            // run as predictions run it (``Executor/predict(_:observe:)``).
             var order: [String] = []
             var samples: [String: (className: String, times: [Double], multiplyAdds: Int)] = [:]
-            for iteration in 0..<iterations {
-                var before = 0
-                _ = try ProductCount.counting { () throws(EngineError) in
-                    _ = try executor.callOutputs(inputs) { layer, seconds in
-                        let now = ProductCount.current
-                        if samples[layer.name] == nil {
-                            order.append(layer.name)
-                            samples[layer.name] = (layer.className, [], 0)
-                        }
-                        samples[layer.name]!.times.append(seconds)
-                        if iteration == 0 { samples[layer.name]!.multiplyAdds += now - before }
-                        before = now
+            var before = 0
+            _ = try ProductCount.counting { () throws(EngineError) in
+                _ = try executor.callOutputs(inputs) { layer, _ in
+                    let now = ProductCount.current
+                    if samples[layer.name] == nil {
+                        order.append(layer.name)
+                        samples[layer.name] = (layer.className, [], 0)
                     }
+                    samples[layer.name]!.multiplyAdds += now - before
+                    before = now
+                }
+            }
+            for _ in 0..<iterations {
+                _ = try executor.predict(inputs) { layer, seconds in
+                    if samples[layer.name] == nil {
+                        order.append(layer.name)
+                        samples[layer.name] = (layer.className, [], 0)
+                    }
+                    samples[layer.name]!.times.append(seconds)
                 }
                 step()
             }
@@ -119,8 +127,9 @@ public enum Benchmark {
                                             multiplyAdds: sample.multiplyAdds, fusedInto: executor.fusedInto[name]))
             }
         }
-        return BenchmarkResult(batch: inputs.first?.shape.first ?? 0, threads: Parallel.threadCount, warmup: warmup,
-                               times: times, multiplyAdds: multiplyAdds, layers: layers ? layerTimes : nil)
+        let plan = executor.batchPlan(inputs, threads: Parallel.threadCount)
+        return BenchmarkResult(batch: inputs.first?.shape.first ?? 0, threads: Parallel.threadCount, chunks: plan.chunks, sideBySide: plan.sideBySide,
+                               warmup: warmup, times: times, multiplyAdds: multiplyAdds, layers: layers ? layerTimes : nil)
     }
 }
 
@@ -140,6 +149,10 @@ public struct LayerTime: Sendable {
 public struct BenchmarkResult: Sendable {
     public let batch: Int
     public let threads: Int
+    /// The chunks of samples a prediction ran the batch in (1: whole), and whether side by side,
+    /// one per thread (``Executor/predict(_:observe:)``).
+    public let chunks: Int
+    public let sideBySide: Bool
     public let warmup: Int
     /// Seconds per batch, one per timed run, in run order.
     public let times: [Double]
@@ -159,7 +172,8 @@ public struct BenchmarkResult: Sendable {
     /// The result for scripts: times in milliseconds.
     public var json: JSONValue {
         var object: [String: JSONValue] = [
-            "batch": .int(Int64(batch)), "threads": .int(Int64(threads)), "warmup": .int(Int64(warmup)),
+            "batch": .int(Int64(batch)), "threads": .int(Int64(threads)), "chunks": .int(Int64(chunks)), "chunks_side_by_side": .bool(sideBySide),
+            "warmup": .int(Int64(warmup)),
             "iterations": .int(Int64(times.count)),
             "median_ms": .double(median * 1000), "min_ms": .double(minimum * 1000), "p90_ms": .double(p90 * 1000),
             "samples_per_second": .double(samplesPerSecond), "multiply_adds": .int(Int64(multiplyAdds)), "gflops": .double(gflops),

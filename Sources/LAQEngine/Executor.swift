@@ -67,15 +67,10 @@ public struct Executor: Sendable {
         try model.layers[step.layer].kind.outputMask(inputs, masks: masks ?? Array(repeating: nil, count: inputs.count), keras3: keras3)
     }
 
-    /// The model's outputs for `inputs` (one tensor per model input, in order).
+    /// The model's outputs for `inputs` (one tensor per model input, in order); a large batch in
+    /// chunks of samples where the model allows (``batchPlan(_:threads:)``).
     public func predict(_ inputs: [Tensor]) throws(EngineError) -> [Tensor] {
-        let values = try callOutputs(inputs)
-        var outputs: [Tensor] = []
-        for ref in model.outputs {
-            guard let tensor = values[TensorRef(layer: ref.layer, node: ref.node)] else { throw .badInput(name: ref.layer, reason: "was not computed") }
-            outputs.append(tensor)
-        }
-        return outputs
+        try predict(inputs, observe: nil)
     }
 
     /// The model's outputs for every sample of `inputs`, run `batch` samples at a time: one

@@ -83,6 +83,28 @@ public enum Parallel {
 }
 
 extension Parallel {
+    /// `body(i)` for every i in `0..<count`, each index its own part, claimed by whichever thread
+    /// is free (for a few long jobs of uneven or unsteady cost: a batch's chunks); loops inside
+    /// `body` run on its thread alone (``threadCount`` is 1 there). Returns after every index has
+    /// run; on this thread alone where the pool is held or there is one thread.
+    static func forEachIndex(_ count: Int, _ body: @Sendable (Int) -> Void) {
+        guard count >= 2, threadCount >= 2 else {
+            for index in 0..<max(count, 0) { body(index) }
+            return
+        }
+        let ran = withoutActuallyEscaping(body) { body in
+            var job = RangeJob { range in
+                for index in range { body(index) }
+            }
+            return withUnsafeMutablePointer(to: &job) { laq_parallel_for(RangeJob.run, $0, count, count) }
+        }
+        if ran == 0 {
+            for index in 0..<count { body(index) }
+        }
+    }
+}
+
+extension Parallel {
     /// `body(i)` for every i in `0..<count`, the indices shared among laq's threads in contiguous
     /// parts (for a few large independent jobs, such as quantizing whole tensors); the results
     /// are in index order, and the same for any thread count when `body` depends on i alone.

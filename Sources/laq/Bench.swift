@@ -10,7 +10,9 @@ struct Bench: ParsableCommand {
         discussion: """
             Runs --warmup untimed batches, then --iterations timed ones, and prints the median, \
             minimum and 90th percentile time per batch, samples per second, the threads used, the \
-            instruction set of laq's kernels on this CPU, the multiply-adds of one batch's products and \
+            instruction set of laq's kernels on this CPU, the chunks of samples a batch ran in (where the \
+            model's tensors are large, a batch runs in chunks that fit the caches, side by side on the threads \
+            where there are enough), the multiply-adds of one batch's products and \
             the GFLOP/s they make. --layers times each \
             layer too (a BatchNormalization or activation layer fused into the product before it \
             shows "in" that layer, whose time includes it). The inputs are random values in [0, 1) of the model's input shape (integer \
@@ -86,7 +88,8 @@ struct Bench: ParsableCommand {
             try printJSON(.object(object))
             return
         }
-        print("\(model): batch \(batch), \(execution.activations.rawValue) activations, \(result.threads) thread\(result.threads == 1 ? "" : "s") (\(MatrixKernel.instructionSet) kernels), \(iterations) runs after \(warmup) warm-up, \(input.map { "inputs from \($0)" } ?? "random inputs")")
+        let chunks = result.chunks > 1 ? " in \(result.chunks) chunks\(result.sideBySide ? " side by side" : "")" : ""
+        print("\(model): batch \(batch)\(chunks), \(execution.activations.rawValue) activations, \(result.threads) thread\(result.threads == 1 ? "" : "s") (\(MatrixKernel.instructionSet) kernels), \(iterations) runs after \(warmup) warm-up, \(input.map { "inputs from \($0)" } ?? "random inputs")")
         print(String(format: "  median %@   min %@   p90 %@ per batch", milliseconds(result.median), milliseconds(result.minimum), milliseconds(result.p90)))
         print(String(format: "  %@ samples/s   %@ multiply-adds per batch   %.2f GFLOP/s", grouped(result.samplesPerSecond), count(result.multiplyAdds), result.gflops))
         if let layerTimes = result.layers {

@@ -22,6 +22,8 @@ import Testing
         let object = try CLITests.json(result.stdout)
         #expect(object["batch"] as? Int == 8 && object["iterations"] as? Int == 5 && object["warmup"] as? Int == 1)
         #expect(object["threads"] as? Int == 3)
+        // An MLP's tensors are small: the batch runs whole.
+        #expect(object["chunks"] as? Int == 1 && object["chunks_side_by_side"] as? Bool == false)
         #expect(object["input"] as? String == "random" && object["activations"] as? String == "float32")
         let kernels = object["kernels"] as? String ?? ""
         #expect(["avx512-vnni-gfni", "avx512-vnni", "avx512", "avx2", "scalar"].contains(kernels))

@@ -231,4 +231,58 @@ import Testing
                 } }
         }
     }
+
+    @Test("a batch in chunks of samples: side by side on 2 and 3 threads, one after another on 1 and 8, with the bits of each chunk run alone on one thread; a layer that does not keep samples apart, or weights heavier than what the chunks' samples move, keep a batch whole")
+    func batchChunks() throws {
+        func conv(_ filters: Int, _ kernel: Int) -> JSONValue {
+            ["filters": .int(Int64(filters)), "kernel_size": [.int(Int64(kernel)), .int(Int64(kernel))], "padding": "same"]
+        }
+        let model = try GradientTests.functional(input: [nil, 12, 12, 8], [
+            ("Conv2D", conv(16, 3), ["in"]), ("BatchNormalization", ["epsilon": 0.001], ["l0"]), ("ReLU", ["max_value": 6.0], ["l1"]),
+            ("DepthwiseConv2D", ["kernel_size": [3, 3], "padding": "same"], ["l2"]), ("Conv2D", conv(16, 1), ["l3"]),
+            ("Add", ["trainable": true], ["l4", "l2"]), ("GlobalAveragePooling2D", [:], ["l5"]), ("Dense", ["units": 10], ["l6"]),
+        ])
+        let executor = try Executor(model: model)
+        let x = Tensor(shape: [9, 12, 12, 8], data: Self.random(9 * 12 * 12 * 8, seed: 5))
+        // The largest call a sample: the Add's two inputs and output, 3 · 12·12·16 floats.
+        #expect(executor.sampleSizes([x])?.largest == 3 * 12 * 12 * 16)
+        let chunkBytes = 2 * 4 * 3 * 12 * 12 * 16
+        // Chunks of 2 samples: [0, 1), [1, 3), [3, 5), [5, 7), [7, 9).
+        let plans = [1, 2, 3, 8].map { executor.batchPlan([x], threads: $0, chunkBytes: chunkBytes) }
+        #expect(plans.map(\.chunks) == [5, 5, 5, 5] && plans.map(\.sideBySide) == [false, true, true, false])
+        #expect((0..<5).map { plans[0].range($0) } == [0..<1, 1..<3, 3..<5, 5..<7, 7..<9])
+        // Each chunk's samples run alone, on one thread, one after another (OpenBLAS, which runs
+        // the Dense layer, may round a product of 9 rows otherwise than one of 2).
+        let alone = try Self.with(threads: 1) {
+            try (0..<5).map { try executor.outputs(of: executor.callOutputs([x.rows(plans[0].range($0))])) }
+        }
+        let whole = (0..<alone[0].count).map { output in
+            Tensor(shape: [9] + alone[0][output].shape.dropFirst(), data: alone.flatMap { $0[output].data })
+        }
+        for threads in Self.threadCounts {
+            let observed = Mutex<[String: Int]>([:])
+            let chunked = try Self.with(threads: threads) {
+                try executor.predict([x], observe: { layer, seconds in
+                    #expect(seconds >= 0)
+                    observed.withLock { $0[layer.name, default: 0] += 1 }
+                }, chunkBytes: chunkBytes)
+            }
+            #expect(chunked.map(\.shape) == whole.map(\.shape))
+            #expect(chunked.map { $0.data.map(\.bitPattern) } == whole.map { $0.data.map(\.bitPattern) }, "\(threads) threads")
+            // Every step of the plan, once a chunk.
+            let steps = executor.plan.steps.filter { !$0.isInput }.map { executor.model.layers[$0.layer].name }
+            #expect(observed.withLock { $0 } == Dictionary(uniqueKeysWithValues: steps.map { ($0, 5) }), "\(threads) threads")
+        }
+        // A recurrent layer reads the samples' steps in order, but its kind does not say it keeps
+        // samples apart: the batch stays whole.
+        let recurrent = try Executor(model: GradientTests.functional(input: [nil, 6, 4], [("SimpleRNN", ["units": 8], ["in"])]))
+        let sequence = Tensor(shape: [9, 6, 4], data: Self.random(9 * 6 * 4, seed: 6))
+        #expect(recurrent.batchPlan([sequence], threads: 2, chunkBytes: 4).chunks == 1)
+        // Chunks of 2 samples move 2 · 8,266 floats through the calls, against 303,146 weights:
+        // whole; and so is a chunk as large as the batch.
+        let dense = try Executor(model: GradientTests.functional(input: [nil, 64], [("Dense", ["units": 4096], ["in"]), ("Dense", ["units": 10], ["l0"])]))
+        let rows = Tensor(shape: [9, 64], data: Self.random(9 * 64, seed: 7))
+        #expect(dense.sampleSizes([rows])?.moved == 64 + 2 * 4096 + 10 && dense.batchPlan([rows], threads: 2, chunkBytes: 2 * 4 * (64 + 4096)).chunks == 1)
+        #expect(dense.batchPlan([rows], threads: 2, chunkBytes: 2 * 4 * (64 + 4096) * 100).chunks == 1)
+    }
 }

@@ -326,7 +326,8 @@ int laq_parallel_for_tapered(laq_range_fn fn, void *context, long count, long pa
 /// already started beyond that number stay asleep.
 void laq_pool_set_threads(int threads);
 
-/// The number set by laq_pool_set_threads (0 until then: jobs then use one thread).
+/// The number set by laq_pool_set_threads (0 until then: jobs then use one thread); 1 on a thread
+/// running a part of a job, where a nested loop runs on that thread alone.
 int laq_pool_threads(void);
 
 /// CPUs this process may run on (its affinity mask); 0 where that cannot be read.

@@ -3,6 +3,7 @@ import LAQFormat
 
 /// Keras' `Activation`: one of Keras' activations (``Activation/names``).
 public struct ActivationLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let activation: String
 
     public init(_ options: LayerOptions) throws(ModelError) { activation = try options.activation() }
@@ -14,6 +15,7 @@ public struct ActivationLayer: KeepsMask {
 
 /// Keras' `ReLU`: min(x, max_value) for x ≥ threshold, negative_slope·(x − threshold) below.
 public struct ReLULayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let maxValue: Double?
     let slope: Double
     let threshold: Double
@@ -34,6 +36,7 @@ public struct ReLULayer: KeepsMask {
 /// Keras' `LeakyReLU`: x, or negative_slope·x below 0 (tf.keras calls the slope `alpha`;
 /// both default to 0.3).
 public struct LeakyReLULayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let slope: Double
 
     public init(_ options: LayerOptions) throws(ModelError) {
@@ -48,6 +51,7 @@ public struct LeakyReLULayer: KeepsMask {
 
 /// Keras' `Softmax` over the last axis.
 public struct SoftmaxLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     public init(_ options: LayerOptions) throws(ModelError) {
         let axis = try options.int("axis", default: -1, min: -64, max: 64)
         guard axis == -1 else { throw options.unsupported("softmax over axis \(axis)") }

@@ -5,6 +5,7 @@ import LAQFormat
 /// √(moving_variance + ε) + β per channel; in training the batch's statistics, and the moving
 /// ones updated with `momentum`.
 public struct BatchNormalizationLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let axis: NormalizationAxis
     let epsilon: Double
     let momentum: Double

@@ -2,6 +2,7 @@ import LAQFormat
 
 /// Keras' `Concatenate` along an axis (default the last; not the batch axis).
 public struct ConcatenateLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let axis: Int
 
     public init(_ options: LayerOptions) throws(ModelError) {

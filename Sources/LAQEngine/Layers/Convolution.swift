@@ -8,6 +8,7 @@ import LAQFormat
 /// convolution with multiplier filters/channels and the same kernel bytes. Other group counts
 /// are refused.
 public struct ConvolutionLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let window: SlidingWindow
     let filters: Int
     let activation: String

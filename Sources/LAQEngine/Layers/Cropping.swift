@@ -3,6 +3,7 @@ import LAQFormat
 /// Keras' `Cropping1D` and `Cropping2D` (channels last): elements removed before and after each
 /// spatial axis. `cropping` takes the forms of ``ZeroPaddingLayer``'s `padding`.
 public struct CroppingLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let spatial: Int
     /// (before, after) per spatial axis.
     let amounts: [(before: Int, after: Int)]

@@ -3,6 +3,7 @@ import LAQFormat
 /// keras.applications InceptionResNetV2's `CustomScaleLayer`: y = x₀ + x₁·scale (a residual
 /// block's scaled branch added to its input).
 public struct CustomScaleLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let scale: Double
 
     public init(_ options: LayerOptions) throws(ModelError) { scale = try options.double("scale", default: 1) }

@@ -5,6 +5,7 @@ import LAQFormat
 /// their scales (and int4's zero points and group indices), and computes as Keras does; its
 /// kernel is not laq's to quantize.
 public struct DenseLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let units: Int
     let activation: String
     let useBias: Bool

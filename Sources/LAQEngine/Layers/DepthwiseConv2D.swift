@@ -4,6 +4,7 @@ import LAQFormat
 /// Keras' `DepthwiseConv2D`: each input channel c convolved with its own `depth_multiplier`
 /// kernels; output channel c·m + j. The kernel is (kh, kw, channels, multiplier).
 public struct DepthwiseConvolutionLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let window: SlidingWindow
     let multiplier: Int
     let activation: String

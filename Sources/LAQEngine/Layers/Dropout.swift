@@ -4,6 +4,7 @@ import LAQFormat
 /// Keras' `Dropout`: identity in inference; in training, keeps each value with probability
 /// 1 − rate and scales kept values by 1/(1 − rate).
 public struct DropoutLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let rate: Double
     /// Keras' `noise_shape`: a mask dimension of 1 is shared along that axis (EfficientNet's
     /// stochastic depth drops whole samples with (None, 1, 1, 1)); nil entries follow the input.

@@ -5,6 +5,7 @@ import LAQFormat
 /// `GlobalAveragePooling1D` averages over the unmasked steps of a masked sequence (``Masking``):
 /// Σ mask·x / Σ mask, which Keras leaves 0/0 (NaN) for a sequence with every step masked.
 public struct GlobalPoolingLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let spatial: Int
     let average: Bool
     let keepDimensions: Bool

@@ -2,6 +2,7 @@ import LAQFormat
 
 /// Keras' `InputLayer`: a model input, of `batch_shape` (Keras 3) or `batch_input_shape`.
 public struct InputLayerKind: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let shape: Shape
 
     public init(_ options: LayerOptions) throws(ModelError) {

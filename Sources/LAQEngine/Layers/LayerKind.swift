@@ -44,6 +44,11 @@ public protocol LayerKind: Sendable {
     /// The mask of a call's output (1 keep, 0 masked; see ``Masking``), for a call whose output
     /// carries one (``carriesMask(_:layer:)``). `keras3`: Keras ≥ 3 saved the model.
     func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor?
+
+    /// In inference, each sample of a call's output depends on that sample of its inputs alone
+    /// (nothing reduces, reorders or broadcasts along the batch axis): a prediction may then run
+    /// a batch in chunks of samples (``Executor``). Default: false, which keeps a batch whole.
+    var keepsSamplesApart: Bool { get }
 }
 
 extension LayerKind {
@@ -52,6 +57,7 @@ extension LayerKind {
     public func weightShapes(_ inputs: [Shape]) -> [String: [Int]] { [:] }
     public func carriesMask(_ masked: [Bool], layer: String, keras3: Bool) throws(ModelError) -> Bool { false }
     public func outputMask(_ inputs: [Tensor], masks: [Tensor?], keras3: Bool) throws(EngineError) -> Tensor? { nil }
+    public var keepsSamplesApart: Bool { false }
 
     /// The short names of the weights, in Keras' order.
     public var weightNames: [String] { weights.map(\.name) }

@@ -3,6 +3,7 @@ import LAQFormat
 
 /// Keras' `LayerNormalization` over the last axis: y = γ·(x − mean)/√(var + ε) + β.
 public struct LayerNormalizationLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let axis: NormalizationAxis
     let epsilon: Double
     let center: Bool

@@ -4,6 +4,7 @@ import LAQFormat
 /// axis (`projection_dim` of them). Keras names the variable `variable` (`variable_1`, … in
 /// one model).
 public struct LayerScaleLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let channels: Int
 
     public init(_ options: LayerOptions) throws(ModelError) {

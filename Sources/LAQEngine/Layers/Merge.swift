@@ -4,6 +4,7 @@ import LAQFormat
 /// element by element over inputs that broadcast to one shape (a squeeze-and-excitation's
 /// (batch, 1, 1, channels) scale against (batch, h, w, channels)).
 public struct MergeLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let kind: MergeOp.Kind
 
     public init(_ options: LayerOptions) throws(ModelError) {

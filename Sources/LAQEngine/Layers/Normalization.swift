@@ -6,6 +6,7 @@ import LAQFormat
 /// statistics come from the config when given there, else from the weights `adapt()` filled
 /// (`mean`, `variance` and an element `count`, none of them trainable).
 public struct NormalizationLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     /// The axes kept (not reduced), as written (absent: Keras' default, the last); empty: one
     /// mean and variance.
     let axes: [Int]

@@ -2,6 +2,7 @@ import LAQFormat
 
 /// Permute: reorders the non-batch axes (`dims` is 1-based, as in Keras).
 public struct PermuteLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     /// 1-based, as in Keras.
     let order: [Int]
 

@@ -4,6 +4,7 @@ import LAQFormat
 /// Keras' `MaxPooling1D/2D` and `AveragePooling1D/2D`. Average pooling with `same` padding
 /// divides by the number of real (unpadded) elements in the window, as TensorFlow does.
 public struct PoolingLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let window: SlidingWindow
     let average: Bool
 

@@ -3,6 +3,7 @@ import LAQFormat
 /// Keras' `Rescaling`: y = x·scale + offset, each a number or one value per channel of the
 /// last axis (Keras broadcasts them against the input).
 public struct RescalingLayer: KeepsMask {
+    public var keepsSamplesApart: Bool { true }
     let scale: [Float]
     let offset: [Float]
 

@@ -2,6 +2,7 @@ import LAQFormat
 
 /// Keras' `Flatten`: (batch, …) → (batch, product of the rest).
 public struct FlattenLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     public init(_ options: LayerOptions) throws(ModelError) {
         // Flattening channels-last and channels-first orders differ only for inputs laq refuses.
         options.ignore("data_format")
@@ -21,6 +22,7 @@ public struct FlattenLayer: LayerKind {
 
 /// Keras' `Reshape`: the same values in `target_shape` (batch kept; one -1 is inferred).
 public struct ReshapeLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let target: [Int]
 
     public init(_ options: LayerOptions) throws(ModelError) {

@@ -5,6 +5,7 @@ import LAQFormat
 /// activation: y = act(depthwise(x, D)·P + b), D (kh, kw, channels, multiplier),
 /// P (1, 1, channels·multiplier, filters).
 public struct SeparableConvolutionLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let window: SlidingWindow
     let filters: Int
     let multiplier: Int

@@ -4,6 +4,7 @@ import LAQFormat
 /// spatial axis. `padding` is one integer for every side, one per axis (symmetric), or a
 /// (before, after) pair per axis.
 public struct ZeroPaddingLayer: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     let spatial: Int
     /// (before, after) per spatial axis.
     let amounts: [(before: Int, after: Int)]
