@@ -5,6 +5,7 @@
 //   swift run -c release laq-bench --packed [--size 4096] [--batches 1,16,64] [--only TEXT] [--json]   (see PackedBench.swift)
 //   swift run -c release laq-bench --train MODEL.h5 [--batch 100] [--steps 200] [--json]  (TrainBench.swift)
 //   swift run -c release laq-bench --panels [--repeats 5] [--json]     (see PanelBench.swift)
+//   swift run -c release laq-bench --convolutions [--repeats 5] [--json]   (see ConvolutionBench.swift)
 //
 // Writes a model of at least --megabytes MB (10^6 bytes) of float32 tensors (random bit patterns, so zlib does not pay and every payload
 // is stored; float32 weights of a real model deflate by ~7%, and are then kept as zlib streams),
@@ -30,6 +31,7 @@ var batch = 100
 var steps = 200
 var json = false
 var panels = false
+var convolutions = false
 var packedBatches = [1, 2, 4, 8, 16, 32, 64]
 var packedOnly: String?
 var arguments = CommandLine.arguments.dropFirst().makeIterator()
@@ -40,6 +42,7 @@ while let argument = arguments.next() {
     case "--import": importPath = arguments.next()
     case "--packed": packedSize = packedSize ?? 4096
     case "--panels": panels = true
+    case "--convolutions": convolutions = true
     case "--batches":
         let batches = (arguments.next() ?? "").split(separator: ",").compactMap { Int($0) }.filter { $0 > 0 }
         if !batches.isEmpty { packedBatches = batches }
@@ -51,7 +54,7 @@ while let argument = arguments.next() {
     case "--steps": steps = Int(arguments.next() ?? "") ?? steps
     case "--data": trainData = arguments.next()
     default:
-        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--batches 1,16,64] [--only TEXT] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--data BATCH.npz] [--json]")
+        print("usage: laq-bench [--megabytes N] [--repeats N] | --import MODEL.h5 [--repeats N] | --packed [--size N] [--repeats N] [--batches 1,16,64] [--only TEXT] [--json] | --train MODEL.h5 [--batch N] [--steps N] [--data BATCH.npz] [--json] | --panels [--repeats N] [--json] | --convolutions [--repeats N] [--json]")
         exit(2)
     }
 }
@@ -81,6 +84,11 @@ if let packedSize {
 
 if panels {
     panelBenchmark(repeats: repeats == 5 ? 20 : repeats, json: json)
+    exit(0)
+}
+
+if convolutions {
+    convolutionBenchmark(repeats: repeats == 5 ? 50 : repeats, json: json)
     exit(0)
 }
 

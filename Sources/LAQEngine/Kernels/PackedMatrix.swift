@@ -1,3 +1,4 @@
+import CLAQKernels
 import Dispatch
 import LAQFormat
 
@@ -472,5 +473,30 @@ public struct MatrixKernel: Sendable {
     public func multiply(_ a: [Float], m: Int, into c: inout [Float]) {
         precondition(a.count == m * rows && c.count == m * columns)
         matrix.multiply(a, m: m, k: rows, n: columns, into: &c)
+    }
+
+    /// The convolution a layer runs with W in panels as its kernel of `kernel` taps (rows of W:
+    /// taps × channels): `x` NHWC, `images` × `size` × channels, "same" padding, unit strides,
+    /// then + `bias` and ReLU6 as it stores (MobileNetV2's blocks), into `c` (images × size ×
+    /// columns). False, computing nothing, where W is not in panels.
+    public func convolve(_ x: [Float], images: Int, size: (height: Int, width: Int), kernel: (height: Int, width: Int), bias: [Float],
+                         into c: inout [Float]) -> Bool {
+        guard case let .panels(panels) = matrix else { return false }
+        let channels = rows / (kernel.height * kernel.width)
+        precondition(channels * kernel.height * kernel.width == rows && bias.count == columns)
+        let m = images * size.height * size.width
+        precondition(x.count == m * channels && c.count == m * columns)
+        let shape = laq_conv_shape(height: size.height, width: size.width, channels: channels, out_height: size.height, out_width: size.width,
+                                   kernel_h: kernel.height, kernel_w: kernel.width, stride_h: 1, stride_w: 1, dilation_h: 1, dilation_w: 1,
+                                   pad_top: (kernel.height - 1) / 2, pad_left: (kernel.width - 1) / 2)
+        bias.withUnsafeBufferPointer { bias in
+            let none: UnsafePointer<Float>? = nil
+            let epilogue = laq_epilogue(bias: bias.baseAddress, scale: none, shift: none, relu: Int32(LAQ_RELU_KERAS), threshold: 0, slope: 0,
+                                        ceiling: 6)
+            x.withUnsafeBufferPointer { x in
+                c.withUnsafeMutableBufferPointer { c in panels.convolve(x.baseAddress!, shape: shape, m: m, epilogue: epilogue, into: c.baseAddress!) }
+            }
+        }
+        return true
     }
 }
