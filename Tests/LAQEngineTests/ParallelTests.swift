@@ -283,6 +283,13 @@ import Testing
         let recurrent = try Executor(model: GradientTests.functional(input: [nil, 6, 4], [("SimpleRNN", ["units": 8], ["in"])]))
         let sequence = Tensor(shape: [9, 6, 4], data: Self.random(9 * 6 * 4, seed: 6))
         #expect(recurrent.batchPlan([sequence], threads: 2, chunkBytes: 4).chunks == 1)
+        // Keras 3's operators keep samples apart on tensors and scalar constants (MobileNetV3's
+        // x + 3.0), not with a constant that may broadcast along the batch axis.
+        let scalar = try Executor(model: GradientTests.functional(input: [nil, 12, 12, 8], [("Conv2D", conv(16, 3), ["in"]), ("Add", [:], ["l0", "#3.0"])]))
+        #expect(scalar.model.layers.last?.kind is OperatorKind)
+        #expect(scalar.batchPlan([x], threads: 2, chunkBytes: 2 * 4 * 2 * 12 * 12 * 16).chunks == 5)
+        #expect(OperatorKind(operation: .add, operands: [nil, nil]).keepsSamplesApart)
+        #expect(!OperatorKind(operation: .multiply, operands: [nil, Tensor(shape: [3], data: [1, 2, 3])]).keepsSamplesApart)
         // Chunks of 2 samples move 2 · 8,266 floats through the calls, against 303,146 weights:
         // whole; and so is a chunk as large as the batch.
         let dense = try Executor(model: GradientTests.functional(input: [nil, 64], [("Dense", ["units": 4096], ["in"]), ("Dense", ["units": 10], ["l0"])]))

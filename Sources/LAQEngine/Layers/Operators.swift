@@ -42,6 +42,11 @@ public struct OperatorKind: LayerKind {
         self.operands = operands
     }
 
+    /// Element by element over tensors of one batch and scalar constants (MobileNetV3's
+    /// `x + 3.0`, ConvNeXt's `inputs + x`); a constant of higher rank may broadcast along the
+    /// batch axis.
+    public var keepsSamplesApart: Bool { operands.allSatisfy { $0?.shape.isEmpty ?? true } }
+
     /// A JSON number or nested list of numbers as a tensor (a number has shape []).
     static func tensor(_ value: JSONValue) -> Tensor? {
         switch value {

@@ -115,6 +115,7 @@ struct ExpandDimsOperatorOp: Op, TrainableOp {
 /// `logical_not`: 1 where the input is 0. `cast`: to `bool` (x ≠ 0) or to float32/float64
 /// (unchanged: laq computes in float32); casts that round or wrap are refused.
 public struct ElementwiseOperatorKind: LayerKind {
+    public var keepsSamplesApart: Bool { true }
     enum Operation: Sendable { case fill(Float), logicalNot, toBool, identity }
     let operation: Operation
 
