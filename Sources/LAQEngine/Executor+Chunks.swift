@@ -38,7 +38,7 @@ extension Executor {
     /// sample)⌋ samples (at least one) is smaller than the batch, and the bytes the chunk's
     /// samples move through its calls (each call's inputs and output) are at least the
     /// weights' (which each chunk reads again: a model of large weights and small tensors keeps
-    /// its batch whole).
+    /// its batch whole), 8 times the weights' where the chunks run one after another.
     func batchPlan(_ inputs: [Tensor], threads: Int, chunkBytes: Int = Executor.chunkBytes) -> BatchPlan {
         let batch = inputs.first?.shape.first ?? 0
         let whole = BatchPlan(batch: batch, chunks: 1, sideBySide: false)
@@ -46,12 +46,18 @@ extension Executor {
               let sizes = sampleSizes(inputs), sizes.largest > 0
         else { return whole }
         let samples = max(1, chunkBytes / (4 * sizes.largest))
-        guard samples < batch, samples.multipliedReportingOverflow(by: 4 * sizes.moved).partialValue >= weightBytes else { return whole }
+        let moved = samples.multipliedReportingOverflow(by: 4 * sizes.moved).partialValue
+        guard samples < batch, moved >= weightBytes else { return whole }
         let chunks = (batch + samples - 1) / samples
         // Side by side where the threads' last round is at least three quarters full (16 chunks
         // on 3 threads: 16 of 18 turns); else chunk after chunk, each layer on every thread.
         let rounds = (chunks + threads - 1) / max(threads, 1)
         let sideBySide = threads >= 2 && chunks >= threads && 4 * chunks >= 3 * threads * rounds
+        // Chunk after chunk, the weights' extra reads cost more than the caches save unless the
+        // tensors moved outweigh them 8 times: on one core, MobileNetV2's batch of 16 (12 times:
+        // 14 MB of weights) ran 7% faster in chunks of one image, ResNet50's (3 times: 103 MB)
+        // 8% slower. Side by side, both gained (21% and 7% on two cores; docs/PERFORMANCE.md).
+        guard sideBySide || moved / 8 >= weightBytes else { return whole }
         return BatchPlan(batch: batch, chunks: chunks, sideBySide: sideBySide)
     }
 

@@ -283,6 +283,12 @@ import Testing
         let recurrent = try Executor(model: GradientTests.functional(input: [nil, 6, 4], [("SimpleRNN", ["units": 8], ["in"])]))
         let sequence = Tensor(shape: [9, 6, 4], data: Self.random(9 * 6 * 4, seed: 6))
         #expect(recurrent.batchPlan([sequence], threads: 2, chunkBytes: 4).chunks == 1)
+        // Weights as heavy as a chunk's tensors: chunks side by side only (9,504 floats a sample
+        // through a 3×3 convolution of 18,688 weights; 2 samples a chunk).
+        let heavy = try Executor(model: GradientTests.functional(input: [nil, 6, 6, 8], [("Conv2D", conv(256, 3), ["in"])]))
+        let small = Tensor(shape: [9, 6, 6, 8], data: Self.random(9 * 6 * 6 * 8, seed: 8))
+        #expect(heavy.sampleSizes([small])?.moved == 6 * 6 * (8 + 256) && heavy.weightBytes == 4 * (9 * 8 * 256 + 256))
+        #expect([1, 2, 3, 8].map { heavy.batchPlan([small], threads: $0, chunkBytes: 2 * 4 * 6 * 6 * (8 + 256)).chunks } == [1, 5, 5, 1])
         // Keras 3's operators keep samples apart on tensors and scalar constants (MobileNetV3's
         // x + 3.0), not with a constant that may broadcast along the batch axis.
         let scalar = try Executor(model: GradientTests.functional(input: [nil, 12, 12, 8], [("Conv2D", conv(16, 3), ["in"]), ("Add", [:], ["l0", "#3.0"])]))
