@@ -6,7 +6,8 @@ import Synchronization
 /// Layer by layer, a batch holds each layer's output for all its samples: 16 images through
 /// MobileNetV2 write tensors of 77 MB (112×112×96 floats each), which stream through memory
 /// from one layer to the next, where one image's 4.8 MB stay in the caches. On one core its
-/// batch of 16 took 14–20 ms an image against 11 at batch 1 (`laq bench`, docs/PERFORMANCE.md).
+/// stages at 112², 56² and 28² ran in 0.70–0.87 of their time in chunks of one image
+/// (docs/PERFORMANCE.md, "Batches in chunks of samples").
 ///
 /// So where every layer keeps samples apart (``LayerKind/keepsSamplesApart``) and a sample's
 /// tensors are large, a prediction runs the batch in chunks of samples sized to a cache budget.
@@ -46,7 +47,8 @@ extension Executor {
               let sizes = sampleSizes(inputs), sizes.largest > 0
         else { return whole }
         let samples = max(1, chunkBytes / (4 * sizes.largest))
-        let moved = samples.multipliedReportingOverflow(by: 4 * sizes.moved).partialValue
+        let (product, overflow) = samples.multipliedReportingOverflow(by: 4 * sizes.moved)
+        let moved = overflow ? Int.max : product
         guard samples < batch, moved >= weightBytes else { return whole }
         let chunks = (batch + samples - 1) / samples
         // Side by side where the threads' last round is at least three quarters full (16 chunks
@@ -62,15 +64,19 @@ extension Executor {
     }
 
     /// Per sample, in floats: the largest call's inputs and output together, and the sum of
-    /// that over every call, for inputs of these shapes; nil where a shape is unknown.
+    /// that over every call, for inputs of these shapes; nil where a shape is unknown or a size
+    /// passes 2⁶⁰ (a model that declares impossible shapes: the prediction then fails on its own).
     func sampleSizes(_ inputs: [Tensor]) -> (largest: Int, moved: Int)? {
+        let limit = 1 << 60
         var shapes: [TensorRef: Shape] = [:]
         for (ref, tensor) in zip(model.inputs, inputs) { shapes[TensorRef(layer: ref.layer)] = [nil] + tensor.shape.dropFirst().map { $0 } }
         func perSample(_ shape: Shape) -> Int? {
             var count = 1
             for dimension in shape.dropFirst() {
-                guard let dimension else { return nil }
-                count *= dimension
+                guard let dimension, dimension >= 0 else { return nil }
+                let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+                guard !overflow, product <= limit else { return nil }
+                count = product
             }
             return count
         }
@@ -80,16 +86,19 @@ extension Executor {
             guard !layer.inbound.isEmpty else { continue }
             var inputShapes: [Shape] = []
             var floats = 0
+            // Each count and sum stays ≤ 2⁶⁰, so no sum of two overflows.
             for ref in model.inputs(of: call) {
                 guard let shape = shapes[ref], let count = perSample(shape) else { return nil }
                 inputShapes.append(shape)
                 floats += count
+                guard floats <= limit else { return nil }
             }
             guard let output = try? layer.kind.outputShape(inputShapes, layer: layer.name), let count = perSample(output) else { return nil }
             shapes[model.output(of: call)] = output
             floats += count
-            largest = max(largest, floats)
             moved += floats
+            guard floats <= limit, moved <= limit else { return nil }
+            largest = max(largest, floats)
         }
         return (largest, moved)
     }
