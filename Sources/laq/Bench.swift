@@ -15,7 +15,8 @@ struct Bench: ParsableCommand {
             where there are enough), the multiply-adds of one batch's products and \
             the GFLOP/s they make. --layers times each \
             layer too (a BatchNormalization or activation layer fused into the product before it \
-            shows "in" that layer, whose time includes it). The inputs are random values in [0, 1) of the model's input shape (integer \
+            shows "in" that layer, whose time includes it; with chunks side by side, a layer's time is \
+            its threads' time divided by their number). The inputs are random values in [0, 1) of the model's input shape (integer \
             inputs such as token ids: 1) unless --input gives a file. tools/bench/compare_peers.py runs the same Keras model in ONNX \
             Runtime and Keras beside this command.
             """
