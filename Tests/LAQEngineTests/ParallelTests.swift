@@ -14,8 +14,9 @@ import Testing
 /// once with the boundaries the caller fixed, whichever thread runs it, also when many threads
 /// split loops at once; the thread count comes from the options, the environment, the affinity
 /// mask and cgroup quotas; and kernels give the same bits on 1, 2, 3 and 8 threads.
-/// Serialized, and the only suite that changes the thread count (other suites' results do not
-/// depend on it, by design).
+/// Serialized. It changes the thread count, as FusionTests and PanelKernelTests do while other
+/// suites run: no suite's results depend on it, by design, and a loop that finds the pool held
+/// by another suite runs on its own thread.
 @Suite(.serialized) struct ParallelTests {
     /// Counts visits per index.
     final class Visits: Sendable {
