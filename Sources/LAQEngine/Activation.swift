@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import LAQFormat
 
@@ -105,9 +106,9 @@ public enum Activation: Sendable, Equatable {
         return min(max(y, 0), 1)
     }
 
-    static func sigmoid(_ x: Float) -> Float {
-        x >= 0 ? 1 / (1 + expf(-x)) : { let e = expf(x); return e / (1 + e) }()
-    }
+    /// σ(x) = 1/(1 + e^−x) from e = exp(−|x|) (`laq_sigmoidf`: the bits of the array kernels
+    /// ``apply(_:width:)`` runs for sigmoid and swish, on every instruction set).
+    static func sigmoid(_ x: Float) -> Float { laq_sigmoidf(x) }
 
     /// Applies the activation to `values` in place; `width` is the last dimension (for softmax).
     public func apply(_ values: inout [Float], width: Int) {
@@ -118,6 +119,10 @@ public enum Activation: Sendable, Equatable {
         case .relu:
             // Inline, so that it vectorises; large tensors split between threads.
             Elementwise.relu(&values)
+        case .sigmoid:
+            Elementwise.sigmoid(&values, swish: false)
+        case .swish:
+            Elementwise.sigmoid(&values, swish: true)
         default:
             Elementwise.update(&values, scalar)
         }

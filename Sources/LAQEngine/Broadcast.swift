@@ -67,4 +67,30 @@ enum Broadcast {
             }
         }
     }
+
+    /// The elements of `output` in runs along its innermost axes, in row-major order:
+    /// `body(start, offset, length, step)` for each run of `length` elements from output index
+    /// `start`, whose sources in the array of `strides` are offset, offset + step, … (step 1
+    /// where the array runs along those axes as the output does, 0 where it repeats one value
+    /// there, as a squeeze-and-excitation's (batch, 1, 1, channels) scale over each pixel's
+    /// channels). ``forEach(_:strides:_:)`` one element at a time took 10–20 ns an element.
+    static func forEachRun(_ output: [Int], strides: [Int], _ body: (_ start: Int, _ offset: Int, _ length: Int, _ step: Int) -> Void) {
+        guard output.reduce(1, *) > 0 else { return }
+        // The innermost axes the source steps through contiguously, else those it repeats.
+        var axis = output.count - 1, length = 1
+        while axis >= 0, strides[axis] == length || output[axis] == 1 {
+            length *= output[axis]
+            axis -= 1
+        }
+        var step = 1
+        if length == 1 {
+            step = 0
+            while axis >= 0, strides[axis] == 0 || output[axis] == 1 {
+                length *= output[axis]
+                axis -= 1
+            }
+        }
+        let outer = Array(output[0..<(axis + 1)])
+        forEach(outer, strides: [Array(strides[0..<(axis + 1)])]) { index, offsets in body(index * length, offsets[0], length, step) }
+    }
 }

@@ -154,4 +154,67 @@ struct ArrayKernelTests {
         #expect(Storage.makeUnique(&unique))
         #expect(Storage.address(shared) != Storage.address(unique) && shared == unique)
     }
+
+    @Test("sigmoid and swish: within 4 ulp of σ in Double over [−90, 90], 1 and 0 beyond, NaN kept; the array kernels (8 lanes on AVX2, the rest scalar) give the scalar function's bits, ±0 and ±∞ included")
+    func sigmoidAndSwish() throws {
+        var inputs: [Float] = stride(from: -90.0, through: 90.0, by: 0.0137).map { Float($0) }
+        inputs += [0, -0, .infinity, -.infinity, .nan, -87.3, -87.4, 1e-30, -1e-30, 88.8, .leastNonzeroMagnitude, -.greatestFiniteMagnitude]
+        inputs += Self.values(1003, seed: 9).map { $0 * 20 }
+        for x in inputs where x.isFinite {
+            let sigma = Activation.sigmoid(x), exact = 1 / (1 + Foundation.exp(-Double(x)))
+            if exact < 1.2e-38 {
+                #expect(sigma >= 0 && Double(sigma) <= 1.2e-38, "σ(\(x))")
+                continue
+            }
+            let ulp = Double(Float(exact).ulp)
+            #expect(abs(Double(sigma) - exact) <= 4 * ulp, "σ(\(x)) = \(sigma), exactly \(exact)")
+        }
+        #expect(Activation.sigmoid(.infinity) == 1 && Activation.sigmoid(-.infinity) == 0 && Activation.sigmoid(.nan).isNaN)
+        #expect(Activation.sigmoid(0) == 0.5 && Activation.sigmoid(-0.0) == 0.5)
+        for swish in [false, true] {
+            var values = inputs
+            Elementwise.sigmoid(&values, swish: swish)
+            let scalar = inputs.map { swish ? $0 * Activation.sigmoid($0) : Activation.sigmoid($0) }
+            #expect(values.map(\.bitPattern) == scalar.map(\.bitPattern), "swish \(swish)")
+            #expect(Activation.swish.scalar(3) == 3 * Activation.sigmoid(3))
+        }
+        // Through Activation.apply: sigmoid and swish as Keras' layers call them.
+        var layer = inputs
+        Activation.swish.apply(&layer, width: 1)
+        #expect(layer.map(\.bitPattern) == inputs.map { ($0 * Activation.sigmoid($0)).bitPattern })
+    }
+
+    @Test("broadcast merges run by run (contiguous runs, repeated values, mixed axes) with the bits of the element-by-element definition")
+    func broadcastRuns() throws {
+        let pairs: [([Int], [Int])] = [([2, 3, 4, 5], [2, 1, 1, 5]), ([2, 3, 4, 5], [2, 3, 4, 1]), ([2, 3, 4, 5], [5]), ([2, 3, 4, 5], [1]),
+                                       ([2, 3, 4, 5], [3, 1, 5]), ([2, 1, 4, 5], [2, 3, 1, 5]), ([3, 1, 1, 7], [3, 4, 6, 7]), ([1, 1], [4, 3])]
+        for (index, (a, b)) in pairs.enumerated() {
+            let x = Tensor(shape: a, data: Self.values(a.reduce(1, *), seed: UInt64(10 + index)))
+            let y = Tensor(shape: b, data: Self.values(b.reduce(1, *), seed: UInt64(20 + index)))
+            let shape = try #require(Broadcast.shape([a, b]))
+            // Every run covers its elements once, in order, from the sources forEach names.
+            var expected: [(Int, Int)] = [], runs: [(Int, Int)] = []
+            Broadcast.forEach(shape, strides: [Broadcast.strides(of: b, in: shape)]) { i, offsets in expected.append((i, offsets[0])) }
+            Broadcast.forEachRun(shape, strides: Broadcast.strides(of: b, in: shape)) { start, offset, length, step in
+                for k in 0..<length { runs.append((start + k, offset + k * step)) }
+            }
+            #expect(runs.map(\.0) == expected.map(\.0) && runs.map(\.1) == expected.map(\.1), "\(a) with \(b)")
+            for kind in [MergeOp.Kind.add, .subtract, .multiply, .maximum, .divide] {
+                let merged = try MergeOp(name: "m", kind: kind).forward([x, y], workspace: nil)
+                var reference = [Float](repeating: 0, count: shape.reduce(1, *))
+                let (sa, sb) = (Broadcast.strides(of: a, in: shape), Broadcast.strides(of: b, in: shape))
+                Broadcast.forEach(shape, strides: [sa, sb]) { i, offsets in
+                    let (u, v) = (x.data[offsets[0]], y.data[offsets[1]])
+                    switch kind {
+                    case .add: reference[i] = u + v
+                    case .subtract: reference[i] = u - v
+                    case .multiply: reference[i] = u * v
+                    case .maximum: reference[i] = v > u ? v : u
+                    default: reference[i] = u / v
+                    }
+                }
+                #expect(merged.shape == shape && merged.data.map(\.bitPattern) == reference.map(\.bitPattern), "\(a) \(kind) \(b)")
+            }
+        }
+    }
 }

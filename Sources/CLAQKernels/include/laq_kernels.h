@@ -226,6 +226,18 @@ void laq_depthwise_conv2d(const float *input, long height, long width, long chan
                           long pad_top, long pad_left, long out_h, long out_w, float *output, long row_begin, long row_end,
                           const laq_epilogue *epilogue, int isa);
 
+/// The logistic sigmoid σ(x) = 1/(1 + e^−x), as sigmoid.c computes it: from e = exp(−|x|) by a
+/// range reduction and a polynomial (within a few ulp of σ), 1/(1 + e) for x ≥ 0 and e/(1 + e)
+/// below; 0 where −|x| < −87.33; a NaN stays NaN. The array functions give these same bits on
+/// every instruction set.
+float laq_sigmoidf(float x);
+
+/// values[i] = laq_sigmoidf(values[i]), in place.
+void laq_sigmoid(float *values, long count, int isa);
+
+/// values[i] = values[i] · laq_sigmoidf(values[i]) (swish, SiLU), in place.
+void laq_swish(float *values, long count, int isa);
+
 /// The ReLU laq_scale_shift applies after the affine map.
 enum {
     LAQ_RELU_NONE = 0,

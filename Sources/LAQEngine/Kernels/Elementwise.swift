@@ -124,6 +124,14 @@ enum Elementwise {
         }
     }
 
+    /// values[i] = σ(values[i]), or values[i]·σ(values[i]) with `swish` (`laq_sigmoid`,
+    /// `laq_swish`: ``Activation/sigmoid(_:)``'s bits, eight values a step on AVX2).
+    static func sigmoid(_ values: inout [Float], swish: Bool) {
+        run(nil, nil, nil, &values) { _, out, range in
+            if swish { laq_swish(out + range.lowerBound, range.count, CPU.isa) } else { laq_sigmoid(out + range.lowerBound, range.count, CPU.isa) }
+        }
+    }
+
     /// out[i] = f(a[i], b[i]); with `a` nil, out[i] = f(out[i], b[i]).
     static func map(_ a: [Float]?, _ b: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float, Float) -> Float) {
         run(a, b, nil, &out) { inputs, out, range in

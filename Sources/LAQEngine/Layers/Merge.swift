@@ -89,16 +89,15 @@ struct MergeOp: Op, TrainableOp {
         } else {
             result = Matrix.uninitialized(shape.reduce(1, *), workspace: workspace)
             let first = tensors[0].data
-            Broadcast.forEach(shape, strides: [Broadcast.strides(of: tensors[0].shape, in: shape)]) { i, offsets in result[i] = first[offsets[0]] }
+            Broadcast.forEachRun(shape, strides: Broadcast.strides(of: tensors[0].shape, in: shape)) { start, offset, length, step in
+                for k in 0..<length { result[start + k] = first[offset + k * step] }
+            }
         }
         for other in tensors.dropFirst() {
             if other.shape == shape {
                 combine(nil, other.data, into: &result)
             } else {
-                let data = other.data
-                Broadcast.forEach(shape, strides: [Broadcast.strides(of: other.shape, in: shape)]) { i, offsets in
-                    result[i] = combine(result[i], data[offsets[0]])
-                }
+                combineBroadcast(other, shape: shape, into: &result)
             }
         }
         if kind == .average {
@@ -120,8 +119,27 @@ struct MergeOp: Op, TrainableOp {
         }
     }
 
-    @inline(__always)
-    private func combine(_ a: Float, _ b: Float) -> Float { Self.combine(kind, a, b) }
+    /// out[i] = out[i] ⊕ other's element broadcast to i, run by run (``Broadcast/forEachRun``),
+    /// the common kinds in loops of their own so that they vectorise.
+    private func combineBroadcast(_ other: Tensor, shape: [Int], into out: inout [Float]) {
+        let kind = self.kind
+        other.data.withUnsafeBufferPointer { data in
+            out.withUnsafeMutableBufferPointer { out in
+                Broadcast.forEachRun(shape, strides: Broadcast.strides(of: other.shape, in: shape)) { start, offset, length, step in
+                    let (y, x) = (out.baseAddress! + start, data.baseAddress! + offset)
+                    switch (kind, step) {
+                    case (.add, 1), (.average, 1): for k in 0..<length { y[k] = y[k] + x[k] }
+                    case (.multiply, 1): for k in 0..<length { y[k] = y[k] * x[k] }
+                    case (.subtract, 1): for k in 0..<length { y[k] = y[k] - x[k] }
+                    case (.add, 0), (.average, 0): let v = x[0]; for k in 0..<length { y[k] = y[k] + v }
+                    case (.multiply, 0): let v = x[0]; for k in 0..<length { y[k] = y[k] * v }
+                    case (.subtract, 0): let v = x[0]; for k in 0..<length { y[k] = y[k] - v }
+                    default: for k in 0..<length { y[k] = Self.combine(kind, y[k], x[k * step]) }
+                    }
+                }
+            }
+        }
+    }
 
     @inline(__always)
     private static func combine(_ kind: Kind, _ a: Float, _ b: Float) -> Float {
