@@ -137,6 +137,11 @@ def main():
         signature = [tf.TensorSpec([None] + list(arrays[name].shape[1:]), tf.as_dtype(arrays[name].dtype), name=name) for name in names]
         function = tf.function(lambda *xs: model(structured(dict(zip(names, xs))), training=False))
         tf2onnx.convert.from_function(function, input_signature=signature, opset=17, output_path=fp32)
+        # Constants the function captures as tensors rather than variables (Keras 3's
+        # Normalization statistics in EfficientNet) become graph inputs named as their
+        # placeholders: they are fed their values.
+        captured = {inner.name: outer.numpy() for outer, inner in function.get_concrete_function(*signature).graph.captures
+                    if outer.dtype != tf.resource and hasattr(outer, "numpy")}
         quantize_dynamic(fp32, int8, weight_type=QuantType.QInt8)
         sessions = {}
         for label, path in [("ONNX Runtime float32", fp32), ("ONNX Runtime int8 (quantize_dynamic)", int8)]:
@@ -145,6 +150,7 @@ def main():
             options.inter_op_num_threads = 1
             session = ort.InferenceSession(path, options, providers=["CPUExecutionProvider"])
             feeds = {i.name: arrays[n] for i, n in zip(session.get_inputs(), names)}
+            feeds.update({i.name: captured[i.name] for i in session.get_inputs() if i.name in captured})
             sessions[label] = (session, feeds)
             rows.append({"runtime": label, "median_ms": median_ms(lambda: session.run(None, feeds), args.warmup, args.iterations)})
 
