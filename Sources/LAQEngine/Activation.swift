@@ -81,10 +81,9 @@ public enum Activation: Sendable, Equatable {
     }
 
     /// 0.5·x·(1 + erf(x/√2)).
-    static func gelu(_ x: Float) -> Float {
-        let inverseRoot2: Float = 0.707_106_781_186_547_5
-        return 0.5 * x * (1 + erff(x * inverseRoot2))
-    }
+    /// Keras' exact GELU, 0.5·x·(1 + erf(x/√2)), with TensorFlow's float erf (`laq_geluf`: the
+    /// bits of the array kernel ``apply(_:width:)`` runs, on every instruction set).
+    static func gelu(_ x: Float) -> Float { laq_geluf(x) }
 
     /// √(2/π), the scale inside GELU's tanh approximation.
     static let geluTanhScale: Float = 0.797_884_560_802_865_4
@@ -123,6 +122,8 @@ public enum Activation: Sendable, Equatable {
             Elementwise.sigmoid(&values, swish: false)
         case .swish:
             Elementwise.sigmoid(&values, swish: true)
+        case .gelu:
+            Elementwise.gelu(&values)
         default:
             Elementwise.update(&values, scalar)
         }

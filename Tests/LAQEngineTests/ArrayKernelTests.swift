@@ -1,3 +1,4 @@
+import CLAQKernels
 import Foundation
 import Testing
 @testable import LAQEngine
@@ -216,5 +217,20 @@ struct ArrayKernelTests {
                 #expect(merged.shape == shape && merged.data.map(\.bitPattern) == reference.map(\.bitPattern), "\(a) \(kind) \(b)")
             }
         }
+    }
+
+    @Test("GELU: within 5·10⁻⁷·(1 + |x|) of the exact GELU in Double, erf within 4.2·10⁻⁷ over [−6, 6], NaN kept; the array kernel gives the scalar function's bits")
+    func gelu() {
+        var inputs: [Float] = stride(from: -12.0, through: 12.0, by: 0.00731).map { Float($0) }
+        inputs += [0, -0, .infinity, -.infinity, .nan, 1e-30, -1e-30, 5.657, -5.657, .greatestFiniteMagnitude]
+        for x in inputs where x.isFinite && abs(x) < 1e3 {
+            let exact = 0.5 * Double(x) * (1 + Foundation.erf(Double(x) / 2.0.squareRoot()))
+            #expect(abs(Double(Activation.gelu(x)) - exact) <= 5e-7 * (1 + abs(Double(x))), "GELU(\(x)) = \(Activation.gelu(x)), exactly \(exact)")
+            if abs(x) <= 6 { #expect(abs(Double(laq_erff(x)) - Foundation.erf(Double(x))) <= 4.2e-7, "erf(\(x))") }
+        }
+        #expect(Activation.gelu(.infinity) == .infinity && Activation.gelu(.nan).isNaN && laq_erff(.nan).isNaN)
+        var values = inputs
+        Activation.gelu.apply(&values, width: 1)
+        #expect(values.map(\.bitPattern) == inputs.map { Activation.gelu($0).bitPattern })
     }
 }

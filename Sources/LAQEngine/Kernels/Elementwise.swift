@@ -132,6 +132,12 @@ enum Elementwise {
         }
     }
 
+    /// values[i] = GELU(values[i]) (`laq_gelu`: ``Activation/gelu(_:)``'s bits, eight values a
+    /// step on AVX2).
+    static func gelu(_ values: inout [Float]) {
+        run(nil, nil, nil, &values) { _, out, range in laq_gelu(out + range.lowerBound, range.count, CPU.isa) }
+    }
+
     /// out[i] = f(a[i], b[i]); with `a` nil, out[i] = f(out[i], b[i]).
     static func map(_ a: [Float]?, _ b: [Float], into out: inout [Float], _ f: @escaping @Sendable (Float, Float) -> Float) {
         run(a, b, nil, &out) { inputs, out, range in
