@@ -80,7 +80,6 @@ public enum Activation: Sendable, Equatable {
         return x > 0 ? scale * x : scale * alpha * expm1f(x)
     }
 
-    /// 0.5·x·(1 + erf(x/√2)).
     /// Keras' exact GELU, 0.5·x·(1 + erf(x/√2)), with TensorFlow's float erf (`laq_geluf`: the
     /// bits of the array kernel ``apply(_:width:)`` runs, on every instruction set).
     static func gelu(_ x: Float) -> Float { laq_geluf(x) }
