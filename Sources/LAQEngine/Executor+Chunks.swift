@@ -43,9 +43,12 @@ extension Executor {
     func batchPlan(_ inputs: [Tensor], threads: Int, chunkBytes: Int = Executor.chunkBytes) -> BatchPlan {
         let batch = inputs.first?.shape.first ?? 0
         let whole = BatchPlan(batch: batch, chunks: 1, sideBySide: false)
-        guard batch >= 2, inputs.allSatisfy({ $0.shape.first == batch }), model.layers.allSatisfy(\.kind.keepsSamplesApart),
-              let sizes = sampleSizes(inputs), sizes.largest > 0
+        guard batch >= 2, inputs.allSatisfy({ $0.shape.first == batch }), chunkFacts.samplesApart else { return whole }
+        let shapes = Self.sampleShapes(inputs)
+        guard let sizes = chunkFacts.declared?.shapes == shapes ? chunkFacts.declared?.sizes : Self.sampleSizes(model, calls, shapes),
+              sizes.largest > 0
         else { return whole }
+        let weightBytes = chunkFacts.weightBytes
         let samples = max(1, chunkBytes / (4 * sizes.largest))
         let (product, overflow) = samples.multipliedReportingOverflow(by: 4 * sizes.moved)
         let moved = overflow ? Int.max : product
@@ -63,13 +66,45 @@ extension Executor {
         return BatchPlan(batch: batch, chunks: chunks, sideBySide: sideBySide)
     }
 
+    /// What batch plans read of the model, found once when the executor is built.
+    struct ChunkFacts: Sendable {
+        /// Every layer keeps samples apart (``LayerKind/keepsSamplesApart``).
+        let samplesApart: Bool
+        /// The weights' bytes as the ops read them (packed codes as stored, others float32).
+        let weightBytes: Int
+        /// ``sampleSizes(_:_:_:)`` for the input shapes the model declares, where it declares
+        /// every dimension but the batch's.
+        let declared: (shapes: [Shape], sizes: (largest: Int, moved: Int))?
+
+        init(model: Model, calls: [LayerCall]) {
+            samplesApart = model.layers.allSatisfy(\.kind.keepsSamplesApart)
+            weightBytes = model.weights.reduce(0) { $0 + ($1.packed.map { $0.packed.count } ?? 4 * $1.elementCount) }
+            var shapes: [Shape] = []
+            for ref in model.inputs {
+                guard let layer = model.layers.first(where: { $0.name == ref.layer }),
+                      let shape = try? layer.kind.outputShape([], layer: layer.name), shape.dropFirst().allSatisfy({ $0 != nil })
+                else { break }
+                shapes.append([nil] + shape.dropFirst())
+            }
+            declared = samplesApart && shapes.count == model.inputs.count
+                ? Executor.sampleSizes(model, calls, shapes).map { (shapes, $0) } : nil
+        }
+    }
+
+    /// The samples' shapes of `inputs`: each one's shape with the batch dimension unknown.
+    static func sampleShapes(_ inputs: [Tensor]) -> [Shape] { inputs.map { [nil] + $0.shape.dropFirst().map { $0 } } }
+
+    /// ``sampleSizes(_:_:_:)`` for `inputs`' shapes.
+    func sampleSizes(_ inputs: [Tensor]) -> (largest: Int, moved: Int)? { Self.sampleSizes(model, calls, Self.sampleShapes(inputs)) }
+
     /// Per sample, in floats: the largest call's inputs and output together, and the sum of
-    /// that over every call, for inputs of these shapes; nil where a shape is unknown or a size
-    /// passes 2⁶⁰ (a model that declares impossible shapes: the prediction then fails on its own).
-    func sampleSizes(_ inputs: [Tensor]) -> (largest: Int, moved: Int)? {
+    /// that over every call, for model inputs of these shapes (batch first); nil where a shape
+    /// is unknown or a size passes 2⁶⁰ (a model that declares impossible shapes: the prediction
+    /// then fails on its own).
+    static func sampleSizes(_ model: Model, _ calls: [LayerCall], _ samples: [Shape]) -> (largest: Int, moved: Int)? {
         let limit = 1 << 60
         var shapes: [TensorRef: Shape] = [:]
-        for (ref, tensor) in zip(model.inputs, inputs) { shapes[TensorRef(layer: ref.layer)] = [nil] + tensor.shape.dropFirst().map { $0 } }
+        for (ref, shape) in zip(model.inputs, samples) { shapes[TensorRef(layer: ref.layer)] = shape }
         func perSample(_ shape: Shape) -> Int? {
             var count = 1
             for dimension in shape.dropFirst() {
@@ -101,11 +136,6 @@ extension Executor {
             largest = max(largest, floats)
         }
         return (largest, moved)
-    }
-
-    /// The weights' bytes as the ops read them (packed codes as stored, others float32).
-    var weightBytes: Int {
-        model.weights.reduce(0) { $0 + ($1.packed.map { $0.packed.count } ?? 4 * $1.elementCount) }
     }
 
     /// The model's outputs for `inputs`, the batch run as ``batchPlan(_:threads:)`` says.

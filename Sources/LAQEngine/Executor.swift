@@ -21,6 +21,8 @@ public struct Executor: Sendable {
     /// `calls` resolved once for ``callOutputs(_:fused:keepAll:observe:)``: each tensor a
     /// numbered slot, each call its ops, slots and mask bookkeeping.
     let plan: ExecutionPlan
+    /// What batch plans read of the model (``batchPlan(_:threads:chunkBytes:)``).
+    let chunkFacts: ChunkFacts
 
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary, ternary and linear
@@ -46,6 +48,7 @@ public struct Executor: Sendable {
         (fused, fusedInto) = (fusion.ops, fusion.into)
         outputRefs = Set(model.outputs.map { TensorRef(layer: $0.layer, node: $0.node) })
         plan = ExecutionPlan(model: model, calls: fusion.order, ops: ops, fused: fused, fusedInputs: fusion.inputs, masks: masks, outputs: outputRefs)
+        chunkFacts = ChunkFacts(model: model, calls: calls)
     }
 
     /// The masks of a step's inputs (nil: none; nil for every input when none has one): the

@@ -252,6 +252,8 @@ import Testing
         let x = Tensor(shape: [9, 12, 12, 8], data: Self.random(9 * 12 * 12 * 8, seed: 5))
         // The largest call a sample: the Add's two inputs and output, 3 · 12·12·16 floats.
         #expect(executor.sampleSizes([x])?.largest == 3 * 12 * 12 * 16)
+        // Found once for the shapes the model declares, used when the inputs have them.
+        #expect(executor.chunkFacts.declared?.sizes.largest == 3 * 12 * 12 * 16 && executor.chunkFacts.samplesApart)
         let chunkBytes = 2 * 4 * 3 * 12 * 12 * 16
         // Chunks of 2 samples: [0, 1), [1, 3), [3, 5), [5, 7), [7, 9).
         let plans = [1, 2, 3, 8].map { executor.batchPlan([x], threads: $0, chunkBytes: chunkBytes) }
@@ -288,7 +290,7 @@ import Testing
         // through a 3×3 convolution of 18,688 weights; 2 samples a chunk).
         let heavy = try Executor(model: GradientTests.functional(input: [nil, 6, 6, 8], [("Conv2D", conv(256, 3), ["in"])]))
         let small = Tensor(shape: [9, 6, 6, 8], data: Self.random(9 * 6 * 6 * 8, seed: 8))
-        #expect(heavy.sampleSizes([small])?.moved == 6 * 6 * (8 + 256) && heavy.weightBytes == 4 * (9 * 8 * 256 + 256))
+        #expect(heavy.sampleSizes([small])?.moved == 6 * 6 * (8 + 256) && heavy.chunkFacts.weightBytes == 4 * (9 * 8 * 256 + 256))
         #expect([1, 2, 3, 8].map { heavy.batchPlan([small], threads: $0, chunkBytes: 2 * 4 * 6 * 6 * (8 + 256)).chunks } == [1, 5, 5, 1])
         // Keras 3's operators keep samples apart on tensors and scalar constants (MobileNetV3's
         // x + 3.0), not with a constant that may broadcast along the batch axis.
