@@ -330,6 +330,34 @@ void laq_panels_convolve(const float *x, const laq_conv_shape *shape, const floa
                          const laq_epilogue *epilogue, float *c, long row_begin, long row_end, long panel_begin, long panel_end,
                          const float **sources, long *steps, float *rows_copy, int skips, int isa);
 
+/// Winograd's F(2×2, 3×3) for 3×3 convolutions with unit strides and dilation (winograd.c): 1
+/// when it applies to `shape` (any padding).
+int laq_winograd_applies(const laq_conv_shape *shape);
+
+/// The floats of a transformed kernel in panels: 16 × laq_panels_length(channels, filters).
+long laq_winograd_length(long channels, long filters);
+
+/// u[ξ][c][f] = (G·g·Gᵀ)[ξ] (ξ = 4·row + column of the 4×4 transform) for the 3×3 kernel g of
+/// input channel c and filter f, `kernel` being Keras' (3, 3, channels, filters) array: computed
+/// in double, rounded once. 16·channels·filters floats; each u[ξ] packed with laq_panels_pack
+/// at ξ·laq_panels_length(channels, filters) is what laq_winograd_convolve reads.
+void laq_winograd_transform_kernel(const float *kernel, long channels, long filters, float *u);
+
+/// Tiles of 2×2 outputs of `images` images of `shape`: ⌈OH/2⌉·⌈OW/2⌉ each.
+long laq_winograd_tile_count(const laq_conv_shape *shape, long images);
+
+/// Tiles laq_winograd_convolve transforms at a time, and the floats of its workspace.
+long laq_winograd_block_tiles(long channels);
+long laq_winograd_workspace_length(long channels);
+
+/// The outputs of tiles [tile_begin, tile_end) in the columns of panels [panel_begin,
+/// panel_end) of the 3×3 convolution of `x` (NHWC, `shape`, where laq_winograd_applies) with the
+/// transformed kernel `u` of n filters, through `epilogue` (as laq_panels_convolve), to C (row
+/// stride n). Every output is the same function of the input for any split of tiles and panels
+/// and on every `isa`. `workspace`: laq_winograd_workspace_length floats.
+void laq_winograd_convolve(const float *x, const laq_conv_shape *shape, const float *u, long n, const laq_epilogue *epilogue, float *c,
+                           long tile_begin, long tile_end, long panel_begin, long panel_end, float *workspace, int isa);
+
 /// A loop body over [begin, end).
 typedef void (*laq_range_fn)(void *context, long begin, long end);
 

@@ -63,6 +63,9 @@ struct ConvolutionOp: Op {
     /// kernel runs packed codes.
     let kernel: [Float]
     let kernelMatrix: KernelMatrix
+    /// The kernel for Winograd's F(2×2, 3×3), which computes a 3×3 float32 kernel with unit
+    /// strides and dilation on panels (nil for any other).
+    let winograd: WinogradPanels?
     let bias: [Float]?
     let kernelSize: [Int]
     let strides: [Int]
@@ -93,6 +96,11 @@ struct ConvolutionOp: Op {
         dilation = window.dilation2
         same = window.same
         self.activation = activation
+        if case .panels = matrix, spatial == 2, kernelSize == [3, 3], strides == [1, 1], dilation == [1, 1], kernel.shape.count == 4 {
+            winograd = WinogradPanels(kernel: kernel.values, channels: kernel.shape[2], filters: filters)
+        } else {
+            winograd = nil
+        }
     }
 
     /// Inference only (training keeps the im2col matrix: ``forwardTraining``), so its buffers
@@ -163,7 +171,7 @@ struct ConvolutionOp: Op {
     }
 
     /// The convolution before the activation (then the fused normalization, when there is one):
-    /// read in place on panels (a float32 kernel's, or decoded from a packed kernel's planes
+    /// read in place on panels (a float32 kernel's, by Winograd's transforms where they apply, or decoded from a packed kernel's planes
     /// where that is how its product runs), else through im2col (with int8 activations, the
     /// epilogue applied as the dot-plane kernels store each output).
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
@@ -184,7 +192,11 @@ struct ConvolutionOp: Op {
         switch kernelMatrix {
         case let .panels(panels):
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
-                panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+                if let winograd, winograd.applies(shape) {
+                    winograd.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+                } else {
+                    panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+                }
             }
         case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
             let planes = matrix.planes!
