@@ -1,7 +1,7 @@
 // `laq-bench --convolutions`: laq's float32 convolutions on panels (``MatrixKernel/convolve``,
 // the kernel a Conv2D layer runs with, + bias and ReLU6 as it stores) on one thread, on the
-// shapes of ResNet50's and MobileNetV2's layers at batch 1 (stride 1, "same" padding). Medians
-// of the repeats, multiply-adds per second.
+// shapes of ResNet50's and MobileNetV2's layers at batch 1 (stride 1, "same" padding), 3×3
+// kernels directly and by Winograd's transforms. Medians of the repeats, multiply-adds per second.
 import Foundation
 import LAQEngine
 
@@ -18,6 +18,9 @@ func convolutionBenchmark(repeats: Int, json: Bool) {
         ("MobileNetV2", 14, 1, 384, 64), ("MobileNetV2", 14, 1, 96, 576), ("MobileNetV2", 14, 1, 576, 96),
         ("MobileNetV2", 7, 1, 160, 960), ("MobileNetV2", 7, 1, 960, 160), ("MobileNetV2", 7, 1, 960, 320),
         ("MobileNetV2", 7, 1, 320, 1280),
+        // 3×3 layers of other families, and few channels (where the transforms start to pay).
+        ("DenseNet121", 56, 3, 128, 32), ("DenseNet121", 7, 3, 128, 32), ("VGG16", 224, 3, 64, 64), ("small", 56, 3, 16, 16),
+        ("small", 56, 3, 32, 32), ("small", 28, 3, 16, 64),
     ]
     var state: UInt64 = 0x9E37_79B9_7F4A_7C15
     func random() -> Float {
@@ -40,11 +43,23 @@ func convolutionBenchmark(repeats: Int, json: Bool) {
         _ = panels.convolve(x, images: 1, size: (size, size), kernel: (kernel, kernel), bias: bias, into: &c)
         let time = median(repeats) { _ = panels.convolve(x, images: 1, size: (size, size), kernel: (kernel, kernel), bias: bias, into: &c) }
         let rate = Double(size * size * k * filters) / time
-        rows.append(["model": model, "size": size, "kernel": kernel, "channels": channels, "filters": filters, "ms": time * 1000,
-                     "multiply_adds_per_second": rate])
+        var row: [String: Any] = ["model": model, "size": size, "kernel": kernel, "channels": channels, "filters": filters, "ms": time * 1000,
+                                  "multiply_adds_per_second": rate]
+        // A 3×3 kernel by Winograd's transforms too, as a layer runs it: the direct convolution's
+        // multiply-adds per second of time (the speed-up is the ratio of the times).
+        var winogradText = ""
+        if kernel == 3, let transformed = MatrixKernel(winograd: w, channels: channels, filters: filters) {
+            var d = [Float](repeating: 0, count: size * size * filters)
+            _ = transformed.convolve(x, images: 1, size: (size, size), kernel: (3, 3), bias: bias, into: &d)
+            let fast = median(repeats) { _ = transformed.convolve(x, images: 1, size: (size, size), kernel: (3, 3), bias: bias, into: &d) }
+            row["winograd_ms"] = fast * 1000
+            row["winograd_speedup"] = time / fast
+            winogradText = String(format: "   Winograd %8.3f ms (%.2f×)", fast * 1000, time / fast)
+        }
+        rows.append(row)
         if !json {
             print(String(format: "%-12@ %3d² %d×%d %4d → %4d   %8.3f ms   %5.1f G multiply-adds/s", model, size, kernel, kernel, channels,
-                         filters, time * 1000, rate / 1e9))
+                         filters, time * 1000, rate / 1e9) + winogradText)
         }
     }
     if json, let data = try? JSONSerialization.data(withJSONObject: ["threads": 1, "shapes": rows],

@@ -416,6 +416,9 @@ public struct MatrixKernel: Sendable {
     let matrix: KernelMatrix
     public let rows: Int
     public let columns: Int
+    /// The kernel for Winograd's F(2×2, 3×3), which ``convolve(_:images:size:kernel:bias:into:)``
+    /// runs where it applies (``init(winograd:channels:filters:)``).
+    let winograd: WinogradPanels?
 
     /// W from its packed codes; nil when its level tables are not per tensor or per last axis.
     /// `activations`: see ``ActivationPrecision`` (W on planes only).
@@ -424,6 +427,7 @@ public struct MatrixKernel: Sendable {
         self.matrix = .packed(matrix)
         rows = matrix.rows
         columns = matrix.columns
+        winograd = nil
     }
 
     /// W as float32 values packed into panels for laq's product kernel (``FloatPanels``, as a
@@ -435,6 +439,19 @@ public struct MatrixKernel: Sendable {
         matrix = .panels(panels)
         self.rows = rows
         self.columns = columns
+        winograd = nil
+    }
+
+    /// A 3×3 kernel (Keras' (3, 3, channels, filters) array) in panels and transformed for
+    /// Winograd's F(2×2, 3×3), as a Conv2D layer holds it; nil where a layer would not transform it
+    /// (``WinogradPanels``).
+    public init?(winograd values: [Float], channels: Int, filters: Int) {
+        guard let panels = FloatPanels(values, rows: 9 * channels, columns: filters),
+              let winograd = WinogradPanels(kernel: values, channels: channels, filters: filters) else { return nil }
+        matrix = .panels(panels)
+        rows = 9 * channels
+        columns = filters
+        self.winograd = winograd
     }
 
     /// W as float32 values, row-major `rows`×`columns`.
@@ -443,6 +460,7 @@ public struct MatrixKernel: Sendable {
         matrix = .dense(values)
         self.rows = rows
         self.columns = columns
+        winograd = nil
     }
 
     /// The bytes the matrix holds while it runs: float32 values, packed codes with their tables,
@@ -478,7 +496,8 @@ public struct MatrixKernel: Sendable {
     /// The convolution a layer runs with W in panels as its kernel of `kernel` taps (rows of W:
     /// taps × channels): `x` NHWC, `images` × `size` × channels, "same" padding, unit strides,
     /// then + `bias` and ReLU6 as it stores (MobileNetV2's blocks), into `c` (images × size ×
-    /// columns). False, computing nothing, where W is not in panels.
+    /// columns): by Winograd's transforms where the kernel has them. False, computing nothing,
+    /// where W is not in panels.
     public func convolve(_ x: [Float], images: Int, size: (height: Int, width: Int), kernel: (height: Int, width: Int), bias: [Float],
                          into c: inout [Float]) -> Bool {
         guard case let .panels(panels) = matrix else { return false }
@@ -494,7 +513,13 @@ public struct MatrixKernel: Sendable {
             let epilogue = laq_epilogue(bias: bias.baseAddress, scale: none, shift: none, relu: Int32(LAQ_RELU_KERAS), threshold: 0, slope: 0,
                                         ceiling: 6)
             x.withUnsafeBufferPointer { x in
-                c.withUnsafeMutableBufferPointer { c in panels.convolve(x.baseAddress!, shape: shape, m: m, epilogue: epilogue, into: c.baseAddress!) }
+                c.withUnsafeMutableBufferPointer { c in
+                    if let winograd, winograd.applies(shape) {
+                        winograd.convolve(x.baseAddress!, shape: shape, m: m, epilogue: epilogue, into: c.baseAddress!)
+                    } else {
+                        panels.convolve(x.baseAddress!, shape: shape, m: m, epilogue: epilogue, into: c.baseAddress!)
+                    }
+                }
             }
         }
         return true

@@ -47,7 +47,8 @@ struct WinogradPanels: Sendable {
     }
 
     /// C (m×filters, m output positions) = epilogue(convolution of `x`), as
-    /// ``FloatPanels/convolve(_:shape:m:epilogue:into:)``. Tasks are a block of tiles through a
+    /// ``FloatPanels/convolve(_:shape:m:epilogue:into:)``. Tasks are a block of tiles (blocks
+    /// of near-equal length, at most `laq_winograd_block_tiles`) through a
     /// group of panels: every panel where there are blocks for every thread four times over, else
     /// the panels in groups enough for that (each group transforms its block's inputs again: a
     /// 32nd of its multiply-adds).
@@ -78,7 +79,7 @@ struct WinogradPanels: Sendable {
                         workspace.withUnsafeMutableBufferPointer { workspace in
                             for task in range {
                                 let (block, group) = (task / groups, task % groups)
-                                let first = block * blockTiles, end = min(first + blockTiles, tiles)
+                                let first = block * tiles / blocks, end = (block + 1) * tiles / blocks
                                 laq_winograd_convolve(x.base, shape.base, u.base, n, epilogue.base, c.base, first, end,
                                                       group * panelCount / groups, (group + 1) * panelCount / groups,
                                                       workspace.baseAddress!, CPU.isa)
