@@ -238,7 +238,8 @@ __attribute__((target("avx2,fma"), always_inline)) static inline void output_avx
         }
 }
 
-__attribute__((target("avx2,fma"))) static void output_avx2(const laq_conv_shape *s, const float *m, long first, long count, long j0, long width, long n, const laq_epilogue *e, float *c) {
+__attribute__((target("avx2,fma"))) static void output_avx2(const laq_conv_shape *s, const float *m, long first, long count, long j0,
+                                                           long width, long n, const laq_epilogue *e, float *c) {
     const long stride = count * PANEL;
     for (long b = 0; b < count; b++) {
         const tile_outputs p = outputs_of(s, first + b);

@@ -27,7 +27,9 @@ public struct Executor: Sendable {
     /// Builds one op per layer; throws when a layer, option or weight cannot be executed.
     /// `activations`: the precision of the activations that packed binary, ternary and linear
     /// m-bit kernels multiply (``ActivationPrecision``); everything else runs in float32.
-    public init(model: Model, activations: ActivationPrecision = .float32) throws(EngineError) {
+    /// `training`: the executor runs training steps' forward and backward passes
+    /// (``Backpropagation``), so kernels only predictions use are not built.
+    public init(model: Model, activations: ActivationPrecision = .float32, training: Bool = false) throws(EngineError) {
         do { try model.validate() } catch { throw .invalidModel(error.description) }
         self.model = model
         var weights: [String: Weight] = [:]
@@ -36,7 +38,8 @@ public struct Executor: Sendable {
         keras3 = model.savedByKeras3
         var ops: [String: any Op] = [:]
         for layer in model.layers {
-            let context = OpContext(layer: layer, weights: weights, keras3: keras3, kerasVersion: version, activations: activations)
+            let context = OpContext(layer: layer, weights: weights, keras3: keras3, kerasVersion: version, activations: activations,
+                                    training: training)
             ops[layer.name] = try layer.kind.op(context)
         }
         self.ops = ops

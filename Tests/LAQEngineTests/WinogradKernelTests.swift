@@ -229,7 +229,7 @@ import Testing
         #expect(!kernel.applies(shape))
     }
 
-    @Test("Conv2D takes the transformed kernel where it applies (3×3, unit strides, 16 channels and 16 filters or more) and predicts within 5·10⁻⁷ of Σ|x·w| of the exact convolution")
+    @Test("Conv2D takes the transformed kernel where it applies (3×3, unit strides, 16 channels and 16 filters or more; not in training) and predicts within 5·10⁻⁷ of Σ|x·w| of the exact convolution")
     func layers() throws {
         guard CPU.isa >= Int32(LAQ_ISA_AVX2) else { return }
         func conv(_ filters: Int, strides: Int = 1, padding: String = "same") -> JSONValue {
@@ -244,6 +244,9 @@ import Testing
         let ops = try (0..<5).map { try #require(executor.ops["l\($0)"] as? ConvolutionOp) }
         // Strides of 2; 8 filters; 8 input channels.
         #expect(ops.map { $0.winograd != nil } == [true, true, false, false, false])
+        // Training steps keep their im2col matrices: no transform is built.
+        let training = try Executor(model: model, training: true)
+        #expect((0..<5).allSatisfy { (training.ops["l\($0)"] as? ConvolutionOp)?.winograd == nil })
         var random = SplitMix64(seed: 31)
         let x = Tensor(shape: [2, 9, 10, 16], data: (0..<(2 * 9 * 10 * 16)).map { _ in random.uniform() * 4 - 2 })
         let outputs = try executor.activations([x])

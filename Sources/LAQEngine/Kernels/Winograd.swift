@@ -47,11 +47,11 @@ struct WinogradPanels: Sendable {
     }
 
     /// C (m×filters, m output positions) = epilogue(convolution of `x`), as
-    /// ``FloatPanels/convolve(_:shape:m:epilogue:into:)``. Tasks are a block of tiles (blocks
-    /// of near-equal length, at most `laq_winograd_block_tiles`) through a
-    /// group of panels: every panel where there are blocks for every thread four times over, else
-    /// the panels in groups enough for that (each group transforms its block's inputs again: a
-    /// 32nd of its multiply-adds).
+    /// ``FloatPanels/convolve(_:shape:m:epilogue:into:)``. Tasks are a block of tiles (blocks of
+    /// near-equal length, at most `laq_winograd_block_tiles`) through a group of panels: every
+    /// panel on one thread, or where there are blocks for every thread four times over; else the
+    /// panels in groups enough for that (each group transforms its block's inputs again: a 32nd
+    /// of its multiply-adds).
     func convolve(_ x: UnsafePointer<Float>, shape: laq_conv_shape, m: Int, epilogue: laq_epilogue, into c: UnsafeMutablePointer<Float>) {
         precondition(applies(shape), "a Winograd kernel of \(channels) channels for this convolution")
         let perImage = shape.out_height * shape.out_width
@@ -61,8 +61,9 @@ struct WinogradPanels: Sendable {
         let blockTiles = laq_winograd_block_tiles(channels)
         let blocks = (tiles + blockTiles - 1) / blockTiles
         let panelCount = (filters + 31) / 32
-        let wanted = 4 * Parallel.threadCount
-        let groups = blocks >= wanted ? 1 : min(panelCount, (wanted + blocks - 1) / blocks)
+        // One thread (alone, or a chunk's inside a pool part) takes every panel at once.
+        let threads = Parallel.threadCount, wanted = 4 * threads
+        let groups = threads == 1 || blocks >= wanted ? 1 : min(panelCount, (wanted + blocks - 1) / blocks)
         // The multiply-adds of the convolution it computes (the direct one's count, as every
         // convolution reports: a bench's GFLOP/s are then comparable).
         ProductCount.add(m * 9 * channels * filters)

@@ -64,7 +64,8 @@ struct ConvolutionOp: Op {
     let kernel: [Float]
     let kernelMatrix: KernelMatrix
     /// The kernel for Winograd's F(2×2, 3×3), which computes a 3×3 float32 kernel with unit
-    /// strides and dilation on panels (nil for any other).
+    /// strides and dilation on panels in predictions (nil for any other, and in training, whose
+    /// forward pass keeps its im2col matrix for the backward pass).
     let winograd: WinogradPanels?
     let bias: [Float]?
     let kernelSize: [Int]
@@ -96,7 +97,8 @@ struct ConvolutionOp: Op {
         dilation = window.dilation2
         same = window.same
         self.activation = activation
-        if case .panels = matrix, spatial == 2, kernelSize == [3, 3], strides == [1, 1], dilation == [1, 1], kernel.shape.count == 4 {
+        if !context.training, case .panels = matrix, spatial == 2, kernelSize == [3, 3], strides == [1, 1], dilation == [1, 1],
+           kernel.shape.count == 4 {
             winograd = WinogradPanels(kernel: kernel.values, channels: kernel.shape[2], filters: filters)
         } else {
             winograd = nil
@@ -171,9 +173,10 @@ struct ConvolutionOp: Op {
     }
 
     /// The convolution before the activation (then the fused normalization, when there is one):
-    /// read in place on panels (a float32 kernel's, by Winograd's transforms where they apply, or decoded from a packed kernel's planes
-    /// where that is how its product runs), else through im2col (with int8 activations, the
-    /// epilogue applied as the dot-plane kernels store each output).
+    /// read in place on panels (a float32 kernel's, by Winograd's transforms where they apply, or
+    /// decoded from a packed kernel's planes where that is how its product runs), else through
+    /// im2col (with int8 activations, the epilogue applied as the dot-plane kernels store each
+    /// output).
     func linear(_ x: Tensor) throws(EngineError) -> Tensor {
         var none: ResidualInput?
         return try linear(x, residual: &none)

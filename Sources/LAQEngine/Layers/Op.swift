@@ -45,6 +45,9 @@ public struct OpContext {
     var kerasVersion: (major: Int, minor: Int)? = nil
     /// The precision of the activations packed plane kernels multiply.
     var activations: ActivationPrecision = .float32
+    /// The ops run training steps (``Backpropagation``): no kernel only predictions use is built
+    /// (a convolution's Winograd transform).
+    var training = false
 
     /// A weight as float32 values (a packed weight is dequantized: ops without packed kernels).
     func weight(_ short: String) throws(EngineError) -> Weight {

@@ -128,7 +128,7 @@ public struct Backpropagation {
         if let packed = model.weights.first(where: { $0.packed != nil }) {
             throw .invalidModel("weight '\(packed.name)' is packed: training needs float32 weights (read the file with Model(file:) without packed)")
         }
-        let executor = try Executor(model: model)
+        let executor = try Executor(model: model, training: true)
         guard model.outputs.count == 1 else { throw .unsupported(layer: "(model)", reason: "training supports single-output models") }
         var values: [TensorRef: Tensor] = [:]
         var masks: [TensorRef: Tensor] = [:]
