@@ -244,9 +244,15 @@ import Testing
         let ops = try (0..<5).map { try #require(executor.ops["l\($0)"] as? ConvolutionOp) }
         // Strides of 2; 8 filters; 8 input channels.
         #expect(ops.map { $0.winograd != nil } == [true, true, false, false, false])
-        // Training steps keep their im2col matrices: no transform is built.
+        // The transformed layers hold no direct panels (the model's values alone); training steps
+        // keep their im2col matrices and panels: no transform is built.
+        func onPanels(_ op: ConvolutionOp?) -> Bool {
+            if case .panels = op?.kernelMatrix { return true }
+            return false
+        }
+        #expect(ops.map(onPanels) == [false, false, true, true, true])
         let training = try Executor(model: model, training: true)
-        #expect((0..<5).allSatisfy { (training.ops["l\($0)"] as? ConvolutionOp)?.winograd == nil })
+        #expect((0..<5).allSatisfy { (training.ops["l\($0)"] as? ConvolutionOp)?.winograd == nil && onPanels(training.ops["l\($0)"] as? ConvolutionOp) })
         var random = SplitMix64(seed: 31)
         let x = Tensor(shape: [2, 9, 10, 16], data: (0..<(2 * 9 * 10 * 16)).map { _ in random.uniform() * 4 - 2 })
         let outputs = try executor.activations([x])

@@ -64,8 +64,9 @@ struct ConvolutionOp: Op {
     let kernel: [Float]
     let kernelMatrix: KernelMatrix
     /// The kernel for Winograd's F(2×2, 3×3), which computes a 3×3 float32 kernel with unit
-    /// strides and dilation on panels in predictions (nil for any other, and in training, whose
-    /// forward pass keeps its im2col matrix for the backward pass).
+    /// strides and dilation in predictions where the CPU has panels (nil for any other, and in
+    /// training, whose forward pass keeps its im2col matrix for the backward pass); then
+    /// `kernelMatrix` holds the model's values alone.
     let winograd: WinogradPanels?
     let bias: [Float]?
     let kernelSize: [Int]
@@ -88,7 +89,6 @@ struct ConvolutionOp: Op {
         spatial = window.spatial
         let (kernel, matrix) = try context.matrix("kernel", panels: true)
         self.kernel = kernel.values
-        kernelMatrix = matrix
         filters = kernel.shape.last ?? 0
         bias = context.optionalWeight("bias")?.values
         if let bias, bias.count != filters { throw .shape(layer: name, reason: "bias has \(bias.count) values for \(filters) filters") }
@@ -98,10 +98,15 @@ struct ConvolutionOp: Op {
         same = window.same
         self.activation = activation
         if !context.training, case .panels = matrix, spatial == 2, kernelSize == [3, 3], strides == [1, 1], dilation == [1, 1],
-           kernel.shape.count == 4 {
-            winograd = WinogradPanels(kernel: kernel.values, channels: kernel.shape[2], filters: filters)
+           kernel.shape.count == 4, let transformed = WinogradPanels(kernel: kernel.values, channels: kernel.shape[2], filters: filters) {
+            // Predictions of every input this layer takes (its channels) run the transformed
+            // kernel, so the direct panels would only hold memory (ResNet50's 45 MB): the kernel
+            // stays the model's array.
+            winograd = transformed
+            kernelMatrix = .dense(kernel.values)
         } else {
             winograd = nil
+            kernelMatrix = matrix
         }
     }
 
@@ -193,13 +198,15 @@ struct ConvolutionOp: Op {
         let inEpilogue = residual.map { $0.other.shape == outputShape(g) } ?? false
         let z: Tensor
         switch kernelMatrix {
+        case _ where winograd != nil:
+            // (`convolved` checks the input's channels against the kernel's, and computes no
+            // output position itself: the transform applies to every shape it passes on.)
+            z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
+                winograd!.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+            }
         case let .panels(panels):
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
-                if let winograd, winograd.applies(shape) {
-                    winograd.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
-                } else {
-                    panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
-                }
+                panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
         case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
             let planes = matrix.planes!
