@@ -1,7 +1,8 @@
 // `laq-bench --convolutions`: laq's float32 convolutions on panels (``MatrixKernel/convolve``,
 // the kernel a Conv2D layer runs with, + bias and ReLU6 as it stores) on one thread, on the
-// shapes of ResNet50's and MobileNetV2's layers at batch 1 (stride 1, "same" padding), 3×3
-// kernels directly and by Winograd's transforms. Medians of the repeats, multiply-adds per second.
+// shapes of ResNet50's and MobileNetV2's layers (and a few 3×3 layers of DenseNet121, VGG16 and
+// fewer channels) at batch 1 (stride 1, "same" padding), 3×3 kernels directly and by Winograd's
+// transforms. Medians of the repeats, multiply-adds per second of the direct kernel.
 import Foundation
 import LAQEngine
 
@@ -45,8 +46,8 @@ func convolutionBenchmark(repeats: Int, json: Bool) {
         let rate = Double(size * size * k * filters) / time
         var row: [String: Any] = ["model": model, "size": size, "kernel": kernel, "channels": channels, "filters": filters, "ms": time * 1000,
                                   "multiply_adds_per_second": rate]
-        // A 3×3 kernel by Winograd's transforms too, as a layer runs it: the direct convolution's
-        // multiply-adds per second of time (the speed-up is the ratio of the times).
+        // A 3×3 kernel by Winograd's transforms too, as a layer runs it: its time, and the
+        // direct kernel's time over it.
         var winogradText = ""
         if kernel == 3, let transformed = MatrixKernel(winograd: w, channels: channels, filters: filters) {
             var d = [Float](repeating: 0, count: size * size * filters)
