@@ -442,9 +442,10 @@ public struct MatrixKernel: Sendable {
         winograd = nil
     }
 
-    /// A 3×3 kernel (Keras' (3, 3, channels, filters) array) in panels and transformed for
-    /// Winograd's F(2×2, 3×3), as a Conv2D layer holds it; nil where a layer would not transform it
-    /// (``WinogradPanels``).
+    /// A 3×3 kernel (Keras' (3, 3, channels, filters) array) transformed for Winograd's
+    /// F(2×2, 3×3), as a Conv2D layer runs it in predictions (and in panels, which a layer then
+    /// no longer holds, for ``convolve(_:images:size:kernel:bias:into:)``'s other shapes); nil
+    /// where a layer would not transform it (``WinogradPanels``).
     public init?(winograd values: [Float], channels: Int, filters: Int) {
         guard let panels = FloatPanels(values, rows: 9 * channels, columns: filters),
               let winograd = WinogradPanels(kernel: values, channels: channels, filters: filters) else { return nil }

@@ -2,10 +2,11 @@ import CLAQKernels
 
 /// A 3×3 float32 kernel transformed for Winograd's F(2×2, 3×3) (`winograd.c`): 16 matrix
 /// products of transformed inputs and kernel, with 2.25 times fewer multiply-adds than the
-/// direct convolution, for convolutions with unit strides and dilation. Built at load where the
-/// kernel has panels (AVX2) and at least ``leastChannels`` input channels and ``leastFilters``
-/// filters (docs/PERFORMANCE.md, "Winograd's 3×3 convolutions"); the outputs differ from the
-/// direct convolution's in their last bits, and are the same for any thread count.
+/// direct convolution, for convolutions with unit strides and dilation. Built at load, for
+/// predictions (not training steps), where the kernel has panels (AVX2) and at least
+/// ``leastChannels`` input channels and ``leastFilters`` filters (docs/PERFORMANCE.md,
+/// "Winograd's 3×3 convolutions"); the outputs differ from the direct convolution's in their
+/// last bits, and are the same for any thread count.
 struct WinogradPanels: Sendable {
     let channels: Int
     let filters: Int

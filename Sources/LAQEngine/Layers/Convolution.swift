@@ -197,23 +197,23 @@ struct ConvolutionOp: Op {
         // A residual of another shape (which the Add broadcasts) is added after the product, by `connect`.
         let inEpilogue = residual.map { $0.other.shape == outputShape(g) } ?? false
         let z: Tensor
-        switch kernelMatrix {
-        case _ where winograd != nil:
+        switch (kernelMatrix, winograd) {
+        case let (_, winograd?):
             // (`convolved` checks the input's channels against the kernel's, and computes no
             // output position itself: the transform applies to every shape it passes on.)
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
-                winograd!.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
+                winograd.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
-        case let .panels(panels):
+        case let (.panels(panels), _):
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 panels.convolve(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
-        case let .packed(matrix) where matrix.planes?.prefersPanels(rows: positions) == true:
+        case let (.packed(matrix), _) where matrix.planes?.prefersPanels(rows: positions) == true:
             let planes = matrix.planes!
             z = try convolved(x, g, residual: &residual, inEpilogue: inEpilogue) { x, shape, m, epilogue, c in
                 planes.convolveDecodingPanels(x, shape: shape, m: m, epilogue: epilogue, into: c)
             }
-        case let .packed(matrix) where matrix.planes?.int8Activations == true && kernelMatrix.count > 0:
+        case let (.packed(matrix), _) where matrix.planes?.int8Activations == true && kernelMatrix.count > 0:
             // Int8 activations: the im2col rows quantized and multiplied on the dot planes, each
             // output through the epilogue as it is stored. (An empty kernel takes the general path.)
             let planes = matrix.planes!, filters = filters, patch = kernelSize[0] * kernelSize[1] * g.channels
